@@ -1,0 +1,22 @@
+/* backend/backend.c: helpers shared by all backends (dtype names and sizes). */
+#include "backend/backend.h"
+
+size_t ig_dtype_size(ig_dtype t) {
+  switch (t) {
+  case IG_DT_F32: return 4;
+  case IG_DT_F16: return 2;
+  case IG_DT_BF16: return 2;
+  case IG_DT_I32: return 4;
+  }
+  return 0;
+}
+
+const char *ig_dtype_name(ig_dtype t) {
+  switch (t) {
+  case IG_DT_F32: return "F32";
+  case IG_DT_F16: return "F16";
+  case IG_DT_BF16: return "BF16";
+  case IG_DT_I32: return "I32";
+  }
+  return "?";
+}

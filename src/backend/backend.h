@@ -1,0 +1,139 @@
+/* backend/backend.h: the op interface between the model (src/model) and a compute backend (cpu/, cuda/).
+ * A backend is a table of functions over tensors that live in its own memory (host memory for the CPU,
+ * device memory for CUDA). The model's forward pass is written once as a sequence of these ops; a backend
+ * knows nothing of models, and the engine knows nothing of how a backend computes.
+ *
+ * Conventions
+ *  - Tensors are 2-D, row-major, contiguous: [rows, cols]. A vector is [1, n]. Activations are
+ *    [n_tokens, width]; a [n, heads*head_dim] tensor is viewed as heads by the ops that need it.
+ *  - Activation dtype is the backend's choice (`act_dtype`: F32 on the CPU, BF16 on CUDA); weights keep their
+ *    checkpoint dtype on the CPU (read straight from the mmap) and are converted to bf16 on CUDA (f16 kept).
+ *  - Every per-step piece of batch metadata (token ids, positions, sequence boundaries, KV slots, block
+ *    tables, which rows need logits) is handed over once per step with set_batch(); later ops read it from
+ *    there. This keeps op signatures small and lets the CUDA backend keep metadata in fixed device buffers
+ *    (needed for CUDA graphs).
+ *  - Ops are asynchronous on CUDA (one stream, in order); download() and sync() wait.
+ *  - Batch invariance: an op's result for one row (token) must not depend on which other rows are in the
+ *    batch, so that a request's output is the same whatever else runs beside it.
+ * Return values: 0 ok, negative on error with a message in the backend's errbuf (ig_backend_error()). */
+#ifndef IG_BACKEND_H
+#define IG_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { IG_DT_F32 = 0, IG_DT_F16 = 1, IG_DT_BF16 = 2, IG_DT_I32 = 3 } ig_dtype;
+size_t ig_dtype_size(ig_dtype t);
+const char *ig_dtype_name(ig_dtype t);
+
+typedef struct ig_tensor {
+  void *data;     /* backend memory (host pointer on the CPU, device pointer on CUDA) */
+  ig_dtype dtype;
+  int64_t rows, cols;
+  int owned;      /* 1 when the backend allocated it (free() releases it); 0 for a view (e.g. mmap'd weight) */
+} ig_tensor;
+
+static inline int64_t ig_tensor_numel(const ig_tensor *t) { return t->rows * t->cols; }
+
+/* One step's batch, as the engine builds it. All arrays are host memory, valid until forward returns.
+ * Tokens of one sequence are contiguous: sequence s owns rows [seq_start[s], seq_start[s+1]). Its rows are
+ * the next q_len = seq_start[s+1]-seq_start[s] tokens of the sequence, at positions
+ * ctx_len[s]-q_len .. ctx_len[s]-1 (so earlier positions are already in the KV cache). */
+typedef struct ig_batch {
+  int n_tokens;
+  const int32_t *tokens;      /* [n_tokens] token ids */
+  const int32_t *pos;         /* [n_tokens] absolute positions */
+  const int32_t *slot;        /* [n_tokens] KV slot of each token: block_id * block_size + offset */
+  int n_seqs;
+  const int32_t *seq_start;   /* [n_seqs + 1] */
+  const int32_t *ctx_len;     /* [n_seqs] context length after this step (cached + new) */
+  int max_blocks;             /* row length of block_table */
+  const int32_t *block_table; /* [n_seqs * max_blocks] physical block ids of each sequence, in order */
+  int n_out;
+  const int32_t *out_rows;    /* [n_out] rows (indices into tokens) whose logits are wanted, ascending */
+} ig_batch;
+
+/* Rotary embedding parameters, computed on the host by the model from config.json (all rope_scaling kinds
+ * reduce to per-frequency inverse frequencies and one attention factor). NeoX/HF layout: the pairs rotated
+ * together are (i, i + rot_dim/2) within each head. */
+typedef struct ig_rope {
+  int head_dim;
+  int rot_dim;              /* == head_dim for the supported models */
+  const float *inv_freq;    /* [rot_dim / 2], host memory */
+  float attn_factor;        /* cos and sin are multiplied by this (yarn's mscale; 1 otherwise) */
+} ig_rope;
+
+typedef struct ig_kv_config {
+  int n_layers;
+  int n_blocks;
+  int block_size;           /* tokens per block */
+  int n_kv_heads;
+  int head_dim;
+} ig_kv_config;
+
+typedef struct ig_attn_params {
+  int n_heads, n_kv_heads, head_dim;
+  float scale;              /* usually 1/sqrt(head_dim) */
+  int sliding_window;       /* 0 = none; else a query at position p sees keys at positions > p - window */
+} ig_attn_params;
+
+typedef struct ig_backend ig_backend;
+struct ig_backend {
+  const char *name;         /* "cpu", "cuda" */
+  ig_dtype act_dtype;       /* dtype of activations and of tensors made with alloc() for activations */
+  void *impl;
+  char err[256];
+
+  void (*destroy)(ig_backend *be);
+
+  /* --- memory ------------------------------------------------------------------------------------ */
+  int (*alloc)(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols);
+  void (*free)(ig_backend *be, ig_tensor *t);
+  /* A weight from host memory (the checkpoint's mmap). The CPU may keep a view of `host` (no copy);
+   * CUDA copies it to the device (converted to bf16 unless f16). `host` must stay mapped until free. */
+  int (*weight)(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols);
+  /* Copy `t` to host memory as f32 ([rows*cols] floats). Waits for pending work. */
+  int (*download_f32)(ig_backend *be, const ig_tensor *t, float *host);
+  /* Copy host data of dtype `dt` into an allocated tensor (converting to t->dtype). */
+  int (*upload)(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt);
+  int (*sync)(ig_backend *be);
+
+  /* --- per-step state ------------------------------------------------------------------------------ */
+  int (*kv_init)(ig_backend *be, const ig_kv_config *cfg);   /* allocate the paged KV cache (once) */
+  size_t (*kv_bytes_per_block)(ig_backend *be, const ig_kv_config *cfg); /* all layers, K and V */
+  int (*set_batch)(ig_backend *be, const ig_batch *b);
+  int (*set_rope)(ig_backend *be, const ig_rope *r);         /* may be called again (dynamic scaling) */
+
+  /* --- ops (shapes in comments; n = n_tokens of the current batch unless said) --------------------- */
+  /* out[n, H] = table[tokens[i], :] */
+  int (*embed)(ig_backend *be, ig_tensor *out, const ig_tensor *table);
+  /* If residual != NULL: x += residual (in place). Then out = x / rms(x) * w, per row of width w->cols.
+   * x may be viewed with more rows than n (q/k norm: rows = n*heads, cols = head_dim). */
+  int (*rmsnorm)(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *residual, const ig_tensor *w,
+                 float eps);
+  /* out[m, O] = x[m, I] @ W[O, I]^T (+ bias[1, O]); m = x->rows. */
+  int (*matmul)(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias);
+  /* In place rotary embedding of q[n, n_heads*head_dim] and k[n, n_kv_heads*head_dim] at the batch's positions. */
+  int (*rope)(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads);
+  /* out[n, I] = silu(gate) * up */
+  int (*swiglu)(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
+  /* Write k, v [n, n_kv_heads*head_dim] into layer `layer` of the KV cache at the batch's slots. */
+  int (*kv_write)(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v);
+  /* Causal attention of q [n, n_heads*head_dim] over each sequence's cached keys/values of `layer`
+   * (positions 0 .. pos[row], windowed if set; GQA: query head h uses kv head h / (n_heads/n_kv_heads)).
+   * out [n, n_heads*head_dim]. Call after kv_write for the same layer. */
+  int (*attention)(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p);
+  /* out[n_out, H] = x[out_rows[j], :] (rows whose logits are wanted). */
+  int (*gather_rows)(ig_backend *be, ig_tensor *out, const ig_tensor *x);
+  /* x += y (same shape). */
+  int (*add)(ig_backend *be, ig_tensor *x, const ig_tensor *y);
+};
+
+static inline const char *ig_backend_error(const ig_backend *be) { return be->err; }
+
+/* Constructors. threads <= 0: all cores. */
+ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen);
+#ifdef IG_HAVE_CUDA
+ig_backend *ig_backend_cuda_create(int device, char *err, size_t errlen);
+#endif
+
+#endif

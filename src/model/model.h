@@ -1,0 +1,44 @@
+/* model/model.h: a loaded model (Llama, Mistral, Qwen2, Qwen3 families) and its forward pass over one batch.
+ * The forward is written once (model/llama.c) against backend.h; the engine calls it once per step. */
+#ifndef IG_MODEL_H
+#define IG_MODEL_H
+#include "backend/backend.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#define IG_MAX_EOS 8
+
+typedef struct ig_model_info {
+  char arch[64];            /* e.g. "LlamaForCausalLM" */
+  char model_type[32];      /* e.g. "llama" */
+  char dtype[16];           /* checkpoint dtype: "float32", "bfloat16", "float16" */
+  int vocab_size;
+  int hidden_size, intermediate_size;
+  int n_layers, n_heads, n_kv_heads, head_dim;
+  int max_position_embeddings;
+  int sliding_window;       /* 0 = none */
+  int bos_id;               /* -1 when none */
+  int n_eos;
+  int eos_ids[IG_MAX_EOS];
+  int64_t n_params;
+  size_t weight_bytes;      /* bytes of weights as stored in the checkpoint */
+} ig_model_info;
+
+typedef struct ig_model ig_model;
+
+/* Loads config.json (+ generation_config.json) and the safetensors weights of `dir` onto `be`.
+ * Prints a progress line while loading. On error returns negative with a one-line message in err. */
+int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, size_t errlen);
+void ig_model_free(ig_model *m);
+const ig_model_info *ig_model_get_info(const ig_model *m);
+ig_backend *ig_model_backend(const ig_model *m);
+
+/* KV cache: bytes one block of `block_size` tokens takes (all layers, K and V), and allocation. */
+size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size);
+int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_t errlen);
+
+/* Runs one step: writes the batch's K/V into the cache and returns f32 logits for the batch's out_rows:
+ * logits[j * vocab_size + v] for j < b->n_out. */
+int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen);
+
+#endif
