@@ -1,0 +1,338 @@
+/* io/config: see config.h. Reads the keys transformers' LlamaConfig, MistralConfig, Qwen2Config and
+ * Qwen3Config read, with their defaults, and checks that the shapes they describe are consistent. */
+#include "io/config.h"
+#include "util/file.h"
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+
+const char *ig_config_supported_archs(void) {
+  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+}
+
+void ig_config_free(ig_config *c) {
+  if (!c) return;
+  free(c->layer_sliding);
+  c->layer_sliding = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* typed getters: a missing or null key gives the default; a key of the wrong type is an error */
+
+typedef struct {
+  char *err;
+  size_t errlen;
+  int failed;
+} cfg_ctx;
+
+static void bad(cfg_ctx *x, const char *key, const char *want) {
+  if (!x->failed) snprintf(x->err, x->errlen, "config.json: '%s' must be %s", key, want);
+  x->failed = 1;
+}
+
+static int get_int(cfg_ctx *x, json_t *o, const char *key, int def, int min) {
+  json_t *v = json_object_get(o, key);
+  if (!v || json_is_null(v)) return def;
+  double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+  if (!(d == floor(d)) || d < min || d > 1e9) {
+    char want[64];
+    snprintf(want, sizeof want, "an integer >= %d", min);
+    bad(x, key, want);
+    return def;
+  }
+  return (int)d;
+}
+
+static double get_num(cfg_ctx *x, json_t *o, const char *key, double def) {
+  json_t *v = json_object_get(o, key);
+  if (!v || json_is_null(v)) return def;
+  if (!json_is_number(v)) {
+    bad(x, key, "a number");
+    return def;
+  }
+  return json_number_value(v);
+}
+
+static int get_bool(cfg_ctx *x, json_t *o, const char *key, int def) {
+  json_t *v = json_object_get(o, key);
+  if (!v || json_is_null(v)) return def;
+  if (!json_is_boolean(v)) {
+    bad(x, key, "true or false");
+    return def;
+  }
+  return json_is_true(v);
+}
+
+static int require_int(cfg_ctx *x, json_t *o, const char *key, int min) {
+  json_t *v = json_object_get(o, key);
+  if (!v || json_is_null(v)) {
+    if (!x->failed) snprintf(x->err, x->errlen, "config.json: missing '%s'", key);
+    x->failed = 1;
+    return 0;
+  }
+  return get_int(x, o, key, 0, min);
+}
+
+/* eos_token_id: an int or a list of ints; appended to c->eos_ids without duplicates. */
+static void add_eos(cfg_ctx *x, ig_config *c, json_t *v, const char *file) {
+  if (!v || json_is_null(v)) return;
+  size_t n = json_is_array(v) ? json_array_size(v) : 1;
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+    if (!json_is_integer(e) || json_integer_value(e) < 0) {
+      if (!x->failed) snprintf(x->err, x->errlen, "%s: 'eos_token_id' must be an integer or a list of integers", file);
+      x->failed = 1;
+      return;
+    }
+    int id = (int)json_integer_value(e), dup = 0;
+    for (int k = 0; k < c->n_eos; k++) dup |= c->eos_ids[k] == id;
+    if (!dup && c->n_eos < IG_CONFIG_MAX_EOS) c->eos_ids[c->n_eos++] = id;
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* rope: rope_theta + rope_scaling (transformers 4.x) or rope_parameters (5.x) */
+
+static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c) {
+  ig_rope_config *r = &c->rope;
+  memset(r, 0, sizeof *r);
+  r->kind = IG_ROPE_DEFAULT;
+  r->factor = 1.0;
+  r->beta_fast = 32;
+  r->beta_slow = 1;
+  r->truncate = 1;
+  r->partial_rotary_factor = get_num(x, root, "partial_rotary_factor", 1.0);
+  double theta_default = 10000.0;
+  r->theta = get_num(x, root, "rope_theta", theta_default);
+  json_t *s = json_object_get(root, "rope_scaling");
+  json_t *p = json_object_get(root, "rope_parameters");
+  if (json_is_object(p)) {
+    r->theta = get_num(x, p, "rope_theta", r->theta);
+    if (!s || json_is_null(s)) s = p;
+  }
+  if (!s || json_is_null(s)) return;
+  if (!json_is_object(s)) {
+    bad(x, "rope_scaling", "an object or null");
+    return;
+  }
+  json_t *t = json_object_get(s, "rope_type");
+  if (!t) t = json_object_get(s, "type");
+  const char *kind = json_is_string(t) ? json_string_value(t) : "default";
+  if (!strcmp(kind, "default")) r->kind = IG_ROPE_DEFAULT;
+  else if (!strcmp(kind, "linear")) r->kind = IG_ROPE_LINEAR;
+  else if (!strcmp(kind, "dynamic")) r->kind = IG_ROPE_DYNAMIC;
+  else if (!strcmp(kind, "yarn")) r->kind = IG_ROPE_YARN;
+  else if (!strcmp(kind, "llama3")) r->kind = IG_ROPE_LLAMA3;
+  else {
+    if (!x->failed)
+      snprintf(x->err, x->errlen, "config.json: unsupported rope_scaling type '%.40s' (supported: default, linear, "
+               "dynamic, yarn, llama3)", kind);
+    x->failed = 1;
+    return;
+  }
+  if (r->kind == IG_ROPE_DEFAULT) return;
+  r->factor = get_num(x, s, "factor", NAN);
+  if (!(r->factor > 0)) {
+    if (!x->failed) snprintf(x->err, x->errlen, "config.json: rope_scaling '%s' needs a positive 'factor'", kind);
+    x->failed = 1;
+    return;
+  }
+  r->original_max_pos = get_int(x, s, "original_max_position_embeddings", 0, 1);
+  if (r->kind == IG_ROPE_LLAMA3) {
+    r->low_freq_factor = get_num(x, s, "low_freq_factor", NAN);
+    r->high_freq_factor = get_num(x, s, "high_freq_factor", NAN);
+    if (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) || r->original_max_pos <= 0) {
+      if (!x->failed)
+        snprintf(x->err, x->errlen, "config.json: rope_scaling 'llama3' needs low_freq_factor < high_freq_factor "
+                 "and original_max_position_embeddings");
+      x->failed = 1;
+    }
+  }
+  if (r->kind == IG_ROPE_YARN) {
+    r->beta_fast = get_num(x, s, "beta_fast", 32);
+    r->beta_slow = get_num(x, s, "beta_slow", 1);
+    r->mscale = get_num(x, s, "mscale", 0);
+    r->mscale_all_dim = get_num(x, s, "mscale_all_dim", 0);
+    r->attention_factor = get_num(x, s, "attention_factor", 0);
+    r->truncate = get_bool(x, s, "truncate", 1);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+
+int ig_config_parse(const char *config_json, size_t len, const char *gen_json, size_t gen_len, ig_config *c,
+                    char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  cfg_ctx x = {err, errlen, 0};
+  json_error_t je;
+  json_t *root = json_loadb(config_json, len, 0, &je);
+  if (!root || !json_is_object(root)) {
+    if (root) snprintf(err, errlen, "config.json: not a JSON object");
+    else snprintf(err, errlen, "config.json: invalid JSON (line %d, column %d): %s", je.line, je.column, je.text);
+    json_decref(root);
+    return -1;
+  }
+  /* architecture */
+  json_t *archs = json_object_get(root, "architectures");
+  const char *arch = json_string_value(json_array_get(archs, 0));
+  if (!arch) {
+    snprintf(err, errlen, "config.json: no 'architectures' list (supported: %s)", ig_config_supported_archs());
+    json_decref(root);
+    return -1;
+  }
+  int known = 0;
+  for (size_t i = 0; i < sizeof supported / sizeof supported[0]; i++) known |= !strcmp(arch, supported[i]);
+  if (!known) {
+    snprintf(err, errlen, "config.json: unsupported architecture '%.60s' (supported: %s)", arch,
+             ig_config_supported_archs());
+    json_decref(root);
+    return -1;
+  }
+  snprintf(c->arch, sizeof c->arch, "%s", arch);
+  const char *mt = json_string_value(json_object_get(root, "model_type"));
+  if (!mt) mt = !strcmp(arch, "MistralForCausalLM") ? "mistral"
+               : !strcmp(arch, "Qwen2ForCausalLM") ? "qwen2"
+               : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3" : "llama";
+  snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+  int is_mistral = !strcmp(arch, "MistralForCausalLM"), is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
+      is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM");
+  const char *dt = json_string_value(json_object_get(root, "torch_dtype"));
+  if (!dt) dt = json_string_value(json_object_get(root, "dtype"));
+  snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt ? dt : "");
+
+  /* shapes */
+  c->vocab_size = require_int(&x, root, "vocab_size", 1);
+  c->hidden_size = require_int(&x, root, "hidden_size", 1);
+  c->intermediate_size = require_int(&x, root, "intermediate_size", 1);
+  c->n_layers = require_int(&x, root, "num_hidden_layers", 1);
+  c->n_heads = require_int(&x, root, "num_attention_heads", 1);
+  c->n_kv_heads = get_int(&x, root, "num_key_value_heads", c->n_heads, 1);
+  int hd_default = c->n_heads > 0 ? c->hidden_size / c->n_heads : 0;
+  c->head_dim = get_int(&x, root, "head_dim", hd_default, 1);
+  c->max_position_embeddings = get_int(&x, root, "max_position_embeddings", is_mistral ? 131072 : is_qwen2 || is_qwen3 ? 32768 : 2048, 1);
+  c->rms_norm_eps = get_num(&x, root, "rms_norm_eps", 1e-6);
+  c->tie_word_embeddings = get_bool(&x, root, "tie_word_embeddings", 0);
+  c->attention_bias = is_qwen2 ? 1 : get_bool(&x, root, "attention_bias", 0);
+  c->mlp_bias = get_bool(&x, root, "mlp_bias", 0);
+  c->qk_norm = is_qwen3;
+  const char *act = json_string_value(json_object_get(root, "hidden_act"));
+  if (!x.failed && act && strcmp(act, "silu")) {
+    snprintf(err, errlen, "config.json: unsupported hidden_act '%.30s' (only silu)", act);
+    x.failed = 1;
+  }
+  if (!x.failed && (c->n_heads % c->n_kv_heads)) {
+    snprintf(err, errlen, "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+             c->n_heads, c->n_kv_heads);
+    x.failed = 1;
+  }
+  if (!x.failed && !json_object_get(root, "head_dim") && c->hidden_size % c->n_heads) {
+    snprintf(err, errlen, "config.json: hidden_size (%d) is not a multiple of num_attention_heads (%d)",
+             c->hidden_size, c->n_heads);
+    x.failed = 1;
+  }
+  if (!x.failed && (c->head_dim % 2)) {
+    snprintf(err, errlen, "config.json: head_dim (%d) must be even for rotary embeddings", c->head_dim);
+    x.failed = 1;
+  }
+  if (!x.failed && !(c->rms_norm_eps > 0)) {
+    snprintf(err, errlen, "config.json: rms_norm_eps must be positive");
+    x.failed = 1;
+  }
+  if (!x.failed) parse_rope(&x, root, c);
+  if (!x.failed && c->rope.partial_rotary_factor != 1.0) {
+    snprintf(err, errlen, "config.json: partial_rotary_factor != 1 is not supported");
+    x.failed = 1;
+  }
+
+  /* sliding window: Mistral on every layer; Qwen2/Qwen3 only with use_sliding_window, on the layers
+   * layer_types (or max_window_layers) marks; an explicit layer_types list wins for any architecture. */
+  if (!x.failed) {
+    c->layer_sliding = calloc((size_t)c->n_layers, 1);
+    if (!c->layer_sliding) {
+      snprintf(err, errlen, "out of memory");
+      x.failed = 1;
+    }
+  }
+  if (!x.failed) {
+    int win = get_int(&x, root, "sliding_window", 0, 0);
+    json_t *lt = json_object_get(root, "layer_types");
+    int use = 0;
+    if (json_is_array(lt)) {
+      if ((int)json_array_size(lt) != c->n_layers) bad(&x, "layer_types", "a list of num_hidden_layers strings");
+      for (int i = 0; i < c->n_layers && !x.failed; i++) {
+        const char *s = json_string_value(json_array_get(lt, (size_t)i));
+        c->layer_sliding[i] = s && !strcmp(s, "sliding_attention");
+        use |= c->layer_sliding[i];
+      }
+    } else if (is_mistral) {
+      use = win > 0;
+      memset(c->layer_sliding, use, (size_t)c->n_layers);
+    } else if (is_qwen2 || is_qwen3) {
+      if (get_bool(&x, root, "use_sliding_window", 0)) {
+        int mwl = get_int(&x, root, "max_window_layers", 28, 0);
+        for (int i = 0; i < c->n_layers; i++) c->layer_sliding[i] = i >= mwl;
+        use = mwl < c->n_layers;
+      }
+    }
+    if (use && win <= 0) {
+      if (!x.failed) snprintf(err, errlen, "config.json: sliding attention layers but no positive 'sliding_window'");
+      x.failed = 1;
+    }
+    c->sliding_window = use ? win : 0;
+    if (!use) memset(c->layer_sliding, 0, (size_t)c->n_layers);
+  }
+
+  /* special ids: generation_config.json's eos list first, then config.json's */
+  c->bos_id = -1;
+  json_t *groot = NULL;
+  if (!x.failed && gen_json) {
+    groot = json_loadb(gen_json, gen_len, 0, &je);
+    if (!json_is_object(groot)) {
+      snprintf(err, errlen, "generation_config.json: invalid JSON (line %d, column %d): %s", je.line, je.column,
+               je.text);
+      x.failed = 1;
+    } else {
+      add_eos(&x, c, json_object_get(groot, "eos_token_id"), "generation_config.json");
+      json_t *b = json_object_get(groot, "bos_token_id");
+      if (json_is_integer(b)) c->bos_id = (int)json_integer_value(b);
+    }
+  }
+  if (!x.failed) {
+    add_eos(&x, c, json_object_get(root, "eos_token_id"), "config.json");
+    json_t *b = json_object_get(root, "bos_token_id");
+    if (c->bos_id < 0 && json_is_integer(b)) c->bos_id = (int)json_integer_value(b);
+  }
+  json_decref(groot);
+  json_decref(root);
+  if (x.failed) {
+    ig_config_free(c);
+    return -1;
+  }
+  return 0;
+}
+
+int ig_config_load(const char *dir, ig_config *c, char *err, size_t errlen) {
+  char path[4096], e2[512];
+  char *txt = NULL, *gtxt = NULL;
+  size_t len = 0, glen = 0;
+  memset(c, 0, sizeof *c);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (ig_file_read(path, 16u << 20, &txt, &len, e2, sizeof e2)) {
+    snprintf(err, errlen, "%s", e2);
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/generation_config.json", dir);
+  if (ig_file_exists(path) && ig_file_read(path, 16u << 20, &gtxt, &glen, e2, sizeof e2)) {
+    snprintf(err, errlen, "%s", e2);
+    free(txt);
+    return -1;
+  }
+  int rc = ig_config_parse(txt, len, gtxt, glen, c, err, errlen);
+  free(txt);
+  free(gtxt);
+  return rc;
+}

@@ -1,0 +1,264 @@
+/* tests/io: the safetensors reader (good files, shards, and every kind of bad file), config.json parsing
+ * (architectures, rope_scaling kinds, defaults, errors) and model directory resolution (HF cache layout). */
+#include "io/config.h"
+#include "io/modeldir.h"
+#include "io/safetensors.h"
+#include "test.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+/* Writes a safetensors file from a header text and `data_len` bytes of data (value i&255). */
+static void write_st(const char *path, const char *header, size_t data_len) {
+  FILE *f = fopen(path, "wb");
+  uint64_t n = strlen(header);
+  unsigned char le[8];
+  for (int i = 0; i < 8; i++) le[i] = (unsigned char)(n >> (8 * i));
+  fwrite(le, 1, 8, f);
+  fwrite(header, 1, n, f);
+  for (size_t i = 0; i < data_len; i++) fputc((int)(i & 255), f);
+  fclose(f);
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "wb");
+  fputs(text, f);
+  fclose(f);
+}
+
+/* Parses a header + data in memory; returns rc and leaves the message in err. */
+static int parse_mem(const char *header, size_t data_len, char *err, size_t errlen) {
+  size_t n = strlen(header);
+  uint8_t *buf = malloc(8 + n + data_len + 1);
+  for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)n >> (8 * i));
+  memcpy(buf + 8, header, n);
+  memset(buf + 8 + n, 0, data_len);
+  ig_st_header h;
+  int rc = ig_st_parse(buf, 8 + n + data_len, &h, err, errlen);
+  if (rc == 0) ig_st_header_free(&h);
+  free(buf);
+  return rc;
+}
+
+#define EXPECT_BAD(header, data_len, needle)                                                                           \
+  do {                                                                                                                 \
+    char e_[512] = "";                                                                                                 \
+    CHECK(parse_mem(header, data_len, e_, sizeof e_) < 0);                                                             \
+    CHECK_MSG(strstr(e_, needle) != NULL, "error '%s' lacks '%s'", e_, needle);                                        \
+  } while (0)
+
+static void test_safetensors(void) {
+  char p[512], err[512];
+  snprintf(p, sizeof p, "%s/one.safetensors", tmpdir);
+  write_st(p, "{\"__metadata__\":{\"format\":\"pt\"},\"b\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[16,28]},"
+              "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+           28);
+  ig_st_model *m = NULL;
+  CHECK(ig_st_open(p, &m, err, sizeof err) == 0);
+  if (m) {
+    CHECK_EQ_INT(ig_st_count(m), 2);
+    const ig_st_tensor *a = ig_st_find(m, "a"), *b = ig_st_find(m, "b");
+    CHECK(a && b && !ig_st_find(m, "c"));
+    if (a && b) {
+      CHECK_EQ_INT(a->dtype, IG_ST_F32);
+      CHECK_EQ_INT(b->dtype, IG_ST_BF16);
+      CHECK_EQ_INT(b->n_dims, 2);
+      CHECK_EQ_INT(b->shape[1], 3);
+      CHECK_EQ_INT(b->nbytes, 12);
+      CHECK_EQ_INT(b->data[0], 16);
+      CHECK_EQ_INT(a->data[5], 5);
+    }
+    ig_st_close(m);
+  }
+  /* bad files */
+  char e[512];
+  CHECK(ig_st_parse((const uint8_t *)"abc", 3, &(ig_st_header){0}, e, sizeof e) < 0 && strstr(e, "too short"));
+  uint8_t huge[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+  CHECK(ig_st_parse(huge, 16, &(ig_st_header){0}, e, sizeof e) < 0 && strstr(e, "absurd"));
+  uint8_t trunc[16] = {100, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
+  CHECK(ig_st_parse(trunc, 10, &(ig_st_header){0}, e, sizeof e) < 0 && strstr(e, "truncated"));
+  EXPECT_BAD("{\"a\":", 0, "not valid JSON");
+  EXPECT_BAD("[1,2]", 0, "not a JSON object");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[4]}}", 16, "data_offsets");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"Q4\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, "unknown dtype 'Q4'");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[5],\"data_offsets\":[0,16]}}", 16, "needs 20 bytes");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "truncated");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}", 16, "shape[0]");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,0]}}", 16, "begin <= end");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", 24, "overlap");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+             "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}", 32, "not valid JSON");
+  EXPECT_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,16]}}", 16,
+             "overflows");
+  EXPECT_BAD("{\"a\":7}", 0, "not an object");
+  /* file-level errors carry the file name */
+  snprintf(p, sizeof p, "%s/trunc.safetensors", tmpdir);
+  write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 10);
+  CHECK(ig_st_open(p, &m, err, sizeof err) < 0 && strstr(err, "trunc.safetensors") && strstr(err, "truncated"));
+  CHECK(ig_st_open("/nonexistent/x.safetensors", &m, err, sizeof err) < 0);
+  snprintf(p, sizeof p, "%s/empty.safetensors", tmpdir);
+  write_text(p, "");
+  CHECK(ig_st_open(p, &m, err, sizeof err) < 0 && strstr(err, "too short"));
+}
+
+static void test_shards(void) {
+  char d[512], p[600], err[512];
+  snprintf(d, sizeof d, "%s/sharded", tmpdir);
+  mkdir(d, 0755);
+  snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", d);
+  write_st(p, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+  snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", d);
+  write_st(p, "{\"y\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4);
+  snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+  write_text(p, "{\"metadata\":{},\"weight_map\":{\"x\":\"model-00001-of-00002.safetensors\","
+                "\"y\":\"model-00002-of-00002.safetensors\"}}");
+  ig_st_model *m = NULL;
+  CHECK(ig_st_open(d, &m, err, sizeof err) == 0);
+  if (m) {
+    CHECK_EQ_INT(ig_st_count(m), 2);
+    CHECK(ig_st_find(m, "x") && ig_st_find(m, "x")->file == 0);
+    CHECK(ig_st_find(m, "y") && ig_st_find(m, "y")->file == 1 && ig_st_find(m, "y")->dtype == IG_ST_F16);
+    ig_st_close(m);
+  }
+  write_text(p, "{\"weight_map\":{\"x\":\"model-00001-of-00002.safetensors\",\"z\":\"model-00002-of-00002.safetensors\"}}");
+  CHECK(ig_st_open(d, &m, err, sizeof err) < 0 && strstr(err, "'z'"));
+  write_text(p, "{\"weight_map\":{\"x\":\"model-00003-of-00002.safetensors\"}}");
+  CHECK(ig_st_open(d, &m, err, sizeof err) < 0 && strstr(err, "model-00003"));
+  write_text(p, "{\"weight_map\":{\"x\":\"../etc/passwd\"}}");
+  CHECK(ig_st_open(d, &m, err, sizeof err) < 0 && strstr(err, "bad shard"));
+  write_text(p, "{\"nope\":1}");
+  CHECK(ig_st_open(d, &m, err, sizeof err) < 0 && strstr(err, "weight_map"));
+  CHECK(ig_st_open(tmpdir, &m, err, sizeof err) < 0 && strstr(err, "no model.safetensors"));
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+
+#define LLAMA_BASE                                                                                                     \
+  "\"vocab_size\":100,\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"                         \
+  "\"num_attention_heads\":4"
+
+static int cfg(const char *json, const char *gen, ig_config *c, char *err) {
+  return ig_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0, c, err, 512);
+}
+
+static void test_config(void) {
+  ig_config c;
+  char err[512];
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"num_key_value_heads\":2,"
+            "\"eos_token_id\":[2,3],\"bos_token_id\":1,\"rope_theta\":500000.0,\"rms_norm_eps\":1e-5}",
+            NULL, &c, err) == 0);
+  CHECK_EQ_INT(c.head_dim, 16);
+  CHECK_EQ_INT(c.n_kv_heads, 2);
+  CHECK_EQ_INT(c.n_eos, 2);
+  CHECK_EQ_INT(c.eos_ids[1], 3);
+  CHECK_EQ_INT(c.bos_id, 1);
+  CHECK_NEAR(c.rope.theta, 500000, 0);
+  CHECK_NEAR(c.rms_norm_eps, 1e-5, 1e-12);
+  CHECK_EQ_INT(c.rope.kind, IG_ROPE_DEFAULT);
+  CHECK_EQ_INT(c.sliding_window, 0);
+  CHECK_EQ_INT(c.tie_word_embeddings, 0);
+  ig_config_free(&c);
+  /* generation_config.json adds eos ids */
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"eos_token_id\":2}",
+            "{\"eos_token_id\":[7,2],\"bos_token_id\":5}", &c, err) == 0);
+  CHECK_EQ_INT(c.n_eos, 2);
+  CHECK_EQ_INT(c.eos_ids[0], 7);
+  CHECK_EQ_INT(c.bos_id, 5);
+  ig_config_free(&c);
+  /* rope kinds: 4.x rope_scaling */
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\","
+            "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}",
+            NULL, &c, err) == 0);
+  CHECK_EQ_INT(c.rope.kind, IG_ROPE_LLAMA3);
+  CHECK_EQ_INT(c.rope.original_max_pos, 8192);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2}}",
+            NULL, &c, err) == 0 && c.rope.kind == IG_ROPE_LINEAR && c.rope.factor == 2);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}}",
+            NULL, &c, err) == 0 && c.rope.kind == IG_ROPE_DYNAMIC);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Qwen2ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
+            "\"original_max_position_embeddings\":32768}}", NULL, &c, err) == 0 && c.rope.kind == IG_ROPE_YARN &&
+        c.rope.beta_fast == 32 && c.rope.beta_slow == 1 && c.attention_bias == 1);
+  ig_config_free(&c);
+  /* 5.x rope_parameters */
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_parameters\":{\"rope_type\":\"default\","
+            "\"rope_theta\":1234.0}}", NULL, &c, err) == 0 && c.rope.theta == 1234 && c.rope.kind == IG_ROPE_DEFAULT);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"longrope\",\"factor\":2}}",
+            NULL, &c, err) < 0 && strstr(err, "longrope"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"llama3\",\"factor\":2}}",
+            NULL, &c, err) < 0 && strstr(err, "llama3"));
+  /* Mistral sliding window on every layer; Qwen2 only with use_sliding_window */
+  CHECK(cfg("{\"architectures\":[\"MistralForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
+        c.sliding_window == 16 && c.layer_sliding[0] && c.layer_sliding[1]);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Qwen2ForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
+        c.sliding_window == 0);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Qwen2ForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16,\"use_sliding_window\":true,"
+            "\"max_window_layers\":1}", NULL, &c, err) == 0 && c.sliding_window == 16 && !c.layer_sliding[0] &&
+        c.layer_sliding[1]);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Qwen3ForCausalLM\"]," LLAMA_BASE ",\"head_dim\":32}", NULL, &c, err) == 0 &&
+        c.qk_norm && c.head_dim == 32 && !c.attention_bias);
+  ig_config_free(&c);
+  /* errors */
+  CHECK(cfg("{\"architectures\":[\"GPT2LMHeadModel\"]," LLAMA_BASE "}", NULL, &c, err) < 0 &&
+        strstr(err, "GPT2LMHeadModel") && strstr(err, "Qwen3ForCausalLM"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10}", NULL, &c, err) < 0 &&
+        strstr(err, "missing 'hidden_size'"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"num_key_value_heads\":3}", NULL, &c, err) < 0 &&
+        strstr(err, "multiple"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"hidden_act\":\"gelu\"}", NULL, &c, err) < 0 &&
+        strstr(err, "gelu"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":100,\"hidden_size\":\"64\"}", NULL, &c, err) < 0 &&
+        strstr(err, "hidden_size"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"num_hidden_layers\":-1}", NULL, &c, err) < 0);
+  CHECK(cfg("{not json", NULL, &c, err) < 0 && strstr(err, "invalid JSON"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE "}", "{bad", &c, err) < 0 &&
+        strstr(err, "generation_config.json"));
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"eos_token_id\":\"x\"}", NULL, &c, err) < 0 &&
+        strstr(err, "eos_token_id"));
+}
+
+static void test_modeldir(void) {
+  char hf[512], p[2048], out[1024], err[512];
+  snprintf(hf, sizeof hf, "%s/hf", tmpdir);
+  setenv("HF_HOME", hf, 1);
+  unsetenv("HF_HUB_CACHE");
+  unsetenv("HUGGINGFACE_HUB_CACHE");
+  snprintf(p, sizeof p, "mkdir -p %s/hub/models--org--tiny/snapshots/abc123 %s/hub/models--org--tiny/snapshots/def456 "
+           "%s/hub/models--org--tiny/refs", hf, hf, hf);
+  CHECK(system(p) == 0);
+  snprintf(p, sizeof p, "%s/hub/models--org--tiny/refs/main", hf);
+  write_text(p, "abc123\n");
+  snprintf(p, sizeof p, "%s/hub/models--org--tiny/refs/v2", hf);
+  write_text(p, "def456");
+  CHECK(ig_modeldir_resolve("org/tiny", NULL, out, sizeof out, err, sizeof err) == 0 && strstr(out, "snapshots/abc123"));
+  CHECK(ig_modeldir_resolve("org/tiny", "v2", out, sizeof out, err, sizeof err) == 0 && strstr(out, "snapshots/def456"));
+  CHECK(ig_modeldir_resolve("org/tiny", "def456", out, sizeof out, err, sizeof err) == 0 &&
+        strstr(out, "snapshots/def456"));
+  CHECK(ig_modeldir_resolve("org/tiny", "nope", out, sizeof out, err, sizeof err) < 0 && strstr(err, "nope"));
+  CHECK(ig_modeldir_resolve("org/other", NULL, out, sizeof out, err, sizeof err) < 0 && strstr(err, "cache"));
+  CHECK(ig_modeldir_resolve(tmpdir, NULL, out, sizeof out, err, sizeof err) == 0 && !strcmp(out, tmpdir));
+  CHECK(ig_modeldir_resolve("../x/y/z", NULL, out, sizeof out, err, sizeof err) < 0);
+}
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/ig_test_io_XXXXXX");
+  if (!mkdtemp(tmpdir)) return 1;
+  test_safetensors();
+  test_shards();
+  test_config();
+  test_modeldir();
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd)) fprintf(stderr, "cleanup failed\n");
+  TEST_DONE();
+}
