@@ -1,0 +1,765 @@
+/* engine/engine: the engine thread. Requests arrive through a mutex-protected queue; each step the thread
+ * handles cancellations, admits waiting requests (FIFO, within the KV-block budget and TGI's waiting rules),
+ * builds one batch (one decode token per running sequence first, then whole prompt chunks up to
+ * max_batch_prefill_tokens), runs the model, samples, detokenizes, checks stop criteria and pushes token
+ * events into each request's outbox. When blocks run out the newest sequence is preempted (its blocks freed,
+ * requeued to recompute its prompt and generated tokens), so a running sequence never fails for lack of KV. */
+#include "engine/engine_int.h"
+#include "engine/kvblocks.h"
+#include "engine/sampler.h"
+#include "engine/stopseq.h"
+#include "util/log.h"
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- per-sequence state ------------------------------------------------------------------------------- */
+
+typedef struct seq {
+  ig_request *r;
+  uint64_t order;      /* arrival number: smaller is older */
+  int32_t *tokens;     /* prompt then generated tokens; capacity n_prompt + max_new_tokens */
+  int n_tokens, n_prompt, n_generated;
+  int n_computed;      /* tokens whose K/V are in the cache */
+  int prefilling;      /* since (re)admission its prompt (+ generated tokens on recompute) is being computed */
+  int scheduled_once;
+  int lp_done;         /* prefill logprobs known for prompt positions [1, lp_done) */
+  float *prefill_lp;   /* [n_prompt] when asked, handed to the request once complete */
+  ig_kvb_table bt;
+  void *detok;
+  ig_stopseq stop;
+  int text_started;    /* detok created */
+} seq;
+
+typedef struct item { /* one sequence's rows in this step */
+  seq *s;
+  int start, end;      /* token positions [start, end) */
+  int prefill;         /* counts against max_batch_prefill_tokens */
+} item;
+
+struct ig_engine {
+  ig_engine_runner run;
+  ig_engine_text text;
+  int has_text;
+  ig_engine_config cfg;
+  ig_engine_stats stats;
+
+  /* shared with submit(), under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  seq **pending;
+  int n_pending, cap_pending;
+  int n_inflight;       /* submitted and not yet finished */
+  int stopping;
+  int64_t deadline_ns;
+  uint64_t next_order;
+
+  /* engine thread only */
+  pthread_t thread;
+  int thread_started;
+  seq **waiting;        /* sorted by order */
+  int n_waiting, cap_waiting;
+  seq **running;        /* sorted by order: running[n_running-1] is the newest */
+  int n_running, cap_running;
+  int waiting_steps;    /* steps since requests were last admitted (TGI's waiting_tokens) */
+  ig_kvb kvb;
+  ig_sampler sampler;
+  item *items;
+  int cap_items;
+  int32_t *b_tokens, *b_pos, *b_slot, *b_seq_start, *b_ctx_len, *b_table, *b_out;
+  size_t cap_rows, cap_seqs, cap_table;
+  float *logits;
+  size_t cap_logits;
+  ig_str piece, emit;
+};
+
+/* ---- small helpers ------------------------------------------------------------------------------------ */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : 16;
+  while (c < need) c *= 2;
+  void *q = realloc(*p, c * elem);
+  if (!q) return -ENOMEM;
+  *p = q;
+  *cap = c;
+  return 0;
+}
+
+static int grow_ptrs(seq ***arr, int *cap, int need) {
+  size_t c = (size_t)*cap;
+  int rc = grow((void **)arr, &c, (size_t)need, sizeof(seq *));
+  *cap = (int)c;
+  return rc;
+}
+
+/* Inserts s into arr (sorted by order). */
+static int insert_sorted(seq ***arr, int *n, int *cap, seq *s) {
+  if (grow_ptrs(arr, cap, *n + 1)) return -ENOMEM;
+  int i = *n;
+  while (i > 0 && (*arr)[i - 1]->order > s->order) {
+    (*arr)[i] = (*arr)[i - 1];
+    i--;
+  }
+  (*arr)[i] = s;
+  (*n)++;
+  return 0;
+}
+
+static void remove_at(seq **arr, int *n, int i) {
+  memmove(arr + i, arr + i + 1, sizeof(seq *) * (size_t)(*n - i - 1));
+  (*n)--;
+}
+
+static int index_of(seq **arr, int n, seq *s) {
+  for (int i = 0; i < n; i++)
+    if (arr[i] == s) return i;
+  return -1;
+}
+
+static void update_gauges(ig_engine *e) {
+  atomic_store(&e->stats.kv_blocks_used, ig_kvb_used(&e->kvb));
+  pthread_mutex_lock(&e->mu);
+  atomic_store(&e->stats.queue_size, e->n_waiting + e->n_pending);
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- finishing ---------------------------------------------------------------------------------------- */
+
+static void seq_free(ig_engine *e, seq *s) {
+  ig_kvb_release(&e->kvb, &s->bt);
+  ig_kvb_table_free(&s->bt);
+  if (s->detok && e->has_text) e->text.detok_free(e->text.ctx, s->detok);
+  ig_stopseq_free(&s->stop);
+  free(s->tokens);
+  free(s->prefill_lp);
+  free(s);
+}
+
+/* Pushes one event to s's request and wakes the server. `text` may be NULL. */
+static void emit_event(seq *s, int32_t id, float logprob, int special, const char *text, size_t len,
+                       const ig_sample_result *sr, ig_finish_reason fin) {
+  ig_request *r = s->r;
+  ig_token_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.id = id;
+  ev.logprob = logprob;
+  ev.special = special;
+  ev.text = malloc(len + 1);
+  if (ev.text) {
+    if (len) memcpy(ev.text, text, len);
+    ev.text[len] = 0;
+  }
+  if (sr && sr->n_top > 0) {
+    ev.n_top = sr->n_top;
+    memcpy(ev.top_ids, sr->top_ids, sizeof(int32_t) * (size_t)sr->n_top);
+    memcpy(ev.top_logprobs, sr->top_logprobs, sizeof(float) * (size_t)sr->n_top);
+  }
+  ev.finish = fin;
+  if (id >= 0 && r->t_first_token == 0) r->t_first_token = ig_engine_now_ns();
+  ig_request_push_event(r, &ev);
+  if (r->wake) r->wake(r->wake_arg);
+}
+
+/* Ends a sequence that is in neither list any more: final event (when not already pushed), blocks freed,
+ * the engine's reference dropped. */
+static void seq_end(ig_engine *e, seq *s, ig_finish_reason fin, const char *msg) {
+  ig_request *r = s->r;
+  if (fin == IG_FINISH_CANCELLED || fin == IG_FINISH_ERROR) {
+    if (fin == IG_FINISH_ERROR) {
+      pthread_mutex_lock(&r->mu);
+      snprintf(r->error, sizeof r->error, "%s", msg ? msg : "generation failed");
+      pthread_mutex_unlock(&r->mu);
+    }
+    emit_event(s, -1, NAN, 0, "", 0, NULL, fin);
+  }
+  r->engine_state = NULL;
+  seq_free(e, s);
+  atomic_fetch_add(&e->stats.requests_finished, 1);
+  pthread_mutex_lock(&e->mu);
+  e->n_inflight--;
+  pthread_cond_broadcast(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  ig_request_unref(r);
+}
+
+static void finish_running(ig_engine *e, seq *s, ig_finish_reason fin, const char *msg) {
+  int i = index_of(e->running, e->n_running, s);
+  if (i >= 0) remove_at(e->running, &e->n_running, i);
+  seq_end(e, s, fin, msg);
+}
+
+/* ---- submission --------------------------------------------------------------------------------------- */
+
+int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
+  const ig_gen_params *p = &r->params;
+  if (r->n_prompt < 1 || !r->prompt) {
+    snprintf(err, errlen, "the prompt must have at least one token");
+    return -EINVAL;
+  }
+  if (p->max_new_tokens < 1) {
+    snprintf(err, errlen, "max_new_tokens must be > 0");
+    return -EINVAL;
+  }
+  if ((int64_t)r->n_prompt + p->max_new_tokens > e->cfg.max_total_tokens) {
+    snprintf(err, errlen, "input tokens (%d) + max_new_tokens (%d) must be <= %d", r->n_prompt, p->max_new_tokens,
+             e->cfg.max_total_tokens);
+    return -EINVAL;
+  }
+  for (int i = 0; i < r->n_prompt; i++) {
+    if (r->prompt[i] < 0 || r->prompt[i] >= e->run.vocab_size) {
+      snprintf(err, errlen, "token id %d out of the vocabulary (%d)", r->prompt[i], e->run.vocab_size);
+      return -EINVAL;
+    }
+  }
+  if (p->top_n_tokens < 0 || p->top_n_tokens > IG_MAX_TOP_N) {
+    snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
+    return -EINVAL;
+  }
+  seq *s = calloc(1, sizeof *s);
+  if (s) s->tokens = malloc(sizeof(int32_t) * (size_t)(r->n_prompt + p->max_new_tokens));
+  if (s && p->prefill_logprobs) s->prefill_lp = malloc(sizeof(float) * (size_t)r->n_prompt);
+  if (!s || !s->tokens || (p->prefill_logprobs && !s->prefill_lp)) {
+    if (s) {
+      free(s->tokens);
+      free(s->prefill_lp);
+    }
+    free(s);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  memcpy(s->tokens, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
+  s->n_tokens = s->n_prompt = r->n_prompt;
+  s->lp_done = 1;
+  if (s->prefill_lp) {
+    for (int i = 0; i < r->n_prompt; i++) s->prefill_lp[i] = NAN;
+  }
+  ig_stopseq_init(&s->stop, p->stop, p->n_stop);
+  s->r = r;
+
+  pthread_mutex_lock(&e->mu);
+  int rc = 0;
+  if (e->stopping) {
+    snprintf(err, errlen, "the engine is shutting down");
+    rc = -ESHUTDOWN;
+  } else if (e->n_inflight >= e->cfg.max_concurrent_requests) {
+    snprintf(err, errlen, "Model is overloaded");
+    rc = -EAGAIN;
+  } else if (grow_ptrs(&e->pending, &e->cap_pending, e->n_pending + 1)) {
+    snprintf(err, errlen, "out of memory");
+    rc = -ENOMEM;
+  }
+  if (rc) {
+    pthread_mutex_unlock(&e->mu);
+    ig_stopseq_free(&s->stop);
+    free(s->tokens);
+    free(s->prefill_lp);
+    free(s);
+    return rc;
+  }
+  ig_request_ref(r);
+  r->engine_state = s;
+  r->t_queued = ig_engine_now_ns();
+  s->order = e->next_order++;
+  e->pending[e->n_pending++] = s;
+  e->n_inflight++;
+  atomic_store(&e->stats.queue_size, e->n_waiting + e->n_pending);
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  return 0;
+}
+
+/* ---- admission ---------------------------------------------------------------------------------------- */
+
+/* Blocks a sequence needs to finish computing what it has (+1 token for what it will sample next). */
+static int blocks_to_finish(ig_engine *e, const seq *s) {
+  int need = ig_kvb_blocks_for(&e->kvb, (int64_t)s->n_tokens + 1) - s->bt.n;
+  return need > 0 ? need : 0;
+}
+
+/* FIFO admission. A request is admitted when the free blocks, less what running prefills still need,
+ * hold its whole prompt (plus one token). TGI's waiting rules decide whether to admit at all while
+ * others decode: new requests join when at least floor(running * waiting_served_ratio) of them can, or
+ * once max_waiting_tokens steps have passed since the last admission (so a lone request is never starved);
+ * an idle engine admits at once. */
+static void admit(ig_engine *e) {
+  if (e->n_waiting == 0) return;
+  int avail = e->kvb.n_free;
+  for (int i = 0; i < e->n_running; i++)
+    if (e->running[i]->prefilling) avail -= blocks_to_finish(e, e->running[i]);
+  int n_fit = 0;
+  for (int i = 0; i < e->n_waiting; i++) {
+    int need = blocks_to_finish(e, e->waiting[i]);
+    if (need > avail || e->n_running + n_fit >= e->cfg.max_concurrent_requests) break;
+    avail -= need;
+    n_fit++;
+  }
+  if (n_fit == 0) return;
+  if (e->n_running > 0 && e->waiting_steps < e->cfg.max_waiting_tokens) {
+    int min_size = (int)floorf((float)e->n_running * e->cfg.waiting_served_ratio);
+    if (n_fit < min_size) return;
+  }
+  for (int i = 0; i < n_fit; i++) {
+    seq *s = e->waiting[i];
+    s->prefilling = 1;
+    if (!s->text_started && e->has_text) {
+      s->detok = e->text.detok_new(e->text.ctx, s->tokens, s->n_prompt);
+      s->text_started = 1;
+    }
+    insert_sorted(&e->running, &e->n_running, &e->cap_running, s); /* capacity reserved at submit time */
+  }
+  memmove(e->waiting, e->waiting + n_fit, sizeof(seq *) * (size_t)(e->n_waiting - n_fit));
+  e->n_waiting -= n_fit;
+  e->waiting_steps = 0;
+}
+
+/* ---- scheduling one step ------------------------------------------------------------------------------ */
+
+/* Evicts the newest running sequence: its blocks go back, it waits at the front to recompute. */
+static seq *preempt_newest(ig_engine *e, int *n_items) {
+  seq *v = e->running[e->n_running - 1];
+  e->n_running--;
+  for (int i = 0; i < *n_items; i++) {
+    if (e->items[i].s == v) {
+      memmove(e->items + i, e->items + i + 1, sizeof(item) * (size_t)(*n_items - i - 1));
+      (*n_items)--;
+      break;
+    }
+  }
+  ig_kvb_release(&e->kvb, &v->bt);
+  v->n_computed = 0;
+  v->prefilling = 0;
+  if (insert_sorted(&e->waiting, &e->n_waiting, &e->cap_waiting, v)) {
+    seq_end(e, v, IG_FINISH_ERROR, "out of memory");
+    return NULL;
+  }
+  atomic_fetch_add(&e->stats.preemptions, 1);
+  ig_log(IG_LOG_DEBUG, "engine: preempted request %llu (%d tokens to recompute)", (unsigned long long)v->r->id,
+         v->n_tokens);
+  return v;
+}
+
+/* Gives s the blocks for [start, end) and adds its item; preempts the newest sequences while blocks are
+ * short. Returns 1 when added, 0 when s itself was preempted or failed. */
+static int try_add(ig_engine *e, seq *s, int start, int end, int prefill, int *n_items) {
+  for (;;) {
+    int rc = ig_kvb_ensure(&e->kvb, &s->bt, end);
+    if (rc == 0) break;
+    if (rc != -ENOSPC) {
+      finish_running(e, s, IG_FINISH_ERROR, "out of memory");
+      return 0;
+    }
+    seq *v = e->running[e->n_running - 1];
+    preempt_newest(e, n_items);
+    if (v == s) return 0;
+  }
+  item *it = &e->items[(*n_items)++];
+  it->s = s;
+  it->start = start;
+  it->end = end;
+  it->prefill = prefill;
+  return 1;
+}
+
+static int build_items(ig_engine *e) {
+  size_t cap = (size_t)e->cap_items;
+  if (grow((void **)&e->items, &cap, (size_t)e->n_running + 1, sizeof(item))) return -ENOMEM;
+  e->cap_items = (int)cap;
+  int n = 0;
+  /* Decodes first, oldest first. */
+  for (int i = 0; i < e->n_running; i++) {
+    seq *s = e->running[i];
+    if (s->prefilling) continue;
+    assert(s->n_tokens - s->n_computed == 1);
+    if (!try_add(e, s, s->n_computed, s->n_tokens, 0, &n)) i--; /* s left the running list */
+  }
+  /* Then whole prompt chunks: chunk k of a sequence is [k*C, (k+1)*C) of its tokens, whatever else runs. */
+  int C = e->cfg.max_batch_prefill_tokens, budget = C;
+  for (int i = 0; i < e->n_running; i++) {
+    seq *s = e->running[i];
+    if (!s->prefilling) continue;
+    int start = s->n_computed;
+    int end = (start / C + 1) * C;
+    if (end > s->n_tokens) end = s->n_tokens;
+    if (end - start > budget) continue;
+    if (try_add(e, s, start, end, 1, &n)) budget -= end - start;
+    else i--; /* s left the running list (preempted or failed): the next sequence took its index */
+    /* A preempted sequence is always the newest, so earlier indices and budget bookkeeping stay valid
+     * except for prefill items of the victim: recount. */
+    budget = C;
+    for (int j = 0; j < n; j++)
+      if (e->items[j].prefill) budget -= e->items[j].end - e->items[j].start;
+  }
+  return n;
+}
+
+/* ---- running the step --------------------------------------------------------------------------------- */
+
+static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
+  int rows = 0, n_out = 0, max_blocks = 1;
+  for (int i = 0; i < n_items; i++) {
+    rows += e->items[i].end - e->items[i].start;
+    if (e->items[i].s->bt.n > max_blocks) max_blocks = e->items[i].s->bt.n;
+  }
+  /* The per-row arrays share cap_rows and the per-sequence ones cap_seqs: they grow together. */
+  size_t c = e->cap_rows;
+  if (grow((void **)&e->b_tokens, &c, (size_t)rows, sizeof(int32_t))) return -ENOMEM;
+  if (c != e->cap_rows) {
+    int32_t **arrs[] = {&e->b_pos, &e->b_slot, &e->b_out};
+    for (int k = 0; k < 3; k++) {
+      int32_t *q = realloc(*arrs[k], c * sizeof(int32_t));
+      if (!q) return -ENOMEM;
+      *arrs[k] = q;
+    }
+    e->cap_rows = c;
+  }
+  size_t cs = e->cap_seqs;
+  if (grow((void **)&e->b_seq_start, &cs, (size_t)n_items + 1, sizeof(int32_t))) return -ENOMEM;
+  if (cs != e->cap_seqs) {
+    int32_t *q = realloc(e->b_ctx_len, cs * sizeof(int32_t));
+    if (!q) return -ENOMEM;
+    e->b_ctx_len = q;
+    e->cap_seqs = cs;
+  }
+  if (grow((void **)&e->b_table, &e->cap_table, (size_t)n_items * (size_t)max_blocks, sizeof(int32_t)))
+    return -ENOMEM;
+
+  int row = 0;
+  for (int i = 0; i < n_items; i++) {
+    item *it = &e->items[i];
+    seq *s = it->s;
+    e->b_seq_start[i] = row;
+    e->b_ctx_len[i] = it->end;
+    for (int j = 0; j < max_blocks; j++) e->b_table[(size_t)i * max_blocks + j] = j < s->bt.n ? s->bt.ids[j] : 0;
+    for (int p = it->start; p < it->end; p++, row++) {
+      e->b_tokens[row] = s->tokens[p];
+      e->b_pos[row] = p;
+      e->b_slot[row] = ig_kvb_slot(&e->kvb, &s->bt, p);
+      /* Logits wanted: prompt rows whose next-token logprob is asked for, and the last row of a sequence
+       * that has computed everything it holds (it samples). */
+      int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
+      if (want_lp || p == s->n_tokens - 1) e->b_out[n_out++] = row;
+    }
+  }
+  e->b_seq_start[n_items] = row;
+  memset(b, 0, sizeof *b);
+  b->n_tokens = rows;
+  b->tokens = e->b_tokens;
+  b->pos = e->b_pos;
+  b->slot = e->b_slot;
+  b->n_seqs = n_items;
+  b->seq_start = e->b_seq_start;
+  b->ctx_len = e->b_ctx_len;
+  b->max_blocks = max_blocks;
+  b->block_table = e->b_table;
+  b->n_out = n_out;
+  b->out_rows = e->b_out;
+  if (grow((void **)&e->logits, &e->cap_logits, (size_t)n_out * (size_t)e->run.vocab_size, sizeof(float)))
+    return -ENOMEM;
+  return 0;
+}
+
+static int is_eos(const ig_engine *e, int32_t id) {
+  for (int i = 0; i < e->run.n_eos; i++)
+    if (e->run.eos_ids[i] == id) return 1;
+  return 0;
+}
+
+/* Appends a sampled token: text through the detokenizer and the stop matcher, finish checks (TGI's order:
+ * length, then EOS, then stop sequences; a stop match wins since its text must not be sent), one event.
+ * Returns the finish reason. */
+static ig_finish_reason accept_token(ig_engine *e, seq *s, const ig_sample_result *sr) {
+  const ig_gen_params *p = &s->r->params;
+  int32_t id = sr->id;
+  s->tokens[s->n_tokens++] = id;
+  s->n_generated++;
+  ig_finish_reason fin = IG_FINISH_NONE;
+  if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) fin = IG_FINISH_LENGTH;
+  else if (!p->ignore_eos && is_eos(e, id)) fin = IG_FINISH_EOS;
+
+  int special = e->has_text && e->text.is_special ? e->text.is_special(e->text.ctx, id) : 0;
+  ig_str_clear(&e->piece);
+  ig_str_clear(&e->emit);
+  if (s->detok) e->text.detok_push(e->text.ctx, s->detok, id, &e->piece);
+  int stopped = ig_stopseq_feed(&s->stop, e->piece.p ? e->piece.p : "", e->piece.len, &e->emit);
+  if (stopped == 1) {
+    fin = IG_FINISH_STOP;
+  } else if (fin != IG_FINISH_NONE) {
+    /* Ending without a stop match: what the detokenizer or the matcher still holds goes out now. */
+    if (s->detok) {
+      ig_str_clear(&e->piece);
+      e->text.detok_flush(e->text.ctx, s->detok, &e->piece);
+      if (e->piece.len && ig_stopseq_feed(&s->stop, e->piece.p, e->piece.len, &e->emit) == 1) fin = IG_FINISH_STOP;
+    }
+    if (fin != IG_FINISH_STOP) ig_stopseq_flush(&s->stop, &e->emit);
+  }
+  emit_event(s, id, sr->logprob, special, e->emit.p ? e->emit.p : "", e->emit.len, sr, fin);
+  return fin;
+}
+
+static void step(ig_engine *e) {
+  int64_t t0 = ig_engine_now_ns();
+  /* Cancellations: blocks freed now. */
+  for (int i = e->n_running - 1; i >= 0; i--) {
+    seq *s = e->running[i];
+    if (atomic_load(&s->r->cancelled)) finish_running(e, s, IG_FINISH_CANCELLED, NULL);
+  }
+  for (int i = e->n_waiting - 1; i >= 0; i--) {
+    seq *s = e->waiting[i];
+    if (atomic_load(&s->r->cancelled)) {
+      remove_at(e->waiting, &e->n_waiting, i);
+      seq_end(e, s, IG_FINISH_CANCELLED, NULL);
+    }
+  }
+
+  admit(e);
+  int n_items = build_items(e);
+  update_gauges(e);
+  if (n_items < 0) {
+    for (int i = e->n_running - 1; i >= 0; i--) finish_running(e, e->running[i], IG_FINISH_ERROR, "out of memory");
+    return;
+  }
+  if (n_items == 0) return;
+  e->waiting_steps++;
+
+  ig_batch b;
+  char err[256] = "";
+  int rc = fill_batch(e, n_items, &b);
+  if (rc) snprintf(err, sizeof err, "out of memory");
+  else rc = e->run.forward(e->run.ctx, &b, e->logits, err, sizeof err);
+  if (rc) {
+    ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
+    for (int i = 0; i < n_items; i++) finish_running(e, e->items[i].s, IG_FINISH_ERROR, err);
+    update_gauges(e);
+    return;
+  }
+
+  int64_t now = ig_engine_now_ns();
+  long long n_prefill = 0, n_decode = 0;
+  int out = 0, V = e->run.vocab_size;
+  for (int i = 0; i < n_items; i++) {
+    item *it = &e->items[i];
+    seq *s = it->s;
+    if (!s->scheduled_once) {
+      s->scheduled_once = 1;
+      if (s->r->t_first_scheduled == 0) s->r->t_first_scheduled = now;
+    }
+    if (it->prefill) n_prefill += it->end - it->start;
+    else n_decode += it->end - it->start;
+    const float *sample_row = NULL;
+    for (int p = it->start; p < it->end; p++) {
+      int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
+      if (want_lp) {
+        const float *lg = e->logits + (size_t)out * V;
+        s->prefill_lp[p + 1] = (float)(lg[s->tokens[p + 1]] - ig_sample_logsumexp(lg, V));
+        out++;
+      } else if (p == s->n_tokens - 1) {
+        sample_row = e->logits + (size_t)out * V;
+        out++;
+      }
+    }
+    s->n_computed = it->end;
+    if (s->prefill_lp && it->end > s->lp_done) s->lp_done = it->end < s->n_prompt ? it->end : s->n_prompt;
+    if (!sample_row) continue;
+    s->prefilling = 0;
+    if (s->prefill_lp && s->lp_done >= s->n_prompt) { /* publish before the first token event */
+      pthread_mutex_lock(&s->r->mu);
+      if (!s->r->prefill_logprobs) {
+        s->r->prefill_logprobs = s->prefill_lp;
+        s->prefill_lp = NULL;
+      }
+      pthread_mutex_unlock(&s->r->mu);
+    }
+    ig_sample_result sr;
+    ig_sampler_sample(&e->sampler, &s->r->params, sample_row, s->tokens, s->n_tokens, s->n_prompt,
+                      (uint64_t)s->n_generated, &sr);
+    ig_finish_reason fin = accept_token(e, s, &sr);
+    if (fin != IG_FINISH_NONE) it->s = NULL, finish_running(e, s, fin, NULL);
+  }
+  assert(out == b.n_out);
+
+  atomic_fetch_add(&e->stats.steps, 1);
+  atomic_fetch_add(&e->stats.prefill_tokens, n_prefill);
+  atomic_fetch_add(&e->stats.decode_tokens, n_decode);
+  atomic_store(&e->stats.batch_size, n_items);
+  atomic_store(&e->stats.last_step_ns, ig_engine_now_ns() - t0);
+  update_gauges(e);
+}
+
+/* ---- the thread --------------------------------------------------------------------------------------- */
+
+static void cancel_all(ig_engine *e) {
+  while (e->n_running) finish_running(e, e->running[e->n_running - 1], IG_FINISH_CANCELLED, NULL);
+  while (e->n_waiting) {
+    seq *s = e->waiting[--e->n_waiting];
+    seq_end(e, s, IG_FINISH_CANCELLED, NULL);
+  }
+}
+
+static void *engine_main(void *arg) {
+  ig_engine *e = arg;
+  for (;;) {
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0)
+      pthread_cond_wait(&e->cv, &e->mu);
+    int oom = 0;
+    for (int i = 0; i < e->n_pending; i++) {
+      seq *s = e->pending[i];
+      if (insert_sorted(&e->waiting, &e->n_waiting, &e->cap_waiting, s)) oom = 1; /* only on OOM */
+      else e->pending[i] = NULL;
+    }
+    int k = 0;
+    for (int i = 0; i < e->n_pending; i++)
+      if (e->pending[i]) e->pending[k++] = e->pending[i];
+    e->n_pending = k;
+    int stopping = e->stopping;
+    int64_t deadline = e->deadline_ns;
+    pthread_mutex_unlock(&e->mu);
+    (void)oom;
+    if (stopping && ((e->n_running == 0 && e->n_waiting == 0 && k == 0) || ig_engine_now_ns() >= deadline)) break;
+    /* Room for every running sequence must exist before admission (insert_sorted into running). */
+    if (grow_ptrs(&e->running, &e->cap_running, e->n_running + e->n_waiting + 1)) continue;
+    step(e);
+  }
+  cancel_all(e);
+  for (;;) { /* requests that could not be queued (out of memory) */
+    pthread_mutex_lock(&e->mu);
+    seq *s = e->n_pending ? e->pending[--e->n_pending] : NULL;
+    pthread_mutex_unlock(&e->mu);
+    if (!s) break;
+    seq_end(e, s, IG_FINISH_CANCELLED, NULL);
+  }
+  update_gauges(e);
+  return NULL;
+}
+
+/* ---- creation and teardown ---------------------------------------------------------------------------- */
+
+static void apply_defaults(ig_engine_config *c, const ig_engine_runner *run) {
+  if (c->block_size <= 0) c->block_size = 16;
+  if (c->max_total_tokens <= 0) {
+    c->max_total_tokens = 2048;
+    if (run->max_position > 0 && run->max_position < c->max_total_tokens) c->max_total_tokens = run->max_position;
+  }
+  if (c->max_batch_prefill_tokens <= 0) c->max_batch_prefill_tokens = 4096;
+  if (c->max_concurrent_requests <= 0) c->max_concurrent_requests = 128;
+  if (c->max_waiting_tokens < 0) c->max_waiting_tokens = 20;
+  if (c->waiting_served_ratio < 0) c->waiting_served_ratio = 0.3f;
+}
+
+/* KV capacity in tokens: the configured max_batch_total_tokens, or a default of 16k tokens bounded by the
+ * memory the runner allows for the cache. */
+static int kv_tokens(const ig_engine_config *c, const ig_engine_runner *run, char *err, size_t errlen) {
+  if (c->max_batch_total_tokens > 0) return c->max_batch_total_tokens;
+  int64_t tokens = 16384;
+  if (tokens < c->max_total_tokens) tokens = c->max_total_tokens;
+  size_t per_block = run->kv_bytes_per_block ? run->kv_bytes_per_block(run->ctx, c->block_size) : 0;
+  if (run->kv_mem_limit && per_block) {
+    int64_t max_blocks = (int64_t)(run->kv_mem_limit / per_block);
+    if (max_blocks * c->block_size < tokens) tokens = max_blocks * c->block_size;
+  }
+  return (int)tokens;
+}
+
+int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *text, const ig_engine_config *cfg,
+                            ig_engine **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!run || !run->forward || run->vocab_size <= 0) {
+    snprintf(err, errlen, "engine: no model to run");
+    return -EINVAL;
+  }
+  ig_engine *e = calloc(1, sizeof *e);
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  e->run = *run;
+  if (text) {
+    e->text = *text;
+    e->has_text = 1;
+  }
+  e->cfg = *cfg;
+  apply_defaults(&e->cfg, run);
+  int tokens = kv_tokens(&e->cfg, run, err, errlen);
+  int n_blocks = tokens / e->cfg.block_size;
+  if ((int64_t)n_blocks * e->cfg.block_size < e->cfg.max_total_tokens) {
+    snprintf(err, errlen,
+             "the KV cache (%d tokens%s) cannot hold one request of max_total_tokens (%d): lower "
+             "max_total_tokens or raise max_batch_total_tokens",
+             n_blocks * e->cfg.block_size, cfg->max_batch_total_tokens > 0 ? "" : ", bounded by memory",
+             e->cfg.max_total_tokens);
+    free(e);
+    return -EINVAL;
+  }
+  e->cfg.max_batch_total_tokens = n_blocks * e->cfg.block_size;
+  if (ig_kvb_init(&e->kvb, n_blocks, e->cfg.block_size) || ig_sampler_init(&e->sampler, run->vocab_size)) {
+    snprintf(err, errlen, "out of memory");
+    ig_kvb_free(&e->kvb);
+    free(e);
+    return -ENOMEM;
+  }
+  if (run->kv_init) {
+    int rc = run->kv_init(run->ctx, n_blocks, e->cfg.block_size, err, errlen);
+    if (rc) {
+      ig_sampler_free(&e->sampler);
+      ig_kvb_free(&e->kvb);
+      free(e);
+      return rc;
+    }
+  }
+  atomic_store(&e->stats.kv_blocks_total, n_blocks);
+  ig_str_init(&e->piece);
+  ig_str_init(&e->emit);
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->cv, NULL);
+  if (pthread_create(&e->thread, NULL, engine_main, e)) {
+    snprintf(err, errlen, "engine: cannot start its thread");
+    e->thread_started = 0;
+    ig_engine_destroy(e, 0);
+    return -EAGAIN;
+  }
+  e->thread_started = 1;
+  ig_log(IG_LOG_INFO, "engine: KV cache %d blocks x %d tokens (%d tokens), max_total_tokens %d, prefill chunk %d",
+         n_blocks, e->cfg.block_size, e->cfg.max_batch_total_tokens, e->cfg.max_total_tokens,
+         e->cfg.max_batch_prefill_tokens);
+  *out = e;
+  return 0;
+}
+
+void ig_engine_destroy(ig_engine *e, int grace_ms) {
+  if (!e) return;
+  if (e->thread_started) {
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    e->deadline_ns = ig_engine_now_ns() + (int64_t)(grace_ms > 0 ? grace_ms : 0) * 1000000;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+  }
+  free(e->pending);
+  free(e->waiting);
+  free(e->running);
+  free(e->items);
+  free(e->b_tokens);
+  free(e->b_pos);
+  free(e->b_slot);
+  free(e->b_seq_start);
+  free(e->b_ctx_len);
+  free(e->b_table);
+  free(e->b_out);
+  free(e->logits);
+  ig_str_free(&e->piece);
+  ig_str_free(&e->emit);
+  ig_sampler_free(&e->sampler);
+  ig_kvb_free(&e->kvb);
+  pthread_cond_destroy(&e->cv);
+  pthread_mutex_destroy(&e->mu);
+  free(e);
+}
+
+const ig_engine_stats *ig_engine_get_stats(const ig_engine *e) { return &e->stats; }
+const ig_engine_config *ig_engine_get_config(const ig_engine *e) { return &e->cfg; }

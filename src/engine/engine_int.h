@@ -1,0 +1,43 @@
+/* engine/engine_int: what the engine core needs from below, as two small tables, so the scheduler can run
+ * on the real model (engine_model.c wires ig_model + ig_tok) or on a fake one in tests/engine. */
+#ifndef IG_ENGINE_INT_H
+#define IG_ENGINE_INT_H
+#include "engine/engine.h"
+#include "util/str.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* The model side: vocabulary, EOS ids, KV cache sizing and one forward step. */
+typedef struct ig_engine_runner {
+  void *ctx;
+  int vocab_size;
+  int n_eos;
+  int32_t eos_ids[IG_MAX_EOS];
+  int max_position;        /* max_position_embeddings, 0 when unknown */
+  size_t kv_mem_limit;     /* bytes the KV cache may take when its size is derived (0: no bound) */
+  size_t (*kv_bytes_per_block)(void *ctx, int block_size);
+  int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);
+  /* logits[j * vocab_size + v] for the batch's out_rows */
+  int (*forward)(void *ctx, const ig_batch *b, float *logits, char *err, size_t errlen);
+} ig_engine_runner;
+
+/* The text side (NULL table: no text, no stop sequences): one streaming detokenizer per request. */
+typedef struct ig_engine_text {
+  void *ctx;
+  void *(*detok_new)(void *ctx, const int32_t *prompt, int n_prompt); /* NULL when out of memory */
+  int (*detok_push)(void *ctx, void *d, int32_t id, ig_str *out);    /* appends the new valid-UTF-8 piece */
+  int (*detok_flush)(void *ctx, void *d, ig_str *out);
+  void (*detok_free)(void *ctx, void *d);
+  int (*is_special)(void *ctx, int32_t id);
+} ig_engine_text;
+
+/* Same as ig_engine_create, over explicit tables (copied; their ctx must outlive the engine). */
+int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *text, const ig_engine_config *cfg,
+                            ig_engine **out, char *err, size_t errlen);
+
+/* Request outbox, engine side: appends one event (takes ownership of ev->text) and, when ev->finish is set,
+ * marks the request finished. Returns 0 or -ENOMEM. */
+int ig_request_push_event(ig_request *r, ig_token_event *ev);
+int64_t ig_engine_now_ns(void);
+
+#endif
