@@ -1,0 +1,639 @@
+/* backend/cpu/cpu: the CPU backend: f32 activations, weights read in place from the mmap (bf16/f16/f32),
+ * a paged f32 KV cache, ops threaded over a persistent pool (pool.c), dot products in kernels.c.
+ * Batch invariance: matmul picks its kernel per sequence segment from that segment's own length (short:
+ * our matvec, one fixed order per output; long: OpenBLAS sgemm over f32 weight tiles), and attention runs
+ * per (row, head) in a fixed order, so no row's result depends on what else is in the batch. */
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/pool.h"
+#include <cblas.h>
+#undef I /* complex.h (pulled in by cblas.h) defines I; we use it as a dimension name */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Output tiles are fixed (not derived from the thread count), so a result never depends on the number of
+ * threads. sgemm tiles are wider: OpenBLAS 0.3.21 (SkylakeX) gives rows that are bitwise independent of M
+ * and of the row offset except in its small-matrix path (M*N*K <= 1e6), which wide tiles avoid for K >= 250. */
+#define TILE_O 64           /* outputs per matvec tile */
+#define TILE_G 256          /* outputs per sgemm tile */
+#define GEMM_MIN_ROWS 16    /* segments with at least this many rows go through sgemm */
+
+typedef struct {
+  float *p;
+  size_t cap; /* floats */
+} scratch;
+
+typedef struct cpu_impl {
+  ig_pool *pool;
+  int nth;
+  int gemm_min_rows;
+  /* the step's batch (copied at set_batch) */
+  int n_tokens, n_seqs, max_blocks, n_out;
+  int32_t *tokens, *pos, *slot, *seq_start, *ctx_len, *block_table, *out_rows, *row_seq;
+  size_t cap_tokens, cap_seqs, cap_bt;
+  /* rotary */
+  float *inv_freq;
+  int rope_half, rope_head_dim;
+  float attn_factor;
+  float *cs;              /* [n_tokens, half, 2]: cos, sin at each row's position */
+  size_t cs_cap;
+  int cs_valid;
+  /* KV cache: per layer K and V of [n_blocks * block_size, n_kv_heads * head_dim] f32 */
+  ig_kv_config kv;
+  float **k, **v;
+  scratch *scr;           /* one per thread */
+} cpu_impl;
+
+static int fail(ig_backend *be, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(be->err, sizeof be->err, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static float *scratch_get(scratch *s, size_t n) {
+  if (s->cap < n) {
+    free(s->p);
+    s->p = aligned_alloc(64, ((n * 4 + 63) / 64) * 64);
+    s->cap = s->p ? n : 0;
+  }
+  return s->p;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* memory */
+
+static int cpu_alloc(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols) {
+  size_t bytes = (size_t)(rows * cols) * ig_dtype_size(dt);
+  memset(t, 0, sizeof *t);
+  t->data = aligned_alloc(64, ((bytes + 63) / 64) * 64 + 64);
+  if (!t->data) return fail(be, "out of memory allocating a [%lld, %lld] tensor", (long long)rows, (long long)cols);
+  t->dtype = dt;
+  t->rows = rows;
+  t->cols = cols;
+  t->owned = 1;
+  return 0;
+}
+
+static void cpu_free(ig_backend *be, ig_tensor *t) {
+  if (t->owned) free(t->data);
+  memset(t, 0, sizeof *t);
+}
+
+static int cpu_weight(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols) {
+  if (dt != IG_DT_F32 && dt != IG_DT_F16 && dt != IG_DT_BF16) return fail(be, "weights must be F32, F16 or BF16");
+  *t = (ig_tensor){(void *)host, dt, rows, cols, 0};
+  return 0;
+}
+
+static int cpu_download_f32(ig_backend *be, const ig_tensor *t, float *host) {
+  if (t->dtype == IG_DT_I32) return fail(be, "download_f32 of an I32 tensor");
+  ig_cpu_to_f32(t->data, t->dtype, host, ig_tensor_numel(t));
+  return 0;
+}
+
+static int cpu_upload(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt) {
+  int64_t n = ig_tensor_numel(t);
+  if (t->dtype == dt) {
+    memcpy(t->data, host, (size_t)n * ig_dtype_size(dt));
+    return 0;
+  }
+  if (t->dtype != IG_DT_F32 || dt == IG_DT_I32) return fail(be, "upload: cannot convert %s to %s", ig_dtype_name(dt),
+                                                           ig_dtype_name(t->dtype));
+  ig_cpu_to_f32(host, dt, t->data, n);
+  return 0;
+}
+
+static int cpu_sync(ig_backend *be) { return 0; }
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* per-step state */
+
+static size_t cpu_kv_bytes_per_block(ig_backend *be, const ig_kv_config *c) {
+  return (size_t)c->n_layers * 2 * (size_t)c->block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim * 4;
+}
+
+static void kv_release(cpu_impl *im) {
+  for (int l = 0; l < im->kv.n_layers && im->k; l++) {
+    free(im->k[l]);
+    free(im->v[l]);
+  }
+  free(im->k);
+  free(im->v);
+  im->k = im->v = NULL;
+  memset(&im->kv, 0, sizeof im->kv);
+}
+
+static int cpu_kv_init(ig_backend *be, const ig_kv_config *c) {
+  cpu_impl *im = be->impl;
+  if (c->n_layers <= 0 || c->n_blocks <= 0 || c->block_size <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0)
+    return fail(be, "kv_init: bad configuration");
+  kv_release(im);
+  size_t per = (size_t)c->n_blocks * (size_t)c->block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  im->k = calloc((size_t)c->n_layers, sizeof *im->k);
+  im->v = calloc((size_t)c->n_layers, sizeof *im->v);
+  if (!im->k || !im->v) goto oom;
+  im->kv = *c;
+  for (int l = 0; l < c->n_layers; l++) {
+    im->k[l] = calloc(per, 4);
+    im->v[l] = calloc(per, 4);
+    if (!im->k[l] || !im->v[l]) goto oom;
+  }
+  return 0;
+oom:
+  im->kv.n_layers = c->n_layers;
+  kv_release(im);
+  return fail(be, "out of memory for the KV cache (%zu bytes)", per * 8 * (size_t)c->n_layers);
+}
+
+static int grow_i32(int32_t **p, size_t *cap, size_t n) {
+  if (*cap >= n) return 0;
+  int32_t *q = realloc(*p, n * sizeof *q);
+  if (!q) return -1;
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+/* Copies the batch and checks it against the KV cache, so a bad batch is an error, never a wild write. */
+static int cpu_set_batch(ig_backend *be, const ig_batch *b) {
+  cpu_impl *im = be->impl;
+  int n = b->n_tokens, ns = b->n_seqs;
+  if (n <= 0 || ns <= 0 || b->n_out < 0 || b->n_out > n || b->max_blocks < 0)
+    return fail(be, "set_batch: bad sizes (n_tokens %d, n_seqs %d, n_out %d)", n, ns, b->n_out);
+  size_t nbt = (size_t)ns * (size_t)b->max_blocks;
+  if (grow_i32(&im->tokens, &im->cap_tokens, (size_t)n) || grow_i32(&im->pos, &(size_t){0}, 0))
+    return fail(be, "out of memory");
+  /* all per-token arrays share cap_tokens: grow them together */
+  size_t ct = im->cap_tokens;
+  int32_t *np;
+  if (!(np = realloc(im->pos, ct * 4))) return fail(be, "out of memory");
+  im->pos = np;
+  if (!(np = realloc(im->slot, ct * 4))) return fail(be, "out of memory");
+  im->slot = np;
+  if (!(np = realloc(im->row_seq, ct * 4))) return fail(be, "out of memory");
+  im->row_seq = np;
+  if (!(np = realloc(im->out_rows, ct * 4))) return fail(be, "out of memory");
+  im->out_rows = np;
+  size_t cs = im->cap_seqs;
+  if (grow_i32(&im->ctx_len, &cs, (size_t)ns)) return fail(be, "out of memory");
+  cs = im->cap_seqs;
+  if (grow_i32(&im->seq_start, &cs, (size_t)ns + 1)) return fail(be, "out of memory");
+  im->cap_seqs = cs > (size_t)ns + 1 ? cs : (size_t)ns + 1;
+  if (!(np = realloc(im->ctx_len, im->cap_seqs * 4))) return fail(be, "out of memory");
+  im->ctx_len = np;
+  if (grow_i32(&im->block_table, &im->cap_bt, nbt ? nbt : 1)) return fail(be, "out of memory");
+
+  memcpy(im->tokens, b->tokens, (size_t)n * 4);
+  memcpy(im->pos, b->pos, (size_t)n * 4);
+  memcpy(im->slot, b->slot, (size_t)n * 4);
+  memcpy(im->seq_start, b->seq_start, ((size_t)ns + 1) * 4);
+  memcpy(im->ctx_len, b->ctx_len, (size_t)ns * 4);
+  if (nbt) memcpy(im->block_table, b->block_table, nbt * 4);
+  if (b->n_out) memcpy(im->out_rows, b->out_rows, (size_t)b->n_out * 4);
+  im->n_tokens = n;
+  im->n_seqs = ns;
+  im->max_blocks = b->max_blocks;
+  im->n_out = b->n_out;
+  im->cs_valid = 0;
+
+  if (im->seq_start[0] != 0 || im->seq_start[ns] != n) return fail(be, "set_batch: seq_start must run from 0 to n_tokens");
+  int64_t n_slots = (int64_t)im->kv.n_blocks * im->kv.block_size;
+  for (int s = 0; s < ns; s++) {
+    int a = im->seq_start[s], e = im->seq_start[s + 1];
+    if (e < a) return fail(be, "set_batch: seq_start is not ascending");
+    if (im->ctx_len[s] < e - a) return fail(be, "set_batch: sequence %d has ctx_len %d < its %d new tokens", s,
+                                             im->ctx_len[s], e - a);
+    if (n_slots && (int64_t)im->ctx_len[s] > (int64_t)b->max_blocks * im->kv.block_size)
+      return fail(be, "set_batch: sequence %d needs %d tokens but its block table holds %d", s, im->ctx_len[s],
+                  b->max_blocks * im->kv.block_size);
+    if (n_slots) {
+      int nb = (im->ctx_len[s] + im->kv.block_size - 1) / im->kv.block_size;
+      for (int k = 0; k < nb; k++) {
+        int32_t blk = im->block_table[(size_t)s * b->max_blocks + k];
+        if (blk < 0 || blk >= im->kv.n_blocks) return fail(be, "set_batch: block id %d out of range", blk);
+      }
+    }
+    for (int i = a; i < e; i++) {
+      im->row_seq[i] = s;
+      if (im->pos[i] < 0 || im->pos[i] >= im->ctx_len[s])
+        return fail(be, "set_batch: row %d has position %d outside its context (%d)", i, im->pos[i], im->ctx_len[s]);
+      if (n_slots && (im->slot[i] < 0 || im->slot[i] >= n_slots))
+        return fail(be, "set_batch: row %d has KV slot %d outside the cache", i, im->slot[i]);
+    }
+  }
+  for (int j = 0; j < b->n_out; j++)
+    if (im->out_rows[j] < 0 || im->out_rows[j] >= n || (j && im->out_rows[j] <= im->out_rows[j - 1]))
+      return fail(be, "set_batch: out_rows must be ascending row indices");
+  return 0;
+}
+
+static int cpu_set_rope(ig_backend *be, const ig_rope *r) {
+  cpu_impl *im = be->impl;
+  if (r->rot_dim != r->head_dim || r->head_dim <= 0 || r->head_dim % 2) return fail(be, "set_rope: bad dimensions");
+  int half = r->rot_dim / 2;
+  float *f = realloc(im->inv_freq, (size_t)half * sizeof *f);
+  if (!f) return fail(be, "out of memory");
+  memcpy(f, r->inv_freq, (size_t)half * sizeof *f);
+  im->inv_freq = f;
+  im->rope_half = half;
+  im->rope_head_dim = r->head_dim;
+  im->attn_factor = r->attn_factor;
+  im->cs_valid = 0;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* elementwise and row ops */
+
+static int cpu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table) {
+  cpu_impl *im = be->impl;
+  int64_t H = table->cols;
+  if (out->dtype != IG_DT_F32 || out->cols != H || out->rows < im->n_tokens) return fail(be, "embed: shape mismatch");
+  size_t es = ig_dtype_size(table->dtype);
+  for (int i = 0; i < im->n_tokens; i++) {
+    int32_t t = im->tokens[i];
+    if (t < 0 || t >= table->rows) return fail(be, "token id %d out of range (vocabulary %lld)", t, (long long)table->rows);
+    ig_cpu_to_f32((const char *)table->data + (size_t)t * (size_t)H * es, table->dtype, (float *)out->data + i * H, H);
+  }
+  return 0;
+}
+
+static int cpu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *residual, const ig_tensor *w,
+                       float eps) {
+  int64_t W = w->cols, rows = ig_tensor_numel(x) / W;
+  if (ig_tensor_numel(x) % W || ig_tensor_numel(out) < rows * W || x->dtype != IG_DT_F32)
+    return fail(be, "rmsnorm: shape mismatch");
+  if (residual && ig_tensor_numel(residual) != ig_tensor_numel(x)) return fail(be, "rmsnorm: residual shape mismatch");
+  float *xp = x->data, *op = out->data;
+  const float *rp = residual ? residual->data : NULL;
+  float *wf = malloc((size_t)W * 4);
+  if (!wf) return fail(be, "out of memory");
+  ig_cpu_to_f32(w->data, w->dtype, wf, W);
+  for (int64_t r = 0; r < rows; r++) {
+    float *xr = xp + r * W, *orow = op + r * W;
+    if (rp)
+      for (int64_t i = 0; i < W; i++) xr[i] += rp[r * W + i];
+    double ss = 0;
+    for (int64_t i = 0; i < W; i++) ss += (double)xr[i] * xr[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
+    for (int64_t i = 0; i < W; i++) orow[i] = wf[i] * (xr[i] * inv);
+  }
+  free(wf);
+  return 0;
+}
+
+static int cpu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
+  int64_t n = ig_tensor_numel(gate);
+  if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) return fail(be, "swiglu: shape mismatch");
+  const float *g = gate->data, *u = up->data;
+  float *o = out->data;
+  for (int64_t i = 0; i < n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  return 0;
+}
+
+static int cpu_add(ig_backend *be, ig_tensor *x, const ig_tensor *y) {
+  int64_t n = ig_tensor_numel(x);
+  if (ig_tensor_numel(y) != n) return fail(be, "add: shape mismatch");
+  float *a = x->data;
+  const float *b = y->data;
+  for (int64_t i = 0; i < n; i++) a[i] += b[i];
+  return 0;
+}
+
+static int cpu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x) {
+  cpu_impl *im = be->impl;
+  int64_t H = x->cols;
+  if (out->cols != H || out->rows < im->n_out) return fail(be, "gather_rows: shape mismatch");
+  for (int j = 0; j < im->n_out; j++)
+    memcpy((float *)out->data + j * H, (const float *)x->data + (int64_t)im->out_rows[j] * H, (size_t)H * 4);
+  return 0;
+}
+
+/* HF/NeoX rotary: pairs (i, i + half) of each head; cos/sin of pos * inv_freq[i], times attn_factor. */
+static int cpu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads) {
+  cpu_impl *im = be->impl;
+  int half = im->rope_half, hd = im->rope_head_dim, n = im->n_tokens;
+  if (!im->inv_freq) return fail(be, "rope: set_rope was not called");
+  if (q->cols != (int64_t)n_heads * hd || k->cols != (int64_t)n_kv_heads * hd) return fail(be, "rope: shape mismatch");
+  if (!im->cs_valid) {
+    size_t need = (size_t)n * (size_t)half * 2;
+    if (im->cs_cap < need) {
+      float *c = realloc(im->cs, need * 4);
+      if (!c) return fail(be, "out of memory");
+      im->cs = c;
+      im->cs_cap = need;
+    }
+    for (int i = 0; i < n; i++)
+      for (int f = 0; f < half; f++) {
+        float ang = (float)im->pos[i] * im->inv_freq[f];
+        im->cs[((size_t)i * half + f) * 2] = cosf(ang) * im->attn_factor;
+        im->cs[((size_t)i * half + f) * 2 + 1] = sinf(ang) * im->attn_factor;
+      }
+    im->cs_valid = 1;
+  }
+  for (int t = 0; t < 2; t++) {
+    ig_tensor *x = t ? k : q;
+    int nh = t ? n_kv_heads : n_heads;
+    for (int i = 0; i < n; i++) {
+      const float *cs = im->cs + (size_t)i * half * 2;
+      for (int h = 0; h < nh; h++) {
+        float *v = (float *)x->data + (int64_t)i * x->cols + (int64_t)h * hd;
+        for (int f = 0; f < half; f++) {
+          float c = cs[2 * f], s = cs[2 * f + 1], a = v[f], b = v[f + half];
+          v[f] = a * c - b * s;
+          v[f + half] = b * c + a * s;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+static int cpu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v) {
+  cpu_impl *im = be->impl;
+  int64_t W = (int64_t)im->kv.n_kv_heads * im->kv.head_dim;
+  if (!im->k || layer < 0 || layer >= im->kv.n_layers) return fail(be, "kv_write: no KV cache for layer %d", layer);
+  if (k->cols != W || v->cols != W) return fail(be, "kv_write: shape mismatch");
+  for (int i = 0; i < im->n_tokens; i++) {
+    memcpy(im->k[layer] + (int64_t)im->slot[i] * W, (const float *)k->data + i * W, (size_t)W * 4);
+    memcpy(im->v[layer] + (int64_t)im->slot[i] * W, (const float *)v->data + i * W, (size_t)W * 4);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* matmul: out[m, O] = x[m, I] @ W[O, I]^T (+ bias) */
+
+typedef struct {
+  cpu_impl *im;
+  const float *x;
+  const ig_tensor *w, *bias;
+  float *out;
+  int64_t I, O;
+  const int32_t *short_rows;
+  int n_short;
+  const int32_t *long_seg; /* pairs (start row, rows) */
+  int n_long;
+  int failed;
+} mm_job;
+
+/* out[r, o] += bias[o] for o in [o0, o1) and the short rows (short = 1) or the long segments' rows. */
+static void add_bias(mm_job *j, int64_t o0, int64_t o1, int short_rows) {
+  const ig_tensor *b = j->bias;
+  size_t es = ig_dtype_size(b->dtype);
+  for (int64_t o = o0; o < o1; o++) {
+    float bo;
+    ig_cpu_to_f32((const char *)b->data + (size_t)o * es, b->dtype, &bo, 1);
+    if (short_rows) {
+      for (int r = 0; r < j->n_short; r++) j->out[(int64_t)j->short_rows[r] * j->O + o] += bo;
+    } else {
+      for (int s = 0; s < j->n_long; s++)
+        for (int r = j->long_seg[2 * s]; r < j->long_seg[2 * s] + j->long_seg[2 * s + 1]; r++)
+          j->out[(int64_t)r * j->O + o] += bo;
+    }
+  }
+}
+
+static void mm_worker(void *arg, int ith, int nth) {
+  mm_job *j = arg;
+  /* short segments: our matvec over this thread's share of 64-output tiles (one pass over its weights) */
+  int64_t n_tiles = (j->O + TILE_O - 1) / TILE_O;
+  int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
+  int64_t o0 = t0 * TILE_O, o1 = t1 * TILE_O < j->O ? t1 * TILE_O : j->O;
+  if (j->n_short && o0 < o1) {
+    ig_cpu_matvec(j->x, j->I, j->short_rows, j->n_short, j->w->data, j->w->dtype, j->I, o0, o1, j->out, j->O);
+    if (j->bias) add_bias(j, o0, o1, 1);
+  }
+  if (!j->n_long) return;
+  /* long segments: sgemm per 256-output tile and segment; non-f32 weights are converted tile by tile */
+  n_tiles = (j->O + TILE_G - 1) / TILE_G;
+  t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
+  size_t es = ig_dtype_size(j->w->dtype);
+  float *buf = NULL;
+  if (t0 < t1 && j->w->dtype != IG_DT_F32) {
+    buf = scratch_get(&j->im->scr[ith], (size_t)TILE_G * (size_t)j->I);
+    if (!buf) {
+      j->failed = 1;
+      return;
+    }
+  }
+  for (int64_t t = t0; t < t1; t++) {
+    int64_t ot = t * TILE_G, nt = j->O - ot < TILE_G ? j->O - ot : TILE_G;
+    const float *wt;
+    if (buf) {
+      ig_cpu_to_f32((const char *)j->w->data + (size_t)ot * (size_t)j->I * es, j->w->dtype, buf, nt * j->I);
+      wt = buf;
+    } else {
+      wt = (const float *)j->w->data + ot * j->I;
+    }
+    for (int s = 0; s < j->n_long; s++) {
+      int r0 = j->long_seg[2 * s], m = j->long_seg[2 * s + 1];
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)nt, (int)j->I, 1.0f, j->x + (int64_t)r0 * j->I,
+                  (int)j->I, wt, (int)j->I, 0.0f, j->out + (int64_t)r0 * j->O + ot, (int)j->O);
+    }
+    if (j->bias) add_bias(j, ot, ot + nt, 0);
+  }
+}
+
+/* Splits x's rows into segments by sequence: the batch's sequences when x has a row per token, the
+ * gathered rows grouped by sequence when x has a row per out_row, else one segment. */
+static int mm_plan(cpu_impl *im, int64_t m, int32_t *short_rows, int *n_short, int32_t *long_seg, int *n_long) {
+  *n_short = *n_long = 0;
+  int gmin = im->gemm_min_rows;
+#define ADD_SEG(a, len)                                                                                                \
+  do {                                                                                                                 \
+    if ((len) >= gmin) {                                                                                               \
+      long_seg[2 * *n_long] = (a);                                                                                     \
+      long_seg[2 * *n_long + 1] = (len);                                                                               \
+      (*n_long)++;                                                                                                     \
+    } else {                                                                                                           \
+      for (int r_ = (a); r_ < (a) + (len); r_++) short_rows[(*n_short)++] = r_;                                        \
+    }                                                                                                                  \
+  } while (0)
+  if (im->n_tokens > 0 && m == im->n_tokens) {
+    for (int s = 0; s < im->n_seqs; s++) ADD_SEG(im->seq_start[s], im->seq_start[s + 1] - im->seq_start[s]);
+  } else if (im->n_tokens > 0 && m == im->n_out) {
+    int a = 0;
+    for (int j = 1; j <= im->n_out; j++)
+      if (j == im->n_out || im->row_seq[im->out_rows[j]] != im->row_seq[im->out_rows[a]]) {
+        ADD_SEG(a, j - a);
+        a = j;
+      }
+  } else {
+    ADD_SEG(0, (int)m);
+  }
+#undef ADD_SEG
+  return 0;
+}
+
+static int cpu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias) {
+  cpu_impl *im = be->impl;
+  int64_t m = x->rows, I = x->cols, O = w->rows;
+  if (w->cols != I || out->cols != O || out->rows < m || x->dtype != IG_DT_F32 || out->dtype != IG_DT_F32)
+    return fail(be, "matmul: shape mismatch (x [%lld, %lld], w [%lld, %lld], out [%lld, %lld])", (long long)m,
+                (long long)I, (long long)w->rows, (long long)w->cols, (long long)out->rows, (long long)out->cols);
+  if (bias && ig_tensor_numel(bias) != O) return fail(be, "matmul: bias shape mismatch");
+  if (m == 0) return 0;
+  int32_t *plan = malloc((size_t)m * 3 * sizeof *plan);
+  if (!plan) return fail(be, "out of memory");
+  mm_job j = {.im = im, .x = x->data, .w = w, .bias = bias, .out = out->data, .I = I, .O = O};
+  int ns, nl;
+  mm_plan(im, m, plan, &ns, plan + m, &nl);
+  j.short_rows = plan;
+  j.n_short = ns;
+  j.long_seg = plan + m;
+  j.n_long = nl;
+  ig_pool_run(im->pool, mm_worker, &j);
+  free(plan);
+  if (j.failed) return fail(be, "out of memory in matmul");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* attention: one (row, head) at a time, keys in position order, softmax in f32 */
+
+typedef struct {
+  cpu_impl *im;
+  const float *q;
+  float *out;
+  int layer;
+  ig_attn_params p;
+  int failed;
+} attn_job;
+
+static void attn_worker(void *arg, int ith, int nth) {
+  attn_job *j = arg;
+  cpu_impl *im = j->im;
+  int nh = j->p.n_heads, hd = j->p.head_dim, group = nh / j->p.n_kv_heads, bs = im->kv.block_size;
+  int64_t W = (int64_t)im->kv.n_kv_heads * hd, QW = (int64_t)nh * hd;
+  int64_t items = (int64_t)im->n_tokens * nh, a = items * ith / nth, e = items * (ith + 1) / nth;
+  const float *K = im->k[j->layer], *V = im->v[j->layer];
+  for (int64_t it = a; it < e; it++) {
+    int i = (int)(it / nh), h = (int)(it % nh), s = im->row_seq[i], p = im->pos[i], kvh = h / group;
+    int start = j->p.sliding_window > 0 && p - j->p.sliding_window + 1 > 0 ? p - j->p.sliding_window + 1 : 0;
+    float *sc = scratch_get(&im->scr[ith], (size_t)(p + 1) + (size_t)hd);
+    if (!sc) {
+      j->failed = 1;
+      return;
+    }
+    float *acc = sc + p + 1;
+    const float *q = j->q + (int64_t)i * QW + (int64_t)h * hd;
+    const int32_t *bt = im->block_table + (size_t)s * im->max_blocks;
+    float mx = -INFINITY;
+    for (int t = start; t <= p; t++) {
+      int64_t slot = (int64_t)bt[t / bs] * bs + t % bs;
+      float d = ig_cpu_dot(q, K + slot * W + (int64_t)kvh * hd, hd) * j->p.scale;
+      sc[t] = d;
+      if (d > mx) mx = d;
+    }
+    float sum = 0;
+    for (int t = start; t <= p; t++) {
+      sc[t] = expf(sc[t] - mx);
+      sum += sc[t];
+    }
+    float inv = 1.0f / sum;
+    memset(acc, 0, (size_t)hd * 4);
+    for (int t = start; t <= p; t++) {
+      int64_t slot = (int64_t)bt[t / bs] * bs + t % bs;
+      ig_cpu_axpy(acc, sc[t] * inv, V + slot * W + (int64_t)kvh * hd, hd);
+    }
+    memcpy(j->out + (int64_t)i * QW + (int64_t)h * hd, acc, (size_t)hd * 4);
+  }
+}
+
+static int cpu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p) {
+  cpu_impl *im = be->impl;
+  if (!im->k || layer < 0 || layer >= im->kv.n_layers) return fail(be, "attention: no KV cache for layer %d", layer);
+  if (p->n_kv_heads != im->kv.n_kv_heads || p->head_dim != im->kv.head_dim || p->n_heads % p->n_kv_heads ||
+      q->cols != (int64_t)p->n_heads * p->head_dim || out->cols != q->cols || out->rows < im->n_tokens)
+    return fail(be, "attention: shape mismatch");
+  attn_job j = {.im = im, .q = q->data, .out = out->data, .layer = layer, .p = *p};
+  ig_pool_run(im->pool, attn_worker, &j);
+  if (j.failed) return fail(be, "out of memory in attention");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+
+static void cpu_destroy(ig_backend *be) {
+  if (!be) return;
+  cpu_impl *im = be->impl;
+  if (im) {
+    ig_pool_destroy(im->pool);
+    kv_release(im);
+    if (im->scr)
+      for (int i = 0; i < im->nth; i++) free(im->scr[i].p);
+    free(im->scr);
+    free(im->tokens);
+    free(im->pos);
+    free(im->slot);
+    free(im->seq_start);
+    free(im->ctx_len);
+    free(im->block_table);
+    free(im->out_rows);
+    free(im->row_seq);
+    free(im->inv_freq);
+    free(im->cs);
+    free(im);
+  }
+  free(be);
+}
+
+ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen) {
+  ig_cpu_kernels_init();
+  if (threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int)n : 1;
+  }
+  if (threads > 256) threads = 256;
+  ig_backend *be = calloc(1, sizeof *be);
+  cpu_impl *im = calloc(1, sizeof *im);
+  if (!be || !im) {
+    free(be);
+    free(im);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  be->impl = im;
+  be->name = "cpu";
+  be->act_dtype = IG_DT_F32;
+  /* OpenBLAS runs single-threaded inside each of our pool threads (on disjoint output tiles). */
+  openblas_set_num_threads(1);
+  im->pool = ig_pool_create(threads);
+  im->nth = im->pool ? ig_pool_size(im->pool) : 0;
+  im->scr = calloc((size_t)(im->nth ? im->nth : 1), sizeof *im->scr);
+  if (!im->pool || !im->scr) {
+    cpu_destroy(be);
+    snprintf(err, errlen, "cannot start %d CPU threads", threads);
+    return NULL;
+  }
+  const char *g = getenv("IGNIS_CPU_GEMM_MIN_ROWS");
+  im->gemm_min_rows = g && atoi(g) > 0 ? atoi(g) : GEMM_MIN_ROWS;
+  be->destroy = cpu_destroy;
+  be->alloc = cpu_alloc;
+  be->free = cpu_free;
+  be->weight = cpu_weight;
+  be->download_f32 = cpu_download_f32;
+  be->upload = cpu_upload;
+  be->sync = cpu_sync;
+  be->kv_init = cpu_kv_init;
+  be->kv_bytes_per_block = cpu_kv_bytes_per_block;
+  be->set_batch = cpu_set_batch;
+  be->set_rope = cpu_set_rope;
+  be->embed = cpu_embed;
+  be->rmsnorm = cpu_rmsnorm;
+  be->matmul = cpu_matmul;
+  be->rope = cpu_rope;
+  be->swiglu = cpu_swiglu;
+  be->kv_write = cpu_kv_write;
+  be->attention = cpu_attention;
+  be->gather_rows = cpu_gather_rows;
+  be->add = cpu_add;
+  return be;
+}
