@@ -33,6 +33,7 @@ typedef struct seq {
   void *detok;
   ig_stopseq stop;
   int text_started;    /* detok created */
+  int released;        /* seq_release done */
 } seq;
 
 typedef struct item { /* one sequence's rows in this step */
@@ -167,8 +168,23 @@ static void emit_event(seq *s, int32_t id, float logprob, int special, const cha
 
 /* Ends a sequence that is in neither list any more: final event (when not already pushed), blocks freed,
  * the engine's reference dropped. */
+/* Gives back what a finishing sequence holds (blocks, its max_concurrent_requests slot) before its last
+ * event goes out, so a client that sees the end can rely on the gauges and submit again at once. */
+static void seq_release(ig_engine *e, seq *s) {
+  if (s->released) return;
+  s->released = 1;
+  ig_kvb_release(&e->kvb, &s->bt);
+  atomic_store(&e->stats.kv_blocks_used, ig_kvb_used(&e->kvb));
+  atomic_fetch_add(&e->stats.requests_finished, 1);
+  pthread_mutex_lock(&e->mu);
+  e->n_inflight--;
+  pthread_cond_broadcast(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+}
+
 static void seq_end(ig_engine *e, seq *s, ig_finish_reason fin, const char *msg) {
   ig_request *r = s->r;
+  seq_release(e, s);
   if (fin == IG_FINISH_CANCELLED || fin == IG_FINISH_ERROR) {
     if (fin == IG_FINISH_ERROR) {
       pthread_mutex_lock(&r->mu);
@@ -179,11 +195,6 @@ static void seq_end(ig_engine *e, seq *s, ig_finish_reason fin, const char *msg)
   }
   r->engine_state = NULL;
   seq_free(e, s);
-  atomic_fetch_add(&e->stats.requests_finished, 1);
-  pthread_mutex_lock(&e->mu);
-  e->n_inflight--;
-  pthread_cond_broadcast(&e->cv);
-  pthread_mutex_unlock(&e->mu);
   ig_request_unref(r);
 }
 
@@ -497,6 +508,7 @@ static ig_finish_reason accept_token(ig_engine *e, seq *s, const ig_sample_resul
     }
     if (fin != IG_FINISH_STOP) ig_stopseq_flush(&s->stop, &e->emit);
   }
+  if (fin != IG_FINISH_NONE) seq_release(e, s);
   emit_event(s, id, sr->logprob, special, e->emit.p ? e->emit.p : "", e->emit.len, sr, fin);
   return fin;
 }

@@ -1,0 +1,466 @@
+/* tests/engine: the scheduler on a fake model. The fake keeps a real paged KV store (token and position
+ * per slot), checks every batch it is given (row positions, slots against block tables, no block shared
+ * between sequences) and computes each row's logits from the tokens it reads back through the block table,
+ * so any scheduling or block-table mistake changes the output. Checks: concurrent requests equal their solo
+ * runs (greedy and seeded sampling), a tiny KV budget preempts and changes nothing, prefill logprobs, stop
+ * sequences, cancellation, overload, forward errors, shutdown. */
+#include "engine/engine_int.h"
+#include "engine/sampler.h"
+#include "harness.h"
+#include "test.h"
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define V 64
+
+/* ---- fake model ------------------------------------------------------------------------------------- */
+typedef struct fake {
+  int n_blocks, bs;
+  int32_t *kv_tok, *kv_pos;
+  int *owner;
+  atomic_int sleep_us;
+  atomic_int fail_next;
+  int max_rows, max_seqs;
+} fake;
+
+static uint64_t mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Logits after tokens[0..n): a fixed pseudo-random function of the whole prefix. */
+static void fake_logits(const int32_t *tokens, int n, float *out) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < n; i++) h = mix(h ^ (uint64_t)tokens[i]) + (uint64_t)i;
+  for (int v = 0; v < V; v++) out[v] = (float)((double)(mix(h ^ ((uint64_t)v << 32)) >> 40) / (1 << 24) * 6.0 - 3.0);
+  out[0] -= 1.0f; /* EOS now and then, not too often */
+}
+
+static size_t fake_kv_bytes(void *ctx, int bs) { return (size_t)bs * 8; }
+static int fake_kv_init(void *ctx, int n_blocks, int bs, char *err, size_t errlen) {
+  fake *f = ctx;
+  f->n_blocks = n_blocks;
+  f->bs = bs;
+  f->kv_tok = malloc(sizeof(int32_t) * (size_t)n_blocks * bs);
+  f->kv_pos = malloc(sizeof(int32_t) * (size_t)n_blocks * bs);
+  f->owner = malloc(sizeof(int) * (size_t)n_blocks);
+  for (int i = 0; i < n_blocks * bs; i++) f->kv_pos[i] = -1;
+  return 0;
+}
+
+static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, size_t errlen) {
+  fake *f = ctx;
+  int us = atomic_load(&f->sleep_us);
+  if (us) usleep((useconds_t)us);
+  if (atomic_exchange(&f->fail_next, 0)) {
+    snprintf(err, errlen, "injected failure");
+    return -EIO;
+  }
+  if (b->n_tokens > f->max_rows) f->max_rows = b->n_tokens;
+  if (b->n_seqs > f->max_seqs) f->max_seqs = b->n_seqs;
+#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
+  if (b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens) BAD("seq_start");
+  for (int i = 0; i < f->n_blocks; i++) f->owner[i] = -1;
+  for (int s = 0; s < b->n_seqs; s++) {
+    int q = b->seq_start[s + 1] - b->seq_start[s], ctx_len = b->ctx_len[s];
+    if (q <= 0 || ctx_len < q) BAD("q_len");
+    const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
+    int nb = (ctx_len + f->bs - 1) / f->bs;
+    if (nb > b->max_blocks) BAD("max_blocks");
+    for (int j = 0; j < nb; j++) {
+      if (bt[j] < 0 || bt[j] >= f->n_blocks) BAD("block id");
+      if (f->owner[bt[j]] != -1) BAD("block %d shared", bt[j]);
+      f->owner[bt[j]] = s;
+    }
+    for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
+      int pos = ctx_len - q + (r - b->seq_start[s]);
+      if (b->pos[r] != pos) BAD("pos");
+      if (b->slot[r] != bt[pos / f->bs] * f->bs + pos % f->bs) BAD("slot");
+      f->kv_tok[b->slot[r]] = b->tokens[r];
+      f->kv_pos[b->slot[r]] = pos;
+    }
+  }
+  int32_t ctx_tokens[4096];
+  for (int j = 0; j < b->n_out; j++) {
+    int r = b->out_rows[j];
+    if (j > 0 && r <= b->out_rows[j - 1]) BAD("out_rows order");
+    int s = 0;
+    while (b->seq_start[s + 1] <= r) s++;
+    const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
+    for (int p = 0; p <= b->pos[r]; p++) {
+      int slot = bt[p / f->bs] * f->bs + p % f->bs;
+      if (f->kv_pos[slot] != p) BAD("KV slot %d holds position %d, not %d", slot, f->kv_pos[slot], p);
+      ctx_tokens[p] = f->kv_tok[slot];
+    }
+    fake_logits(ctx_tokens, b->pos[r] + 1, logits + (size_t)j * V);
+  }
+  return 0;
+}
+
+/* ---- fake text: a piece per id, id 0 is a special EOS with no text ------------------------------------ */
+static char pieces[V][8];
+static void *txt_new(void *ctx, const int32_t *p, int n) { return malloc(1); }
+static int txt_push(void *ctx, void *d, int32_t id, ig_str *out) { return ig_str_puts(out, pieces[id]); }
+static int txt_flush(void *ctx, void *d, ig_str *out) { return 0; }
+static void txt_free(void *ctx, void *d) { free(d); }
+static int txt_special(void *ctx, int32_t id) { return id == 0; }
+static const ig_engine_text fake_text = {NULL, txt_new, txt_push, txt_flush, txt_free, txt_special};
+
+static void init_pieces(void) {
+  pieces[0][0] = 0;
+  for (int v = 1; v < V; v++) {
+    if (v < 27) snprintf(pieces[v], 8, "%c", 'a' + v - 1);
+    else if (v < 40) snprintf(pieces[v], 8, " %c", 'a' + v - 27);
+    else if (v < 50) snprintf(pieces[v], 8, "\xc3\xa9%c", 'A' + v - 40);
+    else snprintf(pieces[v], 8, "%c%c", 'A' + v - 50, 'z' - (v - 50));
+  }
+}
+
+static fake *fake_new(void) { return calloc(1, sizeof(fake)); }
+static void fake_free(fake *f) {
+  free(f->kv_tok);
+  free(f->kv_pos);
+  free(f->owner);
+  free(f);
+}
+
+static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
+  ig_engine_runner run;
+  memset(&run, 0, sizeof run);
+  run.ctx = f;
+  run.vocab_size = V;
+  run.n_eos = 1;
+  run.eos_ids[0] = 0;
+  run.kv_bytes_per_block = fake_kv_bytes;
+  run.kv_init = fake_kv_init;
+  run.forward = fake_forward;
+  ig_engine_config cfg = {0};
+  cfg.max_batch_prefill_tokens = chunk;
+  cfg.max_batch_total_tokens = kv_tokens;
+  cfg.max_concurrent_requests = max_conc;
+  cfg.max_waiting_tokens = 20;
+  cfg.waiting_served_ratio = 0.3f;
+  cfg.block_size = bs;
+  cfg.max_total_tokens = 200;
+  ig_engine *e = NULL;
+  char err[256];
+  int rc = ig_engine_create_custom(&run, &fake_text, &cfg, &e, err, sizeof err);
+  CHECK_MSG(rc == 0, "create: %s", err);
+  return e;
+}
+
+/* ---- the workload: 32 requests of every kind ---------------------------------------------------------- */
+#define NR 32
+static int32_t prompts[NR][100];
+static int plen[NR];
+static ig_gen_params params[NR];
+
+static void make_workload(void) {
+  uint64_t x = 777;
+  for (int i = 0; i < NR; i++) {
+    x = mix(x + (uint64_t)i);
+    plen[i] = 1 + (int)(x % 90);
+    for (int j = 0; j < plen[i]; j++) prompts[i][j] = 1 + (int)(mix(x + (uint64_t)j) % (V - 1));
+    params[i] = h_params(1 + (int)((x >> 20) % 80));
+    if (plen[i] + params[i].max_new_tokens > 200) params[i].max_new_tokens = 200 - plen[i];
+    params[i].seed = 1000 + (uint64_t)i;
+    switch (i % 4) {
+    case 0: break; /* greedy */
+    case 1: params[i].do_sample = 1; break;
+    case 2:
+      params[i].temperature = 0.8f;
+      params[i].top_k = 10;
+      params[i].top_p = 0.9f;
+      params[i].repetition_penalty = 1.3f;
+      break;
+    case 3:
+      params[i].frequency_penalty = 0.5f;
+      params[i].presence_penalty = 0.3f;
+      params[i].watermark = 1;
+      params[i].top_n_tokens = 3;
+      params[i].prefill_logprobs = 1;
+      params[i].typical_p = 0.9f;
+      params[i].do_sample = 1;
+      break;
+    }
+    if (i == 5) params[i].ignore_eos = 1;
+  }
+}
+
+static void run_all(ig_engine *e, h_out *outs, int together) {
+  ig_request *rs[NR];
+  char err[256];
+  for (int i = 0; i < NR; i++) {
+    rs[i] = h_request(prompts[i], plen[i], &params[i], NULL, 0);
+    int rc = ig_engine_submit(e, rs[i], err, sizeof err);
+    CHECK_MSG(rc == 0, "submit %d: %s", i, err);
+    if (!together) CHECK(h_wait_all(&rs[i], &outs[i], 1, 30) == 0);
+  }
+  if (together) CHECK(h_wait_all(rs, outs, NR, 60) == 0);
+  for (int i = 0; i < NR; i++) {
+    /* prefill logprobs: logprob of prompt[j] under the fake's raw logits after prompt[<j] */
+    if (params[i].prefill_logprobs) {
+      CHECK(rs[i]->prefill_logprobs != NULL);
+      if (rs[i]->prefill_logprobs) {
+        CHECK(isnan(rs[i]->prefill_logprobs[0]));
+        float lg[V];
+        int bad = 0;
+        for (int j = 1; j < plen[i]; j++) {
+          fake_logits(prompts[i], j, lg);
+          double want = lg[prompts[i][j]] - ig_sample_logsumexp(lg, V);
+          if (fabs(rs[i]->prefill_logprobs[j] - want) > 1e-5) bad++;
+        }
+        CHECK_EQ_INT(bad, 0);
+      }
+    }
+    CHECK(rs[i]->t_queued > 0 && rs[i]->t_first_scheduled >= rs[i]->t_queued);
+    CHECK(rs[i]->t_first_token >= rs[i]->t_first_scheduled && rs[i]->t_done >= rs[i]->t_first_token);
+    CHECK_EQ_INT(rs[i]->n_generated, outs[i].n);
+    ig_request_unref(rs[i]);
+  }
+}
+
+static void wait_idle(ig_engine *e) {
+  const ig_engine_stats *st = ig_engine_get_stats(e);
+  for (int i = 0; i < 500 && atomic_load(&st->kv_blocks_used) != 0; i++) usleep(2000);
+}
+
+static void test_batching(void) {
+  static h_out solo[NR], batch[NR], tiny[NR], chunked[NR];
+  make_workload();
+  fake *f = fake_new();
+  ig_engine *e = start(f, 8192, 32, 64, 4);
+  run_all(e, solo, 0);
+  const ig_engine_stats *st = ig_engine_get_stats(e);
+  CHECK_EQ_INT(atomic_load(&st->preemptions), 0);
+  /* Sanity of the reference: greedy logprob is the raw log_softmax; lengths and finish reasons. */
+  int n_eos = 0;
+  for (int i = 0; i < NR; i++) {
+    CHECK(solo[i].n >= 1 && solo[i].n <= params[i].max_new_tokens);
+    if (solo[i].finish == IG_FINISH_EOS) {
+      n_eos++;
+      CHECK(solo[i].ids[solo[i].n - 1] == 0);
+    } else {
+      CHECK_EQ_INT(solo[i].finish, IG_FINISH_LENGTH);
+      CHECK_EQ_INT(solo[i].n, params[i].max_new_tokens);
+    }
+    if (params[i].top_n_tokens) CHECK(solo[i].max_top >= 3);
+    if (i % 4 == 0) {
+      int32_t ctx[400];
+      memcpy(ctx, prompts[i], sizeof(int32_t) * (size_t)plen[i]);
+      memcpy(ctx + plen[i], solo[i].ids, sizeof(int32_t) * (size_t)solo[i].n);
+      float lg[V];
+      fake_logits(ctx, plen[i], lg);
+      int am = 0;
+      for (int v = 1; v < V; v++) if (lg[v] > lg[am]) am = v;
+      CHECK_EQ_INT(solo[i].ids[0], am);
+      CHECK_NEAR(solo[i].logprobs[0], lg[am] - ig_sample_logsumexp(lg, V), 1e-5);
+    }
+  }
+  fprintf(stderr, "solo: %d of %d ended on EOS\n", n_eos, NR);
+  wait_idle(e);
+  long long fin0 = atomic_load(&st->requests_finished);
+  run_all(e, batch, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &batch[i]), "request %d differs when batched", i);
+  wait_idle(e);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+  CHECK_EQ_INT(atomic_load(&st->requests_finished) - fin0, NR);
+  CHECK_EQ_INT(atomic_load(&st->preemptions), 0);
+  CHECK(f->max_seqs > 1);
+  fprintf(stderr, "batched: up to %d sequences and %d rows per step\n", f->max_seqs, f->max_rows);
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+
+  /* A KV budget of 256 tokens for requests of up to 200: preemption must happen, outputs must not change. */
+  f = fake_new();
+  e = start(f, 256, 16, 64, 4);
+  st = ig_engine_get_stats(e);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_total), 64);
+  run_all(e, tiny, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &tiny[i]), "request %d differs under preemption", i);
+  wait_idle(e);
+  CHECK(atomic_load(&st->preemptions) > 0);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+  fprintf(stderr, "tiny KV: %lld preemptions, %lld steps\n", (long long)atomic_load(&st->preemptions),
+          (long long)atomic_load(&st->steps));
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+
+  /* Chunks of 7 prompt tokens and blocks of 16: never more than 7 prompt rows per step. */
+  f = fake_new();
+  e = start(f, 4096, 7, 64, 16);
+  run_all(e, chunked, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &chunked[i]), "request %d differs chunked", i);
+  CHECK(f->max_rows <= 7 + NR);
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+  for (int i = 0; i < NR; i++) {
+    ig_str_free(&solo[i].text);
+    ig_str_free(&batch[i].text);
+    ig_str_free(&tiny[i].text);
+    ig_str_free(&chunked[i].text);
+  }
+}
+
+static void test_stop_sequences(void) {
+  fake *f = fake_new();
+  ig_engine *e = start(f, 4096, 32, 64, 16);
+  int32_t prompt[3] = {5, 6, 7};
+  ig_gen_params p = h_params(60);
+  p.ignore_eos = 1;
+  char err[256];
+  h_out ref = {0}, got = {0};
+  ig_request *r = h_request(prompt, 3, &p, NULL, 0);
+  CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+  CHECK(h_wait_all(&r, &ref, 1, 30) == 0);
+  ig_request_unref(r);
+  CHECK(ref.text.len > 20);
+  /* A stop sequence that spans several tokens from the middle of the text. */
+  char stop[8];
+  memcpy(stop, ref.text.p + 10, 5);
+  stop[5] = 0;
+  const char *stops[] = {"never-there", stop};
+  r = h_request(prompt, 3, &p, stops, 2);
+  CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+  CHECK(h_wait_all(&r, &got, 1, 30) == 0);
+  ig_request_unref(r);
+  size_t at = (size_t)(strstr(ref.text.p, stop) - ref.text.p);
+  CHECK_EQ_INT(got.finish, IG_FINISH_STOP);
+  CHECK_EQ_INT(got.text.len, at);
+  CHECK(strncmp(got.text.p ? got.text.p : "", ref.text.p, at) == 0);
+  CHECK(got.n < ref.n);
+  /* A stop that never matches but whose first bytes keep appearing: nothing is lost at the end. */
+  h_out got2 = {0};
+  const char *stops2[] = {"a\x01", " b\x01", "\xc3\xa9Q"};
+  r = h_request(prompt, 3, &p, stops2, 3);
+  CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+  CHECK(h_wait_all(&r, &got2, 1, 30) == 0);
+  ig_request_unref(r);
+  CHECK_MSG(h_same(&ref, &got2), "held text must be released at the end");
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+  ig_str_free(&ref.text);
+  ig_str_free(&got.text);
+  ig_str_free(&got2.text);
+}
+
+static void test_cancel_overload_errors(void) {
+  fake *f = fake_new();
+  atomic_store(&f->sleep_us, 2000);
+  ig_engine *e = start(f, 1024, 32, 4, 16);
+  const ig_engine_stats *st = ig_engine_get_stats(e);
+  int32_t prompt[40];
+  for (int i = 0; i < 40; i++) prompt[i] = 1 + i;
+  ig_gen_params p = h_params(150);
+  p.ignore_eos = 1;
+  char err[256];
+  ig_request *rs[5];
+  h_out outs[5];
+  memset(outs, 0, sizeof outs);
+  /* Cancel a request once it has streamed a few tokens: it ends CANCELLED and its blocks are freed. */
+  rs[0] = h_request(prompt, 40, &p, NULL, 0);
+  CHECK(ig_engine_submit(e, rs[0], err, sizeof err) == 0);
+  for (int k = 0; k < 2000 && outs[0].n < 5; k++) {
+    h_drain(rs[0], &outs[0]);
+    usleep(1000);
+  }
+  CHECK(outs[0].n >= 5);
+  CHECK(atomic_load(&st->kv_blocks_used) >= 3);
+  atomic_store(&rs[0]->cancelled, 1);
+  CHECK(h_wait_all(&rs[0], &outs[0], 1, 10) == 0);
+  CHECK_EQ_INT(outs[0].finish, IG_FINISH_CANCELLED);
+  CHECK(outs[0].n < 150);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+  ig_request_unref(rs[0]);
+  ig_str_free(&outs[0].text);
+  memset(outs, 0, sizeof outs);
+  for (int i = 0; i < 4; i++) {
+    rs[i] = h_request(prompt, 40, &p, NULL, 0);
+    CHECK(ig_engine_submit(e, rs[i], err, sizeof err) == 0);
+  }
+  /* Over max_concurrent_requests: refused with -EAGAIN. */
+  rs[4] = h_request(prompt, 40, &p, NULL, 0);
+  CHECK_EQ_INT(ig_engine_submit(e, rs[4], err, sizeof err), -EAGAIN);
+  CHECK_EQ_STR(err, "Model is overloaded");
+  ig_request_unref(rs[4]);
+  /* Too long for max_total_tokens: -EINVAL. */
+  ig_gen_params big = h_params(190);
+  ig_request *rb = h_request(prompt, 40, &big, NULL, 0);
+  CHECK_EQ_INT(ig_engine_submit(e, rb, err, sizeof err), -EINVAL);
+  ig_request_unref(rb);
+  for (int k = 0; k < 2000 && outs[3].n < 2; k++) {
+    h_drain(rs[3], &outs[3]);
+    usleep(1000);
+  }
+  /* A forward failure ends the requests of that batch with IG_FINISH_ERROR and a message. */
+  atomic_store(&f->fail_next, 1);
+  CHECK(h_wait_all(rs, outs, 4, 30) == 0);
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ_INT(outs[i].finish, IG_FINISH_ERROR);
+    CHECK_EQ_STR(rs[i]->error, "injected failure");
+  }
+  wait_idle(e);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+  for (int i = 0; i < 4; i++) {
+    ig_request_unref(rs[i]);
+    ig_str_free(&outs[i].text);
+  }
+  /* The engine keeps serving; shutting down with requests in flight cancels them. */
+  memset(outs, 0, sizeof outs);
+  for (int i = 0; i < 3; i++) {
+    rs[i] = h_request(prompt, 40, &p, NULL, 0);
+    CHECK(ig_engine_submit(e, rs[i], err, sizeof err) == 0);
+  }
+  usleep(20000);
+  ig_engine_destroy(e, 0);
+  for (int i = 0; i < 3; i++) {
+    CHECK(h_drain(rs[i], &outs[i]));
+    CHECK_EQ_INT(outs[i].finish, IG_FINISH_CANCELLED);
+    ig_request_unref(rs[i]);
+    ig_str_free(&outs[i].text);
+  }
+  fake_free(f);
+}
+
+static void test_config_errors(void) {
+  fake *f = fake_new();
+  ig_engine_runner run;
+  memset(&run, 0, sizeof run);
+  run.ctx = f;
+  run.vocab_size = V;
+  run.kv_bytes_per_block = fake_kv_bytes;
+  run.kv_init = fake_kv_init;
+  run.forward = fake_forward;
+  ig_engine_config cfg = {0};
+  cfg.max_total_tokens = 500;
+  cfg.max_batch_total_tokens = 400;
+  ig_engine *e = NULL;
+  char err[256] = "";
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), -EINVAL);
+  CHECK(strstr(err, "cannot hold one request") != NULL);
+  /* Derived size bounded by memory: 100 blocks of 16 tokens is too small for 2048 either. */
+  cfg.max_batch_total_tokens = 0;
+  cfg.max_total_tokens = 2048;
+  run.kv_mem_limit = 100 * fake_kv_bytes(NULL, 16);
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), -EINVAL);
+  CHECK(strstr(err, "bounded by memory") != NULL);
+  run.kv_mem_limit = 0;
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
+  CHECK_EQ_INT(ig_engine_get_config(e)->max_batch_total_tokens, 16384);
+  CHECK_EQ_INT(atomic_load(&ig_engine_get_stats(e)->kv_blocks_total), 1024);
+  ig_engine_destroy(e, 0);
+  fake_free(f);
+}
+
+int main(void) {
+  init_pieces();
+  test_batching();
+  test_stop_sequences();
+  test_cancel_overload_errors();
+  test_config_errors();
+  TEST_DONE();
+}
