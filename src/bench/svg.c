@@ -31,19 +31,28 @@ static double nice_step(double hi, int n) {
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
 }
 
-static void fmt_num(char *b, size_t n, double v) {
-  if (fabs(v) >= 10000) snprintf(b, n, "%.0fk", v / 1000);
-  else if (fabs(v) >= 100 || v == floor(v)) snprintf(b, n, "%.0f", v);
-  else if (fabs(v) >= 1) snprintf(b, n, "%.1f", v);
-  else snprintf(b, n, "%.2g", v);
+/* A tick label: as many decimals as the step needs; thousands as "k" when the step allows. */
+static void fmt_num(char *b, size_t n, double v, double step) {
+  if (fabs(v) < step * 1e-6) v = 0;
+  if (step >= 1000 && fabs(v) >= 10000) {
+    snprintf(b, n, "%.0fk", v / 1000);
+    return;
+  }
+  int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+  if (dec > 6) dec = 6;
+  snprintf(b, n, "%.*f", dec, v);
 }
 
 typedef struct panel {
   double x, y, w, h;   /* plot area in pixels */
-  double xmax, ymax;   /* data ranges start at 0 */
+  double xmax, ymax;   /* y starts at 0; x at xmin */
+  double xmin;
 } panel;
 
-static double px(const panel *p, double v) { return p->x + (p->xmax > 0 ? v / p->xmax : 0) * p->w; }
+static double px(const panel *p, double v) {
+  double span = p->xmax - p->xmin;
+  return p->x + (span > 0 ? (v - p->xmin) / span : 0) * p->w;
+}
 static double py(const panel *p, double v) { return p->y + p->h - (p->ymax > 0 ? v / p->ymax : 0) * p->h; }
 
 static void axes(ig_str *s, const panel *p, const char *title, const char *xlabel, const char *ylabel, int ypct) {
@@ -51,16 +60,16 @@ static void axes(ig_str *s, const panel *p, const char *title, const char *xlabe
   xml_text(s, title);
   ig_str_puts(s, "</text>\n");
   ig_str_printf(s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" class=\"bg\"/>\n", p->x, p->y, p->w, p->h);
-  double xs = nice_step(p->xmax, 6), ys = nice_step(p->ymax, 5);
+  double xs = nice_step(p->xmax - p->xmin, 6), ys = nice_step(p->ymax, 5);
   char b[32];
-  for (double v = 0; v <= p->xmax * 1.0001; v += xs) {
-    fmt_num(b, sizeof b, v);
+  for (double v = ceil(p->xmin / xs - 1e-9) * xs; v <= p->xmax + xs * 1e-4; v += xs) {
+    fmt_num(b, sizeof b, v, xs);
     ig_str_printf(s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"g\"/>", px(p, v), p->y, px(p, v), p->y + p->h);
     ig_str_printf(s, "<text x=\"%.1f\" y=\"%.1f\" class=\"xt\">%s</text>\n", px(p, v), p->y + p->h + 14, b);
   }
   for (double v = 0; v <= p->ymax * 1.0001; v += ys) {
     if (ypct) snprintf(b, sizeof b, "%.0f%%", v);
-    else fmt_num(b, sizeof b, v);
+    else fmt_num(b, sizeof b, v, ys);
     ig_str_printf(s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"g\"/>", p->x, py(p, v), p->x + p->w, py(p, v));
     ig_str_printf(s, "<text x=\"%.1f\" y=\"%.1f\" class=\"yt\">%s</text>\n", p->x - 5, py(p, v) + 4, b);
   }
@@ -81,7 +90,15 @@ static int cmp_double(const void *a, const void *b) {
 static void cdf_panel(ig_str *s, panel *p, const char *title, double *v, size_t n, const char *color) {
   qsort(v, n, sizeof *v, cmp_double);
   double hi = n ? ig_bench_percentile(v, n, 99.9) : 1;
+  double lo = n ? v[0] : 0;
   p->xmax = hi > 0 ? hi * 1.05 : 1;
+  p->xmin = 0;
+  /* a narrow distribution far from 0 gets a zoomed axis, else it is drawn as a vertical line */
+  if (n && lo > 0.5 * hi && hi > lo) {
+    double step = nice_step(hi - lo, 5);
+    p->xmin = floor(lo / step) * step;
+    p->xmax = (ceil(hi / step) + (hi == ceil(hi / step) * step)) * step;
+  }
   p->ymax = 100;
   char label[64];
   snprintf(label, sizeof label, "milliseconds%s", n && v[n - 1] > hi ? " (to p99.9)" : "");
@@ -96,6 +113,7 @@ static void cdf_panel(ig_str *s, panel *p, const char *title, double *v, size_t 
     double q = (double)i / pts * 100.0;
     double x = ig_bench_percentile(v, n, q);
     if (x > p->xmax) x = p->xmax;
+    if (x < p->xmin) x = p->xmin;
     ig_str_printf(s, "%.1f,%.1f ", px(p, x), py(p, q));
   }
   ig_str_puts(s, "\"/>\n");
@@ -105,10 +123,12 @@ static void cdf_panel(ig_str *s, panel *p, const char *title, double *v, size_t 
     double x = ig_bench_percentile(v, n, qs[i]);
     if (x > p->xmax) continue;
     char b[32];
-    fmt_num(b, sizeof b, x);
+    double span = p->xmax - p->xmin;
+    fmt_num(b, sizeof b, x, span >= 100 ? 1 : span >= 10 ? 0.1 : span >= 1 ? 0.01 : 0.001);
     ig_str_printf(s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"m\"/>", px(p, x), p->y, px(p, x), p->y + p->h);
-    ig_str_printf(s, "<text x=\"%.1f\" y=\"%.1f\" class=\"ml\">%s %s</text>\n", px(p, x) + 3,
-                  p->y + 14 + 13 * i, names[i], b);
+    int right = px(p, x) > p->x + 0.7 * p->w; /* keep the label inside the panel */
+    ig_str_printf(s, "<text x=\"%.1f\" y=\"%.1f\" class=\"ml\"%s>%s %s</text>\n", px(p, x) + (right ? -3 : 3),
+                  p->y + 14 + 13 * i, right ? " text-anchor=\"end\"" : "", names[i], b);
   }
 }
 
@@ -137,16 +157,23 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
   char load[96];
   if (cfg->request_rate > 0) snprintf(load, sizeof load, "Poisson %.2f req/s", cfg->request_rate);
   else snprintf(load, sizeof load, "concurrency %d", cfg->concurrency > 0 ? cfg->concurrency : 1);
+  char outs[32];
+  if (cfg->output_tokens > 0) snprintf(outs, sizeof outs, "%d", cfg->output_tokens);
+  else snprintf(outs, sizeof outs, "from file");
+  snprintf(head, sizeof head, "%s, %d requests (%d failed), input %d / output %s tokens, started %s", load,
+           sm->completed + sm->failed, sm->failed, cfg->input_tokens, outs, r->started_at);
+  xml_text(&s, head);
+  ig_str_puts(&s, "</text>\n<text x=\"30\" y=\"74\" class=\"s\">");
   snprintf(head, sizeof head,
-           "%s, %d requests (%d failed), in %d / out %d tokens, %s UTC | %.2f req/s, %.0f output tok/s, "
-           "%.0f total tok/s | TTFT p50 %.1f ms, ITL p50 %.2f ms",
-           load, sm->completed + sm->failed, sm->failed, cfg->input_tokens, cfg->output_tokens, r->started_at,
-           sm->req_per_s, sm->out_tok_per_s, sm->total_tok_per_s, sm->ttft[1], sm->itl[1]);
+           "%.2f req/s, %.0f output tok/s, %.0f total tok/s | TTFT p50 %.1f p99 %.1f ms | ITL p50 %.2f p99 %.2f ms "
+           "| E2E p50 %.0f ms",
+           sm->req_per_s, sm->out_tok_per_s, sm->total_tok_per_s, sm->ttft[1], sm->ttft[3], sm->itl[1], sm->itl[3],
+           sm->e2e[1]);
   xml_text(&s, head);
   ig_str_puts(&s, "</text>\n");
 
   /* output tokens/s over time */
-  panel tp = {80, 100, W - 120, 250, r->n_series > 0 ? r->n_series : 1, 1};
+  panel tp = {80, 120, W - 120, 240, r->n_series > 0 ? r->n_series : 1, 1, 0};
   int ymax = 1;
   for (int i = 0; i < r->n_series; i++)
     if (r->series_tokens[i] > ymax) ymax = r->series_tokens[i];
@@ -192,8 +219,8 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
     for (int k = 0; k < rec->n_itl; k++) itl[d++] = rec->itl[k] * 1e3;
   }
   double pw = (W - 80 - 3 * 60) / 3.0;
-  panel p1 = {80, 440, pw, 260, 1, 100}, p2 = {80 + pw + 70, 440, pw, 260, 1, 100},
-        p3 = {80 + 2 * (pw + 70), 440, pw, 260, 1, 100};
+  panel p1 = {80, 450, pw, 260, 1, 100, 0}, p2 = {80 + pw + 70, 450, pw, 260, 1, 100, 0},
+        p3 = {80 + 2 * (pw + 70), 450, pw, 260, 1, 100, 0};
   cdf_panel(&s, &p1, "Time to first token (CDF)", ttft, a, "#d62728");
   cdf_panel(&s, &p2, "Inter-token latency (CDF)", itl, d, "#2ca02c");
   cdf_panel(&s, &p3, "End-to-end latency (CDF)", e2e, a, "#9467bd");
