@@ -26,14 +26,15 @@ const char *ig_finish_reason_name(ig_finish_reason r); /* "length", "eos_token",
 
 typedef struct ig_gen_params {
   int max_new_tokens;
-  int do_sample;                  /* 0: greedy (after penalties) */
-  float temperature;              /* 1.0 = off */
+  int do_sample;                  /* 0: greedy (after penalties) unless a warper is set: as TGI, temperature
+                                     != 1, top_k > 0, top_p < 1 or typical_p < 1 imply sampling */
+  float temperature;              /* 1.0 = off; <= 0 means greedy (OpenAI's temperature 0) */
   int top_k;                      /* 0 = off */
   float top_p;                    /* 1.0 = off */
   float typical_p;                /* 1.0 = off */
   float repetition_penalty;       /* 1.0 = off (TGI/HF multiplicative) */
-  float frequency_penalty;        /* 0 = off (OpenAI additive, by count) */
-  float presence_penalty;         /* 0 = off */
+  float frequency_penalty;        /* 0 = off (OpenAI additive, by count of each generated token) */
+  float presence_penalty;         /* 0 = off (OpenAI additive, once per generated token seen) */
   uint64_t seed;                  /* always set by the server (random when the client gave none) */
   int watermark;                  /* Kirchenbauer green-list bias, TGI's gamma 0.5 / delta 2.0 */
   int ignore_eos;
@@ -44,15 +45,21 @@ typedef struct ig_gen_params {
   char **stop;                    /* stop sequences (owned by the request) */
 } ig_gen_params;
 
-/* One generated token as the server sees it. */
+/* One generated token as the server sees it. Every generated token gives exactly one event; the last event
+ * has finish != NONE. A cancelled or failed request ends with an extra event of id -1 (no token).
+ * `text` is the text released by this token: the detokenizer's new piece (TGI prefix/read offsets, special
+ * tokens skipped), less anything that could still start a stop sequence (held back, released by a later
+ * event or at the end), cut right before a matched stop sequence. So the concatenation of all events'
+ * text is exactly generated_text, and a stream never leaks a stop sequence. A special token (EOS) carries
+ * no text of its own: to show it as TGI's token.text does ("</s>"), decode its id with the tokenizer. */
 typedef struct ig_token_event {
-  int32_t id;
-  float logprob;                  /* NAN when not computed */
+  int32_t id;                     /* -1 on the final event of a cancelled / failed request */
+  float logprob;                  /* log_softmax of the processed scores at the chosen id (always set) */
   int special;                    /* the token is a special/added token */
-  char *text;                     /* its text piece for streaming, valid UTF-8 (may be ""), malloc'd */
+  char *text;                     /* text released by this token, valid UTF-8 (may be ""), malloc'd */
   int n_top;
   int32_t top_ids[IG_MAX_TOP_N];
-  float top_logprobs[IG_MAX_TOP_N];
+  float top_logprobs[IG_MAX_TOP_N]; /* n_top >= top_n_tokens when ties with the n-th are included (TGI) */
   ig_finish_reason finish;        /* != NONE on the last event of the request */
 } ig_token_event;
 
@@ -96,14 +103,21 @@ void ig_request_unref(ig_request *r); /* frees prompt, stop strings, events, eve
 int ig_request_take_events(ig_request *r, ig_token_event *out, int max);
 void ig_token_event_clear(ig_token_event *ev);
 
+/* Defaults apply to fields <= 0 (max_waiting_tokens, waiting_served_ratio: < 0), shown in brackets.
+ * Prompts are computed in chunks [k*C, (k+1)*C) with C = max_batch_prefill_tokens, whatever else runs.
+ * Admission (TGI's rules, approximated for chunked prefill): FIFO; a request joins when the free KV blocks,
+ * less what running prefills still need, hold its prompt + 1 token; while others run, new requests join
+ * only when at least floor(running * waiting_served_ratio) of them can, or when max_waiting_tokens steps
+ * have passed since the last admission. Out of blocks mid-generation: the newest sequence is preempted. */
 typedef struct ig_engine_config {
-  int max_batch_prefill_tokens;   /* tokens of prompt chunks per step */
-  int max_batch_total_tokens;     /* KV capacity in tokens (0: derive from memory) */
-  int max_concurrent_requests;    /* submit() beyond it fails with -EAGAIN (HTTP 429) */
-  int max_waiting_tokens;         /* TGI: steps a waiting request can be delayed while decoding */
-  float waiting_served_ratio;
-  int block_size;                 /* KV tokens per block (16) */
-  int max_total_tokens;           /* per request: prompt + new tokens */
+  int max_batch_prefill_tokens;   /* prompt tokens (whole chunks) per step [4096] */
+  int max_batch_total_tokens;     /* KV capacity in tokens (0: 16k tokens bounded by half the free memory);
+                                     ig_engine_get_config() reports the capacity actually allocated */
+  int max_concurrent_requests;    /* submit() beyond it fails with -EAGAIN (HTTP 429) [128] */
+  int max_waiting_tokens;         /* TGI: steps a waiting request can be delayed while decoding [20] */
+  float waiting_served_ratio;     /* [0.3] */
+  int block_size;                 /* KV tokens per block [16] */
+  int max_total_tokens;           /* per request: prompt + new tokens [min(2048, max_position_embeddings)] */
 } ig_engine_config;
 
 typedef struct ig_engine_stats {
@@ -126,7 +140,10 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
 /* Stops accepting, cancels or finishes in-flight requests (grace_ms), joins the thread, frees everything. */
 void ig_engine_destroy(ig_engine *e, int grace_ms);
 /* Hands a request over (the engine takes its own reference). Returns 0, -EAGAIN when at
- * max_concurrent_requests, or -EINVAL when it can never fit (message in err). */
+ * max_concurrent_requests ("Model is overloaded"), -EINVAL when it can never fit or is malformed (empty
+ * prompt, max_new_tokens < 1, prompt + max_new_tokens > max_total_tokens, ids outside the vocabulary,
+ * top_n_tokens > IG_MAX_TOP_N), -ESHUTDOWN after destroy began (message in err). When
+ * params.prefill_logprobs is set, r->prefill_logprobs is filled before the first token event. */
 int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen);
 const ig_engine_stats *ig_engine_get_stats(const ig_engine *e);
 const ig_engine_config *ig_engine_get_config(const ig_engine *e);
