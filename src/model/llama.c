@@ -1,0 +1,457 @@
+/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3): which tensors a checkpoint holds, loading
+ * them onto a backend, and the forward pass of one batch written once against backend.h. The architectures
+ * differ only in flags read from config.json: q/k/v biases (Qwen2), q/k RMSNorm (Qwen3), sliding-window
+ * layers (Mistral), tied embeddings, rope scaling. */
+#include "model/model.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "model/rope.h"
+#include "util/log.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* weights and state */
+
+typedef struct {
+  ig_tensor attn_norm;            /* [1, H] */
+  ig_tensor wq, wk, wv, wo;       /* [nh*hd, H], [nkv*hd, H], [nkv*hd, H], [H, nh*hd] */
+  ig_tensor bq, bk, bv, bo;       /* biases (data NULL when absent) */
+  ig_tensor q_norm, k_norm;       /* [1, hd] (Qwen3) */
+  ig_tensor ffn_norm;             /* [1, H] */
+  ig_tensor w_gate, w_up, w_down; /* [I, H], [I, H], [H, I] */
+  ig_tensor b_gate, b_up, b_down; /* mlp_bias */
+} layer_weights;
+
+/* Activations for up to cap tokens; each step views them with its own row count. */
+typedef struct {
+  int cap, cap_out;
+  ig_tensor x;        /* [n, H] residual stream */
+  ig_tensor h;        /* [n, H] normed input of a sublayer */
+  ig_tensor q, k, v;  /* [n, nh*hd], [n, nkv*hd], [n, nkv*hd] */
+  ig_tensor qn, kn;   /* q/k after q/k norm (Qwen3) */
+  ig_tensor att;      /* [n, nh*hd] attention output */
+  ig_tensor o;        /* [n, H] sublayer output */
+  ig_tensor gate, up; /* [n, I] */
+  ig_tensor xo, xon;  /* [n_out, H] gathered rows, normed */
+  ig_tensor logits;   /* [n_out, V] */
+} activations;
+
+struct ig_model {
+  ig_config cfg;
+  ig_model_info info;
+  ig_backend *be;
+  ig_st_model *st;
+  ig_tensor embed, final_norm, lm_head; /* [V, H], [1, H], [V, H] */
+  layer_weights *layers;
+  float *inv_freq;                      /* [hd/2] */
+  int rope_len;                         /* seq_len the backend's rope was set for (dynamic scaling), -1 default */
+  activations a;
+  int kv_ready;
+};
+
+const ig_model_info *ig_model_get_info(const ig_model *m) { return &m->info; }
+ig_backend *ig_model_backend(const ig_model *m) { return m->be; }
+
+static void free_acts(ig_model *m) {
+  ig_tensor *ts[] = {&m->a.x, &m->a.h, &m->a.q, &m->a.k, &m->a.v, &m->a.qn, &m->a.kn, &m->a.att,
+                     &m->a.o, &m->a.gate, &m->a.up, &m->a.xo, &m->a.xon, &m->a.logits};
+  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+    if (ts[i]->data) m->be->free(m->be, ts[i]);
+  m->a.cap = m->a.cap_out = 0;
+}
+
+void ig_model_free(ig_model *m) {
+  if (!m) return;
+  if (m->be) {
+    free_acts(m);
+    /* weights are views on the CPU; a device backend owns copies */
+    ig_tensor *ts[] = {&m->embed, &m->final_norm, &m->lm_head};
+    for (int i = 0; i < 3; i++)
+      if (ts[i]->data && ts[i]->owned && !(i == 2 && m->lm_head.data == m->embed.data)) m->be->free(m->be, ts[i]);
+    for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
+      ig_tensor *lw = (ig_tensor *)&m->layers[l];
+      for (size_t i = 0; i < sizeof(layer_weights) / sizeof(ig_tensor); i++)
+        if (lw[i].data && lw[i].owned) m->be->free(m->be, &lw[i]);
+    }
+  }
+  free(m->layers);
+  free(m->inv_freq);
+  ig_st_close(m->st);
+  ig_config_free(&m->cfg);
+  free(m);
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* loading */
+
+typedef struct {
+  ig_model *m;
+  char *err;
+  size_t errlen;
+  size_t done, total; /* bytes, for the progress line */
+} loader;
+
+static void shape_str(char *buf, size_t n, const int64_t *shape, int nd) {
+  size_t o = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < nd && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+  if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+/* Reads every page once so the weights are in memory before the first step (and the progress line means
+ * something); returns a checksum the compiler cannot drop. */
+static unsigned touch_pages(const uint8_t *p, size_t n) {
+  unsigned s = 0;
+  for (size_t i = 0; i < n; i += 4096) s += p[i];
+  return s;
+}
+
+/* Binds tensor `name` of shape [rows, cols] (cols only: a 1-D [cols] tensor); optional: absent is fine. */
+static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t cols, int one_d, int optional) {
+  ig_model *m = L->m;
+  const ig_st_tensor *st = ig_st_find(m->st, name);
+  memset(t, 0, sizeof *t);
+  if (!st) {
+    if (optional) return 0;
+    snprintf(L->err, L->errlen, "missing tensor '%s' in the checkpoint", name);
+    return -1;
+  }
+  ig_dtype dt;
+  switch (st->dtype) {
+  case IG_ST_F32: dt = IG_DT_F32; break;
+  case IG_ST_F16: dt = IG_DT_F16; break;
+  case IG_ST_BF16: dt = IG_DT_BF16; break;
+  default:
+    snprintf(L->err, L->errlen, "tensor '%s': unsupported dtype %s (supported: F32, F16, BF16)", name, st->dtype_name);
+    return -1;
+  }
+  int ok = one_d ? st->n_dims == 1 && st->shape[0] == cols
+                 : st->n_dims == 2 && st->shape[0] == rows && st->shape[1] == cols;
+  if (!ok) {
+    char got[128], want[64];
+    shape_str(got, sizeof got, st->shape, st->n_dims);
+    if (one_d) snprintf(want, sizeof want, "[%lld]", (long long)cols);
+    else snprintf(want, sizeof want, "[%lld, %lld]", (long long)rows, (long long)cols);
+    snprintf(L->err, L->errlen, "tensor '%s' has shape %s but config.json implies %s", name, got, want);
+    return -1;
+  }
+  static volatile unsigned sink;
+  sink += touch_pages(st->data, st->nbytes);
+  if (m->be->weight(m->be, t, st->data, dt, one_d ? 1 : rows, cols)) {
+    snprintf(L->err, L->errlen, "tensor '%s': %s", name, ig_backend_error(m->be));
+    return -1;
+  }
+  L->done += st->nbytes;
+  m->info.n_params += rows * cols;
+  m->info.weight_bytes += st->nbytes;
+  ig_log_progress("loading weights", (double)L->done / 1048576.0, (double)L->total / 1048576.0, "MiB");
+  return 0;
+}
+
+static int load_weights(loader *L) {
+  ig_model *m = L->m;
+  const ig_config *c = &m->cfg;
+  int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, hd = c->head_dim;
+  int64_t QW = (int64_t)c->n_heads * hd, KW = (int64_t)c->n_kv_heads * hd;
+  char n[256];
+  if (load(L, &m->embed, "model.embed_tokens.weight", V, H, 0, 0)) return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    layer_weights *w = &m->layers[l];
+    int qb = c->attention_bias; /* required when the config says so */
+#define LOAD(t, suffix, rows, cols, one_d, opt)                                                                        \
+  do {                                                                                                                 \
+    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                                            \
+    if (load(L, t, n, rows, cols, one_d, opt)) return -1;                                                             \
+  } while (0)
+    LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0);
+    LOAD(&w->wq, "self_attn.q_proj.weight", QW, H, 0, 0);
+    LOAD(&w->wk, "self_attn.k_proj.weight", KW, H, 0, 0);
+    LOAD(&w->wv, "self_attn.v_proj.weight", KW, H, 0, 0);
+    LOAD(&w->wo, "self_attn.o_proj.weight", H, QW, 0, 0);
+    LOAD(&w->bq, "self_attn.q_proj.bias", 1, QW, 1, !qb);
+    LOAD(&w->bk, "self_attn.k_proj.bias", 1, KW, 1, !qb);
+    LOAD(&w->bv, "self_attn.v_proj.bias", 1, KW, 1, !qb);
+    /* Llama's attention_bias covers o_proj too; Qwen2's biases are q/k/v only */
+    LOAD(&w->bo, "self_attn.o_proj.bias", 1, H, 1, !(qb && !strcmp(c->arch, "LlamaForCausalLM")));
+    if (c->qk_norm) {
+      LOAD(&w->q_norm, "self_attn.q_norm.weight", 1, hd, 1, 0);
+      LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0);
+    }
+    LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0);
+    LOAD(&w->w_gate, "mlp.gate_proj.weight", I, H, 0, 0);
+    LOAD(&w->w_up, "mlp.up_proj.weight", I, H, 0, 0);
+    LOAD(&w->w_down, "mlp.down_proj.weight", H, I, 0, 0);
+    LOAD(&w->b_gate, "mlp.gate_proj.bias", 1, I, 1, !c->mlp_bias);
+    LOAD(&w->b_up, "mlp.up_proj.bias", 1, I, 1, !c->mlp_bias);
+    LOAD(&w->b_down, "mlp.down_proj.bias", 1, H, 1, !c->mlp_bias);
+#undef LOAD
+  }
+  if (load(L, &m->final_norm, "model.norm.weight", 1, H, 1, 0)) return -1;
+  if (c->tie_word_embeddings) {
+    m->lm_head = m->embed;
+    m->lm_head.owned = 0;
+  } else if (load(L, &m->lm_head, "lm_head.weight", V, H, 0, 0)) {
+    return -1;
+  }
+  return 0;
+}
+
+int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, size_t errlen) {
+  *out = NULL;
+  ig_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  m->be = be;
+  m->rope_len = -1;
+  char e2[512];
+  if (ig_config_load(dir, &m->cfg, e2, sizeof e2)) {
+    snprintf(err, errlen, "%s: %s", dir, e2);
+    goto fail;
+  }
+  const ig_config *c = &m->cfg;
+  if (ig_st_open(dir, &m->st, e2, sizeof e2)) {
+    snprintf(err, errlen, "%s", e2);
+    goto fail;
+  }
+  m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+  m->inv_freq = calloc((size_t)c->head_dim / 2, sizeof *m->inv_freq);
+  if (!m->layers || !m->inv_freq) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  loader L = {m, e2, sizeof e2, 0, 0};
+  for (int i = 0; i < ig_st_count(m->st); i++) L.total += ig_st_at(m->st, i)->nbytes;
+  if (load_weights(&L)) {
+    snprintf(err, errlen, "%s: %s", dir, e2);
+    goto fail;
+  }
+  if (!c->tie_word_embeddings) m->info.n_params += 0; /* counted by load() */
+  ig_model_info *in = &m->info;
+  snprintf(in->arch, sizeof in->arch, "%s", c->arch);
+  snprintf(in->model_type, sizeof in->model_type, "%s", c->model_type);
+  const ig_st_tensor *et = ig_st_find(m->st, "model.embed_tokens.weight");
+  snprintf(in->dtype, sizeof in->dtype, "%s", et->dtype == IG_ST_BF16 ? "bfloat16" : et->dtype == IG_ST_F16 ? "float16" : "float32");
+  in->vocab_size = c->vocab_size;
+  in->hidden_size = c->hidden_size;
+  in->intermediate_size = c->intermediate_size;
+  in->n_layers = c->n_layers;
+  in->n_heads = c->n_heads;
+  in->n_kv_heads = c->n_kv_heads;
+  in->head_dim = c->head_dim;
+  in->max_position_embeddings = c->max_position_embeddings;
+  in->sliding_window = c->sliding_window;
+  in->bos_id = c->bos_id;
+  in->n_eos = c->n_eos < IG_MAX_EOS ? c->n_eos : IG_MAX_EOS;
+  memcpy(in->eos_ids, c->eos_ids, (size_t)in->n_eos * sizeof(int));
+  ig_log(IG_LOG_INFO, "model: %s, %d layers, hidden %d, intermediate %d, heads %d/%d (head_dim %d), vocab %d, "
+         "%.1fM params, %s (%.1f MiB)%s%s", in->arch, in->n_layers, in->hidden_size, in->intermediate_size,
+         in->n_heads, in->n_kv_heads, in->head_dim, in->vocab_size, (double)in->n_params / 1e6, in->dtype,
+         (double)in->weight_bytes / 1048576.0, c->tie_word_embeddings ? ", tied embeddings" : "",
+         c->sliding_window ? ", sliding window" : "");
+  *out = m;
+  return 0;
+fail:
+  ig_model_free(m);
+  return -1;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* KV cache */
+
+size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size) {
+  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->cfg.n_kv_heads, m->cfg.head_dim};
+  return m->be->kv_bytes_per_block(m->be, &kc);
+}
+
+int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_t errlen) {
+  ig_kv_config kc = {m->cfg.n_layers, n_blocks, block_size, m->cfg.n_kv_heads, m->cfg.head_dim};
+  if (m->be->kv_init(m->be, &kc)) {
+    snprintf(err, errlen, "KV cache: %s", ig_backend_error(m->be));
+    return -1;
+  }
+  m->kv_ready = 1;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* forward */
+
+static int ensure_acts(ig_model *m, int n, int n_out) {
+  ig_backend *be = m->be;
+  const ig_config *c = &m->cfg;
+  ig_dtype dt = be->act_dtype;
+  int64_t H = c->hidden_size, I = c->intermediate_size, QW = (int64_t)c->n_heads * c->head_dim,
+          KW = (int64_t)c->n_kv_heads * c->head_dim;
+  if (n > m->a.cap) {
+    int cap = n > 2 * m->a.cap ? n : 2 * m->a.cap;
+    int cap_out = m->a.cap_out;
+    free_acts(m);
+    m->a.cap_out = cap_out;
+    m->a.cap = cap;
+    if (be->alloc(be, &m->a.x, dt, cap, H) || be->alloc(be, &m->a.h, dt, cap, H) ||
+        be->alloc(be, &m->a.q, dt, cap, QW) || be->alloc(be, &m->a.k, dt, cap, KW) ||
+        be->alloc(be, &m->a.v, dt, cap, KW) || be->alloc(be, &m->a.att, dt, cap, QW) ||
+        be->alloc(be, &m->a.o, dt, cap, H) || be->alloc(be, &m->a.gate, dt, cap, I) ||
+        be->alloc(be, &m->a.up, dt, cap, I) ||
+        (c->qk_norm && (be->alloc(be, &m->a.qn, dt, cap, QW) || be->alloc(be, &m->a.kn, dt, cap, KW))))
+      return -1;
+    if (m->a.cap_out && (be->alloc(be, &m->a.xo, dt, m->a.cap_out, H) || be->alloc(be, &m->a.xon, dt, m->a.cap_out, H) ||
+                         be->alloc(be, &m->a.logits, IG_DT_F32, m->a.cap_out, c->vocab_size)))
+      return -1;
+  }
+  if (n_out > m->a.cap_out) {
+    if (m->a.xo.data) be->free(be, &m->a.xo), be->free(be, &m->a.xon), be->free(be, &m->a.logits);
+    int cap = n_out > 2 * m->a.cap_out ? n_out : 2 * m->a.cap_out;
+    m->a.cap_out = cap;
+    if (be->alloc(be, &m->a.xo, dt, cap, H) || be->alloc(be, &m->a.xon, dt, cap, H) ||
+        be->alloc(be, &m->a.logits, IG_DT_F32, cap, c->vocab_size))
+      return -1;
+  }
+  return 0;
+}
+
+/* A view of the first n rows of t. */
+static ig_tensor rows(const ig_tensor *t, int64_t n) {
+  ig_tensor v = *t;
+  v.rows = n;
+  v.owned = 0;
+  return v;
+}
+
+/* The same memory viewed as [numel / cols, cols] (q/k norm over each head). */
+static ig_tensor as_heads(const ig_tensor *t, int64_t head_dim) {
+  ig_tensor v = *t;
+  v.rows = t->rows * t->cols / head_dim;
+  v.cols = head_dim;
+  v.owned = 0;
+  return v;
+}
+
+static const ig_tensor *opt(const ig_tensor *t) { return t->data ? t : NULL; }
+
+#define TRY(call)                                                                                                      \
+  do {                                                                                                                 \
+    if ((call)) goto backend_error;                                                                                    \
+  } while (0)
+
+/* Sets the backend's rotary frequencies for context length len (changes only under dynamic scaling). */
+static int set_rope_for(ig_model *m, int len) {
+  int key = ig_rope_depends_on_len(&m->cfg, len) ? len : 0;
+  if (m->rope_len == key) return 0;
+  float af;
+  ig_rope_inv_freq(&m->cfg, key ? len : 1, m->inv_freq, &af);
+  ig_rope r = {m->cfg.head_dim, m->cfg.head_dim, m->inv_freq, af};
+  if (m->be->set_rope(m->be, &r)) return -1;
+  m->rope_len = key;
+  return 0;
+}
+
+static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
+  ig_backend *be = m->be;
+  const ig_config *c = &m->cfg;
+  const int n = b->n_tokens, hd = c->head_dim;
+  int rope_len = 0;
+  for (int s = 0; s < b->n_seqs; s++)
+    if (b->ctx_len[s] > rope_len) rope_len = b->ctx_len[s]; /* all equal under dynamic scaling (split above) */
+  if (ensure_acts(m, n, b->n_out)) {
+    snprintf(err, errlen, "activations: %s", ig_backend_error(be));
+    return -1;
+  }
+  ig_tensor x = rows(&m->a.x, n), h = rows(&m->a.h, n), q = rows(&m->a.q, n), k = rows(&m->a.k, n),
+            v = rows(&m->a.v, n), att = rows(&m->a.att, n), o = rows(&m->a.o, n), gate = rows(&m->a.gate, n),
+            up = rows(&m->a.up, n);
+  TRY(be->set_batch(be, b));
+  TRY(set_rope_for(m, rope_len));
+
+  // x: [n, H] = embed_tokens[tokens]
+  TRY(be->embed(be, &x, &m->embed));
+  for (int l = 0; l < c->n_layers; l++) {
+    const layer_weights *w = &m->layers[l];
+    ig_attn_params ap = {c->n_heads, c->n_kv_heads, hd, (float)pow(hd, -0.5),
+                         c->layer_sliding[l] ? c->sliding_window : 0};
+
+    // ---- attention block ----
+    // h = rmsnorm(x) * w_attn_norm                       h: [n, H]
+    TRY(be->rmsnorm(be, &h, &x, NULL, &w->attn_norm, (float)c->rms_norm_eps));
+    // q = h Wq^T (+bq), k = h Wk^T (+bk), v = h Wv^T (+bv)  q: [n, nh*hd], k, v: [n, nkv*hd]
+    TRY(be->matmul(be, &q, &h, &w->wq, opt(&w->bq)));
+    TRY(be->matmul(be, &k, &h, &w->wk, opt(&w->bk)));
+    TRY(be->matmul(be, &v, &h, &w->wv, opt(&w->bv)));
+    ig_tensor *qr = &q, *kr = &k, qn, kn;
+    if (c->qk_norm) {
+      // Qwen3: q, k = rmsnorm over each head                [n*nh, hd], [n*nkv, hd]
+      qn = rows(&m->a.qn, n), kn = rows(&m->a.kn, n);
+      ig_tensor qh = as_heads(&q, hd), kh = as_heads(&k, hd), qnh = as_heads(&qn, hd), knh = as_heads(&kn, hd);
+      TRY(be->rmsnorm(be, &qnh, &qh, NULL, &w->q_norm, (float)c->rms_norm_eps));
+      TRY(be->rmsnorm(be, &knh, &kh, NULL, &w->k_norm, (float)c->rms_norm_eps));
+      qr = &qn, kr = &kn;
+    }
+    // q, k = rope(q, k) at each row's position
+    TRY(be->rope(be, qr, kr, c->n_heads, c->n_kv_heads));
+    // cache[l][slot] = k, v; att = softmax(q k^T / sqrt(hd) + causal/window mask) v   att: [n, nh*hd]
+    TRY(be->kv_write(be, l, kr, &v));
+    TRY(be->attention(be, &att, qr, l, &ap));
+    // o = att Wo^T                                      o: [n, H]
+    TRY(be->matmul(be, &o, &att, &w->wo, opt(&w->bo)));
+
+    // ---- MLP block ----
+    // x = x + o; h = rmsnorm(x) * w_ffn_norm
+    TRY(be->rmsnorm(be, &h, &x, &o, &w->ffn_norm, (float)c->rms_norm_eps));
+    // gate = h Wg^T, up = h Wu^T                        [n, I]
+    TRY(be->matmul(be, &gate, &h, &w->w_gate, opt(&w->b_gate)));
+    TRY(be->matmul(be, &up, &h, &w->w_up, opt(&w->b_up)));
+    // gate = silu(gate) * up; o = gate Wd^T             o: [n, H]
+    TRY(be->swiglu(be, &gate, &gate, &up));
+    TRY(be->matmul(be, &o, &gate, &w->w_down, opt(&w->b_down)));
+    // x = x + o
+    TRY(be->add(be, &x, &o));
+  }
+  if (b->n_out == 0) return 0;
+  // logits only for the rows asked for: xo = x[out_rows]; logits = rmsnorm(xo) lm_head^T   [n_out, V]
+  ig_tensor xo = rows(&m->a.xo, b->n_out), xon = rows(&m->a.xon, b->n_out), lg = rows(&m->a.logits, b->n_out);
+  TRY(be->gather_rows(be, &xo, &x));
+  TRY(be->rmsnorm(be, &xon, &xo, NULL, &m->final_norm, (float)c->rms_norm_eps));
+  TRY(be->matmul(be, &lg, &xon, &m->lm_head, NULL));
+  TRY(be->download_f32(be, &lg, logits));
+  return 0;
+backend_error:
+  snprintf(err, errlen, "forward: %s", ig_backend_error(be));
+  return -1;
+}
+
+/* Under dynamic rope scaling past the trained length, each sequence needs its own frequencies: such a
+ * batch runs one sequence at a time (ops are row-independent, so the result is the same). */
+int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
+  if (!m->kv_ready) {
+    snprintf(err, errlen, "forward: the KV cache is not allocated (ig_model_kv_init)");
+    return -1;
+  }
+  if (b->n_tokens <= 0 || b->n_seqs <= 0 || b->n_out < 0) {
+    snprintf(err, errlen, "forward: empty batch");
+    return -1;
+  }
+  int split = 0;
+  for (int s = 0; s < b->n_seqs && b->n_seqs > 1; s++) split |= ig_rope_depends_on_len(&m->cfg, b->ctx_len[s]);
+  if (!split) return forward_batch(m, b, logits, err, errlen);
+  int j = 0;
+  for (int s = 0; s < b->n_seqs; s++) {
+    int a = b->seq_start[s], e = b->seq_start[s + 1], j0 = j;
+    while (j < b->n_out && b->out_rows[j] < e) j++;
+    int32_t ss[2] = {0, e - a}, *outr = malloc(sizeof(int32_t) * (size_t)(j - j0 + 1));
+    if (!outr) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    for (int t = j0; t < j; t++) outr[t - j0] = b->out_rows[t] - a;
+    ig_batch sb = {e - a, b->tokens + a, b->pos + a, b->slot + a, 1, ss, b->ctx_len + s, b->max_blocks,
+                   b->block_table + (size_t)s * b->max_blocks, j - j0, outr};
+    int rc = e > a ? forward_batch(m, &sb, logits + (size_t)j0 * m->cfg.vocab_size, err, errlen) : 0;
+    free(outr);
+    if (rc) return rc;
+  }
+  return 0;
+}
