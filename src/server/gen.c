@@ -1,0 +1,849 @@
+/* server/gen: the life of a generation request. The loop thread parses and validates the body (params.c),
+ * a validation worker renders the chat template and tokenizes (checking lengths), the loop submits one engine
+ * request per sequence (best_of candidates, completions prompts), the engine wakes the loop (event_active)
+ * and the loop drains token events into SSE chunks or, at the end, one JSON body. A job outlives its HTTP
+ * request when the client goes away: it cancels its engine requests and is freed once the engine let go. */
+#include "server/internal.h"
+#include "util/log.h"
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void job_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void job_free_cb(evutil_socket_t fd, short what, void *arg);
+static void job_maybe_free(ig_job *j);
+
+/* ---- small helpers ---------------------------------------------------------------------------------------- */
+
+static uint64_t random_seed(void) {
+  /* per-request RNG seed when the client gives none (splitmix64 over time and a counter) */
+  static _Atomic uint64_t ctr;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (atomic_fetch_add(&ctr, 1) * 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFull;
+}
+
+static void count_failure(ig_job *j, int err) {
+  if (j->counted_err >= 0) return;
+  j->counted_err = err;
+  j->srv->metrics.request_failure[err]++;
+}
+
+static const char *err_metric_of(int status) { return status == 429 ? "overloaded" : "validation"; }
+
+static void closecb(struct evhttp_connection *evcon, void *arg);
+
+/* Answers with an error and forgets the request (job stays until the engine is done). */
+static void job_reply_error(ig_job *j, int status, const char *msg, const char *etype) {
+  int e = status == 429 ? IG_ERR_OVERLOADED
+          : status == 424 ? IG_ERR_GENERATION
+          : status == 500 ? IG_ERR_INCOMPLETE
+                          : IG_ERR_VALIDATION;
+  count_failure(j, e);
+  j->status = status;
+  if (j->replied || !j->req) return;
+  if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+  if (j->streaming) {
+    ig_str o;
+    ig_str_init(&o);
+    ig_str_puts(&o, "data: ");
+    if (j->openai)
+      ig_render_error_openai(&o, status, msg, etype);
+    else
+      ig_render_error(&o, msg, etype);
+    ig_str_puts(&o, "\n\n");
+    struct evbuffer *b = evbuffer_new();
+    if (b && !o.oom) {
+      evbuffer_add(b, o.p, o.len);
+      evhttp_send_reply_chunk(j->req, b);
+    }
+    if (b) evbuffer_free(b);
+    ig_str_free(&o);
+    evhttp_send_reply_end(j->req);
+  } else {
+    ig_server_send_error(j->srv, j->req, j->openai, status, msg, etype);
+  }
+  char extra[128];
+  snprintf(extra, sizeof extra, "error_type=%s", etype);
+  ig_server_log_request(j->srv, NULL, j->route, NULL, status, j->t_start, extra);
+  j->req = NULL;
+  j->replied = 1;
+}
+
+static void job_unlink(ig_job *j) {
+  ig_server *s = j->srv;
+  if (j->prev)
+    j->prev->next = j->next;
+  else if (s->jobs == j)
+    s->jobs = j->next;
+  if (j->next) j->next->prev = j->prev;
+  j->prev = j->next = NULL;
+  s->n_jobs--;
+}
+
+static void job_destroy(ig_job *j) {
+  job_unlink(j);
+  for (int i = 0; i < j->n_seqs; i++) {
+    if (j->reqs && j->reqs[i]) ig_request_unref(j->reqs[i]);
+    if (j->outs) ig_seq_out_free(&j->outs[i]);
+  }
+  free(j->reqs);
+  free(j->outs);
+  free(j->seq_prompt);
+  free(j->seq_done);
+  free(j->stream_index);
+  if (j->prefill_text && j->n_ids)
+    for (int i = 0; i < j->n_ids[0]; i++) free(j->prefill_text[i]);
+  free(j->prefill_text);
+  if (j->ids)
+    for (int i = 0; i < j->r.n_prompts; i++) free(j->ids[i]);
+  free(j->ids);
+  free(j->n_ids);
+  if (j->ev_wake) event_free(j->ev_wake);
+  if (j->ev_free) event_free(j->ev_free);
+  ig_server_req_free(&j->r);
+  free(j);
+}
+
+/* A job is freed once it has answered (or lost its client), no worker holds it, and the engine has let go of
+ * every request (refs back to 1: ours). The engine drops its reference right after its last wake, so until
+ * then we look again shortly. */
+static void job_maybe_free(ig_job *j) {
+  if (!j->replied) return;
+  for (int i = 0; i < j->n_seqs; i++) {
+    ig_request *r = j->reqs[i];
+    if (!r) continue;
+    if (!j->seq_done[i] || atomic_load(&r->refs) > 1) {
+      if (!j->seq_done[i]) return; /* a later wake brings us back */
+      struct timeval tv = {0, 2000};
+      if (!j->ev_free) j->ev_free = evtimer_new(j->srv->base, job_free_cb, j);
+      if (j->ev_free) evtimer_add(j->ev_free, &tv);
+      return;
+    }
+  }
+  job_destroy(j);
+}
+
+static void job_free_cb(evutil_socket_t fd, short what, void *arg) { job_maybe_free(arg); }
+
+static void closecb(struct evhttp_connection *evcon, void *arg) {
+  ig_job *j = arg;
+  j->gone = 1;
+  j->evcon = NULL;
+  for (int i = 0; i < j->n_seqs; i++)
+    if (j->reqs && j->reqs[i]) atomic_store(&j->reqs[i]->cancelled, 1);
+  if (!j->replied) {
+    count_failure(j, IG_ERR_CANCELLED);
+    /* libevent detached the request from the dead connection; it is ours to free */
+    if (j->req && !evhttp_request_get_connection(j->req)) evhttp_request_free(j->req);
+    j->req = NULL;
+    j->replied = 1;
+    j->status = 499;
+    ig_server_log_request(j->srv, NULL, j->route, NULL, 499, j->t_start, "client_disconnected=1");
+  }
+  if (!j->submitted && j->n_seqs == 0) {
+    /* still with a validation worker: ig_gen_on_done frees it */
+    return;
+  }
+  job_maybe_free(j);
+}
+
+/* ---- validation workers ---------------------------------------------------------------------------------- */
+
+static void validate_job(ig_server *s, ig_job *j) {
+  ig_server_req *r = &j->r;
+  const ig_server_hooks *h = &s->hooks;
+  char err[400];
+  err[0] = 0;
+  if (r->api == IG_API_CHAT) {
+    char *prompt = NULL;
+    int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, &prompt, err, sizeof err) : -ENOENT;
+    if (rc == -ENOENT) {
+      j->v_status = 422;
+      j->v_etype = "template_error";
+      snprintf(j->v_err, sizeof j->v_err,
+               "Template error: template not found (this model has no chat template; use /v1/completions or /generate)");
+      return;
+    }
+    if (rc < 0) {
+      j->v_status = 422;
+      j->v_etype = "template_error";
+      snprintf(j->v_err, sizeof j->v_err, "Template error: %s", err);
+      free(prompt);
+      return;
+    }
+    r->prompts[0] = prompt;
+  }
+  j->ids = calloc((size_t)r->n_prompts, sizeof *j->ids);
+  j->n_ids = calloc((size_t)r->n_prompts, sizeof *j->n_ids);
+  if (!j->ids || !j->n_ids) goto oom;
+  for (int i = 0; i < r->n_prompts; i++) {
+    int32_t *ids = NULL;
+    int n = h->tokenize(h->ctx, r->prompts[i], strlen(r->prompts[i]), r->add_special, &ids, NULL, err, sizeof err);
+    if (n < 0) {
+      j->v_status = 422;
+      j->v_etype = "validation";
+      snprintf(j->v_err, sizeof j->v_err, "tokenizer error %s", err);
+      return;
+    }
+    if (r->truncate > 0 && n > r->truncate) { /* TGI truncates on the left: keep the last tokens */
+      memmove(ids, ids + (n - r->truncate), (size_t)r->truncate * sizeof *ids);
+      n = r->truncate;
+    }
+    j->ids[i] = ids;
+    j->n_ids[i] = n;
+    int rc = ig_server_req_check_lengths(r, n, &s->lim, j->v_err, sizeof j->v_err);
+    if (rc) {
+      j->v_status = rc;
+      j->v_etype = "validation";
+      return;
+    }
+  }
+  if (r->decoder_input_details) {
+    j->prefill_text = calloc((size_t)j->n_ids[0] + 1, sizeof *j->prefill_text);
+    if (!j->prefill_text) goto oom;
+    for (int k = 0; k < j->n_ids[0]; k++) j->prefill_text[k] = h->decode(h->ctx, &j->ids[0][k], 1, 0);
+  }
+  return;
+oom:
+  j->v_status = 500;
+  j->v_etype = "validation";
+  snprintf(j->v_err, sizeof j->v_err, "out of memory");
+}
+
+static void validate_tokenize(ig_server *s, ig_job *j) {
+  /* /tokenize: the result goes into v_err's place as a JSON body built here (off the loop) */
+  const ig_server_hooks *h = &s->hooks;
+  char err[256];
+  int32_t *ids = NULL;
+  uint32_t *off = NULL;
+  const char *text = j->r.prompts[0];
+  int n = h->tokenize(h->ctx, text, strlen(text), 1, &ids, &off, err, sizeof err);
+  if (n < 0) {
+    j->v_status = 422;
+    j->v_etype = "validation";
+    snprintf(j->v_err, sizeof j->v_err, "tokenizer error %s", err);
+    return;
+  }
+  ig_str o;
+  ig_str_init(&o);
+  ig_str_putc(&o, '[');
+  for (int i = 0; i < n; i++) {
+    if (i) ig_str_putc(&o, ',');
+    ig_str_printf(&o, "{\"id\":%d,\"text\":", ids[i]);
+    if (off) {
+      size_t a = off[2 * i], b = off[2 * i + 1];
+      ig_str_json_string(&o, text + a, b > a ? b - a : 0);
+      ig_str_printf(&o, ",\"start\":%u,\"stop\":%u}", off[2 * i], off[2 * i + 1]);
+    } else {
+      char *t = h->decode(h->ctx, &ids[i], 1, 0);
+      ig_str_json_string(&o, t ? t : "", t ? strlen(t) : 0);
+      free(t);
+      ig_str_puts(&o, ",\"start\":0,\"stop\":0}");
+    }
+  }
+  ig_str_putc(&o, ']');
+  free(ids);
+  free(off);
+  j->outs = calloc(1, sizeof *j->outs); /* carries the body back */
+  if (!j->outs || o.oom) {
+    ig_str_free(&o);
+    j->v_status = 500;
+    j->v_etype = "validation";
+    snprintf(j->v_err, sizeof j->v_err, "out of memory");
+    return;
+  }
+  j->outs[0].text = o;
+}
+
+static void *worker_main(void *arg) {
+  ig_server *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->wq_mu);
+    while (!s->wq_head && !s->wq_quit) pthread_cond_wait(&s->wq_cv, &s->wq_mu);
+    if (!s->wq_head) {
+      pthread_mutex_unlock(&s->wq_mu);
+      return NULL;
+    }
+    ig_job *j = s->wq_head;
+    s->wq_head = j->qnext;
+    if (!s->wq_head) s->wq_tail = NULL;
+    j->qnext = NULL;
+    pthread_mutex_unlock(&s->wq_mu);
+
+    if (j->route && strcmp(j->route, "/tokenize") == 0)
+      validate_tokenize(s, j);
+    else
+      validate_job(s, j);
+
+    pthread_mutex_lock(&s->wq_mu);
+    if (s->dq_tail)
+      s->dq_tail->qnext = j;
+    else
+      s->dq_head = j;
+    s->dq_tail = j;
+    pthread_mutex_unlock(&s->wq_mu);
+    event_active(s->ev_done, EV_READ, 0);
+  }
+}
+
+int ig_gen_start_workers(ig_server *s, char *err, size_t errlen) {
+  int n = s->cfg.validation_workers > 0 ? s->cfg.validation_workers : 2;
+  s->workers = calloc((size_t)n, sizeof *s->workers);
+  if (!s->workers) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for (int i = 0; i < n; i++) {
+    if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
+      snprintf(err, errlen, "cannot start validation worker %d", i);
+      ig_gen_stop_workers(s);
+      return -1;
+    }
+    s->n_workers++;
+  }
+  return 0;
+}
+
+void ig_gen_stop_workers(ig_server *s) {
+  pthread_mutex_lock(&s->wq_mu);
+  s->wq_quit = 1;
+  pthread_cond_broadcast(&s->wq_cv);
+  pthread_mutex_unlock(&s->wq_mu);
+  for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
+  free(s->workers);
+  s->workers = NULL;
+  s->n_workers = 0;
+}
+
+static void enqueue(ig_server *s, ig_job *j) {
+  pthread_mutex_lock(&s->wq_mu);
+  if (s->wq_tail)
+    s->wq_tail->qnext = j;
+  else
+    s->wq_head = j;
+  s->wq_tail = j;
+  pthread_cond_signal(&s->wq_cv);
+  pthread_mutex_unlock(&s->wq_mu);
+}
+
+/* ---- engine hand-over ---------------------------------------------------------------------------------------- */
+
+static void engine_wake(void *arg) {
+  ig_job *j = arg;
+  event_active(j->ev_wake, EV_READ, 0);
+}
+
+static void start_stream(ig_job *j) {
+  struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
+  evhttp_add_header(h, "Content-Type", "text/event-stream");
+  evhttp_add_header(h, "Cache-Control", "no-cache");
+  evhttp_add_header(h, "X-Accel-Buffering", "no");
+  ig_server_cors(j->srv, j->req);
+  evhttp_send_reply_start(j->req, 200, "OK");
+  j->streaming = 1;
+  j->status = 200;
+}
+
+static void submit_job(ig_job *j) {
+  ig_server *s = j->srv;
+  ig_server_req *r = &j->r;
+  int n = r->api == IG_API_COMPLETIONS ? r->n_prompts : r->best_of;
+  j->reqs = calloc((size_t)n, sizeof *j->reqs);
+  j->outs = calloc((size_t)n, sizeof *j->outs);
+  j->seq_prompt = calloc((size_t)n, sizeof *j->seq_prompt);
+  j->seq_done = calloc((size_t)n, sizeof *j->seq_done);
+  j->stream_index = calloc((size_t)n, sizeof *j->stream_index);
+  j->ev_wake = event_new(s->base, -1, 0, job_wake_cb, j);
+  if (!j->reqs || !j->outs || !j->seq_prompt || !j->seq_done || !j->stream_index || !j->ev_wake) {
+    job_reply_error(j, 500, "out of memory", "generation");
+    job_maybe_free(j);
+    return;
+  }
+  j->n_seqs = n;
+  uint64_t base_seed = r->seed_set ? r->gp.seed : random_seed();
+  for (int i = 0; i < n; i++) {
+    int p = r->api == IG_API_COMPLETIONS ? i : 0;
+    j->seq_prompt[i] = p;
+    ig_request *q = ig_request_new();
+    if (!q) goto oom;
+    j->reqs[i] = q;
+    q->id = atomic_fetch_add(&s->next_id, 1);
+    q->n_prompt = j->n_ids[p];
+    q->prompt = malloc((size_t)(q->n_prompt ? q->n_prompt : 1) * sizeof *q->prompt);
+    if (!q->prompt) goto oom;
+    memcpy(q->prompt, j->ids[p], (size_t)q->n_prompt * sizeof *q->prompt);
+    q->params = r->gp;
+    q->params.stop = NULL;
+    q->params.n_stop = 0;
+    if (r->gp.n_stop) {
+      q->params.stop = calloc((size_t)r->gp.n_stop, sizeof *q->params.stop);
+      if (!q->params.stop) goto oom;
+      q->params.n_stop = r->gp.n_stop;
+      for (int k = 0; k < r->gp.n_stop; k++)
+        if (!(q->params.stop[k] = strdup(r->gp.stop[k]))) goto oom;
+    }
+    if (r->best_of > 1) {
+      q->params.do_sample = 1;
+      q->params.seed = random_seed();
+    } else {
+      q->params.seed = base_seed + (uint64_t)i;
+    }
+    q->wake = engine_wake;
+    q->wake_arg = j;
+    ig_seq_out *o = &j->outs[i];
+    o->n_prompt = q->n_prompt;
+    o->prompt_ids = q->prompt;
+    o->seed = q->params.seed;
+    o->sampled = q->params.do_sample;
+    o->input_text = r->prompts[p];
+    o->prefill_text = NULL;
+  }
+  for (int i = 0; i < n; i++) {
+    char err[256];
+    err[0] = 0;
+    int rc = s->hooks.submit(s->hooks.ctx, j->reqs[i], err, sizeof err);
+    if (rc != 0) {
+      /* the ones already in the engine are cancelled; the rest never started */
+      for (int k = 0; k < n; k++) {
+        if (k < i) {
+          atomic_store(&j->reqs[k]->cancelled, 1);
+        } else {
+          j->seq_done[k] = 1;
+          j->n_done++;
+        }
+      }
+      j->submitted = 1;
+      if (rc == -EAGAIN)
+        job_reply_error(j, 429, "Model is overloaded", "overloaded");
+      else
+        job_reply_error(j, 422, err[0] ? err : "request rejected by the engine", "validation");
+      job_maybe_free(j);
+      return;
+    }
+  }
+  j->submitted = 1;
+  if (r->stream) start_stream(j);
+  return;
+oom:
+  for (int k = 0; k < n; k++) {
+    j->seq_done[k] = 1;
+    j->n_done++;
+  }
+  j->submitted = 1;
+  job_reply_error(j, 500, "out of memory", "generation");
+  job_maybe_free(j);
+}
+
+void ig_gen_on_done(evutil_socket_t fd, short what, void *arg) {
+  ig_server *s = arg;
+  pthread_mutex_lock(&s->wq_mu);
+  ig_job *list = s->dq_head;
+  s->dq_head = s->dq_tail = NULL;
+  pthread_mutex_unlock(&s->wq_mu);
+  while (list) {
+    ig_job *j = list;
+    list = j->qnext;
+    j->qnext = NULL;
+    j->t_validated = ig_server_now_ns();
+    if (j->gone || j->replied) {
+      job_maybe_free(j);
+      continue;
+    }
+    if (j->v_status) {
+      job_reply_error(j, j->v_status, j->v_err, j->v_etype);
+      job_maybe_free(j);
+      continue;
+    }
+    if (strcmp(j->route, "/tokenize") == 0) {
+      if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+      ig_str *b = &j->outs[0].text;
+      ig_server_send(s, j->req, 200, "application/json", b->p, b->len);
+      ig_server_log_request(s, NULL, j->route, NULL, 200, j->t_start, NULL);
+      j->req = NULL;
+      j->replied = 1;
+      ig_seq_out_free(&j->outs[0]);
+      free(j->outs);
+      j->outs = NULL;
+      job_maybe_free(j);
+      continue;
+    }
+    if (atomic_load(&s->stopping)) {
+      job_reply_error(j, 503, "the server is shutting down", "unhealthy");
+      job_maybe_free(j);
+      continue;
+    }
+    submit_job(j);
+  }
+}
+
+/* ---- engine events -> client ------------------------------------------------------------------------------------- */
+
+static void write_sse(ig_job *j, ig_str *payload) {
+  if (j->replied || !j->req || payload->oom) return;
+  struct evbuffer *b = evbuffer_new();
+  if (!b) return;
+  evbuffer_add(b, "data: ", 6);
+  evbuffer_add(b, payload->p, payload->len);
+  evbuffer_add(b, "\n\n", 2);
+  evhttp_send_reply_chunk(j->req, b);
+  evbuffer_free(b);
+}
+
+static void fill_token(ig_job *j, ig_token_event *ev, ig_out_token *t) {
+  const ig_server_hooks *h = &j->srv->hooks;
+  memset(t, 0, sizeof *t);
+  t->id = ev->id;
+  t->logprob = ev->logprob;
+  t->special = ev->special;
+  t->text = ev->text ? ev->text : strdup("");
+  ev->text = NULL;
+  if (ev->n_top > 0) {
+    t->top = calloc((size_t)ev->n_top, sizeof *t->top);
+    if (t->top) {
+      t->n_top = ev->n_top;
+      for (int k = 0; k < ev->n_top; k++) {
+        t->top[k].id = ev->top_ids[k];
+        t->top[k].logprob = ev->top_logprobs[k];
+        t->top[k].special = h->is_special ? h->is_special(h->ctx, ev->top_ids[k]) : 0;
+        t->top[k].text = h->decode(h->ctx, &ev->top_ids[k], 1, 0);
+      }
+    }
+  }
+}
+
+static void oai_meta(ig_job *j) {
+  ig_server *s = j->srv;
+  j->meta.id = j->id;
+  j->meta.model = j->r.model && j->r.model[0] ? j->r.model : s->model_id;
+  j->meta.fingerprint = s->fingerprint;
+}
+
+/* Streams one token of sequence i (tok already pushed into outs[i]); final when the sequence ended. */
+static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
+  ig_server_req *r = &j->r;
+  ig_seq_out *o = &j->outs[i];
+  ig_str p;
+  ig_str_init(&p);
+  switch (r->api) {
+  case IG_API_GENERATE_STREAM:
+    ig_render_tgi_stream(&p, ++j->stream_index[i], t, final, r->return_full_text ? o->input_text : NULL, o,
+                         r->details, o->n_prompt);
+    write_sse(j, &p);
+    break;
+  case IG_API_CHAT:
+    if (!t->special || final) {
+      ig_render_chat_chunk(&p, &j->meta, r, t->special ? NULL : t, t->special ? "" : t->text,
+                           final ? o->finish : IG_FINISH_NONE);
+      write_sse(j, &p);
+    }
+    break;
+  default:
+    if (!t->special || final) {
+      ig_render_completion_chunk(&p, &j->meta, i, t->special ? "" : t->text, final ? o->finish : IG_FINISH_NONE);
+      write_sse(j, &p);
+    }
+    break;
+  }
+  ig_str_free(&p);
+}
+
+static void record_success(ig_job *j) {
+  ig_server *s = j->srv;
+  ig_metrics *m = &s->metrics;
+  ig_request *q = j->reqs[0];
+  long long now = ig_server_now_ns();
+  m->request_success++;
+  ig_metrics_observe(&m->duration, (now - j->t_start) * 1e-9);
+  ig_metrics_observe(&m->validation_duration, (j->t_validated - j->t_start) * 1e-9);
+  double qd = q->t_first_scheduled > q->t_queued ? (q->t_first_scheduled - q->t_queued) * 1e-9 : 0;
+  long long t_end = q->t_done > 0 ? q->t_done : now;
+  double inf = q->t_first_scheduled > 0 && t_end > q->t_first_scheduled ? (t_end - q->t_first_scheduled) * 1e-9 : 0;
+  ig_metrics_observe(&m->queue_duration, qd);
+  ig_metrics_observe(&m->inference_duration, inf);
+  int gen = j->outs[0].n_tokens;
+  if (gen > 0) ig_metrics_observe(&m->time_per_token, inf / gen);
+  for (int i = 0; i < j->n_seqs; i++) {
+    ig_metrics_observe(&m->input_length, j->outs[i].n_prompt);
+    ig_metrics_observe(&m->generated_tokens, j->outs[i].n_tokens);
+    ig_metrics_observe(&m->max_new_tokens, j->reqs[i]->params.max_new_tokens);
+  }
+  if (s->cfg.log_requests) {
+    char extra[512];
+    snprintf(extra, sizeof extra,
+             "validation_time=%.3fms queue_time=%.3fms inference_time=%.3fms time_per_token=%.3fms "
+             "input_tokens=%d generated_tokens=%d seed=%" PRIu64 " finish_reason=%s",
+             (j->t_validated - j->t_start) * 1e-6, qd * 1e3, inf * 1e3, gen ? inf * 1e3 / gen : 0.0,
+             j->outs[0].n_prompt, gen, j->outs[0].seed, ig_finish_tgi(j->outs[0].finish));
+    ig_server_log_request(s, NULL, j->route, NULL, 200, j->t_start, extra);
+  }
+}
+
+static void finish_stream(ig_job *j) {
+  ig_server_req *r = &j->r;
+  if (r->api != IG_API_GENERATE_STREAM) {
+    ig_str p;
+    ig_str_init(&p);
+    if (r->include_usage) {
+      int pt = 0, ct = 0;
+      for (int i = 0; i < j->n_seqs; i++) {
+        pt += j->outs[i].n_prompt;
+        ct += j->outs[i].n_tokens;
+      }
+      if (r->api == IG_API_CHAT)
+        ig_render_chat_usage_chunk(&p, &j->meta, pt, ct);
+      else
+        ig_render_completion_usage_chunk(&p, &j->meta, pt, ct);
+      write_sse(j, &p);
+    }
+    ig_str_clear(&p);
+    ig_str_puts(&p, "[DONE]");
+    write_sse(j, &p);
+    ig_str_free(&p);
+  }
+  if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+  evhttp_send_reply_end(j->req);
+  j->req = NULL;
+  j->replied = 1;
+}
+
+static void finish_json(ig_job *j) {
+  ig_server_req *r = &j->r;
+  ig_str o;
+  ig_str_init(&o);
+  if (r->api == IG_API_GENERATE) {
+    int best = 0;
+    for (int i = 1; i < j->n_seqs; i++)
+      if (j->outs[i].logprob_sum > j->outs[best].logprob_sum) best = i;
+    if (r->decoder_input_details)
+      for (int i = 0; i < j->n_seqs; i++) {
+        j->outs[i].prefill_lp = j->reqs[i]->prefill_logprobs;
+        j->outs[i].prefill_text = NULL;
+      }
+    /* prefill texts are per prompt; lend them to each sequence for rendering */
+    for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = j->prefill_text;
+    ig_render_tgi_generate(&o, r, j->outs, j->n_seqs, best);
+    for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = NULL;
+  } else if (r->api == IG_API_CHAT) {
+    ig_render_chat_completion(&o, &j->meta, r, &j->outs[0]);
+  } else {
+    ig_render_completion(&o, &j->meta, r, j->outs, j->n_seqs);
+  }
+  if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+  if (o.oom) {
+    ig_server_send_error(j->srv, j->req, j->openai, 500, "out of memory", "generation");
+  } else {
+    ig_server_send(j->srv, j->req, 200, "application/json", o.p, o.len);
+  }
+  ig_str_free(&o);
+  j->req = NULL;
+  j->replied = 1;
+  j->status = 200;
+}
+
+static void job_wake_cb(evutil_socket_t fd, short what, void *arg) {
+  ig_job *j = arg;
+  ig_token_event evs[32];
+  for (int i = 0; i < j->n_seqs; i++) {
+    ig_request *q = j->reqs[i];
+    if (!q || j->seq_done[i]) continue;
+    int n;
+    while (!j->seq_done[i] && (n = ig_request_take_events(q, evs, 32)) > 0) {
+      for (int e = 0; e < n; e++) {
+        ig_token_event *ev = &evs[e];
+        ig_seq_out *o = &j->outs[i];
+        if (j->seq_done[i]) {
+          ig_token_event_clear(ev);
+          continue;
+        }
+        int final = ev->finish != IG_FINISH_NONE;
+        if (final) {
+          o->finish = ev->finish;
+          j->seq_done[i] = 1;
+          j->n_done++;
+        }
+        if (ev->finish == IG_FINISH_ERROR || ev->finish == IG_FINISH_CANCELLED) {
+          if (ev->finish == IG_FINISH_ERROR) {
+            pthread_mutex_lock(&q->mu);
+            snprintf(j->gen_err, sizeof j->gen_err, "%s", q->error[0] ? q->error : "Request failed during generation");
+            pthread_mutex_unlock(&q->mu);
+          } else if (!j->gen_err[0]) {
+            snprintf(j->gen_err, sizeof j->gen_err, "Incomplete generation");
+          }
+          ig_token_event_clear(ev);
+          continue;
+        }
+        ig_out_token t;
+        int has_token = ev->id >= 0;
+        if (has_token) {
+          fill_token(j, ev, &t);
+          if (ig_seq_out_push(o, &t) != 0) snprintf(j->gen_err, sizeof j->gen_err, "out of memory");
+        }
+        ig_token_event_clear(ev);
+        if (j->r.stream && !j->replied && !j->gen_err[0]) {
+          if (has_token) {
+            stream_token(j, i, &o->tokens[o->n_tokens - 1], final);
+          } else if (final) {
+            /* a bare end marker: close the stream with an empty special token */
+            ig_out_token z;
+            memset(&z, 0, sizeof z);
+            z.id = o->n_tokens ? o->tokens[o->n_tokens - 1].id : 0;
+            z.special = 1;
+            z.text = "";
+            z.logprob = NAN;
+            stream_token(j, i, &z, 1);
+          }
+        }
+      }
+    }
+  }
+  if (j->n_done < j->n_seqs) return;
+  if (!j->replied) {
+    if (j->gen_err[0]) {
+      int cancelled = strcmp(j->gen_err, "Incomplete generation") == 0;
+      job_reply_error(j, cancelled ? 500 : 424, j->gen_err, cancelled ? "incomplete_generation" : "generation");
+    } else {
+      if (j->r.stream)
+        finish_stream(j);
+      else
+        finish_json(j);
+      record_success(j);
+    }
+  }
+  job_maybe_free(j);
+}
+
+/* ---- entry ------------------------------------------------------------------------------------------------------- */
+
+static const char *json_syntax_prefix = "Failed to parse the request body as JSON: ";
+
+static json_t *parse_body(ig_server *s, struct evhttp_request *req, int openai, const char *body, size_t len,
+                          const char *route, long long t0) {
+  json_error_t je;
+  json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &je);
+  if (!root) {
+    char msg[400];
+    if (len == 0)
+      snprintf(msg, sizeof msg, "%sEOF while parsing a value at line 1 column 0", json_syntax_prefix);
+    else
+      snprintf(msg, sizeof msg, "%s%s at line %d column %d", json_syntax_prefix, je.text, je.line, je.column);
+    ig_server_send_error(s, req, openai, 400, msg, "validation");
+    ig_server_log_request(s, NULL, route, NULL, 400, t0, "error_type=invalid_json");
+    return NULL;
+  }
+  return root;
+}
+
+void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const char *route, int openai,
+                   const char *body, size_t len, long long t0) {
+  json_t *root = parse_body(s, req, openai, body, len, route, t0);
+  if (!root) return;
+  /* "/" and /invocations pick the API from the body */
+  if (strcmp(route, "/") == 0 || strcmp(route, "/invocations") == 0) {
+    if (strcmp(route, "/invocations") == 0 && json_is_object(root) && json_object_get(root, "messages")) {
+      api = IG_API_CHAT;
+      openai = 1;
+    } else if (strcmp(route, "/invocations") == 0 && json_is_object(root) && json_object_get(root, "prompt")) {
+      api = IG_API_COMPLETIONS;
+      openai = 1;
+    } else {
+      json_t *st = json_is_object(root) ? json_object_get(root, "stream") : NULL;
+      api = json_is_true(st) ? IG_API_GENERATE_STREAM : IG_API_GENERATE;
+    }
+  }
+  ig_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(root);
+    ig_server_send_error(s, req, openai, 500, "out of memory", "validation");
+    return;
+  }
+  j->srv = s;
+  j->req = req;
+  j->route = route;
+  j->openai = openai;
+  j->t_start = t0;
+  j->counted_err = -1;
+  j->next = s->jobs;
+  if (s->jobs) s->jobs->prev = j;
+  s->jobs = j;
+  s->n_jobs++;
+  s->metrics.request_count++;
+  char err[512];
+  const char *etype = "validation";
+  int rc = ig_server_req_parse(api, root, &s->lim, &j->r, &etype, err, sizeof err);
+  json_decref(root);
+  if (rc) {
+    job_reply_error(j, rc, err, etype);
+    (void)err_metric_of;
+    job_maybe_free(j);
+    return;
+  }
+  j->meta.created = (long long)time(NULL);
+  snprintf(j->id, sizeof j->id, "%s-%llu", api == IG_API_CHAT ? "chatcmpl" : "cmpl",
+           (unsigned long long)atomic_fetch_add(&s->next_id, 1));
+  oai_meta(j);
+  j->evcon = evhttp_request_get_connection(req);
+  if (j->evcon) evhttp_connection_set_closecb(j->evcon, closecb, j);
+  enqueue(s, j);
+}
+
+void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, const char *body, size_t len, long long t0) {
+  json_t *root = parse_body(s, req, 0, body, len, "/tokenize", t0);
+  if (!root) return;
+  ig_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(root);
+    ig_server_send_error(s, req, 0, 500, "out of memory", "validation");
+    return;
+  }
+  j->srv = s;
+  j->req = req;
+  j->route = "/tokenize";
+  j->t_start = t0;
+  j->counted_err = IG_ERR_N; /* not a generation request: no metrics */
+  j->next = s->jobs;
+  if (s->jobs) s->jobs->prev = j;
+  s->jobs = j;
+  s->n_jobs++;
+  char err[512];
+  const char *etype;
+  ig_server_limits lim = s->lim;
+  lim.max_input_tokens = INT32_MAX; /* tokenize only */
+  int rc = ig_server_req_parse(IG_API_GENERATE, root, &lim, &j->r, &etype, err, sizeof err);
+  json_decref(root);
+  if (rc) {
+    ig_server_send_error(s, req, 0, rc, err, etype);
+    ig_server_log_request(s, NULL, j->route, NULL, rc, t0, NULL);
+    j->req = NULL;
+    j->replied = 1;
+    job_maybe_free(j);
+    return;
+  }
+  j->evcon = evhttp_request_get_connection(req);
+  if (j->evcon) evhttp_connection_set_closecb(j->evcon, closecb, j);
+  enqueue(s, j);
+}
+
+void ig_gen_cancel_all(ig_server *s) {
+  for (ig_job *j = s->jobs; j; j = j->next)
+    for (int i = 0; i < j->n_seqs; i++)
+      if (j->reqs && j->reqs[i]) atomic_store(&j->reqs[i]->cancelled, 1);
+}
+
+void ig_gen_destroy_all(ig_server *s) {
+  while (s->jobs) {
+    ig_job *j = s->jobs;
+    if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+    job_destroy(j); /* its evhttp request, if any, goes with the connection in evhttp_free */
+  }
+}

@@ -1,0 +1,498 @@
+/* server/params: JSON request bodies -> ig_server_req, with TGI's validation order and messages. Type errors
+ * read like the serde/axum rejections TGI answers with ("Failed to deserialize the JSON body into the target
+ * type: parameters.top_k: invalid type: string \"x\", expected i32"), so clients that match on them still do. */
+#include "server/params.h"
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DESER "Failed to deserialize the JSON body into the target type: "
+
+/* ---- serde-style type errors -------------------------------------------------------------------------- */
+
+static void describe(const json_t *v, char *buf, size_t n) {
+  switch (json_typeof(v)) {
+  case JSON_STRING: {
+    const char *s = json_string_value(v);
+    snprintf(buf, n, "string \"%.60s%s\"", s, strlen(s) > 60 ? "..." : "");
+    break;
+  }
+  case JSON_INTEGER: snprintf(buf, n, "integer `%lld`", (long long)json_integer_value(v)); break;
+  case JSON_REAL: {
+    double d = json_real_value(v);
+    if (d == floor(d) && fabs(d) < 1e15)
+      snprintf(buf, n, "floating point `%.1f`", d);
+    else
+      snprintf(buf, n, "floating point `%.17g`", d);
+    break;
+  }
+  case JSON_TRUE: snprintf(buf, n, "boolean `true`"); break;
+  case JSON_FALSE: snprintf(buf, n, "boolean `false`"); break;
+  case JSON_NULL: snprintf(buf, n, "null"); break;
+  case JSON_ARRAY: snprintf(buf, n, "sequence"); break;
+  default: snprintf(buf, n, "map"); break;
+  }
+}
+
+static int type_err(char *err, size_t errlen, const char *path, const json_t *v, const char *expected) {
+  char d[96];
+  describe(v, d, sizeof d);
+  snprintf(err, errlen, DESER "%s: invalid type: %s, expected %s", path, d, expected);
+  return 422;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return 422;
+}
+
+/* Each reader: returns 0 when absent (or null for nullable fields: *set = 0), 1 when read, 422 on error. */
+static int read_bool(const json_t *obj, const char *key, const char *path, int nullable, int *out, char *err,
+                     size_t errlen) {
+  const json_t *v = json_object_get(obj, key);
+  if (!v || (nullable && json_is_null(v))) return 0;
+  if (!json_is_boolean(v)) return type_err(err, errlen, path, v, "a boolean");
+  *out = json_is_true(v);
+  return 1;
+}
+
+static int read_int(const json_t *obj, const char *key, const char *path, const char *tname, long long lo,
+                    long long hi, long long *out, char *err, size_t errlen) {
+  const json_t *v = json_object_get(obj, key);
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_integer(v)) return type_err(err, errlen, path, v, tname);
+  long long x = json_integer_value(v);
+  if (x < lo || x > hi) {
+    snprintf(err, errlen, DESER "%s: invalid value: integer `%lld`, expected %s", path, x, tname);
+    return 422;
+  }
+  *out = x;
+  return 1;
+}
+
+static int read_float(const json_t *obj, const char *key, const char *path, double *out, char *err, size_t errlen) {
+  const json_t *v = json_object_get(obj, key);
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_number(v)) return type_err(err, errlen, path, v, "f32");
+  *out = json_number_value(v);
+  return 1;
+}
+
+/* A list of strings; with allow_string a lone string counts as a list of one (OpenAI's `stop`). */
+static int read_strings(const json_t *obj, const char *key, const char *path, int nullable, int allow_string,
+                        char ***out, int *n_out, char *err, size_t errlen) {
+  const json_t *v = json_object_get(obj, key);
+  if (!v || (nullable && json_is_null(v))) return 0;
+  if (allow_string && json_is_string(v)) {
+    char **a = calloc(1, sizeof *a);
+    if (!a || !(a[0] = strdup(json_string_value(v)))) {
+      free(a);
+      return fail(err, errlen, "out of memory");
+    }
+    *out = a;
+    *n_out = 1;
+    return 1;
+  }
+  if (!json_is_array(v)) return type_err(err, errlen, path, v, "a sequence");
+  size_t n = json_array_size(v);
+  for (size_t i = 0; i < n; i++) {
+    const json_t *s = json_array_get(v, i);
+    if (!json_is_string(s)) {
+      char p[96];
+      snprintf(p, sizeof p, "%s[%zu]", path, i);
+      return type_err(err, errlen, p, s, "a string");
+    }
+  }
+  char **a = calloc(n ? n : 1, sizeof *a);
+  if (!a) return fail(err, errlen, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    const json_t *s = json_array_get(v, i);
+    a[i] = malloc(json_string_length(s) + 1);
+    if (!a[i]) {
+      for (size_t j = 0; j < i; j++) free(a[j]);
+      free(a);
+      return fail(err, errlen, "out of memory");
+    }
+    memcpy(a[i], json_string_value(s), json_string_length(s) + 1);
+  }
+  *out = a;
+  *n_out = (int)n;
+  return 1;
+}
+
+#define TRY(x)                                                                                                 \
+  do {                                                                                                         \
+    int rc_ = (x);                                                                                             \
+    if (rc_ > 1) return rc_;                                                                                   \
+  } while (0)
+
+static void params_defaults(ig_gen_params *g) {
+  memset(g, 0, sizeof *g);
+  g->temperature = 1.0f;
+  g->top_p = 1.0f;
+  g->typical_p = 1.0f;
+  g->repetition_penalty = 1.0f;
+}
+
+/* ---- TGI: {"inputs": "...", "parameters": {...}} ----------------------------------------------------------- */
+
+static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err, size_t errlen) {
+  const json_t *inputs = json_object_get(body, "inputs");
+  if (!inputs) return fail(err, errlen, DESER "missing field `inputs`");
+  if (!json_is_string(inputs)) return type_err(err, errlen, "inputs", inputs, "a string");
+  const json_t *p = json_object_get(body, "parameters");
+  static const json_t *empty;
+  json_t *tmp = NULL;
+  if (!p || json_is_null(p)) {
+    (void)empty;
+    p = tmp = json_object();
+    if (!tmp) return fail(err, errlen, "out of memory");
+  } else if (!json_is_object(p)) {
+    return type_err(err, errlen, "parameters", p, "struct GenerateParameters");
+  }
+  int rc = 0;
+  long long best_of = 1, top_k = 0, max_new = 0, seed = 0, top_n = 0, truncate = 0;
+  int has_best_of = 0, has_top_k = 0, has_max_new = 0, has_seed = 0, has_top_n = 0, has_trunc = 0;
+  double temperature = 1, rep = 1, freq = 0, top_p = 1, typical_p = 1;
+  int has_temp = 0, has_rep = 0, has_freq = 0, has_top_p = 0, has_typ = 0;
+  int do_sample = 0, details = 0, dec = 0, watermark = 0, ignore_eos = 0, rft = 0;
+#define R(x)                                                                                                   \
+  do {                                                                                                         \
+    rc = (x);                                                                                                  \
+    if (rc > 1) goto out;                                                                                      \
+  } while (0)
+  R(has_best_of = read_int(p, "best_of", "parameters.best_of", "usize", 0, INT32_MAX, &best_of, err, errlen));
+  R(read_bool(p, "decoder_input_details", "parameters.decoder_input_details", 0, &dec, err, errlen));
+  R(read_bool(p, "details", "parameters.details", 0, &details, err, errlen));
+  R(read_bool(p, "do_sample", "parameters.do_sample", 0, &do_sample, err, errlen));
+  R(has_freq = read_float(p, "frequency_penalty", "parameters.frequency_penalty", &freq, err, errlen));
+  R(has_max_new = read_int(p, "max_new_tokens", "parameters.max_new_tokens", "u32", 0, UINT32_MAX, &max_new, err,
+                           errlen));
+  R(has_rep = read_float(p, "repetition_penalty", "parameters.repetition_penalty", &rep, err, errlen));
+  R(read_bool(p, "return_full_text", "parameters.return_full_text", 1, &rft, err, errlen));
+  R(has_seed = read_int(p, "seed", "parameters.seed", "u64", 0, INT64_MAX, &seed, err, errlen));
+  R(read_strings(p, "stop", "parameters.stop", 0, 0, &r->gp.stop, &r->gp.n_stop, err, errlen));
+  R(has_temp = read_float(p, "temperature", "parameters.temperature", &temperature, err, errlen));
+  R(has_top_k = read_int(p, "top_k", "parameters.top_k", "i32", INT32_MIN, INT32_MAX, &top_k, err, errlen));
+  R(has_top_n = read_int(p, "top_n_tokens", "parameters.top_n_tokens", "u32", 0, UINT32_MAX, &top_n, err, errlen));
+  R(has_top_p = read_float(p, "top_p", "parameters.top_p", &top_p, err, errlen));
+  R(has_trunc = read_int(p, "truncate", "parameters.truncate", "usize", 0, INT32_MAX, &truncate, err, errlen));
+  R(has_typ = read_float(p, "typical_p", "parameters.typical_p", &typical_p, err, errlen));
+  R(read_bool(p, "watermark", "parameters.watermark", 0, &watermark, err, errlen));
+  R(read_bool(p, "ignore_eos", "parameters.ignore_eos", 1, &ignore_eos, err, errlen));
+  {
+    const json_t *g = json_object_get(p, "grammar");
+    if (g && !json_is_null(g)) R(fail(err, errlen, "grammar is not supported"));
+    const json_t *ad = json_object_get(p, "adapter_id");
+    if (ad && !json_is_null(ad)) R(fail(err, errlen, "invalid lora id"));
+  }
+  rc = 0;
+  int stream = r->api == IG_API_GENERATE_STREAM;
+  /* TGI's order: endpoint checks, best_of, then validate() */
+  if (stream && has_best_of && best_of > 1) R(fail(err, errlen, "`best_of` != 1 is not supported when streaming tokens"));
+  if (stream && dec) R(fail(err, errlen, "`decoder_input_details` == true is not supported when streaming tokens"));
+  if (has_best_of) {
+    if (lim->max_best_of == 1 && best_of != 1) R(fail(err, errlen, "`best_of` != 1 is not allowed for this endpoint"));
+    if (best_of == 0 || best_of > lim->max_best_of)
+      R(fail(err, errlen, "`best_of` must be > 0 and <= %d. Given: %lld", lim->max_best_of, best_of));
+  }
+  int sampling = do_sample || has_temp || has_top_k || has_top_p || has_typ;
+  if (best_of > 1 && !sampling) R(fail(err, errlen, "you must use sampling when `best_of` is > 1"));
+  if (temperature <= 0.0) R(fail(err, errlen, "`temperature` must be strictly positive"));
+  if (rep <= 0.0) R(fail(err, errlen, "`repetition_penalty` must be strictly positive"));
+  if (!(freq >= -2.0 && freq <= 2.0)) R(fail(err, errlen, "`frequency_penalty` must be >= -2.0 and <= 2.0"));
+  if (has_top_p && (top_p <= 0.0 || top_p >= 1.0)) R(fail(err, errlen, "`top_p` must be > 0.0 and < 1.0"));
+  if (has_typ && (typical_p <= 0.0 || typical_p >= 1.0)) R(fail(err, errlen, "`typical_p` must be > 0.0 and < 1.0"));
+  if (has_top_k && top_k <= 0) R(fail(err, errlen, "`top_k` must be strictly positive"));
+  if (has_max_new && max_new == 0) R(fail(err, errlen, "`max_new_tokens` must be strictly positive"));
+  if (r->gp.n_stop > lim->max_stop_sequences)
+    R(fail(err, errlen, "`stop` supports up to %d stop sequences. Given: %d", lim->max_stop_sequences, r->gp.n_stop));
+  if (has_seed && best_of > 1) R(fail(err, errlen, "`seed` must not be set when `best_of` > 1"));
+  if (has_top_n && top_n > lim->max_top_n_tokens)
+    R(fail(err, errlen, "`top_n_tokens` must be >= 0 and <= %d. Given: %lld", lim->max_top_n_tokens, top_n));
+  if (json_string_length(inputs) == 0) R(fail(err, errlen, "`inputs` cannot be empty"));
+  if (has_trunc && (truncate == 0 || truncate > lim->max_input_tokens))
+    R(fail(err, errlen, "`truncate` must be strictly positive and less than %d. Given: %lld", lim->max_input_tokens,
+           truncate));
+
+  r->prompts = calloc(1, sizeof *r->prompts);
+  if (!r->prompts || !(r->prompts[0] = strdup(json_string_value(inputs)))) R(fail(err, errlen, "out of memory"));
+  r->n_prompts = 1;
+  ig_gen_params *g = &r->gp;
+  g->max_new_tokens = has_max_new ? (int)(max_new > INT32_MAX ? INT32_MAX : max_new) : 0;
+  r->max_new_tokens_set = has_max_new;
+  g->temperature = (float)temperature;
+  g->top_k = has_top_k ? (int)top_k : 0;
+  g->top_p = (float)top_p;
+  g->typical_p = (float)typical_p;
+  g->repetition_penalty = (float)rep;
+  g->frequency_penalty = (float)freq;
+  g->watermark = watermark;
+  g->ignore_eos = ignore_eos;
+  g->top_n_tokens = (int)top_n;
+  /* TGI's NextTokenChooser samples when asked or when any warper is active */
+  g->do_sample = do_sample || temperature != 1.0 || g->top_k > 0 || top_p < 1.0 || typical_p < 1.0;
+  g->seed = (uint64_t)seed;
+  r->seed_set = has_seed;
+  g->want_logprobs = 1;
+  g->prefill_logprobs = dec;
+  r->best_of = (int)best_of;
+  r->details = details || (!stream && dec);
+  r->decoder_input_details = dec;
+  r->return_full_text = rft;
+  r->truncate = (int)truncate;
+  r->add_special = 1;
+out:
+  json_decref(tmp);
+  return rc > 1 ? rc : 0;
+#undef R
+}
+
+/* ---- OpenAI: shared sampling fields --------------------------------------------------------------------- */
+
+static int parse_openai_common(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err,
+                               size_t errlen) {
+  long long max_tokens = 0, seed = 0, n = 1, top_logprobs = 0;
+  double temperature = 1, top_p = 1, freq = 0, pres = 0, rep = 1;
+  int has_mt = 0, has_seed = 0, has_temp = 0, has_top_p = 0, has_tl = 0, has_rep = 0, logprobs = 0, stream = 0,
+      ignore_eos = 0;
+  TRY(has_mt = read_int(body, "max_tokens", "max_tokens", "u32", 0, UINT32_MAX, &max_tokens, err, errlen));
+  if (!has_mt)
+    TRY(has_mt = read_int(body, "max_completion_tokens", "max_completion_tokens", "u32", 0, UINT32_MAX, &max_tokens,
+                          err, errlen));
+  TRY(has_seed = read_int(body, "seed", "seed", "u64", 0, INT64_MAX, &seed, err, errlen));
+  TRY(read_int(body, "n", "n", "u32", 0, UINT32_MAX, &n, err, errlen));
+  TRY(has_temp = read_float(body, "temperature", "temperature", &temperature, err, errlen));
+  TRY(has_top_p = read_float(body, "top_p", "top_p", &top_p, err, errlen));
+  TRY(read_float(body, "frequency_penalty", "frequency_penalty", &freq, err, errlen));
+  TRY(read_float(body, "presence_penalty", "presence_penalty", &pres, err, errlen));
+  TRY(has_rep = read_float(body, "repetition_penalty", "repetition_penalty", &rep, err, errlen));
+  TRY(read_strings(body, "stop", "stop", 1, 1, &r->gp.stop, &r->gp.n_stop, err, errlen));
+  TRY(read_bool(body, "stream", "stream", 1, &stream, err, errlen));
+  TRY(read_bool(body, "ignore_eos", "ignore_eos", 1, &ignore_eos, err, errlen));
+  const json_t *lp = json_object_get(body, "logprobs");
+  if (lp && !json_is_null(lp)) {
+    if (json_is_boolean(lp))
+      logprobs = json_is_true(lp);
+    else if (r->api == IG_API_COMPLETIONS && json_is_integer(lp) && json_integer_value(lp) >= 0)
+      logprobs = json_integer_value(lp) > 0; /* legacy completions: logprobs is a count */
+    else
+      return type_err(err, errlen, "logprobs", lp, "a boolean");
+  }
+  TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
+  const json_t *so = json_object_get(body, "stream_options");
+  if (so && !json_is_null(so)) {
+    if (!json_is_object(so)) return type_err(err, errlen, "stream_options", so, "struct StreamOptions");
+    TRY(read_bool(so, "include_usage", "stream_options.include_usage", 1, &r->include_usage, err, errlen));
+  }
+  const json_t *model = json_object_get(body, "model");
+  if (model && json_is_string(model) && !(r->model = strdup(json_string_value(model))))
+    return fail(err, errlen, "out of memory");
+
+  if (n != 1) return fail(err, errlen, "`n` must be 1 (only one choice per request is supported). Given: %lld", n);
+  if (has_temp && temperature < 0.0) return fail(err, errlen, "`temperature` must be strictly positive");
+  if (has_top_p && (top_p <= 0.0 || top_p > 1.0)) return fail(err, errlen, "`top_p` must be > 0.0 and < 1.0");
+  if (!(freq >= -2.0 && freq <= 2.0)) return fail(err, errlen, "`frequency_penalty` must be >= -2.0 and <= 2.0");
+  if (!(pres >= -2.0 && pres <= 2.0)) return fail(err, errlen, "`presence_penalty` must be >= -2.0 and <= 2.0");
+  if (has_rep && rep <= 0.0) return fail(err, errlen, "`repetition_penalty` must be strictly positive");
+  if (has_mt && max_tokens == 0) return fail(err, errlen, "`max_new_tokens` must be strictly positive");
+  if (r->gp.n_stop > lim->max_stop_sequences)
+    return fail(err, errlen, "`stop` supports up to %d stop sequences. Given: %d", lim->max_stop_sequences,
+                r->gp.n_stop);
+  if (has_tl && top_logprobs > lim->max_top_n_tokens)
+    return fail(err, errlen, "`top_n_tokens` must be >= 0 and <= %d. Given: %lld", lim->max_top_n_tokens,
+                top_logprobs);
+
+  ig_gen_params *g = &r->gp;
+  r->stream = stream;
+  g->max_new_tokens = has_mt ? (int)(max_tokens > INT32_MAX ? INT32_MAX : max_tokens) : 0;
+  r->max_new_tokens_set = has_mt;
+  /* TGI: greedy only when temperature is 0; otherwise sampling (temperature 1 by default) */
+  if (has_temp && temperature == 0.0) {
+    g->do_sample = 0;
+    g->temperature = 1.0f;
+  } else {
+    g->do_sample = 1;
+    g->temperature = (float)temperature;
+  }
+  g->top_p = (float)top_p; /* 1.0 (OpenAI's default, sent by some clients) means off */
+  g->frequency_penalty = (float)freq;
+  g->presence_penalty = (float)pres;
+  g->repetition_penalty = (float)rep;
+  g->seed = (uint64_t)seed;
+  r->seed_set = has_seed;
+  g->ignore_eos = ignore_eos;
+  g->want_logprobs = 1;
+  r->logprobs = logprobs;
+  r->top_logprobs = logprobs ? (int)top_logprobs : 0;
+  g->top_n_tokens = r->top_logprobs;
+  r->best_of = 1;
+  r->details = 1;
+  return 0;
+}
+
+/* Chat content: a string, or a list of {"type":"text","text":...} parts, joined. */
+static int flatten_content(const json_t *c, size_t i, json_t **out, char *err, size_t errlen) {
+  if (json_is_string(c)) {
+    *out = json_incref((json_t *)c);
+    return 0;
+  }
+  if (json_is_array(c)) {
+    size_t len = 0;
+    for (size_t k = 0; k < json_array_size(c); k++) {
+      const json_t *part = json_array_get(c, k);
+      const json_t *type = json_is_object(part) ? json_object_get(part, "type") : NULL;
+      if (!json_is_string(type)) return fail(err, errlen, DESER "messages[%zu].content[%zu]: missing field `type`", i, k);
+      if (strcmp(json_string_value(type), "text") != 0)
+        return fail(err, errlen, "%s modality is not supported", json_string_value(type));
+      const json_t *t = json_object_get(part, "text");
+      if (!json_is_string(t)) return fail(err, errlen, DESER "messages[%zu].content[%zu]: missing field `text`", i, k);
+      len += json_string_length(t);
+    }
+    char *buf = malloc(len + 1);
+    if (!buf) return fail(err, errlen, "out of memory");
+    size_t o = 0;
+    for (size_t k = 0; k < json_array_size(c); k++) {
+      const json_t *t = json_object_get(json_array_get(c, k), "text");
+      memcpy(buf + o, json_string_value(t), json_string_length(t));
+      o += json_string_length(t);
+    }
+    *out = json_stringn_nocheck(buf, o);
+    free(buf);
+    return *out ? 0 : fail(err, errlen, "out of memory");
+  }
+  char p[64];
+  snprintf(p, sizeof p, "messages[%zu].content", i);
+  return type_err(err, errlen, p, c, "a string or a list of content parts");
+}
+
+static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err, size_t errlen) {
+  const json_t *msgs = json_object_get(body, "messages");
+  if (!msgs) return fail(err, errlen, DESER "missing field `messages`");
+  if (!json_is_array(msgs)) return type_err(err, errlen, "messages", msgs, "a sequence");
+  r->messages = json_array();
+  if (!r->messages) return fail(err, errlen, "out of memory");
+  for (size_t i = 0; i < json_array_size(msgs); i++) {
+    const json_t *m = json_array_get(msgs, i);
+    char p[64];
+    snprintf(p, sizeof p, "messages[%zu]", i);
+    if (!json_is_object(m)) return type_err(err, errlen, p, m, "struct Message");
+    const json_t *role = json_object_get(m, "role");
+    if (!role) return fail(err, errlen, DESER "messages[%zu]: missing field `role`", i);
+    if (!json_is_string(role)) {
+      snprintf(p, sizeof p, "messages[%zu].role", i);
+      return type_err(err, errlen, p, role, "a string");
+    }
+    json_t *copy = json_deep_copy(m);
+    if (!copy || json_array_append_new(r->messages, copy)) return fail(err, errlen, "out of memory");
+    const json_t *c = json_object_get(m, "content");
+    if (c && !json_is_null(c)) {
+      json_t *flat = NULL;
+      int rc = flatten_content(c, i, &flat, err, errlen);
+      if (rc) return rc;
+      json_object_set_new(copy, "content", flat);
+    } else if (!json_object_get(m, "tool_calls")) {
+      return fail(err, errlen, DESER "messages[%zu]: missing field `content`", i);
+    }
+  }
+  const json_t *tools = json_object_get(body, "tools");
+  if (tools && !json_is_null(tools)) return fail(err, errlen, "tools are not supported");
+  const json_t *rf = json_object_get(body, "response_format");
+  if (rf && !json_is_null(rf)) {
+    const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+    if (!json_is_string(t) || strcmp(json_string_value(t), "text") != 0) return fail(err, errlen, "grammar is not supported");
+  }
+  int rc = parse_openai_common(body, lim, r, err, errlen);
+  if (rc) return rc;
+  r->n_prompts = 1;
+  r->prompts = calloc(1, sizeof *r->prompts);
+  if (!r->prompts) return fail(err, errlen, "out of memory");
+  r->add_special = 0; /* the template writes the special tokens */
+  return 0;
+}
+
+static int parse_completions(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err,
+                             size_t errlen) {
+  const json_t *prompt = json_object_get(body, "prompt");
+  if (!prompt) return fail(err, errlen, DESER "missing field `prompt`");
+  int rc = read_strings(body, "prompt", "prompt", 0, 1, &r->prompts, &r->n_prompts, err, errlen);
+  if (rc > 1) return rc;
+  const json_t *suffix = json_object_get(body, "suffix");
+  if (suffix && !json_is_null(suffix))
+    return fail(err, errlen, "Suffix is not supported and can be achieved by preprocessing the prompt.");
+  if (r->n_prompts > lim->max_client_batch_size) {
+    snprintf(err, errlen, "Number of prompts exceeds the maximum allowed batch size of %d", lim->max_client_batch_size);
+    return 422;
+  }
+  if (r->n_prompts == 0) return fail(err, errlen, "`inputs` cannot be empty");
+  for (int i = 0; i < r->n_prompts; i++)
+    if (!r->prompts[i][0]) return fail(err, errlen, "`inputs` cannot be empty");
+  rc = parse_openai_common(body, lim, r, err, errlen);
+  if (rc) return rc;
+  r->add_special = 1;
+  return 0;
+}
+
+/* ---- entry points ------------------------------------------------------------------------------------------ */
+
+int ig_server_req_parse(ig_api api, const json_t *body, const ig_server_limits *lim, ig_server_req *r,
+                        const char **etype, char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  params_defaults(&r->gp);
+  r->api = api;
+  r->best_of = 1;
+  *etype = "validation";
+  err[0] = 0;
+  if (!json_is_object(body)) {
+    char d[96];
+    describe(body, d, sizeof d);
+    snprintf(err, errlen, DESER "invalid type: %s, expected a map", d);
+    return 422;
+  }
+  int rc;
+  switch (api) {
+  case IG_API_GENERATE:
+  case IG_API_GENERATE_STREAM:
+    r->stream = api == IG_API_GENERATE_STREAM;
+    rc = parse_tgi(body, lim, r, err, errlen);
+    break;
+  case IG_API_CHAT: rc = parse_chat(body, lim, r, err, errlen); break;
+  default:
+    rc = parse_completions(body, lim, r, err, errlen);
+    if (rc && strncmp(err, "Number of prompts", 17) == 0) *etype = "batch size exceeded";
+    break;
+  }
+  return rc;
+}
+
+int ig_server_req_check_lengths(ig_server_req *r, int n_input, const ig_server_limits *lim, char *err,
+                                size_t errlen) {
+  long long max_new = r->max_new_tokens_set ? r->gp.max_new_tokens
+                                            : (n_input >= lim->max_total_tokens ? 0 : lim->max_total_tokens - n_input);
+  if ((long long)n_input + max_new > lim->max_total_tokens)
+    return fail(err, errlen,
+                "`inputs` tokens + `max_new_tokens` must be <= %d. Given: %d `inputs` tokens and %lld `max_new_tokens`",
+                lim->max_total_tokens, n_input, max_new);
+  if (n_input > lim->max_input_tokens)
+    return fail(err, errlen, "`inputs` must have less than %d tokens. Given: %d", lim->max_input_tokens, n_input);
+  r->gp.max_new_tokens = (int)max_new;
+  return 0;
+}
+
+void ig_server_req_free(ig_server_req *r) {
+  for (int i = 0; i < r->n_prompts; i++) free(r->prompts ? r->prompts[i] : NULL);
+  free(r->prompts);
+  for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
+  free(r->gp.stop);
+  json_decref(r->messages);
+  free(r->model);
+  memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,50 @@
+/* server/params: request bodies (JSON) of every generation route -> one ig_server_req (prompts + generation
+ * parameters), with TGI's validation rules and messages (router/src/validation.rs) and serde-style type
+ * errors. Pure functions, no I/O: the loop thread parses, a validation worker tokenizes later (lengths). */
+#ifndef IG_SERVER_PARAMS_H
+#define IG_SERVER_PARAMS_H
+#include "engine/engine.h"
+#include <jansson.h>
+
+typedef enum {
+  IG_API_GENERATE = 0, /* POST /generate (and / with stream false) */
+  IG_API_GENERATE_STREAM,
+  IG_API_CHAT,         /* POST /v1/chat/completions */
+  IG_API_COMPLETIONS,  /* POST /v1/completions */
+} ig_api;
+
+typedef struct ig_server_limits {
+  int max_best_of, max_stop_sequences, max_top_n_tokens, max_input_tokens, max_total_tokens;
+  int max_client_batch_size;
+} ig_server_limits;
+
+/* A validated generation request, before tokenization. */
+typedef struct ig_server_req {
+  ig_api api;
+  int stream;
+  int n_prompts;               /* TGI: 1; completions: the list's length */
+  char **prompts;              /* malloc'd strings (chat: NULL until the template is rendered) */
+  json_t *messages;            /* chat: normalized messages (owned reference) */
+  char *model;                 /* "model" of OpenAI requests (malloc'd, may be NULL) */
+  ig_gen_params gp;            /* stop strings owned here (copied into each engine request) */
+  int max_new_tokens_set;      /* else max_total_tokens - input length */
+  int seed_set;
+  int best_of;                 /* >= 1 */
+  int details, decoder_input_details, return_full_text, truncate; /* truncate 0: none */
+  int logprobs, top_logprobs;  /* OpenAI */
+  int include_usage;           /* stream_options.include_usage */
+  int add_special;             /* tokenize with special tokens (not for rendered chat prompts) */
+} ig_server_req;
+
+/* Parses and validates `body` for `api`. Returns 0, or the HTTP status (400, 422) with the message in err and
+ * the TGI error_type in *etype ("validation"). `out` must be freed with ig_server_req_free in both cases. */
+int ig_server_req_parse(ig_api api, const json_t *body, const ig_server_limits *lim, ig_server_req *out,
+                        const char **etype, char *err, size_t errlen);
+void ig_server_req_free(ig_server_req *r);
+
+/* Checks the token counts once the prompt is tokenized (TGI's validate_input). n_input is after truncation.
+ * Sets gp.max_new_tokens when not given. Returns 0 or 422 with the message. */
+int ig_server_req_check_lengths(ig_server_req *r, int n_input, const ig_server_limits *lim, char *err,
+                                size_t errlen);
+
+#endif

@@ -1,0 +1,353 @@
+/* server/render: JSON bodies and SSE payloads of the TGI and OpenAI routes (see render.h). Field order
+ * follows TGI's serde structs, so byte-level diffs against a TGI answer only show the values. */
+#include "server/render.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void js(ig_str *o, const char *s) { ig_str_json_string(o, s ? s : "", s ? strlen(s) : 0); }
+static void jsn(ig_str *o, const char *s, size_t n) { ig_str_json_string(o, s, n); }
+/* An f32 in the fewest digits that read back as the same float (as serde writes f32: -0.51, not -0.50999999). */
+static void jf(ig_str *o, float v) {
+  if (!isfinite(v)) {
+    ig_str_puts(o, "null");
+    return;
+  }
+  char buf[32];
+  for (int prec = 6; prec <= 9; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+    if (strtof(buf, NULL) == v) break;
+  }
+  ig_str_puts(o, buf);
+}
+
+void ig_seq_out_free(ig_seq_out *s) {
+  ig_str_free(&s->text);
+  for (int i = 0; i < s->n_tokens; i++) {
+    free(s->tokens[i].text);
+    for (int k = 0; k < s->tokens[i].n_top; k++) free(s->tokens[i].top[k].text);
+    free(s->tokens[i].top);
+  }
+  free(s->tokens);
+  if (s->prefill_text)
+    for (int i = 0; i < s->n_prompt; i++) free(s->prefill_text[i]);
+  free(s->prefill_text);
+  memset(s, 0, sizeof *s);
+}
+
+int ig_seq_out_push(ig_seq_out *s, ig_out_token *t) {
+  if (s->n_tokens == s->cap) {
+    int nc = s->cap ? s->cap * 2 : 64;
+    ig_out_token *p = realloc(s->tokens, (size_t)nc * sizeof *p);
+    if (!p) return -1;
+    s->tokens = p;
+    s->cap = nc;
+  }
+  if (!t->special && t->text) ig_str_puts(&s->text, t->text);
+  if (isfinite(t->logprob)) s->logprob_sum += t->logprob;
+  s->tokens[s->n_tokens++] = *t;
+  memset(t, 0, sizeof *t);
+  return s->text.oom ? -1 : 0;
+}
+
+const char *ig_finish_tgi(ig_finish_reason r) {
+  switch (r) {
+  case IG_FINISH_EOS: return "eos_token";
+  case IG_FINISH_STOP: return "stop_sequence";
+  default: return "length";
+  }
+}
+
+const char *ig_finish_openai(ig_finish_reason r) {
+  return (r == IG_FINISH_EOS || r == IG_FINISH_STOP) ? "stop" : "length";
+}
+
+/* ---- errors ------------------------------------------------------------------------------------------------ */
+
+void ig_render_error(ig_str *o, const char *msg, const char *etype) {
+  ig_str_puts(o, "{\"error\":");
+  js(o, msg);
+  ig_str_puts(o, ",\"error_type\":");
+  js(o, etype);
+  ig_str_putc(o, '}');
+}
+
+void ig_render_error_openai(ig_str *o, int status, const char *msg, const char *etype) {
+  const char *type = status == 401   ? "authentication_error"
+                     : status == 429 ? "rate_limit_error"
+                     : status >= 500 ? "server_error"
+                     : status == 424 ? "server_error"
+                                     : "invalid_request_error";
+  ig_str_puts(o, "{\"error\":{\"message\":");
+  js(o, msg);
+  ig_str_puts(o, ",\"type\":");
+  js(o, type);
+  ig_str_puts(o, ",\"param\":null,\"code\":");
+  js(o, etype);
+  ig_str_puts(o, "},\"error_type\":");
+  js(o, etype);
+  ig_str_putc(o, '}');
+}
+
+/* ---- TGI ----------------------------------------------------------------------------------------------------- */
+
+void ig_render_tgi_token(ig_str *o, const ig_out_token *t) {
+  ig_str_printf(o, "{\"id\":%d,\"text\":", t->id);
+  js(o, t->text);
+  ig_str_puts(o, ",\"logprob\":");
+  jf(o, t->logprob);
+  ig_str_printf(o, ",\"special\":%s}", t->special ? "true" : "false");
+}
+
+static void top_tokens_of(ig_str *o, const ig_out_token *t) {
+  ig_str_putc(o, '[');
+  for (int k = 0; k < t->n_top; k++) {
+    if (k) ig_str_putc(o, ',');
+    ig_str_printf(o, "{\"id\":%d,\"text\":", t->top[k].id);
+    js(o, t->top[k].text);
+    ig_str_puts(o, ",\"logprob\":");
+    jf(o, t->top[k].logprob);
+    ig_str_printf(o, ",\"special\":%s}", t->top[k].special ? "true" : "false");
+  }
+  ig_str_putc(o, ']');
+}
+
+static void full_text(ig_str *o, const char *prefix, const ig_seq_out *s) {
+  if (prefix && *prefix) {
+    ig_str t;
+    ig_str_init(&t);
+    ig_str_puts(&t, prefix);
+    ig_str_append(&t, s->text.p ? s->text.p : "", s->text.len);
+    jsn(o, t.p ? t.p : "", t.len);
+    ig_str_free(&t);
+  } else {
+    jsn(o, s->text.p ? s->text.p : "", s->text.len);
+  }
+}
+
+void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final, const char *prefix,
+                          const ig_seq_out *s, int details, int n_input) {
+  ig_str_printf(o, "{\"index\":%d,\"token\":", index);
+  ig_render_tgi_token(o, t);
+  if (t->n_top > 0) {
+    ig_str_puts(o, ",\"top_tokens\":");
+    top_tokens_of(o, t);
+  }
+  ig_str_puts(o, ",\"generated_text\":");
+  if (final)
+    full_text(o, prefix, s);
+  else
+    ig_str_puts(o, "null");
+  ig_str_puts(o, ",\"details\":");
+  if (final && details) {
+    ig_str_printf(o, "{\"finish_reason\":\"%s\",\"generated_tokens\":%d,\"input_length\":%d,\"seed\":",
+                  ig_finish_tgi(s->finish), s->n_tokens, n_input);
+    if (s->sampled)
+      ig_str_printf(o, "%llu}", (unsigned long long)s->seed);
+    else
+      ig_str_puts(o, "null}");
+  } else {
+    ig_str_puts(o, "null");
+  }
+  ig_str_putc(o, '}');
+}
+
+static void seq_details_body(ig_str *o, const ig_server_req *r, const ig_seq_out *s) {
+  ig_str_printf(o, "\"finish_reason\":\"%s\",\"generated_tokens\":%d,\"seed\":", ig_finish_tgi(s->finish),
+                s->n_tokens);
+  if (s->sampled)
+    ig_str_printf(o, "%llu", (unsigned long long)s->seed);
+  else
+    ig_str_puts(o, "null");
+  ig_str_puts(o, ",\"prefill\":[");
+  if (r->decoder_input_details) {
+    for (int i = 0; i < s->n_prompt; i++) {
+      if (i) ig_str_putc(o, ',');
+      ig_str_printf(o, "{\"id\":%d,\"text\":", s->prompt_ids[i]);
+      js(o, s->prefill_text ? s->prefill_text[i] : "");
+      ig_str_puts(o, ",\"logprob\":");
+      if (i == 0 || !s->prefill_lp)
+        ig_str_puts(o, "null");
+      else
+        jf(o, s->prefill_lp[i]);
+      ig_str_putc(o, '}');
+    }
+  }
+  ig_str_puts(o, "],\"tokens\":[");
+  for (int i = 0; i < s->n_tokens; i++) {
+    if (i) ig_str_putc(o, ',');
+    ig_render_tgi_token(o, &s->tokens[i]);
+  }
+  ig_str_putc(o, ']');
+  if (r->gp.top_n_tokens > 0) {
+    ig_str_puts(o, ",\"top_tokens\":[");
+    for (int i = 0; i < s->n_tokens; i++) {
+      if (i) ig_str_putc(o, ',');
+      top_tokens_of(o, &s->tokens[i]);
+    }
+    ig_str_putc(o, ']');
+  }
+}
+
+void ig_render_tgi_generate(ig_str *o, const ig_server_req *r, const ig_seq_out *seqs, int n, int best) {
+  const ig_seq_out *b = &seqs[best];
+  const char *prefix = r->return_full_text ? b->input_text : NULL;
+  ig_str_puts(o, "{\"generated_text\":");
+  full_text(o, prefix, b);
+  if (r->details) {
+    ig_str_puts(o, ",\"details\":{");
+    seq_details_body(o, r, b);
+    if (n > 1) {
+      ig_str_puts(o, ",\"best_of_sequences\":[");
+      int first = 1;
+      for (int i = 0; i < n; i++) {
+        if (i == best) continue;
+        if (!first) ig_str_putc(o, ',');
+        first = 0;
+        ig_str_puts(o, "{\"generated_text\":");
+        full_text(o, prefix, &seqs[i]);
+        ig_str_putc(o, ',');
+        seq_details_body(o, r, &seqs[i]);
+        ig_str_putc(o, '}');
+      }
+      ig_str_putc(o, ']');
+    }
+    ig_str_putc(o, '}');
+  }
+  ig_str_putc(o, '}');
+}
+
+/* ---- OpenAI ----------------------------------------------------------------------------------------------------- */
+
+static void meta_head(ig_str *o, const ig_oai_meta *m, const char *object) {
+  ig_str_puts(o, "{\"id\":");
+  js(o, m->id);
+  ig_str_printf(o, ",\"object\":\"%s\",\"created\":%lld,\"model\":", object, m->created);
+  js(o, m->model);
+  ig_str_puts(o, ",\"system_fingerprint\":");
+  js(o, m->fingerprint);
+}
+
+static void logprob_entry(ig_str *o, const ig_out_token *t, int n_top) {
+  ig_str_puts(o, "{\"token\":");
+  js(o, t->text);
+  ig_str_puts(o, ",\"logprob\":");
+  jf(o, t->logprob);
+  ig_str_puts(o, ",\"top_logprobs\":[");
+  for (int k = 0; k < t->n_top && k < n_top; k++) {
+    if (k) ig_str_putc(o, ',');
+    ig_str_puts(o, "{\"token\":");
+    js(o, t->top[k].text);
+    ig_str_puts(o, ",\"logprob\":");
+    jf(o, t->top[k].logprob);
+    ig_str_putc(o, '}');
+  }
+  ig_str_puts(o, "]}");
+}
+
+static void usage(ig_str *o, int p, int c) {
+  ig_str_printf(o, "{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", p, c, p + c);
+}
+
+void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
+                          const char *content, ig_finish_reason finish) {
+  meta_head(o, m, "chat.completion.chunk");
+  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
+  js(o, content);
+  ig_str_puts(o, "},\"logprobs\":");
+  if (r->logprobs && t) {
+    ig_str_puts(o, "{\"content\":[");
+    logprob_entry(o, t, r->top_logprobs);
+    ig_str_puts(o, "]}");
+  } else {
+    ig_str_puts(o, "null");
+  }
+  ig_str_puts(o, ",\"finish_reason\":");
+  if (finish != IG_FINISH_NONE)
+    ig_str_printf(o, "\"%s\"", ig_finish_openai(finish));
+  else
+    ig_str_puts(o, "null");
+  ig_str_puts(o, "}]");
+  if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
+  ig_str_putc(o, '}');
+}
+
+void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens) {
+  meta_head(o, m, "chat.completion.chunk");
+  ig_str_puts(o, ",\"choices\":[],\"usage\":");
+  usage(o, prompt_tokens, completion_tokens);
+  ig_str_putc(o, '}');
+}
+
+void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s) {
+  meta_head(o, m, "chat.completion");
+  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+  jsn(o, s->text.p ? s->text.p : "", s->text.len);
+  ig_str_puts(o, "},\"logprobs\":");
+  if (r->logprobs) {
+    ig_str_puts(o, "{\"content\":[");
+    int first = 1;
+    for (int i = 0; i < s->n_tokens; i++) {
+      if (s->tokens[i].special) continue;
+      if (!first) ig_str_putc(o, ',');
+      first = 0;
+      logprob_entry(o, &s->tokens[i], r->top_logprobs);
+    }
+    ig_str_puts(o, "]}");
+  } else {
+    ig_str_puts(o, "null");
+  }
+  ig_str_printf(o, ",\"finish_reason\":\"%s\"}],\"usage\":", ig_finish_openai(s->finish));
+  usage(o, s->n_prompt, s->n_tokens);
+  ig_str_putc(o, '}');
+}
+
+void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
+                                ig_finish_reason finish) {
+  meta_head(o, m, "text_completion");
+  ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"text\":", index);
+  js(o, text);
+  ig_str_puts(o, ",\"logprobs\":null,\"finish_reason\":");
+  if (finish != IG_FINISH_NONE)
+    ig_str_printf(o, "\"%s\"", ig_finish_openai(finish));
+  else
+    ig_str_puts(o, "null");
+  ig_str_puts(o, "}]}");
+}
+
+void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens) {
+  meta_head(o, m, "text_completion");
+  ig_str_puts(o, ",\"choices\":[],\"usage\":");
+  usage(o, prompt_tokens, completion_tokens);
+  ig_str_putc(o, '}');
+}
+
+void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n) {
+  meta_head(o, m, "text_completion");
+  ig_str_puts(o, ",\"choices\":[");
+  int pt = 0, ct = 0;
+  for (int i = 0; i < n; i++) {
+    const ig_seq_out *s = &seqs[i];
+    if (i) ig_str_putc(o, ',');
+    ig_str_printf(o, "{\"index\":%d,\"text\":", i);
+    jsn(o, s->text.p ? s->text.p : "", s->text.len);
+    ig_str_puts(o, ",\"logprobs\":");
+    if (r->logprobs) {
+      ig_str_putc(o, '[');
+      for (int k = 0; k < s->n_tokens; k++) {
+        if (k) ig_str_putc(o, ',');
+        jf(o, s->tokens[k].logprob);
+      }
+      ig_str_putc(o, ']');
+    } else {
+      ig_str_puts(o, "null");
+    }
+    ig_str_printf(o, ",\"finish_reason\":\"%s\"}", ig_finish_openai(s->finish));
+    pt += s->n_prompt;
+    ct += s->n_tokens;
+  }
+  ig_str_puts(o, "],\"usage\":");
+  usage(o, pt, ct);
+  ig_str_putc(o, '}');
+}

@@ -1,0 +1,82 @@
+/* server/render: response bodies and SSE events of every route, written by hand into an ig_str (one shared
+ * JSON string escaper), exactly in the shapes of spec/tgi-openapi.json and OpenAI's API. No I/O, no state:
+ * the loop thread fills ig_seq_out as engine events arrive and calls these to write. */
+#ifndef IG_SERVER_RENDER_H
+#define IG_SERVER_RENDER_H
+#include "engine/engine.h"
+#include "server/params.h"
+#include "util/str.h"
+#include <stdint.h>
+
+typedef struct ig_out_top {
+  int32_t id;
+  float logprob;
+  int special;
+  char *text; /* malloc'd */
+} ig_out_top;
+
+typedef struct ig_out_token {
+  int32_t id;
+  float logprob;
+  int special;
+  char *text; /* malloc'd piece */
+  int n_top;
+  ig_out_top *top; /* malloc'd array of n_top */
+} ig_out_token;
+
+/* What one engine request produced (one per best_of candidate / completions prompt). */
+typedef struct ig_seq_out {
+  ig_str text;              /* generated text (pieces of non-special tokens) */
+  ig_out_token *tokens;     /* every generated token (kept for details / logprobs) */
+  int n_tokens, cap;
+  ig_finish_reason finish;
+  int n_prompt;
+  int32_t *prompt_ids;      /* not owned */
+  float *prefill_lp;        /* not owned (the engine request's), may be NULL */
+  char **prefill_text;      /* malloc'd when decoder_input_details */
+  uint64_t seed;
+  int sampled;              /* details.seed is null for greedy requests, as in TGI */
+  double logprob_sum;
+  char *input_text;         /* not owned: the prompt text (return_full_text, echo) */
+} ig_seq_out;
+
+void ig_seq_out_free(ig_seq_out *s);
+/* Appends a copy of the token (moves ev->text) to s->tokens and its text to s->text. 0 or -1 (no memory). */
+int ig_seq_out_push(ig_seq_out *s, ig_out_token *tok);
+
+/* Identity of an OpenAI response. */
+typedef struct ig_oai_meta {
+  const char *id;           /* "chatcmpl-..." / "cmpl-..." */
+  long long created;
+  const char *model;
+  const char *fingerprint;
+} ig_oai_meta;
+
+const char *ig_finish_tgi(ig_finish_reason r);    /* "length" | "eos_token" | "stop_sequence" */
+const char *ig_finish_openai(ig_finish_reason r); /* "length" | "stop" */
+
+/* {"error": msg, "error_type": etype} */
+void ig_render_error(ig_str *o, const char *msg, const char *etype);
+/* {"error": {"message": msg, "type": ..., "param": null, "code": etype}} plus TGI's "error_type" */
+void ig_render_error_openai(ig_str *o, int status, const char *msg, const char *etype);
+
+/* TGI */
+void ig_render_tgi_token(ig_str *o, const ig_out_token *t);
+/* One /generate_stream event payload (without "data: "). final: generated_text and details when asked. */
+void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final, const char *prefix,
+                          const ig_seq_out *s, int details, int n_input);
+/* The /generate body: best is the chosen sequence; others (best_of) go to best_of_sequences. */
+void ig_render_tgi_generate(ig_str *o, const ig_server_req *r, const ig_seq_out *seqs, int n, int best);
+
+/* OpenAI chat */
+void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
+                          const char *content, ig_finish_reason finish);
+void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens);
+void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s);
+/* OpenAI completions */
+void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
+                                ig_finish_reason finish);
+void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens);
+void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n);
+
+#endif
