@@ -16,7 +16,7 @@ typedef struct {
   int len; /* tokens in the cache */
 } mu_seq;
 
-static int mu_argmax(const float *v, int n) {
+static inline int mu_argmax(const float *v, int n) {
   int b = 0;
   for (int i = 1; i < n; i++)
     if (v[i] > v[b]) b = i;
@@ -25,14 +25,14 @@ static int mu_argmax(const float *v, int n) {
 
 /* Gives sequence `seq_id` (of at most 16) its blocks, interleaved with the others' so that pages are not
  * contiguous: block of sequence s, index k = k * 16 + s, reversed within the cache. */
-static void mu_seq_init(mu_seq *s, int seq_id, int n_blocks_total) {
+static inline void mu_seq_init(mu_seq *s, int seq_id, int n_blocks_total) {
   memset(s, 0, sizeof *s);
   for (int k = 0; k < MU_MAX_BLOCKS; k++) s->blocks[k] = n_blocks_total - 1 - (k * 16 + seq_id);
 }
 
 /* One step over several sequences: seq i appends toks[i][0..n[i]); logits of every new row (want_all) or
  * of each sequence's last row go to logits (rows in batch order). Returns 0 or -1. */
-static int mu_step(ig_model *m, mu_seq **seqs, const int32_t *const *toks, const int *n, int n_seqs, int want_all,
+static inline int mu_step(ig_model *m, mu_seq **seqs, const int32_t *const *toks, const int *n, int n_seqs, int want_all,
                    float *logits, char *err, size_t errlen) {
   int total = 0;
   for (int i = 0; i < n_seqs; i++) total += n[i];
