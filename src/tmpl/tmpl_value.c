@@ -1,0 +1,590 @@
+/* tmpl_value: the interpreter's values and how Python shows them: str() and repr() of None, bools, ints,
+ * floats (shortest repr), strings (quote choice and escapes), lists, tuples and dicts; json.dumps with
+ * ensure_ascii=False; truthiness, equality and ordering with Python's rules; UTF-8 helpers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "tmpl/tmpl_int.h"
+
+/* ---------------------------------------------------------------- UTF-8 */
+uint32_t tm_u8_decode(const char *p, size_t n, size_t *adv) {
+  const unsigned char *s = (const unsigned char *)p;
+  if (n == 0) {
+    *adv = 0;
+    return 0;
+  }
+  unsigned c = s[0];
+  if (c < 0x80) {
+    *adv = 1;
+    return c;
+  }
+  int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+  if ((size_t)len > n || len == 1) {
+    *adv = 1;
+    return 0xFFFD;
+  }
+  uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+  for (int i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) {
+      *adv = 1;
+      return 0xFFFD;
+    }
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  *adv = (size_t)len;
+  return cp;
+}
+void tm_u8_put(ig_str *s, uint32_t cp) {
+  char b[4];
+  int n;
+  if (cp < 0x80) { b[0] = (char)cp; n = 1; }
+  else if (cp < 0x800) { b[0] = (char)(0xC0 | (cp >> 6)); b[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+  else if (cp < 0x10000) { b[0] = (char)(0xE0 | (cp >> 12)); b[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F)); n = 3; }
+  else { b[0] = (char)(0xF0 | (cp >> 18)); b[1] = (char)(0x80 | ((cp >> 12) & 0x3F)); b[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); n = 4; }
+  ig_str_append(s, b, (size_t)n);
+}
+size_t tm_u8_len(const char *p, size_t n) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++) c += ((unsigned char)p[i] & 0xC0) != 0x80;
+  return c;
+}
+size_t tm_u8_offset(const char *p, size_t n, size_t cp) {
+  size_t i = 0;
+  while (i < n && cp) {
+    i++;
+    while (i < n && ((unsigned char)p[i] & 0xC0) == 0x80) i++;
+    cp--;
+  }
+  return i;
+}
+/* Python's str.isspace */
+bool tm_isspace_cp(uint32_t c) {
+  return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* ---------------------------------------------------------------- constructors */
+void tm_check_str(tm_ctx *c, ig_str *s) {
+  if (s->oom) tm_fail(c, IG_TMPL_ENOMEM, "out of memory");
+  if (s->len > c->max_output) tm_fail(c, IG_TMPL_ELIMIT, "string or output larger than the limit (%zu bytes)", c->max_output);
+}
+tm_val tm_str(tm_ctx *c, const char *p, size_t n) {
+  if (n > c->max_output || n > UINT32_MAX)
+    tm_fail(c, IG_TMPL_ELIMIT, "string larger than the limit (%zu bytes)", c->max_output);
+  tm_val v = {0};
+  v.t = V_STR;
+  v.s = p;
+  v.n = (uint32_t)n;
+  return v;
+}
+tm_val tm_str_copy(tm_ctx *c, const char *p, size_t n) {
+  if (n > c->max_output || n > UINT32_MAX)
+    tm_fail(c, IG_TMPL_ELIMIT, "string larger than the limit (%zu bytes)", c->max_output);
+  char *d = tm_ralloc(c, n + 1);
+  if (n) memcpy(d, p, n);
+  d[n] = 0;
+  return tm_str(c, d, n);
+}
+tm_val tm_str_from(tm_ctx *c, ig_str *s) {
+  tm_check_str(c, s);
+  tm_val v = tm_str_copy(c, s->p ? s->p : "", s->len);
+  ig_str_clear(s);
+  return v;
+}
+tm_list *tm_list_new(tm_ctx *c, uint32_t cap) {
+  tm_list *l = tm_ralloc(c, sizeof *l);
+  l->n = 0;
+  l->cap = cap;
+  l->v = cap ? tm_ralloc(c, sizeof(tm_val) * cap) : NULL;
+  return l;
+}
+void tm_list_push(tm_ctx *c, tm_list *l, tm_val v) {
+  if (l->n == l->cap) {
+    uint32_t cap = l->cap ? l->cap * 2 : 4;
+    tm_val *nv = tm_ralloc(c, sizeof(tm_val) * cap);
+    if (l->n) memcpy(nv, l->v, sizeof(tm_val) * l->n);
+    l->v = nv;
+    l->cap = cap;
+  }
+  l->v[l->n++] = v;
+}
+tm_val tm_list_val(tm_list *l, bool tuple) {
+  tm_val v = {0};
+  v.t = V_LIST;
+  v.tuple = tuple;
+  v.l = l;
+  return v;
+}
+tm_dict *tm_dict_new(tm_ctx *c, uint32_t cap) {
+  tm_dict *d = tm_ralloc(c, sizeof *d);
+  d->n = 0;
+  d->cap = cap;
+  d->k = cap ? tm_ralloc(c, sizeof(tm_val) * cap) : NULL;
+  d->v = cap ? tm_ralloc(c, sizeof(tm_val) * cap) : NULL;
+  return d;
+}
+int tm_dict_find_str(const tm_dict *d, const char *p, size_t n) {
+  for (uint32_t i = 0; i < d->n; i++)
+    if (d->k[i].t == V_STR && d->k[i].n == n && memcmp(d->k[i].s, p, n) == 0) return (int)i;
+  return -1;
+}
+int tm_dict_find(const tm_dict *d, tm_val k) {
+  if (k.t == V_STR) return tm_dict_find_str(d, k.s, k.n);
+  for (uint32_t i = 0; i < d->n; i++)
+    if (tm_equal(&d->k[i], &k)) return (int)i;
+  return -1;
+}
+void tm_dict_set(tm_ctx *c, tm_dict *d, tm_val k, tm_val v) {
+  int i = tm_dict_find(d, k);
+  if (i >= 0) {
+    d->v[i] = v;
+    return;
+  }
+  if (d->n == d->cap) {
+    uint32_t cap = d->cap ? d->cap * 2 : 4;
+    tm_val *nk = tm_ralloc(c, sizeof(tm_val) * cap), *nv = tm_ralloc(c, sizeof(tm_val) * cap);
+    if (d->n) {
+      memcpy(nk, d->k, sizeof(tm_val) * d->n);
+      memcpy(nv, d->v, sizeof(tm_val) * d->n);
+    }
+    d->k = nk;
+    d->v = nv;
+    d->cap = cap;
+  }
+  d->k[d->n] = k;
+  d->v[d->n] = v;
+  d->n++;
+}
+
+/* JSON -> value. Strings point into the JSON (it outlives the render). */
+tm_val tm_from_json(tm_ctx *c, const json_t *j) {
+  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  switch (json_typeof(j)) {
+  case JSON_NULL: return tm_none();
+  case JSON_TRUE: return tm_bool(true);
+  case JSON_FALSE: return tm_bool(false);
+  case JSON_INTEGER: return tm_int((int64_t)json_integer_value(j));
+  case JSON_REAL: return tm_float(json_real_value(j));
+  case JSON_STRING: return tm_str(c, json_string_value(j), json_string_length(j));
+  case JSON_ARRAY: {
+    size_t n = json_array_size(j);
+    tm_list *l = tm_list_new(c, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) l->v[l->n++] = tm_from_json(c, json_array_get(j, i));
+    return tm_list_val(l, false);
+  }
+  case JSON_OBJECT: {
+    size_t n = json_object_size(j);
+    tm_dict *d = tm_dict_new(c, (uint32_t)n);
+    const char *k;
+    size_t kl;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)j, k, kl, v) {
+      d->k[d->n] = tm_str(c, k, kl);
+      d->v[d->n] = tm_from_json(c, v);
+      d->n++;
+    }
+    tm_val r = {0};
+    r.t = V_DICT;
+    r.d = d;
+    return r;
+  }
+  }
+  return tm_none();
+}
+
+/* ---------------------------------------------------------------- truth, equality, order */
+bool tm_truthy(const tm_val *v) {
+  switch (v->t) {
+  case V_UNDEF: case V_NONE: return false;
+  case V_BOOL: case V_INT: return v->i != 0;
+  case V_FLOAT: return v->f != 0.0;
+  case V_STR: return v->n != 0;
+  case V_LIST: return v->l->n != 0;
+  case V_DICT: return v->d->n != 0;
+  default: return true;
+  }
+}
+static bool is_num(const tm_val *v) { return v->t == V_BOOL || v->t == V_INT || v->t == V_FLOAT; }
+bool tm_equal(const tm_val *a, const tm_val *b) {
+  if (is_num(a) && is_num(b)) {
+    if (a->t == V_FLOAT || b->t == V_FLOAT) {
+      double x = a->t == V_FLOAT ? a->f : (double)a->i, y = b->t == V_FLOAT ? b->f : (double)b->i;
+      return x == y;
+    }
+    return a->i == b->i;
+  }
+  if (a->t != b->t) return false;
+  switch (a->t) {
+  case V_UNDEF: case V_NONE: return true;
+  case V_STR: return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+  case V_LIST:
+    if (a->tuple != b->tuple || a->l->n != b->l->n) return false;
+    for (uint32_t i = 0; i < a->l->n; i++)
+      if (!tm_equal(&a->l->v[i], &b->l->v[i])) return false;
+    return true;
+  case V_DICT:
+    if (a->d->n != b->d->n) return false;
+    for (uint32_t i = 0; i < a->d->n; i++) {
+      int j = tm_dict_find(b->d, a->d->k[i]);
+      if (j < 0 || !tm_equal(&a->d->v[i], &b->d->v[j])) return false;
+    }
+    return true;
+  case V_NS: return a->d == b->d;
+  case V_MACRO: return a->m == b->m;
+  case V_FUNC: return a->fn == b->fn;
+  case V_METHOD: return a->mt == b->mt;
+  case V_LOOP: return a->lp == b->lp;
+  }
+  return false;
+}
+int tm_compare(tm_ctx *c, const tm_val *a, const tm_val *b) {
+  if (is_num(a) && is_num(b)) {
+    if (a->t == V_FLOAT || b->t == V_FLOAT) {
+      double x = a->t == V_FLOAT ? a->f : (double)a->i, y = b->t == V_FLOAT ? b->f : (double)b->i;
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    return a->i < b->i ? -1 : a->i > b->i ? 1 : 0;
+  }
+  if (a->t == V_STR && b->t == V_STR) {
+    size_t n = a->n < b->n ? a->n : b->n;
+    int r = memcmp(a->s, b->s, n); /* UTF-8 byte order == code point order */
+    if (r) return r < 0 ? -1 : 1;
+    return a->n < b->n ? -1 : a->n > b->n ? 1 : 0;
+  }
+  if (a->t == V_LIST && b->t == V_LIST && a->tuple == b->tuple) {
+    uint32_t n = a->l->n < b->l->n ? a->l->n : b->l->n;
+    for (uint32_t i = 0; i < n; i++) {
+      if (tm_equal(&a->l->v[i], &b->l->v[i])) continue;
+      return tm_compare(c, &a->l->v[i], &b->l->v[i]);
+    }
+    return a->l->n < b->l->n ? -1 : a->l->n > b->l->n ? 1 : 0;
+  }
+  tm_fail(c, IG_TMPL_ERUNTIME, "'<' not supported between instances of '%s' and '%s'", tm_type_name(a), tm_type_name(b));
+}
+const char *tm_type_name(const tm_val *v) {
+  switch (v->t) {
+  case V_UNDEF: return "Undefined";
+  case V_NONE: return "NoneType";
+  case V_BOOL: return "bool";
+  case V_INT: return "int";
+  case V_FLOAT: return "float";
+  case V_STR: return "str";
+  case V_LIST: return v->tuple ? "tuple" : "list";
+  case V_DICT: return "dict";
+  case V_NS: return "Namespace";
+  case V_MACRO: return "Macro";
+  case V_FUNC: return "function";
+  case V_METHOD: return "builtin_function_or_method";
+  case V_LOOP: return "LoopContext";
+  }
+  return "object";
+}
+
+/* ---------------------------------------------------------------- float repr */
+/* Python's repr(float): the shortest digits that round-trip; exponent form when exp < -4 or exp >= 16. */
+void tm_float_repr(ig_str *s, double f) {
+  if (isnan(f)) {
+    ig_str_puts(s, "nan");
+    return;
+  }
+  if (isinf(f)) {
+    ig_str_puts(s, f < 0 ? "-inf" : "inf");
+    return;
+  }
+  if (f == 0) {
+    ig_str_puts(s, signbit(f) ? "-0.0" : "0.0");
+    return;
+  }
+  char buf[64];
+  int prec;
+  for (prec = 1; prec <= 17; prec++) {
+    snprintf(buf, sizeof buf, "%.*e", prec - 1, f);
+    if (strtod(buf, NULL) == f) break;
+  }
+  /* buf: [-]d.ddde[+-]XX -> digits and exponent */
+  char digits[32];
+  int nd = 0, neg = 0;
+  const char *q = buf;
+  if (*q == '-') {
+    neg = 1;
+    q++;
+  }
+  while (*q && *q != 'e') {
+    if (*q != '.') digits[nd++] = *q;
+    q++;
+  }
+  int exp = atoi(q + 1);
+  while (nd > 1 && digits[nd - 1] == '0') nd--;
+  digits[nd] = 0;
+  if (neg) ig_str_putc(s, '-');
+  int decpt = exp + 1; /* digits d1d2... with the point after decpt digits */
+  if (exp >= -4 && exp < 16) {
+    if (decpt <= 0) {
+      ig_str_puts(s, "0.");
+      for (int i = 0; i < -decpt; i++) ig_str_putc(s, '0');
+      ig_str_append(s, digits, (size_t)nd);
+    } else if (decpt >= nd) {
+      ig_str_append(s, digits, (size_t)nd);
+      for (int i = nd; i < decpt; i++) ig_str_putc(s, '0');
+      ig_str_puts(s, ".0");
+    } else {
+      ig_str_append(s, digits, (size_t)decpt);
+      ig_str_putc(s, '.');
+      ig_str_append(s, digits + decpt, (size_t)(nd - decpt));
+    }
+  } else {
+    ig_str_putc(s, digits[0]);
+    if (nd > 1) {
+      ig_str_putc(s, '.');
+      ig_str_append(s, digits + 1, (size_t)(nd - 1));
+    }
+    ig_str_printf(s, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+  }
+}
+
+/* ---------------------------------------------------------------- str / repr */
+static bool printable_cp(uint32_t cp) {
+  if (cp == ' ') return true;
+  if (cp < 0x20 || cp == 0x7f) return false;
+  if (cp < 0x7f) return true;
+  utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)cp);
+  switch (cat) {
+  case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CS: case UTF8PROC_CATEGORY_CO:
+  case UTF8PROC_CATEGORY_CN: case UTF8PROC_CATEGORY_ZL: case UTF8PROC_CATEGORY_ZP: case UTF8PROC_CATEGORY_ZS:
+    return false;
+  default: return true;
+  }
+}
+static void repr_str(ig_str *s, const char *p, size_t n) {
+  char q = '\'';
+  if (memchr(p, '\'', n) && !memchr(p, '"', n)) q = '"';
+  ig_str_putc(s, q);
+  size_t i = 0;
+  while (i < n) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch < 0x80) {
+      if (ch == (unsigned char)q || ch == '\\') {
+        ig_str_putc(s, '\\');
+        ig_str_putc(s, (char)ch);
+      } else if (ch == '\n') ig_str_puts(s, "\\n");
+      else if (ch == '\r') ig_str_puts(s, "\\r");
+      else if (ch == '\t') ig_str_puts(s, "\\t");
+      else if (ch < 0x20 || ch == 0x7f) ig_str_printf(s, "\\x%02x", ch);
+      else ig_str_putc(s, (char)ch);
+      i++;
+      continue;
+    }
+    size_t adv;
+    uint32_t cp = tm_u8_decode(p + i, n - i, &adv);
+    if (printable_cp(cp)) ig_str_append(s, p + i, adv);
+    else if (cp <= 0xff) ig_str_printf(s, "\\x%02x", cp);
+    else if (cp <= 0xffff) ig_str_printf(s, "\\u%04x", cp);
+    else ig_str_printf(s, "\\U%08x", cp);
+    i += adv;
+  }
+  ig_str_putc(s, q);
+}
+
+void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
+  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  switch (v->t) {
+  case V_STR: repr_str(s, v->s, v->n); break;
+  case V_LIST: {
+    ig_str_putc(s, v->tuple ? '(' : '[');
+    for (uint32_t i = 0; i < v->l->n; i++) {
+      if (i) ig_str_puts(s, ", ");
+      tm_repr(c, s, &v->l->v[i]);
+    }
+    if (v->tuple && v->l->n == 1) ig_str_putc(s, ',');
+    ig_str_putc(s, v->tuple ? ')' : ']');
+    break;
+  }
+  case V_DICT: case V_NS: {
+    if (v->t == V_NS) ig_str_puts(s, "<Namespace ");
+    ig_str_putc(s, '{');
+    for (uint32_t i = 0; i < v->d->n; i++) {
+      if (i) ig_str_puts(s, ", ");
+      tm_repr(c, s, &v->d->k[i]);
+      ig_str_puts(s, ": ");
+      tm_repr(c, s, &v->d->v[i]);
+    }
+    ig_str_putc(s, '}');
+    if (v->t == V_NS) ig_str_putc(s, '>');
+    break;
+  }
+  default: tm_to_str(c, s, v);
+  }
+  tm_check_str(c, s);
+}
+
+void tm_to_str(tm_ctx *c, ig_str *s, const tm_val *v) {
+  switch (v->t) {
+  case V_UNDEF: break;
+  case V_NONE: ig_str_puts(s, "None"); break;
+  case V_BOOL: ig_str_puts(s, v->i ? "True" : "False"); break;
+  case V_INT: ig_str_printf(s, "%lld", (long long)v->i); break;
+  case V_FLOAT: tm_float_repr(s, v->f); break;
+  case V_STR: ig_str_append(s, v->s, v->n); break;
+  case V_LIST: case V_DICT: case V_NS: tm_repr(c, s, v); break;
+  case V_MACRO: ig_str_puts(s, "<Macro>"); break;
+  case V_FUNC: ig_str_puts(s, "<function>"); break;
+  case V_METHOD: ig_str_puts(s, "<built-in method>"); break;
+  case V_LOOP: ig_str_puts(s, "<LoopContext>"); break;
+  }
+  tm_check_str(c, s);
+}
+tm_val tm_stringify(tm_ctx *c, const tm_val *v) {
+  if (v->t == V_STR) return *v;
+  if (v->t == V_UNDEF) return tm_str(c, "", 0);
+  if (v->t == V_NONE) return tm_str(c, "None", 4);
+  if (v->t == V_BOOL) return v->i ? tm_str(c, "True", 4) : tm_str(c, "False", 5);
+  ig_str *s = tm_buf_get(c);
+  tm_to_str(c, s, v);
+  tm_val r = tm_str_copy(c, s->p ? s->p : "", s->len);
+  tm_buf_put(c, s);
+  return r;
+}
+
+/* ---------------------------------------------------------------- json.dumps */
+static void json_str_ascii(ig_str *s, const char *p, size_t n) {
+  ig_str_putc(s, '"');
+  size_t i = 0;
+  while (i < n) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch >= 0x80) {
+      size_t adv;
+      uint32_t cp = tm_u8_decode(p + i, n - i, &adv);
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        ig_str_printf(s, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+      } else
+        ig_str_printf(s, "\\u%04x", cp);
+      i += adv;
+      continue;
+    }
+    switch (ch) {
+    case '"': ig_str_puts(s, "\\\""); break;
+    case '\\': ig_str_puts(s, "\\\\"); break;
+    case '\n': ig_str_puts(s, "\\n"); break;
+    case '\r': ig_str_puts(s, "\\r"); break;
+    case '\t': ig_str_puts(s, "\\t"); break;
+    case '\b': ig_str_puts(s, "\\b"); break;
+    case '\f': ig_str_puts(s, "\\f"); break;
+    default:
+      if (ch < 0x20) ig_str_printf(s, "\\u%04x", ch);
+      else ig_str_putc(s, (char)ch);
+    }
+    i++;
+  }
+  ig_str_putc(s, '"');
+}
+static void json_str(ig_str *s, const char *p, size_t n) {
+  ig_str_putc(s, '"');
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+    ig_str_append(s, p + run, i - run);
+    run = i + 1;
+    switch (ch) {
+    case '"': ig_str_puts(s, "\\\""); break;
+    case '\\': ig_str_puts(s, "\\\\"); break;
+    case '\n': ig_str_puts(s, "\\n"); break;
+    case '\r': ig_str_puts(s, "\\r"); break;
+    case '\t': ig_str_puts(s, "\\t"); break;
+    case '\b': ig_str_puts(s, "\\b"); break;
+    case '\f': ig_str_puts(s, "\\f"); break;
+    default: ig_str_printf(s, "\\u%04x", ch);
+    }
+  }
+  ig_str_append(s, p + run, n - run);
+  ig_str_putc(s, '"');
+}
+static void json_indent(ig_str *s, const char *indent_str, int level) {
+  ig_str_putc(s, '\n');
+  for (int i = 0; i < level; i++) ig_str_puts(s, indent_str);
+}
+static void json_key(tm_ctx *c, ig_str *s, const tm_val *k) {
+  switch (k->t) {
+  case V_STR:
+    if (c->json_ascii) json_str_ascii(s, k->s, k->n);
+    else json_str(s, k->s, k->n);
+    return;
+  case V_NONE: ig_str_puts(s, "\"null\""); return;
+  case V_BOOL: ig_str_puts(s, k->i ? "\"true\"" : "\"false\""); return;
+  case V_INT: ig_str_printf(s, "\"%lld\"", (long long)k->i); return;
+  case V_FLOAT: ig_str_putc(s, '"'); tm_float_repr(s, k->f); ig_str_putc(s, '"'); return;
+  default: tm_fail(c, IG_TMPL_ERUNTIME, "keys must be str, int, float, bool or None, not %s", tm_type_name(k));
+  }
+}
+void tm_to_json(tm_ctx *c, ig_str *s, const tm_val *v, int indent, const char *indent_str, tm_sv item_sep,
+                tm_sv key_sep, bool sort_keys, int level) {
+  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  if (level > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply for tojson");
+  switch (v->t) {
+  case V_NONE: ig_str_puts(s, "null"); break;
+  case V_BOOL: ig_str_puts(s, v->i ? "true" : "false"); break;
+  case V_INT: ig_str_printf(s, "%lld", (long long)v->i); break;
+  case V_FLOAT:
+    if (isnan(v->f)) ig_str_puts(s, "NaN");
+    else if (isinf(v->f)) ig_str_puts(s, v->f < 0 ? "-Infinity" : "Infinity");
+    else tm_float_repr(s, v->f);
+    break;
+  case V_STR:
+    if (c->json_ascii) json_str_ascii(s, v->s, v->n);
+    else json_str(s, v->s, v->n);
+    break;
+  case V_LIST: {
+    if (!v->l->n) {
+      ig_str_puts(s, "[]");
+      break;
+    }
+    ig_str_putc(s, '[');
+    for (uint32_t i = 0; i < v->l->n; i++) {
+      if (i) ig_str_append(s, item_sep.p, item_sep.n);
+      if (indent >= 0) json_indent(s, indent_str, level + 1);
+      tm_to_json(c, s, &v->l->v[i], indent, indent_str, item_sep, key_sep, sort_keys, level + 1);
+    }
+    if (indent >= 0) json_indent(s, indent_str, level);
+    ig_str_putc(s, ']');
+    break;
+  }
+  case V_DICT: {
+    const tm_dict *d = v->d;
+    if (!d->n) {
+      ig_str_puts(s, "{}");
+      break;
+    }
+    uint32_t *order = tm_ralloc(c, sizeof(uint32_t) * d->n);
+    for (uint32_t i = 0; i < d->n; i++) order[i] = i;
+    if (sort_keys) { /* insertion sort: stable, no callback state */
+      for (uint32_t i = 1; i < d->n; i++) {
+        uint32_t x = order[i];
+        int64_t j = (int64_t)i - 1;
+        while (j >= 0 && tm_compare(c, &d->k[order[j]], &d->k[x]) > 0) {
+          order[j + 1] = order[j];
+          j--;
+        }
+        order[j + 1] = x;
+      }
+    }
+    ig_str_putc(s, '{');
+    for (uint32_t i = 0; i < d->n; i++) {
+      if (i) ig_str_append(s, item_sep.p, item_sep.n);
+      if (indent >= 0) json_indent(s, indent_str, level + 1);
+      json_key(c, s, &d->k[order[i]]);
+      ig_str_append(s, key_sep.p, key_sep.n);
+      tm_to_json(c, s, &d->v[order[i]], indent, indent_str, item_sep, key_sep, sort_keys, level + 1);
+    }
+    if (indent >= 0) json_indent(s, indent_str, level);
+    ig_str_putc(s, '}');
+    break;
+  }
+  default:
+    tm_fail(c, IG_TMPL_ERUNTIME, "Object of type %s is not JSON serializable", tm_type_name(v));
+  }
+  tm_check_str(c, s);
+}
