@@ -489,7 +489,9 @@ static int cpu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const 
   j.n_short = ns;
   j.long_seg = plan + m;
   j.n_long = nl;
-  ig_pool_run(im->pool, mm_worker, &j);
+  /* small products are not worth waking the pool (tiles are fixed, so the result is the same either way) */
+  if ((double)m * (double)O * (double)I < 65536.0 * 4) mm_worker(&j, 0, 1);
+  else ig_pool_run(im->pool, mm_worker, &j);
   free(plan);
   if (j.failed) return fail(be, "out of memory in matmul");
   return 0;
@@ -554,7 +556,10 @@ static int cpu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int
       q->cols != (int64_t)p->n_heads * p->head_dim || out->cols != q->cols || out->rows < im->n_tokens)
     return fail(be, "attention: shape mismatch");
   attn_job j = {.im = im, .q = q->data, .out = out->data, .layer = layer, .p = *p};
-  ig_pool_run(im->pool, attn_worker, &j);
+  int64_t work = 0; /* query-key dot products of this step */
+  for (int i = 0; i < im->n_tokens; i++) work += (int64_t)(im->pos[i] + 1) * p->n_heads * p->head_dim;
+  if (work < 65536) attn_worker(&j, 0, 1);
+  else ig_pool_run(im->pool, attn_worker, &j);
   if (j.failed) return fail(be, "out of memory in attention");
   return 0;
 }

@@ -2,6 +2,7 @@
  * and count themselves done. Spinning first keeps the hand-over in the microseconds during decode. */
 #include "backend/cpu/pool.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -92,7 +93,11 @@ void ig_pool_run(ig_pool *p, ig_pool_fn fn, void *ctx) {
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   fn(ctx, 0, p->n);
-  while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+  /* yield now and then: on an oversubscribed machine the worker we wait for may need this core */
+  for (unsigned spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+    if (spins % 1024 == 1023) sched_yield();
+    else cpu_relax();
+  }
 }
 
 void ig_pool_destroy(ig_pool *p) {
