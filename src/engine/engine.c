@@ -575,7 +575,8 @@ static void step(ig_engine *e) {
       }
     }
     s->n_computed = it->end;
-    if (s->prefill_lp && it->end > s->lp_done) s->lp_done = it->end < s->n_prompt ? it->end : s->n_prompt;
+    /* rows [start, end) gave the logprobs of prompt positions up to end (row p predicts token p + 1) */
+    if (s->prefill_lp && it->end + 1 > s->lp_done) s->lp_done = it->end + 1 < s->n_prompt ? it->end + 1 : s->n_prompt;
     if (!sample_row) continue;
     s->prefilling = 0;
     if (s->prefill_lp && s->lp_done >= s->n_prompt) { /* publish before the first token event */
