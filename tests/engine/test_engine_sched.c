@@ -128,6 +128,9 @@ static void fake_free(fake *f) {
   free(f);
 }
 
+static int g_max_waiting = 20;
+static float g_ratio = 0.3f;
+
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
   memset(&run, 0, sizeof run);
@@ -142,8 +145,8 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   cfg.max_batch_prefill_tokens = chunk;
   cfg.max_batch_total_tokens = kv_tokens;
   cfg.max_concurrent_requests = max_conc;
-  cfg.max_waiting_tokens = 20;
-  cfg.waiting_served_ratio = 0.3f;
+  cfg.max_waiting_tokens = g_max_waiting;
+  cfg.waiting_served_ratio = g_ratio;
   cfg.block_size = bs;
   cfg.max_total_tokens = 200;
   ig_engine *e = NULL;
@@ -426,6 +429,59 @@ static void test_cancel_overload_errors(void) {
   fake_free(f);
 }
 
+/* TGI's waiting rules: with ratio 10 a lone newcomer cannot join one running request until
+ * max_waiting_tokens steps have passed; a request cancelled while it waits ends at once. */
+static void test_waiting_rules(void) {
+  g_max_waiting = 30;
+  g_ratio = 10;
+  fake *f = fake_new();
+  atomic_store(&f->sleep_us, 500);
+  ig_engine *e = start(f, 4096, 32, 64, 16);
+  const ig_engine_stats *st = ig_engine_get_stats(e);
+  int32_t prompt[4] = {1, 2, 3, 4};
+  ig_gen_params p = h_params(100);
+  p.ignore_eos = 1;
+  char err[256];
+  h_out o[3];
+  memset(o, 0, sizeof o);
+  ig_request *a = h_request(prompt, 4, &p, NULL, 0);
+  CHECK(ig_engine_submit(e, a, err, sizeof err) == 0);
+  for (int k = 0; k < 2000 && o[0].n < 2; k++) {
+    h_drain(a, &o[0]);
+    usleep(500);
+  }
+  ig_request *b = h_request(prompt, 4, &p, NULL, 0);
+  ig_request *c = h_request(prompt, 4, &p, NULL, 0);
+  CHECK(ig_engine_submit(e, b, err, sizeof err) == 0);
+  CHECK(ig_engine_submit(e, c, err, sizeof err) == 0);
+  usleep(2000);
+  CHECK_EQ_INT(atomic_load(&st->queue_size), 2);
+  atomic_store(&c->cancelled, 1);
+  CHECK(h_wait_all(&c, &o[2], 1, 10) == 0);
+  CHECK_EQ_INT(o[2].finish, IG_FINISH_CANCELLED);
+  CHECK_EQ_INT(o[2].n, 0);
+  CHECK(c->t_first_scheduled == 0);
+  /* b joins after ~30 steps of a, not before */
+  for (int k = 0; k < 5000 && o[1].n < 1; k++) {
+    h_drain(b, &o[1]);
+    h_drain(a, &o[0]);
+    usleep(200);
+  }
+  h_drain(a, &o[0]);
+  CHECK_MSG(o[0].n >= 29, "a had %d tokens when b started", o[0].n);
+  ig_request *rs[2] = {a, b};
+  CHECK(h_wait_all(rs, o, 2, 30) == 0);
+  CHECK(h_same(&o[0], &o[1]));
+  ig_request_unref(a);
+  ig_request_unref(b);
+  ig_request_unref(c);
+  for (int i = 0; i < 3; i++) ig_str_free(&o[i].text);
+  ig_engine_destroy(e, 0);
+  fake_free(f);
+  g_max_waiting = 20;
+  g_ratio = 0.3f;
+}
+
 static void test_config_errors(void) {
   fake *f = fake_new();
   ig_engine_runner run;
@@ -461,6 +517,7 @@ int main(void) {
   test_batching();
   test_stop_sequences();
   test_cancel_overload_errors();
+  test_waiting_rules();
   test_config_errors();
   TEST_DONE();
 }
