@@ -214,7 +214,7 @@ int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, si
   }
   const ig_config *c = &m->cfg;
   if (ig_st_open(dir, &m->st, e2, sizeof e2)) {
-    snprintf(err, errlen, "%s", e2);
+    snprintf(err, errlen, "%s: %s", dir, e2);
     goto fail;
   }
   m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
