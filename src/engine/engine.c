@@ -300,8 +300,11 @@ static int blocks_to_finish(ig_engine *e, const seq *s) {
 static void admit(ig_engine *e) {
   if (e->n_waiting == 0) return;
   int avail = e->kvb.n_free;
-  for (int i = 0; i < e->n_running; i++)
-    if (e->running[i]->prefilling) avail -= blocks_to_finish(e, e->running[i]);
+  for (int i = 0; i < e->n_running; i++) {
+    const seq *r = e->running[i];
+    if (r->prefilling) avail -= blocks_to_finish(e, r);
+    else if (r->n_computed % e->kvb.block_size == 0) avail--; /* its next token opens a block this step */
+  }
   int n_fit = 0;
   for (int i = 0; i < e->n_waiting; i++) {
     int need = blocks_to_finish(e, e->waiting[i]);
@@ -317,15 +320,17 @@ static void admit(ig_engine *e) {
   for (int i = 0; i < n_fit; i++) {
     seq *s = e->waiting[i];
     s->prefilling = 1;
+    insert_sorted(&e->running, &e->n_running, &e->cap_running, s); /* capacity reserved by engine_main */
     if (!s->text_started && e->has_text) {
       s->detok = e->text.detok_new(e->text.ctx, s->tokens, s->n_prompt);
       s->text_started = 1;
     }
-    insert_sorted(&e->running, &e->n_running, &e->cap_running, s); /* capacity reserved at submit time */
   }
   memmove(e->waiting, e->waiting + n_fit, sizeof(seq *) * (size_t)(e->n_waiting - n_fit));
   e->n_waiting -= n_fit;
   e->waiting_steps = 0;
+  for (int i = e->n_running - 1; i >= 0; i--)
+    if (e->has_text && !e->running[i]->detok) finish_running(e, e->running[i], IG_FINISH_ERROR, "out of memory");
 }
 
 /* ---- scheduling one step ------------------------------------------------------------------------------ */

@@ -54,7 +54,8 @@ typedef struct ig_gen_params {
  * no text of its own: to show it as TGI's token.text does ("</s>"), decode its id with the tokenizer. */
 typedef struct ig_token_event {
   int32_t id;                     /* -1 on the final event of a cancelled / failed request */
-  float logprob;                  /* log_softmax of the processed scores at the chosen id (always set) */
+  float logprob;                  /* log_softmax of the processed scores at the chosen id; set when
+                                     want_logprobs, top_n_tokens or sampling, else NAN */
   int special;                    /* the token is a special/added token */
   char *text;                     /* text released by this token, valid UTF-8 (may be ""), malloc'd */
   int n_top;

@@ -307,7 +307,9 @@ void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logit
     ig_sample_typical_p(s, sc, V, p->typical_p);
   }
 
-  double lse = ig_sample_logsumexp(sc, V);
+  /* The normaliser costs an exp per vocabulary entry: only computed when something needs it. */
+  int need_lse = sampling || p->want_logprobs || p->top_n_tokens > 0;
+  double lse = need_lse ? ig_sample_logsumexp(sc, V) : NAN;
   int32_t id = 0;
   if (!sampling) {
     float best = -INFINITY;
@@ -333,6 +335,6 @@ void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logit
     if (id < 0) id = last_ok >= 0 ? last_ok : 0; /* rounding left cum just below target */
   }
   out->id = id;
-  out->logprob = (float)((double)sc[id] - lse);
+  out->logprob = need_lse ? (float)((double)sc[id] - lse) : NAN;
   out->n_top = p->top_n_tokens > 0 ? ig_sample_top_n(sc, V, lse, p->top_n_tokens, out->top_ids, out->top_logprobs) : 0;
 }

@@ -172,7 +172,7 @@ static void make_workload(void) {
     if (plen[i] + params[i].max_new_tokens > 200) params[i].max_new_tokens = 200 - plen[i];
     params[i].seed = 1000 + (uint64_t)i;
     switch (i % 4) {
-    case 0: break; /* greedy */
+    case 0: params[i].want_logprobs = 1; break; /* greedy */
     case 1: params[i].do_sample = 1; break;
     case 2:
       params[i].temperature = 0.8f;

@@ -223,6 +223,7 @@ static ig_gen_params default_params(void) {
   p.top_p = 1;
   p.typical_p = 1;
   p.repetition_penalty = 1;
+  p.want_logprobs = 1;
   return p;
 }
 
@@ -238,6 +239,11 @@ static void test_chain(void) {
   CHECK_EQ_INT(r.id, 3);
   CHECK_NEAR(r.logprob, log(0.4), 1e-6);
   CHECK_EQ_INT(r.n_top, 0);
+  p.want_logprobs = 0; /* greedy without logprobs skips the normaliser */
+  ig_sampler_sample(&s, &p, logits, toks, 3, 3, 0, &r);
+  CHECK_EQ_INT(r.id, 3);
+  CHECK(isnan(r.logprob));
+  p.want_logprobs = 1;
   /* Repetition penalty 2 on seen 3 and 1 (prompt counts): scores log p < 0 are doubled. */
   p.repetition_penalty = 2.0f;
   p.top_n_tokens = 2;
