@@ -24,10 +24,10 @@ enum {
 typedef struct ig_tmpl ig_tmpl;
 
 typedef struct ig_tmpl_limits {
-  uint64_t max_steps;  /* evaluation steps (expressions and statements); default 2,000,000 */
-  uint32_t max_depth;  /* nested macro/caller calls; default 64 */
+  uint64_t max_steps;  /* evaluation steps (expressions, statements, copied data); default 1,000,000 */
+  uint32_t max_depth;  /* nested macro/caller calls; default 64, at most 1000 */
   size_t max_output;   /* bytes of output and of any one string value; default 16 MiB */
-  size_t max_memory;   /* bytes of render-time memory (values, scopes); default 256 MiB */
+  size_t max_memory;   /* bytes of render-time memory (values, scopes); default 128 MiB */
 } ig_tmpl_limits;
 
 typedef struct ig_tmpl_opts {

@@ -1011,7 +1011,9 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     if (v.t == V_UNDEF) undef_error(c, &v);
     if (v.t != V_INT && v.t != V_BOOL && v.t != V_FLOAT) tm_fail(c, IG_TMPL_ERUNTIME, "type %s doesn't define __round__ method", tm_type_name(&v));
     double x = v.t == V_FLOAT ? v.f : (double)v.i;
-    if (method && method->t == V_STR && method->n && method->s[0] != 'c') {
+    if (method && method->t == V_STR && !(method->n == 6 && !memcmp(method->s, "common", 6))) {
+      if (!(method->n == 5 && !memcmp(method->s, "floor", 5)) && !(method->n == 4 && !memcmp(method->s, "ceil", 4)))
+        tm_fail(c, IG_TMPL_ERUNTIME, "method must be common, ceil or floor");
       double p = pow(10, (double)prec);
       bool floor_ = method->s[0] == 'f';
       return tm_float((floor_ ? floor(x * p) : ceil(x * p)) / p);
@@ -1102,7 +1104,7 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
   tm_val *x = arg(a, 0, NULL);
   switch (id) {
   case T_BOOLEAN: return v.t == V_BOOL;
-  case T_CALLABLE: return v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD;
+  case T_CALLABLE: return v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD || v.t == V_UNDEF; /* Undefined has __call__ */
   case T_DEFINED: return v.t != V_UNDEF;
   case T_UNDEFINED: return v.t == V_UNDEF;
   case T_DIVISIBLEBY: {

@@ -374,8 +374,16 @@ static tm_val repeat(tm_ctx *c, const tm_val *seq, int64_t k) {
       tm_fail(c, IG_TMPL_ELIMIT, "string larger than the limit (%zu bytes)", c->max_output);
     size_t total = (size_t)k * seq->n;
     char *d = tm_ralloc(c, total + 1);
-    for (int64_t i = 0; i < k; i++) memcpy(d + (size_t)i * seq->n, seq->s, seq->n);
+    if (total) {
+      memcpy(d, seq->s, seq->n);
+      for (size_t done = seq->n; done < total;) { /* doubling copies */
+        size_t k2 = done < total - done ? done : total - done;
+        memcpy(d + done, d, k2);
+        done += k2;
+      }
+    }
     d[total] = 0;
+    c->steps += total / 256;
     return tm_str(c, d, total);
   }
   if (k && seq->l->n && (uint64_t)k > (c->max_output / 16) / seq->l->n)
@@ -396,6 +404,7 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
     if (!y.n) return x;
     size_t n = (size_t)x.n + y.n;
     if (n > c->max_output) tm_fail(c, IG_TMPL_ELIMIT, "string larger than the limit (%zu bytes)", c->max_output);
+    c->steps += n / 32; /* copying costs: quadratic growth runs into the step limit */
     char *d = tm_ralloc(c, n + 1);
     memcpy(d, x.s, x.n);
     memcpy(d + x.n, y.s, y.n);
@@ -415,7 +424,7 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
       memcpy(l->v, a.l->v, sizeof(tm_val) * a.l->n);
       memcpy(l->v + a.l->n, b.l->v, sizeof(tm_val) * b.l->n);
       l->n = a.l->n + b.l->n;
-      c->steps += l->n / 8;
+      c->steps += l->n;
       return tm_list_val(l, a.tuple);
     }
     op_type_error(c, "+", &a, &b);
@@ -802,8 +811,10 @@ static int exec_for(tm_ctx *c, tm_scope *s, const tm_node *n) {
   tm_list *items = src;
   if (n->d) { /* loop filter: evaluated with the targets bound, before the loop runs */
     items = tm_list_new(c, 0);
+    tm_scope *fs = scope_new(c, s);
     for (uint32_t i = 0; i < src->n; i++) {
-      tm_scope *fs = scope_new(c, s);
+      if (fs->captured) fs = scope_new(c, s);
+      fs->n = 0;
       assign_targets(c, fs, n, src->v[i]);
       tm_val keep = eval(c, fs, n->d);
       if (tm_truthy(&keep)) tm_list_push(c, items, src->v[i]);
@@ -812,16 +823,11 @@ static int exec_for(tm_ctx *c, tm_scope *s, const tm_node *n) {
   tm_loop *lp = tm_ralloc(c, sizeof *lp);
   memset(lp, 0, sizeof *lp);
   lp->length = items->n;
-  for (tm_scope *q = s; q; q = q->parent) /* depth: count enclosing loops */
-    for (int i = 0; i < q->n; i++)
-      if (q->ids[i] == c->t->id_loop && q->vals[i].t == V_LOOP) {
-        lp->depth0 = q->vals[i].lp->depth0 + 1;
-        goto found;
-      }
-found:;
+  /* loop.depth counts recursive loop calls only (not supported), so it is always 1 */
   tm_val lv = {0};
   lv.t = V_LOOP;
   lv.lp = lp;
+  tm_scope *is = NULL;
   for (uint32_t i = 0; i < items->n; i++) {
     step(c);
     lp->index0 = i;
@@ -829,7 +835,8 @@ found:;
     if (i > 0) lp->prev = items->v[i - 1];
     lp->has_next = i + 1 < items->n;
     if (i + 1 < items->n) lp->next = items->v[i + 1];
-    tm_scope *is = scope_new(c, s);
+    if (!is || is->captured) is = scope_new(c, s); /* fresh scope per iteration, reused when nothing kept it */
+    is->n = 0;
     scope_set(c, is, c->t->id_loop, lv);
     assign_targets(c, is, n, items->v[i]);
     int r = exec(c, is, n->b);
@@ -894,6 +901,7 @@ static int exec(tm_ctx *c, tm_scope *s, const tm_node *n) {
     return EX_OK;
   }
   case N_MACRO: {
+    for (tm_scope *q = s; q; q = q->parent) q->captured = 1;
     tm_macro *m = tm_ralloc(c, sizeof *m);
     m->def = n;
     m->closure = s;
@@ -904,6 +912,7 @@ static int exec(tm_ctx *c, tm_scope *s, const tm_node *n) {
     return EX_OK;
   }
   case N_CALLBLOCK: {
+    for (tm_scope *q = s; q; q = q->parent) q->captured = 1;
     tm_macro *m = tm_ralloc(c, sizeof *m);
     m->def = n;
     m->closure = s;
@@ -962,10 +971,11 @@ int ig_tmpl_render(const ig_tmpl *t, const json_t *ctx, const ig_tmpl_opts *opts
   c->t = t;
   c->err = err;
   c->errlen = errlen;
-  c->max_steps = lim.max_steps ? lim.max_steps : 2000000;
+  c->max_steps = lim.max_steps ? lim.max_steps : 1000000;
   c->max_depth = lim.max_depth ? lim.max_depth : 64;
+  if (c->max_depth > 1000) c->max_depth = 1000; /* each level costs C stack */
   c->max_output = lim.max_output ? lim.max_output : (size_t)16 << 20;
-  c->arena.limit = lim.max_memory ? lim.max_memory : (size_t)256 << 20;
+  c->arena.limit = lim.max_memory ? lim.max_memory : (size_t)128 << 20;
   c->now = opts && opts->now ? opts->now : time(NULL);
   c->json = ctx;
   size_t start_len = out->len;

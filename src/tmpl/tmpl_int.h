@@ -123,6 +123,7 @@ typedef struct tm_loop {
 /* ---------------------------------------------------------------- render state */
 typedef struct tm_scope {
   struct tm_scope *parent;
+  int captured; /* a macro closes over it: a loop must not reuse it for the next iteration */
   int n, cap;
   int *ids;
   tm_val *vals;
@@ -154,6 +155,7 @@ typedef struct tm_ctx {
   ig_str *out;
   tm_buf *bufs_all, *bufs_free;
   bool json_ascii; /* tojson(ensure_ascii=True) in progress */
+  int repr_depth;  /* nesting of repr(); a namespace can contain itself */
 } tm_ctx;
 ig_str *tm_buf_get(tm_ctx *c);
 void tm_buf_put(tm_ctx *c, ig_str *s);

@@ -390,6 +390,7 @@ static void repr_str(ig_str *s, const char *p, size_t n) {
 
 void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
   if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
   switch (v->t) {
   case V_STR: repr_str(s, v->s, v->n); break;
   case V_LIST: {
@@ -417,6 +418,7 @@ void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
   }
   default: tm_to_str(c, s, v);
   }
+  c->repr_depth--;
   tm_check_str(c, s);
 }
 

@@ -106,22 +106,45 @@ def render_all():
     return {'generator': 'tests/tmpl/make_golden.py', 'jinja2': jinja2.__version__, 'now': NOW, 'cases': cases}
 
 
+def render_lang():
+    """The language suite (lang_cases.py): each snippet with the context lang_cases.D."""
+    sys.path.insert(0, HERE)
+    import lang_cases
+    env = make_env()
+    cases = []
+    for src in lang_cases.CASES:
+        case = {'template': src}
+        try:
+            case['output'] = env.from_string(src).render(**lang_cases.D)
+        except RaisedError as e:
+            case['error'] = str(e)
+            case['error_kind'] = 'raise'
+        except Exception as e:
+            case['error'] = '%s: %s' % (type(e).__name__, e)
+            case['error_kind'] = 'other'
+        cases.append(case)
+    return {'generator': 'tests/tmpl/make_golden.py', 'jinja2': jinja2.__version__, 'now': NOW,
+            'context': lang_cases.D, 'cases': cases}
+
+
 def main():
-    data = json.dumps(render_all(), ensure_ascii=False, indent=1) + '\n'
-    golden = os.path.join(FIX, 'golden.json')
-    if '--check' in sys.argv:
-        old = open(golden, encoding='utf-8').read()
-        new = json.loads(data)
-        ref = json.loads(old)
-        if new['cases'] != ref['cases']:
-            print('golden.json is stale: run python3 tests/tmpl/make_golden.py', file=sys.stderr)
-            return 1
-        print('golden.json matches jinja2 %s (%d cases)' % (jinja2.__version__, len(new['cases'])))
-        return 0
-    with open(golden, 'w', encoding='utf-8') as f:
-        f.write(data)
-    print('wrote %s (%d cases)' % (golden, len(json.loads(data)['cases'])))
-    return 0
+    rc = 0
+    for fname, fn in (('golden.json', render_all), ('lang_golden.json', render_lang)):
+        data = json.dumps(fn(), ensure_ascii=False, indent=1) + '\n'
+        path = os.path.join(FIX, fname)
+        if '--check' in sys.argv:
+            new = json.loads(data)
+            ref = json.load(open(path, encoding='utf-8'))
+            if new['cases'] != ref['cases']:
+                print('%s is stale: run python3 tests/tmpl/make_golden.py' % fname, file=sys.stderr)
+                rc = 1
+            else:
+                print('%s matches jinja2 %s (%d cases)' % (fname, jinja2.__version__, len(new['cases'])))
+            continue
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(data)
+        print('wrote %s (%d cases)' % (path, len(json.loads(data)['cases'])))
+    return rc
 
 
 if __name__ == '__main__':
