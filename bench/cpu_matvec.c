@@ -1,0 +1,44 @@
+/* bench/cpu_matvec: bandwidth of the CPU backend's decode matmul (one row against a bf16 weight larger
+ * than the caches), per thread count, against the machine's read bandwidth (bench/cpu_membw).
+ * Build: see bench/cpu_bench.sh. usage: cpu_matvec [threads] */
+#include "backend/backend.h"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+  int th = argc > 1 ? atoi(argv[1]) : 0;
+  const int64_t O = 32768, I = 4096; /* 256 MiB of bf16 */
+  uint16_t *w = malloc((size_t)(O * I) * 2);
+  for (int64_t i = 0; i < O * I; i++) w[i] = (uint16_t)(0x3c00 + (i & 255));
+  char err[256];
+  ig_backend *be = ig_backend_cpu_create(th, err, sizeof err);
+  ig_tensor W, X, Y;
+  be->weight(be, &W, w, IG_DT_BF16, O, I);
+  be->alloc(be, &X, IG_DT_F32, 1, I);
+  be->alloc(be, &Y, IG_DT_F32, 1, O);
+  memset(X.data, 0, (size_t)I * 4);
+  int32_t tok = 0, pos = 0, slot = 0, ss[2] = {0, 1}, ctx = 1, bt = 0, outr = 0;
+  ig_batch b = {1, &tok, &pos, &slot, 1, ss, &ctx, 1, &bt, 1, &outr};
+  be->set_batch(be, &b);
+  double best = 1e9;
+  for (int r = 0; r < 10; r++) {
+    double t0 = now();
+    be->matmul(be, &Y, &X, &W, NULL);
+    double t = now() - t0;
+    if (t < best) best = t;
+  }
+  printf("matvec bf16 [%lld x %lld], %s threads: %.2f ms, %.2f GB/s of weights\n", (long long)O, (long long)I,
+         argc > 1 ? argv[1] : "all", best * 1e3, (double)(O * I * 2) / best / 1e9);
+  be->destroy(be);
+  free(w);
+  return 0;
+}
