@@ -117,18 +117,54 @@ static void compare(run_out *a, run_out *b, int bitwise, const char *what) {
   CHECK_MSG(worst <= 1e-5, "%s: rel L2 %g", what, worst);
 }
 
-static ig_model *load(ig_backend **be, const char *gemm_min) {
+static ig_model *load_dir(ig_backend **be, const char *gemm_min, const char *dir) {
   char err[512];
   if (gemm_min) setenv("IGNIS_CPU_GEMM_MIN_ROWS", gemm_min, 1);
   else unsetenv("IGNIS_CPU_GEMM_MIN_ROWS");
   *be = ig_backend_cpu_create(2, err, sizeof err);
   ig_model *m = NULL;
-  if (!*be || ig_model_load(IG_SHARED_DIR "/models/stories260K", *be, &m, err, sizeof err) ||
+  if (!*be || ig_model_load(dir, *be, &m, err, sizeof err) ||
       ig_model_kv_init(m, MU_CACHE_BLOCKS, MU_BLOCK, err, sizeof err)) {
     fprintf(stderr, "%s\n", err);
     return NULL;
   }
   return m;
+}
+
+static ig_model *load(ig_backend **be, const char *gemm_min) {
+  return load_dir(be, gemm_min, IG_SHARED_DIR "/models/stories260K");
+}
+
+/* stories260K with dynamic NTK rope scaling and max_position_embeddings 16: sequences past 16 tokens use
+ * their own frequencies, so a mixed batch runs per sequence; the result must equal running alone. */
+static void test_dynamic_rope(void) {
+  char tmp[] = "/tmp/ig_test_dyn_XXXXXX", cmd[1024];
+  if (!mkdtemp(tmp)) return;
+  snprintf(cmd, sizeof cmd,
+           "sed -e 's/\"rope_scaling\": null/\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}/' "
+           "-e 's/\"max_position_embeddings\": 512/\"max_position_embeddings\": 16/' %s/config.json > %s/config.json"
+           " && ln -s %s/model.safetensors %s/model.safetensors",
+           IG_SHARED_DIR "/models/stories260K", tmp, IG_SHARED_DIR "/models/stories260K", tmp);
+  CHECK(system(cmd) == 0);
+  ig_backend *be, *be0;
+  ig_model *m = load_dir(&be, "1000000", tmp), *m0 = load(&be0, "1000000");
+  CHECK(m && m0);
+  if (m && m0) {
+    run_out a, b, c;
+    CHECK(run(m, sched_alone, &a) == 0);
+    CHECK(run(m, sched_together, &b) == 0);
+    CHECK(run(m0, sched_alone, &c) == 0);
+    compare(&a, &b, 1, "dynamic rope: together vs alone");
+    /* scaling active only for contexts past 16 (transformers: frequencies from the step's context length,
+     * so a chunked prefill differs from a whole one there, as in transformers) */
+    CHECK(memcmp(at(&a, 0, 12), at(&c, 0, 12), sizeof(float) * V) == 0);
+    CHECK(memcmp(at(&a, 2, 30), at(&c, 2, 30), sizeof(float) * V) != 0);
+    free_run(&a), free_run(&b), free_run(&c);
+  }
+  if (m) ig_model_free(m), be->destroy(be);
+  if (m0) ig_model_free(m0), be0->destroy(be0);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  CHECK(system(cmd) == 0);
 }
 
 int main(void) {
@@ -165,5 +201,6 @@ int main(void) {
     ig_model_free(m);
     be->destroy(be);
   }
+  test_dynamic_rope();
   TEST_DONE();
 }
