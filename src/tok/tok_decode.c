@@ -7,49 +7,57 @@
 #include "tok/tok_int.h"
 
 /* A list of token strings being decoded; raw[i]: bytes already decoded from the byte-level alphabet. */
+typedef struct tokent {
+  size_t off, len;
+  uint8_t raw;
+} tokent;
 typedef struct toks {
   tk_buf b;
-  size_t *off, *len;
-  uint8_t *raw;
+  tokent *v;
   size_t n, cap;
 } toks;
+
+/* Sizes a fresh list for about n tokens of nbytes bytes: one allocation each for the list and the bytes. */
+static int toks_reserve(toks *t, size_t n, size_t nbytes) {
+  t->v = malloc((n ? n : 1) * sizeof *t->v);
+  t->b.p = malloc(nbytes + 16);
+  if (!t->v || !t->b.p) return -1;
+  t->cap = n ? n : 1;
+  t->b.cap = nbytes + 16;
+  t->b.p[0] = 0;
+  return 0;
+}
 
 static int toks_add(toks *t, const char *s, size_t n, int raw) {
   if (t->n == t->cap) {
     size_t nc = t->cap ? t->cap * 2 : 32;
-    size_t *o = realloc(t->off, nc * sizeof *o);
-    if (!o) return -1;
-    t->off = o;
-    size_t *l = realloc(t->len, nc * sizeof *l);
-    if (!l) return -1;
-    t->len = l;
-    uint8_t *r = realloc(t->raw, nc);
-    if (!r) return -1;
-    t->raw = r;
+    tokent *v = realloc(t->v, nc * sizeof *v);
+    if (!v) return -1;
+    t->v = v;
     t->cap = nc;
   }
-  t->off[t->n] = t->b.len;
-  t->len[t->n] = n;
-  t->raw[t->n] = (uint8_t)raw;
+  t->v[t->n].off = t->b.len;
+  t->v[t->n].len = n;
+  t->v[t->n].raw = (uint8_t)raw;
   t->n++;
   return tk_buf_add(&t->b, s, n);
 }
 
 /* Appends to the last token (used to build a token from parts). */
 static int toks_extend(toks *t, const char *s, size_t n) {
-  t->len[t->n - 1] += n;
+  t->v[t->n - 1].len += n;
   return tk_buf_add(&t->b, s, n);
 }
 
 static void toks_free(toks *t) {
   free(t->b.p);
-  free(t->off);
-  free(t->len);
-  free(t->raw);
+  free(t->v);
   memset(t, 0, sizeof *t);
 }
 
-#define TOK(t, i) ((t)->b.p + (t)->off[i])
+#define TOK(t, i) ((t)->b.p + (t)->v[i].off)
+#define TLEN(t, i) ((t)->v[i].len)
+#define TRAW(t, i) ((t)->v[i].raw)
 
 /* ---- decoders --------------------------------------------------------------------------------------- */
 static int dec_bytelevel(const toks *in, toks *out) {
@@ -57,8 +65,8 @@ static int dec_bytelevel(const toks *in, toks *out) {
   int rc = 0;
   for (size_t i = 0; i < in->n && !rc; i++) {
     const char *s = TOK(in, i);
-    size_t n = in->len[i];
-    if (in->raw[i]) {
+    size_t n = TLEN(in, i);
+    if (TRAW(in, i)) {
       rc = tk_buf_add(&bytes, s, n);
       continue;
     }
@@ -110,14 +118,14 @@ static int dec_bytefallback(const toks *in, toks *out) {
   int rc = 0;
   for (size_t i = 0; i < in->n && !rc; i++) {
     const char *s = TOK(in, i);
-    size_t n = in->len[i];
+    size_t n = TLEN(in, i);
     if (n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hexval(s[3]) >= 0 && hexval(s[4]) >= 0) {
       char b = (char)(hexval(s[3]) * 16 + hexval(s[4]));
       rc = tk_buf_add(&pend, &b, 1);
       continue;
     }
     rc = flush_bytes(&pend, out);
-    if (!rc) rc = toks_add(out, s, n, in->raw[i]);
+    if (!rc) rc = toks_add(out, s, n, TRAW(in, i));
   }
   if (!rc) rc = flush_bytes(&pend, out);
   free(pend.p);
@@ -127,7 +135,7 @@ static int dec_bytefallback(const toks *in, toks *out) {
 static int dec_fuse(const toks *in, toks *out) {
   if (toks_add(out, "", 0, 0)) return -1;
   for (size_t i = 0; i < in->n; i++)
-    if (toks_extend(out, TOK(in, i), in->len[i])) return -1;
+    if (toks_extend(out, TOK(in, i), TLEN(in, i))) return -1;
   return 0;
 }
 
@@ -135,10 +143,10 @@ static int dec_strip(const tk_dec *d, const toks *in, toks *out) {
   size_t cl = d->content_len;
   for (size_t i = 0; i < in->n; i++) {
     const char *s = TOK(in, i);
-    size_t a = 0, b = in->len[i];
+    size_t a = 0, b = TLEN(in, i);
     for (int k = 0; k < d->start && b - a >= cl && cl && !memcmp(s + a, d->content, cl); k++) a += cl;
     for (int k = 0; k < d->stop && b - a >= cl && cl && !memcmp(s + b - cl, d->content, cl); k++) b -= cl;
-    if (toks_add(out, s + a, b - a, in->raw[i])) return -1;
+    if (toks_add(out, s + a, b - a, TRAW(in, i))) return -1;
   }
   return 0;
 }
@@ -163,9 +171,9 @@ static int dec_replace(const tk_dec *d, const toks *in, toks *out) {
   int rc = 0;
   for (size_t i = 0; i < in->n && !rc; i++) {
     const char *s = TOK(in, i);
-    size_t n = in->len[i];
+    size_t n = TLEN(in, i);
     rep_ctx r = {out, s, 0, d};
-    if ((rc = toks_add(out, "", 0, in->raw[i]))) break;
+    if ((rc = toks_add(out, "", 0, TRAW(in, i)))) break;
     if (d->re) {
       rc = tk_re_each(&c, d->re, s, n, rep_match, &r);
     } else if (d->pat_len) {
@@ -188,8 +196,8 @@ static int dec_metaspace(const tk_dec *d, const toks *in, toks *out) {
   int rl = tk_utf8_enc(d->repl, rs);
   for (size_t i = 0; i < in->n; i++) {
     const char *s = TOK(in, i);
-    size_t n = in->len[i];
-    if (toks_add(out, "", 0, in->raw[i])) return -1;
+    size_t n = TLEN(in, i);
+    if (toks_add(out, "", 0, TRAW(in, i))) return -1;
     size_t run = 0;
     for (size_t k = 0; k + (size_t)rl <= n;) {
       if (!memcmp(s + k, rs, (size_t)rl)) {
@@ -243,8 +251,8 @@ static int dec_wordpiece(const tk_dec *d, const toks *in, toks *out) {
   size_t pl = strlen(d->prefix);
   for (size_t i = 0; i < in->n; i++) {
     const char *s = TOK(in, i);
-    size_t n = in->len[i];
-    if (toks_add(out, "", 0, in->raw[i])) return -1;
+    size_t n = TLEN(in, i);
+    if (toks_add(out, "", 0, TRAW(in, i))) return -1;
     if (i != 0) {
       if (n >= pl && !memcmp(s, d->prefix, pl)) s += pl, n -= pl;
       else if (toks_extend(out, " ", 1)) return -1;
@@ -258,8 +266,8 @@ static int dec_bpe(const tk_dec *d, const toks *in, toks *out) {
   size_t sl = strlen(d->prefix);
   for (size_t i = 0; i < in->n; i++) {
     const char *s = TOK(in, i);
-    size_t n = in->len[i], run = 0;
-    if (toks_add(out, "", 0, in->raw[i])) return -1;
+    size_t n = TLEN(in, i), run = 0;
+    if (toks_add(out, "", 0, TRAW(in, i))) return -1;
     for (size_t k = 0; sl && k + sl <= n;) {
       if (!memcmp(s + k, d->prefix, sl)) {
         if (toks_extend(out, s + run, k - run) || (i + 1 != in->n && toks_extend(out, " ", 1))) return -1;
@@ -282,6 +290,10 @@ static int run_decoder(const tk_dec *d, toks *cur) {
   }
   toks out = {0};
   int rc;
+  if (toks_reserve(&out, cur->n + 1, cur->b.len + cur->n + 8)) {
+    toks_free(&out);
+    return -1;
+  }
   switch (d->type) {
   case TK_D_BYTELEVEL: rc = dec_bytelevel(cur, &out); break;
   case TK_D_BYTEFALLBACK: rc = dec_bytefallback(cur, &out); break;
@@ -310,6 +322,10 @@ static int starts_bytelevel(const tk_dec *d) {
 
 int tk_decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_special, ig_str *out) {
   toks cur = {0};
+  if (toks_reserve(&cur, n + 1, n * 8 + 16)) {
+    toks_free(&cur);
+    return IG_TOK_ERR_NOMEM;
+  }
   int raw_ok = t->model.raw && starts_bytelevel(t->dec);
   int rc = 0;
   for (size_t i = 0; i < n && !rc; i++) {
@@ -327,7 +343,7 @@ int tk_decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_spe
   if (!rc && t->dec) rc = run_decoder(t->dec, &cur);
   for (size_t i = 0; i < cur.n && !rc; i++) {
     if (!t->dec && i && ig_str_putc(out, ' ')) rc = -1;
-    if (!rc && ig_str_append(out, TOK(&cur, i), cur.len[i])) rc = -1;
+    if (!rc && ig_str_append(out, TOK(&cur, i), TLEN(&cur, i))) rc = -1;
   }
   if (!rc && !out->p && ig_str_append(out, "", 0)) rc = -1;
   toks_free(&cur);

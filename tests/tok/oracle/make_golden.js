@@ -76,6 +76,10 @@ async function golden(name, dir, corpus) {
   post.push(...probeSp.slice(at + probe.length));
   const g = { tokenizer: name, oracle: 'tokenizers@' + require('tokenizers/package.json').version + ' (npm)',
               pre, post, ids: [], dec: {}, dec_skip: {}, pieces: {}, offsets: {} };
+  // Offsets through Unicode normalization are approximate in ig_tok (only ids and strings are exact there):
+  // cases that the tokenizer's NF* normalizer changes get no offsets.
+  const norm = JSON.stringify(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).normalizer || {});
+  const forms = ['NFKC', 'NFKD', 'NFC', 'NFD'].filter((f) => norm.includes(`"${f}"`));
   let nPieces = 0;
   for (let i = 0; i < corpus.length; i++) {
     const text = textOf(corpus[i]);
@@ -94,7 +98,7 @@ async function golden(name, dir, corpus) {
       g.pieces[i] = await tgiPieces(tok, ids);
       nPieces++;
     }
-    if (Buffer.byteLength(text) <= OFFSETS_MAX_BYTES) {
+    if (Buffer.byteLength(text) <= OFFSETS_MAX_BYTES && forms.every((f) => text.normalize(f) === text)) {
       const m = cpToByteMap(text);
       g.offsets[i] = e.getOffsets().map(([s, t]) => [m[s], m[t]]);
     }
