@@ -67,6 +67,7 @@ void ig_bench_prompts_free(ig_bench_prompts *p);
 typedef struct ig_bench_record {
   int prompt;          /* index into the prompts */
   int warmup;
+  int finished;        /* 0: never sent, or still in flight when the run was interrupted (not counted) */
   double t_start, t_first, t_end; /* t_first < 0: no token */
   int input_tokens, output_tokens; /* output: token events, or the server's usage count when given */
   int events;          /* token events received */
@@ -96,6 +97,7 @@ typedef struct ig_bench_result {
   int n_series;
   char started_at[32];  /* UTC, ISO 8601 */
   char model[128];      /* the model name used (OpenAI) */
+  int interrupted;      /* SIGINT ended the run early: the statistics cover the finished requests */
   ig_bench_summary sum;
 } ig_bench_result;
 void ig_bench_result_free(ig_bench_result *r);

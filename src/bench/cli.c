@@ -53,7 +53,7 @@ static const char usage[] =
     "  --fail-on-error      exit 1 when any measured request failed\n"
     "\n"
     "Exit: 0 the run completed (errors are reported), 1 every request failed (or --fail-on-error),\n"
-    "2 bad usage or setup failure.\n";
+    "2 bad usage or setup failure, 130 interrupted (Ctrl-C stops the run and reports the finished requests).\n";
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
   char *e;
@@ -191,6 +191,7 @@ int ig_bench_main(int argc, char **argv) {
     fprintf(stderr, "ignis bench: %s\n", err);
     rc = 2;
   }
+  if (!rc && res.interrupted) rc = 130;
   if (!rc && res.sum.completed == 0 && res.sum.failed > 0) rc = 1;
   if (!rc && fail_on_error && res.sum.failed > 0) rc = 1;
   ig_bench_result_free(&res);

@@ -21,6 +21,7 @@ void ig_bench_report_text(const ig_bench_config *cfg, const ig_bench_prompts *p,
   else
     fprintf(f, "%-28s closed loop, concurrency %d\n", "Load:", cfg->concurrency > 0 ? cfg->concurrency : 1);
   fprintf(f, "%-28s %s\n", "Prompts:", p->note);
+  if (r->interrupted) fprintf(f, "%-28s %s\n", "Interrupted:", "yes (Ctrl-C): requests still in flight are not counted");
   fprintf(f, "%-28s %d\n", "Successful requests:", s->completed);
   fprintf(f, "%-28s %d\n", "Failed requests:", s->failed);
   fprintf(f, "%-28s %.3f\n", "Duration (s):", s->duration_s);
@@ -42,7 +43,7 @@ void ig_bench_report_text(const ig_bench_config *cfg, const ig_bench_prompts *p,
     for (int k = 1; k < IG_BENCH_ERR_COUNT; k++) {
       for (int i = 0; i < r->n_rec; i++) {
         const ig_bench_record *rec = &r->rec[i];
-        if (rec->warmup || (int)rec->err != k) continue;
+        if (rec->warmup || !rec->finished || (int)rec->err != k) continue;
         fprintf(f, "  %-12s e.g. %s\n", ig_bench_err_name((ig_bench_err)k), rec->msg);
         break;
       }
@@ -70,7 +71,7 @@ static json_t *config_obj(const ig_bench_config *c, const ig_bench_result *r) {
   json_object_set_new(o, "num_requests", json_integer(c->num_requests));
   json_object_set_new(o, "warmup", json_integer(c->warmup));
   json_object_set_new(o, "input_tokens", json_integer(c->input_tokens));
-  json_object_set_new(o, "output_tokens", json_integer(c->output_tokens));
+  json_object_set_new(o, "output_tokens", c->output_tokens > 0 ? json_integer(c->output_tokens) : json_null());
   json_object_set_new(o, "ignore_eos", json_boolean(c->ignore_eos));
   json_object_set_new(o, "prompts_file", c->prompts_file ? json_string(c->prompts_file) : json_null());
   json_object_set_new(o, "model_id", c->model_id ? json_string(c->model_id) : json_null());
@@ -87,6 +88,7 @@ int ig_bench_write_json(const ig_bench_config *cfg, const ig_bench_prompts *p, c
   json_object_set_new(root, "started_at", json_string(r->started_at));
   json_object_set_new(root, "config", config_obj(cfg, r));
   json_object_set_new(root, "prompts", json_string(p->note));
+  json_object_set_new(root, "interrupted", json_boolean(r->interrupted));
 
   json_t *sum = json_object();
   json_object_set_new(sum, "completed", json_integer(s->completed));
@@ -107,7 +109,7 @@ int ig_bench_write_json(const ig_bench_config *cfg, const ig_bench_prompts *p, c
   for (int k = 1; k < IG_BENCH_ERR_COUNT; k++) json_object_set_new(kinds, ig_bench_err_name((ig_bench_err)k), json_integer(s->errors[k]));
   for (int i = 0; i < r->n_rec; i++) {
     const ig_bench_record *rec = &r->rec[i];
-    if (rec->warmup || rec->err != IG_BENCH_ERR_HTTP) continue;
+    if (rec->warmup || !rec->finished || rec->err != IG_BENCH_ERR_HTTP) continue;
     char key[16];
     snprintf(key, sizeof key, "%d", rec->http_status);
     json_t *v = json_object_get(status, key);
@@ -131,6 +133,7 @@ int ig_bench_write_json(const ig_bench_config *cfg, const ig_bench_prompts *p, c
   json_t *reqs = json_array();
   for (int i = 0; i < r->n_rec; i++) {
     const ig_bench_record *rec = &r->rec[i];
+    if (!rec->finished) continue;
     json_t *o = json_object();
     json_object_set_new(o, "warmup", json_boolean(rec->warmup));
     json_object_set_new(o, "prompt", json_integer(rec->prompt));

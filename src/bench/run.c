@@ -17,6 +17,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -26,6 +27,7 @@
 typedef struct run run;
 
 typedef struct conn {
+  struct conn *prev, *next; /* the run's in-flight list */
   run *r;
   ig_bench_record *rec;
   struct bufferevent *bev;
@@ -65,6 +67,8 @@ struct run {
   int progress_shown;
   const char *model;
   ig_str body;
+  conn *live;            /* in-flight connections */
+  struct event *sigint;
 };
 
 /* ---- helpers ---- */
@@ -238,6 +242,10 @@ static void launch(run *r);
 static void start_measured(run *r);
 
 static void conn_free(conn *c) {
+  run *r = c->r;
+  if (c->prev) c->prev->next = c->next;
+  else if (r->live == c) r->live = c->next;
+  if (c->next) c->next->prev = c->prev;
   if (c->bev) bufferevent_free(c->bev);
   if (c->timer) event_free(c->timer);
   ig_http_resp_free(&c->http);
@@ -270,6 +278,7 @@ static void finish(conn *c, ig_bench_err err, const char *msg) {
     snprintf(rec->msg, sizeof rec->msg, "%s", msg);
   }
   rec->err = err;
+  rec->finished = 1;
   rec->output_tokens = c->usage_out >= 0 ? c->usage_out : rec->events;
   if (c->usage_in >= 0) rec->input_tokens = c->usage_in;
   conn_free(c);
@@ -377,11 +386,15 @@ static void launch(run *r) {
   conn *c = calloc(1, sizeof *c);
   if (!c) {
     rec->err = IG_BENCH_ERR_CONNECT;
+    rec->finished = 1;
     snprintf(rec->msg, sizeof rec->msg, "out of memory");
     return;
   }
   c->r = r;
   c->rec = rec;
+  c->next = r->live;
+  if (r->live) r->live->prev = c;
+  r->live = c;
   c->usage_in = c->usage_out = -1;
   ig_http_resp_init(&c->http);
   ig_sse_init(&c->sse);
@@ -424,6 +437,7 @@ fail:
   if (event_base_once(r->base, -1, EV_TIMEOUT, on_connect_failed, c, &zero) < 0) {
     /* cannot even defer: record the failure in place */
     rec->err = IG_BENCH_ERR_CONNECT;
+    rec->finished = 1;
     snprintf(rec->msg, sizeof rec->msg, "%s", c->msg);
     rec->t_end = ig_bench_now();
     conn_free(c);
@@ -483,6 +497,14 @@ static void on_progress(evutil_socket_t fd, short what, void *ud) {
   r->progress_shown = 1;
 }
 
+/* Ctrl-C: stop now and report the requests that finished. */
+static void on_sigint(evutil_socket_t sig, short what, void *ud) {
+  run *r = ud;
+  r->res->interrupted = 1;
+  if (r->phase == 1) r->t_last_done = ig_bench_now();
+  event_base_loopbreak(r->base);
+}
+
 static void raise_fd_limit(int want) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl)) return;
@@ -535,10 +557,12 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
   if (ecfg) event_config_free(ecfg);
   r.arrival = r.base ? evtimer_new(r.base, on_arrival, &r) : NULL;
   r.progress = r.base ? event_new(r.base, -1, EV_PERSIST, on_progress, &r) : NULL;
-  if (!res->rec || !r.base || !r.arrival || !r.progress) {
+  r.sigint = r.base ? evsignal_new(r.base, SIGINT, on_sigint, &r) : NULL;
+  if (!res->rec || !r.base || !r.arrival || !r.progress || !r.sigint) {
     snprintf(err, errlen, "out of memory");
     if (r.arrival) event_free(r.arrival);
     if (r.progress) event_free(r.progress);
+    if (r.sigint) event_free(r.sigint);
     if (r.base) event_base_free(r.base);
     return -1;
   }
@@ -561,6 +585,7 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
 
   double start = ig_bench_now();
   r.t_last_tick = start;
+  event_add(r.sigint, NULL);
   if (cfg->progress) {
     struct timeval one = {1, 0};
     event_add(r.progress, &one);
@@ -578,15 +603,21 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
     on_progress(-1, 0, &r);
     if (r.tty) fputc('\n', stderr);
   }
+  while (r.live) { /* interrupted: abandon what is in flight (its records stay unfinished) */
+    conn *c = r.live;
+    c->rec->t_start = 0;
+    conn_free(c);
+  }
   event_free(r.arrival);
   event_free(r.progress);
+  event_free(r.sigint);
   event_base_free(r.base);
   ig_str_free(&r.body);
   /* times relative to the measured phase's start */
   double t0 = r.phase >= 1 ? r.t0 : start;
   for (int i = 0; i < r.total; i++) {
     ig_bench_record *rec = &res->rec[i];
-    if (rec->t_start == 0) continue; /* never launched */
+    if (!rec->finished) continue; /* never launched, or abandoned */
     rec->t_start -= t0;
     rec->t_end -= t0;
     if (rec->t_first >= 0) rec->t_first -= t0;

@@ -58,7 +58,7 @@ void ig_bench_summarize(ig_bench_result *res) {
   size_t n_itl = 0, n = 0;
   for (int i = 0; i < res->n_rec; i++) {
     ig_bench_record *r = &res->rec[i];
-    if (r->warmup) continue;
+    if (r->warmup || !r->finished) continue;
     n++;
     if (!r->err) n_itl += (size_t)r->n_itl;
   }
@@ -67,7 +67,7 @@ void ig_bench_summarize(ig_bench_result *res) {
   size_t a = 0, b = 0, c = 0, d = 0;
   for (int i = 0; i < res->n_rec; i++) {
     ig_bench_record *r = &res->rec[i];
-    if (r->warmup) continue;
+    if (r->warmup || !r->finished) continue;
     s->errors[r->err]++;
     if (r->err) {
       s->failed++;

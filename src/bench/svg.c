@@ -87,7 +87,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* A CDF panel over v (ms), sorted here; x runs to p99.9 so one outlier does not flatten the curve. */
-static void cdf_panel(ig_str *s, panel *p, const char *title, double *v, size_t n, const char *color) {
+static void cdf_panel(ig_str *s, panel *p, const char *title, const char *ylabel, double *v, size_t n,
+                      const char *color) {
   qsort(v, n, sizeof *v, cmp_double);
   double hi = n ? ig_bench_percentile(v, n, 99.9) : 1;
   double lo = n ? v[0] : 0;
@@ -102,7 +103,7 @@ static void cdf_panel(ig_str *s, panel *p, const char *title, double *v, size_t 
   p->ymax = 100;
   char label[64];
   snprintf(label, sizeof label, "milliseconds%s", n && v[n - 1] > hi ? " (to p99.9)" : "");
-  axes(s, p, title, label, "requests below", 1);
+  axes(s, p, title, label, ylabel, 1);
   if (!n) {
     ig_str_printf(s, "<text x=\"%.1f\" y=\"%.1f\" class=\"xl\">no data</text>\n", p->x + p->w / 2, p->y + p->h / 2);
     return;
@@ -201,7 +202,7 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
   /* latency distributions */
   size_t n = 0, n_itl = 0;
   for (int i = 0; i < r->n_rec; i++)
-    if (!r->rec[i].warmup && !r->rec[i].err) n++, n_itl += (size_t)r->rec[i].n_itl;
+    if (!r->rec[i].warmup && r->rec[i].finished && !r->rec[i].err) n++, n_itl += (size_t)r->rec[i].n_itl;
   double *ttft = malloc((n + 1) * sizeof *ttft), *e2e = malloc((n + 1) * sizeof *e2e);
   double *itl = malloc((n_itl + 1) * sizeof *itl);
   if (!ttft || !e2e || !itl) {
@@ -213,7 +214,7 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
   size_t a = 0, d = 0;
   for (int i = 0; i < r->n_rec; i++) {
     const ig_bench_record *rec = &r->rec[i];
-    if (rec->warmup || rec->err) continue;
+    if (rec->warmup || !rec->finished || rec->err) continue;
     ttft[a] = (rec->t_first - rec->t_start) * 1e3;
     e2e[a++] = (rec->t_end - rec->t_start) * 1e3;
     for (int k = 0; k < rec->n_itl; k++) itl[d++] = rec->itl[k] * 1e3;
@@ -221,9 +222,9 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
   double pw = (W - 80 - 3 * 60) / 3.0;
   panel p1 = {80, 450, pw, 260, 1, 100, 0}, p2 = {80 + pw + 70, 450, pw, 260, 1, 100, 0},
         p3 = {80 + 2 * (pw + 70), 450, pw, 260, 1, 100, 0};
-  cdf_panel(&s, &p1, "Time to first token (CDF)", ttft, a, "#d62728");
-  cdf_panel(&s, &p2, "Inter-token latency (CDF)", itl, d, "#2ca02c");
-  cdf_panel(&s, &p3, "End-to-end latency (CDF)", e2e, a, "#9467bd");
+  cdf_panel(&s, &p1, "Time to first token (CDF)", "requests below", ttft, a, "#d62728");
+  cdf_panel(&s, &p2, "Inter-token latency (CDF)", "token gaps below", itl, d, "#2ca02c");
+  cdf_panel(&s, &p3, "End-to-end latency (CDF)", "requests below", e2e, a, "#9467bd");
   free(ttft), free(e2e), free(itl);
   ig_str_puts(&s, "</svg>\n");
   if (s.oom) {
