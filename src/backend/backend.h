@@ -126,6 +126,16 @@ struct ig_backend {
   int (*gather_rows)(ig_backend *be, ig_tensor *out, const ig_tensor *x);
   /* x += y (same shape). */
   int (*add)(ig_backend *be, ig_tensor *x, const ig_tensor *y);
+
+  /* --- optional ops: NULL when a backend lacks them (the CPU backend); callers check before use -------- */
+  /* Step graphs (CUDA graphs). A caller that repeats one op sequence over same-shaped batches (decode steps of
+   * one batch-size bucket) brackets the ops that follow set_batch with graph_begin(key) / graph_end(). When
+   * graph_begin returns 1 the step's graph was launched: the caller skips its ops and calls graph_end. When it
+   * returns 0 the caller issues its ops as usual, then graph_end (the backend may be capturing them). < 0:
+   * error. `key` must determine everything that shapes the sequence (n_tokens, n_seqs, n_out, max_blocks,
+   * which ops run) and the caller must pass the same tensors (buffers) on every step with that key. */
+  int (*graph_begin)(ig_backend *be, uint64_t key);
+  int (*graph_end)(ig_backend *be);
 };
 
 static inline const char *ig_backend_error(const ig_backend *be) { return be->err; }
@@ -134,6 +144,9 @@ static inline const char *ig_backend_error(const ig_backend *be) { return be->er
 ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen);
 #ifdef IG_HAVE_CUDA
 ig_backend *ig_backend_cuda_create(int device, char *err, size_t errlen);
+/* act: IG_DT_BF16 (default: bf16 weights and activations) or IG_DT_F32 (f32 weights and activations, for
+ * checking against f32 references such as stories260K's expected.json). */
+ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char *err, size_t errlen);
 #endif
 
 #endif

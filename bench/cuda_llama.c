@@ -1,0 +1,346 @@
+/* bench/cuda_llama.c: a Llama forward written straight against backend.h (independent of src/model) to check
+ * and time the CUDA backend on real checkpoints: greedy generation (stories260K vs expected.json), logits at
+ * chosen positions of a teacher-forced sequence (vs transformers), and batch-1 decode / prefill timings.
+ *   cuda_llama greedy DIR IDS N [--f32|--cpu]      prints the N greedy continuation ids of IDS (1,2,3)
+ *   cuda_llama logits DIR L:IDS.bin:OUT.bin ... [--chunk C]  per spec: prefill the first L ids (chunks of
+ *                                                  C), decode the rest teacher-forced (graphs); writes f32
+ *                                                  logits at positions 0, L/2, L-1, L, L+31, L+127, L+255
+ *   cuda_llama bench DIR [--ctx 512] [--steps 64]  load time, decode ms/token (eager, graphs), prefill 2048 */
+#include "backend/backend.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int skip_attn; /* bench only: time a step without the attention op */
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+#define DIE(...) (fprintf(stderr, __VA_ARGS__), fputc('\n', stderr), exit(1))
+#define OK(be, call) \
+  do { if ((call) != 0) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #call, (be)->err); } while (0)
+
+/* ---- model ------------------------------------------------------------------------------------------ */
+typedef struct layer {
+  ig_tensor in_norm, q, k, v, o, post_norm, gate, up, down;
+} layer;
+typedef struct model {
+  ig_config cfg;
+  ig_st_model *st;
+  ig_backend *be;
+  ig_tensor embed, norm, lm_head;
+  layer *L;
+  int hd, max_tokens, bs, n_blocks, max_blocks;
+  /* activations, allocated for max_tokens rows; steps use views of n rows */
+  ig_tensor x, xn, q, k, v, att, tmp, g, u, sel, logits;
+  float *inv_freq;
+} model;
+
+static ig_dtype dt_of(ig_st_dtype d) {
+  return d == IG_ST_F32 ? IG_DT_F32 : d == IG_ST_F16 ? IG_DT_F16 : IG_DT_BF16;
+}
+static void load_w(model *m, ig_tensor *t, const char *name) {
+  const ig_st_tensor *s = ig_st_find(m->st, name);
+  if (!s) DIE("missing tensor %s", name);
+  if (s->dtype != IG_ST_F32 && s->dtype != IG_ST_F16 && s->dtype != IG_ST_BF16) DIE("%s: dtype %s", name, s->dtype_name);
+  int64_t rows = s->shape[0], cols = s->n_dims > 1 ? s->shape[1] : 1;
+  if (s->n_dims == 1) rows = 1, cols = s->shape[0];
+  OK(m->be, m->be->weight(m->be, t, s->data, dt_of(s->dtype), rows, cols));
+}
+
+static double model_load(model *m, const char *dir, ig_backend *be, int max_tokens, int max_ctx) {
+  char err[512];
+  memset(m, 0, sizeof *m);
+  m->be = be;
+  double t0 = now();
+  if (ig_config_load(dir, &m->cfg, err, sizeof err)) DIE("%s", err);
+  if (ig_st_open(dir, &m->st, err, sizeof err)) DIE("%s", err);
+  ig_config *c = &m->cfg;
+  m->hd = c->head_dim;
+  m->L = calloc(c->n_layers, sizeof(layer));
+  char nm[256];
+  load_w(m, &m->embed, "model.embed_tokens.weight");
+  for (int l = 0; l < c->n_layers; l++) {
+    layer *y = &m->L[l];
+#define LW(f, s) snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, s), load_w(m, &y->f, nm)
+    LW(in_norm, "input_layernorm");
+    LW(q, "self_attn.q_proj");
+    LW(k, "self_attn.k_proj");
+    LW(v, "self_attn.v_proj");
+    LW(o, "self_attn.o_proj");
+    LW(post_norm, "post_attention_layernorm");
+    LW(gate, "mlp.gate_proj");
+    LW(up, "mlp.up_proj");
+    LW(down, "mlp.down_proj");
+#undef LW
+  }
+  load_w(m, &m->norm, "model.norm.weight");
+  if (ig_st_find(m->st, "lm_head.weight")) load_w(m, &m->lm_head, "lm_head.weight");
+  else m->lm_head = m->embed, m->lm_head.owned = 0;
+  OK(be, be->sync(be));
+  double t_load = now() - t0;
+  /* rope: default or linear scaling only (what the checks here use), computed in f32 as transformers does */
+  if (c->rope.kind != IG_ROPE_DEFAULT && c->rope.kind != IG_ROPE_LINEAR) DIE("bench: rope kind %d not handled here", c->rope.kind);
+  m->inv_freq = malloc(sizeof(float) * m->hd / 2);
+  for (int j = 0; j < m->hd / 2; j++) {
+    float e = (float)(2 * j) / (float)m->hd;
+    m->inv_freq[j] = 1.0f / powf((float)c->rope.theta, e);
+    if (c->rope.kind == IG_ROPE_LINEAR) m->inv_freq[j] /= (float)c->rope.factor;
+  }
+  ig_rope r = {.head_dim = m->hd, .rot_dim = m->hd, .inv_freq = m->inv_freq, .attn_factor = 1.f};
+  OK(be, be->set_rope(be, &r));
+  m->bs = 16;
+  m->max_blocks = (max_ctx + m->bs - 1) / m->bs;
+  m->n_blocks = m->max_blocks + 1;
+  ig_kv_config kc = {.n_layers = c->n_layers, .n_blocks = m->n_blocks, .block_size = m->bs, .n_kv_heads = c->n_kv_heads, .head_dim = m->hd};
+  OK(be, be->kv_init(be, &kc));
+  m->max_tokens = max_tokens;
+  int H = c->hidden_size, I = c->intermediate_size, QW = c->n_heads * m->hd, KW = c->n_kv_heads * m->hd;
+  ig_dtype a = be->act_dtype;
+  OK(be, be->alloc(be, &m->x, a, max_tokens, H));
+  OK(be, be->alloc(be, &m->xn, a, max_tokens, H));
+  OK(be, be->alloc(be, &m->q, a, max_tokens, QW));
+  OK(be, be->alloc(be, &m->k, a, max_tokens, KW));
+  OK(be, be->alloc(be, &m->v, a, max_tokens, KW));
+  OK(be, be->alloc(be, &m->att, a, max_tokens, QW));
+  OK(be, be->alloc(be, &m->tmp, a, max_tokens, H));
+  OK(be, be->alloc(be, &m->g, a, max_tokens, I));
+  OK(be, be->alloc(be, &m->u, a, max_tokens, I));
+  OK(be, be->alloc(be, &m->sel, a, 8, H));
+  OK(be, be->alloc(be, &m->logits, IG_DT_F32, 8, c->vocab_size));
+  return t_load;
+}
+
+static ig_tensor view(const ig_tensor *t, int rows) {
+  ig_tensor v = *t;
+  v.rows = rows, v.owned = 0;
+  return v;
+}
+
+/* One step over one sequence: rows at positions ctx-n .. ctx-1, logits for out_rows (<= 8). graph_key != 0
+ * brackets the ops with graph_begin/end. */
+static void forward(model *m, const int32_t *ids, int n, int ctx, const int32_t *out_rows, int n_out, float *logits,
+                    uint64_t graph_key) {
+  ig_backend *be = m->be;
+  ig_config *c = &m->cfg;
+  int32_t *pos = malloc(n * 4), *slot = malloc(n * 4), *bt = malloc(m->max_blocks * 4);
+  for (int b = 0; b < m->max_blocks; b++) bt[b] = m->max_blocks - 1 - b; /* not the identity: exercise the table */
+  for (int i = 0; i < n; i++) {
+    pos[i] = ctx - n + i;
+    slot[i] = bt[pos[i] / m->bs] * m->bs + pos[i] % m->bs;
+  }
+  int32_t ss[2] = {0, n}, cl[1] = {ctx};
+  ig_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .slot = slot, .n_seqs = 1, .seq_start = ss, .ctx_len = cl,
+                .max_blocks = m->max_blocks, .block_table = bt, .n_out = n_out, .out_rows = out_rows};
+  OK(be, be->set_batch(be, &b));
+  int skip = 0;
+  if (graph_key && be->graph_begin) {
+    int g = be->graph_begin(be, graph_key);
+    if (g < 0) DIE("graph_begin: %s", be->err);
+    skip = g == 1;
+  }
+  if (!skip) {
+    ig_tensor x = view(&m->x, n), xn = view(&m->xn, n), q = view(&m->q, n), k = view(&m->k, n), v = view(&m->v, n);
+    ig_tensor att = view(&m->att, n), tmp = view(&m->tmp, n), g = view(&m->g, n), u = view(&m->u, n);
+    ig_tensor sel = view(&m->sel, n_out), lg = view(&m->logits, n_out);
+    ig_attn_params ap = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = m->hd,
+                         .scale = 1.f / sqrtf((float)m->hd), .sliding_window = 0};
+    float eps = (float)c->rms_norm_eps;
+    OK(be, be->embed(be, &x, &m->embed));                              // x: [n, H]
+    for (int l = 0; l < c->n_layers; l++) {
+      layer *y = &m->L[l];
+      OK(be, be->rmsnorm(be, &xn, &x, l ? &tmp : NULL, &y->in_norm, eps)); // x += mlp out; xn = norm(x)
+      OK(be, be->matmul(be, &q, &xn, &y->q, NULL));                    // q: [n, nh*hd]
+      OK(be, be->matmul(be, &k, &xn, &y->k, NULL));                    // k, v: [n, nkv*hd]
+      OK(be, be->matmul(be, &v, &xn, &y->v, NULL));
+      OK(be, be->rope(be, &q, &k, c->n_heads, c->n_kv_heads));
+      OK(be, be->kv_write(be, l, &k, &v));
+      if (!skip_attn) OK(be, be->attention(be, &att, &q, l, &ap));     // att: [n, nh*hd]
+      OK(be, be->matmul(be, &tmp, &att, &y->o, NULL));                 // tmp: [n, H]
+      OK(be, be->rmsnorm(be, &xn, &x, &tmp, &y->post_norm, eps));      // x += attn out; xn = norm(x)
+      OK(be, be->matmul(be, &g, &xn, &y->gate, NULL));                 // g, u: [n, I]
+      OK(be, be->matmul(be, &u, &xn, &y->up, NULL));
+      OK(be, be->swiglu(be, &g, &g, &u));
+      OK(be, be->matmul(be, &tmp, &g, &y->down, NULL));                // tmp: [n, H]
+    }
+    OK(be, be->rmsnorm(be, &xn, &x, &tmp, &m->norm, eps));
+    OK(be, be->gather_rows(be, &sel, &xn));                            // sel: [n_out, H]
+    OK(be, be->matmul(be, &lg, &sel, &m->lm_head, NULL));              // logits: [n_out, vocab]
+  }
+  if (graph_key && be->graph_end) OK(be, be->graph_end(be));
+  if (logits) {
+    ig_tensor lg = view(&m->logits, n_out);
+    OK(be, be->download_f32(be, &lg, logits));
+  } else {
+    OK(be, be->sync(be));
+  }
+  free(pos), free(slot), free(bt);
+}
+
+static int argmax(const float *v, int n) {
+  int b = 0;
+  for (int i = 1; i < n; i++)
+    if (v[i] > v[b]) b = i;
+  return b;
+}
+
+static ig_backend *make_backend(int argc, char **argv) {
+  char err[256];
+  ig_backend *be = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--cpu")) be = ig_backend_cpu_create(0, err, sizeof err);
+    if (!strcmp(argv[i], "--f32")) be = ig_backend_cuda_create_ex(0, IG_DT_F32, err, sizeof err);
+  }
+  if (!be) be = ig_backend_cuda_create(0, err, sizeof err);
+  if (!be) DIE("%s", err);
+  return be;
+}
+static int opt_int(int argc, char **argv, const char *name, int def) {
+  for (int i = 0; i + 1 < argc; i++)
+    if (!strcmp(argv[i], name)) return atoi(argv[i + 1]);
+  return def;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) DIE("usage: see the header of bench/cuda_llama.c");
+  const char *mode = argv[1], *dir = argv[2];
+  ig_backend *be = make_backend(argc, argv);
+  model m;
+  if (!strcmp(mode, "greedy")) {
+    if (argc < 5) DIE("greedy DIR IDS N");
+    int32_t ids[4096];
+    int n = 0;
+    for (char *s = argv[3]; *s && n < 4096;) {
+      ids[n++] = (int32_t)strtol(s, &s, 10);
+      if (*s == ',') s++;
+    }
+    int N = atoi(argv[4]);
+    model_load(&m, dir, be, n + N + 1, n + N + 16);
+    int V = m.cfg.vocab_size;
+    float *lg = malloc((size_t)V * 4);
+    int32_t last = n - 1;
+    forward(&m, ids, n, n, &last, 1, lg, 0);
+    printf("ids:");
+    for (int t = 0; t < N; t++) {
+      int next = argmax(lg, V);
+      printf(" %d", next);
+      ids[n++] = next;
+      int32_t zero = 0;
+      forward(&m, &ids[n - 1], 1, n, &zero, 1, lg, 0);
+    }
+    printf("\n");
+    free(lg);
+  } else if (!strcmp(mode, "logits")) {
+    /* logits DIR L:IDS.bin:OUT.bin ... [--chunk C]: one load, several teacher-forced sequences */
+    int chunk = opt_int(argc, argv, "--chunk", 2048);
+    static int32_t ids[1 << 16];
+    int maxT = 0, maxL = 0;
+    for (int a = 3; a < argc; a++) {
+      if (!strcmp(argv[a], "--chunk")) { a++; continue; }
+      char idsf[512];
+      int L;
+      if (sscanf(argv[a], "%d:%511[^:]", &L, idsf) != 2) DIE("bad spec %s", argv[a]);
+      FILE *f = fopen(idsf, "rb");
+      if (!f) DIE("cannot open %s", idsf);
+      int T = (int)fread(ids, 4, 1 << 16, f);
+      fclose(f);
+      if (T > maxT) maxT = T;
+      if (L > maxL) maxL = L;
+    }
+    model_load(&m, dir, be, chunk < maxL ? chunk : maxL, maxT + 16);
+    int V = m.cfg.vocab_size;
+    float *lg = malloc((size_t)V * 4 * 8);
+    for (int a = 3; a < argc; a++) {
+      if (!strcmp(argv[a], "--chunk")) { a++; continue; }
+      char idsf[512], outf[512];
+      int L;
+      if (sscanf(argv[a], "%d:%511[^:]:%511s", &L, idsf, outf) != 3) DIE("bad spec %s", argv[a]);
+      FILE *f = fopen(idsf, "rb");
+      int T = (int)fread(ids, 4, 1 << 16, f);
+      fclose(f);
+      FILE *o = fopen(outf, "wb");
+      if (!o) DIE("cannot write %s", outf);
+      int ch = chunk > L ? L : chunk;
+      int want[7] = {0, L / 2, L - 1, L, L + 31, L + 127, L + 255};
+      printf("L=%d positions:", L);
+      double t0 = now();
+      for (int c0 = 0; c0 < L; c0 += ch) {
+        int n = L - c0 < ch ? L - c0 : ch;
+        int32_t rows[3];
+        int nr = 0;
+        for (int w = 0; w < 3; w++)
+          if (want[w] >= c0 && want[w] < c0 + n && (nr == 0 || rows[nr - 1] != want[w] - c0)) rows[nr++] = want[w] - c0;
+        if (!nr) rows[0] = n - 1;
+        forward(&m, ids + c0, n, c0 + n, rows, nr ? nr : 1, lg, 0);
+        for (int r = 0; r < nr; r++) printf(" %d", c0 + rows[r]), fwrite(lg + (size_t)r * V, 4, V, o);
+      }
+      double t1 = now();
+      for (int p = L; p < T; p++) {
+        int32_t zero = 0;
+        forward(&m, ids + p, 1, p + 1, &zero, 1, lg, (uint64_t)1 << 32 | m.max_blocks);
+        for (int w = 3; w < 7; w++)
+          if (p == want[w]) printf(" %d", p), fwrite(lg, 4, V, o);
+      }
+      printf("  (prefill %.1f ms in chunks of %d, decode %.2f ms/token incl. logits download)\n", (t1 - t0) * 1e3, ch,
+             (now() - t1) * 1e3 / (T > L ? T - L : 1));
+      fclose(o);
+    }
+    free(lg);
+  } else if (!strcmp(mode, "bench")) {
+    int ctx = opt_int(argc, argv, "--ctx", 512), steps = opt_int(argc, argv, "--steps", 64);
+    int np = opt_int(argc, argv, "--prefill", 2048);
+    double tl = model_load(&m, dir, be, np > ctx ? np : ctx, (np > ctx + steps ? np : ctx + steps) + 16);
+    printf("load: %.2f s\n", tl);
+    int32_t *ids = malloc(sizeof(int32_t) * (np > ctx + steps ? np : ctx + steps));
+    for (int i = 0; i < (np > ctx + steps ? np : ctx + steps); i++) ids[i] = (i * 7919 + 13) % m.cfg.vocab_size;
+    int32_t zero = 0;
+    float *lg = malloc((size_t)m.cfg.vocab_size * 4);
+    /* prefill of np tokens: median of 5 */
+    double pt[5];
+    for (int r = 0; r < 6; r++) {
+      double t0 = now();
+      int32_t last = np - 1;
+      forward(&m, ids, np, np, &last, 1, lg, 0);
+      if (r) pt[r - 1] = now() - t0;
+    }
+    for (int i = 0; i < 5; i++)
+      for (int j = i + 1; j < 5; j++)
+        if (pt[j] < pt[i]) { double t = pt[i]; pt[i] = pt[j]; pt[j] = t; }
+    printf("prefill %d tokens: %.2f ms (median of 5)\n", np, pt[2] * 1e3);
+    skip_attn = 1;
+    for (int r = 0; r < 6; r++) {
+      double t0 = now();
+      int32_t last = np - 1;
+      forward(&m, ids, np, np, &last, 1, lg, 0);
+      if (r) pt[r - 1] = now() - t0;
+    }
+    skip_attn = 0;
+    for (int i = 0; i < 5; i++)
+      for (int j = i + 1; j < 5; j++)
+        if (pt[j] < pt[i]) { double t = pt[i]; pt[i] = pt[j]; pt[j] = t; }
+    printf("prefill %d tokens without attention: %.2f ms (median of 5)\n", np, pt[2] * 1e3);
+    for (int gmode = 0; gmode < 3; gmode++) {
+      skip_attn = gmode == 2;
+      int32_t last = ctx - 1;
+      forward(&m, ids, ctx, ctx, &last, 1, lg, 0); /* context */
+      uint64_t key = gmode ? ((uint64_t)(gmode + 1) << 32 | m.max_blocks) : 0;
+      for (int w = 0; w < 3; w++) forward(&m, ids + ctx, 1, ctx + 1, &zero, 1, lg, key); /* warm-up, capture */
+      double t0 = now();
+      for (int s = 0; s < steps; s++) forward(&m, ids + ctx + s, 1, ctx + 1 + s, &zero, 1, lg, key);
+      double dt = (now() - t0) / steps;
+      printf("decode batch 1 ctx %d %s: %.3f ms/token (%.1f tok/s)\n", ctx,
+             gmode == 2 ? "graphs, attention skipped" : gmode ? "graphs" : "eager", dt * 1e3, 1 / dt);
+    }
+    skip_attn = 0;
+    size_t wb = 0;
+    for (int i = 0; i < ig_st_count(m.st); i++) wb += ig_st_at(m.st, i)->nbytes;
+    printf("weight bytes: %zu\n", wb);
+    free(ids), free(lg);
+  } else DIE("unknown mode %s", mode);
+  return 0;
+}

@@ -1,0 +1,408 @@
+/* backend/cuda/cuda_attention.cu: paged causal attention over the KV cache (GQA, variable-length batch,
+ * sliding window, chunked prefill against cached blocks). Two kernels, chosen per sequence in set_batch:
+ *  - split-K "decode" kernel for sequences with few new rows: one block per (row, kv head, key split of
+ *    IG_ATTN_SPLIT_KEYS keys) serving the whole GQA group of query heads, then a combine kernel;
+ *  - tiled FlashAttention-style prefill kernel (bf16, tensor cores through WMMA, head_dim 64 or 128) for
+ *    sequences with at least IG_ATTN_MIN_TILE_QLEN new rows: one block per (64-row query tile, query head).
+ * A row's split count depends only on its own position, so results do not depend on the rest of the batch. */
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_dtype.cuh"
+#include <mma.h>
+using namespace nvcuda;
+
+#define LOG2E 1.4426950408889634f
+
+template <typename T> __device__ __forceinline__ float tof(T v);
+template <> __device__ __forceinline__ float tof<float>(float v) { return v; }
+template <> __device__ __forceinline__ float tof<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T fromf(float v);
+template <> __device__ __forceinline__ float fromf<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 fromf<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+
+/* Key range [lo, hi) a query at position p sees. */
+__device__ __forceinline__ void key_range(int p, int window, int *lo, int *hi) {
+  *lo = window > 0 ? max(0, p - window + 1) : 0;
+  *hi = p + 1;
+}
+
+/* ---- split-K decode kernel --------------------------------------------------------------------------- */
+/* 8 consecutive elements of a row as floats, in one or two 16-byte loads. */
+__device__ __forceinline__ void load8(const __nv_bfloat16 *p, float *f) {
+  uint4 v = *(const uint4 *)p;
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x, f[2 * i + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void load8(const float *p, float *f) {
+  float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+
+/* Block (row i of dec_rows, kv head, split z) covers keys [lo + z*SPLIT, min(hi, lo + (z+1)*SPLIT)) for the
+ * G = nh/nkv query heads of that kv head (the K/V rows are read once for the whole group). 128 threads.
+ * Phase 1: one thread per key: its K row in 16-byte loads, G dot products with q (shared memory, pre-scaled
+ * into the log2 domain). Phase 2: one warp per head: max, exp2, sum over the split. Phase 3: thread = (key
+ * lane kl, 8-wide chunk dc of head_dim): it accumulates p[g][j] * V[j][dc*8..+8] over keys j = kl (mod KL) with
+ * 16-byte loads, then the KL partial sums are added through shared memory. Writes unnormalised partials
+ * (o[hd], max, sum) per (row, head, split) for the combine kernel. head_dim % 8 == 0. */
+#define DEC_THREADS 128
+template <typename T, int GMAX>
+__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__restrict__ q, float *__restrict__ part,
+                                   const T *__restrict__ kc, const T *__restrict__ vc, const int *dec_rows,
+                                   const int *row_seq, const int *pos, const int *block_table, int max_blocks, int nh,
+                                   int nkv, int hd, int bs, float scale, int window, int max_splits) {
+  extern __shared__ float sm[];
+  const int G = nh / nkv;
+  const int CH = hd / 8, KL = DEC_THREADS / CH;
+  int i = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
+  int r = dec_rows[i];
+  int s = row_seq[r], p = pos[r];
+  int lo, hi;
+  key_range(p, window, &lo, &hi);
+  int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
+  if (z >= nsplit) return;
+  int k0 = lo + z * IG_ATTN_SPLIT_KEYS, k1 = min(hi, k0 + IG_ATTN_SPLIT_KEYS);
+  int nk = k1 - k0;
+  float *qs = sm;                           /* [G][hd] */
+  float *sc = qs + G * hd;                  /* [G][SPLIT] */
+  float *red = sc + G * IG_ATTN_SPLIT_KEYS; /* [KL][G][hd] */
+  __shared__ int rowoff[IG_ATTN_SPLIT_KEYS]; /* element offset of each key's row in the layer's cache */
+  __shared__ float stat[2 * 16];
+  const int *bt = block_table + (size_t)s * max_blocks;
+  for (int t = threadIdx.x; t < G * hd; t += DEC_THREADS)
+    qs[t] = tof<T>(q[(size_t)r * nh * hd + (size_t)kvh * G * hd + t]) * scale * LOG2E;
+  for (int j = threadIdx.x; j < nk; j += DEC_THREADS) {
+    int key = k0 + j;
+    rowoff[j] = (int)((((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * hd);
+  }
+  __syncthreads();
+  /* phase 1: scores */
+  for (int j = threadIdx.x; j < nk; j += DEC_THREADS) {
+    const T *kr = kc + (size_t)(unsigned)rowoff[j];
+    float acc[GMAX];
+#pragma unroll
+    for (int g = 0; g < GMAX; g++) acc[g] = 0.f;
+#pragma unroll 4
+    for (int c = 0; c < CH; c++) {
+      float kf[8];
+      load8(kr + c * 8, kf);
+#pragma unroll
+      for (int g = 0; g < GMAX; g++)
+        if (g < G) {
+          const float *qq = qs + g * hd + c * 8;
+#pragma unroll
+          for (int e = 0; e < 8; e++) acc[g] += qq[e] * kf[e];
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < GMAX; g++)
+      if (g < G) sc[g * IG_ATTN_SPLIT_KEYS + j] = acc[g];
+  }
+  __syncthreads();
+  /* phase 2: per head max and sum; p stored over the scores */
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int g = warp; g < G; g += DEC_THREADS / 32) {
+    float m = -INFINITY;
+    for (int j = lane; j < nk; j += 32) m = fmaxf(m, sc[g * IG_ATTN_SPLIT_KEYS + j]);
+    m = warp_max(m);
+    float l = 0.f;
+    for (int j = lane; j < nk; j += 32) {
+      float e = exp2f(sc[g * IG_ATTN_SPLIT_KEYS + j] - m);
+      sc[g * IG_ATTN_SPLIT_KEYS + j] = e;
+      l += e;
+    }
+    l = warp_sum(l);
+    if (lane == 0) stat[2 * g] = m, stat[2 * g + 1] = l;
+  }
+  __syncthreads();
+  /* phase 3: p @ V */
+  int dc = threadIdx.x % CH, kl = threadIdx.x / CH;
+  if (kl < KL) {
+    float o[GMAX][8];
+#pragma unroll
+    for (int g = 0; g < GMAX; g++)
+#pragma unroll
+      for (int e = 0; e < 8; e++) o[g][e] = 0.f;
+#pragma unroll 4
+    for (int j = kl; j < nk; j += KL) {
+      float vf[8];
+      load8(vc + (size_t)(unsigned)rowoff[j] + dc * 8, vf);
+#pragma unroll
+      for (int g = 0; g < GMAX; g++)
+        if (g < G) {
+          float pg = sc[g * IG_ATTN_SPLIT_KEYS + j];
+#pragma unroll
+          for (int e = 0; e < 8; e++) o[g][e] += pg * vf[e];
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < GMAX; g++)
+      if (g < G)
+#pragma unroll
+        for (int e = 0; e < 8; e++) red[((size_t)kl * G + g) * hd + dc * 8 + e] = o[g][e];
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < G * hd; t += DEC_THREADS) {
+    int g = t / hd, d = t % hd;
+    float acc = 0.f;
+    for (int k = 0; k < KL; k++) acc += red[((size_t)k * G + g) * hd + d];
+    part[(((size_t)i * nh + kvh * G + g) * max_splits + z) * (hd + 2) + d] = acc;
+  }
+  if (threadIdx.x < G) {
+    float *pp = part + (((size_t)i * nh + kvh * G + threadIdx.x) * max_splits + z) * (hd + 2);
+    pp[hd] = stat[2 * threadIdx.x];
+    pp[hd + 1] = stat[2 * threadIdx.x + 1];
+  }
+}
+
+/* Combine: block (row i, head h), thread d: out = sum_z 2^(m_z - M) o_z / sum_z 2^(m_z - M) l_z. */
+template <typename T>
+__global__ void attn_combine_kernel(T *out, const float *part, const int *dec_rows, const int *pos, int nh, int hd,
+                                    int window, int max_splits) {
+  int i = blockIdx.x, h = blockIdx.y;
+  int r = dec_rows[i];
+  int lo, hi;
+  key_range(pos[r], window, &lo, &hi);
+  int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
+  const float *pp = part + ((size_t)i * nh + h) * max_splits * (hd + 2);
+  float M = -INFINITY;
+  for (int z = 0; z < nsplit; z++) M = fmaxf(M, pp[z * (hd + 2) + hd]);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float num = 0.f, den = 0.f;
+    for (int z = 0; z < nsplit; z++) {
+      float w = exp2f(pp[z * (hd + 2) + hd] - M);
+      num += w * pp[z * (hd + 2) + d];
+      den += w * pp[z * (hd + 2) + hd + 1];
+    }
+    out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(den > 0.f ? num / den : 0.f);
+  }
+}
+
+/* ---- tiled prefill kernel (bf16, WMMA) --------------------------------------------------------------- */
+/* Block (tile t, query head h), 4 warps; warp w owns query rows 16w..16w+15 of the 64-row tile. Per key tile
+ * of 64 keys (gathered from the paged cache into shared memory, zero past the end): S = Q K^T on tensor cores
+ * (f32 accumulate) into a per-warp f32 strip; lane pair (2 lanes per row) masks (causal, window), updates the
+ * running max/sum (online softmax, log2 domain), writes P as bf16 and rescales its half of the O row held in
+ * registers; then P V on tensor cores into the strip, added into O. Rows past the tile's end are computed
+ * on zero queries and not written. */
+#define PF_BM 64
+#define PF_BN 64
+template <int HD>
+struct pf_smem {
+  static const int LDK = HD + 8;            /* bf16 row pitch of Q/K/V tiles (16-byte multiple, breaks bank aliasing) */
+  static const int LDP = PF_BN + 8;         /* bf16 pitch of P */
+  static const int LDS = (HD > PF_BN ? HD : PF_BN) + 4; /* f32 pitch of the per-warp strip */
+  static const size_t q_off = 0;
+  static const size_t k_off = q_off + (size_t)PF_BM * LDK * 2;
+  static const size_t v_off = k_off + (size_t)PF_BN * LDK * 2;
+  static const size_t p_off = v_off + (size_t)PF_BN * LDK * 2;
+  static const size_t s_off = p_off + (size_t)PF_BM * LDP * 2;
+  static const size_t bytes = s_off + (size_t)PF_BM * LDS * 4;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(128) attn_prefill_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
+                                                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                                                           const int *tiles, const int *pos, const int *block_table,
+                                                           int max_blocks, int nh, int nkv, int bs, float scale, int window) {
+  typedef pf_smem<HD> L;
+  extern __shared__ __align__(128) unsigned char smraw[];
+  __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *)(smraw + L::k_off);
+  __nv_bfloat16 *Vs = (__nv_bfloat16 *)(smraw + L::v_off);
+  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(smraw + L::p_off);
+  float *Ss = (float *)(smraw + L::s_off);
+  const int t = blockIdx.x, h = blockIdx.y;
+  const int s = tiles[3 * t], row0 = tiles[3 * t + 1], nrows = tiles[3 * t + 2];
+  const int kvh = h / (nh / nkv);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int *bt = block_table + (size_t)s * max_blocks;
+  const int CH = HD / 8; /* 16-byte chunks per row */
+
+  for (int c = tid; c < PF_BM * CH; c += 128) {
+    int rr = c / CH, cc = c % CH;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (rr < nrows) v = *(const uint4 *)(q + ((size_t)(row0 + rr) * nh + h) * HD + cc * 8);
+    *(uint4 *)(Qs + rr * L::LDK + cc * 8) = v;
+  }
+  const int qmin = pos[row0], qmax = pos[row0 + nrows - 1];
+  const int kstart = window > 0 ? max(0, qmin - window + 1) : 0;
+  const int kend = qmax + 1;
+
+  const int my_row = warp * 16 + (lane >> 1), half = lane & 1;
+  const bool row_ok = my_row < nrows;
+  const int my_pos = row_ok ? pos[row0 + my_row] : -1;
+  const float sl2 = scale * LOG2E;
+  float o[HD / 2];
+#pragma unroll
+  for (int c = 0; c < HD / 2; c++) o[c] = 0.f;
+  float m_run = -INFINITY, l_run = 0.f;
+  float *Sw = Ss + warp * 16 * L::LDS;
+  __nv_bfloat16 *Pw = Ps + warp * 16 * L::LDP;
+
+  for (int kt = (kstart / PF_BN) * PF_BN; kt < kend; kt += PF_BN) {
+    __syncthreads(); /* previous tile's K/V fully consumed */
+    for (int c = tid; c < PF_BN * CH; c += 128) {
+      int rr = c / CH, cc = c % CH;
+      int key = kt + rr;
+      uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+      if (key < kend) {
+        size_t off = (((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * HD + cc * 8;
+        kv4 = *(const uint4 *)(kc + off);
+        vv4 = *(const uint4 *)(vc + off);
+      }
+      *(uint4 *)(Ks + rr * L::LDK + cc * 8) = kv4;
+      *(uint4 *)(Vs + rr * L::LDK + cc * 8) = vv4;
+    }
+    __syncthreads();
+    /* S = Q K^T for this warp's 16 rows */
+#pragma unroll
+    for (int nf = 0; nf < PF_BN / 16; nf++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+        wmma::load_matrix_sync(a, Qs + warp * 16 * L::LDK + kk * 16, L::LDK);
+        wmma::load_matrix_sync(b, Ks + nf * 16 * L::LDK + kk * 16, L::LDK);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(Sw + nf * 16, acc, L::LDS, wmma::mem_row_major);
+    }
+    __syncwarp();
+    /* online softmax on my half row */
+    const int lr = lane >> 1;
+    float sv[PF_BN / 2];
+    float tmax = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < PF_BN / 2; c++) {
+      int col = half * (PF_BN / 2) + c, key = kt + col;
+      bool ok = row_ok && key <= my_pos && key < kend && (window <= 0 || key > my_pos - window);
+      sv[c] = ok ? Sw[lr * L::LDS + col] * sl2 : -INFINITY;
+      tmax = fmaxf(tmax, sv[c]);
+    }
+    tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
+    float m_new = fmaxf(m_run, tmax);
+    float alpha = (m_new == -INFINITY) ? 1.f : exp2f(m_run - m_new);
+    float rs = 0.f;
+#pragma unroll
+    for (int c = 0; c < PF_BN / 2; c++) {
+      float pv = (m_new == -INFINITY) ? 0.f : exp2f(sv[c] - m_new);
+      __nv_bfloat16 pb = __float2bfloat16(pv);
+      rs += __bfloat162float(pb); /* sum what the PV product will use */
+      Pw[lr * L::LDP + half * (PF_BN / 2) + c] = pb;
+    }
+    rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+    l_run = l_run * alpha + rs;
+    m_run = m_new;
+#pragma unroll
+    for (int c = 0; c < HD / 2; c++) o[c] *= alpha;
+    __syncwarp();
+    /* O += P V */
+#pragma unroll
+    for (int nf = 0; nf < HD / 16; nf++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < PF_BN / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
+        wmma::load_matrix_sync(a, Pw + kk * 16, L::LDP);
+        wmma::load_matrix_sync(b, Vs + kk * 16 * L::LDK + nf * 16, L::LDK);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(Sw + nf * 16, acc, L::LDS, wmma::mem_row_major);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int c = 0; c < HD / 2; c++) o[c] += Sw[lr * L::LDS + half * (HD / 2) + c];
+    __syncwarp();
+  }
+  if (row_ok) {
+    float inv = l_run > 0.f ? 1.f / l_run : 0.f;
+    __nv_bfloat16 *dst = out + ((size_t)(row0 + my_row) * nh + h) * HD + half * (HD / 2);
+#pragma unroll
+    for (int c = 0; c < HD / 2; c += 2) *(__nv_bfloat162 *)(dst + c) = __floats2bfloat162_rn(o[c] * inv, o[c + 1] * inv);
+  }
+}
+
+/* ---- launcher ---------------------------------------------------------------------------------------- */
+template <int HD>
+static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+                          const ig_attn_params *p) {
+  cu_impl *c = CU(be);
+  size_t smem = pf_smem<HD>::bytes;
+  static_assert(pf_smem<HD>::bytes <= 200 * 1024, "prefill tile too large");
+  CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  dim3 grid(c->b.n_tiles, p->n_heads);
+  attn_prefill_kernel<HD><<<grid, 128, smem, c->st>>>((const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
+                                                      (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
+                                                      c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
+                                                      p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+template <typename T, int GMAX>
+static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc, const ig_attn_params *p,
+                           float *part, size_t smem) {
+  cu_impl *c = CU(be);
+  if (smem > 48 * 1024)
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
+  attn_decode_kernel<T, GMAX><<<grid, DEC_THREADS, smem, c->st>>>(
+      (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
+      c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+template <typename T>
+static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+                         const ig_attn_params *p) {
+  cu_impl *c = CU(be);
+  int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, S = c->b.max_splits;
+  if (hd % 8 || hd / 8 > DEC_THREADS) FAIL(be, "cuda attention: head_dim %d unsupported", hd);
+  size_t need = (size_t)c->b.n_dec * p->n_heads * S * (hd + 2) * sizeof(float);
+  if (cu_scratch(be, &c->scratch, &c->scratch_size, need)) return -1;
+  int KL = DEC_THREADS / (hd / 8);
+  size_t smem = (size_t)G * (hd + IG_ATTN_SPLIT_KEYS + (size_t)KL * hd) * sizeof(float);
+  float *part = (float *)c->scratch;
+  int rc = G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem)
+         : G <= 4 ? launch_decode_g<T, 4>(be, q, kc, vc, p, part, smem)
+         : G <= 8 ? launch_decode_g<T, 8>(be, q, kc, vc, p, part, smem)
+                  : launch_decode_g<T, 16>(be, q, kc, vc, p, part, smem);
+  if (rc) return rc;
+  dim3 g2(c->b.n_dec, p->n_heads);
+  attn_combine_kernel<T><<<g2, hd >= 128 ? 128 : 64, 0, c->st>>>((T *)out->data, part, c->b.dec_rows, c->b.pos, p->n_heads,
+                                                                   hd, p->sliding_window, S);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p) {
+  cu_impl *c = CU(be);
+  if (!c->kv_mem) FAIL(be, "cuda attention: kv_init was not called");
+  if (layer < 0 || layer >= c->kv.n_layers) FAIL(be, "cuda attention: bad layer %d", layer);
+  if (p->n_kv_heads != c->kv.n_kv_heads || p->head_dim != c->kv.head_dim) FAIL(be, "cuda attention: params do not match the KV cache");
+  if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads) FAIL(be, "cuda attention: n_heads %% n_kv_heads != 0");
+  if (p->n_heads / p->n_kv_heads > 16) FAIL(be, "cuda attention: GQA group of %d heads is over 16", p->n_heads / p->n_kv_heads);
+  if (q->cols != (int64_t)p->n_heads * p->head_dim || out->cols != q->cols) FAIL(be, "cuda attention: q/out width mismatch");
+  if (q->dtype != be->act_dtype || out->dtype != be->act_dtype) FAIL(be, "cuda attention: q/out must be %s", ig_dtype_name(be->act_dtype));
+  size_t es = ig_dtype_size(be->act_dtype);
+  const char *kc = (const char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
+  const char *vc = kc + c->kv_layer_elems * es;
+  if (c->b.n_tiles > 0) {
+    int r = p->head_dim == 128 ? launch_prefill<128>(be, out, q, kc, vc, p) : launch_prefill<64>(be, out, q, kc, vc, p);
+    if (r) return r;
+  }
+  if (c->b.n_dec > 0) {
+    if (be->act_dtype == IG_DT_BF16) return launch_decode<__nv_bfloat16>(be, out, q, kc, vc, p);
+    return launch_decode<float>(be, out, q, kc, vc, p);
+  }
+  return 0;
+}

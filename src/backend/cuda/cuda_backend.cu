@@ -1,0 +1,604 @@
+/* backend/cuda/cuda_backend.cu: the CUDA backend's table (ig_backend_cuda_create): device memory, weight
+ * upload (several threads copy the mmap'd checkpoint into pinned staging buffers, converting f32 -> bf16 on
+ * the way, while each thread's stream copies the previous chunk to the device), per-step batch metadata (one
+ * host->device copy per step into fixed buffers), rotary tables, the paged KV cache, and the op wrappers that
+ * wait for pending weight loads before launching. Kernels live in cuda_kernels.cu, cuda_attention.cu and
+ * cuda_matmul.cu. */
+#include "backend/cuda/cuda_common.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- host-side dtype conversion ---------------------------------------------------------------------- */
+static inline float h_bf16_to_f32(uint16_t v) {
+  uint32_t u = (uint32_t)v << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline uint16_t h_f32_to_bf16(float f) { /* round to nearest even; NaN stays NaN */
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static inline float h_f16_to_f32(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
+  if (e == 0) {
+    if (m == 0) u = s;
+    else { /* subnormal */
+      e = 127 - 15 + 1;
+      while (!(m & 0x400)) m <<= 1, e--;
+      u = s | (e << 23) | ((m & 0x3ff) << 13);
+    }
+  } else if (e == 31) u = s | 0x7f800000u | (m << 13);
+  else u = s | ((e + 127 - 15) << 23) | (m << 13);
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline uint16_t h_f32_to_f16(float f) {
+  __half h = __float2half_rn(f); /* host-callable in cuda_fp16.h */
+  uint16_t r;
+  memcpy(&r, &h, 2);
+  return r;
+}
+static float h_load(const void *p, ig_dtype dt, size_t i) {
+  switch (dt) {
+  case IG_DT_F32: return ((const float *)p)[i];
+  case IG_DT_BF16: return h_bf16_to_f32(((const uint16_t *)p)[i]);
+  case IG_DT_F16: return h_f16_to_f32(((const uint16_t *)p)[i]);
+  case IG_DT_I32: return (float)((const int32_t *)p)[i];
+  }
+  return 0.f;
+}
+/* dst[0..n) (dtype ddt) = src[0..n) (dtype sdt). */
+static void h_convert(void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, size_t n) {
+  if (ddt == sdt) {
+    memcpy(dst, src, n * ig_dtype_size(ddt));
+    return;
+  }
+  if (ddt == IG_DT_BF16 && sdt == IG_DT_F32) {
+    const float *s = (const float *)src;
+    uint16_t *d = (uint16_t *)dst;
+    for (size_t i = 0; i < n; i++) d[i] = h_f32_to_bf16(s[i]);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    float v = h_load(src, sdt, i);
+    switch (ddt) {
+    case IG_DT_F32: ((float *)dst)[i] = v; break;
+    case IG_DT_BF16: ((uint16_t *)dst)[i] = h_f32_to_bf16(v); break;
+    case IG_DT_F16: ((uint16_t *)dst)[i] = h_f32_to_f16(v); break;
+    case IG_DT_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
+    }
+  }
+}
+
+/* ---- scratch ----------------------------------------------------------------------------------------- */
+int cu_scratch(ig_backend *be, void **buf, size_t *cap, size_t need) {
+  if (need <= *cap) return 0;
+  cu_impl *c = CU(be);
+  if (c->capturing) FAIL(be, "cuda: scratch must grow (%zu bytes) while capturing a graph; warm up first", need);
+  if (buf != &c->dl) cu_graphs_release(be); /* captured graphs point into the old buffer */
+  if (*buf) {
+    CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+    CUDA_CHECK(be, cudaFree(*buf));
+    *buf = NULL, *cap = 0;
+  }
+  size_t sz = need + need / 4 + 4096;
+  CUDA_CHECK(be, cudaMalloc(buf, sz));
+  *cap = sz;
+  return 0;
+}
+
+/* ---- weight loader ----------------------------------------------------------------------------------- */
+/* A job copies n elements of host memory (dtype sdt) to dst on the device (dtype ddt). Workers take jobs from
+ * a queue; each has two pinned staging buffers and its own stream, so the CPU fills one buffer (converting)
+ * while the other is in flight over PCIe. */
+#define LD_THREADS 8
+#define LD_STAGE (32u << 20)
+#define LD_JOB_MAX (64u << 20) /* big tensors are split so all threads share them */
+
+typedef struct ld_job {
+  const void *src;
+  ig_dtype sdt, ddt;
+  void *dst;
+  size_t n;
+  struct ld_job *next;
+} ld_job;
+
+typedef struct cu_loader {
+  ig_backend *be;
+  int device;
+  pthread_t th[LD_THREADS];
+  int n_threads;
+  pthread_mutex_t mu;
+  pthread_cond_t cv_job, cv_done;
+  ld_job *head, *tail;
+  int busy;      /* jobs queued or running */
+  int stop;
+  char err[256]; /* first error */
+} cu_loader;
+
+static void *ld_worker(void *arg) {
+  cu_loader *L = (cu_loader *)arg;
+  void *stage[2] = {NULL, NULL};
+  cudaStream_t st = NULL;
+  cudaEvent_t ev[2] = {NULL, NULL};
+  char err[256] = "";
+  int ok = cudaSetDevice(L->device) == cudaSuccess && cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking) == cudaSuccess &&
+           cudaEventCreateWithFlags(&ev[0], cudaEventDisableTiming) == cudaSuccess &&
+           cudaEventCreateWithFlags(&ev[1], cudaEventDisableTiming) == cudaSuccess &&
+           cudaHostAlloc(&stage[0], LD_STAGE, cudaHostAllocDefault) == cudaSuccess &&
+           cudaHostAlloc(&stage[1], LD_STAGE, cudaHostAllocDefault) == cudaSuccess;
+  if (!ok) snprintf(err, sizeof err, "cuda weight loader: cannot set up staging (%s)", cudaGetErrorString(cudaGetLastError()));
+  int cur = 0;
+  for (;;) {
+    pthread_mutex_lock(&L->mu);
+    while (!L->head && !L->stop) pthread_cond_wait(&L->cv_job, &L->mu);
+    if (!L->head) {
+      pthread_mutex_unlock(&L->mu);
+      break;
+    }
+    ld_job *j = L->head;
+    L->head = j->next;
+    if (!L->head) L->tail = NULL;
+    pthread_mutex_unlock(&L->mu);
+    if (ok && !err[0]) {
+      size_t des = ig_dtype_size(j->ddt), ses = ig_dtype_size(j->sdt);
+      size_t per = LD_STAGE / des;
+      for (size_t off = 0; off < j->n && !err[0]; off += per) {
+        size_t cnt = j->n - off < per ? j->n - off : per;
+        cudaError_t e = cudaEventSynchronize(ev[cur]); /* this buffer's previous copy is done */
+        if (e == cudaSuccess) {
+          h_convert(stage[cur], j->ddt, (const char *)j->src + off * ses, j->sdt, cnt);
+          e = cudaMemcpyAsync((char *)j->dst + off * des, stage[cur], cnt * des, cudaMemcpyHostToDevice, st);
+        }
+        if (e == cudaSuccess) e = cudaEventRecord(ev[cur], st);
+        if (e != cudaSuccess) snprintf(err, sizeof err, "cuda weight loader: copy failed: %s", cudaGetErrorString(e));
+        cur ^= 1;
+      }
+      cudaError_t e = cudaStreamSynchronize(st);
+      if (e != cudaSuccess && !err[0]) snprintf(err, sizeof err, "cuda weight loader: %s", cudaGetErrorString(e));
+    }
+    free(j);
+    pthread_mutex_lock(&L->mu);
+    if (err[0] && !L->err[0]) snprintf(L->err, sizeof L->err, "%s", err);
+    if (!ok && !L->err[0]) snprintf(L->err, sizeof L->err, "%s", err);
+    if (--L->busy == 0) pthread_cond_broadcast(&L->cv_done);
+    pthread_mutex_unlock(&L->mu);
+  }
+  if (st) cudaStreamSynchronize(st), cudaStreamDestroy(st);
+  for (int i = 0; i < 2; i++) {
+    if (ev[i]) cudaEventDestroy(ev[i]);
+    if (stage[i]) cudaFreeHost(stage[i]);
+  }
+  return NULL;
+}
+
+static int ld_start(ig_backend *be) {
+  cu_impl *c = CU(be);
+  cu_loader *L = (cu_loader *)calloc(1, sizeof *L);
+  if (!L) FAIL(be, "cuda: out of host memory");
+  L->be = be, L->device = c->device;
+  pthread_mutex_init(&L->mu, NULL);
+  pthread_cond_init(&L->cv_job, NULL);
+  pthread_cond_init(&L->cv_done, NULL);
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int n = ncpu > 1 ? (int)(ncpu < LD_THREADS ? ncpu : LD_THREADS) : 1;
+  for (int i = 0; i < n; i++) {
+    if (pthread_create(&L->th[i], NULL, ld_worker, L)) break;
+    L->n_threads++;
+  }
+  if (!L->n_threads) {
+    free(L);
+    FAIL(be, "cuda: cannot start weight loader threads");
+  }
+  c->loader = L;
+  return 0;
+}
+
+/* Waits for all queued weight copies and stops the loader (its pinned buffers are released). */
+static int ld_finish(ig_backend *be) {
+  cu_impl *c = CU(be);
+  cu_loader *L = c->loader;
+  if (!L) return 0;
+  pthread_mutex_lock(&L->mu);
+  while (L->busy) pthread_cond_wait(&L->cv_done, &L->mu);
+  L->stop = 1;
+  pthread_cond_broadcast(&L->cv_job);
+  pthread_mutex_unlock(&L->mu);
+  for (int i = 0; i < L->n_threads; i++) pthread_join(L->th[i], NULL);
+  int rc = 0;
+  if (L->err[0]) {
+    snprintf(be->err, sizeof be->err, "%s", L->err);
+    rc = -1;
+  }
+  pthread_mutex_destroy(&L->mu);
+  pthread_cond_destroy(&L->cv_job);
+  pthread_cond_destroy(&L->cv_done);
+  free(L);
+  c->loader = NULL;
+  return rc;
+}
+
+static int ld_queue(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, size_t n) {
+  if (!CU(be)->loader && ld_start(be)) return -1;
+  cu_loader *L = CU(be)->loader;
+  size_t per = LD_JOB_MAX / ig_dtype_size(sdt);
+  for (size_t off = 0; off < n; off += per) {
+    ld_job *j = (ld_job *)calloc(1, sizeof *j);
+    if (!j) FAIL(be, "cuda: out of host memory");
+    j->src = (const char *)src + off * ig_dtype_size(sdt);
+    j->dst = (char *)dst + off * ig_dtype_size(ddt);
+    j->sdt = sdt, j->ddt = ddt;
+    j->n = n - off < per ? n - off : per;
+    pthread_mutex_lock(&L->mu);
+    if (L->tail) L->tail->next = j;
+    else L->head = j;
+    L->tail = j;
+    L->busy++;
+    pthread_cond_signal(&L->cv_job);
+    pthread_mutex_unlock(&L->mu);
+  }
+  return 0;
+}
+
+/* Every op starts here: pending weight copies must land first. */
+static inline int ready(ig_backend *be) { return CU(be)->loader ? ld_finish(be) : 0; }
+
+/* ---- memory ------------------------------------------------------------------------------------------ */
+static int cuda_alloc(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols) {
+  memset(t, 0, sizeof *t);
+  if (rows < 0 || cols < 0) FAIL(be, "cuda alloc: negative shape");
+  size_t bytes = (size_t)rows * cols * ig_dtype_size(dt);
+  if (bytes) {
+    cudaError_t e = cudaMalloc(&t->data, bytes);
+    if (e != cudaSuccess) {
+      t->data = NULL;
+      FAIL(be, "cuda alloc: %zu bytes: %s (lower the batch/KV limits)", bytes, cudaGetErrorString(e));
+    }
+  }
+  t->dtype = dt, t->rows = rows, t->cols = cols, t->owned = 1;
+  return 0;
+}
+
+static void cuda_free(ig_backend *be, ig_tensor *t) {
+  if (!t) return;
+  if (t->owned && t->data) {
+    ready(be);
+    cudaFree(t->data);
+  }
+  memset(t, 0, sizeof *t);
+}
+
+static int cuda_weight(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols) {
+  ig_dtype ddt;
+  if (dt == IG_DT_I32) ddt = IG_DT_I32;
+  else if (be->act_dtype == IG_DT_F32) ddt = IG_DT_F32;
+  else ddt = dt == IG_DT_F16 ? IG_DT_F16 : IG_DT_BF16;
+  if (cuda_alloc(be, t, ddt, rows, cols)) return -1;
+  if (!t->data) return 0;
+  return ld_queue(be, t->data, ddt, host, dt, (size_t)rows * cols);
+}
+
+static int cuda_sync(ig_backend *be) {
+  if (ready(be)) return -1;
+  CUDA_CHECK(be, cudaStreamSynchronize(CU(be)->st));
+  return 0;
+}
+
+static int cuda_download_f32(ig_backend *be, const ig_tensor *t, float *host) {
+  cu_impl *c = CU(be);
+  if (ready(be)) return -1;
+  size_t n = (size_t)ig_tensor_numel(t);
+  if (!n) return 0;
+  const void *src = t->data;
+  if (t->dtype != IG_DT_F32) {
+    if (cu_scratch(be, &c->dl, &c->dl_size, n * 4)) return -1;
+    if (t->dtype == IG_DT_I32) FAIL(be, "cuda download_f32: I32 tensor");
+    if (cu_convert(be, c->dl, IG_DT_F32, t->data, t->dtype, (int64_t)n)) return -1;
+    src = c->dl;
+  }
+  CUDA_CHECK(be, cudaMemcpyAsync(host, src, n * 4, cudaMemcpyDeviceToHost, c->st));
+  CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+  return 0;
+}
+
+static int cuda_upload(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt) {
+  cu_impl *c = CU(be);
+  if (ready(be)) return -1;
+  size_t n = (size_t)ig_tensor_numel(t);
+  if (!n) return 0;
+  void *tmp = NULL;
+  const void *src = host;
+  if (dt != t->dtype) {
+    tmp = malloc(n * ig_dtype_size(t->dtype));
+    if (!tmp) FAIL(be, "cuda upload: out of host memory");
+    h_convert(tmp, t->dtype, host, dt, n);
+    src = tmp;
+  }
+  cudaError_t e = cudaMemcpyAsync(t->data, src, n * ig_dtype_size(t->dtype), cudaMemcpyHostToDevice, c->st);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
+  free(tmp);
+  if (e != cudaSuccess) FAIL(be, "%s:%d: cuda upload: %s", __FILE__, __LINE__, cudaGetErrorString(e));
+  return 0;
+}
+
+/* ---- KV cache, rope, batch --------------------------------------------------------------------------- */
+static size_t cuda_kv_bytes_per_block(ig_backend *be, const ig_kv_config *k) {
+  return (size_t)k->n_layers * 2 * k->block_size * k->n_kv_heads * k->head_dim * ig_dtype_size(be->act_dtype);
+}
+
+static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
+  cu_impl *c = CU(be);
+  if (ready(be)) return -1;
+  if (k->n_layers <= 0 || k->n_blocks <= 0 || k->block_size <= 0 || k->n_kv_heads <= 0 || k->head_dim <= 0)
+    FAIL(be, "cuda kv_init: bad configuration");
+  if (k->head_dim % 8) FAIL(be, "cuda kv_init: head_dim %d is not a multiple of 8", k->head_dim);
+  if (c->kv_mem) {
+    CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+    cu_graphs_release(be);
+    CUDA_CHECK(be, cudaFree(c->kv_mem));
+    c->kv_mem = NULL;
+  }
+  size_t bytes = (size_t)k->n_blocks * cuda_kv_bytes_per_block(be, k);
+  cudaError_t e = cudaMalloc(&c->kv_mem, bytes);
+  if (e != cudaSuccess) {
+    c->kv_mem = NULL;
+    FAIL(be, "cuda kv_init: cannot allocate %zu MiB of KV cache (%d blocks): %s; lower max_batch_total_tokens or "
+             "--cuda-memory-fraction", bytes >> 20, k->n_blocks, cudaGetErrorString(e));
+  }
+  CUDA_CHECK(be, cudaMemsetAsync(c->kv_mem, 0, bytes, c->st));
+  c->kv = *k;
+  c->kv_layer_elems = (size_t)k->n_blocks * k->block_size * k->n_kv_heads * k->head_dim;
+  return 0;
+}
+
+static int cuda_set_rope(ig_backend *be, const ig_rope *r) {
+  cu_impl *c = CU(be);
+  if (ready(be)) return -1;
+  if (r->rot_dim <= 0 || r->rot_dim % 2 || r->rot_dim > r->head_dim) FAIL(be, "cuda set_rope: bad rot_dim %d", r->rot_dim);
+  if (c->inv_freq && c->rot_dim != r->rot_dim) {
+    CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+    cu_graphs_release(be);
+    cudaFree(c->inv_freq);
+    c->inv_freq = NULL;
+  }
+  if (!c->inv_freq) CUDA_CHECK(be, cudaMalloc(&c->inv_freq, (size_t)r->rot_dim / 2 * sizeof(float)));
+  /* stream-ordered with the kernels that read it; a pageable source is copied before the call returns */
+  CUDA_CHECK(be, cudaMemcpyAsync(c->inv_freq, r->inv_freq, (size_t)r->rot_dim / 2 * sizeof(float), cudaMemcpyHostToDevice, c->st));
+  CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+  c->rot_dim = r->rot_dim, c->head_dim_rope = r->head_dim, c->attn_factor = r->attn_factor;
+  return 0;
+}
+
+/* Copies the batch to the device in one transfer, with what the kernels derive from it: each row's sequence,
+ * the rows for the split-K attention kernel and the 64-row tiles for the prefill kernel. Checks every slot
+ * and block id against the cache so a bad batch is an error, not a fault. */
+static int cuda_set_batch(ig_backend *be, const ig_batch *b) {
+  cu_impl *c = CU(be);
+  if (ready(be)) return -1;
+  int n = b->n_tokens, ns = b->n_seqs, mb = b->max_blocks;
+  if (n < 0 || ns < 0 || b->n_out < 0 || (ns > 0 && mb <= 0 && c->kv_mem)) FAIL(be, "cuda set_batch: bad sizes");
+  int tiled_ok = be->act_dtype == IG_DT_BF16 && (c->kv.head_dim == 64 || c->kv.head_dim == 128);
+  int n_tiles = 0;
+  for (int s = 0; s < ns; s++) {
+    int q = b->seq_start[s + 1] - b->seq_start[s];
+    if (q < 0 || b->seq_start[s] < 0 || b->seq_start[s + 1] > n) FAIL(be, "cuda set_batch: bad seq_start");
+    if (tiled_ok && q >= IG_ATTN_MIN_TILE_QLEN) n_tiles += (q + IG_ATTN_TILE_Q - 1) / IG_ATTN_TILE_Q;
+  }
+  size_t tot = (size_t)n * 3 + (ns + 1) + ns + (size_t)ns * (mb > 0 ? mb : 0) + b->n_out + n /*row_seq*/ + n /*dec*/ + 3 * (size_t)n_tiles;
+  if (tot > c->meta_cap) {
+    if (c->capturing) FAIL(be, "cuda set_batch: metadata grows during capture");
+    CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+    cu_graphs_release(be);
+    if (c->meta_host) cudaFreeHost(c->meta_host);
+    if (c->meta_dev) cudaFree(c->meta_dev);
+    c->meta_host = NULL, c->meta_dev = NULL, c->meta_cap = 0;
+    size_t cap = tot + tot / 2 + 1024;
+    CUDA_CHECK(be, cudaHostAlloc((void **)&c->meta_host, cap * 4, cudaHostAllocDefault));
+    CUDA_CHECK(be, cudaMalloc((void **)&c->meta_dev, cap * 4));
+    c->meta_cap = cap;
+  }
+  CUDA_CHECK(be, cudaEventSynchronize(c->meta_ev)); /* the previous step's copy has left the staging buffer */
+  int *h = c->meta_host, *d = c->meta_dev;
+  size_t o = 0;
+  cu_batch *cb = &c->b;
+#define PUT(field, src, cnt)                                                                                   \
+  do {                                                                                                         \
+    if ((cnt) > 0 && (src)) memcpy(h + o, (src), (size_t)(cnt) * 4);                                            \
+    else if ((cnt) > 0) memset(h + o, 0, (size_t)(cnt) * 4); /* absent in op-level tests */                     \
+    cb->field = d + o;                                                                                         \
+    o += (size_t)(cnt);                                                                                        \
+  } while (0)
+  PUT(tokens, b->tokens, n);
+  PUT(pos, b->pos, n);
+  PUT(slot, b->slot, n);
+  PUT(seq_start, b->seq_start, ns + 1);
+  PUT(ctx_len, b->ctx_len, ns);
+  PUT(block_table, b->block_table, (size_t)ns * (mb > 0 ? mb : 0));
+  PUT(out_rows, b->out_rows, b->n_out);
+#undef PUT
+  int *row_seq = h + o;
+  cb->row_seq = d + o;
+  o += n;
+  int *dec = h + o;
+  cb->dec_rows = d + o;
+  o += n;
+  int *tiles = h + o;
+  cb->tiles = d + o;
+  o += 3 * (size_t)n_tiles;
+  int n_dec = 0, nt = 0, max_splits = 1, max_ctx = 0;
+  int64_t cap_slots = c->kv_mem ? (int64_t)c->kv.n_blocks * c->kv.block_size : 0;
+  for (int s = 0; s < ns; s++) {
+    int r0 = b->seq_start[s], r1 = b->seq_start[s + 1], q = r1 - r0, ctx = b->ctx_len[s];
+    if (ctx > max_ctx) max_ctx = ctx;
+    if (c->kv_mem) {
+      int nblk = (ctx + c->kv.block_size - 1) / c->kv.block_size;
+      if (ctx < q || nblk > mb) FAIL(be, "cuda set_batch: sequence %d: ctx_len %d does not fit %d blocks", s, ctx, mb);
+      for (int k = 0; k < nblk; k++) {
+        int id = b->block_table[(size_t)s * mb + k];
+        if (id < 0 || id >= c->kv.n_blocks) FAIL(be, "cuda set_batch: sequence %d: block id %d out of range", s, id);
+      }
+    }
+    for (int r = r0; r < r1; r++) {
+      row_seq[r] = s;
+      if (b->pos[r] < 0 || b->pos[r] >= ctx) FAIL(be, "cuda set_batch: row %d: position %d outside context %d", r, b->pos[r], ctx);
+      if (c->kv_mem && (b->slot[r] >= cap_slots)) FAIL(be, "cuda set_batch: row %d: slot %d out of range", r, b->slot[r]);
+    }
+    if (tiled_ok && q >= IG_ATTN_MIN_TILE_QLEN) {
+      for (int r = r0; r < r1; r += IG_ATTN_TILE_Q) {
+        tiles[3 * nt] = s, tiles[3 * nt + 1] = r, tiles[3 * nt + 2] = r1 - r < IG_ATTN_TILE_Q ? r1 - r : IG_ATTN_TILE_Q;
+        nt++;
+      }
+    } else {
+      for (int r = r0; r < r1; r++) {
+        dec[n_dec++] = r;
+        int sp = (b->pos[r] + 1 + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
+        if (sp > max_splits) max_splits = sp;
+      }
+    }
+  }
+  for (int j = 0; j < b->n_out; j++)
+    if (b->out_rows[j] < 0 || b->out_rows[j] >= n) FAIL(be, "cuda set_batch: out_rows[%d] = %d out of range", j, b->out_rows[j]);
+  /* split count from the table width, not the contexts, so a captured decode graph covers every step */
+  if (c->kv_mem && mb > 0) {
+    int sp = (int)(((int64_t)mb * c->kv.block_size + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS);
+    if (sp > max_splits) max_splits = sp;
+  }
+  cb->n_tokens = n, cb->n_seqs = ns, cb->n_out = b->n_out, cb->max_blocks = mb;
+  cb->n_dec = n_dec, cb->n_tiles = nt, cb->max_splits = max_splits, cb->max_ctx = max_ctx;
+  if (o) CUDA_CHECK(be, cudaMemcpyAsync(d, h, o * 4, cudaMemcpyHostToDevice, c->st));
+  CUDA_CHECK(be, cudaEventRecord(c->meta_ev, c->st));
+  return 0;
+}
+
+/* ---- op wrappers ------------------------------------------------------------------------------------- */
+#define OPW(name, decl, call)                                                                                  \
+  static int name decl {                                                                                       \
+    if (ready(be)) return -1;                                                                                  \
+    int rc_ = call;                                                                                            \
+    if (rc_) cu_graph_abort(be);                                                                               \
+    return rc_;                                                                                                \
+  }
+OPW(op_embed, (ig_backend * be, ig_tensor *out, const ig_tensor *table), cu_embed(be, out, table))
+OPW(op_rmsnorm, (ig_backend * be, ig_tensor *out, ig_tensor *x, const ig_tensor *r, const ig_tensor *w, float eps),
+    cu_rmsnorm(be, out, x, r, w, eps))
+OPW(op_matmul, (ig_backend * be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias),
+    cu_matmul(be, out, x, w, bias))
+OPW(op_rope, (ig_backend * be, ig_tensor *q, ig_tensor *k, int nh, int nkv), cu_rope(be, q, k, nh, nkv))
+OPW(op_swiglu, (ig_backend * be, ig_tensor *out, const ig_tensor *g, const ig_tensor *u), cu_swiglu(be, out, g, u))
+OPW(op_kv_write, (ig_backend * be, int layer, const ig_tensor *k, const ig_tensor *v), cu_kv_write(be, layer, k, v))
+OPW(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p),
+    cu_attention(be, out, q, layer, p))
+OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_gather_rows(be, out, x))
+OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
+
+/* ---- create / destroy -------------------------------------------------------------------------------- */
+static void cuda_destroy(ig_backend *be) {
+  if (!be) return;
+  cu_impl *c = CU(be);
+  if (c) {
+    ready(be);
+    if (c->st) cudaStreamSynchronize(c->st);
+    cu_graphs_release(be);
+    cu_matmul_release(be);
+    if (c->lt) cublasLtDestroy(c->lt);
+    cudaFree(c->lt_ws);
+    cudaFree(c->kv_mem);
+    cudaFree(c->scratch);
+    cudaFree(c->scratch2);
+    cudaFree(c->dl);
+    cudaFree(c->inv_freq);
+    cudaFree(c->meta_dev);
+    if (c->meta_host) cudaFreeHost(c->meta_host);
+    if (c->meta_ev) cudaEventDestroy(c->meta_ev);
+    if (c->st) cudaStreamDestroy(c->st);
+    free(c);
+  }
+  free(be);
+}
+
+extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char *err, size_t errlen) {
+  int ndev = 0;
+  cudaError_t e = cudaGetDeviceCount(&ndev);
+  if (e != cudaSuccess || ndev == 0) {
+    snprintf(err, errlen, "cuda: no GPU found (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    return NULL;
+  }
+  if (device < 0 || device >= ndev) {
+    snprintf(err, errlen, "cuda: device %d does not exist (%d found)", device, ndev);
+    return NULL;
+  }
+  if (act != IG_DT_BF16 && act != IG_DT_F32) {
+    snprintf(err, errlen, "cuda: activations must be BF16 or F32");
+    return NULL;
+  }
+  ig_backend *be = (ig_backend *)calloc(1, sizeof *be);
+  cu_impl *c = (cu_impl *)calloc(1, sizeof *c);
+  if (!be || !c) {
+    free(be), free(c);
+    snprintf(err, errlen, "cuda: out of host memory");
+    return NULL;
+  }
+  be->impl = c;
+  be->name = "cuda";
+  be->act_dtype = act;
+  c->device = device;
+  const char *g = getenv("IGNIS_CUDA_GEMV");
+  c->use_gemv = !(g && g[0] == '0');
+#define CK(call)                                                                                               \
+  do {                                                                                                         \
+    cudaError_t e_ = (call);                                                                                   \
+    if (e_ != cudaSuccess) {                                                                                   \
+      snprintf(err, errlen, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_));              \
+      cuda_destroy(be);                                                                                        \
+      return NULL;                                                                                             \
+    }                                                                                                          \
+  } while (0)
+  CK(cudaSetDevice(device));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, device));
+  c->sm_count = prop.multiProcessorCount;
+  CK(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
+  CK(cudaEventCreateWithFlags(&c->meta_ev, cudaEventDisableTiming));
+  CK(cudaEventRecord(c->meta_ev, c->st));
+  c->lt_ws_size = 32u << 20;
+  CK(cudaMalloc(&c->lt_ws, c->lt_ws_size));
+#undef CK
+  if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) {
+    snprintf(err, errlen, "cuda: cublasLtCreate failed");
+    cuda_destroy(be);
+    return NULL;
+  }
+  be->destroy = cuda_destroy;
+  be->alloc = cuda_alloc;
+  be->free = cuda_free;
+  be->weight = cuda_weight;
+  be->download_f32 = cuda_download_f32;
+  be->upload = cuda_upload;
+  be->sync = cuda_sync;
+  be->kv_init = cuda_kv_init;
+  be->kv_bytes_per_block = cuda_kv_bytes_per_block;
+  be->set_batch = cuda_set_batch;
+  be->set_rope = cuda_set_rope;
+  be->embed = op_embed;
+  be->rmsnorm = op_rmsnorm;
+  be->matmul = op_matmul;
+  be->rope = op_rope;
+  be->swiglu = op_swiglu;
+  be->kv_write = op_kv_write;
+  be->attention = op_attention;
+  be->gather_rows = op_gather_rows;
+  be->add = op_add;
+  cu_graphs_install(be);
+  return be;
+}
+
+extern "C" ig_backend *ig_backend_cuda_create(int device, char *err, size_t errlen) {
+  return ig_backend_cuda_create_ex(device, IG_DT_BF16, err, errlen);
+}

@@ -1,0 +1,121 @@
+/* backend/cuda/cuda_common.h: what the CUDA backend's files share: the checking macros (file:line in every
+ * message), the backend's private state (one stream, cuBLASLt handle, per-step batch metadata in fixed device
+ * buffers, the paged KV cache, scratch) and the launchers each .cu file exports to cuda_backend.cu. */
+#ifndef IG_CUDA_COMMON_H
+#define IG_CUDA_COMMON_H
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <pthread.h>
+#include <stdio.h>
+extern "C" {
+#include "backend/backend.h"
+}
+
+/* Every CUDA/cuBLAS call goes through these: on failure they write "file:line: call: reason" into be->err and
+ * return -1 from the calling function (no exit/abort below app/). */
+#define CUDA_CHECK(be, call)                                                                                   \
+  do {                                                                                                         \
+    cudaError_t e_ = (call);                                                                                   \
+    if (e_ != cudaSuccess) {                                                                                   \
+      snprintf((be)->err, sizeof((be)->err), "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      return -1;                                                                                               \
+    }                                                                                                          \
+  } while (0)
+#define CUBLAS_CHECK(be, call)                                                                                 \
+  do {                                                                                                         \
+    cublasStatus_t s_ = (call);                                                                                \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                         \
+      snprintf((be)->err, sizeof((be)->err), "%s:%d: %s: cublas status %d", __FILE__, __LINE__, #call, (int)s_); \
+      return -1;                                                                                               \
+    }                                                                                                          \
+  } while (0)
+/* After a kernel launch: a bad configuration shows here; faults show at the next synchronizing call. */
+#define LAUNCH_CHECK(be) CUDA_CHECK(be, cudaGetLastError())
+#define FAIL(be, ...)                                                                                          \
+  do {                                                                                                         \
+    snprintf((be)->err, sizeof((be)->err), __VA_ARGS__);                                                       \
+    return -1;                                                                                                 \
+  } while (0)
+
+/* Device copy of one step's batch (set_batch). All int32, in one allocation; the pointers index into it. */
+typedef struct cu_batch {
+  int n_tokens, n_seqs, n_out, max_blocks;
+  int *tokens, *pos, *slot, *seq_start, *ctx_len, *block_table, *out_rows;
+  int *row_seq;      /* [n_tokens] sequence of each row */
+  int *dec_rows;     /* [n_dec] rows attended by the split-K kernel (sequences with short q_len) */
+  int *tiles;        /* [n_tiles * 3] (seq, first row, rows) for the tiled prefill kernel */
+  int n_dec, n_tiles;
+  int max_splits;    /* max over dec rows of ceil(keys / IG_ATTN_SPLIT_KEYS) */
+  int max_ctx;
+} cu_batch;
+
+#define IG_ATTN_SPLIT_KEYS 128 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant */
+#define IG_ATTN_TILE_Q 64      /* query rows per tile of the prefill kernel */
+#define IG_ATTN_MIN_TILE_QLEN 16 /* sequences with at least this many new rows go to the tiled kernel */
+
+struct cu_loader;
+
+typedef struct cu_impl {
+  int device;
+  int sm_count;
+  cudaStream_t st;
+  cublasLtHandle_t lt;
+  void *lt_ws;
+  void *lt_cache; /* cuda_matmul.cu's plan cache */
+  int use_gemv;
+  size_t lt_ws_size;
+  /* batch metadata: pinned host staging + device buffer, one copy per step */
+  int *meta_host, *meta_dev;
+  size_t meta_cap; /* ints */
+  cudaEvent_t meta_ev;
+  cu_batch b;
+  /* rope */
+  float *inv_freq; /* device [rot_dim/2] */
+  int rot_dim, head_dim_rope;
+  float attn_factor;
+  /* KV cache: per layer K then V, each [n_blocks][n_kv_heads][block_size][head_dim] of act dtype */
+  ig_kv_config kv;
+  void *kv_mem;
+  size_t kv_layer_elems; /* elements of K (or V) of one layer */
+  /* scratch */
+  void *scratch;
+  size_t scratch_size;
+  void *scratch2;
+  size_t scratch2_size;
+  void *dl; /* download conversion buffer */
+  size_t dl_size;
+  /* weight loading */
+  struct cu_loader *loader;
+  /* CUDA graphs */
+  int capturing, replaying;
+  int capture_key;
+  int cur_graph;
+  struct cu_graph_ent *graphs;
+  int n_graphs;
+} cu_impl;
+
+static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
+
+/* Grows a scratch buffer (not while capturing a graph). */
+int cu_scratch(ig_backend *be, void **buf, size_t *cap, size_t need);
+
+/* Launchers (stream-ordered on impl->st). Each returns 0 or -1 with be->err filled. */
+int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table);
+int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *w, float eps);
+int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads);
+int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
+int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v);
+int cu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x);
+int cu_add(ig_backend *be, ig_tensor *x, const ig_tensor *y);
+int cu_convert(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, int64_t n);
+int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p);
+int cu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias);
+void cu_matmul_release(ig_backend *be);
+/* cuda_graph.cu: the optional graph ops */
+void cu_graphs_install(ig_backend *be);
+void cu_graphs_release(ig_backend *be);
+void cu_graph_abort(ig_backend *be);
+
+#endif

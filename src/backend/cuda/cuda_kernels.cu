@@ -1,0 +1,304 @@
+/* backend/cuda/cuda_kernels.cu: the memory-bound ops of the CUDA backend: embedding lookup, RMSNorm fused
+ * with the residual add, rotary embedding, SwiGLU, KV-cache write into paged blocks, row gather, add and
+ * dtype conversion. Each kernel is preceded by what it computes and how the work is split; its launcher
+ * follows it. All run on the backend's one stream; batch metadata comes from the device copy (set_batch). */
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_dtype.cuh"
+
+/* 8 bf16 <-> 8 floats through one 16-byte access. */
+__device__ __forceinline__ void unpack8(uint4 v, float *f) {
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x, f[2 * i + 1] = t.y;
+  }
+}
+__device__ __forceinline__ uint4 pack8(const float *f) {
+  uint4 v;
+  __nv_bfloat162 *h = (__nv_bfloat162 *)&v;
+#pragma unroll
+  for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  return v;
+}
+
+/* ---- embedding --------------------------------------------------------------------------------------- */
+/* out[i, :] = table[tokens[i], :]. One block per token row, threads stride over the width. */
+__global__ void embed_kernel(void *out, int odt, const void *table, int tdt, const int *tokens, int H, int vocab) {
+  int i = blockIdx.x;
+  int tok = tokens[i];
+  if (tok < 0 || tok >= vocab) tok = 0; /* the model validates ids; never read out of bounds */
+  for (int j = threadIdx.x; j < H; j += blockDim.x)
+    stf(out, odt, (long long)i * H + j, ldf(table, tdt, (long long)tok * H + j));
+}
+
+int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table) {
+  cu_impl *c = CU(be);
+  int n = c->b.n_tokens;
+  if (out->rows < n || out->cols != table->cols) FAIL(be, "cuda embed: shape mismatch");
+  if (n == 0) return 0;
+  embed_kernel<<<n, 256, 0, c->st>>>(out->data, out->dtype, table->data, table->dtype, c->b.tokens, (int)table->cols,
+                                     (int)table->rows);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- RMSNorm with the residual add ------------------------------------------------------------------- */
+/* For each row r of width W: if res, x[r] += res[r] (stored, rounded to x's dtype); out[r] = x[r] * rsqrt(mean
+ * (x[r]^2) + eps) * w. One block per row; the sum of squares is reduced over warps through shared memory. */
+__global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void *res, int rdt, const void *w, int wdt,
+                               int W, float eps) {
+  long long base = (long long)blockIdx.x * W;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < W; j += blockDim.x) {
+    float v = ldf(x, xdt, base + j);
+    if (res) {
+      v = roundf_dt(xdt, v + ldf(res, rdt, base + j));
+      stf(x, xdt, base + j, v);
+    }
+    ss += v * v;
+  }
+  __shared__ float red[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) red[0] = t;
+  }
+  __syncthreads();
+  float scale = rsqrtf(red[0] / (float)W + eps);
+  for (int j = threadIdx.x; j < W; j += blockDim.x)
+    stf(out, odt, base + j, ldf(x, xdt, base + j) * scale * ldf(w, wdt, j));
+}
+
+/* The same for bf16 x/res/out/w with W % 8 == 0: 16-byte accesses (what prefill and decode use). */
+__global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, const uint4 *w, int W8, float eps) {
+  long long base = (long long)blockIdx.x * W8;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
+    float v[8];
+    unpack8(x[base + j], v);
+    if (res) {
+      float r[8];
+      unpack8(res[base + j], r);
+#pragma unroll
+      for (int e = 0; e < 8; e++) v[e] += r[e];
+      uint4 pk = pack8(v);
+      x[base + j] = pk;
+      unpack8(pk, v); /* continue with the rounded sum, as stored */
+    }
+#pragma unroll
+    for (int e = 0; e < 8; e++) ss += v[e] * v[e];
+  }
+  __shared__ float red[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) red[0] = t;
+  }
+  __syncthreads();
+  float scale = rsqrtf(red[0] / (float)(W8 * 8) + eps);
+  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
+    float v[8], ww[8];
+    unpack8(x[base + j], v);
+    unpack8(w[j], ww);
+#pragma unroll
+    for (int e = 0; e < 8; e++) v[e] = v[e] * scale * ww[e];
+    out[base + j] = pack8(v);
+  }
+}
+
+int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *w, float eps) {
+  cu_impl *c = CU(be);
+  int64_t W = w->cols * w->rows; /* a norm weight is [1, W] (or [W, 1]) */
+  int64_t numel = ig_tensor_numel(x);
+  if (W <= 0 || numel % W) FAIL(be, "cuda rmsnorm: x width %lld is not a multiple of w %lld", (long long)x->cols, (long long)W);
+  if (ig_tensor_numel(out) < numel) FAIL(be, "cuda rmsnorm: out too small");
+  if (res && ig_tensor_numel(res) < numel) FAIL(be, "cuda rmsnorm: residual too small");
+  int64_t rows = numel / W;
+  if (rows == 0) return 0;
+  int bf = x->dtype == IG_DT_BF16 && out->dtype == IG_DT_BF16 && w->dtype == IG_DT_BF16 && (!res || res->dtype == IG_DT_BF16);
+  if (bf && W % 8 == 0) {
+    int W8 = (int)(W / 8);
+    int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32);
+    rmsnorm_bf16_kernel<<<(unsigned)rows, threads, 0, c->st>>>((uint4 *)out->data, (uint4 *)x->data,
+                                                                res ? (const uint4 *)res->data : NULL, (const uint4 *)w->data, W8, eps);
+    LAUNCH_CHECK(be);
+    return 0;
+  }
+  int threads = W >= 1024 ? 1024 : (W >= 256 ? 256 : (W >= 64 ? 64 : 32));
+  rmsnorm_kernel<<<(unsigned)rows, threads, 0, c->st>>>(out->data, out->dtype, x->data, x->dtype, res ? res->data : NULL,
+                                                        res ? res->dtype : 0, w->data, w->dtype, (int)W, eps);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- rotary embedding -------------------------------------------------------------------------------- */
+/* In place on q [n, nh*hd] and k [n, nkv*hd]: for token i at position p and pair j < rot/2 of each head,
+ * angle = p * inv_freq[j] (f32, as transformers computes it), (x_j, x_{j+rot/2}) rotated by it, cos and sin
+ * scaled by attn_factor. One block per token; threads over (head, pair) of q then k. */
+__global__ void rope_kernel(void *q, int qdt, void *k, int kdt, const int *pos, const float *inv_freq, int nh, int nkv,
+                            int hd, int rot, float attn_factor) {
+  int i = blockIdx.x;
+  float p = (float)pos[i];
+  int half = rot / 2;
+  int total = (nh + nkv) * half;
+  for (int t = threadIdx.x; t < total; t += blockDim.x) {
+    int h = t / half, j = t % half;
+    void *base;
+    int dt;
+    long long off;
+    if (h < nh) {
+      base = q, dt = qdt, off = (long long)i * nh * hd + (long long)h * hd;
+    } else {
+      base = k, dt = kdt, off = (long long)i * nkv * hd + (long long)(h - nh) * hd;
+    }
+    float s, co;
+    sincosf(p * inv_freq[j], &s, &co);
+    s *= attn_factor, co *= attn_factor;
+    float x1 = ldf(base, dt, off + j), x2 = ldf(base, dt, off + j + half);
+    stf(base, dt, off + j, x1 * co - x2 * s);
+    stf(base, dt, off + j + half, x2 * co + x1 * s);
+  }
+}
+
+int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads) {
+  cu_impl *c = CU(be);
+  int n = c->b.n_tokens;
+  if (!c->inv_freq) FAIL(be, "cuda rope: set_rope was not called");
+  int hd = c->head_dim_rope;
+  if (q->cols != (int64_t)n_heads * hd || (k && k->cols != (int64_t)n_kv_heads * hd))
+    FAIL(be, "cuda rope: q/k widths do not match heads * head_dim %d", hd);
+  if (n == 0) return 0;
+  int work = (n_heads + (k ? n_kv_heads : 0)) * (c->rot_dim / 2);
+  int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
+  rope_kernel<<<n, threads, 0, c->st>>>(q->data, q->dtype, k ? k->data : NULL, k ? k->dtype : 0, c->b.pos, c->inv_freq,
+                                        n_heads, k ? n_kv_heads : 0, hd, c->rot_dim, c->attn_factor);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- SwiGLU ------------------------------------------------------------------------------------------ */
+/* out = silu(gate) * up, elementwise over n*I; grid-stride loop. */
+__global__ void swiglu_kernel(void *out, int odt, const void *g, int gdt, const void *u, int udt, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float a = ldf(g, gdt, i);
+    stf(out, odt, i, a / (1.f + expf(-a)) * ldf(u, udt, i));
+  }
+}
+
+__global__ void swiglu_bf16_kernel(uint4 *out, const uint4 *g, const uint4 *u, long long n8) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8; i += (long long)gridDim.x * blockDim.x) {
+    float a[8], b[8];
+    unpack8(g[i], a);
+    unpack8(u[i], b);
+#pragma unroll
+    for (int e = 0; e < 8; e++) a[e] = a[e] / (1.f + expf(-a[e])) * b[e];
+    out[i] = pack8(a);
+  }
+}
+
+static unsigned grid_for(long long n, int threads) {
+  long long b = (n + threads - 1) / threads;
+  return (unsigned)(b > 65535 * 8 ? 65535 * 8 : (b < 1 ? 1 : b));
+}
+
+int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
+  cu_impl *c = CU(be);
+  long long n = ig_tensor_numel(gate);
+  if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) FAIL(be, "cuda swiglu: shape mismatch");
+  if (n == 0) return 0;
+  if (out->dtype == IG_DT_BF16 && gate->dtype == IG_DT_BF16 && up->dtype == IG_DT_BF16 && n % 8 == 0) {
+    swiglu_bf16_kernel<<<grid_for(n / 8, 256), 256, 0, c->st>>>((uint4 *)out->data, (const uint4 *)gate->data,
+                                                               (const uint4 *)up->data, n / 8);
+    LAUNCH_CHECK(be);
+    return 0;
+  }
+  swiglu_kernel<<<grid_for(n, 256), 256, 0, c->st>>>(out->data, out->dtype, gate->data, gate->dtype, up->data, up->dtype, n);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- KV-cache write ---------------------------------------------------------------------------------- */
+/* Cache layout per layer: K then V, each [n_blocks][n_kv_heads][block_size][head_dim]. Token i goes to block
+ * slot[i] / bs, offset slot[i] % bs (slot < 0: padding, skipped). One block per token, threads over kvh*hd. */
+__global__ void kv_write_kernel(void *kc, void *vc, int cdt, const void *k, int kdt, const void *v, int vdt,
+                                const int *slot, int nkv, int hd, int bs) {
+  int i = blockIdx.x;
+  int s = slot[i];
+  if (s < 0) return;
+  long long blk = s / bs, off = s % bs;
+  int W = nkv * hd;
+  for (int t = threadIdx.x; t < W; t += blockDim.x) {
+    int h = t / hd, d = t % hd;
+    long long dst = ((blk * nkv + h) * bs + off) * hd + d;
+    stf(kc, cdt, dst, ldf(k, kdt, (long long)i * W + t));
+    stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t));
+  }
+}
+
+int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v) {
+  cu_impl *c = CU(be);
+  if (!c->kv_mem) FAIL(be, "cuda kv_write: kv_init was not called");
+  if (layer < 0 || layer >= c->kv.n_layers) FAIL(be, "cuda kv_write: bad layer %d", layer);
+  int W = c->kv.n_kv_heads * c->kv.head_dim;
+  if (k->cols != W || v->cols != W) FAIL(be, "cuda kv_write: width %lld != n_kv_heads*head_dim %d", (long long)k->cols, W);
+  int n = c->b.n_tokens;
+  if (n == 0) return 0;
+  size_t es = ig_dtype_size(be->act_dtype);
+  char *kc = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
+  char *vc = kc + c->kv_layer_elems * es;
+  kv_write_kernel<<<n, W >= 256 ? 256 : 128, 0, c->st>>>(kc, vc, be->act_dtype, k->data, k->dtype, v->data, v->dtype, c->b.slot,
+                                                         c->kv.n_kv_heads, c->kv.head_dim, c->kv.block_size);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- gather rows, add, convert ----------------------------------------------------------------------- */
+/* out[j, :] = x[rows[j], :]; one block per output row. */
+__global__ void gather_kernel(void *out, int odt, const void *x, int xdt, const int *rows, int H) {
+  int j = blockIdx.x;
+  long long r = rows[j];
+  for (int t = threadIdx.x; t < H; t += blockDim.x) stf(out, odt, (long long)j * H + t, ldf(x, xdt, r * H + t));
+}
+
+int cu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x) {
+  cu_impl *c = CU(be);
+  int n = c->b.n_out;
+  if (out->cols != x->cols || out->rows < n) FAIL(be, "cuda gather_rows: shape mismatch");
+  if (n == 0) return 0;
+  gather_kernel<<<n, 256, 0, c->st>>>(out->data, out->dtype, x->data, x->dtype, c->b.out_rows, (int)x->cols);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* x += y elementwise; also dtype conversion (dst = src). Grid-stride loops. */
+__global__ void add_kernel(void *x, int xdt, const void *y, int ydt, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    stf(x, xdt, i, ldf(x, xdt, i) + ldf(y, ydt, i));
+}
+__global__ void convert_kernel(void *d, int ddt, const void *s, int sdt, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    stf(d, ddt, i, ldf(s, sdt, i));
+}
+
+int cu_add(ig_backend *be, ig_tensor *x, const ig_tensor *y) {
+  long long n = ig_tensor_numel(x);
+  if (ig_tensor_numel(y) != n) FAIL(be, "cuda add: shape mismatch");
+  if (n == 0) return 0;
+  add_kernel<<<grid_for(n, 256), 256, 0, CU(be)->st>>>(x->data, x->dtype, y->data, y->dtype, n);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+int cu_convert(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, int64_t n) {
+  if (n == 0) return 0;
+  convert_kernel<<<grid_for(n, 256), 256, 0, CU(be)->st>>>(dst, ddt, src, sdt, n);
+  LAUNCH_CHECK(be);
+  return 0;
+}

@@ -1,0 +1,204 @@
+/* backend/cuda/cuda_matmul.cu: out[m, O] = x[m, I] @ W[O, I]^T (+ bias) through cuBLASLt (bf16 or f16 in, f32
+ * accumulate; pure f32 in the f32 mode), with the plans (descriptors + heuristic algorithm) cached per shape so
+ * a decode step costs no planning; and a GEMV kernel of our own for m <= 8 bf16 rows (decode), which streams
+ * the weight once with 16-byte loads. IGNIS_CUDA_GEMV=0 in the environment turns the GEMV off. */
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_dtype.cuh"
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- GEMV for small m -------------------------------------------------------------------------------- */
+/* One warp per output feature o: lanes stride over W[o, :] in 16-byte chunks (8 bf16, loaded once, not kept in
+ * L1), multiply with each of the M input rows (read through the read-only cache: they are small and shared by
+ * every warp), then reduce over the warp. 8 warps per block. Needs I % 8 == 0. */
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+__device__ __forceinline__ void bf16x8(uint4 v, float *f) {
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x, f[2 * i + 1] = t.y;
+  }
+}
+
+template <int M>
+__global__ void __launch_bounds__(256) gemv_bf16_kernel(const __nv_bfloat16 *__restrict__ W, const __nv_bfloat16 *__restrict__ x,
+                                                        void *out, int odt, const void *bias, int bdt, int O, int I) {
+  int o = blockIdx.x * 8 + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  if (o >= O) return;
+  const uint4 *wr = (const uint4 *)(W + (size_t)o * I);
+  const uint4 *xr = (const uint4 *)x;
+  int nc = I / 8;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = 0.f;
+#pragma unroll 4
+  for (int c = lane; c < nc; c += 32) {
+    float wf[8], xf[8];
+    bf16x8(ld_stream(wr + c), wf);
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      bf16x8(__ldg(xr + (size_t)m * nc + c), xf);
+#pragma unroll
+      for (int e = 0; e < 8; e++) acc[m] += wf[e] * xf[e];
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
+  if (lane == 0) {
+    float b = bias ? ldf(bias, bdt, o) : 0.f;
+#pragma unroll
+    for (int m = 0; m < M; m++) stf(out, odt, (long long)m * O + o, acc[m] + b);
+  }
+}
+
+static int gemv(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias, int m) {
+  int O = (int)w->rows, I = (int)w->cols;
+  dim3 grid((O + 7) / 8);
+  const __nv_bfloat16 *W = (const __nv_bfloat16 *)w->data, *X = (const __nv_bfloat16 *)x->data;
+  const void *bp = bias ? bias->data : NULL;
+  int bdt = bias ? bias->dtype : 0;
+  cudaStream_t st = CU(be)->st;
+  switch (m) {
+#define G(M) case M: gemv_bf16_kernel<M><<<grid, 256, 0, st>>>(W, X, out->data, out->dtype, bp, bdt, O, I); break;
+    G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
+#undef G
+  }
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- cuBLASLt plans ---------------------------------------------------------------------------------- */
+typedef struct lt_plan {
+  int used;
+  int64_t m, O, I;
+  int xdt, wdt, odt, bdt; /* bdt = -1: no bias */
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t a, b, c;
+  cublasLtMatmulAlgo_t algo;
+} lt_plan;
+
+#define LT_PLANS 512 /* open-addressed table; a model has a few dozen shapes per batch size */
+typedef struct lt_cache {
+  lt_plan p[LT_PLANS];
+} lt_cache;
+
+static cudaDataType_t cuda_dt(int dt) {
+  return dt == IG_DT_BF16 ? CUDA_R_16BF : (dt == IG_DT_F16 ? CUDA_R_16F : CUDA_R_32F);
+}
+
+void cu_matmul_release(ig_backend *be) {
+  lt_cache *lc = (lt_cache *)CU(be)->lt_cache;
+  if (!lc) return;
+  for (int i = 0; i < LT_PLANS; i++) {
+    lt_plan *p = &lc->p[i];
+    if (!p->used) continue;
+    cublasLtMatrixLayoutDestroy(p->a);
+    cublasLtMatrixLayoutDestroy(p->b);
+    cublasLtMatrixLayoutDestroy(p->c);
+    cublasLtMatmulDescDestroy(p->desc);
+  }
+  free(lc);
+  CU(be)->lt_cache = NULL;
+}
+
+/* Finds or builds the plan for one shape. Row-major out[m,O] = x[m,I] W[O,I]^T is, column-major,
+ * out^T[O,m] = op_T(W as [I,O]) * x^T[I,m]: A = W (transposed), B = x, C = D = out. */
+static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int64_t I, int xdt, int wdt, int odt, int bdt) {
+  cu_impl *c = CU(be);
+  if (!c->lt_cache) {
+    c->lt_cache = calloc(1, sizeof(lt_cache));
+    if (!c->lt_cache) FAIL(be, "cuda matmul: out of host memory");
+  }
+  lt_cache *lc = (lt_cache *)c->lt_cache;
+  uint64_t h = (uint64_t)m * 1000003u ^ (uint64_t)O * 10007u ^ (uint64_t)I * 131u ^ (uint64_t)(xdt * 64 + wdt * 16 + odt * 4 + bdt + 1);
+  for (int probe = 0; probe < LT_PLANS; probe++) {
+    lt_plan *p = &lc->p[(h + probe) % LT_PLANS];
+    if (p->used && p->m == m && p->O == O && p->I == I && p->xdt == xdt && p->wdt == wdt && p->odt == odt && p->bdt == bdt) {
+      *outp = p;
+      return 0;
+    }
+    if (p->used) continue;
+    CUBLAS_CHECK(be, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (bdt >= 0) {
+      cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+      cudaDataType_t bt = cuda_dt(bdt);
+      CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+      CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->a, cuda_dt(wdt), I, O, I));
+    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->b, cuda_dt(xdt), I, m, I));
+    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->c, cuda_dt(odt), O, m, O));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(be, cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(be, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
+                                                          sizeof c->lt_ws_size));
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (s != CUBLAS_STATUS_SUCCESS || nres == 0) {
+      cublasLtMatrixLayoutDestroy(p->a);
+      cublasLtMatrixLayoutDestroy(p->b);
+      cublasLtMatrixLayoutDestroy(p->c);
+      cublasLtMatmulDescDestroy(p->desc);
+      FAIL(be, "cuda matmul: cuBLASLt has no algorithm for m=%lld O=%lld I=%lld (%s x %s -> %s), status %d", (long long)m,
+           (long long)O, (long long)I, ig_dtype_name((ig_dtype)xdt), ig_dtype_name((ig_dtype)wdt),
+           ig_dtype_name((ig_dtype)odt), (int)s);
+    }
+    p->algo = res.algo;
+    p->m = m, p->O = O, p->I = I, p->xdt = xdt, p->wdt = wdt, p->odt = odt, p->bdt = bdt;
+    p->used = 1;
+    *outp = p;
+    return 0;
+  }
+  FAIL(be, "cuda matmul: plan cache full");
+}
+
+static int lt_matmul(ig_backend *be, void *out, int odt, const void *x, int xdt, const void *w, int wdt, const void *bias,
+                     int bdt, int64_t m, int64_t O, int64_t I) {
+  cu_impl *c = CU(be);
+  lt_plan *p;
+  if (lt_plan_get(be, &p, m, O, I, xdt, wdt, odt, bias ? bdt : -1)) return -1;
+  if (bias) CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(be, cublasLtMatmul(c->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &p->algo, c->lt_ws,
+                                  c->lt_ws_size, c->st));
+  return 0;
+}
+
+int cu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias) {
+  cu_impl *c = CU(be);
+  int64_t m = x->rows, O = w->rows, I = w->cols;
+  if (x->cols != I) FAIL(be, "cuda matmul: x has %lld columns, W has %lld", (long long)x->cols, (long long)I);
+  if (out->cols != O || out->rows < m) FAIL(be, "cuda matmul: out is [%lld, %lld], want [%lld, %lld]", (long long)out->rows,
+                                            (long long)out->cols, (long long)m, (long long)O);
+  if (bias && ig_tensor_numel(bias) != O) FAIL(be, "cuda matmul: bias has %lld elements, want %lld", (long long)ig_tensor_numel(bias), (long long)O);
+  if (m == 0) return 0;
+  if (w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m <= 8 && I % 8 == 0 && c->use_gemv)
+    return gemv(be, out, x, w, bias, (int)m);
+  if (w->dtype == x->dtype)
+    return lt_matmul(be, out->data, out->dtype, x->data, x->dtype, w->data, w->dtype, bias ? bias->data : NULL,
+                     bias ? bias->dtype : 0, m, O, I);
+  if (w->dtype == IG_DT_F16 && x->dtype == IG_DT_BF16) {
+    /* f16 checkpoint under bf16 activations: x -> f16, f16 GEMM with f32 output, then -> out's dtype. */
+    size_t need = (size_t)m * I * 2 + (size_t)m * O * 4;
+    if (cu_scratch(be, &c->scratch2, &c->scratch2_size, need)) return -1;
+    void *xh = c->scratch2, *of = (char *)c->scratch2 + (size_t)m * I * 2;
+    if (cu_convert(be, xh, IG_DT_F16, x->data, x->dtype, m * I)) return -1;
+    if (lt_matmul(be, of, IG_DT_F32, xh, IG_DT_F16, w->data, IG_DT_F16, bias ? bias->data : NULL, bias ? bias->dtype : 0, m, O, I))
+      return -1;
+    return cu_convert(be, out->data, out->dtype, of, IG_DT_F32, m * O);
+  }
+  FAIL(be, "cuda matmul: unsupported dtypes x %s, W %s", ig_dtype_name(x->dtype), ig_dtype_name(w->dtype));
+}

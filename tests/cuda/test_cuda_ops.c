@@ -1,0 +1,415 @@
+/* tests/cuda/test_cuda_ops.c: each CUDA backend op against the CPU backend (the reference), on fresh random
+ * inputs at several sizes (odd ones included), in both activation modes (bf16 and f32). Reports the relative
+ * L2 error ||gpu - cpu|| / ||cpu|| per case; outputs are poisoned first so unwritten elements show.
+ * Exits 77 (ctest SKIP) when no GPU is present. */
+#include "backend/backend.h"
+#include "test.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ig_backend *cpu, *gpu;
+static double tol; /* relative L2 tolerance of the current mode */
+static uint64_t rng = 88172645463325252ull;
+static double worst;
+
+static float frand(void) { /* uniform in [-1, 1) */
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+}
+static int irand(int n) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (int)((rng >> 33) % (uint64_t)n);
+}
+static uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+/* Random values, rounded to what the GPU's activation dtype holds, so both sides start from the same input. */
+static float *rnd(int64_t n, float scale) {
+  float *v = malloc((size_t)n * sizeof(float));
+  for (int64_t i = 0; i < n; i++) {
+    v[i] = frand() * scale;
+    if (gpu->act_dtype == IG_DT_BF16) v[i] = from_bf16(to_bf16(v[i]));
+  }
+  return v;
+}
+
+typedef struct pair {
+  ig_tensor c, g;
+} pair;
+
+static void act(pair *p, int64_t rows, int64_t cols, const float *init) {
+  CHECK(cpu->alloc(cpu, &p->c, cpu->act_dtype, rows, cols) == 0);
+  CHECK(gpu->alloc(gpu, &p->g, gpu->act_dtype, rows, cols) == 0);
+  float *tmp = NULL;
+  if (!init) { /* poison: NaN everywhere, so an element the op fails to write shows in the error */
+    tmp = malloc((size_t)(rows * cols > 0 ? rows * cols : 1) * sizeof(float));
+    for (int64_t i = 0; i < rows * cols; i++) tmp[i] = NAN;
+    init = tmp;
+  }
+  CHECK(cpu->upload(cpu, &p->c, init, IG_DT_F32) == 0);
+  CHECK(gpu->upload(gpu, &p->g, init, IG_DT_F32) == 0);
+  free(tmp);
+}
+/* A weight given to both backends as bf16 (or f16 / f32) host data. */
+static void *wbuf;
+static void *keeps[4096]; /* weights' host data, freed at exit */
+static int n_keeps;
+static void weight(pair *p, int64_t rows, int64_t cols, ig_dtype dt, float scale) {
+  int64_t n = rows * cols;
+  wbuf = realloc(wbuf, (size_t)n * 4);
+  for (int64_t i = 0; i < n; i++) {
+    float v = frand() * scale;
+    if (dt == IG_DT_BF16) ((uint16_t *)wbuf)[i] = to_bf16(v);
+    else ((float *)wbuf)[i] = v;
+  }
+  /* both backends read the host data lazily: keep one buffer per weight alive */
+  void *keep = malloc((size_t)n * 4);
+  memcpy(keep, wbuf, (size_t)n * 4);
+  CHECK(cpu->weight(cpu, &p->c, keep, dt, rows, cols) == 0);
+  CHECK(gpu->weight(gpu, &p->g, keep, dt, rows, cols) == 0);
+  CHECK(gpu->sync(gpu) == 0);
+  if (n_keeps < 4096) keeps[n_keeps++] = keep;
+  else free(keep); /* not reached by these tests */
+}
+static void drop(pair *p) {
+  cpu->free(cpu, &p->c);
+  gpu->free(gpu, &p->g);
+}
+static double compare(const char *what, pair *p, int64_t rows) {
+  int64_t n = rows * p->c.cols;
+  float *a = malloc((size_t)ig_tensor_numel(&p->c) * 4), *b = malloc((size_t)ig_tensor_numel(&p->g) * 4);
+  CHECK(cpu->download_f32(cpu, &p->c, a) == 0);
+  int rc = gpu->download_f32(gpu, &p->g, b);
+  CHECK_MSG(rc == 0, "%s: %s", what, gpu->err);
+  double num = 0, den = 0;
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (!isfinite(b[i]) || !isfinite(a[i])) bad++;
+    double d = (double)b[i] - a[i];
+    num += d * d, den += (double)a[i] * a[i];
+  }
+  double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+  if (bad) rel = INFINITY;
+  if (rel > worst) worst = rel;
+  CHECK_MSG(rel <= tol, "%s: rel L2 %.3g > %.3g (%d non-finite)", what, rel, tol, bad);
+  printf("  %-58s rel %.2e\n", what, rel);
+  free(a), free(b);
+  return rel;
+}
+
+/* ---- batches ---------------------------------------------------------------------------------------- */
+typedef struct seqspec {
+  int ctx, q;
+} seqspec;
+typedef struct hb { /* host batch storage */
+  ig_batch b;
+  int32_t *tokens, *pos, *slot, *seq_start, *ctx_len, *bt, *out_rows;
+} hb;
+static void hb_free(hb *h) {
+  free(h->tokens), free(h->pos), free(h->slot), free(h->seq_start), free(h->ctx_len), free(h->out_rows);
+}
+/* Sequences with the given (ctx, q) over block table bt (max_blocks per row); `full` = all ctx positions. */
+static void make_batch(hb *h, const seqspec *ss, int ns, int32_t *bt, int mb, int bs, int full, int vocab) {
+  int n = 0;
+  for (int s = 0; s < ns; s++) n += full ? ss[s].ctx : ss[s].q;
+  h->tokens = malloc(n * 4 + 4), h->pos = malloc(n * 4 + 4), h->slot = malloc(n * 4 + 4);
+  h->seq_start = malloc((ns + 1) * 4), h->ctx_len = malloc(ns * 4 + 4), h->out_rows = malloc(n * 4 + 4);
+  int r = 0;
+  for (int s = 0; s < ns; s++) {
+    h->seq_start[s] = r;
+    int q = full ? ss[s].ctx : ss[s].q;
+    h->ctx_len[s] = ss[s].ctx;
+    for (int i = 0; i < q; i++, r++) {
+      int p = ss[s].ctx - q + i;
+      h->tokens[r] = irand(vocab);
+      h->pos[r] = p;
+      h->slot[r] = bt[s * mb + p / bs] * bs + p % bs;
+      h->out_rows[r] = r;
+    }
+  }
+  h->seq_start[ns] = n;
+  h->b = (ig_batch){.n_tokens = n, .tokens = h->tokens, .pos = h->pos, .slot = h->slot, .n_seqs = ns,
+                    .seq_start = h->seq_start, .ctx_len = h->ctx_len, .max_blocks = mb, .block_table = bt,
+                    .n_out = n, .out_rows = h->out_rows};
+}
+static void set_batch_both(const ig_batch *b) {
+  CHECK_MSG(cpu->set_batch(cpu, b) == 0, "%s", cpu->err);
+  CHECK_MSG(gpu->set_batch(gpu, b) == 0, "%s", gpu->err);
+}
+
+/* A batch of n one-token sequences (row i at position pos[i], context pos[i]+1), no KV blocks: what the ops
+ * other than kv_write/attention read (tokens, positions, out_rows). NULL arrays default to zeros / all rows. */
+static void simple_batch(int n, const int32_t *pos, const int32_t *tokens, int n_out, const int32_t *out_rows) {
+  static int32_t tk[8192], ps[8192], sl[8192], ss[8193], cl[8192], orow[8192];
+  for (int i = 0; i < n; i++) {
+    tk[i] = tokens ? tokens[i] : 0;
+    ps[i] = pos ? pos[i] : 0;
+    sl[i] = -1;
+    ss[i] = i;
+    cl[i] = ps[i] + 1;
+  }
+  ss[n] = n;
+  for (int j = 0; j < n_out; j++) orow[j] = out_rows[j];
+  ig_batch b = {.n_tokens = n, .tokens = tk, .pos = ps, .slot = sl, .n_seqs = n, .seq_start = ss, .ctx_len = cl,
+                .max_blocks = 0, .block_table = NULL, .n_out = n_out, .out_rows = orow};
+  set_batch_both(&b);
+}
+
+/* ---- op tests --------------------------------------------------------------------------------------- */
+static void test_matmul(void) {
+  static const int cases[][3] = {{1, 64, 96}, {1, 4096, 1000}, {3, 136, 72}, {5, 520, 333}, {8, 256, 128},
+                                 {9, 264, 520}, {17, 256, 1000}, {64, 1024, 768}, {130, 96, 40}};
+  for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
+    int m = cases[ci][0], I = cases[ci][1], O = cases[ci][2];
+    for (int variant = 0; variant < 3; variant++) {
+      ig_dtype wdt = variant == 2 ? IG_DT_F32 : IG_DT_BF16;
+      int use_bias = variant == 1;
+      pair x, w, b, out;
+      float *xv = rnd((int64_t)m * I, 1.f);
+      act(&x, m, I, xv);
+      weight(&w, O, I, wdt, 0.05f);
+      if (use_bias) weight(&b, 1, O, wdt, 0.5f);
+      act(&out, m, O, NULL);
+      simple_batch(m, NULL, NULL, 0, NULL);
+      CHECK(cpu->matmul(cpu, &out.c, &x.c, &w.c, use_bias ? &b.c : NULL) == 0);
+      int rc = gpu->matmul(gpu, &out.g, &x.g, &w.g, use_bias ? &b.g : NULL);
+      CHECK_MSG(rc == 0, "%s", gpu->err);
+      char name[96];
+      snprintf(name, sizeof name, "matmul m=%d I=%d O=%d w=%s%s", m, I, O, ig_dtype_name(wdt), use_bias ? " +bias" : "");
+      compare(name, &out, m);
+      drop(&x), drop(&w), drop(&out);
+      if (use_bias) drop(&b);
+      free(xv);
+    }
+  }
+}
+
+static void test_rmsnorm(void) {
+  static const int cases[][2] = {{1, 64}, {5, 100}, {33, 4096}, {2, 5120}, {7, 8}};
+  for (int ci = 0; ci < 5; ci++) {
+    int n = cases[ci][0], W = cases[ci][1];
+    for (int with_res = 0; with_res < 2; with_res++) {
+      pair x, r, w, out;
+      float *xv = rnd((int64_t)n * W, 2.f), *rv = rnd((int64_t)n * W, 1.f);
+      act(&x, n, W, xv), act(&r, n, W, rv), act(&out, n, W, NULL);
+      weight(&w, 1, W, IG_DT_BF16, 1.f);
+      CHECK(cpu->rmsnorm(cpu, &out.c, &x.c, with_res ? &r.c : NULL, &w.c, 1e-5f) == 0);
+      CHECK_MSG(gpu->rmsnorm(gpu, &out.g, &x.g, with_res ? &r.g : NULL, &w.g, 1e-5f) == 0, "%s", gpu->err);
+      char name[96];
+      snprintf(name, sizeof name, "rmsnorm n=%d W=%d%s", n, W, with_res ? " +residual (out)" : "");
+      compare(name, &out, n);
+      if (with_res) {
+        snprintf(name, sizeof name, "rmsnorm n=%d W=%d +residual (x updated)", n, W);
+        compare(name, &x, n);
+      }
+      drop(&x), drop(&r), drop(&w), drop(&out);
+      free(xv), free(rv);
+    }
+  }
+  /* q/k norm: x [n, heads*hd] normalised per head with w [1, hd] */
+  pair x, w, out;
+  int n = 3, heads = 5, hd = 64;
+  float *xv = rnd((int64_t)n * heads * hd, 1.f);
+  act(&x, n, heads * hd, xv), act(&out, n, heads * hd, NULL);
+  weight(&w, 1, hd, IG_DT_BF16, 1.f);
+  ig_tensor xc = x.c, xg = x.g, oc = out.c, og = out.g;
+  xc.rows = xg.rows = oc.rows = og.rows = n * heads;
+  xc.cols = xg.cols = oc.cols = og.cols = hd;
+  CHECK(cpu->rmsnorm(cpu, &oc, &xc, NULL, &w.c, 1e-6f) == 0);
+  CHECK_MSG(gpu->rmsnorm(gpu, &og, &xg, NULL, &w.g, 1e-6f) == 0, "%s", gpu->err);
+  compare("rmsnorm per head (q/k norm) n=3 heads=5 hd=64", &out, n);
+  drop(&x), drop(&w), drop(&out);
+  free(xv);
+}
+
+static void test_rope(void) {
+  static const int cases[][4] = {{1, 8, 2, 64}, {13, 32, 8, 128}, {5, 4, 4, 8}, {70, 6, 3, 256}};
+  for (int ci = 0; ci < 4; ci++) {
+    int n = cases[ci][0], nh = cases[ci][1], nkv = cases[ci][2], hd = cases[ci][3];
+    float inv[128];
+    for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
+    for (int af = 0; af < 2; af++) {
+      ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = af ? 1.3f : 1.f};
+      CHECK(cpu->set_rope(cpu, &r) == 0);
+      CHECK_MSG(gpu->set_rope(gpu, &r) == 0, "%s", gpu->err);
+      int32_t *pos = malloc(n * 4);
+      for (int i = 0; i < n; i++) pos[i] = irand(8192);
+      simple_batch(n, pos, NULL, 0, NULL);
+      pair q, k;
+      float *qv = rnd((int64_t)n * nh * hd, 1.f), *kv = rnd((int64_t)n * nkv * hd, 1.f);
+      act(&q, n, nh * hd, qv), act(&k, n, nkv * hd, kv);
+      CHECK(cpu->rope(cpu, &q.c, &k.c, nh, nkv) == 0);
+      CHECK_MSG(gpu->rope(gpu, &q.g, &k.g, nh, nkv) == 0, "%s", gpu->err);
+      char name[96];
+      snprintf(name, sizeof name, "rope q n=%d nh=%d hd=%d attn_factor=%.1f", n, nh, hd, r.attn_factor);
+      compare(name, &q, n);
+      snprintf(name, sizeof name, "rope k n=%d nkv=%d hd=%d", n, nkv, hd);
+      compare(name, &k, n);
+      drop(&q), drop(&k);
+      free(qv), free(kv), free(pos);
+    }
+  }
+}
+
+static void test_elementwise(void) {
+  static const int cases[][2] = {{1, 14336}, {7, 172}, {33, 1000}};
+  for (int ci = 0; ci < 3; ci++) {
+    int n = cases[ci][0], W = cases[ci][1];
+    pair g, u, out, y;
+    float *gv = rnd((int64_t)n * W, 4.f), *uv = rnd((int64_t)n * W, 2.f), *yv = rnd((int64_t)n * W, 1.f);
+    act(&g, n, W, gv), act(&u, n, W, uv), act(&out, n, W, NULL), act(&y, n, W, yv);
+    CHECK(cpu->swiglu(cpu, &out.c, &g.c, &u.c) == 0);
+    CHECK_MSG(gpu->swiglu(gpu, &out.g, &g.g, &u.g) == 0, "%s", gpu->err);
+    char name[96];
+    snprintf(name, sizeof name, "swiglu n=%d I=%d", n, W);
+    compare(name, &out, n);
+    CHECK(cpu->add(cpu, &g.c, &y.c) == 0);
+    CHECK_MSG(gpu->add(gpu, &g.g, &y.g) == 0, "%s", gpu->err);
+    snprintf(name, sizeof name, "add n=%d W=%d", n, W);
+    compare(name, &g, n);
+    drop(&g), drop(&u), drop(&out), drop(&y);
+    free(gv), free(uv), free(yv);
+  }
+  /* embed + gather_rows */
+  int vocab = 1000, H = 72, n = 11;
+  pair tab, e, gth;
+  weight(&tab, vocab, H, IG_DT_BF16, 1.f);
+  int32_t tok[11], rows[4] = {0, 3, 4, 10};
+  for (int i = 0; i < n; i++) tok[i] = irand(vocab);
+  simple_batch(n, NULL, tok, 4, rows);
+  act(&e, n, H, NULL), act(&gth, 4, H, NULL);
+  CHECK(cpu->embed(cpu, &e.c, &tab.c) == 0);
+  CHECK_MSG(gpu->embed(gpu, &e.g, &tab.g) == 0, "%s", gpu->err);
+  compare("embed n=11 vocab=1000 H=72", &e, n);
+  CHECK(cpu->gather_rows(cpu, &gth.c, &e.c) == 0);
+  CHECK_MSG(gpu->gather_rows(gpu, &gth.g, &e.g) == 0, "%s", gpu->err);
+  compare("gather_rows 4 of 11", &gth, 4);
+  drop(&tab), drop(&e), drop(&gth);
+}
+
+/* Attention: fill the caches with all ctx positions (kv_write), then attend the last q rows of each sequence.
+ * The mix covers fresh prefill, chunked prefill over cached blocks, decode at short and long contexts and
+ * the split/tile thresholds. */
+static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec *ss, int ns, const char *label) {
+  int maxctx = 0;
+  for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
+  int mb = (maxctx + bs - 1) / bs + 1;
+  int nblocks = ns * mb + 3;
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
+  CHECK(cpu->kv_init(cpu, &kc) == 0);
+  CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
+  /* block table: a random permutation of the blocks */
+  int32_t *perm = malloc(nblocks * 4), *bt = malloc((size_t)ns * mb * 4);
+  for (int i = 0; i < nblocks; i++) perm[i] = i;
+  for (int i = nblocks - 1; i > 0; i--) {
+    int j = irand(i + 1), t = perm[i];
+    perm[i] = perm[j], perm[j] = t;
+  }
+  for (int i = 0; i < ns * mb; i++) bt[i] = perm[i];
+  hb full, step;
+  make_batch(&full, ss, ns, bt, mb, bs, 1, 100);
+  make_batch(&step, ss, ns, bt, mb, bs, 0, 100);
+  int nf = full.b.n_tokens, n = step.b.n_tokens, W = nkv * hd;
+  for (int layer = 0; layer < 2; layer++) {
+    set_batch_both(&full.b);
+    pair k, v;
+    float *kv = rnd((int64_t)nf * W, 1.f), *vv = rnd((int64_t)nf * W, 1.f);
+    act(&k, nf, W, kv), act(&v, nf, W, vv);
+    CHECK(cpu->kv_write(cpu, layer, &k.c, &v.c) == 0);
+    CHECK_MSG(gpu->kv_write(gpu, layer, &k.g, &v.g) == 0, "%s", gpu->err);
+    drop(&k), drop(&v);
+    free(kv), free(vv);
+  }
+  set_batch_both(&step.b);
+  pair q, out;
+  float *qv = rnd((int64_t)n * nh * hd, 2.f);
+  act(&q, n, nh * hd, qv), act(&out, n, nh * hd, NULL);
+  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = window};
+  CHECK(cpu->attention(cpu, &out.c, &q.c, 1, &p) == 0);
+  CHECK_MSG(gpu->attention(gpu, &out.g, &q.g, 1, &p) == 0, "%s", gpu->err);
+  char name[128];
+  snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d", label, nh, nkv, hd, bs, window, n);
+  compare(name, &out, n);
+  /* graph capture of the same step replays to the same result */
+  if (gpu->graph_begin) {
+    static int graph_keys; /* fresh key per case: a graph is bound to the tensors it was captured with */
+    uint64_t key = (uint64_t)(graph_keys += 10);
+    int replays = 0;
+    float *first = malloc((size_t)n * nh * hd * 4), *again = malloc((size_t)n * nh * hd * 4);
+    CHECK(gpu->download_f32(gpu, &out.g, first) == 0);
+    for (int it = 0; it < 3; it++) {
+      CHECK(gpu->set_batch(gpu, &step.b) == 0);
+      int g = gpu->graph_begin(gpu, key);
+      CHECK_MSG(g >= 0, "%s", gpu->err);
+      replays += g == 1;
+      if (g == 0) CHECK_MSG(gpu->attention(gpu, &out.g, &q.g, 1, &p) == 0, "%s", gpu->err);
+      CHECK_MSG(gpu->graph_end(gpu) == 0, "%s", gpu->err);
+      CHECK(gpu->download_f32(gpu, &out.g, again) == 0);
+      CHECK_MSG(memcmp(first, again, (size_t)n * nh * hd * 4) == 0, "graph step %d differs from eager", it);
+    }
+    CHECK_MSG(replays == 1, "graph replays %d != 1 (eager, capture, replay)", replays);
+    free(first), free(again);
+  }
+  drop(&q), drop(&out);
+  free(qv), free(perm), free(bt);
+  hb_free(&full), hb_free(&step);
+}
+
+static void test_attention(void) {
+  const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
+  const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
+  const seqspec prefill[] = {{200, 200}, {64, 64}, {65, 65}};
+  attn_case(8, 2, 64, 16, 0, mix, 7, "mix");
+  attn_case(32, 8, 128, 16, 0, mix, 7, "mix");
+  attn_case(8, 8, 128, 5, 0, mix, 7, "mix");
+  attn_case(16, 2, 128, 16, 50, mix, 7, "mix");
+  attn_case(8, 4, 8, 16, 0, mix, 7, "mix");
+  attn_case(12, 4, 32, 3, 0, mix, 7, "mix");
+  attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
+  attn_case(28, 4, 128, 32, 0, decode, 4, "decode");
+  attn_case(16, 1, 64, 16, 0, decode, 4, "decode");
+  attn_case(32, 8, 128, 16, 0, prefill, 3, "prefill");
+  attn_case(8, 2, 64, 16, 100, prefill, 3, "prefill");
+}
+
+int main(void) {
+  char err[256];
+  int modes[2] = {IG_DT_BF16, IG_DT_F32};
+  for (int mi = 0; mi < 2; mi++) {
+    gpu = ig_backend_cuda_create_ex(0, (ig_dtype)modes[mi], err, sizeof err);
+    if (!gpu) {
+      printf("SKIP: %s\n", err);
+      return 77;
+    }
+    cpu = ig_backend_cpu_create(2, err, sizeof err);
+    if (!cpu) {
+      fprintf(stderr, "cpu backend: %s\n", err);
+      return 1;
+    }
+    tol = modes[mi] == IG_DT_BF16 ? 1.2e-2 : 2e-5;
+    worst = 0;
+    printf("== activations %s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype), tol);
+    test_matmul();
+    test_rmsnorm();
+    test_rope();
+    test_elementwise();
+    test_attention();
+    printf("== %s: worst rel L2 %.2e\n", ig_dtype_name(gpu->act_dtype), worst);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+  }
+  free(wbuf);
+  for (int i = 0; i < n_keeps; i++) free(keeps[i]);
+  TEST_DONE();
+}
