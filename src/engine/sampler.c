@@ -129,6 +129,33 @@ void ig_sample_temperature(float *scores, int vocab, float t) {
   for (int i = 0; i < vocab; i++) scores[i] /= t;
 }
 
+/* The k-th largest of a[0..n) (1 <= k <= n), by quickselect (Hoare partition, median-of-3 pivot): O(n)
+ * on average; a is reordered. */
+static float kth_largest(float *a, int n, int k) {
+  int lo = 0, hi = n - 1, want = k - 1; /* index of the k-th largest in descending order */
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    float x = a[lo], y = a[mid], z = a[hi];
+    float pivot = (x > y) == (y > z) ? y : ((x > y) == (x > z) ? z : x); /* median of three */
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        float t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return a[want];
+  }
+  return a[want];
+}
+
 /* Min-heap on values (the k largest seen so far; heap[0] is the k-th largest). */
 static void heap_down(float *h, int n, int i) {
   for (;;) {
@@ -143,19 +170,29 @@ static void heap_down(float *h, int n, int i) {
   }
 }
 
-void ig_sample_top_k(ig_sampler *s, float *scores, int vocab, int k) {
-  /* HF TopKLogitsWarper: remove scores < the k-th largest (ties with it are kept). */
-  if (k <= 0 || k >= vocab) return;
-  float *h = s->key;
-  for (int i = 0; i < k; i++) h[i] = scores[i];
+static float kth_largest_heap(const float *x, int n, int k, float *h) {
+  for (int i = 0; i < k; i++) h[i] = x[i];
   for (int i = k / 2 - 1; i >= 0; i--) heap_down(h, k, i);
-  for (int i = k; i < vocab; i++) {
-    if (scores[i] > h[0]) {
-      h[0] = scores[i];
+  for (int i = k; i < n; i++) {
+    if (x[i] > h[0]) {
+      h[0] = x[i];
       heap_down(h, k, 0);
     }
   }
-  float kth = h[0];
+  return h[0];
+}
+
+void ig_sample_top_k(ig_sampler *s, float *scores, int vocab, int k) {
+  /* HF TopKLogitsWarper: remove scores < the k-th largest (ties with it are kept). A small k over a large
+   * vocabulary: a k-heap (most entries cost one compare); else quickselect on a copy. */
+  if (k <= 0 || k >= vocab) return;
+  float kth;
+  if (k < vocab / 8) {
+    kth = kth_largest_heap(scores, vocab, k, s->key);
+  } else {
+    memcpy(s->key, scores, sizeof(float) * (size_t)vocab);
+    kth = kth_largest(s->key, vocab, k);
+  }
   for (int i = 0; i < vocab; i++)
     if (scores[i] < kth) scores[i] = -INFINITY;
 }
@@ -232,15 +269,50 @@ void ig_sample_typical_p(ig_sampler *s, float *scores, int vocab, float mass) {
 
 /* ---- distribution helpers ----------------------------------------------------------------------------- */
 
-double ig_sample_logsumexp(const float *scores, int vocab) {
-  float mx = -INFINITY;
-  for (int i = 0; i < vocab; i++)
-    if (scores[i] > mx) mx = scores[i];
-  if (mx == -INFINITY) return -INFINITY;
+/* exp(x) for x <= 0, about 2e-7 relative error, 0 for -inf: x = n ln2 + r with |r| <= ln2/2, a degree-6
+ * polynomial for e^r and the exponent bits for 2^n. Written without branches or calls so that the loops
+ * below vectorize (a vocabulary of 150k entries is summed every step). */
+static inline float exp_neg(float x) {
+  float xc = x < -87.0f ? -87.0f : x;
+  float t = xc * 1.44269504088896341f;
+  float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+  float r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return x == -INFINITY ? 0.0f : p * scale;
+}
+
+/* sum_i exp(x[i] - mx) in double, over 16 independent lanes (the order is fixed by the code, never by the
+ * compiler, so a sum is the same on every call). */
+static double sum_exp(const float *x, int n, float mx) {
+  double acc[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; j++) acc[j] += (double)exp_neg(x[i + j] - mx);
+  for (; i < n; i++) acc[i & 15] += (double)exp_neg(x[i] - mx);
   double sum = 0;
-  for (int i = 0; i < vocab; i++)
-    if (scores[i] != -INFINITY) sum += exp((double)scores[i] - mx);
-  return mx + log(sum);
+  for (int j = 0; j < 16; j++) sum += acc[j];
+  return sum;
+}
+
+static float max_of(const float *x, int n) {
+  float acc[16];
+  for (int j = 0; j < 16; j++) acc[j] = -INFINITY;
+  int i = 0;
+  for (; i + 16 <= n; i += 16) /* 16 lanes: no loop-carried dependency, so it vectorizes */
+    for (int j = 0; j < 16; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+  for (; i < n; i++) acc[0] = x[i] > acc[0] ? x[i] : acc[0];
+  float m = acc[0];
+  for (int j = 1; j < 16; j++) m = acc[j] > m ? acc[j] : m;
+  return m;
+}
+
+double ig_sample_logsumexp(const float *scores, int vocab) {
+  float mx = max_of(scores, vocab);
+  if (mx == -INFINITY) return -INFINITY;
+  return mx + log(sum_exp(scores, vocab, mx));
 }
 
 int ig_sample_top_n(const float *scores, int vocab, double lse, int n, int32_t *ids, float *logprobs) {
@@ -289,9 +361,7 @@ void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logit
                        int n_tokens, int n_prompt, uint64_t step, ig_sample_result *out) {
   int V = s->vocab;
   float *sc = s->scores;
-  memcpy(sc, logits, sizeof(float) * (size_t)V);
-  for (int i = 0; i < V; i++)
-    if (isnan(sc[i])) sc[i] = -INFINITY;
+  for (int i = 0; i < V; i++) sc[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN -> -inf */
 
   if (p->watermark && n_tokens > 0) ig_sample_watermark(s, sc, V, tokens[n_tokens - 1]);
   if (p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f)
@@ -309,24 +379,23 @@ void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logit
 
   /* The normaliser costs an exp per vocabulary entry: only computed when something needs it. */
   int need_lse = sampling || p->want_logprobs || p->top_n_tokens > 0;
-  double lse = need_lse ? ig_sample_logsumexp(sc, V) : NAN;
+  float mx = need_lse ? max_of(sc, V) : 0.0f;
+  double z = need_lse && mx != -INFINITY ? sum_exp(sc, V, mx) : 0.0; /* sum of exp(s - mx) */
+  double lse = !need_lse ? NAN : mx == -INFINITY ? -INFINITY : mx + log(z);
   int32_t id = 0;
   if (!sampling) {
-    float best = -INFINITY;
-    for (int i = 0; i < V; i++)
-      if (sc[i] > best) {
-        best = sc[i];
-        id = i;
-      }
+    float best = max_of(sc, V); /* vectorized max, then the first index that holds it */
+    while (id < V - 1 && sc[id] != best) id++;
   } else {
-    /* Inverse CDF over ids in order with one uniform draw per (seed, step). */
-    double target = ig_sample_uniform(p->seed, step), cum = 0;
+    /* Inverse CDF over ids in order with one uniform draw per (seed, step), on the unnormalised weights
+     * exp(s - max) that the normaliser summed. */
+    double target = ig_sample_uniform(p->seed, step) * z, cum = 0;
     int32_t last_ok = -1;
     id = -1;
     for (int i = 0; i < V; i++) {
       if (sc[i] == -INFINITY) continue;
       last_ok = i;
-      cum += exp((double)sc[i] - lse);
+      cum += (double)exp_neg(sc[i] - mx); /* only up to the draw: about half the finite entries */
       if (cum > target) {
         id = i;
         break;

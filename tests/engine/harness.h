@@ -32,7 +32,7 @@ typedef struct h_out {
   int max_top;
 } h_out;
 
-static ig_gen_params h_params(int max_new) {
+static inline ig_gen_params h_params(int max_new) {
   ig_gen_params p;
   memset(&p, 0, sizeof p);
   p.max_new_tokens = max_new;
@@ -43,7 +43,7 @@ static ig_gen_params h_params(int max_new) {
   return p;
 }
 
-static ig_request *h_request(const int32_t *prompt, int n, const ig_gen_params *p, const char *const *stops,
+static inline ig_request *h_request(const int32_t *prompt, int n, const ig_gen_params *p, const char *const *stops,
                              int n_stop) {
   ig_request *r = ig_request_new();
   r->prompt = malloc(sizeof(int32_t) * (size_t)n);
@@ -58,7 +58,7 @@ static ig_request *h_request(const int32_t *prompt, int n, const ig_gen_params *
 }
 
 /* Drains the events of r into o. Returns 1 once the request has finished. */
-static int h_drain(ig_request *r, h_out *o) {
+static inline int h_drain(ig_request *r, h_out *o) {
   ig_token_event ev[16];
   int n;
   while ((n = ig_request_take_events(r, ev, 16)) > 0) {
@@ -81,7 +81,7 @@ static int h_drain(ig_request *r, h_out *o) {
 }
 
 /* Waits (up to timeout_s) until all n requests have finished, draining their events as they come. */
-static int h_wait_all(ig_request **rs, h_out *outs, int n, double timeout_s) {
+static inline int h_wait_all(ig_request **rs, h_out *outs, int n, double timeout_s) {
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
@@ -106,7 +106,7 @@ static int h_wait_all(ig_request **rs, h_out *outs, int n, double timeout_s) {
   }
 }
 
-static int h_same(const h_out *a, const h_out *b) {
+static inline int h_same(const h_out *a, const h_out *b) {
   if (a->n != b->n || a->finish != b->finish) return 0;
   for (int i = 0; i < a->n; i++)
     if (a->ids[i] != b->ids[i]) return 0;

@@ -117,6 +117,32 @@ static void test_processors(void) {
     float want2[5] = {NEG, 3, 2, 3, NEG};
     check_scores(sc2, want2, 5, "top_k=3");
   }
+  { /* top_k against a brute-force count on random data with many ties */
+    ig_sampler big;
+    ig_sampler_init(&big, 1000);
+    unsigned x = 99;
+    float sc[1000];
+    int ok = 1;
+    for (int round = 0; round < 50 && ok; round++) {
+      for (int i = 0; i < 1000; i++) {
+        x = x * 1664525u + 1013904223u;
+        sc[i] = (float)((x >> 16) % (round % 2 ? 37 : 100000)) - 50.0f;
+        if ((x >> 8) % 17 == 0) sc[i] = NEG;
+      }
+      int k = 1 + (int)(x % 999);
+      float orig[1000];
+      memcpy(orig, sc, sizeof sc);
+      ig_sample_top_k(&big, sc, 1000, k);
+      for (int i = 0; i < 1000 && ok; i++) {
+        int greater = 0;
+        for (int j = 0; j < 1000; j++) greater += orig[j] > orig[i];
+        int keep = greater < k; /* i is among the top k, counting ties as HF does */
+        ok = keep ? sc[i] == orig[i] : (isinf(sc[i]) && sc[i] < 0);
+      }
+    }
+    CHECK(ok);
+    ig_sampler_free(&big);
+  }
   { /* top_p on p = .1 .2 .3 .4: ascending cumsum .1 .3 .6 1; removed where cum <= 1 - top_p */
     float base[4] = {logf(0.1f), logf(0.2f), logf(0.3f), logf(0.4f)};
     float sc[4];
