@@ -50,8 +50,10 @@ typedef struct ig_gen_params {
  * `text` is the text released by this token: the detokenizer's new piece (TGI prefix/read offsets, special
  * tokens skipped), less anything that could still start a stop sequence (held back, released by a later
  * event or at the end), cut right before a matched stop sequence. So the concatenation of all events'
- * text is exactly generated_text, and a stream never leaks a stop sequence. A special token (EOS) carries
- * no text of its own: to show it as TGI's token.text does ("</s>"), decode its id with the tokenizer. */
+ * text is exactly generated_text, and a stream never leaks a stop sequence. A special token (EOS) adds no
+ * text of its own: to show it as TGI's token.text does ("</s>"), decode its id with the tokenizer. But the
+ * last event, special or not, may carry text released at the end (e.g. a "\n" held back for the stop
+ * sequence "\n\n" when EOS came next): append ev->text to the generated text even when ev->special. */
 typedef struct ig_token_event {
   int32_t id;                     /* -1 on the final event of a cancelled / failed request */
   float logprob;                  /* log_softmax of the processed scores at the chosen id; set when
