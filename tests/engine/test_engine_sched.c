@@ -344,11 +344,49 @@ static void test_stop_sequences(void) {
   CHECK(h_wait_all(&r, &got2, 1, 30) == 0);
   ig_request_unref(r);
   CHECK_MSG(h_same(&ref, &got2), "held text must be released at the end");
+  /* Ending on EOS while text is held: the last (special) event carries it. */
+  h_out eref = {0}, egot = {0};
+  ig_gen_params pe = h_params(60);
+  pe.do_sample = 1; /* greedy never picks the fake's EOS (its logit is shifted below the others' range) */
+  pe.seed = 5;
+  int32_t ep[2] = {9, 1};
+  for (int k = 1; k < V && eref.finish != IG_FINISH_EOS; k++) {
+    ig_str_free(&eref.text);
+    memset(&eref, 0, sizeof eref);
+    ep[1] = k;
+    r = h_request(ep, 2, &pe, NULL, 0);
+    CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+    CHECK(h_wait_all(&r, &eref, 1, 30) == 0);
+    ig_request_unref(r);
+  }
+  CHECK_EQ_INT(eref.finish, IG_FINISH_EOS);
+  if (eref.text.len > 0) {
+    char held[4] = {eref.text.p[eref.text.len - 1], '\x01', 0};
+    const char *stops3[] = {held};
+    r = h_request(ep, 2, &pe, stops3, 1);
+    CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+    ig_token_event ev[256];
+    int n = 0, k;
+    for (int t = 0; t < 3000 && !(n > 0 && ev[n - 1].finish); t++) {
+      if ((k = ig_request_take_events(r, ev + n, 256 - n)) > 0) n += k;
+      else usleep(1000);
+    }
+    CHECK(n > 0 && ev[n - 1].finish == IG_FINISH_EOS && ev[n - 1].special);
+    CHECK(n > 0 && ev[n - 1].text && strcmp(ev[n - 1].text, held) != 0 && ev[n - 1].text[0] == held[0]);
+    for (int i = 0; i < n; i++) {
+      ig_str_puts(&egot.text, ev[i].text);
+      ig_token_event_clear(&ev[i]);
+    }
+    CHECK(egot.text.len == eref.text.len && memcmp(egot.text.p, eref.text.p, eref.text.len) == 0);
+    ig_request_unref(r);
+  }
   ig_engine_destroy(e, 1000);
   fake_free(f);
   ig_str_free(&ref.text);
   ig_str_free(&got.text);
   ig_str_free(&got2.text);
+  ig_str_free(&eref.text);
+  ig_str_free(&egot.text);
 }
 
 static void test_cancel_overload_errors(void) {
