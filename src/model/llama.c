@@ -159,22 +159,29 @@ static int load_weights(loader *L) {
   if (load(L, &m->embed, "model.embed_tokens.weight", V, H, 0, 0)) return -1;
   for (int l = 0; l < c->n_layers; l++) {
     layer_weights *w = &m->layers[l];
-    int qb = c->attention_bias; /* required when the config says so */
+    /* biases exist exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2:
+     * always), o_proj with attention_bias except for Qwen2 (Mistral: never), MLP with Llama's mlp_bias */
+    int is_qwen2 = !strcmp(c->arch, "Qwen2ForCausalLM"), is_mistral = !strcmp(c->arch, "MistralForCausalLM");
+    int qkv_bias = is_mistral ? 0 : c->attention_bias, o_bias = qkv_bias && !is_qwen2;
+    int mlp_bias = !strcmp(c->arch, "LlamaForCausalLM") && c->mlp_bias;
 #define LOAD(t, suffix, rows, cols, one_d, opt)                                                                        \
   do {                                                                                                                 \
     snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                                            \
     if (load(L, t, n, rows, cols, one_d, opt)) return -1;                                                             \
+  } while (0)
+#define LOAD_IF(cond, t, suffix, rows, cols)                                                                           \
+  do {                                                                                                                 \
+    if (cond) LOAD(t, suffix, rows, cols, 1, 0);                                                                       \
   } while (0)
     LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0);
     LOAD(&w->wq, "self_attn.q_proj.weight", QW, H, 0, 0);
     LOAD(&w->wk, "self_attn.k_proj.weight", KW, H, 0, 0);
     LOAD(&w->wv, "self_attn.v_proj.weight", KW, H, 0, 0);
     LOAD(&w->wo, "self_attn.o_proj.weight", H, QW, 0, 0);
-    LOAD(&w->bq, "self_attn.q_proj.bias", 1, QW, 1, !qb);
-    LOAD(&w->bk, "self_attn.k_proj.bias", 1, KW, 1, !qb);
-    LOAD(&w->bv, "self_attn.v_proj.bias", 1, KW, 1, !qb);
-    /* Llama's attention_bias covers o_proj too; Qwen2's biases are q/k/v only */
-    LOAD(&w->bo, "self_attn.o_proj.bias", 1, H, 1, !(qb && !strcmp(c->arch, "LlamaForCausalLM")));
+    LOAD_IF(qkv_bias, &w->bq, "self_attn.q_proj.bias", 1, QW);
+    LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW);
+    LOAD_IF(qkv_bias, &w->bv, "self_attn.v_proj.bias", 1, KW);
+    LOAD_IF(o_bias, &w->bo, "self_attn.o_proj.bias", 1, H);
     if (c->qk_norm) {
       LOAD(&w->q_norm, "self_attn.q_norm.weight", 1, hd, 1, 0);
       LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0);
@@ -183,10 +190,11 @@ static int load_weights(loader *L) {
     LOAD(&w->w_gate, "mlp.gate_proj.weight", I, H, 0, 0);
     LOAD(&w->w_up, "mlp.up_proj.weight", I, H, 0, 0);
     LOAD(&w->w_down, "mlp.down_proj.weight", H, I, 0, 0);
-    LOAD(&w->b_gate, "mlp.gate_proj.bias", 1, I, 1, !c->mlp_bias);
-    LOAD(&w->b_up, "mlp.up_proj.bias", 1, I, 1, !c->mlp_bias);
-    LOAD(&w->b_down, "mlp.down_proj.bias", 1, H, 1, !c->mlp_bias);
+    LOAD_IF(mlp_bias, &w->b_gate, "mlp.gate_proj.bias", 1, I);
+    LOAD_IF(mlp_bias, &w->b_up, "mlp.up_proj.bias", 1, I);
+    LOAD_IF(mlp_bias, &w->b_down, "mlp.down_proj.bias", 1, H);
 #undef LOAD
+#undef LOAD_IF
   }
   if (load(L, &m->final_norm, "model.norm.weight", 1, H, 1, 0)) return -1;
   if (c->tie_word_embeddings) {
