@@ -123,6 +123,10 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
 int ig_bench_main(int argc, char **argv);
 int ig_bench_parse_args(ig_bench_config *c, int argc, char **argv, char *err, size_t errlen);
 
+/* Open loop: the planned arrival times (seconds after the measured phase starts) of n requests at a Poisson
+ * rate; out[0] = 0. The run follows this plan exactly (same seed, same plan). Returns 0, or -1 on bad args. */
+int ig_bench_arrival_plan(uint64_t seed, double rate, int n, double *out);
+
 /* Percentile (0..100) of a sorted array, linearly interpolated (numpy's default). */
 double ig_bench_percentile(const double *sorted, size_t n, double pct);
 

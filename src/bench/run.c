@@ -49,7 +49,6 @@ struct run {
   ig_bench_target target;
   struct event_base *base;
   ig_bench_result *res;
-  ig_bench_rng rng;
   int total, warm;       /* records: warm warmup ones first */
   int next;              /* next record to launch */
   int in_flight, done_warm, done_meas, errors_meas;
@@ -57,7 +56,7 @@ struct run {
   int cap;               /* in-flight cap (0: none) */
   int pending;           /* open loop: arrivals waiting for the cap */
   double t0;             /* absolute start of the measured phase */
-  double t_plan;         /* open loop: absolute time of the next arrival */
+  double *plan;          /* open loop: arrival times of the measured requests, seconds after t0 */
   double t_last_done;
   struct event *arrival, *progress;
   int series_cap;
@@ -271,6 +270,10 @@ static void finish(conn *c, ig_bench_err err, const char *msg) {
   } else if (!err && c->err) {
     err = c->err;
     snprintf(rec->msg, sizeof rec->msg, "%s", c->msg);
+  } else if (!err && rec->events == 0 && c->http.content_type[0] && !strstr(c->http.content_type, "event-stream")) {
+    err = IG_BENCH_ERR_MALFORMED;
+    snprintf(rec->msg, sizeof rec->msg, "the answer is not an event stream (Content-Type: %.60s)",
+             c->http.content_type);
   } else if (!err && rec->events == 0) {
     err = IG_BENCH_ERR_EMPTY;
     snprintf(rec->msg, sizeof rec->msg, "the answer held no token");
@@ -447,30 +450,38 @@ fail:
 
 /* ---- arrivals, phases, progress ---- */
 
-static void schedule_arrival(run *r) {
-  double wait = r->t_plan - ig_bench_now();
-  if (wait < 0) wait = 0;
-  struct timeval tv = {(time_t)wait, (suseconds_t)((wait - floor(wait)) * 1e6)};
-  evtimer_add(r->arrival, &tv);
+int ig_bench_arrival_plan(uint64_t seed, double rate, int n, double *out) {
+  if (n <= 0 || !(rate > 0)) return -1;
+  ig_bench_rng rng;
+  ig_bench_rng_seed(&rng, seed ^ 0x617272697665ULL);
+  out[0] = 0;
+  for (int i = 1; i < n; i++) out[i] = out[i - 1] + ig_bench_rng_exp(&rng, rate);
+  return 0;
 }
 
 static void on_arrival(evutil_socket_t fd, short what, void *ud) {
   run *r = ud;
   /* launch every arrival whose planned time has come (a late timer catches up) */
+  int measured = r->total - r->warm;
+  int j = r->next + r->pending - r->warm;
   double now = ig_bench_now();
-  while (r->next + r->pending < r->total && r->t_plan <= now) {
+  while (j < measured && r->t0 + r->plan[j] <= now) {
     if (r->cap && r->in_flight >= r->cap) r->pending++;
     else launch(r);
-    r->t_plan += ig_bench_rng_exp(&r->rng, r->cfg->request_rate);
+    j++;
   }
-  if (r->next + r->pending < r->total) schedule_arrival(r);
+  if (j < measured) {
+    double wait = r->t0 + r->plan[j] - ig_bench_now();
+    if (wait < 0) wait = 0;
+    struct timeval tv = {(time_t)wait, (suseconds_t)((wait - floor(wait)) * 1e6)};
+    evtimer_add(r->arrival, &tv);
+  }
 }
 
 static void start_measured(run *r) {
   r->phase = 1;
   r->t0 = ig_bench_now();
   if (r->cfg->request_rate > 0) {
-    r->t_plan = r->t0;
     on_arrival(-1, 0, r);
   } else {
     int n = r->cap;
@@ -547,7 +558,6 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
   if (cfg->request_rate <= 0 && !r.cap) r.cap = 1;
   r.tty = isatty(2);
   ig_str_init(&r.body);
-  ig_bench_rng_seed(&r.rng, cfg->seed ^ 0x617272697665ULL);
   if (ig_bench_target_parse(cfg->url, &r.target, err, errlen)) return -1;
   res->rec = calloc((size_t)(r.total ? r.total : 1), sizeof *res->rec);
   /* precise timers (timerfd): open-loop arrivals are planned to the microsecond, epoll alone rounds to ms */
@@ -565,6 +575,18 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
     if (r.sigint) event_free(r.sigint);
     if (r.base) event_base_free(r.base);
     return -1;
+  }
+  if (cfg->request_rate > 0 && r.total > r.warm) {
+    r.plan = malloc((size_t)(r.total - r.warm) * sizeof *r.plan);
+    if (!r.plan) {
+      snprintf(err, errlen, "out of memory");
+      event_free(r.arrival);
+      event_free(r.progress);
+      event_free(r.sigint);
+      event_base_free(r.base);
+      return -1;
+    }
+    ig_bench_arrival_plan(cfg->seed, cfg->request_rate, r.total - r.warm, r.plan);
   }
   res->n_rec = r.total;
   for (int i = 0; i < r.total; i++) {
@@ -613,6 +635,7 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
   event_free(r.sigint);
   event_base_free(r.base);
   ig_str_free(&r.body);
+  free(r.plan);
   /* times relative to the measured phase's start */
   double t0 = r.phase >= 1 ? r.t0 : start;
   for (int i = 0; i < r.total; i++) {

@@ -2,7 +2,7 @@
  * planned times (first at request + --ttft-ms, then every --itl-ms, on an absolute schedule so timer lateness
  * does not accumulate). Markers in the prompt script failures: __500__, __422__, __reset__ (3 tokens then a
  * TCP RST), __close__ (2 tokens then FIN mid-stream), __empty__ (200, no token), __malformed__, __streamerr__,
- * __stall__ (headers, then nothing). POST /tokenize splits words (one token, two when longer than 6 bytes)
+ * __stall__ (headers, then nothing), __json__ (a plain JSON answer, not a stream). POST /tokenize splits words (one token, two when longer than 6 bytes)
  * after a BOS token. Prints "PORT <n>" on stdout once listening. Ends on SIGTERM/SIGINT. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -35,7 +35,7 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-typedef enum { M_OK, M_500, M_422, M_RESET, M_CLOSE, M_EMPTY, M_MALFORMED, M_STREAMERR, M_STALL } mode;
+typedef enum { M_OK, M_500, M_422, M_RESET, M_CLOSE, M_EMPTY, M_MALFORMED, M_STREAMERR, M_STALL, M_JSON } mode;
 
 typedef struct client {
   struct bufferevent *bev;
@@ -274,6 +274,7 @@ static void handle(client *c, const char *method, const char *path, const char *
          : strstr(text, "__malformed__") ? M_MALFORMED
          : strstr(text, "__streamerr__") ? M_STREAMERR
          : strstr(text, "__stall__")     ? M_STALL
+         : strstr(text, "__json__")      ? M_JSON
                                          : M_OK;
   json_decref(o);
   switch (c->m) {
@@ -294,6 +295,9 @@ static void handle(client *c, const char *method, const char *path, const char *
     return;
   case M_STALL:
     sse_head(c);
+    return;
+  case M_JSON: /* a server that ignores streaming and answers once */
+    reply_json(c, 200, "OK", "[{\"generated_text\":\" tok tok\"}]");
     return;
   default:
     sse_head(c);

@@ -141,15 +141,15 @@ static void test_errors(const char *url, const char *dir) {
   CHECK(f != NULL);
   if (!f) return;
   const char *markers[] = {"fine", "__500__", "__422__", "__reset__", "__close__", "__empty__", "__malformed__",
-                           "__streamerr__", "__stall__", "also fine"};
-  for (int i = 0; i < 10; i++) fprintf(f, "{\"prompt\": \"a prompt %s here\", \"output_tokens\": 8}\n", markers[i]);
+                           "__streamerr__", "__stall__", "also fine", "__json__"};
+  for (int i = 0; i < 11; i++) fprintf(f, "{\"prompt\": \"a prompt %s here\", \"output_tokens\": 8}\n", markers[i]);
   fclose(f);
   ig_bench_config c;
   base_cfg(&c, url);
   c.prompts_file = path;
-  c.num_requests = 10;
+  c.num_requests = 11;
   c.timeout_s = 1.0;
-  c.concurrency = 10;
+  c.concurrency = 11;
   ig_bench_prompts p;
   ig_bench_result r;
   if (run_bench(&c, &p, &r)) {
@@ -158,11 +158,11 @@ static void test_errors(const char *url, const char *dir) {
   }
   const ig_bench_summary *s = &r.sum;
   CHECK_EQ_INT(s->completed, 2);
-  CHECK_EQ_INT(s->failed, 8);
+  CHECK_EQ_INT(s->failed, 9);
   CHECK_EQ_INT(s->errors[IG_BENCH_ERR_HTTP], 2);
   CHECK_EQ_INT(s->errors[IG_BENCH_ERR_DISCONNECT], 2);
   CHECK_EQ_INT(s->errors[IG_BENCH_ERR_EMPTY], 1);
-  CHECK_EQ_INT(s->errors[IG_BENCH_ERR_MALFORMED], 1);
+  CHECK_EQ_INT(s->errors[IG_BENCH_ERR_MALFORMED], 2); /* bad event data; a JSON answer to a stream request */
   CHECK_EQ_INT(s->errors[IG_BENCH_ERR_STREAM], 1);
   CHECK_EQ_INT(s->errors[IG_BENCH_ERR_TIMEOUT], 1);
   CHECK_EQ_INT(p.v[0].input_tokens, 4 + 1); /* counted by /tokenize: BOS + 4 words */
@@ -174,6 +174,7 @@ static void test_errors(const char *url, const char *dir) {
     if (i == 4) CHECK(rec->err == IG_BENCH_ERR_DISCONNECT && rec->events == 2);
     if (i == 7) CHECK(rec->err == IG_BENCH_ERR_STREAM && strstr(rec->msg, "failed during generation"));
     if (i == 0 || i == 9) CHECK(rec->err == IG_BENCH_OK && rec->output_tokens == 8);
+    if (i == 10) CHECK(rec->err == IG_BENCH_ERR_MALFORMED && strstr(rec->msg, "not an event stream"));
   }
   ig_bench_report_text(&c, &p, &r, stderr);
   ig_bench_result_free(&r);
@@ -229,10 +230,16 @@ static void test_open_loop_split(const char *url) {
   CHECK_EQ_INT(r.sum.completed, 30);
   CHECK_EQ_INT(r.sum.output_tokens, 300);
   for (int i = 0; i < p.n; i++) CHECK_MSG(abs(p.v[i].input_tokens - 40) <= 1, "counts-only prompt: %d tokens", p.v[i].input_tokens);
-  /* arrivals follow the seed: the same plan twice */
-  double starts[30];
-  for (int i = 0; i < 30; i++) starts[i] = r.rec[i].t_start;
-  CHECK(starts[29] > 0.1); /* 30 arrivals at 100/s take ~0.3 s */
+  /* requests leave at the seeded Poisson plan's times */
+  double plan[30];
+  CHECK(ig_bench_arrival_plan(3, 100, 30, plan) == 0);
+  double worst = 0, mean_gap = plan[29] / 29;
+  for (int i = 0; i < 30; i++) {
+    double late = r.rec[i].t_start - plan[i];
+    if (fabs(late) > worst) worst = fabs(late);
+  }
+  CHECK_MSG(worst < 0.005, "an arrival left %.2f ms off its plan", worst * 1e3);
+  CHECK_MSG(mean_gap > 0.005 && mean_gap < 0.02, "mean planned gap %.2f ms at 100 req/s", mean_gap * 1e3);
   ig_bench_result_free(&r);
   ig_bench_prompts_free(&p);
 }

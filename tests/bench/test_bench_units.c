@@ -141,6 +141,14 @@ static void test_stats_rng(void) {
   CHECK_NEAR(sum / 100000, 0.25, 0.005); /* exponential mean 1/rate */
   ig_bench_rng_seed(&b, 43);
   CHECK(ig_bench_rng_next(&a) != ig_bench_rng_next(&b));
+  /* Poisson plan: starts at 0, increasing, mean gap 1/rate */
+  static double plan[20000];
+  CHECK(ig_bench_arrival_plan(11, 50.0, 20000, plan) == 0);
+  int increasing = 1;
+  for (int i = 1; i < 20000; i++) increasing &= plan[i] >= plan[i - 1];
+  CHECK(plan[0] == 0 && increasing);
+  CHECK_NEAR(plan[19999] / 19999, 0.02, 0.0006);
+  CHECK(ig_bench_arrival_plan(11, 0, 5, plan) == -1);
 }
 
 /* ---- prompts ---- */
