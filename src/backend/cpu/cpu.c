@@ -151,11 +151,14 @@ oom:
   return fail(be, "out of memory for the KV cache (%zu bytes)", per * 8 * (size_t)c->n_layers);
 }
 
-static int grow_i32(int32_t **p, size_t *cap, size_t n) {
+/* Grows each of the arrays in ps (all of capacity *cap) to hold n elements. */
+static int grow_i32(int32_t **ps[], int count, size_t *cap, size_t n) {
   if (*cap >= n) return 0;
-  int32_t *q = realloc(*p, n * sizeof *q);
-  if (!q) return -1;
-  *p = q;
+  for (int i = 0; i < count; i++) {
+    int32_t *q = realloc(*ps[i], n * sizeof *q);
+    if (!q) return -1;
+    *ps[i] = q;
+  }
   *cap = n;
   return 0;
 }
@@ -167,27 +170,12 @@ static int cpu_set_batch(ig_backend *be, const ig_batch *b) {
   if (n <= 0 || ns <= 0 || b->n_out < 0 || b->n_out > n || b->max_blocks < 0)
     return fail(be, "set_batch: bad sizes (n_tokens %d, n_seqs %d, n_out %d)", n, ns, b->n_out);
   size_t nbt = (size_t)ns * (size_t)b->max_blocks;
-  if (grow_i32(&im->tokens, &im->cap_tokens, (size_t)n) || grow_i32(&im->pos, &(size_t){0}, 0))
+  int32_t **per_token[] = {&im->tokens, &im->pos, &im->slot, &im->row_seq, &im->out_rows};
+  int32_t **per_seq[] = {&im->seq_start, &im->ctx_len};
+  int32_t **bts[] = {&im->block_table};
+  if (grow_i32(per_token, 5, &im->cap_tokens, (size_t)n) || grow_i32(per_seq, 2, &im->cap_seqs, (size_t)ns + 1) ||
+      grow_i32(bts, 1, &im->cap_bt, nbt ? nbt : 1))
     return fail(be, "out of memory");
-  /* all per-token arrays share cap_tokens: grow them together */
-  size_t ct = im->cap_tokens;
-  int32_t *np;
-  if (!(np = realloc(im->pos, ct * 4))) return fail(be, "out of memory");
-  im->pos = np;
-  if (!(np = realloc(im->slot, ct * 4))) return fail(be, "out of memory");
-  im->slot = np;
-  if (!(np = realloc(im->row_seq, ct * 4))) return fail(be, "out of memory");
-  im->row_seq = np;
-  if (!(np = realloc(im->out_rows, ct * 4))) return fail(be, "out of memory");
-  im->out_rows = np;
-  size_t cs = im->cap_seqs;
-  if (grow_i32(&im->ctx_len, &cs, (size_t)ns)) return fail(be, "out of memory");
-  cs = im->cap_seqs;
-  if (grow_i32(&im->seq_start, &cs, (size_t)ns + 1)) return fail(be, "out of memory");
-  im->cap_seqs = cs > (size_t)ns + 1 ? cs : (size_t)ns + 1;
-  if (!(np = realloc(im->ctx_len, im->cap_seqs * 4))) return fail(be, "out of memory");
-  im->ctx_len = np;
-  if (grow_i32(&im->block_table, &im->cap_bt, nbt ? nbt : 1)) return fail(be, "out of memory");
 
   memcpy(im->tokens, b->tokens, (size_t)n * 4);
   memcpy(im->pos, b->pos, (size_t)n * 4);
