@@ -38,6 +38,7 @@ static double now_s(void) {
 typedef enum { M_OK, M_500, M_422, M_RESET, M_CLOSE, M_EMPTY, M_MALFORMED, M_STREAMERR, M_STALL, M_JSON } mode;
 
 typedef struct client {
+  struct client *prev, *next; /* all open connections, freed at shutdown */
   struct bufferevent *bev;
   struct event *timer;
   int openai;
@@ -48,7 +49,12 @@ typedef struct client {
   char *pending;   /* second half of a split event */
 } client;
 
+static client *g_clients;
+
 static void client_free(client *c) {
+  if (c->prev) c->prev->next = c->next;
+  else g_clients = c->next;
+  if (c->next) c->next->prev = c->prev;
   if (c->timer) event_free(c->timer);
   if (c->bev) bufferevent_free(c->bev);
   free(c->pending);
@@ -351,6 +357,9 @@ static void on_event(struct bufferevent *bev, short what, void *ud) {
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *ud) {
   client *c = calloc(1, sizeof *c);
+  c->next = g_clients;
+  if (g_clients) g_clients->prev = c;
+  g_clients = c;
   c->bev = bufferevent_socket_new(g_base, fd, BEV_OPT_CLOSE_ON_FREE);
   c->timer = evtimer_new(g_base, on_tick, c);
   int one = 1;
@@ -401,6 +410,7 @@ int main(int argc, char **argv) {
   event_add(s1, NULL);
   event_add(s2, NULL);
   event_base_dispatch(g_base);
+  while (g_clients) client_free(g_clients);
   event_free(s1);
   event_free(s2);
   evconnlistener_free(l);
