@@ -187,7 +187,7 @@ void ig_sample_top_k(ig_sampler *s, float *scores, int vocab, int k) {
    * vocabulary: a k-heap (most entries cost one compare); else quickselect on a copy. */
   if (k <= 0 || k >= vocab) return;
   float kth;
-  if (k < vocab / 8) {
+  if (k < vocab / 64) {
     kth = kth_largest_heap(scores, vocab, k, s->key);
   } else {
     memcpy(s->key, scores, sizeof(float) * (size_t)vocab);
