@@ -167,6 +167,13 @@ IG_AVX2 static float dot_avx2(const float *a, const float *b, int64_t n) {
   return r;
 }
 
+IG_AVX2 static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
+  __m256 va = _mm256_set1_ps(a);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+  for (; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
+}
+
 IG_AVX2 static void to_f32_avx2(const void *src, ig_dtype dt, float *dst, int64_t n) {
   int64_t k = 0;
   for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(src, dt, k));
@@ -226,5 +233,11 @@ void ig_cpu_to_f32(const void *src, ig_dtype dt, float *dst, int64_t n) {
 }
 
 void ig_cpu_axpy(float *y, float a, const float *x, int64_t n) {
+#ifdef IG_X86
+  if (use_avx2 > 0) {
+    axpy_avx2(y, a, x, n);
+    return;
+  }
+#endif
   for (int64_t k = 0; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
 }
