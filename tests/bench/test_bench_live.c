@@ -87,10 +87,20 @@ static int run_bench(const ig_bench_config *c, ig_bench_prompts *p, ig_bench_res
   return 0;
 }
 
-#define WITHIN(meas, want, frac) CHECK_MSG(fabs((meas) - (want)) <= (frac) * (want), "%s = %.4f, scripted %.4f", #meas, (double)(meas), (double)(want))
+/* Timing checks count into *timing_fail instead of failing the test at once: a timing scenario is run up to
+ * 3 times and fails only if every attempt misses, so one scheduler stall on a loaded 2-core machine does not
+ * fail the suite while a real measurement error (which misses every time) still does. */
+#define WITHIN(meas, want, frac)                                                                                       \
+  do {                                                                                                                 \
+    if (!(fabs((meas) - (want)) <= (frac) * (want))) {                                                                 \
+      (*timing_fail)++;                                                                                                \
+      fprintf(stderr, "timing miss: %s = %.4f, scripted %.4f\n", #meas, (double)(meas), (double)(want));              \
+    }                                                                                                                  \
+  } while (0)
+#define ATTEMPTS 3
 
 /* TTFT 50 ms, ITL 10 ms, 20 tokens: e2e 240 ms; 4 in flight: 16.7 req/s and 333 output tok/s. */
-static void test_timing(const char *url, ig_bench_api api) {
+static void test_timing(const char *url, ig_bench_api api, int *timing_fail) {
   ig_bench_config c;
   base_cfg(&c, url);
   c.api = api;
@@ -211,7 +221,7 @@ static void test_refused(void) {
 
 /* Open loop, events split across chunks (the server writes each in two pieces 1 ms apart), vLLM-style
  * /tokenize (counts only). */
-static void test_open_loop_split(const char *url) {
+static void test_open_loop_split(const char *url, int *timing_fail) {
   ig_bench_config c;
   base_cfg(&c, url);
   c.api = IG_BENCH_API_OPENAI;
@@ -238,7 +248,10 @@ static void test_open_loop_split(const char *url) {
     double late = r.rec[i].t_start - plan[i];
     if (fabs(late) > worst) worst = fabs(late);
   }
-  CHECK_MSG(worst < 0.005, "an arrival left %.2f ms off its plan", worst * 1e3);
+  if (worst >= 0.005) {
+    (*timing_fail)++;
+    fprintf(stderr, "timing miss: an arrival left %.2f ms off its plan\n", worst * 1e3);
+  }
   CHECK_MSG(mean_gap > 0.005 && mean_gap < 0.02, "mean planned gap %.2f ms at 100 req/s", mean_gap * 1e3);
   ig_bench_result_free(&r);
   ig_bench_prompts_free(&p);
@@ -297,8 +310,14 @@ int main(int argc, char **argv) {
   const char *timed[] = {"--ttft-ms", "50", "--itl-ms", "10", NULL};
   CHECK(server_start(&s, timed) == 0);
   if (s.port) {
-    test_timing(s.url, IG_BENCH_API_TGI);
-    test_timing(s.url, IG_BENCH_API_OPENAI);
+    for (int api = 0; api < 2; api++) {
+      int tf = 1;
+      for (int a = 0; a < ATTEMPTS && tf; a++) {
+        tf = 0;
+        test_timing(s.url, (ig_bench_api)api, &tf);
+      }
+      CHECK_MSG(tf == 0, "timing missed in all %d attempts (api %d)", ATTEMPTS, api);
+    }
     test_errors(s.url, dir);
     test_cli(s.url, dir);
     server_stop(&s);
@@ -307,7 +326,12 @@ int main(int argc, char **argv) {
   const char *split[] = {"--ttft-ms", "5", "--itl-ms", "2", "--split", "1", "--tokenize", "vllm", NULL};
   CHECK(server_start(&s2, split) == 0);
   if (s2.port) {
-    test_open_loop_split(s2.url);
+    int tf = 1;
+    for (int a = 0; a < ATTEMPTS && tf; a++) {
+      tf = 0;
+      test_open_loop_split(s2.url, &tf);
+    }
+    CHECK_MSG(tf == 0, "open-loop arrivals missed their plan in all %d attempts", ATTEMPTS);
     server_stop(&s2);
   }
   test_refused();
