@@ -70,7 +70,7 @@ static json_t *config_obj(const ig_bench_config *c, const ig_bench_result *r) {
   json_object_set_new(o, "request_rate", c->request_rate > 0 ? json_real(c->request_rate) : json_null());
   json_object_set_new(o, "num_requests", json_integer(c->num_requests));
   json_object_set_new(o, "warmup", json_integer(c->warmup));
-  json_object_set_new(o, "input_tokens", json_integer(c->input_tokens));
+  json_object_set_new(o, "input_tokens", c->prompts_file ? json_null() : json_integer(c->input_tokens));
   json_object_set_new(o, "output_tokens", c->output_tokens > 0 ? json_integer(c->output_tokens) : json_null());
   json_object_set_new(o, "ignore_eos", json_boolean(c->ignore_eos));
   json_object_set_new(o, "prompts_file", c->prompts_file ? json_string(c->prompts_file) : json_null());

@@ -161,8 +161,12 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
   char outs[32];
   if (cfg->output_tokens > 0) snprintf(outs, sizeof outs, "%d", cfg->output_tokens);
   else snprintf(outs, sizeof outs, "from file");
-  snprintf(head, sizeof head, "%s, %d requests (%d failed), input %d / output %s tokens, started %s", load,
-           sm->completed + sm->failed, sm->failed, cfg->input_tokens, outs, r->started_at);
+  char ins[32];
+  if (cfg->prompts_file) snprintf(ins, sizeof ins, "from file");
+  else snprintf(ins, sizeof ins, "%d", cfg->input_tokens);
+  snprintf(head, sizeof head, "%s, %d requests (%d failed), input %s / output %s tokens, started %s%s", load,
+           sm->completed + sm->failed, sm->failed, ins, outs, r->started_at,
+           r->interrupted ? " (interrupted)" : "");
   xml_text(&s, head);
   ig_str_puts(&s, "</text>\n<text x=\"30\" y=\"74\" class=\"s\">");
   snprintf(head, sizeof head,
