@@ -8,7 +8,8 @@ Two steps, on two machines:
        python3 tools/train_default_model.py train --data .kjv/kjv.tsv --out OUTDIR
      writes OUTDIR/models/kjv-llama/ (save_pretrained, bf16, tokenizer, README.md model card) and
      OUTDIR/tests/fixtures/default_model/expected.json (transformers' greedy continuations in float32).
-Deterministic given --seed (same GPU and software stack; torch's deterministic algorithms are asked for).
+Repeatable given --seed up to GPU nondeterminism: torch's deterministic algorithms are asked for (warn only), but
+cuDNN's attention backward has none (torch warns), so two runs can differ in the last bits and then drift apart.
 """
 import argparse
 import copy
@@ -263,7 +264,8 @@ def cmd_train(a):
     # ---- smoke test of everything after training, on the untrained model, before spending GPU minutes
     if not a.no_smoke:
         t0 = time.time()
-        finalize(model, "/tmp/kjv_smoke", True, {})
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if dev == "cuda" else []):
+            finalize(model, "/tmp/kjv_smoke", True, {})  # leaves the random state as it found it
         log(f"smoke test of the output stage passed ({time.time() - t0:.1f} s)")
 
     # ---- training
@@ -607,8 +609,8 @@ def write_card(a, mdir, info, k, ev, prompts, chat_res, samples, sizes, rt):
         "",
         "## Training",
         "",
-        f"`python3 tools/train_default_model.py train --seed {a.seed}` (all other settings are the script's "
-        f"defaults), on one {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, torch "
+        f"`python3 tools/train_default_model.py {' '.join(sys.argv[1:])}` (seed {a.seed}; other settings as the "
+        f"script's defaults say), on one {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, torch "
         f"{torch.__version__}, transformers {transformers.__version__}: "
         f"{info.get('steps_run', 0)} steps of {a.batch} windows x {a.ctx} tokens, random windows of the training "
         f"stream ({c['plain']} tokens of chapters, {c['chat']} tokens of chat exchanges, chat fraction "
@@ -674,14 +676,14 @@ def main():
     t.add_argument("--ctx", type=int, default=1024)
     t.add_argument("--rope-theta", type=float, default=10000.0)
     t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=900)  # 3000 overfit: val ppl best at step 600, then rose
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--min-lr-frac", type=float, default=0.1)
     t.add_argument("--warmup", type=int, default=150)
     t.add_argument("--wd", type=float, default=0.1)
     t.add_argument("--dropout", type=float, default=0.1)
     t.add_argument("--chat-frac", type=float, default=0.25)
-    t.add_argument("--eval-every", type=int, default=150)
+    t.add_argument("--eval-every", type=int, default=100)
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--max-train-seconds", type=float, default=180.0)
     t.add_argument("--no-smoke", action="store_true", help="skip the smoke test of the output stage")
