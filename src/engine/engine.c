@@ -624,12 +624,8 @@ static void *engine_main(void *arg) {
     pthread_mutex_lock(&e->mu);
     while (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0)
       pthread_cond_wait(&e->cv, &e->mu);
-    int oom = 0;
-    for (int i = 0; i < e->n_pending; i++) {
-      seq *s = e->pending[i];
-      if (insert_sorted(&e->waiting, &e->n_waiting, &e->cap_waiting, s)) oom = 1; /* only on OOM */
-      else e->pending[i] = NULL;
-    }
+    for (int i = 0; i < e->n_pending; i++) /* one that cannot be moved (out of memory) stays pending */
+      if (insert_sorted(&e->waiting, &e->n_waiting, &e->cap_waiting, e->pending[i]) == 0) e->pending[i] = NULL;
     int k = 0;
     for (int i = 0; i < e->n_pending; i++)
       if (e->pending[i]) e->pending[k++] = e->pending[i];
@@ -637,7 +633,6 @@ static void *engine_main(void *arg) {
     int stopping = e->stopping;
     int64_t deadline = e->deadline_ns;
     pthread_mutex_unlock(&e->mu);
-    (void)oom;
     if (stopping && ((e->n_running == 0 && e->n_waiting == 0 && k == 0) || ig_engine_now_ns() >= deadline)) break;
     /* Room for every running sequence must exist before admission (insert_sorted into running). */
     if (grow_ptrs(&e->running, &e->cap_running, e->n_running + e->n_waiting + 1)) continue;

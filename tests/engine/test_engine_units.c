@@ -385,8 +385,68 @@ static void test_stopseq(void) {
   ig_str_free(&out);
 }
 
+/* Property check on random pieces and stop sequences over a small alphabet (so matches and near-matches are
+ * frequent): the released text is always a prefix of the output up to the first stop occurrence, never holds
+ * a stop sequence, and at the end equals exactly that prefix (or everything when nothing matched). */
+static void test_stopseq_random(void) {
+  static const char *alpha[] = {"a", "b", "c", "\xc3\xa9"};
+  unsigned x = 2024;
+#define RND() (x = x * 1103515245u + 12345u, (x >> 16) & 0x7fff)
+  int failures = 0;
+  for (int round = 0; round < 3000 && failures < 5; round++) {
+    char stopbuf[3][16];
+    char *stops[3];
+    int n_stop = 1 + (int)(RND() % 3);
+    for (int k = 0; k < n_stop; k++) {
+      stopbuf[k][0] = 0;
+      int len = 1 + (int)(RND() % 4);
+      for (int i = 0; i < len; i++) strcat(stopbuf[k], alpha[RND() % 4]);
+      stops[k] = stopbuf[k];
+    }
+    ig_stopseq st;
+    ig_stopseq_init(&st, stops, n_stop);
+    ig_str out, all;
+    ig_str_init(&out);
+    ig_str_init(&all);
+    int matched = 0;
+    size_t want_len = 0;
+    int n_pieces = 1 + (int)(RND() % 12);
+    for (int p = 0; p < n_pieces && !matched; p++) {
+      char piece[32] = "";
+      int len = (int)(RND() % 4);
+      for (int i = 0; i < len; i++) strcat(piece, alpha[RND() % 4]);
+      ig_str_puts(&all, piece);
+      int rc = ig_stopseq_feed(&st, piece, strlen(piece), &out);
+      /* Where does the first stop occur in everything so far? */
+      const char *first = NULL;
+      for (int k = 0; k < n_stop; k++) {
+        const char *m = all.len ? strstr(all.p, stops[k]) : NULL;
+        if (m && (!first || m < first)) first = m;
+      }
+      if (first) {
+        matched = 1;
+        want_len = (size_t)(first - all.p);
+        if (rc != 1 || out.len != want_len || (want_len && memcmp(out.p, all.p, want_len))) failures++;
+      } else {
+        if (rc != 0 || out.len > all.len || (out.len && memcmp(out.p, all.p, out.len))) failures++;
+      }
+    }
+    if (!matched) {
+      ig_stopseq_flush(&st, &out);
+      if (out.len != all.len || (out.len && memcmp(out.p, all.p, out.len))) failures++;
+    }
+    if (out.len && !ig_utf8_valid(out.p, out.len)) failures++;
+    ig_stopseq_free(&st);
+    ig_str_free(&out);
+    ig_str_free(&all);
+  }
+#undef RND
+  CHECK_EQ_INT(failures, 0);
+}
+
 int main(void) {
   test_kvblocks();
+  test_stopseq_random();
   test_processors();
   test_rng_and_watermark();
   test_chain();
