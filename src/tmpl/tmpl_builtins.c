@@ -969,7 +969,7 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     tm_list *l = tm_iterate(c, &v);
     if (v.t == V_LIST && !v.tuple) return v;
     tm_list *m = tm_list_new(c, l->n);
-    memcpy(m->v, l->v, sizeof(tm_val) * l->n);
+    if (l->n) memcpy(m->v, l->v, sizeof(tm_val) * l->n);
     m->n = l->n;
     return tm_list_val(m, false);
   }
@@ -1496,7 +1496,7 @@ tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a) {
   }
   case M_LCOPY: {
     tm_list *l = tm_list_new(c, self.l->n);
-    memcpy(l->v, self.l->v, sizeof(tm_val) * self.l->n);
+    if (self.l->n) memcpy(l->v, self.l->v, sizeof(tm_val) * self.l->n);
     l->n = self.l->n;
     return tm_list_val(l, self.tuple);
   }

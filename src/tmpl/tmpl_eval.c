@@ -346,7 +346,7 @@ tm_list *tm_iterate(tm_ctx *c, const tm_val *v) {
     while (i < v->n) {
       size_t j = i + 1;
       while (j < v->n && ((unsigned char)v->s[j] & 0xC0) == 0x80) j++;
-      l->v[l->n++] = tm_str(c, v->s + i, j - i);
+      tm_list_push(c, l, tm_str(c, v->s + i, j - i));
       i = j;
     }
     return l;
@@ -421,8 +421,8 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
     }
     if (a.t == V_LIST && b.t == V_LIST && a.tuple == b.tuple) {
       tm_list *l = tm_list_new(c, a.l->n + b.l->n);
-      memcpy(l->v, a.l->v, sizeof(tm_val) * a.l->n);
-      memcpy(l->v + a.l->n, b.l->v, sizeof(tm_val) * b.l->n);
+      if (a.l->n) memcpy(l->v, a.l->v, sizeof(tm_val) * a.l->n);
+      if (b.l->n) memcpy(l->v + a.l->n, b.l->v, sizeof(tm_val) * b.l->n);
       l->n = a.l->n + b.l->n;
       c->steps += l->n;
       return tm_list_val(l, a.tuple);

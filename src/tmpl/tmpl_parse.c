@@ -1283,6 +1283,7 @@ int tm_parse(struct ig_tmpl *t, const char *src, size_t len, char *err, size_t e
   p.errlen = errlen;
   int rc = setjmp(p.jb);
   if (rc) return rc;
+  if (!ig_utf8_valid(src, len)) perr(&p, 1, "the template is not valid UTF-8");
   /* normalize newlines (\r\n, \r -> \n) and drop one trailing newline, as jinja2's lexer does */
   char *s = palloc(&p, len + 1);
   size_t n = 0;
