@@ -122,7 +122,7 @@ typedef int (*seg_fn)(tk_ctx *c, const tk_piece *p, int32_t added_id, void *arg)
  * every added token, in order. */
 static int split_added(tk_ctx *c, const tk_trie *tr, const tk_piece *in, seg_fn fn, void *arg) {
   const ig_tok *t = c->t;
-  if (!tr->edges.key || tr->n_nodes <= 1 || !in->len) return fn(c, in, -1, arg);
+  if (!tr->edges.e || tr->n_nodes <= 1 || !in->len) return fn(c, in, -1, arg);
   const char *s = in->s + in->off;
   size_t n = in->len, start_off = 0, pos = 0, ms, me;
   int ai;

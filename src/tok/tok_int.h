@@ -7,13 +7,19 @@
 #include <pcre2.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tok/tok.h"
 
 /* ---- hash maps -------------------------------------------------------------------------------------- */
-/* String -> id over a string table held elsewhere (keys are (off,len) into pool). */
+/* String -> id over a string table held elsewhere (keys are (off,len) into pool). A slot keeps the hash, id,
+ * offset and length together, so a lookup touches one slot line and the key bytes. */
+typedef struct tk_slot {
+  uint32_t hash, id1; /* id1 = id + 1; 0 = empty */
+  uint32_t off, len;
+} tk_slot;
 typedef struct tk_strmap {
-  uint32_t *slot; /* 2 per slot: hash, id+1 (0 = empty) */
+  tk_slot *slot;
   uint32_t mask;
   const char *pool; /* base of the key bytes */
   const uint32_t *off, *len; /* key of id i */
@@ -23,31 +29,54 @@ int tk_strmap_init(tk_strmap *m, size_t n_keys);
 void tk_strmap_free(tk_strmap *m);
 /* Inserts id (key read through m->pool/off/len); an existing equal key is replaced when replace != 0. */
 void tk_strmap_put(tk_strmap *m, int32_t id, int replace);
-int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n);
+/* Inserts every id 0..n-1 that has a key (len != UINT32_MAX), in id order, as tk_strmap_put. */
+void tk_strmap_put_all(tk_strmap *m, int32_t n, int replace);
+/* Lookup with a precomputed tk_hash (callers that prefetch). */
+static inline int32_t tk_strmap_get_h(const tk_strmap *m, const char *s, size_t n, uint32_t h) {
+  if (!m->slot) return -1;
+  uint32_t i = h & m->mask;
+  for (;;) {
+    const tk_slot *sl = &m->slot[i];
+    if (!sl->id1) return -1;
+    if (sl->hash == h && sl->len == n && !memcmp(m->pool + sl->off, s, n)) return (int32_t)sl->id1 - 1;
+    i = (i + 1) & m->mask;
+  }
+}
+static inline int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n) {
+  return tk_strmap_get_h(m, s, n, tk_hash(s, n));
+}
+static inline void tk_strmap_prefetch(const tk_strmap *m, uint32_t h) {
+  if (m->slot) __builtin_prefetch(&m->slot[h & m->mask]);
+}
 
 /* (a,b) pair of ids -> (rank, new id). */
+typedef struct tk_pair {
+  uint64_t key; /* (a<<32|b)+1, 0 = empty */
+  uint32_t rank, val;
+} tk_pair;
 typedef struct tk_pairmap {
-  uint64_t *key; /* (a<<32|b)+1, 0 = empty */
-  uint32_t *rank, *val;
+  tk_pair *e;
   uint32_t mask;
 } tk_pairmap;
 int tk_pairmap_init(tk_pairmap *m, size_t n);
 void tk_pairmap_free(tk_pairmap *m);
 void tk_pairmap_put(tk_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t val);
+static inline uint32_t tk_pair_slot(const tk_pairmap *m, uint64_t k) {
+  return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & m->mask;
+}
 /* Returns 1 and fills rank/val when present. */
 static inline int tk_pairmap_get(const tk_pairmap *m, uint32_t a, uint32_t b, uint32_t *rank, uint32_t *val) {
-  if (!m->key) return 0;
+  if (!m->e) return 0;
   uint64_t k = (((uint64_t)a << 32) | b) + 1;
-  uint64_t h = k * 0x9E3779B97F4A7C15ull;
-  uint32_t i = (uint32_t)(h >> 32) & m->mask;
+  uint32_t i = tk_pair_slot(m, k);
   for (;;) {
-    uint64_t s = m->key[i];
-    if (s == k) {
-      *rank = m->rank[i];
-      *val = m->val[i];
+    const tk_pair *p = &m->e[i];
+    if (p->key == k) {
+      *rank = p->rank;
+      *val = p->val;
       return 1;
     }
-    if (!s) return 0;
+    if (!p->key) return 0;
     i = (i + 1) & m->mask;
   }
 }
@@ -58,6 +87,22 @@ typedef struct tk_buf {
   size_t len, cap;
 } tk_buf;
 int tk_buf_add(tk_buf *b, const void *p, size_t n); /* returns 0 / -1 */
+
+/* A flat list of strings in a pool: entry i is pool[off[2i] .. +off[2i+1]), with an id for vocabularies.
+ * Merges use two entries per merge (a, b). */
+typedef struct tk_strlist {
+  tk_buf pool;
+  uint32_t *off;
+  int32_t *id;
+  size_t n, cap;
+  int has;
+} tk_strlist;
+void tk_strlist_free(tk_strlist *l);
+int tk_strlist_add(tk_strlist *l, const char *s, size_t n, int32_t id);
+/* Reads model.vocab (object form) and model.merges of tokenizer.json without a general parser; *rest gets
+ * a malloc'd copy of the document with those values emptied. Returns 0, 1 (not applicable), -1 (no memory). */
+int tk_json_extract_model(const char *js, size_t n, char **rest, size_t *rest_len, tk_strlist *vocab,
+                          tk_strlist *merges);
 
 /* ---- UTF-8 helpers ---------------------------------------------------------------------------------- */
 /* Decodes one code point of valid UTF-8 at p (n bytes left); returns its length. */
@@ -154,6 +199,7 @@ typedef struct tk_model {
   char *prefix, *suffix;  /* continuing_subword_prefix / end_of_word_suffix (NULL or non-empty) */
   size_t prefix_len, suffix_len;
   int32_t byte_tok[256];  /* <0xXX> token ids for byte_fallback (-1 if absent) */
+  int32_t raw_byte[256];  /* raw mode: id of each single byte (-1 if absent) */
   /* Unigram */
   double *scores;
   double min_score;

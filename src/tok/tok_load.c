@@ -14,6 +14,7 @@ typedef struct ld {
   ig_tok *t;
   char *err;
   size_t errlen;
+  tk_strlist vocab, merges; /* model.vocab / model.merges, from the fast scanner or from jansson */
 } ld;
 
 static int fail(ld *L, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -376,15 +377,38 @@ static int bytelevel_to_raw(const char *s, size_t n, char *out, size_t *out_len)
   return 1;
 }
 
-static int32_t vocab_max_id(json_t *vocab) {
-  int32_t mx = -1;
+/* Fills the lists from jansson values when the fast scanner did not apply. */
+static int lists_from_json(ld *L, json_t *vocab, json_t *merges) {
   const char *k;
   json_t *v;
-  json_object_foreach(vocab, k, v) {
-    json_int_t id = json_integer_value(v);
-    if (id > mx && id < INT32_MAX) mx = (int32_t)id;
+  if (!L->vocab.has) {
+    json_object_foreach(vocab, k, v) {
+      json_int_t id = json_integer_value(v);
+      if (tk_strlist_add(&L->vocab, k, strlen(k), id >= 0 && id < INT32_MAX ? (int32_t)id : -1)) return IG_TOK_ERR_NOMEM;
+    }
+    L->vocab.has = 1;
   }
-  return mx;
+  if (!L->merges.has && merges) {
+    for (size_t r = 0; r < json_array_size(merges); r++) {
+      json_t *e = json_array_get(merges, r);
+      const char *a, *b;
+      size_t al, bl;
+      if (json_is_string(e)) {
+        const char *s = json_string_value(e), *sp = strchr(s, ' ');
+        if (!sp) return fail(L, IG_TOK_ERR_PARSE, "merge %zu has no space", r);
+        a = s, al = (size_t)(sp - s), b = sp + 1, bl = json_string_length(e) - al - 1;
+      } else if (json_is_array(e) && json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
+                 json_is_string(json_array_get(e, 1))) {
+        a = json_string_value(json_array_get(e, 0)), al = json_string_length(json_array_get(e, 0));
+        b = json_string_value(json_array_get(e, 1)), bl = json_string_length(json_array_get(e, 1));
+      } else {
+        return fail(L, IG_TOK_ERR_PARSE, "merge %zu is neither \"a b\" nor [\"a\", \"b\"]", r);
+      }
+      if (tk_strlist_add(&L->merges, a, al, 0) || tk_strlist_add(&L->merges, b, bl, 0)) return IG_TOK_ERR_NOMEM;
+    }
+    L->merges.has = 1;
+  }
+  return 0;
 }
 
 static int add_hf_piece(ig_tok *t, int32_t id, const char *s, size_t n) {
@@ -423,49 +447,57 @@ static int build_model_keys(ig_tok *t) {
   m->map.off = m->koff;
   m->map.len = m->klen;
   /* HF's vocab is a map: on duplicate strings the last id read wins; JSON objects have unique keys. */
-  for (int32_t id = 0; id < m->n; id++)
-    if (m->klen[id] != UINT32_MAX) tk_strmap_put(&m->map, id, 0);
+  tk_strmap_put_all(&m->map, m->n, 0);
   return 0;
 }
 
-static int parse_merges(ld *L, json_t *merges) {
+/* Resolves "a b" merges to ids. The three lookups per merge are random accesses into tables of a few MB,
+ * so they run in batches: hash and prefetch everything of a batch first, then look up. */
+#define MERGE_BATCH 32
+static int parse_merges(ld *L) {
   ig_tok *t = L->t;
   tk_model *m = &t->model;
-  size_t nm = json_array_size(merges);
+  size_t nm = L->merges.n / 2;
   if (tk_pairmap_init(&m->merges, nm ? nm : 1)) return IG_TOK_ERR_NOMEM;
   tk_buf tmp = {0};
-  for (size_t r = 0; r < nm; r++) {
-    json_t *e = json_array_get(merges, r);
-    const char *a, *b;
-    size_t al, bl;
-    if (json_is_string(e)) {
-      const char *s = json_string_value(e);
-      const char *sp = strchr(s, ' ');
-      if (!sp) continue;
-      a = s;
-      al = (size_t)(sp - s);
-      b = sp + 1;
-      bl = json_string_length(e) - al - 1;
-    } else if (json_is_array(e) && json_array_size(e) == 2) {
-      a = json_string_value(json_array_get(e, 0));
-      b = json_string_value(json_array_get(e, 1));
-      if (!a || !b) continue;
-      al = json_string_length(json_array_get(e, 0));
-      bl = json_string_length(json_array_get(e, 1));
-    } else {
-      continue;
+  const char *pool = L->merges.pool.p;
+  const uint32_t *off = L->merges.off;
+  const tk_strmap *pm = &t->piece_map;
+  uint32_t ha[MERGE_BATCH], hb[MERGE_BATCH], hn[MERGE_BATCH], no[MERGE_BATCH], nl[MERGE_BATCH];
+  int32_t ia[MERGE_BATCH], ib[MERGE_BATCH];
+  for (size_t r0 = 0; r0 < nm; r0 += MERGE_BATCH) {
+    size_t nb = nm - r0 < MERGE_BATCH ? nm - r0 : MERGE_BATCH;
+    for (size_t k = 0; k < nb; k++) {
+      size_t r = r0 + k;
+      ha[k] = tk_hash(pool + off[4 * r], off[4 * r + 1]);
+      hb[k] = tk_hash(pool + off[4 * r + 2], off[4 * r + 3]);
+      tk_strmap_prefetch(pm, ha[k]);
+      tk_strmap_prefetch(pm, hb[k]);
     }
-    int32_t ia = tk_strmap_get(&t->piece_map, a, al), ib = tk_strmap_get(&t->piece_map, b, bl);
-    if (ia < 0 || ib < 0) continue; /* HF refuses such a file; a merge that cannot apply is harmless */
-    size_t skip = m->prefix_len && bl >= m->prefix_len && !memcmp(b, m->prefix, m->prefix_len) ? m->prefix_len : 0;
     tmp.len = 0;
-    if (tk_buf_add(&tmp, a, al) || tk_buf_add(&tmp, b + skip, bl - skip)) {
-      free(tmp.p);
-      return IG_TOK_ERR_NOMEM;
+    for (size_t k = 0; k < nb; k++) {
+      size_t r = r0 + k;
+      const char *a = pool + off[4 * r], *b = pool + off[4 * r + 2];
+      size_t al = off[4 * r + 1], bl = off[4 * r + 3];
+      ia[k] = tk_strmap_get_h(pm, a, al, ha[k]);
+      ib[k] = tk_strmap_get_h(pm, b, bl, hb[k]);
+      if (ia[k] < 0 || ib[k] < 0) continue; /* HF refuses such a file; a merge that cannot apply is harmless */
+      size_t skip = m->prefix_len && bl >= m->prefix_len && !memcmp(b, m->prefix, m->prefix_len) ? m->prefix_len : 0;
+      no[k] = (uint32_t)tmp.len;
+      if (tk_buf_add(&tmp, a, al) || tk_buf_add(&tmp, b + skip, bl - skip)) {
+        free(tmp.p);
+        return IG_TOK_ERR_NOMEM;
+      }
+      nl[k] = (uint32_t)(tmp.len - no[k]);
+      hn[k] = tk_hash(tmp.p + no[k], nl[k]);
+      tk_strmap_prefetch(pm, hn[k]);
+      __builtin_prefetch(&m->merges.e[tk_pair_slot(&m->merges, (((uint64_t)ia[k] << 32) | (uint32_t)ib[k]) + 1)], 1);
     }
-    int32_t in = tk_strmap_get(&t->piece_map, tmp.p, tmp.len);
-    if (in < 0) continue;
-    tk_pairmap_put(&m->merges, (uint32_t)ia, (uint32_t)ib, (uint32_t)r, (uint32_t)in);
+    for (size_t k = 0; k < nb; k++) {
+      if (ia[k] < 0 || ib[k] < 0) continue;
+      int32_t in = tk_strmap_get_h(pm, tmp.p + no[k], nl[k], hn[k]);
+      if (in >= 0) tk_pairmap_put(&m->merges, (uint32_t)ia[k], (uint32_t)ib[k], (uint32_t)(r0 + k), (uint32_t)in);
+    }
   }
   free(tmp.p);
   return 0;
@@ -483,8 +515,16 @@ static int parse_model(ld *L, json_t *j, json_t *added) {
   else if (!strcmp(ty, "WordLevel")) m->type = TK_M_WORDLEVEL;
   else return fail(L, IG_TOK_ERR_PARSE, "unsupported model type '%s'", ty);
 
-  int32_t max_id = m->type == TK_M_UNIGRAM ? (int32_t)json_array_size(vocab) - 1 : vocab_max_id(vocab);
-  if (m->type != TK_M_UNIGRAM && !json_is_object(vocab)) return fail(L, IG_TOK_ERR_PARSE, "model.vocab is not an object");
+  int32_t max_id = -1;
+  if (m->type == TK_M_UNIGRAM) {
+    max_id = (int32_t)json_array_size(vocab) - 1;
+  } else {
+    if (!L->vocab.has && !json_is_object(vocab)) return fail(L, IG_TOK_ERR_PARSE, "model.vocab is not an object");
+    int rc = lists_from_json(L, vocab, json_object_get(j, "merges"));
+    if (rc) return rc;
+    for (size_t i = 0; i < L->vocab.n; i++)
+      if (L->vocab.id[i] > max_id) max_id = L->vocab.id[i];
+  }
   if (m->type == TK_M_UNIGRAM && !json_is_array(vocab)) return fail(L, IG_TOK_ERR_PARSE, "Unigram vocab is not a list");
   m->n = max_id + 1;
   int32_t n_ids = m->n;
@@ -520,20 +560,21 @@ static int parse_model(ld *L, json_t *j, json_t *added) {
     m->unk_id = json_is_integer(u) ? (int32_t)json_integer_value(u) : -1;
     m->byte_fallback = jbool(j, "byte_fallback", 0);
   } else {
-    const char *k;
-    json_t *v;
-    json_object_foreach(vocab, k, v) {
-      json_int_t id = json_integer_value(v);
+    char *q = realloc(t->hpool.p, t->hpool.len + L->vocab.pool.len + 1); /* one allocation for all pieces */
+    if (!q) return IG_TOK_ERR_NOMEM;
+    t->hpool.p = q;
+    t->hpool.cap = t->hpool.len + L->vocab.pool.len + 1;
+    for (size_t i = 0; i < L->vocab.n; i++) {
+      int32_t id = L->vocab.id[i];
       if (id < 0 || id >= m->n) continue;
-      if (add_hf_piece(t, (int32_t)id, k, strlen(k))) return IG_TOK_ERR_NOMEM;
+      if (add_hf_piece(t, id, L->vocab.pool.p + L->vocab.off[2 * i], L->vocab.off[2 * i + 1])) return IG_TOK_ERR_NOMEM;
     }
   }
   t->piece_map.pool = t->hpool.p;
   t->piece_map.off = t->hoff;
   t->piece_map.len = t->hlen;
   if (tk_strmap_init(&t->piece_map, (size_t)m->n)) return IG_TOK_ERR_NOMEM;
-  for (int32_t id = 0; id < m->n; id++)
-    if (t->hlen[id] != UINT32_MAX) tk_strmap_put(&t->piece_map, id, 0);
+  tk_strmap_put_all(&t->piece_map, m->n, 0);
 
   const char *unk = jstr(j, "unk_token");
   if (m->type != TK_M_UNIGRAM) m->unk_id = unk ? tk_strmap_get(&t->piece_map, unk, strlen(unk)) : -1;
@@ -567,8 +608,10 @@ static int parse_model(ld *L, json_t *j, json_t *added) {
     char name[8];
     snprintf(name, sizeof name, "<0x%02X>", b);
     m->byte_tok[b] = tk_strmap_get(&t->piece_map, name, 6);
+    char ch = (char)b;
+    m->raw_byte[b] = m->raw ? tk_strmap_get(&m->map, &ch, 1) : -1;
   }
-  if (m->type == TK_M_BPE) return parse_merges(L, json_object_get(j, "merges"));
+  if (m->type == TK_M_BPE) return parse_merges(L);
   return 0;
 }
 
@@ -819,16 +862,29 @@ int ig_tok_load_mem(ig_tok **out, const char *json, size_t len, const char *conf
   ig_tok *t = calloc(1, sizeof *t);
   if (!t) return IG_TOK_ERR_NOMEM;
   t->add_bos = t->add_eos = -1;
-  ld L = {t, err, errlen};
+  ld L;
+  memset(&L, 0, sizeof L);
+  L.t = t;
+  L.err = err;
+  L.errlen = errlen;
   json_error_t je;
-  json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &je);
-  int rc;
+  char *rest = NULL;
+  size_t rest_len = 0;
+  int rc = tk_json_extract_model(json, len, &rest, &rest_len, &L.vocab, &L.merges);
+  if (rc < 0) {
+    free(t);
+    return IG_TOK_ERR_NOMEM;
+  }
+  json_t *root = rc == 0 ? json_loadb(rest, rest_len, JSON_ALLOW_NUL, &je) : json_loadb(json, len, JSON_ALLOW_NUL, &je);
+  free(rest);
   if (!root) {
     rc = fail(&L, IG_TOK_ERR_PARSE, "tokenizer.json: line %d column %d: %s", je.line, je.column, je.text);
   } else {
     rc = load_tokenizer_json(&L, root);
     json_decref(root);
   }
+  tk_strlist_free(&L.vocab);
+  tk_strlist_free(&L.merges);
   if (!rc && config_json) {
     json_t *c = json_loadb(config_json, config_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
     if (!c) rc = fail(&L, IG_TOK_ERR_PARSE, "tokenizer_config.json: line %d column %d: %s", je.line, je.column, je.text);

@@ -103,7 +103,7 @@ static int bpe_word(tk_ctx *c, const tk_model *m, const tk_piece *w) {
   for (uint32_t i = 0; i < n;) {
     uint32_t cl = m->raw ? 1 : (uint32_t)tk_utf8_len((unsigned char)s[i]);
     if (i + cl > n) cl = n - i;
-    int32_t id = bpe_lookup(c, m, s + i, cl, i == 0, i + cl == n);
+    int32_t id = m->raw ? m->raw_byte[(unsigned char)s[i]] : bpe_lookup(c, m, s + i, cl, i == 0, i + cl == n);
     if (id == -2) return -1;
     if (id >= 0) {
       if (have_unk) {
@@ -145,7 +145,7 @@ static int bpe_word(tk_ctx *c, const tk_model *m, const tk_piece *w) {
   sym[ns - 1].next = -1;
 
   /* Merge: always the lowest rank, leftmost first; entries made stale by earlier merges are skipped. */
-  if (ns > 1 && m->merges.key) {
+  if (ns > 1 && m->merges.e) {
     if (grow((void **)&c->heap, &c->cap_heap, (size_t)ns * 2 + 8, sizeof(tk_merge))) return -1;
     size_t hn = 0;
     for (int32_t i = 0; i + 1 < ns; i++) {

@@ -101,6 +101,14 @@ static void emit_lower(nb *b, uint32_t cp, uint32_t s, uint32_t e) {
   nb_emit_cp(b, (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), s, e);
 }
 
+/* Characters that are already NFC and never compose with what precedes them or with a character of this
+ * same set: Latin below U+0300, kana without the voicing marks, CJK ideographs, Hangul syllables. A string
+ * made of them only is NFC (quick check; the full algorithm runs otherwise). */
+static int nfc_stable(uint32_t cp) {
+  return cp < 0x300 || (cp >= 0x3040 && cp <= 0x3098) || (cp >= 0x309D && cp <= 0x30FF) ||
+         (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3);
+}
+
 static int unicode_norm(tk_ctx *c, int type, const tk_piece *in, tk_piece *out) {
   const char *src = in->s + in->off;
   size_t i = 0;
@@ -108,6 +116,18 @@ static int unicode_norm(tk_ctx *c, int type, const tk_piece *in, tk_piece *out) 
   if (i == in->len) {
     *out = *in; /* ASCII is invariant under every normalization form */
     return 0;
+  }
+  if (type == TK_N_NFC) {
+    while (i < in->len) {
+      uint32_t cp;
+      int l = tk_utf8_dec((const unsigned char *)src + i, in->len - i, &cp);
+      if (!nfc_stable(cp)) break;
+      i += (size_t)l;
+    }
+    if (i == in->len) {
+      *out = *in;
+      return 0;
+    }
   }
   int flags = UTF8PROC_STABLE;
   if (type == TK_N_NFC || type == TK_N_NFKC || type == TK_N_PRECOMPILED) flags |= UTF8PROC_COMPOSE;

@@ -36,7 +36,7 @@ static uint32_t pow2_at_least(size_t n) {
 
 int tk_strmap_init(tk_strmap *m, size_t n_keys) {
   uint32_t cap = pow2_at_least(n_keys);
-  m->slot = calloc((size_t)cap * 2, sizeof(uint32_t));
+  m->slot = calloc(cap, sizeof(tk_slot));
   if (!m->slot) return -1;
   m->mask = cap - 1;
   return 0;
@@ -52,59 +52,83 @@ void tk_strmap_put(tk_strmap *m, int32_t id, int replace) {
   uint32_t kl = m->len[id];
   uint32_t h = tk_hash(k, kl), i = h & m->mask;
   for (;;) {
-    uint32_t v = m->slot[2 * i + 1];
-    if (!v) {
-      m->slot[2 * i] = h;
-      m->slot[2 * i + 1] = (uint32_t)id + 1;
+    tk_slot *sl = &m->slot[i];
+    if (!sl->id1) {
+      sl->hash = h;
+      sl->id1 = (uint32_t)id + 1;
+      sl->off = m->off[id];
+      sl->len = kl;
       return;
     }
-    if (m->slot[2 * i] == h && m->len[v - 1] == kl && !memcmp(m->pool + m->off[v - 1], k, kl)) {
-      if (replace) m->slot[2 * i + 1] = (uint32_t)id + 1;
+    if (sl->hash == h && sl->len == kl && !memcmp(m->pool + sl->off, k, kl)) {
+      if (replace) {
+        sl->id1 = (uint32_t)id + 1;
+        sl->off = m->off[id];
+      }
       return;
     }
     i = (i + 1) & m->mask;
   }
 }
 
-int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n) {
-  if (!m->slot) return -1;
-  uint32_t h = tk_hash(s, n), i = h & m->mask;
-  for (;;) {
-    uint32_t v = m->slot[2 * i + 1];
-    if (!v) return -1;
-    if (m->slot[2 * i] == h && m->len[v - 1] == n && !memcmp(m->pool + m->off[v - 1], s, n)) return (int32_t)v - 1;
-    i = (i + 1) & m->mask;
+void tk_strmap_put_all(tk_strmap *m, int32_t n, int replace) {
+  /* Batched: hash and prefetch 32 slots, then insert them (random slots are the cost). */
+  enum { B = 32 };
+  uint32_t h[B];
+  for (int32_t i0 = 0; i0 < n; i0 += B) {
+    int32_t nb = n - i0 < B ? n - i0 : B;
+    for (int32_t k = 0; k < nb; k++) {
+      int32_t id = i0 + k;
+      if (m->len[id] == UINT32_MAX) continue;
+      h[k] = tk_hash(m->pool + m->off[id], m->len[id]);
+      __builtin_prefetch(&m->slot[h[k] & m->mask], 1);
+    }
+    for (int32_t k = 0; k < nb; k++) {
+      int32_t id = i0 + k;
+      if (m->len[id] == UINT32_MAX) continue;
+      uint32_t kl = m->len[id], i = h[k] & m->mask;
+      const char *key = m->pool + m->off[id];
+      for (;;) {
+        tk_slot *sl = &m->slot[i];
+        if (!sl->id1) {
+          sl->hash = h[k];
+          sl->id1 = (uint32_t)id + 1;
+          sl->off = m->off[id];
+          sl->len = kl;
+          break;
+        }
+        if (sl->hash == h[k] && sl->len == kl && !memcmp(m->pool + sl->off, key, kl)) {
+          if (replace) {
+            sl->id1 = (uint32_t)id + 1;
+            sl->off = m->off[id];
+          }
+          break;
+        }
+        i = (i + 1) & m->mask;
+      }
+    }
   }
 }
 
 int tk_pairmap_init(tk_pairmap *m, size_t n) {
   uint32_t cap = pow2_at_least(n);
-  m->key = calloc(cap, sizeof(uint64_t));
-  m->rank = malloc(cap * sizeof(uint32_t));
-  m->val = malloc(cap * sizeof(uint32_t));
+  m->e = calloc(cap, sizeof(tk_pair));
   m->mask = cap - 1;
-  if (!m->key || !m->rank || !m->val) {
-    tk_pairmap_free(m);
-    return -1;
-  }
-  return 0;
+  return m->e ? 0 : -1;
 }
 
 void tk_pairmap_free(tk_pairmap *m) {
-  free(m->key);
-  free(m->rank);
-  free(m->val);
+  free(m->e);
   memset(m, 0, sizeof *m);
 }
 
 void tk_pairmap_put(tk_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t val) {
   uint64_t k = (((uint64_t)a << 32) | b) + 1;
-  uint64_t h = k * 0x9E3779B97F4A7C15ull;
-  uint32_t i = (uint32_t)(h >> 32) & m->mask;
-  while (m->key[i] && m->key[i] != k) i = (i + 1) & m->mask;
-  m->key[i] = k;
-  m->rank[i] = rank;
-  m->val[i] = val;
+  uint32_t i = tk_pair_slot(m, k);
+  while (m->e[i].key && m->e[i].key != k) i = (i + 1) & m->mask;
+  m->e[i].key = k;
+  m->e[i].rank = rank;
+  m->e[i].val = val;
 }
 
 int tk_buf_add(tk_buf *b, const void *p, size_t n) {
