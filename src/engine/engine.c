@@ -543,6 +543,14 @@ static void step(ig_engine *e) {
   if (n_items == 0) return;
   e->waiting_steps++;
 
+  int64_t t_sched = ig_engine_now_ns();
+  for (int i = 0; i < n_items; i++) {
+    seq *s = e->items[i].s;
+    if (!s->scheduled_once) {
+      s->scheduled_once = 1;
+      if (s->r->t_first_scheduled == 0) s->r->t_first_scheduled = t_sched;
+    }
+  }
   ig_batch b;
   char err[256] = "";
   int rc = fill_batch(e, n_items, &b);
@@ -555,16 +563,11 @@ static void step(ig_engine *e) {
     return;
   }
 
-  int64_t now = ig_engine_now_ns();
   long long n_prefill = 0, n_decode = 0;
   int out = 0, V = e->run.vocab_size;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
-    if (!s->scheduled_once) {
-      s->scheduled_once = 1;
-      if (s->r->t_first_scheduled == 0) s->r->t_first_scheduled = now;
-    }
     if (it->prefill) n_prefill += it->end - it->start;
     else n_decode += it->end - it->start;
     const float *sample_row = NULL;
