@@ -540,7 +540,10 @@ static void step(ig_engine *e) {
     for (int i = e->n_running - 1; i >= 0; i--) finish_running(e, e->running[i], IG_FINISH_ERROR, "out of memory");
     return;
   }
-  if (n_items == 0) return;
+  if (n_items == 0) {
+    atomic_store(&e->stats.batch_size, 0);
+    return;
+  }
   e->waiting_steps++;
 
   int64_t t_sched = ig_engine_now_ns();
@@ -625,6 +628,8 @@ static void *engine_main(void *arg) {
   ig_engine *e = arg;
   for (;;) {
     pthread_mutex_lock(&e->mu);
+    if (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0)
+      atomic_store(&e->stats.batch_size, 0); /* idle */
     while (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0)
       pthread_cond_wait(&e->cv, &e->mu);
     for (int i = 0; i < e->n_pending; i++) /* one that cannot be moved (out of memory) stays pending */

@@ -229,7 +229,8 @@ static void run_all(ig_engine *e, h_out *outs, int together) {
 
 static void wait_idle(ig_engine *e) {
   const ig_engine_stats *st = ig_engine_get_stats(e);
-  for (int i = 0; i < 500 && atomic_load(&st->kv_blocks_used) != 0; i++) usleep(2000);
+  for (int i = 0; i < 500 && (atomic_load(&st->kv_blocks_used) != 0 || atomic_load(&st->batch_size) != 0); i++)
+    usleep(2000);
 }
 
 static void test_batching(void) {
@@ -273,6 +274,8 @@ static void test_batching(void) {
   CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
   CHECK_EQ_INT(atomic_load(&st->requests_finished) - fin0, NR);
   CHECK_EQ_INT(atomic_load(&st->preemptions), 0);
+  CHECK_EQ_INT(atomic_load(&st->batch_size), 0); /* idle again */
+  CHECK_EQ_INT(atomic_load(&st->queue_size), 0);
   CHECK(f->max_seqs > 1);
   fprintf(stderr, "batched: up to %d sequences and %d rows per step\n", f->max_seqs, f->max_rows);
   ig_engine_destroy(e, 1000);
