@@ -15,8 +15,9 @@
 #define SV(z) ((tm_sv){z, sizeof(z) - 1})
 static bool sv_eq(tm_sv a, const char *z) { return a.n == strlen(z) && memcmp(a.p, z, a.n) == 0; }
 static int find_name(const char *const *names, tm_sv n) {
+  if (!n.n) return -1;
   for (int i = 0; names[i]; i++)
-    if (sv_eq(n, names[i])) return i;
+    if (names[i][0] == n.p[0] && sv_eq(n, names[i])) return i;
   return -1;
 }
 
@@ -555,13 +556,13 @@ enum {
   F_ABS, F_ATTR, F_CAPITALIZE, F_CENTER, F_COUNT, F_D, F_DEFAULT, F_DICTSORT, F_E, F_ESCAPE, F_FIRST, F_FLOAT,
   F_FORMAT, F_INDENT, F_INT, F_ITEMS, F_JOIN, F_LAST, F_LENGTH, F_LIST, F_LOWER, F_MAP, F_MAX, F_MIN, F_REJECT,
   F_REJECTATTR, F_REPLACE, F_REVERSE, F_ROUND, F_SAFE, F_SELECT, F_SELECTATTR, F_SORT, F_STRING, F_SUM, F_TITLE,
-  F_TOJSON, F_TRIM, F_UNIQUE, F_UPPER, F_WORDCOUNT, F_BATCH, F_PPRINT,
+  F_TOJSON, F_TRIM, F_UNIQUE, F_UPPER, F_WORDCOUNT, F_BATCH, F_PPRINT, F_TRUNCATE,
 };
 static const char *const filter_names[] = {
     "abs", "attr", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape", "first", "float",
     "format", "indent", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject",
     "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort", "string", "sum", "title",
-    "tojson", "trim", "unique", "upper", "wordcount", "batch", "pprint", NULL};
+    "tojson", "trim", "unique", "upper", "wordcount", "batch", "pprint", "truncate", NULL};
 int tm_filter_id(tm_sv name) { return find_name(filter_names, name); }
 
 enum {
@@ -836,8 +837,11 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     if (v.t == V_UNDEF) undef_error(c, &v);
     tm_fail(c, IG_TMPL_ERUNTIME, "bad operand type for abs(): '%s'", tm_type_name(&v));
   case F_ATTR: {
+    /* Python's getattr only: dict keys are not attributes */
     tm_val name = need_str(c, arg(a, 0, "name"), "attr");
-    return tm_getattr(c, v, (tm_sv){name.s, name.n});
+    tm_sv nm = {name.s, name.n};
+    if (v.t == V_NS || v.t == V_LOOP || tm_method_id(&v, nm) >= 0 || tm_is_unsafe_method(&v, nm)) return tm_getattr(c, v, nm);
+    return tm_undef(NULL);
   }
   case F_CAPITALIZE: return str_case(c, tm_stringify(c, &v), CASE_CAPITALIZE);
   case F_UPPER: return str_case(c, tm_stringify(c, &v), CASE_UPPER);
@@ -982,8 +986,9 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   case F_REJECTATTR: return filter_select(c, v, a, true, false);
   case F_REPLACE: {
     tm_val s = tm_stringify(c, &v);
-    tm_val old = tm_stringify(c, arg(a, 0, "old") ? arg(a, 0, "old") : &(tm_val){.t = V_UNDEF});
-    tm_val nw = tm_stringify(c, arg(a, 1, "new") ? arg(a, 1, "new") : &(tm_val){.t = V_UNDEF});
+    if (!arg(a, 0, "old") || !arg(a, 1, "new")) tm_fail(c, IG_TMPL_ERUNTIME, "do_replace() missing required arguments 'old' and 'new'");
+    tm_val old = tm_stringify(c, arg(a, 0, "old"));
+    tm_val nw = tm_stringify(c, arg(a, 1, "new"));
     return str_replace(c, s, old, nw, arg_int(c, a, 2, "count", -1));
   }
   case F_REVERSE: {
@@ -1075,6 +1080,33 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
       i += adv;
     }
     return tm_int(n);
+  }
+  case F_TRUNCATE: {
+    tm_val s = tm_stringify(c, &v);
+    int64_t length = arg_int(c, a, 0, "length", 255);
+    bool killwords = arg_bool(a, 1, "killwords", false);
+    tm_val *endv = arg(a, 2, "end");
+    tm_val end = endv ? tm_stringify(c, endv) : tm_str(c, "...", 3);
+    int64_t leeway = arg_int(c, a, 3, "leeway", 5);
+    int64_t endlen = (int64_t)tm_u8_len(end.s, end.n), slen = (int64_t)tm_u8_len(s.s, s.n);
+    if (length < endlen) tm_fail(c, IG_TMPL_ERUNTIME, "expected length >= %lld, got %lld", (long long)endlen, (long long)length);
+    if (leeway < 0) tm_fail(c, IG_TMPL_ERUNTIME, "expected leeway >= 0, got %lld", (long long)leeway);
+    if (slen <= length + leeway) return s;
+    size_t cut = tm_u8_offset(s.s, s.n, (size_t)(length - endlen));
+    tm_val head = tm_str(c, s.s, cut);
+    if (!killwords) { /* result = s[:length - len(end)].rsplit(" ", 1)[0] */
+      for (size_t k = cut; k > 0; k--)
+        if (s.s[k - 1] == ' ') {
+          head = tm_str(c, s.s, k - 1);
+          break;
+        }
+    }
+    ig_str *o = tm_buf_get(c);
+    ig_str_append(o, head.s, head.n);
+    ig_str_append(o, end.s, end.n);
+    tm_val r = tm_str_from(c, o);
+    tm_buf_put(c, o);
+    return r;
   }
   case F_BATCH: {
     tm_list *l = tm_iterate(c, &v);

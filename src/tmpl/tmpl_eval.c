@@ -547,6 +547,10 @@ static tm_val call_macro(tm_ctx *c, const tm_macro *m, tm_args *a, const tm_val 
   bool *bound = tm_ralloc(c, sizeof(bool) * (size_t)(np ? np : 1));
   memset(bound, 0, sizeof(bool) * (size_t)(np ? np : 1));
   tm_list *varargs = tm_list_new(c, 0);
+  const char *mname = def->flag & 4 ? "caller" : NULL;
+  if (a->n > np && !(def->flag & 1))
+    tm_fail(c, IG_TMPL_ERUNTIME, "macro '%.*s' takes not more than %d argument(s)", mname ? 6 : (int)def->s.n,
+            mname ? mname : def->s.p, np);
   for (int i = 0; i < a->n; i++) {
     if (i < np) {
       scope_set(c, s, def->ids[i], a->v[i]);
@@ -566,7 +570,10 @@ static tm_val call_macro(tm_ctx *c, const tm_macro *m, tm_args *a, const tm_val 
       if (bound[found]) tm_fail(c, IG_TMPL_ERUNTIME, "macro got multiple values for argument '%.*s'", (int)a->kwn[k].n, a->kwn[k].p);
       scope_set(c, s, def->ids[found], a->kwv[k]);
       bound[found] = true;
-    } else
+    } else if (!(def->flag & 2))
+      tm_fail(c, IG_TMPL_ERUNTIME, "macro '%.*s' takes no keyword argument '%.*s'", mname ? 6 : (int)def->s.n,
+              mname ? mname : def->s.p, (int)a->kwn[k].n, a->kwn[k].p);
+    else
       tm_dict_set(c, kwargs, tm_str(c, a->kwn[k].p, a->kwn[k].n), a->kwv[k]);
   }
   for (int i = 0; i < np; i++) {

@@ -1140,6 +1140,25 @@ static void parse_params(parser *p, tm_node *n) {
   n->nids = k;
 }
 
+/* Does the subtree use the name `id`? (jinja2 lets a macro take extra arguments only when its body reads
+ * varargs / kwargs.) */
+static int uses_name(const tm_node *n, int id) {
+  if (!n) return 0;
+  if (n->kind == N_NAME && n->id == id) return 1;
+  if (uses_name(n->a, id) || uses_name(n->b, id) || uses_name(n->c, id) || uses_name(n->d, id)) return 1;
+  for (int i = 0; i < n->n; i++)
+    if (uses_name(n->items[i], id)) return 1;
+  for (int i = 0; i < n->nkw; i++)
+    if (uses_name(n->kwv[i], id)) return 1;
+  if (n->defs)
+    for (int i = 0; i < n->nids; i++)
+      if (uses_name(n->defs[i], id)) return 1;
+  return 0;
+}
+static void macro_flags(parser *p, tm_node *n) {
+  n->flag = (uint8_t)((uses_name(n->b, p->t->id_varargs) ? 1 : 0) | (uses_name(n->b, p->t->id_kwargs) ? 2 : 0));
+}
+
 static tm_node *parse_macro(parser *p, int line) {
   tm_node *n = mk(p, N_MACRO, line);
   n->s = expect_name(p);
@@ -1149,6 +1168,7 @@ static tm_node *parse_macro(parser *p, int line) {
   static const char *const ends[] = {"endmacro", NULL};
   int w;
   n->b = parse_body(p, ends, &w);
+  macro_flags(p, n);
   p->pos += 2;
   if (cur(p)->type == T_NAME) p->pos++; /* {% endmacro name %} */
   expect_bend(p);
@@ -1164,6 +1184,8 @@ static tm_node *parse_callblock(parser *p, int line) {
   static const char *const ends[] = {"endcall", NULL};
   int w;
   n->b = parse_body(p, ends, &w);
+  macro_flags(p, n);
+  n->flag |= 4; /* caller: jinja2 names it 'caller' in errors */
   p->pos += 2;
   expect_bend(p);
   return n;
@@ -1298,11 +1320,11 @@ int tm_parse(struct ig_tmpl *t, const char *src, size_t len, char *err, size_t e
   s[n] = 0;
   p.src = s;
   p.len = n;
-  lex(&p);
   t->id_loop = intern_c(&p, "loop");
   t->id_caller = intern_c(&p, "caller");
   t->id_varargs = intern_c(&p, "varargs");
   t->id_kwargs = intern_c(&p, "kwargs");
+  lex(&p);
   int w;
   t->root = parse_body(&p, NULL, &w);
   return 0;

@@ -393,6 +393,7 @@ void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
   if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
   switch (v->t) {
   case V_STR: repr_str(s, v->s, v->n); break;
+  case V_UNDEF: ig_str_puts(s, "Undefined"); break;
   case V_LIST: {
     ig_str_putc(s, v->tuple ? '(' : '[');
     for (uint32_t i = 0; i < v->l->n; i++) {
