@@ -29,6 +29,7 @@ typedef struct ig_bench_config {
   const char *json_out;
   const char *svg_out;
   int progress;            /* live progress line on stderr once a second (default on) */
+  int keep_alive;          /* reuse connections between requests (default on) */
   int max_distinct_prompts; /* synthetic prompts made (default 1024); requests beyond cycle through them */
 } ig_bench_config;
 

@@ -16,6 +16,7 @@ void ig_bench_config_default(ig_bench_config *c) {
   c->output_tokens = -1;
   c->timeout_s = 600;
   c->progress = 1;
+  c->keep_alive = 1;
   c->max_distinct_prompts = 1024;
 }
 
@@ -24,7 +25,8 @@ static const char usage[] =
     "                   (--concurrency N | --request-rate R [--concurrency N])\n"
     "                   [--num-requests M] [--input-tokens I] [--output-tokens O] [--ignore-eos]\n"
     "                   [--prompts FILE.jsonl] [--model-id DIR] [--warmup K] [--seed S] [--timeout SEC]\n"
-    "                   [--json-out FILE] [--svg-out FILE] [--no-progress] [--fail-on-error]\n"
+    "                   [--json-out FILE] [--svg-out FILE] [--no-progress] [--no-keep-alive]\n"
+    "                   [--fail-on-error]\n"
     "\n"
     "Benchmarks a server speaking TGI's (POST /generate_stream) or OpenAI's (POST /v1/completions) streaming\n"
     "API: every request is streamed; time to first token, every inter-token gap and end-to-end time are\n"
@@ -50,6 +52,8 @@ static const char usage[] =
     "  --json-out FILE      the whole result as JSON (configuration, summary, series, every request)\n"
     "  --svg-out FILE       a self-contained SVG: output tokens/s over time, TTFT/ITL/E2E distributions\n"
     "  --no-progress        no live progress line on stderr\n"
+    "  --no-keep-alive      a new connection for every request (default: reuse idle connections, so TTFT\n"
+    "                       holds no TCP handshake; a reused connection the server closed is retried once)\n"
     "  --fail-on-error      exit 1 when any measured request failed\n"
     "\n"
     "Exit: 0 the run completed (errors are reported), 1 every request failed (or --fail-on-error),\n"
@@ -98,6 +102,10 @@ static int parse(ig_bench_config *c, int argc, char **argv, int *fail_on_error, 
     }
     if (!strcmp(name, "--no-progress")) {
       c->progress = 0;
+      continue;
+    }
+    if (!strcmp(name, "--no-keep-alive")) {
+      c->keep_alive = 0;
       continue;
     }
     if (!strcmp(name, "--fail-on-error")) {

@@ -76,13 +76,14 @@ int ig_bench_target_parse(const char *url, ig_bench_target *t, char *err, size_t
 }
 
 int ig_bench_request(ig_str *out, const ig_bench_target *t, const char *method, const char *path,
-                     const char *body, size_t body_len) {
+                     const char *body, size_t body_len, int keep_alive) {
   ig_str_printf(out, "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ignis-bench\r\n", method, t->prefix, path,
                 t->hostport);
   if (body) {
     ig_str_printf(out, "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
   }
-  ig_str_puts(out, "Accept: text/event-stream, application/json\r\nConnection: close\r\n\r\n");
+  ig_str_printf(out, "Accept: text/event-stream, application/json\r\nConnection: %s\r\n\r\n",
+                keep_alive ? "keep-alive" : "close");
   if (body) ig_str_append(out, body, body_len);
   return out->oom ? -1 : 0;
 }
@@ -152,7 +153,7 @@ int ig_bench_http_once(struct event_base *base, const ig_bench_target *t, const 
   ig_str_init(&req);
   int rc = -1;
   struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-  if (!bev || ig_bench_request(&req, t, method, path, body, body ? strlen(body) : 0)) {
+  if (!bev || ig_bench_request(&req, t, method, path, body, body ? strlen(body) : 0, 0)) {
     snprintf(err, errlen, "out of memory");
     goto out;
   }

@@ -16,9 +16,9 @@ typedef struct ig_bench_target {
 
 /* http://host[:port][/prefix]. Resolves the host once (getaddrinfo). */
 int ig_bench_target_parse(const char *url, ig_bench_target *t, char *err, size_t errlen);
-/* Append a request head (and body) for METHOD prefix+path to out. */
+/* Append a request head (and body) for METHOD prefix+path to out; keep_alive 0 asks the server to close. */
 int ig_bench_request(ig_str *out, const ig_bench_target *t, const char *method, const char *path,
-                     const char *body, size_t body_len);
+                     const char *body, size_t body_len, int keep_alive);
 /* One request on a fresh connection, run to completion on base. *status: HTTP status, 0 when no answer.
  * The response body goes to resp (cleared first). Returns 0 when an answer came (any status), else -1. */
 int ig_bench_http_once(struct event_base *base, const ig_bench_target *t, const char *method, const char *path,

@@ -37,6 +37,7 @@ typedef struct conn {
   ig_str errbody;
   double t_last;
   int connected;
+  int reused;       /* the connection came from the idle pool (its failure before any answer is retried) */
   int saw_end;      /* TGI's final event (generated_text) or OpenAI's [DONE] */
   int usage_in, usage_out;
   ig_bench_err err; /* set by the parsing callbacks; acted upon once feeding returns */
@@ -67,6 +68,8 @@ struct run {
   const char *model;
   ig_str body;
   conn *live;            /* in-flight connections */
+  struct bufferevent **idle; /* keep-alive pool of idle connections */
+  int n_idle, cap_idle;
   struct event *sigint;
 };
 
@@ -238,6 +241,8 @@ static int on_body(void *ud, const char *p, size_t n) {
 /* ---- lifecycle ---- */
 
 static void launch(run *r);
+static int idle_park(conn *c);
+static int send_request(conn *c, int may_reuse);
 static void start_measured(run *r);
 
 static void conn_free(conn *c) {
@@ -284,6 +289,7 @@ static void finish(conn *c, ig_bench_err err, const char *msg) {
   rec->finished = 1;
   rec->output_tokens = c->usage_out >= 0 ? c->usage_out : rec->events;
   if (c->usage_in >= 0) rec->input_tokens = c->usage_in;
+  idle_park(c);
   conn_free(c);
   r->in_flight--;
   if (rec->warmup) {
@@ -349,6 +355,21 @@ static void on_event(struct bufferevent *bev, short what, void *ud) {
     return;
   }
   int e = EVUTIL_SOCKET_ERROR();
+  if (c->reused && c->http.state == IG_HTTP_STATUS_LINE && c->http.line.len == 0 &&
+      evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+    /* the server had closed this idle connection before our request reached it: retry on a new one */
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    c->rec->t_start = ig_bench_now();
+    if (send_request(c, 0)) {
+      if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+      }
+      finish(c, IG_BENCH_ERR_CONNECT, c->msg[0] ? c->msg : "reconnect failed");
+    }
+    return;
+  }
   if (!c->connected) {
     char m[120];
     snprintf(m, sizeof m, "connect: %s", (what & BEV_EVENT_ERROR) ? evutil_socket_error_to_string(e) : "closed");
@@ -382,6 +403,72 @@ static void on_connect_failed(evutil_socket_t fd, short what, void *ud) {
   finish(c, IG_BENCH_ERR_CONNECT, c->msg[0] ? c->msg : "connect failed");
 }
 
+/* ---- the keep-alive pool ---- */
+
+static void idle_drop(run *r, struct bufferevent *bev) {
+  for (int i = 0; i < r->n_idle; i++)
+    if (r->idle[i] == bev) {
+      r->idle[i] = r->idle[--r->n_idle];
+      break;
+    }
+  bufferevent_free(bev);
+}
+
+/* An idle connection that speaks or ends is of no more use. */
+static void idle_read(struct bufferevent *bev, void *ud) { idle_drop(ud, bev); }
+static void idle_event(struct bufferevent *bev, short what, void *ud) { idle_drop(ud, bev); }
+
+/* Park c's connection when the answer was read to its end and the server keeps it open. Returns 1 if parked. */
+static int idle_park(conn *c) {
+  run *r = c->r;
+  if (!r->cfg->keep_alive || !c->bev || c->http.state != IG_HTTP_DONE || !c->http.keep_alive ||
+      evbuffer_get_length(bufferevent_get_input(c->bev)))
+    return 0;
+  if (r->n_idle == r->cap_idle) {
+    int nc = r->cap_idle ? r->cap_idle * 2 : 16;
+    struct bufferevent **v = realloc(r->idle, (size_t)nc * sizeof *v);
+    if (!v) return 0;
+    r->idle = v;
+    r->cap_idle = nc;
+  }
+  bufferevent_setcb(c->bev, idle_read, NULL, idle_event, r);
+  r->idle[r->n_idle++] = c->bev;
+  c->bev = NULL;
+  return 1;
+}
+
+/* Put c's request on a connection: an idle one when allowed and there is one, else a new one.
+ * Returns 0, or -1 with c->msg set. */
+static int send_request(conn *c, int may_reuse) {
+  run *r = c->r;
+  const ig_bench_prompt *p = &r->prompts->v[c->rec->prompt];
+  c->reused = 0;
+  c->connected = 0;
+  if (may_reuse && r->n_idle > 0) {
+    c->bev = r->idle[--r->n_idle];
+    c->reused = c->connected = 1;
+  } else {
+    c->bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
+  }
+  if (!c->bev || build_body(r, p, &r->body)) return -1;
+  bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  ig_str head;
+  ig_str_init(&head);
+  int rc = ig_bench_request(&head, &r->target, "POST",
+                            r->cfg->api == IG_BENCH_API_TGI ? "/generate_stream" : "/v1/completions", r->body.p,
+                            r->body.len, r->cfg->keep_alive);
+  if (!rc) rc = bufferevent_write(c->bev, head.p, head.len);
+  ig_str_free(&head);
+  if (rc) return -1;
+  if (!c->reused &&
+      bufferevent_socket_connect(c->bev, (struct sockaddr *)&r->target.addr, (int)r->target.addrlen) < 0) {
+    snprintf(c->msg, sizeof c->msg, "connect: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    return -1;
+  }
+  return 0;
+}
+
 static void launch(run *r) {
   int idx = r->next++;
   ig_bench_record *rec = &r->res->rec[idx];
@@ -407,26 +494,11 @@ static void launch(run *r) {
   rec->t_first = -1;
   rec->input_tokens = p->input_tokens;
   c->timer = evtimer_new(r->base, on_timeout, c);
-  c->bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
-  if (!c->timer || !c->bev || build_body(r, p, &r->body)) goto fail;
+  if (!c->timer) goto fail;
   double to = r->cfg->timeout_s;
   struct timeval tv = {(time_t)to, (suseconds_t)((to - floor(to)) * 1e6)};
   evtimer_add(c->timer, &tv);
-  bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-  struct evbuffer *out = bufferevent_get_output(c->bev);
-  ig_str head;
-  ig_str_init(&head);
-  int hrc = ig_bench_request(&head, &r->target, "POST",
-                             r->cfg->api == IG_BENCH_API_TGI ? "/generate_stream" : "/v1/completions", r->body.p,
-                             r->body.len);
-  if (!hrc) hrc = evbuffer_add(out, head.p, head.len);
-  ig_str_free(&head);
-  if (hrc) goto fail;
-  if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&r->target.addr, (int)r->target.addrlen) < 0) {
-    snprintf(c->msg, sizeof c->msg, "connect: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    goto fail;
-  }
+  if (send_request(c, 1)) goto fail;
   return;
 fail:
   /* finish from the loop, not from here: launch may be called from finish */
@@ -625,6 +697,8 @@ int ig_bench_run(const ig_bench_config *cfg, const ig_bench_prompts *prompts, ig
     on_progress(-1, 0, &r);
     if (r.tty) fputc('\n', stderr);
   }
+  for (int i = 0; i < r.n_idle; i++) bufferevent_free(r.idle[i]);
+  free(r.idle);
   while (r.live) { /* interrupted: abandon what is in flight (its records stay unfinished) */
     conn *c = r.live;
     c->rec->t_start = 0;

@@ -3,7 +3,8 @@
  * does not accumulate). Markers in the prompt script failures: __500__, __422__, __reset__ (3 tokens then a
  * TCP RST), __close__ (2 tokens then FIN mid-stream), __empty__ (200, no token), __malformed__, __streamerr__,
  * __stall__ (headers, then nothing), __json__ (a plain JSON answer, not a stream). POST /tokenize splits words (one token, two when longer than 6 bytes)
- * after a BOS token. Prints "PORT <n>" on stdout once listening. Ends on SIGTERM/SIGINT. */
+ * after a BOS token. Connections are kept alive unless the client asks to close (--max-per-conn N closes
+ * silently after N answers, as an idle timeout would); GET /stats counts connections and requests. Prints "PORT <n>" on stdout once listening. Ends on SIGTERM/SIGINT. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -27,6 +28,8 @@ static int g_tokens = -1; /* fixed count; -1: from the request */
 static int g_burst = 1;   /* max tokens written per timer fire when they are due */
 static int g_split = 0;   /* write every event in two chunked pieces, 1 ms apart */
 static const char *g_tokenize = "tgi"; /* tgi | vllm | none */
+static int g_max_per_conn = 0; /* close (silently, as an idle timeout would) after this many answers; 0: never */
+static long g_connections, g_requests;
 static struct event_base *g_base;
 
 static double now_s(void) {
@@ -45,7 +48,9 @@ typedef struct client {
   mode m;
   int n_tokens, sent, prompt_tokens;
   double t0;
-  int done;        /* response fully queued: close once flushed */
+  int done;        /* response fully queued: close (or wait for the next request) once flushed */
+  int keep;        /* keep-alive: the client did not ask to close */
+  int served;      /* answers on this connection */
   char *pending;   /* second half of a split event */
 } client;
 
@@ -76,15 +81,15 @@ static void end_chunked(client *c) {
 static void reply_json(client *c, int status, const char *reason, const char *body) {
   evbuffer_add_printf(bufferevent_get_output(c->bev),
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n%s",
-                      status, reason, strlen(body), body);
+                      "Connection: %s\r\n\r\n%s",
+                      status, reason, strlen(body), c->keep ? "keep-alive" : "close", body);
   c->done = 1;
 }
 
 static void sse_head(client *c) {
   evbuffer_add_printf(bufferevent_get_output(c->bev),
                       "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+                      "Transfer-Encoding: chunked\r\nConnection: %s\r\n\r\n", c->keep ? "keep-alive" : "close");
 }
 
 static void send_event(client *c, const char *ev) {
@@ -243,6 +248,12 @@ static void handle(client *c, const char *method, const char *path, const char *
     reply_json(c, 200, "OK", "{}");
     return;
   }
+  if (!strcmp(method, "GET") && !strcmp(path, "/stats")) {
+    char b[128];
+    snprintf(b, sizeof b, "{\"connections\":%ld,\"requests\":%ld}", g_connections, g_requests);
+    reply_json(c, 200, "OK", b);
+    return;
+  }
   if (!strcmp(method, "GET") && !strcmp(path, "/v1/models")) {
     reply_json(c, 200, "OK", "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\",\"object\":\"model\"}]}");
     return;
@@ -315,9 +326,22 @@ static void handle(client *c, const char *method, const char *path, const char *
   }
 }
 
+static void on_read(struct bufferevent *bev, void *ud);
+
 static void on_write(struct bufferevent *bev, void *ud) {
   client *c = ud;
-  if (c->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0) client_free(c);
+  if (!c->done || evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+  c->served++;
+  if (!c->keep || (g_max_per_conn && c->served >= g_max_per_conn)) {
+    client_free(c);
+    return;
+  }
+  /* keep-alive: ready for the next request on this connection */
+  c->done = 0;
+  c->t0 = 0;
+  c->sent = c->n_tokens = 0;
+  c->m = M_OK;
+  if (evbuffer_get_length(bufferevent_get_input(bev))) on_read(bev, c);
 }
 
 static void on_read(struct bufferevent *bev, void *ud) {
@@ -339,7 +363,17 @@ static void on_read(struct bufferevent *bev, void *ud) {
   }
   char method[16] = "", path[256] = "";
   sscanf(head, "%15s %255s", method, path);
+  c->keep = 1;
+  for (char *l = strstr(head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
+    char *eol = strstr(l + 2, "\r\n");
+    if (eol && !strncasecmp(l + 2, "connection:", 11)) {
+      *eol = 0;
+      if (strcasestr(l + 13, "close")) c->keep = 0;
+      *eol = '\r';
+    }
+  }
   free(head);
+  g_requests++;
   evbuffer_drain(in, hlen);
   char *body = malloc(clen + 1);
   evbuffer_remove(in, body, clen);
@@ -357,6 +391,7 @@ static void on_event(struct bufferevent *bev, short what, void *ud) {
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *ud) {
   client *c = calloc(1, sizeof *c);
+  g_connections++;
   c->next = g_clients;
   if (g_clients) g_clients->prev = c;
   g_clients = c;
@@ -381,6 +416,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--burst")) g_burst = atoi(v) > 0 ? atoi(v) : 1;
     else if (!strcmp(k, "--split")) g_split = atoi(v);
     else if (!strcmp(k, "--tokenize")) g_tokenize = v;
+    else if (!strcmp(k, "--max-per-conn")) g_max_per_conn = atoi(v);
     else {
       fprintf(stderr, "fake_server: unknown option %s\n", k);
       return 2;

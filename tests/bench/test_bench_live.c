@@ -4,6 +4,7 @@
  * stall) is counted under its kind; connection refused is counted; --json-out parses and --svg-out is
  * well-formed XML (checked with python3's minidom when python3 is present). */
 #include "bench/bench.h"
+#include "bench/net.h"
 #include "test.h"
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -257,6 +258,60 @@ static void test_open_loop_split(const char *url, int *timing_fail) {
   ig_bench_prompts_free(&p);
 }
 
+/* GET /stats of the fake server: connections accepted and requests answered so far. */
+static void server_stats(const char *url, long *conns, long *reqs) {
+  ig_bench_target t;
+  char err[200];
+  *conns = *reqs = -1;
+  if (ig_bench_target_parse(url, &t, err, sizeof err)) return;
+  struct event_base *base = event_base_new();
+  ig_str resp;
+  ig_str_init(&resp);
+  int status;
+  if (ig_bench_http_once(base, &t, "GET", "/stats", NULL, 5, &status, &resp, err, sizeof err) == 0 && status == 200) {
+    json_t *o = json_loadb(resp.p, resp.len, 0, NULL);
+    *conns = (long)json_integer_value(json_object_get(o, "connections"));
+    *reqs = (long)json_integer_value(json_object_get(o, "requests"));
+    json_decref(o);
+  }
+  ig_str_free(&resp);
+  event_base_free(base);
+}
+
+/* Keep-alive: connections are reused; the server closes each after 3 answers without saying so, and the
+ * request that meets the closed connection is retried on a new one, not counted as an error. */
+static void test_keep_alive(const char *url) {
+  for (int ka = 1; ka >= 0; ka--) {
+    ig_bench_config c;
+    base_cfg(&c, url);
+    c.concurrency = 3;
+    c.num_requests = 30;
+    c.input_tokens = 8;
+    c.output_tokens = 4;
+    c.keep_alive = ka;
+    ig_bench_prompts p;
+    char err[256];
+    if (ig_bench_prepare(&c, &p, err, sizeof err)) {
+      CHECK_MSG(0, "%s", err);
+      return;
+    }
+    long c0, r0, c1, r1;
+    server_stats(url, &c0, &r0);
+    ig_bench_result r;
+    CHECK(ig_bench_run(&c, &p, &r, err, sizeof err) == 0);
+    server_stats(url, &c1, &r1);
+    CHECK_EQ_INT(r.sum.completed, 30);
+    CHECK_EQ_INT(r.sum.failed, 0);
+    long conns = c1 - c0 - 1, reqs = r1 - r0 - 1; /* less the /stats call */
+    fprintf(stderr, "keep-alive %d: %ld connections for %ld requests\n", ka, conns, reqs);
+    CHECK_EQ_INT(reqs, 30);
+    if (ka) CHECK_MSG(conns >= 10 && conns <= 20, "keep-alive: %ld connections for 30 requests", conns);
+    else CHECK_EQ_INT(conns, 30);
+    ig_bench_result_free(&r);
+    ig_bench_prompts_free(&p);
+  }
+}
+
 static void test_cli(const char *url, const char *dir) {
   char json[512], svg[512];
   snprintf(json, sizeof json, "%s/bench_cli.json", dir);
@@ -323,7 +378,7 @@ int main(int argc, char **argv) {
     server_stop(&s);
   }
   server s2;
-  const char *split[] = {"--ttft-ms", "5", "--itl-ms", "2", "--split", "1", "--tokenize", "vllm", NULL};
+  const char *split[] = {"--ttft-ms", "5", "--itl-ms", "2", "--split", "1", "--tokenize", "vllm", "--max-per-conn", "3", NULL};
   CHECK(server_start(&s2, split) == 0);
   if (s2.port) {
     int tf = 1;
@@ -332,6 +387,7 @@ int main(int argc, char **argv) {
       test_open_loop_split(s2.url, &tf);
     }
     CHECK_MSG(tf == 0, "open-loop arrivals missed their plan in all %d attempts", ATTEMPTS);
+    test_keep_alive(s2.url);
     server_stop(&s2);
   }
   test_refused();
