@@ -44,7 +44,7 @@ static int64_t arg_int(tm_ctx *c, tm_args *a, int i, const char *kw, int64_t def
 static tm_val need_str(tm_ctx *c, tm_val *v, const char *what) {
   if (!v) tm_fail(c, IG_TMPL_ERUNTIME, "%s: missing argument", what);
   if (v->t != V_STR) {
-    if (v->t == V_UNDEF && v->s) tm_fail(c, IG_TMPL_ERUNTIME, "%s", v->s);
+    if (v->t == V_UNDEF) tm_undef_fail(c, v);
     tm_fail(c, IG_TMPL_ERUNTIME, "%s: expected a string, got %s", what, tm_type_name(v));
   }
   return *v;
@@ -55,9 +55,7 @@ static tm_val dictv(tm_dict *d) {
   v.d = d;
   return v;
 }
-static _Noreturn void undef_error(tm_ctx *c, const tm_val *v) {
-  tm_fail(c, IG_TMPL_ERUNTIME, "%s", v->s ? v->s : "undefined value");
-}
+#define undef_error tm_undef_fail
 
 /* ---------------------------------------------------------------- string helpers */
 static bool is_cased(uint32_t cp) {

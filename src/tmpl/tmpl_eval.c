@@ -59,9 +59,12 @@ static void out_append(tm_ctx *c, const char *p, size_t n) {
 }
 
 /* Fail with the error an undefined value carries (jinja2's UndefinedError). */
-static _Noreturn void undef_fail(tm_ctx *c, const tm_val *v) {
+_Noreturn void tm_undef_fail(tm_ctx *c, const tm_val *v) {
+  if (v->tuple == 1) tm_fail(c, IG_TMPL_ERUNTIME, "'%.*s' is undefined", (int)v->n, v->s);
+  if (v->tuple == 2) tm_fail(c, IG_TMPL_ERUNTIME, "'dict object' has no attribute '%.*s'", (int)v->n, v->s);
   tm_fail(c, IG_TMPL_ERUNTIME, "%s", v->s ? v->s : "undefined value");
 }
+#define undef_fail tm_undef_fail
 static tm_val undef_msg(tm_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static tm_val undef_msg(tm_ctx *c, const char *fmt, ...) {
   char buf[300];
@@ -136,7 +139,7 @@ static tm_val lookup(tm_ctx *c, tm_scope *s, int id) {
         f.fn = fn;
         *g = f;
       } else
-        *g = undef_msg(c, "'%.*s' is undefined", (int)(name.n > 100 ? 100 : name.n), name.p);
+        *g = tm_undef_kind(1, name.p, name.n);
     }
   }
   return *g;
@@ -152,7 +155,7 @@ tm_val tm_getattr(tm_ctx *c, tm_val obj, tm_sv name) {
       int i = tm_dict_find_str(obj.d, name.p, name.n);
       if (i >= 0) return obj.d->v[i];
       if (tm_is_unsafe_method(&obj, name)) break;
-      return undef_msg(c, "'dict object' has no attribute '%.*s'", (int)(name.n > 100 ? 100 : name.n), name.p);
+      return tm_undef_kind(2, name.p, name.n);
     }
     tm_method *m = tm_ralloc(c, sizeof *m);
     m->self = obj;

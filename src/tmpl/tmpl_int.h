@@ -166,7 +166,18 @@ void tm_buf_put(tm_ctx *c, ig_str *s);
 _Noreturn void tm_fail(tm_ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void *tm_ralloc(tm_ctx *c, size_t n); /* render-time allocation; fails the render when over the limit */
 
-static inline tm_val tm_undef(const char *name) { tm_val v = {0}; v.t = V_UNDEF; v.s = name; return v; }
+/* An undefined value carries the error it raises when used: a message (tuple == 0, s NUL-terminated or
+ * NULL), or, formatted only on failure, a missing name (tuple == 1) or dict attribute (tuple == 2), s/n. */
+static inline tm_val tm_undef(const char *msg) { tm_val v = {0}; v.t = V_UNDEF; v.s = msg; return v; }
+static inline tm_val tm_undef_kind(int kind, const char *p, size_t n) {
+  tm_val v = {0};
+  v.t = V_UNDEF;
+  v.tuple = (uint8_t)kind;
+  v.s = p;
+  v.n = (uint32_t)(n > 100 ? 100 : n);
+  return v;
+}
+_Noreturn void tm_undef_fail(tm_ctx *c, const tm_val *v);
 static inline tm_val tm_none(void) { tm_val v = {0}; v.t = V_NONE; return v; }
 static inline tm_val tm_bool(bool b) { tm_val v = {0}; v.t = V_BOOL; v.i = b; return v; }
 static inline tm_val tm_int(int64_t i) { tm_val v = {0}; v.t = V_INT; v.i = i; return v; }

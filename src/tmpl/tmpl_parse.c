@@ -19,7 +19,7 @@ void *tm_alloc(tm_arena *a, size_t n) {
   if (n == 0) n = 16;
   tm_chunk *h = a->head;
   if (!h || h->cap - h->used < n) {
-    size_t cap = n > 32768 ? n : (h && h->cap < 1048576 ? h->cap * 2 : (h ? h->cap : 4096));
+    size_t cap = n > 32768 ? n : (h && h->cap < 1048576 ? h->cap * 2 : (h ? h->cap : 16384));
     if (cap < n) cap = n;
     if (a->limit && a->total + cap > a->limit) return NULL;
     tm_chunk *c = malloc(sizeof(tm_chunk) + cap);
