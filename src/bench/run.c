@@ -1,7 +1,8 @@
-/* bench/run: the load generator. One libevent loop; one connection per request (HTTP/1.1, request head and
- * body written at once, the answer parsed as it streams: http.c frames it, sse.c splits events, jansson reads
- * each event). Closed loop keeps N requests in flight; open loop launches requests at Poisson arrival times
- * (planned on an absolute clock, so timer lateness does not drift the rate), optionally capped at N. */
+/* bench/run: the load generator. One libevent loop drives every request: HTTP/1.1 on connections kept
+ * alive and reused (a pool of idle ones; --no-keep-alive opens one per request), the answer parsed as it
+ * streams (http.c frames it, sse.c splits events, jansson reads each event). Closed loop keeps N requests in
+ * flight; open loop launches requests at Poisson arrival times planned up front from the seed (so timer
+ * lateness never drifts the rate), optionally capped at N in flight. */
 #include "bench/bench.h"
 #include "bench/http.h"
 #include "bench/net.h"
