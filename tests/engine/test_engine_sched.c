@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -523,6 +524,123 @@ static void test_waiting_rules(void) {
   g_ratio = 0.3f;
 }
 
+/* ---- stress: 4 client threads, 240 requests, tiny KV, overload retries, random cancellations ------------ */
+#define NS 240
+static int32_t s_prompt[NS][64];
+static int s_plen[NS];
+static ig_gen_params s_params[NS];
+static const char *s_stop[] = {"ab", " c"};
+static int s_nstop[NS];
+static h_out s_ref[NS], s_got[NS];
+static int s_cancel_after[NS]; /* -1: never */
+static ig_engine *s_engine;
+
+/* One client: submits its share as fast as the engine accepts (retrying on -EAGAIN), drains every stream,
+ * and cancels some streams after a few events. */
+static void *stress_client(void *arg) {
+  int t = (int)(intptr_t)arg;
+  char err[256];
+  ig_request *act[NS];
+  int act_i[NS], n_act = 0, next = t, cancelled[NS] = {0};
+  while (next < NS || n_act > 0) {
+    if (next < NS) {
+      ig_request *r = h_request(s_prompt[next], s_plen[next], &s_params[next], s_stop, s_nstop[next]);
+      int rc = ig_engine_submit(s_engine, r, err, sizeof err);
+      if (rc == 0) {
+        act[n_act] = r;
+        act_i[n_act++] = next;
+        next += 4;
+      } else {
+        ig_request_unref(r);
+        CHECK_EQ_INT(rc, -EAGAIN);
+      }
+    }
+    for (int k = 0; k < n_act; k++) {
+      int i = act_i[k];
+      if (h_drain(act[k], &s_got[i])) {
+        ig_request_unref(act[k]);
+        act[k] = act[--n_act];
+        act_i[k] = act_i[n_act];
+        k--;
+        continue;
+      }
+      if (!cancelled[i] && s_cancel_after[i] >= 0 && s_got[i].events >= s_cancel_after[i]) {
+        atomic_store(&act[k]->cancelled, 1);
+        cancelled[i] = 1;
+      }
+    }
+    usleep(50);
+  }
+  return NULL;
+}
+
+static void test_stress(void) {
+  uint64_t x = 4242;
+  for (int i = 0; i < NS; i++) {
+    x = mix(x + (uint64_t)i);
+    s_plen[i] = 1 + (int)(x % 60);
+    for (int j = 0; j < s_plen[i]; j++) s_prompt[i][j] = 1 + (int)(mix(x + 7 * (uint64_t)j) % (V - 1));
+    s_params[i] = h_params(1 + (int)((x >> 13) % 80));
+    s_params[i].seed = x;
+    s_params[i].do_sample = (x >> 7) & 1;
+    if ((x >> 9) % 3 == 0) s_params[i].repetition_penalty = 1.1f, s_params[i].top_k = 8;
+    if ((x >> 11) % 4 == 0) s_params[i].prefill_logprobs = 1, s_params[i].top_n_tokens = 2;
+    s_nstop[i] = (x >> 17) % 3 == 0 ? 2 : 0;
+    s_cancel_after[i] = (x >> 21) % 5 == 0 ? (int)((x >> 25) % 10) : -1;
+  }
+  /* Reference: each alone. */
+  fake *f = fake_new();
+  ig_engine *e = start(f, 4096, 32, 64, 16);
+  char err[256];
+  for (int i = 0; i < NS; i++) {
+    ig_request *r = h_request(s_prompt[i], s_plen[i], &s_params[i], s_stop, s_nstop[i]);
+    CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+    CHECK(h_wait_all(&r, &s_ref[i], 1, 30) == 0);
+    ig_request_unref(r);
+  }
+  ig_engine_destroy(e, 0);
+  fake_free(f);
+  /* Stress: KV for ~2 full requests, chunks of 8, at most 24 in flight. */
+  f = fake_new();
+  s_engine = start(f, 448, 8, 24, 4);
+  pthread_t th[4];
+  for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, stress_client, (void *)(intptr_t)t);
+  for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+  const ig_engine_stats *st = ig_engine_get_stats(s_engine);
+  int same = 0, cancelled = 0, bad = 0;
+  for (int i = 0; i < NS; i++) {
+    if (s_got[i].finish == IG_FINISH_CANCELLED) {
+      cancelled++;
+      /* what was streamed before the cancellation is the start of the reference */
+      int ok = s_got[i].n <= s_ref[i].n;
+      for (int k = 0; ok && k < s_got[i].n; k++) ok = s_got[i].ids[k] == s_ref[i].ids[k];
+      if (!ok) bad++;
+    } else if (h_same(&s_got[i], &s_ref[i])) {
+      same++;
+    } else {
+      bad++;
+      if (bad < 4) fprintf(stderr, "stress: request %d differs (finish %d vs %d, n %d vs %d)\n", i, s_got[i].finish,
+                           s_ref[i].finish, s_got[i].n, s_ref[i].n);
+    }
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK_EQ_INT(same + cancelled, NS);
+  CHECK(cancelled > 0);
+  CHECK(atomic_load(&st->preemptions) > 0);
+  CHECK_EQ_INT(atomic_load(&st->requests_finished), NS);
+  wait_idle(s_engine);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+  CHECK_EQ_INT(atomic_load(&st->queue_size), 0);
+  fprintf(stderr, "stress: %d identical, %d cancelled, %lld preemptions, %lld steps\n", same, cancelled,
+          (long long)atomic_load(&st->preemptions), (long long)atomic_load(&st->steps));
+  ig_engine_destroy(s_engine, 0);
+  fake_free(f);
+  for (int i = 0; i < NS; i++) {
+    ig_str_free(&s_ref[i].text);
+    ig_str_free(&s_got[i].text);
+  }
+}
+
 static void test_config_errors(void) {
   fake *f = fake_new();
   ig_engine_runner run;
@@ -559,6 +677,7 @@ int main(void) {
   test_stop_sequences();
   test_cancel_overload_errors();
   test_waiting_rules();
+  test_stress();
   test_config_errors();
   TEST_DONE();
 }
