@@ -133,6 +133,13 @@ static void cdf_panel(ig_str *s, panel *p, const char *title, const char *ylabel
   }
 }
 
+/* Tokens/s in second i; the last bin is usually partial: scaled by the fraction of a second it covers. */
+static double series_rate(const ig_bench_result *r, int i) {
+  double v = r->series_tokens[i];
+  if (i == r->n_series - 1 && r->duration_s > i && r->duration_s - i < 1) v /= (r->duration_s - i);
+  return v;
+}
+
 int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, const char *path, char *err,
                        size_t errlen) {
   const ig_bench_summary *sm = &r->sum;
@@ -179,19 +186,16 @@ int ig_bench_write_svg(const ig_bench_config *cfg, const ig_bench_result *r, con
 
   /* output tokens/s over time */
   panel tp = {80, 120, W - 120, 240, r->n_series > 0 ? r->n_series : 1, 1, 0};
-  int ymax = 1;
+  double ymax = 1;
   for (int i = 0; i < r->n_series; i++)
-    if (r->series_tokens[i] > ymax) ymax = r->series_tokens[i];
+    if (series_rate(r, i) > ymax) ymax = series_rate(r, i);
   tp.ymax = ymax * 1.1;
   axes(&s, &tp, "Output tokens per second", "seconds since start", "tokens/s", 0);
   if (r->n_series > 0) {
     ig_str_puts(&s, "<polyline fill=\"#cfe3f7\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
     ig_str_printf(&s, "%.1f,%.1f ", px(&tp, 0), py(&tp, 0));
     for (int i = 0; i < r->n_series; i++) {
-      /* the last bin is usually partial: scale it by its covered fraction of a second */
-      double v = r->series_tokens[i];
-      if (i == r->n_series - 1 && r->duration_s > i && r->duration_s - i < 1) v /= (r->duration_s - i);
-      if (v > tp.ymax) v = tp.ymax;
+      double v = series_rate(r, i);
       ig_str_printf(&s, "%.1f,%.1f %.1f,%.1f ", px(&tp, i), py(&tp, v), px(&tp, i + 1), py(&tp, v));
     }
     ig_str_printf(&s, "%.1f,%.1f\"/>\n", px(&tp, r->n_series), py(&tp, 0));
