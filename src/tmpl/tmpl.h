@@ -63,7 +63,7 @@ int ig_tmpl_render_chat(const ig_tmpl *t, const ig_tmpl_chat *chat, const ig_tmp
 
 /* A model directory's chat template and special tokens, read as transformers does from tokenizer_config.json
  * (chat_template as a string, or a list of {name, template}: "default" is taken) and chat_template.jinja
- * (preferred when present). special_tokens is {"bos_token": ..., "eos_token": ..., "unk_token": ...,
+ * (preferred when present; then chat_template.json, as processors ship it). special_tokens is {"bos_token": ..., "eos_token": ..., "unk_token": ...,
  * "pad_token": ..., ..., "additional_special_tokens": [...]} with AddedToken dicts reduced to their content. */
 typedef struct ig_tmpl_config {
   char *chat_template; /* malloc'd, NULL when the model has none */

@@ -1,6 +1,7 @@
 /* tmpl_config: read a model directory's chat template and special tokens the way transformers does:
  * chat_template.jinja when present, else tokenizer_config.json's chat_template (a string, or a list of
- * {"name", "template"} where "default" is used); special tokens may be strings or AddedToken dicts. */
+ * {"name", "template"} where "default" is used), or chat_template.json's chat_template; special tokens may be
+ * strings or AddedToken dicts. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,18 @@ int ig_tmpl_config_load(const char *model_dir, ig_tmpl_config *cfg, char *err, s
     }
   }
   json_decref(root);
+  /* processors' chat_template.json (multimodal models) overrides tokenizer_config.json */
+  snprintf(path, sizeof path, "%s/chat_template.json", model_dir);
+  if (ig_file_exists(path)) {
+    json_error_t je;
+    json_t *ct = json_load_file(path, 0, &je);
+    json_t *tpl = json_object_get(ct, "chat_template");
+    if (json_is_string(tpl)) {
+      free(cfg->chat_template);
+      cfg->chat_template = strdup(json_string_value(tpl));
+    }
+    json_decref(ct);
+  }
   snprintf(path, sizeof path, "%s/chat_template.jinja", model_dir);
   if (ig_file_exists(path)) {
     char *data = NULL;

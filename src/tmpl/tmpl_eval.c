@@ -934,6 +934,11 @@ static int exec(tm_ctx *c, tm_scope *s, const tm_node *n) {
     tm_check_str(c, c->out);
     return EX_OK;
   }
+  case N_WITH: {
+    tm_scope *ws = scope_new(c, s);
+    for (int i = 0; i < n->nids; i++) scope_set(c, ws, n->ids[i], eval(c, s, n->items[i]));
+    return exec(c, ws, n->b);
+  }
   case N_BREAK: return EX_BREAK;
   case N_CONTINUE: return EX_CONTINUE;
   default: tm_fail(c, IG_TMPL_ERUNTIME, "internal error: bad statement node %d", n->kind);

@@ -1226,6 +1226,41 @@ static tm_node *parse_statement(parser *p) {
   else if (is_name(t, "break") || is_name(t, "continue")) {
     n = mk(p, is_name(t, "break") ? N_BREAK : N_CONTINUE, line);
     expect_bend(p);
+  } else if (is_name(t, "with")) {
+    /* {% with a = 1, b = 2 %}...{% endwith %}: a new scope */
+    n = mk(p, N_WITH, line);
+    nvec vals = {0};
+    int ids[64];
+    int k = 0;
+    while (cur(p)->type != T_BEND) {
+      if (k) expect_op(p, ',');
+      if (k == 64) perr(p, line, "too many with targets");
+      ids[k++] = intern(p, expect_name(p));
+      expect_op(p, '=');
+      nv_push(p, &vals, parse_expr(p));
+    }
+    expect_bend(p);
+    n->ids = palloc(p, sizeof(int) * (size_t)(k ? k : 1));
+    memcpy(n->ids, ids, sizeof(int) * (size_t)k);
+    n->nids = k;
+    n->items = vals.v;
+    n->n = vals.n;
+    static const char *const ends[] = {"endwith", NULL};
+    int w;
+    n->b = parse_body(p, ends, &w);
+    p->pos += 2;
+    expect_bend(p);
+  } else if (is_name(t, "block")) {
+    /* a block in a template without inheritance renders in place */
+    expect_name(p);
+    if (is_name(cur(p), "scoped") || is_name(cur(p), "required")) p->pos++;
+    expect_bend(p);
+    static const char *const ends[] = {"endblock", NULL};
+    int w;
+    n = parse_body(p, ends, &w);
+    p->pos += 2;
+    if (cur(p)->type == T_NAME) p->pos++;
+    expect_bend(p);
   } else if (is_name(t, "generation")) {
     /* transformers' AssistantTracker: renders its body unchanged */
     expect_bend(p);
@@ -1282,7 +1317,7 @@ static tm_node *parse_body(parser *p, const char *const *ends, int *which) {
       }
       tok *nm = peek(p, 1);
       static const char *const stray[] = {"endif", "endfor", "else", "elif", "endset", "endmacro", "endcall",
-                                          "endfilter", "endgeneration", NULL};
+                                          "endfilter", "endgeneration", "endwith", "endblock", NULL};
       for (int i = 0; stray[i]; i++)
         if (is_name(nm, stray[i])) perr(p, t->line, "Encountered unknown tag '%s'.", stray[i]);
       nv_push(p, &v, parse_statement(p));

@@ -157,5 +157,7 @@ CASES = [
     "{{ [1, [2, [3]]] | tojson(indent='\\t') }}|{{ [1] | tojson(indent=0) }}",
     "{{ s | replace }}",
     "{{ msgs | map('tojson') | join(',') }}|{{ msgs | map('attr', 'role') | list }}",
+    "{% with x = 5, y = a + 1 %}{{ x }}{{ y }}{% set z = 3 %}{% endwith %}{{ x }}{{ z }}|{% block content %}in block {{ a }}{% endblock %}|{% block b2 scoped %}b2{% endblock b2 %}",
+    "{% endwith %}",
     "{{ b | map('int') | sum }}|{{ ['1', '2'] | map('int') | sum }}|{{ msgs | sum(attribute='missing') }}",
 ]
