@@ -249,17 +249,23 @@ oom:
 
 static int dec_wordpiece(const tk_dec *d, const toks *in, toks *out) {
   size_t pl = strlen(d->prefix);
-  for (size_t i = 0; i < in->n; i++) {
+  tk_buf tmp = {0};
+  int rc = 0;
+  for (size_t i = 0; i < in->n && !rc; i++) {
     const char *s = TOK(in, i);
     size_t n = TLEN(in, i);
-    if (toks_add(out, "", 0, TRAW(in, i))) return -1;
+    tmp.len = 0;
     if (i != 0) {
       if (n >= pl && !memcmp(s, d->prefix, pl)) s += pl, n -= pl;
-      else if (toks_extend(out, " ", 1)) return -1;
+      else if (tk_buf_add(&tmp, " ", 1)) rc = -1;
     }
-    if (d->cleanup ? cleanup_append(out, s, n) : toks_extend(out, s, n)) return -1;
+    /* HF cleans each token up after the space went in front of it */
+    if (!rc && tk_buf_add(&tmp, s, n)) rc = -1;
+    if (!rc) rc = toks_add(out, "", 0, TRAW(in, i));
+    if (!rc) rc = d->cleanup ? cleanup_append(out, tmp.p, tmp.len) : toks_extend(out, tmp.p, tmp.len);
   }
-  return 0;
+  free(tmp.p);
+  return rc;
 }
 
 static int dec_bpe(const tk_dec *d, const toks *in, toks *out) {

