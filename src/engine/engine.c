@@ -6,6 +6,7 @@
  * requeued to recompute its prompt and generated tokens), so a running sequence never fails for lack of KV. */
 #include "engine/engine_int.h"
 #include "engine/kvblocks.h"
+#include "engine/sample_pool.h"
 #include "engine/sampler.h"
 #include "engine/stopseq.h"
 #include "util/log.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- per-sequence state ------------------------------------------------------------------------------- */
 
@@ -40,6 +42,7 @@ typedef struct item { /* one sequence's rows in this step */
   seq *s;
   int start, end;      /* token positions [start, end) */
   int prefill;         /* counts against max_batch_prefill_tokens */
+  int sample_job;      /* index into the step's sampling jobs, -1 when it samples nothing this step */
 } item;
 
 struct ig_engine {
@@ -69,6 +72,10 @@ struct ig_engine {
   int waiting_steps;    /* steps since requests were last admitted (TGI's waiting_tokens) */
   ig_kvb kvb;
   ig_sampler sampler;
+  ig_sample_pool *pool;     /* host sampling workers (NULL: none) */
+  int64_t sample_par_min;   /* sample in parallel from this many logits (jobs x vocab) per step */
+  ig_sample_job *jobs;
+  size_t cap_jobs;
   item *items;
   int cap_items;
   int32_t *b_tokens, *b_pos, *b_slot, *b_seq_start, *b_ctx_len, *b_table, *b_out;
@@ -278,7 +285,7 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
   s->order = e->next_order++;
   e->pending[e->n_pending++] = s;
   e->n_inflight++;
-  atomic_store(&e->stats.queue_size, e->n_waiting + e->n_pending);
+  atomic_fetch_add(&e->stats.queue_size, 1); /* the engine thread recounts it exactly each step */
   pthread_cond_signal(&e->cv);
   pthread_mutex_unlock(&e->mu);
   return 0;
@@ -567,7 +574,13 @@ static void step(ig_engine *e) {
   }
 
   long long n_prefill = 0, n_decode = 0;
-  int out = 0, V = e->run.vocab_size;
+  int out = 0, V = e->run.vocab_size, n_jobs = 0;
+  if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) {
+    for (int i = 0; i < n_items; i++) finish_running(e, e->items[i].s, IG_FINISH_ERROR, "out of memory");
+    update_gauges(e);
+    return;
+  }
+  /* Logits rows: prefill logprobs now; sampling rows collected into jobs (run together, maybe in parallel). */
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
@@ -588,6 +601,7 @@ static void step(ig_engine *e) {
     s->n_computed = it->end;
     /* rows [start, end) gave the logprobs of prompt positions up to end (row p predicts token p + 1) */
     if (s->prefill_lp && it->end + 1 > s->lp_done) s->lp_done = it->end + 1 < s->n_prompt ? it->end + 1 : s->n_prompt;
+    it->sample_job = -1;
     if (!sample_row) continue;
     s->prefilling = 0;
     if (s->prefill_lp && s->lp_done >= s->n_prompt) { /* publish before the first token event */
@@ -598,13 +612,26 @@ static void step(ig_engine *e) {
       }
       pthread_mutex_unlock(&s->r->mu);
     }
-    ig_sample_result sr;
-    ig_sampler_sample(&e->sampler, &s->r->params, sample_row, s->tokens, s->n_tokens, s->n_prompt,
-                      (uint64_t)s->n_generated, &sr);
-    ig_finish_reason fin = accept_token(e, s, &sr);
-    if (fin != IG_FINISH_NONE) it->s = NULL, finish_running(e, s, fin, NULL);
+    ig_sample_job *jb = &e->jobs[n_jobs++];
+    jb->params = &s->r->params;
+    jb->logits = sample_row;
+    jb->tokens = s->tokens;
+    jb->n_tokens = s->n_tokens;
+    jb->n_prompt = s->n_prompt;
+    jb->step = (uint64_t)s->n_generated;
+    it->sample_job = n_jobs - 1;
   }
   assert(out == b.n_out);
+  int parallel = e->pool && (int64_t)n_jobs * V >= e->sample_par_min;
+  ig_sample_pool_run(parallel ? e->pool : NULL, &e->sampler, e->jobs, n_jobs);
+  /* Tokens accepted in batch order: text, stop checks, events, finishing. */
+  for (int i = 0; i < n_items; i++) {
+    item *it = &e->items[i];
+    if (it->sample_job < 0) continue;
+    seq *s = it->s;
+    ig_finish_reason fin = accept_token(e, s, &e->jobs[it->sample_job].res);
+    if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
+  }
 
   atomic_fetch_add(&e->stats.steps, 1);
   atomic_fetch_add(&e->stats.prefill_tokens, n_prefill);
@@ -732,6 +759,15 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
       return rc;
     }
   }
+  /* Host sampling workers: explicit count, or by default for large vocabularies (where one sequence's
+   * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
+  int workers = run->sampler_threads;
+  e->sample_par_min = workers > 0 ? 0 : 262144;
+  if (workers == 0 && run->vocab_size >= 32000) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    workers = ncpu > 2 ? (int)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0;
+  }
+  if (workers > 0 && ig_sample_pool_create(workers, run->vocab_size, &e->pool)) e->pool = NULL; /* sequential */
   atomic_store(&e->stats.kv_blocks_total, n_blocks);
   ig_str_init(&e->piece);
   ig_str_init(&e->emit);
@@ -764,6 +800,8 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   free(e->pending);
   free(e->waiting);
   free(e->running);
+  ig_sample_pool_destroy(e->pool);
+  free(e->jobs);
   free(e->items);
   free(e->b_tokens);
   free(e->b_pos);
