@@ -62,7 +62,8 @@ typedef struct ig_token_event {
   char *text;                     /* text released by this token, valid UTF-8 (may be ""), malloc'd */
   int n_top;
   int32_t top_ids[IG_MAX_TOP_N];
-  float top_logprobs[IG_MAX_TOP_N]; /* n_top >= top_n_tokens when ties with the n-th are included (TGI) */
+  float top_logprobs[IG_MAX_TOP_N]; /* n_top may exceed top_n_tokens: ties with the n-th are included (TGI),
+                                       up to IG_MAX_TOP_N; -inf entries are never listed */
   ig_finish_reason finish;        /* != NONE on the last event of the request */
 } ig_token_event;
 
