@@ -984,7 +984,8 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   case F_REJECTATTR: return filter_select(c, v, a, true, false);
   case F_REPLACE: {
     tm_val s = tm_stringify(c, &v);
-    if (!arg(a, 0, "old") || !arg(a, 1, "new")) tm_fail(c, IG_TMPL_ERUNTIME, "do_replace() missing required arguments 'old' and 'new'");
+    if (!arg(a, 0, "old")) tm_fail(c, IG_TMPL_ERUNTIME, "do_replace() missing 2 required positional arguments: 'old' and 'new'");
+    if (!arg(a, 1, "new")) tm_fail(c, IG_TMPL_ERUNTIME, "do_replace() missing 1 required positional argument: 'new'");
     tm_val old = tm_stringify(c, arg(a, 0, "old"));
     tm_val nw = tm_stringify(c, arg(a, 1, "new"));
     return str_replace(c, s, old, nw, arg_int(c, a, 2, "count", -1));
@@ -1049,6 +1050,7 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     tm_val acc = start ? *start : tm_int(0);
     for (uint32_t i = 0; i < l->n; i++) {
       tm_val x = attr && attr->t != V_NONE ? attr_path(c, l->v[i], *attr) : l->v[i];
+      if (x.t == V_UNDEF) undef_error(c, &x);
       if (!((acc.t == V_INT || acc.t == V_BOOL || acc.t == V_FLOAT) && (x.t == V_INT || x.t == V_BOOL || x.t == V_FLOAT)))
         tm_fail(c, IG_TMPL_ERUNTIME, "unsupported operand type(s) for +: '%s' and '%s'", tm_type_name(&acc), tm_type_name(&x));
       if (acc.t == V_FLOAT || x.t == V_FLOAT)

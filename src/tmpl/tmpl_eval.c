@@ -261,6 +261,8 @@ tm_val tm_getitem(tm_ctx *c, tm_val obj, tm_val key) {
     break;
   default: break;
   }
+  if (key.t == V_STR) return tm_getattr(c, obj, (tm_sv){key.s, key.n});
+  if (key.t == V_INT || key.t == V_BOOL) return undef_msg(c, "%s has no element %lld", obj_desc(&obj), (long long)key.i);
   return undef_msg(c, "'%s' has no attribute or element", obj_desc(&obj));
 }
 
@@ -448,6 +450,8 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
     }
     if ((a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL)) return repeat(c, &a, b.i);
     if ((b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL)) return repeat(c, &b, a.i);
+    if ((a.t == V_STR || a.t == V_LIST) && b.t != V_UNDEF)
+      tm_fail(c, IG_TMPL_ERUNTIME, "can't multiply sequence by non-int of type '%s'", tm_type_name(&b));
     op_type_error(c, "*", &a, &b);
   case OP_DIV:
     if (num(&a) && num(&b)) {

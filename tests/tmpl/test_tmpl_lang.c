@@ -1,6 +1,6 @@
 /* tests/tmpl/test_tmpl_lang: the language suite. Each snippet of lang_cases.py was rendered by jinja2 into
  * tests/fixtures/templates/lang_golden.json; ignis must render the same bytes, or fail where jinja2 fails
- * (with the same message for raise_exception). */
+ * with the same message (syntax errors only have to fail: their wording differs). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +40,9 @@ int main(void) {
       const char *msg = json_string_value(json_object_get(c, "error"));
       int same = rc != 0;
       if (same && !strcmp(kind, "raise")) same = rc == IG_TMPL_ERAISE && !strcmp(err, msg);
+      /* runtime errors carry jinja2's message too ("TypeError: <message>"); syntax errors only have to fail */
+      const char *sep = strstr(msg, ": ");
+      if (same && strcmp(kind, "raise") && sep && strncmp(msg, "Template", 8)) same = !strcmp(err, sep + 2);
       CHECK_MSG(same, "case %zu: %s\n    jinja2 failed: %s\n    ignis: %s", i, src, msg, rc ? err : out.p ? out.p : "");
       ok += same;
     }
