@@ -228,6 +228,11 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
              e->cfg.max_total_tokens);
     return -EINVAL;
   }
+  if (e->run.max_position > 0 && (int64_t)r->n_prompt + p->max_new_tokens > e->run.max_position) {
+    snprintf(err, errlen, "input tokens (%d) + max_new_tokens (%d) exceed the model's %d positions", r->n_prompt,
+             p->max_new_tokens, e->run.max_position);
+    return -EINVAL;
+  }
   for (int i = 0; i < r->n_prompt; i++) {
     if (r->prompt[i] < 0 || r->prompt[i] >= e->run.vocab_size) {
       snprintf(err, errlen, "token id %d out of the vocabulary (%d)", r->prompt[i], e->run.vocab_size);

@@ -145,7 +145,8 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
 void ig_engine_destroy(ig_engine *e, int grace_ms);
 /* Hands a request over (the engine takes its own reference). Returns 0, -EAGAIN when at
  * max_concurrent_requests ("Model is overloaded"), -EINVAL when it can never fit or is malformed (empty
- * prompt, max_new_tokens < 1, prompt + max_new_tokens > max_total_tokens, ids outside the vocabulary,
+ * prompt, max_new_tokens < 1, prompt + max_new_tokens > max_total_tokens or > the model's
+ * max_position_embeddings, ids outside the vocabulary,
  * top_n_tokens > IG_MAX_TOP_N), -ESHUTDOWN after destroy began (message in err). When
  * params.prefill_logprobs is set, r->prefill_logprobs is filled before the first token event. */
 int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen);
