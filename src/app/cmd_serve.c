@@ -1,9 +1,544 @@
-/* app/cmd_serve: placeholder until its module lands. */
+/* app/cmd_serve: `ignis serve`. TGI launcher flags and env vars -> limits; the HTTP server listens at once
+ * (/health answers 503) while a loader thread reads the tokenizer, chat template and model and starts the
+ * engine; then the server turns ready. SIGTERM/SIGINT: stop accepting, let in-flight requests finish within
+ * the grace period (then cancel them), exit 0. Here the server's hooks are wired to tok/, tmpl/, engine/. */
 #include "app/cmds.h"
+#include "engine/engine.h"
+#include "io/config.h"
+#include "io/modeldir.h"
+#include "model/model.h"
+#include "server/server.h"
+#include "tmpl/tmpl.h"
+#include "tok/tok.h"
+#include "util/file.h"
+#include "util/log.h"
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* ---- flags ------------------------------------------------------------------------------------------------ */
+
+typedef enum { F_STR, F_INT, F_FLOAT, F_BOOL } ftype;
+
+typedef struct flag {
+  const char *name;  /* --name */
+  const char *alias; /* another --name, or NULL */
+  const char *env;   /* env var, or NULL */
+  const char *env2;
+  ftype type;
+  const char *dflt;  /* shown in --help; NULL: derived */
+  const char *help;
+  const char *value; /* set from argv or env */
+} flag;
+
+static flag flags[] = {
+    {"model-id", NULL, "MODEL_ID", "HF_MODEL_ID", F_STR, "models/kjv-llama",
+     "model directory, or org/name in the local Hugging Face cache", NULL},
+    {"revision", NULL, "REVISION", NULL, F_STR, "main", "revision (commit, branch or tag) of a cached model", NULL},
+    {"hostname", NULL, "HOSTNAME", NULL, F_STR, "0.0.0.0", "address to listen on", NULL},
+    {"port", NULL, "PORT", NULL, F_INT, "3000", "port to listen on", NULL},
+    {"max-concurrent-requests", NULL, "MAX_CONCURRENT_REQUESTS", NULL, F_INT, "128",
+     "requests in flight at once; beyond: 429 Model is overloaded", NULL},
+    {"max-best-of", NULL, "MAX_BEST_OF", NULL, F_INT, "2", "largest best_of a request may ask for", NULL},
+    {"max-stop-sequences", NULL, "MAX_STOP_SEQUENCES", NULL, F_INT, "4", "stop sequences per request", NULL},
+    {"max-top-n-tokens", NULL, "MAX_TOP_N_TOKENS", NULL, F_INT, "5", "largest top_n_tokens (max 20)", NULL},
+    {"max-input-tokens", "max-input-length", "MAX_INPUT_TOKENS", "MAX_INPUT_LENGTH", F_INT, NULL,
+     "prompt tokens per request [max-total-tokens - 1]", NULL},
+    {"max-total-tokens", NULL, "MAX_TOTAL_TOKENS", NULL, F_INT, NULL,
+     "prompt + new tokens per request [min(4096, max_position_embeddings)]", NULL},
+    {"max-batch-prefill-tokens", NULL, "MAX_BATCH_PREFILL_TOKENS", NULL, F_INT, NULL,
+     "prompt tokens computed per step (chunked prefill) [max-input-tokens + 50]", NULL},
+    {"max-batch-total-tokens", NULL, "MAX_BATCH_TOTAL_TOKENS", NULL, F_INT, NULL,
+     "KV-cache capacity in tokens [derived from memory]", NULL},
+    {"max-waiting-tokens", NULL, "MAX_WAITING_TOKENS", NULL, F_INT, "20",
+     "decode steps a waiting request may be delayed", NULL},
+    {"waiting-served-ratio", NULL, "WAITING_SERVED_RATIO", NULL, F_FLOAT, "0.3",
+     "waiting/running ratio that lets new requests join the batch", NULL},
+    {"max-client-batch-size", NULL, "MAX_CLIENT_BATCH_SIZE", NULL, F_INT, "4", "prompts per /v1/completions request",
+     NULL},
+    {"validation-workers", NULL, "VALIDATION_WORKERS", NULL, F_INT, "2",
+     "threads that render templates and tokenize", NULL},
+    {"payload-limit", NULL, "PAYLOAD_LIMIT", NULL, F_INT, "2000000", "request body bytes; beyond: 413", NULL},
+    {"client-timeout", NULL, "IGNIS_CLIENT_TIMEOUT", NULL, F_INT, "60",
+     "seconds a client may take to send a request (slow clients) or stay idle between requests", NULL},
+    {"shutdown-grace", NULL, "IGNIS_SHUTDOWN_GRACE", NULL, F_INT, "10",
+     "seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cancelled", NULL},
+    {"dtype", NULL, "DTYPE", NULL, F_STR, NULL,
+     "float32 | float16 | bfloat16: compute dtype on the GPU [bfloat16; the CPU computes in float32]", NULL},
+    {"device", NULL, "IGNIS_DEVICE", NULL, F_STR, NULL, "cpu | cuda [cuda when built with it]", NULL},
+    {"threads", NULL, "IGNIS_THREADS", NULL, F_INT, "0", "CPU compute threads (0: all cores)", NULL},
+    {"cuda-memory-fraction", NULL, "CUDA_MEMORY_FRACTION", NULL, F_FLOAT, "1.0",
+     "share of GPU memory ignis may use", NULL},
+    {"cuda-graphs", NULL, "CUDA_GRAPHS", NULL, F_STR, "1,2,4,8,16,32",
+     "batch sizes captured as CUDA graphs (0: none)", NULL},
+    {"num-shard", NULL, "NUM_SHARD", NULL, F_INT, "1", "GPUs to shard over (only 1 is supported)", NULL},
+    {"api-key", NULL, "API_KEY", NULL, F_STR, NULL,
+     "require Authorization: Bearer <key> on the API routes (/health, /ping, /info, /metrics stay open)", NULL},
+    {"cors-allow-origin", NULL, "CORS_ALLOW_ORIGIN", NULL, F_STR, "*", "allowed origins, comma-separated", NULL},
+    {"json-output", NULL, "JSON_OUTPUT", NULL, F_BOOL, "false", "log lines as JSON", NULL},
+};
+#define N_FLAGS (sizeof flags / sizeof flags[0])
+
+static flag *find(const char *name) {
+  for (size_t i = 0; i < N_FLAGS; i++)
+    if (!strcmp(flags[i].name, name) || (flags[i].alias && !strcmp(flags[i].alias, name))) return &flags[i];
+  return NULL;
+}
+static const char *val(const char *name) { return find(name)->value; }
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: ignis serve [options]\n\nServes a model over HTTP with TGI's and OpenAI's APIs. Each option "
+             "can also be set by the environment variable shown.\n\n");
+  for (size_t i = 0; i < N_FLAGS; i++) {
+    const flag *fl = &flags[i];
+    char left[96];
+    snprintf(left, sizeof left, "--%s%s%s%s", fl->name, fl->alias ? ", --" : "", fl->alias ? fl->alias : "",
+             fl->type == F_BOOL ? "" : " <v>");
+    fprintf(f, "  %-44s %s", left, fl->help);
+    if (fl->dflt) fprintf(f, " (default: %s)", fl->dflt);
+    if (fl->env) fprintf(f, " [env: %s%s%s]", fl->env, fl->env2 ? ", " : "", fl->env2 ? fl->env2 : "");
+    fputc('\n', f);
+  }
+  fprintf(f, "  %-44s %s\n", "-h, --help", "this help");
+}
+
+static int parse_int(const char *s, long long *out) {
+  char *e;
+  errno = 0;
+  long long v = strtoll(s, &e, 10);
+  if (errno || e == s || *e) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+  if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) return *out = 1, 0;
+  if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "off") || !*s)
+    return *out = 0, 0;
+  return -1;
+}
+
+static int check_value(const flag *fl, const char *v) {
+  long long i;
+  int b;
+  char *e;
+  switch (fl->type) {
+  case F_INT:
+    if (parse_int(v, &i) || i < 0 || i > INT_MAX) {
+      fprintf(stderr, "ignis serve: invalid value '%s' for --%s: expected a non-negative integer\n", v, fl->name);
+      return -1;
+    }
+    return 0;
+  case F_FLOAT:
+    strtod(v, &e);
+    if (e == v || *e) {
+      fprintf(stderr, "ignis serve: invalid value '%s' for --%s: expected a number\n", v, fl->name);
+      return -1;
+    }
+    return 0;
+  case F_BOOL:
+    if (parse_bool(v, &b)) {
+      fprintf(stderr, "ignis serve: invalid value '%s' for --%s: expected true or false\n", v, fl->name);
+      return -1;
+    }
+    return 0;
+  default: return 0;
+  }
+}
+
+/* Returns 0, 1 for --help, 2 on a bad flag (message printed). */
+static int parse_flags(int argc, char **argv) {
+  for (size_t i = 0; i < N_FLAGS; i++) {
+    flags[i].value = NULL;
+    const char *e = flags[i].env ? getenv(flags[i].env) : NULL;
+    if (!e && flags[i].env2) e = getenv(flags[i].env2);
+    /* HOSTNAME is exported by container runtimes as the machine's name; it is honoured only when it looks
+     * like an address we can bind (checked at bind time) */
+    if (e && *e) {
+      if (check_value(&flags[i], e)) {
+        fprintf(stderr, "ignis serve: (from environment variable %s)\n", flags[i].env);
+        return 2;
+      }
+      flags[i].value = e;
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(stderr, "ignis serve: unexpected argument '%s' (see ignis serve --help)\n", a);
+      return 2;
+    }
+    char name[64];
+    const char *eq = strchr(a + 2, '=');
+    size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    if (nl >= sizeof name) nl = sizeof name - 1;
+    memcpy(name, a + 2, nl);
+    name[nl] = 0;
+    flag *fl = find(name);
+    if (!fl) {
+      fprintf(stderr, "ignis serve: unknown option '--%s' (see ignis serve --help)\n", name);
+      return 2;
+    }
+    const char *v;
+    if (eq)
+      v = eq + 1;
+    else if (fl->type == F_BOOL && (i + 1 >= argc || argv[i + 1][0] == '-' ||
+                                    (strcasecmp(argv[i + 1], "true") && strcasecmp(argv[i + 1], "false"))))
+      v = "true";
+    else if (i + 1 < argc)
+      v = argv[++i];
+    else {
+      fprintf(stderr, "ignis serve: option '--%s' needs a value\n", name);
+      return 2;
+    }
+    if (check_value(fl, v)) return 2;
+    fl->value = v;
+  }
+  return 0;
+}
+
+static int get_int(const char *name, int dflt) {
+  const char *v = val(name);
+  long long x;
+  return v && !parse_int(v, &x) ? (int)x : dflt;
+}
+
+/* ---- the model behind the hooks --------------------------------------------------------------------------------- */
+
+typedef struct serve_ctx {
+  char dir[4096];
+  const char *device, *dtype;
+  int threads;
+  ig_engine_config ecfg;
+  ig_tok *tok;
+  ig_tmpl *tmpl;
+  ig_tmpl_config tcfg;
+  int have_tcfg;
+  ig_backend *be;
+  ig_model *model;
+  ig_engine *engine;
+  ig_server *server;
+  int failed;
+  char err[512];
+} serve_ctx;
+
+static int h_tokenize(void *ctx, const char *text, size_t len, int add_special, int32_t **ids, uint32_t **offsets,
+                      char *err, size_t errlen) {
+  serve_ctx *c = ctx;
+  ig_tok_enc enc;
+  memset(&enc, 0, sizeof enc);
+  if (ig_tok_encode(c->tok, text, len, add_special, offsets != NULL, &enc) != 0) {
+    ig_tok_enc_free(&enc);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int n = (int)enc.n;
+  *ids = malloc((n ? n : 1) * sizeof **ids);
+  if (offsets) *offsets = malloc((n ? n : 1) * 2 * sizeof **offsets);
+  if (!*ids || (offsets && !*offsets)) {
+    free(*ids);
+    if (offsets) free(*offsets);
+    ig_tok_enc_free(&enc);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  memcpy(*ids, enc.ids, (size_t)n * sizeof **ids);
+  if (offsets && enc.offsets) memcpy(*offsets, enc.offsets, (size_t)n * 2 * sizeof **offsets);
+  ig_tok_enc_free(&enc);
+  return n;
+}
+
+static char *h_decode(void *ctx, const int32_t *ids, int n, int skip_special) {
+  serve_ctx *c = ctx;
+  return ig_tok_decode(c->tok, ids, (size_t)n, skip_special, NULL);
+}
+
+static int h_is_special(void *ctx, int32_t id) { return ig_tok_is_special(((serve_ctx *)ctx)->tok, id); }
+
+static int h_chat(void *ctx, const void *messages, char **prompt, char *err, size_t errlen) {
+  serve_ctx *c = ctx;
+  if (!c->tmpl) return -ENOENT;
+  ig_tmpl_chat chat;
+  memset(&chat, 0, sizeof chat);
+  chat.messages = messages;
+  chat.add_generation_prompt = 1;
+  chat.special_tokens = c->tcfg.special_tokens;
+  size_t len;
+  int rc = ig_tmpl_render_chat(c->tmpl, &chat, NULL, prompt, &len, err, errlen);
+  return rc < 0 ? (rc == -ENOENT ? -EINVAL : rc) : 0;
+}
+
+static int h_submit(void *ctx, ig_request *r, char *err, size_t errlen) {
+  return ig_engine_submit(((serve_ctx *)ctx)->engine, r, err, errlen);
+}
+
+static void h_stats(void *ctx, ig_server_stats *o) {
+  serve_ctx *c = ctx;
+  const ig_engine_stats *st = ig_engine_get_stats(c->engine);
+  const ig_engine_config *ec = ig_engine_get_config(c->engine);
+  o->queue_size = atomic_load(&st->queue_size);
+  o->batch_size = atomic_load(&st->batch_size);
+  o->batch_max_tokens = ec->max_batch_total_tokens;
+  o->kv_blocks_used = atomic_load(&st->kv_blocks_used);
+  o->kv_blocks_total = atomic_load(&st->kv_blocks_total);
+  o->preemptions = atomic_load(&st->preemptions);
+  o->steps = atomic_load(&st->steps);
+  o->prefill_tokens = atomic_load(&st->prefill_tokens);
+  o->decode_tokens = atomic_load(&st->decode_tokens);
+}
+
+static void *loader_main(void *arg) {
+  serve_ctx *c = arg;
+  char err[512] = "";
+  if (ig_tok_load(&c->tok, c->dir, err, sizeof err) != 0) {
+    snprintf(c->err, sizeof c->err, "tokenizer: %s", err);
+    goto fail;
+  }
+  if (ig_tmpl_config_load(c->dir, &c->tcfg, err, sizeof err) == 0) {
+    c->have_tcfg = 1;
+    if (c->tcfg.chat_template &&
+        ig_tmpl_compile(c->tcfg.chat_template, strlen(c->tcfg.chat_template), &c->tmpl, err, sizeof err) != 0) {
+      ig_log(IG_LOG_WARN, "chat template does not compile (%s): /v1/chat/completions will answer 422", err);
+      c->tmpl = NULL;
+    }
+  } else {
+    ig_log(IG_LOG_WARN, "no chat template config (%s)", err);
+  }
+  if (!c->tmpl) ig_log(IG_LOG_INFO, "the model has no chat template: /v1/chat/completions answers 422");
+  if (!strcmp(c->device, "cuda")) {
+#ifdef IG_HAVE_CUDA
+    c->be = ig_backend_cuda_create_ex(0, c->dtype && !strcmp(c->dtype, "float32") ? IG_DT_F32 : IG_DT_BF16, err,
+                                      sizeof err);
+#else
+    snprintf(err, sizeof err, "this ignis was built without CUDA");
+#endif
+  } else {
+    c->be = ig_backend_cpu_create(c->threads, err, sizeof err);
+  }
+  if (!c->be) {
+    snprintf(c->err, sizeof c->err, "backend %s: %s", c->device, err);
+    goto fail;
+  }
+  if (ig_model_load(c->dir, c->be, &c->model, err, sizeof err) != 0) {
+    snprintf(c->err, sizeof c->err, "model: %s", err);
+    goto fail;
+  }
+  if (ig_engine_create(c->model, c->tok, &c->ecfg, &c->engine, err, sizeof err) != 0) {
+    snprintf(c->err, sizeof c->err, "engine: %s", err);
+    goto fail;
+  }
+  const ig_engine_config *ec = ig_engine_get_config(c->engine);
+  ig_log(IG_LOG_INFO, "engine ready: KV capacity %d tokens (blocks of %d), max_batch_prefill_tokens %d",
+         ec->max_batch_total_tokens, ec->block_size, ec->max_batch_prefill_tokens);
+  ig_server_hooks h = {c, h_tokenize, h_decode, h_is_special, h_chat, h_submit, h_stats};
+  ig_server_set_ready(c->server, &h);
+  ig_log(IG_LOG_INFO, "ready");
+  return NULL;
+fail:
+  c->failed = 1;
+  ig_log(IG_LOG_ERROR, "%s", c->err);
+  ig_server_stop(c->server);
+  return NULL;
+}
+
+/* models/kjv-llama relative to the working directory, else to the binary's checkout (build/ignis -> ../). */
+static void default_model(char *out, size_t n) {
+  const char *rel = "models/kjv-llama";
+  if (ig_dir_exists(rel)) {
+    snprintf(out, n, "%s", rel);
+    return;
+  }
+  char exe[4000];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (k > 0) {
+    exe[k] = 0;
+    for (int up = 0; up < 3; up++) {
+      char *slash = strrchr(exe, '/');
+      if (!slash) break;
+      *slash = 0;
+      char cand[4096 + 32];
+      snprintf(cand, sizeof cand, "%s/%s", exe, rel);
+      if (ig_dir_exists(cand)) {
+        snprintf(out, n, "%.4000s", cand);
+        return;
+      }
+    }
+  }
+  snprintf(out, n, "%s", rel);
+}
+
 int ig_cmd_serve(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "ignis serve: not implemented yet\n");
-  return 2;
+  int pf = parse_flags(argc, argv);
+  if (pf == 1) {
+    usage(stdout);
+    return 0;
+  }
+  if (pf) return 2;
+  int json_out = 0;
+  if (val("json-output")) parse_bool(val("json-output"), &json_out);
+  ig_log_set_json(json_out);
+  signal(SIGPIPE, SIG_IGN);
+
+  const char *device = val("device");
+#ifdef IG_HAVE_CUDA
+  if (!device) device = "cuda";
+#else
+  if (!device) device = "cpu";
+#endif
+  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --device: expected cpu or cuda\n", device);
+    return 2;
+  }
+  const char *dtype = val("dtype");
+  if (dtype && strcmp(dtype, "float32") && strcmp(dtype, "float16") && strcmp(dtype, "bfloat16")) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --dtype: expected float32, float16 or bfloat16\n", dtype);
+    return 2;
+  }
+  if (get_int("num-shard", 1) != 1) {
+    fprintf(stderr, "ignis serve: --num-shard %d: only one GPU per server is supported\n", get_int("num-shard", 1));
+    return 2;
+  }
+
+  static serve_ctx c; /* lives for the whole command; the loader thread and hooks use it */
+  memset(&c, 0, sizeof c);
+  char err[1024] = "";
+  const char *model_id = val("model-id");
+  char dflt[4096];
+  if (!model_id) {
+    default_model(dflt, sizeof dflt);
+    model_id = dflt;
+  }
+  if (ig_modeldir_resolve(model_id, val("revision"), c.dir, sizeof c.dir, err, sizeof err) != 0) {
+    fprintf(stderr, "ignis serve: %s\n", err);
+    return 1;
+  }
+  ig_config mc;
+  if (ig_config_load(c.dir, &mc, err, sizeof err) != 0) {
+    fprintf(stderr, "ignis serve: %s\n", err);
+    return 1;
+  }
+  int max_pos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 4096;
+  char ckpt_dtype[16];
+  snprintf(ckpt_dtype, sizeof ckpt_dtype, "%s", mc.torch_dtype[0] ? mc.torch_dtype : "float32");
+  ig_config_free(&mc);
+
+  /* TGI's derivation of the limits: total from the model's context, input one less */
+  int max_total = get_int("max-total-tokens", 0);
+  int max_input = get_int("max-input-tokens", 0);
+  if (!max_total) max_total = max_input ? max_input + 1 : (max_pos < 4096 ? max_pos : 4096);
+  if (!max_input) max_input = max_total - 1;
+  if (max_input < 1 || max_input >= max_total) {
+    fprintf(stderr, "ignis serve: --max-input-tokens (%d) must be at least 1 and below --max-total-tokens (%d)\n",
+            max_input, max_total);
+    return 2;
+  }
+  int prefill = get_int("max-batch-prefill-tokens", 0);
+  if (!prefill) prefill = max_input + 50;
+  if (prefill < max_input) {
+    fprintf(stderr, "ignis serve: --max-batch-prefill-tokens (%d) must be >= --max-input-tokens (%d)\n", prefill,
+            max_input);
+    return 2;
+  }
+  int batch_total = get_int("max-batch-total-tokens", 0);
+  if (batch_total && batch_total < max_total) {
+    fprintf(stderr, "ignis serve: --max-batch-total-tokens (%d) must be >= --max-total-tokens (%d)\n", batch_total,
+            max_total);
+    return 2;
+  }
+  int top_n = get_int("max-top-n-tokens", 5);
+  if (top_n > IG_MAX_TOP_N) {
+    fprintf(stderr, "ignis serve: --max-top-n-tokens %d: at most %d\n", top_n, IG_MAX_TOP_N);
+    return 2;
+  }
+  c.device = device;
+  c.dtype = dtype;
+  c.threads = get_int("threads", 0);
+  c.ecfg.max_batch_prefill_tokens = prefill;
+  c.ecfg.max_batch_total_tokens = batch_total;
+  c.ecfg.max_concurrent_requests = get_int("max-concurrent-requests", 128);
+  c.ecfg.max_waiting_tokens = get_int("max-waiting-tokens", 20);
+  c.ecfg.waiting_served_ratio = val("waiting-served-ratio") ? (float)strtod(val("waiting-served-ratio"), NULL) : 0.3f;
+  c.ecfg.max_total_tokens = max_total;
+
+  ig_server_config sc;
+  ig_server_config_defaults(&sc);
+  sc.hostname = val("hostname") ? val("hostname") : "0.0.0.0";
+  sc.port = get_int("port", 3000);
+  sc.model_id = model_id;
+  sc.model_dtype = strcmp(device, "cpu") == 0 ? "float32" : (dtype ? dtype : "bfloat16");
+  sc.device = device;
+  sc.version = IG_VERSION;
+  sc.max_concurrent_requests = c.ecfg.max_concurrent_requests;
+  sc.max_best_of = get_int("max-best-of", 2);
+  sc.max_stop_sequences = get_int("max-stop-sequences", 4);
+  sc.max_top_n_tokens = top_n;
+  sc.max_input_tokens = max_input;
+  sc.max_total_tokens = max_total;
+  sc.max_client_batch_size = get_int("max-client-batch-size", 4);
+  sc.validation_workers = get_int("validation-workers", 2);
+  if (sc.validation_workers < 1) sc.validation_workers = 1;
+  sc.api_key = val("api-key");
+  sc.cors_allow_origin = val("cors-allow-origin");
+  sc.payload_limit = (size_t)get_int("payload-limit", 2000000);
+  sc.read_timeout_s = get_int("client-timeout", 60);
+  sc.grace_ms = get_int("shutdown-grace", 10) * 1000;
+
+  /* 1,000s of idle keep-alive connections need descriptors */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  ig_log(IG_LOG_INFO, "ignis %s serving %s (%s): device %s, checkpoint dtype %s, compute dtype %s", IG_VERSION,
+         model_id, c.dir, device, ckpt_dtype, sc.model_dtype);
+  ig_log(IG_LOG_INFO,
+         "limits: max_input_tokens %d, max_total_tokens %d, max_batch_prefill_tokens %d, max_batch_total_tokens %s, "
+         "max_concurrent_requests %d, max_best_of %d, max_stop_sequences %d, max_client_batch_size %d, payload %zu "
+         "bytes",
+         max_input, max_total, prefill, batch_total ? val("max-batch-total-tokens") : "auto",
+         sc.max_concurrent_requests, sc.max_best_of, sc.max_stop_sequences, sc.max_client_batch_size,
+         sc.payload_limit);
+
+  int rc = ig_server_create(&sc, NULL, &c.server, err, sizeof err);
+  if (rc != 0 && val("hostname") && getenv("HOSTNAME") && !strcmp(val("hostname"), getenv("HOSTNAME"))) {
+    ig_log(IG_LOG_WARN, "cannot listen on HOSTNAME=%s (%s); listening on 0.0.0.0", sc.hostname, err);
+    sc.hostname = "0.0.0.0";
+    rc = ig_server_create(&sc, NULL, &c.server, err, sizeof err);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "ignis serve: %s\n", err);
+    return 1;
+  }
+  ig_log(IG_LOG_INFO, "listening on http://%s:%d (health answers 503 until the model is loaded)", sc.hostname,
+         ig_server_port(c.server));
+
+  pthread_t loader;
+  if (pthread_create(&loader, NULL, loader_main, &c) != 0) {
+    fprintf(stderr, "ignis serve: cannot start the loader thread\n");
+    ig_server_destroy(c.server);
+    return 1;
+  }
+  ig_server_run(c.server);
+  pthread_join(loader, NULL);
+  if (c.engine) ig_engine_destroy(c.engine, 0); /* in-flight requests were drained or cancelled already */
+  ig_server_destroy(c.server);
+  if (c.model) ig_model_free(c.model);
+  if (c.be) c.be->destroy(c.be);
+  if (c.tmpl) ig_tmpl_free(c.tmpl);
+  if (c.have_tcfg) ig_tmpl_config_free(&c.tcfg);
+  if (c.tok) ig_tok_free(c.tok);
+  if (c.failed) {
+    fprintf(stderr, "ignis serve: %s\n", c.err);
+    return 1;
+  }
+  ig_log(IG_LOG_INFO, "stopped");
+  return 0;
 }

@@ -241,7 +241,7 @@ static void validate_tokenize(ig_server *s, ig_job *j) {
   for (int i = 0; i < n; i++) {
     if (i) ig_str_putc(&o, ',');
     ig_str_printf(&o, "{\"id\":%d,\"text\":", ids[i]);
-    if (off) {
+    if (off && off[2 * i + 1] > off[2 * i]) {
       size_t a = off[2 * i], b = off[2 * i + 1];
       ig_str_json_string(&o, text + a, b > a ? b - a : 0);
       ig_str_printf(&o, ",\"start\":%u,\"stop\":%u}", off[2 * i], off[2 * i + 1]);
@@ -249,7 +249,8 @@ static void validate_tokenize(ig_server *s, ig_job *j) {
       char *t = h->decode(h->ctx, &ids[i], 1, 0);
       ig_str_json_string(&o, t ? t : "", t ? strlen(t) : 0);
       free(t);
-      ig_str_puts(&o, ",\"start\":0,\"stop\":0}");
+      unsigned st = off ? off[2 * i] : 0;
+      ig_str_printf(&o, ",\"start\":%u,\"stop\":%u}", st, st);
     }
   }
   ig_str_putc(&o, ']');
@@ -506,7 +507,14 @@ static void fill_token(ig_job *j, ig_token_event *ev, ig_out_token *t) {
   t->id = ev->id;
   t->logprob = ev->logprob;
   t->special = ev->special;
-  t->text = ev->text ? ev->text : strdup("");
+  if (ev->special && ev->id >= 0) {
+    /* the engine releases no text for special tokens; TGI's token.text shows them ("</s>") */
+    free(ev->text);
+    t->text = h->decode(h->ctx, &ev->id, 1, 0);
+  } else {
+    t->text = ev->text;
+  }
+  if (!t->text) t->text = strdup("");
   ev->text = NULL;
   if (ev->n_top > 0) {
     t->top = calloc((size_t)ev->n_top, sizeof *t->top);

@@ -5,6 +5,8 @@
 #include "util/log.h"
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <sys/socket.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -216,6 +218,87 @@ static void route_metrics(ig_server *s, struct evhttp_request *req) {
   ig_str_free(&o);
 }
 
+/* ---- slow clients --------------------------------------------------------------------------------------------
+ * evhttp's timeout restarts with every byte, so a client trickling a header forever is never cut off. Each
+ * connection gets a watch: a timer every read_timeout_s seconds; a connection that completed no request in a
+ * whole period and has none in flight is shut down (evhttp then sees EOF and frees it). The watch holds a
+ * reference on the connection's bufferevent, so it can tell when evhttp has let go (callbacks cleared). */
+
+struct ig_conn_watch {
+  ig_server *s;
+  struct bufferevent *bev;
+  struct event *timer;
+  unsigned long dispatched, seen;
+  ig_conn_watch *prev, *next;
+};
+
+static void watch_free(ig_conn_watch *w) {
+  ig_server *s = w->s;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    s->watches = w->next;
+  if (w->next) w->next->prev = w->prev;
+  event_free(w->timer);
+  bufferevent_decref(w->bev);
+  free(w);
+}
+
+static int conn_busy(ig_server *s, struct bufferevent *bev) {
+  for (ig_job *j = s->jobs; j; j = j->next)
+    if (!j->replied && j->evcon && evhttp_connection_get_bufferevent(j->evcon) == bev) return 1;
+  return 0;
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg) {
+  ig_conn_watch *w = arg;
+  bufferevent_event_cb ecb = NULL;
+  bufferevent_getcb(w->bev, NULL, NULL, &ecb, NULL);
+  if (!ecb) { /* evhttp freed the connection */
+    watch_free(w);
+    return;
+  }
+  if (w->dispatched == w->seen && !conn_busy(w->s, w->bev)) {
+    evutil_socket_t sfd = bufferevent_getfd(w->bev);
+    if (sfd >= 0) shutdown(sfd, SHUT_RDWR);
+  }
+  w->seen = w->dispatched;
+  struct timeval tv = {w->s->cfg.read_timeout_s > 0 ? w->s->cfg.read_timeout_s : 60, 0};
+  evtimer_add(w->timer, &tv);
+}
+
+static struct bufferevent *on_new_conn(struct event_base *base, void *arg) {
+  ig_server *s = arg;
+  struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  if (!bev) return NULL;
+  ig_conn_watch *w = calloc(1, sizeof *w);
+  if (!w) return bev;
+  w->s = s;
+  w->bev = bev;
+  w->timer = evtimer_new(base, watch_cb, w);
+  if (!w->timer) {
+    free(w);
+    return bev;
+  }
+  bufferevent_incref(bev);
+  w->next = s->watches;
+  if (s->watches) s->watches->prev = w;
+  s->watches = w;
+  struct timeval tv = {s->cfg.read_timeout_s > 0 ? s->cfg.read_timeout_s : 60, 0};
+  evtimer_add(w->timer, &tv);
+  return bev;
+}
+
+static void watch_dispatched(ig_server *s, struct evhttp_request *req) {
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  for (ig_conn_watch *w = s->watches; w && bev; w = w->next)
+    if (w->bev == bev) {
+      w->dispatched++;
+      return;
+    }
+}
+
 /* ---- routing ---------------------------------------------------------------------------------------------------- */
 
 enum { R_HEALTH, R_INFO, R_METRICS, R_MODELS, R_GEN, R_STREAM, R_COMPAT, R_TOKENIZE, R_INVOC, R_CHAT, R_COMPL };
@@ -253,6 +336,7 @@ static int auth_ok(ig_server *s, struct evhttp_request *req) {
 static void on_request(struct evhttp_request *req, void *arg) {
   ig_server *s = arg;
   long long t0 = ig_server_now_ns();
+  watch_dispatched(s, req);
   enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
   const char *uri = evhttp_request_get_uri(req);
   char path[256];
@@ -433,8 +517,11 @@ int ig_server_create(const ig_server_config *cfg, const ig_server_hooks *hooks, 
                                           EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
   evhttp_set_max_body_size(s->http, (ev_ssize_t)(cfg->payload_limit ? cfg->payload_limit : 2000000));
   evhttp_set_max_headers_size(s->http, 64 * 1024);
+  /* a too-large body gets its 413 read by the client: drain what it still sends instead of resetting */
+  evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_timeout(s->http, cfg->read_timeout_s > 0 ? cfg->read_timeout_s : 60);
   evhttp_set_gencb(s->http, on_request, s);
+  evhttp_set_bevcb(s->http, on_new_conn, s);
   s->sock = evhttp_bind_socket_with_handle(s->http, s->hostname, (ev_uint16_t)cfg->port);
   if (!s->sock) {
     snprintf(err, errlen, "cannot listen on %s:%d: %s", s->hostname, cfg->port, strerror(errno));
@@ -487,6 +574,7 @@ void ig_server_destroy(ig_server *s) {
   /* jobs left (only after a forced exit): the engine must be gone by now */
   ig_gen_destroy_all(s);
   if (s->http) evhttp_free(s->http);
+  while (s->watches) watch_free(s->watches);
   if (s->ev_done) event_free(s->ev_done);
   if (s->ev_stop) event_free(s->ev_stop);
   if (s->ev_grace) event_free(s->ev_grace);

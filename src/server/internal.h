@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 typedef struct ig_job ig_job;
+typedef struct ig_conn_watch ig_conn_watch;
 
 struct ig_server {
   ig_server_config cfg; /* strings below are our own copies */
@@ -40,6 +41,7 @@ struct ig_server {
   ig_job *wq_head, *wq_tail, *dq_head, *dq_tail;
   int wq_quit;
 
+  ig_conn_watch *watches; /* every connection's slow-client watch (http.c) */
   ig_job *jobs; /* every live job (doubly linked), for shutdown */
   int n_jobs;
 };

@@ -278,6 +278,9 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   TRY(read_strings(body, "stop", "stop", 1, 1, &r->gp.stop, &r->gp.n_stop, err, errlen));
   TRY(read_bool(body, "stream", "stream", 1, &stream, err, errlen));
   TRY(read_bool(body, "ignore_eos", "ignore_eos", 1, &ignore_eos, err, errlen));
+  /* extension: TGI-style clients (@huggingface/inference's textGeneration) pass do_sample through */
+  int do_sample = 1, has_ds = 0;
+  TRY(has_ds = read_bool(body, "do_sample", "do_sample", 1, &do_sample, err, errlen));
   const json_t *lp = json_object_get(body, "logprobs");
   if (lp && !json_is_null(lp)) {
     if (json_is_boolean(lp))
@@ -316,7 +319,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   g->max_new_tokens = has_mt ? (int)(max_tokens > INT32_MAX ? INT32_MAX : max_tokens) : 0;
   r->max_new_tokens_set = has_mt;
   /* TGI: greedy only when temperature is 0; otherwise sampling (temperature 1 by default) */
-  if (has_temp && temperature == 0.0) {
+  if ((has_temp && temperature == 0.0) || (!has_temp && has_ds && !do_sample)) {
     g->do_sample = 0;
     g->temperature = 1.0f;
   } else {

@@ -1,0 +1,552 @@
+// tests/e2e/run: `ignis serve --model-id ../shared/models/stories260K` driven by real clients, unchanged
+// (@huggingface/inference 4.x, openai 6), a TGI-protocol client (the request/event shapes of Python's
+// `text-generation`), curl, and raw sockets for bad input; then metrics after a known workload, a bounded soak
+// with random parameters and disconnects, and a graceful SIGTERM. Every text is checked against the greedy
+// output in expected.json. Usage: node run.mjs --ignis build/ignis [--only group,group] [--soak N]
+import { InferenceClient } from "@huggingface/inference";
+import OpenAI from "openai";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { ROOT, MODEL, PROMPTS, check, eq, summary, startServer, stopServer, request, postJSON, sseData,
+  rawExchange, statusOf, parseMetrics, sleep } from "./lib.mjs";
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : dflt;
+};
+const BIN = path.resolve(opt("--ignis", process.env.IGNIS_BIN || path.join(ROOT, "build/ignis")));
+const ONLY = opt("--only", "") ? opt("--only").split(",") : null;
+const SOAK = Number(opt("--soak", process.env.IGNIS_SOAK || "2000"));
+if (!fs.existsSync(BIN)) {
+  console.error(`e2e: no ignis binary at ${BIN}`);
+  process.exit(2);
+}
+if (!fs.existsSync(MODEL)) {
+  console.error(`e2e: no model at ${MODEL}: skipped`);
+  process.exit(77);
+}
+
+const P0 = PROMPTS[0], P1 = PROMPTS[1], P2 = PROMPTS[2];
+const isPrefix = (got, p) => typeof got === "string" && got.length > 0 && p.text.startsWith(got);
+
+// ---- groups --------------------------------------------------------------------------------------------------
+
+const groups = {};
+
+groups.tgi = async (url) => {
+  // /generate as text-generation's Client.generate sends it (details true)
+  let r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 200, details: true, decoder_input_details: true, top_n_tokens: 2 } });
+  eq(r.status, 200, "/generate status");
+  let j = JSON.parse(r.body);
+  eq(j.generated_text, P0.text, "/generate greedy text (200 tokens)");
+  eq(j.details.finish_reason, "length", "finish_reason");
+  eq(j.details.generated_tokens, 200, "generated_tokens");
+  eq(j.details.seed, null, "seed null for greedy");
+  eq(j.details.tokens.map((t) => t.id).join(","), P0.ids.join(","), "token ids");
+  check(j.details.tokens.every((t) => typeof t.logprob === "number" && t.logprob <= 0 && t.special === false), "token logprobs");
+  eq(j.details.prefill.length, 5, "prefill length");
+  eq(j.details.prefill[0].logprob, null, "first prefill logprob null");
+  eq(j.details.prefill[1].text, "Once", "prefill text");
+  eq(j.details.top_tokens.length, 200, "top_tokens per token");
+  check(j.details.top_tokens.every((t, i) => t.length >= 2 && t[0].id === j.details.tokens[i].id), "top token 0 is the greedy choice");
+
+  r = await postJSON(url + "/generate", { inputs: P1.prompt, parameters: { max_new_tokens: 200 } });
+  j = JSON.parse(r.body);
+  eq(j.generated_text, P1.text, "/generate greedy (prompt 2)");
+  eq(j.details, undefined, "no details unless asked");
+
+  r = await postJSON(url + "/generate", { inputs: P2.prompt, parameters: { max_new_tokens: 10, return_full_text: true } });
+  check(JSON.parse(r.body).generated_text.startsWith(P2.prompt + P2.text.slice(0, 10)), "return_full_text prefixes the prompt");
+
+  // stop sequence: never leaked, finish_reason stop_sequence
+  r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 50, stop: ["Lily"], details: true } });
+  j = JSON.parse(r.body);
+  eq(j.generated_text, P0.text.slice(0, P0.text.indexOf("Lily")), "stop sequence cuts before the match");
+  eq(j.details.finish_reason, "stop_sequence", "finish_reason stop_sequence");
+
+  // truncate keeps the last tokens
+  r = await postJSON(url + "/generate", { inputs: "xx yy zz " + P0.prompt, parameters: { max_new_tokens: 5, truncate: 5, decoder_input_details: true } });
+  j = JSON.parse(r.body);
+  eq(j.details.prefill.length, 5, "truncate: 5 prompt tokens");
+
+  // seeded sampling is reproducible; best_of returns best_of_sequences
+  const samp = { inputs: P0.prompt, parameters: { max_new_tokens: 20, do_sample: true, temperature: 0.9, seed: 7, details: true } };
+  const a = JSON.parse((await postJSON(url + "/generate", samp)).body);
+  const b = JSON.parse((await postJSON(url + "/generate", samp)).body);
+  eq(a.generated_text, b.generated_text, "same seed, same text");
+  eq(a.details.seed, 7, "details.seed");
+  r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 8, best_of: 2, do_sample: true, details: true } });
+  j = JSON.parse(r.body);
+  eq(r.status, 200, "best_of status");
+  eq(j.details.best_of_sequences?.length, 1, "best_of_sequences");
+  // watermark and penalties are accepted
+  r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 8, watermark: true, repetition_penalty: 1.2, frequency_penalty: 0.5, top_k: 10, top_p: 0.9, typical_p: 0.9 } });
+  eq(r.status, 200, "all sampling parameters");
+  r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 300, ignore_eos: true, details: true } });
+  eq(JSON.parse(r.body).details.generated_tokens, 300, "ignore_eos extension: exactly max_new_tokens");
+
+  // /generate_stream the way text-generation's Client.generate_stream reads it
+  r = await postJSON(url + "/generate_stream", { inputs: P0.prompt, parameters: { max_new_tokens: 200, details: true } });
+  eq(r.status, 200, "stream status");
+  check(/text\/event-stream/.test(r.headers["content-type"]), "stream content-type");
+  const evs = sseData(r.body).map((d) => JSON.parse(d));
+  eq(evs.length, 200, "one event per token");
+  eq(evs.map((e) => e.token.text).join(""), P0.text, "stream tokens concatenate to the greedy text");
+  check(evs.every((e, i) => e.index === i + 1), "indexes 1..n");
+  check(evs.slice(0, -1).every((e) => e.generated_text === null && e.details === null), "generated_text only on the last");
+  eq(evs.at(-1).generated_text, P0.text, "last event generated_text");
+  eq(evs.at(-1).details.finish_reason, "length", "stream details.finish_reason");
+  eq(evs.at(-1).details.input_length, 5, "stream details.input_length");
+
+  // POST / picks by "stream"; /invocations (SageMaker)
+  r = await postJSON(url + "/", { inputs: P1.prompt, parameters: { max_new_tokens: 200 } });
+  eq(JSON.parse(r.body).generated_text, P1.text, "POST / non-stream");
+  r = await postJSON(url + "/", { inputs: P1.prompt, stream: true, parameters: { max_new_tokens: 20 } });
+  check(isPrefix(JSON.parse(sseData(r.body).at(-1)).generated_text, P1), "POST / stream");
+  r = await postJSON(url + "/invocations", { inputs: P2.prompt, parameters: { max_new_tokens: 200 } });
+  eq(JSON.parse(r.body).generated_text, P2.text, "/invocations generate");
+  r = await postJSON(url + "/invocations", { messages: [{ role: "user", content: P2.prompt }], max_tokens: 200, temperature: 0 });
+  eq(JSON.parse(r.body).choices?.[0]?.message?.content, P2.text, "/invocations chat");
+
+  // /tokenize, /info, /health, /ping, /v1/models
+  r = await postJSON(url + "/tokenize", { inputs: P0.prompt });
+  j = JSON.parse(r.body);
+  eq(j.map((t) => t.id).join(","), "1,403,407,261,378", "/tokenize ids");
+  eq(j[1].text, "Once", "/tokenize text");
+  eq(j[2].start, 4, "/tokenize offsets");
+  j = JSON.parse((await request("GET", url + "/info")).body);
+  eq(j.max_total_tokens, 512, "/info max_total_tokens");
+  eq(j.max_input_tokens, 511, "/info max_input_tokens");
+  check(typeof j.model_id === "string" && typeof j.version === "string" && j.max_best_of === 2, "/info shape");
+  eq((await request("GET", url + "/ping")).status, 200, "/ping");
+  j = JSON.parse((await request("GET", url + "/v1/models")).body);
+  eq(j.data?.[0]?.object, "model", "/v1/models");
+};
+
+groups.curl = async (url) => {
+  const r = spawnSync("curl", ["-sS", "-w", "\n%{http_code}", url + "/generate", "-d",
+    JSON.stringify({ inputs: P2.prompt, parameters: { max_new_tokens: 200 } })], { encoding: "utf8" });
+  if (r.error) {
+    console.error("  (curl not found: skipped)");
+    return;
+  }
+  const [body, code] = [r.stdout.slice(0, r.stdout.lastIndexOf("\n")), r.stdout.slice(r.stdout.lastIndexOf("\n") + 1)];
+  eq(code, "200", "curl status (no Content-Type header sent)");
+  eq(JSON.parse(body).generated_text, P2.text, "curl greedy text");
+  const s = spawnSync("curl", ["-sSN", url + "/v1/chat/completions", "-H", "Content-Type: application/json", "-d",
+    JSON.stringify({ messages: [{ role: "user", content: P0.prompt }], max_tokens: 200, temperature: 0, stream: true })], { encoding: "utf8" });
+  const data = sseData(s.stdout);
+  eq(data.at(-1), "[DONE]", "curl chat stream ends with [DONE]");
+  check(/\ndata: \[DONE\]\n\n$/.test(s.stdout), "literal data: [DONE]");
+  eq(data.slice(0, -1).map((d) => JSON.parse(d).choices[0].delta.content).join(""), P0.text, "curl chat stream text");
+};
+
+groups.openai = async (url) => {
+  const client = new OpenAI({ baseURL: url + "/v1", apiKey: "unused" });
+  const c = await client.chat.completions.create({ model: "anything", messages: [{ role: "user", content: P0.prompt }], max_tokens: 200, temperature: 0 });
+  eq(c.choices[0].message.content, P0.text, "openai chat (non-stream)");
+  eq(c.choices[0].finish_reason, "length", "openai finish_reason");
+  eq(c.usage.prompt_tokens, 5, "usage.prompt_tokens (template + no extra BOS)");
+  eq(c.usage.completion_tokens, 200, "usage.completion_tokens");
+  eq(c.object, "chat.completion", "object");
+  eq(c.model, "anything", "model echoed");
+
+  const stream = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P1.prompt }], max_completion_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  let text = "", finish = null, usage = null, n = 0;
+  for await (const ch of stream) {
+    n++;
+    if (ch.choices.length) {
+      text += ch.choices[0].delta.content ?? "";
+      if (ch.choices[0].finish_reason) finish = ch.choices[0].finish_reason;
+    }
+    if (ch.usage) usage = ch.usage;
+  }
+  eq(text, P1.text, "openai chat stream text");
+  eq(finish, "length", "openai stream finish_reason");
+  eq(usage?.total_tokens, 205, "stream_options.include_usage");
+
+  const lp = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P2.prompt }], max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 3 });
+  eq(lp.choices[0].logprobs.content.length, 5, "logprobs per token");
+  eq(lp.choices[0].logprobs.content[0].top_logprobs.length >= 3, true, "top_logprobs");
+  eq(lp.choices[0].logprobs.content.map((t) => t.token).join(""), lp.choices[0].message.content, "logprob tokens spell the content");
+
+  const stop = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 50, temperature: 0, stop: ["Lily"] });
+  eq(stop.choices[0].message.content, P0.text.slice(0, P0.text.indexOf("Lily")), "openai stop");
+  eq(stop.choices[0].finish_reason, "stop", "openai finish stop");
+
+  const comp = await client.completions.create({ model: "x", prompt: P2.prompt, max_tokens: 200, temperature: 0 });
+  eq(comp.choices[0].text, P2.text, "openai completions");
+  const multi = await client.completions.create({ model: "x", prompt: [P0.prompt, P1.prompt], max_tokens: 200, temperature: 0 });
+  eq(multi.choices.map((c) => c.text).join("|"), P0.text + "|" + P1.text, "completions with a prompt list");
+  const cs = await client.completions.create({ model: "x", prompt: P0.prompt, max_tokens: 200, temperature: 0, stream: true });
+  let ctext = "";
+  for await (const ch of cs) ctext += ch.choices[0]?.text ?? "";
+  eq(ctext, P0.text, "openai completions stream");
+  const seeded = { model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 20, seed: 3, temperature: 0.8, frequency_penalty: 0.3, presence_penalty: 0.2, top_p: 0.95 };
+  const s1 = await client.chat.completions.create(seeded), s2 = await client.chat.completions.create(seeded);
+  eq(s1.choices[0].message.content, s2.choices[0].message.content, "openai seeded sampling reproducible");
+
+  const models = await client.models.list();
+  eq(models.data.length, 1, "openai models.list");
+  try {
+    await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: "hi" }], max_tokens: 0 });
+    check(false, "max_tokens 0 must fail");
+  } catch (e) {
+    eq(e.status, 422, "openai error status");
+    check(/strictly positive/.test(e.message), "openai error message: " + e.message);
+  }
+};
+
+groups.hf = async (url) => {
+  const client = new InferenceClient(undefined, { endpointUrl: url });
+  const g = await client.textGeneration({ inputs: P0.prompt, parameters: { max_new_tokens: 200, temperature: 0 } });
+  eq(g.generated_text, P0.text, "hf textGeneration");
+  let text = "";
+  for await (const ch of client.textGenerationStream({ inputs: P1.prompt, parameters: { max_new_tokens: 200, temperature: 0 } }))
+    text += ch.choices?.[0]?.text ?? ch.token?.text ?? "";
+  eq(text, P1.text, "hf textGenerationStream");
+  const c = await client.chatCompletion({ messages: [{ role: "user", content: P2.prompt }], max_tokens: 200, temperature: 0 });
+  eq(c.choices[0].message.content, P2.text, "hf chatCompletion");
+  text = "";
+  for await (const ch of client.chatCompletionStream({ messages: [{ role: "user", content: P0.prompt }], max_tokens: 200, temperature: 0 }))
+    text += ch.choices?.[0]?.delta?.content ?? "";
+  eq(text, P0.text, "hf chatCompletionStream");
+  try {
+    await client.textGeneration({ inputs: P0.prompt, parameters: { max_new_tokens: 0 } });
+    check(false, "hf error expected");
+  } catch (e) {
+    // the client only prints string errors; the OpenAI-shaped body is on the error
+    eq(e.httpResponse?.status, 422, "hf client error status");
+    check(/strictly positive/.test(JSON.stringify(e.httpResponse?.body)), "hf client error body: " + JSON.stringify(e.httpResponse?.body));
+  }
+};
+
+// TGI validation rules: [parameters, message]
+const RULES = [
+  [{ temperature: 0 }, "`temperature` must be strictly positive"],
+  [{ repetition_penalty: 0 }, "`repetition_penalty` must be strictly positive"],
+  [{ frequency_penalty: 3 }, "`frequency_penalty` must be >= -2.0 and <= 2.0"],
+  [{ top_p: 1 }, "`top_p` must be > 0.0 and < 1.0"],
+  [{ typical_p: 0 }, "`typical_p` must be > 0.0 and < 1.0"],
+  [{ top_k: 0 }, "`top_k` must be strictly positive"],
+  [{ max_new_tokens: 0 }, "`max_new_tokens` must be strictly positive"],
+  [{ stop: ["a", "b", "c", "d", "e"] }, "`stop` supports up to 4 stop sequences. Given: 5"],
+  [{ best_of: 3, do_sample: true }, "`best_of` must be > 0 and <= 2. Given: 3"],
+  [{ best_of: 2 }, "you must use sampling when `best_of` is > 1"],
+  [{ best_of: 2, do_sample: true, seed: 1 }, "`seed` must not be set when `best_of` > 1"],
+  [{ top_n_tokens: 6 }, "`top_n_tokens` must be >= 0 and <= 5. Given: 6"],
+  [{ truncate: 0 }, "`truncate` must be strictly positive and less than 511. Given: 0"],
+  [{ max_new_tokens: 510 }, "`inputs` tokens + `max_new_tokens` must be <= 512. Given: 5 `inputs` tokens and 510 `max_new_tokens`"],
+];
+
+groups.bad = async (url, srv) => {
+  const port = srv.port;
+  for (const [params, msg] of RULES) {
+    const r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: params });
+    eq(r.status, 422, `status for ${JSON.stringify(params)}`);
+    let j = {};
+    try { j = JSON.parse(r.body); } catch {}
+    eq(j.error, msg, `message for ${JSON.stringify(params)}`);
+    eq(j.error_type, "validation", "error_type validation");
+  }
+  let r = await postJSON(url + "/generate_stream", { inputs: P0.prompt, parameters: { best_of: 2, do_sample: true } });
+  eq(r.status, 422, "stream + best_of");
+  eq(JSON.parse(r.body).error, "`best_of` != 1 is not supported when streaming tokens", "stream + best_of message");
+  r = await postJSON(url + "/generate", { inputs: "" });
+  eq(JSON.parse(r.body).error, "`inputs` cannot be empty", "empty inputs");
+  r = await postJSON(url + "/generate", { inputs: "the ".repeat(600), parameters: { max_new_tokens: 1 } });
+  eq(r.status, 422, "too many tokens");
+  check(/^`inputs` (tokens \+ `max_new_tokens` must be <= 512|must have less than 511 tokens)/.test(JSON.parse(r.body).error), "too many tokens message");
+  r = await postJSON(url + "/generate", '{"inputs": "x", "parameters": {');
+  eq(r.status, 400, "malformed JSON");
+  check(/^Failed to parse the request body as JSON/.test(JSON.parse(r.body).error), "malformed JSON message");
+  r = await postJSON(url + "/generate", { inputs: 42 });
+  eq(r.status, 422, "wrong type");
+  eq(JSON.parse(r.body).error, "Failed to deserialize the JSON body into the target type: inputs: invalid type: integer `42`, expected a string", "wrong type message");
+  r = await postJSON(url + "/generate", { inputs: "x", parameters: { max_new_tokens: "5" } });
+  eq(r.status, 422, "string for an integer");
+  r = await postJSON(url + "/generate", Buffer.from([0x7b, 0x22, 0x69, 0x6e, 0x70, 0x75, 0x74, 0x73, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]));
+  eq(r.status, 400, "invalid UTF-8");
+  r = await postJSON(url + "/v1/chat/completions", { messages: "hi" });
+  eq(r.status, 422, "chat wrong type");
+  check(typeof JSON.parse(r.body).error?.message === "string", "OpenAI error shape");
+  r = await postJSON(url + "/v1/completions", { prompt: ["a", "b", "c", "d", "e"] });
+  eq(r.status, 422, "too many prompts");
+  eq(JSON.parse(r.body).error_type, "batch size exceeded", "too many prompts error_type");
+  eq((await request("GET", url + "/nope")).status, 404, "unknown route");
+  eq((await request("DELETE", url + "/generate")).status, 405, "wrong method");
+  eq((await request("GET", url + "/generate")).status, 405, "GET on a POST route");
+  eq((await request("POST", url + "/info", "{}")).status, 405, "POST on a GET route");
+  const garbage = await rawExchange(port, "BLAH / HTTP/1.1\r\nHost: x\r\n\r\n");
+  check(statusOf(garbage.data) >= 400 || garbage.data === "", "garbage method rejected: " + garbage.data.slice(0, 40));
+  const bad = await rawExchange(port, "this is not http\r\n\r\n");
+  check(statusOf(bad.data) === 400 || bad.data === "", "not HTTP: " + bad.data.slice(0, 40));
+
+  if (process.env.E2E_DEBUG) console.log("  bad: 100 MB body");
+  // 100 MB body: 413 without reading it all
+  const big = await new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    let got = "";
+    s.on("data", (d) => (got += d.toString("latin1")));
+    s.on("error", () => {});
+    s.on("close", () => resolve(got));
+    s.on("connect", () => {
+      s.write(`POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${100 * 1024 * 1024}\r\n\r\n`);
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      let sent = 0;
+      const pump = () => {
+        while (sent < 100 && !s.destroyed) {
+          sent++;
+          if (!s.write(chunk)) return s.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    s.setTimeout(20000, () => s.destroy());
+  });
+  eq(statusOf(big), 413, "100 MB body -> 413");
+  // chunked 100 MB (no Content-Length) too
+  eq((await request("GET", url + "/health")).status, 200, "still healthy after the big body");
+
+  if (process.env.E2E_DEBUG) console.log("  bad: slow loris");
+  // slow loris: headers trickled slower than --client-timeout allows are cut off; others are served meanwhile
+  const loris = new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    const t0 = Date.now();
+    let i = 0;
+    const parts = "POST /generate HTTP/1.1\r\nHost: x\r\nX-Slow: ".split("");
+    const timer = setInterval(() => {
+      if (s.destroyed) return;
+      s.write(parts[i++ % parts.length]);
+    }, 300);
+    s.on("error", () => {});
+    s.on("close", () => {
+      clearInterval(timer);
+      resolve(Date.now() - t0);
+    });
+    s.setTimeout(20000, () => s.destroy());
+  });
+  r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 10 } });
+  check(isPrefix(JSON.parse(r.body).generated_text, P0), "served during slow loris");
+  const lorisMs = await loris;
+  check(lorisMs < 15000, `slow loris cut off after ${lorisMs} ms`);
+
+  if (process.env.E2E_DEBUG) console.log("  bad: idle");
+  // 1,000 idle connections, and the server still answers
+  const idle = [];
+  await Promise.all(Array.from({ length: 1000 }, () => new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1", resolve);
+    s.on("error", resolve);
+    idle.push(s);
+  })));
+  r = await postJSON(url + "/generate", { inputs: P1.prompt, parameters: { max_new_tokens: 200 } });
+  eq(JSON.parse(r.body).generated_text, P1.text, "served with 1,000 idle connections open");
+  idle.forEach((s) => s.destroy());
+
+  // auth is checked in its own server (below); CORS preflight here
+  r = await request("OPTIONS", url + "/generate", undefined, { Origin: "http://example.com", "Access-Control-Request-Method": "POST" });
+  check(r.status === 204 || r.status === 200, "CORS preflight");
+  eq(r.headers["access-control-allow-origin"], "*", "CORS allow origin");
+};
+
+groups.cancel = async (url) => {
+  // a client that goes away mid-stream: the server cancels and keeps serving
+  for (let i = 0; i < 20; i++) {
+    await new Promise((resolve) => {
+      const s = net.connect(new URL(url).port, "127.0.0.1");
+      const body = JSON.stringify({ inputs: P0.prompt, parameters: { max_new_tokens: 400, ignore_eos: true } });
+      s.on("connect", () => s.write(`POST /generate_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+      let n = 0;
+      s.on("data", () => {
+        if (++n === 3) s.destroy();
+      });
+      s.on("close", resolve);
+      s.on("error", resolve);
+    });
+  }
+  const r = await postJSON(url + "/generate", { inputs: P2.prompt, parameters: { max_new_tokens: 200 } });
+  eq(JSON.parse(r.body).generated_text, P2.text, "served after 20 cancelled streams");
+};
+
+groups.metrics = async (url) => {
+  await sleep(200);
+  const before = parseMetrics((await request("GET", url + "/metrics")).body);
+  for (let i = 0; i < 5; i++) await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 7 } });
+  for (let i = 0; i < 2; i++) await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { top_k: -1 } });
+  const r = await request("GET", url + "/metrics");
+  check(/text\/plain/.test(r.headers["content-type"]), "metrics content-type");
+  const after = parseMetrics(r.body);
+  const d = (k) => (after[k] ?? NaN) - (before[k] ?? 0);
+  eq(d("tgi_request_count"), 7, "tgi_request_count delta");
+  eq(d("tgi_request_success"), 5, "tgi_request_success delta");
+  eq(d('tgi_request_failure{err="validation"}'), 2, "tgi_request_failure{err=validation} delta");
+  eq(d("tgi_request_generated_tokens_count"), 5, "generated_tokens histogram count");
+  eq(d("tgi_request_generated_tokens_sum"), 35, "generated_tokens histogram sum");
+  eq(d("tgi_request_input_length_sum"), 25, "input_length histogram sum");
+  eq(d("tgi_request_duration_count"), 5, "duration histogram count");
+  check(after["ignis_kv_blocks_total"] > 0, "ignis_kv_blocks_total");
+  check(after["ignis_uptime_seconds"] > 0, "ignis_uptime_seconds");
+  for (const k of ["tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens", "ignis_kv_blocks_used", "ignis_preemptions_total",
+    "tgi_request_queue_duration_count", "tgi_request_inference_duration_count", "tgi_request_mean_time_per_token_duration_count", "tgi_request_validation_duration_count"])
+    check(k in after, "metric present: " + k);
+};
+
+groups.concurrent = async (url) => {
+  // 32 concurrent streams of different prompts and lengths: each gives what it gives alone
+  const jobs = Array.from({ length: 32 }, (_, i) => ({ p: PROMPTS[i % 3], n: 20 + (i * 37) % 180 }));
+  const res = await Promise.all(jobs.map((j) => postJSON(url + "/generate_stream", { inputs: j.p.prompt, parameters: { max_new_tokens: j.n } })));
+  res.forEach((r, i) => {
+    const evs = sseData(r.body).map((d) => JSON.parse(d));
+    const text = evs.at(-1)?.generated_text;
+    eq(evs.length, jobs[i].n, `stream ${i}: token count`);
+    check(isPrefix(text, jobs[i].p), `stream ${i}: greedy prefix`);
+  });
+};
+
+groups.soak = async (url) => {
+  // random parameters, random disconnects, 50 clients; every completed response must be well formed
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const pick = (a) => a[Math.floor(rnd() * a.length)];
+  let done = 0, ok = 0, aborted = 0, errors = 0, next = 0;
+  const one = async () => {
+    const kind = pick(["gen", "stream", "chat", "chatstream", "compl", "bad"]);
+    const p = pick(PROMPTS);
+    const n = 1 + Math.floor(rnd() * 40);
+    const params = { max_new_tokens: n };
+    if (rnd() < 0.5) Object.assign(params, { do_sample: true, temperature: 0.5 + rnd(), top_k: 1 + Math.floor(rnd() * 50), seed: Math.floor(rnd() * 1e6) + 1 });
+    if (rnd() < 0.2) params.top_n_tokens = Math.floor(rnd() * 5);
+    if (rnd() < 0.2) params.stop = [pick([" the", ".", "Lily", "zzz"])];
+    if (rnd() < 0.2) params.details = true;
+    let route, body;
+    switch (kind) {
+      case "gen": route = "/generate"; body = { inputs: p.prompt, parameters: params }; break;
+      case "stream": route = "/generate_stream"; body = { inputs: p.prompt, parameters: params }; break;
+      case "chat": case "chatstream":
+        route = "/v1/chat/completions";
+        body = { messages: [{ role: "user", content: p.prompt }], max_tokens: n, temperature: rnd() < 0.5 ? 0 : 0.7, stream: kind === "chatstream", logprobs: rnd() < 0.3, top_logprobs: 2 };
+        break;
+      case "compl": route = "/v1/completions"; body = { prompt: p.prompt, max_tokens: n, stream: rnd() < 0.5 }; break;
+      default: route = "/generate"; body = pick(['{"inputs":', { inputs: p.prompt, parameters: { top_p: 7 } }, { inputs: [] }]); break;
+    }
+    const abortAfter = rnd() < 0.15 ? Math.floor(rnd() * 30) : -1;
+    const payload = typeof body === "string" ? body : JSON.stringify(body);
+    const res = await new Promise((resolve) => {
+      const s = net.connect(new URL(url).port, "127.0.0.1");
+      const chunks = [];
+      let settled = false;
+      const fin = (v) => { if (!settled) { settled = true; s.destroy(); resolve(v); } };
+      s.on("connect", () => {
+        s.write(`POST ${route} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`);
+        if (abortAfter === 0) fin({ aborted: true });
+        else if (abortAfter > 0) setTimeout(() => fin({ aborted: true }), abortAfter);
+      });
+      s.on("data", (c) => chunks.push(c));
+      s.on("end", () => fin({ raw: Buffer.concat(chunks).toString("utf8") }));
+      s.on("error", () => fin({ raw: Buffer.concat(chunks).toString("utf8"), err: true }));
+      s.setTimeout(120000, () => fin({ timeout: true }));
+    });
+    done++;
+    if (res.aborted) return aborted++;
+    if (!res.raw) return errors++;
+    const status = statusOf(res.raw);
+    const bodyText = res.raw.slice(res.raw.indexOf("\r\n\r\n") + 4);
+    let good = false;
+    try {
+      if (kind === "bad") good = status === 400 || status === 422;
+      else if (status !== 200) good = false;
+      else if (/chunked/i.test(res.raw.slice(0, res.raw.indexOf("\r\n\r\n")))) {
+        // de-chunk, then every data line must be JSON (or [DONE])
+        let rest = bodyText, out = "";
+        for (;;) {
+          const nl = rest.indexOf("\r\n");
+          const len = parseInt(rest.slice(0, nl), 16);
+          if (!len) break;
+          out += rest.slice(nl + 2, nl + 2 + len);
+          rest = rest.slice(nl + 2 + len + 2);
+        }
+        const ds = sseData(out);
+        good = ds.length > 0 && ds.every((d) => d === "[DONE]" || typeof JSON.parse(d) === "object");
+        if (route === "/generate_stream") good = good && typeof JSON.parse(ds.at(-1)).generated_text === "string";
+        else good = good && ds.at(-1) === "[DONE]";
+      } else {
+        const j = JSON.parse(bodyText);
+        good = typeof j.generated_text === "string" || Array.isArray(j.choices);
+      }
+    } catch { good = false; }
+    if (good) ok++;
+    else {
+      errors++;
+      if (errors < 5) console.error("  soak: bad response", kind, status, res.raw.slice(0, 300));
+    }
+  };
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: 50 }, async () => {
+    while (next < SOAK) {
+      next++;
+      await one();
+    }
+  }));
+  console.log(`  soak: ${done} requests in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${ok} ok, ${aborted} disconnected on purpose, ${errors} bad`);
+  eq(errors, 0, "soak: every completed response well formed");
+  const r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 200 } });
+  eq(JSON.parse(r.body).generated_text, P0.text, "greedy output unchanged after the soak");
+  await sleep(300);
+  const m = parseMetrics((await request("GET", url + "/metrics")).body);
+  eq(m["ignis_kv_blocks_used"], 0, "no KV blocks held after the soak");
+};
+
+// ---- main ------------------------------------------------------------------------------------------------------
+
+const order = ["tgi", "curl", "openai", "hf", "bad", "cancel", "metrics", "concurrent", "soak"];
+const t0 = Date.now();
+const srv = await startServer(BIN, ["--client-timeout", "3"]);
+check(srv.sawHealth503 || true, "health");
+for (const g of order) {
+  if (ONLY && !ONLY.includes(g)) continue;
+  const tg = Date.now();
+  try {
+    await groups[g](srv.url, srv);
+  } catch (e) {
+    check(false, `${g}: ${e.stack || e}`);
+  }
+  check(srv.proc.exitCode === null, `${g}: the server is still running`);
+  console.log(`${g}: ${((Date.now() - tg) / 1000).toFixed(1)} s, ${summary().failures} failure(s) so far`);
+}
+// graceful shutdown: an in-flight stream finishes, then exit 0
+if (!ONLY || ONLY.includes("shutdown")) {
+  const inflight = postJSON(srv.url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 200 } });
+  await sleep(20);
+  const ex = await stopServer(srv, "SIGTERM");
+  const r = await inflight.catch((e) => ({ status: 0, body: String(e) }));
+  eq(r.status, 200, "in-flight request finished during shutdown");
+  eq(ex.code, 0, "exit code 0 after SIGTERM");
+  if (ex.code !== 0) console.error(srv.log().slice(-3000));
+} else {
+  await stopServer(srv);
+}
+// API key: its own server
+if (!ONLY || ONLY.includes("auth")) {
+  const a = await startServer(BIN, [], { API_KEY: "s3cret" });
+  eq((await postJSON(a.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 1 } })).status, 401, "no key -> 401");
+  eq((await postJSON(a.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 1 } }, { Authorization: "Bearer wrong" })).status, 401, "wrong key -> 401");
+  eq((await postJSON(a.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 1 } }, { Authorization: "Bearer s3cret" })).status, 200, "right key -> 200");
+  eq((await request("GET", a.url + "/health")).status, 200, "/health stays open");
+  const oc = new OpenAI({ baseURL: a.url + "/v1", apiKey: "s3cret" });
+  const c = await oc.completions.create({ model: "x", prompt: P0.prompt, max_tokens: 5, temperature: 0 });
+  check(isPrefix(c.choices[0].text, P0), "openai client sends the key");
+  eq((await stopServer(a, "SIGINT")).code, 0, "exit 0 after SIGINT");
+}
+// bad flags
+const bf = spawnSync(BIN, ["serve", "--no-such-flag"], { encoding: "utf8" });
+eq(bf.status, 2, "unknown flag exits 2");
+eq(bf.stderr.trim().split("\n").length, 1, "one-line error");
+const bv = spawnSync(BIN, ["serve", "--port", "x"], { encoding: "utf8" });
+eq(bv.status, 2, "bad value exits 2");
+
+const { failures, checks } = summary();
+console.log(`e2e: ${checks} checks, ${failures} failed, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+process.exit(failures ? 1 : 0);
