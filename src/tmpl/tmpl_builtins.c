@@ -45,7 +45,7 @@ static tm_val need_str(tm_ctx *c, tm_val *v, const char *what) {
   if (!v) tm_fail(c, IG_TMPL_ERUNTIME, "%s: missing argument", what);
   if (v->t != V_STR) {
     if (v->t == V_UNDEF) tm_undef_fail(c, v);
-    tm_fail(c, IG_TMPL_ERUNTIME, "%s: expected a string, got %s", what, tm_type_name(v));
+    tm_fail(c, IG_TMPL_ERUNTIME, "must be str, not %s", tm_type_name(v));
   }
   return *v;
 }
@@ -322,7 +322,9 @@ static tm_val join_vals(tm_ctx *c, tm_list *l, tm_val sep) {
 static int64_t py_len(tm_ctx *c, const tm_val *v) {
   switch (v->t) {
   case V_STR: return (int64_t)tm_u8_len(v->s, v->n);
-  case V_LIST: return v->l->n;
+  case V_LIST:
+    if (v->unsafe) tm_fail(c, IG_TMPL_ERUNTIME, "object of type 'generator' has no len()");
+    return v->l->n;
   case V_DICT: case V_NS: return v->d->n;
   case V_UNDEF: return 0;
   default: tm_fail(c, IG_TMPL_ERUNTIME, "object of type '%s' has no len()", tm_type_name(v));
@@ -634,8 +636,9 @@ static tm_val to_int(tm_ctx *c, tm_val v, int base, bool *ok) {
 }
 
 static tm_val filter_select(tm_ctx *c, tm_val v, tm_args *a, bool attr_form, bool keep) {
-  tm_list *src = tm_iterate(c, &v);
   tm_list *out = tm_list_new(c, 0);
+  if (!tm_truthy(&v)) return tm_gen(out); /* jinja2: `if value: for item in value: ...` */
+  tm_list *src = tm_iterate(c, &v);
   int first = 0;
   tm_val attr = {0};
   if (attr_form) {
@@ -659,10 +662,11 @@ static tm_val filter_select(tm_ctx *c, tm_val v, tm_args *a, bool attr_form, boo
     bool r = test >= 0 ? tm_call_test(c, test, x, &targs) : tm_truthy(&x);
     if (r == keep) tm_list_push(c, out, item);
   }
-  return tm_list_val(out, false);
+  return tm_gen(out);
 }
 
 static tm_val filter_map(tm_ctx *c, tm_val v, tm_args *a) {
+  if (!tm_truthy(&v)) return tm_gen(tm_list_new(c, 0));
   tm_list *src = tm_iterate(c, &v);
   tm_list *out = tm_list_new(c, src->n);
   tm_val *attr = arg(a, -1, "attribute");
@@ -673,7 +677,7 @@ static tm_val filter_map(tm_ctx *c, tm_val v, tm_args *a) {
       if (x.t == V_UNDEF && def) x = *def;
       out->v[out->n++] = x;
     }
-    return tm_list_val(out, false);
+    return tm_gen(out);
   }
   if (a->n < 1) tm_fail(c, IG_TMPL_ERUNTIME, "map requires a filter argument");
   tm_val fname = need_str(c, &a->v[0], "map");
@@ -683,7 +687,7 @@ static tm_val filter_map(tm_ctx *c, tm_val v, tm_args *a) {
   fa.n = a->n - 1;
   fa.v = a->v + 1;
   for (uint32_t i = 0; i < src->n; i++) out->v[out->n++] = tm_call_filter(c, f, src->v[i], &fa);
-  return tm_list_val(out, false);
+  return tm_gen(out);
 }
 
 static tm_val filter_tojson(tm_ctx *c, tm_val v, tm_args *a) {
@@ -730,7 +734,12 @@ static tm_val filter_tojson(tm_ctx *c, tm_val v, tm_args *a) {
 }
 
 static tm_val filter_indent(tm_ctx *c, tm_val v, tm_args *a) {
-  tm_val s = tm_stringify(c, &v);
+  /* jinja2 does `s += "\n"` on the value as given, then s.splitlines() */
+  if (v.t == V_UNDEF) undef_error(c, &v);
+  if (v.t == V_LIST && !v.tuple) tm_fail(c, IG_TMPL_ERUNTIME, "'list' object has no attribute 'splitlines'");
+  if (v.t == V_LIST) tm_fail(c, IG_TMPL_ERUNTIME, "can only concatenate tuple (not \"str\") to tuple");
+  if (v.t != V_STR) tm_fail(c, IG_TMPL_ERUNTIME, "unsupported operand type(s) for +=: '%s' and 'str'", tm_type_name(&v));
+  tm_val s = v;
   tm_val *w = arg(a, 0, "width");
   bool first = arg_bool(a, 1, "first", false), blank = arg_bool(a, 2, "blank", false);
   tm_val ind;
@@ -786,7 +795,7 @@ static tm_val filter_sort(tm_ctx *c, tm_val v, tm_args *a, bool unique_only) {
       }
       if (!seen) out->v[out->n++] = items[i].val;
     }
-    return tm_list_val(out, false);
+    return tm_gen(out);
   }
   sort_item *tmp = tm_ralloc(c, sizeof(sort_item) * (n ? n : 1));
   merge_sort(c, items, tmp, n, reverse);
@@ -890,7 +899,8 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     return v;
   }
   case F_DICTSORT: {
-    if (v.t != V_DICT) tm_fail(c, IG_TMPL_ERUNTIME, "dictsort expects a dict, got %s", tm_type_name(&v));
+    if (v.t == V_UNDEF) undef_error(c, &v);
+    if (v.t != V_DICT) tm_fail(c, IG_TMPL_ERUNTIME, "'%s' object has no attribute 'items'", tm_type_name(&v));
     bool cs = arg_bool(a, 0, "case_sensitive", false);
     tm_val *by = arg(a, 1, "by");
     bool by_value = by && by->t == V_STR && by->n == 5 && memcmp(by->s, "value", 5) == 0;
@@ -917,6 +927,8 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   }
   case F_LAST: {
     if (v.t == V_UNDEF) return tm_undef("No last item, sequence was empty.");
+    if (v.t == V_LIST && v.unsafe) tm_fail(c, IG_TMPL_ERUNTIME, "'generator' object is not reversible");
+    if (v.t != V_LIST && v.t != V_STR && v.t != V_DICT) tm_fail(c, IG_TMPL_ERUNTIME, "'%s' object is not reversible", tm_type_name(&v));
     tm_list *l = tm_iterate(c, &v);
     if (!l->n) return tm_undef("No last item, sequence was empty.");
     return l->v[l->n - 1];
@@ -949,11 +961,11 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   }
   case F_INDENT: return filter_indent(c, v, a);
   case F_ITEMS: {
-    if (v.t == V_UNDEF) return tm_list_val(tm_list_new(c, 0), false);
+    if (v.t == V_UNDEF) return tm_gen(tm_list_new(c, 0));
     if (v.t != V_DICT) tm_fail(c, IG_TMPL_ERUNTIME, "Can only get item pairs from a mapping.");
     tm_list *l = tm_list_new(c, v.d->n);
     for (uint32_t i = 0; i < v.d->n; i++) l->v[l->n++] = make_tuple2(c, v.d->k[i], v.d->v[i]);
-    return tm_list_val(l, false);
+    return tm_gen(l);
   }
   case F_JOIN: {
     tm_list *l = tm_iterate(c, &v);
@@ -969,7 +981,7 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   }
   case F_LIST: {
     tm_list *l = tm_iterate(c, &v);
-    if (v.t == V_LIST && !v.tuple) return v;
+    if (v.t == V_LIST && !v.tuple && !v.unsafe) return v;
     tm_list *m = tm_list_new(c, l->n);
     if (l->n) memcpy(m->v, l->v, sizeof(tm_val) * l->n);
     m->n = l->n;
@@ -1004,10 +1016,11 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
       tm_buf_put(c, o);
       return r;
     }
+    if (v.t != V_LIST && v.t != V_DICT && v.t != V_UNDEF) tm_fail(c, IG_TMPL_ERUNTIME, "argument must be iterable");
     tm_list *l = tm_iterate(c, &v);
     tm_list *m = tm_list_new(c, l->n);
     for (uint32_t i = l->n; i > 0; i--) m->v[m->n++] = l->v[i - 1];
-    return tm_list_val(m, false);
+    return tm_gen(m); /* reversed(...) is an iterator */
   }
   case F_ROUND: {
     int64_t prec = arg_int(c, a, 0, "precision", 0);
@@ -1124,7 +1137,7 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     }
     if (cur && fill && fill->t != V_NONE)
       while (cur->n < size) tm_list_push(c, cur, *fill);
-    return tm_list_val(out, false);
+    return tm_gen(out);
   }
   }
   tm_fail(c, IG_TMPL_ERUNTIME, "internal error: unknown filter %d", id);
@@ -1141,18 +1154,9 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
   case T_UNDEFINED: return v.t == V_UNDEF;
   case T_DIVISIBLEBY: {
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "divisibleby needs an argument");
-    tm_args b = {.n = 1, .v = x};
-    (void)b;
-    if ((v.t == V_INT || v.t == V_BOOL) && (x->t == V_INT || x->t == V_BOOL)) {
-      if (x->i == 0) tm_fail(c, IG_TMPL_ERUNTIME, "integer division or modulo by zero");
-      return x->i == -1 || v.i % x->i == 0;
-    }
-    if ((v.t == V_INT || v.t == V_FLOAT) && (x->t == V_INT || x->t == V_FLOAT)) {
-      double y = x->t == V_FLOAT ? x->f : (double)x->i;
-      if (y == 0) tm_fail(c, IG_TMPL_ERUNTIME, "float modulo");
-      return fmod(v.t == V_FLOAT ? v.f : (double)v.i, y) == 0;
-    }
-    tm_fail(c, IG_TMPL_ERUNTIME, "unsupported operand type(s) for %%");
+    tm_val r = tm_binop(c, OP_MOD, v, *x); /* value % num == 0 */
+    tm_val zero = tm_int(0);
+    return tm_equal(&r, &zero);
   }
   case T_EQ: case T_EQUALTO:
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "test needs an argument");
@@ -1164,14 +1168,17 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "test needs an argument");
     if (v.t == V_UNDEF) undef_error(c, &v);
     if (x->t == V_UNDEF) undef_error(c, x);
-    int r = tm_compare(c, &v, x);
+    const char *sym = id == T_LT || id == T_LESSTHAN ? "<" : id == T_LE ? "<=" : id == T_GE ? ">=" : ">";
+    int r = tm_compare_op(c, &v, x, sym);
     return id == T_LT || id == T_LESSTHAN ? r < 0 : id == T_LE ? r <= 0 : id == T_GE ? r >= 0 : r > 0;
   }
   case T_ESCAPED: return false;
-  case T_EVEN: case T_ODD:
-    if (v.t == V_INT || v.t == V_BOOL) return (v.i % 2 == 0) == (id == T_EVEN);
+  case T_EVEN: case T_ODD: {
     if (v.t == V_UNDEF) undef_error(c, &v);
-    tm_fail(c, IG_TMPL_ERUNTIME, "unsupported operand type(s) for %%: '%s' and 'int'", tm_type_name(&v));
+    tm_val r = tm_binop(c, OP_MOD, v, tm_int(2)); /* value % 2 == 1 (odd) or == 0 (even) */
+    tm_val want = tm_int(id == T_ODD ? 1 : 0);
+    return tm_equal(&r, &want);
+  }
   case T_FALSE: return v.t == V_BOOL && !v.i;
   case T_TRUE: return v.t == V_BOOL && v.i;
   case T_FILTER: return v.t == V_STR && tm_filter_id((tm_sv){v.s, v.n}) >= 0;
@@ -1193,7 +1200,7 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
     return false;
   }
   case T_ITERABLE: return v.t == V_LIST || v.t == V_DICT || v.t == V_STR || v.t == V_UNDEF;
-  case T_SEQUENCE: return v.t == V_LIST || v.t == V_DICT || v.t == V_STR || v.t == V_UNDEF;
+  case T_SEQUENCE: return (v.t == V_LIST && !v.unsafe) || v.t == V_DICT || v.t == V_STR || v.t == V_UNDEF;
   case T_MAPPING: return v.t == V_DICT;
   case T_STRING: return v.t == V_STR;
   case T_NONE: return v.t == V_NONE;
@@ -1523,7 +1530,11 @@ tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a) {
         if (m->id == M_LINDEX) return tm_int(i);
         n++;
       }
-    if (m->id == M_LINDEX) tm_fail(c, IG_TMPL_ERUNTIME, "value is not in list");
+    if (m->id == M_LINDEX) {
+      ig_str *r = tm_buf_get(c);
+      tm_repr(c, r, a0);
+      tm_fail(c, IG_TMPL_ERUNTIME, "%.*s is not in list", (int)(r->len > 200 ? 200 : r->len), r->p);
+    }
     return tm_int(n);
   }
   case M_LCOPY: {

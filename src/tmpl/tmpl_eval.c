@@ -232,6 +232,7 @@ tm_val tm_getitem(tm_ctx *c, tm_val obj, tm_val key) {
   }
   case V_LIST: {
     int64_t i = as_index(c, &key, &ok);
+    if (obj.unsafe) return undef_msg(c, "generator object has no element %lld", (long long)key.i);
     if (ok) {
       int64_t n = obj.l->n;
       if (i < 0) i += n;
@@ -269,6 +270,7 @@ tm_val tm_getitem(tm_ctx *c, tm_val obj, tm_val key) {
 /* Python slicing obj[a:b:s] over a list or a string (by code points). */
 static tm_val do_slice(tm_ctx *c, tm_val obj, tm_val *a, tm_val *b, tm_val *st) {
   if (obj.t == V_UNDEF) undef_fail(c, &obj);
+  if (obj.t == V_LIST && obj.unsafe) return undef_msg(c, "generator object has no element");
   int64_t step_ = 1;
   if (st && st->t != V_NONE) {
     if (st->t != V_INT && st->t != V_BOOL) tm_fail(c, IG_TMPL_ERUNTIME, "slice indices must be integers or None");
@@ -401,7 +403,7 @@ static tm_val repeat(tm_ctx *c, const tm_val *seq, int64_t k) {
 }
 tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args);
 
-static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
+tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b) {
   switch (op) {
   case OP_CONCAT: {
     tm_val x = tm_stringify(c, &a), y = tm_stringify(c, &b);
@@ -417,14 +419,14 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
     return tm_str(c, d, n);
   }
   case OP_ADD:
-    if (a.t == V_STR && b.t == V_STR) return binop(c, OP_CONCAT, a, b);
+    if (a.t == V_STR && b.t == V_STR) return tm_binop(c, OP_CONCAT, a, b);
     if (num(&a) && num(&b)) {
       if (a.t == V_FLOAT || b.t == V_FLOAT) return tm_float(fval(&a) + fval(&b));
       int64_t r;
       if (__builtin_add_overflow(a.i, b.i, &r)) tm_fail(c, IG_TMPL_ERUNTIME, "integer overflow");
       return tm_int(r);
     }
-    if (a.t == V_LIST && b.t == V_LIST && a.tuple == b.tuple) {
+    if (a.t == V_LIST && b.t == V_LIST && a.tuple == b.tuple && !a.unsafe && !b.unsafe) {
       tm_list *l = tm_list_new(c, a.l->n + b.l->n);
       if (a.l->n) memcpy(l->v, a.l->v, sizeof(tm_val) * a.l->n);
       if (b.l->n) memcpy(l->v + a.l->n, b.l->v, sizeof(tm_val) * b.l->n);
@@ -450,8 +452,9 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
     }
     if ((a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL)) return repeat(c, &a, b.i);
     if ((b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL)) return repeat(c, &b, a.i);
-    if ((a.t == V_STR || a.t == V_LIST) && b.t != V_UNDEF)
-      tm_fail(c, IG_TMPL_ERUNTIME, "can't multiply sequence by non-int of type '%s'", tm_type_name(&b));
+    if (((a.t == V_STR || (a.t == V_LIST && !a.unsafe)) && b.t != V_UNDEF) || ((b.t == V_STR || (b.t == V_LIST && !b.unsafe)) && a.t != V_UNDEF))
+      tm_fail(c, IG_TMPL_ERUNTIME, "can't multiply sequence by non-int of type '%s'",
+              tm_type_name(a.t == V_STR || a.t == V_LIST ? &b : &a));
     op_type_error(c, "*", &a, &b);
   case OP_DIV:
     if (num(&a) && num(&b)) {
@@ -482,7 +485,7 @@ static tm_val binop(tm_ctx *c, int op, tm_val a, tm_val b) {
         if (r != 0 && ((r < 0) != (y < 0))) r += y;
         return tm_float(r);
       }
-      if (b.i == 0) tm_fail(c, IG_TMPL_ERUNTIME, "integer division or modulo by zero");
+      if (b.i == 0) tm_fail(c, IG_TMPL_ERUNTIME, "integer modulo by zero");
       if (b.i == -1) return tm_int(0);
       int64_t r = a.i % b.i;
       if (r != 0 && ((r < 0) != (b.i < 0))) r += b.i;
@@ -737,7 +740,7 @@ static tm_val eval(tm_ctx *c, tm_scope *s, const tm_node *n) {
   case N_BIN: {
     tm_val a = eval(c, s, n->a);
     tm_val b = eval(c, s, n->b);
-    return binop(c, n->op, a, b);
+    return tm_binop(c, n->op, a, b);
   }
   case N_AND: {
     tm_val a = eval(c, s, n->a);
@@ -766,7 +769,8 @@ static tm_val eval(tm_ctx *c, tm_scope *s, const tm_node *n) {
           tm_fail(c, IG_TMPL_ERUNTIME, "'%s' not supported between instances of '%s' and '%s'", sym[n->ops[i - 1]],
                   tm_type_name(&l), tm_type_name(&r));
         }
-        int k = tm_compare(c, &l, &r);
+        static const char *sym2[] = {"==", "!=", "<", "<=", ">", ">="};
+        int k = tm_compare_op(c, &l, &r, sym2[n->ops[i - 1]]);
         int op = n->ops[i - 1];
         ok = op == CMP_LT ? k < 0 : op == CMP_LE ? k <= 0 : op == CMP_GT ? k > 0 : k >= 0;
       }

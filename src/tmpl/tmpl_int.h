@@ -80,7 +80,8 @@ enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_M
 typedef struct tm_val {
   uint8_t t;
   uint8_t tuple; /* V_LIST: a Python tuple (repr with parentheses) */
-  uint8_t unsafe; /* V_UNDEF: came from an unsafe attribute (prints empty, like jinja2's sandbox) */
+  uint8_t unsafe; /* V_UNDEF: came from an unsafe attribute (prints empty, like jinja2's sandbox);
+                   * V_LIST: a generator (select, map, items, ...): always true, no len(), not JSON */
   uint32_t n;    /* V_STR: byte length */
   union {
     int64_t i;
@@ -197,6 +198,7 @@ tm_val tm_from_json(tm_ctx *c, const json_t *j);
 bool tm_truthy(const tm_val *v);
 bool tm_equal(const tm_val *a, const tm_val *b);
 int tm_compare(tm_ctx *c, const tm_val *a, const tm_val *b); /* <0, 0, >0; fails on incomparable types */
+int tm_compare_op(tm_ctx *c, const tm_val *a, const tm_val *b, const char *sym); /* same; errors name `sym` */
 const char *tm_type_name(const tm_val *v);
 /* str(v) and repr(v) as Python prints them, appended to s. */
 void tm_to_str(tm_ctx *c, ig_str *s, const tm_val *v);
@@ -235,6 +237,8 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a);
 tm_val tm_call_func(tm_ctx *c, int id, tm_args *a);
 tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a);
 tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args); /* Python's "fmt" % args */
+tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b);      /* a <op> b with Python's rules */
+static inline tm_val tm_gen(tm_list *l) { tm_val v = {0}; v.t = V_LIST; v.unsafe = 1; v.l = l; return v; }
 /* Used by builtins that call back into the interpreter (map/select with filters/tests, macros). */
 tm_val tm_call_value(tm_ctx *c, tm_val callee, tm_args *a);
 tm_val tm_getattr(tm_ctx *c, tm_val obj, tm_sv name);

@@ -202,7 +202,7 @@ bool tm_truthy(const tm_val *v) {
   case V_BOOL: case V_INT: return v->i != 0;
   case V_FLOAT: return v->f != 0.0;
   case V_STR: return v->n != 0;
-  case V_LIST: return v->l->n != 0;
+  case V_LIST: return v->unsafe || v->l->n != 0; /* a generator is always true */
   case V_DICT: return v->d->n != 0;
   default: return true;
   }
@@ -221,6 +221,7 @@ bool tm_equal(const tm_val *a, const tm_val *b) {
   case V_UNDEF: case V_NONE: return true;
   case V_STR: return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
   case V_LIST:
+    if (a->unsafe || b->unsafe) return a->l == b->l;
     if (a->tuple != b->tuple || a->l->n != b->l->n) return false;
     for (uint32_t i = 0; i < a->l->n; i++)
       if (!tm_equal(&a->l->v[i], &b->l->v[i])) return false;
@@ -240,7 +241,8 @@ bool tm_equal(const tm_val *a, const tm_val *b) {
   }
   return false;
 }
-int tm_compare(tm_ctx *c, const tm_val *a, const tm_val *b) {
+int tm_compare(tm_ctx *c, const tm_val *a, const tm_val *b) { return tm_compare_op(c, a, b, "<"); }
+int tm_compare_op(tm_ctx *c, const tm_val *a, const tm_val *b, const char *sym) {
   if (is_num(a) && is_num(b)) {
     if (a->t == V_FLOAT || b->t == V_FLOAT) {
       double x = a->t == V_FLOAT ? a->f : (double)a->i, y = b->t == V_FLOAT ? b->f : (double)b->i;
@@ -258,11 +260,11 @@ int tm_compare(tm_ctx *c, const tm_val *a, const tm_val *b) {
     uint32_t n = a->l->n < b->l->n ? a->l->n : b->l->n;
     for (uint32_t i = 0; i < n; i++) {
       if (tm_equal(&a->l->v[i], &b->l->v[i])) continue;
-      return tm_compare(c, &a->l->v[i], &b->l->v[i]);
+      return tm_compare_op(c, &a->l->v[i], &b->l->v[i], sym);
     }
     return a->l->n < b->l->n ? -1 : a->l->n > b->l->n ? 1 : 0;
   }
-  tm_fail(c, IG_TMPL_ERUNTIME, "'<' not supported between instances of '%s' and '%s'", tm_type_name(a), tm_type_name(b));
+  tm_fail(c, IG_TMPL_ERUNTIME, "'%s' not supported between instances of '%s' and '%s'", sym, tm_type_name(a), tm_type_name(b));
 }
 const char *tm_type_name(const tm_val *v) {
   switch (v->t) {
@@ -272,7 +274,7 @@ const char *tm_type_name(const tm_val *v) {
   case V_INT: return "int";
   case V_FLOAT: return "float";
   case V_STR: return "str";
-  case V_LIST: return v->tuple ? "tuple" : "list";
+  case V_LIST: return v->unsafe ? "generator" : v->tuple ? "tuple" : "list";
   case V_DICT: return "dict";
   case V_NS: return "Namespace";
   case V_MACRO: return "Macro";
@@ -395,6 +397,10 @@ void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
   case V_STR: repr_str(s, v->s, v->n); break;
   case V_UNDEF: ig_str_puts(s, "Undefined"); break;
   case V_LIST: {
+    if (v->unsafe) {
+      ig_str_puts(s, "<generator object>");
+      break;
+    }
     ig_str_putc(s, v->tuple ? '(' : '[');
     for (uint32_t i = 0; i < v->l->n; i++) {
       if (i) ig_str_puts(s, ", ");
@@ -541,6 +547,7 @@ void tm_to_json(tm_ctx *c, ig_str *s, const tm_val *v, int indent, const char *i
     else json_str(s, v->s, v->n);
     break;
   case V_LIST: {
+    if (v->unsafe) tm_fail(c, IG_TMPL_ERUNTIME, "Object of type generator is not JSON serializable");
     if (!v->l->n) {
       ig_str_puts(s, "[]");
       break;

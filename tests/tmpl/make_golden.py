@@ -8,7 +8,7 @@ and writes tests/fixtures/templates/golden.json (or, with --check, compares agai
   python3 tests/tmpl/make_golden.py --check    # exit 1 if golden.json is stale
 Run with TZ=UTC: strftime_now sees the fixed time NOW below, formatted in local time.
 """
-import datetime, json, os, sys
+import copy, datetime, json, os, sys
 
 import jinja2
 import jinja2.ext
@@ -93,6 +93,7 @@ def render_all():
                 ctx.update(messages=conv['messages'], tools=conv.get('tools'), documents=conv.get('documents'),
                            add_generation_prompt=agp)
                 ctx.update(conv.get('kwargs', {}))
+                ctx = copy.deepcopy(ctx)  # filters may mutate their input (list | indent)
                 case = {'template': name, 'conversation': cname, 'add_generation_prompt': agp}
                 try:
                     case['output'] = tmpl.render(**ctx)
@@ -115,7 +116,7 @@ def render_lang():
     for src in lang_cases.CASES:
         case = {'template': src}
         try:
-            case['output'] = env.from_string(src).render(**lang_cases.D)
+            case['output'] = env.from_string(src).render(**copy.deepcopy(lang_cases.D))
         except RaisedError as e:
             case['error'] = str(e)
             case['error_kind'] = 'raise'
