@@ -5,16 +5,22 @@
  *   cuda_llama logits DIR L:IDS.bin:OUT.bin ... [--chunk C]  per spec: prefill the first L ids (chunks of
  *                                                  C), decode the rest teacher-forced (graphs); writes f32
  *                                                  logits at positions 0, L/2, L-1, L, L+31, L+127, L+255
- *   cuda_llama bench DIR [--ctx 512] [--steps 64]  load time, decode ms/token (eager, graphs), prefill 2048 */
+ *   cuda_llama bench DIR [--ctx 512] [--steps 64]  load time, decode ms/token (eager, graphs), prefill 2048
+ * --model: load and run through src/model (ig_model_load / ig_model_forward) instead of the forward here. */
 #include "backend/backend.h"
 #include "io/config.h"
 #include "io/safetensors.h"
+#ifdef IG_HAVE_MODEL
+#include "model/model.h"
+static ig_model *gm; /* --model: run src/model's forward (ig_model_forward) instead of the one here */
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+static int gm_wanted;
 static int skip_attn; /* bench only: time a step without the attention op */
 static double now(void) {
   struct timespec ts;
@@ -62,6 +68,17 @@ static double model_load(model *m, const char *dir, ig_backend *be, int max_toke
   if (ig_st_open(dir, &m->st, err, sizeof err)) DIE("%s", err);
   ig_config *c = &m->cfg;
   m->hd = c->head_dim;
+#ifdef IG_HAVE_MODEL
+  if (gm_wanted) {
+    if (ig_model_load(dir, be, &gm, err, sizeof err)) DIE("%s", err);
+    OK(be, be->sync(be));
+    double tl = now() - t0;
+    m->bs = 16;
+    m->max_blocks = (max_ctx + m->bs - 1) / m->bs;
+    if (ig_model_kv_init(gm, m->max_blocks + 1, m->bs, err, sizeof err)) DIE("%s", err);
+    return tl;
+  }
+#endif
   m->L = calloc(c->n_layers, sizeof(layer));
   char nm[256];
   load_w(m, &m->embed, "model.embed_tokens.weight");
@@ -137,6 +154,18 @@ static void forward(model *m, const int32_t *ids, int n, int ctx, const int32_t 
   int32_t ss[2] = {0, n}, cl[1] = {ctx};
   ig_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .slot = slot, .n_seqs = 1, .seq_start = ss, .ctx_len = cl,
                 .max_blocks = m->max_blocks, .block_table = bt, .n_out = n_out, .out_rows = out_rows};
+#ifdef IG_HAVE_MODEL
+  if (gm) {
+    char err[512];
+    static float *tmp;
+    static size_t tmp_n;
+    size_t need = (size_t)n_out * c->vocab_size;
+    if (!logits && need > tmp_n) tmp = realloc(tmp, need * 4), tmp_n = need;
+    if (ig_model_forward(gm, &b, logits ? logits : tmp, err, sizeof err)) DIE("ig_model_forward: %s", err);
+    free(pos), free(slot), free(bt);
+    return;
+  }
+#endif
   OK(be, be->set_batch(be, &b));
   int skip = 0;
   if (graph_key && be->graph_begin) {
@@ -206,10 +235,19 @@ static int opt_int(int argc, char **argv, const char *name, int def) {
   return def;
 }
 
+#ifdef IG_CUDA_DEVICE_BUNDLE
+int cuda_ops_main(void); /* tests/cuda/test_cuda_ops.c, linked into the cuda_device bundle */
+#endif
+
 int main(int argc, char **argv) {
+#ifdef IG_CUDA_DEVICE_BUNDLE
+  if (argc >= 2 && !strcmp(argv[1], "ops")) return cuda_ops_main();
+#endif
   if (argc < 3) DIE("usage: see the header of bench/cuda_llama.c");
   const char *mode = argv[1], *dir = argv[2];
   ig_backend *be = make_backend(argc, argv);
+  for (int i = 0; i < argc; i++)
+    if (!strcmp(argv[i], "--model")) gm_wanted = 1;
   model m;
   if (!strcmp(mode, "greedy")) {
     if (argc < 5) DIE("greedy DIR IDS N");
@@ -242,6 +280,7 @@ int main(int argc, char **argv) {
     int maxT = 0, maxL = 0;
     for (int a = 3; a < argc; a++) {
       if (!strcmp(argv[a], "--chunk")) { a++; continue; }
+      if (argv[a][0] == '-') continue;
       char idsf[512];
       int L;
       if (sscanf(argv[a], "%d:%511[^:]", &L, idsf) != 2) DIE("bad spec %s", argv[a]);
@@ -257,6 +296,7 @@ int main(int argc, char **argv) {
     float *lg = malloc((size_t)V * 4 * 8);
     for (int a = 3; a < argc; a++) {
       if (!strcmp(argv[a], "--chunk")) { a++; continue; }
+      if (argv[a][0] == '-') continue;
       char idsf[512], outf[512];
       int L;
       if (sscanf(argv[a], "%d:%511[^:]:%511s", &L, idsf, outf) != 3) DIE("bad spec %s", argv[a]);

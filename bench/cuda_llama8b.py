@@ -72,13 +72,13 @@ def make(d):
     torch.cuda.empty_cache()
 
 
-def compare(d):
+def compare(d, tag="ours"):
     ok = True
     rows = []
     for L in LENS:
         f32 = np.load(f"{d}/ref_f32_{L}.npy").astype(np.float64)
         bf = np.load(f"{d}/ref_bf16_{L}.npy").astype(np.float64)
-        ours = np.fromfile(f"{d}/ours_{L}.bin", dtype=np.float32).reshape(-1, f32.shape[1]).astype(np.float64)
+        ours = np.fromfile(f"{d}/{tag}_{L}.bin", dtype=np.float32).reshape(-1, f32.shape[1]).astype(np.float64)
         if ours.shape != f32.shape:
             print(f"L={L}: shape {ours.shape} != {f32.shape}")
             ok = False
@@ -102,4 +102,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2])
     else:
-        sys.exit(0 if compare(sys.argv[2]) else 1)
+        sys.exit(0 if compare(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "ours") else 1)

@@ -1,18 +1,19 @@
 #!/bin/bash
 # bench/cuda_run.sh: the one script a GPU-machine call runs. It builds nothing: the binaries are built here
-# (cmake -B build-cuda -DIGNIS_CUDA=ON) and packed with stories260K into the git-ignored .dev/cuda by
-#   mkdir -p .dev/cuda/bin && cp build-cuda/src/backend/cuda_{llama,floors} build-cuda/tests/cuda/test_cuda_ops \
-#     .dev/cuda/bin/ && cp -r ../shared/models/stories260K .dev/cuda/
-# which the call carries. Stages, all by default: tests floors stories l8b bench. Prints a summary at the end;
-# full logs in $OUT.
+# (cmake -B build-cuda -DIGNIS_CUDA=ON -DIGNIS_MODULES="util;io;backend;model") and packed with stories260K
+# into the git-ignored .dev/cudapack/pack.tar.xz (small: the repository itself nearly fills what a call may
+# carry) by bench/cuda_pack.sh, which the call carries. Stages, all by default: tests floors stories l8b bench.
+# Prints a summary at the end; full logs in $OUT.
 #   bench/cuda_run.sh [stage ...]
-BIN=${BIN:-.dev/cuda/bin}
+PK=/tmp/cudapack
+mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1
+BIN=$PK/bin
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 STAGES="${*:-tests floors stories l8b bench}"
 export PYTHONUNBUFFERED=1
 M=/tmp/l8b
-LLAMA=$BIN/cuda_llama
+LLAMA=$BIN/cuda_device
 SUMMARY=$OUT/summary.txt
 : > $SUMMARY
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -22,7 +23,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,cl
 
 if has tests; then
   t=$(date +%s)
-  timeout 300 $BIN/test_cuda_ops > $OUT/ops.log 2>&1
+  timeout 300 $BIN/cuda_device ops > $OUT/ops.log 2>&1
   rc=$?
   grep -E "^==|FAIL|CHECK failed|checks" $OUT/ops.log | head -40
   note "tests: test_cuda_ops rc=$rc, $(grep -c 'rel ' $OUT/ops.log) op cases, $(tail -1 $OUT/ops.log), $(($(date +%s)-t))s"
@@ -32,28 +33,29 @@ if has floors; then
   note "$(grep floor $OUT/floors.txt | tr '\n' ' ')"
 fi
 if has stories; then
-  S=.dev/cuda/stories260K
-  [ -d $S ] || S=../shared/models/stories260K
-  for mode in bf16 f32; do
-    flag=""; [ $mode = f32 ] && flag=--f32
+  S=$PK/stories260K
+  [ -d $S ] || { note "stories: not in the pack (bench/cuda_pack.sh leaves it out when the tree is near the limit)"; S=""; }
+  for mode in ${S:+bf16 f32 bf16-model f32-model}; do
+    flag="--bf16"; [[ $mode == f32* ]] && flag=--f32
+    [[ $mode == *model ]] && flag="$flag --model"
     python3 - "$S" "$LLAMA" "$flag" <<'PY' 2>&1 | tee -a $OUT/stories.log
 import json, subprocess, sys
-S, llama, flag = sys.argv[1:4]
+S, llama, flag = sys.argv[1], sys.argv[2], sys.argv[3]
 d = json.load(open(f"{S}/expected.json"))
 res = []
 for p in d["prompts"]:
     exp = p["continuation_ids"]
-    cmd = [llama, "greedy", S, ",".join(map(str, p["prompt_ids"])), str(len(exp))] + ([flag] if flag else [])
+    cmd = [llama, "greedy", S, ",".join(map(str, p["prompt_ids"])), str(len(exp))] + flag.split()
     out = subprocess.run(cmd, capture_output=True, text=True)
     got = [int(x) for x in out.stdout.split()[1:]] if out.returncode == 0 else []
     first = next((i for i, (a, b) in enumerate(zip(got, exp)) if a != b), None if len(got) == len(exp) else len(got))
     res.append(first)
     if out.returncode: print(out.stderr[-500:])
 n_ok = sum(r is None for r in res)
-print(f"stories260K {flag or '--bf16'}: {n_ok}/{len(res)} prompts equal expected.json; first divergence per prompt: {res}")
+print(f"stories260K {flag}: {n_ok}/{len(res)} prompts equal expected.json; first divergence per prompt: {res}")
 PY
   done
-  grep stories260K $OUT/stories.log >> $SUMMARY
+  grep -s stories260K $OUT/stories.log >> $SUMMARY
 fi
 if has l8b; then
   t=$(date +%s)
@@ -62,14 +64,17 @@ if has l8b; then
   specs=""
   for L in 16 128 1024 4096; do specs="$specs $L:$M/ids_$L.bin:$M/ours_$L.bin"; done
   $LLAMA logits $M $specs --chunk 2048 2>&1 | tee $OUT/l8b_ours.log
-  python3 bench/cuda_llama8b.py compare $M 2>&1 | tee $OUT/l8b_compare.log
-  grep l8b_check $OUT/l8b_compare.log >> $SUMMARY
+  python3 bench/cuda_llama8b.py compare $M ours 2>&1 | tee $OUT/l8b_compare.log
+  grep l8b_check $OUT/l8b_compare.log | sed 's/^/bench forward: /' >> $SUMMARY
+  $LLAMA logits $M ${specs//ours_/model_} --chunk 2048 --model 2>&1 | grep -v "loading weights" | tee $OUT/l8b_model.log
+  python3 bench/cuda_llama8b.py compare $M model 2>&1 | tee $OUT/l8b_compare_model.log
+  grep l8b_check $OUT/l8b_compare_model.log | sed 's/^/src\/model forward: /' >> $SUMMARY
 fi
 if has bench; then
   [ -d $M ] || python3 bench/cuda_llama8b.py make $M > /dev/null 2>&1
   sync; echo "files: $(du -sh $M | cut -f1)"
   $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | tee $OUT/bench.log
-  IGNIS_CUDA_GEMV=0 $LLAMA bench $M --ctx 512 --steps 64 --prefill 2048 2>&1 | sed 's/^/[cublas-only] /' | tee -a $OUT/bench.log
+  IGNIS_CUDA_DECODE_STAGED=1 $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | sed "s/^/[staged-decode] /" | tee -a $OUT/bench.log
   grep -E "load|prefill|decode|weight" $OUT/bench.log >> $SUMMARY
 fi
 echo "==== summary ($(($(date +%s)-T0))s)"

@@ -385,8 +385,12 @@ static void test_attention(void) {
 
 int main(void) {
   char err[256];
-  int modes[2] = {IG_DT_BF16, IG_DT_F32};
-  for (int mi = 0; mi < 2; mi++) {
+  /* bf16 with the default kernels; bf16 with the WMMA prefill kernel and the staged decode kernel (attention
+   * only); f32 */
+  int modes[3] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32};
+  for (int mi = 0; mi < 3; mi++) {
+    if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "1", 1);
+    else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED");
     gpu = ig_backend_cuda_create_ex(0, (ig_dtype)modes[mi], err, sizeof err);
     if (!gpu) {
       printf("SKIP: %s\n", err);
@@ -399,11 +403,13 @@ int main(void) {
     }
     tol = modes[mi] == IG_DT_BF16 ? 1.2e-2 : 2e-5;
     worst = 0;
-    printf("== activations %s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype), tol);
-    test_matmul();
-    test_rmsnorm();
-    test_rope();
-    test_elementwise();
+    printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype), mi == 1 ? ", WMMA prefill, staged decode" : "", tol);
+    if (mi != 1) {
+      test_matmul();
+      test_rmsnorm();
+      test_rope();
+      test_elementwise();
+    }
     test_attention();
     printf("== %s: worst rel L2 %.2e\n", ig_dtype_name(gpu->act_dtype), worst);
     gpu->destroy(gpu);

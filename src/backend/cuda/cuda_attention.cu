@@ -49,7 +49,15 @@ __device__ __forceinline__ void load8(const float *p, float *f) {
  * 16-byte loads, then the KL partial sums are added through shared memory. Writes unnormalised partials
  * (o[hd], max, sum) per (row, head, split) for the combine kernel. head_dim % 8 == 0. */
 #define DEC_THREADS 128
-template <typename T, int GMAX>
+__device__ __forceinline__ void cp_async16_dec(void *dst, const void *src) {
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
+}
+/* STAGED: the split's K and V rows are first copied into shared memory with cp.async, all in flight at once
+ * (one memory round trip instead of one per phase and unrolled step); rows are padded by 16 bytes so the
+ * per-key reads of phase 1 do not collide in banks. Opt-in (IGNIS_CUDA_DECODE_STAGED=1) until it has been
+ * run on a GPU: written after the last device run of its session, it is compiled but unmeasured. */
+template <typename T, int GMAX, bool STAGED>
 __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__restrict__ q, float *__restrict__ part,
                                    const T *__restrict__ kc, const T *__restrict__ vc, const int *dec_rows,
                                    const int *row_seq, const int *pos, const int *block_table, int max_blocks, int nh,
@@ -69,6 +77,9 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
   float *qs = sm;                           /* [G][hd] */
   float *sc = qs + G * hd;                  /* [G][SPLIT] */
   float *red = sc + G * IG_ATTN_SPLIT_KEYS; /* [KL][G][hd] */
+  const int pitch = hd + 16 / (int)sizeof(T);  /* staged row pitch in elements */
+  T *Ks = (T *)(red + (size_t)KL * G * hd);     /* [SPLIT][pitch] when STAGED */
+  T *Vs = Ks + (size_t)IG_ATTN_SPLIT_KEYS * pitch;
   __shared__ int rowoff[IG_ATTN_SPLIT_KEYS]; /* element offset of each key's row in the layer's cache */
   __shared__ float stat[2 * 16];
   const int *bt = block_table + (size_t)s * max_blocks;
@@ -79,9 +90,19 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
     rowoff[j] = (int)((((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * hd);
   }
   __syncthreads();
+  if (STAGED) {
+    const int per = hd * (int)sizeof(T) / 16; /* 16-byte pieces per row */
+    for (int c = threadIdx.x; c < nk * per; c += DEC_THREADS) {
+      int j = c / per, e = (c % per) * (16 / (int)sizeof(T));
+      cp_async16_dec(Ks + (size_t)j * pitch + e, kc + (size_t)(unsigned)rowoff[j] + e);
+      cp_async16_dec(Vs + (size_t)j * pitch + e, vc + (size_t)(unsigned)rowoff[j] + e);
+    }
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
+  }
   /* phase 1: scores */
   for (int j = threadIdx.x; j < nk; j += DEC_THREADS) {
-    const T *kr = kc + (size_t)(unsigned)rowoff[j];
+    const T *kr = STAGED ? Ks + (size_t)j * pitch : kc + (size_t)(unsigned)rowoff[j];
     float acc[GMAX];
 #pragma unroll
     for (int g = 0; g < GMAX; g++) acc[g] = 0.f;
@@ -129,7 +150,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
 #pragma unroll 4
     for (int j = kl; j < nk; j += KL) {
       float vf[8];
-      load8(vc + (size_t)(unsigned)rowoff[j] + dc * 8, vf);
+      load8((STAGED ? Vs + (size_t)j * pitch : vc + (size_t)(unsigned)rowoff[j]) + dc * 8, vf);
 #pragma unroll
       for (int g = 0; g < GMAX; g++)
         if (g < G) {
@@ -330,11 +351,212 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const __nv_bfloat16 *
   }
 }
 
+/* ---- tiled prefill kernel, version 2 (bf16, mma.sync + ldmatrix + cp.async) -------------------------- */
+/* FlashAttention-2 layout. Block (tile t, query head h), 4 warps, warp w owns query rows 16w..16w+15 of the
+ * 64-row tile; its Q fragments stay in registers for the whole loop. Key tiles of 64 keys are gathered from
+ * the paged cache into shared memory with cp.async (zero-filled past the end), double-buffered so the next
+ * tile's copy overlaps this tile's math. S = Q K^T (m16n8k16, f32 accumulate) stays in registers; each lane
+ * holds two rows' values, so the masked online softmax (log2 domain) needs only quad shuffles; P is packed to
+ * bf16 straight into A fragments for O += P V (V read with ldmatrix.trans). Row sums are kept per lane and
+ * reduced over the quad at the end. */
+#define MMA_BN 64
+__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  int n = valid ? 16 : 0; /* 0: zero-fill, nothing read */
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+__device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *(uint32_t *)&h;
+}
+
+template <int HD>
+struct mma_smem {
+  static const int LDK = HD + 8; /* 16-byte row padding: ldmatrix rows fall in distinct banks */
+  static const size_t q_bytes = (size_t)PF_BM * LDK * 2;
+  static const size_t kv_bytes = (size_t)MMA_BN * LDK * 2;
+  static const size_t bytes = q_bytes + 4 * kv_bytes; /* Q, K[2], V[2] */
+};
+
+template <int HD>
+__global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
+                                                               const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                                                               const int *tiles, const int *pos, const int *block_table,
+                                                               int max_blocks, int nh, int nkv, int bs, float scale, int window) {
+  typedef mma_smem<HD> L;
+  extern __shared__ __align__(128) unsigned char smraw[];
+  __nv_bfloat16 *Qs = (__nv_bfloat16 *)smraw;
+#define KBUF(b) ((__nv_bfloat16 *)(smraw + L::q_bytes + (size_t)(b) * L::kv_bytes))
+#define VBUF(b) ((__nv_bfloat16 *)(smraw + L::q_bytes + (size_t)(2 + (b)) * L::kv_bytes))
+  const int t = blockIdx.x, h = blockIdx.y;
+  const int s = tiles[3 * t], row0 = tiles[3 * t + 1], nrows = tiles[3 * t + 2];
+  const int kvh = h / (nh / nkv);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int *bt = block_table + (size_t)s * max_blocks;
+  const int CH = HD / 8;
+  const int qmin = pos[row0], qmax = pos[row0 + nrows - 1];
+  const int kstart = window > 0 ? max(0, qmin - window + 1) : 0;
+  const int kend = qmax + 1;
+  const int kt0 = (kstart / MMA_BN) * MMA_BN;
+
+  auto load_kv = [&](int kt, int buf) {
+    for (int c = tid; c < MMA_BN * CH; c += 128) {
+      int rr = c / CH, cc = c % CH;
+      int key = kt + rr;
+      bool ok = key < kend;
+      size_t off = ok ? (((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * HD + cc * 8 : 0;
+      cp_async16(KBUF(buf) + rr * L::LDK + cc * 8, kc + off, ok);
+      cp_async16(VBUF(buf) + rr * L::LDK + cc * 8, vc + off, ok);
+    }
+  };
+  for (int c = tid; c < PF_BM * CH; c += 128) {
+    int rr = c / CH, cc = c % CH;
+    bool ok = rr < nrows;
+    cp_async16(Qs + rr * L::LDK + cc * 8, ok ? q + ((size_t)(row0 + rr) * nh + h) * HD + cc * 8 : q, ok);
+  }
+  load_kv(kt0, 0);
+  cp_async_commit();
+
+  const int g = lane >> 2, cq = lane & 3;
+  const int rA = warp * 16 + g, rB = rA + 8; /* this lane's two rows in the tile */
+  const int pA = rA < nrows ? pos[row0 + rA] : -1, pB = rB < nrows ? pos[row0 + rB] : -1;
+  const float sl2 = scale * LOG2E;
+  uint32_t qf[HD / 16][4];
+  float o[HD / 8][4];
+#pragma unroll
+  for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+
+  int buf = 0;
+  for (int kt = kt0; kt < kend; kt += MMA_BN, buf ^= 1) {
+    if (kt + MMA_BN < kend) {
+      load_kv(kt + MMA_BN, buf ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kt == kt0) { /* Q arrived with the first group: keep its fragments in registers */
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) {
+        int mi = lane >> 3, r = lane & 7;
+        ldsm_x4(qf[kk], Qs + (warp * 16 + (mi & 1) * 8 + r) * L::LDK + kk * 16 + (mi >> 1) * 8);
+      }
+    }
+    const __nv_bfloat16 *Ks = KBUF(buf), *Vs = VBUF(buf);
+    /* S = Q K^T: 16 x 64 per warp, 8 n-tiles of 8 keys */
+    float sc[MMA_BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < MMA_BN / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+      for (int jp = 0; jp < MMA_BN / 16; jp++) {
+        uint32_t b[4];
+        int mi = lane >> 3, r = lane & 7;
+        ldsm_x4(b, Ks + (jp * 16 + (mi >> 1) * 8 + r) * L::LDK + kk * 16 + (mi & 1) * 8);
+        mma16816(sc[2 * jp], qf[kk], b[0], b[1]);
+        mma16816(sc[2 * jp + 1], qf[kk], b[2], b[3]);
+      }
+    }
+    /* mask + online softmax; lane holds rows rA (c0,c1) and rB (c2,c3), keys kt + 8j + 2cq + {0,1} */
+    float tA = -INFINITY, tB = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < MMA_BN / 8; j++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        int key = kt + 8 * j + 2 * cq + e;
+        bool okA = key <= pA && (window <= 0 || key > pA - window);
+        bool okB = key <= pB && (window <= 0 || key > pB - window);
+        sc[j][e] = okA ? sc[j][e] * sl2 : -INFINITY;
+        sc[j][2 + e] = okB ? sc[j][2 + e] * sl2 : -INFINITY;
+        tA = fmaxf(tA, sc[j][e]);
+        tB = fmaxf(tB, sc[j][2 + e]);
+      }
+    }
+    tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
+    tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+    tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
+    tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+    float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+    float aA = nA == -INFINITY ? 1.f : exp2f(mA - nA), aB = nB == -INFINITY ? 1.f : exp2f(mB - nB);
+    float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB; /* exp2(-inf - 0) = 0 */
+    mA = nA, mB = nB;
+    lA *= aA, lB *= aB;
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) o[i][0] *= aA, o[i][1] *= aA, o[i][2] *= aB, o[i][3] *= aB;
+    uint32_t pf[MMA_BN / 16][4];
+#pragma unroll
+    for (int j = 0; j < MMA_BN / 8; j++) {
+      float p0 = exp2f(sc[j][0] - bA), p1 = exp2f(sc[j][1] - bA), p2 = exp2f(sc[j][2] - bB), p3 = exp2f(sc[j][3] - bB);
+      lA += p0 + p1, lB += p2 + p3;
+      pf[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
+      pf[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
+    }
+    /* O += P V: k = 64 keys in 4 steps, n = HD dims in pairs of n-tiles */
+#pragma unroll
+    for (int kk = 0; kk < MMA_BN / 16; kk++) {
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; dp++) {
+        uint32_t b[4];
+        int mi = lane >> 3, r = lane & 7;
+        ldsm_x4_t(b, Vs + (kk * 16 + (mi & 1) * 8 + r) * L::LDK + dp * 16 + (mi >> 1) * 8);
+        mma16816(o[2 * dp], pf[kk], b[0], b[1]);
+        mma16816(o[2 * dp + 1], pf[kk], b[2], b[3]);
+      }
+    }
+    __syncthreads(); /* this buffer is refilled two iterations on */
+  }
+  lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+  lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 1);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+  float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
+#pragma unroll
+  for (int i = 0; i < HD / 8; i++) {
+    int d = i * 8 + 2 * cq;
+    if (rA < nrows) *(uint32_t *)(out + ((size_t)(row0 + rA) * nh + h) * HD + d) = pack_bf16(o[i][0] * iA, o[i][1] * iA);
+    if (rB < nrows) *(uint32_t *)(out + ((size_t)(row0 + rB) * nh + h) * HD + d) = pack_bf16(o[i][2] * iB, o[i][3] * iB);
+  }
+#undef KBUF
+#undef VBUF
+}
+
 /* ---- launcher ---------------------------------------------------------------------------------------- */
 template <int HD>
 static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                           const ig_attn_params *p) {
   cu_impl *c = CU(be);
+  if (c->attn_variant == 0) { /* v2: mma.sync */
+    size_t smem = mma_smem<HD>::bytes;
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid(c->b.n_tiles, p->n_heads);
+    attn_prefill_mma_kernel<HD><<<grid, 128, smem, c->st>>>((const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
+                                                            (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
+                                                            c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
+                                                            p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window);
+    LAUNCH_CHECK(be);
+    return 0;
+  }
   size_t smem = pf_smem<HD>::bytes;
   static_assert(pf_smem<HD>::bytes <= 200 * 1024, "prefill tile too large");
   CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -351,10 +573,19 @@ template <typename T, int GMAX>
 static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc, const ig_attn_params *p,
                            float *part, size_t smem) {
   cu_impl *c = CU(be);
-  if (smem > 48 * 1024)
-    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  size_t staged = smem + 2 * (size_t)IG_ATTN_SPLIT_KEYS * (p->head_dim * sizeof(T) + 16);
   dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
-  attn_decode_kernel<T, GMAX><<<grid, DEC_THREADS, smem, c->st>>>(
+  if (c->decode_staged && staged <= 160 * 1024) {
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)staged));
+    attn_decode_kernel<T, GMAX, true><<<grid, DEC_THREADS, staged, c->st>>>(
+        (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
+        c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
+    LAUNCH_CHECK(be);
+    return 0;
+  }
+  if (smem > 48 * 1024)
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  attn_decode_kernel<T, GMAX, false><<<grid, DEC_THREADS, smem, c->st>>>(
       (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
       c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
   LAUNCH_CHECK(be);

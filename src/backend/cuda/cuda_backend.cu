@@ -551,6 +551,10 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->device = device;
   const char *g = getenv("IGNIS_CUDA_GEMV");
   c->use_gemv = !(g && g[0] == '0');
+  const char *ds = getenv("IGNIS_CUDA_DECODE_STAGED");
+  c->decode_staged = ds && ds[0] == '1';
+  const char *av = getenv("IGNIS_CUDA_ATTN");
+  c->attn_variant = av && !strcmp(av, "wmma") ? 1 : 0;
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \

@@ -65,6 +65,8 @@ typedef struct cu_impl {
   void *lt_ws;
   void *lt_cache; /* cuda_matmul.cu's plan cache */
   int use_gemv;
+  int decode_staged; /* IGNIS_CUDA_DECODE_STAGED=1: cp.async-staged decode kernel (not yet run on a GPU) */
+  int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   size_t lt_ws_size;
   /* batch metadata: pinned host staging + device buffer, one copy per step */
   int *meta_host, *meta_dev;

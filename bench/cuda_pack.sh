@@ -1,0 +1,19 @@
+#!/bin/bash
+# bench/cuda_pack.sh: packs what bench/cuda_run.sh needs on the GPU machine (the cuda_device bundle, cuda_floors,
+# stories260K without its tokenizer) into .dev/cudapack/pack.tar.xz. Run after building build-cuda.
+set -e
+cd "$(dirname "$0")/.."
+T=$(mktemp -d)
+mkdir -p $T/bin $T/stories260K .dev/cudapack
+cp build-cuda/src/backend/cuda_device build-cuda/src/backend/cuda_floors $T/bin/
+strip $T/bin/*
+S=../shared/models/stories260K
+# stories260K adds ~0.9 MB; leave it out with NO_STORIES=1 when the tree is near the 64 MiB a call may carry
+if [ -z "$NO_STORIES" ]; then
+  cp $S/config.json $S/generation_config.json $S/expected.json $S/model.safetensors $T/stories260K/
+else
+  rmdir $T/stories260K
+fi
+tar -C $T -cf - . | xz -9e > .dev/cudapack/pack.tar.xz
+rm -rf $T
+ls -la .dev/cudapack/pack.tar.xz
