@@ -200,8 +200,16 @@ def run_fixture(out_root, idx, spec, dtype_tag):
     keys, dts = header_dtypes(os.path.join(d, "model.safetensors"))
     want_dt = "BF16" if dtype_tag == "bf16" else "F32"
     assert dts == [want_dt], f"{fname}: stored dtypes {dts}"
-    # The reference: the stored weights, upcast to f32 (exact), in f32 on the CPU.
-    model = model.float().eval()
+    # The reference: what transformers computes from the checkpoint as stored, loaded in float32 (for a BF16
+    # checkpoint the weights are upcast exactly, while buffers such as rotary inv_freq are recomputed in f32,
+    # as any user loading the model with dtype=float32 gets; a bare .float() of the bf16 module would keep
+    # inv_freq rounded to bf16).
+    cls = transformers.AutoModelForCausalLM
+    try:
+        model = cls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    except TypeError:
+        model = cls.from_pretrained(d, torch_dtype=torch.float32, attn_implementation="eager").eval()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
     g = torch.Generator().manual_seed(5000 + idx)
     prompts = [torch.randint(3, VOCAB, (PROMPT_LEN,), generator=g).tolist() for _ in range(2)]
