@@ -39,6 +39,9 @@ void tk_ctx_release(tk_ctx *c) {
   free(c->best);
   free(c->best_from);
   free(c->word);
+  free(c->cache);
+  free(c->ckeys.p);
+  free(c->cvals);
   if (c->md) pcre2_match_data_free(c->md);
   if (c->mctx) pcre2_match_context_free(c->mctx);
   if (c->jit) pcre2_jit_stack_free(c->jit);
@@ -278,6 +281,11 @@ int ig_tok_encode(const ig_tok *t, const char *text, size_t len, int add_special
     if (tk_utf8_lossy(&fixed, src, len)) return IG_TOK_ERR_NOMEM;
     src = fixed.p;
     len = fixed.len;
+  }
+  if (len >= 4096 && t->model.type == TK_M_BPE) {
+    /* a long input repeats words: remember each word's tokens for this call */
+    c.cache_mask = 8191;
+    c.cache = calloc(c.cache_mask + 1, sizeof *c.cache);
   }
   tk_piece whole = {src, NULL, 0, 0, (uint32_t)len};
   if (len) rc = split_added(&c, &t->trie_raw, &whole, on_raw_seg, NULL);

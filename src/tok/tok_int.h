@@ -302,7 +302,16 @@ typedef struct tk_ctx {
   ig_tok_enc *out;
   int want_offsets;
   int oom;
+  /* BPE word cache of this call (long inputs repeat words): word bytes -> (id, start, len) triples */
+  struct tk_centry *cache;
+  uint32_t cache_mask, cache_n;
+  tk_buf ckeys;
+  uint32_t *cvals;
+  size_t n_cvals, cap_cvals;
 } tk_ctx;
+typedef struct tk_centry {
+  uint32_t hash, key_off, key_len, val_off, val_n; /* key_len 0 = empty */
+} tk_centry;
 
 void *tk_ctx_alloc(tk_ctx *c, size_t n); /* freed with the context */
 int tk_ctx_adopt(tk_ctx *c, void *p);   /* p is freed with the context (on failure the caller frees) */

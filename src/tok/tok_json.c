@@ -144,10 +144,12 @@ static const char *read_vocab(const char *p, const char *e, tk_strlist *v) {
     p = ws(p, e);
     if (p >= e || *p != ':') return NULL;
     p = ws(p + 1, e);
-    char *end;
-    long id = strtol(p, &end, 10);
-    if (end == p) return NULL;
-    p = ws(end, e);
+    /* the id: a non-negative integer (the buffer need not be NUL-terminated, so no strtol) */
+    long long id = 0;
+    const char *d = p;
+    while (p < e && *p >= '0' && *p <= '9' && id < INT32_MAX) id = id * 10 + (*p++ - '0');
+    if (p == d || id >= INT32_MAX || (p < e && (*p == '.' || *p == 'e' || *p == 'E'))) return NULL;
+    p = ws(p, e);
     v->off[2 * v->n] = off;
     v->off[2 * v->n + 1] = len;
     v->id[v->n++] = (int32_t)id;

@@ -78,12 +78,55 @@ static int32_t bpe_lookup(tk_ctx *c, const tk_model *m, const char *s, size_t n,
   return tk_strmap_get(&m->map, c->word, o);
 }
 
+/* ---- the per-call word cache ---- */
+static tk_centry *cache_find(tk_ctx *c, const char *s, uint32_t n, uint32_t h) {
+  uint32_t i = h & c->cache_mask;
+  for (;;) {
+    tk_centry *e = &c->cache[i];
+    if (!e->key_len || (e->hash == h && e->key_len == n && !memcmp(c->ckeys.p + e->key_off, s, n))) return e;
+    i = (i + 1) & c->cache_mask;
+  }
+}
+
+static void cache_put(tk_ctx *c, tk_centry *e, const char *s, uint32_t n, uint32_t h, const tk_sym *sym, int32_t ns) {
+  if (c->cache_n * 2 > c->cache_mask) return; /* full enough: stop adding */
+  size_t cnt = 0;
+  for (int32_t i = 0; i < ns; i++) cnt += sym[i].len != 0;
+  if (grow((void **)&c->cvals, &c->cap_cvals, c->n_cvals + 3 * cnt, sizeof(uint32_t))) return;
+  uint32_t off = (uint32_t)c->ckeys.len;
+  if (tk_buf_add(&c->ckeys, s, n)) return;
+  e->hash = h;
+  e->key_off = off;
+  e->key_len = n;
+  e->val_off = (uint32_t)c->n_cvals;
+  e->val_n = (uint32_t)cnt;
+  for (int32_t i = 0; i < ns; i++)
+    if (sym[i].len) {
+      c->cvals[c->n_cvals++] = (uint32_t)sym[i].id;
+      c->cvals[c->n_cvals++] = sym[i].start;
+      c->cvals[c->n_cvals++] = sym[i].len;
+    }
+  c->cache_n++;
+}
+
 static int bpe_word(tk_ctx *c, const tk_model *m, const tk_piece *w) {
   const char *s = w->s + w->off;
   uint32_t n = w->len;
   if (m->ignore_merges) {
     int32_t id = m->raw || (!m->prefix && !m->suffix) ? tk_strmap_get(&m->map, s, n) : bpe_lookup(c, m, s, n, 1, 1);
     if (id >= 0) return emit(c, w, id, 0, n);
+  }
+  tk_centry *ce = NULL;
+  uint32_t ch = 0;
+  if (c->cache && n > 1 && n <= 256) {
+    ch = tk_hash(s, n);
+    ce = cache_find(c, s, n, ch);
+    if (ce->key_len) {
+      const uint32_t *v = c->cvals + ce->val_off;
+      for (uint32_t i = 0; i < ce->val_n; i++)
+        if (emit(c, w, (int32_t)v[3 * i], v[3 * i + 1], v[3 * i + 2])) return -1;
+      return 0;
+    }
   }
   if (grow((void **)&c->sym, &c->cap_sym, (size_t)n + 1, sizeof(tk_sym))) return -1;
   tk_sym *sym = c->sym;
@@ -188,6 +231,7 @@ static int bpe_word(tk_ctx *c, const tk_model *m, const tk_piece *w) {
   }
   for (int32_t i = 0; i < ns; i++)
     if (sym[i].len && emit(c, w, sym[i].id, sym[i].start, sym[i].len)) return -1;
+  if (ce) cache_put(c, ce, s, n, ch, sym, ns);
   return 0;
 }
 

@@ -101,12 +101,16 @@ static void emit_lower(nb *b, uint32_t cp, uint32_t s, uint32_t e) {
   nb_emit_cp(b, (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), s, e);
 }
 
-/* Characters that are already NFC and never compose with what precedes them or with a character of this
- * same set: Latin below U+0300, kana without the voicing marks, CJK ideographs, Hangul syllables. A string
- * made of them only is NFC (quick check; the full algorithm runs otherwise). */
+/* Characters that are NFC and never compose with a neighbour: Latin below U+0300 (its combining partners
+ * are marks), Hangul syllables (composed algorithmically only with jamo, which are excluded), and any
+ * character of ccc 0 without a decomposition that appears in no composition pair. A string made of them
+ * only is NFC: the quick check that spares most text the full algorithm. */
 static int nfc_stable(uint32_t cp) {
-  return cp < 0x300 || (cp >= 0x3040 && cp <= 0x3098) || (cp >= 0x309D && cp <= 0x30FF) ||
-         (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3);
+  if (cp < 0x300 || (cp >= 0xAC00 && cp <= 0xD7A3)) return 1;
+  if (cp >= 0x1100 && cp <= 0x11FF) return 0;
+  const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+  return p->combining_class == 0 && p->decomp_seqindex == UINT16_MAX && p->comb_index == UINT16_MAX &&
+         p->category != UTF8PROC_CATEGORY_CN;
 }
 
 static int unicode_norm(tk_ctx *c, int type, const tk_piece *in, tk_piece *out) {

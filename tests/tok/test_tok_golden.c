@@ -189,7 +189,7 @@ int main(int argc, char **argv) {
     const char *dwant = json_string_value(json_object_get(dec, key));
     if (!dwant) dwant = text_l;
     const char *swant = json_string_value(json_object_get(dec_skip, key));
-    if (!swant) swant = dwant;
+    if (!swant) swant = text_l; /* stored only where it differs from the text */
     size_t dl;
     char *d = ig_tok_decode(tok, w, nw, 0, &dl);
     char *ds = ig_tok_decode(tok, w, nw, 1, NULL);
