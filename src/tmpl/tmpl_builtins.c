@@ -443,7 +443,8 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
     }
     tm_check_str(c, o);
   }
-  if (!ad && ((al && ai < al->n) || (!al && ai == 0)))
+  bool mapping_like = args.t == V_DICT || (args.t == V_LIST && !args.tuple);
+  if (!mapping_like && ((al && ai < al->n) || (!al && ai == 0)))
     tm_fail(c, IG_TMPL_ERUNTIME, "not all arguments converted during string formatting");
   tm_val r = tm_str_from(c, o);
   tm_buf_put(c, o);
@@ -638,6 +639,8 @@ static tm_val to_int(tm_ctx *c, tm_val v, int base, bool *ok) {
 static tm_val filter_select(tm_ctx *c, tm_val v, tm_args *a, bool attr_form, bool keep) {
   tm_list *out = tm_list_new(c, 0);
   if (!tm_truthy(&v)) return tm_gen(out); /* jinja2: `if value: for item in value: ...` */
+  if (v.t != V_LIST && v.t != V_DICT && v.t != V_STR) return tm_gen_err(c, "'%s' object is not iterable", tm_type_name(&v));
+  if (v.t == V_LIST && v.l->err) return v;
   tm_list *src = tm_iterate(c, &v);
   int first = 0;
   tm_val attr = {0};
@@ -667,6 +670,8 @@ static tm_val filter_select(tm_ctx *c, tm_val v, tm_args *a, bool attr_form, boo
 
 static tm_val filter_map(tm_ctx *c, tm_val v, tm_args *a) {
   if (!tm_truthy(&v)) return tm_gen(tm_list_new(c, 0));
+  if (v.t != V_LIST && v.t != V_DICT && v.t != V_STR) return tm_gen_err(c, "'%s' object is not iterable", tm_type_name(&v));
+  if (v.t == V_LIST && v.l->err) return v;
   tm_list *src = tm_iterate(c, &v);
   tm_list *out = tm_list_new(c, src->n);
   tm_val *attr = arg(a, -1, "attribute");
@@ -774,6 +779,9 @@ static tm_val filter_indent(tm_ctx *c, tm_val v, tm_args *a) {
 }
 
 static tm_val filter_sort(tm_ctx *c, tm_val v, tm_args *a, bool unique_only) {
+  if (unique_only && v.t != V_LIST && v.t != V_DICT && v.t != V_STR && v.t != V_UNDEF)
+    return tm_gen_err(c, "'%s' object is not iterable", tm_type_name(&v)); /* unique is a generator */
+  if (unique_only && v.t == V_LIST && v.l->err) return v;
   tm_list *src = tm_iterate(c, &v);
   bool reverse = unique_only ? false : arg_bool(a, 0, "reverse", false);
   bool cs = arg_bool(a, unique_only ? 0 : 1, "case_sensitive", false);
@@ -962,7 +970,7 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   case F_INDENT: return filter_indent(c, v, a);
   case F_ITEMS: {
     if (v.t == V_UNDEF) return tm_gen(tm_list_new(c, 0));
-    if (v.t != V_DICT) tm_fail(c, IG_TMPL_ERUNTIME, "Can only get item pairs from a mapping.");
+    if (v.t != V_DICT) return tm_gen_err(c, "Can only get item pairs from a mapping."); /* raised when iterated */
     tm_list *l = tm_list_new(c, v.d->n);
     for (uint32_t i = 0; i < v.d->n; i++) l->v[l->n++] = make_tuple2(c, v.d->k[i], v.d->v[i]);
     return tm_gen(l);
@@ -1095,7 +1103,12 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     return tm_int(n);
   }
   case F_TRUNCATE: {
-    tm_val s = tm_stringify(c, &v);
+    if (v.t != V_STR) { /* jinja2 measures len(value) and returns short values unchanged */
+      int64_t length = arg_int(c, a, 0, "length", 255), leeway = arg_int(c, a, 3, "leeway", 5);
+      if (py_len(c, &v) <= length + leeway) return v;
+      tm_fail(c, IG_TMPL_ERUNTIME, "'%s' object has no attribute 'rsplit'", tm_type_name(&v));
+    }
+    tm_val s = v;
     int64_t length = arg_int(c, a, 0, "length", 255);
     bool killwords = arg_bool(a, 1, "killwords", false);
     tm_val *endv = arg(a, 2, "end");

@@ -339,7 +339,9 @@ static tm_val do_slice(tm_ctx *c, tm_val obj, tm_val *a, tm_val *b, tm_val *st) 
 
 tm_list *tm_iterate(tm_ctx *c, const tm_val *v) {
   switch (v->t) {
-  case V_LIST: return v->l;
+  case V_LIST:
+    if (v->l->err) tm_fail(c, IG_TMPL_ERUNTIME, "%s", v->l->err);
+    return v->l;
   case V_UNDEF: return tm_list_new(c, 0);
   case V_DICT: {
     tm_list *l = tm_list_new(c, v->d->n);
@@ -520,6 +522,7 @@ static bool contains(tm_ctx *c, tm_val item, tm_val seq) {
     if (item.n == 0) return true;
     return memmem(seq.s, seq.n, item.s, item.n) != NULL;
   case V_LIST:
+    if (seq.l->err) tm_fail(c, IG_TMPL_ERUNTIME, "%s", seq.l->err);
     for (uint32_t i = 0; i < seq.l->n; i++) {
       step(c);
       if (tm_equal(&seq.l->v[i], &item)) return true;

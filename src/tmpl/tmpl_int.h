@@ -99,6 +99,7 @@ typedef struct tm_val {
 typedef struct tm_list {
   uint32_t n, cap;
   tm_val *v;
+  const char *err; /* a generator whose iteration raises this (jinja2's filters are lazy) */
 } tm_list;
 typedef struct tm_dict {
   uint32_t n, cap;
@@ -239,6 +240,7 @@ tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a);
 tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args); /* Python's "fmt" % args */
 tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b);      /* a <op> b with Python's rules */
 static inline tm_val tm_gen(tm_list *l) { tm_val v = {0}; v.t = V_LIST; v.unsafe = 1; v.l = l; return v; }
+tm_val tm_gen_err(tm_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* fails when iterated */
 /* Used by builtins that call back into the interpreter (map/select with filters/tests, macros). */
 tm_val tm_call_value(tm_ctx *c, tm_val callee, tm_args *a);
 tm_val tm_getattr(tm_ctx *c, tm_val obj, tm_sv name);

@@ -2,6 +2,7 @@
  * floats (shortest repr), strings (quote choice and escapes), lists, tuples and dicts; json.dumps with
  * ensure_ascii=False; truthiness, equality and ordering with Python's rules; UTF-8 helpers. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,10 +97,25 @@ tm_val tm_str_from(tm_ctx *c, ig_str *s) {
 }
 tm_list *tm_list_new(tm_ctx *c, uint32_t cap) {
   tm_list *l = tm_ralloc(c, sizeof *l);
+  l->err = NULL;
   l->n = 0;
   l->cap = cap;
   l->v = cap ? tm_ralloc(c, sizeof(tm_val) * cap) : NULL;
   return l;
+}
+tm_val tm_gen_err(tm_ctx *c, const char *fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+  tm_list *l = tm_list_new(c, 0);
+  char *d = tm_ralloc(c, (size_t)n + 1);
+  memcpy(d, buf, (size_t)n + 1);
+  l->err = d;
+  return tm_gen(l);
 }
 void tm_list_push(tm_ctx *c, tm_list *l, tm_val v) {
   if (l->n == l->cap) {
