@@ -16,6 +16,11 @@ static double now(void) {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+static double wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 int main(int argc, char **argv) {
   if (argc < 3) {
@@ -44,10 +49,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   ig_tok_enc enc = {0};
-  double best = 1e9;
+  double best = 1e9, best_wall = 1e9;
   size_t ntok = 0;
   for (int r = 0; r < rounds; r++) {
-    double t0 = now();
+    double t0 = now(), w0 = wall();
     ntok = 0;
     for (size_t pos = 0; pos < len;) {
       size_t end = pos + chunk < len ? pos + chunk : len;
@@ -56,12 +61,13 @@ int main(int argc, char **argv) {
       ntok += enc.n;
       pos = end;
     }
-    double dt = now() - t0;
+    double dt = now() - t0, dw = wall() - w0;
     if (dt < best) best = dt;
+    if (dw < best_wall) best_wall = dw;
   }
   printf("{\"impl\": \"ignis\", \"vocab\": %d, \"load_ms\": %.1f, \"bytes\": %zu, \"tokens\": %zu, \"encode_s\": %.4f, "
-         "\"MB_per_s\": %.2f}\n",
-         ig_tok_vocab_size(tok), best_load * 1e3, len, ntok, best, len / best / 1e6);
+         "\"MB_per_s\": %.2f, \"MB_per_s_wall\": %.2f}\n",
+         ig_tok_vocab_size(tok), best_load * 1e3, len, ntok, best, len / best / 1e6, len / best_wall / 1e6);
   ig_tok_enc_free(&enc);
   free(text);
   ig_tok_free(tok);

@@ -596,7 +596,9 @@ static int parse_model(ld *L, json_t *j, json_t *added) {
     json_t *dr = json_object_get(j, "dropout");
     if (json_is_number(dr) && json_number_value(dr) > 0)
       return fail(L, IG_TOK_ERR_PARSE, "BPE dropout is not supported (inference tokenizers use null)");
-    m->raw = has_bytelevel(t->pretok) && !m->prefix && !m->suffix;
+    m->raw = has_bytelevel(t->pretok);
+    if (m->raw && (m->prefix || m->suffix))
+      return fail(L, IG_TOK_ERR_PARSE, "ByteLevel pre-tokenizer with a BPE subword prefix/suffix is not supported");
   } else if (m->type == TK_M_WORDPIECE) {
     const char *pre = jstr(j, "continuing_subword_prefix");
     m->prefix = dupn(pre ? pre : "##", strlen(pre ? pre : "##"));
@@ -604,6 +606,8 @@ static int parse_model(ld *L, json_t *j, json_t *added) {
     json_t *mx = json_object_get(j, "max_input_chars_per_word");
     m->max_input_chars = json_is_integer(mx) ? (int)json_integer_value(mx) : 100;
   }
+  if (m->type != TK_M_BPE && has_bytelevel(t->pretok))
+    return fail(L, IG_TOK_ERR_PARSE, "ByteLevel pre-tokenizer is supported with BPE models only");
   int rc = build_model_keys(t);
   if (rc) return rc;
   for (int b = 0; b < 256; b++) {
