@@ -338,7 +338,7 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
   tm_list *al = NULL;
   tm_dict *ad = NULL;
   uint32_t ai = 0;
-  if (args.t == V_LIST && args.tuple) al = args.l;
+  if (args.t == V_LIST && args.tuple == 1) al = args.l;
   else if (args.t == V_DICT) ad = args.d;
   size_t i = 0;
   while (i < fmt.n) {
@@ -443,7 +443,7 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
     }
     tm_check_str(c, o);
   }
-  bool mapping_like = args.t == V_DICT || (args.t == V_LIST && !args.tuple);
+  bool mapping_like = args.t == V_DICT || (args.t == V_LIST && args.tuple != 1);
   if (!mapping_like && ((al && ai < al->n) || (!al && ai == 0)))
     tm_fail(c, IG_TMPL_ERUNTIME, "not all arguments converted during string formatting");
   tm_val r = tm_str_from(c, o);
@@ -741,8 +741,8 @@ static tm_val filter_tojson(tm_ctx *c, tm_val v, tm_args *a) {
 static tm_val filter_indent(tm_ctx *c, tm_val v, tm_args *a) {
   /* jinja2 does `s += "\n"` on the value as given, then s.splitlines() */
   if (v.t == V_UNDEF) undef_error(c, &v);
-  if (v.t == V_LIST && !v.tuple) tm_fail(c, IG_TMPL_ERUNTIME, "'list' object has no attribute 'splitlines'");
-  if (v.t == V_LIST) tm_fail(c, IG_TMPL_ERUNTIME, "can only concatenate tuple (not \"str\") to tuple");
+  if (v.t == V_LIST && !v.tuple && !v.unsafe) tm_fail(c, IG_TMPL_ERUNTIME, "'list' object has no attribute 'splitlines'");
+  if (v.t == V_LIST && v.tuple == 1) tm_fail(c, IG_TMPL_ERUNTIME, "can only concatenate tuple (not \"str\") to tuple");
   if (v.t != V_STR) tm_fail(c, IG_TMPL_ERUNTIME, "unsupported operand type(s) for +=: '%s' and 'str'", tm_type_name(&v));
   tm_val s = v;
   tm_val *w = arg(a, 0, "width");
@@ -1279,7 +1279,12 @@ tm_val tm_call_func(tm_ctx *c, int id, tm_args *a) {
     tm_list *l = tm_list_new(c, (uint32_t)n);
     for (int64_t i = 0; i < n; i++) l->v[l->n++] = tm_int(lo + i * st);
     c->steps += (uint64_t)n / 8;
-    return tm_list_val(l, false);
+    l->start = lo;
+    l->stop = hi;
+    l->step = st;
+    tm_val r = tm_list_val(l, false);
+    r.tuple = 2;
+    return r;
   }
   case G_NAMESPACE: case G_DICT: {
     tm_dict *d = tm_dict_new(c, 0);
@@ -1397,7 +1402,7 @@ static tm_val pad(tm_ctx *c, tm_val s, int64_t width, tm_val *fillv, int mode) {
 static bool match_prefix_any(tm_ctx *c, tm_val s, tm_val *p, bool end) {
   if (!p) tm_fail(c, IG_TMPL_ERUNTIME, "%s() takes at least 1 argument", end ? "endswith" : "startswith");
   if (p->t == V_STR) return end ? str_ends(s, *p) : str_starts(s, *p);
-  if (p->t == V_LIST && p->tuple) {
+  if (p->t == V_LIST && p->tuple == 1) {
     for (uint32_t i = 0; i < p->l->n; i++) {
       tm_val x = need_str(c, &p->l->v[i], end ? "endswith" : "startswith");
       if (end ? str_ends(s, x) : str_starts(s, x)) return true;

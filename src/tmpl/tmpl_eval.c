@@ -81,7 +81,7 @@ static tm_val undef_msg(tm_ctx *c, const char *fmt, ...) {
 static const char *obj_desc(const tm_val *v) {
   switch (v->t) {
   case V_DICT: return "dict object";
-  case V_LIST: return v->tuple ? "tuple object" : "list object";
+  case V_LIST: return v->unsafe ? "generator object" : v->tuple == 2 ? "range object" : v->tuple ? "tuple object" : "list object";
   case V_STR: return "str object";
   case V_INT: return "int object";
   case V_FLOAT: return "float object";
@@ -331,6 +331,14 @@ static tm_val do_slice(tm_ctx *c, tm_val obj, tm_val *a, tm_val *b, tm_val *st) 
       ig_str_append(o, s + bl, bh - bl);
     }
   }
+  if (l && obj.tuple == 2) { /* a slice of a range is a range */
+    tm_val r = tm_list_val(l, false);
+    r.tuple = 2;
+    l->step = obj.l->step * step_;
+    l->start = obj.l->start + (step_ > 0 ? (lo < 0 ? 0 : lo) : lo) * obj.l->step;
+    l->stop = l->start + (int64_t)l->n * l->step;
+    return r;
+  }
   if (l) return tm_list_val(l, obj.tuple);
   tm_val r = tm_str_from(c, o);
   tm_buf_put(c, o);
@@ -428,7 +436,7 @@ tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b) {
       if (__builtin_add_overflow(a.i, b.i, &r)) tm_fail(c, IG_TMPL_ERUNTIME, "integer overflow");
       return tm_int(r);
     }
-    if (a.t == V_LIST && b.t == V_LIST && a.tuple == b.tuple && !a.unsafe && !b.unsafe) {
+    if (a.t == V_LIST && b.t == V_LIST && a.tuple == b.tuple && a.tuple != 2 && !a.unsafe && !b.unsafe) {
       tm_list *l = tm_list_new(c, a.l->n + b.l->n);
       if (a.l->n) memcpy(l->v, a.l->v, sizeof(tm_val) * a.l->n);
       if (b.l->n) memcpy(l->v + a.l->n, b.l->v, sizeof(tm_val) * b.l->n);
@@ -452,15 +460,16 @@ tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b) {
       if (__builtin_mul_overflow(a.i, b.i, &r)) tm_fail(c, IG_TMPL_ERUNTIME, "integer overflow");
       return tm_int(r);
     }
-    if ((a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL)) return repeat(c, &a, b.i);
-    if ((b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL)) return repeat(c, &b, a.i);
-    if (((a.t == V_STR || (a.t == V_LIST && !a.unsafe)) && b.t != V_UNDEF) || ((b.t == V_STR || (b.t == V_LIST && !b.unsafe)) && a.t != V_UNDEF))
+    if ((a.t == V_STR || (a.t == V_LIST && a.tuple != 2 && !a.unsafe)) && (b.t == V_INT || b.t == V_BOOL)) return repeat(c, &a, b.i);
+    if ((b.t == V_STR || (b.t == V_LIST && b.tuple != 2 && !b.unsafe)) && (a.t == V_INT || a.t == V_BOOL)) return repeat(c, &b, a.i);
+    if (((a.t == V_STR || (a.t == V_LIST && !a.unsafe && a.tuple != 2)) && b.t != V_UNDEF) ||
+        ((b.t == V_STR || (b.t == V_LIST && !b.unsafe && b.tuple != 2)) && a.t != V_UNDEF))
       tm_fail(c, IG_TMPL_ERUNTIME, "can't multiply sequence by non-int of type '%s'",
               tm_type_name(a.t == V_STR || a.t == V_LIST ? &b : &a));
     op_type_error(c, "*", &a, &b);
   case OP_DIV:
     if (num(&a) && num(&b)) {
-      if (fval(&b) == 0) tm_fail(c, IG_TMPL_ERUNTIME, "division by zero");
+      if (fval(&b) == 0) tm_fail(c, IG_TMPL_ERUNTIME, a.t == V_FLOAT || b.t == V_FLOAT ? "float division by zero" : "division by zero");
       return tm_float(fval(&a) / fval(&b));
     }
     op_type_error(c, "/", &a, &b);

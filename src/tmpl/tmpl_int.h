@@ -79,7 +79,7 @@ enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_M
 
 typedef struct tm_val {
   uint8_t t;
-  uint8_t tuple; /* V_LIST: a Python tuple (repr with parentheses) */
+  uint8_t tuple; /* V_LIST: 1 a Python tuple (repr with parentheses), 2 a range */
   uint8_t unsafe; /* V_UNDEF: came from an unsafe attribute (prints empty, like jinja2's sandbox);
                    * V_LIST: a generator (select, map, items, ...): always true, no len(), not JSON */
   uint32_t n;    /* V_STR: byte length */
@@ -100,6 +100,7 @@ typedef struct tm_list {
   uint32_t n, cap;
   tm_val *v;
   const char *err; /* a generator whose iteration raises this (jinja2's filters are lazy) */
+  int64_t start, stop, step; /* a range (tuple == 2): its arguments, for repr */
 } tm_list;
 typedef struct tm_dict {
   uint32_t n, cap;

@@ -98,6 +98,8 @@ tm_val tm_str_from(tm_ctx *c, ig_str *s) {
 tm_list *tm_list_new(tm_ctx *c, uint32_t cap) {
   tm_list *l = tm_ralloc(c, sizeof *l);
   l->err = NULL;
+  l->start = l->stop = 0;
+  l->step = 1;
   l->n = 0;
   l->cap = cap;
   l->v = cap ? tm_ralloc(c, sizeof(tm_val) * cap) : NULL;
@@ -290,7 +292,7 @@ const char *tm_type_name(const tm_val *v) {
   case V_INT: return "int";
   case V_FLOAT: return "float";
   case V_STR: return "str";
-  case V_LIST: return v->unsafe ? "generator" : v->tuple ? "tuple" : "list";
+  case V_LIST: return v->unsafe ? "generator" : v->tuple == 2 ? "range" : v->tuple ? "tuple" : "list";
   case V_DICT: return "dict";
   case V_NS: return "Namespace";
   case V_MACRO: return "Macro";
@@ -415,6 +417,12 @@ void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
   case V_LIST: {
     if (v->unsafe) {
       ig_str_puts(s, "<generator object>");
+      break;
+    }
+    if (v->tuple == 2) {
+      ig_str_printf(s, "range(%lld, %lld", (long long)v->l->start, (long long)v->l->stop);
+      if (v->l->step != 1) ig_str_printf(s, ", %lld", (long long)v->l->step);
+      ig_str_putc(s, ')');
       break;
     }
     ig_str_putc(s, v->tuple ? '(' : '[');
@@ -563,7 +571,8 @@ void tm_to_json(tm_ctx *c, ig_str *s, const tm_val *v, int indent, const char *i
     else json_str(s, v->s, v->n);
     break;
   case V_LIST: {
-    if (v->unsafe) tm_fail(c, IG_TMPL_ERUNTIME, "Object of type generator is not JSON serializable");
+    if (v->unsafe || v->tuple == 2)
+      tm_fail(c, IG_TMPL_ERUNTIME, "Object of type %s is not JSON serializable", tm_type_name(v));
     if (!v->l->n) {
       ig_str_puts(s, "[]");
       break;

@@ -59,6 +59,42 @@ def stmt(r):
     return "{%% set v = %s %%}{{ v }}|{{ v | tojson }}" % e
 
 
+TEXTS = ["", " ", "  ", "\t", "\n", " \n", "\n  ", "  \n  ", "\n\n", "x", " x ", "a\n b", "\r\n", "\t\n\t"]
+OPEN = ["{%", "{%-", "{%+"]
+CLOSE = ["%}", "-%}", "+%}"]
+
+
+def ws_template(r):
+    """Random text and tags with every whitespace-control marker: exercises the lexer (trim_blocks,
+    lstrip_blocks, -, +, comments, raw)."""
+    parts, depth = [], 0
+    for _ in range(r.randint(2, 10)):
+        parts.append(r.choice(TEXTS))
+        k = r.random()
+        o, c = r.choice(OPEN), r.choice(CLOSE)
+        if k < 0.25 and depth < 3:
+            parts.append("%s if %s %s" % (o, r.choice(["true", "false", "a"]), c))
+            depth += 1
+        elif k < 0.4 and depth:
+            parts.append("%s endif %s" % (o, c))
+            depth -= 1
+        elif k < 0.6:
+            parts.append("{{%s %s %s}}" % (r.choice(["", "-", "+"]), r.choice(["'v'", "a", "' w '"]), r.choice(["", "-"])))
+        elif k < 0.75:
+            parts.append("{#%s c %s#}" % (r.choice(["", "-", "+"]), r.choice(["", "-", "+"])))
+        elif k < 0.85:
+            parts.append("%s set q = 1 %s" % (o, c))
+        elif k < 0.9:
+            parts.append("%s raw %s{{ r }}%s endraw %s" % (r.choice(["{%", "{%-"]), r.choice(["%}", "-%}"]), r.choice(["{%", "{%-"]), r.choice(["%}", "-%}"])))
+        else:
+            parts.append("%s for i in [1, 2] %s%s{{ i }}%s%s endfor %s" % (o, c, r.choice(TEXTS), r.choice(TEXTS), r.choice(OPEN), r.choice(CLOSE)))
+    while depth:
+        parts.append(r.choice(TEXTS) + "%s endif %s" % (r.choice(OPEN), r.choice(CLOSE)))
+        depth -= 1
+    parts.append(r.choice(TEXTS))
+    return "".join(parts)
+
+
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     out = sys.argv[2] if len(sys.argv) > 2 else "/tmp/tmpl_random.json"
@@ -67,7 +103,7 @@ def main():
     env = make_env()
     cases = []
     for _ in range(n):
-        src = "".join(stmt(r) for _ in range(r.randint(1, 3)))
+        src = ws_template(r) if r.random() < 0.3 else "".join(stmt(r) for _ in range(r.randint(1, 3)))
         case = {"template": src}
         try:
             # a fresh copy each time: jinja2 filters can mutate their input (list | indent appends to the list)

@@ -162,5 +162,13 @@ CASES = [
     "{{ msgs | map('tojson') | join(',') }}|{{ msgs | map('attr', 'role') | list }}",
     "{% with x = 5, y = a + 1 %}{{ x }}{{ y }}{% set z = 3 %}{% endwith %}{{ x }}{{ z }}|{% block content %}in block {{ a }}{% endblock %}|{% block b2 scoped %}b2{% endblock b2 %}",
     "{% endwith %}",
+    "{{ range(3) }}|{{ range(1, 9, 2) }}|{{ range(5)[1:3] }}|{{ range(0, 10, 3)[1:] }}|{{ range(3) | list }}|{{ range(3) == [0, 1, 2] }}|{{ range(3)[1] }}|{{ range(4) | length }}|{{ range(3) | string }}",
+    "{{ range(3) | tojson }}",
+    "{{ [1, 2] | select | length }}",
+    "{{ ([1, 2] | select) is sequence }}|{{ [] | select | list }}|{% if [] | select %}gen-true{% endif %}|{{ 0 | select | list }}|{{ 1.0 / 0.5 }}",
+    "{{ 1.0 / 0 }}",
+    "{{ (1 | items) is defined }}|{% if 5 | items %}lazy{% endif %}",
+    "{{ 5 | items | list }}",
+    "{{ b | truncate(5) }}|{{ '%s' % [1] }}|{{ '' % [1, 2] }}|{{ 2.5 is odd }}|{{ 3.0 is odd }}|{{ 4 is divisibleby 2.0 }}",
     "{{ b | map('int') | sum }}|{{ ['1', '2'] | map('int') | sum }}|{{ msgs | sum(attribute='missing') }}",
 ]
