@@ -443,7 +443,7 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
     }
     tm_check_str(c, o);
   }
-  bool mapping_like = args.t == V_DICT || (args.t == V_LIST && args.tuple != 1);
+  bool mapping_like = args.t == V_DICT || (args.t == V_LIST && args.tuple != 1 && !args.unsafe);
   if (!mapping_like && ((al && ai < al->n) || (!al && ai == 0)))
     tm_fail(c, IG_TMPL_ERUNTIME, "not all arguments converted during string formatting");
   tm_val r = tm_str_from(c, o);
@@ -1205,7 +1205,11 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
       if (v.t != V_STR) tm_fail(c, IG_TMPL_ERUNTIME, "'in <string>' requires string as left operand, not %s", tm_type_name(&v));
       return v.n == 0 || memmem(x->s, x->n, v.s, v.n) != NULL;
     }
-    if (x->t == V_DICT) return tm_dict_find(x->d, v) >= 0;
+    if (x->t == V_DICT) {
+      if ((v.t == V_LIST && v.tuple == 0 && !v.unsafe) || v.t == V_DICT || v.t == V_NS)
+        tm_fail(c, IG_TMPL_ERUNTIME, "unhashable type: '%s'", tm_type_name(&v));
+      return tm_dict_find(x->d, v) >= 0;
+    }
     if (x->t == V_UNDEF) undef_error(c, x);
     tm_list *l = tm_iterate(c, x);
     for (uint32_t i = 0; i < l->n; i++)
