@@ -136,6 +136,11 @@ struct ig_backend {
    * which ops run) and the caller must pass the same tensors (buffers) on every step with that key. */
   int (*graph_begin)(ig_backend *be, uint64_t key);
   int (*graph_end)(ig_backend *be);
+  /* Tensor parallelism (model/comm.h, model/shard.c): x = the sum of x over the ranks of a collective
+   * communicator, in place, enqueued in order with this backend's other ops (CUDA: ncclAllReduce on its stream,
+   * which a step graph can capture). `comm` is the communicator's native handle for this backend's rank (an
+   * ncclComm_t). When NULL, model/comm synchronizes the backend and reduces on its own (slower, no graphs). */
+  int (*all_reduce)(ig_backend *be, ig_tensor *x, void *comm);
 };
 
 static inline const char *ig_backend_error(const ig_backend *be) { return be->err; }

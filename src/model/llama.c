@@ -6,6 +6,7 @@
 #include "io/config.h"
 #include "io/safetensors.h"
 #include "model/rope.h"
+#include "model/shard.h"
 #include "util/log.h"
 #include <math.h>
 #include <stdio.h>
@@ -50,10 +51,24 @@ struct ig_model {
   int rope_len;                         /* seq_len the backend's rope was set for (dynamic scaling), -1 default */
   activations a;
   int kv_ready;
+  /* tensor parallelism (model/shard.c): this model's part; a front model (group != NULL) only forwards calls */
+  ig_tp tp;
+  ig_shard_group *group;
+  void **wbufs;         /* host copies of strided weight slices that the backend keeps views of */
+  int n_wbufs;
 };
 
 const ig_model_info *ig_model_get_info(const ig_model *m) { return &m->info; }
 ig_backend *ig_model_backend(const ig_model *m) { return m->be; }
+
+ig_model *ig_model_front_new(ig_shard_group *g, ig_backend *be0, const ig_model_info *info) {
+  ig_model *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  m->group = g;
+  m->be = be0;
+  m->info = *info;
+  return m;
+}
 
 static void free_acts(ig_model *m) {
   ig_tensor *ts[] = {&m->a.x, &m->a.h, &m->a.q, &m->a.k, &m->a.v, &m->a.qn, &m->a.kn, &m->a.att,
@@ -65,6 +80,11 @@ static void free_acts(ig_model *m) {
 
 void ig_model_free(ig_model *m) {
   if (!m) return;
+  if (m->group) {
+    ig_shard_free(m->group);
+    free(m);
+    return;
+  }
   if (m->be) {
     free_acts(m);
     /* weights are views on the CPU; a device backend owns copies */
@@ -79,6 +99,8 @@ void ig_model_free(ig_model *m) {
   }
   free(m->layers);
   free(m->inv_freq);
+  for (int i = 0; i < m->n_wbufs; i++) free(m->wbufs[i]);
+  free(m->wbufs);
   ig_st_close(m->st);
   ig_config_free(&m->cfg);
   free(m);
@@ -94,6 +116,16 @@ typedef struct {
   size_t done, total; /* bytes, for the progress line */
 } loader;
 
+/* Which part of a [rows, cols] tensor a shard binds: all of it, or [off, off + len) of its rows or columns.
+ * Row slices of a row-major tensor are contiguous views; column slices of a matrix are copied once. */
+typedef struct {
+  int axis; /* -1 whole, 0 rows, 1 cols */
+  int64_t off, len;
+} part;
+#define WHOLE ((part){-1, 0, 0})
+#define ROWS(o, n) ((part){0, (o), (n)})
+#define COLS(o, n) ((part){1, (o), (n)})
+
 static void shape_str(char *buf, size_t n, const int64_t *shape, int nd) {
   size_t o = (size_t)snprintf(buf, n, "[");
   for (int i = 0; i < nd && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
@@ -108,8 +140,18 @@ static unsigned touch_pages(const uint8_t *p, size_t n) {
   return s;
 }
 
-/* Binds tensor `name` of shape [rows, cols] (cols only: a 1-D [cols] tensor); optional: absent is fine. */
-static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t cols, int one_d, int optional) {
+/* Keeps a host copy alive until the model is freed (the CPU backend's weights are views of host memory). */
+static int keep_buf(ig_model *m, void *buf) {
+  void **nb = realloc(m->wbufs, sizeof(void *) * (size_t)(m->n_wbufs + 1));
+  if (!nb) return -1;
+  m->wbufs = nb;
+  m->wbufs[m->n_wbufs++] = buf;
+  return 0;
+}
+
+/* Binds part p of tensor `name` of shape [rows, cols] (cols only: a 1-D [cols] tensor, sliced as [1, cols]);
+ * optional: absent is fine. */
+static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t cols, int one_d, int optional, part p) {
   ig_model *m = L->m;
   const ig_st_tensor *st = ig_st_find(m->st, name);
   memset(t, 0, sizeof *t);
@@ -137,16 +179,45 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
     snprintf(L->err, L->errlen, "tensor '%s' has shape %s but config.json implies %s", name, got, want);
     return -1;
   }
+  /* this shard's part: a contiguous [r, c] block at `host`, or a strided column block copied to `buf` */
+  int64_t r = one_d ? 1 : rows, c = cols;
+  size_t es = ig_st_elem_size(st->dtype);
+  const uint8_t *host = st->data;
+  void *buf = NULL;
+  if (p.axis == 1 && p.len == cols) p.axis = -1;
+  if (p.axis == 0) host += (size_t)(p.off * cols) * es, r = p.len;
+  if (p.axis == 1) {
+    c = p.len;
+    host += (size_t)p.off * es;
+    if (r > 1) {
+      if (!(buf = malloc((size_t)(r * c) * es))) {
+        snprintf(L->err, L->errlen, "tensor '%s': out of memory slicing it", name);
+        return -1;
+      }
+      for (int64_t i = 0; i < r; i++) memcpy((uint8_t *)buf + (size_t)(i * c) * es, host + (size_t)(i * cols) * es, (size_t)c * es);
+      host = buf;
+    }
+  }
   static volatile unsigned sink;
-  sink += touch_pages(st->data, st->nbytes);
-  if (m->be->weight(m->be, t, st->data, dt, one_d ? 1 : rows, cols)) {
+  if (!buf) sink += touch_pages(host, (size_t)(r * c) * es);
+  int rc = m->be->weight(m->be, t, host, dt, r, c);
+  if (!rc && buf && !t->owned && keep_buf(m, buf)) {
+    m->be->free(m->be, t);
+    snprintf(m->be->err, sizeof m->be->err, "out of memory");
+    rc = -1;
+  } else if (buf && (rc || t->owned)) {
+    free(buf); /* the backend made its own copy (or failed) */
+  }
+  if (rc) {
     snprintf(L->err, L->errlen, "tensor '%s': %s", name, ig_backend_error(m->be));
     return -1;
   }
+  /* the whole tensor is counted (every shard's info describes the whole model); rank 0 shows the progress */
   L->done += st->nbytes;
   m->info.n_params += rows * cols;
   m->info.weight_bytes += st->nbytes;
-  ig_log_progress("loading weights", (double)L->done / 1048576.0, (double)L->total / 1048576.0, "MiB");
+  if (m->tp.rank == 0)
+    ig_log_progress("loading weights", (double)L->done / 1048576.0, (double)L->total / 1048576.0, "MiB");
   return 0;
 }
 
@@ -155,8 +226,13 @@ static int load_weights(loader *L) {
   const ig_config *c = &m->cfg;
   int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, hd = c->head_dim;
   int64_t QW = (int64_t)c->n_heads * hd, KW = (int64_t)c->n_kv_heads * hd;
+  /* this shard's heads (rows of q/k/v, columns of o), intermediate columns and vocabulary rows */
+  const ig_tp *tp = &m->tp;
+  int64_t q0 = (int64_t)tp->rank * tp->nh * hd, qn = (int64_t)tp->nh * hd;
+  int64_t k0 = (int64_t)tp->rank * tp->nkv * hd, kn = (int64_t)tp->nkv * hd;
+  int first = tp->rank == 0; /* o_proj and down_proj biases are added once, before the sum over shards */
   char n[256];
-  if (load(L, &m->embed, "model.embed_tokens.weight", V, H, 0, 0)) return -1;
+  if (load(L, &m->embed, "model.embed_tokens.weight", V, H, 0, 0, WHOLE)) return -1;
   for (int l = 0; l < c->n_layers; l++) {
     layer_weights *w = &m->layers[l];
     /* biases exist exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2:
@@ -164,49 +240,60 @@ static int load_weights(loader *L) {
     int is_qwen2 = !strcmp(c->arch, "Qwen2ForCausalLM"), is_mistral = !strcmp(c->arch, "MistralForCausalLM");
     int qkv_bias = is_mistral ? 0 : c->attention_bias, o_bias = qkv_bias && !is_qwen2;
     int mlp_bias = !strcmp(c->arch, "LlamaForCausalLM") && c->mlp_bias;
-#define LOAD(t, suffix, rows, cols, one_d, opt)                                                                        \
+#define LOAD(t, suffix, rows, cols, one_d, opt, part)                                                                  \
   do {                                                                                                                 \
     snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                                            \
-    if (load(L, t, n, rows, cols, one_d, opt)) return -1;                                                             \
+    if (load(L, t, n, rows, cols, one_d, opt, part)) return -1;                                                       \
   } while (0)
-#define LOAD_IF(cond, t, suffix, rows, cols)                                                                           \
+#define LOAD_IF(cond, t, suffix, rows, cols, part)                                                                     \
   do {                                                                                                                 \
-    if (cond) LOAD(t, suffix, rows, cols, 1, 0);                                                                       \
+    if (cond) LOAD(t, suffix, rows, cols, 1, 0, part);                                                                 \
   } while (0)
-    LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0);
-    LOAD(&w->wq, "self_attn.q_proj.weight", QW, H, 0, 0);
-    LOAD(&w->wk, "self_attn.k_proj.weight", KW, H, 0, 0);
-    LOAD(&w->wv, "self_attn.v_proj.weight", KW, H, 0, 0);
-    LOAD(&w->wo, "self_attn.o_proj.weight", H, QW, 0, 0);
-    LOAD_IF(qkv_bias, &w->bq, "self_attn.q_proj.bias", 1, QW);
-    LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW);
-    LOAD_IF(qkv_bias, &w->bv, "self_attn.v_proj.bias", 1, KW);
-    LOAD_IF(o_bias, &w->bo, "self_attn.o_proj.bias", 1, H);
+    LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0, WHOLE);
+    LOAD(&w->wq, "self_attn.q_proj.weight", QW, H, 0, 0, ROWS(q0, qn));
+    LOAD(&w->wk, "self_attn.k_proj.weight", KW, H, 0, 0, ROWS(k0, kn));
+    LOAD(&w->wv, "self_attn.v_proj.weight", KW, H, 0, 0, ROWS(k0, kn));
+    LOAD(&w->wo, "self_attn.o_proj.weight", H, QW, 0, 0, COLS(q0, qn));
+    LOAD_IF(qkv_bias, &w->bq, "self_attn.q_proj.bias", 1, QW, COLS(q0, qn));
+    LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW, COLS(k0, kn));
+    LOAD_IF(qkv_bias, &w->bv, "self_attn.v_proj.bias", 1, KW, COLS(k0, kn));
+    LOAD_IF(o_bias && first, &w->bo, "self_attn.o_proj.bias", 1, H, WHOLE);
     if (c->qk_norm) {
-      LOAD(&w->q_norm, "self_attn.q_norm.weight", 1, hd, 1, 0);
-      LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0);
+      LOAD(&w->q_norm, "self_attn.q_norm.weight", 1, hd, 1, 0, WHOLE);
+      LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0, WHOLE);
     }
-    LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0);
-    LOAD(&w->w_gate, "mlp.gate_proj.weight", I, H, 0, 0);
-    LOAD(&w->w_up, "mlp.up_proj.weight", I, H, 0, 0);
-    LOAD(&w->w_down, "mlp.down_proj.weight", H, I, 0, 0);
-    LOAD_IF(mlp_bias, &w->b_gate, "mlp.gate_proj.bias", 1, I);
-    LOAD_IF(mlp_bias, &w->b_up, "mlp.up_proj.bias", 1, I);
-    LOAD_IF(mlp_bias, &w->b_down, "mlp.down_proj.bias", 1, H);
+    LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
+    LOAD(&w->w_gate, "mlp.gate_proj.weight", I, H, 0, 0, ROWS(tp->i0, tp->ni));
+    LOAD(&w->w_up, "mlp.up_proj.weight", I, H, 0, 0, ROWS(tp->i0, tp->ni));
+    LOAD(&w->w_down, "mlp.down_proj.weight", H, I, 0, 0, COLS(tp->i0, tp->ni));
+    LOAD_IF(mlp_bias, &w->b_gate, "mlp.gate_proj.bias", 1, I, COLS(tp->i0, tp->ni));
+    LOAD_IF(mlp_bias, &w->b_up, "mlp.up_proj.bias", 1, I, COLS(tp->i0, tp->ni));
+    LOAD_IF(mlp_bias && first, &w->b_down, "mlp.down_proj.bias", 1, H, WHOLE);
 #undef LOAD
 #undef LOAD_IF
   }
-  if (load(L, &m->final_norm, "model.norm.weight", 1, H, 1, 0)) return -1;
-  if (c->tie_word_embeddings) {
+  if (load(L, &m->final_norm, "model.norm.weight", 1, H, 1, 0, WHOLE)) return -1;
+  if (c->tie_word_embeddings && tp->nv == V) {
     m->lm_head = m->embed;
     m->lm_head.owned = 0;
-  } else if (load(L, &m->lm_head, "lm_head.weight", V, H, 0, 0)) {
+  } else if (c->tie_word_embeddings) {
+    /* a shard's vocabulary rows of the tied table (counted once, as the embedding) */
+    int64_t np = m->info.n_params;
+    size_t nb = m->info.weight_bytes, done = L->done;
+    if (load(L, &m->lm_head, "model.embed_tokens.weight", V, H, 0, 0, ROWS(tp->v0, tp->nv))) return -1;
+    m->info.n_params = np, m->info.weight_bytes = nb, L->done = done;
+  } else if (load(L, &m->lm_head, "lm_head.weight", V, H, 0, 0, ROWS(tp->v0, tp->nv))) {
     return -1;
   }
   return 0;
 }
 
 int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, size_t errlen) {
+  return ig_model_load_part(dir, be, 0, 1, NULL, out, err, errlen);
+}
+
+int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_comm *comm, ig_model **out, char *err,
+                       size_t errlen) {
   *out = NULL;
   ig_model *m = calloc(1, sizeof *m);
   if (!m) {
@@ -221,6 +308,12 @@ int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, si
     goto fail;
   }
   const ig_config *c = &m->cfg;
+  if (ig_tp_check(c, size, e2, sizeof e2)) {
+    snprintf(err, errlen, "%s: %s", dir, e2);
+    goto fail;
+  }
+  ig_tp_part(c, rank, size, &m->tp);
+  m->tp.comm = size > 1 ? comm : NULL;
   if (ig_st_open(dir, &m->st, e2, sizeof e2)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
     goto fail;
@@ -255,7 +348,8 @@ int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, si
   in->bos_id = c->bos_id;
   in->n_eos = c->n_eos < IG_MAX_EOS ? c->n_eos : IG_MAX_EOS;
   memcpy(in->eos_ids, c->eos_ids, (size_t)in->n_eos * sizeof(int));
-  ig_log(IG_LOG_INFO, "model: %s, %d layers, hidden %d, intermediate %d, heads %d/%d (head_dim %d), vocab %d, "
+  if (rank == 0)
+    ig_log(IG_LOG_INFO, "model: %s, %d layers, hidden %d, intermediate %d, heads %d/%d (head_dim %d), vocab %d, "
          "%.1fM params, %s (%.1f MiB)%s%s", in->arch, in->n_layers, in->hidden_size, in->intermediate_size,
          in->n_heads, in->n_kv_heads, in->head_dim, in->vocab_size, (double)in->n_params / 1e6, in->dtype,
          (double)in->weight_bytes / 1048576.0, c->tie_word_embeddings ? ", tied embeddings" : "",
@@ -271,12 +365,14 @@ fail:
 /* KV cache */
 
 size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size) {
-  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->cfg.n_kv_heads, m->cfg.head_dim};
+  if (m->group) return ig_shard_kv_bytes_per_block(m->group, block_size);
+  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->tp.nkv, m->cfg.head_dim};
   return m->be->kv_bytes_per_block(m->be, &kc);
 }
 
 int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_t errlen) {
-  ig_kv_config kc = {m->cfg.n_layers, n_blocks, block_size, m->cfg.n_kv_heads, m->cfg.head_dim};
+  if (m->group) return ig_shard_kv_init(m->group, n_blocks, block_size, err, errlen);
+  ig_kv_config kc = {m->cfg.n_layers, n_blocks, block_size, m->tp.nkv, m->cfg.head_dim};
   if (m->be->kv_init(m->be, &kc)) {
     snprintf(err, errlen, "KV cache: %s", ig_backend_error(m->be));
     return -1;
@@ -292,8 +388,9 @@ static int ensure_acts(ig_model *m, int n, int n_out) {
   ig_backend *be = m->be;
   const ig_config *c = &m->cfg;
   ig_dtype dt = be->act_dtype;
-  int64_t H = c->hidden_size, I = c->intermediate_size, QW = (int64_t)c->n_heads * c->head_dim,
-          KW = (int64_t)c->n_kv_heads * c->head_dim;
+  /* this shard's widths (the whole model's when not sharded) */
+  int64_t H = c->hidden_size, I = m->tp.ni, QW = (int64_t)m->tp.nh * c->head_dim, KW = (int64_t)m->tp.nkv * c->head_dim,
+          V = m->tp.nv;
   if (n > m->a.cap) {
     int cap = n > 2 * m->a.cap ? n : 2 * m->a.cap;
     int cap_out = m->a.cap_out;
@@ -308,7 +405,7 @@ static int ensure_acts(ig_model *m, int n, int n_out) {
         (c->qk_norm && (be->alloc(be, &m->a.qn, dt, cap, QW) || be->alloc(be, &m->a.kn, dt, cap, KW))))
       return -1;
     if (m->a.cap_out && (be->alloc(be, &m->a.xo, dt, m->a.cap_out, H) || be->alloc(be, &m->a.xon, dt, m->a.cap_out, H) ||
-                         be->alloc(be, &m->a.logits, IG_DT_F32, m->a.cap_out, c->vocab_size)))
+                         be->alloc(be, &m->a.logits, IG_DT_F32, m->a.cap_out, V)))
       return -1;
   }
   if (n_out > m->a.cap_out) {
@@ -316,7 +413,7 @@ static int ensure_acts(ig_model *m, int n, int n_out) {
     int cap = n_out > 2 * m->a.cap_out ? n_out : 2 * m->a.cap_out;
     m->a.cap_out = cap;
     if (be->alloc(be, &m->a.xo, dt, cap, H) || be->alloc(be, &m->a.xon, dt, cap, H) ||
-        be->alloc(be, &m->a.logits, IG_DT_F32, cap, c->vocab_size))
+        be->alloc(be, &m->a.logits, IG_DT_F32, cap, V))
       return -1;
   }
   return 0;
@@ -340,6 +437,9 @@ static ig_tensor as_heads(const ig_tensor *t, int64_t head_dim) {
 }
 
 static const ig_tensor *opt(const ig_tensor *t) { return t->data ? t : NULL; }
+
+/* Tensor parallelism: x = the sum over shards of each shard's partial x (nothing when not sharded). */
+static int tp_sum(ig_model *m, ig_tensor *x) { return m->tp.comm ? ig_comm_all_reduce(m->tp.comm, m->tp.rank, m->be, x) : 0; }
 
 #define TRY(call)                                                                                                      \
   do {                                                                                                                 \
@@ -379,7 +479,8 @@ static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *er
   TRY(be->embed(be, &x, &m->embed));
   for (int l = 0; l < c->n_layers; l++) {
     const layer_weights *w = &m->layers[l];
-    ig_attn_params ap = {c->n_heads, c->n_kv_heads, hd, (float)pow(hd, -0.5),
+    const int nh = m->tp.nh, nkv = m->tp.nkv; /* this shard's heads (all of them when not sharded) */
+    ig_attn_params ap = {nh, nkv, hd, (float)pow(hd, -0.5),
                          c->layer_sliding[l] ? c->sliding_window : 0};
 
     // ---- attention block ----
@@ -399,12 +500,14 @@ static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *er
       qr = &qn, kr = &kn;
     }
     // q, k = rope(q, k) at each row's position
-    TRY(be->rope(be, qr, kr, c->n_heads, c->n_kv_heads));
+    TRY(be->rope(be, qr, kr, nh, nkv));
     // cache[l][slot] = k, v; att = softmax(q k^T / sqrt(hd) + causal/window mask) v   att: [n, nh*hd]
     TRY(be->kv_write(be, l, kr, &v));
     TRY(be->attention(be, &att, qr, l, &ap));
     // o = att Wo^T                                      o: [n, H]
     TRY(be->matmul(be, &o, &att, &w->wo, opt(&w->bo)));
+    // (sharded: o = sum over shards of their heads' share of the projection)
+    TRY(tp_sum(m, &o));
 
     // ---- MLP block ----
     // x = x + o; h = rmsnorm(x) * w_ffn_norm
@@ -415,11 +518,13 @@ static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *er
     // gate = silu(gate) * up; o = gate Wd^T             o: [n, H]
     TRY(be->swiglu(be, &gate, &gate, &up));
     TRY(be->matmul(be, &o, &gate, &w->w_down, opt(&w->b_down)));
+    TRY(tp_sum(m, &o)); // (sharded: sum over shards of their intermediate columns' share)
     // x = x + o
     TRY(be->add(be, &x, &o));
   }
   if (b->n_out == 0) return 0;
   // logits only for the rows asked for: xo = x[out_rows]; logits = rmsnorm(xo) lm_head^T   [n_out, V]
+  // (sharded: this shard's vocabulary rows only, [n_out, tp.nv]; model/shard.c puts the columns together)
   ig_tensor xo = rows(&m->a.xo, b->n_out), xon = rows(&m->a.xon, b->n_out), lg = rows(&m->a.logits, b->n_out);
   TRY(be->gather_rows(be, &xo, &x));
   TRY(be->rmsnorm(be, &xon, &xo, NULL, &m->final_norm, (float)c->rms_norm_eps));
@@ -434,6 +539,7 @@ backend_error:
 /* Under dynamic rope scaling past the trained length, each sequence needs its own frequencies: such a
  * batch runs one sequence at a time (ops are row-independent, so the result is the same). */
 int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
+  if (m->group) return ig_shard_forward(m->group, b, logits, err, errlen);
   if (!m->kv_ready) {
     snprintf(err, errlen, "forward: the KV cache is not allocated (ig_model_kv_init)");
     return -1;
@@ -457,7 +563,7 @@ int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, s
     for (int t = j0; t < j; t++) outr[t - j0] = b->out_rows[t] - a;
     ig_batch sb = {e - a, b->tokens + a, b->pos + a, b->slot + a, 1, ss, b->ctx_len + s, b->max_blocks,
                    b->block_table + (size_t)s * b->max_blocks, j - j0, outr};
-    int rc = e > a ? forward_batch(m, &sb, logits + (size_t)j0 * m->cfg.vocab_size, err, errlen) : 0;
+    int rc = e > a ? forward_batch(m, &sb, logits + (size_t)j0 * m->tp.nv, err, errlen) : 0;
     free(outr);
     if (rc) return rc;
   }

@@ -30,6 +30,26 @@ typedef struct ig_model ig_model;
  * Prints a progress line while loading. On error returns negative with a one-line message in err. */
 int ig_model_load(const char *dir, ig_backend *be, ig_model **out, char *err, size_t errlen);
 void ig_model_free(ig_model *m);
+
+/* Tensor parallelism (model/shard.c): the model split Megatron-style over n backends, one shard each (its share
+ * of the attention heads, KV heads, MLP columns and vocabulary rows, and of the KV cache), one thread per shard
+ * and two all-reduces per layer through `comm` (model/comm.h; NULL: a loopback communicator in host memory, made
+ * and owned by the model). Every other ig_model_* call works unchanged on the result. The attention and
+ * key/value head counts must both be divisible by n (else a clear error). backends[] and comm stay owned by the
+ * caller and must outlive the model. */
+struct ig_comm;
+int ig_model_load_sharded(const char *dir, ig_backend *const *backends, int n, struct ig_comm *comm, ig_model **out,
+                          char *err, size_t errlen);
+
+/* The same with backends and communicator made (and owned) by the model: what `--num-shard N` runs. */
+typedef struct ig_model_tp_opts {
+  int num_shard;          /* N >= 1 */
+  const char *device;     /* "cpu" (NULL too) or "cuda" (devices first_device .. first_device+N-1, NCCL) */
+  int threads;            /* cpu: compute threads in all, split between the shards (0: all cores) */
+  int cuda_f32;           /* cuda: f32 weights and activations instead of bf16 */
+  int first_device;
+} ig_model_tp_opts;
+int ig_model_load_tp(const char *dir, const ig_model_tp_opts *opts, ig_model **out, char *err, size_t errlen);
 const ig_model_info *ig_model_get_info(const ig_model *m);
 ig_backend *ig_model_backend(const ig_model *m);
 
