@@ -7,6 +7,7 @@
 #include "util/log.h"
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <inttypes.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static void job_wake_cb(evutil_socket_t fd, short what, void *arg);
@@ -43,14 +45,23 @@ static const char *err_metric_of(int status) { return status == 429 ? "overloade
 
 static void closecb(struct evhttp_connection *evcon, void *arg);
 
+/* Stops watching the socket: before any reply (the fd may be closed and reused afterwards). */
+static void hup_stop(ig_job *j) {
+  if (j->ev_hup) {
+    event_free(j->ev_hup);
+    j->ev_hup = NULL;
+  }
+}
+
 /* Answers with an error and forgets the request (job stays until the engine is done). */
 static void job_reply_error(ig_job *j, int status, const char *msg, const char *etype) {
   int e = status == 429 ? IG_ERR_OVERLOADED
           : status == 424 ? IG_ERR_GENERATION
           : status == 500 ? IG_ERR_INCOMPLETE
                           : IG_ERR_VALIDATION;
-  count_failure(j, e);
+  count_failure(j, j->hup ? IG_ERR_CANCELLED : e);
   j->status = status;
+  hup_stop(j);
   if (j->replied || !j->req) return;
   if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
   if (j->streaming) {
@@ -74,8 +85,8 @@ static void job_reply_error(ig_job *j, int status, const char *msg, const char *
     ig_server_send_error(j->srv, j->req, j->openai, status, msg, etype);
   }
   char extra[128];
-  snprintf(extra, sizeof extra, "error_type=%s", etype);
-  ig_server_log_request(j->srv, NULL, j->route, NULL, status, j->t_start, extra);
+  snprintf(extra, sizeof extra, j->hup ? "client_disconnected=1" : "error_type=%s", etype);
+  ig_server_log_request(j->srv, NULL, j->route, NULL, j->hup ? 499 : status, j->t_start, extra);
   j->req = NULL;
   j->replied = 1;
 }
@@ -109,6 +120,7 @@ static void job_destroy(ig_job *j) {
     for (int i = 0; i < j->r.n_prompts; i++) free(j->ids[i]);
   free(j->ids);
   free(j->n_ids);
+  hup_stop(j);
   if (j->ev_wake) event_free(j->ev_wake);
   if (j->ev_free) event_free(j->ev_free);
   ig_server_req_free(&j->r);
@@ -140,6 +152,7 @@ static void closecb(struct evhttp_connection *evcon, void *arg) {
   ig_job *j = arg;
   j->gone = 1;
   j->evcon = NULL;
+  hup_stop(j);
   for (int i = 0; i < j->n_seqs; i++)
     if (j->reqs && j->reqs[i]) atomic_store(&j->reqs[i]->cancelled, 1);
   if (!j->replied) {
@@ -356,6 +369,30 @@ static void start_stream(ig_job *j) {
   j->status = 200;
 }
 
+/* libevent reads nothing from a connection whose non-streaming reply is pending, so it would only notice a
+ * client that went away when the reply is written. We peek at the socket ourselves: EOF cancels the engine
+ * requests (their blocks are freed at the next step); pipelined bytes just end the watch. */
+static void hup_cb(evutil_socket_t fd, short what, void *arg) {
+  ig_job *j = arg;
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) {
+    j->hup = 1;
+    for (int i = 0; i < j->n_seqs; i++)
+      if (j->reqs[i]) atomic_store(&j->reqs[i]->cancelled, 1);
+  }
+  hup_stop(j);
+}
+
+static void hup_start(ig_job *j) {
+  struct bufferevent *bev = j->evcon ? evhttp_connection_get_bufferevent(j->evcon) : NULL;
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  if (fd < 0) return;
+  j->ev_hup = event_new(j->srv->base, fd, EV_READ | EV_PERSIST, hup_cb, j);
+  if (j->ev_hup) event_add(j->ev_hup, NULL);
+}
+
 static void submit_job(ig_job *j) {
   ig_server *s = j->srv;
   ig_server_req *r = &j->r;
@@ -434,7 +471,10 @@ static void submit_job(ig_job *j) {
     }
   }
   j->submitted = 1;
-  if (r->stream) start_stream(j);
+  if (r->stream)
+    start_stream(j);
+  else
+    hup_start(j);
   return;
 oom:
   for (int k = 0; k < n; k++) {
@@ -599,6 +639,7 @@ static void record_success(ig_job *j) {
 
 static void finish_stream(ig_job *j) {
   ig_server_req *r = &j->r;
+  hup_stop(j);
   if (r->api != IG_API_GENERATE_STREAM) {
     ig_str p;
     ig_str_init(&p);
@@ -627,6 +668,7 @@ static void finish_stream(ig_job *j) {
 
 static void finish_json(ig_job *j) {
   ig_server_req *r = &j->r;
+  hup_stop(j);
   ig_str o;
   ig_str_init(&o);
   if (r->api == IG_API_GENERATE) {

@@ -79,6 +79,8 @@ struct ig_job {
   int n_done;
   char gen_err[256];
   struct event *ev_wake, *ev_free;
+  struct event *ev_hup;       /* non-streaming: watches the socket for the client's close */
+  int hup;                    /* the client closed while we were generating */
   int submitted;
 
   ig_oai_meta meta;

@@ -3,8 +3,6 @@
 // `text-generation`), curl, and raw sockets for bad input; then metrics after a known workload, a bounded soak
 // with random parameters and disconnects, and a graceful SIGTERM. Every text is checked against the greedy
 // output in expected.json. Usage: node run.mjs --ignis build/ignis [--only group,group] [--soak N]
-import { InferenceClient } from "@huggingface/inference";
-import OpenAI from "openai";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -26,6 +24,14 @@ if (!fs.existsSync(BIN)) {
 }
 if (!fs.existsSync(MODEL)) {
   console.error(`e2e: no model at ${MODEL}: skipped`);
+  process.exit(77);
+}
+let InferenceClient, OpenAI;
+try {
+  ({ InferenceClient } = await import("@huggingface/inference"));
+  OpenAI = (await import("openai")).default;
+} catch (e) {
+  console.error("e2e: client packages missing (run `npm ci` in tests/e2e): skipped");
   process.exit(77);
 }
 
@@ -406,7 +412,7 @@ groups.concurrent = async (url) => {
   });
 };
 
-groups.soak = async (url) => {
+groups.soak = async (url, srv) => {
   // random parameters, random disconnects, 50 clients; every completed response must be well formed
   let seed = 12345;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
@@ -445,8 +451,9 @@ groups.soak = async (url) => {
         else if (abortAfter > 0) setTimeout(() => fin({ aborted: true }), abortAfter);
       });
       s.on("data", (c) => chunks.push(c));
-      s.on("end", () => fin({ raw: Buffer.concat(chunks).toString("utf8") }));
-      s.on("error", () => fin({ raw: Buffer.concat(chunks).toString("utf8"), err: true }));
+      // latin1 keeps one char per byte, so chunk sizes can be counted on the string
+      s.on("end", () => fin({ raw: Buffer.concat(chunks).toString("latin1") }));
+      s.on("error", () => fin({ raw: Buffer.concat(chunks).toString("latin1"), err: true }));
       s.setTimeout(120000, () => fin({ timeout: true }));
     });
     done++;
@@ -468,28 +475,35 @@ groups.soak = async (url) => {
           out += rest.slice(nl + 2, nl + 2 + len);
           rest = rest.slice(nl + 2 + len + 2);
         }
-        const ds = sseData(out);
+        const ds = sseData(Buffer.from(out, "latin1").toString("utf8"));
         good = ds.length > 0 && ds.every((d) => d === "[DONE]" || typeof JSON.parse(d) === "object");
         if (route === "/generate_stream") good = good && typeof JSON.parse(ds.at(-1)).generated_text === "string";
         else good = good && ds.at(-1) === "[DONE]";
       } else {
-        const j = JSON.parse(bodyText);
+        const j = JSON.parse(Buffer.from(bodyText, "latin1").toString("utf8"));
         good = typeof j.generated_text === "string" || Array.isArray(j.choices);
       }
     } catch { good = false; }
     if (good) ok++;
     else {
       errors++;
-      if (errors < 5) console.error("  soak: bad response", kind, status, res.raw.slice(0, 300));
+      if (errors < 5) console.error("  soak: bad response", kind, status, JSON.stringify(body), JSON.stringify(res.raw.slice(-600)));
     }
   };
+  const rss = () => {
+    try { return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${srv.proc.pid}/status`, "utf8"))[1]) / 1024; } catch { return NaN; }
+  };
+  const rss0 = rss();
+  let rssMid = NaN;
   const t0 = Date.now();
   await Promise.all(Array.from({ length: 50 }, async () => {
     while (next < SOAK) {
       next++;
+      if (next === SOAK >> 1) rssMid = rss();
       await one();
     }
   }));
+  console.log(`  soak: server RSS ${rss0.toFixed(0)} MiB before, ${rssMid.toFixed(0)} MiB half-way, ${rss().toFixed(0)} MiB after`);
   console.log(`  soak: ${done} requests in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${ok} ok, ${aborted} disconnected on purpose, ${errors} bad`);
   eq(errors, 0, "soak: every completed response well formed");
   const r = await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 200 } });

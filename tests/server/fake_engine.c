@@ -256,7 +256,7 @@ static int f_chat(void *ctx, const void *messages, char **prompt, char *err, siz
     if (c && strcmp(c, "RAISE") == 0) {
       snprintf(err, errlen, "Conversation roles must alternate user/assistant/user/assistant/...");
       ig_str_free(&o);
-      return -2;
+      return -3; /* like IG_TMPL_ERUNTIME; -2 would read as -ENOENT */
     }
     ig_str_printf(&o, "[%s]%s", json_string_value(json_object_get(msg, "role")), c ? c : "");
   }

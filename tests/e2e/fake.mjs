@@ -1,0 +1,81 @@
+// tests/e2e/fake: the server's failure paths that a healthy model never takes, against tests/server/fake_serve
+// (the real server over a fake engine): 424 generation errors (mid-stream too), 429 overload, disconnects
+// while a request is still being validated or generated, and shutdown cancelling what outlives the grace period.
+// Usage: node fake.mjs --fake-serve build/tests/server/fake_serve
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { check, eq, summary, request, postJSON, sseData, sleep } from "./lib.mjs";
+
+const argv = process.argv.slice(2);
+const BIN = argv[argv.indexOf("--fake-serve") + 1];
+
+async function start(args = []) {
+  const proc = spawn(BIN, ["0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  proc.stderr.on("data", (d) => (log += d));
+  const port = await new Promise((resolve, reject) => {
+    proc.stdout.on("data", (d) => {
+      const m = /listening on (\d+)/.exec(String(d));
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on("exit", () => reject(new Error("fake_serve exited:\n" + log)));
+  });
+  const exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+  return { proc, url: `http://127.0.0.1:${port}`, port, exited, log: () => log };
+}
+
+const s = await start(["--max-conc", "4"]);
+let r = await postJSON(s.url + "/generate", { inputs: "FAIL", parameters: { max_new_tokens: 10 } });
+eq(r.status, 424, "generation error -> 424");
+eq(JSON.parse(r.body).error_type, "generation", "error_type generation");
+r = await postJSON(s.url + "/generate_stream", { inputs: "FAIL", parameters: { max_new_tokens: 10 } });
+const evs = sseData(r.body).map((d) => JSON.parse(d));
+eq(evs.length, 3, "two tokens then an error event");
+eq(evs.at(-1).error_type, "generation", "stream error event");
+r = await postJSON(s.url + "/v1/chat/completions", { messages: [{ role: "user", content: "RAISE" }] });
+eq(r.status, 422, "template raise -> 422");
+check(/^Template error: Conversation roles/.test(JSON.parse(r.body).error.message), "template message");
+
+// overload: 4 slow requests fill the engine, the 5th gets 429
+const slow = Array.from({ length: 4 }, () => postJSON(s.url + "/generate", { inputs: "SLOW", parameters: { max_new_tokens: 15 } }));
+await sleep(100);
+r = await postJSON(s.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 2 } });
+eq(r.status, 429, "overloaded -> 429");
+eq(JSON.parse(r.body).error, "Model is overloaded", "overloaded message");
+r = await postJSON(s.url + "/v1/completions", { prompt: "x", max_tokens: 2 });
+eq(r.status, 429, "openai overloaded -> 429");
+eq((await Promise.all(slow)).every((x) => x.status === 200), true, "slow requests complete");
+
+// disconnects: right after sending (still validating), and mid-stream of a slow generation
+for (let i = 0; i < 30; i++) {
+  await new Promise((resolve) => {
+    const c = net.connect(s.port, "127.0.0.1");
+    const body = JSON.stringify({ inputs: i % 2 ? "SLOW" : "hello", parameters: { max_new_tokens: 30 } });
+    c.on("connect", () => {
+      c.write(`POST /generate${i % 3 ? "_stream" : ""} HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      setTimeout(() => c.destroy(), i % 5);
+    });
+    c.on("close", resolve);
+    c.on("error", resolve);
+  });
+}
+await sleep(300);
+const m = (await request("GET", s.url + "/metrics")).body;
+check(/tgi_request_failure\{err="cancelled"\} [1-9]/.test(m), "cancelled requests counted");
+check(/tgi_request_failure\{err="overloaded"\} [1-9]\d*/.test(m), "overloaded counted: " + /tgi_request_failure\{err="overloaded"\} \d+/.exec(m));
+check(/tgi_request_failure\{err="generation"\} 2/.test(m), "generation failures counted");
+r = await postJSON(s.url + "/generate", { inputs: "hello", parameters: { max_new_tokens: 3 } });
+eq(r.status, 200, "still serving");
+
+// shutdown: a request longer than the grace period (2 s) is cancelled; the process exits 0 with no leak
+const long = postJSON(s.url + "/generate", { inputs: "SLOW", parameters: { max_new_tokens: 1000 } }).catch((e) => ({ status: 0 }));
+await sleep(100);
+s.proc.kill("SIGTERM");
+r = await long;
+eq(r.status, 500, "cancelled at shutdown -> 500 incomplete generation");
+eq(await s.exited, 0, "fake_serve exit 0 (no engine request leaked)");
+if (summary().failures) console.error(s.log().slice(-2000));
+
+const { failures, checks } = summary();
+console.log(`fake: ${checks} checks, ${failures} failed`);
+process.exit(failures ? 1 : 0);
