@@ -563,6 +563,8 @@ static tm_val capture_end(tm_ctx *c, ig_str *prev) {
   return v;
 }
 
+static tm_val call_loop(tm_ctx *c, tm_loop *lp, tm_args *a);
+
 static tm_val call_macro(tm_ctx *c, const tm_macro *m, tm_args *a, const tm_val *caller) {
   const tm_node *def = m->def;
   if (++c->depth > c->max_depth)
@@ -648,7 +650,7 @@ tm_val tm_call_value(tm_ctx *c, tm_val callee, tm_args *a) {
   case V_FUNC: return tm_call_func(c, callee.fn, a);
   case V_METHOD: return tm_call_method(c, callee.mt, a);
   case V_UNDEF: undef_fail(c, &callee);
-  case V_LOOP: tm_fail(c, IG_TMPL_ERUNTIME, "recursive loops are not supported");
+  case V_LOOP: return call_loop(c, callee.lp, a);
   default: tm_fail(c, IG_TMPL_ERUNTIME, "'%s' object is not callable", tm_type_name(&callee));
   }
 }
@@ -838,8 +840,24 @@ static void assign_targets(tm_ctx *c, tm_scope *s, const tm_node *n, tm_val v) {
   for (int i = 0; i < n->nids; i++) scope_set(c, s, n->ids[i], l->v[i]);
 }
 
-static int exec_for(tm_ctx *c, tm_scope *s, const tm_node *n) {
-  tm_val it = eval(c, s, n->a);
+static int exec_for_items(tm_ctx *c, tm_scope *s, const tm_node *n, tm_val it, int depth0);
+static int exec_for(tm_ctx *c, tm_scope *s, const tm_node *n) { return exec_for_items(c, s, n, eval(c, s, n->a), 0); }
+
+/* loop(items) inside a recursive loop: the loop body over items, one level deeper, as a string */
+static tm_val call_loop(tm_ctx *c, tm_loop *lp, tm_args *a) {
+  if (!lp->node || !(lp->node->flag & 2))
+    tm_fail(c, IG_TMPL_ERUNTIME, "The loop must have the 'recursive' marker to be called recursively.");
+  if (a->n != 1) tm_fail(c, IG_TMPL_ERUNTIME, "loop() takes exactly one argument");
+  if (++c->depth > c->max_depth)
+    tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the call depth limit (%u)", c->max_depth);
+  ig_str *prev = capture_begin(c);
+  exec_for_items(c, lp->outer, lp->node, a->v[0], lp->depth0 + 1);
+  tm_val r = capture_end(c, prev);
+  c->depth--;
+  return r;
+}
+
+static int exec_for_items(tm_ctx *c, tm_scope *s, const tm_node *n, tm_val it, int depth0) {
   tm_list *src = tm_iterate(c, &it);
   tm_list *items = src;
   if (n->d) { /* loop filter: evaluated with the targets bound, before the loop runs */
@@ -856,7 +874,11 @@ static int exec_for(tm_ctx *c, tm_scope *s, const tm_node *n) {
   tm_loop *lp = tm_ralloc(c, sizeof *lp);
   memset(lp, 0, sizeof *lp);
   lp->length = items->n;
-  /* loop.depth counts recursive loop calls only (not supported), so it is always 1 */
+  lp->depth0 = depth0; /* loop.depth counts recursive loop(...) calls, not nesting */
+  lp->node = n;
+  lp->outer = s;
+  if (n->flag & 2)
+    for (tm_scope *q = s; q; q = q->parent) q->captured = 1; /* loop(...) may run later from this scope */
   tm_val lv = {0};
   lv.t = V_LOOP;
   lv.lp = lp;

@@ -46,7 +46,7 @@ typedef struct tm_node tm_node;
 struct tm_node {
   uint8_t kind;
   uint8_t op;
-  uint8_t flag;  /* N_TEST: negated; N_FOR: has else; N_SET: namespace target */
+  uint8_t flag;  /* N_TEST: negated; N_FOR: 1 has else, 2 recursive; N_SET: namespace target */
   int line;
   int id;        /* N_NAME / targets: interned name id; N_FILTER/N_TEST/N_CALL of a builtin: builtin id */
   tm_sv s;       /* constant string, name, attribute */
@@ -121,6 +121,8 @@ typedef struct tm_loop {
   tm_val prev, next;
   int has_prev, has_next;
   int depth0;
+  const struct tm_node *node; /* the for statement, for loop(...) in recursive loops */
+  struct tm_scope *outer;     /* the scope the loop runs in */
 } tm_loop;
 
 /* ---------------------------------------------------------------- render state */

@@ -1059,7 +1059,11 @@ static tm_node *parse_for(parser *p, int line) {
     p->pos++;
     n->d = parse_expr(p);
   }
-  if (is_name(cur(p), "recursive")) perr(p, cur(p)->line, "recursive loops are not supported");
+  int recursive = 0;
+  if (is_name(cur(p), "recursive")) {
+    recursive = 2;
+    p->pos++;
+  }
   expect_bend(p);
   static const char *const ends[] = {"endfor", "else", NULL};
   int w;
@@ -1072,6 +1076,7 @@ static tm_node *parse_for(parser *p, int line) {
     n->flag = 1;
     p->pos += 2;
   }
+  n->flag |= (uint8_t)recursive;
   expect_bend(p);
   return n;
 }

@@ -3,7 +3,8 @@ into tests/fixtures/templates/lang_golden.json and test_tmpl_lang.c checks ignis
 where jinja2 fails)."""
 D = {"a": 1, "b": [1, 2, 3], "s": "Hello World", "d": {"x": 1, "y": "two", "z": [1, 2]}, "n": None, "t": True,
      "f": 1.5, "e": "", "u": "Ünï 日本 🎉", "msgs": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
-     {"role": "user", "content": "bye"}], "neg": -7, "big": 12345678901234, "nested": {"a": {"b": {"c": "deep"}}}}
+     {"role": "user", "content": "bye"}], "neg": -7, "big": 12345678901234, "nested": {"a": {"b": {"c": "deep"}}},
+     "tree": [{"name": "r", "kids": [{"name": "a", "kids": [{"name": "a1"}]}, {"name": "b", "kids": []}]}, {"name": "s"}]}
 CASES = [
     # output and literals
     "{{ 'a' }}{{ \"b\" }}{{ 1 }}{{ 1.0 }}{{ -2 }}{{ 2.50 }}{{ true }}{{ false }}{{ none }}{{ True }}{{ None }}",
@@ -162,6 +163,9 @@ CASES = [
     "{{ msgs | map('tojson') | join(',') }}|{{ msgs | map('attr', 'role') | list }}",
     "{% with x = 5, y = a + 1 %}{{ x }}{{ y }}{% set z = 3 %}{% endwith %}{{ x }}{{ z }}|{% block content %}in block {{ a }}{% endblock %}|{% block b2 scoped %}b2{% endblock b2 %}",
     "{% endwith %}",
+    "{% for n in tree recursive %}<{{ n.name }}:{{ loop.depth }}{% if n.kids %}[{{ loop(n.kids) }}]{% endif %}>{% endfor %}",
+    "{% for n in tree recursive %}{{ loop.depth0 }}{{ n.name }}{% if n.kids %}{{ loop(n.kids | reverse | list) }}{% endif %}{% else %}none{% endfor %}|{% for n in [] recursive %}x{% else %}empty{% endfor %}",
+    "{% for x in b %}{{ loop(b) }}{% endfor %}",
     "{{ range(3) }}|{{ range(1, 9, 2) }}|{{ range(5)[1:3] }}|{{ range(0, 10, 3)[1:] }}|{{ range(3) | list }}|{{ range(3) == [0, 1, 2] }}|{{ range(3)[1] }}|{{ range(4) | length }}|{{ range(3) | string }}",
     "{{ range(3) | tojson }}",
     "{{ [1, 2] | select | length }}",

@@ -64,6 +64,7 @@ static void *worker(void *arg) {
 int main(void) {
   /* 1. hostile templates */
   expect_fail("infinite recursion", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", IG_TMPL_ELIMIT, "call depth");
+  expect_fail("infinite recursive loop", "{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}", IG_TMPL_ELIMIT, "call depth");
   expect_fail("exponential string",
               "{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
               IG_TMPL_ELIMIT, "limit");
