@@ -1,0 +1,42 @@
+/* fuzz/fuzz_server_params: request bodies of every generation route through the JSON parser, TGI's
+ * validation (params.c) and the length checks, then the response renderers on the parsed request. */
+#include "server/params.h"
+#include "server/render.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  ig_api api = (ig_api)(data[0] % 4);
+  json_error_t je;
+  json_t *body = json_loadb((const char *)data + 1, size - 1, JSON_ALLOW_NUL, &je);
+  if (!body) return 0;
+  ig_server_limits lim = {2, 4, 5, 100, 200, 4};
+  ig_server_req r;
+  const char *etype;
+  char err[512];
+  if (ig_server_req_parse(api, body, &lim, &r, &etype, err, sizeof err) == 0) {
+    ig_server_req_check_lengths(&r, (int)(size % 300), &lim, err, sizeof err);
+    ig_seq_out s;
+    memset(&s, 0, sizeof s);
+    s.input_text = r.prompts && r.prompts[0] ? r.prompts[0] : "";
+    ig_out_token t;
+    memset(&t, 0, sizeof t);
+    t.id = 5;
+    t.text = strdup(s.input_text);
+    ig_seq_out_push(&s, &t);
+    ig_str o;
+    ig_str_init(&o);
+    ig_oai_meta m = {"id", 1, r.model ? r.model : "m", "fp"};
+    ig_render_tgi_generate(&o, &r, &s, 1, 0);
+    ig_render_chat_completion(&o, &m, &r, &s);
+    ig_render_completion(&o, &m, &r, &s, 1);
+    ig_render_tgi_stream(&o, 1, &s.tokens[0], 1, s.input_text, &s, 1, 3);
+    ig_str_free(&o);
+    ig_seq_out_free(&s);
+  }
+  ig_server_req_free(&r);
+  json_decref(body);
+  return 0;
+}
