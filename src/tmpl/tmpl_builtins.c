@@ -293,7 +293,9 @@ static tm_list *splitlines(tm_ctx *c, tm_val s, bool keepends) {
 }
 static bool str_starts(tm_val s, tm_val p) { return p.n <= s.n && memcmp(s.s, p.s, p.n) == 0; }
 static bool str_ends(tm_val s, tm_val p) { return p.n <= s.n && memcmp(s.s + s.n - p.n, p.s, p.n) == 0; }
-static tm_val html_escape(tm_ctx *c, tm_val s) {
+tm_val tm_html_escape(tm_ctx *c, tm_val s) {
+  if (s.t == V_STR && s.unsafe) return s; /* already Markup */
+  s = tm_stringify(c, &s);
   ig_str *o = tm_buf_get(c);
   for (size_t i = 0; i < s.n; i++) {
     switch (s.s[i]) {
@@ -307,6 +309,7 @@ static tm_val html_escape(tm_ctx *c, tm_val s) {
   }
   tm_val v = tm_str_from(c, o);
   tm_buf_put(c, o);
+  v.unsafe = 1;
   return v;
 }
 static tm_val join_vals(tm_ctx *c, tm_list *l, tm_val sep) {
@@ -925,8 +928,12 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
     for (size_t i = 0; i < n; i++) out->v[out->n++] = items[i].val;
     return tm_list_val(out, false);
   }
-  case F_E: case F_ESCAPE: return html_escape(c, tm_stringify(c, &v));
-  case F_SAFE: return v;
+  case F_E: case F_ESCAPE: return tm_html_escape(c, v);
+  case F_SAFE: {
+    tm_val r = tm_stringify(c, &v);
+    r.unsafe = 1;
+    return r;
+  }
   case F_FIRST: {
     if (v.t == V_UNDEF) return tm_undef("No first item, sequence was empty.");
     tm_list *l = tm_iterate(c, &v);

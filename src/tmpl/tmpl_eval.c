@@ -417,6 +417,7 @@ tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b) {
   switch (op) {
   case OP_CONCAT: {
     tm_val x = tm_stringify(c, &a), y = tm_stringify(c, &b);
+    x.unsafe = y.unsafe = 0; /* `~` is str_join: plain str */
     if (!x.n) return y;
     if (!y.n) return x;
     size_t n = (size_t)x.n + y.n;
@@ -429,7 +430,14 @@ tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b) {
     return tm_str(c, d, n);
   }
   case OP_ADD:
-    if (a.t == V_STR && b.t == V_STR) return tm_binop(c, OP_CONCAT, a, b);
+    if (a.t == V_STR && b.t == V_STR) {
+      if (a.unsafe || b.unsafe) { /* Markup + str escapes the str */
+        tm_val r = tm_binop(c, OP_CONCAT, tm_html_escape(c, a), tm_html_escape(c, b));
+        r.unsafe = 1;
+        return r;
+      }
+      return tm_binop(c, OP_CONCAT, a, b);
+    }
     if (num(&a) && num(&b)) {
       if (a.t == V_FLOAT || b.t == V_FLOAT) return tm_float(fval(&a) + fval(&b));
       int64_t r;

@@ -81,7 +81,8 @@ typedef struct tm_val {
   uint8_t t;
   uint8_t tuple; /* V_LIST: 1 a Python tuple (repr with parentheses), 2 a range */
   uint8_t unsafe; /* V_UNDEF: came from an unsafe attribute (prints empty, like jinja2's sandbox);
-                   * V_LIST: a generator (select, map, items, ...): always true, no len(), not JSON */
+                   * V_LIST: a generator (select, map, items, ...): always true, no len(), not JSON;
+                   * V_STR: markupsafe.Markup (from safe / escape): `+` escapes the other operand */
   uint32_t n;    /* V_STR: byte length */
   union {
     int64_t i;
@@ -242,6 +243,7 @@ tm_val tm_call_func(tm_ctx *c, int id, tm_args *a);
 tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a);
 tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args); /* Python's "fmt" % args */
 tm_val tm_binop(tm_ctx *c, int op, tm_val a, tm_val b);      /* a <op> b with Python's rules */
+tm_val tm_html_escape(tm_ctx *c, tm_val s);                   /* markupsafe.escape: a Markup string */
 static inline tm_val tm_gen(tm_list *l) { tm_val v = {0}; v.t = V_LIST; v.unsafe = 1; v.l = l; return v; }
 tm_val tm_gen_err(tm_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* fails when iterated */
 /* Used by builtins that call back into the interpreter (map/select with filters/tests, macros). */

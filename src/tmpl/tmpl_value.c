@@ -412,7 +412,11 @@ void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
   if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
   if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
   switch (v->t) {
-  case V_STR: repr_str(s, v->s, v->n); break;
+  case V_STR:
+    if (v->unsafe) ig_str_puts(s, "Markup(");
+    repr_str(s, v->s, v->n);
+    if (v->unsafe) ig_str_putc(s, ')');
+    break;
   case V_UNDEF: ig_str_puts(s, "Undefined"); break;
   case V_LIST: {
     if (v->unsafe) {

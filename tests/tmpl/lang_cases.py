@@ -166,6 +166,7 @@ CASES = [
     "{% for n in tree recursive %}<{{ n.name }}:{{ loop.depth }}{% if n.kids %}[{{ loop(n.kids) }}]{% endif %}>{% endfor %}",
     "{% for n in tree recursive %}{{ loop.depth0 }}{{ n.name }}{% if n.kids %}{{ loop(n.kids | reverse | list) }}{% endif %}{% else %}none{% endfor %}|{% for n in [] recursive %}x{% else %}empty{% endfor %}",
     "{% for x in b %}{{ loop(b) }}{% endfor %}",
+    "{{ ('<a>' | safe) + '<b>' }}|{{ '<b>' + ('<a>' | safe) }}|{{ ['x' | e, 'y' | safe] }}|{{ ('<a>' | e) | e }}|{{ ('<a>' | safe) ~ '<b>' }}|{{ ('<' | e) == '&lt;' }}|{{ '<' | e is string }}|{{ ('a' | safe) | tojson }}",
     "{{ range(3) }}|{{ range(1, 9, 2) }}|{{ range(5)[1:3] }}|{{ range(0, 10, 3)[1:] }}|{{ range(3) | list }}|{{ range(3) == [0, 1, 2] }}|{{ range(3)[1] }}|{{ range(4) | length }}|{{ range(3) | string }}",
     "{{ range(3) | tojson }}",
     "{{ [1, 2] | select | length }}",
