@@ -454,7 +454,110 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
   return r;
 }
 
-/* str.format: {} {0} {name} {{ }} with optional !r/!s; format specs are applied for plain widths only */
+/* Python's format-spec mini-language for one value: [[fill]align][sign][#][0][width][,][.precision][type]. */
+static void format_spec(tm_ctx *c, ig_str *o, tm_val v, tm_sv spec) {
+  size_t i = 0;
+  uint32_t fill = ' ';
+  char align = 0, sign = '-', type = 0;
+  int zero = 0, comma = 0, alt = 0;
+  long width = -1, prec = -1;
+  size_t adv = 0;
+  uint32_t first = spec.n ? tm_u8_decode(spec.p, spec.n, &adv) : 0;
+  if (spec.n > adv && strchr("<>^=", spec.p[adv])) {
+    fill = first;
+    align = spec.p[adv];
+    i = adv + 1;
+  } else if (spec.n && strchr("<>^=", spec.p[0])) {
+    align = spec.p[0];
+    i = 1;
+  }
+  if (i < spec.n && strchr("+- ", spec.p[i])) sign = spec.p[i++];
+  if (i < spec.n && spec.p[i] == '#') alt = 1, i++;
+  if (i < spec.n && spec.p[i] == '0') zero = 1, i++;
+  while (i < spec.n && spec.p[i] >= '0' && spec.p[i] <= '9') width = (width < 0 ? 0 : width * 10) + (spec.p[i++] - '0');
+  if (i < spec.n && spec.p[i] == ',') comma = 1, i++;
+  if (i < spec.n && spec.p[i] == '.') {
+    i++;
+    prec = 0;
+    while (i < spec.n && spec.p[i] >= '0' && spec.p[i] <= '9') prec = prec * 10 + (spec.p[i++] - '0');
+  }
+  if (i < spec.n) type = spec.p[i++];
+  if (i != spec.n) tm_fail(c, IG_TMPL_ERUNTIME, "Invalid format specifier '%.*s' for object of type '%s'", (int)spec.n, spec.p, tm_type_name(&v));
+  if (width > 100000 || prec > 1000) tm_fail(c, IG_TMPL_ELIMIT, "format width or precision too large");
+  ig_str *body = tm_buf_get(c);
+  char buf[1200];
+  bool numeric = v.t == V_INT || v.t == V_BOOL || v.t == V_FLOAT;
+  if (!numeric) {
+    if (type && type != 's') tm_fail(c, IG_TMPL_ERUNTIME, "Unknown format code '%c' for object of type '%s'", type, tm_type_name(&v));
+    if (v.t != V_STR && spec.n) tm_fail(c, IG_TMPL_ERUNTIME, "unsupported format string passed to %s.__format__", tm_type_name(&v));
+    tm_val s = tm_stringify(c, &v);
+    size_t cut = prec >= 0 ? tm_u8_offset(s.s, s.n, (size_t)prec) : s.n;
+    ig_str_append(body, s.s, cut);
+    if (!align) align = '<';
+  } else {
+    bool is_float = v.t == V_FLOAT || strchr("eEfFgG%", type ? type : 'd');
+    if (v.t == V_FLOAT && type && strchr("dxXob", type)) tm_fail(c, IG_TMPL_ERUNTIME, "Unknown format code '%c' for object of type 'float'", type);
+    if (is_float) {
+      double x = v.t == V_FLOAT ? v.f : (double)v.i;
+      char t = type ? type : (prec >= 0 ? 'g' : 0);
+      if (!t) { /* repr, with the sign option */
+        if (sign != '-' && x >= 0) ig_str_putc(body, sign);
+        tm_float_repr(body, x);
+      } else {
+        double y = t == '%' ? x * 100 : x;
+        char f[16];
+        snprintf(f, sizeof f, "%%%s%s.*%c", sign != '-' ? (char[]){sign, 0} : "", alt ? "#" : "", t == '%' ? 'f' : t);
+        snprintf(buf, sizeof buf, f, (int)(prec >= 0 ? prec : 6), y);
+        ig_str_puts(body, buf);
+        if (t == '%') ig_str_putc(body, '%');
+      }
+    } else {
+      long long n = v.i;
+      char t = type ? type : 'd';
+      if (!strchr("dxXobcn", t)) tm_fail(c, IG_TMPL_ERUNTIME, "Unknown format code '%c' for object of type 'int'", t);
+      if (sign != '-' && n >= 0) ig_str_putc(body, sign);
+      if (n < 0) ig_str_putc(body, '-');
+      unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+      if (t == 'b') {
+        char tmp[70];
+        int k = 0;
+        do tmp[k++] = (char)('0' + (u & 1)); while (u >>= 1);
+        if (alt) ig_str_puts(body, "0b");
+        while (k) ig_str_putc(body, tmp[--k]);
+      } else if (t == 'c') {
+        tm_u8_put(body, (uint32_t)u);
+      } else {
+        if (alt && t != 'd' && t != 'n') ig_str_puts(body, t == 'x' ? "0x" : t == 'X' ? "0X" : "0o");
+        snprintf(buf, sizeof buf, t == 'x' ? "%llx" : t == 'X' ? "%llX" : t == 'o' ? "%llo" : "%llu", u);
+        if (comma && (t == 'd' || t == 'n')) {
+          size_t len = strlen(buf);
+          for (size_t k = 0; k < len; k++) {
+            if (k && (len - k) % 3 == 0) ig_str_putc(body, ',');
+            ig_str_putc(body, buf[k]);
+          }
+        } else
+          ig_str_puts(body, buf);
+      }
+    }
+    if (!align) align = zero ? '=' : '>';
+    if (zero && fill == ' ' && align == '=') fill = '0';
+  }
+  size_t len = tm_u8_len(body->p ? body->p : "", body->len);
+  long pad = width > (long)len ? width - (long)len : 0;
+  long left = align == '<' ? 0 : align == '^' ? pad / 2 : pad;
+  if (align == '=' && body->len && strchr("+- ", body->p[0])) { /* padding after the sign */
+    ig_str_putc(o, body->p[0]);
+    for (long k = 0; k < pad; k++) tm_u8_put(o, fill);
+    ig_str_append(o, body->p + 1, body->len - 1);
+  } else {
+    for (long k = 0; k < left; k++) tm_u8_put(o, fill);
+    ig_str_append(o, body->p ? body->p : "", body->len);
+    for (long k = 0; k < pad - left; k++) tm_u8_put(o, fill);
+  }
+  tm_buf_put(c, body);
+}
+
+/* str.format: {} {0} {name} {{ }}, !r / !s conversions and format specs */
 static tm_val str_format(tm_ctx *c, tm_val fmt, tm_args *a) {
   ig_str *o = tm_buf_get(c);
   int auto_idx = 0;
@@ -477,13 +580,23 @@ static tm_val str_format(tm_ctx *c, tm_val fmt, tm_args *a) {
       continue;
     }
     size_t j = i + 1;
-    while (j < fmt.n && fmt.s[j] != '}') j++;
+    int depth = 1;
+    for (; j < fmt.n; j++) { /* nested {} in a format spec: '{0:>{1}}' */
+      if (fmt.s[j] == '{') depth++;
+      else if (fmt.s[j] == '}' && --depth == 0) break;
+    }
     if (j >= fmt.n) tm_fail(c, IG_TMPL_ERUNTIME, "Single '{' encountered in format string");
     tm_sv field = {fmt.s + i + 1, j - i - 1};
     char conv = 0;
+    tm_sv spec = {"", 0};
     for (size_t k = 0; k < field.n; k++)
       if (field.p[k] == '!' || field.p[k] == ':') {
-        if (field.p[k] == '!' && k + 1 < field.n) conv = field.p[k + 1];
+        size_t colon = k;
+        if (field.p[k] == '!' && k + 1 < field.n) {
+          conv = field.p[k + 1];
+          colon = k + 2;
+        }
+        if (colon < field.n && field.p[colon] == ':') spec = (tm_sv){field.p + colon + 1, field.n - colon - 1};
         field.n = k;
         break;
       }
@@ -502,8 +615,22 @@ static tm_val str_format(tm_ctx *c, tm_val fmt, tm_args *a) {
       if (found < 0) tm_fail(c, IG_TMPL_ERUNTIME, "KeyError: '%.*s'", (int)field.n, field.p);
       v = a->kwv[found];
     }
-    if (conv == 'r') tm_repr(c, o, &v);
+    if (conv == 'r' || conv == 's') {
+      ig_str *t = tm_buf_get(c);
+      if (conv == 'r') tm_repr(c, t, &v);
+      else tm_to_str(c, t, &v);
+      v = tm_str_from(c, t);
+      tm_buf_put(c, t);
+    }
+    if (spec.n && memchr(spec.p, '{', spec.n)) {
+      if (++c->depth > c->max_depth) tm_fail(c, IG_TMPL_ELIMIT, "format specifiers nested too deeply");
+      tm_val sv = str_format(c, tm_str(c, spec.p, spec.n), a);
+      c->depth--;
+      spec = (tm_sv){sv.s, sv.n};
+    }
+    if (spec.n) format_spec(c, o, v, spec);
     else tm_to_str(c, o, &v);
+    tm_check_str(c, o);
     i = j + 1;
   }
   tm_val r = tm_str_from(c, o);
