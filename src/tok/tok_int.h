@@ -200,6 +200,10 @@ typedef struct tk_model {
   size_t prefix_len, suffix_len;
   int32_t byte_tok[256];  /* <0xXX> token ids for byte_fallback (-1 if absent) */
   int32_t raw_byte[256];  /* raw mode: id of each single byte (-1 if absent) */
+  /* SentencePiece-style words may be cut before each U+2581 that follows none of these characters: no
+   * vocabulary entry holds such a pair, so no merge can cross the cut (meta_n < 0: never cut). */
+  uint32_t meta_before[32];
+  int meta_n;
   /* Unigram */
   double *scores;
   double min_score;

@@ -610,6 +610,34 @@ static int parse_model(ld *L, json_t *j, json_t *added) {
     return fail(L, IG_TOK_ERR_PARSE, "ByteLevel pre-tokenizer is supported with BPE models only");
   int rc = build_model_keys(t);
   if (rc) return rc;
+  /* Which characters precede a U+2581 inside a vocabulary entry? (see tk_model.meta_before) */
+  m->meta_n = m->type == TK_M_BPE && !m->raw && !m->prefix && !m->suffix &&
+                      tk_strmap_get(&m->map, "\xE2\x96\x81", 3) >= 0 /* else it could fuse into an unk run */
+                  ? 0
+                  : -1;
+  for (int32_t id = 0; id < m->n && m->meta_n >= 0; id++) {
+    if (m->klen[id] == UINT32_MAX) continue;
+    const unsigned char *k = (const unsigned char *)m->kpool + m->koff[id];
+    uint32_t kl = m->klen[id], prev = 0;
+    for (uint32_t i = 0; i < kl;) {
+      uint32_t cp;
+      int l = tk_utf8_dec(k + i, kl - i, &cp);
+      if (cp == 0x2581 && i > 0) {
+        int seen = 0;
+        for (int q = 0; q < m->meta_n; q++) seen |= m->meta_before[q] == prev;
+        if (!seen) {
+          if (m->meta_n == 32) {
+            m->meta_n = -1;
+            break;
+          }
+          m->meta_before[m->meta_n++] = prev;
+        }
+      }
+      prev = cp;
+      i += (uint32_t)l;
+    }
+  }
+  if (rc) return rc;
   for (int b = 0; b < 256; b++) {
     char name[8];
     snprintf(name, sizeof name, "<0x%02X>", b);

@@ -354,10 +354,39 @@ unk:
   return m->unk_id >= 0 ? emit(c, w, m->unk_id, 0, n) : 0;
 }
 
+/* Cuts a SentencePiece-style word before each U+2581 where no merge can reach across (see meta_before),
+ * so each part is merged on its own (same result, shorter heaps, and the word cache applies). */
+static int bpe_meta_split(tk_ctx *c, const tk_model *m, const tk_piece *w) {
+  const unsigned char *s = (const unsigned char *)w->s + w->off;
+  uint32_t n = w->len, start = 0, prev = 0;
+  for (uint32_t i = 0; i < n;) {
+    uint32_t cp;
+    int l = tk_utf8_dec(s + i, n - i, &cp);
+    if (cp == 0x2581 && i > start) {
+      int cut = 1;
+      for (int q = 0; q < m->meta_n; q++)
+        if (m->meta_before[q] == prev) cut = 0;
+      if (cut) {
+        tk_piece p = *w;
+        p.off = w->off + start;
+        p.len = i - start;
+        if (bpe_word(c, m, &p)) return -1;
+        start = i;
+      }
+    }
+    prev = cp;
+    i += (uint32_t)l;
+  }
+  tk_piece p = *w;
+  p.off = w->off + start;
+  p.len = n - start;
+  return bpe_word(c, m, &p);
+}
+
 int tk_model_tokenize(tk_ctx *c, const tk_model *m, const tk_piece *w) {
   if (!w->len) return 0;
   switch (m->type) {
-  case TK_M_BPE: return bpe_word(c, m, w);
+  case TK_M_BPE: return m->meta_n >= 0 && !m->ignore_merges ? bpe_meta_split(c, m, w) : bpe_word(c, m, w);
   case TK_M_UNIGRAM: return unigram_word(c, m, w);
   case TK_M_WORDPIECE: return wordpiece_word(c, m, w);
   default: {

@@ -13,7 +13,19 @@ typedef struct nb {
   uint32_t *a;
   size_t len, cap;
   int oom;
+  int noalign;    /* offsets not wanted: no alignment kept, the piece maps to base + offset */
+  uint32_t base;  /* original start of the text being normalized (used when noalign) */
 } nb;
+
+/* A builder for normalizing `in`: alignment only when the caller wants offsets. */
+static nb nb_for(const tk_ctx *c, const tk_piece *in) {
+  nb b;
+  memset(&b, 0, sizeof b);
+  b.noalign = !c->want_offsets;
+  uint32_t e;
+  tk_piece_orig(in, in->off, 0, &b.base, &e);
+  return b;
+}
 
 static void nb_emit(nb *b, const char *p, size_t n, uint32_t s, uint32_t e) {
   if (b->oom) return;
@@ -21,17 +33,20 @@ static void nb_emit(nb *b, const char *p, size_t n, uint32_t s, uint32_t e) {
     size_t nc = b->cap ? b->cap * 2 : 64;
     while (nc < b->len + n) nc *= 2;
     char *q = realloc(b->s, nc + 1);
-    uint32_t *qa = q ? realloc(b->a, nc * 2 * sizeof(uint32_t)) : NULL;
-    if (!q || !qa) {
-      if (q) b->s = q;
+    if (q) b->s = q;
+    uint32_t *qa = q && !b->noalign ? realloc(b->a, nc * 2 * sizeof(uint32_t)) : NULL;
+    if (!q || (!b->noalign && !qa)) {
       b->oom = 1;
       return;
     }
-    b->s = q;
-    b->a = qa;
+    if (qa) b->a = qa;
     b->cap = nc;
   }
   memcpy(b->s + b->len, p, n);
+  if (b->noalign) {
+    b->len += n;
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     b->a[2 * (b->len + i)] = s;
     b->a[2 * (b->len + i) + 1] = e;
@@ -67,7 +82,7 @@ static int nb_finish(tk_ctx *c, nb *b, tk_piece *out) {
   }
   out->s = b->s;
   out->a = b->a;
-  out->base = 0;
+  out->base = b->noalign ? b->base : 0;
   out->off = 0;
   out->len = (uint32_t)b->len;
   return 0;
@@ -158,7 +173,7 @@ static int unicode_norm(tk_ctx *c, int type, const tk_piece *in, tk_piece *out) 
   size_t k = 0;
   for (uint32_t p = 0; p < in->len; p += (uint32_t)tk_utf8_len((unsigned char)src[p])) starts[k++] = p;
   starts[k] = in->len;
-  nb b = {0};
+  nb b = nb_for(c, in);
   size_t oi = 0;
   for (size_t p = 0; p < (size_t)rl; oi++) {
     int l = tk_utf8_len(res[p]);
@@ -218,7 +233,7 @@ static int replace(tk_ctx *c, const tk_norm *n, const tk_piece *in, tk_piece *ou
     *out = *in;
     return 0;
   }
-  nb b = {0};
+  nb b = nb_for(c, in);
   size_t pos = 0;
   for (size_t k = 0; k < r.n; k += 2) {
     size_t ms = r.v[k], me = r.v[k + 1];
@@ -257,7 +272,7 @@ static int is_control(uint32_t c) {
 }
 
 static int normalize_one(tk_ctx *c, const tk_norm *n, const tk_piece *in, tk_piece *out) {
-  nb b = {0};
+  nb b = nb_for(c, in);
   switch (n->type) {
   case TK_N_SEQ: {
     tk_piece cur = *in;
@@ -342,7 +357,7 @@ static int normalize_one(tk_ctx *c, const tk_norm *n, const tk_piece *in, tk_pie
         nb_emit(&b, in->s + in->off + i, cl, s, e);
       }
       if (nb_finish(c, &b, &cur)) return -1;
-      memset(&b, 0, sizeof b);
+      b = nb_for(c, &cur);
     }
     int strip = n->strip_accents < 0 ? n->lowercase : n->strip_accents;
     if (strip) {
@@ -352,7 +367,7 @@ static int normalize_one(tk_ctx *c, const tk_norm *n, const tk_piece *in, tk_pie
         if (utf8proc_category((utf8proc_int32_t)cp) != UTF8PROC_CATEGORY_MN) nb_emit(&b, d.s + d.off + i, cl, s, e);
       }
       if (nb_finish(c, &b, &cur)) return -1;
-      memset(&b, 0, sizeof b);
+      b = nb_for(c, &cur);
     }
     if (n->lowercase) {
       FOR_CHARS(&cur, i, cp, cl, s, e) { emit_lower(&b, cp, s, e); }

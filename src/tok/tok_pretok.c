@@ -189,19 +189,40 @@ static int rebuild(tk_ctx *c, const tk_piece *in, const char *pre, size_t pre_le
       if ((uint32_t)(unsigned char)src[i] == repl_from) extra += repl_len;
   size_t cap = pre_len + in->len + extra + 1;
   char *s = malloc(cap);
-  uint32_t *a = malloc(cap * 2 * sizeof(uint32_t));
-  if (!s || !a || tk_ctx_adopt(c, s)) {
+  /* without offsets the new buffer keeps no alignment: it maps to its original start + offset */
+  uint32_t *a = c->want_offsets ? malloc(cap * 2 * sizeof(uint32_t)) : NULL;
+  if (!s || (c->want_offsets && !a) || tk_ctx_adopt(c, s)) {
     free(s);
     free(a);
     return -1;
   }
-  if (tk_ctx_adopt(c, a)) {
+  if (a && tk_ctx_adopt(c, a)) {
     free(a);
     return -1;
   }
   size_t o = 0;
   uint32_t fs, fe;
   tk_piece_orig(in, in->off, in->len ? (uint32_t)tk_utf8_len((unsigned char)src[0]) : 0, &fs, &fe);
+  if (!a) {
+    /* fast path: bytes only */
+    memcpy(s, pre, pre_len);
+    o = pre_len;
+    for (uint32_t i = 0; i < in->len; i++) {
+      if (repl_from && (unsigned char)src[i] == repl_from) {
+        memcpy(s + o, repl, repl_len);
+        o += repl_len;
+      } else {
+        s[o++] = src[i];
+      }
+    }
+    s[o] = 0;
+    out->s = s;
+    out->a = NULL;
+    out->base = fs;
+    out->off = 0;
+    out->len = (uint32_t)o;
+    return 0;
+  }
   for (size_t k = 0; k < pre_len; k++, o++) {
     s[o] = pre[k];
     a[2 * o] = fs;
