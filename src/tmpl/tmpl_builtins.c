@@ -370,14 +370,25 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
       have = true;
       i = j + 1;
     }
-    char spec[32];
-    size_t sl = 0;
-    spec[sl++] = '%';
-    while (i < fmt.n && strchr("-+ #0", fmt.s[i]) && sl < 8) spec[sl++] = fmt.s[i++];
-    while (i < fmt.n && fmt.s[i] >= '0' && fmt.s[i] <= '9' && sl < 16) spec[sl++] = fmt.s[i++];
+    char flags[8];
+    int nf = 0;
+    while (i < fmt.n && strchr("-+ #0", fmt.s[i])) {
+      if (nf < 7 && !memchr(flags, fmt.s[i], (size_t)nf)) flags[nf++] = fmt.s[i];
+      i++;
+    }
+    flags[nf] = 0;
+    long width = -1, prec = -1;
+    while (i < fmt.n && fmt.s[i] >= '0' && fmt.s[i] <= '9') {
+      width = (width < 0 ? 0 : width * 10) + (fmt.s[i++] - '0');
+      if (width > 100000 || (size_t)width > c->max_output) tm_fail(c, IG_TMPL_ELIMIT, "format width too large");
+    }
     if (i < fmt.n && fmt.s[i] == '.') {
-      spec[sl++] = fmt.s[i++];
-      while (i < fmt.n && fmt.s[i] >= '0' && fmt.s[i] <= '9' && sl < 24) spec[sl++] = fmt.s[i++];
+      i++;
+      prec = 0;
+      while (i < fmt.n && fmt.s[i] >= '0' && fmt.s[i] <= '9') {
+        prec = prec * 10 + (fmt.s[i++] - '0');
+        if (prec > 100000) tm_fail(c, IG_TMPL_ELIMIT, "format precision too large");
+      }
     }
     if (i >= fmt.n) tm_fail(c, IG_TMPL_ERUNTIME, "incomplete format");
     char conv = fmt.s[i++];
@@ -391,7 +402,12 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
         ai++;
       }
     }
-    char buf[512];
+    char spec[32]; /* % flags width .prec for snprintf, widths already bounded */
+    int sl = snprintf(spec, sizeof spec, "%%%s", flags);
+    if (width >= 0) sl += snprintf(spec + sl, sizeof spec - (size_t)sl, "%ld", width);
+    if (prec >= 0) sl += snprintf(spec + sl, sizeof spec - (size_t)sl, ".%ld", prec > 1000 ? 1000L : prec);
+    size_t blen = (size_t)(width > 0 ? width : 0) + 1400;
+    char *buf = tm_ralloc(c, blen);
     switch (conv) {
     case 's': case 'r': case 'a': {
       tm_val sv;
@@ -402,31 +418,24 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
         sv = tm_str_from(c, t);
         tm_buf_put(c, t);
       }
-      spec[sl] = 0;
-      if (sl == 1) ig_str_append(o, sv.s, sv.n);
-      else {
-        /* width/precision apply to characters; good enough for ASCII */
-        spec[sl++] = '.';
-        spec[sl] = 0;
-        int w = atoi(spec + 1 + (spec[1] == '-'));
-        bool left = spec[1] == '-';
-        size_t cps = tm_u8_len(sv.s, sv.n);
-        if (!left)
-          for (size_t k = cps; (int)k < w; k++) ig_str_putc(o, ' ');
-        ig_str_append(o, sv.s, sv.n);
-        if (left)
-          for (size_t k = cps; (int)k < w; k++) ig_str_putc(o, ' ');
-      }
+      size_t n = prec >= 0 ? tm_u8_offset(sv.s, sv.n, (size_t)prec) : sv.n; /* precision counts characters */
+      size_t cps = tm_u8_len(sv.s, n);
+      bool left = strchr(flags, '-') != NULL;
+      if (!left)
+        for (long k = (long)cps; k < width; k++) ig_str_putc(o, ' ');
+      ig_str_append(o, sv.s, n);
+      if (left)
+        for (long k = (long)cps; k < width; k++) ig_str_putc(o, ' ');
       break;
     }
     case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': {
-      if (v.t == V_FLOAT) v = tm_int((int64_t)v.f);
-      if (v.t != V_INT && v.t != V_BOOL) tm_fail(c, IG_TMPL_ERUNTIME, "%%%c format: a real number is required, not %s", conv, tm_type_name(&v));
+      if (v.t == V_FLOAT && (conv == 'd' || conv == 'i' || conv == 'u')) v = tm_int((int64_t)v.f);
+      if (v.t != V_INT && v.t != V_BOOL) tm_fail(c, IG_TMPL_ERUNTIME, "%%%c format: %s is required, not %s", conv, conv == 'd' || conv == 'i' || conv == 'u' ? "a real number" : "an integer", tm_type_name(&v));
       spec[sl++] = 'l';
       spec[sl++] = 'l';
       spec[sl++] = conv == 'i' || conv == 'u' ? 'd' : conv;
       spec[sl] = 0;
-      snprintf(buf, sizeof buf, spec, (long long)v.i);
+      snprintf(buf, blen, spec, (long long)v.i);
       ig_str_puts(o, buf);
       break;
     }
@@ -434,7 +443,7 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
       if (v.t != V_INT && v.t != V_BOOL && v.t != V_FLOAT) tm_fail(c, IG_TMPL_ERUNTIME, "must be real number, not %s", tm_type_name(&v));
       spec[sl++] = conv;
       spec[sl] = 0;
-      snprintf(buf, sizeof buf, spec, v.t == V_FLOAT ? v.f : (double)v.i);
+      snprintf(buf, blen, spec, v.t == V_FLOAT ? v.f : (double)v.i);
       ig_str_puts(o, buf);
       break;
     }

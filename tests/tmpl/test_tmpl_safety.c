@@ -75,6 +75,8 @@ int main(void) {
               IG_TMPL_ELIMIT, "step limit");
   expect_fail("huge output", "{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", IG_TMPL_ELIMIT, "limit");
   expect_fail("huge repetition", "{{ 'x' * 1000000000000 }}", IG_TMPL_ELIMIT, "limit");
+  expect_fail("huge format width", "{{ '%32222222s' % 'q' }}", IG_TMPL_ELIMIT, "too large");
+  expect_fail("huge format spec", "{{ '{:>32222222}'.format('q') }}", IG_TMPL_ELIMIT, "too large");
   expect_fail("list growth", "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + [i] %}{% endfor %}",
               IG_TMPL_ELIMIT, "step limit");
   expect_fail("huge range", "{{ range(1000000000) | length }}", IG_TMPL_ERUNTIME, "Range too big");
