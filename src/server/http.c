@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
@@ -292,6 +294,10 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg) {
 static void watch_dispatched(ig_server *s, struct evhttp_request *req) {
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
   struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  /* every SSE token is its own small write: no Nagle delay */
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  int one = 1;
+  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   for (ig_conn_watch *w = s->watches; w && bev; w = w->next)
     if (w->bev == bev) {
       w->dispatched++;
