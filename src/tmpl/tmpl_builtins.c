@@ -1353,7 +1353,7 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
         tm_fail(c, IG_TMPL_ERUNTIME, "unhashable type: '%s'", tm_type_name(&v));
       return tm_dict_find(x->d, v) >= 0;
     }
-    if (x->t == V_UNDEF) undef_error(c, x);
+    if (x->t == V_UNDEF) return false;
     tm_list *l = tm_iterate(c, x);
     for (uint32_t i = 0; i < l->n; i++)
       if (tm_equal(&l->v[i], &v)) return true;

@@ -549,7 +549,7 @@ static bool contains(tm_ctx *c, tm_val item, tm_val seq) {
     if ((item.t == V_LIST && item.tuple == 0 && !item.unsafe) || item.t == V_DICT || item.t == V_NS)
       tm_fail(c, IG_TMPL_ERUNTIME, "unhashable type: '%s'", tm_type_name(&item));
     return tm_dict_find(seq.d, item) >= 0;
-  case V_UNDEF: undef_fail(c, &seq);
+  case V_UNDEF: return false; /* Undefined iterates as empty */
   default: tm_fail(c, IG_TMPL_ERUNTIME, "argument of type '%s' is not iterable", tm_type_name(&seq));
   }
 }

@@ -172,6 +172,7 @@ CASES = [
     "{{ '{:d}'.format('x') }}",
     "{{ '[{:10}]'.format(3.5) }}|{{ '[{:<6}]'.format(12) }}|{{ '{!r:>8}'.format('q') }}|{{ '{:=+8d}'.format(-42) }}|{{ '{}'.format(none) }}|{{ '{:.0f}'.format(2.5) }}",
     "{{ '%.2s|%5.1s|%-4s|%04d|%+.3f|%x|%o|%e|%5.1f%%' % ('abc', 'xyz', 'q', 42, 2.5, 255, 8, 1234.5, 99.44) }}",
+    "{{ 1 in missing }}|{{ 'a' not in missing }}|{{ 2 is in missing }}|{{ 'x' in ([] | first) }}",
     "{{ range(3) }}|{{ range(1, 9, 2) }}|{{ range(5)[1:3] }}|{{ range(0, 10, 3)[1:] }}|{{ range(3) | list }}|{{ range(3) == [0, 1, 2] }}|{{ range(3)[1] }}|{{ range(4) | length }}|{{ range(3) | string }}",
     "{{ range(3) | tojson }}",
     "{{ [1, 2] | select | length }}",
