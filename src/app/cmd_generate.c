@@ -25,6 +25,7 @@
 typedef struct {
   const char *model_id, *revision, *prompt, *prompt_ids;
   int max_new, threads, top_k, sample, print_ids;
+  int num_shard; /* tensor parallelism (model/shard.c): shards on the CPU */
   float temperature, top_p;
   uint64_t seed;
   int have_seed;
@@ -33,10 +34,11 @@ typedef struct {
 static void usage(FILE *f) {
   fprintf(f, "usage: ignis generate [--model-id DIR|org/name] [--revision REV] [--max-new-tokens N]\n"
              "                      [--temperature T] [--top-k K] [--top-p P] [--seed S] [--threads N]\n"
-             "                      [--prompt-ids 1,2,3] [--ids] [PROMPT]\n"
+             "                      [--prompt-ids 1,2,3] [--ids] [--num-shard N] [PROMPT]\n"
              "Streams the continuation of PROMPT to stdout (greedy unless a sampling flag is given).\n"
              "--model-id defaults to $MODEL_ID, then " DEFAULT_MODEL ". --threads defaults to all cores.\n"
-             "--ids prints token ids instead of text.\n");
+             "--ids prints token ids instead of text.\n"
+             "--num-shard N (or $NUM_SHARD) splits the model over N tensor-parallel shards, one thread each.\n");
 }
 
 static int parse_num(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -56,6 +58,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
   o->max_new = 64;
   o->temperature = 1.0f;
   o->top_p = 1.0f;
+  o->num_shard = getenv("NUM_SHARD") && *getenv("NUM_SHARD") ? atoi(getenv("NUM_SHARD")) : 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     double d = 0;
@@ -80,6 +83,9 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
     } else if ((r = NUM("--threads", 0, 1024))) {
       if (r < 0) return -1;
       o->threads = (int)d;
+    } else if ((r = NUM("--num-shard", 1, 64))) {
+      if (r < 0) return -1;
+      o->num_shard = (int)d;
     } else if ((r = NUM("--temperature", 0, 100))) {
       if (r < 0) return -1;
       o->temperature = (float)d;
@@ -257,14 +263,18 @@ int ig_cmd_generate(int argc, char **argv) {
     goto out;
   }
 
-  /* model */
-  be = ig_backend_cpu_create(o.threads, err, sizeof err);
-  if (!be) {
+  /* model (--num-shard > 1: tensor-parallel shards that make and own their CPU backends) */
+  double t0 = now_s();
+  if (o.num_shard != 1) {
+    ig_model_tp_opts to = {.num_shard = o.num_shard, .device = "cpu", .threads = o.threads};
+    if (ig_model_load_tp(dir, &to, &m, err, sizeof err)) {
+      fprintf(stderr, "ignis generate: %s\n", err);
+      goto out;
+    }
+  } else if (!(be = ig_backend_cpu_create(o.threads, err, sizeof err))) {
     fprintf(stderr, "ignis generate: %s\n", err);
     goto out;
-  }
-  double t0 = now_s();
-  if (ig_model_load(dir, be, &m, err, sizeof err)) {
+  } else if (ig_model_load(dir, be, &m, err, sizeof err)) {
     fprintf(stderr, "ignis generate: %s\n", err);
     goto out;
   }

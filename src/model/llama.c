@@ -9,6 +9,7 @@
 #include "model/shard.h"
 #include "util/log.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,8 +199,8 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
       host = buf;
     }
   }
-  static volatile unsigned sink;
-  if (!buf) sink += touch_pages(host, (size_t)(r * c) * es);
+  static atomic_uint sink; /* shards load on several threads */
+  if (!buf) atomic_fetch_add_explicit(&sink, touch_pages(host, (size_t)(r * c) * es), memory_order_relaxed);
   int rc = m->be->weight(m->be, t, host, dt, r, c);
   if (!rc && buf && !t->owned && keep_buf(m, buf)) {
     m->be->free(m->be, t);
