@@ -1,7 +1,10 @@
 /* tmpl: a small, safe Jinja2 interpreter for chat templates. It renders what transformers'
  * apply_chat_template renders (jinja2 ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, loopcontrols,
  * json.dumps-style tojson, raise_exception, strftime_now), byte for byte. A compiled template is read-only and
- * can be shared by threads; every render has its own state, bounded in steps, depth, output and memory. */
+ * can be shared by threads; every render has its own state, bounded in steps, depth, output and memory.
+ * Known differences from jinja2 (none met in real templates): integers are 64-bit (overflow is an error),
+ * the pprint filter prints repr() without Python's sorting and wrapping, generator objects print without
+ * an address, {% include/import/extends %} are refused (a chat template has no loader anyway). */
 #ifndef IG_TMPL_H
 #define IG_TMPL_H
 #include <jansson.h>
