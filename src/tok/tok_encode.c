@@ -257,6 +257,49 @@ static int apply_post(tk_ctx *c, const tk_post *p) {
   return rc;
 }
 
+/* HF's ByteLevel process_offsets: a token's leading/trailing spaces ('Ġ' or whitespace) leave its offsets,
+ * except the one space a prefix-space option added in front of the first token. */
+static int is_space_char(uint32_t cp) { return cp == 0x120 || is_ws_cp(cp); }
+
+static void trim_offsets(tk_ctx *c, int add_prefix_space) {
+  const ig_tok *t = c->t;
+  ig_tok_enc *e = c->out;
+  for (size_t i = 0; i < e->n; i++) {
+    size_t pl;
+    const unsigned char *p = (const unsigned char *)ig_tok_id_to_piece(t, e->ids[i], &pl);
+    if (!p || !pl) continue;
+    uint32_t lead = 0, trail = 0, cp;
+    for (size_t k = 0; k < pl;) {
+      int l = tk_utf8_dec(p + k, pl - k, &cp);
+      if (!is_space_char(cp)) break;
+      lead++;
+      k += (size_t)l;
+    }
+    for (size_t k = pl; k > 0;) {
+      size_t b = k - 1;
+      while (b > 0 && (p[b] & 0xC0) == 0x80) b--;
+      tk_utf8_dec(p + b, k - b, &cp);
+      if (!is_space_char(cp)) break;
+      trail++;
+      k = b;
+    }
+    uint32_t *o = e->offsets + 2 * i;
+    if (lead) {
+      if ((i == 0 || o[0] == 0) && add_prefix_space && lead == 1) lead = 0;
+      o[0] = o[0] + lead < o[1] ? o[0] + lead : o[1];
+    }
+    if (trail && o[1] >= trail) o[1] = o[1] - trail > o[0] ? o[1] - trail : o[0];
+  }
+}
+
+static void post_trim(tk_ctx *c, const tk_post *p) {
+  if (p->type == TK_PP_SEQ) {
+    for (int i = 0; i < p->nsubs; i++) post_trim(c, &p->subs[i]);
+    return;
+  }
+  if (p->trim_offsets) trim_offsets(c, p->add_prefix_space);
+}
+
 /* ---- entry point ------------------------------------------------------------------------------------ */
 int ig_tok_encode(const ig_tok *t, const char *text, size_t len, int add_special, int want_offsets, ig_tok_enc *out) {
   out->n = 0;
@@ -289,6 +332,7 @@ int ig_tok_encode(const ig_tok *t, const char *text, size_t len, int add_special
   }
   tk_piece whole = {src, NULL, 0, 0, (uint32_t)len};
   if (len) rc = split_added(&c, &t->trie_raw, &whole, on_raw_seg, NULL);
+  if (!rc && want_offsets && t->post) post_trim(&c, t->post);
   if (!rc && add_special && t->post) rc = apply_post(&c, t->post);
   tk_ctx_release(&c);
   free(fixed.p);

@@ -181,7 +181,7 @@ typedef struct tk_post {
   /* Template "single": items; id >= 0 is a special token id list index, -1 = the sequence */
   int32_t *pre_ids, *post_ids; /* ids before / after the sequence (flattened) */
   size_t n_pre, n_post;
-  int trim_offsets;
+  int trim_offsets, add_prefix_space; /* ByteLevel / RobertaProcessing: offsets lose leading/trailing spaces */
 } tk_post;
 
 enum { TK_M_BPE, TK_M_UNIGRAM, TK_M_WORDPIECE, TK_M_WORDLEVEL };

@@ -325,6 +325,7 @@ static int parse_post(ld *L, json_t *j, tk_post *p) {
   } else if (!strcmp(ty, "ByteLevel")) {
     p->type = TK_PP_BYTELEVEL;
     p->trim_offsets = jbool(j, "trim_offsets", 1);
+    p->add_prefix_space = jbool(j, "add_prefix_space", 1);
   } else if (!strcmp(ty, "TemplateProcessing")) {
     p->type = TK_PP_TEMPLATE;
     json_t *single = json_object_get(j, "single"), *specials = json_object_get(j, "special_tokens");
@@ -349,7 +350,8 @@ static int parse_post(ld *L, json_t *j, tk_post *p) {
     int32_t cls, sep;
     if ((rc = special_pair(L, j, "cls", &cls)) || (rc = special_pair(L, j, "sep", &sep))) return rc;
     if ((rc = push_id(&p->pre_ids, &p->n_pre, cls)) || (rc = push_id(&p->post_ids, &p->n_post, sep))) return rc;
-    p->trim_offsets = jbool(j, "trim_offsets", 1);
+    p->trim_offsets = p->type == TK_PP_ROBERTA && jbool(j, "trim_offsets", 1);
+    p->add_prefix_space = jbool(j, "add_prefix_space", 1);
   } else {
     return fail(L, IG_TOK_ERR_PARSE, "unsupported post_processor type '%s'", ty);
   }

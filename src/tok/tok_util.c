@@ -222,17 +222,13 @@ const uint16_t tk_byte2cp[256] = {
     240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255,
 };
 
+/* Code points 256..323 stand for the bytes that are not printable as themselves, in byte order. */
+static const uint8_t cp256_byte[68] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 127, 128, 129, 130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142, 143, 144, 145, 146, 147, 148, 149, 150, 151, 152, 153, 154, 155, 156, 157, 158, 159, 160, 173};
+
 int tk_cp2byte(uint32_t cp) {
-  static int16_t inv[324];
-  static int init;
-  if (!__atomic_load_n(&init, __ATOMIC_ACQUIRE)) {
-    int16_t tmp[324];
-    for (int i = 0; i < 324; i++) tmp[i] = -1;
-    for (int b = 0; b < 256; b++) tmp[tk_byte2cp[b]] = (int16_t)b;
-    memcpy(inv, tmp, sizeof tmp); /* idempotent: racing initialisers write the same values */
-    __atomic_store_n(&init, 1, __ATOMIC_RELEASE);
-  }
-  return cp < 324 ? inv[cp] : -1;
+  if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) return (int)cp;
+  if (cp >= 256 && cp < 256 + sizeof cp256_byte) return cp256_byte[cp - 256];
+  return -1;
 }
 
 /* ---- regex ------------------------------------------------------------------------------------------ */

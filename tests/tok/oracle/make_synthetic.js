@@ -160,4 +160,48 @@ const added = (id, content, o = {}) => ({ id, content, single_word: false, lstri
              fuse_unk: false, byte_fallback: true, ignore_merges: false, vocab, merges },
   });
 }
-console.error('wrote bert, t5, misc, bpe_affix under ' + OUT);
+// ---- bl_trim: a small byte-level BPE (RoBERTa-like): prefix space, GPT-2 regex, offsets trimmed ----------
+{
+  const { byteLevelAlphabet } = require('tokenizers');
+  const b2c = {};
+  {
+    // GPT-2's bytes_to_unicode
+    const bs = [];
+    for (let i = 33; i <= 126; i++) bs.push(i);
+    for (let i = 161; i <= 172; i++) bs.push(i);
+    for (let i = 174; i <= 255; i++) bs.push(i);
+    const cs = bs.slice();
+    let n = 0;
+    for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
+    bs.forEach((b, i) => { b2c[b] = String.fromCodePoint(cs[i]); });
+  }
+  void byteLevelAlphabet;
+  const bl = (s) => [...Buffer.from(s, 'utf8')].map((b) => b2c[b]).join('');
+  const vocab = { '<s>': 0, '</s>': 1, '<unk>': 2 };
+  const add = (t) => { if (!(t in vocab)) vocab[t] = Object.keys(vocab).length; };
+  for (let b = 0; b < 256; b++) add(b2c[b]);
+  const merges = [];
+  for (const w of topWords.slice(0, 500)) {
+    const cs = [...bl(' ' + w)];
+    let left = cs[0];
+    for (let i = 1; i < cs.length; i++) {
+      const merged = left + cs[i];
+      if (!(merged in vocab)) { add(merged); merges.push(left + ' ' + cs[i]); }
+      left = merged;
+    }
+  }
+  const n = Object.keys(vocab).length;
+  vocab['<mask>'] = n;
+  const blc = { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true };
+  write('bl_trim', {
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: [added(0, '<s>'), added(1, '</s>'), added(2, '<unk>'), added(n, '<mask>', { lstrip: true })],
+    normalizer: null,
+    pre_tokenizer: blc,
+    post_processor: { type: 'RobertaProcessing', sep: ['</s>', 1], cls: ['<s>', 0], trim_offsets: true, add_prefix_space: true },
+    decoder: blc,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
+             fuse_unk: false, byte_fallback: false, vocab, merges },
+  });
+}
+console.error('wrote bert, t5, misc, bpe_affix, bl_trim under ' + OUT);
