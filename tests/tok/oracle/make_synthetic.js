@@ -204,4 +204,17 @@ const added = (id, content, o = {}) => ({ id, content, single_word: false, lstri
              fuse_unk: false, byte_fallback: false, vocab, merges },
   });
 }
-console.error('wrote bert, t5, misc, bpe_affix, bl_trim under ' + OUT);
+// ---- sp_first / sp_split: stories260K's BPE behind the Metaspace pre-tokenizer (transformers' newer Llama
+// conversion: prepend_scheme "first", split false; and "always" with split) instead of Prepend/Replace.
+{
+  const src = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../../shared/models/stories260K/tokenizer.json'), 'utf8'));
+  const llamaDec = src.decoder;
+  write('sp_first', { ...src, normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false },
+    decoder: llamaDec });
+  write('sp_split', { ...src, normalizer: null,
+    added_tokens: [...src.added_tokens, added(512, '<|user|>', { lstrip: true, rstrip: true })],
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+    decoder: { type: 'Sequence', decoders: [{ type: 'ByteFallback' }, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true }] } });
+}
+console.error('wrote bert, t5, misc, bpe_affix, bl_trim, sp_first, sp_split under ' + OUT);
