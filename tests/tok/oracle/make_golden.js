@@ -40,6 +40,9 @@ const KNOWN = { bert: [639, 867], misc: [867] };
 // bl_trim: the prefix space ByteLevel puts after an added token is aligned differently in HF.
 const NO_OFFSETS = { misc: /``/, bpe_affix: /^/, bl_trim: /<s>|<\/s>|<unk>|<mask>/ };
 
+// The small synthetic tokenizers cover components, not size: they skip the 100 KB case (ids: null).
+const SYNTHETIC = new Set(['bert', 't5', 'misc', 'bpe_affix', 'bl_trim', 'sp_first', 'sp_split']);
+
 const PIECES_MAX_IDS = 48;   // incremental pieces for cases up to this many ids
 const PIECES_MAX_CASES = 600;
 const OFFSETS_MAX_BYTES = 120;
@@ -99,6 +102,10 @@ async function golden(name, dir, corpus) {
   let nPieces = 0;
   for (let i = 0; i < corpus.length; i++) {
     const text = textOf(corpus[i]);
+    if (SYNTHETIC.has(name) && text.length > 50000) {
+      g.ids.push(null);
+      continue;
+    }
     const e = await tok.encode(text, null, { addSpecialTokens: false });
     const ids = e.getIds();
     const sp = (await tok.encode(text, null, { addSpecialTokens: true })).getIds();
