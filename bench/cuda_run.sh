@@ -66,15 +66,15 @@ if has l8b; then
   $LLAMA logits $M $specs --chunk 2048 2>&1 | tee $OUT/l8b_ours.log
   python3 bench/cuda_llama8b.py compare $M ours 2>&1 | tee $OUT/l8b_compare.log
   grep l8b_check $OUT/l8b_compare.log | sed 's/^/bench forward: /' >> $SUMMARY
-  $LLAMA logits $M ${specs//ours_/model_} --chunk 2048 --model 2>&1 | grep -v "loading weights" | tee $OUT/l8b_model.log
-  python3 bench/cuda_llama8b.py compare $M model 2>&1 | tee $OUT/l8b_compare_model.log
-  grep l8b_check $OUT/l8b_compare_model.log | sed 's/^/src\/model forward: /' >> $SUMMARY
+  [ "${L8B_MODEL:-1}" = 0 ] || $LLAMA logits $M ${specs//ours_/model_} --chunk 2048 --model 2>&1 | grep -v "loading weights" | tee $OUT/l8b_model.log
+  [ "${L8B_MODEL:-1}" = 0 ] || python3 bench/cuda_llama8b.py compare $M model 2>&1 | tee $OUT/l8b_compare_model.log
+  grep -s l8b_check $OUT/l8b_compare_model.log | sed 's/^/src\/model forward: /' >> $SUMMARY
 fi
 if has bench; then
   [ -d $M ] || python3 bench/cuda_llama8b.py make $M > /dev/null 2>&1
   sync; echo "files: $(du -sh $M | cut -f1)"
   $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | tee $OUT/bench.log
-  IGNIS_CUDA_DECODE_STAGED=1 $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | sed "s/^/[staged-decode] /" | tee -a $OUT/bench.log
+  IGNIS_CUDA_PDL=0 $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | sed "s/^/[no-pdl] /" | tee -a $OUT/bench.log
   grep -E "load|prefill|decode|weight" $OUT/bench.log >> $SUMMARY
 fi
 echo "==== summary ($(($(date +%s)-T0))s)"

@@ -136,6 +136,13 @@ struct ig_backend {
    * which ops run) and the caller must pass the same tensors (buffers) on every step with that key. */
   int (*graph_begin)(ig_backend *be, uint64_t key);
   int (*graph_end)(ig_backend *be);
+  /* Drops every captured graph (call when the tensors a graph was captured with are freed or reallocated). */
+  void (*graph_reset)(ig_backend *be);
+  /* Device memory free and total, in bytes (to size the KV cache from --cuda-memory-fraction). */
+  int (*mem_info)(ig_backend *be, size_t *free_bytes, size_t *total_bytes);
+  /* Greedy sampling on the device: ids[r] = argmax over row r of logits [rows, V] (lowest index on ties);
+   * only the ids cross to the host. Waits for pending work. */
+  int (*argmax_rows)(ig_backend *be, const ig_tensor *logits, int32_t *ids);
   /* Tensor parallelism (model/comm.h, model/shard.c): x = the sum of x over the ranks of a collective
    * communicator, in place, enqueued in order with this backend's other ops (CUDA: ncclAllReduce on its stream,
    * which a step graph can capture). `comm` is the communicator's native handle for this backend's rank (an

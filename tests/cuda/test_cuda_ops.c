@@ -366,6 +366,36 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   hb_free(&full), hb_free(&step);
 }
 
+/* Optional ops: argmax_rows against the host argmax of the same logits (ties included), mem_info sane. */
+static void test_optional(void) {
+  static const int cases[][2] = {{1, 128256}, {3, 1000}, {5, 37}};
+  for (int ci = 0; ci < 3; ci++) {
+    int rows = cases[ci][0], V = cases[ci][1];
+    float *v = rnd((int64_t)rows * V, 10.f);
+    v[V / 3] = v[V / 2] = 100.f; /* a tie in row 0: the lower index wins */
+    ig_tensor t;
+    CHECK(gpu->alloc(gpu, &t, ci == 2 ? IG_DT_F32 : gpu->act_dtype, rows, V) == 0);
+    CHECK(gpu->upload(gpu, &t, v, IG_DT_F32) == 0);
+    float *back = malloc((size_t)rows * V * 4);
+    CHECK(gpu->download_f32(gpu, &t, back) == 0);
+    int32_t ids[8];
+    CHECK_MSG(gpu->argmax_rows(gpu, &t, ids) == 0, "%s", gpu->err);
+    for (int r = 0; r < rows; r++) {
+      int b = 0;
+      for (int j = 1; j < V; j++)
+        if (back[(size_t)r * V + j] > back[(size_t)r * V + b]) b = j;
+      CHECK_MSG(ids[r] == b, "argmax rows=%d V=%d row %d: %d != %d", rows, V, r, ids[r], b);
+    }
+    printf("  argmax_rows rows=%d V=%d                                  ok\n", rows, V);
+    gpu->free(gpu, &t);
+    free(v), free(back);
+  }
+  size_t fr = 0, tot = 0;
+  CHECK(gpu->mem_info(gpu, &fr, &tot) == 0);
+  CHECK(tot > 0 && fr <= tot);
+  CHECK(cpu->argmax_rows == NULL || cpu->argmax_rows != gpu->argmax_rows);
+}
+
 static void test_attention(void) {
   const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
   const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
@@ -385,12 +415,12 @@ static void test_attention(void) {
 
 int main(void) {
   char err[256];
-  /* bf16 with the default kernels; bf16 with the WMMA prefill kernel and the staged decode kernel (attention
-   * only); f32 */
+  /* bf16 with the default kernels and programmatic dependent launch; bf16 with the WMMA prefill kernel, the
+   * unstaged decode kernel and plain launches (attention only); f32 with PDL */
   int modes[3] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32};
   for (int mi = 0; mi < 3; mi++) {
-    if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "1", 1);
-    else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED");
+    if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "0", 1), setenv("IGNIS_CUDA_PDL", "0", 1);
+    else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED"), unsetenv("IGNIS_CUDA_PDL");
     gpu = ig_backend_cuda_create_ex(0, (ig_dtype)modes[mi], err, sizeof err);
     if (!gpu) {
       printf("SKIP: %s\n", err);
@@ -409,6 +439,7 @@ int main(void) {
       test_rmsnorm();
       test_rope();
       test_elementwise();
+      test_optional();
     }
     test_attention();
     printf("== %s: worst rel L2 %.2e\n", ig_dtype_name(gpu->act_dtype), worst);

@@ -497,6 +497,13 @@ OPW(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int laye
     cu_attention(be, out, q, layer, p))
 OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_gather_rows(be, out, x))
 OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
+OPW(op_argmax_rows, (ig_backend * be, const ig_tensor *logits, int32_t *ids), cu_argmax_rows(be, logits, ids))
+
+static int cuda_mem_info(ig_backend *be, size_t *free_bytes, size_t *total_bytes) {
+  if (ready(be)) return -1;
+  CUDA_CHECK(be, cudaMemGetInfo(free_bytes, total_bytes));
+  return 0;
+}
 
 /* ---- create / destroy -------------------------------------------------------------------------------- */
 static void cuda_destroy(ig_backend *be) {
@@ -552,7 +559,9 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *g = getenv("IGNIS_CUDA_GEMV");
   c->use_gemv = !(g && g[0] == '0');
   const char *ds = getenv("IGNIS_CUDA_DECODE_STAGED");
-  c->decode_staged = ds && ds[0] == '1';
+  c->decode_staged = !(ds && ds[0] == '0');
+  const char *pd = getenv("IGNIS_CUDA_PDL");
+  c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
   c->attn_variant = av && !strcmp(av, "wmma") ? 1 : 0;
 #define CK(call)                                                                                               \
@@ -599,6 +608,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->attention = op_attention;
   be->gather_rows = op_gather_rows;
   be->add = op_add;
+  be->mem_info = cuda_mem_info;
+  be->argmax_rows = op_argmax_rows;
   cu_graphs_install(be);
   return be;
 }

@@ -86,7 +86,13 @@ void cu_graph_abort(ig_backend *be) {
   c->capturing = 0;
 }
 
+static void graph_reset(ig_backend *be) {
+  cu_graph_abort(be);
+  cu_graphs_release(be);
+}
+
 void cu_graphs_install(ig_backend *be) {
   be->graph_begin = graph_begin;
   be->graph_end = graph_end;
+  be->graph_reset = graph_reset;
 }

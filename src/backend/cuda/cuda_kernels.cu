@@ -25,6 +25,7 @@ __device__ __forceinline__ uint4 pack8(const float *f) {
 /* ---- embedding --------------------------------------------------------------------------------------- */
 /* out[i, :] = table[tokens[i], :]. One block per token row, threads stride over the width. */
 __global__ void embed_kernel(void *out, int odt, const void *table, int tdt, const int *tokens, int H, int vocab) {
+  PDL_ENTRY();
   int i = blockIdx.x;
   int tok = tokens[i];
   if (tok < 0 || tok >= vocab) tok = 0; /* the model validates ids; never read out of bounds */
@@ -37,7 +38,7 @@ int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table) {
   int n = c->b.n_tokens;
   if (out->rows < n || out->cols != table->cols) FAIL(be, "cuda embed: shape mismatch");
   if (n == 0) return 0;
-  embed_kernel<<<n, 256, 0, c->st>>>(out->data, out->dtype, table->data, table->dtype, c->b.tokens, (int)table->cols,
+  CU_LAUNCH(be, (embed_kernel), n, 256, 0, out->data, out->dtype, table->data, table->dtype, c->b.tokens, (int)table->cols,
                                      (int)table->rows);
   LAUNCH_CHECK(be);
   return 0;
@@ -48,6 +49,7 @@ int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table) {
  * (x[r]^2) + eps) * w. One block per row; the sum of squares is reduced over warps through shared memory. */
 __global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void *res, int rdt, const void *w, int wdt,
                                int W, float eps) {
+  PDL_ENTRY();
   long long base = (long long)blockIdx.x * W;
   float ss = 0.f;
   for (int j = threadIdx.x; j < W; j += blockDim.x) {
@@ -75,6 +77,7 @@ __global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void 
 
 /* The same for bf16 x/res/out/w with W % 8 == 0: 16-byte accesses (what prefill and decode use). */
 __global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, const uint4 *w, int W8, float eps) {
+  PDL_ENTRY();
   long long base = (long long)blockIdx.x * W8;
   float ss = 0.f;
   for (int j = threadIdx.x; j < W8; j += blockDim.x) {
@@ -126,13 +129,13 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
   if (bf && W % 8 == 0) {
     int W8 = (int)(W / 8);
     int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32);
-    rmsnorm_bf16_kernel<<<(unsigned)rows, threads, 0, c->st>>>((uint4 *)out->data, (uint4 *)x->data,
+    CU_LAUNCH(be, (rmsnorm_bf16_kernel), (unsigned)rows, threads, 0, (uint4 *)out->data, (uint4 *)x->data,
                                                                 res ? (const uint4 *)res->data : NULL, (const uint4 *)w->data, W8, eps);
     LAUNCH_CHECK(be);
     return 0;
   }
   int threads = W >= 1024 ? 1024 : (W >= 256 ? 256 : (W >= 64 ? 64 : 32));
-  rmsnorm_kernel<<<(unsigned)rows, threads, 0, c->st>>>(out->data, out->dtype, x->data, x->dtype, res ? res->data : NULL,
+  CU_LAUNCH(be, (rmsnorm_kernel), (unsigned)rows, threads, 0, out->data, out->dtype, x->data, x->dtype, res ? res->data : NULL,
                                                         res ? res->dtype : 0, w->data, w->dtype, (int)W, eps);
   LAUNCH_CHECK(be);
   return 0;
@@ -144,6 +147,7 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
  * scaled by attn_factor. One block per token; threads over (head, pair) of q then k. */
 __global__ void rope_kernel(void *q, int qdt, void *k, int kdt, const int *pos, const float *inv_freq, int nh, int nkv,
                             int hd, int rot, float attn_factor) {
+  PDL_ENTRY();
   int i = blockIdx.x;
   float p = (float)pos[i];
   int half = rot / 2;
@@ -177,7 +181,7 @@ int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_he
   if (n == 0) return 0;
   int work = (n_heads + (k ? n_kv_heads : 0)) * (c->rot_dim / 2);
   int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
-  rope_kernel<<<n, threads, 0, c->st>>>(q->data, q->dtype, k ? k->data : NULL, k ? k->dtype : 0, c->b.pos, c->inv_freq,
+  CU_LAUNCH(be, (rope_kernel), n, threads, 0, q->data, q->dtype, k ? k->data : NULL, k ? k->dtype : 0, c->b.pos, c->inv_freq,
                                         n_heads, k ? n_kv_heads : 0, hd, c->rot_dim, c->attn_factor);
   LAUNCH_CHECK(be);
   return 0;
@@ -186,6 +190,7 @@ int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_he
 /* ---- SwiGLU ------------------------------------------------------------------------------------------ */
 /* out = silu(gate) * up, elementwise over n*I; grid-stride loop. */
 __global__ void swiglu_kernel(void *out, int odt, const void *g, int gdt, const void *u, int udt, long long n) {
+  PDL_ENTRY();
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
     float a = ldf(g, gdt, i);
     stf(out, odt, i, a / (1.f + expf(-a)) * ldf(u, udt, i));
@@ -193,6 +198,7 @@ __global__ void swiglu_kernel(void *out, int odt, const void *g, int gdt, const 
 }
 
 __global__ void swiglu_bf16_kernel(uint4 *out, const uint4 *g, const uint4 *u, long long n8) {
+  PDL_ENTRY();
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8; i += (long long)gridDim.x * blockDim.x) {
     float a[8], b[8];
     unpack8(g[i], a);
@@ -214,12 +220,12 @@ int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_te
   if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) FAIL(be, "cuda swiglu: shape mismatch");
   if (n == 0) return 0;
   if (out->dtype == IG_DT_BF16 && gate->dtype == IG_DT_BF16 && up->dtype == IG_DT_BF16 && n % 8 == 0) {
-    swiglu_bf16_kernel<<<grid_for(n / 8, 256), 256, 0, c->st>>>((uint4 *)out->data, (const uint4 *)gate->data,
+    CU_LAUNCH(be, (swiglu_bf16_kernel), grid_for(n / 8, 256), 256, 0, (uint4 *)out->data, (const uint4 *)gate->data,
                                                                (const uint4 *)up->data, n / 8);
     LAUNCH_CHECK(be);
     return 0;
   }
-  swiglu_kernel<<<grid_for(n, 256), 256, 0, c->st>>>(out->data, out->dtype, gate->data, gate->dtype, up->data, up->dtype, n);
+  CU_LAUNCH(be, (swiglu_kernel), grid_for(n, 256), 256, 0, out->data, out->dtype, gate->data, gate->dtype, up->data, up->dtype, n);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -229,6 +235,7 @@ int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_te
  * slot[i] / bs, offset slot[i] % bs (slot < 0: padding, skipped). One block per token, threads over kvh*hd. */
 __global__ void kv_write_kernel(void *kc, void *vc, int cdt, const void *k, int kdt, const void *v, int vdt,
                                 const int *slot, int nkv, int hd, int bs) {
+  PDL_ENTRY();
   int i = blockIdx.x;
   int s = slot[i];
   if (s < 0) return;
@@ -253,7 +260,7 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
   size_t es = ig_dtype_size(be->act_dtype);
   char *kc = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
   char *vc = kc + c->kv_layer_elems * es;
-  kv_write_kernel<<<n, W >= 256 ? 256 : 128, 0, c->st>>>(kc, vc, be->act_dtype, k->data, k->dtype, v->data, v->dtype, c->b.slot,
+  CU_LAUNCH(be, (kv_write_kernel), n, W >= 256 ? 256 : 128, 0, kc, vc, be->act_dtype, k->data, k->dtype, v->data, v->dtype, c->b.slot,
                                                          c->kv.n_kv_heads, c->kv.head_dim, c->kv.block_size);
   LAUNCH_CHECK(be);
   return 0;
@@ -262,6 +269,7 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
 /* ---- gather rows, add, convert ----------------------------------------------------------------------- */
 /* out[j, :] = x[rows[j], :]; one block per output row. */
 __global__ void gather_kernel(void *out, int odt, const void *x, int xdt, const int *rows, int H) {
+  PDL_ENTRY();
   int j = blockIdx.x;
   long long r = rows[j];
   for (int t = threadIdx.x; t < H; t += blockDim.x) stf(out, odt, (long long)j * H + t, ldf(x, xdt, r * H + t));
@@ -272,17 +280,19 @@ int cu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x) {
   int n = c->b.n_out;
   if (out->cols != x->cols || out->rows < n) FAIL(be, "cuda gather_rows: shape mismatch");
   if (n == 0) return 0;
-  gather_kernel<<<n, 256, 0, c->st>>>(out->data, out->dtype, x->data, x->dtype, c->b.out_rows, (int)x->cols);
+  CU_LAUNCH(be, (gather_kernel), n, 256, 0, out->data, out->dtype, x->data, x->dtype, c->b.out_rows, (int)x->cols);
   LAUNCH_CHECK(be);
   return 0;
 }
 
 /* x += y elementwise; also dtype conversion (dst = src). Grid-stride loops. */
 __global__ void add_kernel(void *x, int xdt, const void *y, int ydt, long long n) {
+  PDL_ENTRY();
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     stf(x, xdt, i, ldf(x, xdt, i) + ldf(y, ydt, i));
 }
 __global__ void convert_kernel(void *d, int ddt, const void *s, int sdt, long long n) {
+  PDL_ENTRY();
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     stf(d, ddt, i, ldf(s, sdt, i));
 }
@@ -291,14 +301,60 @@ int cu_add(ig_backend *be, ig_tensor *x, const ig_tensor *y) {
   long long n = ig_tensor_numel(x);
   if (ig_tensor_numel(y) != n) FAIL(be, "cuda add: shape mismatch");
   if (n == 0) return 0;
-  add_kernel<<<grid_for(n, 256), 256, 0, CU(be)->st>>>(x->data, x->dtype, y->data, y->dtype, n);
+  CU_LAUNCH(be, (add_kernel), grid_for(n, 256), 256, 0, x->data, x->dtype, y->data, y->dtype, n);
   LAUNCH_CHECK(be);
   return 0;
 }
 
 int cu_convert(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, int64_t n) {
   if (n == 0) return 0;
-  convert_kernel<<<grid_for(n, 256), 256, 0, CU(be)->st>>>(dst, ddt, src, sdt, n);
+  CU_LAUNCH(be, (convert_kernel), grid_for(n, 256), 256, 0, dst, ddt, src, sdt, n);
   LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* ---- argmax per row (greedy sampling on the device) -------------------------------------------------- */
+/* One block per row: each thread scans a strided slice keeping (max, lowest index), then a block reduction
+ * on (value, index) pairs; NaN never wins. */
+__global__ void argmax_kernel(const void *x, int xdt, int V, int *ids) {
+  PDL_ENTRY();
+  long long base = (long long)blockIdx.x * V;
+  float best = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) {
+    float v = ldf(x, xdt, base + j);
+    if (v > best || (v == best && j < bi)) best = v, bi = j;
+  }
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+  }
+  if ((threadIdx.x & 31) == 0) sv[threadIdx.x >> 5] = best, si[threadIdx.x >> 5] = bi;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    int nw = blockDim.x >> 5;
+    best = threadIdx.x < nw ? sv[threadIdx.x] : -INFINITY;
+    bi = threadIdx.x < nw ? si[threadIdx.x] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+      float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+    }
+    if (threadIdx.x == 0) ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+int cu_argmax_rows(ig_backend *be, const ig_tensor *logits, int32_t *ids) {
+  cu_impl *c = CU(be);
+  int rows = (int)logits->rows;
+  if (rows <= 0) return 0;
+  if (cu_scratch(be, &c->dl, &c->dl_size, (size_t)rows * 4)) return -1;
+  CU_LAUNCH(be, (argmax_kernel), rows, 1024, 0, logits->data, logits->dtype, (int)logits->cols, (int *)c->dl);
+  LAUNCH_CHECK(be);
+  CUDA_CHECK(be, cudaMemcpyAsync(ids, c->dl, (size_t)rows * 4, cudaMemcpyDeviceToHost, c->st));
+  CUDA_CHECK(be, cudaStreamSynchronize(c->st));
   return 0;
 }

@@ -30,6 +30,7 @@ __device__ __forceinline__ void bf16x8(uint4 v, float *f) {
 template <int M>
 __global__ void __launch_bounds__(256) gemv_bf16_kernel(const __nv_bfloat16 *__restrict__ W, const __nv_bfloat16 *__restrict__ x,
                                                         void *out, int odt, const void *bias, int bdt, int O, int I) {
+  PDL_ENTRY();
   int o = blockIdx.x * 8 + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (o >= O) return;
@@ -67,7 +68,7 @@ static int gemv(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_ten
   int bdt = bias ? bias->dtype : 0;
   cudaStream_t st = CU(be)->st;
   switch (m) {
-#define G(M) case M: gemv_bf16_kernel<M><<<grid, 256, 0, st>>>(W, X, out->data, out->dtype, bp, bdt, O, I); break;
+#define G(M) case M: CU_LAUNCH(be, (gemv_bf16_kernel<M>), grid, 256, 0, W, X, out->data, out->dtype, bp, bdt, O, I); break;
     G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
 #undef G
   }
