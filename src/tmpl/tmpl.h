@@ -3,8 +3,8 @@
  * json.dumps-style tojson, raise_exception, strftime_now), byte for byte. A compiled template is read-only and
  * can be shared by threads; every render has its own state, bounded in steps, depth, output and memory.
  * Known differences from jinja2 (none met in real templates): integers are 64-bit (overflow is an error),
- * the pprint filter prints repr() without Python's sorting and wrapping, generator objects print without
- * an address, {% include/import/extends %} are refused (a chat template has no loader anyway). */
+ * generator objects print without their address, {% include/import/extends %} are refused (a chat template
+ * has no loader anyway), output/string sizes and work are bounded by the limits below. */
 #ifndef IG_TMPL_H
 #define IG_TMPL_H
 #include <jansson.h>

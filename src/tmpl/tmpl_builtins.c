@@ -1202,7 +1202,7 @@ tm_val tm_call_filter(tm_ctx *c, int id, tm_val v, tm_args *a) {
   case F_STRING: return tm_stringify(c, &v);
   case F_PPRINT: {
     ig_str *o = tm_buf_get(c);
-    tm_repr(c, o, &v);
+    tm_pformat(c, o, &v);
     tm_val r = tm_str_from(c, o);
     tm_buf_put(c, o);
     return r;

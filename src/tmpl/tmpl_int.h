@@ -210,6 +210,7 @@ void tm_to_str(tm_ctx *c, ig_str *s, const tm_val *v);
 void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v);
 tm_val tm_stringify(tm_ctx *c, const tm_val *v); /* str(v) as a value (no copy when already a string) */
 void tm_float_repr(ig_str *s, double f);
+void tm_pformat(tm_ctx *c, ig_str *s, const tm_val *v); /* pprint.pformat(v) */
 /* json.dumps(v, ensure_ascii=False, indent, separators, sort_keys); indent < 0: None. */
 void tm_to_json(tm_ctx *c, ig_str *s, const tm_val *v, int indent, const char *indent_str, tm_sv item_sep,
                 tm_sv key_sep, bool sort_keys, int level);

@@ -627,3 +627,174 @@ void tm_to_json(tm_ctx *c, ig_str *s, const tm_val *v, int indent, const char *i
   }
   tm_check_str(c, s);
 }
+
+/* ---------------------------------------------------------------- pprint */
+/* Python's pprint.pformat(v) as jinja2's pprint filter calls it: width 80, indent 1, dict keys sorted; a value
+ * whose repr does not fit is split one element per line, long strings into chunks at whitespace. */
+static size_t u8len_str(const ig_str *s, size_t from) { return tm_u8_len(s->p ? s->p + from : "", s->len - from); }
+
+/* key order of pprint's _safe_key: natural order when comparable, else by type name (stable otherwise) */
+static int pp_key_cmp(tm_ctx *c, const tm_val *a, const tm_val *b) {
+  bool an = a->t == V_INT || a->t == V_BOOL || a->t == V_FLOAT, bn = b->t == V_INT || b->t == V_BOOL || b->t == V_FLOAT;
+  if ((an && bn) || (a->t == V_STR && b->t == V_STR)) return tm_compare(c, a, b);
+  return strcmp(tm_type_name(a), tm_type_name(b));
+}
+static uint32_t *pp_sorted_keys(tm_ctx *c, const tm_dict *d) {
+  uint32_t *ord = tm_ralloc(c, sizeof(uint32_t) * (d->n ? d->n : 1));
+  for (uint32_t i = 0; i < d->n; i++) ord[i] = i;
+  for (uint32_t i = 1; i < d->n; i++) { /* insertion sort: stable */
+    uint32_t x = ord[i];
+    int64_t j = (int64_t)i - 1;
+    while (j >= 0 && pp_key_cmp(c, &d->k[ord[j]], &d->k[x]) > 0) {
+      ord[j + 1] = ord[j];
+      j--;
+    }
+    ord[j + 1] = x;
+  }
+  return ord;
+}
+/* safe_repr: repr with dict keys sorted, at any depth */
+static void pp_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
+  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
+  if (v->t == V_DICT) {
+    uint32_t *ord = pp_sorted_keys(c, v->d);
+    ig_str_putc(s, '{');
+    for (uint32_t i = 0; i < v->d->n; i++) {
+      if (i) ig_str_puts(s, ", ");
+      pp_repr(c, s, &v->d->k[ord[i]]);
+      ig_str_puts(s, ": ");
+      pp_repr(c, s, &v->d->v[ord[i]]);
+    }
+    ig_str_putc(s, '}');
+  } else if (v->t == V_LIST && !v->unsafe && v->tuple != 2) {
+    ig_str_putc(s, v->tuple ? '(' : '[');
+    for (uint32_t i = 0; i < v->l->n; i++) {
+      if (i) ig_str_puts(s, ", ");
+      pp_repr(c, s, &v->l->v[i]);
+    }
+    if (v->tuple && v->l->n == 1) ig_str_putc(s, ',');
+    ig_str_putc(s, v->tuple ? ')' : ']');
+  } else
+    tm_repr(c, s, v);
+  c->repr_depth--;
+  tm_check_str(c, s);
+}
+static size_t pp_repr_len(tm_ctx *c, const char *p, size_t n) {
+  ig_str *t = tm_buf_get(c);
+  tm_val sv = tm_str(c, p, n);
+  tm_repr(c, t, &sv);
+  size_t len = u8len_str(t, 0);
+  tm_buf_put(c, t);
+  return len;
+}
+static void pp_format(tm_ctx *c, ig_str *s, const tm_val *v, long indent, long allowance, int level);
+static void pp_str(tm_ctx *c, ig_str *s, const tm_val *v, long indent, long allowance, int level) {
+  if (!v->n) {
+    tm_repr(c, s, v);
+    return;
+  }
+  if (level == 1) {
+    indent++;
+    allowance++;
+  }
+  long max_width1 = 80 - indent, max_width = 80 - indent;
+  /* lines with their ends (splitlines(True)); then chunks of (non-space, space) runs that fit */
+  tm_list *chunks = tm_list_new(c, 0);
+  size_t i = 0;
+  tm_val last_line_rep_src = *v;
+  while (i < v->n) {
+    size_t j = i;
+    while (j < v->n && v->s[j] != '\n' && v->s[j] != '\r' && v->s[j] != '\v' && v->s[j] != '\f' &&
+           !(v->s[j] >= 0x1c && v->s[j] <= 0x1e))
+      j++;
+    if (j < v->n) j += (v->s[j] == '\r' && j + 1 < v->n && v->s[j + 1] == '\n') ? 2 : 1;
+    bool last = j >= v->n;
+    tm_val line = tm_str(c, v->s + i, j - i);
+    last_line_rep_src = line;
+    if (last) max_width1 -= allowance;
+    if ((long)pp_repr_len(c, line.s, line.n) <= max_width1) {
+      tm_list_push(c, chunks, line);
+    } else {
+      long max_width2 = max_width;
+      size_t cur_a = i, cur_b = i; /* current chunk [cur_a, cur_b) */
+      size_t k = i;
+      while (k < j) {
+        size_t p = k; /* one part: \S*\s* */
+        size_t adv;
+        while (p < j && !tm_isspace_cp(tm_u8_decode(v->s + p, j - p, &adv))) p += adv;
+        while (p < j && tm_isspace_cp(tm_u8_decode(v->s + p, j - p, &adv))) p += adv;
+        if (p == k) break;
+        if (p >= j && last) max_width2 -= allowance;
+        if ((long)pp_repr_len(c, v->s + cur_a, p - cur_a) > max_width2) {
+          if (cur_b > cur_a) tm_list_push(c, chunks, tm_str(c, v->s + cur_a, cur_b - cur_a));
+          cur_a = k;
+        }
+        cur_b = p;
+        k = p;
+      }
+      if (cur_b > cur_a) tm_list_push(c, chunks, tm_str(c, v->s + cur_a, cur_b - cur_a));
+    }
+    i = j;
+  }
+  if (chunks->n == 1) {
+    tm_repr(c, s, &last_line_rep_src);
+    return;
+  }
+  if (level == 1) ig_str_putc(s, '(');
+  for (uint32_t k = 0; k < chunks->n; k++) {
+    if (k) {
+      ig_str_putc(s, '\n');
+      for (long q = 0; q < indent; q++) ig_str_putc(s, ' ');
+    }
+    tm_repr(c, s, &chunks->v[k]);
+  }
+  if (level == 1) ig_str_putc(s, ')');
+}
+static void pp_format(tm_ctx *c, ig_str *s, const tm_val *v, long indent, long allowance, int level) {
+  if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
+  ig_str *rep = tm_buf_get(c);
+  pp_repr(c, rep, v);
+  long max_width = 80 - indent - allowance;
+  bool container = v->t == V_DICT || (v->t == V_LIST && !v->unsafe && v->tuple != 2) || (v->t == V_STR && !v->unsafe);
+  if ((long)u8len_str(rep, 0) > max_width && container) {
+    if (v->t == V_STR) {
+      pp_str(c, s, v, indent, allowance, level + 1);
+    } else if (v->t == V_DICT) {
+      ig_str_putc(s, '{');
+      uint32_t *ord = pp_sorted_keys(c, v->d);
+      long ind = indent + 1;
+      for (uint32_t i = 0; i < v->d->n; i++) {
+        bool last = i + 1 == v->d->n;
+        size_t before = s->len;
+        pp_repr(c, s, &v->d->k[ord[i]]);
+        long klen = (long)u8len_str(s, before);
+        ig_str_puts(s, ": ");
+        pp_format(c, s, &v->d->v[ord[i]], ind + klen + 2, last ? allowance + 1 : 1, level + 1);
+        if (!last) {
+          ig_str_puts(s, ",\n");
+          for (long q = 0; q < ind; q++) ig_str_putc(s, ' ');
+        }
+      }
+      ig_str_putc(s, '}');
+    } else {
+      const char *endchar = v->tuple ? (v->l->n == 1 ? ",)" : ")") : "]";
+      ig_str_putc(s, v->tuple ? '(' : '[');
+      long ind = indent + 1, allow = allowance + (long)strlen(endchar);
+      for (uint32_t i = 0; i < v->l->n; i++) {
+        bool last = i + 1 == v->l->n;
+        if (i) {
+          ig_str_puts(s, ",\n");
+          for (long q = 0; q < ind; q++) ig_str_putc(s, ' ');
+        }
+        pp_format(c, s, &v->l->v[i], ind, last ? allow : 1, level + 1);
+      }
+      ig_str_puts(s, endchar);
+    }
+  } else
+    ig_str_append(s, rep->p ? rep->p : "", rep->len);
+  tm_buf_put(c, rep);
+  c->repr_depth--;
+  tm_check_str(c, s);
+}
+void tm_pformat(tm_ctx *c, ig_str *s, const tm_val *v) { pp_format(c, s, v, 0, 0, 0); }
