@@ -128,6 +128,15 @@ def render_lang():
             'context': lang_cases.D, 'cases': cases}
 
 
+def essence(case):
+    """What must not change between jinja2 versions: outputs, and which cases fail (the wording of
+    non-raise_exception errors may differ between releases, e.g. Debian's 3.1.2 and 3.1.6)."""
+    if 'output' in case:
+        return (case['template'], case.get('conversation'), case.get('add_generation_prompt'), 'ok', case['output'])
+    msg = case['error'] if case['error_kind'] == 'raise' else ''
+    return (case['template'], case.get('conversation'), case.get('add_generation_prompt'), case['error_kind'], msg)
+
+
 def main():
     rc = 0
     for fname, fn in (('golden.json', render_all), ('lang_golden.json', render_lang)):
@@ -136,7 +145,7 @@ def main():
         if '--check' in sys.argv:
             new = json.loads(data)
             ref = json.load(open(path, encoding='utf-8'))
-            if new['cases'] != ref['cases']:
+            if [essence(x) for x in new['cases']] != [essence(x) for x in ref['cases']]:
                 print('%s is stale: run python3 tests/tmpl/make_golden.py' % fname, file=sys.stderr)
                 rc = 1
             else:
