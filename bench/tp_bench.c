@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
   float *logits = malloc(sizeof(float) * (size_t)V * (size_t)bmax);
   int32_t *tok = malloc(sizeof(int32_t) * (size_t)ctx * 3), *pos = tok + ctx, *slot = pos + ctx;
   int32_t *bt = malloc(sizeof(int32_t) * (size_t)bmax * per_seq);
-  int32_t *dtok = malloc(sizeof(int32_t) * (size_t)bmax * 6);
+  int32_t *dtok = malloc(sizeof(int32_t) * ((size_t)bmax * 6 + 1));
   int32_t *dpos = dtok + bmax, *dslot = dpos + bmax, *dss = dslot + bmax, *dctx = dss + bmax + 1, *dout = dctx + bmax;
   float *rec = check ? malloc(sizeof(float) * (size_t)V * (size_t)(steps + 1)) : NULL; /* batch-1 logits rows */
   if (!logits || !tok || !bt || !dtok || (check && !rec)) DIE("out of memory");

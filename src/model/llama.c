@@ -55,7 +55,8 @@ struct ig_model {
   /* tensor parallelism (model/shard.c): this model's part; a front model (group != NULL) only forwards calls */
   ig_tp tp;
   ig_shard_group *group;
-  void **wbufs;         /* host copies of strided weight slices that the backend keeps views of */
+  void **wbufs;         /* host copies of strided weight slices (column slices of o_proj/down_proj) */
+  unsigned char *wbuf_copied; /* [n_wbufs] 1: the backend made its own copy (freed once loading is done) */
   int n_wbufs;
 };
 
@@ -87,6 +88,7 @@ void ig_model_free(ig_model *m) {
     return;
   }
   if (m->be) {
+    if (m->n_wbufs) m->be->sync(m->be); /* queued uploads may still read the slice copies freed below */
     free_acts(m);
     /* weights are views on the CPU; a device backend owns copies */
     ig_tensor *ts[] = {&m->embed, &m->final_norm, &m->lm_head};
@@ -102,6 +104,7 @@ void ig_model_free(ig_model *m) {
   free(m->inv_freq);
   for (int i = 0; i < m->n_wbufs; i++) free(m->wbufs[i]);
   free(m->wbufs);
+  free(m->wbuf_copied);
   ig_st_close(m->st);
   ig_config_free(&m->cfg);
   free(m);
@@ -115,6 +118,7 @@ typedef struct {
   char *err;
   size_t errlen;
   size_t done, total; /* bytes, for the progress line */
+  int again;          /* binding a part of a tensor already counted (a shard's rows of tied embeddings) */
 } loader;
 
 /* Which part of a [rows, cols] tensor a shard binds: all of it, or [off, off + len) of its rows or columns.
@@ -141,12 +145,29 @@ static unsigned touch_pages(const uint8_t *p, size_t n) {
   return s;
 }
 
-/* Keeps a host copy alive until the model is freed (the CPU backend's weights are views of host memory). */
-static int keep_buf(ig_model *m, void *buf) {
+/* Keeps a host copy alive: until the model is freed when the backend views it (CPU), else until the backend's
+ * queued uploads are done (release_bufs), since weight() may read `host` later. */
+static int keep_buf(ig_model *m, void *buf, int copied) {
   void **nb = realloc(m->wbufs, sizeof(void *) * (size_t)(m->n_wbufs + 1));
-  if (!nb) return -1;
-  m->wbufs = nb;
-  m->wbufs[m->n_wbufs++] = buf;
+  if (nb) m->wbufs = nb;
+  unsigned char *nc = nb ? realloc(m->wbuf_copied, (size_t)m->n_wbufs + 1) : NULL;
+  if (!nc) return -1;
+  m->wbuf_copied = nc;
+  m->wbufs[m->n_wbufs] = buf;
+  m->wbuf_copied[m->n_wbufs++] = (unsigned char)copied;
+  return 0;
+}
+
+/* After the last weight: waits for the backend's uploads, then frees the copies it no longer reads. */
+static int release_bufs(ig_model *m) {
+  int any = 0, k = 0;
+  for (int i = 0; i < m->n_wbufs; i++) any |= m->wbuf_copied[i];
+  if (!any) return 0;
+  if (m->be->sync(m->be)) return -1;
+  for (int i = 0; i < m->n_wbufs; i++)
+    if (m->wbuf_copied[i]) free(m->wbufs[i]);
+    else m->wbufs[k] = m->wbufs[i], m->wbuf_copied[k++] = 0;
+  m->n_wbufs = k;
   return 0;
 }
 
@@ -202,18 +223,21 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   static atomic_uint sink; /* shards load on several threads */
   if (!buf) atomic_fetch_add_explicit(&sink, touch_pages(host, (size_t)(r * c) * es), memory_order_relaxed);
   int rc = m->be->weight(m->be, t, host, dt, r, c);
-  if (!rc && buf && !t->owned && keep_buf(m, buf)) {
+  if (!rc && buf && keep_buf(m, buf, t->owned)) {
+    m->be->sync(m->be); /* the upload may be queued: let it finish before the buffer goes */
     m->be->free(m->be, t);
+    free(buf);
     snprintf(m->be->err, sizeof m->be->err, "out of memory");
     rc = -1;
-  } else if (buf && (rc || t->owned)) {
-    free(buf); /* the backend made its own copy (or failed) */
+  } else if (buf && rc) {
+    free(buf);
   }
   if (rc) {
     snprintf(L->err, L->errlen, "tensor '%s': %s", name, ig_backend_error(m->be));
     return -1;
   }
   /* the whole tensor is counted (every shard's info describes the whole model); rank 0 shows the progress */
+  if (L->again) return 0;
   L->done += st->nbytes;
   m->info.n_params += rows * cols;
   m->info.weight_bytes += st->nbytes;
@@ -279,10 +303,9 @@ static int load_weights(loader *L) {
     m->lm_head.owned = 0;
   } else if (c->tie_word_embeddings) {
     /* a shard's vocabulary rows of the tied table (counted once, as the embedding) */
-    int64_t np = m->info.n_params;
-    size_t nb = m->info.weight_bytes, done = L->done;
+    L->again = 1;
     if (load(L, &m->lm_head, "model.embed_tokens.weight", V, H, 0, 0, ROWS(tp->v0, tp->nv))) return -1;
-    m->info.n_params = np, m->info.weight_bytes = nb, L->done = done;
+    L->again = 0;
   } else if (load(L, &m->lm_head, "lm_head.weight", V, H, 0, 0, ROWS(tp->v0, tp->nv))) {
     return -1;
   }
@@ -325,10 +348,14 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
-  loader L = {m, e2, sizeof e2, 0, 0};
+  loader L = {m, e2, sizeof e2, 0, 0, 0};
   for (int i = 0; i < ig_st_count(m->st); i++) L.total += ig_st_at(m->st, i)->nbytes;
   if (load_weights(&L)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
+    goto fail;
+  }
+  if (release_bufs(m)) {
+    snprintf(err, errlen, "%s: loading weights: %s", dir, ig_backend_error(be));
     goto fail;
   }
   if (!c->tie_word_embeddings) m->info.n_params += 0; /* counted by load() */

@@ -1,7 +1,9 @@
 /* tests/tp/test_tp_cuda: tensor parallelism on the CUDA backend. With one GPU: the shard group at N = 1, and N = 2
  * and 4 shards placed on the same GPU (loopback all-reduce through host memory), against the plain model, in f32
- * (rel L2 <= 1e-4, greedy ids identical) and bf16 (rel L2 <= 1e-2); the NCCL communicator over one rank. With
- * several GPUs and NCCL: N = 2, 4, ... over distinct GPUs through ig_model_load_tp (the `--num-shard` path).
+ * (rel L2 <= 1e-4, greedy ids identical) and bf16 (rel L2 <= 1e-2 against the plain bf16 model, or, for tiny
+ * models whose bf16 noise is larger, no more than 1.5x the plain bf16 model's own error against f32); the NCCL
+ * communicator over one rank. With several GPUs and NCCL: N = 2, 4, ... over distinct GPUs through
+ * ig_model_load_tp (the `--num-shard` path).
  * Models: stories260K and any model directories given as arguments. Exits 77 (ctest SKIP) without a GPU. */
 #include "model/comm.h"
 #include "tp_sched.h"
@@ -18,19 +20,31 @@ static int heads_ok(ig_model *m, int n) {
   return in->n_heads % n == 0 && in->n_kv_heads % n == 0;
 }
 
-static void cmp_trace(const char *what, const trace *t, const trace *ref, int V, double tol, int want_ids) {
+static double worst_of(const trace *t, const trace *ref, int V) {
   double worst = 0;
   for (int r = 0; r < t->n_rows && r < ref->n_rows; r++) {
     double e = rel_l2(t->rows + (size_t)r * V, ref->rows + (size_t)r * V, V);
     if (e > worst) worst = e;
   }
+  return worst;
+}
+
+static trace f32_ref; /* the plain model in f32, for the bf16 runs' second criterion */
+static double bf16_own; /* the plain bf16 model's error against it */
+
+static void cmp_trace(const char *what, const trace *t, const trace *ref, int V, double tol, int want_ids) {
+  double worst = worst_of(t, ref, V);
   int same = t->n_rows == ref->n_rows;
   for (int s = 0; s < NSEQ; s++)
     same &= t->n_ids[s] == ref->n_ids[s] && !memcmp(t->ids[s], ref->ids[s], sizeof(int32_t) * (size_t)t->n_ids[s]);
-  CHECK_MSG(worst <= tol, "%s: worst rel L2 %.3g > %g", what, worst, tol);
+  double vs32 = -1;
+  if (!want_ids && f32_ref.n_rows == t->n_rows) vs32 = worst_of(t, &f32_ref, V);
+  int ok = worst <= tol || (vs32 >= 0 && vs32 <= 1.5 * bf16_own);
+  CHECK_MSG(ok, "%s: worst rel L2 %.3g > %g (vs f32 %.3g, the plain bf16 model's %.3g)", what, worst, tol, vs32, bf16_own);
   if (want_ids) CHECK_MSG(same, "%s: greedy ids differ", what);
-  fprintf(stderr, "  %-58s %d rows, worst rel L2 %.2e (tol %g), greedy ids %s\n", what, t->n_rows, worst, tol,
-          same ? "identical" : "differ");
+  fprintf(stderr, "  %-50s %d rows, worst rel L2 %.2e (tol %g)", what, t->n_rows, worst, tol);
+  if (vs32 >= 0) fprintf(stderr, ", vs f32 %.2e (plain bf16: %.2e)", vs32, bf16_own);
+  fprintf(stderr, ", greedy ids %s\n", same ? "identical" : "differ");
 }
 
 /* the model at N = 1 (plain), then the shard group at N = 1, 2, 4 on GPU 0 (loopback), then over distinct GPUs */
@@ -50,6 +64,15 @@ static void check_model(const char *dir, ig_dtype act, int n_gpus) {
     goto done;
   }
   int V = ig_model_get_info(m1)->vocab_size;
+  if (act == IG_DT_F32) {
+    free(f32_ref.rows);
+    f32_ref = ref;
+    f32_ref.rows = malloc(sizeof(float) * (size_t)V * (size_t)ref.n_rows);
+    if (f32_ref.rows) memcpy(f32_ref.rows, ref.rows, sizeof(float) * (size_t)V * (size_t)ref.n_rows);
+    else f32_ref.n_rows = 0;
+  } else {
+    bf16_own = f32_ref.n_rows == ref.n_rows ? worst_of(&ref, &f32_ref, V) : 0;
+  }
   for (int n = 1; n <= 4; n *= 2) {
     if (!heads_ok(m1, n)) continue;
     ig_backend *bs[4] = {0};
@@ -137,10 +160,9 @@ int main(int argc, char **argv) {
   nccl_one_rank();
 #endif
   int have_stories = access(STORIES "/config.json", R_OK) == 0; /* ../shared may not be beside a copied binary */
-  for (int a = 0; a < 2; a++) {
-    ig_dtype act = a ? IG_DT_BF16 : IG_DT_F32;
-    if (have_stories) check_model(STORIES, act, n_gpus);
-    for (int i = 1; i < argc; i++) check_model(argv[i], act, n_gpus);
-  }
+  /* each model in f32, then in bf16 (compared with the f32 run too) */
+  for (int i = have_stories ? 0 : 1; i < argc; i++)
+    for (int a = 0; a < 2; a++) check_model(i ? argv[i] : STORIES, a ? IG_DT_BF16 : IG_DT_F32, n_gpus);
+  free(f32_ref.rows);
   TEST_DONE();
 }
