@@ -1,8 +1,11 @@
 /* backend/cpu/cpu: the CPU backend: f32 activations, weights read in place from the mmap (bf16/f16/f32),
- * a paged f32 KV cache, ops threaded over a persistent pool (pool.c), dot products in kernels.c.
+ * a paged f32 KV cache, ops threaded over a persistent pool (pool.c), inner loops in kernels.c.
  * Batch invariance: matmul picks its kernel per sequence segment from that segment's own length (short:
- * our matvec, one fixed order per output; long: OpenBLAS sgemm over f32 weight tiles), and attention runs
- * per (row, head) in a fixed order, so no row's result depends on what else is in the batch. */
+ * our matvec, one fixed order per output, whatever the tiling; long: OpenBLAS sgemm over fixed f32 weight
+ * tiles), and attention runs per (row, KV head) in a fixed order, so no row's result depends on what else
+ * is in the batch. Work is split into items (tiles of outputs x rows, (row, KV head) pairs) that any thread
+ * may run: the split changes the speed, never the arithmetic. Nothing is allocated per step once the
+ * buffers have grown to the batch sizes seen. */
 #include "backend/backend.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/pool.h"
@@ -18,9 +21,11 @@
 /* Output tiles are fixed (not derived from the thread count), so a result never depends on the number of
  * threads. sgemm tiles are wider: OpenBLAS 0.3.21 (SkylakeX) gives rows that are bitwise independent of M
  * and of the row offset except in its small-matrix path (M*N*K <= 1e6), which wide tiles avoid for K >= 250. */
-#define TILE_O 64           /* outputs per matvec tile */
+#define TILE_O 64           /* outputs per matvec item */
+#define TILE_R 16           /* rows per matvec item */
 #define TILE_G 256          /* outputs per sgemm tile */
 #define GEMM_MIN_ROWS 16    /* segments with at least this many rows go through sgemm */
+#define POOL_MIN_WORK 262144.0 /* multiply-adds below which an op runs on the calling thread alone */
 
 typedef struct {
   float *p;
@@ -46,6 +51,10 @@ typedef struct cpu_impl {
   ig_kv_config kv;
   float **k, **v;
   scratch *scr;           /* one per thread */
+  int32_t *plan;          /* matmul's row plan, [3 * plan_cap] */
+  size_t plan_cap;
+  float *normw;           /* rmsnorm weights as f32 */
+  size_t normw_cap;
 } cpu_impl;
 
 static int fail(ig_backend *be, const char *fmt, ...) {
@@ -260,9 +269,18 @@ static int cpu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_te
   if (residual && ig_tensor_numel(residual) != ig_tensor_numel(x)) return fail(be, "rmsnorm: residual shape mismatch");
   float *xp = x->data, *op = out->data;
   const float *rp = residual ? residual->data : NULL;
-  float *wf = malloc((size_t)W * 4);
-  if (!wf) return fail(be, "out of memory");
-  ig_cpu_to_f32(w->data, w->dtype, wf, W);
+  cpu_impl *im = be->impl;
+  const float *wf = w->data;
+  if (w->dtype != IG_DT_F32) {
+    if (im->normw_cap < (size_t)W) {
+      float *nw = realloc(im->normw, (size_t)W * 4);
+      if (!nw) return fail(be, "out of memory");
+      im->normw = nw;
+      im->normw_cap = (size_t)W;
+    }
+    ig_cpu_to_f32(w->data, w->dtype, im->normw, W);
+    wf = im->normw;
+  }
   for (int64_t r = 0; r < rows; r++) {
     float *xr = xp + r * W, *orow = op + r * W;
     if (rp)
@@ -272,16 +290,13 @@ static int cpu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_te
     float inv = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
     for (int64_t i = 0; i < W; i++) orow[i] = wf[i] * (xr[i] * inv);
   }
-  free(wf);
   return 0;
 }
 
 static int cpu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
   int64_t n = ig_tensor_numel(gate);
   if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) return fail(be, "swiglu: shape mismatch");
-  const float *g = gate->data, *u = up->data;
-  float *o = out->data;
-  for (int64_t i = 0; i < n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  ig_cpu_silu_mul(out->data, gate->data, up->data, n);
   return 0;
 }
 
@@ -356,7 +371,10 @@ static int cpu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* matmul: out[m, O] = x[m, I] @ W[O, I]^T (+ bias) */
+/* matmul: out[m, O] = x[m, I] @ W[O, I]^T (+ bias)
+ * Items: first the matvec items (short rows, in tiles of TILE_R rows x TILE_O outputs: each tile of weight
+ * rows is read once per item and applied to all its rows), then one item per TILE_G-output sgemm tile
+ * (all long segments). */
 
 typedef struct {
   cpu_impl *im;
@@ -368,70 +386,63 @@ typedef struct {
   int n_short;
   const int32_t *long_seg; /* pairs (start row, rows) */
   int n_long;
+  int64_t n_rt, n_ot;      /* matvec items: row tiles x output tiles */
   int failed;
 } mm_job;
 
-/* out[r, o] += bias[o] for o in [o0, o1) and the short rows (short = 1) or the long segments' rows. */
-static void add_bias(mm_job *j, int64_t o0, int64_t o1, int short_rows) {
-  const ig_tensor *b = j->bias;
-  size_t es = ig_dtype_size(b->dtype);
-  for (int64_t o = o0; o < o1; o++) {
-    float bo;
-    ig_cpu_to_f32((const char *)b->data + (size_t)o * es, b->dtype, &bo, 1);
-    if (short_rows) {
-      for (int r = 0; r < j->n_short; r++) j->out[(int64_t)j->short_rows[r] * j->O + o] += bo;
-    } else {
-      for (int s = 0; s < j->n_long; s++)
-        for (int r = j->long_seg[2 * s]; r < j->long_seg[2 * s] + j->long_seg[2 * s + 1]; r++)
-          j->out[(int64_t)r * j->O + o] += bo;
-    }
-  }
+static float bias_at(const ig_tensor *b, int64_t o) {
+  float v;
+  ig_cpu_to_f32((const char *)b->data + (size_t)o * ig_dtype_size(b->dtype), b->dtype, &v, 1);
+  return v;
 }
 
-static void mm_worker(void *arg, int ith, int nth) {
+static void mm_item(void *arg, int64_t item, int ith) {
   mm_job *j = arg;
-  /* short segments: our matvec over this thread's share of 64-output tiles (one pass over its weights) */
-  int64_t n_tiles = (j->O + TILE_O - 1) / TILE_O;
-  int64_t t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
-  int64_t o0 = t0 * TILE_O, o1 = t1 * TILE_O < j->O ? t1 * TILE_O : j->O;
-  if (j->n_short && o0 < o1) {
-    ig_cpu_matvec(j->x, j->I, j->short_rows, j->n_short, j->w->data, j->w->dtype, j->I, o0, o1, j->out, j->O);
-    if (j->bias) add_bias(j, o0, o1, 1);
+  int64_t n_mv = j->n_rt * j->n_ot;
+  if (item < n_mv) {
+    /* output-tile major, so that neighbouring items share a weight tile */
+    int64_t ot = item / j->n_rt, rt = item % j->n_rt;
+    int64_t o0 = ot * TILE_O, o1 = o0 + TILE_O < j->O ? o0 + TILE_O : j->O;
+    int r0 = (int)(rt * TILE_R), nr = j->n_short - r0 < TILE_R ? j->n_short - r0 : TILE_R;
+    const int32_t *rows = j->short_rows + r0;
+    ig_cpu_matvec(j->x, j->I, rows, nr, j->w->data, j->w->dtype, j->I, o0, o1, j->out, j->O);
+    if (j->bias)
+      for (int64_t o = o0; o < o1; o++) {
+        float bo = bias_at(j->bias, o);
+        for (int r = 0; r < nr; r++) j->out[(int64_t)rows[r] * j->O + o] += bo;
+      }
+    return;
   }
-  if (!j->n_long) return;
-  /* long segments: sgemm per 256-output tile and segment; non-f32 weights are converted tile by tile */
-  n_tiles = (j->O + TILE_G - 1) / TILE_G;
-  t0 = n_tiles * ith / nth, t1 = n_tiles * (ith + 1) / nth;
-  size_t es = ig_dtype_size(j->w->dtype);
-  float *buf = NULL;
-  if (t0 < t1 && j->w->dtype != IG_DT_F32) {
-    buf = scratch_get(&j->im->scr[ith], (size_t)TILE_G * (size_t)j->I);
+  /* sgemm over one 256-output tile for every long segment; non-f32 weights are converted once per tile */
+  int64_t ot = (item - n_mv) * TILE_G, nt = j->O - ot < TILE_G ? j->O - ot : TILE_G;
+  const float *wt;
+  if (j->w->dtype != IG_DT_F32) {
+    float *buf = scratch_get(&j->im->scr[ith], (size_t)TILE_G * (size_t)j->I);
     if (!buf) {
       j->failed = 1;
       return;
     }
+    ig_cpu_to_f32((const char *)j->w->data + (size_t)ot * (size_t)j->I * ig_dtype_size(j->w->dtype), j->w->dtype,
+                  buf, nt * j->I);
+    wt = buf;
+  } else {
+    wt = (const float *)j->w->data + ot * j->I;
   }
-  for (int64_t t = t0; t < t1; t++) {
-    int64_t ot = t * TILE_G, nt = j->O - ot < TILE_G ? j->O - ot : TILE_G;
-    const float *wt;
-    if (buf) {
-      ig_cpu_to_f32((const char *)j->w->data + (size_t)ot * (size_t)j->I * es, j->w->dtype, buf, nt * j->I);
-      wt = buf;
-    } else {
-      wt = (const float *)j->w->data + ot * j->I;
-    }
-    for (int s = 0; s < j->n_long; s++) {
-      int r0 = j->long_seg[2 * s], m = j->long_seg[2 * s + 1];
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)nt, (int)j->I, 1.0f, j->x + (int64_t)r0 * j->I,
-                  (int)j->I, wt, (int)j->I, 0.0f, j->out + (int64_t)r0 * j->O + ot, (int)j->O);
-    }
-    if (j->bias) add_bias(j, ot, ot + nt, 0);
+  for (int s = 0; s < j->n_long; s++) {
+    int r0 = j->long_seg[2 * s], m = j->long_seg[2 * s + 1];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)nt, (int)j->I, 1.0f, j->x + (int64_t)r0 * j->I,
+                (int)j->I, wt, (int)j->I, 0.0f, j->out + (int64_t)r0 * j->O + ot, (int)j->O);
+    if (j->bias)
+      for (int64_t o = ot; o < ot + nt; o++) {
+        float bo = bias_at(j->bias, o);
+        for (int r = r0; r < r0 + m; r++) j->out[(int64_t)r * j->O + o] += bo;
+      }
   }
 }
 
 /* Splits x's rows into segments by sequence: the batch's sequences when x has a row per token, the
  * gathered rows grouped by sequence when x has a row per out_row, else one segment. */
-static int mm_plan(cpu_impl *im, int64_t m, int32_t *short_rows, int *n_short, int32_t *long_seg, int *n_long) {
+static void mm_plan(cpu_impl *im, int64_t m, int32_t *short_rows, int *n_short, int32_t *long_seg, int *n_long) {
   *n_short = *n_long = 0;
   int gmin = im->gemm_min_rows;
 #define ADD_SEG(a, len)                                                                                                \
@@ -457,7 +468,6 @@ static int mm_plan(cpu_impl *im, int64_t m, int32_t *short_rows, int *n_short, i
     ADD_SEG(0, (int)m);
   }
 #undef ADD_SEG
-  return 0;
 }
 
 static int cpu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias) {
@@ -468,25 +478,33 @@ static int cpu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const 
                 (long long)I, (long long)w->rows, (long long)w->cols, (long long)out->rows, (long long)out->cols);
   if (bias && ig_tensor_numel(bias) != O) return fail(be, "matmul: bias shape mismatch");
   if (m == 0) return 0;
-  int32_t *plan = malloc((size_t)m * 3 * sizeof *plan);
-  if (!plan) return fail(be, "out of memory");
+  if (im->plan_cap < (size_t)m) {
+    int32_t *pl = realloc(im->plan, (size_t)m * 3 * sizeof *pl);
+    if (!pl) return fail(be, "out of memory");
+    im->plan = pl;
+    im->plan_cap = (size_t)m;
+  }
   mm_job j = {.im = im, .x = x->data, .w = w, .bias = bias, .out = out->data, .I = I, .O = O};
   int ns, nl;
-  mm_plan(im, m, plan, &ns, plan + m, &nl);
-  j.short_rows = plan;
+  mm_plan(im, m, im->plan, &ns, im->plan + m, &nl);
+  j.short_rows = im->plan;
   j.n_short = ns;
-  j.long_seg = plan + m;
+  j.long_seg = im->plan + m;
   j.n_long = nl;
-  /* small products are not worth waking the pool (tiles are fixed, so the result is the same either way) */
-  if ((double)m * (double)O * (double)I < 65536.0 * 4) mm_worker(&j, 0, 1);
-  else ig_pool_run(im->pool, mm_worker, &j);
-  free(plan);
+  j.n_rt = (ns + TILE_R - 1) / TILE_R;
+  j.n_ot = ns ? (O + TILE_O - 1) / TILE_O : 0;
+  int64_t items = j.n_rt * j.n_ot + (nl ? (O + TILE_G - 1) / TILE_G : 0);
+  /* small products are not worth waking the pool (the split never changes the result) */
+  if ((double)m * (double)O * (double)I < POOL_MIN_WORK)
+    for (int64_t i = 0; i < items; i++) mm_item(&j, i, 0);
+  else ig_pool_run(im->pool, mm_item, &j, items);
   if (j.failed) return fail(be, "out of memory in matmul");
   return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* attention: one (row, head) at a time, keys in position order, softmax in f32 */
+/* attention: one item per (row, KV head): the query heads of that KV head over the row's context, keys in
+ * position order (ig_cpu_attn) */
 
 typedef struct {
   cpu_impl *im;
@@ -494,46 +512,37 @@ typedef struct {
   float *out;
   int layer;
   ig_attn_params p;
+  int heads_per_item;     /* KV heads of one row per item: all of them (one pass over the row's cache lines)
+                           * unless there are too few rows to keep the threads busy */
   int failed;
 } attn_job;
 
-static void attn_worker(void *arg, int ith, int nth) {
+static void attn_item(void *arg, int64_t item, int ith) {
   attn_job *j = arg;
   cpu_impl *im = j->im;
-  int nh = j->p.n_heads, hd = j->p.head_dim, group = nh / j->p.n_kv_heads, bs = im->kv.block_size;
-  int64_t W = (int64_t)im->kv.n_kv_heads * hd, QW = (int64_t)nh * hd;
-  int64_t items = (int64_t)im->n_tokens * nh, a = items * ith / nth, e = items * (ith + 1) / nth;
-  const float *K = im->k[j->layer], *V = im->v[j->layer];
-  for (int64_t it = a; it < e; it++) {
-    int i = (int)(it / nh), h = (int)(it % nh), s = im->row_seq[i], p = im->pos[i], kvh = h / group;
-    int start = j->p.sliding_window > 0 && p - j->p.sliding_window + 1 > 0 ? p - j->p.sliding_window + 1 : 0;
-    float *sc = scratch_get(&im->scr[ith], (size_t)(p + 1) + (size_t)hd);
-    if (!sc) {
-      j->failed = 1;
-      return;
-    }
-    float *acc = sc + p + 1;
-    const float *q = j->q + (int64_t)i * QW + (int64_t)h * hd;
-    const int32_t *bt = im->block_table + (size_t)s * im->max_blocks;
-    float mx = -INFINITY;
-    for (int t = start; t <= p; t++) {
-      int64_t slot = (int64_t)bt[t / bs] * bs + t % bs;
-      float d = ig_cpu_dot(q, K + slot * W + (int64_t)kvh * hd, hd) * j->p.scale;
-      sc[t] = d;
-      if (d > mx) mx = d;
-    }
-    float sum = 0;
-    for (int t = start; t <= p; t++) {
-      sc[t] = expf(sc[t] - mx);
-      sum += sc[t];
-    }
-    float inv = 1.0f / sum;
-    memset(acc, 0, (size_t)hd * 4);
-    for (int t = start; t <= p; t++) {
-      int64_t slot = (int64_t)bt[t / bs] * bs + t % bs;
-      ig_cpu_axpy(acc, sc[t] * inv, V + slot * W + (int64_t)kvh * hd, hd);
-    }
-    memcpy(j->out + (int64_t)i * QW + (int64_t)h * hd, acc, (size_t)hd * 4);
+  int nkv = j->p.n_kv_heads, hd = j->p.head_dim, group = j->p.n_heads / nkv, bs = im->kv.block_size;
+  int per_row = nkv / j->heads_per_item;
+  int64_t W = (int64_t)nkv * hd, QW = (int64_t)j->p.n_heads * hd;
+  int i = (int)(item / per_row), kv0 = (int)(item % per_row) * j->heads_per_item, s = im->row_seq[i], p = im->pos[i];
+  int start = j->p.sliding_window > 0 && p - j->p.sliding_window + 1 > 0 ? p - j->p.sliding_window + 1 : 0;
+  int nk = p + 1 - start;
+  /* scratch: key offsets (int64), then group * nk scores */
+  float *sc = scratch_get(&im->scr[ith], (size_t)nk * 2 + (size_t)group * nk);
+  if (!sc) {
+    j->failed = 1;
+    return;
+  }
+  int64_t *off = (int64_t *)sc;
+  const int32_t *bt = im->block_table + (size_t)s * im->max_blocks;
+  for (int t = start, b = start / bs; t <= p; b++) { /* block by block: no division per key */
+    int64_t base = ((int64_t)bt[b] - b) * bs * W;
+    for (int e = (b + 1) * bs - 1 < p ? (b + 1) * bs - 1 : p; t <= e; t++) off[t - start] = base + (int64_t)t * W;
+  }
+  for (int kvh = kv0; kvh < kv0 + j->heads_per_item; kvh++) {
+    int64_t col = (int64_t)kvh * group * hd;
+    ig_cpu_attn(j->q + (int64_t)i * QW + col, group, hd, im->k[j->layer] + (int64_t)kvh * hd,
+                im->v[j->layer] + (int64_t)kvh * hd, off, nk, j->p.scale, sc + (size_t)nk * 2,
+                j->out + (int64_t)i * QW + col);
   }
 }
 
@@ -544,10 +553,13 @@ static int cpu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int
       q->cols != (int64_t)p->n_heads * p->head_dim || out->cols != q->cols || out->rows < im->n_tokens)
     return fail(be, "attention: shape mismatch");
   attn_job j = {.im = im, .q = q->data, .out = out->data, .layer = layer, .p = *p};
-  int64_t work = 0; /* query-key dot products of this step */
-  for (int i = 0; i < im->n_tokens; i++) work += (int64_t)(im->pos[i] + 1) * p->n_heads * p->head_dim;
-  if (work < 65536) attn_worker(&j, 0, 1);
-  else ig_pool_run(im->pool, attn_worker, &j);
+  j.heads_per_item = im->n_tokens >= 4 * im->nth ? p->n_kv_heads : 1;
+  int64_t items = (int64_t)im->n_tokens * (p->n_kv_heads / j.heads_per_item);
+  double work = 0; /* query-key multiply-adds of this step (and as many for the values) */
+  for (int i = 0; i < im->n_tokens; i++) work += 2.0 * (im->pos[i] + 1) * p->n_heads * p->head_dim;
+  if (work < POOL_MIN_WORK / 4)
+    for (int64_t i = 0; i < items; i++) attn_item(&j, i, 0);
+  else ig_pool_run(im->pool, attn_item, &j, items);
   if (j.failed) return fail(be, "out of memory in attention");
   return 0;
 }
@@ -573,6 +585,8 @@ static void cpu_destroy(ig_backend *be) {
     free(im->row_seq);
     free(im->inv_freq);
     free(im->cs);
+    free(im->plan);
+    free(im->normw);
     free(im);
   }
   free(be);
