@@ -20,15 +20,6 @@ int tk_ctx_adopt(tk_ctx *c, void *p) {
   return 0;
 }
 
-void *tk_ctx_alloc(tk_ctx *c, size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (p && tk_ctx_adopt(c, p)) {
-    free(p);
-    return NULL;
-  }
-  return p;
-}
-
 void tk_ctx_release(tk_ctx *c) {
   for (size_t i = 0; i < c->n_bufs; i++) free(c->bufs[i]);
   free(c->bufs);
@@ -37,7 +28,6 @@ void tk_ctx_release(tk_ctx *c) {
   free(c->sym);
   free(c->heap);
   free(c->best);
-  free(c->best_from);
   free(c->word);
   free(c->cache);
   free(c->ckeys.p);

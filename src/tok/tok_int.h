@@ -207,6 +207,7 @@ typedef struct tk_model {
   /* Unigram */
   double *scores;
   double min_score;
+  uint32_t max_key_len; /* longest piece, in bytes */
   /* WordPiece */
   int max_input_chars;
 } tk_model;
@@ -299,7 +300,6 @@ typedef struct tk_ctx {
   tk_merge *heap;
   size_t cap_heap;
   double *best;
-  int32_t *best_from;
   size_t cap_best;
   char *word;
   size_t cap_word;
@@ -317,7 +317,6 @@ typedef struct tk_centry {
   uint32_t hash, key_off, key_len, val_off, val_n; /* key_len 0 = empty */
 } tk_centry;
 
-void *tk_ctx_alloc(tk_ctx *c, size_t n); /* freed with the context */
 int tk_ctx_adopt(tk_ctx *c, void *p);   /* p is freed with the context (on failure the caller frees) */
 void tk_ctx_release(tk_ctx *c);
 int tk_pieces_push(tk_pieces *p, tk_piece x);

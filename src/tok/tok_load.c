@@ -446,6 +446,8 @@ static int build_model_keys(ig_tok *t) {
       return IG_TOK_ERR_NOMEM;
     }
   }
+  for (int32_t id = 0; id < m->n; id++)
+    if (m->klen[id] != UINT32_MAX && m->klen[id] > m->max_key_len) m->max_key_len = m->klen[id];
   m->kpool = kp.p ? kp.p : calloc(1, 1);
   m->map.pool = m->kpool;
   m->map.off = m->koff;

@@ -249,9 +249,7 @@ static int unigram_word(tk_ctx *c, const tk_model *m, const tk_piece *w) {
   for (uint32_t i = 0; i <= n; i++) node[i].start = UINT32_MAX, best[i] = 0;
   node[0].start = 0;
   double unk_score = m->min_score - 10.0;
-  uint32_t maxlen = 0;
-  for (int32_t i = 0; i < m->n; i++)
-    if (m->klen[i] != UINT32_MAX && m->klen[i] > maxlen) maxlen = m->klen[i];
+  uint32_t maxlen = m->max_key_len;
   for (uint32_t st = 0; st < n;) {
     uint32_t mb = (uint32_t)tk_utf8_len((unsigned char)s[st]);
     if (st + mb > n) mb = n - st;
