@@ -421,14 +421,16 @@ IG_AVX512 IG_INLINE float hsum512(__m512 a) {
   return hsum256(_mm256_add_ps(lo, hi));
 }
 
-/* acc[r][o] are the running 16-lane sums of the tile; ACC_IO: they are loaded from / stored to accbuf (k
- * blocking: the same sums, carried through memory between k blocks). The chunks k in [k0, k1) are added. */
-IG_AVX512 IG_INLINE void tile_avx512(const float *const *xs, const char *w, size_t wstride, ig_dtype dt, int64_t k0,
-                                     int64_t k1, __m512 *accbuf, int ldacc, const int NR, const int NO) {
+/* NR x rows against NO consecutive weight rows, one 16-lane sum per pair in registers; then the sums are
+ * reduced eight at a time (hsum256x8: the same adds as hsum512; for small n they cost as much as the FMAs)
+ * and "+ tail" is one vector add. */
+IG_AVX512 IG_INLINE void tile_avx512(const float *const *xs, const char *w, size_t wstride, ig_dtype dt, int64_t n,
+                                     float *const *outs, const int NR, const int NO) {
   __m512 acc[4][8];
   for (int r = 0; r < NR; r++)
-    for (int o = 0; o < NO; o++) acc[r][o] = accbuf[r * ldacc + o];
-  for (int64_t k = k0; k < k1; k += 16) {
+    for (int o = 0; o < NO; o++) acc[r][o] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
     __m512 wv[8];
     for (int o = 0; o < NO; o++) wv[o] = load16(w + o * wstride, dt, k);
     for (int r = 0; r < NR; r++) {
@@ -436,27 +438,38 @@ IG_AVX512 IG_INLINE void tile_avx512(const float *const *xs, const char *w, size
       for (int o = 0; o < NO; o++) acc[r][o] = _mm512_fmadd_ps(xv, wv[o], acc[r][o]);
     }
   }
+  __m256 v[32];
+  float t[32], res[32];
   for (int r = 0; r < NR; r++)
-    for (int o = 0; o < NO; o++) accbuf[r * ldacc + o] = acc[r][o];
+    for (int o = 0; o < NO; o++) {
+      __m512 a = acc[r][o];
+      v[r * NO + o] = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+      t[r * NO + o] = tail_w(xs[r], w + o * wstride, dt, k, n);
+    }
+  int i = 0;
+  for (; i + 8 <= NR * NO; i += 8) _mm256_storeu_ps(res + i, _mm256_add_ps(hsum256x8(v + i), _mm256_loadu_ps(t + i)));
+  for (; i < NR * NO; i++) res[i] = hsum256(v[i]) + t[i];
+  for (int r = 0; r < NR; r++)
+    for (int o = 0; o < NO; o++) outs[r][o] = res[r * NO + o];
 }
 
 #define AVX512_TILES(DT, NAME)                                                                                         \
-  IG_AVX512 static void NAME(const float *const *xs, const char *w, size_t ws, int64_t k0, int64_t k1, __m512 *acc,   \
-                             int lda, int nr, int no) {                                                                \
-    if (no == 8) tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 1, 8);                                                   \
+  IG_AVX512 static void NAME(const float *const *xs, const char *w, size_t ws, int64_t n, float *const *outs, int nr,  \
+                             int no) {                                                                                 \
+    if (no == 8) tile_avx512(xs, w, ws, DT, n, outs, 1, 8);                                                            \
     else if (no == 4) {                                                                                                \
       switch (nr) {                                                                                                    \
-      case 4: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 4, 4); break;                                               \
-      case 3: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 3, 4); break;                                               \
-      case 2: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 2, 4); break;                                               \
-      default: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 1, 4); break;                                              \
+      case 4: tile_avx512(xs, w, ws, DT, n, outs, 4, 4); break;                                                        \
+      case 3: tile_avx512(xs, w, ws, DT, n, outs, 3, 4); break;                                                        \
+      case 2: tile_avx512(xs, w, ws, DT, n, outs, 2, 4); break;                                                        \
+      default: tile_avx512(xs, w, ws, DT, n, outs, 1, 4); break;                                                       \
       }                                                                                                                \
     } else {                                                                                                           \
       switch (nr) {                                                                                                    \
-      case 4: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 4, 1); break;                                               \
-      case 3: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 3, 1); break;                                               \
-      case 2: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 2, 1); break;                                               \
-      default: tile_avx512(xs, w, ws, DT, k0, k1, acc, lda, 1, 1); break;                                              \
+      case 4: tile_avx512(xs, w, ws, DT, n, outs, 4, 1); break;                                                        \
+      case 3: tile_avx512(xs, w, ws, DT, n, outs, 3, 1); break;                                                        \
+      case 2: tile_avx512(xs, w, ws, DT, n, outs, 2, 1); break;                                                        \
+      default: tile_avx512(xs, w, ws, DT, n, outs, 1, 1); break;                                                       \
       }                                                                                                                \
     }                                                                                                                  \
   }
@@ -464,44 +477,14 @@ AVX512_TILES(IG_DT_F32, tiles_avx512_f32)
 AVX512_TILES(IG_DT_BF16, tiles_avx512_bf16)
 AVX512_TILES(IG_DT_F16, tiles_avx512_f16)
 
-#define MB_R 16 /* rows per block */
-#define MB_O 32 /* outputs per block */
-
-/* One block of up to MB_R rows x MB_O outputs: each tile of weight rows (4, or 8 for a single x row) is
- * read once and applied to the block's rows, 4 at a time, the 16 sums in registers; then each sum is
- * reduced and its tail added, as in dot16. (Blocking over k as well, to keep x in L1, measured slower.) */
-IG_AVX512 static void block_avx512(const float *x, int64_t ldx, const int32_t *rows, int nrows, const char *wb,
-                                   ig_dtype dt, int64_t n, int64_t o0, int64_t o1, float *out, int64_t ldo) {
-  void (*tiles)(const float *const *, const char *, size_t, int64_t, int64_t, __m512 *, int, int, int) =
-      dt == IG_DT_BF16 ? tiles_avx512_bf16 : dt == IG_DT_F16 ? tiles_avx512_f16 : tiles_avx512_f32;
-  size_t wstride = (size_t)n * ig_dtype_size(dt);
-  __m512 acc[MB_R * MB_O];
-  int no_all = (int)(o1 - o0), ot = nrows == 1 ? 8 : 4, rt = 4;
-  for (int i = 0; i < nrows * no_all; i++) acc[i] = _mm512_setzero_ps();
-  int64_t nfull = n & ~(int64_t)15;
-  const float *xs[MB_R];
-  for (int r = 0; r < nrows; r++) xs[r] = x + rows[r] * ldx;
-  for (int o = 0; o < no_all;) {
-    int no = no_all - o >= ot ? ot : 1;
-    const char *wo = wb + (size_t)(o0 + o) * wstride;
-    if (o + 2 * ot <= no_all) _mm_prefetch(wo + (size_t)(2 * ot) * wstride, _MM_HINT_T0);
-    for (int r = 0; r < nrows; r += rt)
-      tiles(xs + r, wo, wstride, 0, nfull, acc + r * no_all + o, no_all, nrows - r < rt ? nrows - r : rt, no);
-    o += no;
-  }
-  for (int r = 0; r < nrows; r++) {
-    float *orow = out + rows[r] * ldo + o0;
-    for (int o = 0; o < no_all; o++)
-      orow[o] = hsum512(acc[r * no_all + o]) + tail_w(xs[r], wb + (size_t)(o0 + o) * wstride, dt, nfull, n);
-  }
-}
-
+/* Tiles of 4 weight rows x 4 x rows (1 x 8 for a single x row): each weight chunk is read once per 4 x rows
+ * (in L1 for the next ones). (Blocking over k as well, to keep x in L1, measured slower.) */
 IG_AVX512 static void matvec_avx512(const float *x, int64_t ldx, const int32_t *rows, int nrows, const void *w,
                                     ig_dtype dt, int64_t n, int64_t o0, int64_t o1, float *out, int64_t ldo) {
-  for (int64_t ob = o0; ob < o1; ob += MB_O)
-    for (int r = 0; r < nrows; r += MB_R)
-      block_avx512(x, ldx, rows + r, nrows - r < MB_R ? nrows - r : MB_R, w, dt, n, ob, ob + MB_O < o1 ? ob + MB_O : o1,
-                   out, ldo);
+  void (*tiles)(const float *const *, const char *, size_t, int64_t, float *const *, int, int) =
+      dt == IG_DT_BF16 ? tiles_avx512_bf16 : dt == IG_DT_F16 ? tiles_avx512_f16 : tiles_avx512_f32;
+  if (nrows == 1) MV_BODY(tiles, 1, 8);
+  else MV_BODY(tiles, 4, 4);
 }
 #endif
 

@@ -16,6 +16,7 @@
 #endif
 
 #define SPIN_ITERS 4000 /* about 0.1-0.5 ms of pause instructions before a worker sleeps */
+static int spin_iters = -1;
 
 struct ig_pool {
   int n;
@@ -55,7 +56,7 @@ static void *worker(void *arg) {
   for (;;) {
     int spins = 0;
     while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
-      if (++spins < SPIN_ITERS) {
+      if (++spins < spin_iters) {
         cpu_relax();
         continue;
       }
@@ -78,6 +79,10 @@ ig_pool *ig_pool_create(int n_threads) {
   ig_pool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->n = n_threads;
+  if (spin_iters < 0) {
+    const char *e = getenv("IGNIS_CPU_SPIN");
+    spin_iters = e && *e ? atoi(e) : SPIN_ITERS;
+  }
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
   p->threads = calloc((size_t)n_threads, sizeof *p->threads);
