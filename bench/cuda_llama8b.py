@@ -1,4 +1,5 @@
 """bench/cuda_llama8b.py: the Llama-3-8B-shape check of the CUDA backend, run on the GPU machine.
+  save DIR      only the model (no prompts, no references): for the serving run
   make DIR      random-weight model (hidden 4096, inter 14336, 32 layers, 32 heads, 8 KV heads, vocab 128256,
                 rope_theta 500000, std 0.02 init, seed 0) saved in bf16 with save_pretrained; random prompt ids
                 for L in LENS (+256 teacher-forced decode ids); transformers' logits at the checked positions
@@ -16,7 +17,7 @@ def positions(L):
     return [0, L // 2, L - 1, L, L + 31, L + 127, L + 255]
 
 
-def make(d):
+def make(d, refs=True):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     os.makedirs(d, exist_ok=True)
@@ -50,6 +51,8 @@ def make(d):
     t0 = time.time()
     model.save_pretrained(d)
     print(f"saved in {time.time()-t0:.1f}s: {sorted(os.listdir(d))}", flush=True)
+    if not refs:
+        return
     rng = np.random.default_rng(1)
     seqs = {}
     for L in LENS:
@@ -99,7 +102,7 @@ def compare(d, tag="ours"):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "make":
-        make(sys.argv[2])
+    if sys.argv[1] in ("make", "save"):
+        make(sys.argv[2], refs=sys.argv[1] == "make")
     else:
         sys.exit(0 if compare(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "ours") else 1)

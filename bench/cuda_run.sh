@@ -77,5 +77,39 @@ if has bench; then
   IGNIS_CUDA_PDL=0 $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | sed "s/^/[no-pdl] /" | tee -a $OUT/bench.log
   grep -E "load|prefill|decode|weight" $OUT/bench.log >> $SUMMARY
 fi
+if has serve; then
+  # Serving (issue 6): ignis serve --device cuda on the 8B-shape model with Llama 3's tokenizer, then ignis bench
+  # at 1/16/64/256 concurrent, 128 prompt + 256 output tokens, EOS ignored. Needs a pack made with
+  # WITH_SERVE=1 bench/cuda_pack.sh (ignis binary, tokenizer, the libraries the device image may lack).
+  # Written at the end of its session, not yet run on a GPU.
+  [ -f $PK/bin/ignis ] || { note "serve: the pack has no ignis binary"; STAGES=""; }
+  if [ -n "$STAGES" ]; then
+    SM=${SERVE_MODEL:-$M}  # SERVE_MODEL/SERVE_DEVICE: try the stage elsewhere (e.g. stories260K on the CPU)
+    if [ -z "$SERVE_MODEL" ]; then
+      [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
+      cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
+    fi
+    ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    t0=$(date +%s.%N)
+    $PK/bin/ignis serve --model-id $SM --device ${SERVE_DEVICE:-cuda} --port 3000 --max-batch-total-tokens 131072 \
+      --max-concurrent-requests 512 > $OUT/serve.log 2>&1 &
+    SP=$!
+    for i in $(seq 1 600); do
+      [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/health)" = 200 ] && break
+      kill -0 $SP 2>/dev/null || break
+      sleep 0.1
+    done
+    note "serve: cold start to /health 200: $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
+    for c in 1 16 64 256; do
+      n=$((c < 4 ? 4 : 2 * c))
+      timeout 120 $PK/bin/ignis bench --url http://127.0.0.1:3000 --concurrency $c --num-requests $n --warmup $c \
+        --input-tokens 128 --output-tokens 256 --ignore-eos --no-progress > $OUT/serve_c$c.txt 2>&1
+      note "serve c=$c: $(grep -E 'Output throughput|Failed' $OUT/serve_c$c.txt | tr -s ' ' | tr '\n' ' ')" \
+           "$(grep -E '^(TTFT|ITL)' $OUT/serve_c$c.txt | awk '{print $1, "p50", $5, "ms"}' | tr '\n' ' ')"
+    done
+    kill $SP; wait $SP
+    tail -3 $OUT/serve.log
+  fi
+fi
 echo "==== summary ($(($(date +%s)-T0))s)"
 cat $SUMMARY
