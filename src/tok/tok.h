@@ -40,7 +40,8 @@ typedef struct ig_tok_enc {
 /* Encodes text[0..len). add_special: apply the post-processor (BOS/EOS etc.) as HF's add_special_tokens.
  * Added/special token strings inside the text are always recognised, as in HF. Bytes that are not valid
  * UTF-8 are read as U+FFFD (as a lossy decode would). out is reset first and owned by the caller
- * (ig_tok_enc_free). Returns 0 or IG_TOK_ERR_NOMEM. */
+ * (ig_tok_enc_free). Returns 0, IG_TOK_ERR_NOMEM, or IG_TOK_ERR_ARG (input over 1 GiB, or a regex
+ * engine limit hit on a pathological input). */
 int ig_tok_encode(const ig_tok *t, const char *text, size_t len, int add_special, int want_offsets, ig_tok_enc *out);
 void ig_tok_enc_free(ig_tok_enc *e);
 

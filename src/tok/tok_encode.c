@@ -324,9 +324,10 @@ int ig_tok_encode(const ig_tok *t, const char *text, size_t len, int add_special
   if (len) rc = split_added(&c, &t->trie_raw, &whole, on_raw_seg, NULL);
   if (!rc && want_offsets && t->post) post_trim(&c, t->post);
   if (!rc && add_special && t->post) rc = apply_post(&c, t->post);
+  int re_error = c.re_error;
   tk_ctx_release(&c);
   free(fixed.p);
-  return rc ? IG_TOK_ERR_NOMEM : 0;
+  return rc ? (re_error ? IG_TOK_ERR_ARG : IG_TOK_ERR_NOMEM) : 0;
 }
 
 void ig_tok_enc_free(ig_tok_enc *e) {

@@ -306,6 +306,7 @@ typedef struct tk_ctx {
   ig_tok_enc *out;
   int want_offsets;
   int oom;
+  int re_error; /* a PCRE2 match error code, when matching failed */
   /* BPE word cache of this call (long inputs repeat words): word bytes -> (id, start, len) triples */
   struct tk_centry *cache;
   uint32_t cache_mask, cache_n;

@@ -266,7 +266,10 @@ int tk_re_each(tk_ctx *c, const pcre2_code *re, const char *s, size_t n,
       continue;
     }
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) return -1;
+    if (rc < 0) {
+      c->re_error = rc; /* e.g. PCRE2's match limit on a pathological input: not an allocation failure */
+      return -1;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
     size_t st = ov[0], en = ov[1];
     if (fn(arg, st, en)) return -1;
