@@ -297,7 +297,10 @@ static void h_stats(void *ctx, ig_server_stats *o) {
 
 static void *loader_main(void *arg) {
   serve_ctx *c = arg;
-  char err[512] = "";
+  char err[400] = "";
+  /* tests: hold the model back a moment so that /health's 503 can be seen */
+  const char *delay = getenv("IGNIS_TEST_LOAD_DELAY_MS");
+  if (delay && atoi(delay) > 0) usleep((useconds_t)atoi(delay) * 1000);
   if (ig_tok_load(&c->tok, c->dir, err, sizeof err) != 0) {
     snprintf(c->err, sizeof c->err, "tokenizer: %s", err);
     goto fail;

@@ -379,12 +379,13 @@ static void on_request(struct evhttp_request *req, void *arg) {
     ig_server_log_request(s, req, mname, path, 405, t0, NULL);
     return;
   }
-  if (route == R_HEALTH) {
+  if (route == R_HEALTH) { /* probes poll it every few seconds: not logged */
     route_health(s, req);
     return;
   }
   if (route == R_INFO) {
     route_info(s, req);
+    ig_server_log_request(s, req, mname, path, 200, t0, NULL);
     return;
   }
   if (route == R_METRICS) {
@@ -400,6 +401,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
   }
   if (route == R_MODELS) {
     route_models(s, req);
+    ig_server_log_request(s, req, mname, path, 200, t0, NULL);
     return;
   }
   if (!atomic_load(&s->ready) || atomic_load(&s->stopping)) {
