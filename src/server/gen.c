@@ -41,8 +41,6 @@ static void count_failure(ig_job *j, int err) {
   j->srv->metrics.request_failure[err]++;
 }
 
-static const char *err_metric_of(int status) { return status == 429 ? "overloaded" : "validation"; }
-
 static void closecb(struct evhttp_connection *evcon, void *arg);
 
 /* Stops watching the socket: before any reply (the fd may be closed and reused afterwards). */
@@ -834,7 +832,6 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
   json_decref(root);
   if (rc) {
     job_reply_error(j, rc, err, etype);
-    (void)err_metric_of;
     job_maybe_free(j);
     return;
   }

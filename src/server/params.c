@@ -149,10 +149,8 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   if (!inputs) return fail(err, errlen, DESER "missing field `inputs`");
   if (!json_is_string(inputs)) return type_err(err, errlen, "inputs", inputs, "a string");
   const json_t *p = json_object_get(body, "parameters");
-  static const json_t *empty;
   json_t *tmp = NULL;
   if (!p || json_is_null(p)) {
-    (void)empty;
     p = tmp = json_object();
     if (!tmp) return fail(err, errlen, "out of memory");
   } else if (!json_is_object(p)) {

@@ -554,6 +554,25 @@ if (!ONLY || ONLY.includes("auth")) {
   check(isPrefix(c.choices[0].text, P0), "openai client sends the key");
   eq((await stopServer(a, "SIGINT")).code, 0, "exit 0 after SIGINT");
 }
+// a small KV budget: sequences get preempted (recomputed) and every output is still exact
+if (!ONLY || ONLY.includes("preempt")) {
+  const p = await startServer(BIN, ["--max-batch-total-tokens", "1024", "--max-batch-prefill-tokens", "600"]);
+  const seeded = { do_sample: true, temperature: 0.8, top_k: 40, seed: 99 };
+  const alone = JSON.parse((await postJSON(p.url + "/generate", { inputs: P1.prompt, parameters: { max_new_tokens: 150, ...seeded } })).body).generated_text;
+  const jobs = Array.from({ length: 24 }, (_, i) => (i % 4 === 3
+    ? { body: { inputs: P1.prompt, parameters: { max_new_tokens: 150, ...seeded } }, want: alone }
+    : { body: { inputs: PROMPTS[i % 3].prompt, parameters: { max_new_tokens: 200 } }, want: PROMPTS[i % 3].text }));
+  const res = await Promise.all(jobs.map((j) => postJSON(p.url + "/generate_stream", j.body)));
+  res.forEach((r, i) => {
+    const last = sseData(r.body).map((d) => JSON.parse(d)).at(-1);
+    eq(last?.generated_text, jobs[i].want, `preempt: request ${i} exact under a 1024-token KV budget`);
+  });
+  const m = parseMetrics((await request("GET", p.url + "/metrics")).body);
+  check(m["ignis_preemptions_total"] > 0, `preemptions happened: ${m["ignis_preemptions_total"]}`);
+  eq(m["ignis_kv_blocks_used"], 0, "every block freed afterwards");
+  eq((await stopServer(p)).code, 0, "preempt server exits 0");
+  console.log(`preempt: ${m["ignis_preemptions_total"]} preemptions, ${summary().failures} failure(s) so far`);
+}
 // bad flags
 const bf = spawnSync(BIN, ["serve", "--no-such-flag"], { encoding: "utf8" });
 eq(bf.status, 2, "unknown flag exits 2");
