@@ -113,7 +113,7 @@ serve_one() { # model n port
   "$B/ignis" bench --url "http://127.0.0.1:$3" --concurrency 64 --num-requests 256 --warmup 16 --input-tokens 512 \
     --output-tokens 128 --ignore-eos --no-progress --json-out "$OUT/tp_serve_$2.json" >"$OUT/tp_bench_$2.txt" 2>&1
   kill $pid; wait $pid 2>/dev/null
-  note "$(basename "$1") serve N=$2: $(grep -iE 'output tokens/s|throughput' "$OUT/tp_bench_$2.txt" | head -2 | tr '\n' ' ')"
+  note "$(basename "$1") serve N=$2: $(grep -E 'Request throughput|Output throughput' "$OUT/tp_bench_$2.txt" | head -2 | tr '\n' ' ')"
 }
 if has serve; then
   if [ ! -f $M8/tokenizer.json ]; then
