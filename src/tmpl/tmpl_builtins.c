@@ -38,7 +38,6 @@ static int64_t arg_int(tm_ctx *c, tm_args *a, int i, const char *kw, int64_t def
   tm_val *v = arg(a, i, kw);
   if (!v || v->t == V_NONE) return def;
   if (v->t == V_INT || v->t == V_BOOL) return v->i;
-  if (v->t == V_FLOAT) return (int64_t)v->f;
   tm_fail(c, IG_TMPL_ERUNTIME, "'%s' object cannot be interpreted as an integer", tm_type_name(v));
 }
 static tm_val need_str(tm_ctx *c, tm_val *v, const char *what) {
@@ -429,7 +428,11 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
       break;
     }
     case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': {
-      if (v.t == V_FLOAT && (conv == 'd' || conv == 'i' || conv == 'u')) v = tm_int((int64_t)v.f);
+      if (v.t == V_FLOAT && (conv == 'd' || conv == 'i' || conv == 'u')) {
+        if (!isfinite(v.f)) tm_fail(c, IG_TMPL_ERUNTIME, "cannot convert float %s to integer", isnan(v.f) ? "NaN" : "infinity");
+        if (fabs(v.f) >= 9.2e18) tm_fail(c, IG_TMPL_ERUNTIME, "integer overflow");
+        v = tm_int((int64_t)v.f);
+      }
       if (v.t != V_INT && v.t != V_BOOL) tm_fail(c, IG_TMPL_ERUNTIME, "%%%c format: %s is required, not %s", conv, conv == 'd' || conv == 'i' || conv == 'u' ? "a real number" : "an integer", tm_type_name(&v));
       spec[sl++] = 'l';
       spec[sl++] = 'l';
@@ -448,8 +451,13 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
       break;
     }
     case 'c':
-      if (v.t == V_INT) tm_u8_put(o, (uint32_t)v.i);
-      else if (v.t == V_STR) ig_str_append(o, v.s, v.n);
+      if (v.t == V_INT || v.t == V_BOOL) {
+        if (v.i < 0 || v.i > 0x10FFFF) tm_fail(c, IG_TMPL_ERUNTIME, "%%c arg not in range(0x110000)");
+        tm_u8_put(o, (uint32_t)v.i);
+      } else if (v.t == V_STR && tm_u8_len(v.s, v.n) == 1)
+        ig_str_append(o, v.s, v.n);
+      else
+        tm_fail(c, IG_TMPL_ERUNTIME, "%%c requires int or char");
       break;
     default: tm_fail(c, IG_TMPL_ERUNTIME, "unsupported format character '%c'", conv);
     }
@@ -534,6 +542,7 @@ static void format_spec(tm_ctx *c, ig_str *o, tm_val v, tm_sv spec) {
         if (alt) ig_str_puts(body, "0b");
         while (k) ig_str_putc(body, tmp[--k]);
       } else if (t == 'c') {
+        if (n < 0 || u > 0x10FFFF) tm_fail(c, IG_TMPL_ERUNTIME, "%%c arg not in range(0x110000)");
         tm_u8_put(body, (uint32_t)u);
       } else {
         if (alt && t != 'd' && t != 'n') ig_str_puts(body, t == 'x' ? "0x" : t == 'X' ? "0X" : "0o");
