@@ -149,9 +149,10 @@ static void *worker_main(void *arg) {
     int rc = run_one(g, w->rank, kind);
     g->rc[w->rank] = rc;
     if (rc) {
-      /* the first failure unblocks the other shards waiting in a collective */
+      /* the first failure of a forward unblocks the other shards waiting in a collective (only forwards have
+       * collectives; an aborted NCCL communicator stays unusable) */
       int none = -1;
-      if (atomic_compare_exchange_strong(&g->first_fail, &none, w->rank)) ig_comm_abort(g->comm);
+      if (atomic_compare_exchange_strong(&g->first_fail, &none, w->rank) && kind == JOB_FORWARD) ig_comm_abort(g->comm);
     }
     pthread_mutex_lock(&g->mu);
     if (--g->pending == 0) pthread_cond_signal(&g->done);
