@@ -491,12 +491,18 @@ static void format_spec(tm_ctx *c, ig_str *o, tm_val v, tm_sv spec) {
   if (i < spec.n && strchr("+- ", spec.p[i])) sign = spec.p[i++];
   if (i < spec.n && spec.p[i] == '#') alt = 1, i++;
   if (i < spec.n && spec.p[i] == '0') zero = 1, i++;
-  while (i < spec.n && spec.p[i] >= '0' && spec.p[i] <= '9') width = (width < 0 ? 0 : width * 10) + (spec.p[i++] - '0');
+  while (i < spec.n && spec.p[i] >= '0' && spec.p[i] <= '9') {
+    width = (width < 0 ? 0 : width * 10) + (spec.p[i++] - '0');
+    if (width > 100000) tm_fail(c, IG_TMPL_ELIMIT, "format width or precision too large");
+  }
   if (i < spec.n && spec.p[i] == ',') comma = 1, i++;
   if (i < spec.n && spec.p[i] == '.') {
     i++;
     prec = 0;
-    while (i < spec.n && spec.p[i] >= '0' && spec.p[i] <= '9') prec = prec * 10 + (spec.p[i++] - '0');
+    while (i < spec.n && spec.p[i] >= '0' && spec.p[i] <= '9') {
+      prec = prec * 10 + (spec.p[i++] - '0');
+      if (prec > 100000) tm_fail(c, IG_TMPL_ELIMIT, "format width or precision too large");
+    }
   }
   if (i < spec.n) type = spec.p[i++];
   if (i != spec.n) tm_fail(c, IG_TMPL_ERUNTIME, "Invalid format specifier '%.*s' for object of type '%s'", (int)spec.n, spec.p, tm_type_name(&v));
@@ -623,8 +629,12 @@ static tm_val str_format(tm_ctx *c, tm_val fmt, tm_args *a) {
       if (auto_idx >= a->n) tm_fail(c, IG_TMPL_ERUNTIME, "Replacement index %d out of range for positional args tuple", auto_idx);
       v = a->v[auto_idx++];
     } else if (field.p[0] >= '0' && field.p[0] <= '9') {
-      int idx = atoi(field.p);
-      if (idx >= a->n) tm_fail(c, IG_TMPL_ERUNTIME, "Replacement index %d out of range for positional args tuple", idx);
+      long idx = 0;
+      for (size_t k = 0; k < field.n && field.p[k] >= '0' && field.p[k] <= '9'; k++) {
+        idx = idx * 10 + (field.p[k] - '0');
+        if (idx > 1000000) break;
+      }
+      if (idx >= a->n) tm_fail(c, IG_TMPL_ERUNTIME, "Replacement index %ld out of range for positional args tuple", idx);
       v = a->v[idx];
     } else {
       int found = -1;
@@ -692,7 +702,7 @@ static tm_val attr_path(tm_ctx *c, tm_val v, tm_val attr) {
     tm_val part = tm_str(c, attr.s + i, j - i);
     bool digits = j > i;
     for (size_t k = i; k < j; k++) digits = digits && attr.s[k] >= '0' && attr.s[k] <= '9';
-    if (digits) part = tm_int(atoll(attr.s + i));
+    if (digits) part = tm_int(strtoll(attr.s + i, NULL, 10)); /* clamps on overflow */
     if (v.t == V_UNDEF) return v;
     v = tm_getitem(c, v, part);
     i = j + 1;
