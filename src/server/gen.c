@@ -680,7 +680,9 @@ static void finish_json(ig_job *j) {
       }
     /* prefill texts are per prompt; lend them to each sequence for rendering */
     for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = j->prefill_text;
+    if (j->compat) ig_str_putc(&o, '[');
     ig_render_tgi_generate(&o, r, j->outs, j->n_seqs, best);
+    if (j->compat) ig_str_putc(&o, ']');
     for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = NULL;
   } else if (r->api == IG_API_CHAT) {
     ig_render_chat_completion(&o, &j->meta, r, &j->outs[0]);
@@ -797,6 +799,7 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
   json_t *root = parse_body(s, req, openai, body, len, route, t0);
   if (!root) return;
   /* "/" and /invocations pick the API from the body */
+  int compat = 0;
   if (strcmp(route, "/") == 0 || strcmp(route, "/invocations") == 0) {
     if (strcmp(route, "/invocations") == 0 && json_is_object(root) && json_object_get(root, "messages")) {
       api = IG_API_CHAT;
@@ -807,6 +810,7 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
     } else {
       json_t *st = json_is_object(root) ? json_object_get(root, "stream") : NULL;
       api = json_is_true(st) ? IG_API_GENERATE_STREAM : IG_API_GENERATE;
+      compat = 1;
     }
   }
   ig_job *j = calloc(1, sizeof *j);
@@ -819,6 +823,7 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
   j->req = req;
   j->route = route;
   j->openai = openai;
+  j->compat = compat;
   j->t_start = t0;
   j->counted_err = -1;
   j->next = s->jobs;
@@ -835,6 +840,9 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
     job_maybe_free(j);
     return;
   }
+  /* TGI's compat route: return_full_text defaults to true for text-generation models, and the non-streaming
+   * answer is a list of one, as the Inference API's */
+  if (compat && !j->r.return_full_text_set) j->r.return_full_text = 1;
   j->meta.created = (long long)time(NULL);
   snprintf(j->id, sizeof j->id, "%s-%llu", api == IG_API_CHAT ? "chatcmpl" : "cmpl",
            (unsigned long long)atomic_fetch_add(&s->next_id, 1));

@@ -56,6 +56,7 @@ struct ig_job {
   int replied;                /* final answer sent (or the client is gone) */
   int streaming;              /* chunked reply started */
   int openai;                 /* OpenAI error shape */
+  int compat;                 /* "/" or /invocations in TGI form: body wrapped in a list */
   const char *route;
   int status;                 /* HTTP status sent (for the log) */
   int counted_err;            /* -1: none yet; IG_ERR_* once counted */

@@ -175,7 +175,8 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   R(has_max_new = read_int(p, "max_new_tokens", "parameters.max_new_tokens", "u32", 0, UINT32_MAX, &max_new, err,
                            errlen));
   R(has_rep = read_float(p, "repetition_penalty", "parameters.repetition_penalty", &rep, err, errlen));
-  R(read_bool(p, "return_full_text", "parameters.return_full_text", 1, &rft, err, errlen));
+  int has_rft = 0;
+  R(has_rft = read_bool(p, "return_full_text", "parameters.return_full_text", 1, &rft, err, errlen));
   R(has_seed = read_int(p, "seed", "parameters.seed", "u64", 0, INT64_MAX, &seed, err, errlen));
   R(read_strings(p, "stop", "parameters.stop", 0, 0, &r->gp.stop, &r->gp.n_stop, err, errlen));
   R(has_temp = read_float(p, "temperature", "parameters.temperature", &temperature, err, errlen));
@@ -246,6 +247,7 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   r->details = details || (!stream && dec);
   r->decoder_input_details = dec;
   r->return_full_text = rft;
+  r->return_full_text_set = has_rft;
   r->truncate = (int)truncate;
   r->add_special = 1;
 out:

@@ -31,6 +31,7 @@ typedef struct ig_server_req {
   int seed_set;
   int best_of;                 /* >= 1 */
   int details, decoder_input_details, return_full_text, truncate; /* truncate 0: none */
+  int return_full_text_set;    /* the client said; "/" defaults it to true, as TGI's compat route does */
   int logprobs, top_logprobs;  /* OpenAI */
   int include_usage;           /* stream_options.include_usage */
   int add_special;             /* tokenize with special tokens (not for rendered chat prompts) */

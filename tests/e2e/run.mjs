@@ -107,13 +107,21 @@ groups.tgi = async (url) => {
   eq(evs.at(-1).details.finish_reason, "length", "stream details.finish_reason");
   eq(evs.at(-1).details.input_length, 5, "stream details.input_length");
 
+  // the body huggingface_hub's InferenceClient.text_generation (and LangChain through it) sends to "/"
+  r = await postJSON(url + "/", { inputs: P0.prompt, stream: false, parameters: { adapter_id: null, best_of: null,
+    decoder_input_details: false, details: true, do_sample: false, frequency_penalty: null, grammar: null,
+    max_new_tokens: 200, repetition_penalty: null, return_full_text: false, seed: null, stop: [], temperature: null,
+    top_k: null, top_n_tokens: null, top_p: null, truncate: null, typical_p: null, watermark: false } });
+  eq(r.status, 200, "huggingface_hub body status");
+  eq(JSON.parse(r.body)[0]?.generated_text, P0.text, "huggingface_hub body text (a list of one, as TGI's compat route)");
+
   // POST / picks by "stream"; /invocations (SageMaker)
   r = await postJSON(url + "/", { inputs: P1.prompt, parameters: { max_new_tokens: 200 } });
-  eq(JSON.parse(r.body).generated_text, P1.text, "POST / non-stream");
-  r = await postJSON(url + "/", { inputs: P1.prompt, stream: true, parameters: { max_new_tokens: 20 } });
+  eq(JSON.parse(r.body)[0]?.generated_text, P1.prompt + P1.text, "POST / non-stream (return_full_text defaults to true)");
+  r = await postJSON(url + "/", { inputs: P1.prompt, stream: true, parameters: { max_new_tokens: 20, return_full_text: false } });
   check(isPrefix(JSON.parse(sseData(r.body).at(-1)).generated_text, P1), "POST / stream");
-  r = await postJSON(url + "/invocations", { inputs: P2.prompt, parameters: { max_new_tokens: 200 } });
-  eq(JSON.parse(r.body).generated_text, P2.text, "/invocations generate");
+  r = await postJSON(url + "/invocations", { inputs: P2.prompt, parameters: { max_new_tokens: 200, return_full_text: false } });
+  eq(JSON.parse(r.body)[0]?.generated_text, P2.text, "/invocations generate");
   r = await postJSON(url + "/invocations", { messages: [{ role: "user", content: P2.prompt }], max_tokens: 200, temperature: 0 });
   eq(JSON.parse(r.body).choices?.[0]?.message?.content, P2.text, "/invocations chat");
 
