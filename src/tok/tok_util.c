@@ -111,7 +111,9 @@ void tk_strmap_put_all(tk_strmap *m, int32_t n, int replace) {
 }
 
 int tk_pairmap_init(tk_pairmap *m, size_t n) {
-  uint32_t cap = pow2_at_least(n);
+  /* load factor up to 2/3: the table is probed on every merge, so size (cache misses) beats probe length */
+  uint32_t cap = 16;
+  while (cap < n + n / 2) cap <<= 1;
   m->e = calloc(cap, sizeof(tk_pair));
   m->mask = cap - 1;
   return m->e ? 0 : -1;
