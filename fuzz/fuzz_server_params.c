@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_seq_out s;
     memset(&s, 0, sizeof s);
     s.input_text = r.prompts && r.prompts[0] ? r.prompts[0] : "";
+    s.input_len = r.prompts && r.prompts[0] ? r.prompt_lens[0] : 0;
     ig_out_token t;
     memset(&t, 0, sizeof t);
     t.id = 5;
@@ -32,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_render_tgi_generate(&o, &r, &s, 1, 0);
     ig_render_chat_completion(&o, &m, &r, &s);
     ig_render_completion(&o, &m, &r, &s, 1);
-    ig_render_tgi_stream(&o, 1, &s.tokens[0], 1, s.input_text, &s, 1, 3);
+    ig_render_tgi_stream(&o, 1, &s.tokens[0], 1, 1, &s, 1, 3);
     ig_str_free(&o);
     ig_seq_out_free(&s);
   }

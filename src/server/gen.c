@@ -194,13 +194,14 @@ static void validate_job(ig_server *s, ig_job *j) {
       return;
     }
     r->prompts[0] = prompt;
+    r->prompt_lens[0] = strlen(prompt);
   }
   j->ids = calloc((size_t)r->n_prompts, sizeof *j->ids);
   j->n_ids = calloc((size_t)r->n_prompts, sizeof *j->n_ids);
   if (!j->ids || !j->n_ids) goto oom;
   for (int i = 0; i < r->n_prompts; i++) {
     int32_t *ids = NULL;
-    int n = h->tokenize(h->ctx, r->prompts[i], strlen(r->prompts[i]), r->add_special, &ids, NULL, err, sizeof err);
+    int n = h->tokenize(h->ctx, r->prompts[i], r->prompt_lens[i], r->add_special, &ids, NULL, err, sizeof err);
     if (n < 0) {
       j->v_status = 422;
       j->v_etype = "validation";
@@ -239,7 +240,7 @@ static void validate_tokenize(ig_server *s, ig_job *j) {
   int32_t *ids = NULL;
   uint32_t *off = NULL;
   const char *text = j->r.prompts[0];
-  int n = h->tokenize(h->ctx, text, strlen(text), 1, &ids, &off, err, sizeof err);
+  int n = h->tokenize(h->ctx, text, j->r.prompt_lens[0], 1, &ids, &off, err, sizeof err);
   if (n < 0) {
     j->v_status = 422;
     j->v_etype = "validation";
@@ -443,6 +444,7 @@ static void submit_job(ig_job *j) {
     o->seed = q->params.seed;
     o->sampled = q->params.do_sample;
     o->input_text = r->prompts[p];
+    o->input_len = r->prompt_lens[p];
     o->prefill_text = NULL;
   }
   for (int i = 0; i < n; i++) {
@@ -583,7 +585,7 @@ static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
   ig_str_init(&p);
   switch (r->api) {
   case IG_API_GENERATE_STREAM:
-    ig_render_tgi_stream(&p, ++j->stream_index[i], t, final, r->return_full_text ? o->input_text : NULL, o,
+    ig_render_tgi_stream(&p, ++j->stream_index[i], t, final, r->return_full_text, o,
                          r->details, o->n_prompt);
     write_sse(j, &p);
     break;

@@ -88,15 +88,23 @@ static int read_float(const json_t *obj, const char *key, const char *path, doub
 
 /* A list of strings; with allow_string a lone string counts as a list of one (OpenAI's `stop`). */
 static int read_strings(const json_t *obj, const char *key, const char *path, int nullable, int allow_string,
-                        char ***out, int *n_out, char *err, size_t errlen) {
+                        char ***out, int *n_out, size_t **lens, char *err, size_t errlen) {
   const json_t *v = json_object_get(obj, key);
   if (!v || (nullable && json_is_null(v))) return 0;
   if (allow_string && json_is_string(v)) {
     char **a = calloc(1, sizeof *a);
-    if (!a || !(a[0] = strdup(json_string_value(v)))) {
+    size_t n = json_string_length(v);
+    if (!a || !(a[0] = malloc(n + 1))) {
       free(a);
       return fail(err, errlen, "out of memory");
     }
+    memcpy(a[0], json_string_value(v), n + 1);
+    if (lens && !(*lens = malloc(sizeof **lens))) {
+      free(a[0]);
+      free(a);
+      return fail(err, errlen, "out of memory");
+    }
+    if (lens) (*lens)[0] = n;
     *out = a;
     *n_out = 1;
     return 1;
@@ -113,15 +121,24 @@ static int read_strings(const json_t *obj, const char *key, const char *path, in
   }
   char **a = calloc(n ? n : 1, sizeof *a);
   if (!a) return fail(err, errlen, "out of memory");
+  if (lens && !(*lens = calloc(n ? n : 1, sizeof **lens))) {
+    free(a);
+    return fail(err, errlen, "out of memory");
+  }
   for (size_t i = 0; i < n; i++) {
     const json_t *s = json_array_get(v, i);
     a[i] = malloc(json_string_length(s) + 1);
     if (!a[i]) {
       for (size_t j = 0; j < i; j++) free(a[j]);
       free(a);
+      if (lens) {
+        free(*lens);
+        *lens = NULL;
+      }
       return fail(err, errlen, "out of memory");
     }
     memcpy(a[i], json_string_value(s), json_string_length(s) + 1);
+    if (lens) (*lens)[i] = json_string_length(s);
   }
   *out = a;
   *n_out = (int)n;
@@ -178,7 +195,7 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   int has_rft = 0;
   R(has_rft = read_bool(p, "return_full_text", "parameters.return_full_text", 1, &rft, err, errlen));
   R(has_seed = read_int(p, "seed", "parameters.seed", "u64", 0, INT64_MAX, &seed, err, errlen));
-  R(read_strings(p, "stop", "parameters.stop", 0, 0, &r->gp.stop, &r->gp.n_stop, err, errlen));
+  R(read_strings(p, "stop", "parameters.stop", 0, 0, &r->gp.stop, &r->gp.n_stop, NULL, err, errlen));
   R(has_temp = read_float(p, "temperature", "parameters.temperature", &temperature, err, errlen));
   R(has_top_k = read_int(p, "top_k", "parameters.top_k", "i32", INT32_MIN, INT32_MAX, &top_k, err, errlen));
   R(has_top_n = read_int(p, "top_n_tokens", "parameters.top_n_tokens", "u32", 0, UINT32_MAX, &top_n, err, errlen));
@@ -223,7 +240,11 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
            truncate));
 
   r->prompts = calloc(1, sizeof *r->prompts);
-  if (!r->prompts || !(r->prompts[0] = strdup(json_string_value(inputs)))) R(fail(err, errlen, "out of memory"));
+  r->prompt_lens = calloc(1, sizeof *r->prompt_lens);
+  if (!r->prompts || !r->prompt_lens || !(r->prompts[0] = malloc(json_string_length(inputs) + 1)))
+    R(fail(err, errlen, "out of memory"));
+  memcpy(r->prompts[0], json_string_value(inputs), json_string_length(inputs) + 1);
+  r->prompt_lens[0] = json_string_length(inputs);
   r->n_prompts = 1;
   ig_gen_params *g = &r->gp;
   g->max_new_tokens = has_max_new ? (int)(max_new > INT32_MAX ? INT32_MAX : max_new) : 0;
@@ -275,7 +296,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   TRY(read_float(body, "frequency_penalty", "frequency_penalty", &freq, err, errlen));
   TRY(read_float(body, "presence_penalty", "presence_penalty", &pres, err, errlen));
   TRY(has_rep = read_float(body, "repetition_penalty", "repetition_penalty", &rep, err, errlen));
-  TRY(read_strings(body, "stop", "stop", 1, 1, &r->gp.stop, &r->gp.n_stop, err, errlen));
+  TRY(read_strings(body, "stop", "stop", 1, 1, &r->gp.stop, &r->gp.n_stop, NULL, err, errlen));
   TRY(read_bool(body, "stream", "stream", 1, &stream, err, errlen));
   TRY(read_bool(body, "ignore_eos", "ignore_eos", 1, &ignore_eos, err, errlen));
   /* extension: TGI-style clients (@huggingface/inference's textGeneration) pass do_sample through */
@@ -417,7 +438,8 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
   if (rc) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);
-  if (!r->prompts) return fail(err, errlen, "out of memory");
+  r->prompt_lens = calloc(1, sizeof *r->prompt_lens);
+  if (!r->prompts || !r->prompt_lens) return fail(err, errlen, "out of memory");
   r->add_special = 0; /* the template writes the special tokens */
   return 0;
 }
@@ -426,7 +448,7 @@ static int parse_completions(const json_t *body, const ig_server_limits *lim, ig
                              size_t errlen) {
   const json_t *prompt = json_object_get(body, "prompt");
   if (!prompt) return fail(err, errlen, DESER "missing field `prompt`");
-  int rc = read_strings(body, "prompt", "prompt", 0, 1, &r->prompts, &r->n_prompts, err, errlen);
+  int rc = read_strings(body, "prompt", "prompt", 0, 1, &r->prompts, &r->n_prompts, &r->prompt_lens, err, errlen);
   if (rc > 1) return rc;
   const json_t *suffix = json_object_get(body, "suffix");
   if (suffix && !json_is_null(suffix))
@@ -437,7 +459,7 @@ static int parse_completions(const json_t *body, const ig_server_limits *lim, ig
   }
   if (r->n_prompts == 0) return fail(err, errlen, "`inputs` cannot be empty");
   for (int i = 0; i < r->n_prompts; i++)
-    if (!r->prompts[i][0]) return fail(err, errlen, "`inputs` cannot be empty");
+    if (!r->prompt_lens[i]) return fail(err, errlen, "`inputs` cannot be empty");
   rc = parse_openai_common(body, lim, r, err, errlen);
   if (rc) return rc;
   r->add_special = 1;
@@ -493,6 +515,7 @@ int ig_server_req_check_lengths(ig_server_req *r, int n_input, const ig_server_l
 void ig_server_req_free(ig_server_req *r) {
   for (int i = 0; i < r->n_prompts; i++) free(r->prompts ? r->prompts[i] : NULL);
   free(r->prompts);
+  free(r->prompt_lens);
   for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
   free(r->gp.stop);
   json_decref(r->messages);

@@ -24,6 +24,7 @@ typedef struct ig_server_req {
   int stream;
   int n_prompts;               /* TGI: 1; completions: the list's length */
   char **prompts;              /* malloc'd strings (chat: NULL until the template is rendered) */
+  size_t *prompt_lens;         /* their lengths in bytes (JSON strings may hold \u0000) */
   json_t *messages;            /* chat: normalized messages (owned reference) */
   char *model;                 /* "model" of OpenAI requests (malloc'd, may be NULL) */
   ig_gen_params gp;            /* stop strings owned here (copied into each engine request) */

@@ -113,11 +113,11 @@ static void top_tokens_of(ig_str *o, const ig_out_token *t) {
   ig_str_putc(o, ']');
 }
 
-static void full_text(ig_str *o, const char *prefix, const ig_seq_out *s) {
-  if (prefix && *prefix) {
+static void full_text(ig_str *o, int with_prompt, const ig_seq_out *s) {
+  if (with_prompt && s->input_text) {
     ig_str t;
     ig_str_init(&t);
-    ig_str_puts(&t, prefix);
+    ig_str_append(&t, s->input_text, s->input_len);
     ig_str_append(&t, s->text.p ? s->text.p : "", s->text.len);
     jsn(o, t.p ? t.p : "", t.len);
     ig_str_free(&t);
@@ -126,7 +126,7 @@ static void full_text(ig_str *o, const char *prefix, const ig_seq_out *s) {
   }
 }
 
-void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final, const char *prefix,
+void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final, int with_prompt,
                           const ig_seq_out *s, int details, int n_input) {
   ig_str_printf(o, "{\"index\":%d,\"token\":", index);
   ig_render_tgi_token(o, t);
@@ -136,7 +136,7 @@ void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final
   }
   ig_str_puts(o, ",\"generated_text\":");
   if (final)
-    full_text(o, prefix, s);
+    full_text(o, with_prompt, s);
   else
     ig_str_puts(o, "null");
   ig_str_puts(o, ",\"details\":");
@@ -192,7 +192,7 @@ static void seq_details_body(ig_str *o, const ig_server_req *r, const ig_seq_out
 
 void ig_render_tgi_generate(ig_str *o, const ig_server_req *r, const ig_seq_out *seqs, int n, int best) {
   const ig_seq_out *b = &seqs[best];
-  const char *prefix = r->return_full_text ? b->input_text : NULL;
+  int prefix = r->return_full_text;
   ig_str_puts(o, "{\"generated_text\":");
   full_text(o, prefix, b);
   if (r->details) {

@@ -38,6 +38,7 @@ typedef struct ig_seq_out {
   int sampled;              /* details.seed is null for greedy requests, as in TGI */
   double logprob_sum;
   char *input_text;         /* not owned: the prompt text (return_full_text, echo) */
+  size_t input_len;
 } ig_seq_out;
 
 void ig_seq_out_free(ig_seq_out *s);
@@ -63,7 +64,7 @@ void ig_render_error_openai(ig_str *o, int status, const char *msg, const char *
 /* TGI */
 void ig_render_tgi_token(ig_str *o, const ig_out_token *t);
 /* One /generate_stream event payload (without "data: "). final: generated_text and details when asked. */
-void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final, const char *prefix,
+void ig_render_tgi_stream(ig_str *o, int index, const ig_out_token *t, int final, int full_text,
                           const ig_seq_out *s, int details, int n_input);
 /* The /generate body: best is the chosen sequence; others (best_of) go to best_of_sequences. */
 void ig_render_tgi_generate(ig_str *o, const ig_server_req *r, const ig_seq_out *seqs, int n, int best);

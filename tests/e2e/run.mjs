@@ -115,6 +115,12 @@ groups.tgi = async (url) => {
   eq(r.status, 200, "huggingface_hub body status");
   eq(JSON.parse(r.body)[0]?.generated_text, P0.text, "huggingface_hub body text (a list of one, as TGI's compat route)");
 
+  // a NUL inside the prompt is kept (JSON "\u0000"), not a string end
+  r = await postJSON(url + "/generate", { inputs: "Once\u0000 upon", parameters: { max_new_tokens: 2, return_full_text: true, decoder_input_details: true } });
+  j = JSON.parse(r.body);
+  check(j.generated_text.startsWith("Once\u0000 upon"), "NUL kept in return_full_text");
+  check(j.details.prefill.length > 3, "NUL: the whole prompt was tokenized");
+
   // POST / picks by "stream"; /invocations (SageMaker)
   r = await postJSON(url + "/", { inputs: P1.prompt, parameters: { max_new_tokens: 200 } });
   eq(JSON.parse(r.body)[0]?.generated_text, P1.prompt + P1.text, "POST / non-stream (return_full_text defaults to true)");

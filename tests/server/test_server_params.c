@@ -206,6 +206,7 @@ static void test_render(void) {
     s[q].prefill_lp = plp;
     s[q].prefill_text = ptext;
     s[q].input_text = "In:";
+    s[q].input_len = 3;
     s[q].sampled = 1;
     s[q].seed = 7 + q;
     s[q].finish = q ? IG_FINISH_EOS : IG_FINISH_LENGTH;
@@ -243,7 +244,7 @@ static void test_render(void) {
   json_decref(j);
 
   ig_str_clear(&o);
-  ig_render_tgi_stream(&o, 2, &s[0].tokens[1], 1, NULL, &s[0], 1, 2);
+  ig_render_tgi_stream(&o, 2, &s[0].tokens[1], 1, 0, &s[0], 1, 2);
   j = parse(&o);
   CHECK_EQ_INT(json_integer_value(json_object_get(j, "index")), 2);
   CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(j, "token"), "text")), "\xc3\xa9\n");
