@@ -25,7 +25,7 @@ int ig_tmpl_config_load(const char *model_dir, ig_tmpl_config *cfg, char *err, s
   json_t *root = NULL;
   if (ig_file_exists(path)) {
     json_error_t je;
-    root = json_load_file(path, JSON_ALLOW_NUL, &je);
+    root = json_load_file(path, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je); /* Llama 3: model_max_length 1e30 */
     if (!root || !json_is_object(root)) {
       snprintf(err, errlen, "%s: line %d column %d: %s", path, je.line, je.column, root ? "not a JSON object" : je.text);
       json_decref(root);
