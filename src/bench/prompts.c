@@ -1,6 +1,8 @@
 /* bench/prompts: see prompts.h. Also ig_bench_prepare, which picks the tokenizer (the server's /tokenize;
  * the local one from --model-id is a hook still to wire) and makes or loads the prompts of a run. */
 #include "bench/prompts.h"
+#include "io/modeldir.h"
+#include "tok/tok.h"
 #include "bench/net.h"
 #include "util/file.h"
 #include "util/str.h"
@@ -277,14 +279,41 @@ static int server_tokenize(void *ud, const char *text, int *n, ig_bench_span **s
   return ig_bench_parse_tokenize(st->resp.p ? st->resp.p : "", st->resp.len, n, spans, err, errlen);
 }
 
-/* TODO(tok): the local tokenizer for --model-id DIR. Wire src/tok here once it lands: open DIR's
- * tokenizer.json and fill tk->tokenize with a function that encodes (with special tokens, as the server's
- * /tokenize does) and reports byte offsets. Until then --model-id falls back to the server's /tokenize. */
+/* The local tokenizer for --model-id DIR (a directory or an org/name in the HF cache): counts tokens with
+ * special tokens added, as the server's /tokenize does, and reports byte spans. */
+static int local_tokenize(void *ud, const char *text, int *n, ig_bench_span **spans, char *err, size_t errlen) {
+  ig_tok_enc e = {0};
+  *n = 0;
+  *spans = NULL;
+  if (ig_tok_encode((const ig_tok *)ud, text, strlen(text), 1, 1, &e)) {
+    snprintf(err, errlen, "local tokenizer: encode failed");
+    ig_tok_enc_free(&e);
+    return -1;
+  }
+  ig_bench_span *sp = malloc((e.n ? e.n : 1) * sizeof *sp);
+  if (!sp) {
+    ig_tok_enc_free(&e);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < e.n; i++) {
+    sp[i].start = (int)e.offsets[2 * i];
+    sp[i].stop = (int)e.offsets[2 * i + 1];
+  }
+  *n = (int)e.n;
+  *spans = sp;
+  ig_tok_enc_free(&e);
+  return 0;
+}
+
 static int local_tokenizer_open(const char *model_id, ig_bench_tokenizer *tk, char *err, size_t errlen) {
-  (void)model_id;
-  (void)tk;
-  snprintf(err, errlen, "the local tokenizer is not wired into ignis bench yet");
-  return -1;
+  char dir[4096];
+  if (ig_modeldir_resolve(model_id, NULL, dir, sizeof dir, err, errlen)) return -1;
+  ig_tok *t = NULL;
+  if (ig_tok_load(&t, dir, err, errlen)) return -1;
+  tk->ud = t;
+  tk->tokenize = local_tokenize;
+  return 0;
 }
 
 /* ---- files ---- */
@@ -536,6 +565,7 @@ int ig_bench_prepare(const ig_bench_config *cfg, ig_bench_prompts *out, char *er
   rc = 0;
 out:
   if (rc) ig_bench_prompts_free(out);
+  if (tk.tokenize == local_tokenize) ig_tok_free((ig_tok *)tk.ud);
   ig_str_free(&st.body);
   ig_str_free(&st.resp);
   event_base_free(st.base);
