@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
   qsort(wt, (size_t)steps, sizeof *wt, cmp_d);
   double med = wt[steps / 2];
   printf("B=%d ctx=%d steps=%d threads=%d: step median %.1f us, best %.1f us, cpu/step %.1f us (cpu/wall %.2f); "
-         "decode %.0f tok/s (median), %.0f tok/s (best)\n",
+         "decode %.1f tok/s (median), %.1f tok/s (best)\n",
          B, ctx, steps, th, med * 1e6, wt[0] * 1e6, cpu / steps * 1e6, cpu / wall, B / med, B / wt[0]);
   free(wt);
   free(lg);
