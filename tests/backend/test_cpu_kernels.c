@@ -173,6 +173,77 @@ static void test_attn(int G, int hd, int nk) {
   free(K), free(V), free(q), free(sc), free(o), free(o0), free(off);
 }
 
+/* Decode attention through the backend: 40 one-token sequences with their own paged contexts, as one batch
+ * (pooled, all KV heads of a row per item) and each row alone (inline, one KV head per item), on a 3-thread
+ * and a 1-thread backend: every row's output must be the same bits. */
+enum { NSEQ = 40, NH = 6, NKV = 2, HD = 16, BS = 4, MAXB = 32 };
+static void decode_attention(ig_backend *be, const int *ctx, const int32_t *bt, const float *q, int only,
+                             float *out) {
+  int n = only >= 0 ? 1 : NSEQ;
+  int32_t tok[NSEQ] = {0}, pos[NSEQ], slot[NSEQ], ss[NSEQ + 1], cl[NSEQ], outr[NSEQ], bts[NSEQ * MAXB];
+  for (int i = 0; i < n; i++) {
+    int s = only >= 0 ? only : i;
+    pos[i] = ctx[s] - 1;
+    slot[i] = bt[s * MAXB + pos[i] / BS] * BS + pos[i] % BS;
+    ss[i] = i;
+    cl[i] = ctx[s];
+    outr[i] = i;
+    memcpy(bts + i * MAXB, bt + s * MAXB, sizeof(int32_t) * MAXB);
+  }
+  ss[n] = n;
+  ig_batch b = {n, tok, pos, slot, n, ss, cl, MAXB, bts, n, outr};
+  CHECK(be->set_batch(be, &b) == 0);
+  ig_tensor Q = {(void *)(q + (only >= 0 ? only : 0) * NH * HD), IG_DT_F32, n, NH * HD, 0};
+  ig_tensor O = {out, IG_DT_F32, n, NH * HD, 0};
+  ig_attn_params ap = {NH, NKV, HD, 0.25f, 0};
+  CHECK(be->attention(be, &O, &Q, 0, &ap) == 0);
+}
+
+static void test_backend_decode_attention(void) {
+  char err[256];
+  ig_backend *bes[2] = {ig_backend_cpu_create(3, err, sizeof err), ig_backend_cpu_create(1, err, sizeof err)};
+  CHECK(bes[0] && bes[1]);
+  if (!bes[0] || !bes[1]) return;
+  static int ctx[NSEQ];
+  static int32_t bt[NSEQ * MAXB];
+  static float q[NSEQ * NH * HD], kbuf[MAXB * BS * NKV * HD], vbuf[MAXB * BS * NKV * HD];
+  static float outb[2][NSEQ * NH * HD], one[NH * HD];
+  ig_kv_config kc = {1, NSEQ * MAXB, BS, NKV, HD};
+  for (int s = 0; s < NSEQ; s++) {
+    ctx[s] = 1 + (s * 37) % 113;
+    for (int k = 0; k < MAXB; k++) bt[s * MAXB + k] = (k * NSEQ + (s * 7) % NSEQ) % (NSEQ * MAXB);
+  }
+  for (int i = 0; i < NSEQ * NH * HD; i++) q[i] = frand();
+  int same = 1;
+  for (int bi = 0; bi < 2; bi++) {
+    ig_backend *be = bes[bi];
+    CHECK(be->kv_init(be, &kc) == 0);
+    uint64_t save = rng;
+    for (int s = 0; s < NSEQ; s++) { /* write each context, one sequence per batch */
+      int32_t tok[MAXB * BS] = {0}, pos[MAXB * BS], slot[MAXB * BS], ss[2] = {0, ctx[s]}, cl = ctx[s], o = 0;
+      for (int t = 0; t < ctx[s]; t++) {
+        pos[t] = t;
+        slot[t] = bt[s * MAXB + t / BS] * BS + t % BS;
+      }
+      for (int i = 0; i < ctx[s] * NKV * HD; i++) kbuf[i] = frand(), vbuf[i] = frand();
+      ig_batch b = {ctx[s], tok, pos, slot, 1, ss, &cl, MAXB, bt + s * MAXB, 1, &o};
+      ig_tensor K = {kbuf, IG_DT_F32, ctx[s], NKV * HD, 0}, V = {vbuf, IG_DT_F32, ctx[s], NKV * HD, 0};
+      CHECK(be->set_batch(be, &b) == 0);
+      CHECK(be->kv_write(be, 0, &K, &V) == 0);
+    }
+    rng = save; /* both backends get the same cache */
+    decode_attention(be, ctx, bt, q, -1, outb[bi]);
+    for (int s = 0; s < NSEQ; s++) {
+      decode_attention(be, ctx, bt, q, s, one);
+      same &= memcmp(one, outb[bi] + s * NH * HD, sizeof one) == 0;
+    }
+  }
+  CHECK_MSG(same, "decode attention: a row alone differs from the row in a batch");
+  CHECK_MSG(memcmp(outb[0], outb[1], sizeof outb[0]) == 0, "decode attention differs between thread counts");
+  bes[0]->destroy(bes[0]);
+  bes[1]->destroy(bes[1]);
+}
+
 static atomic_int hits[5000];
 static void count_item(void *ctx, int64_t item, int ith) {
   (void)ctx;
@@ -207,6 +278,7 @@ int main(void) {
   test_exp_silu();
   int shapes[][3] = {{2, 8, 1}, {2, 8, 7}, {2, 8, 8}, {2, 8, 131}, {3, 64, 29}, {1, 128, 300}, {4, 12, 17}, {1, 5, 9}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_attn(shapes[i][0], shapes[i][1], shapes[i][2]);
+  test_backend_decode_attention();
   test_pool();
   TEST_DONE();
 }
