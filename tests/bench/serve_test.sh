@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/bench/serve_test.sh: `ignis bench` against a real `ignis serve` on stories260K: 100 requests must
 # complete with no error, and the SVG must be well-formed XML and the JSON must parse.
-# Not registered in ctest yet (it needs `ignis serve`). Usage:
+# Registered in ctest as bench_serve. Usage:
 #   tests/bench/serve_test.sh [IGNIS_BINARY] [SHARED_DIR] [WORK_DIR]
 # defaults: build/ignis, ../shared beside the checkout, a fresh temporary folder.
 set -euo pipefail
