@@ -713,8 +713,9 @@ static int kv_tokens(const ig_engine_config *c, const ig_engine_runner *run, cha
   size_t per_block = run->kv_bytes_per_block ? run->kv_bytes_per_block(run->ctx, c->block_size) : 0;
   if (run->kv_mem_limit && per_block) {
     int64_t max_blocks = (int64_t)(run->kv_mem_limit / per_block);
-    if (max_blocks * c->block_size < tokens) tokens = max_blocks * c->block_size;
+    if (run->kv_fill || max_blocks * c->block_size < tokens) tokens = max_blocks * c->block_size;
   }
+  if (tokens > INT32_MAX / 2) tokens = INT32_MAX / 2;
   return (int)tokens;
 }
 

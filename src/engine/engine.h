@@ -115,13 +115,16 @@ void ig_token_event_clear(ig_token_event *ev);
  * have passed since the last admission. Out of blocks mid-generation: the newest sequence is preempted. */
 typedef struct ig_engine_config {
   int max_batch_prefill_tokens;   /* prompt tokens (whole chunks) per step [4096] */
-  int max_batch_total_tokens;     /* KV capacity in tokens (0: 16k tokens bounded by half the free memory);
+  int max_batch_total_tokens;     /* KV capacity in tokens (0: on the CPU 16k tokens bounded by half the free
+                                     memory; on a GPU what memory_fraction of its memory leaves free);
                                      ig_engine_get_config() reports the capacity actually allocated */
   int max_concurrent_requests;    /* submit() beyond it fails with -EAGAIN (HTTP 429) [128] */
   int max_waiting_tokens;         /* TGI: steps a waiting request can be delayed while decoding [20] */
   float waiting_served_ratio;     /* [0.3] */
   int block_size;                 /* KV tokens per block [16] */
   int max_total_tokens;           /* per request: prompt + new tokens [min(2048, max_position_embeddings)] */
+  float memory_fraction;          /* device backends (mem_info): share of device memory the process may use;
+                                     the KV cache fills what the weights and activations leave [1.0] */
 } ig_engine_config;
 
 typedef struct ig_engine_stats {

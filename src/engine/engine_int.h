@@ -15,6 +15,7 @@ typedef struct ig_engine_runner {
   int32_t eos_ids[IG_MAX_EOS];
   int max_position;        /* max_position_embeddings, 0 when unknown */
   size_t kv_mem_limit;     /* bytes the KV cache may take when its size is derived (0: no bound) */
+  int kv_fill;             /* derived size: fill kv_mem_limit (device memory) instead of the 16k-token default */
   int sampler_threads;     /* host sampling workers: 0 auto (large vocabularies only), < 0 none, > 0 that many */
   size_t (*kv_bytes_per_block)(void *ctx, int block_size);
   int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);

@@ -53,6 +53,21 @@ static size_t mem_available(void) {
   return pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : 0;
 }
 
+/* Device memory kept back from the KV cache for one step's activations: the widest tensors of a
+ * max_batch_prefill_tokens step (hidden, q/k/v, MLP gate/up/out in bf16 or f32), the logits rows, and
+ * library workspaces; at least 512 MiB and 4% of the device. */
+static size_t kv_reserve_bytes(const ig_model_info *mi, const ig_engine_config *cfg, size_t dev_total) {
+  size_t tokens = cfg->max_batch_prefill_tokens > 0 ? (size_t)cfg->max_batch_prefill_tokens : 4096;
+  size_t width = (size_t)mi->hidden_size * 4 + (size_t)mi->n_heads * mi->head_dim * 2 +
+                 (size_t)mi->n_kv_heads * mi->head_dim * 2 + (size_t)mi->intermediate_size * 3;
+  size_t act = tokens * width * 4;
+  size_t logits = (size_t)(cfg->max_concurrent_requests > 0 ? cfg->max_concurrent_requests : 128) *
+                  (size_t)mi->vocab_size * 4 * 2;
+  size_t r = act + logits + ((size_t)256 << 20);
+  size_t floor_ = dev_total / 25 > ((size_t)512 << 20) ? dev_total / 25 : ((size_t)512 << 20);
+  return r > floor_ ? r : floor_;
+}
+
 int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config *cfg, ig_engine **out, char *err,
                      size_t errlen) {
   const ig_model_info *mi = ig_model_get_info(model);
@@ -64,6 +79,25 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   for (int i = 0; i < run.n_eos; i++) run.eos_ids[i] = mi->eos_ids[i];
   run.max_position = mi->max_position_embeddings;
   run.kv_mem_limit = mem_available() / 2;
+  ig_backend *be = ig_model_backend(model);
+  size_t dev_free = 0, dev_total = 0;
+  if (be && be->mem_info && be->mem_info(be, &dev_free, &dev_total) == 0 && dev_total > 0) {
+    /* A device backend: the weights are loaded, so what is free now goes to the KV cache, less what the
+     * process must leave to others ((1 - memory_fraction) of the device) and a reserve for activations,
+     * logits and library workspaces (TGI sizes it the same way, after a warm-up). */
+    float frac = cfg->memory_fraction > 0 && cfg->memory_fraction <= 1 ? cfg->memory_fraction : 1.0f;
+    size_t keep_out = (size_t)((1.0 - frac) * (double)dev_total);
+    size_t reserve = kv_reserve_bytes(mi, cfg, dev_total);
+    run.kv_mem_limit = dev_free > keep_out + reserve ? dev_free - keep_out - reserve : 0;
+    run.kv_fill = 1;
+    if (!run.kv_mem_limit) {
+      snprintf(err, errlen,
+               "no device memory left for the KV cache (%zu MiB free, %zu MiB reserved for activations, "
+               "--cuda-memory-fraction %.2f): lower --max-batch-prefill-tokens or raise --cuda-memory-fraction",
+               dev_free >> 20, reserve >> 20, (double)frac);
+      return -ENOMEM;
+    }
+  }
   run.kv_bytes_per_block = run_kv_bytes;
   run.kv_init = run_kv_init;
   run.forward = run_forward;
