@@ -445,11 +445,29 @@ static void begin_stop(ig_server *s) {
   check_drained(-1, 0, s);
 }
 
+/* Bytes of finished replies still waiting in some connection's output buffer. */
+static size_t pending_output(ig_server *s) {
+  size_t n = 0;
+  for (ig_conn_watch *w = s->watches; w; w = w->next) {
+    bufferevent_event_cb ecb = NULL;
+    bufferevent_getcb(w->bev, NULL, NULL, &ecb, NULL);
+    if (ecb) n += evbuffer_get_length(bufferevent_get_output(w->bev));
+  }
+  return n;
+}
+
 static void check_drained(evutil_socket_t fd, short what, void *arg) {
   ig_server *s = arg;
   static const long long poll_ns = 20000000;
-  if (s->n_jobs == 0) {
+  /* done when no job is left and their last bytes have left too (at most 2 s more for slow readers) */
+  if (s->n_jobs == 0 && (pending_output(s) == 0 || s->flush_waited_ns >= 2000000000LL)) {
     event_base_loopexit(s->base, NULL);
+    return;
+  }
+  if (s->n_jobs == 0) {
+    s->flush_waited_ns += poll_ns;
+    struct timeval tv = {0, (suseconds_t)(poll_ns / 1000)};
+    evtimer_add(s->ev_grace, &tv);
     return;
   }
   /* the grace period is counted in polls of 20 ms; after it, cancel everything, then wait a little more */

@@ -22,7 +22,7 @@ struct ig_server {
   atomic_int ready;
   atomic_int stopping;
   int draining;
-  long long drain_waited_ns;
+  long long drain_waited_ns, flush_waited_ns;
   struct event_base *base;
   struct evhttp *http;
   struct evhttp_bound_socket *sock;

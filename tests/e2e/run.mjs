@@ -545,10 +545,28 @@ for (const g of order) {
 }
 // graceful shutdown: an in-flight stream finishes, then exit 0
 if (!ONLY || ONLY.includes("shutdown")) {
-  const inflight = postJSON(srv.url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 200 } });
-  await sleep(20);
+  // a stream that has started (its first event read) is in flight for sure when SIGTERM comes
+  let started;
+  const first = new Promise((resolve) => (started = resolve));
+  const inflight = new Promise((resolve) => {
+    const body = JSON.stringify({ inputs: P0.prompt, parameters: { max_new_tokens: 400, ignore_eos: true } });
+    const s = net.connect(srv.port, "127.0.0.1");
+    const got = [];
+    s.on("connect", () => s.write(`POST /generate_stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+    s.on("data", (d) => {
+      got.push(d);
+      started();
+    });
+    s.on("error", () => {});
+    s.on("close", () => {
+      const text = Buffer.concat(got).toString("utf8");
+      resolve({ status: statusOf(text), body: text });
+    });
+  });
+  await first;
   const ex = await stopServer(srv, "SIGTERM");
-  const r = await inflight.catch((e) => ({ status: 0, body: String(e) }));
+  const r = await inflight;
+  check(/"generated_text":"/.test(r.body) && /"index":400,/.test(r.body), "the in-flight stream ran to its end: " + r.body.slice(-300));
   eq(r.status, 200, "in-flight request finished during shutdown");
   eq(ex.code, 0, "exit code 0 after SIGTERM");
   if (ex.code !== 0) console.error(srv.log().slice(-3000));
