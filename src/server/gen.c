@@ -171,31 +171,39 @@ static void closecb(struct evhttp_connection *evcon, void *arg) {
 
 /* ---- validation workers ---------------------------------------------------------------------------------- */
 
+/* Chat messages -> prompts[0] through the model's template. 0, or -1 with the job's error set. */
+static int render_chat(ig_server *s, ig_job *j) {
+  const ig_server_hooks *h = &s->hooks;
+  ig_server_req *r = &j->r;
+  char err[400];
+  err[0] = 0;
+  char *prompt = NULL;
+  int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, &prompt, err, sizeof err) : -ENOENT;
+  if (rc == -ENOENT) {
+    j->v_status = 422;
+    j->v_etype = "template_error";
+    snprintf(j->v_err, sizeof j->v_err,
+             "Template error: template not found (this model has no chat template; use /v1/completions or /generate)");
+    return -1;
+  }
+  if (rc < 0) {
+    j->v_status = 422;
+    j->v_etype = "template_error";
+    snprintf(j->v_err, sizeof j->v_err, "Template error: %s", err);
+    free(prompt);
+    return -1;
+  }
+  r->prompts[0] = prompt;
+  r->prompt_lens[0] = strlen(prompt);
+  return 0;
+}
+
 static void validate_job(ig_server *s, ig_job *j) {
   ig_server_req *r = &j->r;
   const ig_server_hooks *h = &s->hooks;
   char err[400];
   err[0] = 0;
-  if (r->api == IG_API_CHAT) {
-    char *prompt = NULL;
-    int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, &prompt, err, sizeof err) : -ENOENT;
-    if (rc == -ENOENT) {
-      j->v_status = 422;
-      j->v_etype = "template_error";
-      snprintf(j->v_err, sizeof j->v_err,
-               "Template error: template not found (this model has no chat template; use /v1/completions or /generate)");
-      return;
-    }
-    if (rc < 0) {
-      j->v_status = 422;
-      j->v_etype = "template_error";
-      snprintf(j->v_err, sizeof j->v_err, "Template error: %s", err);
-      free(prompt);
-      return;
-    }
-    r->prompts[0] = prompt;
-    r->prompt_lens[0] = strlen(prompt);
-  }
+  if (r->api == IG_API_CHAT && render_chat(s, j) != 0) return;
   j->ids = calloc((size_t)r->n_prompts, sizeof *j->ids);
   j->n_ids = calloc((size_t)r->n_prompts, sizeof *j->n_ids);
   if (!j->ids || !j->n_ids) goto oom;
@@ -239,8 +247,10 @@ static void validate_tokenize(ig_server *s, ig_job *j) {
   char err[256];
   int32_t *ids = NULL;
   uint32_t *off = NULL;
+  int chat = j->r.api == IG_API_CHAT; /* /chat_tokenize: template first, no special tokens added */
+  if (chat && render_chat(s, j) != 0) return;
   const char *text = j->r.prompts[0];
-  int n = h->tokenize(h->ctx, text, j->r.prompt_lens[0], 1, &ids, &off, err, sizeof err);
+  int n = h->tokenize(h->ctx, text, j->r.prompt_lens[0], !chat, &ids, &off, err, sizeof err);
   if (n < 0) {
     j->v_status = 422;
     j->v_etype = "validation";
@@ -249,6 +259,7 @@ static void validate_tokenize(ig_server *s, ig_job *j) {
   }
   ig_str o;
   ig_str_init(&o);
+  if (chat) ig_str_puts(&o, "{\"tokenize_response\":");
   ig_str_putc(&o, '[');
   for (int i = 0; i < n; i++) {
     if (i) ig_str_putc(&o, ',');
@@ -266,6 +277,11 @@ static void validate_tokenize(ig_server *s, ig_job *j) {
     }
   }
   ig_str_putc(&o, ']');
+  if (chat) {
+    ig_str_puts(&o, ",\"templated_text\":");
+    ig_str_json_string(&o, text, j->r.prompt_lens[0]);
+    ig_str_putc(&o, '}');
+  }
   free(ids);
   free(off);
   j->outs = calloc(1, sizeof *j->outs); /* carries the body back */
@@ -294,7 +310,7 @@ static void *worker_main(void *arg) {
     j->qnext = NULL;
     pthread_mutex_unlock(&s->wq_mu);
 
-    if (j->route && strcmp(j->route, "/tokenize") == 0)
+    if (j->route && (strcmp(j->route, "/tokenize") == 0 || strcmp(j->route, "/chat_tokenize") == 0))
       validate_tokenize(s, j);
     else
       validate_job(s, j);
@@ -506,7 +522,7 @@ void ig_gen_on_done(evutil_socket_t fd, short what, void *arg) {
       job_maybe_free(j);
       continue;
     }
-    if (strcmp(j->route, "/tokenize") == 0) {
+    if (strcmp(j->route, "/tokenize") == 0 || strcmp(j->route, "/chat_tokenize") == 0) {
       if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
       ig_str *b = &j->outs[0].text;
       ig_server_send(s, j->req, 200, "application/json", b->p, b->len);
@@ -854,8 +870,10 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
   enqueue(s, j);
 }
 
-void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, const char *body, size_t len, long long t0) {
-  json_t *root = parse_body(s, req, 0, body, len, "/tokenize", t0);
+void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, int chat, const char *body, size_t len,
+                            long long t0) {
+  const char *route = chat ? "/chat_tokenize" : "/tokenize";
+  json_t *root = parse_body(s, req, 0, body, len, route, t0);
   if (!root) return;
   ig_job *j = calloc(1, sizeof *j);
   if (!j) {
@@ -865,7 +883,7 @@ void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, const char
   }
   j->srv = s;
   j->req = req;
-  j->route = "/tokenize";
+  j->route = route;
   j->t_start = t0;
   j->counted_err = IG_ERR_N; /* not a generation request: no metrics */
   j->next = s->jobs;
@@ -876,7 +894,7 @@ void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, const char
   const char *etype;
   ig_server_limits lim = s->lim;
   lim.max_input_tokens = INT32_MAX; /* tokenize only */
-  int rc = ig_server_req_parse(IG_API_GENERATE, root, &lim, &j->r, &etype, err, sizeof err);
+  int rc = ig_server_req_parse(chat ? IG_API_CHAT : IG_API_GENERATE, root, &lim, &j->r, &etype, err, sizeof err);
   json_decref(root);
   if (rc) {
     ig_server_send_error(s, req, 0, rc, err, etype);

@@ -307,7 +307,8 @@ static void watch_dispatched(ig_server *s, struct evhttp_request *req) {
 
 /* ---- routing ---------------------------------------------------------------------------------------------------- */
 
-enum { R_HEALTH, R_INFO, R_METRICS, R_MODELS, R_GEN, R_STREAM, R_COMPAT, R_TOKENIZE, R_INVOC, R_CHAT, R_COMPL };
+enum { R_HEALTH, R_INFO, R_METRICS, R_MODELS, R_GEN, R_STREAM, R_COMPAT, R_TOKENIZE, R_CHAT_TOKENIZE, R_INVOC, R_CHAT,
+       R_COMPL };
 
 static const struct {
   const char *path;
@@ -321,6 +322,7 @@ static const struct {
     {"/generate", -1, R_GEN},
     {"/generate_stream", -1, R_STREAM},
     {"/tokenize", -1, R_TOKENIZE},
+    {"/chat_tokenize", -1, R_CHAT_TOKENIZE},
     {"/invocations", -1, R_INVOC},
     {"/v1/chat/completions", -1, R_CHAT},
     {"/v1/completions", -1, R_COMPL},
@@ -418,7 +420,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
     return;
   }
   switch (route) {
-  case R_TOKENIZE: ig_gen_handle_tokenize(s, req, body, len, t0); break;
+  case R_TOKENIZE: ig_gen_handle_tokenize(s, req, 0, body, len, t0); break;
+  case R_CHAT_TOKENIZE: ig_gen_handle_tokenize(s, req, 1, body, len, t0); break;
   case R_GEN: ig_gen_handle(s, req, IG_API_GENERATE, "/generate", 0, body, len, t0); break;
   case R_STREAM: ig_gen_handle(s, req, IG_API_GENERATE_STREAM, "/generate_stream", 0, body, len, t0); break;
   case R_COMPAT: ig_gen_handle(s, req, IG_API_GENERATE, "/", 0, body, len, t0); break;

@@ -106,7 +106,9 @@ void ig_gen_on_done(evutil_socket_t fd, short what, void *arg); /* ev_done: work
 /* Handles a generation route; body already read. api from the route ("/" and /invocations pick it). */
 void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const char *route, int openai,
                    const char *body, size_t len, long long t_start);
-void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, const char *body, size_t len, long long t0);
+/* POST /tokenize, and /chat_tokenize (chat != 0: template, then tokens and the templated text) */
+void ig_gen_handle_tokenize(ig_server *s, struct evhttp_request *req, int chat, const char *body, size_t len,
+                            long long t0);
 void ig_gen_cancel_all(ig_server *s);
 /* After the loop ended and the engine is gone: frees every job left. */
 void ig_gen_destroy_all(ig_server *s);

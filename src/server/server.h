@@ -1,6 +1,6 @@
 /* server/server: the HTTP front of ignis (libevent evhttp, one loop thread, a pool of validation workers).
- * It speaks TGI's API (/generate, /generate_stream, /, /info, /health, /metrics, /tokenize, /invocations,
- * /ping) and OpenAI's (/v1/chat/completions, /v1/completions, /v1/models). It never touches a tokenizer,
+ * It speaks TGI's API (/generate, /generate_stream, /, /info, /health, /metrics, /tokenize, /chat_tokenize,
+ * /invocations, /ping) and OpenAI's (/v1/chat/completions, /v1/completions, /v1/models). It never touches a tokenizer,
  * template or engine directly: the caller (app/cmd_serve.c) plugs them in through ig_server_hooks, so tests
  * can drive the server with a fake engine. */
 #ifndef IG_SERVER_H

@@ -137,6 +137,10 @@ groups.tgi = async (url) => {
   eq(j.map((t) => t.id).join(","), "1,403,407,261,378", "/tokenize ids");
   eq(j[1].text, "Once", "/tokenize text");
   eq(j[2].start, 4, "/tokenize offsets");
+  r = await postJSON(url + "/chat_tokenize", { messages: [{ role: "user", content: P0.prompt }] });
+  j = JSON.parse(r.body);
+  eq(j.templated_text, "<s>" + P0.prompt, "/chat_tokenize templated_text");
+  eq(j.tokenize_response?.map((t) => t.id).join(","), "1,403,407,261,378", "/chat_tokenize ids (the template's BOS, none added)");
   j = JSON.parse((await request("GET", url + "/info")).body);
   eq(j.max_total_tokens, 512, "/info max_total_tokens");
   eq(j.max_input_tokens, 511, "/info max_input_tokens");
