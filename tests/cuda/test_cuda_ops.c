@@ -195,9 +195,58 @@ static void test_matmul(void) {
   }
 }
 
+/* The tiny models' shapes (stories260K: hidden 64, intermediate 172, vocab 512, tied; llama3-gqa-tied: 48, 104,
+ * 128, tied; their tensor-parallel shards: 84/88 and 32/16 wide) at every row count the tensor-parallel schedule
+ * uses: K = 172 (rows of 344 bytes, not a multiple of 16: cuBLASLt, never the GEMV) and O = 172 at m <= 8 (GEMV)
+ * and m > 8 (cuBLASLt); and the tied lm_head, the embedding table itself as W, turning bf16 rows gathered from
+ * that table into f32 logits (GEMV with an f32 output, cuBLASLt bf16 x bf16 -> f32). */
+static void test_matmul_tiny(void) {
+  static const int shapes[][3] = {{64, 172, 0}, {172, 64, 0}, {64, 512, 1}, {48, 104, 0}, {104, 48, 0}, {48, 128, 1},
+                                  {64, 64, 0},  {64, 32, 0},  {84, 64, 0},  {88, 64, 0},  {64, 256, 1}};
+  static const int ms[] = {1, 2, 5, 7, 8, 9, 16, 60, 96};
+  for (int si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++) {
+    int I = shapes[si][0], O = shapes[si][1], tied = shapes[si][2];
+    for (int mi = 0; mi < (int)(sizeof ms / sizeof ms[0]); mi++) {
+      int m = ms[mi];
+      pair x, w, out;
+      char name[128];
+      if (tied) { /* W = the embedding table [O = vocab, I = hidden]; x = rows of it looked up by embed */
+        weight(&w, O, I, IG_DT_BF16, 1.f);
+        int32_t tok[96], rows[96];
+        for (int i = 0; i < m; i++) tok[i] = irand(O), rows[i] = i;
+        simple_batch(m, NULL, tok, m, rows);
+        act(&x, m, I, NULL);
+        CHECK(cpu->embed(cpu, &x.c, &w.c) == 0);
+        CHECK_MSG(gpu->embed(gpu, &x.g, &w.g) == 0, "%s", gpu->err);
+        /* logits are f32 on both backends */
+        CHECK(cpu->alloc(cpu, &out.c, IG_DT_F32, m, O) == 0);
+        CHECK(gpu->alloc(gpu, &out.g, IG_DT_F32, m, O) == 0);
+        float *nan = malloc((size_t)m * O * 4);
+        for (int i = 0; i < m * O; i++) nan[i] = NAN;
+        CHECK(cpu->upload(cpu, &out.c, nan, IG_DT_F32) == 0);
+        CHECK(gpu->upload(gpu, &out.g, nan, IG_DT_F32) == 0);
+        free(nan);
+      } else {
+        float *xv = rnd((int64_t)m * I, 1.f);
+        act(&x, m, I, xv);
+        free(xv);
+        weight(&w, O, I, IG_DT_BF16, 0.1f);
+        act(&out, m, O, NULL);
+        simple_batch(m, NULL, NULL, 0, NULL);
+      }
+      CHECK(cpu->matmul(cpu, &out.c, &x.c, &w.c, NULL) == 0);
+      int rc = gpu->matmul(gpu, &out.g, &x.g, &w.g, NULL);
+      CHECK_MSG(rc == 0, "%s", gpu->err);
+      snprintf(name, sizeof name, "matmul tiny m=%d I=%d O=%d%s", m, I, O, tied ? " tied lm_head -> f32" : "");
+      compare(name, &out, m);
+      drop(&x), drop(&w), drop(&out);
+    }
+  }
+}
+
 static void test_rmsnorm(void) {
-  static const int cases[][2] = {{1, 64}, {5, 100}, {33, 4096}, {2, 5120}, {7, 8}};
-  for (int ci = 0; ci < 5; ci++) {
+  static const int cases[][2] = {{1, 64}, {5, 100}, {33, 4096}, {2, 5120}, {7, 8}, {60, 64}, {8, 48}, {3, 172}};
+  for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
     int n = cases[ci][0], W = cases[ci][1];
     for (int with_res = 0; with_res < 2; with_res++) {
       pair x, r, w, out;
@@ -263,8 +312,10 @@ static void test_rope(void) {
 }
 
 static void test_elementwise(void) {
-  static const int cases[][2] = {{1, 14336}, {7, 172}, {33, 1000}};
-  for (int ci = 0; ci < 3; ci++) {
+  /* 7 x 172 and 1 x 172: not a multiple of 8 elements (scalar kernel); 60 x 172, 2 x 172: the 16-byte kernel over
+   * rows of 344 bytes (a flat array: rows need not be 16-byte aligned); 8 x 104: llama3-gqa's intermediate */
+  static const int cases[][2] = {{1, 14336}, {7, 172}, {33, 1000}, {60, 172}, {2, 172}, {1, 172}, {8, 104}};
+  for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
     int n = cases[ci][0], W = cases[ci][1];
     pair g, u, out, y;
     float *gv = rnd((int64_t)n * W, 4.f), *uv = rnd((int64_t)n * W, 2.f), *yv = rnd((int64_t)n * W, 1.f);
@@ -411,6 +462,17 @@ static void test_attention(void) {
   attn_case(16, 1, 64, 16, 0, decode, 4, "decode");
   attn_case(32, 8, 128, 16, 0, prefill, 3, "prefill");
   attn_case(8, 2, 64, 16, 100, prefill, 3, "prefill");
+  /* the tensor-parallel schedule on the tiny models: head_dim 8, block size 4, a 60-row prompt, then one decode
+   * row beside a 7-row chunk, then decode rows; 2 (stories260K and its shards) or 3 (llama3-gqa) query heads per
+   * kv head; a 200-key sequence gives two key splits as the schedule's 64-block tables do */
+  const seqspec tp0[] = {{60, 60}}, tp1[] = {{61, 1}, {7, 7}}, tp2[] = {{72, 1}, {15, 1}}, tp3[] = {{200, 1}, {21, 7}, {60, 60}};
+  static const int tph[][2] = {{8, 4}, {4, 2}, {2, 1}, {6, 2}, {3, 1}};
+  for (int i = 0; i < 5; i++) {
+    attn_case(tph[i][0], tph[i][1], 8, 4, 0, tp0, 1, "tp-prompt");
+    attn_case(tph[i][0], tph[i][1], 8, 4, 0, tp1, 2, "tp-chunk");
+    attn_case(tph[i][0], tph[i][1], 8, 4, 0, tp2, 2, "tp-decode");
+    attn_case(tph[i][0], tph[i][1], 8, 4, 0, tp3, 3, "tp-mix");
+  }
 }
 
 int main(void) {
@@ -436,6 +498,7 @@ int main(void) {
     printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype), mi == 1 ? ", WMMA prefill, staged decode" : "", tol);
     if (mi != 1) {
       test_matmul();
+      test_matmul_tiny();
       test_rmsnorm();
       test_rope();
       test_elementwise();

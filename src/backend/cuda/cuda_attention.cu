@@ -632,6 +632,9 @@ int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, 
   const char *kc = (const char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
   const char *vc = kc + c->kv_layer_elems * es;
   if (c->b.n_tiles > 0) {
+    /* set_batch makes tiles only for head_dim 64/128 in bf16; anything else here would run the wrong kernel */
+    if ((p->head_dim != 64 && p->head_dim != 128) || be->act_dtype != IG_DT_BF16)
+      FAIL(be, "cuda attention: tiled prefill for head_dim %d (%s)", p->head_dim, ig_dtype_name(be->act_dtype));
     int r = p->head_dim == 128 ? launch_prefill<128>(be, out, q, kc, vc, p) : launch_prefill<64>(be, out, q, kc, vc, p);
     if (r) return r;
   }

@@ -126,6 +126,8 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
   int64_t rows = numel / W;
   if (rows == 0) return 0;
   int bf = x->dtype == IG_DT_BF16 && out->dtype == IG_DT_BF16 && w->dtype == IG_DT_BF16 && (!res || res->dtype == IG_DT_BF16);
+  /* 16-byte accesses: the width a multiple of 8 and every base 16-byte aligned (views may start anywhere) */
+  bf = bf && ((uintptr_t)out->data | (uintptr_t)x->data | (uintptr_t)w->data | (uintptr_t)(res ? res->data : NULL)) % 16 == 0;
   if (bf && W % 8 == 0) {
     int W8 = (int)(W / 8);
     int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32);
@@ -219,7 +221,8 @@ int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_te
   long long n = ig_tensor_numel(gate);
   if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) FAIL(be, "cuda swiglu: shape mismatch");
   if (n == 0) return 0;
-  if (out->dtype == IG_DT_BF16 && gate->dtype == IG_DT_BF16 && up->dtype == IG_DT_BF16 && n % 8 == 0) {
+  if (out->dtype == IG_DT_BF16 && gate->dtype == IG_DT_BF16 && up->dtype == IG_DT_BF16 && n % 8 == 0 &&
+      ((uintptr_t)out->data | (uintptr_t)gate->data | (uintptr_t)up->data) % 16 == 0) {
     CU_LAUNCH(be, (swiglu_bf16_kernel), grid_for(n / 8, 256), 256, 0, (uint4 *)out->data, (const uint4 *)gate->data,
                                                                (const uint4 *)up->data, n / 8);
     LAUNCH_CHECK(be);

@@ -186,16 +186,22 @@ int cu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tenso
                                             (long long)out->cols, (long long)m, (long long)O);
   if (bias && ig_tensor_numel(bias) != O) FAIL(be, "cuda matmul: bias has %lld elements, want %lld", (long long)ig_tensor_numel(bias), (long long)O);
   if (m == 0) return 0;
-  if (w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m <= 8 && I % 8 == 0 && c->use_gemv)
+  /* the GEMV reads W rows and x rows with 16-byte loads: I % 8 == 0 and 16-byte aligned bases (a view into the
+   * middle of a buffer may not be), else cuBLASLt */
+  if (w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m <= 8 && I % 8 == 0 && c->use_gemv &&
+      ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0)
     return gemv(be, out, x, w, bias, (int)m);
   if (w->dtype == x->dtype)
     return lt_matmul(be, out->data, out->dtype, x->data, x->dtype, w->data, w->dtype, bias ? bias->data : NULL,
                      bias ? bias->dtype : 0, m, O, I);
   if (w->dtype == IG_DT_F16 && x->dtype == IG_DT_BF16) {
     /* f16 checkpoint under bf16 activations: x -> f16, f16 GEMM with f32 output, then -> out's dtype. */
-    size_t need = (size_t)m * I * 2 + (size_t)m * O * 4;
+    /* the f32 result starts on a 256-byte boundary: cuBLASLt's heuristic assumes 256-byte aligned pointers by
+     * default (m * I * 2 bytes alone is not even 16-aligned when I is odd) */
+    size_t xbytes = ((size_t)m * I * 2 + 255) & ~(size_t)255;
+    size_t need = xbytes + (size_t)m * O * 4;
     if (cu_scratch(be, &c->scratch2, &c->scratch2_size, need)) return -1;
-    void *xh = c->scratch2, *of = (char *)c->scratch2 + (size_t)m * I * 2;
+    void *xh = c->scratch2, *of = (char *)c->scratch2 + xbytes;
     if (cu_convert(be, xh, IG_DT_F16, x->data, x->dtype, m * I)) return -1;
     if (lt_matmul(be, of, IG_DT_F32, xh, IG_DT_F16, w->data, IG_DT_F16, bias ? bias->data : NULL, bias ? bias->dtype : 0, m, O, I))
       return -1;
