@@ -102,6 +102,7 @@ static void job_unlink(ig_job *j) {
 
 static void job_destroy(ig_job *j) {
   job_unlink(j);
+  if (j->admitted) j->srv->n_gen_active--;
   for (int i = 0; i < j->n_seqs; i++) {
     if (j->reqs && j->reqs[i]) ig_request_unref(j->reqs[i]);
     if (j->outs) ig_seq_out_free(&j->outs[i]);
@@ -858,6 +859,14 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
     job_maybe_free(j);
     return;
   }
+  /* as TGI's router: beyond max_concurrent_requests, answer at once rather than queue for validation */
+  if (s->n_gen_active >= s->cfg.max_concurrent_requests) {
+    job_reply_error(j, 429, "Model is overloaded", "overloaded");
+    job_maybe_free(j);
+    return;
+  }
+  j->admitted = 1;
+  s->n_gen_active++;
   /* TGI's compat route: return_full_text defaults to true for text-generation models, and the non-streaming
    * answer is a list of one, as the Inference API's */
   if (compat && !j->r.return_full_text_set) j->r.return_full_text = 1;

@@ -44,6 +44,7 @@ struct ig_server {
   ig_conn_watch *watches; /* every connection's slow-client watch (http.c) */
   ig_job *jobs; /* every live job (doubly linked), for shutdown */
   int n_jobs;
+  int n_gen_active; /* generation jobs admitted and not yet freed: max_concurrent_requests bounds them */
 };
 
 /* One generation request from arrival to the last byte (and until the engine let go of its requests). */
@@ -57,6 +58,7 @@ struct ig_job {
   int streaming;              /* chunked reply started */
   int openai;                 /* OpenAI error shape */
   int compat;                 /* "/" or /invocations in TGI form: body wrapped in a list */
+  int admitted;               /* counted in n_gen_active */
   const char *route;
   int status;                 /* HTTP status sent (for the log) */
   int counted_err;            /* -1: none yet; IG_ERR_* once counted */

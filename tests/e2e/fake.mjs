@@ -76,6 +76,17 @@ eq(r.status, 500, "cancelled at shutdown -> 500 incomplete generation");
 eq(await s.exited, 0, "fake_serve exit 0 (no engine request leaked)");
 if (summary().failures) console.error(s.log().slice(-2000));
 
+// the server's own max_concurrent_requests: the third request is refused before it reaches the engine
+const s2 = await start(["--max-requests", "2"]);
+const two = [0, 1].map(() => postJSON(s2.url + "/generate", { inputs: "SLOW", parameters: { max_new_tokens: 10 } }));
+await sleep(50);
+r = await postJSON(s2.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 2 } });
+eq(r.status, 429, "beyond --max-concurrent-requests -> 429 at once");
+eq((await Promise.all(two)).map((x) => x.status).join(","), "200,200", "the admitted two complete");
+eq((await postJSON(s2.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 2 } })).status, 200, "admitted again after");
+s2.proc.kill("SIGTERM");
+eq(await s2.exited, 0, "second fake_serve exits 0");
+
 const { failures, checks } = summary();
 console.log(`fake: ${checks} checks, ${failures} failed`);
 process.exit(failures ? 1 : 0);

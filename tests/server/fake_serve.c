@@ -1,5 +1,6 @@
 /* tests/server/fake_serve: the real HTTP server over the fake engine (fake_engine.h), for manual pokes and for
- * protocol tests that need no model: fake_serve [port] [--no-template] [--api-key K] [--max-conc N]. */
+ * protocol tests that need no model: fake_serve [port] [--no-template] [--api-key K] [--max-conc N (engine)]
+ * [--max-requests N (server's max_concurrent_requests)] [--payload-limit BYTES]. */
 #include "fake_engine.h"
 #include "util/log.h"
 #include <signal.h>
@@ -22,6 +23,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "--no-template")) tmpl = 0;
     else if (!strcmp(argv[i], "--api-key") && i + 1 < argc) c.api_key = argv[++i];
     else if (!strcmp(argv[i], "--max-conc") && i + 1 < argc) conc = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--max-requests") && i + 1 < argc) c.max_concurrent_requests = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--payload-limit") && i + 1 < argc) c.payload_limit = (size_t)atol(argv[++i]);
     else c.port = atoi(argv[i]);
   }
