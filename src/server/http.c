@@ -167,6 +167,15 @@ void ig_server_log_request(ig_server *s, struct evhttp_request *req, const char 
   ig_log_kv(IG_LOG_INFO, "request", kv);
 }
 
+/* A connection's slow-client watch (see "slow clients" below). */
+struct ig_conn_watch {
+  ig_server *s;
+  struct bufferevent *bev;
+  struct event *timer;
+  unsigned long dispatched, seen;
+  ig_conn_watch *prev, *next;
+};
+
 /* ---- plain routes --------------------------------------------------------------------------------------------- */
 
 static void route_health(ig_server *s, struct evhttp_request *req) {
@@ -215,7 +224,13 @@ static void route_metrics(ig_server *s, struct evhttp_request *req) {
   if (atomic_load(&s->ready) && s->hooks.stats) s->hooks.stats(s->hooks.ctx, &st);
   ig_str o;
   ig_str_init(&o);
-  ig_metrics_render(&s->metrics, &st, s->n_jobs, &o);
+  int n_conn = 0;
+  for (ig_conn_watch *w = s->watches; w; w = w->next) {
+    bufferevent_event_cb ecb = NULL;
+    bufferevent_getcb(w->bev, NULL, NULL, &ecb, NULL);
+    n_conn += ecb != NULL;
+  }
+  ig_metrics_render(&s->metrics, &st, n_conn, s->n_jobs, &o);
   ig_server_send(s, req, 200, "text/plain; version=0.0.4", o.p, o.len);
   ig_str_free(&o);
 }
@@ -225,14 +240,6 @@ static void route_metrics(ig_server *s, struct evhttp_request *req) {
  * connection gets a watch: a timer every read_timeout_s seconds; a connection that completed no request in a
  * whole period and has none in flight is shut down (evhttp then sees EOF and frees it). The watch holds a
  * reference on the connection's bufferevent, so it can tell when evhttp has let go (callbacks cleared). */
-
-struct ig_conn_watch {
-  ig_server *s;
-  struct bufferevent *bev;
-  struct event *timer;
-  unsigned long dispatched, seen;
-  ig_conn_watch *prev, *next;
-};
 
 static void watch_free(ig_conn_watch *w) {
   ig_server *s = w->s;

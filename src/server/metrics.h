@@ -31,7 +31,9 @@ typedef struct ig_metrics {
 void ig_metrics_init(ig_metrics *m, int max_input_tokens, int max_total_tokens);
 void ig_metrics_observe(ig_histogram *h, double v);
 const char *ig_metrics_err_name(int err); /* "validation", "generation", "overloaded", ... */
-/* Appends the exposition text: our series plus the engine's numbers (st may be NULL) and connection count. */
-void ig_metrics_render(const ig_metrics *m, const ig_server_stats *st, int n_connections, ig_str *o);
+/* Appends the exposition text: our series plus the engine's numbers (st may be NULL), open connections and
+ * requests in flight. */
+void ig_metrics_render(const ig_metrics *m, const ig_server_stats *st, int n_connections, int n_in_flight,
+                       ig_str *o);
 
 #endif

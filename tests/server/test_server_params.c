@@ -309,7 +309,7 @@ static void test_metrics(void) {
   ig_str o;
   ig_str_init(&o);
   ig_server_stats st = {.queue_size = 2, .kv_blocks_total = 9};
-  ig_metrics_render(&m, &st, 1, &o);
+  ig_metrics_render(&m, &st, 1, 0, &o);
   CHECK(strstr(o.p, "# TYPE tgi_request_count counter\ntgi_request_count 3\n") != NULL);
   CHECK(strstr(o.p, "tgi_request_failure{err=\"validation\"} 1\n") != NULL);
   CHECK(strstr(o.p, "# TYPE tgi_request_duration histogram\n") != NULL);
