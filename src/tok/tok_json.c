@@ -252,7 +252,7 @@ typedef struct spans {
 static const char *on_model(void *arg, const char *k, size_t kl, const char *vs, const char *e, int *err) {
   spans *s = arg;
   const char *end = NULL;
-  if (kl == 5 && !memcmp(k, "vocab", 5) && *vs == '{') {
+  if (kl == 5 && !memcmp(k, "vocab", 5) && vs < e && *vs == '{') {
     if (!(end = read_vocab(vs, e, s->vocab))) *err = 1;
     s->vocab_s = vs, s->vocab_e = end;
   } else if (kl == 6 && !memcmp(k, "merges", 6)) {
@@ -265,7 +265,7 @@ static const char *on_model(void *arg, const char *k, size_t kl, const char *vs,
 static const char *on_top(void *arg, const char *k, size_t kl, const char *vs, const char *e, int *err) {
   spans *s = arg;
   const char *end = NULL;
-  if (kl == 5 && !memcmp(k, "model", 5) && *vs == '{') {
+  if (kl == 5 && !memcmp(k, "model", 5) && vs < e && *vs == '{') {
     if (each_key(vs, e, on_model, s, &end)) *err = 1;
     s->model = 1;
   }

@@ -677,6 +677,9 @@ static void test_config_errors(void) {
   CHECK_EQ_INT(atomic_load(&ig_engine_get_stats(e)->kv_blocks_total), 1024);
   ig_engine_destroy(e, 0);
   /* A device backend fills the memory it is given (not the 16k-token default): 3000 blocks here. */
+  fake_free(f);
+  f = fake_new();
+  run.ctx = f;
   run.kv_mem_limit = 3000 * fake_kv_bytes(NULL, 16) + 5;
   run.kv_fill = 1;
   CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);

@@ -1,7 +1,9 @@
 #!/bin/sh
 # tests/fuzz/run_all.sh: builds every fuzz/fuzz_<module>_<what>.c target with clang's libFuzzer (a separate
 # CMake build with IGNIS_FUZZ=ON) and runs each for SECONDS on its seed corpus (fuzz/corpus/<module>_<what>
-# when present). A crash, leak or sanitizer report fails the test. The io targets have their own ctests.
+# when present), with a fixed seed and a bounded number of runs so that CI replays the same inputs every
+# time (longer exploratory runs: run a target by hand). A crash, leak or sanitizer report fails the test.
+# The io targets have their own ctests.
 # usage: run_all.sh SOURCE_DIR BUILD_DIR SECONDS          exits 77 (skipped) when clang is missing.
 set -e
 src=$1; out=$2/fuzz-build; secs=${3:-15}
@@ -22,7 +24,7 @@ for t in $targets; do
   work="$out/run_$name"
   rm -rf "$work"; mkdir -p "$work/corpus"
   if [ -d "$src/fuzz/corpus/$name" ]; then cp "$src/fuzz/corpus/$name"/* "$work/corpus/" 2>/dev/null || true; fi
-  if (cd "$work" && "$out/fuzz/$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=8192 -print_final_stats=0 \
+  if (cd "$work" && "$out/fuzz/$t" -seed=1 -runs=30000 -max_total_time="$secs" -rss_limit_mb=2048 -max_len=8192 \
         corpus >"$work/log" 2>&1); then
     echo "ok    $t ($(grep -c . "$work/log") log lines)"
   else
