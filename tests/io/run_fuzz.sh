@@ -12,4 +12,4 @@ $CLANG -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I"$src/src" \
   "$src/fuzz/fuzz_io_$what.c" "$src/src/io/safetensors.c" "$src/src/io/config.c" "$src/src/util/file.c" \
   $(pkg-config --cflags --libs jansson) -lm -o "$dir/fuzz_io_$what"
 cp "$src"/fuzz/corpus/io_"$what"/* "$dir/corpus/"
-"$dir/fuzz_io_$what" -max_total_time="$secs" -rss_limit_mb=1024 -max_len=4096 "$dir/corpus"
+"$dir/fuzz_io_$what" -seed=1 -max_total_time="$secs" -rss_limit_mb=1024 -max_len=4096 "$dir/corpus"
