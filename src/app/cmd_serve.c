@@ -74,7 +74,7 @@ static flag flags[] = {
     {"device", NULL, "IGNIS_DEVICE", NULL, F_STR, NULL, "cpu | cuda [cuda when built with it]", NULL},
     {"threads", NULL, "IGNIS_THREADS", NULL, F_INT, "0", "CPU compute threads (0: all cores)", NULL},
     {"cuda-memory-fraction", NULL, "CUDA_MEMORY_FRACTION", NULL, F_FLOAT, "1.0",
-     "share of GPU memory ignis may use (accepted for TGI compatibility; not used yet)", NULL},
+     "share of GPU memory ignis may use; the KV cache fills what the weights and activations leave", NULL},
     {"cuda-graphs", NULL, "CUDA_GRAPHS", NULL, F_STR, "1,2,4,8,16,32",
      "batch sizes captured as CUDA graphs (accepted for TGI compatibility; not used yet)", NULL},
     {"num-shard", NULL, "NUM_SHARD", NULL, F_INT, "1", "tensor-parallel shards (GPUs with --device cuda, thread groups on the CPU)", NULL},
@@ -480,6 +480,11 @@ int ig_cmd_serve(int argc, char **argv) {
   c.ecfg.max_waiting_tokens = get_int("max-waiting-tokens", 20);
   c.ecfg.waiting_served_ratio = val("waiting-served-ratio") ? (float)strtod(val("waiting-served-ratio"), NULL) : 0.3f;
   c.ecfg.max_total_tokens = max_total;
+  c.ecfg.memory_fraction = (float)strtod(val("cuda-memory-fraction"), NULL);
+  if (!(c.ecfg.memory_fraction > 0.0f && c.ecfg.memory_fraction <= 1.0f)) {
+    fprintf(stderr, "ignis serve: --cuda-memory-fraction %s: must be in (0, 1]\n", val("cuda-memory-fraction"));
+    return 2;
+  }
 
   ig_server_config sc;
   ig_server_config_defaults(&sc);
