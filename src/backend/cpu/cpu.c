@@ -18,9 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Output tiles are fixed (not derived from the thread count), so a result never depends on the number of
- * threads. sgemm tiles are wider: OpenBLAS 0.3.21 (SkylakeX) gives rows that are bitwise independent of M
- * and of the row offset except in its small-matrix path (M*N*K <= 1e6), which wide tiles avoid for K >= 250. */
+/* Matvec items only decide which thread computes an output, never how (each output is one fixed-order dot
+ * product). sgemm tiles are fixed (not derived from the thread count) and wide: OpenBLAS 0.3.21 (SkylakeX)
+ * gives rows that are bitwise independent of M and of the row offset except in its small-matrix path
+ * (M*N*K <= 1e6), which wide tiles avoid for K >= 250. */
 #define TILE_O 64           /* outputs per matvec item */
 #define TILE_R 16           /* rows per matvec item */
 #define TILE_G 256          /* outputs per sgemm tile */
