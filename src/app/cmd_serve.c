@@ -480,7 +480,7 @@ int ig_cmd_serve(int argc, char **argv) {
   c.ecfg.max_waiting_tokens = get_int("max-waiting-tokens", 20);
   c.ecfg.waiting_served_ratio = val("waiting-served-ratio") ? (float)strtod(val("waiting-served-ratio"), NULL) : 0.3f;
   c.ecfg.max_total_tokens = max_total;
-  c.ecfg.memory_fraction = (float)strtod(val("cuda-memory-fraction"), NULL);
+  c.ecfg.memory_fraction = val("cuda-memory-fraction") ? (float)strtod(val("cuda-memory-fraction"), NULL) : 1.0f;
   if (!(c.ecfg.memory_fraction > 0.0f && c.ecfg.memory_fraction <= 1.0f)) {
     fprintf(stderr, "ignis serve: --cuda-memory-fraction %s: must be in (0, 1]\n", val("cuda-memory-fraction"));
     return 2;

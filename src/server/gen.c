@@ -131,6 +131,15 @@ static void job_destroy(ig_job *j) {
  * then we look again shortly. */
 static void job_maybe_free(ig_job *j) {
   if (!j->replied) return;
+  /* The answer is out and every sequence has finished: the admission slot is free now, even if the engine's
+   * last reference is dropped a moment later (a client that sends its next request at once is not refused). */
+  int all_done = 1;
+  for (int i = 0; i < j->n_seqs; i++)
+    if (j->reqs && j->reqs[i] && !j->seq_done[i]) all_done = 0;
+  if (all_done && j->admitted) {
+    j->srv->n_gen_active--;
+    j->admitted = 0;
+  }
   for (int i = 0; i < j->n_seqs; i++) {
     ig_request *r = j->reqs[i];
     if (!r) continue;
