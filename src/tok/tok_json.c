@@ -66,7 +66,7 @@ static const char *read_string(const char *p, const char *e, tk_buf *pool, uint3
   while (p < e && *p != '"' && *p != '\\') p++;
   if (p >= e) return NULL;
   if (tk_buf_add(pool, s, (size_t)(p - s))) return NULL;
-  while (*p != '"') {
+  while (p < e && *p != '"') {
     if (*p == '\\') {
       if (p + 1 >= e) return NULL;
       char c = p[1], o;
@@ -104,6 +104,7 @@ static const char *read_string(const char *p, const char *e, tk_buf *pool, uint3
       if (p >= e || tk_buf_add(pool, q, (size_t)(p - q))) return NULL;
     }
   }
+  if (p >= e) return NULL; /* unterminated after an escape */
   *len = (uint32_t)(pool->len - *off);
   return p + 1;
 }
