@@ -202,16 +202,14 @@ IG_AVX2 IG_INLINE void tile_avx2(const float *const *xs, const char *w, size_t w
     for (int o = 0; o < NO; o++) a0[r][o] = a1[r][o] = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    __m256 w0[4], w1[4];
+    /* x chunks first, then one weight row's chunk at a time (keeps everything in the 16 registers) */
+    __m256 x0[2], x1[2];
+    for (int r = 0; r < NR; r++) x0[r] = _mm256_loadu_ps(xs[r] + k), x1[r] = _mm256_loadu_ps(xs[r] + k + 8);
     for (int o = 0; o < NO; o++) {
-      w0[o] = load8(w + o * wstride, dt, k);
-      w1[o] = load8(w + o * wstride, dt, k + 8);
-    }
-    for (int r = 0; r < NR; r++) {
-      __m256 x0 = _mm256_loadu_ps(xs[r] + k), x1 = _mm256_loadu_ps(xs[r] + k + 8);
-      for (int o = 0; o < NO; o++) {
-        a0[r][o] = _mm256_fmadd_ps(x0, w0[o], a0[r][o]);
-        a1[r][o] = _mm256_fmadd_ps(x1, w1[o], a1[r][o]);
+      __m256 w0 = load8(w + o * wstride, dt, k), w1 = load8(w + o * wstride, dt, k + 8);
+      for (int r = 0; r < NR; r++) {
+        a0[r][o] = _mm256_fmadd_ps(x0[r], w0, a0[r][o]);
+        a1[r][o] = _mm256_fmadd_ps(x1[r], w1, a1[r][o]);
       }
     }
   }
