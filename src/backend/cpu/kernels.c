@@ -507,7 +507,13 @@ void ig_cpu_kernels_init(void) {
   level_max = K_SCALAR;
 #ifdef IG_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+  /* clang 14's __builtin_cpu_supports knows no "f16c"; every AVX2+FMA x86 CPU has F16C (Haswell, Zen 1 on). */
+#if defined(__clang__)
+  int f16c = 1;
+#else
+  int f16c = __builtin_cpu_supports("f16c");
+#endif
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) {
     level_max = K_AVX2;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
       level_max = K_AVX512;
