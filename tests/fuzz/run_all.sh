@@ -24,7 +24,7 @@ for t in $targets; do
   work="$out/run_$name"
   rm -rf "$work"; mkdir -p "$work/corpus"
   if [ -d "$src/fuzz/corpus/$name" ]; then cp "$src/fuzz/corpus/$name"/* "$work/corpus/" 2>/dev/null || true; fi
-  if (cd "$work" && "$out/fuzz/$t" -seed=1 -runs=30000 -max_total_time="$secs" -rss_limit_mb=2048 -max_len=8192 \
+  if (cd "$work" && "$out/fuzz/$t" -seed=1 -runs=150000 -max_total_time="$secs" -rss_limit_mb=2048 -max_len=8192 \
         corpus >"$work/log" 2>&1); then
     echo "ok    $t ($(grep -c . "$work/log") log lines)"
   else
