@@ -23,7 +23,7 @@
 #define BLOCK 16
 
 typedef struct {
-  const char *model_id, *revision, *prompt, *prompt_ids;
+  const char *model_id, *revision, *prompt, *prompt_ids, *device;
   int max_new, threads, top_k, sample, print_ids;
   int num_shard; /* tensor parallelism (model/shard.c): shards on the CPU */
   float temperature, top_p;
@@ -34,11 +34,12 @@ typedef struct {
 static void usage(FILE *f) {
   fprintf(f, "usage: ignis generate [--model-id DIR|org/name] [--revision REV] [--max-new-tokens N]\n"
              "                      [--temperature T] [--top-k K] [--top-p P] [--seed S] [--threads N]\n"
-             "                      [--prompt-ids 1,2,3] [--ids] [--num-shard N] [PROMPT]\n"
+             "                      [--prompt-ids 1,2,3] [--ids] [--num-shard N] [--device cpu|cuda] [PROMPT]\n"
              "Streams the continuation of PROMPT to stdout (greedy unless a sampling flag is given).\n"
              "--model-id defaults to $MODEL_ID, then " DEFAULT_MODEL ". --threads defaults to all cores.\n"
              "--ids prints token ids instead of text.\n"
-             "--num-shard N (or $NUM_SHARD) splits the model over N tensor-parallel shards, one thread each.\n");
+             "--num-shard N (or $NUM_SHARD) splits the model over N tensor-parallel shards, one thread each.\n"
+             "--device (or $IGNIS_DEVICE): cuda when built with it and a GPU is present, else cpu.\n");
 }
 
 static int parse_num(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -68,6 +69,13 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 1;
+    } else if (!strcmp(a, "--device")) {
+      if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
+        fprintf(stderr, "ignis generate: --device needs cpu or cuda\n");
+        return -1;
+      }
+      o->device = v;
+      i++;
     } else if (!strcmp(a, "--model-id") || !strcmp(a, "--revision") || !strcmp(a, "--prompt-ids")) {
       if (!v) {
         fprintf(stderr, "ignis generate: %s needs a value\n", a);
@@ -162,6 +170,25 @@ static int sample(const float *logits, int V, const gen_opts *o, uint64_t *rng, 
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
+
+/* --device, else $IGNIS_DEVICE, else the GPU when this build has CUDA and one is present, else the CPU. */
+static ig_backend *make_backend(const gen_opts *o, char *err, size_t errlen) {
+  const char *dev = o->device ? o->device : getenv("IGNIS_DEVICE");
+  if (dev && *dev && strcmp(dev, "cpu") && strcmp(dev, "cuda")) {
+    snprintf(err, errlen, "IGNIS_DEVICE=%s: expected cpu or cuda", dev);
+    return NULL;
+  }
+#ifdef IG_HAVE_CUDA
+  if (!dev || !*dev) dev = ig_backend_cuda_device_count() > 0 ? "cuda" : "cpu";
+  if (!strcmp(dev, "cuda")) return ig_backend_cuda_create(0, err, errlen);
+#else
+  if (dev && !strcmp(dev, "cuda")) {
+    snprintf(err, errlen, "--device cuda: this build has no CUDA backend (build with nvcc present)");
+    return NULL;
+  }
+#endif
+  return ig_backend_cpu_create(o->threads, err, errlen);
+}
 
 static int parse_ids(const char *s, int32_t **ids, int *n) {
   int cap = 16;
@@ -271,7 +298,7 @@ int ig_cmd_generate(int argc, char **argv) {
       fprintf(stderr, "ignis generate: %s\n", err);
       goto out;
     }
-  } else if (!(be = ig_backend_cpu_create(o.threads, err, sizeof err))) {
+  } else if (!(be = make_backend(&o, err, sizeof err))) {
     fprintf(stderr, "ignis generate: %s\n", err);
     goto out;
   } else if (ig_model_load(dir, be, &m, err, sizeof err)) {

@@ -71,7 +71,7 @@ static flag flags[] = {
      "seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cancelled", NULL},
     {"dtype", NULL, "DTYPE", NULL, F_STR, NULL,
      "float32 | float16 | bfloat16: compute dtype on the GPU [bfloat16; the CPU computes in float32]", NULL},
-    {"device", NULL, "IGNIS_DEVICE", NULL, F_STR, NULL, "cpu | cuda [cuda when built with it]", NULL},
+    {"device", NULL, "IGNIS_DEVICE", NULL, F_STR, NULL, "cpu | cuda [cuda when built with it and a GPU is present]", NULL},
     {"threads", NULL, "IGNIS_THREADS", NULL, F_INT, "0", "CPU compute threads (0: all cores)", NULL},
     {"cuda-memory-fraction", NULL, "CUDA_MEMORY_FRACTION", NULL, F_FLOAT, "1.0",
      "share of GPU memory ignis may use; the KV cache fills what the weights and activations leave", NULL},
@@ -401,7 +401,7 @@ int ig_cmd_serve(int argc, char **argv) {
 
   const char *device = val("device");
 #ifdef IG_HAVE_CUDA
-  if (!device) device = "cuda";
+  if (!device) device = ig_backend_cuda_device_count() > 0 ? "cuda" : "cpu"; /* the GPU when one is present */
 #else
   if (!device) device = "cpu";
 #endif

@@ -159,6 +159,8 @@ ig_backend *ig_backend_cuda_create(int device, char *err, size_t errlen);
 /* act: IG_DT_BF16 (default: bf16 weights and activations) or IG_DT_F32 (f32 weights and activations, for
  * checking against f32 references such as stories260K's expected.json). */
 ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char *err, size_t errlen);
+/* Number of usable CUDA devices (0 when there is no GPU or no driver): picks the default --device. */
+int ig_backend_cuda_device_count(void);
 #endif
 
 #endif

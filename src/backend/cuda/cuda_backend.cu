@@ -614,6 +614,15 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   return be;
 }
 
+extern "C" int ig_backend_cuda_device_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError(); /* clear the sticky "no driver" error */
+    return 0;
+  }
+  return n;
+}
+
 extern "C" ig_backend *ig_backend_cuda_create(int device, char *err, size_t errlen) {
   return ig_backend_cuda_create_ex(device, IG_DT_BF16, err, errlen);
 }
