@@ -764,6 +764,9 @@ static void job_wake_cb(evutil_socket_t fd, short what, void *arg) {
         ig_out_token t;
         int has_token = ev->id >= 0;
         if (has_token) {
+          /* A special last token (EOS) can carry text the engine held back for a possible stop sequence: it
+           * belongs to the generated text even though the token's own text is its special string. */
+          if (ev->special && ev->text && ev->text[0]) ig_str_puts(&o->text, ev->text);
           fill_token(j, ev, &t);
           if (ig_seq_out_push(o, &t) != 0) snprintf(j->gen_err, sizeof j->gen_err, "out of memory");
         }

@@ -33,6 +33,9 @@ CASES = [
     # stop sequences: the text ends right before the first match
     ("Once upon a time", {"stop": ["named", "zzz"], "max_new_tokens": 30},
      ["--stop", "named", "--stop", "zzz", "--max-new-tokens", "30"]),
+    # a stop sequence whose start ends the story: that text is held back, then released with the EOS token
+    ("Once upon a time", {"stop": ["good friend.\"ZZZ"], "max_new_tokens": 400},
+     ["--stop", "good friend.\"ZZZ", "--max-new-tokens", "400"]),
     # greedy until EOS (reached after a few hundred tokens on this prompt)
     ("Once", {"max_new_tokens": 400}, ["--max-new-tokens", "400"]),
     ("Once", {"do_sample": True, "seed": 5, "ignore_eos": True, "max_new_tokens": 120},
