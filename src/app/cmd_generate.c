@@ -46,7 +46,7 @@ static void usage(FILE *f) {
              "                      [--num-shard N] [--device cpu|cuda] [PROMPT]\n"
              "Streams the continuation of PROMPT to stdout through the engine, as `ignis serve`'s /generate\n"
              "computes it: same tokenization, sampler and stop rules (a seeded run gives the server's text).\n"
-             "Greedy unless sampling is asked for: --do-sample, --seed, or a warper as TGI counts them\n"
+             "Greedy unless sampling is asked for: --do-sample, or a warper as TGI counts them\n"
              "(--temperature != 1, --top-k > 0, --top-p < 1, --typical-p < 1); --temperature 0 is greedy.\n"
              "--stop STR (repeatable) ends at the first occurrence of STR (not printed); --ignore-eos goes on\n"
              "past EOS. --model-id defaults to $MODEL_ID, then " DEFAULT_MODEL ". --threads defaults to all cores.\n"
@@ -155,7 +155,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
       i++;
       o->seed = (uint64_t)s;
       o->have_seed = 1;
-      o->do_sample = 1; /* as before the engine: a seed asks for sampling */
+      /* as in TGI, a seed alone does not turn sampling on (--do-sample or a warper does) */
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "ignis generate: unknown option '%s' (see --help)\n", a);
       return -1;

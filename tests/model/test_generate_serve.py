@@ -39,7 +39,9 @@ CASES = [
     # greedy until EOS (reached after a few hundred tokens on this prompt)
     ("Once", {"max_new_tokens": 400}, ["--max-new-tokens", "400"]),
     ("Once", {"do_sample": True, "seed": 5, "ignore_eos": True, "max_new_tokens": 120},
-     ["--seed", "5", "--ignore-eos", "--max-new-tokens", "120"]),
+     ["--do-sample", "--seed", "5", "--ignore-eos", "--max-new-tokens", "120"]),
+    # a seed alone does not sample (TGI's rule): greedy on both sides
+    ("Lily and Ben", {"seed": 9, "max_new_tokens": 20}, ["--seed", "9", "--max-new-tokens", "20"]),
 ]
 
 
