@@ -76,6 +76,38 @@ typedef struct ig_attn_params {
   int sliding_window;       /* 0 = none; else a query at position p sees keys at positions > p - window */
 } ig_attn_params;
 
+/* On-device sampling (the optional sample op): one sampled row's logits processing, engine/sampler.c's chain
+ * in TGI's order: repetition penalty (HF: each distinct token of tokens[0..n_tokens) once, s < 0 ? s * p :
+ * s / p), frequency/presence penalties (OpenAI: over the generated tokens tokens[n_prompt..n_tokens)), then,
+ * when do_sample: temperature, top_k, top_p, typical_p (HF's warpers, ties and min_tokens_to_keep = 1 as
+ * engine/sampler.c has them), then the argmax (lowest id on ties) or the inverse CDF over ids in order at
+ * `uniform` x the sum of exp(s - max). logprob = s[id] - logsumexp(s) of the processed scores s; top_n
+ * alternatives come from the same log-softmax, ties with the n-th included (up to IG_SAMPLE_MAX_TOP). The
+ * watermark is not done on the device (the engine samples such rows on the host). */
+#define IG_SAMPLE_MAX_TOP 20
+typedef struct ig_sample_row {
+  int row;                    /* row of the logits tensor */
+  int do_sample;              /* 0: argmax of the penalised scores (the warpers are skipped) */
+  float temperature;          /* used when do_sample and != 1 */
+  int top_k;                  /* 0: off */
+  float top_p, typical_p;     /* 1 (or <= 0): off */
+  float repetition_penalty;   /* 1 (or <= 0): off */
+  float frequency_penalty, presence_penalty; /* 0: off */
+  double uniform;             /* the draw in [0, 1) (engine: ig_sample_uniform(seed, step)) */
+  int want_logprob;           /* compute logprob (else NAN) */
+  int top_n;                  /* 0..IG_SAMPLE_MAX_TOP */
+  const int32_t *tokens;      /* host memory: prompt then generated ids (penalties only; may be NULL if none) */
+  int n_tokens, n_prompt;
+} ig_sample_row;
+
+typedef struct ig_sample_out {
+  int32_t id;
+  float logprob;
+  int n_top;
+  int32_t top_ids[IG_SAMPLE_MAX_TOP];
+  float top_logprobs[IG_SAMPLE_MAX_TOP];
+} ig_sample_out;
+
 typedef struct ig_backend ig_backend;
 struct ig_backend {
   const char *name;         /* "cpu", "cuda" */
@@ -143,6 +175,9 @@ struct ig_backend {
   /* Greedy sampling on the device: ids[r] = argmax over row r of logits [rows, V] (lowest index on ties);
    * only the ids cross to the host. Waits for pending work. */
   int (*argmax_rows)(ig_backend *be, const ig_tensor *logits, int32_t *ids);
+  /* Sampling on the device: out[i] for rows[i] (see ig_sample_row) of f32 logits [rows, V]; only the results
+   * cross to the host. Each row's result depends on that row's logits and parameters alone. Waits. */
+  int (*sample)(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);
   /* Tensor parallelism (model/comm.h, model/shard.c): x = the sum of x over the ranks of a collective
    * communicator, in place, enqueued in order with this backend's other ops (CUDA: ncclAllReduce on its stream,
    * which a step graph can capture). `comm` is the communicator's native handle for this backend's rank (an
