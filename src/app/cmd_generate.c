@@ -345,6 +345,10 @@ int ig_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "ignis generate: %s\n", err);
     goto out;
   }
+  if (be && !strcmp(be->name, "cuda")) { /* one request: batch-1 decode steps as a CUDA graph */
+    int one = 1;
+    ig_model_set_graphs(m, &one, 1);
+  }
   const ig_model_info *in = ig_model_get_info(m);
   ig_log(IG_LOG_INFO, "loaded in %.2f s", now_s() - t0);
   for (int i = 0; i < n_prompt; i++)

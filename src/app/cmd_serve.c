@@ -75,8 +75,9 @@ static flag flags[] = {
     {"threads", NULL, "IGNIS_THREADS", NULL, F_INT, "0", "CPU compute threads (0: all cores)", NULL},
     {"cuda-memory-fraction", NULL, "CUDA_MEMORY_FRACTION", NULL, F_FLOAT, "1.0",
      "share of GPU memory ignis may use; the KV cache fills what the weights and activations leave", NULL},
-    {"cuda-graphs", NULL, "CUDA_GRAPHS", NULL, F_STR, "1,2,4,8,16,32",
-     "batch sizes captured as CUDA graphs (accepted for TGI compatibility; not used yet)", NULL},
+    {"cuda-graphs", NULL, "CUDA_GRAPHS", NULL, F_STR, IG_DEFAULT_CUDA_GRAPHS,
+     "decode batch sizes replayed as CUDA graphs (a step is padded up to the next size; larger ones run eagerly); "
+     "0 turns graphs off", NULL},
     {"num-shard", NULL, "NUM_SHARD", NULL, F_INT, "1", "tensor-parallel shards (GPUs with --device cuda, thread groups on the CPU)", NULL},
     {"api-key", NULL, "API_KEY", NULL, F_STR, NULL,
      "require Authorization: Bearer <key> on the API routes (/health, /ping, /info, /metrics stay open)", NULL},
@@ -210,10 +211,35 @@ static int get_int(const char *name, int dflt) {
   return v && !parse_int(v, &x) ? (int)x : dflt;
 }
 
+/* TGI's --cuda-graphs: comma-separated batch sizes, "0" (or empty) for none. Returns how many, -1 when malformed. */
+static int parse_cuda_graphs(const char *v, int *sizes, int max) {
+  int n = 0;
+  const char *p = v;
+  while (*p == ' ') p++;
+  if (!*p) return 0;
+  for (;;) {
+    char *end;
+    errno = 0;
+    long x = strtol(p, &end, 10);
+    if (end == p || errno || x < 0 || x > 4096) return -1;
+    if (x > 0) {
+      if (n == max) return -1;
+      sizes[n++] = (int)x;
+    }
+    p = end;
+    while (*p == ' ') p++;
+    if (!*p) break;
+    if (*p != ',') return -1;
+    p++;
+  }
+  return n;
+}
+
 /* ---- the model behind the hooks --------------------------------------------------------------------------------- */
 
 typedef struct serve_ctx {
   char dir[4096];
+  int graph_sizes[32], n_graphs; /* --cuda-graphs */
   const char *device, *dtype;
   int threads;
   int num_shard; /* tensor parallelism (issue 9): > 1 loads through ig_model_load_tp */
@@ -343,6 +369,7 @@ static void *loader_main(void *arg) {
     snprintf(c->err, sizeof c->err, "model: %s", err);
     goto fail;
   }
+  if (!strcmp(c->device, "cuda") && c->n_graphs) ig_model_set_graphs(c->model, c->graph_sizes, c->n_graphs);
   if (ig_engine_create(c->model, c->tok, &c->ecfg, &c->engine, err, sizeof err) != 0) {
     snprintf(c->err, sizeof c->err, "engine: %s", err);
     goto fail;
@@ -468,6 +495,12 @@ int ig_cmd_serve(int argc, char **argv) {
   int top_n = get_int("max-top-n-tokens", 5);
   if (top_n > IG_MAX_TOP_N) {
     fprintf(stderr, "ignis serve: --max-top-n-tokens %d: at most %d\n", top_n, IG_MAX_TOP_N);
+    return 2;
+  }
+  c.n_graphs = parse_cuda_graphs(val("cuda-graphs") ? val("cuda-graphs") : IG_DEFAULT_CUDA_GRAPHS, c.graph_sizes, 32);
+  if (c.n_graphs < 0) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --cuda-graphs: expected batch sizes like 1,2,4,8 (at most 32, "
+            "each 1..4096) or 0\n", val("cuda-graphs"));
     return 2;
   }
   c.device = device;

@@ -43,6 +43,7 @@ typedef struct item { /* one sequence's rows in this step */
   int start, end;      /* token positions [start, end) */
   int prefill;         /* counts against max_batch_prefill_tokens */
   int sample_job;      /* index into the step's sampling jobs, -1 when it samples nothing this step */
+  int dev_sample;      /* index into the step's device-sampled rows, -1 when not sampled on the device */
 } item;
 
 struct ig_engine {
@@ -82,6 +83,11 @@ struct ig_engine {
   size_t cap_rows, cap_seqs, cap_table;
   float *logits;
   size_t cap_logits;
+  ig_sample_row *srows;     /* rows sampled on the device this step (runner.forward_sample) */
+  ig_sample_out *souts;
+  size_t cap_srows, cap_souts;
+  int32_t *hrows;           /* out rows whose logits come to the host */
+  size_t cap_hrows;
   ig_str piece, emit;
 };
 
@@ -486,8 +492,6 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
   b->block_table = e->b_table;
   b->n_out = n_out;
   b->out_rows = e->b_out;
-  if (grow((void **)&e->logits, &e->cap_logits, (size_t)n_out * (size_t)e->run.vocab_size, sizeof(float)))
-    return -ENOMEM;
   return 0;
 }
 
@@ -569,8 +573,65 @@ static void step(ig_engine *e) {
   ig_batch b;
   char err[256] = "";
   int rc = fill_batch(e, n_items, &b);
+  int V = e->run.vocab_size, n_jobs = 0, n_srows = 0, n_host = 0;
+  const int dev = e->run.forward_sample != NULL;
+  if (!rc && dev &&
+      (grow((void **)&e->srows, &e->cap_srows, (size_t)n_items, sizeof(ig_sample_row)) ||
+       grow((void **)&e->souts, &e->cap_souts, (size_t)n_items, sizeof(ig_sample_out)) ||
+       grow((void **)&e->hrows, &e->cap_hrows, (size_t)b.n_out + 1, sizeof(int32_t))))
+    rc = -ENOMEM;
   if (rc) snprintf(err, sizeof err, "out of memory");
-  else rc = e->run.forward(e->run.ctx, &b, e->logits, err, sizeof err);
+  if (!rc && dev) {
+    /* Which logits rows the device samples (every sampling row it can: the choice depends on the request
+     * alone, so a request's tokens never depend on its neighbours) and which come to the host (prompt
+     * logprobs; the watermark, which needs the host's permutation). */
+    int out = 0;
+    for (int i = 0; i < n_items; i++) {
+      item *it = &e->items[i];
+      seq *s = it->s;
+      it->dev_sample = -1;
+      for (int p = it->start; p < it->end; p++) {
+        int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
+        if (!want_lp && p != s->n_tokens - 1) continue;
+        const ig_gen_params *gp = &s->r->params;
+        if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP) {
+          e->hrows[n_host++] = out++;
+          continue;
+        }
+        int sampling = ig_sampler_is_sampling(gp);
+        ig_sample_row *r = &e->srows[n_srows];
+        memset(r, 0, sizeof *r);
+        r->row = out++;
+        r->do_sample = sampling;
+        r->temperature = gp->temperature;
+        r->top_k = gp->top_k;
+        r->top_p = gp->top_p;
+        r->typical_p = gp->typical_p;
+        r->repetition_penalty = gp->repetition_penalty;
+        r->frequency_penalty = gp->frequency_penalty;
+        r->presence_penalty = gp->presence_penalty;
+        r->uniform = sampling ? ig_sample_uniform(gp->seed, (uint64_t)s->n_generated) : 0.0;
+        r->want_logprob = sampling || gp->want_logprobs || gp->top_n_tokens > 0;
+        r->top_n = gp->top_n_tokens;
+        r->tokens = s->tokens;
+        r->n_tokens = s->n_tokens;
+        r->n_prompt = s->n_prompt;
+        it->dev_sample = n_srows++;
+      }
+    }
+    assert(out == b.n_out);
+    if (grow((void **)&e->logits, &e->cap_logits, (size_t)n_host * (size_t)V + 1, sizeof(float))) {
+      rc = -ENOMEM;
+      snprintf(err, sizeof err, "out of memory");
+    }
+  } else if (!rc && grow((void **)&e->logits, &e->cap_logits, (size_t)b.n_out * (size_t)V + 1, sizeof(float))) {
+    rc = -ENOMEM;
+    snprintf(err, sizeof err, "out of memory");
+  }
+  if (!rc)
+    rc = dev ? e->run.forward_sample(e->run.ctx, &b, e->srows, n_srows, e->souts, e->hrows, n_host, e->logits, err,
+                                     sizeof err)
+             : e->run.forward(e->run.ctx, &b, e->logits, err, sizeof err);
   if (rc) {
     ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
     for (int i = 0; i < n_items; i++) finish_running(e, e->items[i].s, IG_FINISH_ERROR, err);
@@ -579,35 +640,42 @@ static void step(ig_engine *e) {
   }
 
   long long n_prefill = 0, n_decode = 0;
-  int out = 0, V = e->run.vocab_size, n_jobs = 0;
+  int out = 0, host_k = 0;
   if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) {
     for (int i = 0; i < n_items; i++) finish_running(e, e->items[i].s, IG_FINISH_ERROR, "out of memory");
     update_gauges(e);
     return;
   }
-  /* Logits rows: prefill logprobs now; sampling rows collected into jobs (run together, maybe in parallel). */
+  /* Logits rows: prefill logprobs now; host sampling rows collected into jobs (run together, maybe in parallel).
+   * Host logits are every out row in order, or (device sampling) the host rows in order. */
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
     if (it->prefill) n_prefill += it->end - it->start;
     else n_decode += it->end - it->start;
     const float *sample_row = NULL;
+    int samples = 0;
     for (int p = it->start; p < it->end; p++) {
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
+      if (!want_lp && p != s->n_tokens - 1) continue;
+      int on_host = !dev || want_lp || it->dev_sample < 0;
+      const float *lg = on_host ? e->logits + (size_t)(dev ? host_k++ : out) * V : NULL;
+      out++;
       if (want_lp) {
-        const float *lg = e->logits + (size_t)out * V;
         s->prefill_lp[p + 1] = (float)(lg[s->tokens[p + 1]] - ig_sample_logsumexp(lg, V));
-        out++;
-      } else if (p == s->n_tokens - 1) {
-        sample_row = e->logits + (size_t)out * V;
-        out++;
+      } else {
+        sample_row = lg;
+        samples = 1;
       }
     }
     s->n_computed = it->end;
     /* rows [start, end) gave the logprobs of prompt positions up to end (row p predicts token p + 1) */
     if (s->prefill_lp && it->end + 1 > s->lp_done) s->lp_done = it->end + 1 < s->n_prompt ? it->end + 1 : s->n_prompt;
     it->sample_job = -1;
-    if (!sample_row) continue;
+    if (!samples) {
+      if (dev) it->dev_sample = -1;
+      continue;
+    }
     s->prefilling = 0;
     if (s->prefill_lp && s->lp_done >= s->n_prompt) { /* publish before the first token event */
       pthread_mutex_lock(&s->r->mu);
@@ -617,6 +685,7 @@ static void step(ig_engine *e) {
       }
       pthread_mutex_unlock(&s->r->mu);
     }
+    if (!sample_row) continue; /* sampled on the device */
     ig_sample_job *jb = &e->jobs[n_jobs++];
     jb->params = &s->r->params;
     jb->logits = sample_row;
@@ -628,13 +697,26 @@ static void step(ig_engine *e) {
   }
   assert(out == b.n_out);
   int parallel = e->pool && (int64_t)n_jobs * V >= e->sample_par_min;
-  ig_sample_pool_run(parallel ? e->pool : NULL, &e->sampler, e->jobs, n_jobs);
+  if (n_jobs) ig_sample_pool_run(parallel ? e->pool : NULL, &e->sampler, e->jobs, n_jobs);
   /* Tokens accepted in batch order: text, stop checks, events, finishing. */
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
-    if (it->sample_job < 0) continue;
+    ig_sample_result dr;
+    const ig_sample_result *res = NULL;
+    if (it->sample_job >= 0) {
+      res = &e->jobs[it->sample_job].res;
+    } else if (dev && it->dev_sample >= 0) {
+      const ig_sample_out *so = &e->souts[it->dev_sample];
+      dr.id = so->id;
+      dr.logprob = so->logprob;
+      dr.n_top = so->n_top < IG_MAX_TOP_N ? so->n_top : IG_MAX_TOP_N;
+      memcpy(dr.top_ids, so->top_ids, sizeof(int32_t) * (size_t)dr.n_top);
+      memcpy(dr.top_logprobs, so->top_logprobs, sizeof(float) * (size_t)dr.n_top);
+      res = &dr;
+    }
+    if (!res) continue;
     seq *s = it->s;
-    ig_finish_reason fin = accept_token(e, s, &e->jobs[it->sample_job].res);
+    ig_finish_reason fin = accept_token(e, s, res);
     if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
   }
 
@@ -817,6 +899,9 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   free(e->b_table);
   free(e->b_out);
   free(e->logits);
+  free(e->srows);
+  free(e->souts);
+  free(e->hrows);
   ig_str_free(&e->piece);
   ig_str_free(&e->emit);
   ig_sampler_free(&e->sampler);

@@ -21,6 +21,11 @@ typedef struct ig_engine_runner {
   int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);
   /* logits[j * vocab_size + v] for the batch's out_rows */
   int (*forward)(void *ctx, const ig_batch *b, float *logits, char *err, size_t errlen);
+  /* Optional (a backend that samples on the device): the step with rows[i] sampled there into out[i] and only
+   * host_rows[0..n_host) downloaded, as host_logits[k * vocab_size + v]; rows[i].row and host_rows[k] index the
+   * batch's out_rows. Used for every step when set. */
+  int (*forward_sample)(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                        const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen);
 } ig_engine_runner;
 
 /* The text side (NULL table: no text, no stop sequences): one streaming detokenizer per request. */

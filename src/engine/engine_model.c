@@ -17,6 +17,10 @@ static int run_kv_init(void *ctx, int n_blocks, int block_size, char *err, size_
 static int run_forward(void *ctx, const ig_batch *b, float *logits, char *err, size_t errlen) {
   return ig_model_forward(ctx, b, logits, err, errlen);
 }
+static int run_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                              const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+  return ig_model_forward_sample(ctx, b, rows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+}
 
 /* Detokenizer as TGI streams it: primed with the last 5 prompt ids, special tokens skipped. */
 static void *txt_new(void *ctx, const int32_t *prompt, int n_prompt) {
@@ -101,6 +105,9 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   run.kv_bytes_per_block = run_kv_bytes;
   run.kv_init = run_kv_init;
   run.forward = run_forward;
+  /* a backend that samples on the device does it for every step (IGNIS_HOST_SAMPLING=1: on the host, to compare) */
+  const char *hs = getenv("IGNIS_HOST_SAMPLING");
+  if (ig_model_can_sample(model) && !(hs && *hs == '1')) run.forward_sample = run_forward_sample;
   ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special};
   return ig_engine_create_custom(&run, tok ? &text : NULL, cfg, out, err, errlen);
 }

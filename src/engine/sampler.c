@@ -359,6 +359,11 @@ double ig_sample_uniform(uint64_t seed, uint64_t step) {
 
 void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logits, const int32_t *tokens,
                        int n_tokens, int n_prompt, uint64_t step, ig_sample_result *out) {
+  ig_sampler_sample_u(s, p, logits, tokens, n_tokens, n_prompt, ig_sample_uniform(p->seed, step), out);
+}
+
+void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *logits, const int32_t *tokens,
+                         int n_tokens, int n_prompt, double uniform, ig_sample_result *out) {
   int V = s->vocab;
   float *sc = s->scores;
   for (int i = 0; i < V; i++) sc[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN -> -inf */
@@ -389,7 +394,7 @@ void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logit
   } else {
     /* Inverse CDF over ids in order with one uniform draw per (seed, step), on the unnormalised weights
      * exp(s - max) that the normaliser summed. */
-    double target = ig_sample_uniform(p->seed, step) * z, cum = 0;
+    double target = uniform * z, cum = 0;
     int32_t last_ok = -1;
     id = -1;
     for (int i = 0; i < V; i++) {

@@ -37,6 +37,10 @@ int ig_sampler_is_sampling(const ig_gen_params *p);
 void ig_sampler_sample(ig_sampler *s, const ig_gen_params *p, const float *logits, const int32_t *tokens,
                        int n_tokens, int n_prompt, uint64_t step, ig_sample_result *out);
 
+/* The same with the draw given (uniform in [0, 1), used when sampling): what the device sampler is handed. */
+void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *logits, const int32_t *tokens,
+                         int n_tokens, int n_prompt, double uniform, ig_sample_result *out);
+
 /* ---- the pieces, exposed for tests ---------------------------------------------------------------- */
 /* HF RepetitionPenaltyLogitsProcessor: every token seen in tokens[0..n): s < 0 ? s * p : s / p. */
 void ig_sample_repetition(ig_sampler *s, float *scores, const int32_t *tokens, int n, float penalty);

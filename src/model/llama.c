@@ -52,6 +52,13 @@ struct ig_model {
   int rope_len;                         /* seq_len the backend's rope was set for (dynamic scaling), -1 default */
   activations a;
   int kv_ready;
+  /* decode-step graphs (ig_model_set_graphs): bucket sizes, ascending; the KV block padding rows write to */
+  int graph_sizes[32];
+  int n_graph_sizes;
+  int pad_block;        /* -1: no graphs */
+  int kv_block_size;
+  int32_t *pb;          /* the padded batch's arrays, in one allocation of pb_cap int32s */
+  size_t pb_cap;
   /* tensor parallelism (model/shard.c): this model's part; a front model (group != NULL) only forwards calls */
   ig_tp tp;
   ig_shard_group *group;
@@ -73,6 +80,7 @@ ig_model *ig_model_front_new(ig_shard_group *g, ig_backend *be0, const ig_model_
 }
 
 static void free_acts(ig_model *m) {
+  if (m->be->graph_reset) m->be->graph_reset(m->be); /* captured graphs point into these buffers */
   ig_tensor *ts[] = {&m->a.x, &m->a.h, &m->a.q, &m->a.k, &m->a.v, &m->a.qn, &m->a.kn, &m->a.att,
                      &m->a.o, &m->a.gate, &m->a.up, &m->a.xo, &m->a.xon, &m->a.logits};
   for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
@@ -102,6 +110,7 @@ void ig_model_free(ig_model *m) {
   }
   free(m->layers);
   free(m->inv_freq);
+  free(m->pb);
   for (int i = 0; i < m->n_wbufs; i++) free(m->wbufs[i]);
   free(m->wbufs);
   free(m->wbuf_copied);
@@ -326,6 +335,7 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   }
   m->be = be;
   m->rope_len = -1;
+  m->pad_block = -1;
   char e2[512];
   if (ig_config_load(dir, &m->cfg, e2, sizeof e2)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
@@ -400,14 +410,36 @@ size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size) {
 
 int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_t errlen) {
   if (m->group) return ig_shard_kv_init(m->group, n_blocks, block_size, err, errlen);
-  ig_kv_config kc = {m->cfg.n_layers, n_blocks, block_size, m->tp.nkv, m->cfg.head_dim};
+  /* with decode graphs, one block more than the caller's: where padding rows write their K/V (a backend without
+   * graph ops pads too, which is how the CPU tests check the padding) */
+  int graphs = m->n_graph_sizes > 0 && !m->tp.comm;
+  ig_kv_config kc = {m->cfg.n_layers, n_blocks + graphs, block_size, m->tp.nkv, m->cfg.head_dim};
   if (m->be->kv_init(m->be, &kc)) {
     snprintf(err, errlen, "KV cache: %s", ig_backend_error(m->be));
     return -1;
   }
+  m->pad_block = graphs ? n_blocks : -1;
+  m->kv_block_size = block_size;
   m->kv_ready = 1;
   return 0;
 }
+
+void ig_model_set_graphs(ig_model *m, const int *sizes, int n) {
+  if (m->group) return; /* shards run eagerly (their collectives are outside the backend's graphs) */
+  int k = 0;
+  for (int i = 0; i < n && k < (int)(sizeof m->graph_sizes / sizeof m->graph_sizes[0]); i++) {
+    if (sizes[i] <= 0) continue;
+    int j = k;
+    while (j > 0 && m->graph_sizes[j - 1] > sizes[i]) j--;
+    if (j > 0 && m->graph_sizes[j - 1] == sizes[i]) continue;
+    memmove(m->graph_sizes + j + 1, m->graph_sizes + j, sizeof(int) * (size_t)(k - j));
+    m->graph_sizes[j] = sizes[i];
+    k++;
+  }
+  m->n_graph_sizes = k;
+}
+
+int ig_model_can_sample(const ig_model *m) { return !m->group && m->be && m->be->sample; }
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* forward */
@@ -486,25 +518,17 @@ static int set_rope_for(ig_model *m, int len) {
   return 0;
 }
 
-static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
+/* The ops of one step over n rows (logits for n_out of them into m->a.logits). */
+static int run_ops(ig_model *m, int n, int n_out) {
   ig_backend *be = m->be;
   const ig_config *c = &m->cfg;
-  const int n = b->n_tokens, hd = c->head_dim;
-  int rope_len = 0;
-  for (int s = 0; s < b->n_seqs; s++)
-    if (b->ctx_len[s] > rope_len) rope_len = b->ctx_len[s]; /* all equal under dynamic scaling (split above) */
-  if (ensure_acts(m, n, b->n_out)) {
-    snprintf(err, errlen, "activations: %s", ig_backend_error(be));
-    return -1;
-  }
+  const int hd = c->head_dim;
   ig_tensor x = rows(&m->a.x, n), h = rows(&m->a.h, n), q = rows(&m->a.q, n), k = rows(&m->a.k, n),
             v = rows(&m->a.v, n), att = rows(&m->a.att, n), o = rows(&m->a.o, n), gate = rows(&m->a.gate, n),
             up = rows(&m->a.up, n);
-  TRY(be->set_batch(be, b));
-  TRY(set_rope_for(m, rope_len));
 
   // x: [n, H] = embed_tokens[tokens]
-  TRY(be->embed(be, &x, &m->embed));
+  if (be->embed(be, &x, &m->embed)) return -1;
   for (int l = 0; l < c->n_layers; l++) {
     const layer_weights *w = &m->layers[l];
     const int nh = m->tp.nh, nkv = m->tp.nkv; /* this shard's heads (all of them when not sharded) */
@@ -550,24 +574,158 @@ static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *er
     // x = x + o
     TRY(be->add(be, &x, &o));
   }
-  if (b->n_out == 0) return 0;
+  if (n_out == 0) return 0;
   // logits only for the rows asked for: xo = x[out_rows]; logits = rmsnorm(xo) lm_head^T   [n_out, V]
   // (sharded: this shard's vocabulary rows only, [n_out, tp.nv]; model/shard.c puts the columns together)
-  ig_tensor xo = rows(&m->a.xo, b->n_out), xon = rows(&m->a.xon, b->n_out), lg = rows(&m->a.logits, b->n_out);
+  ig_tensor xo = rows(&m->a.xo, n_out), xon = rows(&m->a.xon, n_out), lg = rows(&m->a.logits, n_out);
   TRY(be->gather_rows(be, &xo, &x));
   TRY(be->rmsnorm(be, &xon, &xo, NULL, &m->final_norm, (float)c->rms_norm_eps));
   TRY(be->matmul(be, &lg, &xon, &m->lm_head, NULL));
-  TRY(be->download_f32(be, &lg, logits));
+  return 0;
+backend_error:
+  return -1;
+}
+
+static int64_t next_pow2(int64_t v) {
+  int64_t p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+/* A decode-only batch (every sequence one row, every row's logits wanted, in order) that a graph bucket holds:
+ * padded up to the bucket with one-token sequences on the padding block, its block table widened to a power of
+ * two, into m->pb. Returns the graph key (0: run eagerly, b untouched). */
+static uint64_t pad_for_graph(ig_model *m, const ig_batch *b, ig_batch *pb) {
+  if (m->pad_block < 0) return 0;
+  int n = b->n_tokens;
+  if (b->n_seqs != n || b->n_out != n) return 0;
+  for (int i = 0; i < n; i++)
+    if (b->seq_start[i] != i || b->out_rows[i] != i) return 0;
+  int np = 0;
+  for (int i = 0; i < m->n_graph_sizes && !np; i++)
+    if (m->graph_sizes[i] >= n) np = m->graph_sizes[i];
+  if (!np) return 0;
+  int64_t mb = next_pow2(b->max_blocks > 0 ? b->max_blocks : 1);
+  if (mb > INT32_MAX / 4 || (int64_t)np * mb > INT32_MAX / 2) return 0;
+  size_t need = (size_t)np * 6 + 1 + (size_t)np * (size_t)mb;
+  if (need > m->pb_cap) {
+    int32_t *q = realloc(m->pb, need * sizeof(int32_t));
+    if (!q) return 0; /* out of memory: eager is still right */
+    m->pb = q;
+    m->pb_cap = need;
+  }
+  int32_t *tok = m->pb, *pos = tok + np, *slot = pos + np, *ss = slot + np, *ctx = ss + np + 1, *out = ctx + np,
+          *tab = out + np;
+  const int bs = m->kv_block_size;
+  for (int i = 0; i < np; i++) {
+    int real = i < n;
+    tok[i] = real ? b->tokens[i] : 0;
+    pos[i] = real ? b->pos[i] : 0;
+    slot[i] = real ? b->slot[i] : m->pad_block * bs;
+    ss[i] = i;
+    ctx[i] = real ? b->ctx_len[i] : 1;
+    out[i] = i;
+    int32_t *row = tab + (size_t)i * mb;
+    for (int64_t k = 0; k < mb; k++)
+      row[k] = real ? (k < b->max_blocks ? b->block_table[(size_t)i * b->max_blocks + k] : 0) : (k ? 0 : m->pad_block);
+  }
+  ss[np] = np;
+  *pb = (ig_batch){np, tok, pos, slot, np, ss, ctx, (int)mb, tab, np, out};
+  return (uint64_t)np << 32 | (uint64_t)mb;
+}
+
+/* One step; logits != NULL: downloaded for the out_rows, else left in m->a.logits. */
+static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
+  ig_backend *be = m->be;
+  int rope_len = 0;
+  for (int s = 0; s < b->n_seqs; s++)
+    if (b->ctx_len[s] > rope_len) rope_len = b->ctx_len[s]; /* all equal under dynamic scaling (split above) */
+  ig_batch pb;
+  uint64_t key = pad_for_graph(m, b, &pb);
+  const ig_batch *rb = key ? &pb : b;
+  if (ensure_acts(m, rb->n_tokens, rb->n_out)) {
+    snprintf(err, errlen, "activations: %s", ig_backend_error(be));
+    return -1;
+  }
+  TRY(be->set_batch(be, rb));
+  TRY(set_rope_for(m, rope_len));
+  int replayed = 0;
+  if (!be->graph_begin) key = 0; /* padded all the same */
+  if (key) {
+    int g = be->graph_begin(be, key);
+    if (g < 0) goto backend_error;
+    replayed = g == 1;
+  }
+  if (!replayed && run_ops(m, rb->n_tokens, rb->n_out)) {
+    if (key && be->graph_reset) be->graph_reset(be); /* ends a capture the failure left open */
+    goto backend_error;
+  }
+  if (key) TRY(be->graph_end(be));
+  if (logits && b->n_out) {
+    ig_tensor lg = rows(&m->a.logits, b->n_out);
+    TRY(be->download_f32(be, &lg, logits));
+  }
   return 0;
 backend_error:
   snprintf(err, errlen, "forward: %s", ig_backend_error(be));
   return -1;
 }
 
-/* Under dynamic rope scaling past the trained length, each sequence needs its own frequencies: such a
+/* After a forward of the out_rows [j0, j1) (their logits in m->a.logits rows 0..j1-j0): samples the rows[] that
+ * fall in that range and downloads the host_rows[] that do. */
+static int finish_rows(ig_model *m, int j0, int j1, const ig_sample_row *rows_in, int n_rows, ig_sample_out *out,
+                       const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+  ig_backend *be = m->be;
+  const int64_t V = m->tp.nv;
+  ig_tensor lg = rows(&m->a.logits, j1 - j0);
+  int cnt = 0;
+  for (int i = 0; i < n_rows; i++) cnt += rows_in[i].row >= j0 && rows_in[i].row < j1;
+  if (cnt && j0 == 0 && cnt == n_rows) {
+    TRY(be->sample(be, &lg, rows_in, n_rows, out));
+  } else if (cnt) {
+    ig_sample_row *sr = malloc(sizeof *sr * (size_t)cnt);
+    ig_sample_out *so = malloc(sizeof *so * (size_t)cnt);
+    int k = 0, rc = 0;
+    if (sr && so) {
+      for (int i = 0; i < n_rows; i++)
+        if (rows_in[i].row >= j0 && rows_in[i].row < j1) sr[k] = rows_in[i], sr[k++].row -= j0;
+      rc = be->sample(be, &lg, sr, cnt, so);
+      for (int i = 0, t = 0; !rc && i < n_rows; i++)
+        if (rows_in[i].row >= j0 && rows_in[i].row < j1) out[i] = so[t++];
+    }
+    free(sr);
+    free(so);
+    if (!sr || !so) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    if (rc) goto backend_error;
+  }
+  for (int k = 0; k < n_host;) {
+    int r0 = host_rows[k], len = 1;
+    if (r0 < j0 || r0 >= j1) {
+      k++;
+      continue;
+    }
+    while (k + len < n_host && host_rows[k + len] == r0 + len && r0 + len < j1) len++;
+    ig_tensor v = rows(&m->a.logits, len);
+    v.data = (char *)v.data + (size_t)(r0 - j0) * (size_t)V * ig_dtype_size(v.dtype);
+    TRY(be->download_f32(be, &v, host_logits + (size_t)k * (size_t)V));
+    k += len;
+  }
+  return 0;
+backend_error:
+  snprintf(err, errlen, "sampling: %s", ig_backend_error(be));
+  return -1;
+}
+
+/* Both entry points: logits != NULL downloads every out_row (ig_model_forward); else rows are sampled on the
+ * backend and host_rows downloaded (ig_model_forward_sample).
+ * Under dynamic rope scaling past the trained length, each sequence needs its own frequencies: such a
  * batch runs one sequence at a time (ops are row-independent, so the result is the same). */
-int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
-  if (m->group) return ig_shard_forward(m->group, b, logits, err, errlen);
+static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_sample_row *srows, int n_rows,
+                       ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits, char *err,
+                       size_t errlen) {
   if (!m->kv_ready) {
     snprintf(err, errlen, "forward: the KV cache is not allocated (ig_model_kv_init)");
     return -1;
@@ -578,7 +736,10 @@ int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, s
   }
   int split = 0;
   for (int s = 0; s < b->n_seqs && b->n_seqs > 1; s++) split |= ig_rope_depends_on_len(&m->cfg, b->ctx_len[s]);
-  if (!split) return forward_batch(m, b, logits, err, errlen);
+  if (!split) {
+    if (forward_batch(m, b, logits, err, errlen)) return -1;
+    return logits ? 0 : finish_rows(m, 0, b->n_out, srows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+  }
   int j = 0;
   for (int s = 0; s < b->n_seqs; s++) {
     int a = b->seq_start[s], e = b->seq_start[s + 1], j0 = j;
@@ -591,9 +752,35 @@ int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, s
     for (int t = j0; t < j; t++) outr[t - j0] = b->out_rows[t] - a;
     ig_batch sb = {e - a, b->tokens + a, b->pos + a, b->slot + a, 1, ss, b->ctx_len + s, b->max_blocks,
                    b->block_table + (size_t)s * b->max_blocks, j - j0, outr};
-    int rc = e > a ? forward_batch(m, &sb, logits + (size_t)j0 * m->tp.nv, err, errlen) : 0;
+    int rc = e > a ? forward_batch(m, &sb, logits ? logits + (size_t)j0 * m->tp.nv : NULL, err, errlen) : 0;
     free(outr);
+    if (!rc && e > a && !logits)
+      rc = finish_rows(m, j0, j, srows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
     if (rc) return rc;
   }
   return 0;
+}
+
+int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
+  if (m->group) return ig_shard_forward(m->group, b, logits, err, errlen);
+  return forward_any(m, b, logits, NULL, 0, NULL, NULL, 0, NULL, err, errlen);
+}
+
+int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                            const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+  if (!ig_model_can_sample(m)) {
+    snprintf(err, errlen, "forward: this backend does not sample on the device");
+    return -1;
+  }
+  for (int i = 0; i < n_rows; i++)
+    if (rows[i].row < 0 || rows[i].row >= b->n_out) {
+      snprintf(err, errlen, "forward: sample row %d out of range (%d logits rows)", rows[i].row, b->n_out);
+      return -1;
+    }
+  for (int k = 0; k < n_host; k++)
+    if (host_rows[k] < 0 || host_rows[k] >= b->n_out || (k && host_rows[k] <= host_rows[k - 1])) {
+      snprintf(err, errlen, "forward: host row %d out of range or out of order", host_rows[k]);
+      return -1;
+    }
+  return forward_any(m, b, NULL, rows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
 }

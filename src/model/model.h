@@ -61,4 +61,18 @@ int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_
  * logits[j * vocab_size + v] for j < b->n_out. */
 int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen);
 
+/* Whether ig_model_forward_sample can run here (a backend with the sample op; not sharded). */
+int ig_model_can_sample(const ig_model *m);
+/* One step with the logits kept on the backend: rows[i].row (an index j < b->n_out into out_rows) are sampled
+ * there into out[i]; only the out_rows listed in host_rows[0..n_host) are downloaded, as
+ * host_logits[k * vocab_size + v]. Decode-only batches run as CUDA graphs when enabled (ig_model_set_graphs). */
+int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                            const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen);
+/* Decode-step graphs (TGI's --cuda-graphs): batches of only one-token sequences are padded up to the smallest
+ * of sizes[0..n) that holds them and replayed as a captured graph per (size, block-table width). n = 0 turns
+ * them off (the default). Call before ig_model_kv_init to have them (padding rows need a block of their own, which
+ * kv_init then adds); afterwards the sizes may change, or n = 0 turn them off. A backend without graph ops pads
+ * all the same (tests check the padding on the CPU). */
+void ig_model_set_graphs(ig_model *m, const int *sizes, int n);
+
 #endif

@@ -620,6 +620,12 @@ eq(bf.status, 2, "unknown flag exits 2");
 eq(bf.stderr.trim().split("\n").length, 1, "one-line error");
 const bv = spawnSync(BIN, ["serve", "--port", "x"], { encoding: "utf8" });
 eq(bv.status, 2, "bad value exits 2");
+for (const g of ["1,x", "1,,2", "-4", "99999"]) {
+  const bg = spawnSync(BIN, ["serve", "--cuda-graphs", g], { encoding: "utf8" });
+  eq(bg.status, 2, `--cuda-graphs ${g} exits 2`);
+  check(/invalid value .* for --cuda-graphs/.test(bg.stderr) && bg.stderr.trim().split("\n").length === 1,
+        `--cuda-graphs ${g}: one-line message (${bg.stderr.trim()})`);
+}
 
 const { failures, checks } = summary();
 console.log(`e2e: ${checks} checks, ${failures} failed, ${((Date.now() - t0) / 1000).toFixed(1)} s`);

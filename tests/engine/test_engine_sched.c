@@ -102,6 +102,46 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
   return 0;
 }
 
+/* The device-sampling entry point (runner.forward_sample) on the fake: the logits as fake_forward makes them,
+ * rows sampled by the host sampler from what an ig_sample_row carries (as a device would be), host rows copied. */
+static atomic_int fs_rows, fs_host;
+static int fake_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                               const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+  float *lg = malloc(sizeof(float) * V * (size_t)(b->n_out + 1));
+  int rc = fake_forward(ctx, b, lg, err, errlen);
+  ig_sampler sm;
+  if (!rc && ig_sampler_init(&sm, V) == 0) {
+    for (int i = 0; i < n_rows; i++) {
+      const ig_sample_row *r = &rows[i];
+      ig_gen_params p = {0};
+      p.do_sample = r->do_sample;
+      p.temperature = r->do_sample ? r->temperature : 1.0f;
+      p.top_k = r->do_sample ? r->top_k : 0;
+      p.top_p = r->do_sample ? r->top_p : 1.0f;
+      p.typical_p = r->do_sample ? r->typical_p : 1.0f;
+      p.repetition_penalty = r->repetition_penalty;
+      p.frequency_penalty = r->frequency_penalty;
+      p.presence_penalty = r->presence_penalty;
+      p.want_logprobs = r->want_logprob;
+      p.top_n_tokens = r->top_n;
+      CHECK(r->row >= 0 && r->row < b->n_out);
+      ig_sample_result res;
+      ig_sampler_sample_u(&sm, &p, lg + (size_t)r->row * V, r->tokens, r->n_tokens, r->n_prompt, r->uniform, &res);
+      out[i].id = res.id;
+      out[i].logprob = res.logprob;
+      out[i].n_top = res.n_top;
+      memcpy(out[i].top_ids, res.top_ids, sizeof res.top_ids);
+      memcpy(out[i].top_logprobs, res.top_logprobs, sizeof res.top_logprobs);
+    }
+    ig_sampler_free(&sm);
+    for (int k = 0; k < n_host; k++) memcpy(host_logits + (size_t)k * V, lg + (size_t)host_rows[k] * V, sizeof(float) * V);
+    atomic_fetch_add(&fs_rows, n_rows);
+    atomic_fetch_add(&fs_host, n_host);
+  }
+  free(lg);
+  return rc;
+}
+
 /* ---- fake text: a piece per id, id 0 is a special EOS with no text ------------------------------------ */
 static char pieces[V][8];
 static void *txt_new(void *ctx, const int32_t *p, int n) { return malloc(1); }
@@ -132,6 +172,7 @@ static void fake_free(fake *f) {
 static int g_max_waiting = 20;
 static float g_ratio = 0.3f;
 static int g_sampler_threads = -1; /* the parallel host sampler is used where set */
+static int g_device_sampling;      /* runner.forward_sample set */
 
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
@@ -144,6 +185,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   run.kv_init = fake_kv_init;
   run.forward = fake_forward;
   run.sampler_threads = g_sampler_threads;
+  if (g_device_sampling) run.forward_sample = fake_forward_sample;
   ig_engine_config cfg = {0};
   cfg.max_batch_prefill_tokens = chunk;
   cfg.max_batch_total_tokens = kv_tokens;
@@ -309,7 +351,22 @@ static void test_batching(void) {
   CHECK(f->max_rows <= 7 + NR);
   ig_engine_destroy(e, 1000);
   fake_free(f);
+  /* Device sampling (runner.forward_sample): the sampling rows go to the device sampler, prompt logprobs and
+   * watermarked rows come to the host; every request's output is unchanged. */
+  static h_out devs[NR];
+  f = fake_new();
+  g_device_sampling = 1;
+  e = start(f, 8192, 32, 64, 4);
+  g_device_sampling = 0;
+  run_all(e, devs, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &devs[i]), "request %d differs with device sampling", i);
+  CHECK(atomic_load(&fs_rows) > 0 && atomic_load(&fs_host) > 0);
+  fprintf(stderr, "device sampling: %d rows sampled on the device, %d logits rows to the host\n", atomic_load(&fs_rows),
+          atomic_load(&fs_host));
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
   for (int i = 0; i < NR; i++) {
+    ig_str_free(&devs[i].text);
     ig_str_free(&solo[i].text);
     ig_str_free(&batch[i].text);
     ig_str_free(&tiny[i].text);
