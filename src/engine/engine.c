@@ -89,6 +89,9 @@ struct ig_engine {
   int32_t *hrows;           /* out rows whose logits come to the host */
   size_t cap_hrows;
   ig_str piece, emit;
+  /* IGNIS_PROFILE_STEPS=N: one log line per N steps with where the engine thread's time went */
+  int prof_every, prof_n;
+  int64_t prof_sched, prof_fwd, prof_post, prof_rows, prof_seqs, prof_t0;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------------ */
@@ -628,6 +631,7 @@ static void step(ig_engine *e) {
     rc = -ENOMEM;
     snprintf(err, sizeof err, "out of memory");
   }
+  int64_t t_fwd = ig_engine_now_ns();
   if (!rc)
     rc = dev ? e->run.forward_sample(e->run.ctx, &b, e->srows, n_srows, e->souts, e->hrows, n_host, e->logits, err,
                                      sizeof err)
@@ -639,6 +643,7 @@ static void step(ig_engine *e) {
     return;
   }
 
+  int64_t t_post = ig_engine_now_ns();
   long long n_prefill = 0, n_decode = 0;
   int out = 0, host_k = 0;
   if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) {
@@ -724,8 +729,23 @@ static void step(ig_engine *e) {
   atomic_fetch_add(&e->stats.prefill_tokens, n_prefill);
   atomic_fetch_add(&e->stats.decode_tokens, n_decode);
   atomic_store(&e->stats.batch_size, n_items);
-  atomic_store(&e->stats.last_step_ns, ig_engine_now_ns() - t0);
+  int64_t t_end = ig_engine_now_ns();
+  atomic_store(&e->stats.last_step_ns, t_end - t0);
   update_gauges(e);
+  if (e->prof_every) {
+    if (!e->prof_n) e->prof_t0 = t0;
+    e->prof_sched += t_fwd - t0, e->prof_fwd += t_post - t_fwd, e->prof_post += t_end - t_post;
+    e->prof_rows += b.n_tokens, e->prof_seqs += n_items;
+    if (++e->prof_n == e->prof_every) {
+      double k = 1e-6 / e->prof_n;
+      ig_log(IG_LOG_INFO, "engine profile: %d steps, mean per step: wall %.3f ms = schedule %.3f + forward/sample %.3f + "
+             "tokens/events %.3f ms (+ idle %.3f); %.1f rows, %.1f sequences", e->prof_n,
+             (double)(t_end - e->prof_t0) * k, (double)e->prof_sched * k, (double)e->prof_fwd * k,
+             (double)e->prof_post * k, (double)(t_end - e->prof_t0 - e->prof_sched - e->prof_fwd - e->prof_post) * k,
+             (double)e->prof_rows / e->prof_n, (double)e->prof_seqs / e->prof_n);
+      e->prof_n = 0, e->prof_sched = e->prof_fwd = e->prof_post = e->prof_rows = e->prof_seqs = 0;
+    }
+  }
 }
 
 /* ---- the thread --------------------------------------------------------------------------------------- */
@@ -849,6 +869,8 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
   }
   /* Host sampling workers: explicit count, or by default for large vocabularies (where one sequence's
    * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
+  const char *pe = getenv("IGNIS_PROFILE_STEPS");
+  e->prof_every = pe && atoi(pe) > 0 ? atoi(pe) : 0;
   int workers = run->sampler_threads;
   e->sample_par_min = workers > 0 ? 0 : 262144;
   if (workers == 0 && run->vocab_size >= 32000) {
