@@ -3,7 +3,8 @@
 # (cmake -B build-cuda -DIGNIS_CUDA=ON -DIGNIS_MODULES="util;io;backend;model") and packed with stories260K
 # into the git-ignored .dev/cudapack/pack.tar.xz (small: the repository itself nearly fills what a call may
 # carry) by bench/cuda_pack.sh, which the call carries. Stages, all by default: tests floors stories l8b bench.
-# Prints a summary at the end; full logs in $OUT.
+# Prints a summary at the end; full logs in $OUT. Also: batch (bench/cuda_batch), hf (transformers' generate
+# baseline of the serving workload), serve (ignis serve + ignis bench).
 #   bench/cuda_run.sh [stage ...]
 PK=/tmp/cudapack
 mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1
@@ -77,6 +78,18 @@ if has bench; then
   IGNIS_CUDA_PDL=0 $LLAMA bench $M --ctx 512 --steps 128 --prefill 2048 2>&1 | sed "s/^/[no-pdl] /" | tee -a $OUT/bench.log
   grep -E "load|prefill|decode|weight" $OUT/bench.log >> $SUMMARY
 fi
+if has batch; then
+  # batched decode through src/model (on-device sampling, decode graphs): bench/cuda_batch.c
+  [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
+  $BIN/cuda_batch $M --batch ${BATCHES:-1,16,64,128,256} --ctx ${BATCH_CTX:-256} --steps ${BATCH_STEPS:-48} 2>&1 \
+    | grep -v "loading weights" | tee $OUT/batch.log
+  grep -E "^ *[0-9]+ |check:" $OUT/batch.log >> $SUMMARY
+fi
+if has hf; then
+  [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
+  timeout 400 python3 bench/hf_generate_baseline.py $M ${HF_LEVELS:-1,16,64,256} 2>&1 | grep -v Warning | tee $OUT/hf.log
+  grep hf_generate $OUT/hf.log >> $SUMMARY
+fi
 if has serve; then
   # Serving (issue 6): ignis serve --device cuda on the 8B-shape model with Llama 3's tokenizer, then ignis bench
   # at 1/16/64/256 concurrent, 128 prompt + 256 output tokens, EOS ignored. Needs a pack made with
@@ -91,8 +104,8 @@ if has serve; then
     fi
     ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     t0=$(date +%s.%N)
-    $PK/bin/ignis serve --model-id $SM --device ${SERVE_DEVICE:-cuda} --port 3000 --max-batch-total-tokens 131072 \
-      --max-concurrent-requests 512 > $OUT/serve.log 2>&1 &
+    IGNIS_PROFILE_STEPS=${PROFILE_STEPS:-256} $PK/bin/ignis serve --model-id $SM --device ${SERVE_DEVICE:-cuda} \
+      --port 3000 --max-batch-total-tokens 131072 --max-concurrent-requests 512 ${SERVE_FLAGS:-} > $OUT/serve.log 2>&1 &
     SP=$!
     for i in $(seq 1 600); do
       [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/health)" = 200 ] && break
@@ -108,6 +121,7 @@ if has serve; then
            "$(grep -E '^(TTFT|ITL)' $OUT/serve_c$c.txt | awk '{print $1, "p50", $5, "ms"}' | tr '\n' ' ')"
     done
     kill $SP; wait $SP
+    grep "engine profile" $OUT/serve.log | tail -12
     tail -3 $OUT/serve.log
   fi
 fi
