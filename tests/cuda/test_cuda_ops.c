@@ -195,6 +195,38 @@ static void test_matmul(void) {
   }
 }
 
+/* More distinct shapes than the cuBLASLt plan cache holds (a long-running server meets every batch size): the cache
+ * starts over instead of failing, and the results stay right. */
+static void test_matmul_many_shapes(void) {
+  pair x, w, out;
+  int I = 24, O = 40, mmax = 9 + 700;
+  float *xv = rnd((int64_t)mmax * I, 1.f);
+  act(&x, mmax, I, xv);
+  weight(&w, O, I, IG_DT_BF16, 0.1f);
+  act(&out, mmax, O, NULL);
+  int bad = 0;
+  for (int m = 9; m < mmax; m++) {
+    ig_tensor xg = x.g, og = out.g, xc = x.c, oc = out.c;
+    xg.rows = xc.rows = og.rows = oc.rows = m;
+    simple_batch(m, NULL, NULL, 0, NULL);
+    int rc = gpu->matmul(gpu, &og, &xg, &w.g, NULL);
+    if (rc) {
+      bad++;
+      fprintf(stderr, "matmul m=%d: %s\n", m, gpu->err);
+      break;
+    }
+    if (m % 97 == 0 || m == mmax - 1) {
+      CHECK(cpu->matmul(cpu, &oc, &xc, &w.c, NULL) == 0);
+      char name[64];
+      snprintf(name, sizeof name, "matmul many shapes m=%d", m);
+      compare(name, &out, m);
+    }
+  }
+  CHECK_EQ_INT(bad, 0);
+  drop(&x), drop(&w), drop(&out);
+  free(xv);
+}
+
 /* The tiny models' shapes (stories260K: hidden 64, intermediate 172, vocab 512, tied; llama3-gqa-tied: 48, 104,
  * 128, tied; their tensor-parallel shards: 84/88 and 32/16 wide) at every row count the tensor-parallel schedule
  * uses: K = 172 (rows of 344 bytes, not a multiple of 16: cuBLASLt, never the GEMV) and O = 172 at m <= 8 (GEMV)
@@ -499,6 +531,7 @@ int main(void) {
     if (mi != 1) {
       test_matmul();
       test_matmul_tiny();
+      test_matmul_many_shapes();
       test_rmsnorm();
       test_rope();
       test_elementwise();

@@ -4,6 +4,9 @@
  * the weight once with 16-byte loads. IGNIS_CUDA_GEMV=0 in the environment turns the GEMV off. */
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
+extern "C" {
+#include "util/log.h"
+}
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,7 +166,12 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
     *outp = p;
     return 0;
   }
-  FAIL(be, "cuda matmul: plan cache full");
+  /* Full: a long-running server meets many batch sizes (decode rows + prefill chunks). Drop every plan and start
+   * over; nothing holds a plan between calls, and graphs keep their own copies of the launches. */
+  static int warned;
+  if (!warned++) ig_log(IG_LOG_INFO, "cuda matmul: %d cached plans, starting the cache over", LT_PLANS);
+  cu_matmul_release(be);
+  return lt_plan_get(be, outp, m, O, I, xdt, wdt, odt, bdt);
 }
 
 static int lt_matmul(ig_backend *be, void *out, int odt, const void *x, int xdt, const void *w, int wdt, const void *bias,
