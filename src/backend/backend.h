@@ -175,6 +175,13 @@ struct ig_backend {
   /* Greedy sampling on the device: ids[r] = argmax over row r of logits [rows, V] (lowest index on ties);
    * only the ids cross to the host. Waits for pending work. */
   int (*argmax_rows)(ig_backend *be, const ig_tensor *logits, int32_t *ids);
+  /* Fused products, bitwise the same as the ops they replace (so a backend may use them for some shapes only):
+   * outs[i] = x @ ws[i]^T (+ biases[i]) for i < n (n <= 4; q/k/v), and out = silu(x Wg^T + bg) * (x Wu^T + bu)
+   * with `up` as scratch for the second product (gate/up/swiglu). CUDA: one GEMV pass over x for small m. */
+  int (*matmul_n)(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
+                  const ig_tensor *const *biases);
+  int (*matmul_swiglu)(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+                       const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
   /* Sampling on the device: out[i] for rows[i] (see ig_sample_row) of f32 logits [rows, V]; only the results
    * cross to the host. Each row's result depends on that row's logits and parameters alone. Waits. */
   int (*sample)(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);

@@ -536,12 +536,18 @@ static int run_ops(ig_model *m, int n, int n_out) {
                          c->layer_sliding[l] ? c->sliding_window : 0};
 
     // ---- attention block ----
-    // h = rmsnorm(x) * w_attn_norm                       h: [n, H]
-    TRY(be->rmsnorm(be, &h, &x, NULL, &w->attn_norm, (float)c->rms_norm_eps));
+    // (x += the previous layer's MLP output o, folded into this norm); h = rmsnorm(x) * w_attn_norm   h: [n, H]
+    TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
     // q = h Wq^T (+bq), k = h Wk^T (+bk), v = h Wv^T (+bv)  q: [n, nh*hd], k, v: [n, nkv*hd]
-    TRY(be->matmul(be, &q, &h, &w->wq, opt(&w->bq)));
-    TRY(be->matmul(be, &k, &h, &w->wk, opt(&w->bk)));
-    TRY(be->matmul(be, &v, &h, &w->wv, opt(&w->bv)));
+    if (be->matmul_n) { /* one pass over h where the backend can */
+      ig_tensor *outs[3] = {&q, &k, &v};
+      const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv}, *bs[3] = {opt(&w->bq), opt(&w->bk), opt(&w->bv)};
+      TRY(be->matmul_n(be, 3, outs, &h, ws, bs));
+    } else {
+      TRY(be->matmul(be, &q, &h, &w->wq, opt(&w->bq)));
+      TRY(be->matmul(be, &k, &h, &w->wk, opt(&w->bk)));
+      TRY(be->matmul(be, &v, &h, &w->wv, opt(&w->bv)));
+    }
     ig_tensor *qr = &q, *kr = &k, qn, kn;
     if (c->qk_norm) {
       // Qwen3: q, k = rmsnorm over each head                [n*nh, hd], [n*nkv, hd]
@@ -565,14 +571,18 @@ static int run_ops(ig_model *m, int n, int n_out) {
     // x = x + o; h = rmsnorm(x) * w_ffn_norm
     TRY(be->rmsnorm(be, &h, &x, &o, &w->ffn_norm, (float)c->rms_norm_eps));
     // gate = h Wg^T, up = h Wu^T                        [n, I]
-    TRY(be->matmul(be, &gate, &h, &w->w_gate, opt(&w->b_gate)));
-    TRY(be->matmul(be, &up, &h, &w->w_up, opt(&w->b_up)));
-    // gate = silu(gate) * up; o = gate Wd^T             o: [n, H]
-    TRY(be->swiglu(be, &gate, &gate, &up));
+    // gate = silu(gate) * up (fused where the backend can); o = gate Wd^T             o: [n, H]
+    if (be->matmul_swiglu) {
+      TRY(be->matmul_swiglu(be, &gate, &up, &h, &w->w_gate, opt(&w->b_gate), &w->w_up, opt(&w->b_up)));
+    } else {
+      TRY(be->matmul(be, &gate, &h, &w->w_gate, opt(&w->b_gate)));
+      TRY(be->matmul(be, &up, &h, &w->w_up, opt(&w->b_up)));
+      TRY(be->swiglu(be, &gate, &gate, &up));
+    }
     TRY(be->matmul(be, &o, &gate, &w->w_down, opt(&w->b_down)));
     TRY(tp_sum(m, &o)); // (sharded: sum over shards of their intermediate columns' share)
-    // x = x + o
-    TRY(be->add(be, &x, &o));
+    // x = x + o: in the next layer's first norm, or here after the last layer
+    if (l == c->n_layers - 1) TRY(be->add(be, &x, &o));
   }
   if (n_out == 0) return 0;
   // logits only for the rows asked for: xo = x[out_rows]; logits = rmsnorm(xo) lm_head^T   [n_out, V]

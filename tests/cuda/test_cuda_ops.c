@@ -195,6 +195,80 @@ static void test_matmul(void) {
   }
 }
 
+/* The fused products (matmul_n: q/k/v; matmul_swiglu: gate/up/swiglu) are bitwise the separate ops on the GPU
+ * (fused GEMV for m <= 8, the separate ops above), and within tolerance of the CPU's. */
+static int same_gpu(const ig_tensor *a, const ig_tensor *b, int64_t rows) {
+  int64_t n = rows * a->cols;
+  float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+  ig_tensor a2 = *a, b2 = *b;
+  a2.rows = b2.rows = rows;
+  CHECK(gpu->download_f32(gpu, &a2, x) == 0 && gpu->download_f32(gpu, &b2, y) == 0);
+  int eq = memcmp(x, y, (size_t)n * 4) == 0;
+  free(x), free(y);
+  return eq;
+}
+
+static void test_fused_matmul(void) {
+  if (!gpu->matmul_n || !gpu->matmul_swiglu) {
+    printf("fused matmul ops: not installed\n");
+    return;
+  }
+  static const int ms[] = {1, 3, 8, 9, 20};
+  for (int mi = 0; mi < 5; mi++)
+    for (int bias = 0; bias < 2; bias++) {
+      int m = ms[mi], I = 264, O[3] = {256, 72, 72}, Ig = 176;
+      pair x, w[3], b[3], out[3], ref[3], wg, wu, bg, bu, g, u, gr, ur;
+      float *xv = rnd((int64_t)m * I, 1.f);
+      act(&x, m, I, xv);
+      for (int i = 0; i < 3; i++) {
+        weight(&w[i], O[i], I, IG_DT_BF16, 0.05f);
+        if (bias) weight(&b[i], 1, O[i], IG_DT_BF16, 0.5f);
+        act(&out[i], m, O[i], NULL);
+        act(&ref[i], m, O[i], NULL);
+      }
+      ig_tensor *oc[3] = {&out[0].c, &out[1].c, &out[2].c}, *og[3] = {&out[0].g, &out[1].g, &out[2].g};
+      const ig_tensor *wc[3] = {&w[0].c, &w[1].c, &w[2].c}, *wgp[3] = {&w[0].g, &w[1].g, &w[2].g};
+      const ig_tensor *bc[3] = {bias ? &b[0].c : NULL, bias ? &b[1].c : NULL, bias ? &b[2].c : NULL};
+      const ig_tensor *bgp[3] = {bias ? &b[0].g : NULL, bias ? &b[1].g : NULL, bias ? &b[2].g : NULL};
+      simple_batch(m, NULL, NULL, 0, NULL);
+      for (int i = 0; i < 3; i++) {
+        CHECK(cpu->matmul(cpu, oc[i], &x.c, wc[i], bc[i]) == 0);
+        CHECK_MSG(gpu->matmul(gpu, &ref[i].g, &x.g, wgp[i], bgp[i]) == 0, "%s", gpu->err);
+      }
+      CHECK_MSG(gpu->matmul_n(gpu, 3, og, &x.g, wgp, bgp) == 0, "%s", gpu->err);
+      for (int i = 0; i < 3; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "matmul_n m=%d part %d O=%d%s", m, i, O[i], bias ? " +bias" : "");
+        compare(name, &out[i], m);
+        CHECK_MSG(same_gpu(&out[i].g, &ref[i].g, m), "%s: not bitwise the separate matmul", name);
+      }
+      /* gate/up/swiglu */
+      weight(&wg, Ig, I, IG_DT_BF16, 0.05f);
+      weight(&wu, Ig, I, IG_DT_BF16, 0.05f);
+      if (bias) weight(&bg, 1, Ig, IG_DT_BF16, 0.5f), weight(&bu, 1, Ig, IG_DT_BF16, 0.5f);
+      act(&g, m, Ig, NULL), act(&u, m, Ig, NULL), act(&gr, m, Ig, NULL), act(&ur, m, Ig, NULL);
+      CHECK(cpu->matmul(cpu, &g.c, &x.c, &wg.c, bias ? &bg.c : NULL) == 0);
+      CHECK(cpu->matmul(cpu, &u.c, &x.c, &wu.c, bias ? &bu.c : NULL) == 0);
+      CHECK(cpu->swiglu(cpu, &g.c, &g.c, &u.c) == 0);
+      CHECK(gpu->matmul(gpu, &gr.g, &x.g, &wg.g, bias ? &bg.g : NULL) == 0);
+      CHECK(gpu->matmul(gpu, &ur.g, &x.g, &wu.g, bias ? &bu.g : NULL) == 0);
+      CHECK(gpu->swiglu(gpu, &gr.g, &gr.g, &ur.g) == 0);
+      CHECK_MSG(gpu->matmul_swiglu(gpu, &g.g, &u.g, &x.g, &wg.g, bias ? &bg.g : NULL, &wu.g, bias ? &bu.g : NULL) == 0,
+                "%s", gpu->err);
+      char name[96];
+      snprintf(name, sizeof name, "matmul_swiglu m=%d I=%d O=%d%s", m, I, Ig, bias ? " +bias" : "");
+      compare(name, &g, m);
+      CHECK_MSG(same_gpu(&g.g, &gr.g, m), "%s: not bitwise matmul, matmul, swiglu", name);
+      for (int i = 0; i < 3; i++) {
+        drop(&w[i]), drop(&out[i]), drop(&ref[i]);
+        if (bias) drop(&b[i]);
+      }
+      drop(&wg), drop(&wu), drop(&g), drop(&u), drop(&gr), drop(&ur), drop(&x);
+      if (bias) drop(&bg), drop(&bu);
+      free(xv);
+    }
+}
+
 /* More distinct shapes than the cuBLASLt plan cache holds (a long-running server meets every batch size): the cache
  * starts over instead of failing, and the results stay right. */
 static void test_matmul_many_shapes(void) {
@@ -532,6 +606,7 @@ int main(void) {
       test_matmul();
       test_matmul_tiny();
       test_matmul_many_shapes();
+      test_fused_matmul();
       test_rmsnorm();
       test_rope();
       test_elementwise();

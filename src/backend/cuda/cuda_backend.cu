@@ -497,6 +497,11 @@ OPW(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int laye
     cu_attention(be, out, q, layer, p))
 OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_gather_rows(be, out, x))
 OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
+OPW(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
+                  const ig_tensor *const *bs), cu_matmul_n(be, n, outs, x, ws, bs))
+OPW(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+                       const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
+    cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
 OPW(op_argmax_rows, (ig_backend * be, const ig_tensor *logits, int32_t *ids), cu_argmax_rows(be, logits, ids))
 
 static int cuda_mem_info(ig_backend *be, size_t *free_bytes, size_t *total_bytes) {
@@ -610,6 +615,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->add = op_add;
   be->mem_info = cuda_mem_info;
   be->argmax_rows = op_argmax_rows;
+  be->matmul_n = op_matmul_n;
+  be->matmul_swiglu = op_matmul_swiglu;
   cu_graphs_install(be);
   return be;
 }

@@ -79,6 +79,176 @@ static int gemv(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_ten
   return 0;
 }
 
+/* Several weights over the same x in one launch (q/k/v): warps are numbered over the concatenated output rows and
+ * each finds its segment; per segment exactly gemv_bf16_kernel's arithmetic, so the results are bitwise those of
+ * separate launches. */
+struct gemv_seg {
+  const __nv_bfloat16 *W;
+  void *out;
+  const void *bias;
+  int odt, bdt, O;
+};
+struct gemv_multi_args {
+  gemv_seg s[4];
+  int n, I;
+};
+
+template <int M>
+__global__ void __launch_bounds__(256) gemv_multi_kernel(const gemv_multi_args a, const __nv_bfloat16 *__restrict__ x) {
+  PDL_ENTRY();
+  int o = blockIdx.x * 8 + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  int k = 0;
+  while (k < a.n && o >= a.s[k].O) o -= a.s[k].O, k++;
+  if (k >= a.n) return;
+  const int O = a.s[k].O, I = a.I;
+  const uint4 *wr = (const uint4 *)(a.s[k].W + (size_t)o * I);
+  const uint4 *xr = (const uint4 *)x;
+  int nc = I / 8;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = 0.f;
+#pragma unroll 4
+  for (int c = lane; c < nc; c += 32) {
+    float wf[8], xf[8];
+    bf16x8(ld_stream(wr + c), wf);
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      bf16x8(__ldg(xr + (size_t)m * nc + c), xf);
+#pragma unroll
+      for (int e = 0; e < 8; e++) acc[m] += wf[e] * xf[e];
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
+  if (lane == 0) {
+    float b = a.s[k].bias ? ldf(a.s[k].bias, a.s[k].bdt, o) : 0.f;
+#pragma unroll
+    for (int m = 0; m < M; m++) stf(a.s[k].out, a.s[k].odt, (long long)m * O + o, acc[m] + b);
+  }
+}
+
+/* gate and up rows o of one warp, then silu(gate) * up: the two products rounded to their tensors' dtypes first,
+ * as the separate matmuls would store them, so the result is bitwise matmul, matmul, swiglu. */
+__device__ __forceinline__ float round_to(float v, int dt) {
+  return dt == IG_DT_BF16 ? __bfloat162float(__float2bfloat16(v)) : dt == IG_DT_F16 ? __half2float(__float2half(v)) : v;
+}
+
+template <int M>
+__global__ void __launch_bounds__(256) gemv_swiglu_kernel(const __nv_bfloat16 *__restrict__ Wg, const __nv_bfloat16 *__restrict__ Wu,
+                                                          const __nv_bfloat16 *__restrict__ x, void *out, int odt, int udt,
+                                                          const void *bg, const void *bu, int bdt, int O, int I) {
+  PDL_ENTRY();
+  int o = blockIdx.x * 8 + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  if (o >= O) return;
+  const uint4 *gr = (const uint4 *)(Wg + (size_t)o * I), *ur = (const uint4 *)(Wu + (size_t)o * I);
+  const uint4 *xr = (const uint4 *)x;
+  int nc = I / 8;
+  float ag[M], au[M];
+#pragma unroll
+  for (int m = 0; m < M; m++) ag[m] = au[m] = 0.f;
+#pragma unroll 2
+  for (int c = lane; c < nc; c += 32) {
+    float gf[8], uf[8], xf[8];
+    bf16x8(ld_stream(gr + c), gf);
+    bf16x8(ld_stream(ur + c), uf);
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      bf16x8(__ldg(xr + (size_t)m * nc + c), xf);
+#pragma unroll
+      for (int e = 0; e < 8; e++) ag[m] += gf[e] * xf[e], au[m] += uf[e] * xf[e];
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; m++) ag[m] = warp_sum(ag[m]), au[m] = warp_sum(au[m]);
+  if (lane == 0) {
+    float b1 = bg ? ldf(bg, bdt, o) : 0.f, b2 = bu ? ldf(bu, bdt, o) : 0.f;
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      float g = round_to(ag[m] + b1, odt), u = round_to(au[m] + b2, udt);
+      stf(out, odt, (long long)m * O + o, g / (1.f + expf(-g)) * u);
+    }
+  }
+}
+
+/* Whether the GEMV takes x @ w^T (bf16, m <= 8, I % 8 == 0, 16-byte aligned rows). */
+static int gemv_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
+  return w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && x->rows >= 1 && x->rows <= 8 && w->cols % 8 == 0 &&
+         CU(be)->use_gemv && ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
+}
+
+static int check_mm(ig_backend *be, const ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias) {
+  int64_t m = x->rows, O = w->rows, I = w->cols;
+  if (x->cols != I) FAIL(be, "cuda matmul: x has %lld columns, W has %lld", (long long)x->cols, (long long)I);
+  if (out->cols != O || out->rows < m) FAIL(be, "cuda matmul: out is [%lld, %lld], want [%lld, %lld]", (long long)out->rows,
+                                            (long long)out->cols, (long long)m, (long long)O);
+  if (bias && ig_tensor_numel(bias) != O) FAIL(be, "cuda matmul: bias has %lld elements, want %lld", (long long)ig_tensor_numel(bias), (long long)O);
+  if (bias && bias->dtype == IG_DT_I32) FAIL(be, "cuda matmul: bias of dtype i32");
+  return 0;
+}
+
+int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
+                const ig_tensor *const *biases) {
+  if (n < 1 || n > 4) FAIL(be, "cuda matmul_n: %d products (1..4)", n);
+  int fused = 1, bdt = -1;
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (check_mm(be, outs[i], x, ws[i], biases[i])) return -1;
+    fused &= gemv_ok(be, x, ws[i]);
+    if (biases[i]) fused &= bdt < 0 || bdt == biases[i]->dtype, bdt = biases[i]->dtype;
+    total += ws[i]->rows;
+  }
+  if (!fused || total > (int64_t)INT32_MAX - 8) {
+    for (int i = 0; i < n; i++)
+      if (cu_matmul(be, outs[i], x, ws[i], biases[i])) return -1;
+    return 0;
+  }
+  gemv_multi_args a;
+  memset(&a, 0, sizeof a);
+  a.n = n, a.I = (int)x->cols;
+  for (int i = 0; i < n; i++)
+    a.s[i] = gemv_seg{(const __nv_bfloat16 *)ws[i]->data, outs[i]->data, biases[i] ? biases[i]->data : NULL,
+                      (int)outs[i]->dtype, biases[i] ? (int)biases[i]->dtype : 0, (int)ws[i]->rows};
+  dim3 grid((unsigned)((total + 7) / 8));
+  const __nv_bfloat16 *X = (const __nv_bfloat16 *)x->data;
+  cudaStream_t st = CU(be)->st;
+  (void)st;
+  switch ((int)x->rows) {
+#define G(M) case M: CU_LAUNCH(be, (gemv_multi_kernel<M>), grid, 256, 0, a, X); break;
+    G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
+#undef G
+  }
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+                     const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu) {
+  if (check_mm(be, out, x, wg, bg) || check_mm(be, up, x, wu, bu)) return -1;
+  if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
+  int same_bias = !bg || !bu || bg->dtype == bu->dtype;
+  if (!gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
+    ig_tensor o2 = *out, u2 = *up;
+    o2.rows = u2.rows = x->rows;
+    if (cu_matmul(be, &o2, x, wg, bg) || cu_matmul(be, &u2, x, wu, bu)) return -1;
+    return cu_swiglu(be, &o2, &o2, &u2);
+  }
+  int O = (int)wg->rows, I = (int)wg->cols;
+  dim3 grid((O + 7) / 8);
+  const __nv_bfloat16 *G_ = (const __nv_bfloat16 *)wg->data, *U_ = (const __nv_bfloat16 *)wu->data,
+                      *X = (const __nv_bfloat16 *)x->data;
+  const void *b1 = bg ? bg->data : NULL, *b2 = bu ? bu->data : NULL;
+  int bdt = bg ? bg->dtype : bu ? bu->dtype : 0;
+  switch ((int)x->rows) {
+#define G(M) case M: CU_LAUNCH(be, (gemv_swiglu_kernel<M>), grid, 256, 0, G_, U_, X, out->data, (int)out->dtype, (int)up->dtype, b1, b2, bdt, O, I); break;
+    G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
+#undef G
+  }
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
 /* ---- cuBLASLt plans ---------------------------------------------------------------------------------- */
 typedef struct lt_plan {
   int used;
