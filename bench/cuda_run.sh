@@ -90,6 +90,24 @@ if has hf; then
   timeout 400 python3 bench/hf_generate_baseline.py $M ${HF_LEVELS:-1,16,64,256} 2>&1 | grep -v Warning | tee $OUT/hf.log
   grep hf_generate $OUT/hf.log >> $SUMMARY
 fi
+if has kvsize; then
+  # KV capacity from free GPU memory (--cuda-memory-fraction, no --max-batch-total-tokens), and the clear startup
+  # error when the fraction leaves no room: start, read the engine line, stop.
+  [ -f $M/tokenizer.json ] || cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
+  ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  for f in 1.0 0.5 0.2 0.1; do
+    timeout 60 $PK/bin/ignis serve --model-id $M --device cuda --port 3001 --cuda-memory-fraction $f > $OUT/kv_$f.log 2>&1 &
+    KP=$!
+    for i in $(seq 1 300); do
+      [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3001/health)" = 200 ] && break
+      kill -0 $KP 2>/dev/null || break
+      sleep 0.1
+    done
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader)
+    kill $KP 2>/dev/null; wait $KP; rc=$?
+    note "kvsize fraction $f: $(grep -hoE 'KV capacity [0-9]+ tokens|engine: .*' $OUT/kv_$f.log | head -1) (GPU used $used, exit $rc)"
+  done
+fi
 if has serve; then
   # Serving (issue 6): ignis serve --device cuda on the 8B-shape model with Llama 3's tokenizer, then ignis bench
   # at 1/16/64/256 concurrent, 128 prompt + 256 output tokens, EOS ignored. Needs a pack made with
