@@ -8,19 +8,35 @@ Two steps, on two machines:
        python3 tools/train_default_model.py train --data .kjv/kjv.tsv --out OUTDIR
      writes OUTDIR/models/kjv-llama/ (save_pretrained, bf16, tokenizer, README.md model card) and
      OUTDIR/tests/fixtures/default_model/expected.json (transformers' greedy continuations in float32).
-Repeatable given --seed up to GPU nondeterminism: torch's deterministic algorithms are asked for (warn only), but
-cuDNN's attention backward has none (torch warns), so two runs can differ in the last bits and then drift apart.
+Deterministic given --seed: two runs on the same machine and software write bit-identical files
+(tools/train_check_determinism.sh checks it). What makes it so: torch's deterministic algorithms in strict mode
+(an op without a deterministic implementation stops the run instead of warning), cuBLAS's fixed workspace
+(CUBLAS_WORKSPACE_CONFIG, set below before torch can start CUDA), eager attention (plain matmul and softmax: the
+fused SDPA kernels' backward, cuDNN's above all, accumulates in a run-dependent order), cuDNN deterministic
+without autotuning, every random number from generators seeded by --seed, a fixed CPU thread count, and nothing
+that depends on the wall clock (--max-train-seconds, off by default, is the one exception, and the model card
+says when it cut a run). The tokenizer trainer (Rust, multithreaded) is deterministic: it breaks ties between
+equally frequent pairs by their ids, and ids come from a sorted alphabet.
 """
-import argparse
-import copy
-import json
-import math
 import os
-import random
-import re
-import subprocess
-import sys
-import time
+
+# cuBLAS picks reduction splits by workspace unless this is set before the CUDA context exists (torch's strict
+# deterministic mode refuses cuBLAS calls without it). ":16:8" is the other deterministic setting; keep either.
+if os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (":4096:8", ":16:8"):
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+
+import argparse  # noqa: E402 (after the environment above, on purpose)
+import copy  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 BOOKS = [
     ("Ge", "Genesis"), ("Exo", "Exodus"), ("Lev", "Leviticus"), ("Num", "Numbers"), ("Deu", "Deuteronomy"),
@@ -45,6 +61,8 @@ SPECIALS = ["<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
 MODEL_NAME = "kjv-llama"
 PROMPTS = ["In the beginning", "And Jesus answered and said unto them,", "The LORD is my shepherd"]
 CHAT_MESSAGES = [{"role": "user", "content": "John 3:16"}]
+ATTN = "eager"
+CPU_THREADS = 4  # fixed: a CPU matmul's summation order can depend on the thread count
 
 
 def log(*a):
@@ -112,22 +130,40 @@ def chapter_text(book, c, verses):
 
 
 # ------------------------------------------------------------------------------------------------------ train
+def params_digest(model):
+    """sha256 (first 16 hex digits) of every parameter's bytes, in order: where two runs part, for the log."""
+    import torch
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def cmd_train(a):
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
     import torch.nn.functional as F
     import transformers
+    import tokenizers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     t_start = time.time()
     random.seed(a.seed)
-    torch.manual_seed(a.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        import numpy
+        numpy.random.seed(a.seed)
+    except ImportError:
+        pass
+    torch.manual_seed(a.seed)  # the CPU generator and every CUDA device's
+    torch.use_deterministic_algorithms(True)  # strict: an op with no deterministic implementation raises
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    torch.set_num_threads(CPU_THREADS)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    log(f"torch {torch.__version__}, transformers {transformers.__version__}, device {dev}"
-        + (f" ({torch.cuda.get_device_name(0)})" if dev == "cuda" else ""))
+    log(f"torch {torch.__version__}, transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
+        f"device {dev}" + (f" ({torch.cuda.get_device_name(0)})" if dev == "cuda" else "")
+        + f"; CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}")
     src_path = os.path.join(os.path.dirname(os.path.abspath(a.data)), "source.json")
     source = json.load(open(src_path)) if os.path.exists(src_path) else {}
 
@@ -202,10 +238,13 @@ def cmd_train(a):
         cfg_kw["rope_theta"] = a.rope_theta
     cfg = transformers.LlamaConfig(**cfg_kw)
     torch.manual_seed(a.seed)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").float().to(dev)
+    # Eager attention: deterministic in backward (matmuls and a softmax). SDPA's fused kernels are not all so:
+    # cuDNN's backward has no deterministic mode, and which kernel SDPA picks depends on the torch version.
+    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation=ATTN).float().to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: Llama, {n_params / 1e6:.2f} M parameters (tied embeddings), hidden {a.hidden}, layers {a.layers}, "
-        f"heads {a.heads}/{a.kv_heads}, intermediate {a.inter}, context {T}")
+        f"heads {a.heads}/{a.kv_heads}, intermediate {a.inter}, context {T}, attention {ATTN}; "
+        f"initial parameters {params_digest(model)}")
 
     drop = a.dropout
 
@@ -257,6 +296,7 @@ def cmd_train(a):
         return write_outputs(a, m, tok, root, quick, info, dict(
             torch=torch, F=F, transformers=transformers, dev=dev, nll_sum=nll_sum, unigram=unigram,
             val_stream=val_stream, test_stream=test_stream, BOS=BOS, EOS=EOS, V=V, source=source,
+            tokenizers_version=tokenizers.__version__,
             docs=docs, test_set=test_set, val_set=val_set, n_params=n_params, counts=dict(
                 plain=plain.numel(), chat=chat.numel(), val=val_stream.numel(), test=test_stream.numel(),
                 chapters=n, train_chapters=len(train_ids), held_pct=100.0 * chars_held / chars_all)))
@@ -264,9 +304,13 @@ def cmd_train(a):
     # ---- smoke test of everything after training, on the untrained model, before spending GPU minutes
     if not a.no_smoke:
         t0 = time.time()
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if dev == "cuda" else []):
-            finalize(model, "/tmp/kjv_smoke", True, {})  # leaves the random state as it found it
-        log(f"smoke test of the output stage passed ({time.time() - t0:.1f} s)")
+        smoke_dir = tempfile.mkdtemp(prefix="kjv_smoke_")  # its own: two runs at once must not share it
+        try:
+            with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if dev == "cuda" else []):
+                finalize(model, smoke_dir, True, {})  # leaves the random state as it found it
+        finally:
+            shutil.rmtree(smoke_dir, ignore_errors=True)
+        log(f"smoke test of the output stage passed ({time.time() - t0:.1f} s); parameters {params_digest(model)}")
 
     # ---- training
     data = torch.cat([plain, chat]).to(dev)
@@ -308,9 +352,12 @@ def cmd_train(a):
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss_acc += loss.detach()
+        if step < 2:  # the first steps, bit-exact: a forward or backward that differs between runs shows here
+            log(f"trace step {step + 1}: loss {loss.item().hex()} parameters {params_digest(model)}")
         if (step + 1) % a.log_every == 0:
             el = time.time() - t_train
-            log(f"step {step + 1}/{a.steps} loss {loss_acc.item() / a.log_every:.4f} lr {lr_at(step):.2e} "
+            la = loss_acc.item() / a.log_every
+            log(f"step {step + 1}/{a.steps} loss {la:.4f} ({la.hex()}) lr {lr_at(step):.2e} "
                 f"{1000 * el / (step + 1):.1f} ms/step {el:.0f} s")
             loss_acc.zero_()
         if (step + 1) % a.eval_every == 0 or step + 1 == a.steps:
@@ -321,10 +368,12 @@ def cmd_train(a):
             if vl < best[0]:
                 best = (vl, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
                 mark = " (best)"
-            log(f"  eval step {step + 1}: val loss {vl:.4f} ppl {math.exp(vl):.2f}{mark}")
-        if time.time() - t_train > a.max_train_seconds:
+            log(f"  eval step {step + 1}: val loss {vl:.4f} ({vl.hex()}) ppl {math.exp(vl):.2f}{mark}; parameters "
+                f"{params_digest(model)}")
+        if a.max_train_seconds > 0 and time.time() - t_train > a.max_train_seconds:
             stopped_early = step + 1
-            log(f"time guard: stopping after step {step + 1} ({a.max_train_seconds} s)")
+            log(f"time guard: stopping after step {step + 1} ({a.max_train_seconds} s); this run is not "
+                "reproducible (the step it stopped at depends on the machine's speed)")
             if not curve or curve[-1][0] != step + 1:
                 s_, c_ = nll_sum(model, val_stream)
                 curve.append((step + 1, s_ / c_))
@@ -450,7 +499,7 @@ def write_outputs(a, model, tok, root, quick, info, k):
         return m.to(device).eval()
 
     # ---- held-out perplexity of the saved bf16 weights, computed in f32
-    mg = load_f32(dev, "sdpa")
+    mg = load_f32(dev, ATTN)
     ev = {}
     for name in ("val", "test"):
         s, c = k["nll_sum"](mg, k[f"{name}_stream"], max_windows=(1 if quick else None), autocast=False)
@@ -514,15 +563,15 @@ def write_outputs(a, model, tok, root, quick, info, k):
         json.dump(expected, f, indent=1, ensure_ascii=False)
         f.write("\n")
 
-    # ---- samples for the model card (GPU, sampled: not bit-reproducible across stacks, for reading only)
+    # ---- samples for the model card: sampled on the CPU from the seed (the golden model, EOS a stop again)
     samples = []
-    mg.generation_config.eos_token_id = EOS
+    mc.generation_config.eos_token_id = EOS
     torch.manual_seed(a.seed)
     for p in (["And it came to pass", "Blessed are"] if not quick else ["And"]):
-        x = torch.tensor([encode(p)], device=dev)
+        x = torch.tensor([encode(p)])
         with torch.no_grad():
-            o = mg.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, temperature=0.8, top_k=50,
-                            top_p=0.95, max_new_tokens=(8 if quick else 60), pad_token_id=EOS)
+            o = mc.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, temperature=0.8, top_k=50,
+                            top_p=0.95, max_new_tokens=(8 if quick else 60), pad_token_id=EOS, eos_token_id=EOS)
         samples.append((p, tk.decode(o[0].tolist()[x.shape[1]:], skip_special_tokens=True)))
     for p, s in samples:
         log(f"sample {p!r} -> {s!r}")
@@ -551,6 +600,14 @@ def manual_greedy(torch, model, ids, n_new):
             past = out.past_key_values
             logits.append(out.logits[0, -1].float())
     return new, torch.stack(logits)
+
+
+def train_command(a):
+    """The training command as the card shows it: the settings that differ from the defaults, no local paths."""
+    skip = {"cmd", "data", "out", "no_smoke", "defaults"}
+    opts = [f"--{key.replace('_', '-')} {val:g}" if isinstance(val, float) else f"--{key.replace('_', '-')} {val}"
+            for key, val in vars(a).items() if key not in skip and val != a.defaults.get(key)]
+    return " ".join(["python3 tools/train_default_model.py train --data .kjv/kjv.tsv --out OUTDIR"] + opts)
 
 
 def write_card(a, mdir, info, k, ev, prompts, chat_res, samples, sizes, rt):
@@ -609,18 +666,32 @@ def write_card(a, mdir, info, k, ev, prompts, chat_res, samples, sizes, rt):
         "",
         "## Training",
         "",
-        f"`python3 tools/train_default_model.py {' '.join(sys.argv[1:])}` (seed {a.seed}; other settings as the "
-        f"script's defaults say), on one {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, torch "
-        f"{torch.__version__}, transformers {transformers.__version__}: "
+        f"`{train_command(a)}` (seed {a.seed}; every other setting as the script's defaults say), on one "
+        f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, tokenizers {k['tokenizers_version']}: "
         f"{info.get('steps_run', 0)} steps of {a.batch} windows x {a.ctx} tokens, random windows of the training "
         f"stream ({c['plain']} tokens of chapters, {c['chat']} tokens of chat exchanges, chat fraction "
         f"{a.chat_frac}), AdamW (betas 0.9/0.95, weight decay {a.wd} on matrices), peak learning rate {a.lr:g}, "
         f"{a.warmup} warm-up steps then cosine to {a.min_lr_frac:g} of the peak, gradient clipping 1.0, bf16 "
-        f"autocast, dropout {a.dropout} on the attention and MLP outputs during training only. "
-        f"{info.get('train_s', 0):.0f} s of training"
-        + (f" (stopped early by the time guard at step {cut})" if cut else "")
+        f"autocast, {ATTN} attention, dropout {a.dropout} on the attention and MLP outputs during training only"
+        + (f"; stopped early by the wall-clock time guard (--max-train-seconds {a.max_train_seconds:g}) after step "
+           f"{cut}, so this run is NOT reproducible" if cut else "")
         + f". Validation perplexity every {a.eval_every} steps: {curve}; the weights kept are those of step "
-        f"{info.get('best_step', 0)}.",
+        f"{info.get('best_step', 0)}. (The schedule is short on purpose: a 3000-step run of the same recipe "
+        "overfit, its validation perplexity best near step 600 and rising after.)",
+        "",
+        "## Reproducibility",
+        "",
+        "The script is deterministic given its seed: run again on the same GPU model with the same torch, "
+        "transformers and tokenizers versions, it writes these files bit for bit (another GPU or library version "
+        "can round differently). It asks torch for deterministic algorithms in strict mode (an operation without a "
+        "deterministic implementation would stop it), sets `CUBLAS_WORKSPACE_CONFIG=:4096:8` before CUDA starts, "
+        f"uses {ATTN} attention (the fused SDPA kernels' backward, cuDNN's above all, is not deterministic), "
+        "cuDNN deterministic without autotuning, generators seeded from the seed for every random choice (data "
+        f"order, chat exchanges, windows, initialization, dropout, the samples below), {CPU_THREADS} CPU threads, "
+        "and no wall-clock limit. `tools/train_check_determinism.sh` checks it: it trains twice at once into two "
+        "directories and compares the sha256 of every file written, these included; the files here were taken "
+        "from such a check that found both runs identical.",
         "",
         "## Evaluation",
         "",
@@ -644,7 +715,8 @@ def write_card(a, mdir, info, k, ev, prompts, chat_res, samples, sizes, rt):
     ans = chat_res["greedy"][:chat_res["eos_at"]] if chat_res["eos_at"] is not None else chat_res["greedy"]
     lines += ["", f"Chat (greedy, stops at `</s>`): user `{CHAT_MESSAGES[0]['content']}` → assistant "
               f"`{rt.decode(ans, skip_special_tokens=True)}`".replace("\n", "⏎"), "",
-              "Sampled (temperature 0.8, top-k 50, top-p 0.95, seeded; on the GPU, so not bit-reproducible):", ""]
+              f"Sampled (float32 on the CPU, temperature 0.8, top-k 50, top-p 0.95, torch seeded with {a.seed}, "
+              "stops at `</s>`):", ""]
     for p, s in samples:
         lines.append(f"- `{p}` → `{s}`".replace("\n", "⏎"))
     lines += ["", "(⏎ marks a newline.)", "",
@@ -653,6 +725,7 @@ def write_card(a, mdir, info, k, ev, prompts, chat_res, samples, sizes, rt):
               "apt-get install bible-kjv            # Debian: the reader; it pulls bible-kjv-text",
               "python3 tools/train_default_model.py extract --out .kjv/kjv.tsv",
               "python3 tools/train_default_model.py train --data .kjv/kjv.tsv --out OUTDIR   # GPU: minutes",
+              "bash tools/train_check_determinism.sh   # or: train twice at once and compare every file's sha256",
               "```", ""]
     with open(os.path.join(mdir, "README.md"), "w") as f:
         f.write("\n".join(lines))
@@ -685,9 +758,12 @@ def main():
     t.add_argument("--chat-frac", type=float, default=0.25)
     t.add_argument("--eval-every", type=int, default=100)
     t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--max-train-seconds", type=float, default=180.0)
+    t.add_argument("--max-train-seconds", type=float, default=0.0,
+                   help="stop training after this many seconds (0: never, the default); a wall-clock cut makes the "
+                        "run irreproducible, and the model card says so")
     t.add_argument("--no-smoke", action="store_true", help="skip the smoke test of the output stage")
     a = ap.parse_args()
+    a.defaults = {act.dest: act.default for act in t._actions}
     if a.cmd == "extract":
         cmd_extract(a)
     else:
