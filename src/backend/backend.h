@@ -182,6 +182,9 @@ struct ig_backend {
                   const ig_tensor *const *biases);
   int (*matmul_swiglu)(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                        const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
+  /* rope(q, k) then kv_write(layer, k, v), bitwise, in one launch where the backend can. */
+  int (*rope_kv_write)(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int n_heads, int n_kv_heads,
+                       int layer);
   /* Sampling on the device: out[i] for rows[i] (see ig_sample_row) of f32 logits [rows, V]; only the results
    * cross to the host. Each row's result depends on that row's logits and parameters alone. Waits. */
   int (*sample)(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);

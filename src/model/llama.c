@@ -557,10 +557,14 @@ static int run_ops(ig_model *m, int n, int n_out) {
       TRY(be->rmsnorm(be, &knh, &kh, NULL, &w->k_norm, (float)c->rms_norm_eps));
       qr = &qn, kr = &kn;
     }
-    // q, k = rope(q, k) at each row's position
-    TRY(be->rope(be, qr, kr, nh, nkv));
-    // cache[l][slot] = k, v; att = softmax(q k^T / sqrt(hd) + causal/window mask) v   att: [n, nh*hd]
-    TRY(be->kv_write(be, l, kr, &v));
+    // q, k = rope(q, k) at each row's position; cache[l][slot] = k, v (one op where the backend fuses them)
+    if (be->rope_kv_write) {
+      TRY(be->rope_kv_write(be, qr, kr, &v, nh, nkv, l));
+    } else {
+      TRY(be->rope(be, qr, kr, nh, nkv));
+      TRY(be->kv_write(be, l, kr, &v));
+    }
+    // att = softmax(q k^T / sqrt(hd) + causal/window mask) v   att: [n, nh*hd]
     TRY(be->attention(be, &att, qr, l, &ap));
     // o = att Wo^T                                      o: [n, H]
     TRY(be->matmul(be, &o, &att, &w->wo, opt(&w->bo)));

@@ -553,6 +553,60 @@ static void test_optional(void) {
   CHECK(cpu->argmax_rows == NULL || cpu->argmax_rows != gpu->argmax_rows);
 }
 
+/* rope_kv_write (rope then kv_write in one launch) is bitwise the two ops: layer 0 written by the pair, layer 1 by
+ * the fused op, from the same cached context; q/k and the attention over each layer must be identical, and q
+ * within tolerance of the CPU's rope. Decode rows and prompt chunks, a slot of -1 (padding) included. */
+static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int ns) {
+  if (!gpu->rope_kv_write) return;
+  int maxctx = 0;
+  for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
+  int mb = (maxctx + bs - 1) / bs + 1, nblocks = ns * mb + 2, W = nkv * hd;
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
+  CHECK(cpu->kv_init(cpu, &kc) == 0);
+  CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
+  int32_t *bt = malloc((size_t)ns * mb * 4);
+  for (int i = 0; i < ns * mb; i++) bt[i] = nblocks - 1 - i;
+  float inv[128];
+  for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
+  ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = 1.f};
+  CHECK(cpu->set_rope(cpu, &r) == 0);
+  CHECK(gpu->set_rope(gpu, &r) == 0);
+  hb full, step;
+  make_batch(&full, ss, ns, bt, mb, bs, 1, 100);
+  make_batch(&step, ss, ns, bt, mb, bs, 0, 100);
+  int nf = full.b.n_tokens, n = step.b.n_tokens;
+  set_batch_both(&full.b); /* the same context in both layers */
+  pair ck, cv;
+  float *kv0 = rnd((int64_t)nf * W, 1.f), *vv0 = rnd((int64_t)nf * W, 1.f);
+  act(&ck, nf, W, kv0), act(&cv, nf, W, vv0);
+  for (int layer = 0; layer < 2; layer++) {
+    CHECK(cpu->kv_write(cpu, layer, &ck.c, &cv.c) == 0);
+    CHECK_MSG(gpu->kv_write(gpu, layer, &ck.g, &cv.g) == 0, "%s", gpu->err);
+  }
+  drop(&ck), drop(&cv);
+  free(kv0), free(vv0);
+  step.slot[n - 1] = -1; /* a padding row: rotated, not cached */
+  set_batch_both(&step.b);
+  float *qv = rnd((int64_t)n * nh * hd, 1.f), *kv = rnd((int64_t)n * W, 1.f), *vv = rnd((int64_t)n * W, 1.f);
+  pair q1, k1, q2, k2, v, o1, o2;
+  act(&q1, n, nh * hd, qv), act(&k1, n, W, kv), act(&q2, n, nh * hd, qv), act(&k2, n, W, kv), act(&v, n, W, vv);
+  act(&o1, n, nh * hd, NULL), act(&o2, n, nh * hd, NULL);
+  CHECK(cpu->rope(cpu, &q1.c, &k1.c, nh, nkv) == 0);
+  CHECK_MSG(gpu->rope(gpu, &q1.g, &k1.g, nh, nkv) == 0, "%s", gpu->err);
+  CHECK_MSG(gpu->kv_write(gpu, 0, &k1.g, &v.g) == 0, "%s", gpu->err);
+  CHECK_MSG(gpu->rope_kv_write(gpu, &q2.g, &k2.g, &v.g, nh, nkv, 1) == 0, "%s", gpu->err);
+  char name[96];
+  snprintf(name, sizeof name, "rope_kv_write q nh=%d nkv=%d hd=%d bs=%d rows=%d", nh, nkv, hd, bs, n);
+  compare(name, &q1, n);
+  CHECK_MSG(same_gpu(&q1.g, &q2.g, n) && same_gpu(&k1.g, &k2.g, n), "%s: q/k not bitwise rope", name);
+  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = 0};
+  CHECK_MSG(gpu->attention(gpu, &o1.g, &q1.g, 0, &p) == 0 && gpu->attention(gpu, &o2.g, &q2.g, 1, &p) == 0, "%s", gpu->err);
+  CHECK_MSG(same_gpu(&o1.g, &o2.g, n), "%s: attention over the fused op's cache differs", name);
+  drop(&q1), drop(&k1), drop(&q2), drop(&k2), drop(&v), drop(&o1), drop(&o2);
+  free(qv), free(kv), free(vv), free(bt);
+  hb_free(&full), hb_free(&step);
+}
+
 static void test_attention(void) {
   const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
   const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
@@ -563,6 +617,9 @@ static void test_attention(void) {
   attn_case(16, 2, 128, 16, 50, mix, 7, "mix");
   attn_case(8, 4, 8, 16, 0, mix, 7, "mix");
   attn_case(12, 4, 32, 3, 0, mix, 7, "mix");
+  rope_kv_case(32, 8, 128, 16, decode, 4);
+  rope_kv_case(8, 2, 64, 5, mix, 7);
+  rope_kv_case(12, 4, 32, 3, mix, 7);
   attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
   attn_case(28, 4, 128, 32, 0, decode, 4, "decode");
   attn_case(16, 1, 64, 16, 0, decode, 4, "decode");

@@ -497,6 +497,8 @@ OPW(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int laye
     cu_attention(be, out, q, layer, p))
 OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_gather_rows(be, out, x))
 OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
+OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int nh, int nkv, int layer),
+    cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
 OPW(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                   const ig_tensor *const *bs), cu_matmul_n(be, n, outs, x, ws, bs))
 OPW(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
@@ -616,6 +618,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->mem_info = cuda_mem_info;
   be->argmax_rows = op_argmax_rows;
   be->matmul_n = op_matmul_n;
+  be->rope_kv_write = op_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;
   cu_graphs_install(be);
   return be;

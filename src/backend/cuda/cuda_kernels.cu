@@ -269,6 +269,70 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
   return 0;
 }
 
+/* rope then kv_write in one launch (decode steps are launch-bound): one block per token; each thread rotates its
+ * (head, pair) of q or k in place and, for k, stores the two rotated values (read back from k, so rounded exactly
+ * as kv_write would read them) into the cache; then v is copied. Bitwise rope_kernel + kv_write_kernel. */
+__global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v, int vdt, void *kc, void *vc, int cdt,
+                               const int *pos, const int *slot, const float *inv_freq, int nh, int nkv, int hd, int rot,
+                               float attn_factor, int bs) {
+  PDL_ENTRY();
+  int i = blockIdx.x;
+  float p = (float)pos[i];
+  int half = rot / 2, s = slot[i];
+  long long blk = s >= 0 ? s / bs : 0, off = s >= 0 ? s % bs : 0;
+  int total = (nh + nkv) * half;
+  for (int t = threadIdx.x; t < total; t += blockDim.x) {
+    int h = t / half, j = t % half;
+    int is_k = h >= nh;
+    void *base = is_k ? k : q;
+    int dt = is_k ? kdt : qdt;
+    long long o = is_k ? (long long)i * nkv * hd + (long long)(h - nh) * hd : (long long)i * nh * hd + (long long)h * hd;
+    float sn, co;
+    sincosf(p * inv_freq[j], &sn, &co);
+    sn *= attn_factor, co *= attn_factor;
+    float x1 = ldf(base, dt, o + j), x2 = ldf(base, dt, o + j + half);
+    stf(base, dt, o + j, x1 * co - x2 * sn);
+    stf(base, dt, o + j + half, x2 * co + x1 * sn);
+    if (is_k && s >= 0) {
+      long long dst = ((blk * nkv + (h - nh)) * bs + off) * hd;
+      stf(kc, cdt, dst + j, ldf(k, kdt, o + j));
+      stf(kc, cdt, dst + j + half, ldf(k, kdt, o + j + half));
+    }
+  }
+  if (s < 0) return;
+  int W = nkv * hd;
+  for (int t = threadIdx.x; t < W; t += blockDim.x) {
+    int h = t / hd, d = t % hd;
+    long long dst = ((blk * nkv + h) * bs + off) * hd + d;
+    stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t));
+  }
+}
+
+int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int n_heads, int n_kv_heads, int layer) {
+  cu_impl *c = CU(be);
+  int n = c->b.n_tokens;
+  int hd = c->head_dim_rope;
+  /* what the fused kernel cannot do (a partial rotary dimension, cache width other than k's): the two ops */
+  if (!c->inv_freq || !c->kv_mem || c->rot_dim != hd || hd != c->kv.head_dim || n_kv_heads != c->kv.n_kv_heads) {
+    if (cu_rope(be, q, k, n_heads, n_kv_heads)) return -1;
+    return cu_kv_write(be, layer, k, v);
+  }
+  if (layer < 0 || layer >= c->kv.n_layers) FAIL(be, "cuda rope_kv_write: bad layer %d", layer);
+  int W = n_kv_heads * hd;
+  if (q->cols != (int64_t)n_heads * hd || k->cols != W || v->cols != W)
+    FAIL(be, "cuda rope_kv_write: q/k/v widths do not match heads * head_dim %d", hd);
+  if (n == 0) return 0;
+  size_t es = ig_dtype_size(be->act_dtype);
+  char *kc = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
+  char *vc = kc + c->kv_layer_elems * es;
+  int work = (n_heads + n_kv_heads) * (hd / 2);
+  int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
+  CU_LAUNCH(be, (rope_kv_kernel), n, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
+            be->act_dtype, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads, hd, hd, c->attn_factor, c->kv.block_size);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
 /* ---- gather rows, add, convert ----------------------------------------------------------------------- */
 /* out[j, :] = x[rows[j], :]; one block per output row. */
 __global__ void gather_kernel(void *out, int odt, const void *x, int xdt, const int *rows, int H) {
