@@ -12,7 +12,7 @@ typedef struct cu_graph_ent {
   cudaGraphExec_t exec;     /* NULL until captured */
 } cu_graph_ent;
 
-#define MAX_GRAPHS 64
+#define MAX_GRAPHS 256 /* decode buckets x block-table widths (powers of two) */
 
 void cu_graphs_release(ig_backend *be) {
   cu_impl *c = CU(be);
