@@ -238,10 +238,16 @@ static int opt_int(int argc, char **argv, const char *name, int def) {
 #ifdef IG_CUDA_DEVICE_BUNDLE
 int cuda_ops_main(void); /* tests/cuda/test_cuda_ops.c, linked into the cuda_device bundle */
 #endif
+#ifdef IG_CUDA_DEVICE_SAMPLE
+int cuda_sample_main(void); /* tests/cuda/test_cuda_sample.c, likewise ("cuda_device sample") */
+#endif
 
 int main(int argc, char **argv) {
 #ifdef IG_CUDA_DEVICE_BUNDLE
   if (argc >= 2 && !strcmp(argv[1], "ops")) return cuda_ops_main();
+#endif
+#ifdef IG_CUDA_DEVICE_SAMPLE
+  if (argc >= 2 && !strcmp(argv[1], "sample")) return cuda_sample_main();
 #endif
   if (argc < 3) DIE("usage: see the header of bench/cuda_llama.c");
   const char *mode = argv[1], *dir = argv[2];

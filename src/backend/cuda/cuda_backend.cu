@@ -505,6 +505,8 @@ OPW(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_
                        const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
     cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
 OPW(op_argmax_rows, (ig_backend * be, const ig_tensor *logits, int32_t *ids), cu_argmax_rows(be, logits, ids))
+OPW(op_sample, (ig_backend * be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out),
+    cu_sample(be, logits, rows, n, out))
 
 static int cuda_mem_info(ig_backend *be, size_t *free_bytes, size_t *total_bytes) {
   if (ready(be)) return -1;
@@ -521,6 +523,7 @@ static void cuda_destroy(ig_backend *be) {
     if (c->st) cudaStreamSynchronize(c->st);
     cu_graphs_release(be);
     cu_matmul_release(be);
+    cu_sample_release(be);
     if (c->lt) cublasLtDestroy(c->lt);
     cudaFree(c->lt_ws);
     cudaFree(c->kv_mem);
@@ -617,6 +620,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->add = op_add;
   be->mem_info = cuda_mem_info;
   be->argmax_rows = op_argmax_rows;
+  be->sample = op_sample;
   be->matmul_n = op_matmul_n;
   be->rope_kv_write = op_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;

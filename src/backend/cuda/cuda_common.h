@@ -90,6 +90,10 @@ typedef struct cu_impl {
   size_t scratch2_size;
   void *dl; /* download conversion buffer */
   size_t dl_size;
+  /* the sample op (cuda_sample.cu): pinned staging (params + penalty tokens in, results out) and its device
+   * twin (+ penalty scratch); grown as needed, never part of a graph */
+  void *samp_host, *samp_dev;
+  size_t samp_host_size, samp_dev_size;
   /* weight loading */
   struct cu_loader *loader;
   /* CUDA graphs */
@@ -142,6 +146,9 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
 int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 void cu_matmul_release(ig_backend *be);
+/* cuda_sample.cu: the optional sample op (waits for its results); release frees its buffers */
+int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);
+void cu_sample_release(ig_backend *be);
 /* cuda_graph.cu: the optional graph ops */
 void cu_graphs_install(ig_backend *be);
 void cu_graphs_release(ig_backend *be);
