@@ -28,6 +28,11 @@ if has tests; then
   rc=$?
   grep -E "^==|FAIL|CHECK failed|checks" $OUT/ops.log | head -40
   note "tests: test_cuda_ops rc=$rc, $(grep -c 'rel ' $OUT/ops.log) op cases, $(tail -1 $OUT/ops.log), $(($(date +%s)-t))s"
+  t=$(date +%s)
+  timeout 300 $BIN/cuda_device sample > $OUT/sample.log 2>&1
+  rc=$?
+  grep -E "FAIL|CHECK failed|checks|ms|margin" $OUT/sample.log | head -40
+  note "tests: test_cuda_sample rc=$rc, $(tail -1 $OUT/sample.log), $(($(date +%s)-t))s"
 fi
 if has floors; then
   $BIN/cuda_floors | tee $OUT/floors.txt
