@@ -69,9 +69,11 @@ if has l8b; then
   note "l8b make+reference: $(($(date +%s)-t))s"
   specs=""
   for L in 16 128 1024 4096; do specs="$specs $L:$M/ids_$L.bin:$M/ours_$L.bin"; done
-  $LLAMA logits $M $specs --chunk 2048 2>&1 | tee $OUT/l8b_ours.log
-  python3 bench/cuda_llama8b.py compare $M ours 2>&1 | tee $OUT/l8b_compare.log
-  grep l8b_check $OUT/l8b_compare.log | sed 's/^/bench forward: /' >> $SUMMARY
+  if [ "${L8B_BENCH:-1}" != 0 ]; then
+    $LLAMA logits $M $specs --chunk 2048 2>&1 | tee $OUT/l8b_ours.log
+    python3 bench/cuda_llama8b.py compare $M ours 2>&1 | tee $OUT/l8b_compare.log
+    grep l8b_check $OUT/l8b_compare.log | sed 's/^/bench forward: /' >> $SUMMARY
+  fi
   [ "${L8B_MODEL:-1}" = 0 ] || $LLAMA logits $M ${specs//ours_/model_} --chunk 2048 --model 2>&1 | grep -v "loading weights" | tee $OUT/l8b_model.log
   [ "${L8B_MODEL:-1}" = 0 ] || python3 bench/cuda_llama8b.py compare $M model 2>&1 | tee $OUT/l8b_compare_model.log
   grep -s l8b_check $OUT/l8b_compare_model.log | sed 's/^/src\/model forward: /' >> $SUMMARY
@@ -86,9 +88,12 @@ fi
 if has batch; then
   # batched decode through src/model (on-device sampling, decode graphs): bench/cuda_batch.c
   [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
-  $BIN/cuda_batch $M --batch ${BATCHES:-1,16,64,128,256} --ctx ${BATCH_CTX:-256} --steps ${BATCH_STEPS:-48} 2>&1 \
-    | grep -v "loading weights" | tee $OUT/batch.log
-  grep -E "^ *[0-9]+ |check:" $OUT/batch.log >> $SUMMARY
+  for tune in ${BATCH_TUNE:-0}; do
+    IGNIS_CUDA_GEMM_TUNE=$tune $BIN/cuda_batch $M --batch ${BATCHES:-1,16,64,128,256} --ctx ${BATCH_CTX:-256} \
+      --steps ${BATCH_STEPS:-48} 2>&1 | grep -v "loading weights" | tee $OUT/batch_tune$tune.log
+    note "batch (IGNIS_CUDA_GEMM_TUNE=$tune):"
+    grep -E "^ *[0-9]+ |check:" $OUT/batch_tune$tune.log >> $SUMMARY
+  done
 fi
 if has hf; then
   [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
@@ -136,7 +141,7 @@ if has serve; then
       sleep 0.1
     done
     note "serve: cold start to /health 200: $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
-    for c in 1 16 64 256; do
+    for c in ${SERVE_LEVELS:-1 16 64 256}; do
       n=$((c < 4 ? 4 : c)); w=$((c < 8 ? c : 8))
       timeout 60 $PK/bin/ignis bench --url http://127.0.0.1:3000 --concurrency $c --num-requests $n --warmup $w \
         --input-tokens 128 --output-tokens 256 --ignore-eos --no-progress > $OUT/serve_c$c.txt 2>&1

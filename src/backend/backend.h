@@ -175,7 +175,15 @@ struct ig_backend {
   /* Greedy sampling on the device: ids[r] = argmax over row r of logits [rows, V] (lowest index on ties);
    * only the ids cross to the host. Waits for pending work. */
   int (*argmax_rows)(ig_backend *be, const ig_tensor *logits, int32_t *ids);
-  /* Fused products, bitwise the same as the ops they replace (so a backend may use them for some shapes only):
+  /* Weights that are used together (q/k/v, gate/up) in one buffer, so the backend can multiply them at once:
+   * weight_alloc makes a [rows, cols] weight tensor of the dtype weight() would give `dt`; weight_rows loads host
+   * data (dtype dt, `rows` rows) into its rows [row0, row0 + rows), as weight() would (possibly queued: `host`
+   * stays mapped until sync). The caller then views the parts as row slices of it. */
+  int (*weight_alloc)(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols);
+  int (*weight_rows)(ig_backend *be, ig_tensor *t, int64_t row0, const void *host, ig_dtype dt, int64_t rows);
+  /* Fused products, bitwise the same as the ops they replace on the GEMV path (small m); for larger m, when the
+   * weights are adjacent rows of one buffer (weight_alloc), one GEMM over all of them (the same up to the GEMM's
+   * summation order, which depends on the shapes anyway):
    * outs[i] = x @ ws[i]^T (+ biases[i]) for i < n (n <= 4; q/k/v), and out = silu(x Wg^T + bg) * (x Wu^T + bu)
    * with `up` as scratch for the second product (gate/up/swiglu). CUDA: one GEMV pass over x for small m. */
   int (*matmul_n)(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,

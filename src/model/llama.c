@@ -25,6 +25,7 @@ typedef struct {
   ig_tensor ffn_norm;             /* [1, H] */
   ig_tensor w_gate, w_up, w_down; /* [I, H], [I, H], [H, I] */
   ig_tensor b_gate, b_up, b_down; /* mlp_bias */
+  ig_tensor qkv, gu;              /* q/k/v and gate/up in one buffer each (weight_alloc); the parts are views */
 } layer_weights;
 
 /* Activations for up to cap tokens; each step views them with its own row count. */
@@ -128,6 +129,8 @@ typedef struct {
   size_t errlen;
   size_t done, total; /* bytes, for the progress line */
   int again;          /* binding a part of a tensor already counted (a shard's rows of tied embeddings) */
+  ig_tensor *into;    /* non-NULL: load into rows [into_row0, ...) of this fused weight (weight_rows), as a view */
+  int64_t into_row0;
 } loader;
 
 /* Which part of a [rows, cols] tensor a shard binds: all of it, or [off, off + len) of its rows or columns.
@@ -231,7 +234,18 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   }
   static atomic_uint sink; /* shards load on several threads */
   if (!buf) atomic_fetch_add_explicit(&sink, touch_pages(host, (size_t)(r * c) * es), memory_order_relaxed);
-  int rc = m->be->weight(m->be, t, host, dt, r, c);
+  int rc;
+  if (L->into && !buf) {
+    rc = m->be->weight_rows(m->be, L->into, L->into_row0, host, dt, r);
+    if (!rc) {
+      *t = *L->into;
+      t->data = (char *)L->into->data + (size_t)(L->into_row0 * c) * ig_dtype_size(L->into->dtype);
+      t->rows = r;
+      t->owned = 0;
+    }
+  } else {
+    rc = m->be->weight(m->be, t, host, dt, r, c);
+  }
   if (!rc && buf && keep_buf(m, buf, t->owned)) {
     m->be->sync(m->be); /* the upload may be queued: let it finish before the buffer goes */
     m->be->free(m->be, t);
@@ -252,6 +266,27 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   m->info.weight_bytes += st->nbytes;
   if (m->tp.rank == 0)
     ig_log_progress("loading weights", (double)L->done / 1048576.0, (double)L->total / 1048576.0, "MiB");
+  return 0;
+}
+
+/* Starts loading a group of weights into one buffer of `rows` x `cols` (the backend's weight_alloc), typed from
+ * the first member's checkpoint dtype; the next LOADs fill it (L->into, L->into_row0). Without weight_alloc (the
+ * CPU views the mmap) or without the first tensor (load() reports it), each weight is its own. */
+static int fused_begin(loader *L, ig_tensor *dst, int layer, const char *first, int64_t rows, int64_t cols) {
+  ig_model *m = L->m;
+  L->into = NULL, L->into_row0 = 0;
+  memset(dst, 0, sizeof *dst);
+  if (!m->be->weight_alloc || !m->be->weight_rows || getenv("IGNIS_NO_FUSED_WEIGHTS")) return 0;
+  char n[256];
+  snprintf(n, sizeof n, "model.layers.%d.%s", layer, first);
+  const ig_st_tensor *st = ig_st_find(m->st, n);
+  if (!st) return 0;
+  ig_dtype dt = st->dtype == IG_ST_F16 ? IG_DT_F16 : st->dtype == IG_ST_BF16 ? IG_DT_BF16 : IG_DT_F32;
+  if (m->be->weight_alloc(m->be, dst, dt, rows, cols)) {
+    snprintf(L->err, L->errlen, "%s: %s", n, ig_backend_error(m->be));
+    return -1;
+  }
+  L->into = dst;
   return 0;
 }
 
@@ -284,9 +319,14 @@ static int load_weights(loader *L) {
     if (cond) LOAD(t, suffix, rows, cols, 1, 0, part);                                                                 \
   } while (0)
     LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0, WHOLE);
+    /* q/k/v (and gate/up below) in one buffer when the backend can multiply them at once */
+    if (fused_begin(L, &w->qkv, l, "self_attn.q_proj.weight", qn + 2 * kn, H)) return -1;
     LOAD(&w->wq, "self_attn.q_proj.weight", QW, H, 0, 0, ROWS(q0, qn));
+    L->into_row0 = qn;
     LOAD(&w->wk, "self_attn.k_proj.weight", KW, H, 0, 0, ROWS(k0, kn));
+    L->into_row0 = qn + kn;
     LOAD(&w->wv, "self_attn.v_proj.weight", KW, H, 0, 0, ROWS(k0, kn));
+    L->into = NULL;
     LOAD(&w->wo, "self_attn.o_proj.weight", H, QW, 0, 0, COLS(q0, qn));
     LOAD_IF(qkv_bias, &w->bq, "self_attn.q_proj.bias", 1, QW, COLS(q0, qn));
     LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW, COLS(k0, kn));
@@ -297,8 +337,11 @@ static int load_weights(loader *L) {
       LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0, WHOLE);
     }
     LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
+    if (fused_begin(L, &w->gu, l, "mlp.gate_proj.weight", 2 * (int64_t)tp->ni, H)) return -1;
     LOAD(&w->w_gate, "mlp.gate_proj.weight", I, H, 0, 0, ROWS(tp->i0, tp->ni));
+    L->into_row0 = tp->ni;
     LOAD(&w->w_up, "mlp.up_proj.weight", I, H, 0, 0, ROWS(tp->i0, tp->ni));
+    L->into = NULL;
     LOAD(&w->w_down, "mlp.down_proj.weight", H, I, 0, 0, COLS(tp->i0, tp->ni));
     LOAD_IF(mlp_bias, &w->b_gate, "mlp.gate_proj.bias", 1, I, COLS(tp->i0, tp->ni));
     LOAD_IF(mlp_bias, &w->b_up, "mlp.up_proj.bias", 1, I, COLS(tp->i0, tp->ni));
@@ -358,7 +401,7 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
-  loader L = {m, e2, sizeof e2, 0, 0, 0};
+  loader L = {m, e2, sizeof e2, 0, 0, 0, NULL, 0};
   for (int i = 0; i < ig_st_count(m->st); i++) L.total += ig_st_at(m->st, i)->nbytes;
   if (load_weights(&L)) {
     snprintf(err, errlen, "%s: %s", dir, e2);

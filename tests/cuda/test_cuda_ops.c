@@ -259,6 +259,35 @@ static void test_fused_matmul(void) {
       snprintf(name, sizeof name, "matmul_swiglu m=%d I=%d O=%d%s", m, I, Ig, bias ? " +bias" : "");
       compare(name, &g, m);
       CHECK_MSG(same_gpu(&g.g, &gr.g, m), "%s: not bitwise matmul, matmul, swiglu", name);
+      /* the same weights as adjacent rows of one buffer (weight_alloc / weight_rows, as the model loads them): one
+       * GEMM for m > 8 (close to the separate ops, not bitwise), the GEMV for m <= 8 (bitwise) */
+      if (gpu->weight_alloc && !bias) {
+        ig_tensor qkv, gu, parts[3], gp, up_;
+        CHECK(gpu->weight_alloc(gpu, &qkv, IG_DT_BF16, O[0] + O[1] + O[2], I) == 0);
+        for (int i = 0, r0 = 0; i < 3; r0 += O[i], i++) {
+          CHECK_MSG(gpu->weight_rows(gpu, &qkv, r0, keeps[n_keeps - 5 + i], IG_DT_BF16, O[i]) == 0, "%s", gpu->err);
+          parts[i] = qkv, parts[i].rows = O[i], parts[i].owned = 0;
+          parts[i].data = (char *)qkv.data + (size_t)r0 * I * 2;
+        }
+        CHECK(gpu->weight_alloc(gpu, &gu, IG_DT_BF16, 2 * Ig, I) == 0);
+        CHECK(gpu->weight_rows(gpu, &gu, 0, keeps[n_keeps - 2], IG_DT_BF16, Ig) == 0);
+        CHECK(gpu->weight_rows(gpu, &gu, Ig, keeps[n_keeps - 1], IG_DT_BF16, Ig) == 0);
+        CHECK(gpu->sync(gpu) == 0);
+        gp = gu, gp.rows = Ig, gp.owned = 0;
+        up_ = gp, up_.data = (char *)gu.data + (size_t)Ig * I * 2;
+        const ig_tensor *pw[3] = {&parts[0], &parts[1], &parts[2]}, *nob[3] = {NULL, NULL, NULL};
+        CHECK_MSG(gpu->matmul_n(gpu, 3, og, &x.g, pw, nob) == 0, "%s", gpu->err);
+        for (int i = 0; i < 3; i++) {
+          snprintf(name, sizeof name, "matmul_n one buffer m=%d part %d O=%d", m, i, O[i]);
+          compare(name, &out[i], m);
+          if (m <= 8 && gpu->act_dtype == IG_DT_BF16) CHECK_MSG(same_gpu(&out[i].g, &ref[i].g, m), "%s: not bitwise the separate matmul", name);
+        }
+        CHECK_MSG(gpu->matmul_swiglu(gpu, &g.g, &u.g, &x.g, &gp, NULL, &up_, NULL) == 0, "%s", gpu->err);
+        snprintf(name, sizeof name, "matmul_swiglu one buffer m=%d O=%d", m, Ig);
+        compare(name, &g, m);
+        if (m <= 8 && gpu->act_dtype == IG_DT_BF16) CHECK_MSG(same_gpu(&g.g, &gr.g, m), "%s: not bitwise", name);
+        gpu->free(gpu, &qkv), gpu->free(gpu, &gu);
+      }
       for (int i = 0; i < 3; i++) {
         drop(&w[i]), drop(&out[i]), drop(&ref[i]);
         if (bias) drop(&b[i]);
@@ -555,7 +584,7 @@ static void test_optional(void) {
 
 /* rope_kv_write (rope then kv_write in one launch) is bitwise the two ops: layer 0 written by the pair, layer 1 by
  * the fused op, from the same cached context; q/k and the attention over each layer must be identical, and q
- * within tolerance of the CPU's rope. Decode rows and prompt chunks, a slot of -1 (padding) included. */
+ * within tolerance of the CPU's rope. Decode rows and prompt chunks. */
 static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int ns) {
   if (!gpu->rope_kv_write) return;
   int maxctx = 0;
@@ -585,7 +614,6 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   }
   drop(&ck), drop(&cv);
   free(kv0), free(vv0);
-  step.slot[n - 1] = -1; /* a padding row: rotated, not cached */
   set_batch_both(&step.b);
   float *qv = rnd((int64_t)n * nh * hd, 1.f), *kv = rnd((int64_t)n * W, 1.f), *vv = rnd((int64_t)n * W, 1.f);
   pair q1, k1, q2, k2, v, o1, o2;

@@ -285,6 +285,25 @@ static int cuda_weight(ig_backend *be, ig_tensor *t, const void *host, ig_dtype 
   return ld_queue(be, t->data, ddt, host, dt, (size_t)rows * cols);
 }
 
+static ig_dtype weight_dtype(ig_backend *be, ig_dtype dt) {
+  if (dt == IG_DT_I32) return IG_DT_I32;
+  if (be->act_dtype == IG_DT_F32) return IG_DT_F32;
+  return dt == IG_DT_F16 ? IG_DT_F16 : IG_DT_BF16;
+}
+
+/* Like cuda_weight, these do not wait for queued loads (ready()): loading stays parallel. */
+static int cuda_weight_alloc(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols) {
+  return cuda_alloc(be, t, weight_dtype(be, dt), rows, cols);
+}
+
+static int cuda_weight_rows(ig_backend *be, ig_tensor *t, int64_t row0, const void *host, ig_dtype dt, int64_t rows) {
+  if (!t->data || row0 < 0 || rows < 0 || row0 + rows > t->rows) FAIL(be, "cuda weight_rows: rows [%lld, %lld) outside [0, %lld)",
+                                                                      (long long)row0, (long long)(row0 + rows), (long long)t->rows);
+  if (t->dtype == IG_DT_I32 || dt == IG_DT_I32) FAIL(be, "cuda weight_rows: i32 weights");
+  char *dst = (char *)t->data + (size_t)row0 * (size_t)t->cols * ig_dtype_size(t->dtype);
+  return rows ? ld_queue(be, dst, t->dtype, host, dt, (size_t)rows * (size_t)t->cols) : 0;
+}
+
 static int cuda_sync(ig_backend *be) {
   if (ready(be)) return -1;
   CUDA_CHECK(be, cudaStreamSynchronize(CU(be)->st));
@@ -528,6 +547,7 @@ static void cuda_destroy(ig_backend *be) {
     cudaFree(c->lt_ws);
     cudaFree(c->kv_mem);
     cudaFree(c->scratch);
+    cudaFree(c->fscratch);
     cudaFree(c->scratch2);
     cudaFree(c->dl);
     cudaFree(c->inv_freq);
@@ -622,6 +642,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->argmax_rows = op_argmax_rows;
   be->sample = op_sample;
   be->matmul_n = op_matmul_n;
+  be->weight_alloc = cuda_weight_alloc;
+  be->weight_rows = cuda_weight_rows;
   be->rope_kv_write = op_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;
   cu_graphs_install(be);

@@ -88,6 +88,8 @@ typedef struct cu_impl {
   size_t scratch_size;
   void *scratch2;
   size_t scratch2_size;
+  void *fscratch; /* fused q/k/v or gate/up products before they are split (matmul_n, matmul_swiglu) */
+  size_t fscratch_size;
   void *dl; /* download conversion buffer */
   size_t dl_size;
   /* the sample op (cuda_sample.cu): pinned staging (params + penalty tokens in, results out) and its device

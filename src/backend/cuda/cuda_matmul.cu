@@ -188,6 +188,42 @@ static int check_mm(ig_backend *be, const ig_tensor *out, const ig_tensor *x, co
   return 0;
 }
 
+static int lt_matmul(ig_backend *be, void *out, int odt, const void *x, int xdt, const void *w, int wdt, const void *bias,
+                     int bdt, int64_t m, int64_t O, int64_t I);
+
+/* Whether b's rows follow a's in memory (one weight_alloc buffer): one GEMM can cover both. */
+static int adjacent(const ig_tensor *a, const ig_tensor *b) {
+  return a->dtype == b->dtype && a->cols == b->cols &&
+         (const char *)a->data + (size_t)a->rows * (size_t)a->cols * ig_dtype_size(a->dtype) == (const char *)b->data;
+}
+
+/* out_k[r, :] = src[r, off_k .. off_k + w_k) for up to 4 column segments of a [m, total] product. */
+struct split_args {
+  void *out[4];
+  int off[4], w[4], odt[4];
+  int n;
+};
+__global__ void split_cols_kernel(const split_args a, const void *src, int sdt, int total) {
+  PDL_ENTRY();
+  long long r = blockIdx.x;
+  for (int t = threadIdx.x; t < total; t += blockDim.x) {
+    int k = 0;
+    while (k + 1 < a.n && t >= a.off[k + 1]) k++;
+    int col = t - a.off[k];
+    stf(a.out[k], a.odt[k], r * a.w[k] + col, ldf(src, sdt, r * total + t));
+  }
+}
+
+/* out[r, j] = silu(s[r, j]) * s[r, I + j] over a [m, 2I] gate|up product (values already rounded as stored). */
+__global__ void swiglu_halves_kernel(void *out, int odt, const void *s, int sdt, int I, long long n) {
+  PDL_ENTRY();
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / I, j = i % I;
+    float a = ldf(s, sdt, r * 2 * I + j);
+    stf(out, odt, i, a / (1.f + expf(-a)) * ldf(s, sdt, r * 2 * I + I + j));
+  }
+}
+
 int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                 const ig_tensor *const *biases) {
   if (n < 1 || n > 4) FAIL(be, "cuda matmul_n: %d products (1..4)", n);
@@ -200,8 +236,29 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     total += ws[i]->rows;
   }
   if (!fused || total > (int64_t)INT32_MAX - 8) {
-    for (int i = 0; i < n; i++)
-      if (cu_matmul(be, outs[i], x, ws[i], biases[i])) return -1;
+    /* adjacent weights, no biases, one output dtype, x and W of one dtype: one GEMM into scratch, then a split */
+    int one = x->dtype == ws[0]->dtype && x->rows > 0 && total <= (int64_t)INT32_MAX / 2 && !getenv("IGNIS_CUDA_NO_FUSED_GEMM");
+    for (int i = 0; i < n && one; i++) {
+      one &= !biases[i] && outs[i]->dtype == outs[0]->dtype;
+      if (i) one &= adjacent(ws[i - 1], ws[i]);
+    }
+    if (!one) {
+      for (int i = 0; i < n; i++)
+        if (cu_matmul(be, outs[i], x, ws[i], biases[i])) return -1;
+      return 0;
+    }
+    cu_impl *c = CU(be);
+    int64_t m = x->rows;
+    int odt = outs[0]->dtype;
+    if (cu_scratch(be, &c->fscratch, &c->fscratch_size, (size_t)(m * total) * ig_dtype_size((ig_dtype)odt))) return -1;
+    if (lt_matmul(be, c->fscratch, odt, x->data, x->dtype, ws[0]->data, ws[0]->dtype, NULL, 0, m, total, x->cols)) return -1;
+    split_args sa;
+    memset(&sa, 0, sizeof sa);
+    sa.n = n;
+    for (int i = 0, off = 0; i < n; off += (int)ws[i]->rows, i++)
+      sa.out[i] = outs[i]->data, sa.off[i] = off, sa.w[i] = (int)ws[i]->rows, sa.odt[i] = (int)outs[i]->dtype;
+    CU_LAUNCH(be, (split_cols_kernel), (unsigned)m, 256, 0, sa, (const void *)c->fscratch, odt, (int)total);
+    LAUNCH_CHECK(be);
     return 0;
   }
   gemv_multi_args a;
@@ -229,6 +286,20 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
   if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
   int same_bias = !bg || !bu || bg->dtype == bu->dtype;
   if (!gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
+    if (!bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
+        wg->rows <= INT32_MAX / 4 && !getenv("IGNIS_CUDA_NO_FUSED_GEMM")) {
+      /* gate|up adjacent in one buffer: one GEMM of width 2I, then silu(gate) * up from its two halves */
+      cu_impl *c = CU(be);
+      int64_t m = x->rows, I2 = 2 * wg->rows;
+      if (cu_scratch(be, &c->fscratch, &c->fscratch_size, (size_t)(m * I2) * ig_dtype_size(up->dtype))) return -1;
+      if (lt_matmul(be, c->fscratch, up->dtype, x->data, x->dtype, wg->data, wg->dtype, NULL, 0, m, I2, x->cols)) return -1;
+      long long nn = (long long)m * wg->rows;
+      long long blocks = (nn + 255) / 256;
+      CU_LAUNCH(be, (swiglu_halves_kernel), (unsigned)(blocks > 65535 * 8 ? 65535 * 8 : blocks), 256, 0, out->data,
+                (int)out->dtype, (const void *)c->fscratch, (int)up->dtype, (int)wg->rows, nn);
+      LAUNCH_CHECK(be);
+      return 0;
+    }
     ig_tensor o2 = *out, u2 = *up;
     o2.rows = u2.rows = x->rows;
     if (cu_matmul(be, &o2, x, wg, bg) || cu_matmul(be, &u2, x, wu, bu)) return -1;
@@ -257,20 +328,45 @@ typedef struct lt_plan {
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, c;
   cublasLtMatmulAlgo_t algo;
+  int n_cand, tuned;      /* IGNIS_CUDA_GEMM_TUNE: the heuristic's candidates, timed at first use */
+  cublasLtMatmulAlgo_t cand[8];
 } lt_plan;
 
+/* Tuned algorithms per (m bucket, shape, dtypes): timed once per bucket, reused for every m in it. */
+typedef struct lt_tuned {
+  int used;
+  int64_t mb, O, I;
+  int key;
+  cublasLtMatmulAlgo_t algo;
+} lt_tuned;
+
 #define LT_PLANS 512 /* open-addressed table; a model has a few dozen shapes per batch size */
+#define LT_TUNED 256
 typedef struct lt_cache {
   lt_plan p[LT_PLANS];
+  lt_tuned t[LT_TUNED];
 } lt_cache;
+
+/* m buckets for tuning: 16, 24, 32, 48, ... up to 512 (decode batches); larger m (prefill) keeps the heuristic's */
+static int64_t tune_bucket(int64_t m) {
+  int64_t b = 16;
+  while (b < m) b = (b & (b - 1)) ? (b / 3) * 4 : b + b / 2; /* 16 24 32 48 64 96 128 ... */
+  return b;
+}
+static int tune_on(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("IGNIS_CUDA_GEMM_TUNE");
+    v = e && e[0] == '1';
+  }
+  return v;
+}
 
 static cudaDataType_t cuda_dt(int dt) {
   return dt == IG_DT_BF16 ? CUDA_R_16BF : (dt == IG_DT_F16 ? CUDA_R_16F : CUDA_R_32F);
 }
 
-void cu_matmul_release(ig_backend *be) {
-  lt_cache *lc = (lt_cache *)CU(be)->lt_cache;
-  if (!lc) return;
+static void plans_clear(lt_cache *lc) {
   for (int i = 0; i < LT_PLANS; i++) {
     lt_plan *p = &lc->p[i];
     if (!p->used) continue;
@@ -278,7 +374,14 @@ void cu_matmul_release(ig_backend *be) {
     cublasLtMatrixLayoutDestroy(p->b);
     cublasLtMatrixLayoutDestroy(p->c);
     cublasLtMatmulDescDestroy(p->desc);
+    p->used = 0;
   }
+}
+
+void cu_matmul_release(ig_backend *be) {
+  lt_cache *lc = (lt_cache *)CU(be)->lt_cache;
+  if (!lc) return;
+  plans_clear(lc);
   free(lc);
   CU(be)->lt_cache = NULL;
 }
@@ -317,9 +420,9 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
                                                           sizeof c->lt_ws_size));
-    cublasLtMatmulHeuristicResult_t res;
-    int nres = 0;
-    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
+    cublasLtMatmulHeuristicResult_t rs[8];
+    int nres = 0, want = tune_on() && m <= 512 ? 8 : 1;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, want, rs, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || nres == 0) {
       cublasLtMatrixLayoutDestroy(p->a);
@@ -330,7 +433,10 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
            (long long)O, (long long)I, ig_dtype_name((ig_dtype)xdt), ig_dtype_name((ig_dtype)wdt),
            ig_dtype_name((ig_dtype)odt), (int)s);
     }
-    p->algo = res.algo;
+    p->algo = rs[0].algo;
+    p->n_cand = 0, p->tuned = nres < 2;
+    for (int k = 0; k < nres && k < 8; k++)
+      if (rs[k].state == CUBLAS_STATUS_SUCCESS) p->cand[p->n_cand++] = rs[k].algo;
     p->m = m, p->O = O, p->I = I, p->xdt = xdt, p->wdt = wdt, p->odt = odt, p->bdt = bdt;
     p->used = 1;
     *outp = p;
@@ -340,7 +446,7 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
    * over; nothing holds a plan between calls, and graphs keep their own copies of the launches. */
   static int warned;
   if (!warned++) ig_log(IG_LOG_INFO, "cuda matmul: %d cached plans, starting the cache over", LT_PLANS);
-  cu_matmul_release(be);
+  plans_clear(lc);
   return lt_plan_get(be, outp, m, O, I, xdt, wdt, odt, bdt);
 }
 
@@ -351,6 +457,54 @@ static int lt_matmul(ig_backend *be, void *out, int odt, const void *x, int xdt,
   if (lt_plan_get(be, &p, m, O, I, xdt, wdt, odt, bias ? bdt : -1)) return -1;
   if (bias) CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   float alpha = 1.f, beta = 0.f;
+  if (!p->tuned && !c->capturing) {
+    /* IGNIS_CUDA_GEMM_TUNE=1: the first use of a shape times the heuristic's candidates on the real operands (the
+     * output is rewritten below) and keeps the fastest for the whole m bucket. Which one wins can vary between
+     * runs, so results are reproducible only with tuning off (the default). */
+    p->tuned = 1;
+    lt_cache *lc = (lt_cache *)c->lt_cache;
+    int64_t mb = tune_bucket(m);
+    int key = p->xdt * 4096 + p->wdt * 256 + p->odt * 16 + p->bdt + 1;
+    lt_tuned *slot = NULL;
+    for (int k = 0; k < LT_TUNED; k++) {
+      lt_tuned *t = &lc->t[((uint64_t)(mb * 31 + O * 7 + I + key) + (uint64_t)k) % LT_TUNED];
+      if (t->used && t->mb == mb && t->O == O && t->I == I && t->key == key) {
+        cublasLtMatmulHeuristicResult_t chk;
+        if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &t->algo, &chk) == CUBLAS_STATUS_SUCCESS &&
+            chk.workspaceSize <= c->lt_ws_size)
+          p->algo = t->algo;
+        slot = NULL;
+        break;
+      }
+      if (!t->used) {
+        slot = t;
+        break;
+      }
+    }
+    if (slot) {
+      cudaEvent_t e0, e1;
+      CUDA_CHECK(be, cudaEventCreate(&e0));
+      CUDA_CHECK(be, cudaEventCreate(&e1));
+      float best = 1e30f;
+      for (int k = 0; k < p->n_cand; k++) {
+        cublasStatus_t st = cublasLtMatmul(c->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &p->cand[k],
+                                           c->lt_ws, c->lt_ws_size, c->st);
+        if (st != CUBLAS_STATUS_SUCCESS) continue;
+        cudaEventRecord(e0, c->st);
+        for (int r = 0; r < 3; r++)
+          cublasLtMatmul(c->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &p->cand[k], c->lt_ws,
+                         c->lt_ws_size, c->st);
+        cudaEventRecord(e1, c->st);
+        float ms = 0;
+        if (cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && ms < best)
+          best = ms, p->algo = p->cand[k];
+      }
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+      cudaGetLastError();
+      slot->used = 1, slot->mb = mb, slot->O = O, slot->I = I, slot->key = key, slot->algo = p->algo;
+    }
+  }
   CUBLAS_CHECK(be, cublasLtMatmul(c->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &p->algo, c->lt_ws,
                                   c->lt_ws_size, c->st));
   return 0;
