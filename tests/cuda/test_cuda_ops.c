@@ -267,14 +267,14 @@ static void test_fused_matmul(void) {
         for (int i = 0, r0 = 0; i < 3; r0 += O[i], i++) {
           CHECK_MSG(gpu->weight_rows(gpu, &qkv, r0, keeps[n_keeps - 5 + i], IG_DT_BF16, O[i]) == 0, "%s", gpu->err);
           parts[i] = qkv, parts[i].rows = O[i], parts[i].owned = 0;
-          parts[i].data = (char *)qkv.data + (size_t)r0 * I * 2;
+          parts[i].data = (char *)qkv.data + (size_t)r0 * I * ig_dtype_size(qkv.dtype);
         }
         CHECK(gpu->weight_alloc(gpu, &gu, IG_DT_BF16, 2 * Ig, I) == 0);
         CHECK(gpu->weight_rows(gpu, &gu, 0, keeps[n_keeps - 2], IG_DT_BF16, Ig) == 0);
         CHECK(gpu->weight_rows(gpu, &gu, Ig, keeps[n_keeps - 1], IG_DT_BF16, Ig) == 0);
         CHECK(gpu->sync(gpu) == 0);
         gp = gu, gp.rows = Ig, gp.owned = 0;
-        up_ = gp, up_.data = (char *)gu.data + (size_t)Ig * I * 2;
+        up_ = gp, up_.data = (char *)gu.data + (size_t)Ig * I * ig_dtype_size(gu.dtype);
         const ig_tensor *pw[3] = {&parts[0], &parts[1], &parts[2]}, *nob[3] = {NULL, NULL, NULL};
         CHECK_MSG(gpu->matmul_n(gpu, 3, og, &x.g, pw, nob) == 0, "%s", gpu->err);
         for (int i = 0; i < 3; i++) {

@@ -497,32 +497,95 @@ static int cuda_set_batch(ig_backend *be, const ig_batch *b) {
 }
 
 /* ---- op wrappers ------------------------------------------------------------------------------------- */
-#define OPW(name, decl, call)                                                                                  \
+/* IGNIS_CUDA_PROFILE: sums the recorded event pairs into their labels. */
+static void prof_flush(cu_impl *c) {
+  cu_prof *p = c->prof;
+  if (!p || !p->n) return;
+  cudaEventSynchronize(p->ev[2 * p->n - 1]);
+  for (int i = 0; i < p->n; i++) {
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, p->ev[2 * i], p->ev[2 * i + 1]) == cudaSuccess) p->ms[p->lab[i]] += ms;
+    p->calls[p->lab[i]]++;
+  }
+  p->n = 0;
+}
+static int prof_label(cu_prof *p, const char *name) {
+  for (int i = 0; i < p->n_names; i++)
+    if (!strcmp(p->names[i], name)) return i;
+  if (p->n_names == CU_PROF_LABELS) return CU_PROF_LABELS - 1;
+  snprintf(p->names[p->n_names], sizeof p->names[0], "%s", name);
+  return p->n_names++;
+}
+static int prof_begin(ig_backend *be, const char *name) {
+  cu_impl *c = CU(be);
+  if (!c->prof || c->capturing) return -1;
+  if (c->prof->n == CU_PROF_PAIRS) prof_flush(c);
+  int i = c->prof->n;
+  c->prof->lab[i] = (short)prof_label(c->prof, name);
+  cudaEventRecord(c->prof->ev[2 * i], c->st);
+  return i;
+}
+static void prof_end(ig_backend *be, int i) {
+  cu_impl *c = CU(be);
+  if (i < 0) return;
+  cudaEventRecord(c->prof->ev[2 * i + 1], c->st);
+  c->prof->n = i + 1;
+}
+static void prof_report(cu_impl *c) {
+  if (!c->prof) return;
+  prof_flush(c);
+  double tot = 0;
+  for (int i = 0; i < c->prof->n_names; i++) tot += c->prof->ms[i];
+  fprintf(stderr, "cuda profile (op, calls, total ms, mean us, share):\n");
+  for (int i = 0; i < c->prof->n_names; i++)
+    fprintf(stderr, "  %-44s %8lld %10.2f %9.1f %5.1f%%\n", c->prof->names[i], c->prof->calls[i], c->prof->ms[i],
+            c->prof->calls[i] ? c->prof->ms[i] * 1e3 / c->prof->calls[i] : 0, tot > 0 ? 100 * c->prof->ms[i] / tot : 0);
+  for (int i = 0; i < 2 * CU_PROF_PAIRS; i++) cudaEventDestroy(c->prof->ev[i]);
+  free(c->prof);
+  c->prof = NULL;
+}
+/* the label of a matmul: its weight's shape, and whether the GEMV (m <= 8) or a GEMM ran */
+static const char *mm_label(char *buf, size_t n, const char *op, const ig_tensor *x, const ig_tensor *w) {
+  if (x->rows <= 512) snprintf(buf, n, "%s %lldx%lld m=%lld", op, (long long)w->rows, (long long)w->cols, (long long)x->rows);
+  else snprintf(buf, n, "%s %lldx%lld m>512", op, (long long)w->rows, (long long)w->cols);
+  return buf;
+}
+static const char *step_label(char *buf, size_t n, ig_backend *be, const char *op) {
+  snprintf(buf, n, "%s %s", op, CU(be)->b.n_tokens == CU(be)->b.n_seqs ? "(decode step)" : "(prefill step)");
+  return buf;
+}
+
+#define OPW_L(name, decl, label, call)                                                                         \
   static int name decl {                                                                                       \
     if (ready(be)) return -1;                                                                                  \
+    char lb_[64];                                                                                              \
+    int pi_ = CU(be)->prof ? prof_begin(be, label) : -1;                                                       \
+    (void)lb_;                                                                                                 \
     int rc_ = call;                                                                                            \
+    prof_end(be, pi_);                                                                                         \
     if (rc_) cu_graph_abort(be);                                                                               \
     return rc_;                                                                                                \
   }
+#define OPW(name, decl, call) OPW_L(name, decl, #name, call)
 OPW(op_embed, (ig_backend * be, ig_tensor *out, const ig_tensor *table), cu_embed(be, out, table))
 OPW(op_rmsnorm, (ig_backend * be, ig_tensor *out, ig_tensor *x, const ig_tensor *r, const ig_tensor *w, float eps),
     cu_rmsnorm(be, out, x, r, w, eps))
-OPW(op_matmul, (ig_backend * be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias),
-    cu_matmul(be, out, x, w, bias))
+OPW_L(op_matmul, (ig_backend * be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias),
+      mm_label(lb_, sizeof lb_, "matmul", x, w), cu_matmul(be, out, x, w, bias))
 OPW(op_rope, (ig_backend * be, ig_tensor *q, ig_tensor *k, int nh, int nkv), cu_rope(be, q, k, nh, nkv))
 OPW(op_swiglu, (ig_backend * be, ig_tensor *out, const ig_tensor *g, const ig_tensor *u), cu_swiglu(be, out, g, u))
 OPW(op_kv_write, (ig_backend * be, int layer, const ig_tensor *k, const ig_tensor *v), cu_kv_write(be, layer, k, v))
-OPW(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p),
-    cu_attention(be, out, q, layer, p))
+OPW_L(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p),
+    step_label(lb_, sizeof lb_, be, "attention"), cu_attention(be, out, q, layer, p))
 OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_gather_rows(be, out, x))
 OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
 OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int nh, int nkv, int layer),
     cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
-OPW(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
-                  const ig_tensor *const *bs), cu_matmul_n(be, n, outs, x, ws, bs))
-OPW(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+OPW_L(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
+                    const ig_tensor *const *bs), mm_label(lb_, sizeof lb_, "matmul_n", x, ws[0]), cu_matmul_n(be, n, outs, x, ws, bs))
+OPW_L(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                        const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
-    cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
+    mm_label(lb_, sizeof lb_, "matmul_swiglu", x, wg), cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
 OPW(op_argmax_rows, (ig_backend * be, const ig_tensor *logits, int32_t *ids), cu_argmax_rows(be, logits, ids))
 OPW(op_sample, (ig_backend * be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out),
     cu_sample(be, logits, rows, n, out))
@@ -540,6 +603,7 @@ static void cuda_destroy(ig_backend *be) {
   if (c) {
     ready(be);
     if (c->st) cudaStreamSynchronize(c->st);
+    prof_report(c);
     cu_graphs_release(be);
     cu_matmul_release(be);
     cu_sample_release(be);
@@ -588,6 +652,10 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->device = device;
   const char *g = getenv("IGNIS_CUDA_GEMV");
   c->use_gemv = !(g && g[0] == '0');
+  const char *pe = getenv("IGNIS_CUDA_PROFILE");
+  if (pe && pe[0] == '1' && (c->prof = (cu_prof *)calloc(1, sizeof(cu_prof)))) {
+    for (int i = 0; i < 2 * CU_PROF_PAIRS; i++) cudaEventCreate(&c->prof->ev[i]);
+  }
   const char *ds = getenv("IGNIS_CUDA_DECODE_STAGED");
   c->decode_staged = !(ds && ds[0] == '0');
   const char *pd = getenv("IGNIS_CUDA_PDL");

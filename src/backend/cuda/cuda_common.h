@@ -58,7 +58,22 @@ typedef struct cu_batch {
 
 struct cu_loader;
 
+/* IGNIS_CUDA_PROFILE=1: every op bracketed by two events on the stream (eager steps only, not while capturing);
+ * per-op-label totals printed to stderr when the backend is destroyed. A measurement aid, not for serving. */
+#define CU_PROF_PAIRS 4096
+#define CU_PROF_LABELS 64
+typedef struct cu_prof {
+  cudaEvent_t ev[2 * CU_PROF_PAIRS];
+  short lab[CU_PROF_PAIRS];
+  int n;
+  char names[CU_PROF_LABELS][48];
+  double ms[CU_PROF_LABELS];
+  long long calls[CU_PROF_LABELS];
+  int n_names;
+} cu_prof;
+
 typedef struct cu_impl {
+  cu_prof *prof;
   int device;
   int sm_count;
   cudaStream_t st;
