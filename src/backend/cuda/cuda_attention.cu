@@ -77,9 +77,13 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
   int nk = k1 - k0;
   float *qs = sm;                           /* [G][hd] */
   float *sc = qs + G * hd;                  /* [G][SPLIT] */
-  float *red = sc + G * IG_ATTN_SPLIT_KEYS; /* [KL][G][hd] */
   const int pitch = hd + 16 / (int)sizeof(T);  /* staged row pitch in elements */
-  T *Ks = (T *)(red + (size_t)KL * G * hd);     /* [SPLIT][pitch] when STAGED */
+  /* red [KL][G][hd] is written after phase 1, when the staged K rows are dead: it shares their space when it fits
+   * (dec_red_aliases; the launcher sizes shared memory by the same rule), so more blocks fit on an SM */
+  const bool alias = STAGED && (size_t)KL * G * hd * sizeof(float) <= (size_t)IG_ATTN_SPLIT_KEYS * pitch * sizeof(T);
+  float *red_sep = sc + G * IG_ATTN_SPLIT_KEYS;
+  T *Ks = (T *)(alias ? red_sep : red_sep + (size_t)KL * G * hd); /* [SPLIT][pitch] when STAGED */
+  float *red = alias ? (float *)Ks : red_sep;
   T *Vs = Ks + (size_t)IG_ATTN_SPLIT_KEYS * pitch;
   __shared__ int rowoff[IG_ATTN_SPLIT_KEYS]; /* element offset of each key's row in the layer's cache */
   __shared__ float stat[2 * 16];
@@ -577,7 +581,10 @@ template <typename T, int GMAX>
 static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc, const ig_attn_params *p,
                            float *part, size_t smem) {
   cu_impl *c = CU(be);
-  size_t staged = smem + 2 * (size_t)IG_ATTN_SPLIT_KEYS * (p->head_dim * sizeof(T) + 16);
+  /* smem = q, scores and the reduction buffer; staged: + K and V rows, the reduction inside K's when it fits */
+  int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, KL = DEC_THREADS / (hd / 8);
+  size_t red = (size_t)KL * G * hd * sizeof(float), ks = (size_t)IG_ATTN_SPLIT_KEYS * (hd + 16 / sizeof(T)) * sizeof(T);
+  size_t staged = smem - (red <= ks ? red : 0) + 2 * ks;
   dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
   if (c->decode_staged && staged <= 160 * 1024) {
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)staged));

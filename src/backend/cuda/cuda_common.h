@@ -52,7 +52,8 @@ typedef struct cu_batch {
   int max_ctx;
 } cu_batch;
 
-#define IG_ATTN_SPLIT_KEYS 128 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant */
+#define IG_ATTN_SPLIT_KEYS 64 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant (64: the
+                                 staged K/V of a block take ~35 KB, so ~5 blocks share an SM; 128 fit only 2) */
 #define IG_ATTN_TILE_Q 64      /* query rows per tile of the prefill kernel */
 #define IG_ATTN_MIN_TILE_QLEN 16 /* sequences with at least this many new rows go to the tiled kernel */
 

@@ -237,7 +237,10 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
   }
   if (!fused || total > (int64_t)INT32_MAX - 8) {
     /* adjacent weights, no biases, one output dtype, x and W of one dtype: one GEMM into scratch, then a split */
-    int one = x->dtype == ws[0]->dtype && x->rows > 0 && total <= (int64_t)INT32_MAX / 2 && !getenv("IGNIS_CUDA_NO_FUSED_GEMM");
+    /* measured on the H100 (8B shapes): one GEMM over q|k|v beats three for decode batches (m = 256: 48 vs 62 us)
+     * and loses for prefill (m > 512: 559 vs 502 us) */
+    int one = x->dtype == ws[0]->dtype && x->rows > 0 && x->rows <= 512 && total <= (int64_t)INT32_MAX / 2 &&
+              !getenv("IGNIS_CUDA_NO_FUSED_GEMM");
     for (int i = 0; i < n && one; i++) {
       one &= !biases[i] && outs[i]->dtype == outs[0]->dtype;
       if (i) one &= adjacent(ws[i - 1], ws[i]);
@@ -286,8 +289,12 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
   if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
   int same_bias = !bg || !bu || bg->dtype == bu->dtype;
   if (!gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
-    if (!bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
-        wg->rows <= INT32_MAX / 4 && !getenv("IGNIS_CUDA_NO_FUSED_GEMM")) {
+    /* one GEMM over gate|up measured slower than two on the H100 (m = 256: 128 vs 121 us; prefill 1686 vs 1488 us):
+     * only on request (IGNIS_CUDA_FUSED_GATE_UP=1) */
+    static int gu_on = -1;
+    if (gu_on < 0) gu_on = getenv("IGNIS_CUDA_FUSED_GATE_UP") && getenv("IGNIS_CUDA_FUSED_GATE_UP")[0] == '1';
+    if (gu_on && !bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
+        wg->rows <= INT32_MAX / 4) {
       /* gate|up adjacent in one buffer: one GEMM of width 2I, then silu(gate) * up from its two halves */
       cu_impl *c = CU(be);
       int64_t m = x->rows, I2 = 2 * wg->rows;
@@ -321,6 +328,7 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
 }
 
 /* ---- cuBLASLt plans ---------------------------------------------------------------------------------- */
+#define LT_CANDS 24
 typedef struct lt_plan {
   int used;
   int64_t m, O, I;
@@ -329,7 +337,7 @@ typedef struct lt_plan {
   cublasLtMatrixLayout_t a, b, c;
   cublasLtMatmulAlgo_t algo;
   int n_cand, tuned;      /* IGNIS_CUDA_GEMM_TUNE: the heuristic's candidates, timed at first use */
-  cublasLtMatmulAlgo_t cand[8];
+  cublasLtMatmulAlgo_t cand[LT_CANDS];
 } lt_plan;
 
 /* Tuned algorithms per (m bucket, shape, dtypes): timed once per bucket, reused for every m in it. */
@@ -420,8 +428,8 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
                                                           sizeof c->lt_ws_size));
-    cublasLtMatmulHeuristicResult_t rs[8];
-    int nres = 0, want = tune_on() && m <= 512 ? 8 : 1;
+    cublasLtMatmulHeuristicResult_t rs[LT_CANDS];
+    int nres = 0, want = tune_on() && m <= 512 ? LT_CANDS : 1;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, want, rs, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || nres == 0) {
@@ -435,7 +443,7 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
     }
     p->algo = rs[0].algo;
     p->n_cand = 0, p->tuned = nres < 2;
-    for (int k = 0; k < nres && k < 8; k++)
+    for (int k = 0; k < nres && k < LT_CANDS; k++)
       if (rs[k].state == CUBLAS_STATUS_SUCCESS) p->cand[p->n_cand++] = rs[k].algo;
     p->m = m, p->O = O, p->I = I, p->xdt = xdt, p->wdt = wdt, p->odt = odt, p->bdt = bdt;
     p->used = 1;
