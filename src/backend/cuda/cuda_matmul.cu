@@ -11,9 +11,6 @@ extern "C" {
 #include <string.h>
 
 /* ---- GEMV for small m -------------------------------------------------------------------------------- */
-/* One warp per output feature o: lanes stride over W[o, :] in 16-byte chunks (8 bf16, loaded once, not kept in
- * L1), multiply with each of the M input rows (read through the read-only cache: they are small and shared by
- * every warp), then reduce over the warp. 8 warps per block. Needs I % 8 == 0. */
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
   uint4 r;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
@@ -30,58 +27,11 @@ __device__ __forceinline__ void bf16x8(uint4 v, float *f) {
   }
 }
 
-template <int M>
-__global__ void __launch_bounds__(256) gemv_bf16_kernel(const __nv_bfloat16 *__restrict__ W, const __nv_bfloat16 *__restrict__ x,
-                                                        void *out, int odt, const void *bias, int bdt, int O, int I) {
-  PDL_ENTRY();
-  int o = blockIdx.x * 8 + (threadIdx.x >> 5);
-  int lane = threadIdx.x & 31;
-  if (o >= O) return;
-  const uint4 *wr = (const uint4 *)(W + (size_t)o * I);
-  const uint4 *xr = (const uint4 *)x;
-  int nc = I / 8;
-  float acc[M];
-#pragma unroll
-  for (int m = 0; m < M; m++) acc[m] = 0.f;
-#pragma unroll 4
-  for (int c = lane; c < nc; c += 32) {
-    float wf[8], xf[8];
-    bf16x8(ld_stream(wr + c), wf);
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-      bf16x8(__ldg(xr + (size_t)m * nc + c), xf);
-#pragma unroll
-      for (int e = 0; e < 8; e++) acc[m] += wf[e] * xf[e];
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
-  if (lane == 0) {
-    float b = bias ? ldf(bias, bdt, o) : 0.f;
-#pragma unroll
-    for (int m = 0; m < M; m++) stf(out, odt, (long long)m * O + o, acc[m] + b);
-  }
-}
-
-static int gemv(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias, int m) {
-  int O = (int)w->rows, I = (int)w->cols;
-  dim3 grid((O + 7) / 8);
-  const __nv_bfloat16 *W = (const __nv_bfloat16 *)w->data, *X = (const __nv_bfloat16 *)x->data;
-  const void *bp = bias ? bias->data : NULL;
-  int bdt = bias ? bias->dtype : 0;
-  cudaStream_t st = CU(be)->st;
-  switch (m) {
-#define G(M) case M: CU_LAUNCH(be, (gemv_bf16_kernel<M>), grid, 256, 0, W, X, out->data, out->dtype, bp, bdt, O, I); break;
-    G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
-#undef G
-  }
-  LAUNCH_CHECK(be);
-  return 0;
-}
-
-/* Several weights over the same x in one launch (q/k/v): warps are numbered over the concatenated output rows and
- * each finds its segment; per segment exactly gemv_bf16_kernel's arithmetic, so the results are bitwise those of
- * separate launches. */
+/* One warp per output feature o: lanes stride over W[o, :] in 16-byte chunks (8 bf16, loaded once, not kept in
+ * L1), multiply with each of the M input rows (read through the read-only cache: they are small and shared by
+ * every warp), then reduce over the warp. 8 warps per block. Needs I % 8 == 0. Several weights over the same x go
+ * in one launch (q/k/v): warps are numbered over the concatenated output rows and each finds its segment, so one
+ * weight alone and the same weight among others give bitwise the same results. */
 struct gemv_seg {
   const __nv_bfloat16 *W;
   void *out;
@@ -126,6 +76,26 @@ __global__ void __launch_bounds__(256) gemv_multi_kernel(const gemv_multi_args a
 #pragma unroll
     for (int m = 0; m < M; m++) stf(a.s[k].out, a.s[k].odt, (long long)m * O + o, acc[m] + b);
   }
+}
+
+static int gemv_launch(ig_backend *be, const gemv_multi_args &a, const __nv_bfloat16 *X, int m, int64_t total) {
+  dim3 grid((unsigned)((total + 7) / 8));
+  switch (m) {
+#define G(M) case M: CU_LAUNCH(be, (gemv_multi_kernel<M>), grid, 256, 0, a, X); break;
+    G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
+#undef G
+  }
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+static int gemv(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias, int m) {
+  gemv_multi_args a;
+  memset(&a, 0, sizeof a);
+  a.n = 1, a.I = (int)w->cols;
+  a.s[0] = gemv_seg{(const __nv_bfloat16 *)w->data, out->data, bias ? bias->data : NULL, (int)out->dtype,
+                    bias ? (int)bias->dtype : 0, (int)w->rows};
+  return gemv_launch(be, a, (const __nv_bfloat16 *)x->data, m, w->rows);
 }
 
 /* gate and up rows o of one warp, then silu(gate) * up: the two products rounded to their tensors' dtypes first,
@@ -270,17 +240,7 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
   for (int i = 0; i < n; i++)
     a.s[i] = gemv_seg{(const __nv_bfloat16 *)ws[i]->data, outs[i]->data, biases[i] ? biases[i]->data : NULL,
                       (int)outs[i]->dtype, biases[i] ? (int)biases[i]->dtype : 0, (int)ws[i]->rows};
-  dim3 grid((unsigned)((total + 7) / 8));
-  const __nv_bfloat16 *X = (const __nv_bfloat16 *)x->data;
-  cudaStream_t st = CU(be)->st;
-  (void)st;
-  switch ((int)x->rows) {
-#define G(M) case M: CU_LAUNCH(be, (gemv_multi_kernel<M>), grid, 256, 0, a, X); break;
-    G(1) G(2) G(3) G(4) G(5) G(6) G(7) G(8)
-#undef G
-  }
-  LAUNCH_CHECK(be);
-  return 0;
+  return gemv_launch(be, a, (const __nv_bfloat16 *)x->data, (int)x->rows, total);
 }
 
 int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
