@@ -57,15 +57,15 @@ __device__ __forceinline__ void cp_async16_dec(void *dst, const void *src) {
  * (one memory round trip instead of one per phase and unrolled step); rows are padded by 16 bytes so the
  * per-key reads of phase 1 do not collide in banks. Default when the stage fits (IGNIS_CUDA_DECODE_STAGED=0
  * turns it off): on the H100, batch-1 decode attention at context 512 went from 0.70 to 0.41 ms per token. */
-template <typename T, int GMAX, bool STAGED, int NT>
-__global__ void __launch_bounds__(NT) attn_decode_kernel(const T *__restrict__ q, float *__restrict__ part,
+template <typename T, int GMAX, bool STAGED>
+__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__restrict__ q, float *__restrict__ part,
                                    const T *__restrict__ kc, const T *__restrict__ vc, const int *dec_rows,
                                    const int *row_seq, const int *pos, const int *block_table, int max_blocks, int nh,
                                    int nkv, int hd, int bs, float scale, int window, int max_splits) {
   PDL_ENTRY();
   extern __shared__ float sm[];
   const int G = nh / nkv;
-  const int CH = hd / 8, KL = NT / CH;
+  const int CH = hd / 8, KL = DEC_THREADS / CH;
   int i = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
   int r = dec_rows[i];
   int s = row_seq[r], p = pos[r];
@@ -88,16 +88,16 @@ __global__ void __launch_bounds__(NT) attn_decode_kernel(const T *__restrict__ q
   __shared__ int rowoff[IG_ATTN_SPLIT_KEYS]; /* element offset of each key's row in the layer's cache */
   __shared__ float stat[2 * 16];
   const int *bt = block_table + (size_t)s * max_blocks;
-  for (int t = threadIdx.x; t < G * hd; t += NT)
+  for (int t = threadIdx.x; t < G * hd; t += DEC_THREADS)
     qs[t] = tof<T>(q[(size_t)r * nh * hd + (size_t)kvh * G * hd + t]) * scale * LOG2E;
-  for (int j = threadIdx.x; j < nk; j += NT) {
+  for (int j = threadIdx.x; j < nk; j += DEC_THREADS) {
     int key = k0 + j;
     rowoff[j] = (int)((((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * hd);
   }
   __syncthreads();
   if (STAGED) {
     const int per = hd * (int)sizeof(T) / 16; /* 16-byte pieces per row */
-    for (int c = threadIdx.x; c < nk * per; c += NT) {
+    for (int c = threadIdx.x; c < nk * per; c += DEC_THREADS) {
       int j = c / per, e = (c % per) * (16 / (int)sizeof(T));
       cp_async16_dec(Ks + (size_t)j * pitch + e, kc + (size_t)(unsigned)rowoff[j] + e);
       cp_async16_dec(Vs + (size_t)j * pitch + e, vc + (size_t)(unsigned)rowoff[j] + e);
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(NT) attn_decode_kernel(const T *__restrict__ q
     __syncthreads();
   }
   /* phase 1: scores */
-  for (int j = threadIdx.x; j < nk; j += NT) {
+  for (int j = threadIdx.x; j < nk; j += DEC_THREADS) {
     const T *kr = STAGED ? Ks + (size_t)j * pitch : kc + (size_t)(unsigned)rowoff[j];
     float acc[GMAX];
 #pragma unroll
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(NT) attn_decode_kernel(const T *__restrict__ q
   __syncthreads();
   /* phase 2: per head max and sum; p stored over the scores */
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int g = warp; g < G; g += NT / 32) {
+  for (int g = warp; g < G; g += DEC_THREADS / 32) {
     float m = -INFINITY;
     for (int j = lane; j < nk; j += 32) m = fmaxf(m, sc[g * IG_ATTN_SPLIT_KEYS + j]);
     m = warp_max(m);
@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(NT) attn_decode_kernel(const T *__restrict__ q
         for (int e = 0; e < 8; e++) red[((size_t)kl * G + g) * hd + dc * 8 + e] = o[g][e];
   }
   __syncthreads();
-  for (int t = threadIdx.x; t < G * hd; t += NT) {
+  for (int t = threadIdx.x; t < G * hd; t += DEC_THREADS) {
     int g = t / hd, d = t % hd;
     float acc = 0.f;
     for (int k = 0; k < KL; k++) acc += red[((size_t)k * G + g) * hd + d];
@@ -577,64 +577,53 @@ static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, co
   return 0;
 }
 
-template <typename T, int GMAX, int NT>
+template <typename T, int GMAX>
 static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc, const ig_attn_params *p,
                            float *part, size_t smem) {
   cu_impl *c = CU(be);
   /* smem = q, scores and the reduction buffer; staged: + K and V rows, the reduction inside K's when it fits */
-  int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, KL = NT / (hd / 8);
+  int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, KL = DEC_THREADS / (hd / 8);
   size_t red = (size_t)KL * G * hd * sizeof(float), ks = (size_t)IG_ATTN_SPLIT_KEYS * (hd + 16 / sizeof(T)) * sizeof(T);
   size_t staged = smem - (red <= ks ? red : 0) + 2 * ks;
   dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
   if (c->decode_staged && staged <= 160 * 1024) {
-    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, true, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)staged));
-    CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, true, NT>), grid, NT, staged, 
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)staged));
+    CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, true>), grid, DEC_THREADS, staged, 
         (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
         c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
     LAUNCH_CHECK(be);
     return 0;
   }
   if (smem > 48 * 1024)
-    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, false, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, false, NT>), grid, NT, smem, 
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, false>), grid, DEC_THREADS, smem, 
       (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
       c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
   LAUNCH_CHECK(be);
   return 0;
 }
 
-template <typename T, int NT>
-static int launch_decode_nt(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+template <typename T>
+static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                          const ig_attn_params *p) {
   cu_impl *c = CU(be);
   int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, S = c->b.max_splits;
-  if (hd % 8 || hd / 8 > NT) FAIL(be, "cuda attention: head_dim %d unsupported", hd);
+  if (hd % 8 || hd / 8 > DEC_THREADS) FAIL(be, "cuda attention: head_dim %d unsupported", hd);
   size_t need = (size_t)c->b.n_dec * p->n_heads * S * (hd + 2) * sizeof(float);
   if (cu_scratch(be, &c->scratch, &c->scratch_size, need)) return -1;
-  int KL = NT / (hd / 8);
+  int KL = DEC_THREADS / (hd / 8);
   size_t smem = (size_t)G * (hd + IG_ATTN_SPLIT_KEYS + (size_t)KL * hd) * sizeof(float);
   float *part = (float *)c->scratch;
-  int rc = G <= 1 ? launch_decode_g<T, 1, NT>(be, q, kc, vc, p, part, smem)
-         : G <= 4 ? launch_decode_g<T, 4, NT>(be, q, kc, vc, p, part, smem)
-         : G <= 8 ? launch_decode_g<T, 8, NT>(be, q, kc, vc, p, part, smem)
-                  : launch_decode_g<T, 16, NT>(be, q, kc, vc, p, part, smem);
+  int rc = G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem)
+         : G <= 4 ? launch_decode_g<T, 4>(be, q, kc, vc, p, part, smem)
+         : G <= 8 ? launch_decode_g<T, 8>(be, q, kc, vc, p, part, smem)
+                  : launch_decode_g<T, 16>(be, q, kc, vc, p, part, smem);
   if (rc) return rc;
   dim3 g2(c->b.n_dec, p->n_heads);
   CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, 0, (T *)out->data, part, c->b.dec_rows, c->b.pos, p->n_heads,
                                                                    hd, p->sliding_window, S);
   LAUNCH_CHECK(be);
   return 0;
-}
-
-/* Threads per decode block: 128 (default) or IGNIS_CUDA_DEC_THREADS=64/256 (64-key splits: 64 threads give one key each
- * in the score phase and smaller blocks, more of them per SM). */
-template <typename T>
-static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
-                         const ig_attn_params *p) {
-  int nt = CU(be)->dec_threads;
-  if (nt == 64 && p->head_dim / 8 <= 64) return launch_decode_nt<T, 64>(be, out, q, kc, vc, p);
-  if (nt == 256) return launch_decode_nt<T, 256>(be, out, q, kc, vc, p);
-  return launch_decode_nt<T, 128>(be, out, q, kc, vc, p);
 }
 
 int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, const ig_attn_params *p) {

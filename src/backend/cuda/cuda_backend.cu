@@ -652,8 +652,6 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->device = device;
   const char *g = getenv("IGNIS_CUDA_GEMV");
   c->use_gemv = !(g && g[0] == '0');
-  const char *dt = getenv("IGNIS_CUDA_DEC_THREADS");
-  c->dec_threads = dt && (atoi(dt) == 64 || atoi(dt) == 256) ? atoi(dt) : 128;
   const char *pe = getenv("IGNIS_CUDA_PROFILE");
   if (pe && pe[0] == '1' && (c->prof = (cu_prof *)calloc(1, sizeof(cu_prof)))) {
     for (int i = 0; i < 2 * CU_PROF_PAIRS; i++) cudaEventCreate(&c->prof->ev[i]);

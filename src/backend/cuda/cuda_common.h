@@ -83,7 +83,6 @@ typedef struct cu_impl {
   void *lt_cache; /* cuda_matmul.cu's plan cache */
   int use_gemv;
   int decode_staged; /* cp.async-staged decode kernel (default; IGNIS_CUDA_DECODE_STAGED=0: direct loads) */
-  int dec_threads;   /* threads per decode-attention block (IGNIS_CUDA_DEC_THREADS: 64, 128 default, 256) */
   int pdl;          /* programmatic dependent launch between our kernels (default; IGNIS_CUDA_PDL=0: off) */
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   size_t lt_ws_size;
