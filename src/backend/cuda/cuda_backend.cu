@@ -652,6 +652,11 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->device = device;
   const char *g = getenv("IGNIS_CUDA_GEMV");
   c->use_gemv = !(g && g[0] == '0');
+  c->fused_qkv_gemm = !getenv("IGNIS_CUDA_NO_FUSED_GEMM");
+  const char *gt = getenv("IGNIS_CUDA_GEMM_TUNE");
+  c->gemm_tune = gt && gt[0] == '1';
+  const char *fg = getenv("IGNIS_CUDA_FUSED_GATE_UP");
+  c->fused_gate_up = fg && fg[0] == '1';
   const char *pe = getenv("IGNIS_CUDA_PROFILE");
   if (pe && pe[0] == '1' && (c->prof = (cu_prof *)calloc(1, sizeof(cu_prof)))) {
     for (int i = 0; i < 2 * CU_PROF_PAIRS; i++) cudaEventCreate(&c->prof->ev[i]);

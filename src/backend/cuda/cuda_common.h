@@ -82,6 +82,9 @@ typedef struct cu_impl {
   void *lt_ws;
   void *lt_cache; /* cuda_matmul.cu's plan cache */
   int use_gemv;
+  int fused_qkv_gemm; /* one q|k|v GEMM for m <= 512 (default; IGNIS_CUDA_NO_FUSED_GEMM=1: three) */
+  int gemm_tune;      /* IGNIS_CUDA_GEMM_TUNE=1: time cuBLASLt's candidates per m bucket (off: reproducible choice) */
+  int fused_gate_up;  /* one gate|up GEMM (IGNIS_CUDA_FUSED_GATE_UP=1; measured slower, off by default) */
   int decode_staged; /* cp.async-staged decode kernel (default; IGNIS_CUDA_DECODE_STAGED=0: direct loads) */
   int pdl;          /* programmatic dependent launch between our kernels (default; IGNIS_CUDA_PDL=0: off) */
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */

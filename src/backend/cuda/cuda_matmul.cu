@@ -210,7 +210,7 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     /* measured on the H100 (8B shapes): one GEMM over q|k|v beats three for decode batches (m = 256: 48 vs 62 us)
      * and loses for prefill (m > 512: 559 vs 502 us) */
     int one = x->dtype == ws[0]->dtype && x->rows > 0 && x->rows <= 512 && total <= (int64_t)INT32_MAX / 2 &&
-              !getenv("IGNIS_CUDA_NO_FUSED_GEMM");
+              CU(be)->fused_qkv_gemm;
     for (int i = 0; i < n && one; i++) {
       one &= !biases[i] && outs[i]->dtype == outs[0]->dtype;
       if (i) one &= adjacent(ws[i - 1], ws[i]);
@@ -251,9 +251,7 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
   if (!gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
     /* one GEMM over gate|up measured slower than two on the H100 (m = 256: 128 vs 121 us; prefill 1686 vs 1488 us):
      * only on request (IGNIS_CUDA_FUSED_GATE_UP=1) */
-    static int gu_on = -1;
-    if (gu_on < 0) gu_on = getenv("IGNIS_CUDA_FUSED_GATE_UP") && getenv("IGNIS_CUDA_FUSED_GATE_UP")[0] == '1';
-    if (gu_on && !bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
+    if (CU(be)->fused_gate_up && !bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
         wg->rows <= INT32_MAX / 4) {
       /* gate|up adjacent in one buffer: one GEMM of width 2I, then silu(gate) * up from its two halves */
       cu_impl *c = CU(be);
@@ -321,14 +319,6 @@ static int64_t tune_bucket(int64_t m) {
   while (b < m) b = (b & (b - 1)) ? (b / 3) * 4 : b + b / 2; /* 16 24 32 48 64 96 128 ... */
   return b;
 }
-static int tune_on(void) {
-  static int v = -1;
-  if (v < 0) {
-    const char *e = getenv("IGNIS_CUDA_GEMM_TUNE");
-    v = e && e[0] == '1';
-  }
-  return v;
-}
 
 static cudaDataType_t cuda_dt(int dt) {
   return dt == IG_DT_BF16 ? CUDA_R_16BF : (dt == IG_DT_F16 ? CUDA_R_16F : CUDA_R_32F);
@@ -389,7 +379,7 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
                                                           sizeof c->lt_ws_size));
     cublasLtMatmulHeuristicResult_t rs[LT_CANDS];
-    int nres = 0, want = tune_on() && m <= 512 ? LT_CANDS : 1;
+    int nres = 0, want = c->gemm_tune && m <= 512 ? LT_CANDS : 1;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, want, rs, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || nres == 0) {
