@@ -59,6 +59,7 @@ struct ig_model {
   int pad_block;        /* -1: no graphs */
   int kv_block_size;
   int32_t *pb;          /* the padded batch's arrays, in one allocation of pb_cap int32s */
+  long long graph_steps; /* steps padded to a bucket (ig_model_graph_steps) */
   size_t pb_cap;
   /* tensor parallelism (model/shard.c): this model's part; a front model (group != NULL) only forwards calls */
   ig_tp tp;
@@ -482,6 +483,8 @@ void ig_model_set_graphs(ig_model *m, const int *sizes, int n) {
   m->n_graph_sizes = k;
 }
 
+long long ig_model_graph_steps(const ig_model *m) { return m->graph_steps; }
+
 int ig_model_can_sample(const ig_model *m) { return !m->group && m->be && m->be->sample; }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -707,6 +710,7 @@ static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *er
   TRY(be->set_batch(be, rb));
   TRY(set_rope_for(m, rope_len));
   int replayed = 0;
+  if (key) m->graph_steps++;
   if (!be->graph_begin) key = 0; /* padded all the same */
   if (key) {
     int g = be->graph_begin(be, key);

@@ -74,5 +74,7 @@ int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row 
  * kv_init then adds); afterwards the sizes may change, or n = 0 turn them off. A backend without graph ops pads
  * all the same (tests check the padding on the CPU). */
 void ig_model_set_graphs(ig_model *m, const int *sizes, int n);
+/* Steps that ran padded to a graph bucket so far (replayed, captured or, without graph ops, padded alone). */
+long long ig_model_graph_steps(const ig_model *m);
 
 #endif

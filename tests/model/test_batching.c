@@ -183,8 +183,13 @@ static void test_graph_padding(void) {
   run_out a, b, c, d;
   CHECK(run(m0, sched_alone, &a) == 0);
   CHECK(run(m, sched_alone, &b) == 0);     /* decode steps of 1 sequence padded to 2 */
+  long long g1 = ig_model_graph_steps(m);
   CHECK(run(m, sched_together, &c) == 0);  /* 3 sequences padded to 5 */
+  long long g2 = ig_model_graph_steps(m);
   CHECK(run(m, sched_staggered, &d) == 0); /* mixed steps run as they are */
+  /* every decode step of the first two schedules was padded (NS sequences x NDEC steps alone, NDEC together) */
+  CHECK_EQ_INT((int)g1, NS * NDEC);
+  CHECK_EQ_INT((int)(g2 - g1), NDEC);
   compare(&a, &b, 1, "graph padding, alone");
   compare(&a, &c, 1, "graph padding, together");
   compare(&a, &d, 1, "graph padding, staggered");
