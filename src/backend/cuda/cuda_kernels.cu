@@ -147,6 +147,16 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
 /* In place on q [n, nh*hd] and k [n, nkv*hd]: for token i at position p and pair j < rot/2 of each head,
  * angle = p * inv_freq[j] (f32, as transformers computes it), (x_j, x_{j+rot/2}) rotated by it, cos and sin
  * scaled by attn_factor. One block per token; threads over (head, pair) of q then k. */
+__device__ __forceinline__ void rope_pair(void *base, int dt, long long off, int j, int half, float p, const float *inv_freq,
+                                          float attn_factor) {
+  float s, co;
+  sincosf(p * inv_freq[j], &s, &co);
+  s *= attn_factor, co *= attn_factor;
+  float x1 = ldf(base, dt, off + j), x2 = ldf(base, dt, off + j + half);
+  stf(base, dt, off + j, x1 * co - x2 * s);
+  stf(base, dt, off + j + half, x2 * co + x1 * s);
+}
+
 __global__ void rope_kernel(void *q, int qdt, void *k, int kdt, const int *pos, const float *inv_freq, int nh, int nkv,
                             int hd, int rot, float attn_factor) {
   PDL_ENTRY();
@@ -164,12 +174,7 @@ __global__ void rope_kernel(void *q, int qdt, void *k, int kdt, const int *pos, 
     } else {
       base = k, dt = kdt, off = (long long)i * nkv * hd + (long long)(h - nh) * hd;
     }
-    float s, co;
-    sincosf(p * inv_freq[j], &s, &co);
-    s *= attn_factor, co *= attn_factor;
-    float x1 = ldf(base, dt, off + j), x2 = ldf(base, dt, off + j + half);
-    stf(base, dt, off + j, x1 * co - x2 * s);
-    stf(base, dt, off + j + half, x2 * co + x1 * s);
+    rope_pair(base, dt, off, j, half, p, inv_freq, attn_factor);
   }
 }
 
@@ -287,12 +292,7 @@ __global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v
     void *base = is_k ? k : q;
     int dt = is_k ? kdt : qdt;
     long long o = is_k ? (long long)i * nkv * hd + (long long)(h - nh) * hd : (long long)i * nh * hd + (long long)h * hd;
-    float sn, co;
-    sincosf(p * inv_freq[j], &sn, &co);
-    sn *= attn_factor, co *= attn_factor;
-    float x1 = ldf(base, dt, o + j), x2 = ldf(base, dt, o + j + half);
-    stf(base, dt, o + j, x1 * co - x2 * sn);
-    stf(base, dt, o + j + half, x2 * co + x1 * sn);
+    rope_pair(base, dt, o, j, half, p, inv_freq, attn_factor);
     if (is_k && s >= 0) {
       long long dst = ((blk * nkv + (h - nh)) * bs + off) * hd;
       stf(kc, cdt, dst + j, ldf(k, kdt, o + j));
