@@ -651,6 +651,8 @@ static void test_attention(void) {
   attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
   attn_case(28, 4, 128, 32, 0, decode, 4, "decode");
   attn_case(16, 1, 64, 16, 0, decode, 4, "decode");
+  attn_case(32, 2, 128, 16, 0, decode, 4, "decode");   /* GQA group of 16 at head_dim 128 */
+  attn_case(8, 4, 64, 16, 200, mix, 7, "mix");         /* window over several key splits, group of 2 */
   attn_case(32, 8, 128, 16, 0, prefill, 3, "prefill");
   attn_case(8, 2, 64, 16, 100, prefill, 3, "prefill");
   /* the tensor-parallel schedule on the tiny models: head_dim 8, block size 4, a 60-row prompt, then one decode

@@ -1,7 +1,8 @@
 /* backend/cuda/cuda_attention.cu: paged causal attention over the KV cache (GQA, variable-length batch,
  * sliding window, chunked prefill against cached blocks). Two kernels, chosen per sequence in set_batch:
  *  - split-K "decode" kernel for sequences with few new rows: one block per (row, kv head, key split of
- *    IG_ATTN_SPLIT_KEYS keys) serving the whole GQA group of query heads, then a combine kernel;
+ *    IG_ATTN_SPLIT_KEYS keys) serving the whole GQA group of query heads, then a combine kernel; on tensor
+ *    cores (mma.sync, the group as the 16 rows of the tile) for bf16 at head_dim 64/128, SIMT otherwise;
  *  - tiled FlashAttention-style prefill kernel (bf16, tensor cores through WMMA, head_dim 64 or 128) for
  *    sequences with at least IG_ATTN_MIN_TILE_QLEN new rows: one block per (64-row query tile, query head).
  * A row's split count depends only on its own position, so results do not depend on the rest of the batch. */
@@ -549,6 +550,159 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
 #undef VBUF
 }
 
+/* ---- split-K decode kernel on tensor cores (bf16, head_dim 64 or 128) -------------------------------- */
+/* Same blocks, keys and partials as attn_decode_kernel, but the GQA group's G <= 16 query heads are the 16 rows
+ * of an m16n8k16 tile: S = Q K^T (warp w: keys 16w..16w+15) and O = P V (warp w: a quarter of head_dim) run on
+ * tensor cores from cp.async-staged shared memory, so a block's time is its K/V copy rather than SIMT FMAs over a
+ * half-idle block. Rows g >= G are zero queries: computed (scores 0, harmless) and never written. */
+template <int HD>
+struct dec_mma_smem {
+  static const int LDK = HD + 8;                 /* bf16 pitch of Q/K/V rows: ldmatrix rows in distinct banks */
+  static const int LDP = IG_ATTN_SPLIT_KEYS + 8; /* bf16 pitch of P */
+  static const size_t q_off = 0;
+  static const size_t k_off = q_off + (size_t)16 * LDK * 2;
+  static const size_t v_off = k_off + (size_t)IG_ATTN_SPLIT_KEYS * LDK * 2;
+  static const size_t p_off = v_off + (size_t)IG_ATTN_SPLIT_KEYS * LDK * 2;
+  static const size_t r_off = p_off + (size_t)16 * LDP * 2; /* f32 per-warp row max [4][16], then row sum [4][16] */
+  static const size_t bytes = r_off + 2 * 4 * 16 * 4;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(128)
+    attn_decode_mma_kernel(const __nv_bfloat16 *__restrict__ q, float *__restrict__ part,
+                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                           const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
+                           int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits) {
+  static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
+  static_assert(HD == 64 || HD == 128, "head_dim 64 or 128");
+  PDL_ENTRY();
+  typedef dec_mma_smem<HD> L;
+  extern __shared__ __align__(128) unsigned char smraw[];
+  __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *)(smraw + L::k_off);
+  __nv_bfloat16 *Vs = (__nv_bfloat16 *)(smraw + L::v_off);
+  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(smraw + L::p_off);
+  float *rmax = (float *)(smraw + L::r_off), *rsum = rmax + 4 * 16;
+  const int G = nh / nkv;
+  const int i = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
+  const int r = dec_rows[i];
+  const int s = row_seq[r], p = pos[r];
+  int lo, hi;
+  key_range(p, window, &lo, &hi);
+  const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
+  if (z >= nsplit) return; /* the whole block: no barrier is skipped by part of it */
+  const int k0 = lo + z * IG_ATTN_SPLIT_KEYS, nk = min(hi, k0 + IG_ATTN_SPLIT_KEYS) - k0; /* 1 <= nk <= 64 */
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int *bt = block_table + (size_t)s * max_blocks;
+  const int CH = HD / 8, RS = 128 / CH; /* 16-byte chunks per row; rows per pass of the block */
+
+  /* stage Q (rows g >= G zero) and the split's K/V rows (rows j >= nk zero-filled, nothing read: a masked key then
+   * gives p = 0 times V = 0, never 0 times stale NaN); thread: chunk tid % CH of rows tid / CH + RS * it */
+  const __nv_bfloat16 *qg = q + (size_t)r * nh * HD + (size_t)kvh * G * HD;
+#pragma unroll
+  for (int it = 0; it < 16 / RS; it++) {
+    int g = tid / CH + it * RS, cc = tid % CH;
+    bool ok = g < G;
+    cp_async16(Qs + g * L::LDK + cc * 8, ok ? qg + (size_t)g * HD + cc * 8 : q, ok);
+  }
+#pragma unroll
+  for (int it = 0; it < IG_ATTN_SPLIT_KEYS / RS; it++) {
+    int j = tid / CH + it * RS, cc = tid % CH, key = k0 + j;
+    bool ok = j < nk;
+    size_t off = ok ? (((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * HD + cc * 8 : 0;
+    cp_async16(Ks + j * L::LDK + cc * 8, kc + off, ok);
+    cp_async16(Vs + j * L::LDK + cc * 8, vc + off, ok);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  /* S = Q K^T: 16 heads x this warp's 16 keys, two n-tiles of 8 keys; lane holds heads g (c0,c1) and g + 8
+   * (c2,c3) at keys 16w + 8n + 2cq + {0,1} */
+  const int g = lane >> 2, cq = lane & 3, mi = lane >> 3, lr = lane & 7;
+  float sc[2][4];
+#pragma unroll
+  for (int n = 0; n < 2; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk++) {
+    uint32_t a[4], b[4];
+    ldsm_x4(a, Qs + ((mi & 1) * 8 + lr) * L::LDK + kk * 16 + (mi >> 1) * 8);
+    ldsm_x4(b, Ks + (warp * 16 + (mi >> 1) * 8 + lr) * L::LDK + kk * 16 + (mi & 1) * 8);
+    mma16816(sc[0], a, b[0], b[1]);
+    mma16816(sc[1], a, b[2], b[3]);
+  }
+  /* log2-domain scores, keys past the split's end masked; per-head max over the 64 keys across the 4 warps */
+  const float sl2 = scale * LOG2E;
+  float tA = -INFINITY, tB = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < 2; n++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      bool ok = warp * 16 + n * 8 + 2 * cq + e < nk;
+      sc[n][e] = ok ? sc[n][e] * sl2 : -INFINITY;
+      sc[n][2 + e] = ok ? sc[n][2 + e] * sl2 : -INFINITY;
+      tA = fmaxf(tA, sc[n][e]);
+      tB = fmaxf(tB, sc[n][2 + e]);
+    }
+  }
+  tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
+  tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+  tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
+  tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+  if (cq == 0) rmax[warp * 16 + g] = tA, rmax[warp * 16 + g + 8] = tB;
+  __syncthreads();
+  /* key 0 of the split is valid, so the max is finite and exp2(-inf - m) = 0 for masked keys */
+  const float mA = fmaxf(fmaxf(rmax[g], rmax[16 + g]), fmaxf(rmax[32 + g], rmax[48 + g]));
+  const float mB = fmaxf(fmaxf(rmax[8 + g], rmax[24 + g]), fmaxf(rmax[40 + g], rmax[56 + g]));
+  float lA = 0.f, lB = 0.f;
+#pragma unroll
+  for (int n = 0; n < 2; n++) {
+    float p0 = exp2f(sc[n][0] - mA), p1 = exp2f(sc[n][1] - mA), p2 = exp2f(sc[n][2] - mB), p3 = exp2f(sc[n][3] - mB);
+    lA += p0 + p1, lB += p2 + p3;
+    int col = warp * 16 + n * 8 + 2 * cq;
+    *(uint32_t *)(Ps + g * L::LDP + col) = pack_bf16(p0, p1);
+    *(uint32_t *)(Ps + (g + 8) * L::LDP + col) = pack_bf16(p2, p3);
+  }
+  lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+  lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 1);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+  if (cq == 0) rsum[warp * 16 + g] = lA, rsum[warp * 16 + g + 8] = lB;
+  __syncthreads();
+
+  /* O = P V: 16 heads x this warp's HD/4 columns of head_dim, over the 64 keys in 4 k-steps */
+  const int NT = HD / 32; /* n-tiles of 8 columns per warp */
+  const int d0 = warp * (HD / 4);
+  float o[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < IG_ATTN_SPLIT_KEYS / 16; kk++) {
+    uint32_t a[4];
+    ldsm_x4(a, Ps + ((mi & 1) * 8 + lr) * L::LDP + kk * 16 + (mi >> 1) * 8);
+#pragma unroll
+    for (int dp = 0; dp < NT / 2; dp++) {
+      uint32_t b[4];
+      ldsm_x4_t(b, Vs + (kk * 16 + (mi & 1) * 8 + lr) * L::LDK + d0 + dp * 16 + (mi >> 1) * 8);
+      mma16816(o[2 * dp], a, b[0], b[1]);
+      mma16816(o[2 * dp + 1], a, b[2], b[3]);
+    }
+  }
+  /* partials of heads g and g + 8 where they are in the group: o (unnormalised), then max and sum once per head */
+  if (g < G) {
+    float *pp = part + (((size_t)i * nh + kvh * G + g) * max_splits + z) * (HD + 2);
+#pragma unroll
+    for (int n = 0; n < NT; n++) *(float2 *)(pp + d0 + n * 8 + 2 * cq) = make_float2(o[n][0], o[n][1]);
+    if (warp == 0 && cq == 0) pp[HD] = mA, pp[HD + 1] = rsum[g] + rsum[16 + g] + rsum[32 + g] + rsum[48 + g];
+  }
+  if (g + 8 < G) {
+    float *pp = part + (((size_t)i * nh + kvh * G + g + 8) * max_splits + z) * (HD + 2);
+#pragma unroll
+    for (int n = 0; n < NT; n++) *(float2 *)(pp + d0 + n * 8 + 2 * cq) = make_float2(o[n][2], o[n][3]);
+    if (warp == 0 && cq == 0) pp[HD] = mB, pp[HD + 1] = rsum[8 + g] + rsum[24 + g] + rsum[40 + g] + rsum[56 + g];
+  }
+}
+
 /* ---- launcher ---------------------------------------------------------------------------------------- */
 template <int HD>
 static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
@@ -603,6 +757,23 @@ static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, c
   return 0;
 }
 
+template <int HD>
+static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc,
+                             const ig_attn_params *p, float *part) {
+  cu_impl *c = CU(be);
+  size_t smem = dec_mma_smem<HD>::bytes;
+  if (smem > 48 * 1024)
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+  dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
+  CU_LAUNCH(be, (attn_decode_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, part,
+            (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos,
+            c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
+            p->sliding_window, c->b.max_splits);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
 template <typename T>
 static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                          const ig_attn_params *p) {
@@ -614,7 +785,12 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   int KL = DEC_THREADS / (hd / 8);
   size_t smem = (size_t)G * (hd + IG_ATTN_SPLIT_KEYS + (size_t)KL * hd) * sizeof(float);
   float *part = (float *)c->scratch;
-  int rc = G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem)
+  /* tensor cores for bf16 at head_dim 64/128 unless IGNIS_CUDA_DECODE=simt or IGNIS_CUDA_DECODE_STAGED=0 (which
+   * keep the SIMT kernels reachable and tested); G <= 16 is checked by cu_attention */
+  bool mma = sizeof(T) == 2 && (hd == 64 || hd == 128) && c->decode_staged && !c->decode_simt;
+  int rc = mma && hd == 128 ? launch_decode_mma<128>(be, q, kc, vc, p, part)
+         : mma                ? launch_decode_mma<64>(be, q, kc, vc, p, part)
+         : G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem)
          : G <= 4 ? launch_decode_g<T, 4>(be, q, kc, vc, p, part, smem)
          : G <= 8 ? launch_decode_g<T, 8>(be, q, kc, vc, p, part, smem)
                   : launch_decode_g<T, 16>(be, q, kc, vc, p, part, smem);

@@ -86,6 +86,7 @@ typedef struct cu_impl {
   int gemm_tune;      /* IGNIS_CUDA_GEMM_TUNE=1: time cuBLASLt's candidates per m bucket (off: reproducible choice) */
   int fused_gate_up;  /* one gate|up GEMM (IGNIS_CUDA_FUSED_GATE_UP=1; measured slower, off by default) */
   int decode_staged; /* cp.async-staged decode kernel (default; IGNIS_CUDA_DECODE_STAGED=0: direct loads) */
+  int decode_simt;   /* IGNIS_CUDA_DECODE=simt: SIMT decode kernel for bf16 head_dim 64/128 too (default: tensor cores) */
   int pdl;          /* programmatic dependent launch between our kernels (default; IGNIS_CUDA_PDL=0: off) */
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   size_t lt_ws_size;
