@@ -213,8 +213,8 @@ static void test_fused_matmul(void) {
     printf("fused matmul ops: not installed\n");
     return;
   }
-  static const int ms[] = {1, 3, 8, 9, 20};
-  for (int mi = 0; mi < 5; mi++)
+  static const int ms[] = {1, 3, 8, 9, 20, 2};
+  for (int mi = 0; mi < 6; mi++)
     for (int bias = 0; bias < 2; bias++) {
       int m = ms[mi], I = 264, O[3] = {256, 72, 72}, Ig = 176;
       pair x, w[3], b[3], out[3], ref[3], wg, wu, bg, bu, g, u, gr, ur;
@@ -635,6 +635,105 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   hb_free(&full), hb_free(&step);
 }
 
+/* The skinny tensor-core GEMM (cuda_gemm.cu: 9..128 rows) on shapes whose few output tiles make it split K over
+ * blocks (the last block to arrive adds the partials): against the CPU, and batch-invariant: rows of a 100-row
+ * product are bitwise those of a 9-, 20- or 64-row one (other tile heights, the same sums in the same order); and
+ * the default routing's 3..16 rows (test_fused_matmul, test_matmul) against the CPU.
+ * Plain with bias, the SwiGLU epilogue, and q|k|v outputs over one weight buffer. */
+static void test_sgemm_shapes(void);
+static void test_sgemm(void) {
+  if (gpu->act_dtype != IG_DT_BF16) return;
+  /* a backend of its own that routes every m <= 128 to the skinny GEMM (the default stops at 16), so its tile
+   * heights 16..128 are all checked; the op helpers use the global backend, so it stands in for a while */
+  ig_backend *keep = gpu;
+  char err[256];
+  setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1);
+  gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
+  unsetenv("IGNIS_CUDA_SGEMM_MAX");
+  CHECK_MSG(gpu != NULL, "%s", err);
+  if (gpu) {
+    test_sgemm_shapes();
+    gpu->destroy(gpu);
+  }
+  gpu = keep;
+}
+static void test_sgemm_shapes(void) {
+  static const int shapes[][2] = {{4096, 333}, {2048, 520}, {1032, 200}}; /* I, O */
+  static const int ms[] = {9, 20, 64};
+  const int M = 100;
+  for (int si = 0; si < 3; si++) {
+    int I = shapes[si][0], O = shapes[si][1];
+    pair x, w, b, wu, ref, refg, refu, o, g, u;
+    float *xv = rnd((int64_t)M * I, 1.f);
+    act(&x, M, I, xv);
+    weight(&w, O, I, IG_DT_BF16, 0.05f);
+    weight(&wu, O, I, IG_DT_BF16, 0.05f);
+    weight(&b, 1, O, IG_DT_BF16, 0.5f);
+    act(&ref, M, O, NULL), act(&o, M, O, NULL), act(&refg, M, O, NULL), act(&refu, M, O, NULL);
+    act(&g, M, O, NULL), act(&u, M, O, NULL);
+    simple_batch(M, NULL, NULL, 0, NULL);
+    CHECK(cpu->matmul(cpu, &ref.c, &x.c, &w.c, &b.c) == 0);
+    CHECK_MSG(gpu->matmul(gpu, &ref.g, &x.g, &w.g, &b.g) == 0, "%s", gpu->err);
+    char name[96];
+    snprintf(name, sizeof name, "sgemm split m=%d I=%d O=%d +bias", M, I, O);
+    compare(name, &ref, M);
+    CHECK(cpu->matmul(cpu, &refg.c, &x.c, &w.c, NULL) == 0 && cpu->matmul(cpu, &refu.c, &x.c, &wu.c, NULL) == 0);
+    CHECK(cpu->swiglu(cpu, &g.c, &refg.c, &refu.c) == 0);
+    CHECK_MSG(gpu->matmul_swiglu(gpu, &g.g, &u.g, &x.g, &w.g, NULL, &wu.g, NULL) == 0, "%s", gpu->err);
+    snprintf(name, sizeof name, "sgemm swiglu split m=%d I=%d O=%d", M, I, O);
+    compare(name, &g, M);
+    for (int mi = 0; mi < 3; mi++) {
+      int m = ms[mi];
+      ig_tensor xg = x.g, og = o.g, gg = u.g;
+      xg.rows = og.rows = m;
+      CHECK_MSG(gpu->matmul(gpu, &og, &xg, &w.g, &b.g) == 0, "%s", gpu->err);
+      CHECK_MSG(same_gpu(&og, &ref.g, m), "sgemm I=%d O=%d: rows of m=%d differ from the same rows at m=%d", I, O, m, M);
+      ig_tensor ug = refu.g;
+      CHECK_MSG(gpu->matmul_swiglu(gpu, &og, &ug, &xg, &w.g, NULL, &wu.g, NULL) == 0, "%s", gpu->err);
+      (void)gg;
+      CHECK_MSG(same_gpu(&og, &g.g, m), "sgemm swiglu I=%d O=%d: rows of m=%d differ from the same rows at m=%d", I, O, m, M);
+    }
+    if (gpu->weight_alloc) { /* q|k|v as three outputs over one buffer: rows 0..O-1 of w, then two 72-row parts */
+      ig_tensor qkv, parts[3];
+      int Os[3] = {O, 72, 72};
+      pair outs[3];
+      float *extra = malloc((size_t)144 * I * 2);
+      uint16_t *e16 = (uint16_t *)extra;
+      for (int i = 0; i < 144 * I; i++) e16[i] = to_bf16(frand() * 0.05f);
+      CHECK(gpu->weight_alloc(gpu, &qkv, IG_DT_BF16, O + 144, I) == 0);
+      CHECK(gpu->weight_rows(gpu, &qkv, 0, keeps[n_keeps - 3], IG_DT_BF16, O) == 0);
+      CHECK(gpu->weight_rows(gpu, &qkv, O, extra, IG_DT_BF16, 144) == 0);
+      CHECK(gpu->sync(gpu) == 0);
+      for (int i = 0, r0 = 0; i < 3; r0 += Os[i], i++) {
+        parts[i] = qkv, parts[i].rows = Os[i], parts[i].owned = 0;
+        parts[i].data = (char *)qkv.data + (size_t)r0 * I * 2;
+        act(&outs[i], M, Os[i], NULL);
+      }
+      ig_tensor *og[3] = {&outs[0].g, &outs[1].g, &outs[2].g};
+      const ig_tensor *pw[3] = {&parts[0], &parts[1], &parts[2]}, *pb[3] = {&b.g, NULL, NULL};
+      CHECK_MSG(gpu->matmul_n(gpu, 3, og, &x.g, pw, pb) == 0, "%s", gpu->err);
+      CHECK_MSG(same_gpu(&outs[0].g, &ref.g, M), "sgemm q|k|v I=%d: the first output differs from the plain product", I);
+      /* the other parts against the CPU: the same rows loaded there as a weight of their own */
+      pair we;
+      CHECK(cpu->weight(cpu, &we.c, extra, IG_DT_BF16, 144, I) == 0);
+      for (int i = 1; i < 3; i++) {
+        ig_tensor wc = we.c;
+        wc.rows = 72, wc.owned = 0, wc.data = (char *)we.c.data + (size_t)(i - 1) * 72 * I * ig_dtype_size(we.c.dtype);
+        CHECK(cpu->matmul(cpu, &outs[i].c, &x.c, &wc, NULL) == 0);
+        snprintf(name, sizeof name, "sgemm q|k|v one buffer m=%d I=%d part %d", M, I, i);
+        compare(name, &outs[i], M);
+      }
+      cpu->free(cpu, &we.c);
+      for (int i = 0; i < 3; i++) drop(&outs[i]);
+      gpu->free(gpu, &qkv);
+      if (n_keeps < 4096) keeps[n_keeps++] = extra;
+      else free(extra);
+    }
+    drop(&x), drop(&w), drop(&wu), drop(&b), drop(&ref), drop(&o), drop(&refg), drop(&refu), drop(&g), drop(&u);
+    free(xv);
+  }
+}
+
 static void test_attention(void) {
   const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
   const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
@@ -694,6 +793,7 @@ int main(void) {
       test_matmul_tiny();
       test_matmul_many_shapes();
       test_fused_matmul();
+      test_sgemm();
       test_rmsnorm();
       test_rope();
       test_elementwise();

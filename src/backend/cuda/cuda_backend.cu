@@ -612,6 +612,8 @@ static void cuda_destroy(ig_backend *be) {
     cudaFree(c->kv_mem);
     cudaFree(c->scratch);
     cudaFree(c->fscratch);
+    cudaFree(c->sg_part);
+    cudaFree(c->sg_cnt);
     cudaFree(c->scratch2);
     cudaFree(c->dl);
     cudaFree(c->inv_freq);
@@ -669,6 +671,11 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
   c->attn_variant = av && !strcmp(av, "wmma") ? 1 : 0;
+  const char *sm = getenv("IGNIS_CUDA_SGEMM_MAX"), *sw = getenv("IGNIS_CUDA_SGEMM_WAVES");
+  c->sgemm_max = sm ? atoi(sm) : IG_CUDA_SGEMM_MAX_DEFAULT;
+  c->sgemm_waves = sw && atoi(sw) > 0 ? atoi(sw) : 1;
+  const char *st = getenv("IGNIS_CUDA_SGEMM_TILE");
+  c->sgemm_tile = st && atoi(st) >= 0 && atoi(st) <= 2 ? atoi(st) : 1;
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \

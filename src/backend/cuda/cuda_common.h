@@ -52,6 +52,10 @@ typedef struct cu_batch {
   int max_ctx;
 } cu_batch;
 
+/* m above which cuBLASLt takes the product instead of cuda_gemm.cu's skinny GEMM (it handles up to 128; from 32 rows
+ * on its mma.sync pipeline runs out of issue slots and cuBLASLt's is faster) */
+#define IG_CUDA_SGEMM_MAX_DEFAULT 16
+#define IG_GEMV_MAX_M 2 /* rows the GEMV takes (its per-row weight re-reads lose to the skinny GEMM from 3-4 rows) */
 #define IG_ATTN_SPLIT_KEYS 64 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant (64: the
                                  staged K/V of a block take ~35 KB, so ~5 blocks share an SM; 128 fit only 2) */
 #define IG_ATTN_TILE_Q 64      /* query rows per tile of the prefill kernel */
@@ -89,6 +93,12 @@ typedef struct cu_impl {
   int decode_simt;   /* IGNIS_CUDA_DECODE=simt: SIMT decode kernel for bf16 head_dim 64/128 too (default: tensor cores) */
   int pdl;          /* programmatic dependent launch between our kernels (default; IGNIS_CUDA_PDL=0: off) */
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
+  int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_SGEMM_MAX, 0 = cuBLASLt only) */
+  int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
+  int sgemm_tile;   /* its tile shape (IGNIS_CUDA_SGEMM_TILE: 0 = 128 rows x 64 k, 1 = 64 x 128 (default), 2 = 64 x 256) */
+  int *sg_cnt;      /* its arrival counters (zero between launches) */
+  void *sg_part;    /* its partial tiles */
+  size_t sg_part_size;
   size_t lt_ws_size;
   /* batch metadata: pinned host staging + device buffer, one copy per step */
   int *meta_host, *meta_dev;
@@ -169,6 +179,15 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 void cu_matmul_release(ig_backend *be);
 /* cuda_sample.cu: the optional sample op (waits for its results); release frees its buffers */
+/* One output of the skinny GEMM: rows [off, off + rows) of the product into out ([m, rows], dtype odt). */
+typedef struct sg_seg_desc {
+  void *out;
+  const void *bias;
+  int odt, bdt, rows, off;
+} sg_seg_desc;
+int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w);
+int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
+             int ubdt, int udt, const void *X, int m, int O, int I);
 int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);
 void cu_sample_release(ig_backend *be);
 /* cuda_graph.cu: the optional graph ops */

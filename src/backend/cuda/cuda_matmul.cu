@@ -1,7 +1,10 @@
 /* backend/cuda/cuda_matmul.cu: out[m, O] = x[m, I] @ W[O, I]^T (+ bias) through cuBLASLt (bf16 or f16 in, f32
  * accumulate; pure f32 in the f32 mode), with the plans (descriptors + heuristic algorithm) cached per shape so
- * a decode step costs no planning; and a GEMV kernel of our own for m <= 8 bf16 rows (decode), which streams
- * the weight once with 16-byte loads. IGNIS_CUDA_GEMV=0 in the environment turns the GEMV off. */
+ * a decode step costs no planning; and a GEMV kernel of our own for m <= IG_GEMV_MAX_M bf16 rows (decode), which streams
+ * the weight once with 16-byte loads. IGNIS_CUDA_GEMV=0 in the environment turns the GEMV off. Batches of
+ * IG_GEMV_MAX_M + 1 .. IGNIS_CUDA_SGEMM_MAX rows go to cuda_gemm.cu's skinny tensor-core GEMM (measured on the H100,
+ * 8B shapes, decode step through src/model: B=8 9.64 ms with the GEMV, 6.61 with the skinny GEMM; B=16 7.05 with
+ * cuBLASLt, 6.96 skinny; B=2 6.24 GEMV vs 6.39; B=32 7.45 cuBLASLt vs 7.73 skinny). */
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
 extern "C" {
@@ -142,9 +145,9 @@ __global__ void __launch_bounds__(256) gemv_swiglu_kernel(const __nv_bfloat16 *_
   }
 }
 
-/* Whether the GEMV takes x @ w^T (bf16, m <= 8, I % 8 == 0, 16-byte aligned rows). */
+/* Whether the GEMV takes x @ w^T (bf16, m <= IG_GEMV_MAX_M, I % 8 == 0, 16-byte aligned rows). */
 static int gemv_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
-  return w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && x->rows >= 1 && x->rows <= 8 && w->cols % 8 == 0 &&
+  return w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && x->rows >= 1 && x->rows <= IG_GEMV_MAX_M && w->cols % 8 == 0 &&
          CU(be)->use_gemv && ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
 }
 
@@ -205,6 +208,18 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     if (biases[i]) fused &= bdt < 0 || bdt == biases[i]->dtype, bdt = biases[i]->dtype;
     total += ws[i]->rows;
   }
+  if (!fused && total <= (int64_t)INT32_MAX / 2 && cu_sgemm_ok(be, x, ws[0])) {
+    /* the skinny GEMM over adjacent weights (one weight_alloc buffer): one launch, each output its own segment */
+    int adj = 1;
+    for (int i = 1; i < n; i++) adj &= adjacent(ws[i - 1], ws[i]);
+    if (adj) {
+      sg_seg_desc d[4];
+      for (int i = 0, off = 0; i < n; off += (int)ws[i]->rows, i++)
+        d[i] = sg_seg_desc{outs[i]->data, biases[i] ? biases[i]->data : NULL, (int)outs[i]->dtype,
+                           biases[i] ? (int)biases[i]->dtype : 0, (int)ws[i]->rows, off};
+      return cu_sgemm(be, d, n, ws[0]->data, NULL, NULL, 0, 0, x->data, (int)x->rows, (int)total, (int)x->cols);
+    }
+  }
   if (!fused || total > (int64_t)INT32_MAX - 8) {
     /* adjacent weights, no biases, one output dtype, x and W of one dtype: one GEMM into scratch, then a split */
     /* measured on the H100 (8B shapes): one GEMM over q|k|v beats three for decode batches (m = 256: 48 vs 62 us)
@@ -248,6 +263,12 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
   if (check_mm(be, out, x, wg, bg) || check_mm(be, up, x, wu, bu)) return -1;
   if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
   int same_bias = !bg || !bu || bg->dtype == bu->dtype;
+  if (!gemv_ok(be, x, wg) && cu_sgemm_ok(be, x, wg) && cu_sgemm_ok(be, x, wu)) {
+    /* the skinny GEMM with gate and up tiles in one block and silu(gate) * up in its epilogue */
+    sg_seg_desc d = {out->data, bg ? bg->data : NULL, (int)out->dtype, bg ? (int)bg->dtype : 0, (int)wg->rows, 0};
+    return cu_sgemm(be, &d, 1, wg->data, wu->data, bu ? bu->data : NULL, bu ? (int)bu->dtype : 0, (int)up->dtype, x->data,
+                    (int)x->rows, (int)wg->rows, (int)wg->cols);
+  }
   if (!gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
     /* one GEMM over gate|up measured slower than two on the H100 (m = 256: 128 vs 121 us; prefill 1686 vs 1488 us):
      * only on request (IGNIS_CUDA_FUSED_GATE_UP=1) */
@@ -478,9 +499,13 @@ int cu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tenso
   if (m == 0) return 0;
   /* the GEMV reads W rows and x rows with 16-byte loads: I % 8 == 0 and 16-byte aligned bases (a view into the
    * middle of a buffer may not be), else cuBLASLt */
-  if (w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m <= 8 && I % 8 == 0 && c->use_gemv &&
+  if (w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m <= IG_GEMV_MAX_M && I % 8 == 0 && c->use_gemv &&
       ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0)
     return gemv(be, out, x, w, bias, (int)m);
+  if (cu_sgemm_ok(be, x, w)) {
+    sg_seg_desc d = {out->data, bias ? bias->data : NULL, (int)out->dtype, bias ? (int)bias->dtype : 0, (int)O, 0};
+    return cu_sgemm(be, &d, 1, w->data, NULL, NULL, 0, 0, x->data, (int)m, (int)O, (int)I);
+  }
   if (w->dtype == x->dtype)
     return lt_matmul(be, out->data, out->dtype, x->data, x->dtype, w->data, w->dtype, bias ? bias->data : NULL,
                      bias ? bias->dtype : 0, m, O, I);

@@ -1,0 +1,309 @@
+/* backend/cuda/cuda_gemm.cu: out[m, O] = x[m, I] @ W[O, I]^T for the skinny products of batched decode (bf16,
+ * 3 <= m <= 16 by default, up to 128 on request), where cuBLASLt and the m <= 8 GEMV read the weights well below the
+ * H100's ~3.1 TB/s.
+ *
+ * Tensor cores with the weight as the 16-row A operand (out^T = W x^T), so a block streams a 128-row weight tile
+ * through a cp.async pipeline while the few x rows ride along as the B operand. Few output tiles (o_proj, down:
+ * 32 tiles of 128 rows) would leave most SMs idle, so K is split over S blocks per tile; each writes its f32
+ * partial tile and the last to arrive (a counter per tile) adds the S partials in split order and applies the
+ * epilogue. S depends only on (O, I) and the device, and every output element is summed in the same order
+ * whatever m is, so a row's result does not depend on how many rows share the step (checked by the op tests).
+ * Epilogues: bias + several outputs over one weight buffer (q|k|v), or gate and up tiles side by side in one
+ * block followed by silu(gate) * up (the SwiGLU MLP) so the 2 x [m, I] products never reach memory.
+ * The first pipeline stages of weights are requested before waiting on the previous kernel (programmatic
+ * dependent launch): weights never depend on it, x does. */
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_dtype.cuh"
+#include "backend/cuda/cuda_mma.cuh"
+#include <string.h>
+
+/* Tile shapes (IGNIS_CUDA_SGEMM_TILE): BN weight rows per block (swiglu: BN/2 gate + BN/2 up rows), BK k per
+ * pipeline stage; 4 warps of BN/4 rows. 0: 128 x 64 (128 bytes of each row per stage), 1: 64 x 128 (256 bytes per
+ * row: longer DRAM bursts, twice the tiles so fewer K splits), 2: 64 x 256. */
+#define SG_THREADS 128
+#define SG_MAX_CNT 16384 /* arrival counters: tiles of a split product */
+
+struct sg_seg {
+  void *out;
+  const void *bias;
+  int odt, bdt, O, off; /* rows [off, off + O) of the product go to out ([m, O]) */
+};
+struct sg_args {
+  const __nv_bfloat16 *W;  /* [O, I]; swiglu: gate */
+  const __nv_bfloat16 *Wu; /* swiglu: up [O, I]; NULL otherwise */
+  const __nv_bfloat16 *X;  /* [m, I] */
+  float *part;             /* [S][tiles][BN * MT] partial tiles when S > 1 */
+  int *cnt;                /* [tiles] arrivals; the last block sets it back to 0 */
+  sg_seg s[4];
+  const void *ubias; /* swiglu: up's bias (s[0].bias is gate's) */
+  int ubdt, udt;     /* swiglu: up's bias dtype, and the dtype up is rounded to as a separate product would be */
+  int nseg, m, I, O, S, nk, tiles;
+};
+
+/* Chunk c (16 bytes) of row r sits at chunk c ^ (r & 7) (low 3 bits): the 8 rows an ldmatrix phase reads fall in
+ * distinct banks. */
+template <int BK> __device__ __forceinline__ int sg_swz(int r, int c) { return r * BK + ((c ^ (r & 7)) << 3); }
+
+template <int MT, int BN, int BK, int STAGES, bool SWIGLU>
+__global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
+  const int SG_BN = BN, SG_BK = BK, CPR = BK / 8, WR = BN / 4, MTW = WR / 16; /* chunks per row, rows per warp */
+  const int WPT = BN * BK / 8 / SG_THREADS; /* weight chunks per thread per stage */
+  static_assert(WPT * 8 * SG_THREADS == BN * BK && WPT <= 16, "weight chunks per thread");
+  extern __shared__ __align__(128) unsigned char smraw[];
+  __nv_bfloat16 *Ws = (__nv_bfloat16 *)smraw;        /* [STAGES][SG_BN * SG_BK] */
+  __nv_bfloat16 *Xs = Ws + STAGES * SG_BN * SG_BK;   /* [STAGES][MT * SG_BK] */
+  __shared__ int last;
+  const int tile = blockIdx.x, z = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int kc0 = (int)((long long)z * a.nk / a.S), n = (int)((long long)(z + 1) * a.nk / a.S) - kc0;
+  const int I = a.I;
+
+  /* this thread's WPT weight rows (r = tid / CPR + (128 / CPR) i) and its 16-byte chunk c = tid % CPR of each */
+  const int wc = tid % CPR, RST = SG_THREADS / CPR;
+  const __nv_bfloat16 *wrow[WPT];
+  unsigned wvalid = 0;
+#pragma unroll
+  for (int i = 0; i < WPT; i++) {
+    int r = tid / CPR + RST * i;
+    bool ok;
+    if (SWIGLU) {
+      int f = tile * (SG_BN / 2) + (r & (SG_BN / 2 - 1));
+      ok = f < a.O;
+      wrow[i] = (r < SG_BN / 2 ? a.W : a.Wu) + (size_t)(ok ? f : 0) * I;
+    } else {
+      int o = tile * SG_BN + r;
+      ok = o < a.O;
+      wrow[i] = a.W + (size_t)(ok ? o : 0) * I;
+    }
+    wvalid |= (unsigned)ok << i;
+  }
+  auto load_w = [&](int st, int kc) {
+    int k = kc * SG_BK + wc * 8;
+    bool kin = k < I;
+#pragma unroll
+    for (int i = 0; i < WPT; i++) {
+      int r = tid / CPR + RST * i;
+      bool ok = kin && ((wvalid >> i) & 1);
+      cp_async_16z(Ws + st * SG_BN * SG_BK + sg_swz<BK>(r, wc), ok ? wrow[i] + k : a.W, ok);
+    }
+  };
+  auto load_x = [&](int st, int kc) {
+#pragma unroll
+    for (int idx = tid; idx < MT * CPR; idx += SG_THREADS) {
+      int r = idx / CPR, c = idx % CPR, k = kc * SG_BK + c * 8;
+      bool ok = r < a.m && k < I;
+      cp_async_16z(Xs + st * MT * SG_BK + sg_swz<BK>(r, c), ok ? a.X + (size_t)r * I + k : a.X, ok);
+    }
+  };
+
+  /* weights first (independent of the previous kernel), then wait for it, then x; group s holds stage s's x
+   * (and, for s = 0, every prologue weight stage) */
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; s++)
+    if (s < n) load_w(s, kc0 + s);
+  PDL_ENTRY();
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; s++) {
+    if (s < n) load_x(s, kc0 + s);
+    cp_async_commit_group();
+  }
+
+  float acc[MTW][MT / 8][4];
+#pragma unroll
+  for (int i = 0; i < MTW; i++)
+#pragma unroll
+    for (int j = 0; j < MT / 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+
+  for (int it = 0; it < n; it++) {
+    cp_async_wait_group<STAGES - 2>();
+    __syncthreads(); /* stage it is in; every warp is done with stage it - 1, which is refilled next */
+    int pf = it + STAGES - 1;
+    if (pf < n) {
+      load_w(pf % STAGES, kc0 + pf);
+      load_x(pf % STAGES, kc0 + pf);
+    }
+    cp_async_commit_group();
+    const __nv_bfloat16 *ws = Ws + (it % STAGES) * SG_BN * SG_BK, *xs = Xs + (it % STAGES) * MT * SG_BK;
+#pragma unroll
+    for (int kk = 0; kk < SG_BK / 16; kk++) {
+      uint32_t af[MTW][4];
+#pragma unroll
+      for (int mt = 0; mt < MTW; mt++) {
+        int r = warp * WR + mt * 16 + (lane & 15);
+        ldsm4(af[mt], ws + sg_swz<BK>(r, kk * 2 + (lane >> 4)));
+      }
+#pragma unroll
+      for (int np = 0; np < MT / 16; np++) {
+        uint32_t b[4];
+        int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+        ldsm4(b, xs + sg_swz<BK>(r, kk * 2 + ((lane >> 3) & 1)));
+#pragma unroll
+        for (int mt = 0; mt < MTW; mt++) {
+          mma_bf16_16816(acc[mt][2 * np], af[mt], b[0], b[1]);
+          mma_bf16_16816(acc[mt][2 * np + 1], af[mt], b[2], b[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait_group<0>();
+  __syncthreads(); /* the pipeline's shared memory becomes the f32 tile */
+
+  const int P = MT + 1; /* odd pitch: the epilogue's reads down a column do not collide in banks */
+  float *red = (float *)smraw;
+  {
+    const int g = lane >> 2, cq = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < MTW; mt++)
+#pragma unroll
+      for (int nt = 0; nt < MT / 8; nt++) {
+        int r = warp * WR + mt * 16 + g, col = nt * 8 + 2 * cq;
+        red[r * P + col] = acc[mt][nt][0];
+        red[r * P + col + 1] = acc[mt][nt][1];
+        red[(r + 8) * P + col] = acc[mt][nt][2];
+        red[(r + 8) * P + col + 1] = acc[mt][nt][3];
+      }
+  }
+  __syncthreads();
+  const int m = a.m;
+  if (a.S > 1) {
+    /* partial tiles go out in float4s (columns past m skipped); the last block to arrive reads the S partials of
+     * each float4 at once (all loads in flight, then added in split order): one L2 round trip per float4 */
+    const int Q = MT / 4;
+    float *mine = a.part + ((size_t)z * a.tiles + tile) * (BN * MT);
+    for (int idx = tid; idx < SG_BN * Q; idx += SG_THREADS) {
+      int r = idx / Q, c4 = (idx % Q) * 4;
+      if (c4 >= m) continue;
+      const float *q = red + r * P + c4;
+      __stcg((float4 *)(mine + r * MT + c4), make_float4(q[0], q[1], q[2], q[3]));
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&a.cnt[tile], 1) == a.S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float *base = a.part + (size_t)tile * (BN * MT);
+    const size_t zstride = (size_t)a.tiles * (BN * MT);
+#pragma unroll 2
+    for (int idx = tid; idx < SG_BN * Q; idx += SG_THREADS) {
+      int r = idx / Q, c4 = (idx % Q) * 4;
+      if (c4 >= m) continue;
+      float4 t[16];
+#pragma unroll
+      for (int zz = 0; zz < 16; zz++)
+        if (zz < a.S) t[zz] = __ldcg((const float4 *)(base + zz * zstride + r * MT + c4));
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+      for (int zz = 0; zz < 16; zz++)
+        if (zz < a.S) v.x += t[zz].x, v.y += t[zz].y, v.z += t[zz].z, v.w += t[zz].w;
+      float *q = red + r * P + c4;
+      q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
+    }
+    if (tid == 0) a.cnt[tile] = 0;
+    __syncthreads();
+  }
+  /* S == 1: red holds the sums as they are (0 + partial, the same bits the split path gives for one split) */
+  if (SWIGLU) {
+    const int H = SG_BN / 2;
+    for (int idx = tid; idx < H * m; idx += SG_THREADS) {
+      int col = idx / H, r = idx % H, f = tile * H + r;
+      if (f >= a.O) continue;
+      float gv = red[r * P + col] + (a.s[0].bias ? ldf(a.s[0].bias, a.s[0].bdt, f) : 0.f);
+      float uv = red[(r + H) * P + col] + (a.ubias ? ldf(a.ubias, a.ubdt, f) : 0.f);
+      gv = roundf_dt(a.s[0].odt, gv), uv = roundf_dt(a.udt, uv);
+      stf(a.s[0].out, a.s[0].odt, (long long)col * a.O + f, gv / (1.f + expf(-gv)) * uv);
+    }
+  } else {
+    for (int idx = tid; idx < SG_BN * m; idx += SG_THREADS) {
+      int col = idx / SG_BN, r = idx % SG_BN, o = tile * SG_BN + r;
+      if (o >= a.O) continue;
+      int k = 0;
+      while (k + 1 < a.nseg && o >= a.s[k + 1].off) k++;
+      const sg_seg &sg = a.s[k];
+      int oo = o - sg.off;
+      float v = red[r * P + col] + (sg.bias ? ldf(sg.bias, sg.bdt, oo) : 0.f);
+      stf(sg.out, sg.odt, (long long)col * sg.O + oo, v);
+    }
+  }
+}
+
+template <int MT, int BN, int BK> struct sg_cfg {
+  static const int stages = (BN + MT) * BK * 2 * 4 <= 100 * 1024 ? 4 : (BN + MT) * BK * 2 * 3 <= 200 * 1024 ? 3 : 2;
+  static const size_t pipe = (size_t)stages * (BN + MT) * BK * 2, red = (size_t)BN * (MT + 1) * 4;
+  static const size_t smem = pipe > red ? pipe : red;
+};
+
+template <int MT, int BN, int BK, bool SWIGLU> static int sg_launch(ig_backend *be, const sg_args &a) {
+  typedef sg_cfg<MT, BN, BK> C;
+  static_assert(C::smem <= 200 * 1024, "sgemm tile too large");
+  auto k = sgemm_kernel<MT, BN, BK, C::stages, SWIGLU>;
+  CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::smem));
+  dim3 grid((unsigned)a.tiles, (unsigned)a.S);
+  CU_LAUNCH(be, k, grid, SG_THREADS, C::smem, a);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+template <int BN, int BK, bool SWIGLU> static int sg_launch_m(ig_backend *be, const sg_args &a, int MT) {
+  switch (MT) {
+    case 16: return sg_launch<16, BN, BK, SWIGLU>(be, a);
+    case 32: return sg_launch<32, BN, BK, SWIGLU>(be, a);
+    case 64: return sg_launch<64, BN, BK, SWIGLU>(be, a);
+    default: return sg_launch<128, BN, BK, SWIGLU>(be, a);
+  }
+}
+
+int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
+  cu_impl *c = CU(be);
+  int64_t m = x->rows;
+  return c->sgemm_max > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
+         m <= c->sgemm_max && m <= 128 && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
+         ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
+}
+
+/* Splits of K per output tile: enough blocks for sgemm_waves blocks per SM, at least 4 stages per split, at
+ * most 16 splits. A function of the shape and the device only (never of m), so results are batch-invariant. */
+static int sg_splits(cu_impl *c, int tiles, int nk) {
+  if (tiles >= SG_MAX_CNT) return 1;
+  int want = (c->sgemm_waves * c->sm_count + tiles - 1) / tiles;
+  int most = nk / 4 < 16 ? nk / 4 : 16;
+  if (want > most) want = most;
+  return want < 1 ? 1 : want;
+}
+
+/* segs: the outputs over rows of W (concatenated q|k|v, or one); Wu != NULL: swiglu of W (gate) and Wu (up),
+ * out = segs[0] with up's bias and rounding dtype given apart. */
+int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
+             int ubdt, int udt, const void *X, int m, int O, int I) {
+  cu_impl *c = CU(be);
+  if (m < 1 || m > 128 || nseg < 1 || nseg > 4) FAIL(be, "cuda sgemm: m %d, %d outputs", m, nseg);
+  sg_args a;
+  memset(&a, 0, sizeof a);
+  a.W = (const __nv_bfloat16 *)W, a.Wu = (const __nv_bfloat16 *)Wu, a.X = (const __nv_bfloat16 *)X;
+  for (int i = 0; i < nseg; i++)
+    a.s[i] = sg_seg{segs[i].out, segs[i].bias, segs[i].odt, segs[i].bdt, segs[i].rows, segs[i].off};
+  a.ubias = ubias, a.ubdt = ubdt, a.udt = udt;
+  a.nseg = nseg, a.m = m, a.I = I, a.O = O;
+  const int BN = c->sgemm_tile == 0 ? 128 : 64, BK = c->sgemm_tile == 0 ? 64 : c->sgemm_tile == 1 ? 128 : 256;
+  a.tiles = Wu ? (O + BN / 2 - 1) / (BN / 2) : (O + BN - 1) / BN;
+  a.nk = (I + BK - 1) / BK;
+  a.S = sg_splits(c, a.tiles, a.nk);
+  int MT = m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
+  if (a.S > 1) {
+    if (!c->sg_cnt) {
+      if (c->capturing) FAIL(be, "cuda sgemm: first split product while capturing a graph; warm up first");
+      CUDA_CHECK(be, cudaMalloc((void **)&c->sg_cnt, SG_MAX_CNT * sizeof(int)));
+      CUDA_CHECK(be, cudaMemsetAsync(c->sg_cnt, 0, SG_MAX_CNT * sizeof(int), c->st));
+    }
+    if (cu_scratch(be, &c->sg_part, &c->sg_part_size, (size_t)a.S * a.tiles * BN * MT * sizeof(float))) return -1;
+    a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
+  }
+  switch (c->sgemm_tile * 2 + (Wu ? 1 : 0)) {
+    case 0: return sg_launch_m<128, 64, false>(be, a, MT);
+    case 1: return sg_launch_m<128, 64, true>(be, a, MT);
+    case 2: return sg_launch_m<64, 128, false>(be, a, MT);
+    case 3: return sg_launch_m<64, 128, true>(be, a, MT);
+    case 4: return sg_launch_m<64, 256, false>(be, a, MT);
+    default: return sg_launch_m<64, 256, true>(be, a, MT);
+  }
+}
