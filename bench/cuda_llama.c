@@ -6,6 +6,7 @@
  *                                                  C), decode the rest teacher-forced (graphs); writes f32
  *                                                  logits at positions 0, L/2, L-1, L, L+31, L+127, L+255
  *   cuda_llama bench DIR [--ctx 512] [--steps 64]  load time, decode ms/token (eager, graphs), prefill 2048
+ *   cuda_llama gemm [m,m,...]                      decode-shape products per backend variant (see gemm_bench)
  * --model: load and run through src/model (ig_model_load / ig_model_forward) instead of the forward here. */
 #include "backend/backend.h"
 #include "io/config.h"
@@ -235,6 +236,115 @@ static int opt_int(int argc, char **argv, const char *name, int def) {
   return def;
 }
 
+/* cuda_device gemm [m,m,...]: us per call of the decode products at the Llama-3-8B shapes (q|k|v over one buffer,
+ * o_proj, gate/up + SwiGLU over one buffer, down_proj, lm_head into f32) for each backend variant in
+ * IG_GEMM_VARIANTS ("name:ENV=V,ENV=V;name2:..."; default: cuBLASLt vs the skinny GEMM's tile shapes), and the
+ * weight bytes read per microsecond (GB/s). Random bf16 weights; x rows random. */
+static uint16_t bf16_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+static int gemm_bench(int argc, char **argv) {
+  const char *vars = getenv("IG_GEMM_VARIANTS");
+  if (!vars) vars = "cublas:IGNIS_CUDA_SGEMM_MAX=0;t0:IGNIS_CUDA_SGEMM_TILE=0;t1:IGNIS_CUDA_SGEMM_TILE=1;"
+                    "t2:IGNIS_CUDA_SGEMM_TILE=2;t1w2:IGNIS_CUDA_SGEMM_TILE=1,IGNIS_CUDA_SGEMM_WAVES=2";
+  int ms[16], nm = 0;
+  for (const char *q = argc >= 3 ? argv[2] : "16,32,64,96,128"; *q && nm < 16;) {
+    ms[nm++] = (int)strtol(q, (char **)&q, 10);
+    if (*q == ',') q++;
+  }
+  const int64_t H = 4096, F = 14336, V = 128256, MM = 256;
+  size_t nbig = (size_t)V * H;
+  uint16_t *wh = malloc(nbig * 2);
+  float *xh = malloc((size_t)MM * F * 4);
+  if (!wh || !xh) DIE("gemm: out of host memory");
+  uint32_t r = 12345;
+  for (size_t i = 0; i < nbig; i++) r = r * 1664525u + 1013904223u, wh[i] = bf16_bits(((int)(r >> 9) % 2001 - 1000) * 5e-5f);
+  for (size_t i = 0; i < (size_t)MM * F; i++) r = r * 1664525u + 1013904223u, xh[i] = ((int)(r >> 9) % 2001 - 1000) * 1e-3f;
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", vars);
+  printf("%-6s %-16s %5s %9s %8s %10s\n", "var", "product", "m", "us", "GB/s", "vs first");
+  float *ref[5][16] = {{0}}; /* the first variant's outputs: later variants report their rel L2 difference */
+  for (char *save = NULL, *v = strtok_r(buf, ";", &save); v; v = strtok_r(NULL, ";", &save)) {
+    char name[64], envs[256];
+    const char *colon = strchr(v, ':');
+    snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - v) : (int)strlen(v), v);
+    snprintf(envs, sizeof envs, "%s", colon ? colon + 1 : "");
+    unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_SGEMM_TILE"), unsetenv("IGNIS_CUDA_SGEMM_WAVES");
+    for (char *s2 = NULL, *e = strtok_r(envs, ",", &s2); e; e = strtok_r(NULL, ",", &s2)) {
+      char *eq = strchr(e, '=');
+      if (eq) *eq = 0, setenv(e, eq + 1, 1);
+    }
+    char err[256];
+    ig_backend *be = ig_backend_cuda_create(0, err, sizeof err);
+    if (!be) DIE("%s", err);
+    ig_tensor qkv, o, gu, dn, lm, x4, x14, y4, y14, yq, yk, yv, yl, yu;
+    if (be->weight_alloc(be, &qkv, IG_DT_BF16, H + 2048, H) || be->weight_rows(be, &qkv, 0, wh, IG_DT_BF16, H + 2048) ||
+        be->weight(be, &o, wh, IG_DT_BF16, H, H) || be->weight_alloc(be, &gu, IG_DT_BF16, 2 * F, H) ||
+        be->weight_rows(be, &gu, 0, wh, IG_DT_BF16, 2 * F) || be->weight(be, &dn, wh, IG_DT_BF16, H, F) ||
+        be->weight(be, &lm, wh, IG_DT_BF16, V, H) || be->alloc(be, &x4, IG_DT_BF16, MM, H) ||
+        be->alloc(be, &x14, IG_DT_BF16, MM, F) || be->alloc(be, &y4, IG_DT_BF16, MM, H) ||
+        be->alloc(be, &y14, IG_DT_BF16, MM, F) || be->alloc(be, &yu, IG_DT_BF16, MM, F) ||
+        be->alloc(be, &yq, IG_DT_BF16, MM, H) || be->alloc(be, &yk, IG_DT_BF16, MM, 1024) ||
+        be->alloc(be, &yv, IG_DT_BF16, MM, 1024) || be->alloc(be, &yl, IG_DT_F32, MM, V) ||
+        be->upload(be, &x4, xh, IG_DT_F32) || be->upload(be, &x14, xh, IG_DT_F32) || be->sync(be))
+      DIE("gemm: %s", be->err);
+    ig_tensor pq = qkv, pk = qkv, pv = qkv, pg = gu, pu = gu;
+    pq.rows = H, pk.rows = pv.rows = 1024, pq.owned = pk.owned = pv.owned = pg.owned = pu.owned = 0;
+    pk.data = (char *)qkv.data + (size_t)H * H * 2, pv.data = (char *)pk.data + (size_t)1024 * H * 2;
+    pg.rows = pu.rows = F, pu.data = (char *)gu.data + (size_t)F * H * 2;
+    for (int p = 0; p < 5; p++) {
+      static const char *names[] = {"qkv 6144x4096", "o 4096x4096", "gate/up 2x14336", "down 4096x14336", "lm_head"};
+      static const double bytes[] = {6144.0 * 4096 * 2, 4096.0 * 4096 * 2, 2 * 14336.0 * 4096 * 2, 4096.0 * 14336 * 2,
+                                     128256.0 * 4096 * 2};
+      for (int mi = 0; mi < nm; mi++) {
+        int m = ms[mi];
+        ig_tensor xa = x4, xb = x14;
+        xa.rows = xb.rows = m;
+        double t0 = 0;
+        for (int it = 0; it < 23; it++) {
+          if (it == 3) {
+            if (be->sync(be)) DIE("gemm: %s", be->err);
+            t0 = now();
+          }
+          int rc = 0;
+          if (p == 0) {
+            ig_tensor *outs[3] = {&yq, &yk, &yv};
+            const ig_tensor *ws[3] = {&pq, &pk, &pv}, *bs[3] = {NULL, NULL, NULL};
+            rc = be->matmul_n(be, 3, outs, &xa, ws, bs);
+          } else if (p == 1) rc = be->matmul(be, &y4, &xa, &o, NULL);
+          else if (p == 2) rc = be->matmul_swiglu(be, &y14, &yu, &xa, &pg, NULL, &pu, NULL);
+          else if (p == 3) rc = be->matmul(be, &y4, &xb, &dn, NULL);
+          else rc = be->matmul(be, &yl, &xa, &lm, NULL);
+          if (rc) DIE("gemm %s m=%d: %s", names[p], m, be->err);
+        }
+        if (be->sync(be)) DIE("gemm: %s", be->err);
+        double us = (now() - t0) / 20 * 1e6;
+        ig_tensor yo = p == 0 ? yk : p == 1 || p == 3 ? y4 : p == 2 ? y14 : yl;
+        yo.rows = m;
+        size_t n = (size_t)m * (size_t)yo.cols;
+        float *got = malloc(n * 4);
+        if (!got || be->download_f32(be, &yo, got)) DIE("gemm: download");
+        double num = 0, den = 0;
+        if (!ref[p][mi]) ref[p][mi] = got, got = NULL;
+        else
+          for (size_t i = 0; i < n; i++) num += (got[i] - ref[p][mi][i]) * (double)(got[i] - ref[p][mi][i]), den += (double)ref[p][mi][i] * ref[p][mi][i];
+        free(got);
+        printf("%-6s %-16s %5d %9.1f %8.0f %10.2e\n", name, names[p], m, us, bytes[p] / us / 1e3, den > 0 ? sqrt(num / den) : 0.0);
+      }
+    }
+    fflush(stdout);
+    ig_tensor *all[] = {&qkv, &o, &gu, &dn, &lm, &x4, &x14, &y4, &y14, &yu, &yq, &yk, &yv, &yl};
+    for (int i = 0; i < 14; i++) be->free(be, all[i]);
+    be->destroy(be);
+  }
+  for (int p = 0; p < 5; p++)
+    for (int i = 0; i < 16; i++) free(ref[p][i]);
+  free(wh), free(xh);
+  return 0;
+}
+
 #ifdef IG_CUDA_DEVICE_BUNDLE
 int cuda_ops_main(void); /* tests/cuda/test_cuda_ops.c, linked into the cuda_device bundle */
 #endif
@@ -249,6 +359,7 @@ int main(int argc, char **argv) {
 #ifdef IG_CUDA_DEVICE_SAMPLE
   if (argc >= 2 && !strcmp(argv[1], "sample")) return cuda_sample_main();
 #endif
+  if (argc >= 2 && !strcmp(argv[1], "gemm")) return gemm_bench(argc, argv);
   if (argc < 3) DIE("usage: see the header of bench/cuda_llama.c");
   const char *mode = argv[1], *dir = argv[2];
   ig_backend *be = make_backend(argc, argv);

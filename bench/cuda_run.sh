@@ -95,6 +95,24 @@ if has batch; then
     grep -E "^ *[0-9]+ |check:" $OUT/batch_tune$tune.log >> $SUMMARY
   done
 fi
+if has kernels; then
+  # The skinny GEMM and the decode attention kernel against what they replace (cuBLASLt; the SIMT decode kernel):
+  # batched decode through src/model, graphs, same run; then per-op GPU time at batch 64 and 256.
+  [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
+  KB=${KBATCHES:-1,16,32,64,96,128,256}
+  # KVARS: space-separated name:ENV=VALUE[,ENV=VALUE] variants
+  for v in ${KVARS:-new: cublas-gemm:IGNIS_CUDA_SGEMM_MAX=0 simt-attn:IGNIS_CUDA_DECODE=simt \
+           old-both:IGNIS_CUDA_SGEMM_MAX=0,IGNIS_CUDA_DECODE=simt}; do
+    name=${v%%:*}; envs=${v#*:}; envs=${envs//,/ }
+    env $envs timeout 120 $BIN/cuda_batch $M --batch $KB --ctx ${BATCH_CTX:-256} --steps ${BATCH_STEPS:-32} --modes 1 2>&1 \
+      | grep -v "loading weights" > $OUT/kern_$name.log
+    note "kernels $name ($envs): $(grep -E '^ *[0-9]+ ' $OUT/kern_$name.log | awk '{printf "B=%s %s ms; ", $1, $3}')"
+  done
+  for b in ${KPROF:-64 256}; do
+    IGNIS_CUDA_PROFILE=1 timeout 60 $BIN/cuda_batch $M --batch $b --ctx ${BATCH_CTX:-256} --steps 8 --modes 0 > $OUT/prof_$b.log 2>&1
+    grep -iE "prof|us|ms" $OUT/prof_$b.log | grep -v "loading weights" | head -40
+  done
+fi
 if has hf; then
   [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
   timeout 400 python3 bench/hf_generate_baseline.py $M ${HF_LEVELS:-1,16,64,256} 2>&1 | grep -v Warning | tee $OUT/hf.log
