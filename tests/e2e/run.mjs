@@ -416,6 +416,13 @@ groups.metrics = async (url) => {
   for (const k of ["tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens", "ignis_kv_blocks_used", "ignis_preemptions_total",
     "tgi_request_queue_duration_count", "tgi_request_inference_duration_count", "tgi_request_mean_time_per_token_duration_count", "tgi_request_validation_duration_count"])
     check(k in after, "metric present: " + k);
+  // closed connections are let go within a tick of their watch (it used to hold each for --client-timeout, 60 s:
+  // ~16 KB of RSS per request under load); every request here is a connection of its own (agent: false)
+  for (let i = 0; i < 30; i++) await request("GET", url + "/health");
+  await sleep(2500);
+  const wm = parseMetrics((await request("GET", url + "/metrics")).body);
+  const held = wm["ignis_http_connection_watches"] - wm["ignis_http_connections"];
+  check(held >= 0 && held <= 2, `closed connections still held 2.5 s after 30 closed: ${held} (${wm["ignis_http_connection_watches"]} watches, ${wm["ignis_http_connections"]} open)`);
 };
 
 groups.concurrent = async (url) => {
