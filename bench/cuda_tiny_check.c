@@ -202,7 +202,10 @@ int main(int argc, char **argv) {
       if (fs >= 0)
         snprintf(fr + strlen(fr), sizeof fr - strlen(fr), " (ref margin %.4f)",
                  margin(ref.rows + (size_t)ref.row_of[fs][fj] * V, V));
-      double lim = v->act == IG_DT_F32 ? 1e-4 : 3e-2;
+      /* bf16: 1.5x transformers' own bf16-vs-float32 error on these checkpoints (the rule issue 6 sets for the 8B
+       * check), measured on the H100 by bench/tiny_bf16_ref.py: worst row 3.27e-2 (llama3-gqa-tied-bf16), 1.03e-2
+       * (stories260K); the limit is the larger, 4.9e-2 (3e-2 before, a guess made without a GPU) */
+      double lim = v->act == IG_DT_F32 ? 1e-4 : 4.9e-2;
       int ok = tf.n_rows == ref.n_rows && all <= lim;
       fails += !ok;
       printf("%-22s %-28s %12.2e %12.2e %12.2e  %-40s %s (forced <= %g)\n", base, v->name, all, p0, p1, fr,
