@@ -4,7 +4,8 @@
 # into the git-ignored .dev/cudapack/pack.tar.xz (small: the repository itself nearly fills what a call may
 # carry) by bench/cuda_pack.sh, which the call carries. Stages, all by default: tests floors stories l8b bench.
 # Prints a summary at the end; full logs in $OUT. Also: batch (bench/cuda_batch), hf (transformers' generate
-# baseline of the serving workload), serve (ignis serve + ignis bench).
+# baseline of the serving workload), serve (ignis serve + ignis bench), kernels (variants per batch size), memory
+# (10,000 requests: RSS, GPU memory, KV blocks).
 #   bench/cuda_run.sh [stage ...]
 PK=/tmp/cudapack
 mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1
@@ -135,6 +136,33 @@ if has kvsize; then
     kill $KP 2>/dev/null; wait $KP; rc=$?
     note "kvsize fraction $f: $(grep -hoE 'KV capacity [0-9]+ tokens|engine: .*' $OUT/kv_$f.log | head -1) (GPU used $used, exit $rc)"
   done
+fi
+if has memory; then
+  # Issue 6's memory bar: 10,000 requests through ignis serve on the 8B-shape model (16 prompt + 16 output tokens,
+  # 64 concurrent): process RSS and GPU memory after a warm-up, after 5,000 and after 10,000 requests, and the
+  # largest KV-block use /metrics reported (sampled every 0.2 s) against the cache's total.
+  [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
+  cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
+  ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  $PK/bin/ignis serve --model-id $M --device cuda --port 3002 --max-batch-total-tokens 65536 \
+    --max-concurrent-requests 512 > $OUT/mem_serve.log 2>&1 &
+  MP=$!
+  for i in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3002/health)" = 200 ] && break
+    sleep 0.1
+  done
+  (while kill -0 $MP 2>/dev/null; do curl -s http://127.0.0.1:3002/metrics | grep -E "^ignis_kv_blocks_(used|total) " | tr '\n' ' '; echo; sleep 0.2; done) > $OUT/mem_kv.log 2>/dev/null &
+  KVP=$!
+  mb() { timeout 300 $PK/bin/ignis bench --url http://127.0.0.1:3002 --concurrency 64 --num-requests $1 --warmup 0 \
+           --input-tokens 16 --output-tokens 16 --ignore-eos --no-progress > $OUT/mem_bench_$2.txt 2>&1; }
+  snap() { note "memory $1: RSS $(ps -o rss= -p $MP | tr -d ' ') KiB, GPU $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"; }
+  mb 200 warm; snap "after 200 warm-up requests"
+  mb 5000 a; snap "after 5,200 requests"; note "  $(grep -E 'Failed|Output throughput' $OUT/mem_bench_a.txt | tr -s ' ' | tr '\n' ' ')"
+  mb 5000 b; snap "after 10,200 requests"; note "  $(grep -E 'Failed|Output throughput' $OUT/mem_bench_b.txt | tr -s ' ' | tr '\n' ' ')"
+  kill $KVP 2>/dev/null
+  note "memory: KV blocks used at most $(awk '{for (i = 1; i < NF; i++) if ($i == "ignis_kv_blocks_used") print $(i + 1)}' $OUT/mem_kv.log | sort -n | tail -1) of $(awk '{for (i = 1; i < NF; i++) if ($i == "ignis_kv_blocks_total") print $(i + 1)}' $OUT/mem_kv.log | tail -1) ($(wc -l < $OUT/mem_kv.log) samples)"
+  kill $MP; wait $MP
+  note "memory: server exit $? ; $(grep -cE 'ERROR|error' $OUT/mem_serve.log) error lines"
 fi
 if has serve; then
   # Serving (issue 6): ignis serve --device cuda on the 8B-shape model with Llama 3's tokenizer, then ignis bench
