@@ -186,54 +186,26 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
   }
 }
 
-/* Combine: block (row i, head h), thread d: out = sum_z 2^(m_z - M) o_z / sum_z 2^(m_z - M) l_z. The split
- * weights are computed once per block into shared memory ([max_splits] floats) and the partials of a column are
- * loaded 8 splits at a time, all in flight (the per-split dependent loads made this kernel 20 us per layer at
- * batch 256, 1.1 TB/s, on the H100). Sums run in split order; den is a fixed-shape block reduction. */
-__device__ __forceinline__ float block_red(float v, bool is_max, float *sh) {
-  v = is_max ? warp_max(v) : warp_sum(v);
-  int w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-  __syncthreads(); /* sh may still be read from a previous call */
-  if ((threadIdx.x & 31) == 0) sh[w] = v;
-  __syncthreads();
-  float r = sh[0];
-  for (int k = 1; k < nw; k++) r = is_max ? fmaxf(r, sh[k]) : r + sh[k];
-  return r;
-}
-
+/* Combine: block (row i, head h), thread d: out = sum_z 2^(m_z - M) o_z / sum_z 2^(m_z - M) l_z. */
 template <typename T>
 __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_rows, const int *pos, int nh, int hd,
                                     int window, int max_splits) {
   PDL_ENTRY();
-  extern __shared__ float wz[]; /* [max_splits] */
-  __shared__ float sh[32];
   int i = blockIdx.x, h = blockIdx.y;
   int r = dec_rows[i];
   int lo, hi;
   key_range(pos[r], window, &lo, &hi);
-  const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS, st = hd + 2;
-  const float *pp = part + ((size_t)i * nh + h) * max_splits * st;
-  float m = -INFINITY;
-  for (int z = threadIdx.x; z < nsplit; z += blockDim.x) m = fmaxf(m, pp[z * st + hd]);
-  const float M = block_red(m, true, sh);
-  float dl = 0.f;
-  for (int z = threadIdx.x; z < nsplit; z += blockDim.x) {
-    float w = exp2f(pp[z * st + hd] - M);
-    wz[z] = w;
-    dl += w * pp[z * st + hd + 1];
-  }
-  const float den = block_red(dl, false, sh); /* its barriers also publish wz */
+  int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
+  const float *pp = part + ((size_t)i * nh + h) * max_splits * (hd + 2);
+  float M = -INFINITY;
+  for (int z = 0; z < nsplit; z++) M = fmaxf(M, pp[z * (hd + 2) + hd]);
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float num = 0.f;
-    int z = 0;
-    for (; z + 8 <= nsplit; z += 8) {
-      float v[8];
-#pragma unroll
-      for (int k = 0; k < 8; k++) v[k] = pp[(z + k) * st + d];
-#pragma unroll
-      for (int k = 0; k < 8; k++) num += wz[z + k] * v[k];
+    float num = 0.f, den = 0.f;
+    for (int z = 0; z < nsplit; z++) {
+      float w = exp2f(pp[z * (hd + 2) + hd] - M);
+      num += w * pp[z * (hd + 2) + d];
+      den += w * pp[z * (hd + 2) + hd + 1];
     }
-    for (; z < nsplit; z++) num += wz[z] * pp[z * st + d];
     out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(den > 0.f ? num / den : 0.f);
   }
 }
@@ -802,12 +774,7 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
                   : launch_decode_g<T, 16>(be, q, kc, vc, p, part, smem);
   if (rc) return rc;
   dim3 g2(c->b.n_dec, p->n_heads);
-  size_t csm = (size_t)S * sizeof(float);
-  if (csm > 48 * 1024) {
-    if (csm > 160 * 1024) FAIL(be, "cuda attention: %d key splits (context too long for the combine kernel)", S);
-    CUDA_CHECK(be, cudaFuncSetAttribute(attn_combine_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)csm));
-  }
-  CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, csm, (T *)out->data, part, c->b.dec_rows, c->b.pos, p->n_heads,
+  CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, 0, (T *)out->data, part, c->b.dec_rows, c->b.pos, p->n_heads,
                                                                    hd, p->sliding_window, S);
   LAUNCH_CHECK(be);
   return 0;
