@@ -674,8 +674,6 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *sm = getenv("IGNIS_CUDA_SGEMM_MAX"), *sw = getenv("IGNIS_CUDA_SGEMM_WAVES");
   c->sgemm_max = sm ? atoi(sm) : IG_CUDA_SGEMM_MAX_DEFAULT;
   c->sgemm_waves = sw && atoi(sw) > 0 ? atoi(sw) : 1;
-  const char *st = getenv("IGNIS_CUDA_SGEMM_TILE");
-  c->sgemm_tile = st && atoi(st) >= 0 && atoi(st) <= 2 ? atoi(st) : 1;
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \

@@ -95,7 +95,6 @@ typedef struct cu_impl {
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_SGEMM_MAX, 0 = cuBLASLt only) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
-  int sgemm_tile;   /* its tile shape (IGNIS_CUDA_SGEMM_TILE: 0 = 128 rows x 64 k, 1 = 64 x 128 (default), 2 = 64 x 256) */
   int *sg_cnt;      /* its arrival counters (zero between launches) */
   void *sg_part;    /* its partial tiles */
   size_t sg_part_size;

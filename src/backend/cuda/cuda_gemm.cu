@@ -1,10 +1,10 @@
 /* backend/cuda/cuda_gemm.cu: out[m, O] = x[m, I] @ W[O, I]^T for the skinny products of batched decode (bf16,
- * 3 <= m <= 16 by default, up to 128 on request), where cuBLASLt and the m <= 8 GEMV read the weights well below the
- * H100's ~3.1 TB/s.
+ * 3 <= m <= 16 by default, up to 128 on request), where cuBLASLt and the GEMV (now 1-2 rows only) read the weights
+ * well below the H100's ~3.1 TB/s.
  *
- * Tensor cores with the weight as the 16-row A operand (out^T = W x^T), so a block streams a 128-row weight tile
+ * Tensor cores with the weight as the 16-row A operand (out^T = W x^T), so a block streams a 64-row weight tile
  * through a cp.async pipeline while the few x rows ride along as the B operand. Few output tiles (o_proj, down:
- * 32 tiles of 128 rows) would leave most SMs idle, so K is split over S blocks per tile; each writes its f32
+ * 64 tiles of 64 rows) would leave most SMs idle, so K is split over S blocks per tile; each writes its f32
  * partial tile and the last to arrive (a counter per tile) adds the S partials in split order and applies the
  * epilogue. S depends only on (O, I) and the device, and every output element is summed in the same order
  * whatever m is, so a row's result does not depend on how many rows share the step (checked by the op tests).
@@ -17,9 +17,12 @@
 #include "backend/cuda/cuda_mma.cuh"
 #include <string.h>
 
-/* Tile shapes (IGNIS_CUDA_SGEMM_TILE): BN weight rows per block (swiglu: BN/2 gate + BN/2 up rows), BK k per
- * pipeline stage; 4 warps of BN/4 rows. 0: 128 x 64 (128 bytes of each row per stage), 1: 64 x 128 (256 bytes per
- * row: longer DRAM bursts, twice the tiles so fewer K splits), 2: 64 x 256. */
+/* Tile: BN = 64 weight rows per block (swiglu: 32 gate + 32 up rows), BK = 128 k per pipeline stage (256 bytes of
+ * each row); 4 warps of 16 rows. Measured on the H100 against 128 x 64 and 64 x 256 tiles (and twice the K splits):
+ * 64 x 128 was the fastest for every product at m = 16 and 32 (bench/RESULTS.md, third session). The kernel keeps BN/BK as template
+ * parameters. */
+#define SG_TILE_BN 64
+#define SG_TILE_BK 128
 #define SG_THREADS 128
 #define SG_MAX_CNT 16384 /* arrival counters: tiles of a split product */
 
@@ -284,7 +287,7 @@ int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, c
     a.s[i] = sg_seg{segs[i].out, segs[i].bias, segs[i].odt, segs[i].bdt, segs[i].rows, segs[i].off};
   a.ubias = ubias, a.ubdt = ubdt, a.udt = udt;
   a.nseg = nseg, a.m = m, a.I = I, a.O = O;
-  const int BN = c->sgemm_tile == 0 ? 128 : 64, BK = c->sgemm_tile == 0 ? 64 : c->sgemm_tile == 1 ? 128 : 256;
+  const int BN = SG_TILE_BN, BK = SG_TILE_BK;
   a.tiles = Wu ? (O + BN / 2 - 1) / (BN / 2) : (O + BN - 1) / BN;
   a.nk = (I + BK - 1) / BK;
   a.S = sg_splits(c, a.tiles, a.nk);
@@ -298,12 +301,5 @@ int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, c
     if (cu_scratch(be, &c->sg_part, &c->sg_part_size, (size_t)a.S * a.tiles * BN * MT * sizeof(float))) return -1;
     a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
   }
-  switch (c->sgemm_tile * 2 + (Wu ? 1 : 0)) {
-    case 0: return sg_launch_m<128, 64, false>(be, a, MT);
-    case 1: return sg_launch_m<128, 64, true>(be, a, MT);
-    case 2: return sg_launch_m<64, 128, false>(be, a, MT);
-    case 3: return sg_launch_m<64, 128, true>(be, a, MT);
-    case 4: return sg_launch_m<64, 256, false>(be, a, MT);
-    default: return sg_launch_m<64, 256, true>(be, a, MT);
-  }
+  return Wu ? sg_launch_m<SG_TILE_BN, SG_TILE_BK, true>(be, a, MT) : sg_launch_m<SG_TILE_BN, SG_TILE_BK, false>(be, a, MT);
 }
