@@ -102,6 +102,15 @@ static void job_unlink(ig_job *j) {
 
 static void job_destroy(ig_job *j) {
   job_unlink(j);
+  pthread_mutex_lock(&j->srv->wake_mu);
+  if (j->wake_queued) /* queued by the engine's last wakeup: no longer to be run */
+    for (int i = 0; i < j->srv->n_wake; i++)
+      if (j->srv->wake_q[i] == j) {
+        j->srv->wake_q[i] = j->srv->wake_q[--j->srv->n_wake];
+        break;
+      }
+  j->wake_queued = 0;
+  pthread_mutex_unlock(&j->srv->wake_mu);
   if (j->admitted) j->srv->n_gen_active--;
   for (int i = 0; i < j->n_seqs; i++) {
     if (j->reqs && j->reqs[i]) ig_request_unref(j->reqs[i]);
@@ -378,9 +387,56 @@ static void enqueue(ig_server *s, ig_job *j) {
 
 /* ---- engine hand-over ---------------------------------------------------------------------------------------- */
 
+/* Engine thread: queue the job for the loop; only the first job of a batch activates ev_wake_all, so a step's
+ * events cost one base-lock acquisition instead of one per event. A queue that cannot grow falls back to the
+ * job's own event. */
 static void engine_wake(void *arg) {
   ig_job *j = arg;
-  event_active(j->ev_wake, EV_READ, 0);
+  ig_server *s = j->srv;
+  int first = 0, queued = 1;
+  pthread_mutex_lock(&s->wake_mu);
+  if (!j->wake_queued) {
+    if (s->n_wake == s->cap_wake) {
+      int nc = s->cap_wake ? 2 * s->cap_wake : 64;
+      ig_job **q = realloc(s->wake_q, (size_t)nc * sizeof *q);
+      if (q) s->wake_q = q, s->cap_wake = nc;
+    }
+    if (s->n_wake < s->cap_wake) {
+      s->wake_q[s->n_wake++] = j;
+      j->wake_queued = 1;
+      first = s->n_wake == 1;
+    } else {
+      queued = 0;
+    }
+  }
+  pthread_mutex_unlock(&s->wake_mu);
+  if (!queued) event_active(j->ev_wake, EV_READ, 0);
+  else if (first) event_active(s->ev_wake_all, EV_READ, 0);
+}
+
+/* Loop: run the queued jobs' wakeups. The queue is taken whole first (the engine keeps queueing meanwhile); a job
+ * freed while queued has taken itself out (job_destroy), and running one job's wakeup frees no other job. */
+void ig_gen_on_wake_all(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  ig_server *s = arg;
+  pthread_mutex_lock(&s->wake_mu);
+  int n = s->n_wake;
+  if (n > s->cap_run) {
+    ig_job **r = realloc(s->wake_run, (size_t)s->cap_wake * sizeof *r);
+    if (r) s->wake_run = r, s->cap_run = s->cap_wake;
+  }
+  if (n > s->cap_run) { /* no room to take them: leave them queued and look again on the next loop pass */
+    pthread_mutex_unlock(&s->wake_mu);
+    event_active(s->ev_wake_all, EV_READ, 0);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    s->wake_run[i] = s->wake_q[i];
+    s->wake_q[i]->wake_queued = 0;
+  }
+  s->n_wake = 0;
+  pthread_mutex_unlock(&s->wake_mu);
+  for (int i = 0; i < n; i++) job_wake_cb(-1, EV_READ, s->wake_run[i]);
 }
 
 static void start_stream(ig_job *j) {

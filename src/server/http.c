@@ -552,6 +552,7 @@ int ig_server_create(const ig_server_config *cfg, const ig_server_hooks *hooks, 
   atomic_store(&s->next_id, 1);
   ig_metrics_init(&s->metrics, cfg->max_input_tokens, cfg->max_total_tokens);
   pthread_mutex_init(&s->wq_mu, NULL);
+  pthread_mutex_init(&s->wake_mu, NULL);
   pthread_cond_init(&s->wq_cv, NULL);
 
   s->base = event_base_new();
@@ -586,6 +587,7 @@ int ig_server_create(const ig_server_config *cfg, const ig_server_hooks *hooks, 
       s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   }
   s->ev_done = event_new(s->base, -1, 0, ig_gen_on_done, s);
+  s->ev_wake_all = event_new(s->base, -1, 0, ig_gen_on_wake_all, s);
   s->ev_stop = event_new(s->base, -1, 0, on_stop, s);
   if (cfg->handle_signals) {
     s->ev_sigint = evsignal_new(s->base, SIGINT, on_signal, s);
@@ -593,7 +595,7 @@ int ig_server_create(const ig_server_config *cfg, const ig_server_hooks *hooks, 
     if (s->ev_sigint) event_add(s->ev_sigint, NULL);
     if (s->ev_sigterm) event_add(s->ev_sigterm, NULL);
   }
-  if (!s->ev_done || !s->ev_stop || ig_gen_start_workers(s, err, errlen) != 0) {
+  if (!s->ev_done || !s->ev_wake_all || !s->ev_stop || ig_gen_start_workers(s, err, errlen) != 0) {
     if (!err[0]) snprintf(err, errlen, "cannot create events");
     ig_server_destroy(s);
     return -1;
@@ -624,12 +626,16 @@ void ig_server_destroy(ig_server *s) {
   if (s->http) evhttp_free(s->http);
   while (s->watches) watch_free(s->watches);
   if (s->ev_done) event_free(s->ev_done);
+  if (s->ev_wake_all) event_free(s->ev_wake_all);
+  free(s->wake_q);
+  free(s->wake_run);
   if (s->ev_stop) event_free(s->ev_stop);
   if (s->ev_grace) event_free(s->ev_grace);
   if (s->ev_sigint) event_free(s->ev_sigint);
   if (s->ev_sigterm) event_free(s->ev_sigterm);
   if (s->base) event_base_free(s->base);
   pthread_mutex_destroy(&s->wq_mu);
+  pthread_mutex_destroy(&s->wake_mu);
   pthread_cond_destroy(&s->wq_cv);
   free(s->hostname);
   free(s->model_id);
