@@ -250,11 +250,14 @@ static int gemm_bench(int argc, char **argv) {
   if (!vars) vars = "cublas:IGNIS_CUDA_SGEMM_MAX=0;sgemm:IGNIS_CUDA_SGEMM_MAX=128;sgemm-w2:IGNIS_CUDA_SGEMM_MAX=128,"
                     "IGNIS_CUDA_SGEMM_WAVES=2";
   int ms[16], nm = 0;
-  for (const char *q = argc >= 3 ? argv[2] : "16,32,64,96,128"; *q && nm < 16;) {
-    ms[nm++] = (int)strtol(q, (char **)&q, 10);
-    if (*q == ',') q++;
-  }
   const int64_t H = 4096, F = 14336, V = 128256, MM = 256;
+  for (const char *q = argc >= 3 ? argv[2] : "16,32,64,96,128"; *q && nm < 16;) {
+    char *end;
+    long m = strtol(q, &end, 10);
+    if (end == q || m < 1 || m > MM || (*end && *end != ',')) DIE("gemm: rows must be a list of 1..%d, got '%s'", (int)MM, argv[2]);
+    ms[nm++] = (int)m;
+    q = *end == ',' ? end + 1 : end;
+  }
   size_t nbig = (size_t)V * H;
   uint16_t *wh = malloc(nbig * 2);
   float *xh = malloc((size_t)MM * F * 4);

@@ -684,13 +684,12 @@ static void test_sgemm_shapes(void) {
     compare(name, &g, M);
     for (int mi = 0; mi < 3; mi++) {
       int m = ms[mi];
-      ig_tensor xg = x.g, og = o.g, gg = u.g;
+      ig_tensor xg = x.g, og = o.g;
       xg.rows = og.rows = m;
       CHECK_MSG(gpu->matmul(gpu, &og, &xg, &w.g, &b.g) == 0, "%s", gpu->err);
       CHECK_MSG(same_gpu(&og, &ref.g, m), "sgemm I=%d O=%d: rows of m=%d differ from the same rows at m=%d", I, O, m, M);
       ig_tensor ug = refu.g;
       CHECK_MSG(gpu->matmul_swiglu(gpu, &og, &ug, &xg, &w.g, NULL, &wu.g, NULL) == 0, "%s", gpu->err);
-      (void)gg;
       CHECK_MSG(same_gpu(&og, &g.g, m), "sgemm swiglu I=%d O=%d: rows of m=%d differ from the same rows at m=%d", I, O, m, M);
     }
     if (gpu->weight_alloc) { /* q|k|v as three outputs over one buffer: rows 0..O-1 of w, then two 72-row parts */
@@ -701,6 +700,7 @@ static void test_sgemm_shapes(void) {
       uint16_t *e16 = (uint16_t *)extra;
       for (int i = 0; i < 144 * I; i++) e16[i] = to_bf16(frand() * 0.05f);
       CHECK(gpu->weight_alloc(gpu, &qkv, IG_DT_BF16, O + 144, I) == 0);
+      /* w's host rows: weight() kept them third from last (w, wu, b) */
       CHECK(gpu->weight_rows(gpu, &qkv, 0, keeps[n_keeps - 3], IG_DT_BF16, O) == 0);
       CHECK(gpu->weight_rows(gpu, &qkv, O, extra, IG_DT_BF16, 144) == 0);
       CHECK(gpu->sync(gpu) == 0);
