@@ -194,8 +194,14 @@ struct ig_backend {
   int (*rope_kv_write)(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int n_heads, int n_kv_heads,
                        int layer);
   /* Sampling on the device: out[i] for rows[i] (see ig_sample_row) of f32 logits [rows, V]; only the results
-   * cross to the host. Each row's result depends on that row's logits and parameters alone. Waits. */
+   * cross to the host. Each row's result depends on that row's logits and parameters alone. Waits, unless the
+   * backend has sample_wait (below). */
   int (*sample)(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);
+  /* Optional beside sample (CUDA): when set, sample may return with its results still on their way, so the
+   * host can work while the device runs; they are in `out` once sample_wait returns (0, or < 0 on error), and
+   * `out` must stay valid until then. A caller of sample always calls sample_wait (when set) before reading
+   * `out`; another sample call before that drops the pending results. Nothing pending: returns 0 at once. */
+  int (*sample_wait)(ig_backend *be);
   /* Tensor parallelism (model/comm.h, model/shard.c): x = the sum of x over the ranks of a collective
    * communicator, in place, enqueued in order with this backend's other ops (CUDA: ncclAllReduce on its stream,
    * which a step graph can capture). `comm` is the communicator's native handle for this backend's rank (an

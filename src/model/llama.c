@@ -60,6 +60,7 @@ struct ig_model {
   int kv_block_size;
   int32_t *pb;          /* the padded batch's arrays, in one allocation of pb_cap int32s */
   long long graph_steps; /* steps padded to a bucket (ig_model_graph_steps) */
+  int sample_pending;   /* ig_model_forward_sample_begin left the backend's sample results in flight */
   size_t pb_cap;
   /* tensor parallelism (model/shard.c): this model's part; a front model (group != NULL) only forwards calls */
   ig_tp tp;
@@ -733,9 +734,11 @@ backend_error:
 }
 
 /* After a forward of the out_rows [j0, j1) (their logits in m->a.logits rows 0..j1-j0): samples the rows[] that
- * fall in that range and downloads the host_rows[] that do. */
+ * fall in that range and downloads the host_rows[] that do. async (the whole batch at once only): the sample
+ * results may stay in flight (m->sample_pending; ig_model_forward_sample_end collects them). */
 static int finish_rows(ig_model *m, int j0, int j1, const ig_sample_row *rows_in, int n_rows, ig_sample_out *out,
-                       const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+                       const int32_t *host_rows, int n_host, float *host_logits, int async, char *err,
+                       size_t errlen) {
   ig_backend *be = m->be;
   const int64_t V = m->tp.nv;
   ig_tensor lg = rows(&m->a.logits, j1 - j0);
@@ -743,6 +746,8 @@ static int finish_rows(ig_model *m, int j0, int j1, const ig_sample_row *rows_in
   for (int i = 0; i < n_rows; i++) cnt += rows_in[i].row >= j0 && rows_in[i].row < j1;
   if (cnt && j0 == 0 && cnt == n_rows) {
     TRY(be->sample(be, &lg, rows_in, n_rows, out));
+    if (async && be->sample_wait) m->sample_pending = 1;
+    else if (be->sample_wait) TRY(be->sample_wait(be));
   } else if (cnt) {
     ig_sample_row *sr = malloc(sizeof *sr * (size_t)cnt);
     ig_sample_out *so = malloc(sizeof *so * (size_t)cnt);
@@ -751,6 +756,7 @@ static int finish_rows(ig_model *m, int j0, int j1, const ig_sample_row *rows_in
       for (int i = 0; i < n_rows; i++)
         if (rows_in[i].row >= j0 && rows_in[i].row < j1) sr[k] = rows_in[i], sr[k++].row -= j0;
       rc = be->sample(be, &lg, sr, cnt, so);
+      if (!rc && be->sample_wait) rc = be->sample_wait(be); /* so[] is read (and freed) below */
       for (int i = 0, t = 0; !rc && i < n_rows; i++)
         if (rows_in[i].row >= j0 && rows_in[i].row < j1) out[i] = so[t++];
     }
@@ -781,12 +787,12 @@ backend_error:
 }
 
 /* Both entry points: logits != NULL downloads every out_row (ig_model_forward); else rows are sampled on the
- * backend and host_rows downloaded (ig_model_forward_sample).
+ * backend and host_rows downloaded (ig_model_forward_sample; async: see finish_rows).
  * Under dynamic rope scaling past the trained length, each sequence needs its own frequencies: such a
  * batch runs one sequence at a time (ops are row-independent, so the result is the same). */
 static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_sample_row *srows, int n_rows,
-                       ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits, char *err,
-                       size_t errlen) {
+                       ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits, int async,
+                       char *err, size_t errlen) {
   if (!m->kv_ready) {
     snprintf(err, errlen, "forward: the KV cache is not allocated (ig_model_kv_init)");
     return -1;
@@ -799,7 +805,8 @@ static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_s
   for (int s = 0; s < b->n_seqs && b->n_seqs > 1; s++) split |= ig_rope_depends_on_len(&m->cfg, b->ctx_len[s]);
   if (!split) {
     if (forward_batch(m, b, logits, err, errlen)) return -1;
-    return logits ? 0 : finish_rows(m, 0, b->n_out, srows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+    return logits ? 0
+                  : finish_rows(m, 0, b->n_out, srows, n_rows, out, host_rows, n_host, host_logits, async, err, errlen);
   }
   int j = 0;
   for (int s = 0; s < b->n_seqs; s++) {
@@ -816,7 +823,7 @@ static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_s
     int rc = e > a ? forward_batch(m, &sb, logits ? logits + (size_t)j0 * m->tp.nv : NULL, err, errlen) : 0;
     free(outr);
     if (!rc && e > a && !logits)
-      rc = finish_rows(m, j0, j, srows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+      rc = finish_rows(m, j0, j, srows, n_rows, out, host_rows, n_host, host_logits, 0, err, errlen);
     if (rc) return rc;
   }
   return 0;
@@ -824,15 +831,29 @@ static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_s
 
 int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
   if (m->group) return ig_shard_forward(m->group, b, logits, err, errlen);
-  return forward_any(m, b, logits, NULL, 0, NULL, NULL, 0, NULL, err, errlen);
+  return forward_any(m, b, logits, NULL, 0, NULL, NULL, 0, NULL, 0, err, errlen);
 }
 
-int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
-                            const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+int ig_model_sample_async(const ig_model *m) { return ig_model_can_sample(m) && m->be->sample_wait; }
+
+int ig_model_forward_sample_end(ig_model *m, char *err, size_t errlen) {
+  if (!m->sample_pending) return 0;
+  m->sample_pending = 0;
+  if (m->be->sample_wait(m->be)) {
+    snprintf(err, errlen, "sampling: %s", ig_backend_error(m->be));
+    return -1;
+  }
+  return 0;
+}
+
+int ig_model_forward_sample_begin(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows,
+                                  ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits,
+                                  char *err, size_t errlen) {
   if (!ig_model_can_sample(m)) {
     snprintf(err, errlen, "forward: this backend does not sample on the device");
     return -1;
   }
+  if (m->sample_pending && ig_model_forward_sample_end(m, err, errlen)) return -1; /* a step left unfinished */
   for (int i = 0; i < n_rows; i++)
     if (rows[i].row < 0 || rows[i].row >= b->n_out) {
       snprintf(err, errlen, "forward: sample row %d out of range (%d logits rows)", rows[i].row, b->n_out);
@@ -843,5 +864,16 @@ int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row 
       snprintf(err, errlen, "forward: host row %d out of range or out of order", host_rows[k]);
       return -1;
     }
-  return forward_any(m, b, NULL, rows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+  int rc = forward_any(m, b, NULL, rows, n_rows, out, host_rows, n_host, host_logits, 1, err, errlen);
+  if (rc && m->sample_pending) { /* failed after the sampling was launched: nothing stays in flight */
+    m->sample_pending = 0;
+    (void)m->be->sample_wait(m->be);
+  }
+  return rc;
+}
+
+int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                            const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+  int rc = ig_model_forward_sample_begin(m, b, rows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+  return rc ? rc : ig_model_forward_sample_end(m, err, errlen);
 }

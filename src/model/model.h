@@ -68,6 +68,17 @@ int ig_model_can_sample(const ig_model *m);
  * host_logits[k * vocab_size + v]. Decode-only batches run as CUDA graphs when enabled (ig_model_set_graphs). */
 int ig_model_forward_sample(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
                             const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen);
+/* The same step in two halves, so the caller can work while the device runs it: _begin launches it and may
+ * return before out[] is filled (the batch, rows and their tokens are read before it returns; host_rows and
+ * host_logits are complete when it returns, downloads being synchronous); _end waits and fills out[], which must
+ * stay valid until then. Call _end after every _begin that returned 0 (a failed _begin leaves nothing pending).
+ * Where the step cannot stay in flight (a backend without sample_wait; batches split for dynamic rope
+ * scaling) _begin does it all and _end returns at once. ig_model_sample_async: whether it can stay in flight. */
+int ig_model_forward_sample_begin(ig_model *m, const ig_batch *b, const ig_sample_row *rows, int n_rows,
+                                  ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits,
+                                  char *err, size_t errlen);
+int ig_model_forward_sample_end(ig_model *m, char *err, size_t errlen);
+int ig_model_sample_async(const ig_model *m);
 /* Decode-step graphs (TGI's --cuda-graphs): batches of only one-token sequences are padded up to the smallest
  * of sizes[0..n) that holds them and replayed as a captured graph per (size, block-table width). n = 0 turns
  * them off (the default). Call before ig_model_kv_init to have them (padding rows need a block of their own, which

@@ -5,6 +5,7 @@
  *  - ids equal (greedy rows exactly; a sampled row may differ only at a genuine rounding tie: the host's own
  *    cumulative mass within 1e-5 of the draw, relative; the margin is printed), logprobs within 1e-4,
  *    top-n ids and logprobs equal (1e-4);
+ *  - results in flight until sample_wait (out[] untouched before it);
  *  - determinism (a second call returns the same bytes) and batch invariance (a row alone, and the rows in
  *    reverse order, give the same bytes as inside the 256-row call);
  *  - input validation (clear errors, the backend still works afterwards).
@@ -25,6 +26,12 @@
 #endif
 #define NKINDS 8
 #define NLROWS 40 /* logits rows per tensor: a multiple of NKINDS, so row r has kind r % NKINDS */
+
+/* The op and its results: sample may leave them in flight until sample_wait (the backend's optional op). */
+static int sample_now(ig_backend *gpu, const ig_tensor *t, const ig_sample_row *rows, int n, ig_sample_out *out) {
+  int rc = gpu->sample(gpu, t, rows, n, out);
+  return rc || !gpu->sample_wait ? rc : gpu->sample_wait(gpu);
+}
 
 static uint64_t rs = 0x2545f4914f6cdd1dull;
 static uint64_t rnext(void) {
@@ -367,7 +374,7 @@ static void test_vocab(ig_backend *gpu, int V, uint64_t salt) {
   }
   static ig_sample_out out[NROWS], again[NROWS], one, rev[NROWS];
   memset(out, 0xa5, sizeof out);
-  int rc = gpu->sample(gpu, &t, rows, NROWS, out);
+  int rc = sample_now(gpu, &t, rows, NROWS, out);
   CHECK_MSG(rc == 0, "V=%d: sample: %s", V, gpu->err);
   char label[64];
   snprintf(label, sizeof label, "V=%d", V);
@@ -385,17 +392,26 @@ static void test_vocab(ig_backend *gpu, int V, uint64_t salt) {
 
   /* determinism: the same call again, the same bytes */
   memset(again, 0x5a, sizeof again);
-  CHECK_MSG(gpu->sample(gpu, &t, rows, NROWS, again) == 0, "%s", gpu->err);
+  CHECK_MSG(sample_now(gpu, &t, rows, NROWS, again) == 0, "%s", gpu->err);
   CHECK_MSG(memcmp(out, again, sizeof out) == 0, "V=%d: a second call differs", V);
+  /* in flight: out[] is written by sample_wait, not before */
+  if (gpu->sample_wait) {
+    memset(again, 0x5a, sizeof again);
+    CHECK_MSG(gpu->sample(gpu, &t, rows, NROWS, again) == 0, "%s", gpu->err);
+    CHECK(((const unsigned char *)again)[0] == 0x5a);
+    CHECK_MSG(gpu->sample_wait(gpu) == 0, "%s", gpu->err);
+    CHECK_MSG(memcmp(out, again, sizeof out) == 0, "V=%d: collected by sample_wait, differs", V);
+    CHECK(gpu->sample_wait(gpu) == 0); /* nothing pending */
+  }
   /* batch invariance: rows alone, and in reverse order */
   for (int r = 0; r < NROWS; r += 5) {
     memset(&one, 0x3c, sizeof one);
-    CHECK_MSG(gpu->sample(gpu, &t, &rows[r], 1, &one) == 0, "%s", gpu->err);
+    CHECK_MSG(sample_now(gpu, &t, &rows[r], 1, &one) == 0, "%s", gpu->err);
     CHECK_MSG(memcmp(&one, &out[r], sizeof one) == 0, "V=%d: row %d alone differs from the batch", V, r);
   }
   ig_sample_row rrows[NROWS];
   for (int r = 0; r < NROWS; r++) rrows[r] = rows[NROWS - 1 - r];
-  CHECK_MSG(gpu->sample(gpu, &t, rrows, NROWS, rev) == 0, "%s", gpu->err);
+  CHECK_MSG(sample_now(gpu, &t, rrows, NROWS, rev) == 0, "%s", gpu->err);
   for (int r = 0; r < NROWS; r++)
     CHECK_MSG(memcmp(&rev[NROWS - 1 - r], &out[r], sizeof out[r]) == 0, "V=%d: row %d differs in reverse order", V, r);
 
@@ -403,30 +419,30 @@ static void test_vocab(ig_backend *gpu, int V, uint64_t salt) {
   ig_sample_row bad = rows[0];
   ig_sample_out bo;
   bad.row = NLROWS;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "out of range"));
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "out of range"));
   bad = rows[0], bad.row = -1;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0);
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0);
   bad = rows[0], bad.top_n = IG_SAMPLE_MAX_TOP + 1;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "top_n"));
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "top_n"));
   bad = rows[0], bad.top_n = -1;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0);
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0);
   bad = rows[0], bad.do_sample = 1, bad.temperature = 0.0f;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "temperature"));
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "temperature"));
   bad = rows[0], bad.do_sample = 1, bad.temperature = 1.0f, bad.uniform = 1.0;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "uniform"));
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "uniform"));
   bad = rows[0], bad.repetition_penalty = 1.2f, bad.n_tokens = 3, bad.n_prompt = 4;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "token counts"));
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "token counts"));
   bad = rows[0], bad.frequency_penalty = NAN;
-  CHECK(gpu->sample(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "not finite"));
-  CHECK(gpu->sample(gpu, &t, rows, 0, &bo) == 0);
-  CHECK(gpu->sample(gpu, &t, rows, -1, &bo) != 0);
+  CHECK(sample_now(gpu, &t, &bad, 1, &bo) != 0 && strstr(gpu->err, "not finite"));
+  CHECK(sample_now(gpu, &t, rows, 0, &bo) == 0);
+  CHECK(sample_now(gpu, &t, rows, -1, &bo) != 0);
   ig_tensor tb;
   CHECK_MSG(gpu->alloc(gpu, &tb, IG_DT_BF16, 2, 16) == 0, "%s", gpu->err);
   bad = rows[0], bad.row = 0;
-  CHECK(gpu->sample(gpu, &tb, &bad, 1, &bo) != 0 && strstr(gpu->err, "f32"));
+  CHECK(sample_now(gpu, &tb, &bad, 1, &bo) != 0 && strstr(gpu->err, "f32"));
   gpu->free(gpu, &tb);
   memset(&one, 0, sizeof one);
-  CHECK_MSG(gpu->sample(gpu, &t, &rows[1], 1, &one) == 0, "after errors: %s", gpu->err);
+  CHECK_MSG(sample_now(gpu, &t, &rows[1], 1, &one) == 0, "after errors: %s", gpu->err);
   CHECK_MSG(memcmp(&one, &out[1], sizeof one) == 0, "V=%d: row 1 differs after the error calls", V);
 
   ig_sampler_free(&smp);
@@ -477,7 +493,7 @@ static void timing(ig_backend *gpu) {
     double best = 1e30;
     for (int it = 0; it < SAMPLE_TIMING_ITERS + 2; it++) {
       double t0 = now_s();
-      int rc = cs == 7 ? gpu->argmax_rows(gpu, &t, ids) : gpu->sample(gpu, &t, rows, NROWS, out);
+      int rc = cs == 7 ? gpu->argmax_rows(gpu, &t, ids) : sample_now(gpu, &t, rows, NROWS, out);
       double dt = now_s() - t0;
       if (rc) {
         CHECK_MSG(0, "timing %s: %s", names[cs], gpu->err);

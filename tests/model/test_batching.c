@@ -2,7 +2,8 @@
  * (A) one at a time, (B) interleaved in one batch, (C) with the prompt prefilled in chunks, and (D) staggered
  * as a continuous-batching engine would (chunks of one sequence beside decode rows of others). With every
  * segment on the matvec kernel (IGNIS_CPU_GEMM_MIN_ROWS large) all four give bitwise identical logits; with
- * the default kernels A == B bitwise (kernel picked per sequence) and C, D agree within 1e-5. */
+ * the default kernels A == B bitwise (kernel picked per sequence) and C, D agree within 1e-5. Also the model's
+ * sampling entry points over a backend whose sample results stay in flight (test_sample_async). */
 #include "model_util.h"
 #include "test.h"
 #include <jansson.h>
@@ -198,6 +199,91 @@ static void test_graph_padding(void) {
   ig_model_free(m0), be0->destroy(be0);
 }
 
+/* ig_model_forward_sample_begin/_end over a backend whose sample op leaves its results in flight until
+ * sample_wait: the CPU backend with a test sample op (argmax) that hands its results over only in sample_wait. */
+static ig_sample_out ts_res[16], *ts_out;
+static int ts_n, ts_pending;
+static int ts_sample(ig_backend *be, const ig_tensor *lg, const ig_sample_row *rows, int n, ig_sample_out *out) {
+  CHECK(lg->dtype == IG_DT_F32 && n <= 16);
+  CHECK_MSG(!ts_pending, "sample called with results still pending");
+  for (int i = 0; i < n; i++) {
+    memset(&ts_res[i], 0, sizeof ts_res[i]);
+    ts_res[i].id = mu_argmax((const float *)lg->data + (size_t)rows[i].row * (size_t)lg->cols, (int)lg->cols);
+  }
+  ts_out = out, ts_n = n, ts_pending = be->sample_wait != NULL;
+  if (!ts_pending) memcpy(out, ts_res, sizeof(ig_sample_out) * (size_t)n);
+  return 0;
+}
+static int ts_wait(ig_backend *be) {
+  if (ts_pending) memcpy(ts_out, ts_res, sizeof(ig_sample_out) * (size_t)ts_n);
+  ts_pending = 0;
+  return 0;
+}
+
+static void test_sample_async(void) {
+  ig_backend *be;
+  ig_model *m = load(&be, "1000000");
+  CHECK(m != NULL);
+  if (!m) return;
+  CHECK(!ig_model_can_sample(m)); /* the CPU backend samples on the host */
+  be->sample = ts_sample;
+  be->sample_wait = ts_wait;
+  CHECK(ig_model_can_sample(m) && ig_model_sample_async(m));
+  /* the three prompts in one batch; logits of every row of the first and of the others' last rows */
+  int32_t tok[80], pos[80], slot[80], outr[80], ss[NS + 1], ctx[NS], bt[NS * MU_MAX_BLOCKS];
+  int r = 0, no = 0;
+  for (int s = 0; s < NS; s++) {
+    mu_seq q;
+    mu_seq_init(&q, s, MU_CACHE_BLOCKS);
+    ss[s] = r;
+    for (int p = 0; p < plen[s]; p++, r++) {
+      tok[r] = toks[s][p], pos[r] = p, slot[r] = q.blocks[p / MU_BLOCK] * MU_BLOCK + p % MU_BLOCK;
+      if (s == 0 || p == plen[s] - 1) outr[no++] = r;
+    }
+    ctx[s] = plen[s];
+    memcpy(bt + s * MU_MAX_BLOCKS, q.blocks, sizeof q.blocks);
+  }
+  ss[NS] = r;
+  ig_batch b = {r, tok, pos, slot, NS, ss, ctx, MU_MAX_BLOCKS, bt, no, outr};
+  float *ref = malloc(sizeof(float) * (size_t)V * (size_t)no), *host = malloc(sizeof(float) * (size_t)V * (size_t)no);
+  char err[512];
+  CHECK(ig_model_forward(m, &b, ref, err, sizeof err) == 0);
+  /* sampled: the last row of each sequence (out rows plen[0]-1, plen[0], plen[0]+1); host rows: the others */
+  ig_sample_row rows[NS];
+  int32_t hrows[16];
+  memset(rows, 0, sizeof rows);
+  for (int s = 0; s < NS; s++) rows[s].row = plen[0] - 1 + s, rows[s].temperature = 1, rows[s].top_p = 1;
+  for (int k = 0; k < plen[0] - 1; k++) hrows[k] = k;
+  for (int with_host = 0; with_host < 2; with_host++) {
+    ig_sample_out out[NS];
+    for (int s = 0; s < NS; s++) out[s].id = -7;
+    int nh = with_host ? plen[0] - 1 : 0;
+    CHECK(ig_model_forward_sample_begin(m, &b, rows, NS, out, hrows, nh, host, err, sizeof err) == 0);
+    CHECK(ts_pending && out[0].id == -7); /* in flight; host rows are complete already */
+    if (nh) CHECK(memcmp(host, ref, sizeof(float) * (size_t)V * (size_t)nh) == 0);
+    CHECK(ig_model_forward_sample_end(m, err, sizeof err) == 0);
+    CHECK(!ts_pending);
+    for (int s = 0; s < NS; s++) CHECK_EQ_INT(out[s].id, mu_argmax(ref + (size_t)rows[s].row * V, V));
+    CHECK(ig_model_forward_sample_end(m, err, sizeof err) == 0); /* nothing pending: returns at once */
+  }
+  /* the one-call form collects its results itself */
+  ig_sample_out out[NS];
+  CHECK(ig_model_forward_sample(m, &b, rows, NS, out, NULL, 0, NULL, err, sizeof err) == 0);
+  CHECK(!ts_pending);
+  for (int s = 0; s < NS; s++) CHECK_EQ_INT(out[s].id, mu_argmax(ref + (size_t)rows[s].row * V, V));
+  /* a backend without sample_wait: _begin does it all */
+  be->sample_wait = NULL;
+  CHECK(!ig_model_sample_async(m));
+  for (int s = 0; s < NS; s++) out[s].id = -7;
+  CHECK(ig_model_forward_sample_begin(m, &b, rows, NS, out, NULL, 0, NULL, err, sizeof err) == 0);
+  for (int s = 0; s < NS; s++) CHECK_EQ_INT(out[s].id, mu_argmax(ref + (size_t)rows[s].row * V, V));
+  CHECK(ig_model_forward_sample_end(m, err, sizeof err) == 0);
+  free(ref);
+  free(host);
+  ig_model_free(m);
+  be->destroy(be);
+}
+
 int main(void) {
   json_error_t je;
   json_t *exp = json_load_file(IG_SHARED_DIR "/models/stories260K/expected.json", 0, &je);
@@ -234,5 +320,6 @@ int main(void) {
   }
   test_dynamic_rope();
   test_graph_padding();
+  test_sample_async();
   TEST_DONE();
 }

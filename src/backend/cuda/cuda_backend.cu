@@ -589,6 +589,7 @@ OPW_L(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const i
 OPW(op_argmax_rows, (ig_backend * be, const ig_tensor *logits, int32_t *ids), cu_argmax_rows(be, logits, ids))
 OPW(op_sample, (ig_backend * be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out),
     cu_sample(be, logits, rows, n, out))
+OPW(op_sample_wait, (ig_backend * be), cu_sample_wait(be))
 
 static int cuda_mem_info(ig_backend *be, size_t *free_bytes, size_t *total_bytes) {
   if (ready(be)) return -1;
@@ -730,6 +731,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   return be;
 }
 
+  be->sample_wait = op_sample_wait;
 extern "C" int ig_backend_cuda_device_count(void) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

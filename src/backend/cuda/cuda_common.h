@@ -138,6 +138,12 @@ typedef struct cu_impl {
 static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
 
 /* Kernel launches go through cudaLaunchKernelEx so that, with impl->pdl set, each kernel
+  /* the sample op's results in flight (cuda_sample.cu, cu_sample_wait): recorded after their copy into
+   * samp_host at samp_off, unpacked into samp_out[0..samp_n) by cu_sample_wait */
+  cudaEvent_t samp_ev;
+  int samp_pending, samp_n;
+  size_t samp_off;
+  ig_sample_out *samp_out;
  * may be scheduled while its predecessor drains (programmatic dependent launch; on by default, IGNIS_CUDA_PDL=0
  * turns it off; on the H100 it took batch-1 decode from 7.19 to 6.74 ms/token eager, 6.73 to 6.58 with graphs):
  * every kernel begins with
@@ -177,7 +183,8 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
 int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 void cu_matmul_release(ig_backend *be);
-/* cuda_sample.cu: the optional sample op (waits for its results); release frees its buffers */
+/* cuda_sample.cu: the optional sample op (its results in flight until cu_sample_wait); release frees its
+ * buffers */
 /* One output of the skinny GEMM: rows [off, off + rows) of the product into out ([m, rows], dtype odt). */
 typedef struct sg_seg_desc {
   void *out;
@@ -195,3 +202,4 @@ void cu_graphs_release(ig_backend *be);
 void cu_graph_abort(ig_backend *be);
 
 #endif
+int cu_sample_wait(ig_backend *be);

@@ -800,7 +800,7 @@ static int sp_grow(ig_backend *be, void **buf, size_t *cap, size_t need, int hos
   return 0;
 }
 
-/* Copy in, launch, copy out, wait. Staging layout (host and device alike): params and penalty tokens
+/* Copy in, launch, copy out, record samp_ev (cu_sample_wait waits for it). Staging layout (host and device alike): params and penalty tokens
  * [0, in_bytes), results [in_bytes, + out_bytes); the device buffer then holds the penalty scratch. */
 static int sp_run(ig_backend *be, const ig_tensor *logits, int n, int V, size_t dyn, size_t copy_in, size_t par_bytes,
                   size_t in_bytes, size_t out_bytes) {
@@ -812,7 +812,17 @@ static int sp_run(ig_backend *be, const ig_tensor *logits, int n, int V, size_t 
   LAUNCH_CHECK(be);
   CUDA_CHECK(be, cudaMemcpyAsync(h + in_bytes, d + in_bytes, (size_t)n * sizeof(ig_sample_out), cudaMemcpyDeviceToHost,
                                  c->st));
-  CUDA_CHECK(be, cudaStreamSynchronize(c->st));
+  CUDA_CHECK(be, cudaEventRecord(c->samp_ev, c->st));
+  return 0;
+}
+
+/* The results of the last cu_sample: waits for their copy, then unpacks them into its `out`. */
+int cu_sample_wait(ig_backend *be) {
+  cu_impl *c = CU(be);
+  if (!c->samp_pending) return 0;
+  c->samp_pending = 0;
+  CUDA_CHECK(be, cudaEventSynchronize(c->samp_ev));
+  memcpy(c->samp_out, (char *)c->samp_host + c->samp_off, (size_t)c->samp_n * sizeof(ig_sample_out));
   return 0;
 }
 
@@ -820,6 +830,8 @@ void cu_sample_release(ig_backend *be) {
   cu_impl *c = CU(be);
   if (c->samp_dev) cudaFree(c->samp_dev);
   if (c->samp_host) cudaFreeHost(c->samp_host);
+  if (c->samp_ev) cudaEventDestroy(c->samp_ev);
+  c->samp_ev = NULL, c->samp_pending = 0;
   c->samp_dev = NULL, c->samp_host = NULL, c->samp_dev_size = 0, c->samp_host_size = 0;
 }
 
@@ -836,6 +848,12 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
     FAIL(be, "cuda sample: vocabulary of %lld entries (at most %d)", (long long)logits->cols, SP_MAX_V);
   if (n > INT_MAX / 2) FAIL(be, "cuda sample: %d rows", n);
   if (c->capturing) FAIL(be, "cuda sample: cannot run while a graph is being captured (it waits for its results)");
+  /* results nobody collected: dropped, but their copy must have left the staging buffer before it is reused */
+  if (c->samp_pending) {
+    c->samp_pending = 0;
+    CUDA_CHECK(be, cudaEventSynchronize(c->samp_ev));
+  }
+  if (!c->samp_ev) CUDA_CHECK(be, cudaEventCreateWithFlags(&c->samp_ev, cudaEventDisableTiming));
   const int V = (int)logits->cols;
 
   /* validate every row and size the staging: the penalty tokens of rows with penalties only */
@@ -930,6 +948,8 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
     (void)cudaStreamSynchronize(c->st); /* the staging buffer is not reused while a copy may still read it */
     return -1;
   }
-  memcpy(out, h + in_bytes, (size_t)n * sizeof(ig_sample_out));
+  /* in flight: the host neither reads nor writes the staging buffer until cu_sample_wait (or the next cu_sample)
+   * has waited for samp_ev */
+  c->samp_out = out, c->samp_n = n, c->samp_off = in_bytes, c->samp_pending = 1;
   return 0;
 }
