@@ -722,6 +722,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->mem_info = cuda_mem_info;
   be->argmax_rows = op_argmax_rows;
   be->sample = op_sample;
+  be->sample_wait = op_sample_wait;
   be->matmul_n = op_matmul_n;
   be->weight_alloc = cuda_weight_alloc;
   be->weight_rows = cuda_weight_rows;
@@ -731,7 +732,6 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   return be;
 }
 
-  be->sample_wait = op_sample_wait;
 extern "C" int ig_backend_cuda_device_count(void) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

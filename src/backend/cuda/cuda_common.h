@@ -133,17 +133,17 @@ typedef struct cu_impl {
   int cur_graph;
   struct cu_graph_ent *graphs;
   int n_graphs;
-} cu_impl;
-
-static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
-
-/* Kernel launches go through cudaLaunchKernelEx so that, with impl->pdl set, each kernel
   /* the sample op's results in flight (cuda_sample.cu, cu_sample_wait): recorded after their copy into
    * samp_host at samp_off, unpacked into samp_out[0..samp_n) by cu_sample_wait */
   cudaEvent_t samp_ev;
   int samp_pending, samp_n;
   size_t samp_off;
   ig_sample_out *samp_out;
+} cu_impl;
+
+static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
+
+/* Kernel launches go through cudaLaunchKernelEx so that, with impl->pdl set, each kernel
  * may be scheduled while its predecessor drains (programmatic dependent launch; on by default, IGNIS_CUDA_PDL=0
  * turns it off; on the H100 it took batch-1 decode from 7.19 to 6.74 ms/token eager, 6.73 to 6.58 with graphs):
  * every kernel begins with
@@ -195,6 +195,7 @@ int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w);
 int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
              int ubdt, int udt, const void *X, int m, int O, int I);
 int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);
+int cu_sample_wait(ig_backend *be);
 void cu_sample_release(ig_backend *be);
 /* cuda_graph.cu: the optional graph ops */
 void cu_graphs_install(ig_backend *be);
@@ -202,4 +203,3 @@ void cu_graphs_release(ig_backend *be);
 void cu_graph_abort(ig_backend *be);
 
 #endif
-int cu_sample_wait(ig_backend *be);
