@@ -3,7 +3,9 @@
  * builds one batch (one decode token per running sequence first, then whole prompt chunks up to
  * max_batch_prefill_tokens), runs the model, samples, detokenizes, checks stop criteria and pushes token
  * events into each request's outbox. When blocks run out the newest sequence is preempted (its blocks freed,
- * requeued to recompute its prompt and generated tokens), so a running sequence never fails for lack of KV. */
+ * requeued to recompute its prompt and generated tokens), so a running sequence never fails for lack of KV.
+ * When the runner can keep a step in flight (forward_sample_begin/end: a GPU), steps are pipelined (step_async):
+ * the previous step's text, stop sequences and events are done while the device runs the next step. */
 #include "engine/engine_int.h"
 #include "engine/kvblocks.h"
 #include "engine/sample_pool.h"
@@ -36,7 +38,15 @@ typedef struct seq {
   ig_stopseq stop;
   int text_started;    /* detok created */
   int released;        /* seq_release done */
+  int pend;            /* index of its held-back token in e->pend (step_async), -1 when none */
+  int in_flight;       /* in the batch of the step the device is running (step_async): its blocks stay */
+  int zombie;          /* ended (final event sent) while in flight: freed when that step's results are in */
 } seq;
+
+typedef struct pend { /* step_async: a token appended whose text half (token_text) is still to do */
+  seq *s;              /* NULL when s ended meanwhile */
+  ig_sample_result res;
+} pend;
 
 typedef struct item { /* one sequence's rows in this step */
   seq *s;
@@ -89,9 +99,15 @@ struct ig_engine {
   int32_t *hrows;           /* out rows whose logits come to the host */
   size_t cap_hrows;
   ig_str piece, emit;
-  /* IGNIS_PROFILE_STEPS=N: one log line per N steps with where the engine thread's time went */
+  /* the pipelined step (step_async, when the runner has forward_sample_begin/end) */
+  int async;
+  int n_held;               /* items[0..n_held) ran in the last step; their results are on the host, not taken */
+  pend *pend;               /* tokens taken whose text and events go out while the next step runs */
+  int n_pend;
+  size_t cap_pend;
+  /* IGNIS_PROFILE_STEPS=N: one log line per N steps with where the engine thread's time went (profile_step) */
   int prof_every, prof_n;
-  int64_t prof_sched, prof_fwd, prof_post, prof_rows, prof_seqs, prof_t0;
+  int64_t prof_part[5], prof_rows, prof_seqs, prof_t0;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------------ */
@@ -189,8 +205,10 @@ static void emit_event(seq *s, int32_t id, float logprob, int special, const cha
 static void seq_release(ig_engine *e, seq *s) {
   if (s->released) return;
   s->released = 1;
-  ig_kvb_release(&e->kvb, &s->bt);
-  atomic_store(&e->stats.kv_blocks_used, ig_kvb_used(&e->kvb));
+  if (!s->in_flight) { /* else the step in flight may still write them: seq_free gives them back */
+    ig_kvb_release(&e->kvb, &s->bt);
+    atomic_store(&e->stats.kv_blocks_used, ig_kvb_used(&e->kvb));
+  }
   atomic_fetch_add(&e->stats.requests_finished, 1);
   pthread_mutex_lock(&e->mu);
   e->n_inflight--;
@@ -200,6 +218,11 @@ static void seq_release(ig_engine *e, seq *s) {
 
 static void seq_end(ig_engine *e, seq *s, ig_finish_reason fin, const char *msg) {
   ig_request *r = s->r;
+  assert(!s->in_flight);
+  if (s->pend >= 0) { /* its held-back token goes with it */
+    e->pend[s->pend].s = NULL;
+    s->pend = -1;
+  }
   seq_release(e, s);
   if (fin == IG_FINISH_CANCELLED || fin == IG_FINISH_ERROR) {
     if (fin == IG_FINISH_ERROR) {
@@ -267,6 +290,7 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
   memcpy(s->tokens, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
   s->n_tokens = s->n_prompt = r->n_prompt;
   s->lp_done = 1;
+  s->pend = -1;
   if (s->prefill_lp) {
     for (int i = 0; i < r->n_prompt; i++) s->prefill_lp[i] = NAN;
   }
@@ -359,6 +383,7 @@ static void admit(ig_engine *e) {
 /* Evicts the newest running sequence: its blocks go back, it waits at the front to recompute. */
 static seq *preempt_newest(ig_engine *e, int *n_items) {
   seq *v = e->running[e->n_running - 1];
+  assert(!v->in_flight); /* scheduling runs with no step in flight */
   e->n_running--;
   for (int i = 0; i < *n_items; i++) {
     if (e->items[i].s == v) {
@@ -504,18 +529,22 @@ static int is_eos(const ig_engine *e, int32_t id) {
   return 0;
 }
 
-/* Appends a sampled token: text through the detokenizer and the stop matcher, finish checks (TGI's order:
- * length, then EOS, then stop sequences; a stop match wins since its text must not be sent), one event.
- * Returns the finish reason. */
-static ig_finish_reason accept_token(ig_engine *e, seq *s, const ig_sample_result *sr) {
+/* Accepting a sampled token, in two halves so that the pipelined step (step_async) can do what needs no text
+ * before it launches the next step, and the text while that step runs. The first half appends the token and
+ * makes the finish checks that need no text (TGI's order: length, then EOS). */
+static ig_finish_reason append_token(ig_engine *e, seq *s, int32_t id) {
   const ig_gen_params *p = &s->r->params;
-  int32_t id = sr->id;
   s->tokens[s->n_tokens++] = id;
   s->n_generated++;
-  ig_finish_reason fin = IG_FINISH_NONE;
-  if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) fin = IG_FINISH_LENGTH;
-  else if (!p->ignore_eos && is_eos(e, id)) fin = IG_FINISH_EOS;
+  if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) return IG_FINISH_LENGTH;
+  if (!p->ignore_eos && is_eos(e, id)) return IG_FINISH_EOS;
+  return IG_FINISH_NONE;
+}
 
+/* The second half: text through the detokenizer and the stop matcher (a stop match wins over `fin`, what
+ * append_token decided, since its text must not be sent), one event. Returns the finish reason. */
+static ig_finish_reason token_text(ig_engine *e, seq *s, const ig_sample_result *sr, ig_finish_reason fin) {
+  int32_t id = sr->id;
   int special = e->has_text && e->text.is_special ? e->text.is_special(e->text.ctx, id) : 0;
   ig_str_clear(&e->piece);
   ig_str_clear(&e->emit);
@@ -537,12 +566,48 @@ static ig_finish_reason accept_token(ig_engine *e, seq *s, const ig_sample_resul
   return fin;
 }
 
-static void step(ig_engine *e) {
-  int64_t t0 = ig_engine_now_ns();
-  /* Cancellations: blocks freed now. */
+/* Both halves at once (the serial step). */
+static ig_finish_reason accept_token(ig_engine *e, seq *s, const ig_sample_result *sr) {
+  return token_text(e, s, sr, append_token(e, s, sr->id));
+}
+
+/* Ends s after token_text sent its final event, from the running or the waiting list (preempted meanwhile).
+ * When the step in flight computes a row for it, it stays allocated (its KV blocks too, which that step may still
+ * write) as a zombie until the step's results are in: take_held then frees it and drops its token. */
+static void end_after_text(ig_engine *e, seq *s, ig_finish_reason fin) {
+  int i = index_of(e->running, e->n_running, s);
+  if (i >= 0) remove_at(e->running, &e->n_running, i);
+  else if ((i = index_of(e->waiting, e->n_waiting, s)) >= 0) remove_at(e->waiting, &e->n_waiting, i);
+  if (s->in_flight) s->zombie = 1;
+  else seq_end(e, s, fin, NULL);
+}
+
+/* The text half of s's held-back token (e->pend[s->pend]). Returns 1 when that ended s (a stop sequence). */
+static int emit_pending_of(ig_engine *e, seq *s) {
+  pend *p = &e->pend[s->pend];
+  s->pend = -1;
+  p->s = NULL;
+  ig_finish_reason fin = token_text(e, s, &p->res, IG_FINISH_NONE);
+  if (fin == IG_FINISH_NONE) return 0;
+  end_after_text(e, s, fin);
+  return 1;
+}
+
+/* (C) of step_async: text, stop sequences and events of the tokens take_held held back. */
+static void emit_pending(ig_engine *e) {
+  for (int k = 0; k < e->n_pend; k++)
+    if (e->pend[k].s) emit_pending_of(e, e->pend[k].s);
+  e->n_pend = 0;
+}
+
+/* Cancellations: blocks freed now (no step is in flight when this runs). A sequence whose last token's event is
+ * still held back (step_async) sends it first, as the serial engine did before it saw the cancellation. */
+static void handle_cancellations(ig_engine *e) {
   for (int i = e->n_running - 1; i >= 0; i--) {
     seq *s = e->running[i];
-    if (atomic_load(&s->r->cancelled)) finish_running(e, s, IG_FINISH_CANCELLED, NULL);
+    if (!atomic_load(&s->r->cancelled)) continue;
+    if (s->pend >= 0 && emit_pending_of(e, s)) continue; /* it ended on a stop sequence */
+    finish_running(e, s, IG_FINISH_CANCELLED, NULL);
   }
   for (int i = e->n_waiting - 1; i >= 0; i--) {
     seq *s = e->waiting[i];
@@ -551,20 +616,22 @@ static void step(ig_engine *e) {
       seq_end(e, s, IG_FINISH_CANCELLED, NULL);
     }
   }
+}
 
+/* Admission and the step's items. Returns how many (0: nothing to run this step). */
+static int schedule(ig_engine *e) {
   admit(e);
   int n_items = build_items(e);
   update_gauges(e);
   if (n_items < 0) {
     for (int i = e->n_running - 1; i >= 0; i--) finish_running(e, e->running[i], IG_FINISH_ERROR, "out of memory");
-    return;
+    return 0;
   }
   if (n_items == 0) {
     atomic_store(&e->stats.batch_size, 0);
-    return;
+    return 0;
   }
   e->waiting_steps++;
-
   int64_t t_sched = ig_engine_now_ns();
   for (int i = 0; i < n_items; i++) {
     seq *s = e->items[i].s;
@@ -573,86 +640,73 @@ static void step(ig_engine *e) {
       if (s->r->t_first_scheduled == 0) s->r->t_first_scheduled = t_sched;
     }
   }
-  ig_batch b;
-  char err[256] = "";
-  int rc = fill_batch(e, n_items, &b);
-  int V = e->run.vocab_size, n_jobs = 0, n_srows = 0, n_host = 0;
-  const int dev = e->run.forward_sample != NULL;
-  if (!rc && dev &&
-      (grow((void **)&e->srows, &e->cap_srows, (size_t)n_items, sizeof(ig_sample_row)) ||
-       grow((void **)&e->souts, &e->cap_souts, (size_t)n_items, sizeof(ig_sample_out)) ||
-       grow((void **)&e->hrows, &e->cap_hrows, (size_t)b.n_out + 1, sizeof(int32_t))))
-    rc = -ENOMEM;
-  if (rc) snprintf(err, sizeof err, "out of memory");
-  if (!rc && dev) {
-    /* Which logits rows the device samples (every sampling row it can: the choice depends on the request
-     * alone, so a request's tokens never depend on its neighbours) and which come to the host (prompt
-     * logprobs; the watermark, which needs the host's permutation). */
-    int out = 0;
-    for (int i = 0; i < n_items; i++) {
-      item *it = &e->items[i];
-      seq *s = it->s;
-      it->dev_sample = -1;
-      for (int p = it->start; p < it->end; p++) {
-        int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
-        if (!want_lp && p != s->n_tokens - 1) continue;
-        const ig_gen_params *gp = &s->r->params;
-        if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP) {
-          e->hrows[n_host++] = out++;
-          continue;
-        }
-        int sampling = ig_sampler_is_sampling(gp);
-        ig_sample_row *r = &e->srows[n_srows];
-        memset(r, 0, sizeof *r);
-        r->row = out++;
-        r->do_sample = sampling;
-        r->temperature = gp->temperature;
-        r->top_k = gp->top_k;
-        r->top_p = gp->top_p;
-        r->typical_p = gp->typical_p;
-        r->repetition_penalty = gp->repetition_penalty;
-        r->frequency_penalty = gp->frequency_penalty;
-        r->presence_penalty = gp->presence_penalty;
-        r->uniform = sampling ? ig_sample_uniform(gp->seed, (uint64_t)s->n_generated) : 0.0;
-        r->want_logprob = sampling || gp->want_logprobs || gp->top_n_tokens > 0;
-        r->top_n = gp->top_n_tokens;
-        r->tokens = s->tokens;
-        r->n_tokens = s->n_tokens;
-        r->n_prompt = s->n_prompt;
-        it->dev_sample = n_srows++;
-      }
-    }
-    assert(out == b.n_out);
-    if (grow((void **)&e->logits, &e->cap_logits, (size_t)n_host * (size_t)V + 1, sizeof(float))) {
-      rc = -ENOMEM;
-      snprintf(err, sizeof err, "out of memory");
-    }
-  } else if (!rc && grow((void **)&e->logits, &e->cap_logits, (size_t)b.n_out * (size_t)V + 1, sizeof(float))) {
-    rc = -ENOMEM;
-    snprintf(err, sizeof err, "out of memory");
-  }
-  int64_t t_fwd = ig_engine_now_ns();
-  if (!rc)
-    rc = dev ? e->run.forward_sample(e->run.ctx, &b, e->srows, n_srows, e->souts, e->hrows, n_host, e->logits, err,
-                                     sizeof err)
-             : e->run.forward(e->run.ctx, &b, e->logits, err, sizeof err);
-  if (rc) {
-    ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
-    for (int i = 0; i < n_items; i++) finish_running(e, e->items[i].s, IG_FINISH_ERROR, err);
-    update_gauges(e);
-    return;
-  }
+  return n_items;
+}
 
-  int64_t t_post = ig_engine_now_ns();
-  long long n_prefill = 0, n_decode = 0;
-  int out = 0, host_k = 0;
-  if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) {
-    for (int i = 0; i < n_items; i++) finish_running(e, e->items[i].s, IG_FINISH_ERROR, "out of memory");
-    update_gauges(e);
-    return;
+/* The step's batch and, when the runner samples on the device, the rows it samples there (e->srows) and those
+ * whose logits come to the host (e->hrows); room for the logits that come to the host. 0 or -ENOMEM. */
+static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out, int *n_host_out) {
+  int V = e->run.vocab_size, n_srows = 0, n_host = 0;
+  const int dev = e->run.forward_sample != NULL;
+  *n_srows_out = *n_host_out = 0;
+  if (fill_batch(e, n_items, b)) return -ENOMEM;
+  if (!dev) return grow((void **)&e->logits, &e->cap_logits, (size_t)b->n_out * (size_t)V + 1, sizeof(float));
+  if (grow((void **)&e->srows, &e->cap_srows, (size_t)n_items, sizeof(ig_sample_row)) ||
+      grow((void **)&e->souts, &e->cap_souts, (size_t)n_items, sizeof(ig_sample_out)) ||
+      grow((void **)&e->hrows, &e->cap_hrows, (size_t)b->n_out + 1, sizeof(int32_t)) ||
+      (e->async && grow((void **)&e->pend, &e->cap_pend, (size_t)n_items, sizeof(pend))))
+    return -ENOMEM;
+  /* Which logits rows the device samples (every sampling row it can: the choice depends on the request alone, so
+   * a request's tokens never depend on its neighbours) and which come to the host (prompt logprobs; the
+   * watermark, which needs the host's permutation). */
+  int out = 0;
+  for (int i = 0; i < n_items; i++) {
+    item *it = &e->items[i];
+    seq *s = it->s;
+    it->dev_sample = -1;
+    for (int p = it->start; p < it->end; p++) {
+      int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
+      if (!want_lp && p != s->n_tokens - 1) continue;
+      const ig_gen_params *gp = &s->r->params;
+      if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP) {
+        e->hrows[n_host++] = out++;
+        continue;
+      }
+      int sampling = ig_sampler_is_sampling(gp);
+      ig_sample_row *r = &e->srows[n_srows];
+      memset(r, 0, sizeof *r);
+      r->row = out++;
+      r->do_sample = sampling;
+      r->temperature = gp->temperature;
+      r->top_k = gp->top_k;
+      r->top_p = gp->top_p;
+      r->typical_p = gp->typical_p;
+      r->repetition_penalty = gp->repetition_penalty;
+      r->frequency_penalty = gp->frequency_penalty;
+      r->presence_penalty = gp->presence_penalty;
+      r->uniform = sampling ? ig_sample_uniform(gp->seed, (uint64_t)s->n_generated) : 0.0;
+      r->want_logprob = sampling || gp->want_logprobs || gp->top_n_tokens > 0;
+      r->top_n = gp->top_n_tokens;
+      r->tokens = s->tokens;
+      r->n_tokens = s->n_tokens;
+      r->n_prompt = s->n_prompt;
+      it->dev_sample = n_srows++;
+    }
   }
-  /* Logits rows: prefill logprobs now; host sampling rows collected into jobs (run together, maybe in parallel).
-   * Host logits are every out row in order, or (device sampling) the host rows in order. */
+  assert(out == b->n_out);
+  *n_srows_out = n_srows;
+  *n_host_out = n_host;
+  return grow((void **)&e->logits, &e->cap_logits, (size_t)n_host * (size_t)V + 1, sizeof(float));
+}
+
+/* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
+ * rows collected into jobs, run together, maybe in parallel) and the step counters. Host logits are every out row
+ * in order, or (device sampling) the host rows in order. 0 or -ENOMEM. */
+static int collect_results(ig_engine *e, int n_items) {
+  const int dev = e->run.forward_sample != NULL;
+  int V = e->run.vocab_size, n_jobs = 0, out = 0, host_k = 0;
+  long long n_prefill = 0, n_decode = 0;
+  if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) return -ENOMEM;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
@@ -700,57 +754,194 @@ static void step(ig_engine *e) {
     jb->step = (uint64_t)s->n_generated;
     it->sample_job = n_jobs - 1;
   }
-  assert(out == b.n_out);
   int parallel = e->pool && (int64_t)n_jobs * V >= e->sample_par_min;
   if (n_jobs) ig_sample_pool_run(parallel ? e->pool : NULL, &e->sampler, e->jobs, n_jobs);
-  /* Tokens accepted in batch order: text, stop checks, events, finishing. */
-  for (int i = 0; i < n_items; i++) {
-    item *it = &e->items[i];
-    ig_sample_result dr;
-    const ig_sample_result *res = NULL;
-    if (it->sample_job >= 0) {
-      res = &e->jobs[it->sample_job].res;
-    } else if (dev && it->dev_sample >= 0) {
-      const ig_sample_out *so = &e->souts[it->dev_sample];
-      dr.id = so->id;
-      dr.logprob = so->logprob;
-      dr.n_top = so->n_top < IG_MAX_TOP_N ? so->n_top : IG_MAX_TOP_N;
-      memcpy(dr.top_ids, so->top_ids, sizeof(int32_t) * (size_t)dr.n_top);
-      memcpy(dr.top_logprobs, so->top_logprobs, sizeof(float) * (size_t)dr.n_top);
-      res = &dr;
-    }
-    if (!res) continue;
-    seq *s = it->s;
-    ig_finish_reason fin = accept_token(e, s, res);
-    if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
-  }
-
   atomic_fetch_add(&e->stats.steps, 1);
   atomic_fetch_add(&e->stats.prefill_tokens, n_prefill);
   atomic_fetch_add(&e->stats.decode_tokens, n_decode);
+  return 0;
+}
+
+/* The token an item sampled (after collect_results), or NULL when it sampled none; *dr holds a device result. */
+static const ig_sample_result *item_result(ig_engine *e, const item *it, ig_sample_result *dr) {
+  if (it->sample_job >= 0) return &e->jobs[it->sample_job].res;
+  if (!e->run.forward_sample || it->dev_sample < 0) return NULL;
+  const ig_sample_out *so = &e->souts[it->dev_sample];
+  dr->id = so->id;
+  dr->logprob = so->logprob;
+  dr->n_top = so->n_top < IG_MAX_TOP_N ? so->n_top : IG_MAX_TOP_N;
+  memcpy(dr->top_ids, so->top_ids, sizeof(int32_t) * (size_t)dr->n_top);
+  memcpy(dr->top_logprobs, so->top_logprobs, sizeof(float) * (size_t)dr->n_top);
+  return dr;
+}
+
+/* A step that failed: its sequences end with IG_FINISH_ERROR (zombies, already ended, are just freed). */
+static void fail_items(ig_engine *e, int n_items, const char *msg) {
+  for (int i = 0; i < n_items; i++) {
+    seq *s = e->items[i].s;
+    s->in_flight = 0;
+    if (s->zombie) seq_end(e, s, IG_FINISH_STOP, NULL);
+    else finish_running(e, s, IG_FINISH_ERROR, msg);
+  }
+}
+
+/* IGNIS_PROFILE_STEPS: adds one step's parts (ns) and logs their means every prof_every steps. */
+static void profile_step(ig_engine *e, int64_t t0, int64_t t_end, const int64_t *part, int rows, int seqs) {
+  if (!e->prof_n) e->prof_t0 = t0;
+  for (int k = 0; k < 5; k++) e->prof_part[k] += part[k];
+  e->prof_rows += rows, e->prof_seqs += seqs;
+  if (++e->prof_n < e->prof_every) return;
+  double k = 1e-6 / e->prof_n, wall = (double)(t_end - e->prof_t0) * k, idle = wall;
+  double p[5];
+  for (int j = 0; j < 5; j++) idle -= (p[j] = (double)e->prof_part[j] * k);
+  if (e->async)
+    ig_log(IG_LOG_INFO, "engine profile: %d steps, mean per step: wall %.3f ms = results %.3f + schedule %.3f + "
+           "launch %.3f + tokens/events %.3f (while the device runs) + wait %.3f ms (+ idle %.3f); %.1f rows, %.1f "
+           "sequences", e->prof_n, wall, p[0], p[1], p[2], p[3], p[4], idle, (double)e->prof_rows / e->prof_n,
+           (double)e->prof_seqs / e->prof_n);
+  else
+    ig_log(IG_LOG_INFO, "engine profile: %d steps, mean per step: wall %.3f ms = schedule %.3f + forward/sample %.3f + "
+           "tokens/events %.3f ms (+ idle %.3f); %.1f rows, %.1f sequences", e->prof_n, wall, p[1], p[2], p[3], idle,
+           (double)e->prof_rows / e->prof_n, (double)e->prof_seqs / e->prof_n);
+  e->prof_n = 0, e->prof_rows = e->prof_seqs = 0;
+  memset(e->prof_part, 0, sizeof e->prof_part);
+}
+
+/* The serial step: schedule, run the model (the runner returns with the results on the host), accept every
+ * sampled token. Profile parts: schedule (cancellations, admission, the batch), forward/sample (the runner),
+ * tokens/events (prefill logprobs, host sampling, text, stop sequences, events). */
+static void step_sync(ig_engine *e) {
+  int64_t t0 = ig_engine_now_ns();
+  handle_cancellations(e);
+  int n_items = schedule(e);
+  if (!n_items) return;
+  ig_batch b;
+  char err[256] = "";
+  int n_srows = 0, n_host = 0;
+  int rc = prepare_step(e, n_items, &b, &n_srows, &n_host);
+  if (rc) snprintf(err, sizeof err, "out of memory");
+  int64_t t_fwd = ig_engine_now_ns();
+  if (!rc)
+    rc = e->run.forward_sample ? e->run.forward_sample(e->run.ctx, &b, e->srows, n_srows, e->souts, e->hrows, n_host,
+                                                       e->logits, err, sizeof err)
+                               : e->run.forward(e->run.ctx, &b, e->logits, err, sizeof err);
+  int64_t t_post = ig_engine_now_ns();
+  if (!rc && collect_results(e, n_items)) rc = -ENOMEM, snprintf(err, sizeof err, "out of memory");
+  if (rc) {
+    ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
+    fail_items(e, n_items, err);
+    update_gauges(e);
+    return;
+  }
+  /* Tokens accepted in batch order: text, stop checks, events, finishing. */
+  for (int i = 0; i < n_items; i++) {
+    ig_sample_result dr;
+    const ig_sample_result *res = item_result(e, &e->items[i], &dr);
+    if (!res) continue;
+    seq *s = e->items[i].s;
+    ig_finish_reason fin = accept_token(e, s, res);
+    if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
+  }
   atomic_store(&e->stats.batch_size, n_items);
   int64_t t_end = ig_engine_now_ns();
   atomic_store(&e->stats.last_step_ns, t_end - t0);
   update_gauges(e);
-  if (e->prof_every) {
-    if (!e->prof_n) e->prof_t0 = t0;
-    e->prof_sched += t_fwd - t0, e->prof_fwd += t_post - t_fwd, e->prof_post += t_end - t_post;
-    e->prof_rows += b.n_tokens, e->prof_seqs += n_items;
-    if (++e->prof_n == e->prof_every) {
-      double k = 1e-6 / e->prof_n;
-      ig_log(IG_LOG_INFO, "engine profile: %d steps, mean per step: wall %.3f ms = schedule %.3f + forward/sample %.3f + "
-             "tokens/events %.3f ms (+ idle %.3f); %.1f rows, %.1f sequences", e->prof_n,
-             (double)(t_end - e->prof_t0) * k, (double)e->prof_sched * k, (double)e->prof_fwd * k,
-             (double)e->prof_post * k, (double)(t_end - e->prof_t0 - e->prof_sched - e->prof_fwd - e->prof_post) * k,
-             (double)e->prof_rows / e->prof_n, (double)e->prof_seqs / e->prof_n);
-      e->prof_n = 0, e->prof_sched = e->prof_fwd = e->prof_post = e->prof_rows = e->prof_seqs = 0;
-    }
+  int64_t part[5] = {0, t_fwd - t0, t_post - t_fwd, t_end - t_post, 0};
+  if (e->prof_every) profile_step(e, t0, t_end, part, b.n_tokens, n_items);
+}
+
+/* (A) of step_async: the held step's results (its sequences are no longer in flight). A zombie (it ended on a stop
+ * sequence while the step ran) is freed, its token dropped. Every other sampled token is appended; a sequence that
+ * ends on length or EOS is finished at once (text, final event, blocks freed), the others' text waits in e->pend
+ * for emit_pending. */
+static void take_held(ig_engine *e) {
+  int n_items = e->n_held;
+  if (!n_items) return;
+  e->n_held = 0;
+  for (int i = 0; i < n_items; i++) e->items[i].s->in_flight = 0;
+  if (collect_results(e, n_items)) {
+    fail_items(e, n_items, "out of memory");
+    return;
   }
+  e->n_pend = 0;
+  for (int i = 0; i < n_items; i++) {
+    item *it = &e->items[i];
+    seq *s = it->s;
+    if (s->zombie) {
+      seq_end(e, s, IG_FINISH_STOP, NULL); /* its final event went out already */
+      continue;
+    }
+    ig_sample_result dr;
+    const ig_sample_result *res = item_result(e, it, &dr);
+    if (!res) continue;
+    ig_finish_reason fin = append_token(e, s, res->id);
+    if (fin != IG_FINISH_NONE) {
+      finish_running(e, s, token_text(e, s, res, fin), NULL);
+      continue;
+    }
+    pend *p = &e->pend[e->n_pend]; /* room made by prepare_step */
+    p->s = s;
+    p->res = *res;
+    s->pend = e->n_pend++;
+  }
+}
+
+/* The pipelined step (runner.forward_sample_begin/end): (A) take the previous step's results, finishing what
+ * needs no text; cancellations and schedule (no step in flight: blocks are freed at once); (B) launch this
+ * step; (C) while the device runs it, the text, stop sequences and events of the previous step's other tokens;
+ * (D) wait for this step's results, held for the next call's (A). A sequence that a stop sequence ends in (C) is
+ * in this step's batch already: it stays allocated until (A) drops its token. Seeded draws, penalties and the
+ * finish checks see the same tokens and counts as in step_sync, so every request's output is the same.
+ * Profile parts: results (A), schedule, launch (B), tokens/events (C), wait (D). */
+static void step_async(ig_engine *e) {
+  int64_t t0 = ig_engine_now_ns();
+  take_held(e);
+  int64_t t_res = ig_engine_now_ns();
+  handle_cancellations(e);
+  int n_items = schedule(e);
+  ig_batch b;
+  char err[256] = "";
+  int rc = 0, n_srows = 0, n_host = 0;
+  if (n_items && (rc = prepare_step(e, n_items, &b, &n_srows, &n_host))) snprintf(err, sizeof err, "out of memory");
+  int64_t t_sched = ig_engine_now_ns();
+  if (n_items && !rc)
+    rc = e->run.forward_sample_begin(e->run.ctx, &b, e->srows, n_srows, e->souts, e->hrows, n_host, e->logits, err,
+                                     sizeof err);
+  for (int i = 0; i < n_items; i++) e->items[i].s->in_flight = 1; /* also when it failed: see fail_items */
+  int64_t t_launch = ig_engine_now_ns();
+  emit_pending(e);
+  int64_t t_text = ig_engine_now_ns();
+  if (n_items && !rc) rc = e->run.forward_sample_end(e->run.ctx, err, sizeof err);
+  if (n_items && rc) {
+    ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
+    fail_items(e, n_items, err);
+  } else if (n_items) {
+    e->n_held = n_items;
+    atomic_store(&e->stats.batch_size, n_items);
+  }
+  int64_t t_end = ig_engine_now_ns();
+  update_gauges(e);
+  if (!n_items) return;
+  atomic_store(&e->stats.last_step_ns, t_end - t0);
+  int64_t part[5] = {t_res - t0, t_sched - t_res, t_launch - t_sched, t_text - t_launch, t_end - t_text};
+  if (e->prof_every) profile_step(e, t0, t_end, part, rc ? 0 : b.n_tokens, n_items);
+}
+
+/* Gives back the held step at shutdown: its zombies are freed (the others are in the running list). */
+static void drop_held(ig_engine *e) {
+  for (int i = 0; i < e->n_held; i++) {
+    seq *s = e->items[i].s;
+    s->in_flight = 0;
+    if (s->zombie) seq_end(e, s, IG_FINISH_STOP, NULL);
+  }
+  e->n_held = 0;
+  e->n_pend = 0;
 }
 
 /* ---- the thread --------------------------------------------------------------------------------------- */
 
 static void cancel_all(ig_engine *e) {
+  drop_held(e);
   while (e->n_running) finish_running(e, e->running[e->n_running - 1], IG_FINISH_CANCELLED, NULL);
   while (e->n_waiting) {
     seq *s = e->waiting[--e->n_waiting];
@@ -762,9 +953,10 @@ static void *engine_main(void *arg) {
   ig_engine *e = arg;
   for (;;) {
     pthread_mutex_lock(&e->mu);
-    if (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0)
+    /* (a held step's results, even of zombies alone, are taken before going idle) */
+    if (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0 && !e->n_held)
       atomic_store(&e->stats.batch_size, 0); /* idle */
-    while (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0)
+    while (!e->stopping && e->n_pending == 0 && e->n_waiting == 0 && e->n_running == 0 && !e->n_held)
       pthread_cond_wait(&e->cv, &e->mu);
     for (int i = 0; i < e->n_pending; i++) /* one that cannot be moved (out of memory) stays pending */
       if (insert_sorted(&e->waiting, &e->n_waiting, &e->cap_waiting, e->pending[i]) == 0) e->pending[i] = NULL;
@@ -778,7 +970,8 @@ static void *engine_main(void *arg) {
     if (stopping && ((e->n_running == 0 && e->n_waiting == 0 && k == 0) || ig_engine_now_ns() >= deadline)) break;
     /* Room for every running sequence must exist before admission (insert_sorted into running). */
     if (grow_ptrs(&e->running, &e->cap_running, e->n_running + e->n_waiting + 1)) continue;
-    step(e);
+    if (e->async) step_async(e);
+    else step_sync(e);
   }
   cancel_all(e);
   for (;;) { /* requests that could not be queued (out of memory) */
@@ -834,6 +1027,7 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     return -ENOMEM;
   }
   e->run = *run;
+  e->async = run->forward_sample && run->forward_sample_begin && run->forward_sample_end;
   if (text) {
     e->text = *text;
     e->has_text = 1;
@@ -924,6 +1118,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   free(e->srows);
   free(e->souts);
   free(e->hrows);
+  free(e->pend);
   ig_str_free(&e->piece);
   ig_str_free(&e->emit);
   ig_sampler_free(&e->sampler);

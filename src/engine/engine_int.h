@@ -26,6 +26,14 @@ typedef struct ig_engine_runner {
    * batch's out_rows. Used for every step when set. */
   int (*forward_sample)(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
                         const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen);
+  /* Optional, beside forward_sample (a device that can keep a step in flight): the same step in two halves, and
+   * the engine pipelines its steps (the previous step's text and events while the device runs this one).
+   * forward_sample_begin takes forward_sample's arguments and may return before out[] is filled (it has read b,
+   * rows and their tokens; host_logits is complete); forward_sample_end waits until out[] is. The engine calls end
+   * after every begin that returned 0, before the next begin. */
+  int (*forward_sample_begin)(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                              const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen);
+  int (*forward_sample_end)(void *ctx, char *err, size_t errlen);
 } ig_engine_runner;
 
 /* The text side (NULL table: no text, no stop sequences): one streaming detokenizer per request. */

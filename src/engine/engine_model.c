@@ -22,6 +22,15 @@ static int run_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row 
   return ig_model_forward_sample(ctx, b, rows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
 }
 
+static int run_forward_sample_begin(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows,
+                                    ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits,
+                                    char *err, size_t errlen) {
+  return ig_model_forward_sample_begin(ctx, b, rows, n_rows, out, host_rows, n_host, host_logits, err, errlen);
+}
+static int run_forward_sample_end(void *ctx, char *err, size_t errlen) {
+  return ig_model_forward_sample_end(ctx, err, errlen);
+}
+
 /* Detokenizer as TGI streams it: primed with the last 5 prompt ids, special tokens skipped. */
 static void *txt_new(void *ctx, const int32_t *prompt, int n_prompt) {
   ig_tok_detok *d = malloc(sizeof *d);
@@ -108,6 +117,12 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   /* a backend that samples on the device does it for every step (IGNIS_HOST_SAMPLING=1: on the host, to compare) */
   const char *hs = getenv("IGNIS_HOST_SAMPLING");
   if (ig_model_can_sample(model) && !(hs && *hs == '1')) run.forward_sample = run_forward_sample;
+  /* and, when its results can stay in flight, the engine pipelines its steps (IGNIS_ENGINE_PIPELINE=0: serial) */
+  const char *pl = getenv("IGNIS_ENGINE_PIPELINE");
+  if (run.forward_sample && ig_model_sample_async(model) && !(pl && *pl == '0')) {
+    run.forward_sample_begin = run_forward_sample_begin;
+    run.forward_sample_end = run_forward_sample_end;
+  }
   ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special};
   return ig_engine_create_custom(&run, tok ? &text : NULL, cfg, out, err, errlen);
 }

@@ -3,7 +3,9 @@
  * between sequences) and computes each row's logits from the tokens it reads back through the block table,
  * so any scheduling or block-table mistake changes the output. Checks: concurrent requests equal their solo
  * runs (greedy and seeded sampling), a tiny KV budget preempts and changes nothing, prefill logprobs, stop
- * sequences, cancellation, overload, forward errors, shutdown. */
+ * sequences, cancellation, overload, forward errors, shutdown. Everything runs twice: with the serial step, then
+ * with the pipelined one (a fake runner with forward_sample_begin/end whose results arrive only at end), whose
+ * outputs must equal the serial run's. */
 #include "engine/engine_int.h"
 #include "engine/sampler.h"
 #include "harness.h"
@@ -25,6 +27,15 @@ typedef struct fake {
   atomic_int sleep_us;
   atomic_int fail_next;
   int max_rows, max_seqs;
+  /* the pipelined runner (fake_begin / fake_end): one step in flight at most */
+  const ig_engine_stats *st;
+  atomic_int fail_next_end;
+  int in_flight, n_out;
+  ig_sample_out *out, *res; /* the engine's out[] and the results it gets at end */
+  int res_cap;
+  int blocks_in_flight, used_at_begin;
+  long long finished_at_begin;
+  atomic_int steps_async, ended_in_flight; /* steps; requests that ended while their step was in flight */
 } fake;
 
 static uint64_t mix(uint64_t z) {
@@ -142,6 +153,51 @@ static int fake_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row
   return rc;
 }
 
+/* The pipelined runner: begin runs the step (host rows complete) but keeps the sampled results to itself and
+ * poisons out[]; end hands them over. In between the engine emits the previous step's events: a stop sequence may
+ * end a sequence of this step, whose KV blocks must stay allocated until end (the gauge cannot drop). */
+static int fake_begin(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
+                      const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
+  fake *f = ctx;
+  CHECK_MSG(!f->in_flight, "begin while a step is in flight");
+  if (n_rows > f->res_cap) {
+    f->res_cap = n_rows * 2;
+    f->res = realloc(f->res, sizeof(ig_sample_out) * (size_t)f->res_cap);
+  }
+  int rc = fake_forward_sample(ctx, b, rows, n_rows, f->res, host_rows, n_host, host_logits, err, errlen);
+  if (rc) return rc;
+  for (int i = 0; i < n_rows; i++) memset(&out[i], 0, sizeof out[i]), out[i].id = -7; /* read before end: caught */
+  int used = 0;
+  for (int s = 0; s < b->n_seqs; s++) used += (b->ctx_len[s] + f->bs - 1) / f->bs; /* distinct (fake_forward) */
+  f->blocks_in_flight = used;
+  f->used_at_begin = atomic_load(&f->st->kv_blocks_used);
+  f->finished_at_begin = atomic_load(&f->st->requests_finished);
+  f->out = out;
+  f->n_out = n_rows;
+  f->in_flight = 1;
+  return 0;
+}
+
+static int fake_end(void *ctx, char *err, size_t errlen) {
+  fake *f = ctx;
+  CHECK_MSG(f->in_flight, "end without begin");
+  f->in_flight = 0;
+  int us = atomic_load(&f->sleep_us);
+  if (us) usleep((useconds_t)us); /* the device's time: the engine's events go out meanwhile */
+  int used = atomic_load(&f->st->kv_blocks_used);
+  CHECK_MSG(used == f->used_at_begin && used >= f->blocks_in_flight,
+            "KV blocks released while their step ran: %d used at begin, %d at end, %d in the batch", f->used_at_begin,
+            used, f->blocks_in_flight);
+  if (atomic_load(&f->st->requests_finished) != f->finished_at_begin) atomic_fetch_add(&f->ended_in_flight, 1);
+  atomic_fetch_add(&f->steps_async, 1);
+  if (atomic_exchange(&f->fail_next_end, 0)) {
+    snprintf(err, errlen, "injected failure at end");
+    return -EIO;
+  }
+  if (f->n_out) memcpy(f->out, f->res, sizeof(ig_sample_out) * (size_t)f->n_out);
+  return 0;
+}
+
 /* ---- fake text: a piece per id, id 0 is a special EOS with no text ------------------------------------ */
 static char pieces[V][8];
 static void *txt_new(void *ctx, const int32_t *p, int n) { return malloc(1); }
@@ -163,6 +219,7 @@ static void init_pieces(void) {
 
 static fake *fake_new(void) { return calloc(1, sizeof(fake)); }
 static void fake_free(fake *f) {
+  free(f->res);
   free(f->kv_tok);
   free(f->kv_pos);
   free(f->owner);
@@ -173,6 +230,7 @@ static int g_max_waiting = 20;
 static float g_ratio = 0.3f;
 static int g_sampler_threads = -1; /* the parallel host sampler is used where set */
 static int g_device_sampling;      /* runner.forward_sample set */
+static int g_async;                /* the pipelined runner (forward_sample and forward_sample_begin/end) */
 
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
@@ -185,7 +243,8 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   run.kv_init = fake_kv_init;
   run.forward = fake_forward;
   run.sampler_threads = g_sampler_threads;
-  if (g_device_sampling) run.forward_sample = fake_forward_sample;
+  if (g_device_sampling || g_async) run.forward_sample = fake_forward_sample;
+  if (g_async) run.forward_sample_begin = fake_begin, run.forward_sample_end = fake_end;
   ig_engine_config cfg = {0};
   cfg.max_batch_prefill_tokens = chunk;
   cfg.max_batch_total_tokens = kv_tokens;
@@ -198,6 +257,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   char err[256];
   int rc = ig_engine_create_custom(&run, &fake_text, &cfg, &e, err, sizeof err);
   CHECK_MSG(rc == 0, "create: %s", err);
+  f->st = ig_engine_get_stats(e); /* before any request: the engine thread reads it in fake_begin */
   return e;
 }
 
@@ -272,6 +332,22 @@ static void run_all(ig_engine *e, h_out *outs, int together) {
   }
 }
 
+/* The serial run's outputs, which the pipelined run must repeat. */
+static void h_copy(h_out *dst, const h_out *src) {
+  *dst = *src;
+  ig_str_init(&dst->text);
+  if (src->text.len) ig_str_append(&dst->text, src->text.p, src->text.len);
+}
+static void check_same_as_serial(h_out *serial, const h_out *got, int n, const char *what) {
+  for (int i = 0; i < n; i++) {
+    if (!g_async) h_copy(&serial[i], &got[i]);
+    else CHECK_MSG(h_same(&serial[i], &got[i]), "%s: request %d differs from the serial step's output", what, i);
+  }
+}
+static void free_outs(h_out *o, int n) {
+  for (int i = 0; i < n; i++) ig_str_free(&o[i].text);
+}
+
 static void wait_idle(ig_engine *e) {
   const ig_engine_stats *st = ig_engine_get_stats(e);
   for (int i = 0; i < 500 && (atomic_load(&st->kv_blocks_used) != 0 || atomic_load(&st->batch_size) != 0); i++)
@@ -280,6 +356,8 @@ static void wait_idle(ig_engine *e) {
 
 static void test_batching(void) {
   static h_out solo[NR], batch[NR], tiny[NR], chunked[NR];
+  memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch), memset(tiny, 0, sizeof tiny);
+  memset(chunked, 0, sizeof chunked); /* (run once per kind of step) */
   make_workload();
   fake *f = fake_new();
   ig_engine *e = start(f, 8192, 32, 64, 4);
@@ -311,6 +389,8 @@ static void test_batching(void) {
     }
   }
   fprintf(stderr, "solo: %d of %d ended on EOS\n", n_eos, NR);
+  static h_out serial_solo[NR];
+  check_same_as_serial(serial_solo, solo, NR, "solo");
   wait_idle(e);
   long long fin0 = atomic_load(&st->requests_finished);
   run_all(e, batch, 1);
@@ -322,6 +402,7 @@ static void test_batching(void) {
   CHECK_EQ_INT(atomic_load(&st->batch_size), 0); /* idle again */
   CHECK_EQ_INT(atomic_load(&st->queue_size), 0);
   CHECK(f->max_seqs > 1);
+  if (g_async) CHECK(atomic_load(&f->steps_async) > 0);
   fprintf(stderr, "batched: up to %d sequences and %d rows per step\n", f->max_seqs, f->max_rows);
   ig_engine_destroy(e, 1000);
   fake_free(f);
@@ -354,6 +435,7 @@ static void test_batching(void) {
   /* Device sampling (runner.forward_sample): the sampling rows go to the device sampler, prompt logprobs and
    * watermarked rows come to the host; every request's output is unchanged. */
   static h_out devs[NR];
+  memset(devs, 0, sizeof devs);
   f = fake_new();
   g_device_sampling = 1;
   e = start(f, 8192, 32, 64, 4);
@@ -365,6 +447,7 @@ static void test_batching(void) {
           atomic_load(&fs_host));
   ig_engine_destroy(e, 1000);
   fake_free(f);
+  if (g_async) free_outs(serial_solo, NR);
   for (int i = 0; i < NR; i++) {
     ig_str_free(&devs[i].text);
     ig_str_free(&solo[i].text);
@@ -395,7 +478,17 @@ static void test_stop_sequences(void) {
   r = h_request(prompt, 3, &p, stops, 2);
   CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
   CHECK(h_wait_all(&r, &got, 1, 30) == 0);
+  CHECK_EQ_INT(r->n_generated, got.n); /* pipelined: the token computed after the match is dropped */
   ig_request_unref(r);
+  static h_out serial_stop;
+  check_same_as_serial(&serial_stop, &got, 1, "stop sequence");
+  if (g_async) {
+    free_outs(&serial_stop, 1);
+    /* it ended in (C) with its next token in flight: the fake saw it end while that step ran (its blocks kept) */
+    wait_idle(e); /* (its step's end comes after its final event) */
+    CHECK(atomic_load(&f->ended_in_flight) > 0);
+    CHECK_EQ_INT(atomic_load(&ig_engine_get_stats(e)->kv_blocks_used), 0);
+  }
   size_t at = (size_t)(strstr(ref.text.p, stop) - ref.text.p);
   CHECK_EQ_INT(got.finish, IG_FINISH_STOP);
   CHECK_EQ_INT(got.text.len, at);
@@ -514,6 +607,28 @@ static void test_cancel_overload_errors(void) {
   for (int i = 0; i < 4; i++) {
     ig_request_unref(rs[i]);
     ig_str_free(&outs[i].text);
+  }
+  /* Pipelined: a failure reported by forward_sample_end ends that step's requests the same way. */
+  if (g_async) {
+    memset(outs, 0, sizeof outs);
+    for (int i = 0; i < 2; i++) {
+      rs[i] = h_request(prompt, 40, &p, NULL, 0);
+      CHECK(ig_engine_submit(e, rs[i], err, sizeof err) == 0);
+    }
+    for (int k = 0; k < 2000 && outs[1].n < 2; k++) {
+      h_drain(rs[1], &outs[1]);
+      usleep(1000);
+    }
+    atomic_store(&f->fail_next_end, 1);
+    CHECK(h_wait_all(rs, outs, 2, 30) == 0);
+    for (int i = 0; i < 2; i++) {
+      CHECK_EQ_INT(outs[i].finish, IG_FINISH_ERROR);
+      CHECK_EQ_STR(rs[i]->error, "injected failure at end");
+      ig_request_unref(rs[i]);
+      ig_str_free(&outs[i].text);
+    }
+    wait_idle(e);
+    CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
   }
   /* The engine keeps serving; shutting down with requests in flight cancels them. */
   memset(outs, 0, sizeof outs);
@@ -662,6 +777,8 @@ static void test_stress(void) {
   }
   ig_engine_destroy(e, 0);
   fake_free(f);
+  static h_out serial_ref[NS];
+  check_same_as_serial(serial_ref, s_ref, NS, "stress reference");
   /* Stress: KV for ~2 full requests, chunks of 8, at most 24 in flight. */
   f = fake_new();
   g_sampler_threads = 2;
@@ -696,14 +813,21 @@ static void test_stress(void) {
   wait_idle(s_engine);
   CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
   CHECK_EQ_INT(atomic_load(&st->queue_size), 0);
-  fprintf(stderr, "stress: %d identical, %d cancelled, %lld preemptions, %lld steps\n", same, cancelled,
-          (long long)atomic_load(&st->preemptions), (long long)atomic_load(&st->steps));
+  fprintf(stderr, "stress: %d identical, %d cancelled, %lld preemptions, %lld steps, %d ended while in flight\n",
+          same, cancelled, (long long)atomic_load(&st->preemptions), (long long)atomic_load(&st->steps),
+          atomic_load(&f->ended_in_flight));
+  if (g_async) {
+    CHECK(atomic_load(&f->ended_in_flight) > 0);
+    free_outs(serial_ref, NS);
+  }
   ig_engine_destroy(s_engine, 0);
   fake_free(f);
   for (int i = 0; i < NS; i++) {
     ig_str_free(&s_ref[i].text);
     ig_str_free(&s_got[i].text);
   }
+  memset(s_ref, 0, sizeof s_ref);
+  memset(s_got, 0, sizeof s_got);
 }
 
 static void test_config_errors(void) {
@@ -748,11 +872,15 @@ static void test_config_errors(void) {
 
 int main(void) {
   init_pieces();
-  test_batching();
-  test_stop_sequences();
-  test_cancel_overload_errors();
-  test_waiting_rules();
-  test_stress();
+  for (g_async = 0; g_async < 2; g_async++) {
+    fprintf(stderr, "---- %s step\n", g_async ? "pipelined" : "serial");
+    test_batching();
+    test_stop_sequences();
+    test_cancel_overload_errors();
+    test_waiting_rules();
+    test_stress();
+  }
+  g_async = 0;
   test_config_errors();
   TEST_DONE();
 }
