@@ -55,6 +55,8 @@ typedef struct cu_batch {
 /* m above which cuBLASLt takes the product instead of cuda_gemm.cu's skinny GEMM (it handles up to 128; from 32 rows
  * on its mma.sync pipeline runs out of issue slots and cuBLASLt's is faster) */
 #define IG_CUDA_SGEMM_MAX_DEFAULT 16
+/* m up to which its wgmma version (Hopper) takes the rows above IG_CUDA_SGEMM_MAX_DEFAULT: off (0), it measured slower than cuBLASLt at every m on the H100 (bench/RESULTS.md, fourth session) */
+#define IG_CUDA_WGEMM_MAX_DEFAULT 0
 #define IG_GEMV_MAX_M 2 /* rows the GEMV takes (its per-row weight re-reads lose to the skinny GEMM from 3-4 rows) */
 #define IG_ATTN_SPLIT_KEYS 64 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant (64: the
                                  staged K/V of a block take ~35 KB, so ~5 blocks share an SM; 128 fit only 2) */
@@ -95,6 +97,10 @@ typedef struct cu_impl {
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_SGEMM_MAX, 0 = cuBLASLt only) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
+  int wgemm_max;    /* largest m for its wgmma version (Hopper only; IGNIS_CUDA_WGEMM_MAX, 0 = off, at most 256) */
+  int wgemm_waves;  /* the same for the wgmma version (IGNIS_CUDA_WGEMM_WAVES) */
+  int lt_splitk;    /* IGNIS_CUDA_LT_SPLITK: cuBLASLt's algorithm for m <= 128 with K split this many ways (0: as chosen) */
+  int wgemm_tile;   /* its tile (IGNIS_CUDA_WGEMM_TILE: 0 = 64 rows x 128 k, 1 = 128 x 64, 2 = 128 x 128) */
   int *sg_cnt;      /* its arrival counters (zero between launches) */
   void *sg_part;    /* its partial tiles */
   size_t sg_part_size;
@@ -148,7 +154,9 @@ static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
  * turns it off; on the H100 it took batch-1 decode from 7.19 to 6.74 ms/token eager, 6.73 to 6.58 with graphs):
  * every kernel begins with
  * PDL_ENTRY, which waits until the previous grid has completed and its memory is visible, then lets the next
- * grid launch. Without the attribute both instructions are no-ops. */
+ * grid launch. Without the attribute both instructions are no-ops. (Letting the next grid in before waiting, with
+ * the GEMV requesting its first weight chunks before its wait, measured no faster at batch 1: 6.14 vs 6.03-6.07
+ * ms/token, H100, fourth session.) */
 #define PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch_k(cu_impl *c, void (*k)(KArgs...), dim3 g, dim3 b, size_t smem, Args... args) {
