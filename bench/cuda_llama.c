@@ -238,7 +238,7 @@ static int opt_int(int argc, char **argv, const char *name, int def) {
 
 /* cuda_device gemm [m,m,...]: us per call of the decode products at the Llama-3-8B shapes (q|k|v over one buffer,
  * o_proj, gate/up + SwiGLU over one buffer, down_proj, lm_head into f32) for each backend variant in
- * IG_GEMM_VARIANTS ("name:ENV=V,ENV=V;name2:..."; default: cuBLASLt, the mma.sync skinny GEMM at every m up to 128, the wgmma one at every m, the same with twice the K splits), and the
+ * IG_GEMM_VARIANTS ("name:ENV=V,ENV=V;name2:..."; default: cuBLASLt, the skinny GEMM at every m, the same with twice the K splits), and the
  * weight bytes read per microsecond (GB/s). Random bf16 weights; x rows random. */
 static uint16_t bf16_bits(float f) {
   uint32_t u;
@@ -247,9 +247,8 @@ static uint16_t bf16_bits(float f) {
 }
 static int gemm_bench(int argc, char **argv) {
   const char *vars = getenv("IG_GEMM_VARIANTS");
-  if (!vars) vars = "cublas:IGNIS_CUDA_SGEMM_MAX=0,IGNIS_CUDA_WGEMM_MAX=0;sgemm:IGNIS_CUDA_SGEMM_MAX=128,IGNIS_CUDA_WGEMM_MAX=0;"
-                    "wgemm:IGNIS_CUDA_SGEMM_MAX=2,IGNIS_CUDA_WGEMM_MAX=256;wgemm-w2:IGNIS_CUDA_SGEMM_MAX=2,"
-                    "IGNIS_CUDA_WGEMM_MAX=256,IGNIS_CUDA_WGEMM_WAVES=2";
+  if (!vars) vars = "cublas:IGNIS_CUDA_SGEMM_MAX=0;sgemm:IGNIS_CUDA_SGEMM_MAX=128;sgemm-w2:IGNIS_CUDA_SGEMM_MAX=128,"
+                    "IGNIS_CUDA_SGEMM_WAVES=2";
   int ms[16], nm = 0;
   const int64_t H = 4096, F = 14336, V = 128256, MM = 256;
   for (const char *q = argc >= 3 ? argv[2] : "16,32,64,96,128"; *q && nm < 16;) {
@@ -276,7 +275,6 @@ static int gemm_bench(int argc, char **argv) {
     snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - v) : (int)strlen(v), v);
     snprintf(envs, sizeof envs, "%s", colon ? colon + 1 : "");
     unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_SGEMM_WAVES");
-    unsetenv("IGNIS_CUDA_WGEMM_MAX"), unsetenv("IGNIS_CUDA_WGEMM_WAVES");
     for (char *s2 = NULL, *e = strtok_r(envs, ",", &s2); e; e = strtok_r(NULL, ",", &s2)) {
       char *eq = strchr(e, '=');
       if (eq) *eq = 0, setenv(e, eq + 1, 1);

@@ -13,7 +13,6 @@ static ig_backend *cpu, *gpu;
 static double tol; /* relative L2 tolerance of the current mode */
 static uint64_t rng = 88172645463325252ull;
 static double worst;
-static const char *cu_variant = ""; /* names the GEMM kernel a check ran on */
 
 static float frand(void) { /* uniform in [-1, 1) */
   rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -644,27 +643,19 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
 static void test_sgemm_shapes(int M, const int *ms, int nms);
 static void test_sgemm(void) {
   if (gpu->act_dtype != IG_DT_BF16) return;
-  /* a backend of its own that routes every m <= 128 to the mma.sync kernel (the default stops at 16), so its tile
-   * heights 16..128 are all checked; then one that routes 3..256 rows to the wgmma kernel (Hopper only: elsewhere
-   * the backend turns it off and cuBLASLt takes them, which the same checks hold for but for batch invariance).
-   * The op helpers use the global backend, so each stands in for a while. */
+  /* a backend of its own that routes every m <= 128 to the skinny GEMM (the default stops at 16), so its tile
+   * heights 16..128 are all checked; the op helpers use the global backend, so it stands in for a while */
   ig_backend *keep = gpu;
   char err[256];
-  static const int ms1[] = {9, 20, 64}, ms2[] = {9, 20, 40, 64, 100, 150, 200};
-  for (int v = 0; v < 2; v++) {
-    setenv("IGNIS_CUDA_SGEMM_MAX", v ? "2" : "128", 1);
-    setenv("IGNIS_CUDA_WGEMM_MAX", v ? "256" : "0", 1);
-    gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
-    unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_WGEMM_MAX");
-    CHECK_MSG(gpu != NULL, "%s", err);
-    if (gpu) {
-      cu_variant = v ? "wgmma" : "mma.sync";
-      if (v) test_sgemm_shapes(256, ms2, 7);
-      else test_sgemm_shapes(100, ms1, 3);
-      gpu->destroy(gpu);
-    }
+  static const int ms[] = {9, 20, 64};
+  setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1);
+  gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
+  unsetenv("IGNIS_CUDA_SGEMM_MAX");
+  CHECK_MSG(gpu != NULL, "%s", err);
+  if (gpu) {
+    test_sgemm_shapes(100, ms, 3);
+    gpu->destroy(gpu);
   }
-  cu_variant = "";
   gpu = keep;
 }
 static void test_sgemm_shapes(int M, const int *ms, int nms) {
@@ -683,22 +674,22 @@ static void test_sgemm_shapes(int M, const int *ms, int nms) {
     CHECK(cpu->matmul(cpu, &ref.c, &x.c, &w.c, &b.c) == 0);
     CHECK_MSG(gpu->matmul(gpu, &ref.g, &x.g, &w.g, &b.g) == 0, "%s", gpu->err);
     char name[96];
-    snprintf(name, sizeof name, "sgemm %s split m=%d I=%d O=%d +bias", cu_variant, M, I, O);
+    snprintf(name, sizeof name, "sgemm split m=%d I=%d O=%d +bias", M, I, O);
     compare(name, &ref, M);
     CHECK(cpu->matmul(cpu, &refg.c, &x.c, &w.c, NULL) == 0 && cpu->matmul(cpu, &refu.c, &x.c, &wu.c, NULL) == 0);
     CHECK(cpu->swiglu(cpu, &g.c, &refg.c, &refu.c) == 0);
     CHECK_MSG(gpu->matmul_swiglu(gpu, &g.g, &u.g, &x.g, &w.g, NULL, &wu.g, NULL) == 0, "%s", gpu->err);
-    snprintf(name, sizeof name, "sgemm %s swiglu split m=%d I=%d O=%d", cu_variant, M, I, O);
+    snprintf(name, sizeof name, "sgemm swiglu split m=%d I=%d O=%d", M, I, O);
     compare(name, &g, M);
     for (int mi = 0; mi < nms; mi++) {
       int m = ms[mi];
       ig_tensor xg = x.g, og = o.g;
       xg.rows = og.rows = m;
       CHECK_MSG(gpu->matmul(gpu, &og, &xg, &w.g, &b.g) == 0, "%s", gpu->err);
-      CHECK_MSG(same_gpu(&og, &ref.g, m), "sgemm %s I=%d O=%d: rows of m=%d differ from the same rows at m=%d", cu_variant, I, O, m, M);
+      CHECK_MSG(same_gpu(&og, &ref.g, m), "sgemm I=%d O=%d: rows of m=%d differ from the same rows at m=%d", I, O, m, M);
       ig_tensor ug = refu.g;
       CHECK_MSG(gpu->matmul_swiglu(gpu, &og, &ug, &xg, &w.g, NULL, &wu.g, NULL) == 0, "%s", gpu->err);
-      CHECK_MSG(same_gpu(&og, &g.g, m), "sgemm %s swiglu I=%d O=%d: rows of m=%d differ from the same rows at m=%d", cu_variant, I, O, m, M);
+      CHECK_MSG(same_gpu(&og, &g.g, m), "sgemm swiglu I=%d O=%d: rows of m=%d differ from the same rows at m=%d", I, O, m, M);
     }
     if (gpu->weight_alloc) { /* q|k|v as three outputs over one buffer: rows 0..O-1 of w, then two 72-row parts */
       ig_tensor qkv, parts[3];
@@ -728,7 +719,7 @@ static void test_sgemm_shapes(int M, const int *ms, int nms) {
         ig_tensor wc = we.c;
         wc.rows = 72, wc.owned = 0, wc.data = (char *)we.c.data + (size_t)(i - 1) * 72 * I * ig_dtype_size(we.c.dtype);
         CHECK(cpu->matmul(cpu, &outs[i].c, &x.c, &wc, NULL) == 0);
-        snprintf(name, sizeof name, "sgemm %s q|k|v one buffer m=%d I=%d part %d", cu_variant, M, I, i);
+        snprintf(name, sizeof name, "sgemm q|k|v one buffer m=%d I=%d part %d", M, I, i);
         compare(name, &outs[i], M);
       }
       cpu->free(cpu, &we.c);

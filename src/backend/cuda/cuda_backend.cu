@@ -688,17 +688,6 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, device));
   c->sm_count = prop.multiProcessorCount;
-  {
-    /* the wgmma GEMM needs sm_90a code, which only Hopper runs */
-    const char *wm = getenv("IGNIS_CUDA_WGEMM_MAX"), *ww = getenv("IGNIS_CUDA_WGEMM_WAVES");
-    int v = wm ? atoi(wm) : IG_CUDA_WGEMM_MAX_DEFAULT;
-    c->wgemm_max = prop.major == 9 ? (v < 0 ? 0 : v > 256 ? 256 : v) : 0;
-    c->wgemm_waves = ww && atoi(ww) > 0 ? atoi(ww) : 1;
-    const char *lk = getenv("IGNIS_CUDA_LT_SPLITK");
-    c->lt_splitk = lk ? atoi(lk) : 0;
-    const char *wt = getenv("IGNIS_CUDA_WGEMM_TILE");
-    c->wgemm_tile = wt && atoi(wt) >= 0 && atoi(wt) <= 2 ? atoi(wt) : 0;
-  }
   CK(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
   CK(cudaEventCreateWithFlags(&c->meta_ev, cudaEventDisableTiming));
   CK(cudaEventRecord(c->meta_ev, c->st));

@@ -53,10 +53,9 @@ typedef struct cu_batch {
 } cu_batch;
 
 /* m above which cuBLASLt takes the product instead of cuda_gemm.cu's skinny GEMM (it handles up to 128; from 32 rows
- * on its mma.sync pipeline runs out of issue slots and cuBLASLt's is faster) */
+ * on cuBLASLt is faster; a wgmma version of the same kernel, and cuBLASLt with K split 2-4 ways, measured slower
+ * than cuBLASLt at 32..128 rows: bench/RESULTS.md, fourth session, commit 50ca470) */
 #define IG_CUDA_SGEMM_MAX_DEFAULT 16
-/* m up to which its wgmma version (Hopper) takes the rows above IG_CUDA_SGEMM_MAX_DEFAULT: off (0), it measured slower than cuBLASLt at every m on the H100 (bench/RESULTS.md, fourth session) */
-#define IG_CUDA_WGEMM_MAX_DEFAULT 0
 #define IG_GEMV_MAX_M 2 /* rows the GEMV takes (its per-row weight re-reads lose to the skinny GEMM from 3-4 rows) */
 #define IG_ATTN_SPLIT_KEYS 64 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant (64: the
                                  staged K/V of a block take ~35 KB, so ~5 blocks share an SM; 128 fit only 2) */
@@ -97,10 +96,6 @@ typedef struct cu_impl {
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_SGEMM_MAX, 0 = cuBLASLt only) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
-  int wgemm_max;    /* largest m for its wgmma version (Hopper only; IGNIS_CUDA_WGEMM_MAX, 0 = off, at most 256) */
-  int wgemm_waves;  /* the same for the wgmma version (IGNIS_CUDA_WGEMM_WAVES) */
-  int lt_splitk;    /* IGNIS_CUDA_LT_SPLITK: cuBLASLt's algorithm for m <= 128 with K split this many ways (0: as chosen) */
-  int wgemm_tile;   /* its tile (IGNIS_CUDA_WGEMM_TILE: 0 = 64 rows x 128 k, 1 = 128 x 64, 2 = 128 x 128) */
   int *sg_cnt;      /* its arrival counters (zero between launches) */
   void *sg_part;    /* its partial tiles */
   size_t sg_part_size;

@@ -15,7 +15,6 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_mma.cuh"
-#include "backend/cuda/cuda_wgmma.cuh"
 #include <string.h>
 
 /* Tile: BN = 64 weight rows per block (swiglu: 32 gate + 32 up rows), BK = 128 k per pipeline stage (256 bytes of
@@ -47,75 +46,6 @@ struct sg_args {
 /* Chunk c (16 bytes) of row r sits at chunk c ^ (r & 7) (low 3 bits): the 8 rows an ldmatrix phase reads fall in
  * distinct banks. */
 template <int BK> __device__ __forceinline__ int sg_swz(int r, int c) { return r * BK + ((c ^ (r & 7)) << 3); }
-
-/* After the K loop: red holds this block's f32 tile [BN][MT + 1] (row = weight row, column = x row). With K split
- * over S blocks, each writes its partial and the last block to arrive for the tile adds the S partials in split
- * order; then the epilogue (bias, q|k|v segments, or SwiGLU over gate rows [0, BN/2) and up rows [BN/2, BN)). */
-template <int BN, int MT, int THREADS, bool SWIGLU>
-__device__ __forceinline__ void sg_finish(const sg_args &a, float *red, int tile, int z, int tid, int &last) {
-  const int P = MT + 1;
-  const int m = a.m;
-  if (a.S > 1) {
-    /* partial tiles go out in float4s (columns past m skipped); the last block to arrive reads the S partials of
-     * each float4 at once (all loads in flight, then added in split order): one L2 round trip per float4 */
-    const int Q = MT / 4;
-    float *mine = a.part + ((size_t)z * a.tiles + tile) * (BN * MT);
-    for (int idx = tid; idx < BN * Q; idx += THREADS) {
-      int r = idx / Q, c4 = (idx % Q) * 4;
-      if (c4 >= m) continue;
-      const float *q = red + r * P + c4;
-      __stcg((float4 *)(mine + r * MT + c4), make_float4(q[0], q[1], q[2], q[3]));
-    }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last = atomicAdd(&a.cnt[tile], 1) == a.S - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const float *base = a.part + (size_t)tile * (BN * MT);
-    const size_t zstride = (size_t)a.tiles * (BN * MT);
-#pragma unroll 2
-    for (int idx = tid; idx < BN * Q; idx += THREADS) {
-      int r = idx / Q, c4 = (idx % Q) * 4;
-      if (c4 >= m) continue;
-      float4 t[16];
-#pragma unroll
-      for (int zz = 0; zz < 16; zz++)
-        if (zz < a.S) t[zz] = __ldcg((const float4 *)(base + zz * zstride + r * MT + c4));
-      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-      for (int zz = 0; zz < 16; zz++)
-        if (zz < a.S) v.x += t[zz].x, v.y += t[zz].y, v.z += t[zz].z, v.w += t[zz].w;
-      float *q = red + r * P + c4;
-      q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
-    }
-    if (tid == 0) a.cnt[tile] = 0;
-    __syncthreads();
-  }
-  /* S == 1: red holds the sums as they are (0 + partial, the same bits the split path gives for one split) */
-  if (SWIGLU) {
-    const int H = BN / 2;
-    for (int idx = tid; idx < H * m; idx += THREADS) {
-      int col = idx / H, r = idx % H, f = tile * H + r;
-      if (f >= a.O) continue;
-      float gv = red[r * P + col] + (a.s[0].bias ? ldf(a.s[0].bias, a.s[0].bdt, f) : 0.f);
-      float uv = red[(r + H) * P + col] + (a.ubias ? ldf(a.ubias, a.ubdt, f) : 0.f);
-      gv = roundf_dt(a.s[0].odt, gv), uv = roundf_dt(a.udt, uv);
-      stf(a.s[0].out, a.s[0].odt, (long long)col * a.O + f, gv / (1.f + expf(-gv)) * uv);
-    }
-  } else {
-    for (int idx = tid; idx < BN * m; idx += THREADS) {
-      int col = idx / BN, r = idx % BN, o = tile * BN + r;
-      if (o >= a.O) continue;
-      int k = 0;
-      while (k + 1 < a.nseg && o >= a.s[k + 1].off) k++;
-      const sg_seg &sg = a.s[k];
-      int oo = o - sg.off;
-      float v = red[r * P + col] + (sg.bias ? ldf(sg.bias, sg.bdt, oo) : 0.f);
-      stf(sg.out, sg.odt, (long long)col * sg.O + oo, v);
-    }
-  }
-}
 
 template <int MT, int BN, int BK, int STAGES, bool SWIGLU>
 __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
@@ -237,7 +167,67 @@ __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
       }
   }
   __syncthreads();
-  sg_finish<SG_BN, MT, SG_THREADS, SWIGLU>(a, red, tile, z, tid, last);
+  const int m = a.m;
+  if (a.S > 1) {
+    /* partial tiles go out in float4s (columns past m skipped); the last block to arrive reads the S partials of
+     * each float4 at once (all loads in flight, then added in split order): one L2 round trip per float4 */
+    const int Q = MT / 4;
+    float *mine = a.part + ((size_t)z * a.tiles + tile) * (BN * MT);
+    for (int idx = tid; idx < SG_BN * Q; idx += SG_THREADS) {
+      int r = idx / Q, c4 = (idx % Q) * 4;
+      if (c4 >= m) continue;
+      const float *q = red + r * P + c4;
+      __stcg((float4 *)(mine + r * MT + c4), make_float4(q[0], q[1], q[2], q[3]));
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&a.cnt[tile], 1) == a.S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float *base = a.part + (size_t)tile * (BN * MT);
+    const size_t zstride = (size_t)a.tiles * (BN * MT);
+#pragma unroll 2
+    for (int idx = tid; idx < SG_BN * Q; idx += SG_THREADS) {
+      int r = idx / Q, c4 = (idx % Q) * 4;
+      if (c4 >= m) continue;
+      float4 t[16];
+#pragma unroll
+      for (int zz = 0; zz < 16; zz++)
+        if (zz < a.S) t[zz] = __ldcg((const float4 *)(base + zz * zstride + r * MT + c4));
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+      for (int zz = 0; zz < 16; zz++)
+        if (zz < a.S) v.x += t[zz].x, v.y += t[zz].y, v.z += t[zz].z, v.w += t[zz].w;
+      float *q = red + r * P + c4;
+      q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
+    }
+    if (tid == 0) a.cnt[tile] = 0;
+    __syncthreads();
+  }
+  /* S == 1: red holds the sums as they are (0 + partial, the same bits the split path gives for one split) */
+  if (SWIGLU) {
+    const int H = SG_BN / 2;
+    for (int idx = tid; idx < H * m; idx += SG_THREADS) {
+      int col = idx / H, r = idx % H, f = tile * H + r;
+      if (f >= a.O) continue;
+      float gv = red[r * P + col] + (a.s[0].bias ? ldf(a.s[0].bias, a.s[0].bdt, f) : 0.f);
+      float uv = red[(r + H) * P + col] + (a.ubias ? ldf(a.ubias, a.ubdt, f) : 0.f);
+      gv = roundf_dt(a.s[0].odt, gv), uv = roundf_dt(a.udt, uv);
+      stf(a.s[0].out, a.s[0].odt, (long long)col * a.O + f, gv / (1.f + expf(-gv)) * uv);
+    }
+  } else {
+    for (int idx = tid; idx < SG_BN * m; idx += SG_THREADS) {
+      int col = idx / SG_BN, r = idx % SG_BN, o = tile * SG_BN + r;
+      if (o >= a.O) continue;
+      int k = 0;
+      while (k + 1 < a.nseg && o >= a.s[k + 1].off) k++;
+      const sg_seg &sg = a.s[k];
+      int oo = o - sg.off;
+      float v = red[r * P + col] + (sg.bias ? ldf(sg.bias, sg.bdt, oo) : 0.f);
+      stf(sg.out, sg.odt, (long long)col * sg.O + oo, v);
+    }
+  }
 }
 
 template <int MT, int BN, int BK> struct sg_cfg {
@@ -266,195 +256,19 @@ template <int BN, int BK, bool SWIGLU> static int sg_launch_m(ig_backend *be, co
   }
 }
 
-/* ---- the Hopper version: warpgroup MMA (wgmma), 17..256 rows ---------------------------------------------
- * The same product and epilogues; each warpgroup takes 64 weight rows as wgmma's M (A from shared memory) and all MT
- * x rows as its N (B from shared memory), so one m64nMTk16 instruction per 16 k replaces the mma.sync kernel's
- * ldmatrix + MT/8 mma per warp, which ran out of issue slots from 32 rows on. Tile: WGS warpgroups (BN = 64 WGS
- * weight rows sharing each staged x tile) and KA 128-byte swizzle atoms of 64 k per stage (BK = 64 KA), the layout
- * wgmma's descriptors name: a stage is KA planes of [rows][64 k], filled by cp.async. K splits as above, so every
- * output element is summed in the same order whatever m is. */
-template <int WGS, int KA> struct wg_tile {
-  static const int BN = 64 * WGS, BK = 64 * KA, THREADS = 128 * WGS;
-};
-
-/* shared-memory descriptor of a K-major tile of 128-byte rows with the 128-byte swizzle: 8-row groups 1024 bytes
- * apart (stride byte offset), the tile on a 1024-byte boundary (k offsets within the atom are added to the start) */
-__device__ __forceinline__ uint64_t wg_desc(const void *p) {
-  uint32_t addr = (uint32_t)__cvta_generic_to_shared(p);
-  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
-}
-/* element offset of 16-byte chunk c (8 k) of row r in a stage of `rows` rows: plane c / 8, swizzled within it */
-__device__ __forceinline__ int wg_swz(int rows, int r, int c) { return (c >> 3) * rows * 64 + sg_swz<64>(r, c & 7); }
-
-template <int MT, int WGS, int KA, int STAGES, bool SWIGLU>
-__global__ void __launch_bounds__(128 * WGS, MT >= 192 ? 1 : 2) wgemm_kernel(const sg_args a) {
-  typedef wg_tile<WGS, KA> T;
-  const int BN = T::BN, BK = T::BK, TH = T::THREADS;
-  const int CPR = BK / 8;          /* 16-byte chunks per staged row */
-  const int WPT = BN * CPR / TH;   /* weight chunks per thread per stage */
-  extern __shared__ unsigned char smraw[];
-  unsigned char *base = (unsigned char *)(((uintptr_t)smraw + 1023) & ~(uintptr_t)1023); /* swizzle atoms */
-  __nv_bfloat16 *Ws = (__nv_bfloat16 *)base;   /* [STAGES][KA][BN][64] */
-  __nv_bfloat16 *Xs = Ws + STAGES * BN * BK;   /* [STAGES][KA][MT][64] */
-  __shared__ int last;
-  const int tile = blockIdx.x, z = blockIdx.y;
-  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-  const int kc0 = (int)((long long)z * a.nk / a.S), n = (int)((long long)(z + 1) * a.nk / a.S) - kc0;
-  const int I = a.I;
-
-  const int wc = tid % CPR, RST = TH / CPR;
-  const __nv_bfloat16 *wrow[WPT];
-  unsigned wvalid = 0;
-#pragma unroll
-  for (int i = 0; i < WPT; i++) {
-    int r = tid / CPR + RST * i;
-    bool ok;
-    if (SWIGLU) {
-      int f = tile * (BN / 2) + (r & (BN / 2 - 1));
-      ok = f < a.O;
-      wrow[i] = (r < BN / 2 ? a.W : a.Wu) + (size_t)(ok ? f : 0) * I;
-    } else {
-      int o = tile * BN + r;
-      ok = o < a.O;
-      wrow[i] = a.W + (size_t)(ok ? o : 0) * I;
-    }
-    wvalid |= (unsigned)ok << i;
-  }
-  auto load_w = [&](int st, int kc) {
-    int k = kc * BK + wc * 8;
-    bool kin = k < I;
-#pragma unroll
-    for (int i = 0; i < WPT; i++) {
-      int r = tid / CPR + RST * i;
-      bool ok = kin && ((wvalid >> i) & 1);
-      cp_async_16z(Ws + st * BN * BK + wg_swz(BN, r, wc), ok ? wrow[i] + k : a.W, ok);
-    }
-  };
-  auto load_x = [&](int st, int kc) {
-#pragma unroll
-    for (int idx = tid; idx < MT * CPR; idx += TH) {
-      int r = idx / CPR, c = idx % CPR, k = kc * BK + c * 8;
-      bool ok = r < a.m && k < I;
-      cp_async_16z(Xs + st * MT * BK + wg_swz(MT, r, c), ok ? a.X + (size_t)r * I + k : a.X, ok);
-    }
-  };
-
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; s++)
-    if (s < n) load_w(s, kc0 + s);
-  PDL_ENTRY();
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; s++) {
-    if (s < n) load_x(s, kc0 + s);
-    cp_async_commit_group();
-  }
-
-  float d[MT / 2];
-#pragma unroll
-  for (int i = 0; i < MT / 2; i++) d[i] = 0.f;
-
-  for (int it = 0; it < n; it++) {
-    cp_async_wait_group<STAGES - 2>();
-    fence_proxy_async(); /* this thread's cp.async data, visible to the async proxy wgmma reads through */
-    __syncthreads();     /* everyone's; and every warpgroup is done with stage it - 1, which is refilled next */
-    int pf = it + STAGES - 1;
-    if (pf < n) {
-      load_w(pf % STAGES, kc0 + pf);
-      load_x(pf % STAGES, kc0 + pf);
-    }
-    cp_async_commit_group();
-    const __nv_bfloat16 *ws = Ws + (it % STAGES) * BN * BK + wg * 64 * 64, *xs = Xs + (it % STAGES) * MT * BK;
-#pragma unroll
-    for (int i = 0; i < MT / 2; i++) wgmma_reg_fence(d[i]);
-    wgmma_fence();
-#pragma unroll
-    for (int ka = 0; ka < KA; ka++) {
-      const uint64_t da = wg_desc(ws + ka * BN * 64), db = wg_desc(xs + ka * MT * 64);
-#pragma unroll
-      for (int kk = 0; kk < 4; kk++) wgmma_op<MT>::run(d, da + 2 * kk, db + 2 * kk); /* +32 bytes per 16 k */
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < MT / 2; i++) wgmma_reg_fence(d[i]);
-  }
-  cp_async_wait_group<0>();
-  __syncthreads(); /* the pipeline's shared memory becomes the f32 tile */
-
-  const int P = MT + 1;
-  float *red = (float *)base;
-  {
-    /* the m64nMT accumulator: warp w of the warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2(lane%4) (+1) */
-    const int r = wg * 64 + warp * 16 + (lane >> 2), cq = lane & 3;
-#pragma unroll
-    for (int j = 0; j < MT / 8; j++) {
-      int col = j * 8 + 2 * cq;
-      red[r * P + col] = d[4 * j];
-      red[r * P + col + 1] = d[4 * j + 1];
-      red[(r + 8) * P + col] = d[4 * j + 2];
-      red[(r + 8) * P + col + 1] = d[4 * j + 3];
-    }
-  }
-  __syncthreads();
-  sg_finish<BN, MT, TH, SWIGLU>(a, red, tile, z, tid, last);
-}
-
-/* Stages: as many as keep two blocks on an SM (<= ~110 KB each) up to 6, at least 3; from 192 rows one block of 4
- * (or fewer, to fit). */
-template <int MT, int WGS, int KA> struct wg_cfg {
-  typedef wg_tile<WGS, KA> T;
-  static const size_t stage = (size_t)(T::BN + MT) * T::BK * 2;
-  static const int fit2 = (int)(110 * 1024 / stage), fit1 = (int)(220 * 1024 / stage);
-  static const int stages = MT >= 192 ? (fit1 > 4 ? 4 : fit1) : fit2 > 6 ? 6 : fit2 < 3 ? 3 : fit2;
-  static const size_t pipe = (size_t)stages * stage, red = (size_t)T::BN * (MT + 1) * 4;
-  static const size_t smem = (pipe > red ? pipe : red) + 1024; /* + the 1024-byte alignment */
-};
-
-template <int MT, int WGS, int KA, bool SWIGLU> static int wg_launch(ig_backend *be, const sg_args &a) {
-  typedef wg_cfg<MT, WGS, KA> C;
-  static_assert(C::stages >= 2 && C::smem <= 227 * 1024, "wgemm tile too large");
-  auto k = wgemm_kernel<MT, WGS, KA, C::stages, SWIGLU>;
-  CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::smem));
-  dim3 grid((unsigned)a.tiles, (unsigned)a.S);
-  CU_LAUNCH(be, k, grid, C::T::THREADS, C::smem, a);
-  LAUNCH_CHECK(be);
-  return 0;
-}
-template <int WGS, int KA, bool SWIGLU> static int wg_launch_m(ig_backend *be, const sg_args &a, int MT) {
-  switch (MT) {
-    case 16: return wg_launch<16, WGS, KA, SWIGLU>(be, a);
-    case 32: return wg_launch<32, WGS, KA, SWIGLU>(be, a);
-    case 48: return wg_launch<48, WGS, KA, SWIGLU>(be, a);
-    case 64: return wg_launch<64, WGS, KA, SWIGLU>(be, a);
-    case 96: return wg_launch<96, WGS, KA, SWIGLU>(be, a);
-    case 128: return wg_launch<128, WGS, KA, SWIGLU>(be, a);
-    case 192: return wg_launch<192, WGS, KA, SWIGLU>(be, a);
-    default: return wg_launch<256, WGS, KA, SWIGLU>(be, a);
-  }
-}
-/* the tiles IGNIS_CUDA_WGEMM_TILE names: 0 = 1 warpgroup x 2 atoms (64 x 128), 1 = 2 x 1 (128 x 64), 2 = 2 x 2 */
-template <bool SWIGLU> static int wg_launch_t(ig_backend *be, const sg_args &a, int MT, int t) {
-  return t == 1 ? wg_launch_m<2, 1, SWIGLU>(be, a, MT) : t == 2 ? wg_launch_m<2, 2, SWIGLU>(be, a, MT)
-                                                         : wg_launch_m<1, 2, SWIGLU>(be, a, MT);
-}
-static void wg_tile_dims(int t, int *BN, int *BK) {
-  *BN = t == 1 || t == 2 ? 128 : 64;
-  *BK = t == 2 || t == 0 ? 128 : 64;
-}
-
 int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
   cu_impl *c = CU(be);
   int64_t m = x->rows;
-  return w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
-         ((m <= c->sgemm_max && m <= 128) || m <= c->wgemm_max) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 &&
-         w->rows <= INT32_MAX / 2 && ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
+  return c->sgemm_max > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
+         m <= c->sgemm_max && m <= 128 && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
+         ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
 }
 
 /* Splits of K per output tile: enough blocks for sgemm_waves blocks per SM, at least 4 stages per split, at
  * most 16 splits. A function of the shape and the device only (never of m), so results are batch-invariant. */
-static int sg_splits(cu_impl *c, int tiles, int nk, int waves) {
+static int sg_splits(cu_impl *c, int tiles, int nk) {
   if (tiles >= SG_MAX_CNT) return 1;
-  int want = (waves * c->sm_count + tiles - 1) / tiles;
+  int want = (c->sgemm_waves * c->sm_count + tiles - 1) / tiles;
   int most = nk / 4 < 16 ? nk / 4 : 16;
   if (want > most) want = most;
   return want < 1 ? 1 : want;
@@ -465,10 +279,7 @@ static int sg_splits(cu_impl *c, int tiles, int nk, int waves) {
 int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
              int ubdt, int udt, const void *X, int m, int O, int I) {
   cu_impl *c = CU(be);
-  /* rows up to sgemm_max: the mma.sync kernel; above, up to wgemm_max: the wgmma one (Hopper) */
-  const int wg = m > c->sgemm_max || m > 128;
-  if (m < 1 || m > (wg ? 256 : 128) || (wg && m > c->wgemm_max) || nseg < 1 || nseg > 4)
-    FAIL(be, "cuda sgemm: m %d, %d outputs", m, nseg);
+  if (m < 1 || m > 128 || nseg < 1 || nseg > 4) FAIL(be, "cuda sgemm: m %d, %d outputs", m, nseg);
   sg_args a;
   memset(&a, 0, sizeof a);
   a.W = (const __nv_bfloat16 *)W, a.Wu = (const __nv_bfloat16 *)Wu, a.X = (const __nv_bfloat16 *)X;
@@ -476,20 +287,11 @@ int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, c
     a.s[i] = sg_seg{segs[i].out, segs[i].bias, segs[i].odt, segs[i].bdt, segs[i].rows, segs[i].off};
   a.ubias = ubias, a.ubdt = ubdt, a.udt = udt;
   a.nseg = nseg, a.m = m, a.I = I, a.O = O;
-  int BN = SG_TILE_BN, BK = SG_TILE_BK;
-  if (wg) wg_tile_dims(c->wgemm_tile, &BN, &BK);
+  const int BN = SG_TILE_BN, BK = SG_TILE_BK;
   a.tiles = Wu ? (O + BN / 2 - 1) / (BN / 2) : (O + BN - 1) / BN;
   a.nk = (I + BK - 1) / BK;
-  a.S = sg_splits(c, a.tiles, a.nk, wg ? c->wgemm_waves : c->sgemm_waves);
-  int MT;
-  if (wg) {
-    static const int mts[] = {16, 32, 48, 64, 96, 128, 192, 256};
-    int i = 0;
-    while (mts[i] < m) i++;
-    MT = mts[i];
-  } else {
-    MT = m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
-  }
+  a.S = sg_splits(c, a.tiles, a.nk);
+  int MT = m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
   if (a.S > 1) {
     if (!c->sg_cnt) {
       if (c->capturing) FAIL(be, "cuda sgemm: first split product while capturing a graph; warm up first");
@@ -499,6 +301,5 @@ int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, c
     if (cu_scratch(be, &c->sg_part, &c->sg_part_size, (size_t)a.S * a.tiles * BN * MT * sizeof(float))) return -1;
     a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
   }
-  if (wg) return Wu ? wg_launch_t<true>(be, a, MT, c->wgemm_tile) : wg_launch_t<false>(be, a, MT, c->wgemm_tile);
   return Wu ? sg_launch_m<SG_TILE_BN, SG_TILE_BK, true>(be, a, MT) : sg_launch_m<SG_TILE_BN, SG_TILE_BK, false>(be, a, MT);
 }

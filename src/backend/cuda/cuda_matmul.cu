@@ -413,18 +413,6 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
            ig_dtype_name((ig_dtype)odt), (int)s);
     }
     p->algo = rs[0].algo;
-    if (c->lt_splitk > 1 && m <= 128) {
-      /* IGNIS_CUDA_LT_SPLITK=n: the heuristic's algorithm with K split n ways, partials reduced in f32 through the
-       * workspace, where cuBLASLt accepts that for the algorithm (decode products with few output tiles) */
-      cublasLtMatmulAlgo_t al = rs[0].algo;
-      uint32_t sk = (uint32_t)c->lt_splitk, rsch = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
-      cublasLtMatmulHeuristicResult_t chk;
-      if (cublasLtMatmulAlgoConfigSetAttribute(&al, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &sk, sizeof sk) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulAlgoConfigSetAttribute(&al, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &rsch, sizeof rsch) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &al, &chk) == CUBLAS_STATUS_SUCCESS &&
-          chk.workspaceSize <= c->lt_ws_size)
-        p->algo = al;
-    }
     p->n_cand = 0, p->tuned = nres < 2;
     for (int k = 0; k < nres && k < LT_CANDS; k++)
       if (rs[k].state == CUBLAS_STATUS_SUCCESS) p->cand[p->n_cand++] = rs[k].algo;
