@@ -516,6 +516,10 @@ static int ensure_acts(ig_model *m, int n, int n_out) {
       return -1;
   }
   if (n_out > m->a.cap_out) {
+    /* captured graphs write the logits (and read xo/xon) where these were: drop them first. Missing this made
+     * every step replayed after a wider step (a request with prompt logprobs, a larger batch) sample stale logits
+     * (found on the H100 in the fourth session: the same greedy request gave three different texts in a row) */
+    if (be->graph_reset) be->graph_reset(be);
     if (m->a.xo.data) be->free(be, &m->a.xo), be->free(be, &m->a.xon), be->free(be, &m->a.logits);
     int cap = n_out > 2 * m->a.cap_out ? n_out : 2 * m->a.cap_out;
     m->a.cap_out = cap;

@@ -545,6 +545,15 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
       CHECK_MSG(memcmp(first, again, (size_t)n * nh * hd * 4) == 0, "graph step %d differs from eager", it);
     }
     CHECK_MSG(replays == 1, "graph replays %d != 1 (eager, capture, replay)", replays);
+    /* freeing any device buffer drops the captured graphs (one may point into it): the same key runs eagerly */
+    ig_tensor tmp;
+    CHECK(gpu->alloc(gpu, &tmp, IG_DT_F32, 4, 4) == 0);
+    gpu->free(gpu, &tmp);
+    CHECK(gpu->set_batch(gpu, &step.b) == 0);
+    int g = gpu->graph_begin(gpu, key);
+    CHECK_MSG(g == 0, "a graph replayed after a device buffer was freed");
+    if (g == 0) CHECK_MSG(gpu->attention(gpu, &out.g, &q.g, 1, &p) == 0, "%s", gpu->err);
+    CHECK_MSG(gpu->graph_end(gpu) == 0, "%s", gpu->err);
     free(first), free(again);
   }
   drop(&q), drop(&out);

@@ -199,6 +199,73 @@ static void test_graph_padding(void) {
   ig_model_free(m0), be0->destroy(be0);
 }
 
+/* Graph lifetime: a captured decode graph points into the activations, so the model must drop the graphs
+ * (graph_reset) before it frees a buffer one may use. The CPU backend gets graph ops that never replay (the
+ * computation stays right) but count a graph as alive from graph_end to graph_reset, and a free that flags any
+ * owned buffer freed while one is alive. The step that grows only the logits rows (a prompt with every row's
+ * logits after decode steps, as a request with prompt logprobs does) used to free them under a live graph: on
+ * the GPU every later replay then sampled stale logits. */
+static int fg_in, fg_alive, fg_bad, fg_captured;
+static void (*fg_free_orig)(ig_backend *, ig_tensor *);
+static int fg_begin(ig_backend *be, uint64_t key) {
+  (void)be, (void)key;
+  fg_in = 1;
+  return 0;
+}
+static int fg_end(ig_backend *be) {
+  (void)be;
+  if (fg_in) fg_alive = 1, fg_captured++;
+  fg_in = 0;
+  return 0;
+}
+static void fg_reset(ig_backend *be) {
+  (void)be;
+  fg_alive = fg_in = 0;
+}
+static void fg_free(ig_backend *be, ig_tensor *t) {
+  if (fg_alive && t && t->owned && t->data) fg_bad++;
+  fg_free_orig(be, t);
+}
+
+static void test_graph_lifetime(void) {
+  char err[512];
+  setenv("IGNIS_CPU_GEMM_MIN_ROWS", "1000000", 1);
+  ig_backend *be = ig_backend_cpu_create(2, err, sizeof err);
+  ig_model *m = NULL;
+  CHECK(be && ig_model_load(IG_SHARED_DIR "/models/stories260K", be, &m, err, sizeof err) == 0);
+  if (!m) return;
+  int sizes[] = {1, 2, 4};
+  ig_model_set_graphs(m, sizes, 3);
+  CHECK(ig_model_kv_init(m, MU_CACHE_BLOCKS, MU_BLOCK, err, sizeof err) == 0);
+  fg_free_orig = be->free;
+  be->free = fg_free, be->graph_begin = fg_begin, be->graph_end = fg_end, be->graph_reset = fg_reset;
+  mu_seq q;
+  mu_seq_init(&q, 0, MU_CACHE_BLOCKS);
+  const int L = plen[2]; /* 40 prompt rows */
+  int32_t tok[64], pos[64], slot[64], outr[64], bt[MU_MAX_BLOCKS];
+  memcpy(bt, q.blocks, sizeof q.blocks);
+  for (int p = 0; p <= L; p++) tok[p] = toks[2][p], pos[p] = p, slot[p] = q.blocks[p / MU_BLOCK] * MU_BLOCK + p % MU_BLOCK, outr[p] = p;
+  float *lg = malloc(sizeof(float) * (size_t)V * (size_t)(L + 1)), *ref = malloc(sizeof(float) * (size_t)V * (size_t)L);
+  /* (1) the prompt, its last row's logits; (2) one decode step (a graph bucket: "captured"); (3) the prompt again
+   * with every row's logits: more logits rows than before, no more tokens */
+  int32_t ss1[2] = {0, L}, ctx1 = L, last = L - 1;
+  ig_batch b1 = {L, tok, pos, slot, 1, ss1, &ctx1, MU_MAX_BLOCKS, bt, 1, &last};
+  CHECK(ig_model_forward(m, &b1, lg, err, sizeof err) == 0);
+  int32_t ss2[2] = {0, 1}, ctx2 = L + 1, zero = 0;
+  ig_batch b2 = {1, tok + L, pos + L, slot + L, 1, ss2, &ctx2, MU_MAX_BLOCKS, bt, 1, &zero};
+  CHECK(ig_model_forward(m, &b2, lg, err, sizeof err) == 0);
+  CHECK_MSG(fg_captured == 1 && fg_alive, "the decode step was not bracketed as a graph (%d)", fg_captured);
+  ig_batch b3 = {L, tok, pos, slot, 1, ss1, &ctx1, MU_MAX_BLOCKS, bt, L, outr};
+  CHECK(ig_model_forward(m, &b3, ref, err, sizeof err) == 0);
+  CHECK_MSG(fg_bad == 0, "%d buffer(s) freed while a captured graph could still point into them", fg_bad);
+  /* and the wider step's logits are the prompt's: its last row equals (1)'s */
+  CHECK(ig_model_forward(m, &b1, lg, err, sizeof err) == 0);
+  CHECK(memcmp(lg, ref + (size_t)(L - 1) * V, sizeof(float) * (size_t)V) == 0);
+  be->free = fg_free_orig, be->graph_begin = NULL, be->graph_end = NULL, be->graph_reset = NULL;
+  free(lg), free(ref);
+  ig_model_free(m), be->destroy(be);
+}
+
 /* ig_model_forward_sample_begin/_end over a backend whose sample op leaves its results in flight until
  * sample_wait: the CPU backend with a test sample op (argmax) that hands its results over only in sample_wait. */
 static ig_sample_out ts_res[16], *ts_out;
@@ -320,6 +387,7 @@ int main(void) {
   }
   test_dynamic_rope();
   test_graph_padding();
+  test_graph_lifetime();
   test_sample_async();
   TEST_DONE();
 }

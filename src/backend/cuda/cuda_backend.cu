@@ -270,6 +270,9 @@ static void cuda_free(ig_backend *be, ig_tensor *t) {
   if (!t) return;
   if (t->owned && t->data) {
     ready(be);
+    /* a captured graph may point into this buffer, and a replay would then touch freed (or reused) memory: every
+     * graph goes (buffers are freed only when they are reallocated or at teardown, so this costs a recapture) */
+    cu_graphs_release(be);
     cudaFree(t->data);
   }
   memset(t, 0, sizeof *t);

@@ -1,0 +1,35 @@
+#!/bin/bash
+# bench/cuda_repeat_check.sh: the same greedy request three times in a row through ignis serve --device cuda must
+# give the same text. Per server flag set (SERVE_VARIANTS, ';'-separated): graphs on (default), --cuda-graphs 0,
+# IGNIS_CUDA_PDL=0. Needs the WITH_SERVE=1 pack and /tmp/l8b (bench/cuda_llama8b.py save).
+PK=/tmp/cudapack
+[ -f $PK/bin/ignis ] || { mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1; }
+M=/tmp/l8b
+[ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > /dev/null 2>&1
+cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
+ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+IFS=';' read -ra VARS <<< "${SERVE_VARIANTS:-default;--cuda-graphs 0;IGNIS_CUDA_PDL=0;IGNIS_ENGINE_PIPELINE=0}"
+for v in "${VARS[@]}"; do
+  envs=""; flags=""
+  case "$v" in default) ;; --*) flags="$v" ;; *) envs="$v" ;; esac
+  env $envs $PK/bin/ignis serve --model-id $M --device cuda --port 3000 --max-batch-total-tokens 131072 $flags > /tmp/rc_serve.log 2>&1 &
+  SP=$!
+  for i in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/health)" = 200 ] && break
+    kill -0 $SP 2>/dev/null || break
+    sleep 0.1
+  done
+  out=""
+  for k in ${REQS:-plain lp plain plain}; do
+    case $k in
+      plain) prm='"max_new_tokens":24' ;;
+      details) prm='"max_new_tokens":24,"details":true' ;;
+      lp) prm='"max_new_tokens":24,"details":true,"decoder_input_details":true' ;;
+      long) prm='"max_new_tokens":60' ;;
+    esac
+    body="{\"inputs\":\"${PROMPT:-The capital of France is}\",\"parameters\":{$prm}}"
+    t=$(curl -s -m 30 -X POST http://127.0.0.1:3000/generate -H 'Content-Type: application/json' -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["generated_text"][:60])')
+    echo "[$v] $k: $t"
+  done
+  kill $SP; for i in $(seq 1 50); do kill -0 $SP 2>/dev/null || break; sleep 0.1; done; kill -9 $SP 2>/dev/null
+done
