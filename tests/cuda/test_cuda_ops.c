@@ -780,10 +780,10 @@ int main(void) {
   /* bf16 with the default kernels and programmatic dependent launch; bf16 with the WMMA prefill kernel, the
    * unstaged decode kernel and plain launches (attention only); f32 with PDL */
   int modes[3] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32};
-  /* IG_OPS_ONLY=gemm: the bf16 matmul checks alone (a quick device call after a GEMM change) */
+  /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change) */
   const char *only = getenv("IG_OPS_ONLY");
-  int gemm_only = only && !strcmp(only, "gemm");
-  for (int mi = 0; mi < (gemm_only ? 1 : 3); mi++) {
+  int gemm_only = only && !strcmp(only, "gemm"), attn_only = only && !strcmp(only, "attn");
+  for (int mi = 0; mi < (gemm_only || attn_only ? 1 : 3); mi++) {
     if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "0", 1), setenv("IGNIS_CUDA_PDL", "0", 1);
     else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED"), unsetenv("IGNIS_CUDA_PDL");
     gpu = ig_backend_cuda_create_ex(0, (ig_dtype)modes[mi], err, sizeof err);
@@ -799,7 +799,8 @@ int main(void) {
     tol = modes[mi] == IG_DT_BF16 ? 1.2e-2 : 2e-5;
     worst = 0;
     printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype), mi == 1 ? ", WMMA prefill, staged decode" : "", tol);
-    if (gemm_only) {
+    if (attn_only) {
+    } else if (gemm_only) {
       test_matmul();
       test_fused_matmul();
       test_sgemm();

@@ -187,9 +187,10 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
 }
 
 /* Combine: block (row i, head h), thread d: out = sum_z 2^(m_z - M) o_z / sum_z 2^(m_z - M) l_z. */
+#define CB_Z 8 /* splits the combine kernel's unrolled path takes */
 template <typename T>
 __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_rows, const int *pos, int nh, int hd,
-                                    int window, int max_splits) {
+                                    int window, int max_splits, int unrolled) {
   PDL_ENTRY();
   int i = blockIdx.x, h = blockIdx.y;
   int r = dec_rows[i];
@@ -197,6 +198,34 @@ __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_ro
   key_range(pos[r], window, &lo, &hi);
   int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
   const float *pp = part + ((size_t)i * nh + h) * max_splits * (hd + 2);
+  if (unrolled && nsplit <= CB_Z) {
+    /* up to CB_Z splits (contexts of up to 512 keys): every partial a thread needs is requested at once, two
+     * memory round trips instead of two per split; the same operations in the same order as the loop below, so
+     * the same bits */
+    float mz[CB_Z];
+#pragma unroll
+    for (int z = 0; z < CB_Z; z++) mz[z] = z < nsplit ? pp[z * (hd + 2) + hd] : -INFINITY;
+    float M = -INFINITY;
+#pragma unroll
+    for (int z = 0; z < CB_Z; z++)
+      if (z < nsplit) M = fmaxf(M, mz[z]);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+      float oz[CB_Z], lz[CB_Z];
+#pragma unroll
+      for (int z = 0; z < CB_Z; z++)
+        if (z < nsplit) oz[z] = pp[z * (hd + 2) + d], lz[z] = pp[z * (hd + 2) + hd + 1];
+      float num = 0.f, den = 0.f;
+#pragma unroll
+      for (int z = 0; z < CB_Z; z++)
+        if (z < nsplit) {
+          float w = exp2f(mz[z] - M);
+          num += w * oz[z];
+          den += w * lz[z];
+        }
+      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(den > 0.f ? num / den : 0.f);
+    }
+    return;
+  }
   float M = -INFINITY;
   for (int z = 0; z < nsplit; z++) M = fmaxf(M, pp[z * (hd + 2) + hd]);
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
@@ -775,7 +804,7 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   if (rc) return rc;
   dim3 g2(c->b.n_dec, p->n_heads);
   CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, 0, (T *)out->data, part, c->b.dec_rows, c->b.pos, p->n_heads,
-                                                                   hd, p->sliding_window, S);
+                                                                   hd, p->sliding_window, S, !c->combine_loop);
   LAUNCH_CHECK(be);
   return 0;
 }

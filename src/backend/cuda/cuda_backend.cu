@@ -671,6 +671,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->decode_staged = !(ds && ds[0] == '0');
   const char *dk = getenv("IGNIS_CUDA_DECODE");
   c->decode_simt = dk && !strcmp(dk, "simt");
+  const char *cbl = getenv("IGNIS_CUDA_COMBINE");
+  c->combine_loop = cbl && !strcmp(cbl, "loop");
   const char *pd = getenv("IGNIS_CUDA_PDL");
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
