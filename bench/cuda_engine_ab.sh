@@ -4,6 +4,7 @@
 # seeded sampling, a stop sequence taken from the greedy text so that it matches, logprobs); (2) serving
 # throughput at SERVE_LEVELS with the engine profile. Needs the pack of WITH_SERVE=1 bench/cuda_pack.sh and the
 # model at /tmp/l8b (bench/cuda_llama8b.py save).
+. "$(dirname "$0")/serve_wait.sh"
 O=${OUT:-/tmp/cuda_out}
 mkdir -p $O
 PK=/tmp/cudapack
@@ -16,12 +17,7 @@ start() { # $1: IGNIS_ENGINE_PIPELINE value
   IGNIS_ENGINE_PIPELINE=$1 IGNIS_PROFILE_STEPS=${PROFILE_STEPS:-256} $PK/bin/ignis serve --model-id $M --device cuda \
     --port 3000 --max-batch-total-tokens 131072 --max-concurrent-requests 512 > $O/serve_p$1.log 2>&1 &
   SP=$!
-  for i in $(seq 1 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/health)" = 200 ] && return 0
-    kill -0 $SP 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
+  wait_health 3000 $SP
 }
 gen() { curl -s -m 30 -X POST http://127.0.0.1:3000/generate -H 'Content-Type: application/json' -d "$1"; echo; }
 requests() { # the same requests; $1: file; the stop string comes from the first greedy text ($STOP)

@@ -2,6 +2,7 @@
 # bench/cuda_repeat_check.sh: the same greedy request three times in a row through ignis serve --device cuda must
 # give the same text. Per server flag set (SERVE_VARIANTS, ';'-separated): graphs on (default), --cuda-graphs 0,
 # IGNIS_CUDA_PDL=0. Needs the WITH_SERVE=1 pack and /tmp/l8b (bench/cuda_llama8b.py save).
+. "$(dirname "$0")/serve_wait.sh"
 PK=/tmp/cudapack
 [ -f $PK/bin/ignis ] || { mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1; }
 M=/tmp/l8b
@@ -14,11 +15,7 @@ for v in "${VARS[@]}"; do
   case "$v" in default) ;; --*) flags="$v" ;; *) envs="$v" ;; esac
   env $envs $PK/bin/ignis serve --model-id $M --device cuda --port 3000 --max-batch-total-tokens 131072 $flags > /tmp/rc_serve.log 2>&1 &
   SP=$!
-  for i in $(seq 1 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/health)" = 200 ] && break
-    kill -0 $SP 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_health 3000 $SP || echo "[$v] the server did not come up"
   out=""
   for k in ${REQS:-plain lp plain plain}; do
     case $k in

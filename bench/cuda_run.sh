@@ -7,6 +7,7 @@
 # baseline of the serving workload), serve (ignis serve + ignis bench), kernels (variants per batch size), memory
 # (10,000 requests: RSS, GPU memory, KV blocks).
 #   bench/cuda_run.sh [stage ...]
+. "$(dirname "$0")/serve_wait.sh"
 PK=/tmp/cudapack
 mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1
 BIN=$PK/bin
@@ -127,11 +128,7 @@ if has kvsize; then
   for f in 1.0 0.5 0.2 0.1; do
     timeout 60 $PK/bin/ignis serve --model-id $M --device cuda --port 3001 --cuda-memory-fraction $f > $OUT/kv_$f.log 2>&1 &
     KP=$!
-    for i in $(seq 1 300); do
-      [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3001/health)" = 200 ] && break
-      kill -0 $KP 2>/dev/null || break
-      sleep 0.1
-    done
+    wait_health 3001 $KP 300
     used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader)
     kill $KP 2>/dev/null; wait $KP; rc=$?
     note "kvsize fraction $f: $(grep -hoE 'KV capacity [0-9]+ tokens|engine: .*' $OUT/kv_$f.log | head -1) (GPU used $used, exit $rc)"
@@ -147,10 +144,7 @@ if has memory; then
   $PK/bin/ignis serve --model-id $M --device cuda --port 3002 --max-batch-total-tokens 65536 \
     --max-concurrent-requests 512 > $OUT/mem_serve.log 2>&1 &
   MP=$!
-  for i in $(seq 1 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3002/health)" = 200 ] && break
-    sleep 0.1
-  done
+  wait_health 3002 $MP
   (while kill -0 $MP 2>/dev/null; do curl -s http://127.0.0.1:3002/metrics | grep -E "^ignis_kv_blocks_(used|total) " | tr '\n' ' '; echo; sleep 0.2; done) > $OUT/mem_kv.log 2>/dev/null &
   KVP=$!
   mb() { timeout 300 $PK/bin/ignis bench --url http://127.0.0.1:3002 --concurrency 64 --num-requests $1 --warmup 0 \
@@ -181,11 +175,7 @@ if has serve; then
     IGNIS_PROFILE_STEPS=${PROFILE_STEPS:-256} $PK/bin/ignis serve --model-id $SM --device ${SERVE_DEVICE:-cuda} \
       --port 3000 --max-batch-total-tokens 131072 --max-concurrent-requests 512 ${SERVE_FLAGS:-} > $OUT/serve.log 2>&1 &
     SP=$!
-    for i in $(seq 1 600); do
-      [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/health)" = 200 ] && break
-      kill -0 $SP 2>/dev/null || break
-      sleep 0.1
-    done
+    wait_health 3000 $SP
     note "serve: cold start to /health 200: $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
     for c in ${SERVE_LEVELS:-1 16 64 256}; do
       n=$((c < 4 ? 4 : c)); w=$((c < 8 ? c : 8))
