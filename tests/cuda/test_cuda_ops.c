@@ -653,17 +653,23 @@ static void test_sgemm_shapes(int M, const int *ms, int nms);
 static void test_sgemm(void) {
   if (gpu->act_dtype != IG_DT_BF16) return;
   /* a backend of its own that routes every m <= 128 to the skinny GEMM (the default stops at 16), so its tile
-   * heights 16..128 are all checked; the op helpers use the global backend, so it stands in for a while */
+   * heights 16..128 are all checked; then the batch-invariant mode (every row count through it, 128 rows per launch):
+   * rows of a 300-row product bitwise those of 1, 2, 9, 130 and 200 rows. The op helpers use the global backend, so
+   * each stands in for a while. */
   ig_backend *keep = gpu;
   char err[256];
-  static const int ms[] = {9, 20, 64};
-  setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1);
-  gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
-  unsetenv("IGNIS_CUDA_SGEMM_MAX");
-  CHECK_MSG(gpu != NULL, "%s", err);
-  if (gpu) {
-    test_sgemm_shapes(100, ms, 3);
-    gpu->destroy(gpu);
+  static const int ms[] = {9, 20, 64}, ms_bi[] = {1, 2, 9, 130, 200};
+  for (int v = 0; v < 2; v++) {
+    if (v) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1);
+    else setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1);
+    gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
+    unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT");
+    CHECK_MSG(gpu != NULL, "%s", err);
+    if (gpu) {
+      if (v) test_sgemm_shapes(300, ms_bi, 5);
+      else test_sgemm_shapes(100, ms, 3);
+      gpu->destroy(gpu);
+    }
   }
   gpu = keep;
 }

@@ -680,6 +680,11 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *sm = getenv("IGNIS_CUDA_SGEMM_MAX"), *sw = getenv("IGNIS_CUDA_SGEMM_WAVES");
   c->sgemm_max = sm ? atoi(sm) : IG_CUDA_SGEMM_MAX_DEFAULT;
   c->sgemm_waves = sw && atoi(sw) > 0 ? atoi(sw) : 1;
+  /* batch-invariant mode: no GEMV (its sums differ from the GEMM's) and the skinny GEMM for every row count, whose
+   * split-K order depends on the shape only; prompt chunks then read the weights once per 128 rows (slower prefill) */
+  const char *bi = getenv("IGNIS_CUDA_BATCH_INVARIANT");
+  c->batch_invariant = bi && bi[0] == '1';
+  if (c->batch_invariant) c->use_gemv = 0, c->sgemm_max = 128;
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \

@@ -260,7 +260,7 @@ int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
   cu_impl *c = CU(be);
   int64_t m = x->rows;
   return c->sgemm_max > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
-         m <= c->sgemm_max && m <= 128 && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
+         (c->batch_invariant || (m <= c->sgemm_max && m <= 128)) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
          ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
 }
 
@@ -276,8 +276,8 @@ static int sg_splits(cu_impl *c, int tiles, int nk) {
 
 /* segs: the outputs over rows of W (concatenated q|k|v, or one); Wu != NULL: swiglu of W (gate) and Wu (up),
  * out = segs[0] with up's bias and rounding dtype given apart. */
-int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
-             int ubdt, int udt, const void *X, int m, int O, int I) {
+static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
+                      int ubdt, int udt, const void *X, int m, int O, int I) {
   cu_impl *c = CU(be);
   if (m < 1 || m > 128 || nseg < 1 || nseg > 4) FAIL(be, "cuda sgemm: m %d, %d outputs", m, nseg);
   sg_args a;
@@ -302,4 +302,21 @@ int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, c
     a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
   }
   return Wu ? sg_launch_m<SG_TILE_BN, SG_TILE_BK, true>(be, a, MT) : sg_launch_m<SG_TILE_BN, SG_TILE_BK, false>(be, a, MT);
+}
+
+/* Up to 128 rows in one launch; more (only in the batch-invariant mode) in launches of 128 rows, each row's sums the
+ * same whatever launch and tile height it falls in. */
+int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
+             int ubdt, int udt, const void *X, int m, int O, int I) {
+  if (m <= 128 || nseg < 1 || nseg > 4) return sgemm_rows(be, segs, nseg, W, Wu, ubias, ubdt, udt, X, m, O, I);
+  for (int r0 = 0; r0 < m; r0 += 128) {
+    sg_seg_desc d[4];
+    for (int i = 0; i < nseg; i++) {
+      d[i] = segs[i];
+      d[i].out = (char *)segs[i].out + (size_t)r0 * segs[i].rows * ig_dtype_size((ig_dtype)segs[i].odt);
+    }
+    const void *x = (const char *)X + (size_t)r0 * I * sizeof(__nv_bfloat16);
+    if (sgemm_rows(be, d, nseg, W, Wu, ubias, ubdt, udt, x, m - r0 < 128 ? m - r0 : 128, O, I)) return -1;
+  }
+  return 0;
 }
