@@ -509,10 +509,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
         tB = fmaxf(tB, sc[j][2 + e]);
       }
     }
-    tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
-    tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-    tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
-    tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+    tA = quad_max(tA), tB = quad_max(tB);
     float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
     float aA = nA == -INFINITY ? 1.f : exp2f(mA - nA), aB = nB == -INFINITY ? 1.f : exp2f(mB - nB);
     float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB; /* exp2(-inf - 0) = 0 */
@@ -542,10 +539,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
     }
     __syncthreads(); /* this buffer is refilled two iterations on */
   }
-  lA += __shfl_xor_sync(0xffffffffu, lA, 1);
-  lA += __shfl_xor_sync(0xffffffffu, lA, 2);
-  lB += __shfl_xor_sync(0xffffffffu, lB, 1);
-  lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+  lA = quad_sum(lA), lB = quad_sum(lB);
   float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
 #pragma unroll
   for (int i = 0; i < HD / 8; i++) {
@@ -652,10 +646,7 @@ __global__ void __launch_bounds__(128)
       tB = fmaxf(tB, sc[n][2 + e]);
     }
   }
-  tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
-  tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-  tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
-  tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+  tA = quad_max(tA), tB = quad_max(tB);
   if (cq == 0) rmax[warp * 16 + g] = tA, rmax[warp * 16 + g + 8] = tB;
   __syncthreads();
   /* key 0 of the split is valid, so the max is finite and exp2(-inf - m) = 0 for masked keys */
@@ -670,10 +661,7 @@ __global__ void __launch_bounds__(128)
     *(uint32_t *)(Ps + g * L::LDP + col) = pack_bf16(p0, p1);
     *(uint32_t *)(Ps + (g + 8) * L::LDP + col) = pack_bf16(p2, p3);
   }
-  lA += __shfl_xor_sync(0xffffffffu, lA, 1);
-  lA += __shfl_xor_sync(0xffffffffu, lA, 2);
-  lB += __shfl_xor_sync(0xffffffffu, lB, 1);
-  lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+  lA = quad_sum(lA), lB = quad_sum(lB);
   if (cq == 0) rsum[warp * 16 + g] = lA, rsum[warp * 16 + g + 8] = lB;
   __syncthreads();
 

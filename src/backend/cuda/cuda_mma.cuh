@@ -1,5 +1,6 @@
 /* backend/cuda/cuda_mma.cuh: the tensor-core building blocks the GEMM and attention kernels share: mma.sync
- * m16n8k16 (bf16 in, f32 accumulate), ldmatrix (plain and transposed) and 16-byte cp.async with zero-fill. */
+ * m16n8k16 (bf16 in, f32 accumulate), ldmatrix (plain and transposed), 16-byte cp.async with zero-fill and
+ * the quad reductions over an accumulator row. */
 #ifndef IG_CUDA_MMA_CUH
 #define IG_CUDA_MMA_CUH
 #include <cuda_bf16.h>
@@ -30,4 +31,13 @@ __device__ __forceinline__ void cp_async_16z(void *dst, const void *src, bool va
 }
 __device__ __forceinline__ void cp_async_commit_group() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+/* max / sum over the 4 lanes of a quad (the lanes holding one row of an mma.sync accumulator tile) */
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
 #endif
