@@ -189,9 +189,8 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
 int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 void cu_matmul_release(ig_backend *be);
-/* cuda_sample.cu: the optional sample op (its results in flight until cu_sample_wait); release frees its
- * buffers */
-/* One output of the skinny GEMM: rows [off, off + rows) of the product into out ([m, rows], dtype odt). */
+/* cuda_gemm.cu: the skinny GEMM. One output: rows [off, off + rows) of the product into out ([m, rows], dtype
+ * odt). */
 typedef struct sg_seg_desc {
   void *out;
   const void *bias;
@@ -200,6 +199,8 @@ typedef struct sg_seg_desc {
 int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w);
 int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
              int ubdt, int udt, const void *X, int m, int O, int I);
+/* cuda_sample.cu: the optional sample op (its results in flight until cu_sample_wait); release frees its
+ * buffers */
 int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out);
 int cu_sample_wait(ig_backend *be);
 void cu_sample_release(ig_backend *be);

@@ -800,8 +800,9 @@ static int sp_grow(ig_backend *be, void **buf, size_t *cap, size_t need, int hos
   return 0;
 }
 
-/* Copy in, launch, copy out, record samp_ev (cu_sample_wait waits for it). Staging layout (host and device alike): params and penalty tokens
- * [0, in_bytes), results [in_bytes, + out_bytes); the device buffer then holds the penalty scratch. */
+/* Copy in, launch, copy out, record samp_ev (cu_sample_wait waits for it). Staging layout (host and device
+ * alike): params and penalty tokens [0, in_bytes), results [in_bytes, + out_bytes); the device buffer then holds
+ * the penalty scratch. */
 static int sp_run(ig_backend *be, const ig_tensor *logits, int n, int V, size_t dyn, size_t copy_in, size_t par_bytes,
                   size_t in_bytes, size_t out_bytes) {
   cu_impl *c = CU(be);
