@@ -153,8 +153,8 @@ static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
  * every kernel begins with
  * PDL_ENTRY, which waits until the previous grid has completed and its memory is visible, then lets the next
  * grid launch. Without the attribute both instructions are no-ops. (Letting the next grid in before waiting, with
- * the GEMV requesting its first weight chunks before its wait, measured no faster at batch 1: 6.14 vs 6.03-6.07
- * ms/token, H100, fourth session.) */
+ * the GEMV requesting its first weight chunks before its wait, measured no faster at batch 1: 6.136 ms/token at
+ * context 512 against 6.043-6.058 without, H100, fourth session.) */
 #define PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch_k(cu_impl *c, void (*k)(KArgs...), dim3 g, dim3 b, size_t smem, Args... args) {
