@@ -159,6 +159,11 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < (size_t)B * steps && (modes & 3) == 3; k++) same += ids_e[k] == ids_g[k];
     printf("%6d %12.3f %12.3f %12.3f %12.3f %10.0f\n", B, res[0] * 1e3, res[1] * 1e3, res[2] * 1e3, res[3] * 1e3,
            res[1] > 0 ? B / res[1] : B / res[0]);
+    /* a hash of the chosen ids, to compare runs under different kernel switches (same bits, same ids) */
+    uint64_t hsh = 1469598103934665603ull;
+    const int32_t *ids = (modes & 2) ? ids_g : ids_e;
+    for (size_t k = 0; k < (size_t)B * steps && (modes & 3); k++) hsh = (hsh ^ (uint32_t)ids[k]) * 1099511628211ull;
+    printf("ids: batch %d steps %d hash %016llx\n", B, steps, (unsigned long long)hsh);
     if ((modes & 3) == 3) printf("check: batch %d graphs vs eager ids equal %d/%d\n", B, same, B * steps);
     else printf("check: batch %d graphs vs eager: not compared (run --modes 0,1 for both)\n", B);
     fflush(stdout);
