@@ -650,6 +650,8 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
  * the default routing's 3..16 rows (test_fused_matmul, test_matmul) against the CPU.
  * Plain with bias, the SwiGLU epilogue, and q|k|v outputs over one weight buffer. */
 static void test_sgemm_shapes(int M, const int *ms, int nms);
+static void test_bi_model_shapes(void);
+static int sgemm_lt; /* the cuBLASLt batch-invariant mode: q|k|v is a product of its own width (checked vs the CPU) */
 static void test_sgemm(void) {
   if (gpu->act_dtype != IG_DT_BF16) return;
   /* a backend of its own that routes every m <= 128 to the skinny GEMM (the default stops at 16), so its tile
@@ -658,21 +660,62 @@ static void test_sgemm(void) {
    * each stands in for a while. */
   ig_backend *keep = gpu;
   char err[256];
-  static const int ms[] = {9, 20, 64}, ms_bi[] = {1, 2, 9, 130, 200};
-  for (int v = 0; v < 2; v++) {
-    if (v) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1);
+  static const int ms[] = {9, 20, 64}, ms_bi[] = {1, 2, 9, 130, 200}, ms_lt[] = {1, 2, 9, 16, 17, 64, 130, 300, 1000};
+  for (int v = 0; v < 4; v++) {
+    if (v == 1) setenv("IGNIS_CUDA_BATCH_INVARIANT", "sgemm", 1);
+    else if (v >= 2) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1); /* the cuBLASLt form, up to prompt-chunk sizes */
     else setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1);
+    if (v == 3) setenv("IGNIS_CUDA_BI_REF_M", "auto", 1); /* its algorithm chosen at each m */
     gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
-    unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT");
+    unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT"), unsetenv("IGNIS_CUDA_BI_REF_M");
     CHECK_MSG(gpu != NULL, "%s", err);
     if (gpu) {
-      if (v) test_sgemm_shapes(300, ms_bi, 5);
+      sgemm_lt = v >= 2;
+      fflush(stdout);
+      fprintf(stderr, "sgemm variant %d%s\n", v, v == 3 ? " (cuBLASLt, batch-invariant, auto)" : v == 2 ? " (cuBLASLt, batch-invariant)" : "");
+      if (v >= 2) test_sgemm_shapes(1100, ms_lt, 9), test_bi_model_shapes();
+      else if (v) test_sgemm_shapes(300, ms_bi, 5);
       else test_sgemm_shapes(100, ms, 3);
+      sgemm_lt = 0;
       gpu->destroy(gpu);
     }
   }
   gpu = keep;
 }
+/* The batch-invariant cuBLASLt mode at the Llama-3-8B shapes (q|k|v, o, gate/up, down, lm_head, and an odd one):
+ * rows of many row counts bitwise those of 1,100 rows, on the GPU alone (no CPU reference at these sizes). */
+static void test_bi_model_shapes(void) {
+  static const int shapes[][2] = {{4096, 6144}, {4096, 4096}, {4096, 14336}, {14336, 4096}, {4096, 128256}, {4096, 333}};
+  static const int ms[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 24, 32, 48, 64, 96, 128, 200, 256, 384, 512};
+  const int M = 1100, nms = (int)(sizeof ms / sizeof ms[0]);
+  for (int si = 0; si < 6; si++) {
+    int I = shapes[si][0], O = shapes[si][1];
+    size_t nw = (size_t)O * I;
+    uint16_t *hw = malloc(nw * 2), *hx = malloc((size_t)M * I * 2);
+    for (size_t i = 0; i < nw; i++) hw[i] = to_bf16(frand() * 0.02f);
+    for (size_t i = 0; i < (size_t)M * I; i++) hx[i] = to_bf16(frand());
+    ig_tensor w, x, ref, o;
+    CHECK(gpu->weight(gpu, &w, hw, IG_DT_BF16, O, I) == 0 && gpu->sync(gpu) == 0);
+    CHECK(gpu->alloc(gpu, &x, IG_DT_BF16, M, I) == 0 && gpu->upload(gpu, &x, hx, IG_DT_BF16) == 0);
+    CHECK(gpu->alloc(gpu, &ref, IG_DT_BF16, M, O) == 0 && gpu->alloc(gpu, &o, IG_DT_BF16, M, O) == 0);
+    CHECK_MSG(gpu->matmul(gpu, &ref, &x, &w, NULL) == 0, "%s", gpu->err);
+    int bad = 0;
+    for (int mi = 0; mi < nms; mi++) {
+      ig_tensor xg = x, og = o;
+      xg.rows = og.rows = ms[mi];
+      CHECK_MSG(gpu->matmul(gpu, &og, &xg, &w, NULL) == 0, "%s", gpu->err);
+      if (!same_gpu(&og, &ref, ms[mi])) {
+        bad++;
+        fprintf(stderr, "  lt-invariant model shape I=%d O=%d: rows of m=%d differ from m=%d\n", I, O, ms[mi], M);
+      }
+    }
+    CHECK_MSG(bad == 0, "lt-invariant model shape I=%d O=%d: %d row counts differ", I, O, bad);
+    printf("  lt-invariant model shape I=%d O=%d: %d row counts, %d differ\n", I, O, nms, bad);
+    gpu->free(gpu, &w), gpu->free(gpu, &x), gpu->free(gpu, &ref), gpu->free(gpu, &o);
+    free(hw), free(hx);
+  }
+}
+
 static void test_sgemm_shapes(int M, const int *ms, int nms) {
   static const int shapes[][2] = {{4096, 333}, {2048, 520}, {1032, 200}}; /* I, O */
   for (int si = 0; si < 3; si++) {
@@ -726,7 +769,25 @@ static void test_sgemm_shapes(int M, const int *ms, int nms) {
       ig_tensor *og[3] = {&outs[0].g, &outs[1].g, &outs[2].g};
       const ig_tensor *pw[3] = {&parts[0], &parts[1], &parts[2]}, *pb[3] = {&b.g, NULL, NULL};
       CHECK_MSG(gpu->matmul_n(gpu, 3, og, &x.g, pw, pb) == 0, "%s", gpu->err);
-      CHECK_MSG(same_gpu(&outs[0].g, &ref.g, M), "sgemm q|k|v I=%d: the first output differs from the plain product", I);
+      if (sgemm_lt) {
+        CHECK(cpu->matmul(cpu, &outs[0].c, &x.c, &w.c, &b.c) == 0);
+        snprintf(name, sizeof name, "lt-invariant q|k|v m=%d I=%d part 0", M, I);
+        compare(name, &outs[0], M);
+        for (int mi = 0; mi < nms; mi++) { /* rows across m, as for the plain product */
+          pair tmp;
+          act(&tmp, M, O, NULL);
+          ig_tensor xg = x.g, o0 = tmp.g, s1, s2;
+          xg.rows = o0.rows = ms[mi];
+          CHECK(gpu->alloc(gpu, &s1, IG_DT_BF16, ms[mi], 72) == 0 && gpu->alloc(gpu, &s2, IG_DT_BF16, ms[mi], 72) == 0);
+          ig_tensor *om[3] = {&o0, &s1, &s2};
+          CHECK_MSG(gpu->matmul_n(gpu, 3, om, &xg, pw, pb) == 0, "%s", gpu->err);
+          CHECK_MSG(same_gpu(&o0, &outs[0].g, ms[mi]), "lt-invariant q|k|v I=%d: rows of m=%d differ from m=%d", I, ms[mi], M);
+          gpu->free(gpu, &s1), gpu->free(gpu, &s2);
+          drop(&tmp);
+        }
+      } else {
+        CHECK_MSG(same_gpu(&outs[0].g, &ref.g, M), "sgemm q|k|v I=%d: the first output differs from the plain product", I);
+      }
       /* the other parts against the CPU: the same rows loaded there as a weight of their own */
       pair we;
       CHECK(cpu->weight(cpu, &we.c, extra, IG_DT_BF16, 144, I) == 0);

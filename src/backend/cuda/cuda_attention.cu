@@ -199,21 +199,20 @@ __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_ro
   int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
   const float *pp = part + ((size_t)i * nh + h) * max_splits * (hd + 2);
   if (unrolled && nsplit <= CB_Z) {
-    /* up to CB_Z splits (contexts of up to 512 keys): every partial a thread needs is requested at once, two
-     * memory round trips instead of two per split; the same operations in the same order as the loop below, so
-     * the same bits */
-    float mz[CB_Z];
-#pragma unroll
-    for (int z = 0; z < CB_Z; z++) mz[z] = z < nsplit ? pp[z * (hd + 2) + hd] : -INFINITY;
-    float M = -INFINITY;
-#pragma unroll
-    for (int z = 0; z < CB_Z; z++)
-      if (z < nsplit) M = fmaxf(M, mz[z]);
+    /* up to CB_Z splits (contexts of up to 512 keys): every partial a thread needs, the maxima with the values,
+     * is requested at once, one memory round trip instead of two per split; the same operations in the same order
+     * as the loop below, so the same bits */
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-      float oz[CB_Z], lz[CB_Z];
+      float mz[CB_Z], oz[CB_Z], lz[CB_Z];
+#pragma unroll
+      for (int z = 0; z < CB_Z; z++) {
+        mz[z] = z < nsplit ? pp[z * (hd + 2) + hd] : -INFINITY;
+        if (z < nsplit) oz[z] = pp[z * (hd + 2) + d], lz[z] = pp[z * (hd + 2) + hd + 1];
+      }
+      float M = -INFINITY;
 #pragma unroll
       for (int z = 0; z < CB_Z; z++)
-        if (z < nsplit) oz[z] = pp[z * (hd + 2) + d], lz[z] = pp[z * (hd + 2) + hd + 1];
+        if (z < nsplit) M = fmaxf(M, mz[z]);
       float num = 0.f, den = 0.f;
 #pragma unroll
       for (int z = 0; z < CB_Z; z++)

@@ -683,8 +683,16 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   /* batch-invariant mode: no GEMV (its sums differ from the GEMM's) and the skinny GEMM for every row count, whose
    * split-K order depends on the shape only; prompt chunks then read the weights once per 128 rows (slower prefill) */
   const char *bi = getenv("IGNIS_CUDA_BATCH_INVARIANT");
-  c->batch_invariant = bi && bi[0] == '1';
+  c->batch_invariant = bi && !strcmp(bi, "sgemm");
   if (c->batch_invariant) c->use_gemv = 0, c->sgemm_max = 128;
+  /* the cuBLASLt form: each shape keeps one algorithm without split-K for every m (the heuristic's choice at
+   * IGNIS_CUDA_BI_REF_M rows); q|k|v stay one product at every m */
+  c->bi_lt = bi && !strcmp(bi, "1");
+  const char *brm = getenv("IGNIS_CUDA_BI_REF_M");
+  c->bi_ref_m = brm && !strcmp(brm, "auto") ? 0 : brm && atoi(brm) > 0 ? atoi(brm) : 128;
+  const char *bam = getenv("IGNIS_CUDA_BI_AUTO_MIN");
+  c->bi_auto_min = bam && atoi(bam) > 0 ? atoi(bam) : 17;
+  if (c->bi_lt) c->use_gemv = 0, c->sgemm_max = 0;
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \

@@ -94,8 +94,12 @@ typedef struct cu_impl {
   int decode_simt;   /* IGNIS_CUDA_DECODE=simt: SIMT decode kernel for bf16 head_dim 64/128 too (default: tensor cores) */
   int pdl;          /* programmatic dependent launch between our kernels (default; IGNIS_CUDA_PDL=0: off) */
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
-  int batch_invariant; /* IGNIS_CUDA_BATCH_INVARIANT=1: every bf16 product through the skinny GEMM (in 128-row
+  int batch_invariant; /* IGNIS_CUDA_BATCH_INVARIANT=sgemm: every bf16 product through the skinny GEMM (in 128-row
                         * launches), so a row's result does not depend on the other rows of its step */
+  int bi_lt;           /* IGNIS_CUDA_BATCH_INVARIANT=1: the same through cuBLASLt, one algorithm per shape whatever m
+                        * (chosen once at m = bi_ref_m, without split-K); no GEMV, no skinny GEMM */
+  int bi_ref_m;        /* IGNIS_CUDA_BI_REF_M (default 128; "auto" = 0: the choice at each m) */
+  int bi_auto_min;     /* IGNIS_CUDA_BI_AUTO_MIN: auto's smallest m of its own (default 17) */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_SGEMM_MAX, 0 = cuBLASLt only) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */

@@ -187,6 +187,18 @@ __global__ void split_cols_kernel(const split_args a, const void *src, int sdt, 
   }
 }
 
+/* The same copy 16 bytes at a time (2-byte elements, every segment 8-aligned): blocks (row, part), one chunk per
+ * thread. The loop above is latency-bound at 6,144 columns (15 us per q|k|v split on the H100 at any m). */
+__global__ void split_cols16_kernel(const split_args a, const uint4 *src, int total8) {
+  PDL_ENTRY();
+  long long r = blockIdx.x;
+  int t = blockIdx.y * blockDim.x + threadIdx.x;
+  if (t >= total8) return;
+  int k = 0;
+  while (k + 1 < a.n && t >= a.off[k + 1] / 8) k++;
+  ((uint4 *)a.out[k])[r * (a.w[k] / 8) + t - a.off[k] / 8] = src[r * total8 + t];
+}
+
 /* out[r, j] = silu(s[r, j]) * s[r, I + j] over a [m, 2I] gate|up product (values already rounded as stored). */
 __global__ void swiglu_halves_kernel(void *out, int odt, const void *s, int sdt, int I, long long n) {
   PDL_ENTRY();
@@ -224,8 +236,8 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     /* adjacent weights, no biases, one output dtype, x and W of one dtype: one GEMM into scratch, then a split */
     /* measured on the H100 (8B shapes): one GEMM over q|k|v beats three for decode batches (m = 256: 48 vs 62 us)
      * and loses for prefill (m > 512: 559 vs 502 us) */
-    int one = x->dtype == ws[0]->dtype && x->rows > 0 && x->rows <= 512 && total <= (int64_t)INT32_MAX / 2 &&
-              CU(be)->fused_qkv_gemm;
+    int one = x->dtype == ws[0]->dtype && x->rows > 0 && (x->rows <= 512 || CU(be)->bi_lt) &&
+              total <= (int64_t)INT32_MAX / 2 && CU(be)->fused_qkv_gemm;
     for (int i = 0; i < n && one; i++) {
       one &= !biases[i] && outs[i]->dtype == outs[0]->dtype;
       if (i) one &= adjacent(ws[i - 1], ws[i]);
@@ -245,7 +257,13 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     sa.n = n;
     for (int i = 0, off = 0; i < n; off += (int)ws[i]->rows, i++)
       sa.out[i] = outs[i]->data, sa.off[i] = off, sa.w[i] = (int)ws[i]->rows, sa.odt[i] = (int)outs[i]->dtype;
-    CU_LAUNCH(be, (split_cols_kernel), (unsigned)m, 256, 0, sa, (const void *)c->fscratch, odt, (int)total);
+    int v16 = ig_dtype_size((ig_dtype)odt) == 2 && total % 8 == 0 && (uintptr_t)c->fscratch % 16 == 0;
+    for (int i = 0; i < n; i++) v16 &= sa.off[i] % 8 == 0 && sa.w[i] % 8 == 0 && (uintptr_t)sa.out[i] % 16 == 0;
+    if (v16)
+      CU_LAUNCH(be, (split_cols16_kernel), dim3((unsigned)m, (unsigned)((total / 8 + 255) / 256)), 256, 0, sa,
+                (const uint4 *)c->fscratch, (int)(total / 8));
+    else
+      CU_LAUNCH(be, (split_cols_kernel), (unsigned)m, 256, 0, sa, (const void *)c->fscratch, odt, (int)total);
     LAUNCH_CHECK(be);
     return 0;
   }
@@ -327,11 +345,21 @@ typedef struct lt_tuned {
   cublasLtMatmulAlgo_t algo;
 } lt_tuned;
 
+/* Batch-invariant mode (bi_lt): the algorithm each shape uses at every m. */
+typedef struct lt_pin {
+  int used;
+  int64_t O, I;
+  int key;
+  cublasLtMatmulAlgo_t algo;
+} lt_pin;
+
 #define LT_PLANS 512 /* open-addressed table; a model has a few dozen shapes per batch size */
 #define LT_TUNED 256
+#define LT_PINS 64
 typedef struct lt_cache {
   lt_plan p[LT_PLANS];
   lt_tuned t[LT_TUNED];
+  lt_pin pin[LT_PINS];
 } lt_cache;
 
 /* m buckets for tuning: 16, 24, 32, 48, ... up to 512 (decode batches); larger m (prefill) keeps the heuristic's */
@@ -363,6 +391,80 @@ void cu_matmul_release(ig_backend *be) {
   plans_clear(lc);
   free(lc);
   CU(be)->lt_cache = NULL;
+}
+
+/* An algorithm for (O, I) that does not split K, from the heuristic's candidates at m rows: a split's partial
+ * sums and their reduction depend on the grid, so on m. The first candidate without one, else the first candidate
+ * with its split set to 1 (the caller checks that it runs). */
+static int lt_nosplit(ig_backend *be, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, int64_t m, int64_t O,
+                      int64_t I, int xdt, int odt, cublasLtMatmulAlgo_t *out) {
+  cu_impl *c = CU(be);
+  cublasLtMatrixLayout_t b, cc;
+  CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&b, cuda_dt(xdt), I, m, I));
+  CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&cc, cuda_dt(odt), O, m, O));
+  cublasLtMatmulPreference_t pref;
+  CUBLAS_CHECK(be, cublasLtMatmulPreferenceCreate(&pref));
+  CUBLAS_CHECK(be, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
+                                                        sizeof c->lt_ws_size));
+  cublasLtMatmulHeuristicResult_t rs[LT_CANDS];
+  int nres = 0, pick = -1, first = -1;
+  cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, desc, a, b, cc, cc, pref, LT_CANDS, rs, &nres);
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(b);
+  cublasLtMatrixLayoutDestroy(cc);
+  for (int k = 0; s == CUBLAS_STATUS_SUCCESS && k < nres && pick < 0; k++) {
+    if (rs[k].state != CUBLAS_STATUS_SUCCESS) continue;
+    if (first < 0) first = k;
+    uint32_t split = 0, red = 0;
+    size_t wr = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(&rs[k].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split, sizeof split, &wr) !=
+        CUBLAS_STATUS_SUCCESS)
+      continue;
+    cublasLtMatmulAlgoConfigGetAttribute(&rs[k].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red, &wr);
+    if (split <= 1 && red == CUBLASLT_REDUCTION_SCHEME_NONE) pick = k;
+  }
+  if (pick < 0 && first >= 0) {
+    uint32_t one = 1, none = CUBLASLT_REDUCTION_SCHEME_NONE;
+    if (cublasLtMatmulAlgoConfigSetAttribute(&rs[first].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof one) ==
+            CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulAlgoConfigSetAttribute(&rs[first].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none,
+                                             sizeof none) == CUBLAS_STATUS_SUCCESS)
+      pick = first;
+  }
+  if (pick < 0)
+    FAIL(be, "cuda matmul: no cuBLASLt algorithm without split-K for O=%lld I=%lld m=%lld (status %d, %d candidates)",
+         (long long)O, (long long)I, (long long)m, (int)s, nres);
+  *out = rs[pick].algo;
+  return 0;
+}
+
+/* The batch-invariant algorithm of a shape. IGNIS_CUDA_BI_REF_M=R: the one chosen at R rows, for every m (one
+ * kernel per shape). IGNIS_CUDA_BI_REF_M=auto: the one chosen at each m from bi_auto_min rows up, and below that
+ * the one chosen at bi_auto_min: the kernels the heuristic picks for 17..4096 rows all sum K in one order, but
+ * for fewer rows it picks kernels that do not (measured on the H100 with cuBLAS 13.0: rows of 1, 2 and 9 differed
+ * from the same rows among 1,100 at K = 4096). test_cuda_ops checks rows bitwise across m in both forms. */
+static int lt_pinned(ig_backend *be, lt_cache *lc, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, int64_t m,
+                     int64_t O, int64_t I, int xdt, int odt, int key, cublasLtMatmulAlgo_t *out) {
+  cu_impl *c = CU(be);
+  if (c->bi_ref_m <= 0 && m >= c->bi_auto_min) return lt_nosplit(be, desc, a, m, O, I, xdt, odt, out);
+  int64_t ref = c->bi_ref_m > 0 ? c->bi_ref_m : c->bi_auto_min;
+  uint64_t h = (uint64_t)O * 7919u ^ (uint64_t)I * 31u ^ (uint64_t)key;
+  lt_pin *slot = NULL;
+  for (int k = 0; k < LT_PINS; k++) {
+    lt_pin *t = &lc->pin[(h + (uint64_t)k) % LT_PINS];
+    if (t->used && t->O == O && t->I == I && t->key == key) {
+      *out = t->algo;
+      return 0;
+    }
+    if (!t->used) {
+      slot = t;
+      break;
+    }
+  }
+  if (!slot) FAIL(be, "cuda matmul: more than %d shapes in the batch-invariant mode", LT_PINS);
+  if (lt_nosplit(be, desc, a, ref, O, I, xdt, odt, out)) return -1;
+  slot->used = 1, slot->O = O, slot->I = I, slot->key = key, slot->algo = *out;
+  return 0;
 }
 
 /* Finds or builds the plan for one shape. Row-major out[m,O] = x[m,I] W[O,I]^T is, column-major,
@@ -399,6 +501,31 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
                                                           sizeof c->lt_ws_size));
+    if (c->bi_lt) {
+      cublasLtMatmulAlgo_t al;
+      cublasLtMatmulHeuristicResult_t chk;
+      int key = xdt * 4096 + wdt * 256 + odt * 16 + bdt + 1;
+      cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+      int pr = lt_pinned(be, lc, p->desc, p->a, m, O, I, xdt, odt, key, &al);
+      if (pr == 0) st = cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &al, &chk);
+      if (pr || st != CUBLAS_STATUS_SUCCESS || chk.workspaceSize > c->lt_ws_size) {
+        cublasLtMatmulPreferenceDestroy(pref);
+        cublasLtMatrixLayoutDestroy(p->a);
+        cublasLtMatrixLayoutDestroy(p->b);
+        cublasLtMatrixLayoutDestroy(p->c);
+        cublasLtMatmulDescDestroy(p->desc);
+        if (pr) return -1;
+        FAIL(be, "cuda matmul: the batch-invariant algorithm of O=%lld I=%lld does not run m=%lld (status %d)",
+             (long long)O, (long long)I, (long long)m, (int)st);
+      }
+      cublasLtMatmulPreferenceDestroy(pref);
+      p->algo = al;
+      p->n_cand = 0, p->tuned = 1;
+      p->m = m, p->O = O, p->I = I, p->xdt = xdt, p->wdt = wdt, p->odt = odt, p->bdt = bdt;
+      p->used = 1;
+      *outp = p;
+      return 0;
+    }
     cublasLtMatmulHeuristicResult_t rs[LT_CANDS];
     int nres = 0, want = c->gemm_tune && m <= 512 ? LT_CANDS : 1;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, want, rs, &nres);
