@@ -689,7 +689,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
    * IGNIS_CUDA_BI_REF_M rows); q|k|v stay one product at every m */
   c->bi_lt = bi && !strcmp(bi, "1");
   const char *brm = getenv("IGNIS_CUDA_BI_REF_M");
-  c->bi_ref_m = brm && !strcmp(brm, "auto") ? 0 : brm && atoi(brm) > 0 ? atoi(brm) : 128;
+  c->bi_ref_m = brm && atoi(brm) > 0 ? atoi(brm) : 0; /* default (or "auto"): the choice per m */
   const char *bam = getenv("IGNIS_CUDA_BI_AUTO_MIN");
   c->bi_auto_min = bam && atoi(bam) > 0 ? atoi(bam) : 17;
   if (c->bi_lt) c->use_gemv = 0, c->sgemm_max = 0;
