@@ -633,6 +633,10 @@ for (const g of ["1,x", "1,,2", "-4", "99999"]) {
   check(/invalid value .* for --cuda-graphs/.test(bg.stderr) && bg.stderr.trim().split("\n").length === 1,
         `--cuda-graphs ${g}: one-line message (${bg.stderr.trim()})`);
 }
+const bb = spawnSync(BIN, ["serve", "--batch-invariant=maybe"], { encoding: "utf8" });
+eq(bb.status, 2, "--batch-invariant=maybe exits 2");
+check(/invalid value 'maybe' for --batch-invariant: expected true or false/.test(bb.stderr) &&
+      bb.stderr.trim().split("\n").length === 1, `--batch-invariant=maybe: one-line message (${bb.stderr.trim()})`);
 
 const { failures, checks } = summary();
 console.log(`e2e: ${checks} checks, ${failures} failed, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
