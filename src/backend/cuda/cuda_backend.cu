@@ -706,6 +706,16 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, device));
   c->sm_count = prop.multiProcessorCount;
+  if (prop.major < 9) c->pdl = 0; /* programmatic dependent launch is Hopper's */
+  {
+    cudaError_t pe = cu_kernels_probe();
+    if (pe != cudaSuccess) {
+      snprintf(err, errlen, "this ignis has no CUDA code for %s (sm_%d%d): rebuild with -DIGNIS_CUDA_ARCHS=\"90a;%d%d\" (%s)",
+               prop.name, prop.major, prop.minor, prop.major, prop.minor, cudaGetErrorString(pe));
+      cuda_destroy(be);
+      return NULL;
+    }
+  }
   CK(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
   CK(cudaEventCreateWithFlags(&c->meta_ev, cudaEventDisableTiming));
   CK(cudaEventRecord(c->meta_ev, c->st));

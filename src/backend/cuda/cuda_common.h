@@ -159,7 +159,11 @@ static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
  * grid launch. Without the attribute both instructions are no-ops. (Letting the next grid in before waiting, with
  * the GEMV requesting its first weight chunks before its wait, measured no faster at batch 1: 6.136 ms/token at
  * context 512 against 6.043-6.058 without, H100, fourth session.) */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define PDL_ENTRY() ((void)0) /* before Hopper: no programmatic dependent launch (impl->pdl is off there) */
+#else
 #define PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#endif
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch_k(cu_impl *c, void (*k)(KArgs...), dim3 g, dim3 b, size_t smem, Args... args) {
   cudaLaunchConfig_t cfg = {};
@@ -176,6 +180,9 @@ static inline cudaError_t cu_launch_k(cu_impl *c, void (*k)(KArgs...), dim3 g, d
 int cu_scratch(ig_backend *be, void **buf, size_t *cap, size_t need);
 
 /* Launchers (stream-ordered on impl->st). Each returns 0 or -1 with be->err filled. */
+/* Whether this binary has code the device can run (cudaErrorInvalidDeviceFunction / NoKernelImageForDevice when
+ * IGNIS_CUDA_ARCHS left its architecture out). */
+cudaError_t cu_kernels_probe(void);
 int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table);
 int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *w, float eps);
 int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads);

@@ -33,6 +33,11 @@ __global__ void embed_kernel(void *out, int odt, const void *table, int tdt, con
     stf(out, odt, (long long)i * H + j, ldf(table, tdt, (long long)tok * H + j));
 }
 
+cudaError_t cu_kernels_probe(void) {
+  cudaFuncAttributes fa;
+  return cudaFuncGetAttributes(&fa, embed_kernel);
+}
+
 int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table) {
   cu_impl *c = CU(be);
   int n = c->b.n_tokens;
