@@ -80,7 +80,7 @@ static flag flags[] = {
      "0 turns graphs off", NULL},
     {"batch-invariant", NULL, "IGNIS_BATCH_INVARIANT", NULL, F_BOOL, "false",
      "GPU: a request's tokens do not depend on what else shares its steps (every product through cuBLASLt kernels "
-     "that sum in one order; ~7% slower at batch 1, about the same from 16 sequences up); the CPU always is",
+     "that sum in one order; ~6% slower at batch 1, within 1.5% from 16 sequences up); the CPU always is",
      NULL},
     {"num-shard", NULL, "NUM_SHARD", NULL, F_INT, "1", "tensor-parallel shards (GPUs with --device cuda, thread groups on the CPU)", NULL},
     {"api-key", NULL, "API_KEY", NULL, F_STR, NULL,

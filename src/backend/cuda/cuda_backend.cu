@@ -685,8 +685,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *bi = getenv("IGNIS_CUDA_BATCH_INVARIANT");
   c->batch_invariant = bi && !strcmp(bi, "sgemm");
   if (c->batch_invariant) c->use_gemv = 0, c->sgemm_max = 128;
-  /* the cuBLASLt form: each shape keeps one algorithm without split-K for every m (the heuristic's choice at
-   * IGNIS_CUDA_BI_REF_M rows); q|k|v stay one product at every m */
+  /* the cuBLASLt form: cuBLASLt algorithms without split-K, chosen per m from IGNIS_CUDA_BI_AUTO_MIN rows up (the
+   * 17-row choice below), or one per shape chosen at IGNIS_CUDA_BI_REF_M rows; q|k|v stay one product at every m */
   c->bi_lt = bi && !strcmp(bi, "1");
   const char *brm = getenv("IGNIS_CUDA_BI_REF_M");
   c->bi_ref_m = brm && atoi(brm) > 0 ? atoi(brm) : 0; /* default (or "auto"): the choice per m */
