@@ -13,14 +13,18 @@ B=/tmp/cudapack/bin
 OUT=$O/b bench/cuda_run.sh bench 2>&1 | grep -E "^(load|prefill|decode|weight|\[no-pdl\])" | awk '!seen[$0]++'
 timeout 100 $B/cuda_batch /tmp/l8b --batch 1 --ctx 512 --steps 128 --modes 1 2>&1 | grep -E "^ *1 " | awk '{print "batch-1 decode ctx 512: " $3 " ms/token"}'
 OUT=$O/s SERVE_LEVELS="${SERVE_LEVELS:-1 16 64 256}" bench/cuda_run.sh serve 2>&1 | grep -E "^serve|engine profile"
-# SKIP_MEMORY=1: no memory stage (10,000 requests, a few minutes); WITH_BI=1: the batch-invariant mode's decode,
-# prefill and served busy-vs-plain texts
+# SKIP_MEMORY=1: no memory stage (10,000 requests, a few minutes); WITH_BI=1: the default's batch invariance against
+# the fastest non-invariant products (IGNIS_CUDA_BATCH_INVARIANT=0): decode, prefill and served busy-vs-plain texts
 [ -n "$SKIP_MEMORY" ] || OUT=$O/m bench/cuda_run.sh memory 2>&1 | grep -E "^memory|^  Failed" | awk '!seen[$0]++'
 if [ -n "$WITH_BI" ]; then
-  IGNIS_CUDA_BATCH_INVARIANT=1 timeout 100 $B/cuda_batch /tmp/l8b --batch 1,16,64,256 --ctx 256 --steps 32 --modes 1 2>&1 \
-    | grep -E "^ *[0-9]+ " | awk '{printf "batch-invariant decode B=%s %s ms; ", $1, $3} END {print ""}'
-  IGNIS_CUDA_BATCH_INVARIANT=1 timeout 100 $B/cuda_device bench /tmp/l8b --ctx 512 --prefill 2048 --model 2>&1 \
-    | grep -E "^prefill 2048 tokens:" | sed 's/^/batch-invariant /'
-  SERVE_VARIANTS="IGNIS_CUDA_BATCH_INVARIANT=1" REQS="plain busy seeded busyseeded" timeout 150 bash bench/cuda_repeat_check.sh 2>&1 | tail -4
+  IGNIS_CUDA_BATCH_INVARIANT=0 timeout 100 $B/cuda_batch /tmp/l8b --batch 1,16,64,256 --ctx 256 --steps 32 --modes 1 2>&1 \
+    | grep -E "^ *[0-9]+ " | awk '{printf "not invariant: decode B=%s %s ms; ", $1, $3} END {print ""}'
+  IGNIS_CUDA_BATCH_INVARIANT=0 timeout 60 $B/cuda_batch /tmp/l8b --batch 1 --ctx 512 --steps 128 --modes 1 2>&1 \
+    | grep -E "^ *1 " | awk '{print "not invariant: batch-1 decode ctx 512: " $3 " ms/token"}'
+  IGNIS_CUDA_BATCH_INVARIANT=0 timeout 100 $B/cuda_device bench /tmp/l8b --ctx 512 --prefill 2048 --model 2>&1 \
+    | grep -E "^prefill 2048 tokens:" | sed 's/^/not invariant: /'
+  SERVE_VARIANTS="default;IGNIS_CUDA_BATCH_INVARIANT=0" REQS="plain busy seeded busyseeded" timeout 150 \
+    bash bench/cuda_repeat_check.sh 2>&1 | tail -8
+  OUT=$O/s2 SERVE_LEVELS=1 SERVE_FLAGS="--batch-invariant false" bench/cuda_run.sh serve 2>&1 | grep -E "^serve c" | sed 's/^/not invariant: /'
 fi
 [ -x $B/cuda_tiny_check ] && timeout 100 $B/cuda_tiny_check /tmp/cudapack/stories260K tests/fixtures/engine/llama3-gqa-tied-bf16 2>/dev/null | tail -9

@@ -3,7 +3,7 @@
 # the same text (REQS: plain, lp = with prompt logprobs, details, long, busy = while 12 other requests run, seeded,
 # busyseeded). Per server flag set (SERVE_VARIANTS, ';'-separated; default: graphs on, --cuda-graphs 0,
 # IGNIS_CUDA_PDL=0, IGNIS_ENGINE_PIPELINE=0). A busy request equals the plain one only with
-# IGNIS_CUDA_BATCH_INVARIANT=1 (otherwise the products' kernels depend on the step's row count). Needs the WITH_SERVE=1 pack and /tmp/l8b (bench/cuda_llama8b.py save).
+# the default IGNIS_CUDA_BATCH_INVARIANT (not with =0, where the products' kernels depend on the step's row count). Needs the WITH_SERVE=1 pack and /tmp/l8b (bench/cuda_llama8b.py save).
 . "$(dirname "$0")/serve_wait.sh"
 PK=/tmp/cudapack
 [ -f $PK/bin/ignis ] || { mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz || exit 1; }

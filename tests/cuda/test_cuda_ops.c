@@ -664,7 +664,7 @@ static void test_sgemm(void) {
   for (int v = 0; v < 4; v++) {
     if (v == 1) setenv("IGNIS_CUDA_BATCH_INVARIANT", "sgemm", 1);
     else if (v >= 2) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1); /* the cuBLASLt form, up to prompt-chunk sizes */
-    else setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1);
+    else setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1), setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
     if (v == 2) setenv("IGNIS_CUDA_BI_REF_M", "128", 1); /* one algorithm per shape (v == 3: one per m) */
     gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
     unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT"), unsetenv("IGNIS_CUDA_BI_REF_M");
@@ -844,15 +844,20 @@ static void test_attention(void) {
 
 int main(void) {
   char err[256];
-  /* bf16 with the default kernels and programmatic dependent launch; bf16 with the WMMA prefill kernel, the
-   * unstaged decode kernel and plain launches (attention only); f32 with PDL */
-  int modes[3] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32};
+  /* bf16 with the default kernels (batch-invariant products) and programmatic dependent launch; bf16 with the WMMA
+   * prefill kernel, the unstaged decode kernel and plain launches (attention only); f32 with PDL; bf16 with the
+   * fastest product per row count (IGNIS_CUDA_BATCH_INVARIANT=0: GEMV, skinny GEMM, cuBLASLt's heuristic; products
+   * only) */
+  int modes[4] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16};
   /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change) */
   const char *only = getenv("IG_OPS_ONLY");
   int gemm_only = only && !strcmp(only, "gemm"), attn_only = only && !strcmp(only, "attn");
-  for (int mi = 0; mi < (gemm_only || attn_only ? 1 : 3); mi++) {
+  for (int mi = 0; mi < 4; mi++) {
+    if ((gemm_only && (mi == 1 || mi == 2)) || (attn_only && mi > 0)) continue;
     if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "0", 1), setenv("IGNIS_CUDA_PDL", "0", 1);
     else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED"), unsetenv("IGNIS_CUDA_PDL");
+    if (mi == 3) setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
+    else unsetenv("IGNIS_CUDA_BATCH_INVARIANT");
     gpu = ig_backend_cuda_create_ex(0, (ig_dtype)modes[mi], err, sizeof err);
     if (!gpu) {
       printf("SKIP: %s\n", err);
@@ -865,12 +870,14 @@ int main(void) {
     }
     tol = modes[mi] == IG_DT_BF16 ? 1.2e-2 : 2e-5;
     worst = 0;
-    printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype), mi == 1 ? ", WMMA prefill, staged decode" : "", tol);
+    printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype),
+           mi == 1 ? ", WMMA prefill, unstaged decode" : mi == 3 ? ", fastest product per row count" : "", tol);
     if (attn_only) {
-    } else if (gemm_only) {
+    } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();
-      test_sgemm();
+      if (mi == 3) test_matmul_tiny(), test_matmul_many_shapes();
+      else test_sgemm();
     } else if (mi != 1) {
       test_matmul();
       test_matmul_tiny();
@@ -882,7 +889,7 @@ int main(void) {
       test_elementwise();
       test_optional();
     }
-    if (!gemm_only) test_attention();
+    if (!gemm_only && mi != 3) test_attention();
     printf("== %s: worst rel L2 %.2e\n", ig_dtype_name(gpu->act_dtype), worst);
     gpu->destroy(gpu);
     cpu->destroy(cpu);

@@ -508,23 +508,21 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
       cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
       int pr = lt_pinned(be, lc, p->desc, p->a, m, O, I, xdt, odt, key, &al);
       if (pr == 0) st = cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->c, &al, &chk);
-      if (pr || st != CUBLAS_STATUS_SUCCESS || chk.workspaceSize > c->lt_ws_size) {
+      if (pr == 0 && st == CUBLAS_STATUS_SUCCESS && chk.workspaceSize <= c->lt_ws_size) {
         cublasLtMatmulPreferenceDestroy(pref);
-        cublasLtMatrixLayoutDestroy(p->a);
-        cublasLtMatrixLayoutDestroy(p->b);
-        cublasLtMatrixLayoutDestroy(p->c);
-        cublasLtMatmulDescDestroy(p->desc);
-        if (pr) return -1;
-        FAIL(be, "cuda matmul: the batch-invariant algorithm of O=%lld I=%lld does not run m=%lld (status %d)",
-             (long long)O, (long long)I, (long long)m, (int)st);
+        p->algo = al;
+        p->n_cand = 0, p->tuned = 1;
+        p->m = m, p->O = O, p->I = I, p->xdt = xdt, p->wdt = wdt, p->odt = odt, p->bdt = bdt;
+        p->used = 1;
+        *outp = p;
+        return 0;
       }
-      cublasLtMatmulPreferenceDestroy(pref);
-      p->algo = al;
-      p->n_cand = 0, p->tuned = 1;
-      p->m = m, p->O = O, p->I = I, p->xdt = xdt, p->wdt = wdt, p->odt = odt, p->bdt = bdt;
-      p->used = 1;
-      *outp = p;
-      return 0;
+      /* no such algorithm for this shape and m: the heuristic's own, and a warning (this product's rows may then
+       * depend on the batch) rather than a failed step */
+      ig_log(IG_LOG_WARN, "cuda matmul: no batch-invariant algorithm for O=%lld I=%lld m=%lld (%s); using cuBLASLt's "
+             "choice, so these rows may depend on the batch", (long long)O, (long long)I, (long long)m,
+             pr ? be->err : "the shape's algorithm does not run this m");
+      be->err[0] = 0;
     }
     cublasLtMatmulHeuristicResult_t rs[LT_CANDS];
     int nres = 0, want = c->gemm_tune && m <= 512 ? LT_CANDS : 1;
