@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,cl
 
 if has tests; then
   t=$(date +%s)
-  timeout 300 $BIN/cuda_device ops > $OUT/ops.log 2>&1
+  timeout 500 $BIN/cuda_device ops > $OUT/ops.log 2>&1
   rc=$?
   grep -E "^==|FAIL|CHECK failed|checks" $OUT/ops.log | head -40
   note "tests: test_cuda_ops rc=$rc, $(grep -c 'rel ' $OUT/ops.log) op cases, $(tail -1 $OUT/ops.log), $(($(date +%s)-t))s"
