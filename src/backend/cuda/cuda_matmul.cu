@@ -519,9 +519,11 @@ static int lt_plan_get(ig_backend *be, lt_plan **outp, int64_t m, int64_t O, int
       }
       /* no such algorithm for this shape and m: the heuristic's own, and a warning (this product's rows may then
        * depend on the batch) rather than a failed step */
-      ig_log(IG_LOG_WARN, "cuda matmul: no batch-invariant algorithm for O=%lld I=%lld m=%lld (%s); using cuBLASLt's "
-             "choice, so these rows may depend on the batch", (long long)O, (long long)I, (long long)m,
-             pr ? be->err : "the shape's algorithm does not run this m");
+      static int warned; /* the first few only: a long-running server meets many m */
+      if (warned++ < 8)
+        ig_log(IG_LOG_WARN, "cuda matmul: no batch-invariant algorithm for O=%lld I=%lld m=%lld (%s); using cuBLASLt's "
+               "choice, so these rows may depend on the batch", (long long)O, (long long)I, (long long)m,
+               pr ? be->err : "the shape's algorithm does not run this m");
       be->err[0] = 0;
     }
     cublasLtMatmulHeuristicResult_t rs[LT_CANDS];
