@@ -430,8 +430,9 @@ int ig_cmd_serve(int argc, char **argv) {
   if (val("json-output")) parse_bool(val("json-output"), &json_out);
   int batch_inv = 1;
   if (val("batch-invariant")) parse_bool(val("batch-invariant"), &batch_inv);
-  /* read when the CUDA backend is made; an explicit IGNIS_CUDA_BATCH_INVARIANT stays unless the flag turns it off */
-  setenv("IGNIS_CUDA_BATCH_INVARIANT", batch_inv ? "1" : "0", !batch_inv);
+  /* read when the CUDA backend is made: the flag (or IGNIS_BATCH_INVARIANT) when given; otherwise the default, unless
+   * the backend's own IGNIS_CUDA_BATCH_INVARIANT is set */
+  setenv("IGNIS_CUDA_BATCH_INVARIANT", batch_inv ? "1" : "0", val("batch-invariant") != NULL);
   ig_log_set_json(json_out);
   signal(SIGPIPE, SIG_IGN);
 
