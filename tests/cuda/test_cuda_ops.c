@@ -662,9 +662,10 @@ static void test_sgemm(void) {
   char err[256];
   static const int ms[] = {9, 20, 64}, ms_bi[] = {1, 2, 9, 130, 200}, ms_lt[] = {1, 2, 9, 16, 17, 64, 130, 300, 1000};
   for (int v = 0; v < 4; v++) {
-    if (v == 1) setenv("IGNIS_CUDA_BATCH_INVARIANT", "sgemm", 1);
-    else if (v >= 2) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1); /* the cuBLASLt form, up to prompt-chunk sizes */
-    else setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1), setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
+    /* v == 3 sets nothing: the default must be the invariant cuBLASLt form */
+    if (v == 0) setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1), setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
+    else if (v == 1) setenv("IGNIS_CUDA_BATCH_INVARIANT", "sgemm", 1);
+    else if (v == 2) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1); /* the cuBLASLt form, pinned below */
     if (v == 2) setenv("IGNIS_CUDA_BI_REF_M", "128", 1); /* one algorithm per shape (v == 3: one per m) */
     gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
     unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT"), unsetenv("IGNIS_CUDA_BI_REF_M");
@@ -672,7 +673,8 @@ static void test_sgemm(void) {
     if (gpu) {
       sgemm_lt = v >= 2;
       fflush(stdout);
-      fprintf(stderr, "sgemm variant %d%s\n", v, v == 3 ? " (cuBLASLt, batch-invariant)" : v == 2 ? " (cuBLASLt, batch-invariant, pinned at 128 rows)" : "");
+      fprintf(stderr, "sgemm variant %d%s\n", v,
+              v == 3 ? " (the default: cuBLASLt, batch-invariant)" : v == 2 ? " (cuBLASLt, batch-invariant, pinned at 128 rows)" : "");
       if (v >= 2) test_sgemm_shapes(1100, ms_lt, 9), test_bi_model_shapes();
       else if (v) test_sgemm_shapes(300, ms_bi, 5);
       else test_sgemm_shapes(100, ms, 3);

@@ -439,10 +439,10 @@ static int lt_nosplit(ig_backend *be, cublasLtMatmulDesc_t desc, cublasLtMatrixL
 }
 
 /* The batch-invariant algorithm of a shape. IGNIS_CUDA_BI_REF_M=R: the one chosen at R rows, for every m (one
- * kernel per shape). IGNIS_CUDA_BI_REF_M=auto: the one chosen at each m from bi_auto_min rows up, and below that
- * the one chosen at bi_auto_min: the kernels the heuristic picks for 17..4096 rows all sum K in one order, but
- * for fewer rows it picks kernels that do not (measured on the H100 with cuBLAS 13.0: rows of 1, 2 and 9 differed
- * from the same rows among 1,100 at K = 4096). test_cuda_ops checks rows bitwise across m in both forms. */
+ * kernel per shape). Otherwise (the default): the one chosen at each m from bi_auto_min rows up, and below that the
+ * one chosen at bi_auto_min. The kernels the heuristic picks for 17 to 1,100 rows (what test_cuda_ops checks; prompt
+ * chunks of up to 4,096 rows are not checked yet) all sum K in one order; for fewer rows it picks kernels that do
+ * not (H100, cuBLAS 13.0: rows of 1, 2 and 9 differed from the same rows among 1,100 at K = 4096). */
 static int lt_pinned(ig_backend *be, lt_cache *lc, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, int64_t m,
                      int64_t O, int64_t I, int xdt, int odt, int key, cublasLtMatmulAlgo_t *out) {
   cu_impl *c = CU(be);
