@@ -8,6 +8,7 @@ mkdir -p $T/bin $T/stories260K .dev/cudapack
 B=${BUILD:-build-cuda}  # BUILD=other/build when this tree has others' half-done work
 cp $B/src/backend/cuda_device $B/src/backend/cuda_floors $T/bin/
 [ -f $B/src/model/cuda_batch ] && cp $B/src/model/cuda_batch $T/bin/
+[ -f $B/src/backend/cuda_mma_order ] && cp $B/src/backend/cuda_mma_order $T/bin/
 [ -f $B/src/backend/cuda_tiny_check ] && cp $B/src/backend/cuda_tiny_check $T/bin/
 strip $T/bin/*
 S=../shared/models/stories260K

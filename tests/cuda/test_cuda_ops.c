@@ -661,20 +661,25 @@ static void test_sgemm(void) {
   ig_backend *keep = gpu;
   char err[256];
   static const int ms[] = {9, 20, 64}, ms_bi[] = {1, 2, 9, 130, 200}, ms_lt[] = {1, 2, 9, 16, 17, 64, 130, 300, 1000};
-  for (int v = 0; v < 4; v++) {
-    /* v == 3 sets nothing: the default must be the invariant cuBLASLt form */
+  for (int v = 0; v < 5; v++) {
+    /* v == 3 sets nothing: the default must be the invariant cuBLASLt form (with the skinny GEMM for up to 32 rows of
+     * the products it has checked against cuBLASLt); v == 4 offers every shape and up to 128 rows to that check */
     if (v == 0) setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1), setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
     else if (v == 1) setenv("IGNIS_CUDA_BATCH_INVARIANT", "sgemm", 1);
     else if (v == 2) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1); /* the cuBLASLt form, pinned below */
     if (v == 2) setenv("IGNIS_CUDA_BI_REF_M", "128", 1); /* one algorithm per shape (v == 3: one per m) */
+    if (v == 4) setenv("IGNIS_CUDA_BI_SGEMM", "128", 1), setenv("IGNIS_CUDA_BI_SGEMM_TILES", "0", 1);
     gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
     unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT"), unsetenv("IGNIS_CUDA_BI_REF_M");
+    unsetenv("IGNIS_CUDA_BI_SGEMM"), unsetenv("IGNIS_CUDA_BI_SGEMM_TILES");
     CHECK_MSG(gpu != NULL, "%s", err);
     if (gpu) {
       sgemm_lt = v >= 2;
       fflush(stdout);
       fprintf(stderr, "sgemm variant %d%s\n", v,
-              v == 3 ? " (the default: cuBLASLt, batch-invariant)" : v == 2 ? " (cuBLASLt, batch-invariant, pinned at 128 rows)" : "");
+              v == 4   ? " (batch-invariant, every checked shape through the skinny GEMM up to 128 rows)"
+              : v == 3 ? " (the default: cuBLASLt, batch-invariant)"
+              : v == 2 ? " (cuBLASLt, batch-invariant, pinned at 128 rows)" : "");
       if (v >= 2) test_sgemm_shapes(1100, ms_lt, 9), test_bi_model_shapes();
       else if (v) test_sgemm_shapes(300, ms_bi, 5);
       else test_sgemm_shapes(100, ms, 3);
@@ -685,13 +690,15 @@ static void test_sgemm(void) {
   gpu = keep;
 }
 /* The batch-invariant cuBLASLt mode at the Llama-3-8B shapes (q|k|v, o, gate/up, down, lm_head, and an odd one):
- * rows of many row counts bitwise those of 1,100 rows, on the GPU alone (no CPU reference at these sizes). */
+ * rows of many row counts bitwise those of 4,096 rows (a full prompt chunk; lm_head: 1,100), on the GPU alone (no CPU reference at these sizes). */
 static void test_bi_model_shapes(void) {
   static const int shapes[][2] = {{4096, 6144}, {4096, 4096}, {4096, 14336}, {14336, 4096}, {4096, 128256}, {4096, 333}};
-  static const int ms[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 24, 32, 48, 64, 96, 128, 200, 256, 384, 512};
-  const int M = 1100, nms = (int)(sizeof ms / sizeof ms[0]);
+  static const int ms[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 24, 32, 48, 64, 96, 128, 200, 256, 384, 512, 1100, 2047, 3000};
+  const int nall = (int)(sizeof ms / sizeof ms[0]);
   for (int si = 0; si < 6; si++) {
     int I = shapes[si][0], O = shapes[si][1];
+    /* prompt chunks reach 4,096 rows (--max-batch-prefill-tokens); lm_head only ever sees the sampled rows */
+    const int M = O > 100000 ? 1100 : 4096, nms = O > 100000 ? nall - 3 : nall;
     size_t nw = (size_t)O * I;
     uint16_t *hw = malloc(nw * 2), *hx = malloc((size_t)M * I * 2);
     for (size_t i = 0; i < nw; i++) hw[i] = to_bf16(frand() * 0.02f);

@@ -680,6 +680,13 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *sm = getenv("IGNIS_CUDA_SGEMM_MAX"), *sw = getenv("IGNIS_CUDA_SGEMM_WAVES");
   c->sgemm_max = sm ? atoi(sm) : IG_CUDA_SGEMM_MAX_DEFAULT;
   c->sgemm_waves = sw && atoi(sw) > 0 ? atoi(sw) : 1;
+  const char *sbn = getenv("IGNIS_CUDA_SGEMM_BN"), *sns = getenv("IGNIS_CUDA_SGEMM_NOSPLIT");
+  c->sg_bn = sbn && atoi(sbn) == 32 ? 32 : 64;
+  const char *sbk = getenv("IGNIS_CUDA_SGEMM_BULK");
+  c->sg_bulk = !(sbk && sbk[0] == '0'); /* on Hopper */
+  c->sg_nosplit = sns && sns[0] == '1';
+  const char *sdp = getenv("IGNIS_CUDA_SGEMM_DEEP");
+  c->sg_deep = sdp ? atoi(sdp) & 3 : 1; /* deep stages for plain products (not for the two-matrix SwiGLU one) */
   /* IGNIS_CUDA_BATCH_INVARIANT: a row's result must not depend on the other rows of its step (DESIGN's engine rule:
    * a seeded request gives the same output whatever else is in the batch).
    *   unset, "1" (default): no GEMV (its sums differ from a GEMM's), no skinny GEMM; cuBLASLt algorithms without
@@ -696,7 +703,13 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->bi_ref_m = brm && atoi(brm) > 0 ? atoi(brm) : 0; /* default (or "auto"): the choice per m */
   const char *bam = getenv("IGNIS_CUDA_BI_AUTO_MIN");
   c->bi_auto_min = bam && atoi(bam) > 0 ? atoi(bam) : 17;
-  if (c->bi_lt) c->use_gemv = 0, c->sgemm_max = 0;
+  /* IGNIS_CUDA_BI_SGEMM=N: rows up to N (<= 128) through the skinny GEMM without K splits, which sums each output
+   * in cuBLASLt's order (see cuda_gemm.cu), so those rows are bitwise what cuBLASLt gives at any m */
+  const char *bsg = getenv("IGNIS_CUDA_BI_SGEMM");
+  int bi_sg = bsg ? atoi(bsg) : IG_CUDA_BI_SGEMM_DEFAULT;
+  if (c->bi_lt) c->use_gemv = 0, c->sgemm_max = bi_sg < 0 ? 0 : bi_sg > 128 ? 128 : bi_sg;
+  const char *bst = getenv("IGNIS_CUDA_BI_SGEMM_TILES");
+  c->bi_sg_tiles = bst ? atoi(bst) : -1; /* -1: the SM count, set once the device is known */
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \
@@ -710,6 +723,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, device));
   c->sm_count = prop.multiProcessorCount;
+  if (c->bi_sg_tiles < 0) c->bi_sg_tiles = c->sm_count * 2 / 3;
+  c->sm90 = prop.major >= 9;
   if (prop.major < 9) c->pdl = 0; /* programmatic dependent launch is Hopper's */
   {
     cudaError_t pe = cu_kernels_probe();

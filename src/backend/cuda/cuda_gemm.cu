@@ -15,15 +15,17 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_mma.cuh"
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <string.h>
 
 /* Tile: BN = 64 weight rows per block (swiglu: 32 gate + 32 up rows), BK = 128 k per pipeline stage (256 bytes of
  * each row); 4 warps of 16 rows. Measured on the H100 against 128 x 64 and 64 x 256 tiles (and twice the K splits):
  * 64 x 128 was the fastest for every product at m = 16 and 32 (bench/RESULTS.md, third session). The kernel keeps BN/BK as template
  * parameters. */
-#define SG_TILE_BN 64
+#define SG_TILE_BN 64 /* the default; IGNIS_CUDA_SGEMM_BN=16|32 for narrower tiles (more blocks) */
 #define SG_TILE_BK 128
-#define SG_THREADS 128
+#define SG_NT(BN) ((BN) * 2) /* threads: one warp per 16 weight rows */
 #define SG_MAX_CNT 16384 /* arrival counters: tiles of a split product */
 
 struct sg_seg {
@@ -47,15 +49,30 @@ struct sg_args {
  * distinct banks. */
 template <int BK> __device__ __forceinline__ int sg_swz(int r, int c) { return r * BK + ((c ^ (r & 7)) << 3); }
 
-template <int MT, int BN, int BK, int STAGES, bool SWIGLU>
-__global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
-  const int SG_BN = BN, SG_BK = BK, CPR = BK / 8, WR = BN / 4, MTW = WR / 16; /* chunks per row, rows per warp */
+/* TMA (BULK): each stage arrives by 2-D tensor copies (Hopper's TMA unit; one thread issues 4 per stage, counted
+ * on the stage's mbarrier) instead of 16-byte cp.async from every thread: a 64-column half of the stage's rows per
+ * copy, 128-byte swizzled, which is the same chunk ^ (row & 7) pattern, half by half. Out-of-range rows and columns
+ * arrive as zeros. The maps are kernel parameters; sm_90 only. */
+struct sg_maps {
+  CUtensorMap w, wu, x; /* W (or gate) and up: boxes of 64 columns x BN (swiglu BN/2) rows; x: 64 x MT */
+};
+template <bool BULK, int BK> __device__ __forceinline__ int sg_at(int R, int r, int c) {
+  return BULK ? (c >> 3) * R * 64 + r * 64 + (((c & 7) ^ (r & 7)) << 3) : sg_swz<BK>(r, c);
+}
+
+template <int MT, int BN, int BK, int STAGES, bool SWIGLU, bool BULK>
+__global__ void __launch_bounds__(SG_NT(BN)) sgemm_kernel(const sg_args a, const __grid_constant__ sg_maps tm) {
+  const int SG_THREADS = SG_NT(BN);
+  const int SG_BN = BN, SG_BK = BK, CPR = BK / 8, WR = 16, MTW = 1; /* chunks per row, rows per warp */
   const int WPT = BN * BK / 8 / SG_THREADS; /* weight chunks per thread per stage */
   static_assert(WPT * 8 * SG_THREADS == BN * BK && WPT <= 16, "weight chunks per thread");
   extern __shared__ __align__(128) unsigned char smraw[];
-  __nv_bfloat16 *Ws = (__nv_bfloat16 *)smraw;        /* [STAGES][SG_BN * SG_BK] */
-  __nv_bfloat16 *Xs = Ws + STAGES * SG_BN * SG_BK;   /* [STAGES][MT * SG_BK] */
+  const int PITCH = BK;
+  /* TMA's 128-byte swizzle follows the address bits: its tiles start on 1,024-byte boundaries */
+  __nv_bfloat16 *Ws = (__nv_bfloat16 *)(BULK ? (unsigned char *)(((uintptr_t)smraw + 1023) & ~(uintptr_t)1023) : smraw);
+  __nv_bfloat16 *Xs = Ws + STAGES * SG_BN * PITCH;   /* [STAGES][MT * PITCH] */
   __shared__ int last;
+  __shared__ __align__(8) uint64_t bar[BULK ? STAGES : 1];
   const int tile = blockIdx.x, z = blockIdx.y;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int kc0 = (int)((long long)z * a.nk / a.S), n = (int)((long long)(z + 1) * a.nk / a.S) - kc0;
@@ -80,22 +97,50 @@ __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
     }
     wvalid |= (unsigned)ok << i;
   }
+  if (BULK) {
+    if (tid == 0)
+      for (int s = 0; s < STAGES; s++) mbar_init(&bar[s], 1);
+    __syncthreads();
+  }
   auto load_w = [&](int st, int kc) {
-    int k = kc * SG_BK + wc * 8;
-    bool kin = k < I;
+    if (BULK) {
+      if (tid == 0) {
+        mbar_expect(&bar[st], (unsigned)(SG_BN + MT) * SG_BK * 2); /* whole boxes, zero-filled parts included */
+        __nv_bfloat16 *d = Ws + st * SG_BN * PITCH;
 #pragma unroll
-    for (int i = 0; i < WPT; i++) {
-      int r = tid / CPR + RST * i;
-      bool ok = kin && ((wvalid >> i) & 1);
-      cp_async_16z(Ws + st * SG_BN * SG_BK + sg_swz<BK>(r, wc), ok ? wrow[i] + k : a.W, ok);
+        for (int h = 0; h < SG_BK / 64; h++) {
+          int k = kc * SG_BK + h * 64;
+          if (SWIGLU) {
+            tma_load_2d(d + h * SG_BN * 64, &tm.w, k, tile * (SG_BN / 2), &bar[st]);
+            tma_load_2d(d + h * SG_BN * 64 + (SG_BN / 2) * 64, &tm.wu, k, tile * (SG_BN / 2), &bar[st]);
+          } else {
+            tma_load_2d(d + h * SG_BN * 64, &tm.w, k, tile * SG_BN, &bar[st]);
+          }
+        }
+      }
+    } else {
+      int k = kc * SG_BK + wc * 8;
+      bool kin = k < I;
+#pragma unroll
+      for (int i = 0; i < WPT; i++) {
+        int r = tid / CPR + RST * i;
+        bool ok = kin && ((wvalid >> i) & 1);
+        cp_async_16z(Ws + st * SG_BN * SG_BK + sg_swz<BK>(r, wc), ok ? wrow[i] + k : a.W, ok);
+      }
     }
   };
   auto load_x = [&](int st, int kc) {
+    if (BULK) {
+      if (tid == 0)
 #pragma unroll
-    for (int idx = tid; idx < MT * CPR; idx += SG_THREADS) {
-      int r = idx / CPR, c = idx % CPR, k = kc * SG_BK + c * 8;
-      bool ok = r < a.m && k < I;
-      cp_async_16z(Xs + st * MT * SG_BK + sg_swz<BK>(r, c), ok ? a.X + (size_t)r * I + k : a.X, ok);
+        for (int h = 0; h < SG_BK / 64; h++) tma_load_2d(Xs + st * MT * PITCH + h * MT * 64, &tm.x, kc * SG_BK + h * 64, 0, &bar[st]);
+    } else {
+#pragma unroll
+      for (int idx = tid; idx < MT * CPR; idx += SG_THREADS) {
+        int r = idx / CPR, c = idx % CPR, k = kc * SG_BK + c * 8;
+        bool ok = r < a.m && k < I;
+        cp_async_16z(Xs + st * MT * SG_BK + sg_swz<BK>(r, c), ok ? a.X + (size_t)r * I + k : a.X, ok);
+      }
     }
   };
 
@@ -118,28 +163,30 @@ __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
     for (int j = 0; j < MT / 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
   for (int it = 0; it < n; it++) {
-    cp_async_wait_group<STAGES - 2>();
+    if (BULK) mbar_wait(&bar[it % STAGES], (unsigned)(it / STAGES) & 1u);
+    else cp_async_wait_group<STAGES - 2>();
     __syncthreads(); /* stage it is in; every warp is done with stage it - 1, which is refilled next */
     int pf = it + STAGES - 1;
     if (pf < n) {
+      if (BULK && tid == 0) fence_proxy_async();
       load_w(pf % STAGES, kc0 + pf);
       load_x(pf % STAGES, kc0 + pf);
     }
-    cp_async_commit_group();
-    const __nv_bfloat16 *ws = Ws + (it % STAGES) * SG_BN * SG_BK, *xs = Xs + (it % STAGES) * MT * SG_BK;
+    if (!BULK) cp_async_commit_group();
+    const __nv_bfloat16 *ws = Ws + (it % STAGES) * SG_BN * PITCH, *xs = Xs + (it % STAGES) * MT * PITCH;
 #pragma unroll
     for (int kk = 0; kk < SG_BK / 16; kk++) {
       uint32_t af[MTW][4];
 #pragma unroll
       for (int mt = 0; mt < MTW; mt++) {
         int r = warp * WR + mt * 16 + (lane & 15);
-        ldsm4(af[mt], ws + sg_swz<BK>(r, kk * 2 + (lane >> 4)));
+        ldsm4(af[mt], ws + sg_at<BULK, BK>(SG_BN, r, kk * 2 + (lane >> 4)));
       }
 #pragma unroll
       for (int np = 0; np < MT / 16; np++) {
         uint32_t b[4];
         int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
-        ldsm4(b, xs + sg_swz<BK>(r, kk * 2 + ((lane >> 3) & 1)));
+        ldsm4(b, xs + sg_at<BULK, BK>(MT, r, kk * 2 + ((lane >> 3) & 1)));
 #pragma unroll
         for (int mt = 0; mt < MTW; mt++) {
           mma_bf16_16816(acc[mt][2 * np], af[mt], b[0], b[1]);
@@ -148,7 +195,7 @@ __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
       }
     }
   }
-  cp_async_wait_group<0>();
+  if (!BULK) cp_async_wait_group<0>(); /* BULK: every stage issued has been waited for */
   __syncthreads(); /* the pipeline's shared memory becomes the f32 tile */
 
   const int P = MT + 1; /* odd pitch: the epilogue's reads down a column do not collide in banks */
@@ -230,37 +277,73 @@ __global__ void __launch_bounds__(SG_THREADS) sgemm_kernel(const sg_args a) {
   }
 }
 
-template <int MT, int BN, int BK> struct sg_cfg {
-  static const int stages = (BN + MT) * BK * 2 * 4 <= 100 * 1024 ? 4 : (BN + MT) * BK * 2 * 3 <= 200 * 1024 ? 3 : 2;
-  static const size_t pipe = (size_t)stages * (BN + MT) * BK * 2, red = (size_t)BN * (MT + 1) * 4;
-  static const size_t smem = pipe > red ? pipe : red;
+/* DEEP: as many stages as fit in 200 KB, at most 8 (one block per SM, more bytes in flight: for products with few
+ * tiles and no K split); otherwise 4 stages when two blocks fit per SM */
+template <int MT, int BN, int BK, bool DEEP = false, bool BULK = false> struct sg_cfg {
+  static const int sb = (BN + MT) * BK * 2, deep = 199 * 1024 / sb > 8 ? 8 : 199 * 1024 / sb;
+  static const int stages = DEEP ? deep : sb * 4 <= 100 * 1024 ? 4 : sb * 3 <= 200 * 1024 ? 3 : 2;
+  static const size_t pipe = (size_t)stages * sb, red = (size_t)BN * (MT + 1) * 4;
+  static const size_t smem = (pipe > red ? pipe : red) + (BULK ? 1024 : 0); /* BULK: room to align to 1,024 */
 };
 
-template <int MT, int BN, int BK, bool SWIGLU> static int sg_launch(ig_backend *be, const sg_args &a) {
-  typedef sg_cfg<MT, BN, BK> C;
+template <int MT, int BN, int BK, bool SWIGLU, bool DEEP, bool BULK> static int sg_launch(ig_backend *be, const sg_args &a, const sg_maps &tm) {
+  typedef sg_cfg<MT, BN, BK, DEEP, BULK> C;
   static_assert(C::smem <= 200 * 1024, "sgemm tile too large");
-  auto k = sgemm_kernel<MT, BN, BK, C::stages, SWIGLU>;
+  auto k = sgemm_kernel<MT, BN, BK, C::stages, SWIGLU, BULK>;
   CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::smem));
   dim3 grid((unsigned)a.tiles, (unsigned)a.S);
-  CU_LAUNCH(be, k, grid, SG_THREADS, C::smem, a);
+  CU_LAUNCH(be, k, grid, SG_NT(BN), C::smem, a, tm);
   LAUNCH_CHECK(be);
   return 0;
 }
 
-template <int BN, int BK, bool SWIGLU> static int sg_launch_m(ig_backend *be, const sg_args &a, int MT) {
+template <int BN, int BK, bool SWIGLU, bool DEEP, bool BULK>
+static int sg_launch_m(ig_backend *be, const sg_args &a, const sg_maps &tm, int MT) {
   switch (MT) {
-    case 16: return sg_launch<16, BN, BK, SWIGLU>(be, a);
-    case 32: return sg_launch<32, BN, BK, SWIGLU>(be, a);
-    case 64: return sg_launch<64, BN, BK, SWIGLU>(be, a);
-    default: return sg_launch<128, BN, BK, SWIGLU>(be, a);
+    case 16: return sg_launch<16, BN, BK, SWIGLU, DEEP, BULK>(be, a, tm);
+    case 32: return sg_launch<32, BN, BK, SWIGLU, DEEP, BULK>(be, a, tm);
+    case 64: return sg_launch<64, BN, BK, SWIGLU, DEEP, BULK>(be, a, tm);
+    default: return sg_launch<128, BN, BK, SWIGLU, DEEP, BULK>(be, a, tm);
   }
+}
+template <int BN, int BK, bool BULK>
+static int sg_launch_d(ig_backend *be, const sg_args &a, const sg_maps &tm, int MT, bool swiglu, bool deep) {
+  if (swiglu) return deep ? sg_launch_m<BN, BK, true, true, BULK>(be, a, tm, MT) : sg_launch_m<BN, BK, true, false, BULK>(be, a, tm, MT);
+  return deep ? sg_launch_m<BN, BK, false, true, BULK>(be, a, tm, MT) : sg_launch_m<BN, BK, false, false, BULK>(be, a, tm, MT);
+}
+
+/* cuTensorMapEncodeTiled from the driver, through the runtime (no link against libcuda) */
+static PFN_cuTensorMapEncodeTiled_v12000 sg_encode_fn(void) {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn;
+  static int tried;
+  if (!tried) {
+    tried = 1;
+    void *p = NULL;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    cudaGetLastError();
+  }
+  return fn;
+}
+/* a [rows, I] bf16 matrix, boxes of 64 columns x box rows, 128-byte swizzle, zeros out of range */
+static int sg_map(CUtensorMap *m, const void *base, int64_t rows, int64_t I, int box) {
+  PFN_cuTensorMapEncodeTiled_v12000 enc = sg_encode_fn();
+  if (!enc) return -1;
+  cuuint64_t dim[2] = {(cuuint64_t)I, (cuuint64_t)rows}, stride[1] = {(cuuint64_t)I * 2};
+  cuuint32_t boxd[2] = {64, (cuuint32_t)box}, es[2] = {1, 1};
+  return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)base, dim, stride, boxd, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS
+             ? 0 : -1;
 }
 
 int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
   cu_impl *c = CU(be);
   int64_t m = x->rows;
   return c->sgemm_max > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
-         (c->batch_invariant || (m <= c->sgemm_max && m <= 128)) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
+         (c->batch_invariant || (m <= c->sgemm_max && m <= 128)) &&
+         (!c->bi_lt || w->rows / (c->sg_bn == 32 ? 32 : SG_TILE_BN) >= c->bi_sg_tiles) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
          ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
 }
 
@@ -287,10 +370,13 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
     a.s[i] = sg_seg{segs[i].out, segs[i].bias, segs[i].odt, segs[i].bdt, segs[i].rows, segs[i].off};
   a.ubias = ubias, a.ubdt = ubdt, a.udt = udt;
   a.nseg = nseg, a.m = m, a.I = I, a.O = O;
-  const int BN = SG_TILE_BN, BK = SG_TILE_BK;
+  const int BN = c->sg_bn == 32 ? 32 : SG_TILE_BN, BK = SG_TILE_BK;
   a.tiles = Wu ? (O + BN / 2 - 1) / (BN / 2) : (O + BN - 1) / BN;
   a.nk = (I + BK - 1) / BK;
-  a.S = sg_splits(c, a.tiles, a.nk);
+  /* the cuBLASLt batch-invariant mode: no split, so each output is one mma.sync chain over K in order, 16 at a
+   * time, which gives cuBLASLt's own bits (its algorithms without split-K sum the same way: bench/cuda_mma_order.cu,
+   * and test_cuda_ops checks these rows against cuBLASLt's at 4,096) */
+  a.S = c->bi_lt || c->sg_nosplit ? 1 : sg_splits(c, a.tiles, a.nk);
   int MT = m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
   if (a.S > 1) {
     if (!c->sg_cnt) {
@@ -301,7 +387,19 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
     if (cu_scratch(be, &c->sg_part, &c->sg_part_size, (size_t)a.S * a.tiles * BN * MT * sizeof(float))) return -1;
     a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
   }
-  return Wu ? sg_launch_m<SG_TILE_BN, SG_TILE_BK, true>(be, a, MT) : sg_launch_m<SG_TILE_BN, SG_TILE_BK, false>(be, a, MT);
+  /* deep pipelines (IGNIS_CUDA_SGEMM_DEEP bits: 1 plain products, 2 swiglu) */
+  bool deep = (c->sg_deep >> (Wu ? 1 : 0)) & 1;
+  /* TMA tensor copies (IGNIS_CUDA_SGEMM_BULK=1; Hopper; 16-byte aligned rows) */
+  sg_maps tm;
+  memset(&tm, 0, sizeof tm);
+  if (c->sg_bulk && c->sm90 && ((uintptr_t)W | (uintptr_t)(Wu ? Wu : W) | (uintptr_t)X) % 16 == 0 &&
+      sg_map(&tm.w, W, O, I, Wu ? BN / 2 : BN) == 0 && (!Wu || sg_map(&tm.wu, Wu, O, I, BN / 2) == 0) &&
+      sg_map(&tm.x, X, m, I, MT) == 0) {
+    if (BN == 32) return sg_launch_d<32, SG_TILE_BK, true>(be, a, tm, MT, Wu != NULL, deep);
+    return sg_launch_d<SG_TILE_BN, SG_TILE_BK, true>(be, a, tm, MT, Wu != NULL, deep);
+  }
+  if (BN == 32) return sg_launch_d<32, SG_TILE_BK, false>(be, a, tm, MT, Wu != NULL, deep);
+  return sg_launch_d<SG_TILE_BN, SG_TILE_BK, false>(be, a, tm, MT, Wu != NULL, deep);
 }
 
 /* Up to 128 rows in one launch; more (only in the batch-invariant mode) in launches of 128 rows, each row's sums the

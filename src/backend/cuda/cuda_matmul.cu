@@ -209,6 +209,56 @@ __global__ void swiglu_halves_kernel(void *out, int odt, const void *s, int sdt,
   }
 }
 
+static int lt_matmul(ig_backend *be, void *out, int odt, const void *x, int xdt, const void *w, int wdt, const void *bias,
+                     int bdt, int64_t m, int64_t O, int64_t I);
+
+/* The batch-invariant mode gives a product to the skinny GEMM (no K split) only once that has given, on random rows,
+ * bitwise what cuBLASLt gives for the same weights: true of the algorithms cuBLASLt picks for the Llama-3-8B shapes on
+ * the H100 (they sum K in order, as the skinny GEMM does), not of every shape (I = 4096, O = 333 differed), so each
+ * (O, I) is checked at its first use, outside graph capture, and keeps cuBLASLt when it differs. */
+static int sg_verified(ig_backend *be, const ig_tensor *w) {
+  cu_impl *c = CU(be);
+  for (int i = 0; i < c->n_sgv; i++)
+    if (c->sgv[i].O == w->rows && c->sgv[i].I == w->cols) return c->sgv[i].ok;
+  if (c->capturing || c->n_sgv >= IG_CUDA_SGV) return 0;
+  const int R = 20; /* two m tiles' worth of neither size: partial tiles too */
+  int64_t O = w->rows, I = w->cols;
+  size_t nx = (size_t)R * I, no = (size_t)R * O;
+  uint16_t *hx = (uint16_t *)malloc(nx * 2), *h1 = (uint16_t *)malloc(no * 2), *h2 = (uint16_t *)malloc(no * 2);
+  void *dx = NULL, *d1 = NULL, *d2 = NULL;
+  int ok = 0;
+  if (hx && h1 && h2 && cudaMalloc(&dx, nx * 2) == cudaSuccess && cudaMalloc(&d1, no * 2) == cudaSuccess &&
+      cudaMalloc(&d2, no * 2) == cudaSuccess) {
+    uint32_t r = 0x9e3779b9u;
+    for (size_t i = 0; i < nx; i++) {
+      r = r * 1664525u + 1013904223u;
+      float v = ((int)(r >> 9) % 2001 - 1000) * 1e-3f;
+      uint32_t b;
+      memcpy(&b, &v, 4);
+      hx[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1)) >> 16);
+    }
+    sg_seg_desc d = {d2, NULL, IG_DT_BF16, 0, (int)O, 0};
+    ok = cudaMemcpyAsync(dx, hx, nx * 2, cudaMemcpyHostToDevice, c->st) == cudaSuccess &&
+         lt_matmul(be, d1, IG_DT_BF16, dx, IG_DT_BF16, w->data, IG_DT_BF16, NULL, 0, R, O, I) == 0 &&
+         cu_sgemm(be, &d, 1, w->data, NULL, NULL, 0, 0, dx, R, (int)O, (int)I) == 0 &&
+         cudaMemcpyAsync(h1, d1, no * 2, cudaMemcpyDeviceToHost, c->st) == cudaSuccess &&
+         cudaMemcpyAsync(h2, d2, no * 2, cudaMemcpyDeviceToHost, c->st) == cudaSuccess &&
+         cudaStreamSynchronize(c->st) == cudaSuccess && memcmp(h1, h2, no * 2) == 0;
+  }
+  cudaFree(dx), cudaFree(d1), cudaFree(d2);
+  free(hx), free(h1), free(h2);
+  cudaGetLastError();
+  be->err[0] = 0;
+  c->sgv[c->n_sgv].O = O, c->sgv[c->n_sgv].I = I, c->sgv[c->n_sgv].ok = ok, c->n_sgv++;
+  ig_log(IG_LOG_INFO, "cuda matmul: O=%lld I=%lld: the skinny GEMM %s cuBLASLt's bits%s", (long long)O, (long long)I,
+         ok ? "gives" : "does not give", ok ? ", so it takes up to IGNIS_CUDA_BI_SGEMM rows" : "; cuBLASLt keeps the product");
+  return ok;
+}
+/* the skinny GEMM for this product? (in the batch-invariant mode, only a verified one) */
+static int sg_route(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
+  return cu_sgemm_ok(be, x, w) && (!CU(be)->bi_lt || sg_verified(be, w));
+}
+
 int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                 const ig_tensor *const *biases) {
   if (n < 1 || n > 4) FAIL(be, "cuda matmul_n: %d products (1..4)", n);
@@ -220,11 +270,13 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     if (biases[i]) fused &= bdt < 0 || bdt == biases[i]->dtype, bdt = biases[i]->dtype;
     total += ws[i]->rows;
   }
-  if (!fused && total <= (int64_t)INT32_MAX / 2 && cu_sgemm_ok(be, x, ws[0])) {
+  if (!fused && total <= (int64_t)INT32_MAX / 2) {
     /* the skinny GEMM over adjacent weights (one weight_alloc buffer): one launch, each output its own segment */
     int adj = 1;
     for (int i = 1; i < n; i++) adj &= adjacent(ws[i - 1], ws[i]);
-    if (adj) {
+    ig_tensor wt = *ws[0];
+    wt.rows = total; /* the rows of all n, which adjacent weights are */
+    if (adj && sg_route(be, x, &wt)) {
       sg_seg_desc d[4];
       for (int i = 0, off = 0; i < n; off += (int)ws[i]->rows, i++)
         d[i] = sg_seg_desc{outs[i]->data, biases[i] ? biases[i]->data : NULL, (int)outs[i]->dtype,
@@ -281,7 +333,7 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
   if (check_mm(be, out, x, wg, bg) || check_mm(be, up, x, wu, bu)) return -1;
   if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
   int same_bias = !bg || !bu || bg->dtype == bu->dtype;
-  if (!gemv_ok(be, x, wg) && cu_sgemm_ok(be, x, wg) && cu_sgemm_ok(be, x, wu)) {
+  if (!gemv_ok(be, x, wg) && sg_route(be, x, wg) && sg_route(be, x, wu)) {
     /* the skinny GEMM with gate and up tiles in one block and silu(gate) * up in its epilogue */
     sg_seg_desc d = {out->data, bg ? bg->data : NULL, (int)out->dtype, bg ? (int)bg->dtype : 0, (int)wg->rows, 0};
     return cu_sgemm(be, &d, 1, wg->data, wu->data, bu ? bu->data : NULL, bu ? (int)bu->dtype : 0, (int)up->dtype, x->data,
@@ -629,7 +681,7 @@ int cu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tenso
   if (w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m <= IG_GEMV_MAX_M && I % 8 == 0 && c->use_gemv &&
       ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0)
     return gemv(be, out, x, w, bias, (int)m);
-  if (cu_sgemm_ok(be, x, w)) {
+  if (sg_route(be, x, w)) {
     sg_seg_desc d = {out->data, bias ? bias->data : NULL, (int)out->dtype, bias ? (int)bias->dtype : 0, (int)O, 0};
     return cu_sgemm(be, &d, 1, w->data, NULL, NULL, 0, 0, x->data, (int)m, (int)O, (int)I);
   }
