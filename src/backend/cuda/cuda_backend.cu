@@ -689,16 +689,19 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->sg_deep = sdp ? atoi(sdp) & 3 : 1; /* deep stages for plain products (not for the two-matrix SwiGLU one) */
   /* IGNIS_CUDA_BATCH_INVARIANT: a row's result must not depend on the other rows of its step (DESIGN's engine rule:
    * a seeded request gives the same output whatever else is in the batch).
-   *   unset, "1" (default): no GEMV (its sums differ from a GEMM's), no skinny GEMM; cuBLASLt algorithms without
-   *     split-K, chosen per m from IGNIS_CUDA_BI_AUTO_MIN rows up (the 17-row choice below), or one per shape
-   *     chosen at IGNIS_CUDA_BI_REF_M rows; q|k|v stay one product at every m.
-   *   "0": the fastest kernels per row count (GEMV for 1-2 rows, the skinny GEMM for 3-16, cuBLASLt's heuristic
-   *     above), whose bits depend on the step's row count (batch-1 decode ~6% faster on the H100).
+   *   unset, "1" (default): no GEMV (its sums differ from a GEMM's); cuBLASLt algorithms without split-K, chosen
+   *     per m from IGNIS_CUDA_BI_AUTO_MIN rows up (the 17-row choice below), or one per shape chosen at
+   *     IGNIS_CUDA_BI_REF_M rows; q|k|v stay one product at every m; up to IGNIS_CUDA_BI_SGEMM rows, the skinny
+   *     GEMM without K splits for the products where it gives cuBLASLt's bits (cuda_matmul.cu checks each shape).
+   *   "0": the same, but the GEMV for 1-2 rows, whose bits depend on the step's row count (batch-1 decode ~2%
+   *     faster on the H100). (Before the skinny GEMM matched cuBLASLt, "0" had its own split-K forms for 3-16 rows
+   *     and cuBLASLt's heuristic above; the forms above are now as fast or faster there.)
    *   "sgemm": the older form, every product through the skinny GEMM in 128-row launches (several times slower). */
   const char *bi = getenv("IGNIS_CUDA_BATCH_INVARIANT");
   c->batch_invariant = bi && !strcmp(bi, "sgemm");
   if (c->batch_invariant) c->use_gemv = 0, c->sgemm_max = 128;
-  c->bi_lt = !c->batch_invariant && !(bi && !strcmp(bi, "0"));
+  int fastest = bi && !strcmp(bi, "0");
+  c->bi_lt = !c->batch_invariant;
   const char *brm = getenv("IGNIS_CUDA_BI_REF_M");
   c->bi_ref_m = brm && atoi(brm) > 0 ? atoi(brm) : 0; /* default (or "auto"): the choice per m */
   const char *bam = getenv("IGNIS_CUDA_BI_AUTO_MIN");
@@ -707,7 +710,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
    * in cuBLASLt's order (see cuda_gemm.cu), so those rows are bitwise what cuBLASLt gives at any m */
   const char *bsg = getenv("IGNIS_CUDA_BI_SGEMM");
   int bi_sg = bsg ? atoi(bsg) : IG_CUDA_BI_SGEMM_DEFAULT;
-  if (c->bi_lt) c->use_gemv = 0, c->sgemm_max = bi_sg < 0 ? 0 : bi_sg > 128 ? 128 : bi_sg;
+  if (c->bi_lt) c->use_gemv = fastest && c->use_gemv, c->sgemm_max = bi_sg < 0 ? 0 : bi_sg > 128 ? 128 : bi_sg;
   const char *bst = getenv("IGNIS_CUDA_BI_SGEMM_TILES");
   c->bi_sg_tiles = bst ? atoi(bst) : -1; /* -1: the SM count, set once the device is known */
 #define CK(call)                                                                                               \

@@ -98,8 +98,9 @@ typedef struct cu_impl {
   int attn_variant; /* prefill kernel: 0 = mma.sync (default), 1 = WMMA (IGNIS_CUDA_ATTN=wmma) */
   int batch_invariant; /* IGNIS_CUDA_BATCH_INVARIANT=sgemm: every bf16 product through the skinny GEMM (in 128-row
                         * launches), so a row's result does not depend on the other rows of its step */
-  int bi_lt;           /* IGNIS_CUDA_BATCH_INVARIANT unset or 1 (the default): the same through cuBLASLt algorithms
-                        * without split-K (see lt_pinned in cuda_matmul.cu); no GEMV, no skinny GEMM */
+  int bi_lt;           /* otherwise (the default, and "0" but for its GEMV): the same through cuBLASLt algorithms
+                        * without split-K (lt_pinned in cuda_matmul.cu) and the skinny GEMM without K splits where it
+                        * gives their bits (sg_verified) */
   int bi_ref_m;        /* IGNIS_CUDA_BI_REF_M=R: one algorithm per shape, chosen at R rows (default 0: per m) */
   int bi_auto_min;     /* IGNIS_CUDA_BI_AUTO_MIN: auto's smallest m of its own (default 17) */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */

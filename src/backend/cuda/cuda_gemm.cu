@@ -388,7 +388,7 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
     a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
   }
   /* deep pipelines (IGNIS_CUDA_SGEMM_DEEP bits: 1 plain products, 2 swiglu) */
-  bool deep = (c->sg_deep >> (Wu ? 1 : 0)) & 1;
+  bool deep = a.S == 1 && ((c->sg_deep >> (Wu ? 1 : 0)) & 1); /* no K splits: few blocks, each a long K walk */
   /* TMA tensor copies (IGNIS_CUDA_SGEMM_BULK=1; Hopper; 16-byte aligned rows) */
   sg_maps tm;
   memset(&tm, 0, sizeof tm);
