@@ -247,8 +247,7 @@ static uint16_t bf16_bits(float f) {
 }
 static int gemm_bench(int argc, char **argv) {
   const char *vars = getenv("IG_GEMM_VARIANTS");
-  if (!vars) vars = "cublas:IGNIS_CUDA_SGEMM_MAX=0;sgemm:IGNIS_CUDA_SGEMM_MAX=128;sgemm-w2:IGNIS_CUDA_SGEMM_MAX=128,"
-                    "IGNIS_CUDA_SGEMM_WAVES=2";
+  if (!vars) vars = "cublas:IGNIS_CUDA_BI_SGEMM=0;default:;fastest:IGNIS_CUDA_BATCH_INVARIANT=0";
   int ms[16], nm = 0;
   const int64_t H = 4096, F = 14336, V = 128256, MM = 256;
   for (const char *q = argc >= 3 ? argv[2] : "16,32,64,96,128"; *q && nm < 16;) {
@@ -274,9 +273,8 @@ static int gemm_bench(int argc, char **argv) {
     const char *colon = strchr(v, ':');
     snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - v) : (int)strlen(v), v);
     snprintf(envs, sizeof envs, "%s", colon ? colon + 1 : "");
-    static const char *knobs[] = {"IGNIS_CUDA_SGEMM_MAX", "IGNIS_CUDA_SGEMM_WAVES", "IGNIS_CUDA_SGEMM_BN", "IGNIS_CUDA_SGEMM_NOSPLIT",
-                                  "IGNIS_CUDA_BI_SGEMM", "IGNIS_CUDA_BATCH_INVARIANT", "IGNIS_CUDA_SGEMM_DEEP", "IGNIS_CUDA_BI_SGEMM_TILES", "IGNIS_CUDA_SGEMM_BULK"};
-    for (int k = 0; k < 9; k++) unsetenv(knobs[k]);
+    static const char *knobs[] = {"IGNIS_CUDA_SGEMM_WAVES", "IGNIS_CUDA_BI_SGEMM", "IGNIS_CUDA_BATCH_INVARIANT", "IGNIS_CUDA_SGEMM_DEEP", "IGNIS_CUDA_BI_SGEMM_TILES", "IGNIS_CUDA_SGEMM_BULK"};
+    for (int k = 0; k < 6; k++) unsetenv(knobs[k]);
     for (char *s2 = NULL, *e = strtok_r(envs, ",", &s2); e; e = strtok_r(NULL, ",", &s2)) {
       char *eq = strchr(e, '=');
       if (eq) *eq = 0, setenv(e, eq + 1, 1);

@@ -103,8 +103,8 @@ if has kernels; then
   [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
   KB=${KBATCHES:-1,16,32,64,96,128,256}
   # KVARS: space-separated name:ENV=VALUE[,ENV=VALUE] variants
-  for v in ${KVARS:-new: cublas-gemm:IGNIS_CUDA_SGEMM_MAX=0 simt-attn:IGNIS_CUDA_DECODE=simt \
-           old-both:IGNIS_CUDA_SGEMM_MAX=0,IGNIS_CUDA_DECODE=simt}; do
+  for v in ${KVARS:-new: cublas-gemm:IGNIS_CUDA_BI_SGEMM=0 simt-attn:IGNIS_CUDA_DECODE=simt \
+           old-both:IGNIS_CUDA_BI_SGEMM=0,IGNIS_CUDA_DECODE=simt}; do
     name=${v%%:*}; envs=${v#*:}; envs=${envs//,/ }
     env $envs timeout 120 $BIN/cuda_batch $M --batch $KB --ctx ${BATCH_CTX:-256} --steps ${BATCH_STEPS:-32} --modes 1 2>&1 \
       | grep -v "loading weights" > $OUT/kern_$name.log

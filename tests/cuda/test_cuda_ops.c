@@ -654,23 +654,23 @@ static void test_bi_model_shapes(void);
 static int sgemm_lt; /* the cuBLASLt batch-invariant mode: q|k|v is a product of its own width (checked vs the CPU) */
 static void test_sgemm(void) {
   if (gpu->act_dtype != IG_DT_BF16) return;
-  /* a backend of its own that routes every m <= 128 to the skinny GEMM (the default stops at 16), so its tile
-   * heights 16..128 are all checked; then the batch-invariant mode (every row count through it, 128 rows per launch):
-   * rows of a 300-row product bitwise those of 1, 2, 9, 130 and 200 rows. The op helpers use the global backend, so
-   * each stands in for a while. */
+  /* backends of their own: v == 0, the fastest mode with every shape offered to the skinny GEMM up to 128 rows (its
+   * tile heights 16..128, where it gives cuBLASLt's bits), against the CPU; v == 1, the "sgemm" mode (every row count
+   * through it with K splits, 128 rows per launch): rows of a 300-row product bitwise those of 1, 2, 9, 130 and 200
+   * rows; v >= 2, the cuBLASLt forms below. The op helpers use the global backend, so each stands in for a while. */
   ig_backend *keep = gpu;
   char err[256];
   static const int ms[] = {9, 20, 64}, ms_bi[] = {1, 2, 9, 130, 200}, ms_lt[] = {1, 2, 9, 16, 17, 64, 130, 300, 1000};
   for (int v = 0; v < 5; v++) {
     /* v == 3 sets nothing: the default must be the invariant cuBLASLt form (with the skinny GEMM for up to 32 rows of
      * the products it has checked against cuBLASLt); v == 4 offers every shape and up to 128 rows to that check */
-    if (v == 0) setenv("IGNIS_CUDA_SGEMM_MAX", "128", 1), setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
+    if (v == 0) setenv("IGNIS_CUDA_BI_SGEMM", "128", 1), setenv("IGNIS_CUDA_BI_SGEMM_TILES", "0", 1), setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
     else if (v == 1) setenv("IGNIS_CUDA_BATCH_INVARIANT", "sgemm", 1);
     else if (v == 2) setenv("IGNIS_CUDA_BATCH_INVARIANT", "1", 1); /* the cuBLASLt form, pinned below */
     if (v == 2) setenv("IGNIS_CUDA_BI_REF_M", "128", 1); /* one algorithm per shape (v == 3: one per m) */
     if (v == 4) setenv("IGNIS_CUDA_BI_SGEMM", "128", 1), setenv("IGNIS_CUDA_BI_SGEMM_TILES", "0", 1);
     gpu = ig_backend_cuda_create_ex(0, IG_DT_BF16, err, sizeof err);
-    unsetenv("IGNIS_CUDA_SGEMM_MAX"), unsetenv("IGNIS_CUDA_BATCH_INVARIANT"), unsetenv("IGNIS_CUDA_BI_REF_M");
+    unsetenv("IGNIS_CUDA_BATCH_INVARIANT"), unsetenv("IGNIS_CUDA_BI_REF_M");
     unsetenv("IGNIS_CUDA_BI_SGEMM"), unsetenv("IGNIS_CUDA_BI_SGEMM_TILES");
     CHECK_MSG(gpu != NULL, "%s", err);
     if (gpu) {

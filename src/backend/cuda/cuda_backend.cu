@@ -677,14 +677,10 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
   c->attn_variant = av && !strcmp(av, "wmma") ? 1 : 0;
-  const char *sm = getenv("IGNIS_CUDA_SGEMM_MAX"), *sw = getenv("IGNIS_CUDA_SGEMM_WAVES");
-  c->sgemm_max = sm ? atoi(sm) : IG_CUDA_SGEMM_MAX_DEFAULT;
+  const char *sw = getenv("IGNIS_CUDA_SGEMM_WAVES"); /* the "sgemm" mode's K splits */
   c->sgemm_waves = sw && atoi(sw) > 0 ? atoi(sw) : 1;
-  const char *sbn = getenv("IGNIS_CUDA_SGEMM_BN"), *sns = getenv("IGNIS_CUDA_SGEMM_NOSPLIT");
-  c->sg_bn = sbn && atoi(sbn) == 32 ? 32 : 64;
   const char *sbk = getenv("IGNIS_CUDA_SGEMM_BULK");
   c->sg_bulk = !(sbk && sbk[0] == '0'); /* on Hopper */
-  c->sg_nosplit = sns && sns[0] == '1';
   const char *sdp = getenv("IGNIS_CUDA_SGEMM_DEEP");
   c->sg_deep = sdp ? atoi(sdp) & 3 : 1; /* deep stages for plain products (not for the two-matrix SwiGLU one) */
   /* IGNIS_CUDA_BATCH_INVARIANT: a row's result must not depend on the other rows of its step (DESIGN's engine rule:

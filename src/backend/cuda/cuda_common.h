@@ -52,11 +52,9 @@ typedef struct cu_batch {
   int max_ctx;
 } cu_batch;
 
-/* m above which cuBLASLt takes the product instead of cuda_gemm.cu's skinny GEMM (it handles up to 128; from 32 rows
- * on cuBLASLt is faster; a wgmma version of the same kernel, and cuBLASLt with K split 2-4 ways, measured slower
- * than cuBLASLt at 32..128 rows: bench/RESULTS.md, fourth session, commit 50ca470) */
-#define IG_CUDA_SGEMM_MAX_DEFAULT 16
-#define IG_CUDA_BI_SGEMM_DEFAULT 32 /* rows the invariant mode gives the skinny GEMM (IGNIS_CUDA_BI_SGEMM) */
+/* rows the skinny GEMM (no K splits) takes from cuBLASLt (IGNIS_CUDA_BI_SGEMM, up to 128): at 64 rows it is no faster
+ * than cuBLASLt at the 8B shapes on the H100 (bench/RESULTS.md, sixth session) */
+#define IG_CUDA_BI_SGEMM_DEFAULT 32
 #define IG_CUDA_SGV 64              /* product shapes it checks against cuBLASLt (more: cuBLASLt) */
 #define IG_GEMV_MAX_M 2 /* rows the GEMV takes (its per-row weight re-reads lose to the skinny GEMM from 3-4 rows) */
 #define IG_ATTN_SPLIT_KEYS 64 /* keys per split of the decode kernel: fixed, so a row's split is batch-invariant (64: the
@@ -104,17 +102,16 @@ typedef struct cu_impl {
   int bi_ref_m;        /* IGNIS_CUDA_BI_REF_M=R: one algorithm per shape, chosen at R rows (default 0: per m) */
   int bi_auto_min;     /* IGNIS_CUDA_BI_AUTO_MIN: auto's smallest m of its own (default 17) */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */
-  int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_SGEMM_MAX, 0 = cuBLASLt only) */
+  int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_BI_SGEMM; 128 in the "sgemm" mode) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
-  int sg_bn;        /* its weight rows per block: 64 (default) or 32 (IGNIS_CUDA_SGEMM_BN) */
-  int sg_deep;      /* IGNIS_CUDA_SGEMM_DEEP: bit 0 plain products, bit 1 swiglu, in the deep-pipeline form */
-  int bi_sg_tiles;  /* the invariant mode gives it only products of at least this many tiles (IGNIS_CUDA_BI_SGEMM_TILES;
-                       default: the SM count, as without K splits fewer tiles leave SMs idle) */
-  int sg_bulk;      /* IGNIS_CUDA_SGEMM_BULK=1: its stages arrive by bulk copies (Hopper's TMA unit) */
+  int sg_deep;      /* IGNIS_CUDA_SGEMM_DEEP: as many pipeline stages as fit when K is not split, bit 0 for plain
+                       products (default), bit 1 for the SwiGLU one */
+  int bi_sg_tiles;  /* the invariant mode gives it only products of at least this many 64-row tiles
+                       (IGNIS_CUDA_BI_SGEMM_TILES; default two thirds of the SMs: without K splits fewer leave SMs idle) */
+  int sg_bulk;      /* its stages arrive by TMA tensor copies (default on Hopper; IGNIS_CUDA_SGEMM_BULK=0: cp.async) */
   int sm90;         /* compute capability 9.0 or above */
-  int sg_nosplit;
   struct { int64_t O, I; int ok; } sgv[IG_CUDA_SGV]; /* shapes checked for the invariant skinny GEMM (cuda_matmul.cu) */
-  int n_sgv;   /* IGNIS_CUDA_SGEMM_NOSPLIT=1: never split K (always so in the cuBLASLt batch-invariant mode) */
+  int n_sgv;
   int *sg_cnt;      /* its arrival counters (zero between launches) */
   void *sg_part;    /* its partial tiles */
   size_t sg_part_size;

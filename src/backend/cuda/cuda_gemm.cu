@@ -1,13 +1,20 @@
-/* backend/cuda/cuda_gemm.cu: out[m, O] = x[m, I] @ W[O, I]^T for the skinny products of batched decode (bf16,
- * 3 <= m <= 16 by default, up to 128 on request), where cuBLASLt and the GEMV (now 1-2 rows only) read the weights
- * well below the H100's ~3.1 TB/s.
+/* backend/cuda/cuda_gemm.cu: out[m, O] = x[m, I] @ W[O, I]^T for the skinny products of decode steps (bf16, up to
+ * 128 rows per launch), where cuBLASLt and the GEMV read the weights below the H100's ~3.1 TB/s.
  *
  * Tensor cores with the weight as the 16-row A operand (out^T = W x^T), so a block streams a 64-row weight tile
- * through a cp.async pipeline while the few x rows ride along as the B operand. Few output tiles (o_proj, down:
- * 64 tiles of 64 rows) would leave most SMs idle, so K is split over S blocks per tile; each writes its f32
- * partial tile and the last to arrive (a counter per tile) adds the S partials in split order and applies the
- * epilogue. S depends only on (O, I) and the device, and every output element is summed in the same order
- * whatever m is, so a row's result does not depend on how many rows share the step (checked by the op tests).
+ * through a pipeline of shared-memory stages while the few x rows ride along as the B operand. On Hopper the stages
+ * arrive by TMA tensor copies that one thread issues (16-byte cp.async from every thread elsewhere, or with
+ * IGNIS_CUDA_SGEMM_BULK=0): with cp.async the kernel was bound by issuing instructions (ncu: one per 3.5 cycles per
+ * warp), not by memory, and reached ~24 GB/s per block.
+ *
+ * Two ways to sum K:
+ *  - no split (the batch-invariant modes, the default): each output is one mma.sync chain over K in order, 16 at a
+ *    time, into one f32 accumulator. That is what cuBLASLt's algorithms without split-K give at the Llama-3-8B
+ *    shapes on the H100 (bench/cuda_mma_order.cu: bitwise at 1 to 4,096 rows), so these rows equal the cuBLASLt rows
+ *    of larger steps; cuda_matmul.cu checks each shape against cuBLASLt before using it (not every shape agrees).
+ *  - K split over S blocks per tile (IGNIS_CUDA_BATCH_INVARIANT=sgemm): each writes its f32 partial tile and the
+ *    last to arrive (a counter per tile) adds the S partials in split order. S depends only on (O, I) and the
+ *    device, so a row's result does not depend on m either, but it is not cuBLASLt's.
  * Epilogues: bias + several outputs over one weight buffer (q|k|v), or gate and up tiles side by side in one
  * block followed by silu(gate) * up (the SwiGLU MLP) so the 2 x [m, I] products never reach memory.
  * The first pipeline stages of weights are requested before waiting on the previous kernel (programmatic
@@ -23,7 +30,7 @@
  * each row); 4 warps of 16 rows. Measured on the H100 against 128 x 64 and 64 x 256 tiles (and twice the K splits):
  * 64 x 128 was the fastest for every product at m = 16 and 32 (bench/RESULTS.md, third session). The kernel keeps BN/BK as template
  * parameters. */
-#define SG_TILE_BN 64 /* the default; IGNIS_CUDA_SGEMM_BN=16|32 for narrower tiles (more blocks) */
+#define SG_TILE_BN 64
 #define SG_TILE_BK 128
 #define SG_NT(BN) ((BN) * 2) /* threads: one warp per 16 weight rows */
 #define SG_MAX_CNT 16384 /* arrival counters: tiles of a split product */
@@ -343,7 +350,7 @@ int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
   int64_t m = x->rows;
   return c->sgemm_max > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
          (c->batch_invariant || (m <= c->sgemm_max && m <= 128)) &&
-         (!c->bi_lt || w->rows / (c->sg_bn == 32 ? 32 : SG_TILE_BN) >= c->bi_sg_tiles) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
+         (!c->bi_lt || w->rows / SG_TILE_BN >= c->bi_sg_tiles) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
          ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
 }
 
@@ -370,13 +377,13 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
     a.s[i] = sg_seg{segs[i].out, segs[i].bias, segs[i].odt, segs[i].bdt, segs[i].rows, segs[i].off};
   a.ubias = ubias, a.ubdt = ubdt, a.udt = udt;
   a.nseg = nseg, a.m = m, a.I = I, a.O = O;
-  const int BN = c->sg_bn == 32 ? 32 : SG_TILE_BN, BK = SG_TILE_BK;
+  const int BN = SG_TILE_BN, BK = SG_TILE_BK;
   a.tiles = Wu ? (O + BN / 2 - 1) / (BN / 2) : (O + BN - 1) / BN;
   a.nk = (I + BK - 1) / BK;
   /* the cuBLASLt batch-invariant mode: no split, so each output is one mma.sync chain over K in order, 16 at a
    * time, which gives cuBLASLt's own bits (its algorithms without split-K sum the same way: bench/cuda_mma_order.cu,
    * and test_cuda_ops checks these rows against cuBLASLt's at 4,096) */
-  a.S = c->bi_lt || c->sg_nosplit ? 1 : sg_splits(c, a.tiles, a.nk);
+  a.S = c->bi_lt ? 1 : sg_splits(c, a.tiles, a.nk);
   int MT = m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
   if (a.S > 1) {
     if (!c->sg_cnt) {
@@ -395,10 +402,8 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
   if (c->sg_bulk && c->sm90 && ((uintptr_t)W | (uintptr_t)(Wu ? Wu : W) | (uintptr_t)X) % 16 == 0 &&
       sg_map(&tm.w, W, O, I, Wu ? BN / 2 : BN) == 0 && (!Wu || sg_map(&tm.wu, Wu, O, I, BN / 2) == 0) &&
       sg_map(&tm.x, X, m, I, MT) == 0) {
-    if (BN == 32) return sg_launch_d<32, SG_TILE_BK, true>(be, a, tm, MT, Wu != NULL, deep);
     return sg_launch_d<SG_TILE_BN, SG_TILE_BK, true>(be, a, tm, MT, Wu != NULL, deep);
   }
-  if (BN == 32) return sg_launch_d<32, SG_TILE_BK, false>(be, a, tm, MT, Wu != NULL, deep);
   return sg_launch_d<SG_TILE_BN, SG_TILE_BK, false>(be, a, tm, MT, Wu != NULL, deep);
 }
 

@@ -1,10 +1,9 @@
 /* backend/cuda/cuda_matmul.cu: out[m, O] = x[m, I] @ W[O, I]^T (+ bias) through cuBLASLt (bf16 or f16 in, f32
  * accumulate; pure f32 in the f32 mode), with the plans (descriptors + heuristic algorithm) cached per shape so
  * a decode step costs no planning; and a GEMV kernel of our own for m <= IG_GEMV_MAX_M bf16 rows (decode), which streams
- * the weight once with 16-byte loads. IGNIS_CUDA_GEMV=0 in the environment turns the GEMV off. Batches of
- * IG_GEMV_MAX_M + 1 .. IGNIS_CUDA_SGEMM_MAX rows go to cuda_gemm.cu's skinny tensor-core GEMM (measured on the H100,
- * 8B shapes, decode step through src/model: B=8 9.64 ms with the GEMV, 6.61 with the skinny GEMM; B=16 7.05 with
- * cuBLASLt, 6.96 skinny; B=2 6.24 GEMV vs 6.39; B=32 7.45 cuBLASLt vs 7.73 skinny). */
+ * the weight once with 16-byte loads, used only with IGNIS_CUDA_BATCH_INVARIANT=0 (IGNIS_CUDA_GEMV=0 turns it off
+ * there). Up to IGNIS_CUDA_BI_SGEMM rows (default 32) of the products with enough 64-row tiles go to cuda_gemm.cu's
+ * skinny tensor-core GEMM without K splits, once sg_verified has seen it give cuBLASLt's bits for the shape. */
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
 extern "C" {
