@@ -249,10 +249,13 @@ static int sg_verified(ig_backend *be, const ig_tensor *w) {
   free(hx), free(h1), free(h2);
   cudaGetLastError();
   be->err[0] = 0;
-  if (!ran) return 0; /* no memory for the check now: cuBLASLt, and the check again at the next use */
   c->sgv[c->n_sgv].O = O, c->sgv[c->n_sgv].I = I, c->sgv[c->n_sgv].ok = ok, c->n_sgv++;
-  ig_log(IG_LOG_INFO, "cuda matmul: O=%lld I=%lld: the skinny GEMM %s cuBLASLt's bits%s", (long long)O, (long long)I,
-         ok ? "gives" : "does not give", ok ? ", so it takes up to IGNIS_CUDA_BI_SGEMM rows" : "; cuBLASLt keeps the product");
+  if (!ran) /* once per shape, like the verdict: a failed allocation at every product would cost more */
+    ig_log(IG_LOG_WARN, "cuda matmul: O=%lld I=%lld: no memory to check the skinny GEMM against cuBLASLt; cuBLASLt "
+           "keeps the product", (long long)O, (long long)I);
+  else
+    ig_log(IG_LOG_INFO, "cuda matmul: O=%lld I=%lld: the skinny GEMM %s cuBLASLt's bits%s", (long long)O, (long long)I,
+           ok ? "gives" : "does not give", ok ? ", so it takes up to IGNIS_CUDA_BI_SGEMM rows" : "; cuBLASLt keeps the product");
   return ok;
 }
 /* the skinny GEMM for this product? (in the batch-invariant mode, only a verified one) */
