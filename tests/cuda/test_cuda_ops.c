@@ -644,10 +644,9 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   hb_free(&full), hb_free(&step);
 }
 
-/* The skinny tensor-core GEMM (cuda_gemm.cu: 9..128 rows) on shapes whose few output tiles make it split K over
- * blocks (the last block to arrive adds the partials): against the CPU, and batch-invariant: rows of a 100-row
- * product are bitwise those of a 9-, 20- or 64-row one (other tile heights, the same sums in the same order); and
- * the default routing's 3..16 rows (test_fused_matmul, test_matmul) against the CPU.
+/* The skinny tensor-core GEMM (cuda_gemm.cu, up to 128 rows per launch): against the CPU, and batch-invariant: rows
+ * of a product of M rows bitwise those of fewer rows (other tile heights, the same sums in the same order), with K
+ * split over blocks (the "sgemm" mode) and without (the other modes, where its rows must also be cuBLASLt's).
  * Plain with bias, the SwiGLU epilogue, and q|k|v outputs over one weight buffer. */
 static void test_sgemm_shapes(int M, const int *ms, int nms);
 static void test_bi_model_shapes(void);
