@@ -682,7 +682,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *sbk = getenv("IGNIS_CUDA_SGEMM_BULK");
   c->sg_bulk = !(sbk && sbk[0] == '0'); /* on Hopper */
   const char *sdp = getenv("IGNIS_CUDA_SGEMM_DEEP");
-  c->sg_deep = sdp ? atoi(sdp) & 3 : 1; /* deep stages for plain products (not for the two-matrix SwiGLU one) */
+  c->sg_deep = !(sdp && sdp[0] == '0'); /* deep stages for plain products (the SwiGLU one measured slower with them) */
   /* IGNIS_CUDA_BATCH_INVARIANT: a row's result must not depend on the other rows of its step (DESIGN's engine rule:
    * a seeded request gives the same output whatever else is in the batch).
    *   unset, "1" (default): no GEMV (its sums differ from a GEMM's); cuBLASLt algorithms without split-K, chosen

@@ -104,8 +104,8 @@ typedef struct cu_impl {
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_BI_SGEMM; 128 in the "sgemm" mode) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
-  int sg_deep;      /* IGNIS_CUDA_SGEMM_DEEP: as many pipeline stages as fit when K is not split, bit 0 for plain
-                       products (default), bit 1 for the SwiGLU one */
+  int sg_deep;      /* as many pipeline stages as fit when K is not split, for plain products (default;
+                       IGNIS_CUDA_SGEMM_DEEP=0: off) */
   int bi_sg_tiles;  /* the invariant mode gives it only products of at least this many 64-row tiles
                        (IGNIS_CUDA_BI_SGEMM_TILES; default two thirds of the SMs: without K splits fewer leave SMs idle) */
   int sg_bulk;      /* its stages arrive by TMA tensor copies (default on Hopper; IGNIS_CUDA_SGEMM_BULK=0: cp.async) */

@@ -315,7 +315,7 @@ static int sg_launch_m(ig_backend *be, const sg_args &a, const sg_maps &tm, int 
 }
 template <int BN, int BK, bool BULK>
 static int sg_launch_d(ig_backend *be, const sg_args &a, const sg_maps &tm, int MT, bool swiglu, bool deep) {
-  if (swiglu) return deep ? sg_launch_m<BN, BK, true, true, BULK>(be, a, tm, MT) : sg_launch_m<BN, BK, true, false, BULK>(be, a, tm, MT);
+  if (swiglu) return sg_launch_m<BN, BK, true, false, BULK>(be, a, tm, MT); /* deep stages measured slower for it */
   return deep ? sg_launch_m<BN, BK, false, true, BULK>(be, a, tm, MT) : sg_launch_m<BN, BK, false, false, BULK>(be, a, tm, MT);
 }
 
@@ -394,8 +394,8 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
     if (cu_scratch(be, &c->sg_part, &c->sg_part_size, (size_t)a.S * a.tiles * BN * MT * sizeof(float))) return -1;
     a.part = (float *)c->sg_part, a.cnt = c->sg_cnt;
   }
-  /* deep pipelines (IGNIS_CUDA_SGEMM_DEEP bits: 1 plain products, 2 swiglu) */
-  bool deep = a.S == 1 && ((c->sg_deep >> (Wu ? 1 : 0)) & 1); /* no K splits: few blocks, each a long K walk */
+  /* deep pipelines for plain products without K splits (few blocks, each a long K walk; IGNIS_CUDA_SGEMM_DEEP=0: off) */
+  bool deep = a.S == 1 && !Wu && c->sg_deep;
   /* TMA tensor copies (IGNIS_CUDA_SGEMM_BULK=1; Hopper; 16-byte aligned rows) */
   sg_maps tm;
   memset(&tm, 0, sizeof tm);
