@@ -487,6 +487,11 @@ static void test_elementwise(void) {
 /* Attention: fill the caches with all ctx positions (kv_write), then attend the last q rows of each sequence.
  * The mix covers fresh prefill, chunked prefill over cached blocks, decode at short and long contexts and
  * the split/tile thresholds. */
+/* The attention outputs of mode 0 (default kernels), per case in order, and the mode that must reproduce them bit for
+ * bit (the fused decode kernel forced on: the same splits and combine as the split kernel, in one block). */
+#define ATTN_SAVED 64
+static float *attn_saved[ATTN_SAVED];
+static int attn_n, cur_mode;
 static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec *ss, int ns, const char *label) {
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
@@ -527,6 +532,18 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   char name[128];
   snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d", label, nh, nkv, hd, bs, window, n);
   compare(name, &out, n);
+  if ((cur_mode == 0 || cur_mode == 4) && attn_n < ATTN_SAVED) {
+    float *o = malloc((size_t)n * nh * hd * 4);
+    CHECK(gpu->download_f32(gpu, &out.g, o) == 0);
+    if (cur_mode == 0) {
+      attn_saved[attn_n] = o;
+    } else {
+      CHECK_MSG(attn_saved[attn_n] && memcmp(o, attn_saved[attn_n], (size_t)n * nh * hd * 4) == 0,
+                "%s: the fused decode kernel's output differs from the split kernel + combine", name);
+      free(o);
+    }
+    attn_n++;
+  }
   /* graph capture of the same step replays to the same result */
   if (gpu->graph_begin) {
     static int graph_keys; /* fresh key per case: a graph is bound to the tensors it was captured with */
@@ -821,6 +838,18 @@ static void test_attention(void) {
   const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
   const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
   const seqspec prefill[] = {{200, 200}, {64, 64}, {65, 65}};
+  /* tables of at most 512 keys (8 splits): the fused decode kernel's rows, 1 to 8 splits, partial last splits */
+  const seqspec short_dec[] = {{1, 1}, {496, 1}, {257, 1}, {64, 1}, {65, 1}, {130, 1}, {448, 1}, {320, 1}, {33, 1}};
+  const seqspec short_mix[] = {{70, 70}, {300, 37}, {5, 1}, {16, 16}, {400, 15}, {129, 128}, {480, 1}};
+  rng = 88172645463325252ull; /* the same inputs in every mode, for the bitwise comparison of modes 0 and 4 */
+  attn_n = 0;
+  attn_case(32, 8, 128, 16, 0, short_dec, 9, "short-decode");
+  attn_case(28, 4, 64, 16, 0, short_dec, 9, "short-decode");
+  attn_case(32, 2, 128, 16, 0, short_dec, 9, "short-decode"); /* group of 16 */
+  attn_case(16, 2, 128, 16, 100, short_dec, 9, "short-decode");
+  attn_case(32, 8, 128, 16, 0, short_mix, 7, "short-mix");
+  attn_case(8, 4, 64, 5, 0, short_mix, 7, "short-mix");
+  if (cur_mode == 4) return;
   attn_case(8, 2, 64, 16, 0, mix, 7, "mix");
   attn_case(32, 8, 128, 16, 0, mix, 7, "mix");
   attn_case(8, 8, 128, 5, 0, mix, 7, "mix");
@@ -856,12 +885,15 @@ int main(void) {
    * prefill kernel, the unstaged decode kernel and plain launches (attention only); f32 with PDL; bf16 with the
    * fastest product per row count (IGNIS_CUDA_BATCH_INVARIANT=0: GEMV, skinny GEMM, cuBLASLt's heuristic; products
    * only) */
-  int modes[4] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16};
+  int modes[5] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16, IG_DT_BF16};
   /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change) */
   const char *only = getenv("IG_OPS_ONLY");
   int gemm_only = only && !strcmp(only, "gemm"), attn_only = only && !strcmp(only, "attn");
-  for (int mi = 0; mi < 4; mi++) {
-    if ((gemm_only && (mi == 1 || mi == 2)) || (attn_only && mi > 0)) continue;
+  for (int mi = 0; mi < 5; mi++) {
+    if ((gemm_only && (mi == 1 || mi == 2 || mi == 4)) || (attn_only && mi > 0 && mi < 4)) continue;
+    cur_mode = mi;
+    if (mi == 4) setenv("IGNIS_CUDA_DECODE_FUSED", "1", 1);
+    else unsetenv("IGNIS_CUDA_DECODE_FUSED");
     if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "0", 1), setenv("IGNIS_CUDA_PDL", "0", 1);
     else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED"), unsetenv("IGNIS_CUDA_PDL");
     if (mi == 3) setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
@@ -879,8 +911,12 @@ int main(void) {
     tol = modes[mi] == IG_DT_BF16 ? 1.2e-2 : 2e-5;
     worst = 0;
     printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype),
-           mi == 1 ? ", WMMA prefill, unstaged decode" : mi == 3 ? ", fastest product per row count" : "", tol);
-    if (attn_only) {
+           mi == 1   ? ", WMMA prefill, unstaged decode"
+           : mi == 3 ? ", fastest product per row count"
+           : mi == 4 ? ", fused decode kernel (bitwise the split kernel's)"
+                     : "",
+           tol);
+    if (attn_only || mi == 4) {
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();
@@ -904,5 +940,6 @@ int main(void) {
   }
   free(wbuf);
   for (int i = 0; i < n_keeps; i++) free(keeps[i]);
+  for (int i = 0; i < ATTN_SAVED; i++) free(attn_saved[i]);
   TEST_DONE();
 }

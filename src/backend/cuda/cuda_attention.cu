@@ -187,7 +187,25 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
 }
 
 /* Combine: block (row i, head h), thread d: out = sum_z 2^(m_z - M) o_z / sum_z 2^(m_z - M) l_z. */
-#define CB_Z 8 /* splits the combine kernel's unrolled path takes */
+#define CB_Z 8 /* splits the combine kernel's unrolled path (and the fused decode kernel) takes */
+/* The combine's arithmetic for up to CB_Z splits, shared by the combine kernel and the fused decode kernel so that
+ * both give the same bits (entries z >= nsplit are not read). */
+__device__ __forceinline__ float combine_splits(const float (&mz)[CB_Z], const float (&oz)[CB_Z], const float (&lz)[CB_Z],
+                                                int nsplit) {
+  float M = -INFINITY;
+#pragma unroll
+  for (int z = 0; z < CB_Z; z++)
+    if (z < nsplit) M = fmaxf(M, mz[z]);
+  float num = 0.f, den = 0.f;
+#pragma unroll
+  for (int z = 0; z < CB_Z; z++)
+    if (z < nsplit) {
+      float w = exp2f(mz[z] - M);
+      num += w * oz[z];
+      den += w * lz[z];
+    }
+  return den > 0.f ? num / den : 0.f;
+}
 template <typename T>
 __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_rows, const int *pos, int nh, int hd,
                                     int window, int max_splits, int unrolled) {
@@ -209,19 +227,7 @@ __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_ro
         mz[z] = z < nsplit ? pp[z * (hd + 2) + hd] : -INFINITY;
         if (z < nsplit) oz[z] = pp[z * (hd + 2) + d], lz[z] = pp[z * (hd + 2) + hd + 1];
       }
-      float M = -INFINITY;
-#pragma unroll
-      for (int z = 0; z < CB_Z; z++)
-        if (z < nsplit) M = fmaxf(M, mz[z]);
-      float num = 0.f, den = 0.f;
-#pragma unroll
-      for (int z = 0; z < CB_Z; z++)
-        if (z < nsplit) {
-          float w = exp2f(mz[z] - M);
-          num += w * oz[z];
-          den += w * lz[z];
-        }
-      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(den > 0.f ? num / den : 0.f);
+      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(combine_splits(mz, oz, lz, nsplit));
     }
     return;
   }
@@ -567,56 +573,53 @@ struct dec_mma_smem {
   static const size_t bytes = r_off + 2 * 4 * 16 * 4;
 };
 
+/* Row index in the layer's cache ((block * nkv + kvh) * bs + key % bs, times HD for the element offset) of keys
+ * k0 + j, j < nk, into ri[j], by threads 0..nk-1 of the block (one division each, once per key instead of once per
+ * 16-byte copy). The cache has fewer than 2^31 rows per layer (checked by the host). */
+__device__ __forceinline__ void dec_row_index(int *ri, const int *bt, int k0, int nk, int kvh, int nkv, int bs) {
+  for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+    int key = k0 + j;
+    ri[j] = (bt[key / bs] * nkv + kvh) * bs + key % bs;
+  }
+}
+/* Stage a split's K (or V) rows (rows j >= nk zero-filled, nothing read: a masked key then gives p = 0 times V = 0,
+ * never 0 times stale NaN) from their row indices ri[j]; thread: chunk tid % CH of rows tid / CH + RS * it. Not
+ * committed. */
 template <int HD>
-__global__ void __launch_bounds__(128)
-    attn_decode_mma_kernel(const __nv_bfloat16 *__restrict__ q, float *__restrict__ part,
-                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
-                           const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
-                           int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits) {
-  static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
-  static_assert(HD == 64 || HD == 128, "head_dim 64 or 128");
-  PDL_ENTRY();
+__device__ __forceinline__ void dec_mma_stage_rows(__nv_bfloat16 *Ds, const __nv_bfloat16 *cache, const int *ri, int nk,
+                                                   int tid) {
   typedef dec_mma_smem<HD> L;
-  extern __shared__ __align__(128) unsigned char smraw[];
-  __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
-  __nv_bfloat16 *Ks = (__nv_bfloat16 *)(smraw + L::k_off);
-  __nv_bfloat16 *Vs = (__nv_bfloat16 *)(smraw + L::v_off);
-  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(smraw + L::p_off);
-  float *rmax = (float *)(smraw + L::r_off), *rsum = rmax + 4 * 16;
-  const int G = nh / nkv;
-  const int i = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
-  const int r = dec_rows[i];
-  const int s = row_seq[r], p = pos[r];
-  int lo, hi;
-  key_range(p, window, &lo, &hi);
-  const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
-  if (z >= nsplit) return; /* the whole block: no barrier is skipped by part of it */
-  const int k0 = lo + z * IG_ATTN_SPLIT_KEYS, nk = min(hi, k0 + IG_ATTN_SPLIT_KEYS) - k0; /* 1 <= nk <= 64 */
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int *bt = block_table + (size_t)s * max_blocks;
-  const int CH = HD / 8, RS = 128 / CH; /* 16-byte chunks per row; rows per pass of the block */
-
-  /* stage Q (rows g >= G zero) and the split's K/V rows (rows j >= nk zero-filled, nothing read: a masked key then
-   * gives p = 0 times V = 0, never 0 times stale NaN); thread: chunk tid % CH of rows tid / CH + RS * it */
-  const __nv_bfloat16 *qg = q + (size_t)r * nh * HD + (size_t)kvh * G * HD;
+  const int CH = HD / 8, RS = 128 / CH;
+#pragma unroll
+  for (int it = 0; it < IG_ATTN_SPLIT_KEYS / RS; it++) {
+    int j = tid / CH + it * RS, cc = tid % CH;
+    bool ok = j < nk;
+    cp_async_16z(Ds + j * L::LDK + cc * 8, cache + (ok ? (size_t)ri[j] * HD + cc * 8 : 0), ok);
+  }
+}
+/* Stage the GQA group's queries (rows g >= G zero). Not committed. */
+template <int HD>
+__device__ __forceinline__ void dec_mma_stage_q(__nv_bfloat16 *Qs, const __nv_bfloat16 *qg, const __nv_bfloat16 *q, int G,
+                                                int tid) {
+  typedef dec_mma_smem<HD> L;
+  const int CH = HD / 8, RS = 128 / CH;
 #pragma unroll
   for (int it = 0; it < 16 / RS; it++) {
     int g = tid / CH + it * RS, cc = tid % CH;
     bool ok = g < G;
     cp_async_16z(Qs + g * L::LDK + cc * 8, ok ? qg + (size_t)g * HD + cc * 8 : q, ok);
   }
-#pragma unroll
-  for (int it = 0; it < IG_ATTN_SPLIT_KEYS / RS; it++) {
-    int j = tid / CH + it * RS, cc = tid % CH, key = k0 + j;
-    bool ok = j < nk;
-    size_t off = ok ? (((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * HD + cc * 8 : 0;
-    cp_async_16z(Ks + j * L::LDK + cc * 8, kc + off, ok);
-    cp_async_16z(Vs + j * L::LDK + cc * 8, vc + off, ok);
-  }
-  cp_async_commit_group();
-  cp_async_wait_group<0>();
-  __syncthreads();
+}
 
+/* One split on tensor cores from staged Q/K/V (nk valid keys), in two phases shared by the split kernel and the fused
+ * one, so both give the same bits. Lane (g = lane / 4, cq = lane % 4) of warp w holds heads g and g + 8.
+ * Scores: S = Q K^T, the per-head maxima mA/mB over the split, P = 2^(S - m) as bf16 into Ps, the per-warp sums into
+ * rsum. Ends after a barrier, past which K is no longer read. */
+template <int HD>
+__device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __nv_bfloat16 *Ks, __nv_bfloat16 *Ps,
+                                               float *rmax, float *rsum, int nk, float scale, float &mA, float &mB) {
+  typedef dec_mma_smem<HD> L;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   /* S = Q K^T: 16 heads x this warp's 16 keys, two n-tiles of 8 keys; lane holds heads g (c0,c1) and g + 8
    * (c2,c3) at keys 16w + 8n + 2cq + {0,1} */
   const int g = lane >> 2, cq = lane & 3, mi = lane >> 3, lr = lane & 7;
@@ -649,8 +652,8 @@ __global__ void __launch_bounds__(128)
   if (cq == 0) rmax[warp * 16 + g] = tA, rmax[warp * 16 + g + 8] = tB;
   __syncthreads();
   /* key 0 of the split is valid, so the max is finite and exp2(-inf - m) = 0 for masked keys */
-  const float mA = fmaxf(fmaxf(rmax[g], rmax[16 + g]), fmaxf(rmax[32 + g], rmax[48 + g]));
-  const float mB = fmaxf(fmaxf(rmax[8 + g], rmax[24 + g]), fmaxf(rmax[40 + g], rmax[56 + g]));
+  mA = fmaxf(fmaxf(rmax[g], rmax[16 + g]), fmaxf(rmax[32 + g], rmax[48 + g]));
+  mB = fmaxf(fmaxf(rmax[8 + g], rmax[24 + g]), fmaxf(rmax[40 + g], rmax[56 + g]));
   float lA = 0.f, lB = 0.f;
 #pragma unroll
   for (int n = 0; n < 2; n++) {
@@ -663,11 +666,17 @@ __global__ void __launch_bounds__(128)
   lA = quad_sum(lA), lB = quad_sum(lB);
   if (cq == 0) rsum[warp * 16 + g] = lA, rsum[warp * 16 + g + 8] = lB;
   __syncthreads();
-
-  /* O = P V: 16 heads x this warp's HD/4 columns of head_dim, over the 64 keys in 4 k-steps */
+}
+/* O = P V: the unnormalised o of heads g and g + 8 (o[n][0..1] and o[n][2..3] at columns w * HD/4 + 8n + 2cq) over
+ * the 64 keys in 4 k-steps, and the heads' sums sA/sB over the split. */
+template <int HD>
+__device__ __forceinline__ void dec_mma_pv(const __nv_bfloat16 *Ps, const __nv_bfloat16 *Vs, const float *rsum,
+                                           float (&o)[HD / 32][4], float &sA, float &sB) {
+  typedef dec_mma_smem<HD> L;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, mi = lane >> 3, lr = lane & 7;
   const int NT = HD / 32; /* n-tiles of 8 columns per warp */
   const int d0 = warp * (HD / 4);
-  float o[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
 #pragma unroll
@@ -682,18 +691,148 @@ __global__ void __launch_bounds__(128)
       mma_bf16_16816(o[2 * dp + 1], a, b[2], b[3]);
     }
   }
-  /* partials of heads g and g + 8 where they are in the group: o (unnormalised), then max and sum once per head */
+  sA = rsum[g] + rsum[16 + g] + rsum[32 + g] + rsum[48 + g];
+  sB = rsum[8 + g] + rsum[24 + g] + rsum[40 + g] + rsum[56 + g];
+}
+/* A split's partials of heads g and g + 8 where they are in the group: o (unnormalised), then max and sum once per
+ * head, at pA / pB (HD + 2 floats each). */
+template <int HD>
+__device__ __forceinline__ void dec_mma_put(float *pA, float *pB, int G, const float (&o)[HD / 32][4], float mA, float mB,
+                                            float sA, float sB) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, cq = lane & 3, d0 = warp * (HD / 4);
   if (g < G) {
-    float *pp = part + (((size_t)i * nh + kvh * G + g) * max_splits + z) * (HD + 2);
 #pragma unroll
-    for (int n = 0; n < NT; n++) *(float2 *)(pp + d0 + n * 8 + 2 * cq) = make_float2(o[n][0], o[n][1]);
-    if (warp == 0 && cq == 0) pp[HD] = mA, pp[HD + 1] = rsum[g] + rsum[16 + g] + rsum[32 + g] + rsum[48 + g];
+    for (int n = 0; n < HD / 32; n++) *(float2 *)(pA + d0 + n * 8 + 2 * cq) = make_float2(o[n][0], o[n][1]);
+    if (warp == 0 && cq == 0) pA[HD] = mA, pA[HD + 1] = sA;
   }
   if (g + 8 < G) {
-    float *pp = part + (((size_t)i * nh + kvh * G + g + 8) * max_splits + z) * (HD + 2);
 #pragma unroll
-    for (int n = 0; n < NT; n++) *(float2 *)(pp + d0 + n * 8 + 2 * cq) = make_float2(o[n][2], o[n][3]);
-    if (warp == 0 && cq == 0) pp[HD] = mB, pp[HD + 1] = rsum[8 + g] + rsum[24 + g] + rsum[40 + g] + rsum[56 + g];
+    for (int n = 0; n < HD / 32; n++) *(float2 *)(pB + d0 + n * 8 + 2 * cq) = make_float2(o[n][2], o[n][3]);
+    if (warp == 0 && cq == 0) pB[HD] = mB, pB[HD + 1] = sB;
+  }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(128)
+    attn_decode_mma_kernel(const __nv_bfloat16 *__restrict__ q, float *__restrict__ part,
+                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                           const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
+                           int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits) {
+  static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
+  static_assert(HD == 64 || HD == 128, "head_dim 64 or 128");
+  PDL_ENTRY();
+  typedef dec_mma_smem<HD> L;
+  extern __shared__ __align__(128) unsigned char smraw[];
+  __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *)(smraw + L::k_off);
+  __nv_bfloat16 *Vs = (__nv_bfloat16 *)(smraw + L::v_off);
+  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(smraw + L::p_off);
+  float *rmax = (float *)(smraw + L::r_off), *rsum = rmax + 4 * 16;
+  const int G = nh / nkv;
+  const int i = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
+  const int r = dec_rows[i];
+  const int s = row_seq[r], p = pos[r];
+  int lo, hi;
+  key_range(p, window, &lo, &hi);
+  const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
+  if (z >= nsplit) return; /* the whole block: no barrier is skipped by part of it */
+  const int k0 = lo + z * IG_ATTN_SPLIT_KEYS, nk = min(hi, k0 + IG_ATTN_SPLIT_KEYS) - k0; /* 1 <= nk <= 64 */
+  const int tid = threadIdx.x;
+  __shared__ int ri[IG_ATTN_SPLIT_KEYS];
+  dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
+  dec_row_index(ri, block_table + (size_t)s * max_blocks, k0, nk, kvh, nkv, bs);
+  __syncthreads();
+  dec_mma_stage_rows<HD>(Ks, kc, ri, nk, tid);
+  dec_mma_stage_rows<HD>(Vs, vc, ri, nk, tid);
+  cp_async_commit_group();
+  cp_async_wait_group<0>();
+  __syncthreads();
+  float o[HD / 32][4], mA, mB, sA, sB;
+  dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, mA, mB);
+  dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB);
+  const int g = (tid & 31) >> 2;
+  dec_mma_put<HD>(part + (((size_t)i * nh + kvh * G + g) * max_splits + z) * (HD + 2),
+                  part + (((size_t)i * nh + kvh * G + g + 8) * max_splits + z) * (HD + 2), G, o, mA, mB, sA, sB);
+}
+
+/* The fused form for large decode batches: block (row i, kv head) walks the row's <= CB_Z splits itself, the next
+ * split's K/V copy in flight while this one is computed (two K/V buffers), keeps the partials in shared memory and
+ * ends with the combine. Every split and the combine are the same code as attn_decode_mma_kernel +
+ * attn_combine_kernel, so the output is the same bits: which form runs may depend on the batch. It saves the
+ * combine launch, the partials' round trip through memory and the blocks of splits past a row's end. */
+#define DEC_FUSED_KEYS (CB_Z * IG_ATTN_SPLIT_KEYS)
+template <int HD>
+struct dec_fused_smem {
+  typedef dec_mma_smem<HD> L;
+  static const size_t kv_bytes = (size_t)IG_ATTN_SPLIT_KEYS * L::LDK * 2; /* one K or V buffer */
+  static const size_t k1_off = L::bytes, v1_off = k1_off + kv_bytes;    /* the second K/V pair */
+  static const size_t ri_off = v1_off + kv_bytes;                       /* int [DEC_FUSED_KEYS]: row indices */
+  static const size_t part_off = ri_off + DEC_FUSED_KEYS * 4;           /* f32 [G][CB_Z][HD + 2] */
+  static size_t bytes(int G) { return part_off + (size_t)G * CB_Z * (HD + 2) * sizeof(float); }
+};
+template <int HD>
+__global__ void __launch_bounds__(128)
+    attn_decode_fused_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
+                             const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                             const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
+                             int max_blocks, int nh, int nkv, int bs, float scale, int window) {
+  static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
+  PDL_ENTRY();
+  typedef dec_mma_smem<HD> L;
+  typedef dec_fused_smem<HD> F;
+  extern __shared__ __align__(128) unsigned char smraw[];
+  __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
+  __nv_bfloat16 *Kb[2] = {(__nv_bfloat16 *)(smraw + L::k_off), (__nv_bfloat16 *)(smraw + F::k1_off)};
+  __nv_bfloat16 *Vb[2] = {(__nv_bfloat16 *)(smraw + L::v_off), (__nv_bfloat16 *)(smraw + F::v1_off)};
+  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(smraw + L::p_off);
+  float *rmax = (float *)(smraw + L::r_off), *rsum = rmax + 4 * 16;
+  int *ri = (int *)(smraw + F::ri_off);
+  float *ps = (float *)(smraw + F::part_off);
+  const int G = nh / nkv;
+  const int i = blockIdx.x, kvh = blockIdx.y;
+  const int r = dec_rows[i];
+  const int s = row_seq[r], p = pos[r];
+  int lo, hi;
+  key_range(p, window, &lo, &hi);
+  const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS; /* 1..CB_Z (the host checks) */
+  const int tid = threadIdx.x;
+  dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
+  dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
+  __syncthreads();
+  dec_mma_stage_rows<HD>(Kb[0], kc, ri, min(hi - lo, IG_ATTN_SPLIT_KEYS), tid);
+  dec_mma_stage_rows<HD>(Vb[0], vc, ri, min(hi - lo, IG_ATTN_SPLIT_KEYS), tid);
+  cp_async_commit_group();
+  const int g = (tid & 31) >> 2;
+  for (int z = 0; z < nsplit; z++) {
+    if (z + 1 < nsplit) { /* the next split's copy into the other buffer, free since the last iteration's barrier */
+      int j1 = (z + 1) * IG_ATTN_SPLIT_KEYS, n1 = min(hi - lo - j1, IG_ATTN_SPLIT_KEYS);
+      dec_mma_stage_rows<HD>(Kb[(z + 1) & 1], kc, ri + j1, n1, tid);
+      dec_mma_stage_rows<HD>(Vb[(z + 1) & 1], vc, ri + j1, n1, tid);
+      cp_async_commit_group();
+      cp_async_wait_group<1>();
+    } else {
+      cp_async_wait_group<0>();
+    }
+    __syncthreads();
+    const int nk = min(hi - lo - z * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS);
+    float o[HD / 32][4], mA, mB, sA, sB;
+    dec_mma_scores<HD>(Qs, Kb[z & 1], Ps, rmax, rsum, nk, scale, mA, mB);
+    dec_mma_pv<HD>(Ps, Vb[z & 1], rsum, o, sA, sB);
+    dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA, mB,
+                    sA, sB);
+    __syncthreads(); /* the buffers, Ps, rmax and rsum are rewritten by the next iteration */
+  }
+  /* the combine of each (head, column) of the group, as attn_combine_kernel's unrolled path does it */
+  for (int t = tid; t < G * HD; t += 128) {
+    const int hg = t / HD, d = t % HD;
+    const float *pp = ps + (size_t)hg * CB_Z * (HD + 2);
+    float mz[CB_Z], oz[CB_Z], lz[CB_Z];
+#pragma unroll
+    for (int z = 0; z < CB_Z; z++) {
+      mz[z] = z < nsplit ? pp[z * (HD + 2) + HD] : -INFINITY;
+      if (z < nsplit) oz[z] = pp[z * (HD + 2) + d], lz[z] = pp[z * (HD + 2) + HD + 1];
+    }
+    out[(size_t)r * nh * HD + (size_t)(kvh * G + hg) * HD + d] = __float2bfloat16(combine_splits(mz, oz, lz, nsplit));
   }
 }
 
@@ -768,12 +907,32 @@ static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc,
   return 0;
 }
 
+template <int HD>
+static int launch_decode_fused(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+                               const ig_attn_params *p) {
+  cu_impl *c = CU(be);
+  size_t smem = dec_fused_smem<HD>::bytes(p->n_heads / p->n_kv_heads);
+  CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_fused_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  dim3 grid(c->b.n_dec, p->n_kv_heads);
+  CU_LAUNCH(be, (attn_decode_fused_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data,
+            (__nv_bfloat16 *)out->data, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows,
+            c->b.row_seq, c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size,
+            p->scale, p->sliding_window);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
 template <typename T>
 static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                          const ig_attn_params *p) {
   cu_impl *c = CU(be);
   int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, S = c->b.max_splits;
   if (hd % 8 || hd / 8 > DEC_THREADS) FAIL(be, "cuda attention: head_dim %d unsupported", hd);
+  if (c->kv_layer_elems / hd > (size_t)INT32_MAX) FAIL(be, "cuda attention: over 2^31 cache rows per layer");
+  /* enough (row, kv head) blocks to fill the GPU and rows of at most CB_Z splits: the fused form (same bits) */
+  if (sizeof(T) == 2 && (hd == 64 || hd == 128) && c->decode_staged && !c->decode_simt && S <= CB_Z &&
+      c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
+    return hd == 128 ? launch_decode_fused<128>(be, out, q, kc, vc, p) : launch_decode_fused<64>(be, out, q, kc, vc, p);
   size_t need = (size_t)c->b.n_dec * p->n_heads * S * (hd + 2) * sizeof(float);
   if (cu_scratch(be, &c->scratch, &c->scratch_size, need)) return -1;
   int KL = DEC_THREADS / (hd / 8);

@@ -673,6 +673,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->decode_simt = dk && !strcmp(dk, "simt");
   const char *cbl = getenv("IGNIS_CUDA_COMBINE");
   c->combine_loop = cbl && !strcmp(cbl, "loop");
+  const char *dfu = getenv("IGNIS_CUDA_DECODE_FUSED");
+  c->decode_fused = dfu ? atoi(dfu) : -1; /* -1: twice the SM count, set once the device is known */
   const char *pd = getenv("IGNIS_CUDA_PDL");
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
@@ -723,6 +725,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   CK(cudaGetDeviceProperties(&prop, device));
   c->sm_count = prop.multiProcessorCount;
   if (c->bi_sg_tiles < 0) c->bi_sg_tiles = c->sm_count * 2 / 3;
+  if (c->decode_fused < 0) c->decode_fused = 2 * c->sm_count;
   c->sm90 = prop.major >= 9;
   if (prop.major < 9) c->pdl = 0; /* programmatic dependent launch is Hopper's */
   {

@@ -101,6 +101,7 @@ typedef struct cu_impl {
                         * gives their bits (sg_verified) */
   int bi_ref_m;        /* IGNIS_CUDA_BI_REF_M=R: one algorithm per shape, chosen at R rows (default 0: per m) */
   int bi_auto_min;     /* IGNIS_CUDA_BI_AUTO_MIN: auto's smallest m of its own (default 17) */
+  int decode_fused; /* IGNIS_CUDA_DECODE_FUSED=N: the fused decode kernel from N (row, kv head) blocks up; 0: never */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_BI_SGEMM; 128 in the "sgemm" mode) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
