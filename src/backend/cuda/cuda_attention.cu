@@ -573,6 +573,9 @@ struct dec_mma_smem {
   static const size_t bytes = r_off + 2 * 4 * 16 * 4;
 };
 
+/* barrier id over n threads (id 0 with the whole 128-thread block is __syncthreads) */
+__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+
 /* Row index in the layer's cache ((block * nkv + kvh) * bs + key % bs, times HD for the element offset) of keys
  * k0 + j, j < nk, into ri[j], by threads 0..nk-1 of the block (one division each, once per key instead of once per
  * 16-byte copy). The cache has fewer than 2^31 rows per layer (checked by the host). */
@@ -617,9 +620,10 @@ __device__ __forceinline__ void dec_mma_stage_q(__nv_bfloat16 *Qs, const __nv_bf
  * rsum. Ends after a barrier, past which K is no longer read. */
 template <int HD>
 __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __nv_bfloat16 *Ks, __nv_bfloat16 *Ps,
-                                               float *rmax, float *rsum, int nk, float scale, float &mA, float &mB) {
+                                               float *rmax, float *rsum, int nk, float scale, float &mA, float &mB,
+                                               int tid, int bar) {
   typedef dec_mma_smem<HD> L;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int warp = tid >> 5, lane = tid & 31; /* tid: 0..127 within the 4 warps that share bar */
   /* S = Q K^T: 16 heads x this warp's 16 keys, two n-tiles of 8 keys; lane holds heads g (c0,c1) and g + 8
    * (c2,c3) at keys 16w + 8n + 2cq + {0,1} */
   const int g = lane >> 2, cq = lane & 3, mi = lane >> 3, lr = lane & 7;
@@ -650,7 +654,7 @@ __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __
   }
   tA = quad_max(tA), tB = quad_max(tB);
   if (cq == 0) rmax[warp * 16 + g] = tA, rmax[warp * 16 + g + 8] = tB;
-  __syncthreads();
+  bar_sync(bar, 128);
   /* key 0 of the split is valid, so the max is finite and exp2(-inf - m) = 0 for masked keys */
   mA = fmaxf(fmaxf(rmax[g], rmax[16 + g]), fmaxf(rmax[32 + g], rmax[48 + g]));
   mB = fmaxf(fmaxf(rmax[8 + g], rmax[24 + g]), fmaxf(rmax[40 + g], rmax[56 + g]));
@@ -665,15 +669,15 @@ __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __
   }
   lA = quad_sum(lA), lB = quad_sum(lB);
   if (cq == 0) rsum[warp * 16 + g] = lA, rsum[warp * 16 + g + 8] = lB;
-  __syncthreads();
+  bar_sync(bar, 128);
 }
 /* O = P V: the unnormalised o of heads g and g + 8 (o[n][0..1] and o[n][2..3] at columns w * HD/4 + 8n + 2cq) over
  * the 64 keys in 4 k-steps, and the heads' sums sA/sB over the split. */
 template <int HD>
 __device__ __forceinline__ void dec_mma_pv(const __nv_bfloat16 *Ps, const __nv_bfloat16 *Vs, const float *rsum,
-                                           float (&o)[HD / 32][4], float &sA, float &sB) {
+                                           float (&o)[HD / 32][4], float &sA, float &sB, int tid) {
   typedef dec_mma_smem<HD> L;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, mi = lane >> 3, lr = lane & 7;
   const int NT = HD / 32; /* n-tiles of 8 columns per warp */
   const int d0 = warp * (HD / 4);
@@ -698,8 +702,8 @@ __device__ __forceinline__ void dec_mma_pv(const __nv_bfloat16 *Ps, const __nv_b
  * head, at pA / pB (HD + 2 floats each). */
 template <int HD>
 __device__ __forceinline__ void dec_mma_put(float *pA, float *pB, int G, const float (&o)[HD / 32][4], float mA, float mB,
-                                            float sA, float sB) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, cq = lane & 3, d0 = warp * (HD / 4);
+                                            float sA, float sB, int tid) {
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, cq = lane & 3, d0 = warp * (HD / 4);
   if (g < G) {
 #pragma unroll
     for (int n = 0; n < HD / 32; n++) *(float2 *)(pA + d0 + n * 8 + 2 * cq) = make_float2(o[n][0], o[n][1]);
@@ -748,30 +752,32 @@ __global__ void __launch_bounds__(128)
   cp_async_wait_group<0>();
   __syncthreads();
   float o[HD / 32][4], mA, mB, sA, sB;
-  dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, mA, mB);
-  dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB);
+  dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, mA, mB, tid, 0);
+  dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB, tid);
   const int g = (tid & 31) >> 2;
   dec_mma_put<HD>(part + (((size_t)i * nh + kvh * G + g) * max_splits + z) * (HD + 2),
-                  part + (((size_t)i * nh + kvh * G + g + 8) * max_splits + z) * (HD + 2), G, o, mA, mB, sA, sB);
+                  part + (((size_t)i * nh + kvh * G + g + 8) * max_splits + z) * (HD + 2), G, o, mA, mB, sA, sB, tid);
 }
 
-/* The fused form for large decode batches: block (row i, kv head) walks the row's <= CB_Z splits itself, the next
- * split's K/V copy in flight while this one is computed (two K/V buffers), keeps the partials in shared memory and
- * ends with the combine. Every split and the combine are the same code as attn_decode_mma_kernel +
- * attn_combine_kernel, so the output is the same bits: which form runs may depend on the batch. It saves the
- * combine launch, the partials' round trip through memory and the blocks of splits past a row's end. */
+/* The fused form for large decode batches: block (row i, kv head) walks the row's <= CB_Z splits itself, keeps the
+ * partials in shared memory and ends with the combine. Every split and the combine are the same code as
+ * attn_decode_mma_kernel + attn_combine_kernel, so the output is the same bits: which form runs may depend on the
+ * batch. It saves the combine launch, the partials' round trip through memory and the blocks of splits past a row's
+ * end. Two groups of 4 warps per block, each on every other split with its own K/V buffer (the other group's copy is
+ * in flight while one computes), two blocks per SM: the kernel is bound by instruction latency, and 16 warps per SM
+ * hide more of it than 8 (one group per block with two K/V buffers measured 117 against 110 us per layer at B = 256). */
 #define DEC_FUSED_KEYS (CB_Z * IG_ATTN_SPLIT_KEYS)
 template <int HD>
 struct dec_fused_smem {
   typedef dec_mma_smem<HD> L;
-  static const size_t kv_bytes = (size_t)IG_ATTN_SPLIT_KEYS * L::LDK * 2; /* one K or V buffer */
-  static const size_t k1_off = L::bytes, v1_off = k1_off + kv_bytes;    /* the second K/V pair */
-  static const size_t ri_off = v1_off + kv_bytes;                       /* int [DEC_FUSED_KEYS]: row indices */
-  static const size_t part_off = ri_off + DEC_FUSED_KEYS * 4;           /* f32 [G][CB_Z][HD + 2] */
+  static const size_t grp_bytes = L::bytes - L::k_off;       /* K, V, P, rmax/rsum of one group */
+  static const size_t g0_off = L::k_off, g1_off = g0_off + grp_bytes;
+  static const size_t ri_off = g1_off + grp_bytes;           /* int [DEC_FUSED_KEYS]: row indices */
+  static const size_t part_off = ri_off + DEC_FUSED_KEYS * 4; /* f32 [G][CB_Z][HD + 2] */
   static size_t bytes(int G) { return part_off + (size_t)G * CB_Z * (HD + 2) * sizeof(float); }
 };
 template <int HD>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(256)
     attn_decode_fused_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                              const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                              const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
@@ -781,11 +787,12 @@ __global__ void __launch_bounds__(128)
   typedef dec_mma_smem<HD> L;
   typedef dec_fused_smem<HD> F;
   extern __shared__ __align__(128) unsigned char smraw[];
+  const int grp = threadIdx.x >> 7, gt = threadIdx.x & 127;
+  unsigned char *gb = smraw + (grp ? F::g1_off : F::g0_off) - L::k_off; /* this group's copy of the split layout */
   __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
-  __nv_bfloat16 *Kb[2] = {(__nv_bfloat16 *)(smraw + L::k_off), (__nv_bfloat16 *)(smraw + F::k1_off)};
-  __nv_bfloat16 *Vb[2] = {(__nv_bfloat16 *)(smraw + L::v_off), (__nv_bfloat16 *)(smraw + F::v1_off)};
-  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(smraw + L::p_off);
-  float *rmax = (float *)(smraw + L::r_off), *rsum = rmax + 4 * 16;
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *)(gb + L::k_off), *Vs = (__nv_bfloat16 *)(gb + L::v_off);
+  __nv_bfloat16 *Ps = (__nv_bfloat16 *)(gb + L::p_off);
+  float *rmax = (float *)(gb + L::r_off), *rsum = rmax + 4 * 16;
   int *ri = (int *)(smraw + F::ri_off);
   float *ps = (float *)(smraw + F::part_off);
   const int G = nh / nkv;
@@ -795,35 +802,28 @@ __global__ void __launch_bounds__(128)
   int lo, hi;
   key_range(p, window, &lo, &hi);
   const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS; /* 1..CB_Z (the host checks) */
-  const int tid = threadIdx.x;
-  dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
-  dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
-  __syncthreads();
-  dec_mma_stage_rows<HD>(Kb[0], kc, ri, min(hi - lo, IG_ATTN_SPLIT_KEYS), tid);
-  dec_mma_stage_rows<HD>(Vb[0], vc, ri, min(hi - lo, IG_ATTN_SPLIT_KEYS), tid);
+  if (grp == 0) dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
   cp_async_commit_group();
-  const int g = (tid & 31) >> 2;
-  for (int z = 0; z < nsplit; z++) {
-    if (z + 1 < nsplit) { /* the next split's copy into the other buffer, free since the last iteration's barrier */
-      int j1 = (z + 1) * IG_ATTN_SPLIT_KEYS, n1 = min(hi - lo - j1, IG_ATTN_SPLIT_KEYS);
-      dec_mma_stage_rows<HD>(Kb[(z + 1) & 1], kc, ri + j1, n1, tid);
-      dec_mma_stage_rows<HD>(Vb[(z + 1) & 1], vc, ri + j1, n1, tid);
-      cp_async_commit_group();
-      cp_async_wait_group<1>();
-    } else {
-      cp_async_wait_group<0>();
-    }
-    __syncthreads();
-    const int nk = min(hi - lo - z * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS);
+  dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
+  cp_async_wait_group<0>();
+  __syncthreads();
+  const int g = (gt & 31) >> 2;
+  for (int z = grp; z < nsplit; z += 2) {
+    const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
+    dec_mma_stage_rows<HD>(Ks, kc, ri + j0, nk, gt);
+    dec_mma_stage_rows<HD>(Vs, vc, ri + j0, nk, gt);
+    cp_async_commit_group();
+    cp_async_wait_group<0>();
+    bar_sync(1 + grp, 128);
     float o[HD / 32][4], mA, mB, sA, sB;
-    dec_mma_scores<HD>(Qs, Kb[z & 1], Ps, rmax, rsum, nk, scale, mA, mB);
-    dec_mma_pv<HD>(Ps, Vb[z & 1], rsum, o, sA, sB);
+    dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, mA, mB, gt, 1 + grp);
+    dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB, gt);
     dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA, mB,
-                    sA, sB);
-    __syncthreads(); /* the buffers, Ps, rmax and rsum are rewritten by the next iteration */
+                    sA, sB, gt);
+    bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
   }
-  /* the combine of each (head, column) of the group, as attn_combine_kernel's unrolled path does it */
-  for (int t = tid; t < G * HD; t += 128) {
+  __syncthreads();
+  for (int t = threadIdx.x; t < G * HD; t += 256) {
     const int hg = t / HD, d = t % HD;
     const float *pp = ps + (size_t)hg * CB_Z * (HD + 2);
     float mz[CB_Z], oz[CB_Z], lz[CB_Z];
@@ -911,10 +911,10 @@ template <int HD>
 static int launch_decode_fused(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                                const ig_attn_params *p) {
   cu_impl *c = CU(be);
+  dim3 grid(c->b.n_dec, p->n_kv_heads);
   size_t smem = dec_fused_smem<HD>::bytes(p->n_heads / p->n_kv_heads);
   CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_fused_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  dim3 grid(c->b.n_dec, p->n_kv_heads);
-  CU_LAUNCH(be, (attn_decode_fused_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data,
+  CU_LAUNCH(be, (attn_decode_fused_kernel<HD>), grid, 256, smem, (const __nv_bfloat16 *)q->data,
             (__nv_bfloat16 *)out->data, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows,
             c->b.row_seq, c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size,
             p->scale, p->sliding_window);
