@@ -188,10 +188,16 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
 
 /* Combine: block (row i, head h), thread d: out = sum_z 2^(m_z - M) o_z / sum_z 2^(m_z - M) l_z. */
 #define CB_Z 8 /* splits the combine kernel's unrolled path (and the fused decode kernel) takes */
-/* The combine's arithmetic for up to CB_Z splits, shared by the combine kernel and the fused decode kernel so that
- * both give the same bits (entries z >= nsplit are not read). */
-__device__ __forceinline__ float combine_splits(const float (&mz)[CB_Z], const float (&oz)[CB_Z], const float (&lz)[CB_Z],
-                                                int nsplit) {
+/* One output of the combine for up to CB_Z splits from a (row, head)'s partials pp (split z's o at pp + z * (hd + 2),
+ * then its max and sum): every partial the thread needs, the maxima with the values, requested at once (one memory
+ * round trip). Shared by the combine kernel and the fused decode kernel, so both give the same bits. */
+__device__ __forceinline__ float combine_splits(const float *pp, int hd, int d, int nsplit) {
+  float mz[CB_Z], oz[CB_Z], lz[CB_Z];
+#pragma unroll
+  for (int z = 0; z < CB_Z; z++) {
+    mz[z] = z < nsplit ? pp[z * (hd + 2) + hd] : -INFINITY;
+    if (z < nsplit) oz[z] = pp[z * (hd + 2) + d], lz[z] = pp[z * (hd + 2) + hd + 1];
+  }
   float M = -INFINITY;
 #pragma unroll
   for (int z = 0; z < CB_Z; z++)
@@ -217,18 +223,10 @@ __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_ro
   int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS;
   const float *pp = part + ((size_t)i * nh + h) * max_splits * (hd + 2);
   if (unrolled && nsplit <= CB_Z) {
-    /* up to CB_Z splits (contexts of up to 512 keys): every partial a thread needs, the maxima with the values,
-     * is requested at once, one memory round trip instead of two per split; the same operations in the same order
-     * as the loop below, so the same bits */
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-      float mz[CB_Z], oz[CB_Z], lz[CB_Z];
-#pragma unroll
-      for (int z = 0; z < CB_Z; z++) {
-        mz[z] = z < nsplit ? pp[z * (hd + 2) + hd] : -INFINITY;
-        if (z < nsplit) oz[z] = pp[z * (hd + 2) + d], lz[z] = pp[z * (hd + 2) + hd + 1];
-      }
-      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(combine_splits(mz, oz, lz, nsplit));
-    }
+    /* up to CB_Z splits (contexts of up to 512 keys): one memory round trip instead of two per split; the same
+     * operations in the same order as the loop below, so the same bits */
+    for (int d = threadIdx.x; d < hd; d += blockDim.x)
+      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(combine_splits(pp, hd, d, nsplit));
     return;
   }
   float M = -INFINITY;
@@ -823,16 +821,10 @@ __global__ void __launch_bounds__(256)
     bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
   }
   __syncthreads();
-  for (int t = threadIdx.x; t < G * HD; t += 256) {
+  for (int t = threadIdx.x; t < G * HD; t += 256) { /* the combine kernel's unrolled path, from shared memory */
     const int hg = t / HD, d = t % HD;
     const float *pp = ps + (size_t)hg * CB_Z * (HD + 2);
-    float mz[CB_Z], oz[CB_Z], lz[CB_Z];
-#pragma unroll
-    for (int z = 0; z < CB_Z; z++) {
-      mz[z] = z < nsplit ? pp[z * (HD + 2) + HD] : -INFINITY;
-      if (z < nsplit) oz[z] = pp[z * (HD + 2) + d], lz[z] = pp[z * (HD + 2) + HD + 1];
-    }
-    out[(size_t)r * nh * HD + (size_t)(kvh * G + hg) * HD + d] = __float2bfloat16(combine_splits(mz, oz, lz, nsplit));
+    out[(size_t)r * nh * HD + (size_t)(kvh * G + hg) * HD + d] = __float2bfloat16(combine_splits(pp, HD, d, nsplit));
   }
 }
 
