@@ -884,7 +884,8 @@ int main(void) {
   /* bf16 with the default kernels (batch-invariant products) and programmatic dependent launch; bf16 with the WMMA
    * prefill kernel, the unstaged decode kernel and plain launches (attention only); f32 with PDL; bf16 with the
    * fastest product per row count (IGNIS_CUDA_BATCH_INVARIANT=0: GEMV, skinny GEMM, cuBLASLt's heuristic; products
-   * only) */
+   * only); bf16 with the fused decode attention kernel for every batch (IGNIS_CUDA_DECODE_FUSED=1; attention only,
+   * bitwise against the first mode's outputs) */
   int modes[5] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16, IG_DT_BF16};
   /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change) */
   const char *only = getenv("IG_OPS_ONLY");
@@ -913,7 +914,7 @@ int main(void) {
     printf("== activations %s%s (tolerance %.1e)\n", ig_dtype_name(gpu->act_dtype),
            mi == 1   ? ", WMMA prefill, unstaged decode"
            : mi == 3 ? ", fastest product per row count"
-           : mi == 4 ? ", fused decode kernel (bitwise the split kernel's)"
+           : mi == 4 ? ", fused decode kernel (bitwise the default's)"
                      : "",
            tol);
     if (attn_only || mi == 4) {
