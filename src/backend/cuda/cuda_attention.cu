@@ -920,19 +920,17 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   cu_impl *c = CU(be);
   int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, S = c->b.max_splits;
   if (hd % 8 || hd / 8 > DEC_THREADS) FAIL(be, "cuda attention: head_dim %d unsupported", hd);
-  if (c->kv_layer_elems / hd > (size_t)INT32_MAX) FAIL(be, "cuda attention: over 2^31 cache rows per layer");
+  /* tensor cores for bf16 at head_dim 64/128 unless IGNIS_CUDA_DECODE=simt or IGNIS_CUDA_DECODE_STAGED=0 (which
+   * keep the SIMT kernels reachable and tested); G <= 16 is checked by cu_attention */
+  bool mma = sizeof(T) == 2 && (hd == 64 || hd == 128) && c->decode_staged && !c->decode_simt;
   /* enough (row, kv head) blocks to fill the GPU and rows of at most CB_Z splits: the fused form (same bits) */
-  if (sizeof(T) == 2 && (hd == 64 || hd == 128) && c->decode_staged && !c->decode_simt && S <= CB_Z &&
-      c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
+  if (mma && S <= CB_Z && c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
     return hd == 128 ? launch_decode_fused<128>(be, out, q, kc, vc, p) : launch_decode_fused<64>(be, out, q, kc, vc, p);
   size_t need = (size_t)c->b.n_dec * p->n_heads * S * (hd + 2) * sizeof(float);
   if (cu_scratch(be, &c->scratch, &c->scratch_size, need)) return -1;
   int KL = DEC_THREADS / (hd / 8);
   size_t smem = (size_t)G * (hd + IG_ATTN_SPLIT_KEYS + (size_t)KL * hd) * sizeof(float);
   float *part = (float *)c->scratch;
-  /* tensor cores for bf16 at head_dim 64/128 unless IGNIS_CUDA_DECODE=simt or IGNIS_CUDA_DECODE_STAGED=0 (which
-   * keep the SIMT kernels reachable and tested); G <= 16 is checked by cu_attention */
-  bool mma = sizeof(T) == 2 && (hd == 64 || hd == 128) && c->decode_staged && !c->decode_simt;
   int rc = mma && hd == 128 ? launch_decode_mma<128>(be, q, kc, vc, p, part)
          : mma                ? launch_decode_mma<64>(be, q, kc, vc, p, part)
          : G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem)

@@ -5,6 +5,9 @@
  * wait for pending weight loads before launching. Kernels live in cuda_kernels.cu, cuda_attention.cu and
  * cuda_matmul.cu. */
 #include "backend/cuda/cuda_common.h"
+extern "C" {
+#include "util/log.h"
+}
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +364,10 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   if (k->n_layers <= 0 || k->n_blocks <= 0 || k->block_size <= 0 || k->n_kv_heads <= 0 || k->head_dim <= 0)
     FAIL(be, "cuda kv_init: bad configuration");
   if (k->head_dim % 8) FAIL(be, "cuda kv_init: head_dim %d is not a multiple of 8", k->head_dim);
+  /* the attention kernels index a layer's cache rows (block, kv head, slot) with 32-bit ints */
+  if ((int64_t)k->n_blocks * k->block_size * k->n_kv_heads > INT32_MAX)
+    FAIL(be, "cuda kv_init: %d blocks x %d tokens x %d kv heads is over 2^31 cache rows per layer; lower "
+             "max_batch_total_tokens", k->n_blocks, k->block_size, k->n_kv_heads);
   if (c->kv_mem) {
     CUDA_CHECK(be, cudaStreamSynchronize(c->st));
     cu_graphs_release(be);
@@ -674,7 +681,13 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *cbl = getenv("IGNIS_CUDA_COMBINE");
   c->combine_loop = cbl && !strcmp(cbl, "loop");
   const char *dfu = getenv("IGNIS_CUDA_DECODE_FUSED");
-  c->decode_fused = dfu ? atoi(dfu) : -1; /* -1: twice the SM count, set once the device is known */
+  c->decode_fused = -1; /* twice the SM count, set once the device is known */
+  if (dfu) {
+    char *end;
+    long v = strtol(dfu, &end, 10);
+    if (end != dfu && !*end && v >= 0 && v <= INT32_MAX) c->decode_fused = (int)v;
+    else ig_log(IG_LOG_WARN, "IGNIS_CUDA_DECODE_FUSED=%s is not a count of (row, kv head) pairs; using the default", dfu);
+  }
   const char *pd = getenv("IGNIS_CUDA_PDL");
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
