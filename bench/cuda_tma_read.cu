@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backend/cuda/cuda_mma.cuh"
 
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
@@ -27,35 +28,15 @@
 #define NT 128         /* threads per block */
 #define STAGE_BYTES (BN * BK * 2)
 
-/* Hopper's copy engine only: built for other architectures (IGNIS_CUDA_ARCHS) these trap, and the program is for the
- * H100 anyway */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define SM90_ONLY(...) __trap()
-#else
-#define SM90_ONLY(...) __VA_ARGS__
-#endif
-__device__ __forceinline__ unsigned sa(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void bar_init(uint64_t *b) {
-  SM90_ONLY(asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(sa(b)) : "memory");
-            asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"));
-}
-__device__ __forceinline__ void bar_expect(uint64_t *b, unsigned bytes) {
-  SM90_ONLY(asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(sa(b)), "r"(bytes) : "memory"));
-}
-__device__ __forceinline__ void bar_wait(uint64_t *b, unsigned parity) {
-  unsigned ok = 0;
-  do {
-    SM90_ONLY(asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
-                           : "=r"(ok) : "r"(sa(b)), "r"(parity) : "memory"));
-  } while (!ok);
-}
-__device__ __forceinline__ void tma2d(void *dst, const CUtensorMap *m, int c0, int c1, uint64_t *b) {
-  SM90_ONLY(asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
-                         ::"r"(sa(dst)), "l"(m), "r"(c0), "r"(c1), "r"(sa(b)) : "memory"));
-}
+/* the backend's mbarrier and TMA helpers (they trap before sm_90); the 1-D bulk copy is this program's own */
 __device__ __forceinline__ void bulk1d(void *dst, const void *src, unsigned bytes, uint64_t *b) {
-  SM90_ONLY(asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                         ::"r"(sa(dst)), "l"(src), "r"(bytes), "r"(sa(b)) : "memory"));
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src), "r"(bytes),
+               "r"((unsigned)__cvta_generic_to_shared(b)) : "memory");
+#else
+  __trap();
+#endif
 }
 
 /* MODE 0: 2-D boxes from the row-major matrix; 1: one 1-D copy of the tile's contiguous 16 KB stage; 2: 16-byte
@@ -82,14 +63,14 @@ __global__ void __launch_bounds__(NT) stream_kernel(const __grid_constant__ CUte
     return;
   }
   if (tid == 0)
-    for (int s = 0; s < STAGES; s++) bar_init(&bar[s]);
+    for (int s = 0; s < STAGES; s++) mbar_init(&bar[s], 1);
   __syncthreads();
   auto issue = [&](int s, int kc) {
-    bar_expect(&bar[s], STAGE_BYTES);
+    mbar_expect(&bar[s], STAGE_BYTES);
     unsigned char *d = sm + (size_t)s * STAGE_BYTES;
     if (MODE == 0) {
-      tma2d(d, &map, kc * BK, tile * BN, &bar[s]);
-      tma2d(d + STAGE_BYTES / 2, &map, kc * BK + 64, tile * BN, &bar[s]);
+      tma_load_2d(d, &map, kc * BK, tile * BN, &bar[s]);
+      tma_load_2d(d + STAGE_BYTES / 2, &map, kc * BK + 64, tile * BN, &bar[s]);
     } else {
       bulk1d(d, Wt + ((size_t)tile * nk + kc) * (BN * BK), STAGE_BYTES, &bar[s]);
     }
@@ -98,11 +79,11 @@ __global__ void __launch_bounds__(NT) stream_kernel(const __grid_constant__ CUte
     for (int s = 0; s < STAGES && s < nk; s++) issue(s, s);
   for (int it = 0; it < nk; it++) {
     const int s = it % STAGES;
-    bar_wait(&bar[s], (unsigned)(it / STAGES) & 1u);
+    mbar_wait(&bar[s], (unsigned)(it / STAGES) & 1u);
     acc += ((const unsigned *)(sm + (size_t)s * STAGE_BYTES))[tid * 32 % (STAGE_BYTES / 4)];
     __syncthreads();
     if (tid == 0 && it + STAGES < nk) {
-      SM90_ONLY(asm volatile("fence.proxy.async.shared::cta;" ::: "memory"));
+      fence_proxy_async();
       issue(s, it + STAGES);
     }
   }
