@@ -193,6 +193,13 @@ struct ig_backend {
   /* rope(q, k) then kv_write(layer, k, v), bitwise, in one launch where the backend can. */
   int (*rope_kv_write)(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int n_heads, int n_kv_heads,
                        int layer);
+  /* q|k|v = x @ (ws[0] | ws[1] | ws[2])^T (adjacent rows of one weight_alloc buffer, no biases) then rope_kv_write,
+   * bitwise matmul_n followed by rope_kv_write, where the backend can do it without the separate k and v: afterwards
+   * q holds the rotated queries and the cache the layer's keys and values, while k and v are scratch the backend may
+   * leave unwritten. CUDA: above the skinny GEMM's rows, one GEMM into a packed [m, q|k|v] buffer and one kernel that
+   * rotates q into `q` and writes k and v straight into the cache. */
+  int (*qkv_rope_kv_write)(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
+                           const ig_tensor *const *ws, int n_heads, int n_kv_heads, int layer);
   /* Sampling on the device: out[i] for rows[i] (see ig_sample_row) of f32 logits [rows, V]; only the results
    * cross to the host. Each row's result depends on that row's logits and parameters alone. Waits, unless the
    * backend has sample_wait (below). */

@@ -589,31 +589,37 @@ static int run_ops(ig_model *m, int n, int n_out) {
     // ---- attention block ----
     // (x += the previous layer's MLP output o, folded into this norm); h = rmsnorm(x) * w_attn_norm   h: [n, H]
     TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
-    // q = h Wq^T (+bq), k = h Wk^T (+bk), v = h Wv^T (+bv)  q: [n, nh*hd], k, v: [n, nkv*hd]
-    if (be->matmul_n) { /* one pass over h where the backend can */
-      ig_tensor *outs[3] = {&q, &k, &v};
-      const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv}, *bs[3] = {opt(&w->bq), opt(&w->bk), opt(&w->bv)};
-      TRY(be->matmul_n(be, 3, outs, &h, ws, bs));
-    } else {
-      TRY(be->matmul(be, &q, &h, &w->wq, opt(&w->bq)));
-      TRY(be->matmul(be, &k, &h, &w->wk, opt(&w->bk)));
-      TRY(be->matmul(be, &v, &h, &w->wv, opt(&w->bv)));
-    }
     ig_tensor *qr = &q, *kr = &k, qn, kn;
-    if (c->qk_norm) {
-      // Qwen3: q, k = rmsnorm over each head                [n*nh, hd], [n*nkv, hd]
-      qn = rows(&m->a.qn, n), kn = rows(&m->a.kn, n);
-      ig_tensor qh = as_heads(&q, hd), kh = as_heads(&k, hd), qnh = as_heads(&qn, hd), knh = as_heads(&kn, hd);
-      TRY(be->rmsnorm(be, &qnh, &qh, NULL, &w->q_norm, (float)c->rms_norm_eps));
-      TRY(be->rmsnorm(be, &knh, &kh, NULL, &w->k_norm, (float)c->rms_norm_eps));
-      qr = &qn, kr = &kn;
-    }
-    // q, k = rope(q, k) at each row's position; cache[l][slot] = k, v (one op where the backend fuses them)
-    if (be->rope_kv_write) {
-      TRY(be->rope_kv_write(be, qr, kr, &v, nh, nkv, l));
+    if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data) {
+      // q = rope(h Wq^T); cache[l][slot] = rope(h Wk^T), h Wv^T: one op where the backend fuses them (k, v: scratch)
+      const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv};
+      TRY(be->qkv_rope_kv_write(be, &q, &k, &v, &h, ws, nh, nkv, l));
     } else {
-      TRY(be->rope(be, qr, kr, nh, nkv));
-      TRY(be->kv_write(be, l, kr, &v));
+      // q = h Wq^T (+bq), k = h Wk^T (+bk), v = h Wv^T (+bv)  q: [n, nh*hd], k, v: [n, nkv*hd]
+      if (be->matmul_n) { /* one pass over h where the backend can */
+        ig_tensor *outs[3] = {&q, &k, &v};
+        const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv}, *bs[3] = {opt(&w->bq), opt(&w->bk), opt(&w->bv)};
+        TRY(be->matmul_n(be, 3, outs, &h, ws, bs));
+      } else {
+        TRY(be->matmul(be, &q, &h, &w->wq, opt(&w->bq)));
+        TRY(be->matmul(be, &k, &h, &w->wk, opt(&w->bk)));
+        TRY(be->matmul(be, &v, &h, &w->wv, opt(&w->bv)));
+      }
+      if (c->qk_norm) {
+        // Qwen3: q, k = rmsnorm over each head                [n*nh, hd], [n*nkv, hd]
+        qn = rows(&m->a.qn, n), kn = rows(&m->a.kn, n);
+        ig_tensor qh = as_heads(&q, hd), kh = as_heads(&k, hd), qnh = as_heads(&qn, hd), knh = as_heads(&kn, hd);
+        TRY(be->rmsnorm(be, &qnh, &qh, NULL, &w->q_norm, (float)c->rms_norm_eps));
+        TRY(be->rmsnorm(be, &knh, &kh, NULL, &w->k_norm, (float)c->rms_norm_eps));
+        qr = &qn, kr = &kn;
+      }
+      // q, k = rope(q, k) at each row's position; cache[l][slot] = k, v (one op where the backend fuses them)
+      if (be->rope_kv_write) {
+        TRY(be->rope_kv_write(be, qr, kr, &v, nh, nkv, l));
+      } else {
+        TRY(be->rope(be, qr, kr, nh, nkv));
+        TRY(be->kv_write(be, l, kr, &v));
+      }
     }
     // att = softmax(q k^T / sqrt(hd) + causal/window mask) v   att: [n, nh*hd]
     TRY(be->attention(be, &att, qr, l, &ap));

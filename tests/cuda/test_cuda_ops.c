@@ -661,6 +661,74 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   hb_free(&full), hb_free(&step);
 }
 
+/* qkv_rope_kv_write (the q|k|v product, rope and the cache write as one op; CUDA: one GEMM into a packed buffer and
+ * one kernel, above the skinny GEMM's rows) is bitwise matmul_n then rope_kv_write: layer 0 written by the pair,
+ * layer 1 by the fused op, over one cached context; q and the attention over each layer must be identical, and q
+ * within tolerance of the CPU's products and rope. */
+static void qkv_rope_case(int nh, int nkv, int hd, int bs, int I, const seqspec *ss, int ns) {
+  if (!gpu->qkv_rope_kv_write || !gpu->weight_alloc) return;
+  int maxctx = 0;
+  for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
+  int mb = (maxctx + bs - 1) / bs + 1, nblocks = ns * mb + 2, W = nkv * hd, Q = nh * hd;
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
+  CHECK(cpu->kv_init(cpu, &kc) == 0);
+  CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
+  int32_t *bt = malloc((size_t)ns * mb * 4);
+  for (int i = 0; i < ns * mb; i++) bt[i] = nblocks - 1 - i;
+  float inv[128];
+  for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
+  ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = 1.f};
+  CHECK(cpu->set_rope(cpu, &r) == 0);
+  CHECK(gpu->set_rope(gpu, &r) == 0);
+  hb full, step;
+  make_batch(&full, ss, ns, bt, mb, bs, 1, 100);
+  make_batch(&step, ss, ns, bt, mb, bs, 0, 100);
+  int nf = full.b.n_tokens, n = step.b.n_tokens;
+  set_batch_both(&full.b); /* the same context in both layers */
+  pair ck, cv;
+  float *kv0 = rnd((int64_t)nf * W, 1.f), *vv0 = rnd((int64_t)nf * W, 1.f);
+  act(&ck, nf, W, kv0), act(&cv, nf, W, vv0);
+  for (int layer = 0; layer < 2; layer++) CHECK_MSG(gpu->kv_write(gpu, layer, &ck.g, &cv.g) == 0, "%s", gpu->err);
+  drop(&ck), drop(&cv);
+  free(kv0), free(vv0);
+  set_batch_both(&step.b);
+  /* the weights: each part for the CPU, the three as adjacent rows of one buffer for the GPU (as the model loads) */
+  pair w[3];
+  int O[3] = {Q, W, W};
+  for (int i = 0; i < 3; i++) weight(&w[i], O[i], I, IG_DT_BF16, 0.05f);
+  ig_tensor qkv, parts[3];
+  CHECK(gpu->weight_alloc(gpu, &qkv, IG_DT_BF16, Q + 2 * W, I) == 0);
+  for (int i = 0, r0 = 0; i < 3; r0 += O[i], i++) {
+    CHECK_MSG(gpu->weight_rows(gpu, &qkv, r0, keeps[n_keeps - 3 + i], IG_DT_BF16, O[i]) == 0, "%s", gpu->err);
+    parts[i] = qkv, parts[i].rows = O[i], parts[i].owned = 0;
+    parts[i].data = (char *)qkv.data + (size_t)r0 * I * ig_dtype_size(qkv.dtype);
+  }
+  CHECK(gpu->sync(gpu) == 0);
+  float *xv = rnd((int64_t)n * I, 1.f);
+  pair x, q1, k1, v1, q2, k2, v2, kc_, o1, o2;
+  act(&x, n, I, xv), act(&q1, n, Q, NULL), act(&k1, n, W, NULL), act(&v1, n, W, NULL), act(&q2, n, Q, NULL);
+  act(&k2, n, W, NULL), act(&v2, n, W, NULL), act(&kc_, n, W, NULL), act(&o1, n, Q, NULL), act(&o2, n, Q, NULL);
+  ig_tensor *outs[3] = {&q1.g, &k1.g, &v1.g};
+  const ig_tensor *pw[3] = {&parts[0], &parts[1], &parts[2]}, *nob[3] = {NULL, NULL, NULL};
+  CHECK_MSG(gpu->matmul_n(gpu, 3, outs, &x.g, pw, nob) == 0, "%s", gpu->err);
+  CHECK_MSG(gpu->rope_kv_write(gpu, &q1.g, &k1.g, &v1.g, nh, nkv, 0) == 0, "%s", gpu->err);
+  CHECK_MSG(gpu->qkv_rope_kv_write(gpu, &q2.g, &k2.g, &v2.g, &x.g, pw, nh, nkv, 1) == 0, "%s", gpu->err);
+  CHECK(cpu->matmul(cpu, &q2.c, &x.c, &w[0].c, NULL) == 0 && cpu->matmul(cpu, &kc_.c, &x.c, &w[1].c, NULL) == 0);
+  CHECK(cpu->rope(cpu, &q2.c, &kc_.c, nh, nkv) == 0);
+  char name[112];
+  snprintf(name, sizeof name, "qkv_rope_kv_write q nh=%d nkv=%d hd=%d I=%d bs=%d rows=%d", nh, nkv, hd, I, bs, n);
+  compare(name, &q2, n);
+  CHECK_MSG(same_gpu(&q1.g, &q2.g, n), "%s: q not bitwise matmul_n + rope_kv_write", name);
+  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = 0};
+  CHECK_MSG(gpu->attention(gpu, &o1.g, &q1.g, 0, &p) == 0 && gpu->attention(gpu, &o2.g, &q2.g, 1, &p) == 0, "%s", gpu->err);
+  CHECK_MSG(same_gpu(&o1.g, &o2.g, n), "%s: attention over the fused op's cache differs", name);
+  drop(&x), drop(&q1), drop(&k1), drop(&v1), drop(&q2), drop(&k2), drop(&v2), drop(&kc_), drop(&o1), drop(&o2);
+  for (int i = 0; i < 3; i++) drop(&w[i]);
+  gpu->free(gpu, &qkv);
+  free(xv), free(bt);
+  hb_free(&full), hb_free(&step);
+}
+
 /* The skinny tensor-core GEMM (cuda_gemm.cu, up to 128 rows per launch): against the CPU, and batch-invariant: rows
  * of a product of M rows bitwise those of fewer rows (other tile heights, the same sums in the same order), with K
  * split over blocks (the "sgemm" mode) and without (the other modes, where its rows must also be cuBLASLt's).
@@ -859,6 +927,11 @@ static void test_attention(void) {
   rope_kv_case(32, 8, 128, 16, decode, 4);
   rope_kv_case(8, 2, 64, 5, mix, 7);
   rope_kv_case(12, 4, 32, 3, mix, 7);
+  qkv_rope_case(32, 8, 128, 16, 256, decode, 4); /* 96 64-row tiles: the skinny GEMM's rows, then rope_kv_write */
+  qkv_rope_case(32, 8, 128, 16, 256, mix, 7);    /* 268 rows: one GEMM into the packed buffer, the fused kernel */
+  qkv_rope_case(8, 2, 64, 5, 264, mix, 7);
+  qkv_rope_case(12, 4, 32, 3, 136, decode, 4);   /* 4 rows through cuBLASLt: the packed path at a small batch */
+  qkv_rope_case(4, 2, 24, 4, 64, mix, 7);        /* head_dim 24 (not 16-aligned): matmul_n and rope_kv_write */
   attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
   attn_case(28, 4, 128, 32, 0, decode, 4, "decode");
   attn_case(16, 1, 64, 16, 0, decode, 4, "decode");

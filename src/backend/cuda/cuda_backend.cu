@@ -593,6 +593,9 @@ OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_ten
     cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
 OPW_L(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                     const ig_tensor *const *bs), mm_label(lb_, sizeof lb_, "matmul_n", x, ws[0]), cu_matmul_n(be, n, outs, x, ws, bs))
+OPW_L(op_qkv_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
+                            const ig_tensor *const *ws, int nh, int nkv, int layer),
+    mm_label(lb_, sizeof lb_, "qkv_rope_kv_write", x, ws[0]), cu_qkv_rope_kv_write(be, q, k, v, x, ws, nh, nkv, layer))
 OPW_L(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                        const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
     mm_label(lb_, sizeof lb_, "matmul_swiglu", x, wg), cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
@@ -688,6 +691,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
     if (end != dfu && !*end && v >= 0 && v <= INT32_MAX) c->decode_fused = (int)v;
     else ig_log(IG_LOG_WARN, "IGNIS_CUDA_DECODE_FUSED=%s is not a count of (row, kv head) pairs; using the default", dfu);
   }
+  const char *qr = getenv("IGNIS_CUDA_QKV_ROPE"); /* "0": q|k|v split into three tensors, then the rope + KV write op */
+  c->qkv_rope = !(qr && qr[0] == '0');
   const char *pd = getenv("IGNIS_CUDA_PDL");
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
@@ -707,12 +712,14 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
    *   "0": the same, but the GEMV for 1-2 rows, whose bits depend on the step's row count (batch-1 decode ~2%
    *     faster on the H100). (Before the skinny GEMM matched cuBLASLt, "0" had its own split-K forms for 3-16 rows
    *     and cuBLASLt's heuristic above; the forms above are now as fast or faster there.)
-   *   "sgemm": the older form, every product through the skinny GEMM in 128-row launches (several times slower). */
+   *   "sgemm": the older form, every product through the skinny GEMM in 128-row launches (several times slower).
+   *   "heur": for measurements: cuBLASLt's heuristic choice at every m (split-K allowed), the GEMV for 1-2 rows. */
   const char *bi = getenv("IGNIS_CUDA_BATCH_INVARIANT");
   c->batch_invariant = bi && !strcmp(bi, "sgemm");
   if (c->batch_invariant) c->use_gemv = 0, c->sgemm_max = 128;
   int fastest = bi && !strcmp(bi, "0");
-  c->bi_lt = !c->batch_invariant;
+  int heur = bi && !strcmp(bi, "heur"); /* measurement only: cuBLASLt's own heuristic (split-K allowed), no skinny GEMM */
+  c->bi_lt = !c->batch_invariant && !heur;
   const char *brm = getenv("IGNIS_CUDA_BI_REF_M");
   c->bi_ref_m = brm && atoi(brm) > 0 ? atoi(brm) : 0; /* default (or "auto"): the choice per m */
   const char *bam = getenv("IGNIS_CUDA_BI_AUTO_MIN");
@@ -722,6 +729,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   const char *bsg = getenv("IGNIS_CUDA_BI_SGEMM");
   int bi_sg = bsg ? atoi(bsg) : IG_CUDA_BI_SGEMM_DEFAULT;
   if (c->bi_lt) c->use_gemv = fastest && c->use_gemv, c->sgemm_max = bi_sg < 0 ? 0 : bi_sg > 128 ? 128 : bi_sg;
+  if (heur) c->sgemm_max = 0;
   const char *bst = getenv("IGNIS_CUDA_BI_SGEMM_TILES");
   c->bi_sg_tiles = bst ? atoi(bst) : -1; /* -1: the SM count, set once the device is known */
 #define CK(call)                                                                                               \
@@ -789,6 +797,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->weight_alloc = cuda_weight_alloc;
   be->weight_rows = cuda_weight_rows;
   be->rope_kv_write = op_rope_kv_write;
+  be->qkv_rope_kv_write = op_qkv_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;
   cu_graphs_install(be);
   return be;

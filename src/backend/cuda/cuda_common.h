@@ -124,6 +124,7 @@ typedef struct cu_impl {
   cu_batch b;
   /* rope */
   float *inv_freq; /* device [rot_dim/2] */
+  int qkv_rope; /* qkv_rope_kv_write from the packed q|k|v product (IGNIS_CUDA_QKV_ROPE, default on) */
   int rot_dim, head_dim_rope;
   float attn_factor;
   /* KV cache: per layer K then V, each [n_blocks][n_kv_heads][block_size][head_dim] of act dtype */
@@ -207,6 +208,10 @@ int cu_matmul(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tenso
 int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int n_heads, int n_kv_heads, int layer);
 int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                 const ig_tensor *const *biases);
+int cu_matmul_n_packed(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
+                       const ig_tensor *const *biases, void **packed);
+int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
+                         const ig_tensor *const *ws, int n_heads, int n_kv_heads, int layer);
 int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 void cu_matmul_release(ig_backend *be);

@@ -152,14 +152,23 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
 /* In place on q [n, nh*hd] and k [n, nkv*hd]: for token i at position p and pair j < rot/2 of each head,
  * angle = p * inv_freq[j] (f32, as transformers computes it), (x_j, x_{j+rot/2}) rotated by it, cos and sin
  * scaled by attn_factor. One block per token; threads over (head, pair) of q then k. */
+/* One pair's rotation, the roundings pinned: y1 = x1 co - x2 s with x1 co fused, y2 = x2 co + x1 s with x1 s fused,
+ * which is what nvcc made of the plain expressions (checked bitwise on the H100), so every rope kernel gives these
+ * bits however it loads and stores. */
+__device__ __forceinline__ void rope_rot(float x1, float x2, float p, float inv_freq, float attn_factor, float *y1,
+                                         float *y2) {
+  float s, co;
+  sincosf(p * inv_freq, &s, &co);
+  s = __fmul_rn(s, attn_factor), co = __fmul_rn(co, attn_factor);
+  *y1 = __fmaf_rn(co, x1, -__fmul_rn(s, x2));
+  *y2 = __fmaf_rn(s, x1, __fmul_rn(co, x2));
+}
 __device__ __forceinline__ void rope_pair(void *base, int dt, long long off, int j, int half, float p, const float *inv_freq,
                                           float attn_factor) {
-  float s, co;
-  sincosf(p * inv_freq[j], &s, &co);
-  s *= attn_factor, co *= attn_factor;
-  float x1 = ldf(base, dt, off + j), x2 = ldf(base, dt, off + j + half);
-  stf(base, dt, off + j, x1 * co - x2 * s);
-  stf(base, dt, off + j + half, x2 * co + x1 * s);
+  float y1, y2;
+  rope_rot(ldf(base, dt, off + j), ldf(base, dt, off + j + half), p, inv_freq[j], attn_factor, &y1, &y2);
+  stf(base, dt, off + j, y1);
+  stf(base, dt, off + j + half, y2);
 }
 
 __global__ void rope_kernel(void *q, int qdt, void *k, int kdt, const int *pos, const float *inv_freq, int nh, int nkv,
@@ -339,6 +348,98 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   dim3 grid((unsigned)n, (unsigned)((work + threads - 1) / threads));
   CU_LAUNCH(be, (rope_kv_kernel), grid, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
             be->act_dtype, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads, hd, hd, c->attn_factor, c->kv.block_size);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* The q|k|v product's packed rows [n, (nh + 2 nkv) hd] (one GEMM's output) rotated and scattered in one pass: q
+ * heads into q [n, nh hd], k heads into the cache, v rows copied into it. Thread: 8 pairs (two 16-byte loads) of a
+ * q or k head, or 16 bytes of v; rope_rot's arithmetic, so bitwise matmul_n's split then rope_kv_kernel (both store
+ * in the activation dtype, which the cache holds too). Replaces the split (a 2x copy of the product) and the
+ * scalar rope (2-byte accesses). Needs hd % 16 == 0 and 16-byte aligned bases. */
+template <typename T>
+__device__ __forceinline__ float to_f(T v);
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <>
+__device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
+
+template <typename T>
+__global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ pk, T *__restrict__ q, T *__restrict__ kc,
+                                                          T *__restrict__ vc, const int *__restrict__ pos,
+                                                          const int *__restrict__ slot, const float *__restrict__ inv_freq,
+                                                          int nh, int nkv, int hd, float attn_factor, int bs, int per_tok,
+                                                          long long total) {
+  PDL_ENTRY();
+  long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (idx >= total) return;
+  int i = (int)(idx / per_tok), it = (int)(idx % per_tok);
+  int half = hd / 2, g8 = half / 8, nrope = (nh + nkv) * g8;
+  const T *row = pk + (long long)i * (nh + 2 * nkv) * hd;
+  int s = slot[i];
+  long long blk = s >= 0 ? s / bs : 0, off = s >= 0 ? s % bs : 0;
+  if (it < nrope) {
+    int h = it / g8, j0 = (it % g8) * 8;
+    T *dst;
+    if (h < nh) dst = q + (long long)i * nh * hd + (long long)h * hd;
+    else if (s >= 0) dst = kc + ((blk * nkv + (h - nh)) * bs + off) * hd;
+    else return;
+    const T *src = row + (long long)h * hd; /* q heads, then k heads, are contiguous in the packed row */
+    uint4 a = *(const uint4 *)(src + j0), b = *(const uint4 *)(src + j0 + half), ya, yb;
+    const T *av = (const T *)&a, *bv = (const T *)&b;
+    T *yav = (T *)&ya, *ybv = (T *)&yb;
+    float p = (float)pos[i];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      float y1, y2;
+      rope_rot(to_f(av[e]), to_f(bv[e]), p, inv_freq[j0 + e], attn_factor, &y1, &y2);
+      yav[e] = from_f<T>(y1), ybv[e] = from_f<T>(y2);
+    }
+    *(uint4 *)(dst + j0) = ya;
+    *(uint4 *)(dst + j0 + half) = yb;
+  } else if (s >= 0) {
+    int t = (it - nrope) * 8, h = t / hd, d = t % hd;
+    *(uint4 *)(vc + ((blk * nkv + h) * bs + off) * hd + d) = *(const uint4 *)(row + (long long)(nh + nkv) * hd + t);
+  }
+}
+
+int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
+                         const ig_tensor *const *ws, int n_heads, int n_kv_heads, int layer) {
+  cu_impl *c = CU(be);
+  int n = c->b.n_tokens, hd = c->head_dim_rope;
+  ig_tensor *outs[3] = {q, k, v};
+  const ig_tensor *nob[3] = {NULL, NULL, NULL};
+  /* the packed form: rope over whole heads, cache and activations of one 2-byte dtype, 16-byte vectors */
+  int dt = be->act_dtype, W = n_kv_heads * hd;
+  int can = c->qkv_rope && c->inv_freq && c->kv_mem && c->rot_dim == hd && hd == c->kv.head_dim && n_kv_heads == c->kv.n_kv_heads &&
+            hd % 16 == 0 && (dt == IG_DT_BF16 || dt == IG_DT_F16) && q->dtype == dt && k->dtype == dt && v->dtype == dt &&
+            q->cols == (int64_t)n_heads * hd && k->cols == W && v->cols == W && x->rows == n && (uintptr_t)q->data % 16 == 0 &&
+            layer >= 0 && layer < c->kv.n_layers;
+  void *pk = NULL;
+  if (cu_matmul_n_packed(be, 3, outs, x, ws, nob, can ? &pk : NULL)) return -1;
+  if (!pk) return cu_rope_kv_write(be, q, k, v, n_heads, n_kv_heads, layer);
+  if (n == 0) return 0;
+  size_t es = ig_dtype_size(be->act_dtype);
+  char *kcp = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
+  char *vcp = kcp + c->kv_layer_elems * es;
+  if (((uintptr_t)pk | (uintptr_t)kcp | (uintptr_t)vcp) % 16) FAIL(be, "cuda qkv_rope_kv_write: unaligned buffers");
+  int per_tok = (n_heads + n_kv_heads) * (hd / 16) + W / 8;
+  long long total = (long long)n * per_tok;
+  unsigned blocks = (unsigned)((total + 255) / 256);
+  if (dt == IG_DT_BF16)
+    CU_LAUNCH(be, (qkv_rope_kv_kernel<__nv_bfloat16>), blocks, 256, 0, (const __nv_bfloat16 *)pk, (__nv_bfloat16 *)q->data,
+              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, (const int *)c->b.pos, (const int *)c->b.slot,
+              (const float *)c->inv_freq, n_heads, n_kv_heads, hd, c->attn_factor, c->kv.block_size, per_tok, total);
+  else
+    CU_LAUNCH(be, (qkv_rope_kv_kernel<__half>), blocks, 256, 0, (const __half *)pk, (__half *)q->data, (__half *)kcp,
+              (__half *)vcp, (const int *)c->b.pos, (const int *)c->b.slot, (const float *)c->inv_freq, n_heads, n_kv_heads,
+              hd, c->attn_factor, c->kv.block_size, per_tok, total);
   LAUNCH_CHECK(be);
   return 0;
 }

@@ -265,6 +265,15 @@ static int sg_route(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
 
 int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                 const ig_tensor *const *biases) {
+  return cu_matmul_n_packed(be, n, outs, x, ws, biases, NULL);
+}
+
+/* cu_matmul_n; with `packed` set, a product that goes through one GEMM into the scratch buffer skips the split and
+ * returns the scratch ([m, sum of widths], outs[0]'s dtype) in *packed, leaving outs unwritten; *packed = NULL when
+ * the outs were written (the skinny GEMM, the GEMV, separate products). */
+int cu_matmul_n_packed(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
+                       const ig_tensor *const *biases, void **packed) {
+  if (packed) *packed = NULL;
   if (n < 1 || n > 4) FAIL(be, "cuda matmul_n: %d products (1..4)", n);
   int fused = 1, bdt = -1;
   int64_t total = 0;
@@ -308,6 +317,10 @@ int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *
     int odt = outs[0]->dtype;
     if (cu_scratch(be, &c->fscratch, &c->fscratch_size, (size_t)(m * total) * ig_dtype_size((ig_dtype)odt))) return -1;
     if (lt_matmul(be, c->fscratch, odt, x->data, x->dtype, ws[0]->data, ws[0]->dtype, NULL, 0, m, total, x->cols)) return -1;
+    if (packed) {
+      *packed = c->fscratch;
+      return 0;
+    }
     split_args sa;
     memset(&sa, 0, sizeof sa);
     sa.n = n;
