@@ -274,8 +274,8 @@ static int gemm_bench(int argc, char **argv) {
     snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - v) : (int)strlen(v), v);
     snprintf(envs, sizeof envs, "%s", colon ? colon + 1 : "");
     static const char *knobs[] = {"IGNIS_CUDA_SGEMM_WAVES", "IGNIS_CUDA_BI_SGEMM", "IGNIS_CUDA_BATCH_INVARIANT", "IGNIS_CUDA_SGEMM_DEEP", "IGNIS_CUDA_BI_SGEMM_TILES", "IGNIS_CUDA_SGEMM_BULK",
-                                  "IGNIS_CUDA_GEMM_TUNE", "IGNIS_CUDA_FUSED_GATE_UP", "IGNIS_CUDA_BI_REF_M"};
-    for (int k = 0; k < 9; k++) unsetenv(knobs[k]);
+                                  "IGNIS_CUDA_GEMM_TUNE", "IGNIS_CUDA_FUSED_GATE_UP", "IGNIS_CUDA_BI_REF_M", "IGNIS_CUDA_BI_SGEMM_SWIGLU"};
+    for (int k = 0; k < 10; k++) unsetenv(knobs[k]);
     for (char *s2 = NULL, *e = strtok_r(envs, ",", &s2); e; e = strtok_r(NULL, ",", &s2)) {
       char *eq = strchr(e, '=');
       if (eq) *eq = 0, setenv(e, eq + 1, 1);

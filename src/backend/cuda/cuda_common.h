@@ -104,6 +104,7 @@ typedef struct cu_impl {
   int decode_fused; /* IGNIS_CUDA_DECODE_FUSED=N: the fused decode kernel from N (row, kv head) blocks up; 0: never */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_BI_SGEMM; 128 in the "sgemm" mode) */
+  int sgemm_max_swiglu; /* the same for the gate/up/SwiGLU product (IGNIS_CUDA_BI_SGEMM_SWIGLU) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
   int sg_deep;      /* as many pipeline stages as fit when K is not split, for plain products (default;
                        IGNIS_CUDA_SGEMM_DEEP=0: off) */
@@ -222,7 +223,7 @@ typedef struct sg_seg_desc {
   const void *bias;
   int odt, bdt, rows, off;
 } sg_seg_desc;
-int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w);
+int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w, int swiglu);
 int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,
              int ubdt, int udt, const void *X, int m, int O, int I);
 /* cuda_sample.cu: the optional sample op (its results in flight until cu_sample_wait); release frees its

@@ -345,11 +345,12 @@ static int sg_map(CUtensorMap *m, const void *base, int64_t rows, int64_t I, int
              ? 0 : -1;
 }
 
-int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
+int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w, int swiglu) {
   cu_impl *c = CU(be);
   int64_t m = x->rows;
-  return c->sgemm_max > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
-         (c->batch_invariant || (m <= c->sgemm_max && m <= 128)) &&
+  int most = swiglu ? c->sgemm_max_swiglu : c->sgemm_max;
+  return most > 0 && w->dtype == IG_DT_BF16 && x->dtype == IG_DT_BF16 && m >= (c->use_gemv ? IG_GEMV_MAX_M + 1 : 1) &&
+         (c->batch_invariant || (m <= most && m <= 128)) &&
          (!c->bi_lt || w->rows / SG_TILE_BN >= c->bi_sg_tiles) && w->cols % 8 == 0 && w->cols <= INT32_MAX / 2 && w->rows <= INT32_MAX / 2 &&
          ((uintptr_t)x->data | (uintptr_t)w->data) % 16 == 0;
 }

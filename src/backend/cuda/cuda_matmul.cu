@@ -259,8 +259,8 @@ static int sg_verified(ig_backend *be, const ig_tensor *w) {
   return ok;
 }
 /* the skinny GEMM for this product? (in the batch-invariant mode, only a verified one) */
-static int sg_route(ig_backend *be, const ig_tensor *x, const ig_tensor *w) {
-  return cu_sgemm_ok(be, x, w) && (!CU(be)->bi_lt || sg_verified(be, w));
+static int sg_route(ig_backend *be, const ig_tensor *x, const ig_tensor *w, int swiglu = 0) {
+  return cu_sgemm_ok(be, x, w, swiglu) && (!CU(be)->bi_lt || sg_verified(be, w));
 }
 
 int cu_matmul_n(ig_backend *be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
@@ -350,7 +350,7 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
   if (check_mm(be, out, x, wg, bg) || check_mm(be, up, x, wu, bu)) return -1;
   if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
   int same_bias = !bg || !bu || bg->dtype == bu->dtype;
-  if (!gemv_ok(be, x, wg) && sg_route(be, x, wg) && sg_route(be, x, wu)) {
+  if (!gemv_ok(be, x, wg) && sg_route(be, x, wg, 1) && sg_route(be, x, wu, 1)) {
     /* the skinny GEMM with gate and up tiles in one block and silu(gate) * up in its epilogue */
     sg_seg_desc d = {out->data, bg ? bg->data : NULL, (int)out->dtype, bg ? (int)bg->dtype : 0, (int)wg->rows, 0};
     return cu_sgemm(be, &d, 1, wg->data, wu->data, bu ? bu->data : NULL, bu ? (int)bu->dtype : 0, (int)up->dtype, x->data,
