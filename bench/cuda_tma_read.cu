@@ -8,7 +8,9 @@
  * ring: one thread issues the copies, every warp waits for the stage's mbarrier and reads one word of it, then the
  * block syncs and the stage is refilled (the skinny GEMM's pipeline without the mma.sync work). Blocks: one per tile
  * (q|k|v: 96, o/down: 64, gate/up: 448, lm_head: 2004). Prints us and GB/s per (pattern, shape); the data are
- * random bf16 (never all zero), and each pattern's checksum of the words read must be the same for both layouts.
+ * random bf16 (never all zero); each pattern prints a checksum of the words its warps read, so an all-zero read shows
+ * (the 2-D boxes land swizzled, so the patterns read different words and their checksums differ). Times are event
+ * pairs around one launch, so they include its start-up (a few us).
  *   cuda_tma_read [reps]     (on the GPU machine; build with the CUDA tree, sm_90a) */
 #include <cuda.h>
 #include <cudaTypedefs.h>
