@@ -136,7 +136,7 @@ if has kvsize; then
 fi
 if has memory; then
   # Issue 6's memory bar: 10,000 requests through ignis serve on the 8B-shape model (16 prompt + 16 output tokens,
-  # 64 concurrent): process RSS and GPU memory after a warm-up, after 5,000 and after 10,000 requests, and the
+  # 64 concurrent): process RSS and GPU memory after a warm-up and after every 5,000 requests, and the
   # largest KV-block use /metrics reported (sampled every 0.2 s) against the cache's total.
   [ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
   cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
@@ -151,8 +151,11 @@ if has memory; then
            --input-tokens 16 --output-tokens 16 --ignore-eos --no-progress > $OUT/mem_bench_$2.txt 2>&1; }
   snap() { note "memory $1: RSS $(ps -o rss= -p $MP | tr -d ' ') KiB, GPU $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"; }
   mb 200 warm; snap "after 200 warm-up requests"
-  mb 5000 a; snap "after 5,200 requests"; note "  $(grep -E 'Failed|Output throughput' $OUT/mem_bench_a.txt | tr -s ' ' | tr '\n' ' ')"
-  mb 5000 b; snap "after 10,200 requests"; note "  $(grep -E 'Failed|Output throughput' $OUT/mem_bench_b.txt | tr -s ' ' | tr '\n' ' ')"
+  # MEM_ROUNDS=N (default 2): rounds of 5,000 requests, a snapshot after each
+  for r in $(seq 1 ${MEM_ROUNDS:-2}); do
+    mb 5000 r$r; snap "after $((200 + 5000 * r)) requests"
+    note "  $(grep -E 'Failed|Output throughput' $OUT/mem_bench_r$r.txt | tr -s ' ' | tr '\n' ' ')"
+  done
   kill $KVP 2>/dev/null
   note "memory: KV blocks used at most $(awk '{for (i = 1; i < NF; i++) if ($i == "ignis_kv_blocks_used") print $(i + 1)}' $OUT/mem_kv.log | sort -n | tail -1) of $(awk '{for (i = 1; i < NF; i++) if ($i == "ignis_kv_blocks_total") print $(i + 1)}' $OUT/mem_kv.log | tail -1) ($(wc -l < $OUT/mem_kv.log) samples)"
   kill $MP; wait $MP
