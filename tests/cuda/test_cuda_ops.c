@@ -608,29 +608,33 @@ static void test_optional(void) {
   CHECK(cpu->argmax_rows == NULL || cpu->argmax_rows != gpu->argmax_rows);
 }
 
-/* rope_kv_write (rope then kv_write in one launch) is bitwise the two ops: layer 0 written by the pair, layer 1 by
- * the fused op, from the same cached context; q/k and the attention over each layer must be identical, and q
- * within tolerance of the CPU's rope. Decode rows and prompt chunks. */
-static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int ns) {
-  if (!gpu->rope_kv_write) return;
+/* Two cache layers holding the same random context (both backends), rope set up, and the step batch (the last q
+ * rows of each sequence) current: the stage on which a fused op writing layer 1 is compared with the ops it
+ * replaces writing layer 0. */
+typedef struct two_layers {
+  int32_t *bt;
+  hb full, step;
+  int n; /* rows of the step */
+} two_layers;
+static void two_layers_setup(two_layers *t, int nkv, int hd, int bs, const seqspec *ss, int ns) {
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
   int mb = (maxctx + bs - 1) / bs + 1, nblocks = ns * mb + 2, W = nkv * hd;
   ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
   CHECK(cpu->kv_init(cpu, &kc) == 0);
   CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
-  int32_t *bt = malloc((size_t)ns * mb * 4);
-  for (int i = 0; i < ns * mb; i++) bt[i] = nblocks - 1 - i;
+  t->bt = malloc((size_t)ns * mb * 4);
+  for (int i = 0; i < ns * mb; i++) t->bt[i] = nblocks - 1 - i;
   float inv[128];
   for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
   ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = 1.f};
   CHECK(cpu->set_rope(cpu, &r) == 0);
   CHECK(gpu->set_rope(gpu, &r) == 0);
-  hb full, step;
-  make_batch(&full, ss, ns, bt, mb, bs, 1, 100);
-  make_batch(&step, ss, ns, bt, mb, bs, 0, 100);
-  int nf = full.b.n_tokens, n = step.b.n_tokens;
-  set_batch_both(&full.b); /* the same context in both layers */
+  make_batch(&t->full, ss, ns, t->bt, mb, bs, 1, 100);
+  make_batch(&t->step, ss, ns, t->bt, mb, bs, 0, 100);
+  int nf = t->full.b.n_tokens;
+  t->n = t->step.b.n_tokens;
+  set_batch_both(&t->full.b); /* the same context in both layers */
   pair ck, cv;
   float *kv0 = rnd((int64_t)nf * W, 1.f), *vv0 = rnd((int64_t)nf * W, 1.f);
   act(&ck, nf, W, kv0), act(&cv, nf, W, vv0);
@@ -640,7 +644,21 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   }
   drop(&ck), drop(&cv);
   free(kv0), free(vv0);
-  set_batch_both(&step.b);
+  set_batch_both(&t->step.b);
+}
+static void two_layers_free(two_layers *t) {
+  free(t->bt);
+  hb_free(&t->full), hb_free(&t->step);
+}
+
+/* rope_kv_write (rope then kv_write in one launch) is bitwise the two ops: layer 0 written by the pair, layer 1 by
+ * the fused op, from the same cached context; q/k and the attention over each layer must be identical, and q
+ * within tolerance of the CPU's rope. Decode rows and prompt chunks. */
+static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int ns) {
+  if (!gpu->rope_kv_write) return;
+  two_layers tl;
+  two_layers_setup(&tl, nkv, hd, bs, ss, ns);
+  int n = tl.n, W = nkv * hd;
   float *qv = rnd((int64_t)n * nh * hd, 1.f), *kv = rnd((int64_t)n * W, 1.f), *vv = rnd((int64_t)n * W, 1.f);
   pair q1, k1, q2, k2, v, o1, o2;
   act(&q1, n, nh * hd, qv), act(&k1, n, W, kv), act(&q2, n, nh * hd, qv), act(&k2, n, W, kv), act(&v, n, W, vv);
@@ -657,8 +675,8 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   CHECK_MSG(gpu->attention(gpu, &o1.g, &q1.g, 0, &p) == 0 && gpu->attention(gpu, &o2.g, &q2.g, 1, &p) == 0, "%s", gpu->err);
   CHECK_MSG(same_gpu(&o1.g, &o2.g, n), "%s: attention over the fused op's cache differs", name);
   drop(&q1), drop(&k1), drop(&q2), drop(&k2), drop(&v), drop(&o1), drop(&o2);
-  free(qv), free(kv), free(vv), free(bt);
-  hb_free(&full), hb_free(&step);
+  free(qv), free(kv), free(vv);
+  two_layers_free(&tl);
 }
 
 /* qkv_rope_kv_write (the q|k|v product, rope and the cache write as one op; CUDA: one GEMM into a packed buffer and
@@ -667,31 +685,9 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
  * within tolerance of the CPU's products and rope. */
 static void qkv_rope_case(int nh, int nkv, int hd, int bs, int I, const seqspec *ss, int ns) {
   if (!gpu->qkv_rope_kv_write || !gpu->weight_alloc) return;
-  int maxctx = 0;
-  for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
-  int mb = (maxctx + bs - 1) / bs + 1, nblocks = ns * mb + 2, W = nkv * hd, Q = nh * hd;
-  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
-  CHECK(cpu->kv_init(cpu, &kc) == 0);
-  CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
-  int32_t *bt = malloc((size_t)ns * mb * 4);
-  for (int i = 0; i < ns * mb; i++) bt[i] = nblocks - 1 - i;
-  float inv[128];
-  for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
-  ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = 1.f};
-  CHECK(cpu->set_rope(cpu, &r) == 0);
-  CHECK(gpu->set_rope(gpu, &r) == 0);
-  hb full, step;
-  make_batch(&full, ss, ns, bt, mb, bs, 1, 100);
-  make_batch(&step, ss, ns, bt, mb, bs, 0, 100);
-  int nf = full.b.n_tokens, n = step.b.n_tokens;
-  set_batch_both(&full.b); /* the same context in both layers */
-  pair ck, cv;
-  float *kv0 = rnd((int64_t)nf * W, 1.f), *vv0 = rnd((int64_t)nf * W, 1.f);
-  act(&ck, nf, W, kv0), act(&cv, nf, W, vv0);
-  for (int layer = 0; layer < 2; layer++) CHECK_MSG(gpu->kv_write(gpu, layer, &ck.g, &cv.g) == 0, "%s", gpu->err);
-  drop(&ck), drop(&cv);
-  free(kv0), free(vv0);
-  set_batch_both(&step.b);
+  two_layers tl;
+  two_layers_setup(&tl, nkv, hd, bs, ss, ns);
+  int n = tl.n, W = nkv * hd, Q = nh * hd;
   /* the weights: each part for the CPU, the three as adjacent rows of one buffer for the GPU (as the model loads) */
   pair w[3];
   int O[3] = {Q, W, W};
@@ -725,8 +721,8 @@ static void qkv_rope_case(int nh, int nkv, int hd, int bs, int I, const seqspec 
   drop(&x), drop(&q1), drop(&k1), drop(&v1), drop(&q2), drop(&k2), drop(&v2), drop(&kc_), drop(&o1), drop(&o2);
   for (int i = 0; i < 3; i++) drop(&w[i]);
   gpu->free(gpu, &qkv);
-  free(xv), free(bt);
-  hb_free(&full), hb_free(&step);
+  free(xv);
+  two_layers_free(&tl);
 }
 
 /* The skinny tensor-core GEMM (cuda_gemm.cu, up to 128 rows per launch): against the CPU, and batch-invariant: rows

@@ -14,13 +14,6 @@ using namespace nvcuda;
 
 #define LOG2E 1.4426950408889634f
 
-template <typename T> __device__ __forceinline__ float tof(T v);
-template <> __device__ __forceinline__ float tof<float>(float v) { return v; }
-template <> __device__ __forceinline__ float tof<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T fromf(float v);
-template <> __device__ __forceinline__ float fromf<float>(float v) { return v; }
-template <> __device__ __forceinline__ __nv_bfloat16 fromf<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
-
 /* Key range [lo, hi) a query at position p sees. */
 __device__ __forceinline__ void key_range(int p, int window, int *lo, int *hi) {
   *lo = window > 0 ? max(0, p - window + 1) : 0;

@@ -358,19 +358,6 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
  * in the activation dtype, which the cache holds too). Replaces the split (a 2x copy of the product) and the
  * scalar rope (2-byte accesses). Needs hd % 16 == 0 and 16-byte aligned bases. */
 template <typename T>
-__device__ __forceinline__ float to_f(T v);
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <>
-__device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
-
-template <typename T>
 __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ pk, T *__restrict__ q, T *__restrict__ kc,
                                                           T *__restrict__ vc, const int *__restrict__ pos,
                                                           const int *__restrict__ slot, const float *__restrict__ inv_freq,
@@ -398,8 +385,8 @@ __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ 
 #pragma unroll
     for (int e = 0; e < 8; e++) {
       float y1, y2;
-      rope_rot(to_f(av[e]), to_f(bv[e]), p, inv_freq[j0 + e], attn_factor, &y1, &y2);
-      yav[e] = from_f<T>(y1), ybv[e] = from_f<T>(y2);
+      rope_rot(tof<T>(av[e]), tof<T>(bv[e]), p, inv_freq[j0 + e], attn_factor, &y1, &y2);
+      yav[e] = fromf<T>(y1), ybv[e] = fromf<T>(y2);
     }
     *(uint4 *)(dst + j0) = ya;
     *(uint4 *)(dst + j0 + half) = yb;
