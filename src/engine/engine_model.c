@@ -110,6 +110,17 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
                dev_free >> 20, reserve >> 20, (double)frac);
       return -ENOMEM;
     }
+    /* the activations of the widest usual step (a prompt chunk beside as many decode rows, up to a chunk's
+     * worth; one logits row per running sequence), out of that reserve now rather than mid-run */
+    int chunk = cfg->max_batch_prefill_tokens > 0 ? cfg->max_batch_prefill_tokens : 4096;
+    int seqs = cfg->max_concurrent_requests > 0 ? cfg->max_concurrent_requests : 128;
+    if (seqs > chunk) seqs = chunk;
+    char merr[200];
+    if (ig_model_reserve(model, chunk + seqs, seqs, merr, sizeof merr)) {
+      snprintf(err, errlen, "%s: lower --max-batch-prefill-tokens or --max-concurrent-requests, or raise "
+               "--cuda-memory-fraction", merr);
+      return -ENOMEM;
+    }
   }
   run.kv_bytes_per_block = run_kv_bytes;
   run.kv_init = run_kv_init;

@@ -705,6 +705,15 @@ static uint64_t pad_for_graph(ig_model *m, const ig_batch *b, ig_batch *pb) {
   return (uint64_t)np << 32 | (uint64_t)mb;
 }
 
+int ig_model_reserve(ig_model *m, int n_tokens, int n_out, char *err, size_t errlen) {
+  if (m->group || n_tokens <= 0) return 0;
+  if (ensure_acts(m, n_tokens, n_out < 0 ? 0 : n_out)) {
+    snprintf(err, errlen, "activations for steps of %d tokens: %s", n_tokens, ig_backend_error(m->be));
+    return -1;
+  }
+  return 0;
+}
+
 /* One step; logits != NULL: downloaded for the out_rows, else left in m->a.logits. */
 static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
   ig_backend *be = m->be;

@@ -57,6 +57,11 @@ ig_backend *ig_model_backend(const ig_model *m);
 size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size);
 int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_t errlen);
 
+/* Sizes the per-step activations for steps of up to n_tokens rows and n_out logits rows now, so that serving does
+ * not allocate them mid-run (device memory then stays flat from the start, and a device too small for the
+ * largest step fails here, at startup). Later wider steps still grow them. Sharded models: no-op. */
+int ig_model_reserve(ig_model *m, int n_tokens, int n_out, char *err, size_t errlen);
+
 /* Runs one step: writes the batch's K/V into the cache and returns f32 logits for the batch's out_rows:
  * logits[j * vocab_size + v] for j < b->n_out. */
 int ig_model_forward(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen);
