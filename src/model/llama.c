@@ -91,6 +91,14 @@ static void free_acts(ig_model *m) {
   m->a.cap = m->a.cap_out = 0;
 }
 
+/* free_acts after a failed allocation: the backend's message stays for the caller */
+static void free_acts_keep_err(ig_model *m) {
+  char keep[sizeof m->be->err];
+  memcpy(keep, m->be->err, sizeof keep);
+  free_acts(m);
+  memcpy(m->be->err, keep, sizeof keep);
+}
+
 void ig_model_free(ig_model *m) {
   if (!m) return;
   if (m->group) {
@@ -504,16 +512,19 @@ static int ensure_acts(ig_model *m, int n, int n_out) {
     free_acts(m);
     m->a.cap_out = cap_out;
     m->a.cap = cap;
+    /* a failed allocation frees what was made and leaves no capacity, so a later step allocates afresh instead
+     * of running on missing buffers (the caller reports the error; the model stays usable) */
     if (be->alloc(be, &m->a.x, dt, cap, H) || be->alloc(be, &m->a.h, dt, cap, H) ||
         be->alloc(be, &m->a.q, dt, cap, QW) || be->alloc(be, &m->a.k, dt, cap, KW) ||
         be->alloc(be, &m->a.v, dt, cap, KW) || be->alloc(be, &m->a.att, dt, cap, QW) ||
         be->alloc(be, &m->a.o, dt, cap, H) || be->alloc(be, &m->a.gate, dt, cap, I) ||
         be->alloc(be, &m->a.up, dt, cap, I) ||
-        (c->qk_norm && (be->alloc(be, &m->a.qn, dt, cap, QW) || be->alloc(be, &m->a.kn, dt, cap, KW))))
+        (c->qk_norm && (be->alloc(be, &m->a.qn, dt, cap, QW) || be->alloc(be, &m->a.kn, dt, cap, KW))) ||
+        (m->a.cap_out && (be->alloc(be, &m->a.xo, dt, m->a.cap_out, H) || be->alloc(be, &m->a.xon, dt, m->a.cap_out, H) ||
+                          be->alloc(be, &m->a.logits, IG_DT_F32, m->a.cap_out, V)))) {
+      free_acts_keep_err(m);
       return -1;
-    if (m->a.cap_out && (be->alloc(be, &m->a.xo, dt, m->a.cap_out, H) || be->alloc(be, &m->a.xon, dt, m->a.cap_out, H) ||
-                         be->alloc(be, &m->a.logits, IG_DT_F32, m->a.cap_out, V)))
-      return -1;
+    }
   }
   if (n_out > m->a.cap_out) {
     /* captured graphs write the logits (and read xo/xon) where these were: drop them first. Missing this made
@@ -524,8 +535,10 @@ static int ensure_acts(ig_model *m, int n, int n_out) {
     int cap = n_out > 2 * m->a.cap_out ? n_out : 2 * m->a.cap_out;
     m->a.cap_out = cap;
     if (be->alloc(be, &m->a.xo, dt, cap, H) || be->alloc(be, &m->a.xon, dt, cap, H) ||
-        be->alloc(be, &m->a.logits, IG_DT_F32, cap, V))
+        be->alloc(be, &m->a.logits, IG_DT_F32, cap, V)) {
+      free_acts_keep_err(m);
       return -1;
+    }
   }
   return 0;
 }

@@ -351,6 +351,47 @@ static void test_sample_async(void) {
   be->destroy(be);
 }
 
+/* ig_model_reserve sizes the activations ahead: results are bitwise those without it. An allocation failing while
+ * they grow (here by a backend whose alloc fails on request) is a clear error, and leaves a model that still runs
+ * and gives the same results (the buffers are allocated afresh at the next step, not used half-made). */
+static int (*real_alloc)(ig_backend *, ig_tensor *, ig_dtype, int64_t, int64_t);
+static int alloc_budget = -1; /* allocations left before one fails; -1: never fail */
+static int failing_alloc(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols) {
+  if (alloc_budget == 0) {
+    memset(t, 0, sizeof *t);
+    snprintf(be->err, sizeof be->err, "test: allocation refused");
+    return -1;
+  }
+  if (alloc_budget > 0) alloc_budget--;
+  return real_alloc(be, t, dt, rows, cols);
+}
+static void test_reserve(void) {
+  ig_backend *be0, *be1;
+  ig_model *m0 = load(&be0, NULL), *m1 = load(&be1, NULL);
+  CHECK(m0 && m1);
+  if (!m0 || !m1) return;
+  V = ig_model_get_info(m0)->vocab_size;
+  char err[256] = "";
+  run_out a, b, c;
+  CHECK(run(m0, sched_together, &a) == 0);
+  CHECK_MSG(ig_model_reserve(m1, 200, 16, err, sizeof err) == 0, "%s", err);
+  CHECK(run(m1, sched_together, &b) == 0);
+  compare(&a, &b, 1, "reserved activations vs grown ones");
+  real_alloc = be1->alloc;
+  be1->alloc = failing_alloc;
+  alloc_budget = 3; /* the fourth tensor of the next growth fails */
+  err[0] = 0;
+  CHECK(ig_model_reserve(m1, 1000, 64, err, sizeof err) == -1);
+  CHECK_MSG(strstr(err, "activations for steps of 1000 tokens") && strstr(err, "allocation refused"), "message: %s", err);
+  alloc_budget = -1;
+  CHECK(run(m1, sched_together, &c) == 0);
+  compare(&a, &c, 1, "after a failed growth");
+  be1->alloc = real_alloc;
+  free_run(&a), free_run(&b), free_run(&c);
+  ig_model_free(m0), ig_model_free(m1);
+  be0->destroy(be0), be1->destroy(be1);
+}
+
 int main(void) {
   json_error_t je;
   json_t *exp = json_load_file(IG_SHARED_DIR "/models/stories260K/expected.json", 0, &je);
@@ -389,5 +430,6 @@ int main(void) {
   test_graph_padding();
   test_graph_lifetime();
   test_sample_async();
+  test_reserve();
   TEST_DONE();
 }
