@@ -948,8 +948,8 @@ int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, 
   if (q->cols != (int64_t)p->n_heads * p->head_dim || out->cols != q->cols) FAIL(be, "cuda attention: q/out width mismatch");
   if (q->dtype != be->act_dtype || out->dtype != be->act_dtype) FAIL(be, "cuda attention: q/out must be %s", ig_dtype_name(be->act_dtype));
   size_t es = ig_dtype_size(be->act_dtype);
-  const char *kc = (const char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
-  const char *vc = kc + c->kv_layer_elems * es;
+  char *kc, *vc;
+  cu_kv_layer(c, layer, es, &kc, &vc);
   if (c->b.n_tiles > 0) {
     /* set_batch makes tiles only for head_dim 64/128 in bf16; anything else here would run the wrong kernel */
     if ((p->head_dim != 64 && p->head_dim != 128) || be->act_dtype != IG_DT_BF16)

@@ -188,6 +188,12 @@ static inline cudaError_t cu_launch_k(cu_impl *c, void (*k)(KArgs...), dim3 g, d
 }
 #define CU_LAUNCH(be, k, g, b, smem, ...) CUDA_CHECK(be, cu_launch_k(CU(be), k, dim3(g), dim3(b), (size_t)(smem), __VA_ARGS__))
 
+/* Layer `layer`'s K and V cache bases in the activation dtype (each [n_blocks][n_kv_heads][block_size][head_dim]). */
+static inline void cu_kv_layer(const cu_impl *c, int layer, size_t es, char **k, char **v) {
+  *k = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
+  *v = *k + c->kv_layer_elems * es;
+}
+
 /* Grows a scratch buffer (not while capturing a graph). */
 int cu_scratch(ig_backend *be, void **buf, size_t *cap, size_t need);
 

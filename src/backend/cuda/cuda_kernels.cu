@@ -149,9 +149,6 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
 }
 
 /* ---- rotary embedding -------------------------------------------------------------------------------- */
-/* In place on q [n, nh*hd] and k [n, nkv*hd]: for token i at position p and pair j < rot/2 of each head,
- * angle = p * inv_freq[j] (f32, as transformers computes it), (x_j, x_{j+rot/2}) rotated by it, cos and sin
- * scaled by attn_factor. One block per token; threads over (head, pair) of q then k. */
 /* One pair's rotation, the roundings pinned: y1 = x1 co - x2 s with x1 co fused, y2 = x2 co + x1 s with x1 s fused,
  * which is what nvcc made of the plain expressions (checked bitwise on the H100), so every rope kernel gives these
  * bits however it loads and stores. */
@@ -171,6 +168,9 @@ __device__ __forceinline__ void rope_pair(void *base, int dt, long long off, int
   stf(base, dt, off + j + half, y2);
 }
 
+/* In place on q [n, nh*hd] and k [n, nkv*hd]: for token i at position p and pair j < rot/2 of each head,
+ * angle = p * inv_freq[j] (f32, as transformers computes it), (x_j, x_{j+rot/2}) rotated by it, cos and sin
+ * scaled by attn_factor. One block per token; threads over (head, pair) of q then k. */
 __global__ void rope_kernel(void *q, int qdt, void *k, int kdt, const int *pos, const float *inv_freq, int nh, int nkv,
                             int hd, int rot, float attn_factor) {
   PDL_ENTRY();
@@ -280,8 +280,8 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
   int n = c->b.n_tokens;
   if (n == 0) return 0;
   size_t es = ig_dtype_size(be->act_dtype);
-  char *kc = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
-  char *vc = kc + c->kv_layer_elems * es;
+  char *kc, *vc;
+  cu_kv_layer(c, layer, es, &kc, &vc);
   CU_LAUNCH(be, (kv_write_kernel), n, W >= 256 ? 256 : 128, 0, kc, vc, be->act_dtype, k->data, k->dtype, v->data, v->dtype, c->b.slot,
                                                          c->kv.n_kv_heads, c->kv.head_dim, c->kv.block_size);
   LAUNCH_CHECK(be);
@@ -340,8 +340,8 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
     FAIL(be, "cuda rope_kv_write: q/k/v widths do not match heads * head_dim %d", hd);
   if (n == 0) return 0;
   size_t es = ig_dtype_size(be->act_dtype);
-  char *kc = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
-  char *vc = kc + c->kv_layer_elems * es;
+  char *kc, *vc;
+  cu_kv_layer(c, layer, es, &kc, &vc);
   int work = (n_heads + n_kv_heads) * (hd / 2);
   if (W > work) work = W;
   int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
@@ -413,19 +413,18 @@ int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *
   if (!pk) return cu_rope_kv_write(be, q, k, v, n_heads, n_kv_heads, layer);
   if (n == 0) return 0;
   size_t es = ig_dtype_size(be->act_dtype);
-  char *kcp = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
-  char *vcp = kcp + c->kv_layer_elems * es;
+  char *kcp, *vcp;
+  cu_kv_layer(c, layer, es, &kcp, &vcp);
   if (((uintptr_t)pk | (uintptr_t)kcp | (uintptr_t)vcp) % 16) FAIL(be, "cuda qkv_rope_kv_write: unaligned buffers");
   int per_tok = (n_heads + n_kv_heads) * (hd / 16) + W / 8;
   long long total = (long long)n * per_tok;
   unsigned blocks = (unsigned)((total + 255) / 256);
   if (dt == IG_DT_BF16)
     CU_LAUNCH(be, (qkv_rope_kv_kernel<__nv_bfloat16>), blocks, 256, 0, (const __nv_bfloat16 *)pk, (__nv_bfloat16 *)q->data,
-              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, (const int *)c->b.pos, (const int *)c->b.slot,
-              (const float *)c->inv_freq, n_heads, n_kv_heads, hd, c->attn_factor, c->kv.block_size, per_tok, total);
+              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads, hd, c->attn_factor, c->kv.block_size, per_tok, total);
   else
     CU_LAUNCH(be, (qkv_rope_kv_kernel<__half>), blocks, 256, 0, (const __half *)pk, (__half *)q->data, (__half *)kcp,
-              (__half *)vcp, (const int *)c->b.pos, (const int *)c->b.slot, (const float *)c->inv_freq, n_heads, n_kv_heads,
+              (__half *)vcp, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads,
               hd, c->attn_factor, c->kv.block_size, per_tok, total);
   LAUNCH_CHECK(be);
   return 0;
