@@ -560,6 +560,13 @@ static const char *mm_label(char *buf, size_t n, const char *op, const ig_tensor
   else snprintf(buf, n, "%s %lldx%lld m>512", op, (long long)w->rows, (long long)w->cols);
   return buf;
 }
+/* the same for products over several weights (q|k|v): their rows together */
+static const char *mm_label_n(char *buf, size_t n, const char *op, const ig_tensor *x, const ig_tensor *const *ws, int k) {
+  if (k < 1) return op; /* the op itself rejects it */
+  ig_tensor w = *ws[0];
+  for (int i = 1; i < k; i++) w.rows += ws[i]->rows;
+  return mm_label(buf, n, op, x, &w);
+}
 static const char *step_label(char *buf, size_t n, ig_backend *be, const char *op) {
   snprintf(buf, n, "%s %s", op, CU(be)->b.n_tokens == CU(be)->b.n_seqs ? "(decode step)" : "(prefill step)");
   return buf;
@@ -592,10 +599,10 @@ OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y
 OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int nh, int nkv, int layer),
     cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
 OPW_L(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
-                    const ig_tensor *const *bs), mm_label(lb_, sizeof lb_, "matmul_n", x, ws[0]), cu_matmul_n(be, n, outs, x, ws, bs))
+                    const ig_tensor *const *bs), mm_label_n(lb_, sizeof lb_, "matmul_n", x, ws, n), cu_matmul_n(be, n, outs, x, ws, bs))
 OPW_L(op_qkv_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
                             const ig_tensor *const *ws, int nh, int nkv, int layer),
-    mm_label(lb_, sizeof lb_, "qkv_rope_kv_write", x, ws[0]), cu_qkv_rope_kv_write(be, q, k, v, x, ws, nh, nkv, layer))
+    mm_label_n(lb_, sizeof lb_, "qkv_rope_kv_write", x, ws, 3), cu_qkv_rope_kv_write(be, q, k, v, x, ws, nh, nkv, layer))
 OPW_L(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                        const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
     mm_label(lb_, sizeof lb_, "matmul_swiglu", x, wg), cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
@@ -638,6 +645,21 @@ static void cuda_destroy(ig_backend *be) {
     free(c);
   }
   free(be);
+}
+
+/* An integer knob from the environment: 1 and *out set when it is a number in [lo, hi]; a value that is not is
+ * logged and ignored (0: the caller keeps its default), never read as 0 the way atoi would. */
+static int env_int(const char *name, long lo, long hi, int *out) {
+  const char *v = getenv(name);
+  if (!v) return 0;
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (end == v || *end || x < lo || x > hi) {
+    ig_log(IG_LOG_WARN, "%s=%s is not a number in [%ld, %ld]; using the default", name, v, lo, hi);
+    return 0;
+  }
+  *out = (int)x;
+  return 1;
 }
 
 extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char *err, size_t errlen) {
@@ -683,14 +705,9 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->decode_simt = dk && !strcmp(dk, "simt");
   const char *cbl = getenv("IGNIS_CUDA_COMBINE");
   c->combine_loop = cbl && !strcmp(cbl, "loop");
-  const char *dfu = getenv("IGNIS_CUDA_DECODE_FUSED");
-  c->decode_fused = -1; /* twice the SM count, set once the device is known */
-  if (dfu) {
-    char *end;
-    long v = strtol(dfu, &end, 10);
-    if (end != dfu && !*end && v >= 0 && v <= INT32_MAX) c->decode_fused = (int)v;
-    else ig_log(IG_LOG_WARN, "IGNIS_CUDA_DECODE_FUSED=%s is not a count of (row, kv head) pairs; using the default", dfu);
-  }
+  c->decode_fused = -1; /* (row, kv head) pairs from which the fused kernel runs; default twice the SM count, set
+                         * once the device is known */
+  env_int("IGNIS_CUDA_DECODE_FUSED", 0, INT32_MAX, &c->decode_fused);
   const char *qr = getenv("IGNIS_CUDA_QKV_ROPE"); /* "0": q|k|v split into three tensors, then the rope + KV write op */
   c->qkv_rope = !(qr && qr[0] == '0');
   const char *pd = getenv("IGNIS_CUDA_PDL");
@@ -726,15 +743,15 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->bi_auto_min = bam && atoi(bam) > 0 ? atoi(bam) : 17;
   /* IGNIS_CUDA_BI_SGEMM=N: rows up to N (<= 128) through the skinny GEMM without K splits, which sums each output
    * in cuBLASLt's order (see cuda_gemm.cu), so those rows are bitwise what cuBLASLt gives at any m */
-  const char *bsg = getenv("IGNIS_CUDA_BI_SGEMM");
-  int bi_sg = bsg ? atoi(bsg) : IG_CUDA_BI_SGEMM_DEFAULT;
-  if (c->bi_lt) c->use_gemv = fastest && c->use_gemv, c->sgemm_max = bi_sg < 0 ? 0 : bi_sg > 128 ? 128 : bi_sg;
+  int bi_sg = IG_CUDA_BI_SGEMM_DEFAULT, bi_sw = 0;
+  int bsg = env_int("IGNIS_CUDA_BI_SGEMM", 0, 128, &bi_sg);
+  if (c->bi_lt) c->use_gemv = fastest && c->use_gemv, c->sgemm_max = bi_sg;
   if (heur) c->sgemm_max = 0;
-  const char *bsw = getenv("IGNIS_CUDA_BI_SGEMM_SWIGLU"); /* rows up to which gate/up/SwiGLU takes the skinny GEMM */
-  /* measured on the H100 (8B shape): the SwiGLU product gains from the skinny GEMM up to 64 rows (m = 48: 89.5 against
-   * cuBLASLt's 94.6 us; decode B = 40 / 64 -1%), the others only up to 32 */
-  c->sgemm_max_swiglu = c->sgemm_max > 0 && c->sgemm_max < 64 && c->bi_lt && !heur ? 64 : c->sgemm_max;
-  if (bsw && c->bi_lt && !heur) c->sgemm_max_swiglu = atoi(bsw) < 0 ? 0 : atoi(bsw) > 128 ? 128 : atoi(bsw);
+  /* rows up to which gate/up/SwiGLU takes the skinny GEMM: measured on the H100 (8B shape), that product gains from it
+   * up to 64 rows (m = 48: 89.5 against cuBLASLt's 94.6 us; decode B = 40 / 64 -1%), the others only up to 32; a limit
+   * set with IGNIS_CUDA_BI_SGEMM applies to it too, unless IGNIS_CUDA_BI_SGEMM_SWIGLU sets its own */
+  c->sgemm_max_swiglu = !bsg && c->sgemm_max > 0 && c->sgemm_max < 64 && c->bi_lt && !heur ? 64 : c->sgemm_max;
+  if (env_int("IGNIS_CUDA_BI_SGEMM_SWIGLU", 0, 128, &bi_sw) && c->bi_lt && !heur) c->sgemm_max_swiglu = bi_sw;
   const char *bst = getenv("IGNIS_CUDA_BI_SGEMM_TILES");
   c->bi_sg_tiles = bst ? atoi(bst) : -1; /* -1: the SM count, set once the device is known */
 #define CK(call)                                                                                               \
