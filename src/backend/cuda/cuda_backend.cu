@@ -714,8 +714,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->pdl = !(pd && pd[0] == '0');
   const char *av = getenv("IGNIS_CUDA_ATTN");
   c->attn_variant = av && !strcmp(av, "wmma") ? 1 : 0;
-  const char *sw = getenv("IGNIS_CUDA_SGEMM_WAVES"); /* the "sgemm" mode's K splits */
-  c->sgemm_waves = sw && atoi(sw) > 0 ? atoi(sw) : 1;
+  c->sgemm_waves = 1; /* the "sgemm" mode's K splits: blocks per SM */
+  env_int("IGNIS_CUDA_SGEMM_WAVES", 1, 64, &c->sgemm_waves);
   const char *sbk = getenv("IGNIS_CUDA_SGEMM_BULK");
   c->sg_bulk = !(sbk && sbk[0] == '0'); /* on Hopper */
   const char *sdp = getenv("IGNIS_CUDA_SGEMM_DEEP");
@@ -738,9 +738,10 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   int heur = bi && !strcmp(bi, "heur"); /* measurement only: cuBLASLt's own heuristic (split-K allowed), no skinny GEMM */
   c->bi_lt = !c->batch_invariant && !heur;
   const char *brm = getenv("IGNIS_CUDA_BI_REF_M");
-  c->bi_ref_m = brm && atoi(brm) > 0 ? atoi(brm) : 0; /* default (or "auto"): the choice per m */
-  const char *bam = getenv("IGNIS_CUDA_BI_AUTO_MIN");
-  c->bi_auto_min = bam && atoi(bam) > 0 ? atoi(bam) : 17;
+  c->bi_ref_m = 0; /* default (or "auto"): the choice per m */
+  if (!(brm && !strcmp(brm, "auto"))) env_int("IGNIS_CUDA_BI_REF_M", 1, 1 << 20, &c->bi_ref_m);
+  c->bi_auto_min = 17;
+  env_int("IGNIS_CUDA_BI_AUTO_MIN", 1, 1 << 20, &c->bi_auto_min);
   /* IGNIS_CUDA_BI_SGEMM=N: rows up to N (<= 128) through the skinny GEMM without K splits, which sums each output
    * in cuBLASLt's order (see cuda_gemm.cu), so those rows are bitwise what cuBLASLt gives at any m */
   int bi_sg = IG_CUDA_BI_SGEMM_DEFAULT, bi_sw = 0;
@@ -752,8 +753,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
    * set with IGNIS_CUDA_BI_SGEMM applies to it too, unless IGNIS_CUDA_BI_SGEMM_SWIGLU sets its own */
   c->sgemm_max_swiglu = !bsg && c->sgemm_max > 0 && c->sgemm_max < 64 && c->bi_lt && !heur ? 64 : c->sgemm_max;
   if (env_int("IGNIS_CUDA_BI_SGEMM_SWIGLU", 0, 128, &bi_sw) && c->bi_lt && !heur) c->sgemm_max_swiglu = bi_sw;
-  const char *bst = getenv("IGNIS_CUDA_BI_SGEMM_TILES");
-  c->bi_sg_tiles = bst ? atoi(bst) : -1; /* -1: the SM count, set once the device is known */
+  c->bi_sg_tiles = -1; /* two thirds of the SM count, set once the device is known */
+  env_int("IGNIS_CUDA_BI_SGEMM_TILES", 0, INT32_MAX, &c->bi_sg_tiles);
 #define CK(call)                                                                                               \
   do {                                                                                                         \
     cudaError_t e_ = (call);                                                                                   \
