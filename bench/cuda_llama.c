@@ -249,7 +249,7 @@ static int gemm_bench(int argc, char **argv) {
   const char *vars = getenv("IG_GEMM_VARIANTS");
   if (!vars) vars = "cublas:IGNIS_CUDA_BI_SGEMM=0;default:;fastest:IGNIS_CUDA_BATCH_INVARIANT=0";
   int ms[16], nm = 0;
-  const int64_t H = 4096, F = 14336, V = 128256, MM = 256;
+  const int64_t H = 4096, F = 14336, V = 128256, MM = 512;
   for (const char *q = argc >= 3 ? argv[2] : "16,32,64,96,128"; *q && nm < 16;) {
     char *end;
     long m = strtol(q, &end, 10);

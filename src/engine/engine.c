@@ -1068,6 +1068,31 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
       return rc;
     }
   }
+  /* warm-up (IGNIS_WARMUP=0: none): its failure is a startup error, like the memory it may have run out of */
+  const char *wu = getenv("IGNIS_WARMUP");
+  if (run->kv_init && run->warmup && !(wu && wu[0] == '0')) {
+    int64_t t0 = ig_engine_now_ns();
+    char werr[256] = "";
+    /* decode graphs for contexts of up to 4,096 tokens: wider tables (longer contexts) are captured when first met,
+     * as their per-step scratch grows with the table width times the rows, which the warm-up would take for the
+     * largest graph at once */
+    int wctx = e->cfg.max_total_tokens < 4096 ? e->cfg.max_total_tokens : 4096;
+    int wchunk = e->cfg.max_batch_prefill_tokens < e->cfg.max_total_tokens ? e->cfg.max_batch_prefill_tokens
+                                                                            : e->cfg.max_total_tokens;
+    int n = run->warmup(run->ctx, e->cfg.max_concurrent_requests, wctx, wchunk, werr, sizeof werr);
+    if (n < 0) {
+      snprintf(err, errlen, "warm-up: %s: lower --max-batch-prefill-tokens, --max-total-tokens or "
+               "--max-concurrent-requests, or raise --cuda-memory-fraction", werr);
+      ig_sampler_free(&e->sampler);
+      ig_kvb_free(&e->kvb);
+      free(e);
+      return -ENOMEM;
+    }
+    if (n > 0)
+      ig_log(IG_LOG_INFO, "engine: warm-up: %d steps (a prompt chunk of %d tokens; decode graphs for up to %d "
+             "sequences and contexts of up to %d tokens) in %.2f s", n, wchunk, e->cfg.max_concurrent_requests, wctx,
+             (double)(ig_engine_now_ns() - t0) * 1e-9);
+  }
   /* Host sampling workers: explicit count, or by default for large vocabularies (where one sequence's
    * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
   const char *pe = getenv("IGNIS_PROFILE_STEPS");

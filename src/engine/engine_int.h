@@ -19,6 +19,9 @@ typedef struct ig_engine_runner {
   int sampler_threads;     /* host sampling workers: 0 auto (large vocabularies only), < 0 none, > 0 that many */
   size_t (*kv_bytes_per_block)(void *ctx, int block_size);
   int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);
+  /* optional, after kv_init: run the steps whose first occurrence is slow (ig_model_warmup) before serving; returns
+   * the steps run or < 0 with err set */
+  int (*warmup)(void *ctx, int max_rows, int max_total_tokens, int prefill_chunk, char *err, size_t errlen);
   /* logits[j * vocab_size + v] for the batch's out_rows */
   int (*forward)(void *ctx, const ig_batch *b, float *logits, char *err, size_t errlen);
   /* Optional (a backend that samples on the device): the step with rows[i] sampled there into out[i] and only

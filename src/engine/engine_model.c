@@ -14,6 +14,9 @@ static size_t run_kv_bytes(void *ctx, int block_size) { return ig_model_kv_bytes
 static int run_kv_init(void *ctx, int n_blocks, int block_size, char *err, size_t errlen) {
   return ig_model_kv_init(ctx, n_blocks, block_size, err, errlen);
 }
+static int run_warmup(void *ctx, int max_rows, int max_total_tokens, int chunk, char *err, size_t errlen) {
+  return ig_model_warmup(ctx, max_rows, max_total_tokens, chunk, 0, err, errlen);
+}
 static int run_forward(void *ctx, const ig_batch *b, float *logits, char *err, size_t errlen) {
   return ig_model_forward(ctx, b, logits, err, errlen);
 }
@@ -124,6 +127,7 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   }
   run.kv_bytes_per_block = run_kv_bytes;
   run.kv_init = run_kv_init;
+  run.warmup = run_warmup;
   run.forward = run_forward;
   /* a backend that samples on the device does it for every step (IGNIS_HOST_SAMPLING=1: on the host, to compare) */
   const char *hs = getenv("IGNIS_HOST_SAMPLING");

@@ -718,6 +718,69 @@ static uint64_t pad_for_graph(ig_model *m, const ig_batch *b, ig_batch *pb) {
   return (uint64_t)np << 32 | (uint64_t)mb;
 }
 
+int ig_model_warmup(ig_model *m, int max_rows, int max_ctx, int chunk, int force, char *err, size_t errlen) {
+  if (m->group || m->pad_block < 0 || !m->kv_ready || m->n_graph_sizes == 0) return 0;
+  if (!force && !m->be->graph_begin) return 0;
+  const int bs = m->kv_block_size;
+  if (max_ctx < 1) max_ctx = 1;
+  if (chunk > max_ctx) chunk = max_ctx;
+  int maxw = 1, widest = (max_ctx + bs - 1) / bs;
+  while (maxw < widest && maxw < (1 << 20)) maxw *= 2;
+  int rows = chunk > m->graph_sizes[m->n_graph_sizes - 1] ? chunk : m->graph_sizes[m->n_graph_sizes - 1];
+  /* one allocation for every batch: tokens, pos, slot, seq_start, ctx_len, out_rows, table; sampling rows */
+  size_t tab = (size_t)m->graph_sizes[m->n_graph_sizes - 1] * (size_t)maxw;
+  size_t ctab = ((size_t)chunk + bs - 1) / bs;
+  if (tab < ctab) tab = ctab;
+  int32_t *buf = malloc(sizeof(int32_t) * ((size_t)rows * 6 + 1 + tab));
+  ig_sample_row *sr = calloc((size_t)rows, sizeof *sr);
+  ig_sample_out *so = calloc((size_t)rows, sizeof *so);
+  int steps = 0, rc = 0;
+  if (!buf || !sr || !so) {
+    snprintf(err, errlen, "warm-up: out of memory");
+    rc = -1;
+  }
+  int32_t *tok = buf, *pos = tok + rows, *slot = pos + rows, *ss = slot + rows, *ctx = ss + rows + 1, *out = ctx + rows,
+          *tb = out + rows;
+  for (size_t i = 0; rc == 0 && i < tab; i++) tb[i] = m->pad_block;
+  for (int i = 0; rc == 0 && i < rows; i++) {
+    tok[i] = 0, ss[i] = i, ctx[i] = 1, out[i] = i;
+    sr[i] = (ig_sample_row){.row = i, .temperature = 1, .top_p = 1, .typical_p = 1, .repetition_penalty = 1};
+  }
+  float *lg = NULL;
+  int sample = ig_model_can_sample(m);
+  if (rc == 0 && !sample && !(lg = malloc(sizeof(float) * (size_t)m->info.vocab_size * (size_t)rows))) {
+    snprintf(err, errlen, "warm-up: out of memory");
+    rc = -1;
+  }
+  /* a prompt chunk: one sequence of `chunk` tokens, its last row's logits */
+  if (rc == 0 && chunk > 0) {
+    for (int p = 0; p < chunk; p++) pos[p] = p, slot[p] = m->pad_block * bs + p % bs;
+    int32_t s2[2] = {0, chunk}, c1 = chunk, o1 = chunk - 1;
+    ig_batch b = {chunk, tok, pos, slot, 1, s2, &c1, (int)ctab, tb, 1, &o1};
+    rc = sample ? ig_model_forward_sample(m, &b, sr, 1, so, NULL, 0, NULL, err, errlen) : ig_model_forward(m, &b, lg, err, errlen);
+    steps++;
+  }
+  /* decode steps: every graph size and table width, twice (the first runs eagerly, the second is captured) */
+  for (int i = 0; i < rows; i++) pos[i] = 0, slot[i] = m->pad_block * bs;
+  ss[0] = 0;
+  for (int gi = 0; rc == 0 && gi < m->n_graph_sizes; gi++) {
+    int n = m->graph_sizes[gi];
+    if (gi > 0 && m->graph_sizes[gi - 1] >= max_rows) break; /* the smallest size that holds max_rows is the last */
+    for (int i = 0; i <= n; i++) ss[i] = i;
+    for (int w = 1; rc == 0 && w <= maxw; w *= 2)
+      for (int rep = 0; rc == 0 && rep < 2; rep++) {
+        ig_batch b = {n, tok, pos, slot, n, ss, ctx, w, tb, n, out};
+        rc = sample ? ig_model_forward_sample(m, &b, sr, n, so, NULL, 0, NULL, err, errlen) : ig_model_forward(m, &b, lg, err, errlen);
+        steps++;
+      }
+  }
+  free(lg);
+  free(buf);
+  free(sr);
+  free(so);
+  return rc ? -1 : steps;
+}
+
 int ig_model_reserve(ig_model *m, int n_tokens, int n_out, char *err, size_t errlen) {
   if (m->group || n_tokens <= 0) return 0;
   if (ensure_acts(m, n_tokens, n_out < 0 ? 0 : n_out)) {

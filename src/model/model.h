@@ -93,4 +93,13 @@ void ig_model_set_graphs(ig_model *m, const int *sizes, int n);
 /* Steps that ran padded to a graph bucket so far (replayed, captured or, without graph ops, padded alone). */
 long long ig_model_graph_steps(const ig_model *m);
 
+/* Warm-up, as TGI does before it reports ready: runs the steps whose first occurrence costs more than the later ones
+ * (the backend's plans for their row counts, checks of its kernels, decode-graph captures) on dummy rows that read
+ * and write only the padding block, so the first requests do not pay for them. Needs the KV cache (kv_init) with
+ * decode graphs on. Runs: one prompt chunk of `chunk` tokens (at most max_ctx), then for each graph size up to
+ * max_rows and each block-table width up to the one of max_ctx tokens (powers of two) the two steps that capture
+ * its graph. Results of later steps are unchanged (the padding block is never a real sequence's). Returns the number
+ * of steps run (0 without graphs, or when the backend has no graph ops unless `force`), or -1 with err set. */
+int ig_model_warmup(ig_model *m, int max_rows, int max_ctx, int chunk, int force, char *err, size_t errlen);
+
 #endif

@@ -392,6 +392,36 @@ static void test_reserve(void) {
   be0->destroy(be0), be1->destroy(be1);
 }
 
+/* Warm-up (ig_model_warmup): on the CPU (no graph ops) it runs only when forced; it runs the prompt chunk and, per
+ * graph size up to the smallest that holds max_rows, two steps per table width (powers of two up to max_ctx's), and
+ * the real rows that follow are bitwise those of a model that never warmed up (it writes only the padding block). */
+static void test_warmup(void) {
+  char err[512] = "";
+  setenv("IGNIS_CPU_GEMM_MIN_ROWS", "1000000", 1);
+  ig_backend *be = ig_backend_cpu_create(2, err, sizeof err), *be0;
+  ig_model *m = NULL, *m0 = load(&be0, "1000000");
+  CHECK(be && ig_model_load(IG_SHARED_DIR "/models/stories260K", be, &m, err, sizeof err) == 0);
+  if (!m || !m0) return;
+  V = ig_model_get_info(m)->vocab_size;
+  CHECK_EQ_INT(ig_model_warmup(m, 3, 64, 20, 1, err, sizeof err), 0); /* no graphs yet */
+  int sizes[] = {4, 1, 2, 8};
+  ig_model_set_graphs(m, sizes, 4);
+  CHECK(ig_model_kv_init(m, MU_CACHE_BLOCKS, MU_BLOCK, err, sizeof err) == 0);
+  CHECK_EQ_INT(ig_model_warmup(m, 3, 64, 20, 0, err, sizeof err), 0); /* no graph ops here: nothing unless forced */
+  /* 64 tokens of 4-token blocks: widths 1, 2, 4, 8, 16; sizes 1, 2, 4 (4 holds 3 rows; 8 is left out) */
+  int n = ig_model_warmup(m, 3, 64, 20, 1, err, sizeof err);
+  CHECK_MSG(n == 1 + 3 * 5 * 2, "warm-up steps: %d (%s)", n, err);
+  n = ig_model_warmup(m, 1, 10, 40, 1, err, sizeof err); /* the chunk is cut to max_ctx; widths 1, 2, 4; size 1 */
+  CHECK_MSG(n == 1 + 1 * 3 * 2, "warm-up steps: %d (%s)", n, err);
+  run_out a, b;
+  CHECK(run(m0, sched_together, &a) == 0);
+  CHECK(run(m, sched_together, &b) == 0);
+  compare(&a, &b, 1, "after a warm-up");
+  free_run(&a), free_run(&b);
+  ig_model_free(m), be->destroy(be);
+  ig_model_free(m0), be0->destroy(be0);
+}
+
 int main(void) {
   json_error_t je;
   json_t *exp = json_load_file(IG_SHARED_DIR "/models/stories260K/expected.json", 0, &je);
@@ -431,5 +461,6 @@ int main(void) {
   test_graph_lifetime();
   test_sample_async();
   test_reserve();
+  test_warmup();
   TEST_DONE();
 }
