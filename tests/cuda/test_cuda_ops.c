@@ -532,7 +532,7 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   char name[128];
   snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d", label, nh, nkv, hd, bs, window, n);
   compare(name, &out, n);
-  if ((cur_mode == 0 || cur_mode == 4) && attn_n < ATTN_SAVED) {
+  if ((cur_mode == 0 || cur_mode >= 4) && attn_n < ATTN_SAVED) {
     float *o = malloc((size_t)n * nh * hd * 4);
     CHECK(gpu->download_f32(gpu, &out.g, o) == 0);
     if (cur_mode == 0) {
@@ -913,7 +913,7 @@ static void test_attention(void) {
   attn_case(16, 2, 128, 16, 100, short_dec, 9, "short-decode");
   attn_case(32, 8, 128, 16, 0, short_mix, 7, "short-mix");
   attn_case(8, 4, 64, 5, 0, short_mix, 7, "short-mix");
-  if (cur_mode == 4) return;
+  if (cur_mode >= 4) return;
   attn_case(8, 2, 64, 16, 0, mix, 7, "mix");
   attn_case(32, 8, 128, 16, 0, mix, 7, "mix");
   attn_case(8, 8, 128, 5, 0, mix, 7, "mix");
@@ -954,16 +954,19 @@ int main(void) {
    * prefill kernel, the unstaged decode kernel and plain launches (attention only); f32 with PDL; bf16 with the
    * fastest product per row count (IGNIS_CUDA_BATCH_INVARIANT=0: GEMV, skinny GEMM, cuBLASLt's heuristic; products
    * only); bf16 with the fused decode attention kernel for every batch (IGNIS_CUDA_DECODE_FUSED=1; attention only,
-   * bitwise against the first mode's outputs) */
-  int modes[5] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16, IG_DT_BF16};
+   * bitwise against the first mode's outputs); bf16 with the split kernel for every batch and its partials capped at
+   * 1 MB (IGNIS_CUDA_DECODE_FUSED=0, IGNIS_CUDA_ATTN_SCRATCH_MB=1: the rows go in groups; attention only, bitwise) */
+  int modes[6] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16, IG_DT_BF16, IG_DT_BF16};
   /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change) */
   const char *only = getenv("IG_OPS_ONLY");
   int gemm_only = only && !strcmp(only, "gemm"), attn_only = only && !strcmp(only, "attn");
-  for (int mi = 0; mi < 5; mi++) {
-    if ((gemm_only && (mi == 1 || mi == 2 || mi == 4)) || (attn_only && mi > 0 && mi < 4)) continue;
+  for (int mi = 0; mi < 6; mi++) {
+    if ((gemm_only && (mi == 1 || mi == 2 || mi >= 4)) || (attn_only && mi > 0 && mi < 4)) continue;
     cur_mode = mi;
-    if (mi == 4) setenv("IGNIS_CUDA_DECODE_FUSED", "1", 1);
+    if (mi >= 4) setenv("IGNIS_CUDA_DECODE_FUSED", mi == 4 ? "1" : "0", 1);
     else unsetenv("IGNIS_CUDA_DECODE_FUSED");
+    if (mi == 5) setenv("IGNIS_CUDA_ATTN_SCRATCH_MB", "1", 1);
+    else unsetenv("IGNIS_CUDA_ATTN_SCRATCH_MB");
     if (mi == 1) setenv("IGNIS_CUDA_ATTN", "wmma", 1), setenv("IGNIS_CUDA_DECODE_STAGED", "0", 1), setenv("IGNIS_CUDA_PDL", "0", 1);
     else unsetenv("IGNIS_CUDA_ATTN"), unsetenv("IGNIS_CUDA_DECODE_STAGED"), unsetenv("IGNIS_CUDA_PDL");
     if (mi == 3) setenv("IGNIS_CUDA_BATCH_INVARIANT", "0", 1);
@@ -984,9 +987,10 @@ int main(void) {
            mi == 1   ? ", WMMA prefill, unstaged decode"
            : mi == 3 ? ", fastest product per row count"
            : mi == 4 ? ", fused decode kernel (bitwise the default's)"
+           : mi == 5 ? ", split decode kernel, rows in groups of 1 MB of partials (bitwise the default's)"
                      : "",
            tol);
-    if (attn_only || mi == 4) {
+    if (attn_only || mi >= 4) {
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();

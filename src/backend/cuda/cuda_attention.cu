@@ -851,17 +851,18 @@ static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, co
 
 template <typename T, int GMAX>
 static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc, const ig_attn_params *p,
-                           float *part, size_t smem) {
+                           float *part, size_t smem, int r0, int nr) {
   cu_impl *c = CU(be);
   /* smem = q, scores and the reduction buffer; staged: + K and V rows, the reduction inside K's when it fits */
   int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, KL = DEC_THREADS / (hd / 8);
   size_t red = (size_t)KL * G * hd * sizeof(float), ks = (size_t)IG_ATTN_SPLIT_KEYS * (hd + 16 / sizeof(T)) * sizeof(T);
   size_t staged = smem - (red <= ks ? red : 0) + 2 * ks;
-  dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
+  dim3 grid(nr, p->n_kv_heads, c->b.max_splits);
+  const int *dec = c->b.dec_rows + r0;
   if (c->decode_staged && staged <= 160 * 1024) {
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)staged));
     CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, true>), grid, DEC_THREADS, staged, 
-        (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
+        (const T *)q->data, part, (const T *)kc, (const T *)vc, dec, c->b.row_seq, c->b.pos, c->b.block_table,
         c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
     LAUNCH_CHECK(be);
     return 0;
@@ -869,7 +870,7 @@ static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, c
   if (smem > 48 * 1024)
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, false>), grid, DEC_THREADS, smem, 
-      (const T *)q->data, part, (const T *)kc, (const T *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
+      (const T *)q->data, part, (const T *)kc, (const T *)vc, dec, c->b.row_seq, c->b.pos, c->b.block_table,
       c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
   LAUNCH_CHECK(be);
   return 0;
@@ -877,15 +878,15 @@ static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, c
 
 template <int HD>
 static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc,
-                             const ig_attn_params *p, float *part) {
+                             const ig_attn_params *p, float *part, int r0, int nr) {
   cu_impl *c = CU(be);
   size_t smem = dec_mma_smem<HD>::bytes;
   if (smem > 48 * 1024)
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
-  dim3 grid(c->b.n_dec, p->n_kv_heads, c->b.max_splits);
+  dim3 grid(nr, p->n_kv_heads, c->b.max_splits);
   CU_LAUNCH(be, (attn_decode_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, part,
-            (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows, c->b.row_seq, c->b.pos,
+            (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows + r0, c->b.row_seq, c->b.pos,
             c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
             p->sliding_window, c->b.max_splits);
   LAUNCH_CHECK(be);
@@ -919,22 +920,31 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   /* enough (row, kv head) blocks to fill the GPU and rows of at most CB_Z splits: the fused form (same bits) */
   if (mma && S <= CB_Z && c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
     return hd == 128 ? launch_decode_fused<128>(be, out, q, kc, vc, p) : launch_decode_fused<64>(be, out, q, kc, vc, p);
-  size_t need = (size_t)c->b.n_dec * p->n_heads * S * (hd + 2) * sizeof(float);
-  if (cu_scratch(be, &c->scratch, &c->scratch_size, need)) return -1;
+  /* The partials of every (row, head, split) go through scratch. Their size grows with the rows times the splits of
+   * the table width (what a decode graph is captured for), e.g. 256 rows at 32K-token contexts would take 2.2 GB:
+   * past IGNIS_CUDA_ATTN_SCRATCH_MB (default 256) the rows go in groups, each its split and combine launches, so the
+   * scratch stays bounded and no step grows it past that mid-run. Each row's arithmetic is the same either way. */
+  size_t per_row = (size_t)p->n_heads * S * (hd + 2) * sizeof(float);
+  int group = c->b.n_dec;
+  if (per_row * (size_t)group > c->attn_scratch_cap) group = (int)(c->attn_scratch_cap / per_row) > 0 ? (int)(c->attn_scratch_cap / per_row) : 1;
+  if (cu_scratch(be, &c->scratch, &c->scratch_size, per_row * (size_t)group)) return -1;
   int KL = DEC_THREADS / (hd / 8);
   size_t smem = (size_t)G * (hd + IG_ATTN_SPLIT_KEYS + (size_t)KL * hd) * sizeof(float);
   float *part = (float *)c->scratch;
-  int rc = mma && hd == 128 ? launch_decode_mma<128>(be, q, kc, vc, p, part)
-         : mma                ? launch_decode_mma<64>(be, q, kc, vc, p, part)
-         : G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem)
-         : G <= 4 ? launch_decode_g<T, 4>(be, q, kc, vc, p, part, smem)
-         : G <= 8 ? launch_decode_g<T, 8>(be, q, kc, vc, p, part, smem)
-                  : launch_decode_g<T, 16>(be, q, kc, vc, p, part, smem);
-  if (rc) return rc;
-  dim3 g2(c->b.n_dec, p->n_heads);
-  CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, 0, (T *)out->data, part, c->b.dec_rows, c->b.pos, p->n_heads,
-                                                                   hd, p->sliding_window, S, !c->combine_loop);
-  LAUNCH_CHECK(be);
+  for (int r0 = 0; r0 < c->b.n_dec; r0 += group) {
+    const int nr = c->b.n_dec - r0 < group ? c->b.n_dec - r0 : group;
+    int rc = mma && hd == 128 ? launch_decode_mma<128>(be, q, kc, vc, p, part, r0, nr)
+           : mma                ? launch_decode_mma<64>(be, q, kc, vc, p, part, r0, nr)
+           : G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem, r0, nr)
+           : G <= 4 ? launch_decode_g<T, 4>(be, q, kc, vc, p, part, smem, r0, nr)
+           : G <= 8 ? launch_decode_g<T, 8>(be, q, kc, vc, p, part, smem, r0, nr)
+                    : launch_decode_g<T, 16>(be, q, kc, vc, p, part, smem, r0, nr);
+    if (rc) return rc;
+    dim3 g2(nr, p->n_heads);
+    CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, 0, (T *)out->data, part, c->b.dec_rows + r0, c->b.pos,
+              p->n_heads, hd, p->sliding_window, S, !c->combine_loop);
+    LAUNCH_CHECK(be);
+  }
   return 0;
 }
 

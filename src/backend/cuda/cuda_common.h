@@ -103,6 +103,7 @@ typedef struct cu_impl {
   int bi_auto_min;     /* IGNIS_CUDA_BI_AUTO_MIN: auto's smallest m of its own (default 17) */
   int decode_fused; /* IGNIS_CUDA_DECODE_FUSED=N: the fused decode kernel from N (row, kv head) blocks up; 0: never */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */
+  size_t attn_scratch_cap; /* split-K decode partials at most this many bytes per launch (IGNIS_CUDA_ATTN_SCRATCH_MB) */
   int sgemm_max;    /* largest m for cuda_gemm.cu's skinny GEMM (IGNIS_CUDA_BI_SGEMM; 128 in the "sgemm" mode) */
   int sgemm_max_swiglu; /* the same for the gate/up/SwiGLU product (IGNIS_CUDA_BI_SGEMM_SWIGLU) */
   int sgemm_waves;  /* its K splits aim at this many blocks per SM (IGNIS_CUDA_SGEMM_WAVES) */
