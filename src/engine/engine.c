@@ -1088,8 +1088,8 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
       return -ENOMEM;
     }
     if (n > 0)
-      ig_log(IG_LOG_INFO, "engine: warm-up: %d steps (a prompt chunk of %d tokens; decode graphs for up to %d "
-             "sequences and contexts of up to %d tokens) in %.2f s", n, wchunk, e->cfg.max_concurrent_requests, wctx,
+      ig_log(IG_LOG_INFO, "engine: warm-up: %d steps (a prompt chunk of %d tokens; decode graphs up to batch %d and "
+             "context %d) in %.2f s", n, wchunk, e->cfg.max_concurrent_requests, wctx,
              (double)(ig_engine_now_ns() - t0) * 1e-9);
   }
   /* Host sampling workers: explicit count, or by default for large vocabularies (where one sequence's
