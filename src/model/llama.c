@@ -761,8 +761,7 @@ int ig_model_warmup(ig_model *m, int max_rows, int max_ctx, int chunk, int force
     steps++;
   }
   /* decode steps: every graph size and table width, twice (the first runs eagerly, the second is captured) */
-  for (int i = 0; i < rows; i++) pos[i] = 0, slot[i] = m->pad_block * bs;
-  ss[0] = 0;
+  for (int i = 0; rc == 0 && i < rows; i++) pos[i] = 0, slot[i] = m->pad_block * bs;
   for (int gi = 0; rc == 0 && gi < m->n_graph_sizes; gi++) {
     int n = m->graph_sizes[gi];
     if (gi > 0 && m->graph_sizes[gi - 1] >= max_rows) break; /* the smallest size that holds max_rows is the last */

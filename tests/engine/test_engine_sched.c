@@ -870,6 +870,61 @@ static void test_config_errors(void) {
   fake_free(f);
 }
 
+/* The runner's warm-up: called once after kv_init with the configured limits (contexts capped at 4,096 tokens, the
+ * prompt chunk at max_total_tokens), skipped with IGNIS_WARMUP=0, and its failure is a startup error that names the
+ * flags to change. */
+static int wu_calls, wu_rows, wu_ctx, wu_chunk, wu_fail;
+static int fake_warmup(void *ctx, int max_rows, int max_total_tokens, int chunk, char *err, size_t errlen) {
+  (void)ctx;
+  wu_calls++, wu_rows = max_rows, wu_ctx = max_total_tokens, wu_chunk = chunk;
+  if (wu_fail) {
+    snprintf(err, errlen, "cuda: out of memory");
+    return -1;
+  }
+  return 7;
+}
+static void test_warmup_hook(void) {
+  fake *f = fake_new();
+  ig_engine_runner run;
+  memset(&run, 0, sizeof run);
+  run.ctx = f;
+  run.vocab_size = V;
+  run.kv_bytes_per_block = fake_kv_bytes;
+  run.kv_init = fake_kv_init;
+  run.forward = fake_forward;
+  run.warmup = fake_warmup;
+  ig_engine_config cfg = {0};
+  cfg.max_total_tokens = 8192;
+  cfg.max_batch_total_tokens = 16384;
+  cfg.max_batch_prefill_tokens = 10000;
+  cfg.max_concurrent_requests = 48;
+  ig_engine *e = NULL;
+  char err[256] = "";
+  unsetenv("IGNIS_WARMUP");
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
+  CHECK_EQ_INT(wu_calls, 1);
+  CHECK_EQ_INT(wu_rows, 48);
+  CHECK_EQ_INT(wu_ctx, 4096);   /* widths beyond 4,096 tokens are left to first use */
+  CHECK_EQ_INT(wu_chunk, 8192); /* the chunk, at most one request's tokens */
+  ig_engine_destroy(e, 0);
+  fake_free(f); /* the fake's kv_init allocates per call */
+  run.ctx = f = fake_new();
+  setenv("IGNIS_WARMUP", "0", 1);
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
+  CHECK_EQ_INT(wu_calls, 1);
+  ig_engine_destroy(e, 0);
+  unsetenv("IGNIS_WARMUP");
+  fake_free(f);
+  run.ctx = f = fake_new();
+  wu_fail = 1;
+  e = NULL;
+  CHECK(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err) < 0);
+  CHECK(e == NULL);
+  CHECK_MSG(strstr(err, "warm-up: cuda: out of memory") && strstr(err, "--max-batch-prefill-tokens"), "message: %s", err);
+  wu_fail = 0;
+  fake_free(f);
+}
+
 int main(void) {
   init_pieces();
   for (g_async = 0; g_async < 2; g_async++) {
@@ -882,5 +937,6 @@ int main(void) {
   }
   g_async = 0;
   test_config_errors();
+  test_warmup_hook();
   TEST_DONE();
 }
