@@ -1,5 +1,5 @@
-/* bench/prompts: see prompts.h. Also ig_bench_prepare, which picks the tokenizer (the server's /tokenize;
- * the local one from --model-id is a hook still to wire) and makes or loads the prompts of a run. */
+/* bench/prompts: see prompts.h. Also ig_bench_prepare, which picks the tokenizer (the local one from --model-id,
+ * else the server's /tokenize) and makes or loads the prompts of a run. */
 #include "bench/prompts.h"
 #include "io/modeldir.h"
 #include "tok/tok.h"

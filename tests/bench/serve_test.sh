@@ -61,5 +61,19 @@ assert doc.documentElement.tagName == "svg"
 print("serve_test: ok: %d requests, %.1f output tok/s, TTFT p50 %.1f ms, ITL p50 %.2f ms"
       % (s["completed"], s["output_throughput"], s["ttft_ms"]["p50"], s["itl_ms"]["p50"]))
 PY
+
+# the same prompts counted by the local tokenizer (--model-id): the run says so, and the server counts the prompts'
+# tokens as the local tokenizer did (its /tokenize and ours are one tokenizer here)
+"$IGNIS" bench --url "$URL" --model-id "$MODEL" --concurrency 4 --num-requests 8 --input-tokens 16 \
+  --output-tokens 4 --ignore-eos --seed 1 --timeout 60 --no-progress --fail-on-error --json-out "$WORK/bench_local.json"
+python3 - "$WORK/bench_local.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert "by the local tokenizer" in r["prompts"], r["prompts"]
+assert r["errors"]["total"] == 0 and r["summary"]["completed"] == 8, r["summary"]
+ins = [q["input_tokens"] for q in r["requests"] if not q["warmup"]]
+assert ins and all(n == 16 for n in ins), ins
+print("serve_test: ok: --model-id counts prompts with the local tokenizer:", r["prompts"])
+PY
 stop_server
 trap - EXIT
