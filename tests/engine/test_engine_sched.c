@@ -830,8 +830,8 @@ static void test_stress(void) {
   memset(s_got, 0, sizeof s_got);
 }
 
-static void test_config_errors(void) {
-  fake *f = fake_new();
+/* A runner over fake f with only the hooks engine creation needs (no sampling, no text). */
+static ig_engine_runner fake_min_runner(fake *f) {
   ig_engine_runner run;
   memset(&run, 0, sizeof run);
   run.ctx = f;
@@ -839,6 +839,12 @@ static void test_config_errors(void) {
   run.kv_bytes_per_block = fake_kv_bytes;
   run.kv_init = fake_kv_init;
   run.forward = fake_forward;
+  return run;
+}
+
+static void test_config_errors(void) {
+  fake *f = fake_new();
+  ig_engine_runner run = fake_min_runner(f);
   ig_engine_config cfg = {0};
   cfg.max_total_tokens = 500;
   cfg.max_batch_total_tokens = 400;
@@ -885,13 +891,7 @@ static int fake_warmup(void *ctx, int max_rows, int max_total_tokens, int chunk,
 }
 static void test_warmup_hook(void) {
   fake *f = fake_new();
-  ig_engine_runner run;
-  memset(&run, 0, sizeof run);
-  run.ctx = f;
-  run.vocab_size = V;
-  run.kv_bytes_per_block = fake_kv_bytes;
-  run.kv_init = fake_kv_init;
-  run.forward = fake_forward;
+  ig_engine_runner run = fake_min_runner(f);
   run.warmup = fake_warmup;
   ig_engine_config cfg = {0};
   cfg.max_total_tokens = 8192;
