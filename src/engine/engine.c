@@ -1073,8 +1073,9 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
   if (run->kv_init && run->warmup && !(wu && wu[0] == '0')) {
     int64_t t0 = ig_engine_now_ns();
     char werr[256] = "";
-    /* decode graphs for contexts of up to 4,096 tokens (each doubling of the table width adds a round of captures,
-     * ~0.3 s on the 8B shape): wider tables (longer contexts) are captured when first met */
+    /* decode graphs for contexts of up to 4,096 tokens: each doubling of the table width adds a round of captures
+     * (8B shape on the H100: 9 widths x 12 graph sizes in 2.1-2.2 s), so wider tables (longer contexts) are captured
+     * when first met */
     int wctx = e->cfg.max_total_tokens < 4096 ? e->cfg.max_total_tokens : 4096;
     int wchunk = e->cfg.max_batch_prefill_tokens < e->cfg.max_total_tokens ? e->cfg.max_batch_prefill_tokens
                                                                             : e->cfg.max_total_tokens;

@@ -925,8 +925,8 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
    * past IGNIS_CUDA_ATTN_SCRATCH_MB (default 256) the rows go in groups, each its split and combine launches, so the
    * scratch stays bounded and no step grows it past that mid-run. Each row's arithmetic is the same either way. */
   size_t per_row = (size_t)p->n_heads * S * (hd + 2) * sizeof(float);
-  int group = c->b.n_dec;
-  if (per_row * (size_t)group > c->attn_scratch_cap) group = (int)(c->attn_scratch_cap / per_row) > 0 ? (int)(c->attn_scratch_cap / per_row) : 1;
+  size_t fit = c->attn_scratch_cap / per_row; /* rows per launch */
+  int group = fit < 1 ? 1 : fit < (size_t)c->b.n_dec ? (int)fit : c->b.n_dec;
   if (cu_scratch(be, &c->scratch, &c->scratch_size, per_row * (size_t)group)) return -1;
   int KL = DEC_THREADS / (hd / 8);
   size_t smem = (size_t)G * (hd + IG_ATTN_SPLIT_KEYS + (size_t)KL * hd) * sizeof(float);
