@@ -112,6 +112,9 @@ typedef struct ig_backend ig_backend;
 struct ig_backend {
   const char *name;         /* "cpu", "cuda" */
   ig_dtype act_dtype;       /* dtype of activations and of tensors made with alloc() for activations */
+  int kv_canon_rows;        /* a sequence's K/V rows are bitwise the same however its prompt is chunked when
+                               computed in steps of at least this many of its rows (0 or 1: always); the prefix
+                               cache shares only such rows */
   void *impl;
   char err[256];
 

@@ -29,6 +29,12 @@ typedef struct seq {
   int32_t *tokens;     /* prompt then generated tokens; capacity n_prompt + max_new_tokens */
   int n_tokens, n_prompt, n_generated;
   int n_computed;      /* tokens whose K/V are in the cache */
+  /* prefix cache: tokens [0, n_canon) were computed as any chunking computes them (in steps of at least
+   * canon_rows rows of this sequence, or taken from the cache); its first n_reg blocks are registered, the chain
+   * through them named `chain` */
+  int n_canon, n_reg;
+  uint64_t chain;
+  int admitted_once;
   int prefilling;      /* since (re)admission its prompt (+ generated tokens on recompute) is being computed */
   int scheduled_once;
   int lp_done;         /* prefill logprobs known for prompt positions [1, lp_done) */
@@ -82,6 +88,8 @@ struct ig_engine {
   int n_running, cap_running;
   int waiting_steps;    /* steps since requests were last admitted (TGI's waiting_tokens) */
   ig_kvb kvb;
+  int canon_rows;           /* runner.kv_canon_rows, at least 1 */
+  int32_t *match_ids;       /* prefix cache: blocks found for the sequence being admitted */
   ig_sampler sampler;
   ig_sample_pool *pool;     /* host sampling workers (NULL: none) */
   int64_t sample_par_min;   /* sample in parallel from this many logits (jobs x vocab) per step */
@@ -156,6 +164,7 @@ static int index_of(seq **arr, int n, seq *s) {
 
 static void update_gauges(ig_engine *e) {
   atomic_store(&e->stats.kv_blocks_used, ig_kvb_used(&e->kvb));
+  atomic_store(&e->stats.kv_blocks_cached, ig_kvb_cached_free(&e->kvb));
   pthread_mutex_lock(&e->mu);
   atomic_store(&e->stats.queue_size, e->n_waiting + e->n_pending);
   pthread_mutex_unlock(&e->mu);
@@ -337,8 +346,56 @@ static int blocks_to_finish(ig_engine *e, const seq *s) {
   return need > 0 ? need : 0;
 }
 
+/* Prefix cache: the leading blocks of s's tokens it takes from the cache when admitted (ids in e->match_ids;
+ * *live of them referenced already, the others leave the free count). What it then computes itself must be what
+ * it would compute without the cache, bit for bit: at least canon_rows tokens (one at least, to sample), and the
+ * first piece of it, up to the next chunk boundary, canon_rows rows or more (a shorter piece would take the
+ * backend's few-rows path, e.g. the decode attention kernel, where a cold run has the chunk's). A request that
+ * asks for prompt logprobs computes its whole prompt. */
+static int reuse_blocks(ig_engine *e, const seq *s, int *live) {
+  *live = 0;
+  if (!e->cfg.prefix_caching || s->prefill_lp) return 0;
+  const int bs = e->kvb.block_size, C = e->cfg.max_batch_prefill_tokens, keep = e->canon_rows;
+  int max_blocks = (s->n_tokens - keep) / bs;
+  if (max_blocks <= 0) return 0;
+  int k = ig_kvb_match(&e->kvb, s->tokens, max_blocks, e->match_ids, NULL);
+  for (; k > 0; k--) {
+    int r = k * bs, end = (r / C + 1) * C;
+    if (end > s->n_tokens) end = s->n_tokens;
+    if (end - r >= keep) break;
+  }
+  for (int i = 0; i < k; i++) *live += e->kvb.ref[e->match_ids[i]] > 0;
+  return k;
+}
+
+/* Attaches what reuse_blocks found to the sequence being admitted. */
+static void take_cached(ig_engine *e, seq *s) {
+  int live, k = reuse_blocks(e, s, &live);
+  if (k > 0 && ig_kvb_attach(&e->kvb, &s->bt, e->match_ids, k) == 0) {
+    s->n_computed = s->n_canon = k * e->kvb.block_size;
+    s->n_reg = k;
+    s->chain = e->kvb.serial[e->match_ids[k - 1]];
+    atomic_fetch_add(&e->stats.prefix_hit_tokens, s->n_computed);
+  }
+  if (!s->admitted_once) {
+    s->admitted_once = 1;
+    s->r->n_cached = s->n_computed;
+  }
+  if (e->cfg.prefix_caching) atomic_fetch_add(&e->stats.prefix_query_tokens, s->n_tokens);
+}
+
+/* Prefix cache, after s computed it's item's rows: the blocks that are now complete and canonical are registered.
+ * Rows computed the few-rows way end s's canonical run for good (later rows read them). */
+static void register_blocks(ig_engine *e, seq *s, const item *it) {
+  if (!e->cfg.prefix_caching || it->start != s->n_canon || it->end - it->start < e->canon_rows) return;
+  s->n_canon = it->end;
+  const int bs = e->kvb.block_size;
+  for (; (s->n_reg + 1) * bs <= s->n_canon; s->n_reg++)
+    ig_kvb_register(&e->kvb, &s->bt, s->n_reg, s->tokens + (size_t)s->n_reg * bs, &s->chain);
+}
+
 /* FIFO admission. A request is admitted when the free blocks, less what running prefills still need,
- * hold its whole prompt (plus one token). TGI's waiting rules decide whether to admit at all while
+ * hold its whole prompt (plus one token), less the blocks it shares with running sequences (prefix cache). TGI's waiting rules decide whether to admit at all while
  * others decode: new requests join when at least floor(running * waiting_served_ratio) of them can, or
  * once max_waiting_tokens steps have passed since the last admission (so a lone request is never starved);
  * an idle engine admits at once. */
@@ -352,7 +409,9 @@ static void admit(ig_engine *e) {
   }
   int n_fit = 0;
   for (int i = 0; i < e->n_waiting; i++) {
-    int need = blocks_to_finish(e, e->waiting[i]);
+    int live;
+    reuse_blocks(e, e->waiting[i], &live);
+    int need = blocks_to_finish(e, e->waiting[i]) - live;
     if (need > avail || e->n_running + n_fit >= e->cfg.max_concurrent_requests) break;
     avail -= need;
     n_fit++;
@@ -365,6 +424,7 @@ static void admit(ig_engine *e) {
   for (int i = 0; i < n_fit; i++) {
     seq *s = e->waiting[i];
     s->prefilling = 1;
+    take_cached(e, s);
     insert_sorted(&e->running, &e->n_running, &e->cap_running, s); /* capacity reserved by engine_main */
     if (!s->text_started && e->has_text) {
       s->detok = e->text.detok_new(e->text.ctx, s->tokens, s->n_prompt);
@@ -393,7 +453,8 @@ static seq *preempt_newest(ig_engine *e, int *n_items) {
     }
   }
   ig_kvb_release(&e->kvb, &v->bt);
-  v->n_computed = 0;
+  v->n_computed = v->n_canon = v->n_reg = 0;
+  v->chain = 0;
   v->prefilling = 0;
   if (insert_sorted(&e->waiting, &e->n_waiting, &e->cap_waiting, v)) {
     seq_end(e, v, IG_FINISH_ERROR, "out of memory");
@@ -728,6 +789,7 @@ static int collect_results(ig_engine *e, int n_items) {
       }
     }
     s->n_computed = it->end;
+    register_blocks(e, s, it);
     /* rows [start, end) gave the logprobs of prompt positions up to end (row p predicts token p + 1) */
     if (s->prefill_lp && it->end + 1 > s->lp_done) s->lp_done = it->end + 1 < s->n_prompt ? it->end + 1 : s->n_prompt;
     it->sample_job = -1;
@@ -1053,9 +1115,15 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     return -EINVAL;
   }
   e->cfg.max_batch_total_tokens = n_blocks * e->cfg.block_size;
-  if (ig_kvb_init(&e->kvb, n_blocks, e->cfg.block_size) || ig_sampler_init(&e->sampler, run->vocab_size)) {
+  e->canon_rows = run->kv_canon_rows > 1 ? run->kv_canon_rows : 1;
+  if (ig_kvb_init(&e->kvb, n_blocks, e->cfg.block_size) || ig_sampler_init(&e->sampler, run->vocab_size) ||
+      (e->cfg.prefix_caching &&
+       (ig_kvb_enable_cache(&e->kvb) ||
+        !(e->match_ids = malloc(sizeof(int32_t) * (size_t)ig_kvb_blocks_for(&e->kvb, e->cfg.max_total_tokens)))))) {
     snprintf(err, errlen, "out of memory");
+    ig_sampler_free(&e->sampler);
     ig_kvb_free(&e->kvb);
+    free(e->match_ids);
     free(e);
     return -ENOMEM;
   }
@@ -1064,6 +1132,7 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     if (rc) {
       ig_sampler_free(&e->sampler);
       ig_kvb_free(&e->kvb);
+      free(e->match_ids);
       free(e);
       return rc;
     }
@@ -1085,6 +1154,7 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
                "--max-concurrent-requests, or raise --cuda-memory-fraction", werr);
       ig_sampler_free(&e->sampler);
       ig_kvb_free(&e->kvb);
+      free(e->match_ids);
       free(e);
       return -ENOMEM;
     }
@@ -1116,9 +1186,9 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     return -EAGAIN;
   }
   e->thread_started = 1;
-  ig_log(IG_LOG_INFO, "engine: KV cache %d blocks x %d tokens (%d tokens), max_total_tokens %d, prefill chunk %d",
-         n_blocks, e->cfg.block_size, e->cfg.max_batch_total_tokens, e->cfg.max_total_tokens,
-         e->cfg.max_batch_prefill_tokens);
+  ig_log(IG_LOG_INFO, "engine: KV cache %d blocks x %d tokens (%d tokens), max_total_tokens %d, prefill chunk %d, "
+         "prefix caching %s", n_blocks, e->cfg.block_size, e->cfg.max_batch_total_tokens, e->cfg.max_total_tokens,
+         e->cfg.max_batch_prefill_tokens, e->cfg.prefix_caching ? "on" : "off");
   *out = e;
   return 0;
 }
@@ -1155,6 +1225,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   ig_str_free(&e->emit);
   ig_sampler_free(&e->sampler);
   ig_kvb_free(&e->kvb);
+  free(e->match_ids);
   pthread_cond_destroy(&e->cv);
   pthread_mutex_destroy(&e->mu);
   free(e);

@@ -94,6 +94,7 @@ struct ig_request {
   /* timings (CLOCK_MONOTONIC ns), for metrics and logs */
   int64_t t_queued, t_first_scheduled, t_first_token, t_done;
   int n_generated;
+  int n_cached;                   /* prompt tokens taken from the prefix cache (set before the first event) */
 
   atomic_int refs;
   void *engine_state;             /* private to the engine */
@@ -125,6 +126,9 @@ typedef struct ig_engine_config {
   int max_total_tokens;           /* per request: prompt + new tokens [min(2048, max_position_embeddings)] */
   float memory_fraction;          /* device backends (mem_info): share of device memory the process may use;
                                      the KV cache fills what the weights and activations leave [1.0] */
+  int prefix_caching;             /* keep the KV blocks of computed prompts and share them with later requests
+                                     whose tokens start the same way (kvblocks.h); a request's output is the
+                                     same with or without [0] */
 } ig_engine_config;
 
 typedef struct ig_engine_stats {
@@ -132,8 +136,10 @@ typedef struct ig_engine_stats {
   atomic_int queue_size;          /* waiting requests */
   atomic_int batch_size;          /* running sequences in the last step */
   atomic_int kv_blocks_used, kv_blocks_total;
+  atomic_int kv_blocks_cached;    /* prefix cache: free blocks that keep a computed prefix */
   /* counters */
   atomic_llong steps, prefill_tokens, decode_tokens, preemptions, requests_finished;
+  atomic_llong prefix_query_tokens, prefix_hit_tokens; /* tokens of admitted sequences; of those found cached */
   /* last step's duration, ns */
   atomic_llong last_step_ns;
 } ig_engine_stats;

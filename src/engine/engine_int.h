@@ -17,6 +17,9 @@ typedef struct ig_engine_runner {
   size_t kv_mem_limit;     /* bytes the KV cache may take when its size is derived (0: no bound) */
   int kv_fill;             /* derived size: fill kv_mem_limit (device memory) instead of the 16k-token default */
   int sampler_threads;     /* host sampling workers: 0 auto (large vocabularies only), < 0 none, > 0 that many */
+  /* rows a sequence must have in one step for the backend to compute their K/V bitwise as any other chunking of
+   * its prompt would (the prefix cache shares only such blocks); 0 or 1: every row */
+  int kv_canon_rows;
   size_t (*kv_bytes_per_block)(void *ctx, int block_size);
   int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);
   /* optional, after kv_init: run the steps whose first occurrence is slow (ig_model_warmup) before serving; returns

@@ -96,6 +96,7 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   run.max_position = mi->max_position_embeddings;
   run.kv_mem_limit = mem_available() / 2;
   ig_backend *be = ig_model_backend(model);
+  run.kv_canon_rows = be ? be->kv_canon_rows : 0;
   size_t dev_free = 0, dev_total = 0;
   if (be && be->mem_info && be->mem_info(be, &dev_free, &dev_total) == 0 && dev_total > 0) {
     /* A device backend: the weights are loaded, so what is free now goes to the KV cache, less what the

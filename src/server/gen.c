@@ -726,15 +726,16 @@ static void finish_stream(ig_job *j) {
     ig_str p;
     ig_str_init(&p);
     if (r->include_usage) {
-      int pt = 0, ct = 0;
+      int pt = 0, ct = 0, cached = 0;
       for (int i = 0; i < j->n_seqs; i++) {
         pt += j->outs[i].n_prompt;
         ct += j->outs[i].n_tokens;
+        cached += j->outs[i].n_cached;
       }
       if (r->api == IG_API_CHAT)
-        ig_render_chat_usage_chunk(&p, &j->meta, pt, ct);
+        ig_render_chat_usage_chunk(&p, &j->meta, pt, ct, cached);
       else
-        ig_render_completion_usage_chunk(&p, &j->meta, pt, ct);
+        ig_render_completion_usage_chunk(&p, &j->meta, pt, ct, cached);
       write_sse(j, &p);
     }
     ig_str_clear(&p);
@@ -793,6 +794,7 @@ static void job_wake_cb(evutil_socket_t fd, short what, void *arg) {
     if (!q || j->seq_done[i]) continue;
     int n;
     while (!j->seq_done[i] && (n = ig_request_take_events(q, evs, 32)) > 0) {
+      j->outs[i].n_cached = q->n_cached; /* set by the engine before its first event */
       for (int e = 0; e < n; e++) {
         ig_token_event *ev = &evs[e];
         ig_seq_out *o = &j->outs[i];

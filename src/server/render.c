@@ -246,8 +246,10 @@ static void logprob_entry(ig_str *o, const ig_out_token *t, int n_top) {
   ig_str_puts(o, "]}");
 }
 
-static void usage(ig_str *o, int p, int c) {
-  ig_str_printf(o, "{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", p, c, p + c);
+/* OpenAI's usage object; prompt_tokens_details.cached_tokens: prompt tokens found in the prefix cache */
+static void usage(ig_str *o, int p, int c, int cached) {
+  ig_str_printf(o, "{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
+                "\"prompt_tokens_details\":{\"cached_tokens\":%d}}", p, c, p + c, cached);
 }
 
 void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
@@ -273,10 +275,11 @@ void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *
   ig_str_putc(o, '}');
 }
 
-void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens) {
+void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
+                                int cached_tokens) {
   meta_head(o, m, "chat.completion.chunk");
   ig_str_puts(o, ",\"choices\":[],\"usage\":");
-  usage(o, prompt_tokens, completion_tokens);
+  usage(o, prompt_tokens, completion_tokens, cached_tokens);
   ig_str_putc(o, '}');
 }
 
@@ -299,7 +302,7 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
     ig_str_puts(o, "null");
   }
   ig_str_printf(o, ",\"finish_reason\":\"%s\"}],\"usage\":", ig_finish_openai(s->finish));
-  usage(o, s->n_prompt, s->n_tokens);
+  usage(o, s->n_prompt, s->n_tokens, s->n_cached);
   ig_str_putc(o, '}');
 }
 
@@ -316,17 +319,18 @@ void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, cons
   ig_str_puts(o, "}]}");
 }
 
-void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens) {
+void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
+                                      int cached_tokens) {
   meta_head(o, m, "text_completion");
   ig_str_puts(o, ",\"choices\":[],\"usage\":");
-  usage(o, prompt_tokens, completion_tokens);
+  usage(o, prompt_tokens, completion_tokens, cached_tokens);
   ig_str_putc(o, '}');
 }
 
 void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n) {
   meta_head(o, m, "text_completion");
   ig_str_puts(o, ",\"choices\":[");
-  int pt = 0, ct = 0;
+  int pt = 0, ct = 0, cached = 0;
   for (int i = 0; i < n; i++) {
     const ig_seq_out *s = &seqs[i];
     if (i) ig_str_putc(o, ',');
@@ -346,8 +350,9 @@ void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *
     ig_str_printf(o, ",\"finish_reason\":\"%s\"}", ig_finish_openai(s->finish));
     pt += s->n_prompt;
     ct += s->n_tokens;
+    cached += s->n_cached;
   }
   ig_str_puts(o, "],\"usage\":");
-  usage(o, pt, ct);
+  usage(o, pt, ct, cached);
   ig_str_putc(o, '}');
 }

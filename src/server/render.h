@@ -31,6 +31,7 @@ typedef struct ig_seq_out {
   int n_tokens, cap;
   ig_finish_reason finish;
   int n_prompt;
+  int n_cached;             /* prompt tokens the engine found in its prefix cache (OpenAI usage) */
   int32_t *prompt_ids;      /* not owned */
   float *prefill_lp;        /* not owned (the engine request's), may be NULL */
   char **prefill_text;      /* malloc'd when decoder_input_details */
@@ -72,12 +73,14 @@ void ig_render_tgi_generate(ig_str *o, const ig_server_req *r, const ig_seq_out 
 /* OpenAI chat */
 void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
                           const char *content, ig_finish_reason finish);
-void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens);
+void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
+                                int cached_tokens);
 void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s);
 /* OpenAI completions */
 void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
                                 ig_finish_reason finish);
-void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens);
+void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
+                                      int cached_tokens);
 void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n);
 
 #endif

@@ -16,6 +16,8 @@ typedef struct ig_server_stats {
   int queue_size, batch_size, batch_max_tokens;
   int kv_blocks_used, kv_blocks_total;
   long long preemptions, steps, prefill_tokens, decode_tokens;
+  int kv_blocks_cached;
+  long long prefix_query_tokens, prefix_hit_tokens;
 } ig_server_stats;
 
 /* What the server needs from the rest of ignis. Called from validation workers (tokenize, decode, token_text,

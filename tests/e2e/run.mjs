@@ -621,6 +621,45 @@ if (!ONLY || ONLY.includes("preempt")) {
   eq((await stopServer(p)).code, 0, "preempt server exits 0");
   console.log(`preempt: ${m["ignis_preemptions_total"]} preemptions, ${summary().failures} failure(s) so far`);
 }
+// the prefix cache (PREFIX_CACHING=1): every output the same as a server without it, the cache found (metrics,
+// OpenAI's usage.prompt_tokens_details.cached_tokens), every block given back
+if (!ONLY || ONLY.includes("prefix")) {
+  const cold = await startServer(BIN, []);
+  const warm = await startServer(BIN, ["--max-batch-total-tokens", "2048"], { PREFIX_CACHING: "1" });
+  const gen = async (u, inputs, extra = {}) =>
+    JSON.parse((await postJSON(u + "/generate", { inputs, parameters: { max_new_tokens: 60, ...extra } })).body).generated_text;
+  const long = P0.prompt + P0.text.slice(0, 400);
+  const turn2 = (t) => long + t + " Then";
+  const seeded = { do_sample: true, temperature: 0.9, top_k: 30, seed: 7 };
+  const ref1 = await gen(cold.url, long), ref1s = await gen(cold.url, long, seeded);
+  const ref2 = await gen(cold.url, turn2(ref1));
+  eq(await gen(warm.url, long), ref1, "prefix: first request (nothing cached)");
+  eq(await gen(warm.url, long), ref1, "prefix: the same prompt again, found cached");
+  eq(await gen(warm.url, long, seeded), ref1s, "prefix: seeded sampling, found cached");
+  eq(await gen(warm.url, turn2(ref1)), ref2, "prefix: the next turn (its prompt and generated blocks found)");
+  const jobs = Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? [long, {}, ref1] : i % 3 === 1 ? [long, seeded, ref1s] : [turn2(ref1), {}, ref2]));
+  const got = await Promise.all(jobs.map(([inp, ex]) => gen(warm.url, inp, ex)));
+  got.forEach((g, i) => eq(g, jobs[i][2], `prefix: concurrent request ${i}`));
+  const oc = new OpenAI({ baseURL: warm.url + "/v1", apiKey: "x" });
+  const c = await oc.completions.create({ model: "x", prompt: long, max_tokens: 5, temperature: 0 });
+  const ct = c.usage?.prompt_tokens_details?.cached_tokens;
+  check(ct > 0 && ct < c.usage.prompt_tokens, `usage.prompt_tokens_details.cached_tokens ${ct} of ${c.usage?.prompt_tokens}`);
+  await sleep(200);
+  const m = parseMetrics((await request("GET", warm.url + "/metrics")).body);
+  check(m["ignis_prefix_cache_hits_total"] > 0 && m["ignis_prefix_cache_hits_total"] < m["ignis_prefix_cache_queries_total"],
+        `prefix cache hits ${m["ignis_prefix_cache_hits_total"]} of ${m["ignis_prefix_cache_queries_total"]} tokens`);
+  check(m["ignis_kv_blocks_cached"] > 0, `blocks kept: ${m["ignis_kv_blocks_cached"]}`);
+  eq(m["ignis_kv_blocks_used"], 0, "prefix: every block given back");
+  const mc = parseMetrics((await request("GET", cold.url + "/metrics")).body);
+  eq(mc["ignis_prefix_cache_hits_total"], 0, "no prefix cache unless asked");
+  const cc = await new OpenAI({ baseURL: cold.url + "/v1", apiKey: "x" }).completions.create({ model: "x", prompt: long, max_tokens: 5, temperature: 0 });
+  eq(cc.usage?.prompt_tokens_details?.cached_tokens, 0, "cached_tokens 0 without the cache");
+  eq((await stopServer(warm)).code, 0, "prefix server exits 0");
+  eq((await stopServer(cold)).code, 0, "cold server exits 0");
+  console.log(`prefix: ${m["ignis_prefix_cache_hits_total"]} of ${m["ignis_prefix_cache_queries_total"]} tokens found cached, ${summary().failures} failure(s) so far`);
+}
+const bp = spawnSync(BIN, ["serve", "--prefix-caching=sometimes"], { encoding: "utf8" });
+eq(bp.status, 2, "--prefix-caching=sometimes exits 2");
 // bad flags
 const bf = spawnSync(BIN, ["serve", "--no-such-flag"], { encoding: "utf8" });
 eq(bf.status, 2, "unknown flag exits 2");

@@ -23,7 +23,9 @@
 typedef struct fake {
   int n_blocks, bs;
   int32_t *kv_tok, *kv_pos;
+  uint32_t *kv_tag; /* how the slot's row was computed: 0, or (canon > 0) a few-rows piece, tagged by its range */
   int *owner;
+  int canon;        /* rows below which a sequence's piece is computed "the other way" (runner.kv_canon_rows) */
   atomic_int sleep_us;
   atomic_int fail_next;
   int max_rows, max_seqs;
@@ -44,13 +46,19 @@ static uint64_t mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/* Logits after tokens[0..n): a fixed pseudo-random function of the whole prefix. */
-static void fake_logits(const int32_t *tokens, int n, float *out) {
+/* Logits after tokens[0..n): a fixed pseudo-random function of the whole prefix and (tags, when not NULL) of how
+ * each of its K/V rows was computed: a row computed in a piece of fewer than `canon` rows changes every later
+ * logit, as the GPU's decode attention kernel changes the last bits. */
+static void fake_logits_t(const int32_t *tokens, const uint32_t *tags, int n, float *out) {
   uint64_t h = 1469598103934665603ull;
-  for (int i = 0; i < n; i++) h = mix(h ^ (uint64_t)tokens[i]) + (uint64_t)i;
+  for (int i = 0; i < n; i++) {
+    h = mix(h ^ (uint64_t)tokens[i]) + (uint64_t)i;
+    if (tags && tags[i]) h = mix(h + tags[i]);
+  }
   for (int v = 0; v < V; v++) out[v] = (float)((double)(mix(h ^ ((uint64_t)v << 32)) >> 40) / (1 << 24) * 6.0 - 3.0);
   out[0] -= 1.0f; /* EOS now and then, not too often */
 }
+static void fake_logits(const int32_t *tokens, int n, float *out) { fake_logits_t(tokens, NULL, n, out); }
 
 static size_t fake_kv_bytes(void *ctx, int bs) { return (size_t)bs * 8; }
 static int fake_kv_init(void *ctx, int n_blocks, int bs, char *err, size_t errlen) {
@@ -59,6 +67,7 @@ static int fake_kv_init(void *ctx, int n_blocks, int bs, char *err, size_t errle
   f->bs = bs;
   f->kv_tok = malloc(sizeof(int32_t) * (size_t)n_blocks * bs);
   f->kv_pos = malloc(sizeof(int32_t) * (size_t)n_blocks * bs);
+  f->kv_tag = calloc((size_t)n_blocks * bs, sizeof(uint32_t));
   f->owner = malloc(sizeof(int) * (size_t)n_blocks);
   for (int i = 0; i < n_blocks * bs; i++) f->kv_pos[i] = -1;
   return 0;
@@ -76,6 +85,8 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
   if (b->n_seqs > f->max_seqs) f->max_seqs = b->n_seqs;
 #define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
   if (b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens) BAD("seq_start");
+  /* Blocks may be shared (prefix cache) but never written while shared: owner is the one sequence of the step that
+   * holds the block, -2 when several do. */
   for (int i = 0; i < f->n_blocks; i++) f->owner[i] = -1;
   for (int s = 0; s < b->n_seqs; s++) {
     int q = b->seq_start[s + 1] - b->seq_start[s], ctx_len = b->ctx_len[s];
@@ -85,18 +96,26 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
     if (nb > b->max_blocks) BAD("max_blocks");
     for (int j = 0; j < nb; j++) {
       if (bt[j] < 0 || bt[j] >= f->n_blocks) BAD("block id");
-      if (f->owner[bt[j]] != -1) BAD("block %d shared", bt[j]);
-      f->owner[bt[j]] = s;
+      if (f->owner[bt[j]] == s) BAD("block %d twice in one table", bt[j]);
+      f->owner[bt[j]] = f->owner[bt[j]] == -1 ? s : -2;
     }
+  }
+  for (int s = 0; s < b->n_seqs; s++) {
+    int q = b->seq_start[s + 1] - b->seq_start[s], ctx_len = b->ctx_len[s];
+    const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
+    uint32_t tag = q < f->canon ? (uint32_t)mix(((uint64_t)(ctx_len - q) << 32) + (uint64_t)ctx_len) | 1u : 0;
     for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
       int pos = ctx_len - q + (r - b->seq_start[s]);
       if (b->pos[r] != pos) BAD("pos");
       if (b->slot[r] != bt[pos / f->bs] * f->bs + pos % f->bs) BAD("slot");
+      if (f->owner[bt[pos / f->bs]] != s) BAD("block %d written while shared", bt[pos / f->bs]);
       f->kv_tok[b->slot[r]] = b->tokens[r];
       f->kv_pos[b->slot[r]] = pos;
+      f->kv_tag[b->slot[r]] = tag;
     }
   }
   int32_t ctx_tokens[4096];
+  uint32_t ctx_tags[4096];
   for (int j = 0; j < b->n_out; j++) {
     int r = b->out_rows[j];
     if (j > 0 && r <= b->out_rows[j - 1]) BAD("out_rows order");
@@ -107,8 +126,9 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
       int slot = bt[p / f->bs] * f->bs + p % f->bs;
       if (f->kv_pos[slot] != p) BAD("KV slot %d holds position %d, not %d", slot, f->kv_pos[slot], p);
       ctx_tokens[p] = f->kv_tok[slot];
+      ctx_tags[p] = f->kv_tag[slot];
     }
-    fake_logits(ctx_tokens, b->pos[r] + 1, logits + (size_t)j * V);
+    fake_logits_t(ctx_tokens, ctx_tags, b->pos[r] + 1, logits + (size_t)j * V);
   }
   return 0;
 }
@@ -167,8 +187,14 @@ static int fake_begin(void *ctx, const ig_batch *b, const ig_sample_row *rows, i
   int rc = fake_forward_sample(ctx, b, rows, n_rows, f->res, host_rows, n_host, host_logits, err, errlen);
   if (rc) return rc;
   for (int i = 0; i < n_rows; i++) memset(&out[i], 0, sizeof out[i]), out[i].id = -7; /* read before end: caught */
-  int used = 0;
-  for (int s = 0; s < b->n_seqs; s++) used += (b->ctx_len[s] + f->bs - 1) / f->bs; /* distinct (fake_forward) */
+  int used = 0; /* distinct blocks (a block may be shared: the prefix cache) */
+  for (int i = 0; i < f->n_blocks; i++) f->owner[i] = 0;
+  for (int s = 0; s < b->n_seqs; s++)
+    for (int j = 0; j < (b->ctx_len[s] + f->bs - 1) / f->bs; j++) {
+      int id = b->block_table[(size_t)s * b->max_blocks + j];
+      used += !f->owner[id];
+      f->owner[id] = 1;
+    }
   f->blocks_in_flight = used;
   f->used_at_begin = atomic_load(&f->st->kv_blocks_used);
   f->finished_at_begin = atomic_load(&f->st->requests_finished);
@@ -222,6 +248,7 @@ static void fake_free(fake *f) {
   free(f->res);
   free(f->kv_tok);
   free(f->kv_pos);
+  free(f->kv_tag);
   free(f->owner);
   free(f);
 }
@@ -231,6 +258,7 @@ static float g_ratio = 0.3f;
 static int g_sampler_threads = -1; /* the parallel host sampler is used where set */
 static int g_device_sampling;      /* runner.forward_sample set */
 static int g_async;                /* the pipelined runner (forward_sample and forward_sample_begin/end) */
+static int g_prefix;               /* cfg.prefix_caching */
 
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
@@ -243,6 +271,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   run.kv_init = fake_kv_init;
   run.forward = fake_forward;
   run.sampler_threads = g_sampler_threads;
+  run.kv_canon_rows = f->canon;
   if (g_device_sampling || g_async) run.forward_sample = fake_forward_sample;
   if (g_async) run.forward_sample_begin = fake_begin, run.forward_sample_end = fake_end;
   ig_engine_config cfg = {0};
@@ -253,6 +282,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   cfg.waiting_served_ratio = g_ratio;
   cfg.block_size = bs;
   cfg.max_total_tokens = 200;
+  cfg.prefix_caching = g_prefix;
   ig_engine *e = NULL;
   char err[256];
   int rc = ig_engine_create_custom(&run, &fake_text, &cfg, &e, err, sizeof err);
@@ -455,6 +485,132 @@ static void test_batching(void) {
     ig_str_free(&tiny[i].text);
     ig_str_free(&chunked[i].text);
   }
+}
+
+/* ---- the prefix cache ----------------------------------------------------------------------------------- */
+/* 32 requests over 4 shared "system prompts" (17..68 tokens) with their own tails (0..29 tokens), some repeated
+ * whole, some one token longer than another: the cache is found, partly found, and found up to the whole prompt. */
+static void make_prefix_workload(int with_plp) {
+  uint64_t x = 4242;
+  int32_t sys[4][70];
+  int slen[4] = {17, 33, 50, 68};
+  for (int k = 0; k < 4; k++)
+    for (int j = 0; j < slen[k]; j++) sys[k][j] = 1 + (int)(mix(x + (uint64_t)(k * 100 + j)) % (V - 1));
+  for (int i = 0; i < NR; i++) {
+    x = mix(x + (uint64_t)i);
+    int k = (int)(x % 4), tail = (int)((x >> 8) % 30);
+    if (i >= 4 && i % 8 == 3) { /* a repeat of an earlier prompt */
+      int src = i - 3;
+      plen[i] = plen[src];
+      memcpy(prompts[i], prompts[src], sizeof(int32_t) * (size_t)plen[src]);
+    } else if (i >= 4 && i % 8 == 5) { /* an earlier prompt plus one token */
+      int src = i - 1;
+      plen[i] = plen[src] + 1 <= 99 ? plen[src] + 1 : plen[src];
+      memcpy(prompts[i], prompts[src], sizeof(int32_t) * (size_t)plen[src]);
+      prompts[i][plen[i] - 1] = 7;
+    } else {
+      memcpy(prompts[i], sys[k], sizeof(int32_t) * (size_t)slen[k]);
+      for (int j = 0; j < tail; j++) prompts[i][slen[k] + j] = 1 + (int)(mix(x + (uint64_t)j) % (V - 1));
+      plen[i] = slen[k] + tail;
+    }
+    params[i] = h_params(1 + (int)((x >> 20) % 40));
+    params[i].seed = 500 + (uint64_t)i;
+    if (i % 3 == 1) params[i].do_sample = 1;
+    if (i % 5 == 2) params[i].repetition_penalty = 1.2f;
+    if (with_plp && i % 7 == 6) params[i].prefill_logprobs = 1; /* computes its whole prompt, registers it */
+  }
+}
+
+/* Follow-ups, as a chat's next turn: request i (i % 8 == 7) becomes request i - 6's prompt and output (from a run
+ * without the cache) plus 17 new tokens, so it may find i - 6's prompt, its short last piece and its decode rows. */
+static void add_followups(const h_out *out) {
+  for (int i = 8; i < NR; i++) {
+    if (i % 8 != 7) continue;
+    int j = i - 6, n = out[j].n;
+    if (plen[j] + n + 17 > 99) n = 99 - 17 - plen[j];
+    if (n < 0) continue;
+    memcpy(prompts[i], prompts[j], sizeof(int32_t) * (size_t)plen[j]);
+    memcpy(prompts[i] + plen[j], out[j].ids, sizeof(int32_t) * (size_t)n);
+    for (int k = 0; k < 17; k++) prompts[i][plen[j] + n + k] = 1 + (int)(mix((uint64_t)(i * 31 + k)) % (V - 1));
+    plen[i] = plen[j] + n + 17;
+    if (plen[i] + params[i].max_new_tokens > 200) params[i].max_new_tokens = 200 - plen[i];
+  }
+}
+
+static void prefix_run(h_out *outs, int canon, int caching, int kv_tokens, int chunk, int max_conc, int together,
+                       long long *hits, long long *preempt) {
+  fake *f = fake_new();
+  f->canon = canon;
+  g_prefix = caching;
+  ig_engine *e = start(f, kv_tokens, chunk, max_conc, 4);
+  g_prefix = 0;
+  memset(outs, 0, sizeof(h_out) * NR);
+  run_all(e, outs, together);
+  wait_idle(e);
+  const ig_engine_stats *st = ig_engine_get_stats(e);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0); /* every reference given back */
+  int cached = atomic_load(&st->kv_blocks_cached);
+  CHECK(cached >= 0 && cached <= atomic_load(&st->kv_blocks_total));
+  if (!caching) CHECK_EQ_INT(cached, 0);
+  *hits = atomic_load(&st->prefix_hit_tokens);
+  *preempt = atomic_load(&st->preemptions);
+  CHECK(*hits <= atomic_load(&st->prefix_query_tokens));
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+}
+
+/* Requests give the same tokens with the prefix cache as without, alone or batched, under eviction and preemption.
+ * The fake computes rows in pieces of fewer than `canon` rows "the other way" (their K/V change later logits), so
+ * sharing a block holding such rows, or starting the computed rest with such a piece where a cold run has a longer
+ * one, changes outputs: the cache must not. */
+static void test_prefix_cache(void) {
+  static h_out ref[NR], got[NR];
+  long long hits, pre;
+  make_prefix_workload(0);
+  prefix_run(ref, 16, 0, 8192, 32, 64, 0, &hits, &pre);
+  add_followups(ref);
+  free_outs(ref, NR);
+  prefix_run(ref, 16, 0, 8192, 32, 64, 0, &hits, &pre);
+  CHECK_EQ_INT((int)hits, 0);
+  prefix_run(got, 16, 1, 8192, 32, 64, 0, &hits, &pre); /* one at a time: each finds the ones before */
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&ref[i], &got[i]), "request %d differs with the prefix cache (solo)", i);
+  fprintf(stderr, "prefix cache, solo: %lld prompt tokens found cached\n", hits);
+  CHECK(hits > 200);
+  free_outs(got, NR);
+  prefix_run(got, 16, 1, 8192, 32, 64, 1, &hits, &pre);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&ref[i], &got[i]), "request %d differs with the prefix cache (batched)", i);
+  fprintf(stderr, "prefix cache, batched: %lld prompt tokens found cached\n", hits);
+  free_outs(got, NR);
+  /* 160 blocks, one request at a time (up to 50 blocks each, ~2,500 tokens in all): the kept blocks are taken back
+   * oldest first, nobody is preempted */
+  prefix_run(got, 16, 1, 640, 32, 64, 0, &hits, &pre);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&ref[i], &got[i]), "request %d differs with the prefix cache (evicting)", i);
+  CHECK_EQ_INT((int)pre, 0);
+  CHECK(hits > 0);
+  free_outs(got, NR);
+  /* prompt chunks of 7 rows: nothing is ever computed the canonical way, nothing may be shared */
+  static h_out ref7[NR];
+  prefix_run(ref7, 16, 0, 8192, 7, 64, 1, &hits, &pre);
+  prefix_run(got, 16, 1, 8192, 7, 64, 1, &hits, &pre);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&ref7[i], &got[i]), "request %d differs with the prefix cache (chunk 7)", i);
+  CHECK_EQ_INT((int)hits, 0);
+  free_outs(got, NR);
+  free_outs(ref7, NR);
+  free_outs(ref, NR);
+  /* A backend whose rows are the same however computed (the CPU), with prompt logprobs: a KV budget of 256 tokens
+   * preempts, and a preempted sequence finds its own blocks again. */
+  make_prefix_workload(1);
+  prefix_run(ref, 0, 0, 8192, 32, 64, 0, &hits, &pre);
+  add_followups(ref);
+  free_outs(ref, NR);
+  prefix_run(ref, 0, 0, 8192, 32, 64, 0, &hits, &pre);
+  prefix_run(got, 0, 1, 256, 32, 64, 1, &hits, &pre);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&ref[i], &got[i]), "request %d differs with the prefix cache (tiny KV)", i);
+  fprintf(stderr, "prefix cache, tiny KV: %lld preemptions, %lld tokens found cached\n", pre, hits);
+  CHECK(pre > 0 && hits > 0);
+  free_outs(got, NR);
+  free_outs(ref, NR);
+  make_workload();
 }
 
 static void test_stop_sequences(void) {
@@ -934,6 +1090,7 @@ int main(void) {
     test_cancel_overload_errors();
     test_waiting_rules();
     test_stress();
+    test_prefix_cache();
   }
   g_async = 0;
   test_config_errors();

@@ -75,6 +75,116 @@ static void test_kvblocks(void) {
   ig_kvb_free(&m);
 }
 
+/* The prefix cache of the block manager: keys, reference counts, kept blocks taken back oldest first, the
+ * duplicate and stale-chain cases, and exact accounting under churn. */
+static void test_prefix_blocks(void) {
+  ig_kvb m;
+  CHECK(ig_kvb_init(&m, 8, 4) == 0);
+  int32_t ids[8];
+  int live = -1;
+  CHECK_EQ_INT(ig_kvb_match(&m, (int32_t[]){1, 2, 3, 4}, 1, ids, &live), 0); /* off: nothing, ever */
+  CHECK(ig_kvb_enable_cache(&m) == 0);
+  int32_t T[16] = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+  ig_kvb_table a = {0}, b = {0}, c = {0}, d = {0};
+  CHECK(ig_kvb_ensure(&m, &a, 12) == 0);
+  uint64_t chain = 0;
+  for (int j = 0; j < 3; j++) ig_kvb_register(&m, &a, j, T + 4 * j, &chain);
+  CHECK(chain == m.serial[a.ids[2]] && chain != 0);
+  CHECK_EQ_INT(m.n_cached, 3);
+  CHECK_EQ_INT(ig_kvb_match(&m, T, 4, ids, &live), 3);
+  CHECK_EQ_INT(live, 3);
+  for (int j = 0; j < 3; j++) CHECK_EQ_INT(ids[j], a.ids[j]);
+  CHECK_EQ_INT(ig_kvb_match(&m, T, 2, ids, NULL), 2); /* at most max_blocks */
+  int32_t U[12] = {5, 6, 7, 8, 9, 10, 11, 99, 13, 14, 15, 16};
+  CHECK_EQ_INT(ig_kvb_match(&m, U, 3, ids, NULL), 1); /* a token differs in block 1: block 2's key differs too */
+  int32_t W[4] = {9, 10, 11, 12};
+  CHECK_EQ_INT(ig_kvb_match(&m, W, 1, ids, NULL), 0); /* block 1's tokens, but not after block 0 */
+  /* sharing */
+  CHECK_EQ_INT(ig_kvb_match(&m, T, 3, ids, NULL), 3);
+  CHECK(ig_kvb_attach(&m, &b, ids, 3) == 0);
+  CHECK_EQ_INT(b.n, 3);
+  CHECK_EQ_INT(ig_kvb_used(&m), 3); /* shared blocks count once */
+  CHECK(ig_kvb_ensure(&m, &b, 14) == 0); /* b's own fourth block */
+  CHECK_EQ_INT(ig_kvb_used(&m), 4);
+  ig_kvb_release(&m, &a);
+  CHECK_EQ_INT(ig_kvb_used(&m), 4); /* b still holds them */
+  CHECK_EQ_INT(ig_kvb_cached_free(&m), 0);
+  ig_kvb_release(&m, &b);
+  CHECK_EQ_INT(ig_kvb_used(&m), 0);
+  CHECK_EQ_INT(m.n_free, 8);
+  CHECK_EQ_INT(ig_kvb_cached_free(&m), 3); /* kept: free, but found */
+  CHECK_EQ_INT(ig_kvb_match(&m, T, 3, ids, &live), 3);
+  CHECK_EQ_INT(live, 0);
+  /* allocation takes the never-cached blocks first (5), then the kept ones, deepest first */
+  CHECK(ig_kvb_ensure(&m, &c, 24) == 0);
+  CHECK_EQ_INT(ig_kvb_match(&m, T, 3, ids, NULL), 2);
+  CHECK(ig_kvb_ensure(&m, &c, 28) == 0);
+  CHECK_EQ_INT(ig_kvb_match(&m, T, 3, ids, NULL), 1);
+  CHECK_EQ_INT(m.n_cached, 1);
+  CHECK_EQ_INT(ig_kvb_used(&m), 7);
+  CHECK(ig_kvb_ensure(&m, &c, 36) == -ENOSPC);
+  ig_kvb_release(&m, &c);
+  /* the same content registered twice: the second block stays unregistered and is freed, not kept */
+  CHECK(ig_kvb_ensure(&m, &a, 4) == 0);
+  CHECK(ig_kvb_ensure(&m, &b, 8) == 0);
+  chain = 0;
+  ig_kvb_register(&m, &a, 0, T + 4, &chain); /* content X = {9..12} at the root */
+  uint64_t ca = chain;
+  chain = 0;
+  ig_kvb_register(&m, &b, 0, T + 4, &chain);
+  CHECK(chain == ca && m.serial[b.ids[0]] == 0);
+  ig_kvb_register(&m, &b, 1, T + 8, &chain); /* b's block 1 continues a's chain */
+  CHECK(m.serial[b.ids[1]] != 0);
+  CHECK_EQ_INT(ig_kvb_match(&m, T + 4, 2, ids, NULL), 2);
+  CHECK(ids[0] == a.ids[0] && ids[1] == b.ids[1]);
+  int kept0 = ig_kvb_cached_free(&m);
+  ig_kvb_release(&m, &b);
+  CHECK_EQ_INT(ig_kvb_cached_free(&m), kept0 + 1); /* its block 1 kept, its block 0 freed */
+  ig_kvb_release(&m, &a);
+  /* a chain whose first block is taken back: the rest is unreachable, even when its id gets new content */
+  CHECK(ig_kvb_ensure(&m, &a, 32) == 0); /* every block: all kept ones taken back */
+  CHECK_EQ_INT(m.n_cached, 0);
+  CHECK_EQ_INT(ig_kvb_match(&m, T + 4, 2, ids, NULL), 0);
+  ig_kvb_release(&m, &a);
+  /* churn: random tables, registrations and attachments keep the books exact */
+  ig_kvb_table t[5] = {{0}};
+  int32_t toks[5][64];
+  unsigned x = 99;
+  for (int it = 0; it < 3000; it++) {
+    x = x * 1103515245u + 12345u;
+    int k = (x >> 16) % 5, op = (x >> 8) % 4;
+    if (op == 0) {
+      ig_kvb_release(&m, &t[k]);
+    } else if (op == 1 && t[k].n == 0) { /* a new sequence from a few shared prompts */
+      for (int i = 0; i < 32; i++) toks[k][i] = 1 + (int)((x >> 4) % 3) * 100 + (i < 20 ? i : (int)(x >> (i % 16)) % 7);
+      int n = ig_kvb_match(&m, toks[k], 5, ids, NULL);
+      CHECK(ig_kvb_attach(&m, &t[k], ids, n) == 0);
+    } else if (t[k].n < 8 && ig_kvb_ensure(&m, &t[k], (t[k].n + 1) * 4) == 0) {
+      uint64_t ch = 0;
+      for (int j = 0; j < t[k].n; j++) ig_kvb_register(&m, &t[k], j, toks[k] + 4 * j, &ch);
+    }
+    int refs = 0, used = 0, kept = 0, sum = 0;
+    for (int i = 0; i < 8; i++) {
+      refs += m.ref[i];
+      used += m.ref[i] > 0;
+      kept += m.ref[i] == 0 && m.serial[i] != 0;
+    }
+    for (int j = 0; j < 5; j++) sum += t[j].n;
+    if (refs != sum || used != ig_kvb_used(&m) || kept != ig_kvb_cached_free(&m) || m.n_stack + kept != m.n_free) {
+      CHECK_MSG(0, "books at step %d: refs %d tables %d used %d/%d kept %d/%d", it, refs, sum, used, ig_kvb_used(&m),
+                kept, ig_kvb_cached_free(&m));
+      break;
+    }
+  }
+  for (int j = 0; j < 5; j++) {
+    ig_kvb_release(&m, &t[j]);
+    ig_kvb_table_free(&t[j]);
+  }
+  CHECK_EQ_INT(ig_kvb_used(&m), 0);
+  ig_kvb_table_free(&a), ig_kvb_table_free(&b), ig_kvb_table_free(&c), ig_kvb_table_free(&d);
+  ig_kvb_free(&m);
+}
+
 /* ---- sampler pieces ----------------------------------------------------------------------------------- */
 static void check_scores(const float *got, const float *want, int n, const char *what) {
   for (int i = 0; i < n; i++) {
@@ -446,6 +556,7 @@ static void test_stopseq_random(void) {
 
 int main(void) {
   test_kvblocks();
+  test_prefix_blocks();
   test_stopseq_random();
   test_processors();
   test_rng_and_watermark();
