@@ -83,9 +83,10 @@ static flag flags[] = {
      "in one order); false: a GEMV for steps of 1-2 rows (batch-1 decode ~2% faster, results then depend on the "
      "batch in the last bits); the CPU always is invariant",
      NULL},
-    {"prefix-caching", NULL, "PREFIX_CACHING", "USE_PREFIX_CACHING", F_BOOL, "false",
+    {"prefix-caching", NULL, "PREFIX_CACHING", "USE_PREFIX_CACHING", F_BOOL, "true",
      "keep the KV cache of computed prompts and reuse it for requests that start with the same tokens (a shared "
-     "system prompt, a chat's earlier turns); outputs are the same bits with or without it",
+     "system prompt, a chat's earlier turns); outputs are the same bits with or without it; kept blocks count as "
+     "free (taken back oldest first)",
      NULL},
     {"num-shard", NULL, "NUM_SHARD", NULL, F_INT, "1", "tensor-parallel shards (GPUs with --device cuda, thread groups on the CPU)", NULL},
     {"api-key", NULL, "API_KEY", NULL, F_STR, NULL,
@@ -530,6 +531,7 @@ int ig_cmd_serve(int argc, char **argv) {
   c.ecfg.max_waiting_tokens = get_int("max-waiting-tokens", 20);
   c.ecfg.waiting_served_ratio = val("waiting-served-ratio") ? (float)strtod(val("waiting-served-ratio"), NULL) : 0.3f;
   c.ecfg.max_total_tokens = max_total;
+  c.ecfg.prefix_caching = 1; /* as TGI 3 */
   if (val("prefix-caching")) parse_bool(val("prefix-caching"), &c.ecfg.prefix_caching);
   c.ecfg.memory_fraction = val("cuda-memory-fraction") ? (float)strtod(val("cuda-memory-fraction"), NULL) : 1.0f;
   if (!(c.ecfg.memory_fraction > 0.0f && c.ecfg.memory_fraction <= 1.0f)) {
