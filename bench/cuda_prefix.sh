@@ -86,7 +86,7 @@ start() { # name, flags...
 stop() { kill $SP; wait $SP; }
 metrics() { curl -s http://127.0.0.1:3005/metrics | grep -E "^ignis_(prefix|kv_blocks)" | tr '\n' ' '; echo; }
 for m in cold warm; do
-  f=""; [ $m = warm ] && f="--prefix-caching"
+  f="--prefix-caching false"; [ $m = warm ] && f="--prefix-caching true"
   start exact_$m $f
   python3 $OUT/client.py exact $OUT/ids_$m.json $( [ $m = warm ] && echo $OUT/ids_cold.json ) || echo "exact $m: client failed"
   echo "exact $m: $(metrics)"
@@ -101,7 +101,7 @@ for part in ("first", "second"):
     print("exactness %s turn: %d of %d requests give the same token ids with the prefix cache%s" % (part, same, n, (" (differ: %s)" % bad[:10]) if bad else ""))
 PY
 for m in cold warm; do
-  f=""; [ $m = warm ] && f="--prefix-caching"
+  f="--prefix-caching false"; [ $m = warm ] && f="--prefix-caching true"
   start speed_$m $f
   echo "speed $m: $(python3 $OUT/client.py ttft x)"
   timeout 300 $PK/bin/ignis bench --url http://127.0.0.1:3005 --concurrency 64 --num-requests 512 --warmup 8 \
