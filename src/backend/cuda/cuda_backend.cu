@@ -721,6 +721,11 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   c->attn_variant = av && !strcmp(av, "wmma") ? 1 : 0;
   c->sgemm_waves = 1; /* the "sgemm" mode's K splits: blocks per SM */
   env_int("IGNIS_CUDA_SGEMM_WAVES", 1, 64, &c->sgemm_waves);
+  c->sg_bn = 0; /* auto */
+  if (env_int("IGNIS_CUDA_SGEMM_BN", 48, 64, &c->sg_bn) && c->sg_bn != 48 && c->sg_bn != 64) {
+    ig_log(IG_LOG_WARN, "IGNIS_CUDA_SGEMM_BN=%d: must be 48 or 64; chosen per product", c->sg_bn);
+    c->sg_bn = 0;
+  }
   const char *sbk = getenv("IGNIS_CUDA_SGEMM_BULK");
   c->sg_bulk = !(sbk && sbk[0] == '0'); /* on Hopper */
   const char *sdp = getenv("IGNIS_CUDA_SGEMM_DEEP");

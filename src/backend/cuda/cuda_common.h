@@ -111,6 +111,7 @@ typedef struct cu_impl {
                        IGNIS_CUDA_SGEMM_DEEP=0: off) */
   int bi_sg_tiles;  /* the invariant mode gives it only products of at least this many 64-row tiles
                        (IGNIS_CUDA_BI_SGEMM_TILES; default two thirds of the SMs: without K splits fewer leave SMs idle) */
+  int sg_bn;        /* weight rows per block of plain products through TMA: 0 auto, 64 or 48 (IGNIS_CUDA_SGEMM_BN) */
   int sg_bulk;      /* its stages arrive by TMA tensor copies (default on Hopper; IGNIS_CUDA_SGEMM_BULK=0: cp.async) */
   int sm90;         /* compute capability 9.0 or above */
   struct { int64_t O, I; int ok; } sgv[IG_CUDA_SGV]; /* shapes checked for the invariant skinny GEMM (cuda_matmul.cu) */
