@@ -183,10 +183,13 @@ if has serve; then
     for c in ${SERVE_LEVELS:-1 16 64 256}; do
       n=$((c < 4 ? 4 : c)); w=$((c < 8 ? c : 8))
       timeout 60 $PK/bin/ignis bench --url http://127.0.0.1:3000 --concurrency $c --num-requests $n --warmup $w \
-        --input-tokens 128 --output-tokens 256 --ignore-eos --no-progress > $OUT/serve_c$c.txt 2>&1
+        --input-tokens 128 --output-tokens 256 --ignore-eos --no-progress --seed $c > $OUT/serve_c$c.txt 2>&1
       note "serve c=$c: $(grep -E 'Output throughput|Failed' $OUT/serve_c$c.txt | tr -s ' ' | tr '\n' ' ')" \
            "$(grep -E '^(TTFT|ITL)' $OUT/serve_c$c.txt | awk '{print $1, "p50", $5, "ms"}' | tr '\n' ' ')"
     done
+    # (each level its own prompts, --seed c: with the same seed every level repeated the earlier levels' prompts,
+    # which the prefix cache, on by default, then found: 11,312 of 46,720 prompt tokens at 11:02 on 2026-11-24)
+    note "serve: prefix cache (on by default; random prompts): $(curl -s http://127.0.0.1:3000/metrics | grep -E '^ignis_prefix' | tr '\n' ' ')"
     kill $SP; wait $SP
     grep "engine profile" $OUT/serve.log | tail -12
     tail -3 $OUT/serve.log
