@@ -9,14 +9,8 @@
 #  2. speed (default chunk): TTFT of one client sending the system prompt with a new 20-word question, 24 times;
 #     then ignis bench at 64 clients over 512 such prompts (128 output tokens, EOS ignored).
 . "$(dirname "$0")/serve_wait.sh"
-PK=/tmp/cudapack
-[ -d $PK/bin ] || { mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz; } || exit 1
-M=${MODEL:-/tmp/l8b}
 OUT=${OUT:-/tmp/prefix_out}
-mkdir -p $OUT
-[ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
-cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
-ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+serve_setup
 cat > $OUT/client.py <<'PY'
 import json, random, sys, threading, time, urllib.request
 URL = "http://127.0.0.1:3005"

@@ -7,14 +7,8 @@
 # started and ignis bench runs at each concurrency in LEVELS (REQS_PER_CLIENT x c requests).
 #   VARIANTS="pick:IGNIS_CUDA_BI_TUNE=0;tuned:" LEVELS="64 256" bench/cuda_serve_mixed.sh
 . "$(dirname "$0")/serve_wait.sh"
-PK=/tmp/cudapack
-[ -d $PK/bin ] || { mkdir -p $PK && tar -C $PK -xJf .dev/cudapack/pack.tar.xz; } || exit 1
-M=${MODEL:-/tmp/l8b}
 OUT=${OUT:-/tmp/mixed_out}
-mkdir -p $OUT
-[ -f $M/config.json ] || python3 bench/cuda_llama8b.py save $M > $OUT/l8b_save.log 2>&1
-cp $PK/tok/tokenizer.json $PK/tok/tokenizer_config.json $M/
-ldd $PK/bin/ignis | grep -q "not found" && export LD_LIBRARY_PATH=$PK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+serve_setup
 python3 - $OUT/prompts.jsonl <<'PY'
 import json, random, sys
 r = random.Random(7)

@@ -102,19 +102,24 @@ static void forget(ig_kvb *m, int b) {
 
 /* ---- blocks ---- */
 
+/* Room in t for `need` ids. 0 or -ENOMEM (t unchanged). */
+static int table_reserve(ig_kvb_table *t, int need) {
+  if (need <= t->cap) return 0;
+  int cap = t->cap ? t->cap : 8;
+  while (cap < need) cap *= 2;
+  int32_t *p = realloc(t->ids, sizeof(int32_t) * (size_t)cap);
+  if (!p) return -ENOMEM;
+  t->ids = p;
+  t->cap = cap;
+  return 0;
+}
+
 int ig_kvb_ensure(ig_kvb *m, ig_kvb_table *t, int n_tokens) {
   int need = ig_kvb_blocks_for(m, n_tokens);
   if (need <= t->n) return 0;
   int extra = need - t->n;
   if (extra > m->n_free) return -ENOSPC;
-  if (need > t->cap) {
-    int cap = t->cap ? t->cap : 8;
-    while (cap < need) cap *= 2;
-    int32_t *p = realloc(t->ids, sizeof(int32_t) * (size_t)cap);
-    if (!p) return -ENOMEM;
-    t->ids = p;
-    t->cap = cap;
-  }
+  if (table_reserve(t, need)) return -ENOMEM;
   for (int i = 0; i < extra; i++) {
     int b;
     if (m->n_stack > 0) {
@@ -173,14 +178,7 @@ int ig_kvb_match(const ig_kvb *m, const int32_t *tokens, int max_blocks, int32_t
 int ig_kvb_attach(ig_kvb *m, ig_kvb_table *t, const int32_t *ids, int n) {
   if (!m->ref || n <= 0) return 0;
   assert(t->n == 0);
-  if (n > t->cap) {
-    int cap = t->cap ? t->cap : 8;
-    while (cap < n) cap *= 2;
-    int32_t *p = realloc(t->ids, sizeof(int32_t) * (size_t)cap);
-    if (!p) return -ENOMEM;
-    t->ids = p;
-    t->cap = cap;
-  }
+  if (table_reserve(t, n)) return -ENOMEM;
   for (int i = 0; i < n; i++) {
     int b = ids[i];
     assert(m->serial[b]);
