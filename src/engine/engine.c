@@ -7,6 +7,7 @@
  * When the runner can keep a step in flight (forward_sample_begin/end: a GPU), steps are pipelined (step_async):
  * the previous step's text, stop sequences and events are done while the device runs the next step. */
 #include "engine/engine_int.h"
+#include "engine/jsonmask.h"
 #include "engine/kvblocks.h"
 #include "engine/sample_pool.h"
 #include "engine/sampler.h"
@@ -35,6 +36,7 @@ typedef struct seq {
   int n_canon, n_reg;
   uint64_t chain;
   int admitted_once;
+  ig_json_fsm *json;   /* JSON mode: the state after the generated tokens */
   int prefilling;      /* since (re)admission its prompt (+ generated tokens on recompute) is being computed */
   int scheduled_once;
   int lp_done;         /* prefill logprobs known for prompt positions [1, lp_done) */
@@ -90,6 +92,12 @@ struct ig_engine {
   ig_kvb kvb;
   int canon_rows;           /* runner.kv_canon_rows, at least 1 */
   int32_t *match_ids;       /* prefix cache: blocks found for the sequence being admitted */
+  /* JSON mode, made at its first request: every token's raw bytes and their trie; the mask of one row */
+  int json_ready;           /* 0 not yet, 1 made, -1 failed */
+  ig_json_vocab *jvocab;
+  unsigned char *jpool;
+  size_t *joff, *jlen;
+  uint8_t *jmask;
   ig_sampler sampler;
   ig_sample_pool *pool;     /* host sampling workers (NULL: none) */
   int64_t sample_par_min;   /* sample in parallel from this many logits (jobs x vocab) per step */
@@ -179,6 +187,7 @@ static void seq_free(ig_engine *e, seq *s) {
   ig_stopseq_free(&s->stop);
   free(s->tokens);
   free(s->prefill_lp);
+  free(s->json);
   free(s);
 }
 
@@ -284,13 +293,19 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
     return -EINVAL;
   }
+  if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1)) {
+    snprintf(err, errlen, "JSON mode needs the model's tokenizer and an EOS token");
+    return -EINVAL;
+  }
   seq *s = calloc(1, sizeof *s);
   if (s) s->tokens = malloc(sizeof(int32_t) * (size_t)(r->n_prompt + p->max_new_tokens));
   if (s && p->prefill_logprobs) s->prefill_lp = malloc(sizeof(float) * (size_t)r->n_prompt);
-  if (!s || !s->tokens || (p->prefill_logprobs && !s->prefill_lp)) {
+  if (s && p->json_mode && (s->json = malloc(sizeof *s->json))) ig_json_fsm_init(s->json);
+  if (!s || !s->tokens || (p->prefill_logprobs && !s->prefill_lp) || (p->json_mode && !s->json)) {
     if (s) {
       free(s->tokens);
       free(s->prefill_lp);
+      free(s->json);
     }
     free(s);
     snprintf(err, errlen, "out of memory");
@@ -323,6 +338,7 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     ig_stopseq_free(&s->stop);
     free(s->tokens);
     free(s->prefill_lp);
+    free(s->json);
     free(s);
     return rc;
   }
@@ -597,6 +613,11 @@ static ig_finish_reason append_token(ig_engine *e, seq *s, int32_t id) {
   const ig_gen_params *p = &s->r->params;
   s->tokens[s->n_tokens++] = id;
   s->n_generated++;
+  if (s->json) { /* the mask allowed only tokens that continue the object, and EOS once it is closed */
+    if (is_eos(e, id)) return IG_FINISH_EOS;
+    if (e->json_ready != 1 || ig_json_fsm_feed(s->json, e->jpool + e->joff[id], e->jlen[id]))
+      ig_log(IG_LOG_ERROR, "engine: request %llu: token %d does not continue its JSON", (unsigned long long)s->r->id, id);
+  }
   if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) return IG_FINISH_LENGTH;
   if (!p->ignore_eos && is_eos(e, id)) return IG_FINISH_EOS;
   return IG_FINISH_NONE;
@@ -729,7 +750,7 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
       if (!want_lp && p != s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
-      if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP) {
+      if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP || gp->json_mode) {
         e->hrows[n_host++] = out++;
         continue;
       }
@@ -758,6 +779,59 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
   *n_srows_out = n_srows;
   *n_host_out = n_host;
   return grow((void **)&e->logits, &e->cap_logits, (size_t)n_host * (size_t)V + 1, sizeof(float));
+}
+
+/* JSON mode: every token's raw bytes and their trie, made once, at the first JSON request's first sampling (a
+ * vocabulary of 128k tokens takes a few tens of ms). 0, or -1 (logged; JSON rows then get only EOS). */
+static int json_vocab(ig_engine *e) {
+  if (e->json_ready) return e->json_ready > 0 ? 0 : -1;
+  e->json_ready = -1;
+  int64_t t0 = ig_engine_now_ns();
+  const int V = e->run.vocab_size;
+  ig_str pool;
+  ig_str_init(&pool);
+  e->joff = malloc(sizeof(size_t) * (size_t)V), e->jlen = malloc(sizeof(size_t) * (size_t)V);
+  e->jmask = malloc((size_t)V);
+  unsigned char *special = calloc((size_t)V, 1);
+  const unsigned char **ptr = malloc(sizeof(*ptr) * (size_t)V);
+  int rc = !e->joff || !e->jlen || !e->jmask || !special || !ptr;
+  for (int v = 0; v < V && !rc; v++) {
+    e->joff[v] = pool.len;
+    special[v] = (unsigned char)(e->text.is_special && e->text.is_special(e->text.ctx, v));
+    if (special[v] || e->text.raw_piece(e->text.ctx, v, &pool) != 0) pool.len = e->joff[v], special[v] = 1;
+    e->jlen[v] = pool.len - e->joff[v];
+    rc = pool.oom;
+  }
+  if (!rc) {
+    const unsigned char *base = (const unsigned char *)(pool.p ? pool.p : "");
+    for (int v = 0; v < V; v++) ptr[v] = base + e->joff[v];
+    rc = ig_json_vocab_build(&e->jvocab, V, ptr, e->jlen, special) != 0;
+  }
+  free(special);
+  free(ptr);
+  if (!rc) e->jpool = pool.p ? (unsigned char *)ig_str_steal(&pool, NULL) : (unsigned char *)calloc(1, 1);
+  if (rc || !e->jpool) {
+    ig_str_free(&pool);
+    ig_log(IG_LOG_ERROR, "engine: JSON mode: out of memory for the vocabulary's trie");
+    return -1;
+  }
+  e->json_ready = 1;
+  ig_log(IG_LOG_INFO, "engine: JSON mode: %d tokens' bytes in a trie (%.1f ms)", V, (double)(ig_engine_now_ns() - t0) * 1e-6);
+  return 0;
+}
+
+/* JSON mode: logits of tokens that cannot continue s's object become -inf (only EOS once it is closed; only EOS too
+ * when nothing else could follow, or the vocabulary could not be made). */
+static void json_mask_row(ig_engine *e, seq *s, float *logits) {
+  const int V = e->run.vocab_size;
+  int n = json_vocab(e) == 0 ? ig_json_allowed(e->jvocab, s->json, e->run.eos_ids, e->run.n_eos, e->jmask) : 0;
+  if (n == 0) {
+    for (int v = 0; v < V; v++)
+      if (!is_eos(e, v)) logits[v] = -INFINITY;
+    return;
+  }
+  for (int v = 0; v < V; v++)
+    if (!e->jmask[v]) logits[v] = -INFINITY;
 }
 
 /* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
@@ -807,6 +881,7 @@ static int collect_results(ig_engine *e, int n_items) {
       pthread_mutex_unlock(&s->r->mu);
     }
     if (!sample_row) continue; /* sampled on the device */
+    if (s->json) json_mask_row(e, s, (float *)sample_row);
     ig_sample_job *jb = &e->jobs[n_jobs++];
     jb->params = &s->r->params;
     jb->logits = sample_row;
@@ -1226,6 +1301,11 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   ig_sampler_free(&e->sampler);
   ig_kvb_free(&e->kvb);
   free(e->match_ids);
+  ig_json_vocab_free(e->jvocab);
+  free(e->jpool);
+  free(e->joff);
+  free(e->jlen);
+  free(e->jmask);
   pthread_cond_destroy(&e->cv);
   pthread_mutex_destroy(&e->mu);
   free(e);

@@ -41,6 +41,9 @@ typedef struct ig_gen_params {
   int top_n_tokens;               /* 0..IG_MAX_TOP_N: top alternatives per generated token */
   int want_logprobs;              /* compute logprob of each chosen token (details / OpenAI logprobs) */
   int prefill_logprobs;           /* decoder_input_details: logprobs of prompt tokens */
+  int json_mode;                  /* the output is one JSON object (engine/jsonmask.h): tokens that cannot continue
+                                     one are masked out, and once it is closed only EOS can follow, which ends the
+                                     request (even with ignore_eos) */
   int n_stop;
   char **stop;                    /* stop sequences (owned by the request) */
 } ig_gen_params;

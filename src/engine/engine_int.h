@@ -50,6 +50,9 @@ typedef struct ig_engine_text {
   int (*detok_flush)(void *ctx, void *d, ig_str *out);
   void (*detok_free)(void *ctx, void *d);
   int (*is_special)(void *ctx, int32_t id);
+  /* optional: the bytes token id adds to a text, as they are (ig_tok_raw_piece): 0, or < 0 when it adds none; JSON
+   * mode needs it */
+  int (*raw_piece)(void *ctx, int32_t id, ig_str *out);
 } ig_engine_text;
 
 /* Same as ig_engine_create, over explicit tables (copied; their ctx must outlive the engine). */

@@ -54,6 +54,7 @@ static void txt_free(void *ctx, void *d) {
   free(d);
 }
 static int txt_special(void *ctx, int32_t id) { return ig_tok_is_special(ctx, id); }
+static int txt_raw_piece(void *ctx, int32_t id, ig_str *out) { return ig_tok_raw_piece(ctx, id, out); }
 
 static size_t mem_available(void) {
   FILE *f = fopen("/proc/meminfo", "r");
@@ -139,6 +140,6 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
     run.forward_sample_begin = run_forward_sample_begin;
     run.forward_sample_end = run_forward_sample_end;
   }
-  ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special};
+  ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special, txt_raw_piece};
   return ig_engine_create_custom(&run, tok ? &text : NULL, cfg, out, err, errlen);
 }

@@ -54,6 +54,50 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
   return 422;
 }
 
+/* A JSON schema that asks for nothing beyond "some JSON object" ({}, or {"type": "object"} with at most a title and a
+ * description): what JSON mode gives. Others (properties, required fields, ...) are not supported yet. */
+static int schema_is_any_object(const json_t *schema) {
+  if (!json_is_object(schema)) return 0;
+  const char *k;
+  const json_t *v;
+  json_object_foreach((json_t *)schema, k, v) {
+    if (!strcmp(k, "type") && json_is_string(v) && !strcmp(json_string_value(v), "object")) continue;
+    if ((!strcmp(k, "title") || !strcmp(k, "description") || !strcmp(k, "$schema")) && json_is_string(v)) continue;
+    return 0;
+  }
+  return 1;
+}
+
+/* TGI's grammar ({"type": "json", "value": schema} or {"type": "regex", ...}) and OpenAI's response_format
+ * ({"type": "text" | "json_object" | "json_schema", ...}): sets *json_mode, or 422. `what` names the field. */
+static int parse_grammar(const json_t *g, const char *what, int *json_mode, char *err, size_t errlen) {
+  *json_mode = 0;
+  if (!g || json_is_null(g)) return 0;
+  const json_t *t = json_is_object(g) ? json_object_get(g, "type") : NULL;
+  if (!json_is_string(t)) return fail(err, errlen, "%s: expected an object with a \"type\"", what);
+  const char *ty = json_string_value(t);
+  int ok;
+  if (!strcmp(ty, "text")) return 0;
+  if (!strcmp(ty, "json_object")) return *json_mode = 1, 0;
+  if (!strcmp(ty, "json")) {
+    ok = schema_is_any_object(json_object_get(g, "value"));
+  } else if (!strcmp(ty, "json_schema")) {
+    const json_t *js = json_object_get(g, "json_schema");
+    if (!json_is_object(js)) return fail(err, errlen, "%s: json_schema: expected an object", what);
+    const json_t *schema = json_object_get(js, "schema");
+    ok = !schema || schema_is_any_object(schema); /* no schema: any JSON object */
+  } else if (!strcmp(ty, "regex")) {
+    return fail(err, errlen, "%s: regex grammars are not supported (JSON mode is: {\"type\": \"json_object\"})", what);
+  } else {
+    return fail(err, errlen, "%s: unknown type '%s'", what, ty);
+  }
+  if (!ok)
+    return fail(err, errlen, "%s: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": "
+                "\"object\"}); schemas with properties are not", what);
+  *json_mode = 1;
+  return 0;
+}
+
 /* Each reader: returns 0 when absent (or null for nullable fields: *set = 0), 1 when read, 422 on error. */
 static int read_bool(const json_t *obj, const char *key, const char *path, int nullable, int *out, char *err,
                      size_t errlen) {
@@ -205,8 +249,7 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   R(read_bool(p, "watermark", "parameters.watermark", 0, &watermark, err, errlen));
   R(read_bool(p, "ignore_eos", "parameters.ignore_eos", 1, &ignore_eos, err, errlen));
   {
-    const json_t *g = json_object_get(p, "grammar");
-    if (g && !json_is_null(g)) R(fail(err, errlen, "grammar is not supported"));
+    R(parse_grammar(json_object_get(p, "grammar"), "grammar", &r->gp.json_mode, err, errlen));
     const json_t *ad = json_object_get(p, "adapter_id");
     if (ad && !json_is_null(ad)) R(fail(err, errlen, "invalid lora id"));
   }
@@ -429,12 +472,11 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
   }
   const json_t *tools = json_object_get(body, "tools");
   if (tools && !json_is_null(tools)) return fail(err, errlen, "tools are not supported");
-  const json_t *rf = json_object_get(body, "response_format");
-  if (rf && !json_is_null(rf)) {
-    const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
-    if (!json_is_string(t) || strcmp(json_string_value(t), "text") != 0) return fail(err, errlen, "grammar is not supported");
-  }
-  int rc = parse_openai_common(body, lim, r, err, errlen);
+  int json_mode = 0;
+  int rc = parse_grammar(json_object_get(body, "response_format"), "response_format", &json_mode, err, errlen);
+  if (rc) return rc;
+  rc = parse_openai_common(body, lim, r, err, errlen);
+  r->gp.json_mode = json_mode;
   if (rc) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);

@@ -56,6 +56,10 @@ int32_t ig_tok_vocab_size(const ig_tok *t); /* HF get_vocab_size(with_added_toke
 /* The token string as tokenizer.json spells it (e.g. "Ġthe", "▁the", "<0x0A>"); NULL for an unused id. */
 const char *ig_tok_id_to_piece(const ig_tok *t, int32_t id, size_t *len);
 int32_t ig_tok_piece_to_id(const ig_tok *t, const char *piece, size_t len); /* -1 when absent */
+/* Appends the bytes token id adds to a text after other tokens, as they are (a piece of a UTF-8 character stays
+ * partial; constrained generation follows the text byte by byte). 0, -1 when the token adds nothing of its own
+ * there, or IG_TOK_ERR_NOMEM. */
+int ig_tok_raw_piece(const ig_tok *t, int32_t id, ig_str *out);
 int ig_tok_is_special(const ig_tok *t, int32_t id);
 int ig_tok_is_added(const ig_tok *t, int32_t id);
 

@@ -60,7 +60,8 @@ static void toks_free(toks *t) {
 #define TRAW(t, i) ((t)->v[i].raw)
 
 /* ---- decoders --------------------------------------------------------------------------------------- */
-static int dec_bytelevel(const toks *in, toks *out) {
+/* raw: the bytes as they are (ig_tok_raw_piece); otherwise invalid UTF-8 becomes U+FFFD, as HF decodes */
+static int dec_bytelevel(const toks *in, toks *out, int raw) {
   tk_buf bytes = {0};
   int rc = 0;
   for (size_t i = 0; i < in->n && !rc; i++) {
@@ -89,8 +90,11 @@ static int dec_bytelevel(const toks *in, toks *out) {
     }
   }
   tk_buf fixed = {0};
-  if (!rc) rc = tk_utf8_lossy(&fixed, bytes.p ? bytes.p : "", bytes.len);
-  if (!rc) rc = toks_add(out, fixed.p ? fixed.p : "", fixed.len, 1);
+  if (raw) rc = rc ? rc : toks_add(out, bytes.p ? bytes.p : "", bytes.len, 1);
+  else {
+    if (!rc) rc = tk_utf8_lossy(&fixed, bytes.p ? bytes.p : "", bytes.len);
+    if (!rc) rc = toks_add(out, fixed.p ? fixed.p : "", fixed.len, 1);
+  }
   free(bytes.p);
   free(fixed.p);
   return rc;
@@ -103,17 +107,17 @@ static int hexval(char c) {
   return -1;
 }
 
-static int flush_bytes(tk_buf *pend, toks *out) {
+static int flush_bytes(tk_buf *pend, toks *out, int raw) {
   if (!pend->len) return 0;
   int rc = 0;
-  if (ig_utf8_valid(pend->p, pend->len)) rc = toks_add(out, pend->p, pend->len, 0);
+  if (raw || ig_utf8_valid(pend->p, pend->len)) rc = toks_add(out, pend->p, pend->len, 0);
   else
     for (size_t k = 0; k < pend->len && !rc; k++) rc = toks_add(out, "\xEF\xBF\xBD", 3, 0);
   pend->len = 0;
   return rc;
 }
 
-static int dec_bytefallback(const toks *in, toks *out) {
+static int dec_bytefallback(const toks *in, toks *out, int raw) {
   tk_buf pend = {0};
   int rc = 0;
   for (size_t i = 0; i < in->n && !rc; i++) {
@@ -124,10 +128,10 @@ static int dec_bytefallback(const toks *in, toks *out) {
       rc = tk_buf_add(&pend, &b, 1);
       continue;
     }
-    rc = flush_bytes(&pend, out);
+    rc = flush_bytes(&pend, out, raw);
     if (!rc) rc = toks_add(out, s, n, TRAW(in, i));
   }
-  if (!rc) rc = flush_bytes(&pend, out);
+  if (!rc) rc = flush_bytes(&pend, out, raw);
   free(pend.p);
   return rc;
 }
@@ -288,10 +292,10 @@ static int dec_bpe(const tk_dec *d, const toks *in, toks *out) {
   return 0;
 }
 
-static int run_decoder(const tk_dec *d, toks *cur) {
+static int run_decoder(const tk_dec *d, toks *cur, int raw) {
   if (d->type == TK_D_SEQ) {
     for (int i = 0; i < d->nsubs; i++)
-      if (run_decoder(&d->subs[i], cur)) return -1;
+      if (run_decoder(&d->subs[i], cur, raw)) return -1;
     return 0;
   }
   toks out = {0};
@@ -301,8 +305,8 @@ static int run_decoder(const tk_dec *d, toks *cur) {
     return -1;
   }
   switch (d->type) {
-  case TK_D_BYTELEVEL: rc = dec_bytelevel(cur, &out); break;
-  case TK_D_BYTEFALLBACK: rc = dec_bytefallback(cur, &out); break;
+  case TK_D_BYTELEVEL: rc = dec_bytelevel(cur, &out, raw); break;
+  case TK_D_BYTEFALLBACK: rc = dec_bytefallback(cur, &out, raw); break;
   case TK_D_FUSE: rc = dec_fuse(cur, &out); break;
   case TK_D_STRIP: rc = dec_strip(d, cur, &out); break;
   case TK_D_REPLACE: rc = dec_replace(d, cur, &out); break;
@@ -326,7 +330,7 @@ static int starts_bytelevel(const tk_dec *d) {
   return d && d->type == TK_D_BYTELEVEL;
 }
 
-int tk_decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_special, ig_str *out) {
+static int decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_special, int raw, ig_str *out) {
   toks cur = {0};
   if (toks_reserve(&cur, n + 1, n * 8 + 16)) {
     toks_free(&cur);
@@ -346,7 +350,7 @@ int tk_decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_spe
       rc = toks_add(&cur, t->hpool.p + t->hoff[id], t->hlen[id], 0);
     }
   }
-  if (!rc && t->dec) rc = run_decoder(t->dec, &cur);
+  if (!rc && t->dec) rc = run_decoder(t->dec, &cur, raw);
   for (size_t i = 0; i < cur.n && !rc; i++) {
     if (!t->dec && i && ig_str_putc(out, ' ')) rc = -1;
     if (!rc && ig_str_append(out, TOK(&cur, i), TLEN(&cur, i))) rc = -1;
@@ -354,6 +358,27 @@ int tk_decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_spe
   if (!rc && !out->p && ig_str_append(out, "", 0)) rc = -1;
   toks_free(&cur);
   return rc ? IG_TOK_ERR_NOMEM : 0;
+}
+
+int tk_decode_tokens(const ig_tok *t, const int32_t *ids, size_t n, int skip_special, ig_str *out) {
+  return decode_tokens(t, ids, n, skip_special, 0, out);
+}
+
+/* The bytes token id adds after other text: decode(ctx id) less decode(ctx), raw, with ctx the token of "a" (or of
+ * any plain piece) to take the decoders' start-of-text rules (a stripped first space). */
+int ig_tok_raw_piece(const ig_tok *t, int32_t id, ig_str *out) {
+  static const char *ctxs[] = {"a", "x", "the", "0"};
+  int32_t ctx = -1;
+  for (size_t i = 0; i < sizeof ctxs / sizeof ctxs[0] && ctx < 0; i++) ctx = ig_tok_piece_to_id(t, ctxs[i], strlen(ctxs[i]));
+  if (ctx < 0) ctx = 0;
+  ig_str a, b;
+  ig_str_init(&a), ig_str_init(&b);
+  int32_t ids[2] = {ctx, id};
+  int rc = decode_tokens(t, ids, 1, 0, 1, &a) || decode_tokens(t, ids, 2, 0, 1, &b) || a.oom || b.oom ? IG_TOK_ERR_NOMEM : 0;
+  if (!rc && b.len >= a.len && !memcmp(a.p, b.p, a.len)) rc = ig_str_append(out, b.p + a.len, b.len - a.len) ? IG_TOK_ERR_NOMEM : 0;
+  else if (!rc) rc = -1; /* not a plain continuation: no bytes of its own */
+  ig_str_free(&a), ig_str_free(&b);
+  return rc;
 }
 
 int ig_tok_decode_to(const ig_tok *t, const int32_t *ids, size_t n, int skip_special, ig_str *out) {

@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
   run.kv_bytes_per_block = kv_bytes;
   run.kv_init = kv_init;
   run.forward = timed_forward;
-  ig_engine_text text = {tok, t_new, t_push, t_flush, t_free, t_special};
+  ig_engine_text text = {tok, t_new, t_push, t_flush, t_free, t_special, NULL};
   ig_engine_config cfg = {0};
   cfg.max_total_tokens = new_tokens + 16;
   cfg.max_batch_total_tokens = conc * (new_tokens + 16) + 64;

@@ -7,6 +7,7 @@
  * with the pipelined one (a fake runner with forward_sample_begin/end whose results arrive only at end), whose
  * outputs must equal the serial run's. */
 #include "engine/engine_int.h"
+#include "engine/jsonmask.h"
 #include "engine/sampler.h"
 #include "harness.h"
 #include "test.h"
@@ -231,7 +232,8 @@ static int txt_push(void *ctx, void *d, int32_t id, ig_str *out) { return ig_str
 static int txt_flush(void *ctx, void *d, ig_str *out) { return 0; }
 static void txt_free(void *ctx, void *d) { free(d); }
 static int txt_special(void *ctx, int32_t id) { return id == 0; }
-static const ig_engine_text fake_text = {NULL, txt_new, txt_push, txt_flush, txt_free, txt_special};
+static int txt_raw(void *ctx, int32_t id, ig_str *out) { return pieces[id][0] && !ig_str_puts(out, pieces[id]) ? 0 : -1; }
+static const ig_engine_text fake_text = {NULL, txt_new, txt_push, txt_flush, txt_free, txt_special, txt_raw};
 
 static void init_pieces(void) {
   pieces[0][0] = 0;
@@ -611,6 +613,67 @@ static void test_prefix_cache(void) {
   free_outs(got, NR);
   free_outs(ref, NR);
   make_workload();
+}
+
+/* ---- JSON mode ------------------------------------------------------------------------------------------ */
+/* With JSON pieces in the vocabulary (braces, quotes, digits, literals, whitespace, and the letters, which strings
+ * take), every output of a JSON-mode request is a prefix of one JSON object, and a complete object when it ended on
+ * EOS (ignore_eos too); a request's output is the same alone and batched, serial and pipelined. */
+static void test_json_mode(void) {
+  static const char *jp[] = {"{", "}", "\"", "\":", ",", "1", "[", "]", "true", " ", "\"a\"", "-", ".5", "null",
+                             "{\"", "\"}", "e", "\n", "}}", ":{"};
+  char saved[V][8];
+  memcpy(saved, pieces, sizeof saved);
+  for (size_t i = 0; i < sizeof jp / sizeof jp[0]; i++) snprintf(pieces[1 + i], 8, "%s", jp[i]);
+  enum { NJ = 16 };
+  static h_out solo[NJ], batch[NJ];
+  memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch);
+  ig_gen_params ps[NJ];
+  int32_t prompt[3] = {5, 9, 30};
+  for (int i = 0; i < NJ; i++) {
+    ps[i] = h_params(10 + 7 * i);
+    ps[i].json_mode = 1;
+    ps[i].seed = 77 + (uint64_t)i;
+    if (i % 2) ps[i].do_sample = 1, ps[i].temperature = 1.5f;
+    if (i % 3 == 0) ps[i].repetition_penalty = 1.3f;
+    if (i == 5) ps[i].ignore_eos = 1;
+  }
+  for (int together = 0; together < 2; together++) {
+    fake *f = fake_new();
+    ig_engine *e = start(f, 8192, 32, 64, 4);
+    ig_request *rs[NJ];
+    char err[256];
+    h_out *o = together ? batch : solo;
+    for (int i = 0; i < NJ; i++) {
+      rs[i] = h_request(prompt, 3, &ps[i], NULL, 0);
+      CHECK_MSG(ig_engine_submit(e, rs[i], err, sizeof err) == 0, "submit: %s", err);
+      if (!together) CHECK(h_wait_all(&rs[i], &o[i], 1, 30) == 0);
+    }
+    if (together) CHECK(h_wait_all(rs, o, NJ, 60) == 0);
+    for (int i = 0; i < NJ; i++) ig_request_unref(rs[i]);
+    ig_engine_destroy(e, 1000);
+    fake_free(f);
+  }
+  int complete = 0;
+  for (int i = 0; i < NJ; i++) {
+    CHECK_MSG(h_same(&solo[i], &batch[i]), "JSON request %d differs when batched", i);
+    ig_json_fsm fsm;
+    ig_json_fsm_init(&fsm);
+    const char *t = solo[i].text.p ? solo[i].text.p : "";
+    CHECK_MSG(ig_json_fsm_feed(&fsm, (const unsigned char *)t, solo[i].text.len) == 0, "request %d: not JSON: %s", i, t);
+    if (solo[i].finish == IG_FINISH_EOS) {
+      CHECK_MSG(ig_json_fsm_complete(&fsm), "request %d ended on EOS with an open object: %s", i, t);
+      complete++;
+    } else {
+      CHECK_EQ_INT(solo[i].finish, IG_FINISH_LENGTH);
+      CHECK_MSG(!ig_json_fsm_complete(&fsm), "request %d: a closed object not followed by EOS: %s", i, t);
+    }
+  }
+  fprintf(stderr, "JSON mode: %d of %d requests closed their object (e.g. %s)\n", complete, NJ,
+          solo[NJ - 1].text.p ? solo[NJ - 1].text.p : "");
+  CHECK(complete > 0);
+  for (int i = 0; i < NJ; i++) ig_str_free(&solo[i].text), ig_str_free(&batch[i].text);
+  memcpy(pieces, saved, sizeof saved);
 }
 
 static void test_stop_sequences(void) {
@@ -1045,6 +1108,27 @@ static int fake_warmup(void *ctx, int max_rows, int max_total_tokens, int chunk,
   }
   return 7;
 }
+/* An engine without a tokenizer's raw pieces refuses JSON mode at submission, with a message. */
+static void test_json_needs_text(void) {
+  fake *f = fake_new();
+  ig_engine_runner run = fake_min_runner(f);
+  ig_engine_config cfg = {0};
+  cfg.max_total_tokens = 200;
+  cfg.max_batch_total_tokens = 1024;
+  ig_engine *e = NULL;
+  char err[256] = "";
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
+  ig_gen_params p = h_params(5);
+  p.json_mode = 1;
+  int32_t prompt[2] = {3, 4};
+  ig_request *r = h_request(prompt, 2, &p, NULL, 0);
+  CHECK_EQ_INT(ig_engine_submit(e, r, err, sizeof err), -EINVAL);
+  CHECK_MSG(strstr(err, "JSON mode needs") != NULL, "message: %s", err);
+  ig_request_unref(r);
+  ig_engine_destroy(e, 0);
+  fake_free(f);
+}
+
 static void test_warmup_hook(void) {
   fake *f = fake_new();
   ig_engine_runner run = fake_min_runner(f);
@@ -1091,9 +1175,11 @@ int main(void) {
     test_waiting_rules();
     test_stress();
     test_prefix_cache();
+    test_json_mode();
   }
   g_async = 0;
   test_config_errors();
+  test_json_needs_text();
   test_warmup_hook();
   TEST_DONE();
 }

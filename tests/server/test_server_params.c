@@ -321,7 +321,58 @@ static void test_metrics(void) {
   ig_str_free(&o);
 }
 
+/* JSON mode: TGI's grammar and OpenAI's response_format; what it cannot do is a 422 that says so. */
+static int json_mode_of(ig_api api, const char *body) {
+  json_t *j = json_loads(body, 0, NULL);
+  ig_server_req r;
+  const char *et;
+  char m[256];
+  int rc = ig_server_req_parse(api, j, &lim, &r, &et, m, sizeof m);
+  int jm = rc ? -rc : r.gp.json_mode;
+  ig_server_req_free(&r);
+  json_decref(j);
+  return jm;
+}
+static void test_grammar(void) {
+  const ig_api G = IG_API_GENERATE, C = IG_API_CHAT;
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\"}"), 0);
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":null}}"), 0);
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{}}}}"), 1);
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":"
+                               "{\"type\":\"object\",\"title\":\"T\"}}}}"), 1);
+  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{\"type\":\"object\","
+            "\"properties\":{\"a\":{\"type\":\"integer\"}}}}}}", 422,
+         "grammar: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": \"object\"}); schemas "
+         "with properties are not");
+  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{\"type\":\"array\"}}}}", 422,
+         "grammar: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": \"object\"}); schemas "
+         "with properties are not");
+  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"regex\",\"value\":\"a+\"}}}", 422,
+         "grammar: regex grammars are not supported (JSON mode is: {\"type\": \"json_object\"})");
+  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"yaml\"}}}", 422, "grammar: unknown type 'yaml'");
+  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":\"json\"}}", 422,
+         "grammar: expected an object with a \"type\"");
+  const char *msgs = "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
+  char b[512];
+  snprintf(b, sizeof b, "{%s}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 0);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"text\"}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 0);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_object\"}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 1);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 1);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+           "\"schema\":{\"type\":\"object\",\"required\":[\"a\"]}}}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), -422);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json\",\"value\":{}}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 1);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\"}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), -422);
+}
+
 int main(void) {
+  test_grammar();
   test_tgi_rules();
   test_tgi_values();
   test_openai();

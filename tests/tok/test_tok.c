@@ -240,6 +240,7 @@ static void test_bytes_and_roundtrip(const char *dir) {
     char *d = ig_tok_decode(t, e.ids, e.n, 0, &dl);
     CHECK(d && ig_utf8_valid(d, dl));
     free(d);
+
     /* valid UTF-8 from random code points: decode(encode(s)) == s */
     ig_str s;
     ig_str_init(&s);
@@ -266,6 +267,14 @@ static void test_bytes_and_roundtrip(const char *dir) {
     d = ig_tok_decode(t, e.ids, e.n, 0, &dl);
     CHECK_MSG(d && dl == s.len && !memcmp(d, s.p, dl), "round trip of %zu bytes", s.len);
     free(d);
+    /* byte-level BPE: the raw pieces of the ids (constrained generation's view, a token's bytes as they are, a
+     * split UTF-8 character included) concatenate to the text */
+    ig_str raw;
+    ig_str_init(&raw);
+    int bad = 0;
+    for (size_t i = 0; i < e.n; i++) bad |= ig_tok_raw_piece(t, e.ids[i], &raw) != 0;
+    CHECK_MSG(!bad && raw.len == s.len && (!s.len || !memcmp(raw.p, s.p, s.len)), "raw pieces of %zu bytes", s.len);
+    ig_str_free(&raw);
     ig_str_free(&s);
   }
   ig_tok_enc_free(&e);
@@ -295,6 +304,27 @@ static void *worker(void *arg) {
   }
   ig_tok_enc_free(&e);
   return NULL;
+}
+
+/* Raw pieces on a SentencePiece tokenizer with byte fallback (stories260K): a byte token is its byte alone, a word
+ * piece keeps its leading space after other text. */
+static void test_raw_pieces_sp(void) {
+  ig_tok *t;
+  char err[256];
+  CHECK(ig_tok_load(&t, IG_SHARED_DIR "/models/stories260K", err, sizeof err) == 0);
+  if (!t) return;
+  ig_str s;
+  ig_str_init(&s);
+  int32_t b = ig_tok_piece_to_id(t, "<0xE2>", 6);
+  CHECK(b >= 0 && ig_tok_raw_piece(t, b, &s) == 0 && s.len == 1 && (unsigned char)s.p[0] == 0xE2);
+  ig_tok_enc e = {0};
+  CHECK(ig_tok_encode(t, "Once upon a time", 16, 0, 0, &e) == 0);
+  ig_str_clear(&s);
+  for (size_t i = 0; i < e.n; i++) CHECK(ig_tok_raw_piece(t, e.ids[i], &s) == 0);
+  CHECK_MSG(s.len == 17 && !memcmp(s.p, " Once upon a time", 17), "raw pieces: '%.*s'", (int)s.len, s.p ? s.p : "");
+  ig_tok_enc_free(&e);
+  ig_str_free(&s);
+  ig_tok_free(t);
 }
 
 static void test_threads(void) {
@@ -386,6 +416,7 @@ int main(void) {
   test_errors();
   test_bytes_and_roundtrip(FIX "/gpt2");
   test_bytes_and_roundtrip(NPM "/tokenizer-llama3/models");
+  test_raw_pieces_sp();
   test_threads();
   test_detok_partial();
   TEST_DONE();

@@ -1,0 +1,49 @@
+/* engine/jsonmask: JSON mode, i.e. generation constrained so that the output is exactly one JSON object
+ * (RFC 8259, strict: no comments, trailing commas, single quotes, NaN; strings are valid UTF-8).
+ *
+ * ig_json_fsm is a byte-level recognizer of the prefixes of such documents: a plain 8-byte struct (the
+ * container stack is a bitset, depth <= IG_JSON_MAX_DEPTH), so trying a token is "copy the state, feed the
+ * token's bytes". ig_json_vocab holds the tokenizer's vocabulary as a byte trie; ig_json_allowed walks it once
+ * per step, carrying one state per trie depth and pruning a subtree at its first invalid byte, and says which
+ * tokens keep the output valid. Whitespace runs outside strings are capped (IG_JSON_MAX_WS) so that a model
+ * cannot loop on whitespace forever; after the closing '}' only an eos token may come. */
+#ifndef IG_ENGINE_JSONMASK_H
+#define IG_ENGINE_JSONMASK_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define IG_JSON_MAX_DEPTH 32 /* nesting (objects + arrays) beyond is rejected */
+#define IG_JSON_MAX_WS 8     /* consecutive whitespace bytes allowed outside strings */
+
+typedef struct ig_json_fsm {
+  uint32_t arrays; /* bit i: the container at level i is an array (1) or an object (0) */
+  uint8_t state;   /* where in the grammar we are (an enum private to jsonmask.c) */
+  uint8_t depth;   /* open containers, 0..IG_JSON_MAX_DEPTH */
+  uint8_t ws;      /* consecutive whitespace bytes just fed outside strings */
+  uint8_t aux;     /* detail of the state: literal position, UTF-8 bytes pending, key or value string */
+} ig_json_fsm;
+
+/* Starts a document: optional leading whitespace, then '{'. */
+void ig_json_fsm_init(ig_json_fsm *f);
+/* Feeds n bytes. Returns 0 when everything fed so far is still a prefix of a valid document, -1 otherwise
+ * (*f is then unspecified: callers that want to try bytes feed a copy). Once the top-level object is closed
+ * any further byte, whitespace included, is invalid. */
+int ig_json_fsm_feed(ig_json_fsm *f, const unsigned char *s, size_t n);
+/* 1 when the top-level object has been closed (the document is complete), 0 otherwise. */
+int ig_json_fsm_complete(const ig_json_fsm *f);
+
+typedef struct ig_json_vocab ig_json_vocab;
+
+/* Builds the trie of a vocabulary: tok_bytes[i] / tok_len[i] are the bytes token i adds to the text;
+ * special[i] != 0 (special may be NULL: none) marks a special/control token, never allowed except as eos.
+ * The bytes are copied. *out is freed with ig_json_vocab_free. Returns 0, -EINVAL (n_vocab < 0) or -ENOMEM. */
+int ig_json_vocab_build(ig_json_vocab **out, int n_vocab, const unsigned char *const *tok_bytes, const size_t *tok_len,
+                        const unsigned char *special);
+void ig_json_vocab_free(ig_json_vocab *v);
+/* Fills allowed[0..n_vocab): 1 for every token whose bytes keep *f valid (never for tokens of zero length or
+ * special ones), 0 otherwise. The eos ids (n_eos of them; ids out of range are ignored) are allowed exactly
+ * when ig_json_fsm_complete(f), and once complete nothing else is. Returns how many tokens are allowed: 0
+ * means the caller must stop. Read-only on v: threads may share a vocabulary. */
+int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed);
+
+#endif
