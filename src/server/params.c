@@ -80,9 +80,18 @@ static int parse_grammar(const json_t *g, const char *what, int *json_mode, char
   if (!strcmp(ty, "text")) return 0;
   if (!strcmp(ty, "json_object")) return *json_mode = 1, 0;
   if (!strcmp(ty, "json")) {
-    ok = schema_is_any_object(json_object_get(g, "value"));
+    const json_t *v = json_object_get(g, "value");
+    if (json_is_string(v)) { /* TGI: the schema may come as a string of JSON */
+      json_t *parsed = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, NULL);
+      if (!parsed) return fail(err, errlen, "%s: value: not a JSON schema", what);
+      ok = schema_is_any_object(parsed);
+      json_decref(parsed);
+    } else {
+      ok = schema_is_any_object(v);
+    }
   } else if (!strcmp(ty, "json_schema")) {
-    const json_t *js = json_object_get(g, "json_schema");
+    const json_t *js = json_object_get(g, "json_schema"); /* OpenAI's place; TGI's is "value" */
+    if (!js) js = json_object_get(g, "value");
     if (!json_is_object(js)) return fail(err, errlen, "%s: json_schema: expected an object", what);
     const json_t *schema = json_object_get(js, "schema");
     ok = !schema || schema_is_any_object(schema); /* no schema: any JSON object */

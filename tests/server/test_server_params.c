@@ -369,6 +369,14 @@ static void test_grammar(void) {
   CHECK_EQ_INT(json_mode_of(C, b), 1);
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\"}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), -422);
+  /* TGI's forms: json_schema's config under "value", and a schema given as a string of JSON */
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"value\":{\"name\":\"x\",\"schema\":{}}}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 1);
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":"
+                               "\"{\\\"type\\\":\\\"object\\\"}\"}}}"), 1);
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":"
+                               "\"{\\\"required\\\":[]}\"}}}"), -422);
+  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":\"{oops\"}}}"), -422);
 }
 
 int main(void) {
