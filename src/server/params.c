@@ -102,7 +102,7 @@ static int parse_grammar(const json_t *g, const char *what, int *json_mode, char
   }
   if (!ok)
     return fail(err, errlen, "%s: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": "
-                "\"object\"}); schemas with properties are not", what);
+                "\"object\"}); schemas with properties, other types or constraints are not", what);
   *json_mode = 1;
   return 0;
 }

@@ -1083,6 +1083,14 @@ static void test_config_errors(void) {
   CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
   CHECK_EQ_INT(ig_engine_get_config(e)->max_batch_total_tokens, 16384);
   CHECK_EQ_INT(atomic_load(&ig_engine_get_stats(e)->kv_blocks_total), 1024);
+  /* an engine without a tokenizer's raw pieces refuses JSON mode at submission, with a message */
+  ig_gen_params jp = h_params(5);
+  jp.json_mode = 1;
+  int32_t jprompt[2] = {3, 4};
+  ig_request *jr = h_request(jprompt, 2, &jp, NULL, 0);
+  CHECK_EQ_INT(ig_engine_submit(e, jr, err, sizeof err), -EINVAL);
+  CHECK_MSG(strstr(err, "JSON mode needs") != NULL, "message: %s", err);
+  ig_request_unref(jr);
   ig_engine_destroy(e, 0);
   /* A device backend fills the memory it is given (not the 16k-token default): 3000 blocks here. */
   fake_free(f);
@@ -1110,27 +1118,6 @@ static int fake_warmup(void *ctx, int max_rows, int max_total_tokens, int chunk,
   }
   return 7;
 }
-/* An engine without a tokenizer's raw pieces refuses JSON mode at submission, with a message. */
-static void test_json_needs_text(void) {
-  fake *f = fake_new();
-  ig_engine_runner run = fake_min_runner(f);
-  ig_engine_config cfg = {0};
-  cfg.max_total_tokens = 200;
-  cfg.max_batch_total_tokens = 1024;
-  ig_engine *e = NULL;
-  char err[256] = "";
-  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
-  ig_gen_params p = h_params(5);
-  p.json_mode = 1;
-  int32_t prompt[2] = {3, 4};
-  ig_request *r = h_request(prompt, 2, &p, NULL, 0);
-  CHECK_EQ_INT(ig_engine_submit(e, r, err, sizeof err), -EINVAL);
-  CHECK_MSG(strstr(err, "JSON mode needs") != NULL, "message: %s", err);
-  ig_request_unref(r);
-  ig_engine_destroy(e, 0);
-  fake_free(f);
-}
-
 static void test_warmup_hook(void) {
   fake *f = fake_new();
   ig_engine_runner run = fake_min_runner(f);
@@ -1181,7 +1168,6 @@ int main(void) {
   }
   g_async = 0;
   test_config_errors();
-  test_json_needs_text();
   test_warmup_hook();
   TEST_DONE();
 }

@@ -8,8 +8,9 @@
 
 static ig_server_limits lim = {2, 4, 5, 100, 200, 4};
 
-/* Parses body for api; returns the status and copies the message. */
-static int run(ig_api api, const char *body, char *msg, size_t n) {
+/* Parses body for api; returns the status and copies the message (and, when json_mode is not NULL and the parse
+ * succeeded, the request's gp.json_mode). */
+static int run_jm(ig_api api, const char *body, char *msg, size_t n, int *json_mode) {
   json_error_t je;
   json_t *j = json_loads(body, 0, &je);
   if (!j) {
@@ -19,10 +20,12 @@ static int run(ig_api api, const char *body, char *msg, size_t n) {
   ig_server_req r;
   const char *etype;
   int rc = ig_server_req_parse(api, j, &lim, &r, &etype, msg, n);
+  if (!rc && json_mode) *json_mode = r.gp.json_mode;
   ig_server_req_free(&r);
   json_decref(j);
   return rc;
 }
+static int run(ig_api api, const char *body, char *msg, size_t n) { return run_jm(api, body, msg, n, NULL); }
 
 #define EXPECT(api, body, status, message)                                                                      \
   do {                                                                                                         \
@@ -323,15 +326,9 @@ static void test_metrics(void) {
 
 /* JSON mode: TGI's grammar and OpenAI's response_format; what it cannot do is a 422 that says so. */
 static int json_mode_of(ig_api api, const char *body) {
-  json_t *j = json_loads(body, 0, NULL);
-  ig_server_req r;
-  const char *et;
   char m[256];
-  int rc = ig_server_req_parse(api, j, &lim, &r, &et, m, sizeof m);
-  int jm = rc ? -rc : r.gp.json_mode;
-  ig_server_req_free(&r);
-  json_decref(j);
-  return jm;
+  int jm = 0, rc = run_jm(api, body, m, sizeof m, &jm);
+  return rc ? -rc : jm;
 }
 static void test_grammar(void) {
   const ig_api G = IG_API_GENERATE, C = IG_API_CHAT;
@@ -343,10 +340,10 @@ static void test_grammar(void) {
   EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{\"type\":\"object\","
             "\"properties\":{\"a\":{\"type\":\"integer\"}}}}}}", 422,
          "grammar: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": \"object\"}); schemas "
-         "with properties are not");
+         "with properties, other types or constraints are not");
   EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{\"type\":\"array\"}}}}", 422,
          "grammar: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": \"object\"}); schemas "
-         "with properties are not");
+         "with properties, other types or constraints are not");
   EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"regex\",\"value\":\"a+\"}}}", 422,
          "grammar: regex grammars are not supported (JSON mode is: {\"type\": \"json_object\"})");
   EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"yaml\"}}}", 422, "grammar: unknown type 'yaml'");
