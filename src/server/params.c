@@ -412,7 +412,8 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   g->top_n_tokens = r->top_logprobs;
   r->best_of = 1;
   r->details = 1;
-  return 0;
+  /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored */
+  return parse_grammar(json_object_get(body, "response_format"), "response_format", &g->json_mode, err, errlen);
 }
 
 /* Chat content: a string, or a list of {"type":"text","text":...} parts, joined. */
@@ -481,11 +482,7 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
   }
   const json_t *tools = json_object_get(body, "tools");
   if (tools && !json_is_null(tools)) return fail(err, errlen, "tools are not supported");
-  int json_mode = 0;
-  int rc = parse_grammar(json_object_get(body, "response_format"), "response_format", &json_mode, err, errlen);
-  if (rc) return rc;
-  rc = parse_openai_common(body, lim, r, err, errlen);
-  r->gp.json_mode = json_mode;
+  int rc = parse_openai_common(body, lim, r, err, errlen);
   if (rc) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);

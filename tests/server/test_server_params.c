@@ -366,6 +366,10 @@ static void test_grammar(void) {
   CHECK_EQ_INT(json_mode_of(C, b), 1);
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\"}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), -422);
+  /* /v1/completions takes response_format too, rather than ignoring it */
+  CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}"), 1);
+  CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"regex\"}}"), -422);
+  CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\"}"), 0);
   /* TGI's forms: json_schema's config under "value", and a schema given as a string of JSON */
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"value\":{\"name\":\"x\",\"schema\":{}}}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 1);
