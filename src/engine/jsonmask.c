@@ -3,6 +3,7 @@
  * depth-first preorder (a few node arrays, one allocation each), so a mask is one linear pass over the nodes
  * that jumps past the whole subtree of every byte that fails. */
 #include "engine/jsonmask.h"
+#include "engine/jsonmask_int.h"
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ enum {
   ST_ARR_OPEN,  /* after '[': a value or ']' */
   ST_AFTER,     /* after a value inside a container: ',' or the container's closer */
   /* The states above sit between tokens and take whitespace; none below does (a number ends at it). */
-  ST_STR,       /* inside a string; aux & AUX_KEY: it is an object key */
+  ST_STR,       /* inside a string; aux & AUX_KEY: it is an object key (IG_JSON_FSM_IN_STRING) */
   ST_ESC,       /* after '\' */
   ST_HEX,       /* inside \uXXXX; aux & 7: hex digits still to come */
   ST_UTF8,      /* inside a multibyte character; aux & 3: continuation bytes left, (aux >> 2) & 7: next one's range */
@@ -35,6 +36,8 @@ enum {
   ST_DONE,      /* the top-level object is closed: nothing may follow */
   ST_DEAD,      /* an invalid byte was fed */
 };
+
+_Static_assert(ST_STR == IG_JSON_FSM_IN_STRING, "jsonmask_int.h names ST_STR");
 
 #define AUX_KEY 0x80u /* in the string states: the string is an object key, so ':' follows it */
 
@@ -118,7 +121,7 @@ static int structural(ig_json_fsm *f, unsigned c) {
 
 /* A number may end here: only at a delimiter, which then belongs to the container. */
 static int end_number(ig_json_fsm *f, unsigned c) {
-  if (c != ',' && c != '}' && c != ']' && !is_ws(c)) return -1;
+  if (f->depth == 0 || (c != ',' && c != '}' && c != ']' && !is_ws(c))) return -1; /* a lone number: the caller's */
   f->state = ST_AFTER;
   return structural(f, c);
 }
@@ -127,7 +130,7 @@ static int end_number(ig_json_fsm *f, unsigned c) {
 static int string_byte(ig_json_fsm *f, unsigned c) {
   unsigned key = f->aux & AUX_KEY, left, range = 0;
   if (c == '"') {
-    f->state = key ? ST_COLON : ST_AFTER;
+    f->state = key ? ST_COLON : f->depth ? ST_AFTER : ST_DONE; /* depth 0: a lone value (init_value) */
     return 0;
   }
   if (c == '\\') {
@@ -169,7 +172,7 @@ static int step_slow(ig_json_fsm *f, unsigned c) {
   }
   case ST_LIT:
     if (c != (unsigned char)LITS[f->aux]) return -1;
-    if (LITS[++f->aux] == 0) f->state = ST_AFTER;
+    if (LITS[++f->aux] == 0) f->state = f->depth ? ST_AFTER : ST_DONE;
     return 0;
   case ST_NUM_MINUS:
     if (!is_digit(c)) return -1;
@@ -231,25 +234,19 @@ int ig_json_fsm_feed(ig_json_fsm *f, const unsigned char *s, size_t n) {
 
 int ig_json_fsm_complete(const ig_json_fsm *f) { return f->state == ST_DONE; }
 
+void ig_json_fsm_init_value(ig_json_fsm *f) {
+  memset(f, 0, sizeof *f);
+  f->state = ST_VALUE;
+}
+
+int ig_json_fsm_step(ig_json_fsm *f, unsigned c) { return step(f, c); }
+
+int ig_json_fsm_number_done(const ig_json_fsm *f) {
+  return f->depth == 0 && (f->state == ST_NUM_ZERO || f->state == ST_NUM_INT || f->state == ST_NUM_FRAC ||
+                           f->state == ST_NUM_EXP);
+}
+
 /* ---- the vocabulary trie --------------------------------------------------------------------------------- */
-
-/* Deepest trie node. Longer tokens (a handful in real vocabularies: runs of spaces or dashes) are kept aside
- * and tried one by one, so the walk's state stack is a fixed array on the C stack. */
-#define TRIE_DEPTH 128
-
-struct ig_json_vocab {
-  int n_vocab;
-  uint32_t n_nodes;    /* node 0 is the root (the empty string); the others follow in depth-first preorder */
-  uint8_t *byte;       /* [n_nodes] the byte leading into node i */
-  uint8_t *depth;      /* [n_nodes] its depth, 1..TRIE_DEPTH (the root's is 0) */
-  uint32_t *next;      /* [n_nodes] the first node after node i's subtree */
-  uint32_t *first_tok; /* [n_nodes + 1] the tokens ending at node i are ids[first_tok[i] .. first_tok[i + 1]) */
-  int32_t *ids;
-  int n_long;              /* tokens longer than TRIE_DEPTH */
-  int32_t *long_ids;       /* [n_long] */
-  size_t *long_off;        /* [n_long + 1] token k's bytes: long_bytes[long_off[k] .. long_off[k + 1]) */
-  unsigned char *long_bytes;
-};
 
 typedef struct tok_ref {
   const unsigned char *p;
@@ -282,7 +279,7 @@ void ig_json_vocab_free(ig_json_vocab *v) {
 /* Lays the sorted tokens out as the preorder trie. path[d] is the node at depth d on the way to the previous
  * token; a node's subtree ends when a token no longer shares it, i.e. where the next new node goes. */
 static void fill_trie(ig_json_vocab *v, const tok_ref *refs, size_t n_refs) {
-  uint32_t path[TRIE_DEPTH + 1], m = 1, n_ids = 0;
+  uint32_t path[IG_JSON_TRIE_DEPTH + 1], m = 1, n_ids = 0;
   size_t cur = 0;
   path[0] = 0;
   v->byte[0] = 0, v->depth[0] = 0, v->first_tok[0] = 0;
@@ -315,7 +312,7 @@ int ig_json_vocab_build(ig_json_vocab **out, int n_vocab, const unsigned char *c
   size_t n_refs = 0, n_long = 0, long_total = 0;
   for (int i = 0; i < n_vocab; i++) {
     if (tok_len[i] == 0 || (special && special[i])) continue;
-    if (tok_len[i] <= TRIE_DEPTH) n_refs++;
+    if (tok_len[i] <= IG_JSON_TRIE_DEPTH) n_refs++;
     else n_long++, long_total += tok_len[i];
   }
   tok_ref *refs = malloc((n_refs ? n_refs : 1) * sizeof *refs);
@@ -327,7 +324,7 @@ int ig_json_vocab_build(ig_json_vocab **out, int n_vocab, const unsigned char *c
   v->long_off[0] = 0;
   for (int i = 0; i < n_vocab; i++) {
     if (tok_len[i] == 0 || (special && special[i])) continue;
-    if (tok_len[i] <= TRIE_DEPTH) {
+    if (tok_len[i] <= IG_JSON_TRIE_DEPTH) {
       refs[n_refs++] = (tok_ref){tok_bytes[i], tok_len[i], i};
     } else {
       memcpy(v->long_bytes + v->long_off[v->n_long], tok_bytes[i], tok_len[i]);
@@ -366,7 +363,7 @@ int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t 
   if (!done) { /* once complete every byte fails: nothing to walk */
     /* st[d]: the state after the bytes of the current path down to depth d. In preorder the node visited
      * before node i at depth d - 1 is i's parent, so st[d - 1] is always the state to extend. */
-    ig_json_fsm st[TRIE_DEPTH + 1];
+    ig_json_fsm st[IG_JSON_TRIE_DEPTH + 1];
     st[0] = *f;
     const uint8_t *byte = v->byte, *depth = v->depth;
     for (uint32_t i = 1, n = v->n_nodes; i < n;) {

@@ -1,0 +1,1015 @@
+/* tests/engine/test_jsonschema: JSON-Schema-constrained generation. For ~20 schemas: random documents made by a
+ * generator that follows the schema are accepted byte by byte (and no proper prefix is complete unless it is
+ * itself valid), mutated documents and the independent validator (jsonschema_common.h) agree, random walks over
+ * the allowed bytes never dead-end, and the token mask equals brute force; then compile errors (with bounded
+ * work), ig_jschema_same and the reference counts. */
+#include "engine/jsonmask.h"
+#include "engine/jsonschema.h"
+#include "jsonschema_common.h"
+#include "test.h"
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* ---- helpers --------------------------------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+  return *s;
+}
+static unsigned rnd(uint64_t *s, unsigned n) { return n ? (unsigned)(rng_next(s) % n) : 0; }
+
+typedef struct buf {
+  char *p;
+  size_t n, cap;
+} buf;
+
+static void put(buf *b, const void *s, size_t n) {
+  if (b->n + n + 1 > b->cap) {
+    b->cap = (b->n + n + 1) * 2;
+    b->p = realloc(b->p, b->cap);
+    if (!b->p) abort();
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+
+static json_t *load(const char *text) {
+  json_error_t je;
+  json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
+  if (!j) fprintf(stderr, "bad test schema: %s: %s\n", je.text, text), abort();
+  return j;
+}
+
+static ig_jschema *compile_ok(const json_t *j) {
+  ig_jschema *s = NULL;
+  char err[256];
+  int rc = ig_jschema_compile(j, &s, err, sizeof err);
+  CHECK_MSG(rc == 0, "compile failed: %s", err);
+  return rc ? NULL : s;
+}
+
+static int feed(ig_jsm *m, const ig_jschema *s, const void *p, size_t n) { return ig_jsm_feed(m, s, p, n); }
+
+/* ---- the generator: random documents that follow a schema ------------------------------------------------ */
+
+static void gen_ws(uint64_t *r, buf *b) {
+  if (rnd(r, 4)) return;
+  unsigned n = 1 + (rnd(r, 8) ? rnd(r, 3) : rnd(r, IG_JSON_MAX_WS));
+  for (unsigned i = 0; i < n; i++) put(b, &" \t\n\r"[rnd(r, 4)], 1);
+}
+
+static const char *const STR_PIECES[] = {"a",
+                                         "Z",
+                                         " ",
+                                         "0",
+                                         "\\n",
+                                         "\\\"",
+                                         "\\\\",
+                                         "\\/",
+                                         "\\u00e9",
+                                         "\\uD83D\\uDE00",
+                                         "\xC3\xA9",
+                                         "\xE2\x82\xAC",
+                                         "\xF0\x9F\x98\x80",
+                                         "\\u0041",
+                                         "\\t",
+                                         "~"};
+
+static void gen_string(uint64_t *r, buf *b, unsigned lo, unsigned hi) {
+  unsigned top = hi < lo + 6 ? hi : lo + 6;
+  unsigned n = lo + rnd(r, top - lo + 1);
+  puts_(b, "\"");
+  for (unsigned i = 0; i < n; i++) puts_(b, STR_PIECES[rnd(r, sizeof STR_PIECES / sizeof *STR_PIECES)]);
+  puts_(b, "\"");
+}
+
+static void gen_number(uint64_t *r, buf *b, int integer) {
+  char t[64];
+  int k = 0;
+  if (rnd(r, 3) == 0) t[k++] = '-';
+  if (rnd(r, 4) == 0) t[k++] = '0';
+  else {
+    t[k++] = (char)('1' + rnd(r, 9));
+    for (unsigned i = rnd(r, 6); i > 0; i--) t[k++] = (char)('0' + rnd(r, 10));
+  }
+  if (!integer && rnd(r, 2)) {
+    t[k++] = '.';
+    for (unsigned i = 1 + rnd(r, 3); i > 0; i--) t[k++] = (char)('0' + rnd(r, 10));
+  }
+  if (!integer && rnd(r, 3) == 0) {
+    t[k++] = rnd(r, 2) ? 'e' : 'E';
+    if (rnd(r, 2)) t[k++] = rnd(r, 2) ? '+' : '-';
+    for (unsigned i = 1 + rnd(r, 2); i > 0; i--) t[k++] = (char)('0' + rnd(r, 10));
+  }
+  put(b, t, (size_t)k);
+}
+
+/* Any JSON value; objects only when obj_only. */
+static void gen_free(uint64_t *r, buf *b, int depth, int obj_only) {
+  unsigned kind = obj_only ? 0 : rnd(r, depth > 4 ? 6 : 8) + (depth > 4 ? 2 : 0);
+  switch (kind) {
+  case 0:
+  case 1: {
+    int open = kind == 0;
+    puts_(b, open ? "{" : "[");
+    gen_ws(r, b);
+    unsigned n = depth > 4 ? 0 : rnd(r, 4);
+    for (unsigned i = 0; i < n; i++) {
+      if (i) puts_(b, ","), gen_ws(r, b);
+      if (open) {
+        gen_string(r, b, 0, 3);
+        gen_ws(r, b);
+        puts_(b, ":");
+        gen_ws(r, b);
+      }
+      gen_free(r, b, depth + 1, 0);
+      gen_ws(r, b);
+    }
+    puts_(b, open ? "}" : "]");
+    return;
+  }
+  case 2:
+  case 3: gen_string(r, b, 0, 5); return;
+  case 4:
+  case 5: gen_number(r, b, 0); return;
+  case 6: puts_(b, rnd(r, 2) ? "true" : "false"); return;
+  default: puts_(b, "null"); return;
+  }
+}
+
+static const char *pick_type(uint64_t *r, const json_t *sch) {
+  const json_t *t = json_object_get(sch, "type");
+  if (json_is_string(t)) return json_string_value(t);
+  if (json_is_array(t)) return json_string_value(json_array_get(t, rnd(r, (unsigned)json_array_size(t))));
+  if (json_object_get(sch, "properties")) return "object";
+  if (json_object_get(sch, "items") || json_object_get(sch, "minItems") || json_object_get(sch, "maxItems"))
+    return "array";
+  if (json_object_get(sch, "minLength") || json_object_get(sch, "maxLength")) return "string";
+  return NULL;
+}
+
+static unsigned count_kw(const json_t *sch, const char *k, unsigned dflt) {
+  const json_t *v = json_object_get(sch, k);
+  return v ? (unsigned)json_integer_value(v) : dflt;
+}
+
+/* A value valid against sch; depth: open values above it (optional parts are left out when deep). */
+static void gen(uint64_t *r, const json_t *root, const json_t *sch, buf *b, int depth) {
+  sch = jsv_deref(root, sch);
+  const json_t *v;
+  if ((v = json_object_get(sch, "const")) || (v = json_object_get(sch, "enum"))) {
+    const json_t *e = json_object_get(sch, "const") ? v : json_array_get(v, rnd(r, (unsigned)json_array_size(v)));
+    char *t = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+    puts_(b, t);
+    free(t);
+    return;
+  }
+  if ((v = json_object_get(sch, "anyOf")) || (v = json_object_get(sch, "oneOf"))) {
+    gen(r, root, json_array_get(v, rnd(r, (unsigned)json_array_size(v))), b, depth);
+    return;
+  }
+  const char *t = json_is_object(sch) ? pick_type(r, sch) : NULL;
+  int deep = depth >= 9;
+  if (!t) {
+    gen_free(r, b, depth, 0);
+    return;
+  }
+  if (!strcmp(t, "object")) {
+    const json_t *props = json_object_get(sch, "properties"), *req = json_object_get(sch, "required");
+    if (!props) {
+      gen_free(r, b, depth, 1);
+      return;
+    }
+    puts_(b, "{");
+    gen_ws(r, b);
+    const char *k;
+    const json_t *ps;
+    int first = 1;
+    json_object_foreach((json_t *)props, k, ps) {
+      int required = 0;
+      size_t i;
+      const json_t *q;
+      json_array_foreach(req, i, q) required |= !strcmp(json_string_value(q), k);
+      if (!required && (deep || rnd(r, 2))) continue;
+      if (!first) puts_(b, ","), gen_ws(r, b);
+      first = 0;
+      puts_(b, "\""), puts_(b, k), puts_(b, "\"");
+      gen_ws(r, b);
+      puts_(b, ":");
+      gen_ws(r, b);
+      gen(r, root, ps, b, depth + 1);
+      gen_ws(r, b);
+    }
+    puts_(b, "}");
+  } else if (!strcmp(t, "array")) {
+    unsigned lo = count_kw(sch, "minItems", 0), hi = count_kw(sch, "maxItems", 1000);
+    unsigned top = hi < lo + 3 ? hi : lo + 3, n = deep ? lo : lo + rnd(r, top - lo + 1);
+    const json_t *items = json_object_get(sch, "items");
+    puts_(b, "[");
+    gen_ws(r, b);
+    for (unsigned i = 0; i < n; i++) {
+      if (i) puts_(b, ","), gen_ws(r, b);
+      if (items) gen(r, root, items, b, depth + 1);
+      else gen_free(r, b, depth + 1, 0);
+      gen_ws(r, b);
+    }
+    puts_(b, "]");
+  } else if (!strcmp(t, "string")) {
+    gen_string(r, b, count_kw(sch, "minLength", 0), count_kw(sch, "maxLength", 1000));
+  } else if (!strcmp(t, "integer") || !strcmp(t, "number")) {
+    gen_number(r, b, !strcmp(t, "integer"));
+  } else if (!strcmp(t, "boolean")) {
+    puts_(b, rnd(r, 2) ? "true" : "false");
+  } else {
+    puts_(b, "null");
+  }
+}
+
+static void gen_doc(uint64_t *r, const json_t *schema, buf *b) {
+  b->n = 0;
+  gen_ws(r, b);
+  gen(r, schema, schema, b, 0);
+}
+
+/* ---- the schemas ----------------------------------------------------------------------------------------- */
+
+static const char *const SCHEMAS[] = {
+    /* 0 plain object, required and optional */
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":{\"type\":\"integer\"},"
+    "\"email\":{\"type\":\"string\"}},\"required\":[\"name\",\"age\"]}",
+    /* 1 nested objects, fixed-length string */
+    "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"address\":{\"type\":\"object\","
+    "\"properties\":{\"street\":{\"type\":\"string\"},\"zip\":{\"type\":\"string\",\"minLength\":5,\"maxLength\":5}},"
+    "\"required\":[\"zip\"]}},\"required\":[\"address\"]}",
+    /* 2 arrays with bounds */
+    "{\"type\":\"object\",\"properties\":{\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":3},"
+    "\"minItems\":1,\"maxItems\":3},\"none\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"maxItems\":0},"
+    "\"two\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2,\"maxItems\":2}},\"required\":["
+    "\"tags\"]}",
+    /* 3 enum of mixed values, prefix pairs 1/12 and "a"/"ab" */
+    "{\"enum\":[1,12,\"a\",\"ab\",null,true,{\"x\":1,\"a\":[2]},[1,2],1.5,-3,\"\"]}",
+    /* 4 strings with bounds */
+    "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":4}}",
+    /* 5 integer vs number */
+    "{\"type\":\"object\",\"properties\":{\"i\":{\"type\":\"integer\"},\"n\":{\"type\":\"number\"},"
+    "\"in\":{\"type\":[\"integer\",\"number\"]}},\"required\":[\"i\",\"n\"]}",
+    /* 6 unions of a type and null */
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":[\"string\",\"null\"]},\"b\":{\"anyOf\":[{\"type\":"
+    "\"integer\"},"
+    "{\"type\":\"null\"},{\"type\":\"array\",\"items\":{\"type\":\"boolean\"}}]}},\"required\":[\"a\",\"b\"]}",
+    /* 7 a tagged union of tool calls */
+    "{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get_weather\"},\"arguments\":{\"type\":"
+    "\"object\","
+    "\"properties\":{\"city\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]}},\"required\":[\"city\"]}},"
+    "\"required\":[\"name\",\"arguments\"]},{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get_time\"},"
+    "\"arguments\":{\"type\":\"object\",\"properties\":{\"tz\":{\"type\":\"string\"}}}},\"required\":[\"name\","
+    "\"arguments\"]},"
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"enum\":[\"get\"]},\"arguments\":{}},"
+    "\"required\":[\"name\"]}]}",
+    /* 8 a recursive tree */
+    "{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"value\":{\"type\":\"integer\"},\"children\":{\"type\":"
+    "\"array\",\"items\":{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"value\"]}},\"$ref\":\"#/$defs/node\"}",
+    /* 9 free-form values inside */
+    "{\"type\":\"object\",\"properties\":{\"meta\":{},\"data\":{\"type\":\"object\"},\"list\":{\"type\":\"array\"},"
+    "\"any\":true},\"required\":[\"meta\",\"data\"]}",
+    /* 10-13 top-level scalars */
+    "{\"type\":\"number\"}",
+    "{\"enum\":[1,12,123,-1]}",
+    "{\"type\":\"string\",\"maxLength\":3}",
+    "true",
+    /* 14 JSON mode */
+    "{\"type\":\"object\",\"title\":\"x\"}",
+    /* 15 keys that share prefixes, all optional */
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"ab\":{\"type\":\"integer\"},\"abc\":{\"type\":"
+    "\"boolean\"},\"b\":{\"type\":\"null\"}}}",
+    /* 16 $ref to the root */
+    "{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"boolean\"},\"next\":{\"$ref\":\"#\"}},\"required\":[\"v\"]"
+    "}",
+    /* 17 enum strings with non-ASCII and escapes */
+    "{\"type\":\"array\",\"items\":{\"enum\":[\"\xC3\xA9\",\"e\",\"\xE2\x82\xAC uro\",\"a\\\"b\",\"\\n\",\"a/b\"]},"
+    "\"minItems\":2}",
+    /* 18 nested arrays */
+    "{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":1,\"maxItems\":2},"
+    "\"maxItems\":3}",
+    /* 19 non-ASCII keys, definitions */
+    "{\"definitions\":{\"s\":{\"type\":\"string\",\"minLength\":1}},\"type\":\"object\",\"properties\":{"
+    "\"\xE5\x90\x8D\xE5\x89\x8D\":{\"$ref\":\"#/definitions/s\"},\"\xC3\xB1\":{\"type\":\"boolean\"}},"
+    "\"required\":[\"\xC3\xB1\"]}",
+    /* 20 a union of many first bytes */
+    "{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"null\"},{\"type\":\"string\",\"maxLength\":2},{\"type\":"
+    "\"integer\"},"
+    "{\"type\":\"array\",\"maxItems\":1,\"items\":{\"type\":\"null\"}},{\"type\":\"object\",\"properties\":"
+    "{\"k\":{\"type\":\"boolean\"}},\"required\":[\"k\"]}]}",
+    /* 21 empty object and required-after-optional */
+    "{\"type\":\"object\",\"properties\":{\"o1\":{\"type\":\"null\"},\"r\":{\"type\":\"object\",\"properties\":{}},"
+    "\"o2\":{\"type\":\"integer\"},\"r2\":{\"enum\":[0,10]}},\"required\":[\"r\",\"r2\"]}",
+};
+#define N_SCHEMAS (sizeof SCHEMAS / sizeof *SCHEMAS)
+
+/* ---- 1: generated documents ------------------------------------------------------------------------------- */
+
+static void test_generated(void) {
+  uint64_t r = 0x9E3779B97F4A7C15ull;
+  buf b = {0};
+  for (size_t si = 0; si < N_SCHEMAS; si++) {
+    json_t *j = load(SCHEMAS[si]);
+    ig_jschema *s = compile_ok(j);
+    if (!s) {
+      json_decref(j);
+      continue;
+    }
+    int bad = 0;
+    for (int it = 0; it < 300 && bad < 3; it++) {
+      gen_doc(&r, j, &b);
+      int ok = jsv_accepts_text(j, b.p, b.n, 1);
+      CHECK_MSG(ok, "schema %zu: the validator refuses generated %s", si, b.p);
+      ig_jsm m, w;
+      ig_jsm_init(&m, s);
+      for (size_t i = 0; i < b.n; i++) {
+        int rc = feed(&m, s, b.p + i, 1);
+        CHECK_MSG(rc == 0, "schema %zu: byte %zu of %s refused", si, i, b.p);
+        if (rc) {
+          bad++;
+          break;
+        }
+        if (i + 1 < b.n && ig_jsm_complete(&m, s) && jsv_ground(b.p, i + 1)) {
+          int v = jsv_accepts_text(j, b.p, i + 1, 0);
+          CHECK_MSG(v, "schema %zu: prefix %.*s complete but invalid", si, (int)(i + 1), b.p);
+          bad += !v;
+        }
+      }
+      CHECK_MSG(ig_jsm_complete(&m, s), "schema %zu: %s not complete", si, b.p);
+      /* the state does not depend on how the text was cut: memcmp-equal states */
+      ig_jsm_init(&w, s);
+      size_t cut = rnd(&r, (unsigned)b.n + 1);
+      feed(&w, s, b.p, cut);
+      feed(&w, s, b.p + cut, b.n - cut);
+      CHECK_MSG(!memcmp(&m, &w, sizeof m), "schema %zu: states differ for %s cut at %zu", si, b.p, cut);
+    }
+    ig_jschema_unref(s);
+    json_decref(j);
+  }
+  free(b.p);
+}
+
+/* ---- 2: mutated documents --------------------------------------------------------------------------------- */
+
+static const char MUT_BYTES[] = "{}[],:\" \n0123456789-+.eEtrufalsn\\abxyz\xC3\xA9";
+
+static void mutate(uint64_t *r, buf *b) {
+  for (unsigned k = 1 + rnd(r, 2); k > 0; k--) {
+    unsigned op = rnd(r, 4), at = rnd(r, (unsigned)b->n + 1);
+    char c = rnd(r, 8) ? MUT_BYTES[rnd(r, sizeof MUT_BYTES - 1)] : (char)rnd(r, 256);
+    if (op == 0 && at < b->n) b->p[at] = c;
+    else if (op == 1) {
+      put(b, "", 1);
+      memmove(b->p + at + 1, b->p + at, b->n - 1 - at);
+      b->p[at] = c;
+    } else if (op == 2 && at < b->n) {
+      memmove(b->p + at, b->p + at + 1, b->n - at - 1);
+      b->n--;
+    } else if (op == 3) b->n = at;
+  }
+}
+
+static void test_mutations(void) {
+  uint64_t r = 12345;
+  buf b = {0};
+  long agree_valid = 0, agree_invalid = 0;
+  for (size_t si = 0; si < N_SCHEMAS; si++) {
+    json_t *j = load(SCHEMAS[si]);
+    ig_jschema *s = compile_ok(j);
+    if (!s) continue;
+    int cont = jsv_container_enum(j);
+    for (int it = 0; it < 1500; it++) {
+      gen_doc(&r, j, &b);
+      mutate(&r, &b);
+      ig_jsm m;
+      ig_jsm_init(&m, s);
+      int acc = feed(&m, s, b.p, b.n) == 0 && ig_jsm_complete(&m, s);
+      int ground = jsv_ground(b.p, b.n);
+      if (acc && ground)
+        CHECK_MSG(jsv_accepts_text(j, b.p, b.n, 0), "schema %zu: recognizer accepts invalid %.*s", si, (int)b.n, b.p);
+      if (ground && jsv_accepts_text(j, b.p, b.n, 1) && jsv_canonical(b.p, b.n)) {
+        if (cont) { /* whitespace inside an enum's array or object is not generated: try the compact text */
+          char *t = malloc(b.n + 1);
+          size_t tn = jsv_compact(b.p, b.n, t);
+          ig_jsm_init(&m, s);
+          acc = feed(&m, s, t, tn) == 0 && ig_jsm_complete(&m, s);
+          free(t);
+        }
+        CHECK_MSG(acc, "schema %zu: recognizer refuses valid %.*s", si, (int)b.n, b.p);
+        agree_valid++;
+      } else if (!acc) agree_invalid++;
+    }
+    ig_jschema_unref(s);
+    json_decref(j);
+  }
+  fprintf(stderr, "mutations: %ld valid and %ld invalid ones agreed on\n", agree_valid, agree_invalid);
+  CHECK(agree_valid > 1000 && agree_invalid > 1000);
+  free(b.p);
+}
+
+/* ---- 3: no dead ends -------------------------------------------------------------------------------------- */
+
+static const char PREFER[] = "\"}],:0n1tf[{a";
+
+static void test_no_dead_ends(void) {
+  uint64_t r = 777;
+  buf b = {0};
+  long walks = 0;
+  for (size_t si = 0; si < N_SCHEMAS; si++) {
+    json_t *j = load(SCHEMAS[si]);
+    ig_jschema *s = compile_ok(j);
+    if (!s) continue;
+    for (int it = 0; it < 150; it++) {
+      gen_doc(&r, j, &b);
+      size_t cut = rnd(&r, (unsigned)b.n + 1);
+      b.n = cut;
+      ig_jsm m;
+      ig_jsm_init(&m, s);
+      if (feed(&m, s, b.p, b.n)) {
+        CHECK_MSG(0, "schema %zu: generated prefix refused", si);
+        continue;
+      }
+      int steps = 0, stuck = 0;
+      for (; steps < 4000; steps++) {
+        uint8_t ok[256];
+        int n_ok = 0;
+        for (int c = 0; c < 256; c++) {
+          ig_jsm t = m;
+          unsigned char ch = (unsigned char)c;
+          ok[c] = (uint8_t)(feed(&t, s, &ch, 1) == 0);
+          n_ok += ok[c];
+        }
+        int done = ig_jsm_complete(&m, s);
+        if (!n_ok) {
+          stuck = !done;
+          break;
+        }
+        if (done && rnd(&r, 2)) break;
+        int pick = -1;
+        if (rnd(&r, 10) < 7)
+          for (const char *p = PREFER; *p && pick < 0; p++)
+            if (ok[(unsigned char)*p]) pick = (unsigned char)*p;
+        if (pick < 0) {
+          int k = (int)rnd(&r, (unsigned)n_ok);
+          for (int c = 0; c < 256; c++)
+            if (ok[c] && k-- == 0) pick = c;
+        }
+        unsigned char ch = (unsigned char)pick;
+        feed(&m, s, &ch, 1);
+        put(&b, &ch, 1);
+      }
+      CHECK_MSG(!stuck, "schema %zu: dead end after %.*s", si, (int)b.n, b.p);
+      CHECK_MSG(ig_jsm_complete(&m, s), "schema %zu: walk did not finish: %.*s", si, (int)b.n, b.p);
+      if (ig_jsm_complete(&m, s) && jsv_ground(b.p, b.n))
+        CHECK_MSG(jsv_accepts_text(j, b.p, b.n, 0), "schema %zu: walk ended invalid: %.*s", si, (int)b.n, b.p);
+      walks++;
+    }
+    ig_jschema_unref(s);
+    json_decref(j);
+  }
+  CHECK(walks > 2000);
+  free(b.p);
+}
+
+/* ---- 4: the mask against brute force ---------------------------------------------------------------------- */
+
+static const char *const PIECES[] = {"{",
+                                     "}",
+                                     "\":",
+                                     "\":\"",
+                                     "\", \"",
+                                     "{\"",
+                                     "\"}",
+                                     "}}",
+                                     "]}",
+                                     "[{",
+                                     ",\"",
+                                     "  ",
+                                     "    ",
+                                     "\t\n",
+                                     ": ",
+                                     ", ",
+                                     "12",
+                                     "-1",
+                                     "1.",
+                                     ".5",
+                                     "0.",
+                                     "e+",
+                                     "E-3",
+                                     "00",
+                                     "1e",
+                                     "true",
+                                     "tru",
+                                     "true}",
+                                     "false",
+                                     "null",
+                                     "nul",
+                                     "hello",
+                                     " world",
+                                     "\\n",
+                                     "\\u",
+                                     "\\u00",
+                                     "\\u00e9",
+                                     "\\uD83D",
+                                     "\\uDE00",
+                                     "\xC3\xA9",
+                                     "\xA9\"",
+                                     "\xE2\x82\xAC",
+                                     "\xE2\x82",
+                                     "\x82\xAC",
+                                     "\xF0\x9F\x98\x80",
+                                     "\xED\xA0\x80",
+                                     "1}",
+                                     "1,",
+                                     "1]",
+                                     "1 ",
+                                     "[]",
+                                     "{}",
+                                     "null]",
+                                     " {",
+                                     "\"name\"",
+                                     "\"name\":",
+                                     "\"name\": \"",
+                                     "get",
+                                     "_weather",
+                                     "get_time\"",
+                                     "\"arguments\":",
+                                     "{\"city\":\"",
+                                     "\"age\":",
+                                     "\"a",
+                                     "ab\"",
+                                     "abc",
+                                     "\"value\": 1",
+                                     "children",
+                                     "\":[",
+                                     "\"]",
+                                     "\"],",
+                                     "\xC3\xB1\":",
+                                     "\xE5\x90\x8D",
+                                     "123",
+                                     "12]",
+                                     "1.5,",
+                                     "\"zip\":\"",
+                                     "00000",
+                                     "\"tags\":[\"",
+                                     "\"\"",
+                                     "\"a\\\"b\"",
+                                     "\"\\n\"",
+                                     "\"e\",",
+                                     "\"\xC3\xA9\"",
+                                     "null,"};
+
+typedef struct tvocab {
+  int n;
+  const unsigned char *bytes[512];
+  size_t len[512];
+  unsigned char special[512];
+  int32_t eos[2];
+  ig_json_vocab *v;
+} tvocab;
+
+static void tvocab_build(tvocab *tv) {
+  static unsigned char singles[256], longtok[150];
+  memset(tv, 0, sizeof *tv);
+  for (int c = 0; c < 256; c++) singles[c] = (unsigned char)c, tv->bytes[tv->n] = singles + c, tv->len[tv->n++] = 1;
+  for (size_t i = 0; i < sizeof PIECES / sizeof *PIECES; i++)
+    tv->bytes[tv->n] = (const unsigned char *)PIECES[i], tv->len[tv->n++] = strlen(PIECES[i]);
+  memset(longtok, 'a', sizeof longtok); /* past the trie's depth: tried on its own */
+  longtok[sizeof longtok - 1] = '"';
+  tv->bytes[tv->n] = longtok, tv->len[tv->n++] = sizeof longtok;
+  tv->bytes[tv->n] = (const unsigned char *)"", tv->len[tv->n++] = 0;
+  tv->special[tv->n] = 1, tv->bytes[tv->n] = (const unsigned char *)"{", tv->len[tv->n++] = 1;
+  tv->eos[0] = tv->n, tv->special[tv->n] = 1, tv->bytes[tv->n] = (const unsigned char *)"</s>", tv->len[tv->n++] = 4;
+  tv->eos[1] = tv->n, tv->bytes[tv->n] = (const unsigned char *)"}", tv->len[tv->n++] = 1;
+  if (ig_json_vocab_build(&tv->v, tv->n, tv->bytes, tv->len, tv->special)) abort();
+}
+
+static void check_mask(const tvocab *tv, const ig_jschema *s, const ig_jsm *m, size_t si) {
+  uint8_t mask[512];
+  int n = ig_jschema_allowed(tv->v, s, m, tv->eos, 2, mask), count = 0, bad = 0;
+  int done = ig_jsm_complete(m, s);
+  for (int t = 0; t < tv->n; t++) {
+    int want;
+    if (t == tv->eos[0] || t == tv->eos[1]) want = done;
+    else if (tv->special[t] || tv->len[t] == 0) want = 0;
+    else {
+      ig_jsm c = *m;
+      want = feed(&c, s, tv->bytes[t], tv->len[t]) == 0;
+    }
+    count += want;
+    if (mask[t] != want && bad++ < 3)
+      CHECK_MSG(0, "schema %zu: token %d (%.*s): mask %d, brute force %d", si, t, (int)tv->len[t], tv->bytes[t],
+                mask[t], want);
+  }
+  CHECK_MSG(n == count, "schema %zu: mask count %d, expected %d", si, n, count);
+}
+
+static void test_mask(void) {
+  tvocab tv;
+  tvocab_build(&tv);
+  uint64_t r = 4242;
+  buf b = {0};
+  long states = 0;
+  for (size_t si = 0; si < N_SCHEMAS; si++) {
+    json_t *j = load(SCHEMAS[si]);
+    ig_jschema *s = compile_ok(j);
+    if (!s) continue;
+    for (int it = 0; it < 60; it++) {
+      gen_doc(&r, j, &b);
+      size_t cut = it == 0 ? b.n : rnd(&r, (unsigned)b.n + 1);
+      ig_jsm m;
+      ig_jsm_init(&m, s);
+      if (feed(&m, s, b.p, cut)) continue;
+      check_mask(&tv, s, &m, si);
+      states++;
+    }
+    ig_jsm m;
+    ig_jsm_init(&m, s);
+    check_mask(&tv, s, &m, si); /* the start */
+    ig_jschema_unref(s);
+    json_decref(j);
+  }
+  CHECK(states > 1000);
+  ig_json_vocab_free(tv.v);
+  free(b.p);
+}
+
+/* ---- hand-written cases ------------------------------------------------------------------------------------ */
+
+/* 1 when the text is a prefix the schema allows; *complete when it is whole. */
+static int try_text(const char *schema, const char *text, int *complete) {
+  json_t *j = load(schema);
+  ig_jschema *s = compile_ok(j);
+  int ok = 0;
+  if (s) {
+    ig_jsm m;
+    ig_jsm_init(&m, s);
+    ok = feed(&m, s, text, strlen(text)) == 0;
+    *complete = ok && ig_jsm_complete(&m, s);
+    ig_jschema_unref(s);
+  }
+  json_decref(j);
+  return ok;
+}
+#define PREFIX(sch, text)                                                                                              \
+  do {                                                                                                                 \
+    int c_;                                                                                                            \
+    CHECK_MSG(try_text(sch, text, &c_) && !c_, "%s: %s", sch, text);                                                   \
+  } while (0)
+#define WHOLE(sch, text)                                                                                               \
+  do {                                                                                                                 \
+    int c_;                                                                                                            \
+    CHECK_MSG(try_text(sch, text, &c_) && c_, "%s: %s", sch, text);                                                    \
+  } while (0)
+#define REFUSED(sch, text)                                                                                             \
+  do {                                                                                                                 \
+    int c_;                                                                                                            \
+    CHECK_MSG(!try_text(sch, text, &c_), "%s: %s", sch, text);                                                         \
+  } while (0)
+
+static void test_cases(void) {
+  const char *arr = "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}";
+  REFUSED(arr, "[]");
+  REFUSED(arr, "[1]");
+  PREFIX(arr, "[1,");
+  WHOLE(arr, "[1,2]");
+  WHOLE(arr, "[1,2,3]");
+  REFUSED(arr, "[1,2,3,");
+  REFUSED(arr, "[1.5");
+  REFUSED(arr, "[01");
+  WHOLE(arr, "[-0, 10 ]");
+  const char *obj = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"null\"},\"b\":{\"type\":\"null\"},\"c\":"
+                    "{\"type\":\"null\"}},\"required\":[\"b\"]}";
+  REFUSED(obj, "{}");
+  REFUSED(obj, "{\"c\"");
+  REFUSED(obj, "{\"a\":null}");
+  WHOLE(obj, "{\"b\":null}");
+  WHOLE(obj, "{\"a\":null,\"b\":null,\"c\":null}");
+  REFUSED(obj, "{\"b\":null,\"a\"");
+  REFUSED(obj, "{\"b\":null,\"b\"");
+  REFUSED(obj, "{\"b\":null,\"c\":null,");
+  REFUSED(obj, "{\"\\u0062\"");
+  REFUSED(obj, "{\"b\" :null,\"d\"");
+  const char *en = "{\"enum\":[1,12,\"a\",\"ab\"]}";
+  WHOLE(en, "1");
+  WHOLE(en, "12");
+  REFUSED(en, "13");
+  REFUSED(en, "1 ");
+  PREFIX(en, "\"a");
+  WHOLE(en, "\"a\"");
+  WHOLE(en, "\"ab\"");
+  REFUSED(en, "\"abc");
+  WHOLE("{\"type\":\"array\",\"items\":{\"enum\":[1,12]}}", "[1 ,12,1]");
+  REFUSED("{\"type\":\"array\",\"items\":{\"enum\":[1,12]}}", "[123");
+  const char *str = "{\"type\":\"string\",\"minLength\":2,\"maxLength\":2}";
+  REFUSED(str, "\"a\"");
+  WHOLE(str, "\"\\uD83D\\uDE00\xC3\xA9\"");
+  WHOLE(str, "\"\\uD83D\\u0041\"");
+  REFUSED(str, "\"ab\\n");
+  REFUSED(str, "\"a\\uD83D\\u0041");
+  PREFIX(str, "\"a\\uD83D\\uDE");
+  REFUSED(str, "\"a\\uD83D\\uE");
+  REFUSED(str, "\"a\\uD83D\\n");
+  REFUSED("{\"type\":\"integer\"}", "1.");
+  REFUSED("{\"type\":\"integer\"}", "1e");
+  WHOLE("{\"type\":\"integer\"}", "-120");
+  WHOLE("{\"type\":\"number\"}", "-1.5e+3");
+  REFUSED("{\"type\":\"number\"}", "1 ");
+  WHOLE("true", "[1,{\"a\":\"b\"}]");
+  WHOLE("{}", "12");
+  WHOLE("{}", " \"x\"");
+  REFUSED("{}", "\"x\" ");
+  REFUSED("{\"type\":\"boolean\"}", "nul");
+  WHOLE("{\"type\":[\"boolean\",\"null\"]}", "null");
+  WHOLE("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "1.5");
+  WHOLE("{\"type\":\"object\",\"additionalProperties\":false}", "{ }");
+  REFUSED("{\"type\":\"object\",\"additionalProperties\":false}", "{\"");
+  WHOLE("{\"type\":\"object\",\"additionalProperties\":true}", "{\"a\":[]}");
+  WHOLE("{\"type\":\"object\",\"additionalProperties\":{}}", "{\"a\":[]}");
+  /* whitespace runs: at most IG_JSON_MAX_WS */
+  WHOLE(arr, "        [1,        2]");
+  REFUSED(arr, "[1,         2]");
+  /* tagged union */
+  const char *tag =
+      "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"t\":{\"const\":\"a\"},\"x\":{\"type\":\"integer\"}},"
+      "\"required\":[\"t\",\"x\"]},{\"type\":\"object\",\"properties\":{\"t\":{\"const\":\"ab\"},\"y\":"
+      "{\"type\":\"null\"}},\"required\":[\"t\"]}]}";
+  REFUSED(tag, "{}");
+  REFUSED(tag, "{\"x\"");
+  REFUSED(tag, "{\"t\":\"b");
+  REFUSED(tag, "{\"t\":\"a\"}");
+  WHOLE(tag, "{\"t\":\"a\",\"x\":1}");
+  REFUSED(tag, "{\"t\":\"a\",\"y\"");
+  WHOLE(tag, "{\"t\":\"ab\"}");
+  WHOLE(tag, "{\"t\":\"ab\", \"y\":null}");
+  /* depth: a tree stops offering children where a child no longer fits */
+  const char *tree = "{\"type\":\"object\",\"properties\":{\"c\":{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}}}";
+  char deep[512] = "";
+  for (int i = 0; i < IG_JSM_MAX_DEPTH / 2; i++) strcat(deep, "{\"c\":[");
+  PREFIX(tree, deep); /* 16 frames open: the last array fits, but has no room for an item */
+  strcat(deep, "{");
+  REFUSED(tree, deep);
+  deep[strlen(deep) - 1] = 0;
+  strcat(deep, "]}");
+  PREFIX(tree, deep);
+  /* depth: an optional property whose value no longer fits is not offered (and so no key at all here) */
+  const char *nest = "{\"type\":\"object\",\"properties\":{\"o\":{\"$ref\":\"#\"},\"v\":{\"type\":\"null\"}}}";
+  deep[0] = 0;
+  for (int i = 0; i < IG_JSM_MAX_DEPTH - 1; i++) strcat(deep, "{\"o\":");
+  strcat(deep, "{");
+  PREFIX(nest, deep);
+  strcat(deep, "\"");
+  REFUSED(nest, deep);
+  deep[strlen(deep) - 1] = 0;
+  for (int i = 0; i < IG_JSM_MAX_DEPTH; i++) strcat(deep, "}");
+  WHOLE(nest, deep);
+  /* ... an array whose minItems asks for an item that would not fit, either */
+  const char *arrmin = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":1,\"items\":"
+                       "{\"$ref\":\"#\"}}}}";
+  deep[0] = 0;
+  for (int i = 0; i < IG_JSM_MAX_DEPTH / 2 - 1; i++) strcat(deep, "{\"a\":[");
+  strcat(deep, "{");
+  PREFIX(arrmin, deep);
+  strcat(deep, "\"");
+  REFUSED(arrmin, deep);
+  /* ... a union alternative that would not fit, while another does */
+  const char *chain = "{\"type\":\"object\",\"properties\":{\"n\":{\"anyOf\":[{\"type\":\"null\"},{\"$ref\":\"#\"}]}},"
+                      "\"required\":[\"n\"]}";
+  deep[0] = 0;
+  for (int i = 0; i < IG_JSM_MAX_DEPTH - 1; i++) strcat(deep, "{\"n\":");
+  PREFIX(chain, deep);
+  strcat(deep, "{");
+  REFUSED(chain, deep);
+  deep[strlen(deep) - 1] = 0;
+  strcat(deep, "null");
+  for (int i = 0; i < IG_JSM_MAX_DEPTH - 1; i++) strcat(deep, "}");
+  WHOLE(chain, deep);
+  /* whitespace in objects: the same cap */
+  WHOLE(obj, "{        \"b\"        :        null        }");
+  REFUSED(obj, "{\"b\":null         ");
+  REFUSED(obj, "{         \"b\"");
+  /* a deep free-form value inside: the embedded fsm's own depth cap */
+  WHOLE("{\"type\":\"object\",\"properties\":{\"a\":{}}}", "{\"a\":[[[[[[[[[[[[[[[[[[[[{}]]]]]]]]]]]]]]]]]]]]}");
+}
+
+/* ---- 5: compile errors ------------------------------------------------------------------------------------ */
+
+static void expect_error(const char *text, const char *needle, int line) {
+  json_t *j = load(text);
+  ig_jschema *s = NULL;
+  char err[256] = "";
+  int rc = ig_jschema_compile(j, &s, err, sizeof err);
+  CHECK_MSG(rc == -1 && s == NULL, "line %d: compiled: %s", line, text);
+  CHECK_MSG(strstr(err, needle) != NULL, "line %d: error \"%s\" does not mention \"%s\"", line, err, needle);
+  CHECK_MSG(!strchr(err, '\n'), "line %d: multi-line error", line);
+  ig_jschema_unref(s);
+  json_decref(j);
+}
+#define ERR(text, needle) expect_error(text, needle, __LINE__)
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void expect_error_json(json_t *j, const char *needle, int line) {
+  double t0 = now_s();
+  ig_jschema *s = NULL;
+  char err[256] = "";
+  int rc = ig_jschema_compile(j, &s, err, sizeof err);
+  double dt = now_s() - t0;
+  CHECK_MSG(rc == -1, "line %d: compiled", line);
+  CHECK_MSG(strstr(err, needle) != NULL, "line %d: error \"%s\" does not mention \"%s\"", line, err, needle);
+  CHECK_MSG(dt < 0.5, "line %d: %.3f s to refuse", line, dt);
+  ig_jschema_unref(s);
+  json_decref(j);
+}
+
+static void test_errors(void) {
+  ERR("{\"type\":\"string\",\"pattern\":\"x\"}", "'pattern' is not supported");
+  ERR("{\"type\":\"string\",\"format\":\"date\"}", "'format'");
+  ERR("{\"type\":\"number\",\"minimum\":0}", "'minimum'");
+  ERR("{\"type\":\"object\",\"properties\":{\"address\":{\"type\":\"object\",\"properties\":{\"zip\":{\"type\":"
+      "\"string\",\"pattern\":\"x\"}}}}}",
+      "properties.address.properties.zip: 'pattern' is not supported");
+  ERR("{\"allOf\":[{}]}", "'allOf'");
+  ERR("{\"not\":{}}", "'not'");
+  ERR("{\"if\":{}}", "'if'");
+  ERR("{\"type\":\"foo\"}", "'type'");
+  ERR("{\"type\":[]}", "'type'");
+  ERR("{\"type\":\"array\",\"items\":[{}]}", "'items'");
+  ERR("{\"type\":\"array\",\"prefixItems\":[{}]}", "'prefixItems'");
+  ERR("{\"type\":\"array\",\"uniqueItems\":true}", "'uniqueItems'");
+  ERR("{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}}", "'additionalProperties'");
+  ERR("{\"type\":\"object\",\"properties\":{\"a\":{}},\"additionalProperties\":true}", "'additionalProperties'");
+  ERR("{\"type\":\"object\",\"patternProperties\":{}}", "'patternProperties'");
+  ERR("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required");
+  ERR("{\"type\":\"object\",\"required\":[\"b\"]}", "'required'");
+  ERR("{\"$ref\":\"#/$defs/x\"}", "'$ref'");
+  ERR("{\"$ref\":\"http://example.com/s.json\"}", "'$ref'");
+  ERR("{\"$ref\":\"#/$defs/a\",\"type\":\"string\"}", "'type' beside '$ref'");
+  ERR("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}",
+      "'$ref' cycle");
+  ERR("{\"$ref\":\"#\"}", "'$ref' cycle");
+  ERR("{\"type\":\"object\",\"properties\":{\"self\":{\"$ref\":\"#\"}},\"required\":[\"self\"]}", "nested");
+  ERR("{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"null\"}]}", "'anyOf'");
+  ERR("{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"string\",\"maxLength\":2}]}", "'anyOf'");
+  ERR("{\"anyOf\":[{}, {\"type\":\"null\"}]}", "'anyOf'");
+  ERR("{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"a\":{}}},{\"type\":\"object\",\"properties\":{\"b\":{}}}]}",
+      "tagged union");
+  ERR("{\"oneOf\":[{\"properties\":{\"t\":{\"const\":\"x\"}},\"required\":[\"t\"]},{\"properties\":{\"t\":{\"const\":"
+      "\"x\"}},\"required\":[\"t\"]}]}",
+      "same tag");
+  ERR("{\"oneOf\":[{\"properties\":{\"t\":{\"const\":\"x\"}},\"required\":[\"t\"]},{\"properties\":{\"u\":{\"const\":"
+      "\"y\"}},\"required\":[\"u\"]}]}",
+      "differ in name");
+  ERR("{\"anyOf\":[]}", "'anyOf'");
+  ERR("{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "'oneOf'");
+  ERR("{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}", "'minLength'");
+  ERR("{\"type\":\"array\",\"minItems\":-1}", "'minItems'");
+  ERR("{\"type\":\"array\",\"maxItems\":1.5}", "'maxItems'");
+  ERR("{\"enum\":[]}", "'enum'");
+  ERR("{\"enum\":3}", "'enum'");
+  ERR("{\"type\":\"string\",\"enum\":[1,2]}", "'enum'");
+  ERR("{\"enum\":[1],\"minLength\":1}", "'minLength' beside");
+  ERR("false", "false");
+  ERR("42", "schema must be");
+  ERR("{\"properties\":{\"a\\\"b\":{}}}", "escapes");
+  ERR("{\"properties\":{\"a\":1}}", "properties.a: a schema must be");
+  ERR("{\"properties\":{\"a\":{\"type\":\"string\"}},\"items\":{}}", "several types");
+  /* bounded work */
+  json_t *big = json_array();
+  for (int i = 0; i < 20000; i++) json_array_append_new(big, json_integer(i));
+  expect_error_json(json_pack("{s:o}", "enum", big), "'enum'", __LINE__);
+  big = json_array();
+  char longs[1001];
+  memset(longs, 'x', 1000), longs[1000] = 0;
+  for (int i = 0; i < 100; i++) {
+    longs[0] = (char)('a' + i % 26), longs[1] = (char)('a' + i / 26);
+    json_array_append_new(big, json_string(longs));
+  }
+  expect_error_json(json_pack("{s:o}", "enum", big), "bytes", __LINE__);
+  /* a big enum that compiles: 12000 values, in reverse order, 48 KB */
+  big = json_array();
+  for (int i = 11999; i >= 0; i--) json_array_append_new(big, json_integer(i));
+  json_t *bj = json_pack("{s:o}", "enum", big);
+  double t0 = now_s();
+  ig_jschema *bs = compile_ok(bj);
+  CHECK_MSG(now_s() - t0 < 0.5, "a big enum takes %.3f s", now_s() - t0);
+  if (bs) {
+    ig_jsm bm;
+    ig_jsm_init(&bm, bs);
+    CHECK(feed(&bm, bs, "1199", 4) == 0 && ig_jsm_complete(&bm, bs));
+    CHECK(feed(&bm, bs, "99", 2) == -1);
+    ig_jsm_init(&bm, bs);
+    CHECK(feed(&bm, bs, "11999", 5) == 0 && ig_jsm_complete(&bm, bs));
+    ig_jschema_unref(bs);
+  }
+  json_decref(bj);
+  json_t *deep = json_object();
+  for (int i = 0; i < 200; i++) deep = json_pack("{s:s,s:o}", "type", "array", "items", deep);
+  expect_error_json(deep, "nested deeper", __LINE__);
+  json_t *props = json_object();
+  char name[16];
+  for (int i = 0; i < 300; i++) snprintf(name, sizeof name, "p%d", i), json_object_set_new(props, name, json_object());
+  expect_error_json(json_pack("{s:o}", "properties", props), "properties", __LINE__);
+  props = json_object();
+  for (int i = 0; i < 200; i++) {
+    json_t *inner = json_object();
+    for (int k = 0; k < 30; k++) snprintf(name, sizeof name, "q%d", k), json_object_set_new(inner, name, json_object());
+    snprintf(name, sizeof name, "p%d", i);
+    json_object_set_new(props, name, json_pack("{s:o}", "properties", inner));
+  }
+  expect_error_json(json_pack("{s:o}", "properties", props), "nodes", __LINE__);
+  /* a chain of $refs through many definitions, each a union with itself */
+  json_t *defs = json_object();
+  for (int i = 0; i < 3000; i++) {
+    char ref[32];
+    snprintf(name, sizeof name, "d%d", i), snprintf(ref, sizeof ref, "#/$defs/d%d", (i + 1) % 3000);
+    json_object_set_new(defs, name, json_pack("{s:s}", "$ref", ref));
+  }
+  expect_error_json(json_pack("{s:o,s:s}", "$defs", defs, "$ref", "#/$defs/d0"), "'$ref' cycle", __LINE__);
+  /* required chains: 16 frames fit, 17 do not */
+  for (int levels = 15; levels <= 16; levels++) {
+    json_t *sch = json_pack("{s:s}", "type", "null");
+    for (int i = 0; i < levels; i++)
+      sch = json_pack("{s:s,s:{s:o},s:[s]}", "type", "object", "properties", "x", sch, "required", "x");
+    ig_jschema *s = NULL;
+    char err[256];
+    int rc = ig_jschema_compile(sch, &s, err, sizeof err);
+    CHECK_MSG(rc == (levels + 1 > IG_JSM_MAX_DEPTH ? -1 : 0), "%d levels: rc %d (%s)", levels, rc, err);
+    ig_jschema_unref(s);
+    json_decref(sch);
+  }
+}
+
+/* ---- 6: same, references ---------------------------------------------------------------------------------- */
+
+static void test_same(void) {
+  json_t *a = load("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"string\"}}}");
+  json_t *a2 = load("{\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"string\"}},\"type\":\"object\"}");
+  json_t *b = load("{\"type\":\"object\",\"properties\":{\"b\":{\"type\":\"string\"},\"a\":{\"type\":\"integer\"}}}");
+  json_t *o = load("{\"type\":\"object\"}");
+  ig_jschema *sa = compile_ok(a), *sa2 = compile_ok(a2), *sb = compile_ok(b), *so = compile_ok(o), *any = NULL;
+  CHECK(ig_jschema_any_object(&any) == 0);
+  if (!sa || !sa2 || !sb || !so || !any) return;
+  CHECK(ig_jschema_same(sa, sa));
+  CHECK(ig_jschema_same(sa, sa2)); /* keyword order does not matter */
+  CHECK(!ig_jschema_same(sa, sb)); /* property order does: it is the output's */
+  CHECK(ig_jschema_same(so, any));
+  CHECK(!ig_jschema_same(sa, so));
+  /* JSON mode through the schema API: the same as ig_json_fsm */
+  ig_jsm m;
+  ig_jsm_init(&m, any);
+  CHECK(feed(&m, any, "{\"x\":[1]}", 9) == 0 && ig_jsm_complete(&m, any));
+  ig_jsm_init(&m, any);
+  CHECK(feed(&m, any, "[", 1) == -1);
+  /* references: the schema lives while one is held */
+  ig_jschema *r = ig_jschema_ref(sa);
+  CHECK(r == sa);
+  ig_jschema_unref(sa);
+  ig_jsm_init(&m, r);
+  CHECK(feed(&m, r, "{\"a\":1}", 7) == 0 && ig_jsm_complete(&m, r));
+  ig_jschema_unref(r);
+  ig_jschema_unref(NULL);
+  ig_jschema_unref(sa2), ig_jschema_unref(sb), ig_jschema_unref(so), ig_jschema_unref(any);
+  json_decref(a), json_decref(a2), json_decref(b), json_decref(o);
+  /* the bytes of popped frames are zero: two paths to one place give memcmp-equal states */
+  json_t *fa = load("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\"},\"b\":{\"type\":\"null\"}}}");
+  ig_jschema *sf = compile_ok(fa);
+  if (sf) {
+    ig_jsm x, y;
+    ig_jsm_init(&x, sf), ig_jsm_init(&y, sf);
+    CHECK(feed(&x, sf, "{\"a\":[1,{\"x\":\"yy\"},[[2]],\"s\"],", 30) == 0);
+    CHECK(feed(&y, sf, "{\"a\":[],", 8) == 0);
+    CHECK(!memcmp(&x, &y, sizeof x));
+    ig_jschema_unref(sf);
+  }
+  json_decref(fa);
+  /* a refused byte: refused from then on, never complete */
+  json_t *n = load("{\"type\":\"number\"}");
+  ig_jschema *sn = compile_ok(n);
+  ig_jsm_init(&m, sn);
+  CHECK(feed(&m, sn, "1x", 2) == -1 && !ig_jsm_complete(&m, sn) && feed(&m, sn, "1", 1) == -1);
+  ig_jschema_unref(sn);
+  json_decref(n);
+}
+
+int main(void) {
+  test_cases();
+  test_generated();
+  test_mutations();
+  test_no_dead_ends();
+  test_mask();
+  test_errors();
+  test_same();
+  TEST_DONE();
+}
