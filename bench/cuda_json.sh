@@ -1,7 +1,9 @@
 #!/bin/bash
 # bench/cuda_json.sh: JSON mode on the GPU machine (the pack of bench/cuda_pack.sh with WITH_SERVE=1, the 8B-shape
 # model with Llama 3's tokenizer, 128,256 tokens): one client streams 200 tokens with and without
-# grammar {"type": "json", "value": {}} (greedy and seeded), then a chat request with response_format json_object;
+# grammar {"type": "json", "value": {}} (greedy and seeded), with a JSON schema (nested object, integer, enum, bounded
+# strings and array, a nullable), chat requests with tools (tool_choice required / a named function / auto), then a
+# chat request with response_format json_object;
 # prints the inter-token latency (p50) of each and whether every JSON-mode text is one JSON object (or, ended by the
 # length, a prefix of one), and the engine's log line for the vocabulary trie.
 . "$(dirname "$0")/serve_wait.sh"
@@ -59,6 +61,61 @@ for name, p in [("plain greedy", {"max_new_tokens": 200}),
             except Exception as e: ok = "NOT JSON: %s" % e
         else: ok = "a prefix of one: %s" % prefix_ok(t)
     print("%-18s ITL p50 %.2f ms, %d tokens, finish %s %s | %r" % (name, itl, last["details"]["generated_tokens"], fin, ok, t[:100]))
+SCHEMA = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 40}, "age": {"type": "integer"},
+    "mood": {"enum": ["happy", "sad", "sleepy"]}, "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 4},
+    "home": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}, "zip": {"anyOf": [{"type": "null"}, {"type": "integer"}]}}, "required": ["city"]}},
+    "required": ["name", "age", "mood", "home"], "additionalProperties": False}
+def follows(v):
+    return (isinstance(v, dict) and all(k in v for k in SCHEMA["required"]) and isinstance(v["name"], str) and len(v["name"]) <= 40
+            and isinstance(v["age"], int) and v["mood"] in ("happy", "sad", "sleepy") and isinstance(v["home"], dict)
+            and set(v) <= set(SCHEMA["properties"]))
+for name, p in [("schema greedy", {"max_new_tokens": 300, "grammar": {"type": "json", "value": SCHEMA}}),
+                ("schema seeded", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}}),
+                ("schema seeded again", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}})]:
+    itl, last = stream(dict(p, details=True))
+    t = last["generated_text"]; fin = last["details"]["finish_reason"]
+    try: ok = "follows the schema: %s" % follows(json.loads(t))
+    except Exception as e: ok = "NOT JSON: %s" % e
+    print("%-19s ITL p50 %.2f ms, %d tokens, finish %s, %s | %r" % (name, itl, last["details"]["generated_tokens"], fin, ok, t[:160]))
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}, "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}},
+         {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}}, "required": ["zone"]}}}]
+for choice in ("required", {"type": "function", "function": {"name": "get_time"}}, "auto"):
+    body = json.dumps({"messages": [{"role": "user", "content": "What is the weather in Paris?"}], "max_tokens": 120,
+                       "temperature": 0, "tools": TOOLS, "tool_choice": choice}).encode()
+    req = urllib.request.Request(URL + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=120) as f: j = json.loads(f.read())
+    ch = j["choices"][0]
+    print("tools %-10s %.0f ms, %d tokens, finish %s | calls %s | content %r" % (choice if isinstance(choice, str) else "named",
+          (time.perf_counter() - t0) * 1e3, j["usage"]["completion_tokens"], ch["finish_reason"],
+          json.dumps(ch["message"].get("tool_calls"))[:200], (ch["message"]["content"] or "")[:80]))
+# many clients at once: each step's constrained rows get their masks walked in parallel (the sample pool)
+import threading
+def wave(n, params):
+    res = [None] * n
+    def one(k):
+        res[k] = stream(dict(params, seed=100 + k, do_sample=True, details=True), inputs="Client %d: a JSON record:" % k)
+    th = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    t0 = time.perf_counter()
+    for t in th: t.start()
+    for t in th: t.join()
+    wall = time.perf_counter() - t0
+    toks = sum(r[1]["details"]["generated_tokens"] for r in res)
+    itl = sorted(r[0] for r in res)
+    def ok(r):
+        if "grammar" not in params or r[1]["details"]["finish_reason"] != "eos_token": return True  # plain, or cut by the length
+        try: v = json.loads(r[1]["generated_text"])
+        except Exception: return False
+        return follows(v) if params["grammar"]["value"] is SCHEMA else isinstance(v, dict)
+    return toks / wall, itl[len(itl) // 2], sum(ok(r) for r in res)
+for n in (16, 64):
+    for name, p in [("plain", {"max_new_tokens": 128, "ignore_eos": True}),
+                    ("json mode", {"max_new_tokens": 128, "grammar": {"type": "json", "value": {}}}),
+                    ("schema", {"max_new_tokens": 128, "grammar": {"type": "json", "value": SCHEMA}})]:
+        tps, itl, valid = wave(n, p)
+        print("%2d clients %-9s %7.0f tok/s, ITL p50 (median client) %.2f ms, %d/%d valid or cut by the length" % (n, name, tps, itl, valid, n))
 body = json.dumps({"messages": [{"role": "user", "content": "A JSON object, please."}], "max_tokens": 100,
                    "temperature": 0, "response_format": {"type": "json_object"}}).encode()
 req = urllib.request.Request(URL + "/v1/chat/completions", body, {"Content-Type": "application/json"})

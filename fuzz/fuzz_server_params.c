@@ -1,5 +1,7 @@
 /* fuzz/fuzz_server_params: request bodies of every generation route through the JSON parser, TGI's
- * validation (params.c) and the length checks, then the response renderers on the parsed request. */
+ * validation (params.c: grammars and JSON schemas compiled, tools and tool_choice) and the length checks, then
+ * the response renderers on the parsed request (the prompt text doubling as the reply, so that a chat request
+ * whose prompt is a tool call renders tool_calls). */
 #include "server/params.h"
 #include "server/render.h"
 #include <stdint.h>
@@ -34,6 +36,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_render_chat_completion(&o, &m, &r, &s);
     ig_render_completion(&o, &m, &r, &s, 1);
     ig_render_tgi_stream(&o, 1, &s.tokens[0], 1, 1, &s, 1, 3);
+    if (r.tools) { /* the reply text as a tool call, streamed form */
+      json_t *calls = ig_tool_calls_parse(s.text.p ? s.text.p : "", s.text.len, r.tools);
+      if (calls) ig_render_chat_tool_chunk(&o, &m, &r, calls);
+      json_decref(calls);
+    }
     ig_str_free(&o);
     ig_seq_out_free(&s);
   }

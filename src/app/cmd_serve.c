@@ -12,6 +12,8 @@
 #include "tok/tok.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/str.h"
+#include <jansson.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -256,6 +258,8 @@ typedef struct serve_ctx {
   ig_engine_config ecfg;
   ig_tok *tok;
   ig_tmpl *tmpl;
+  ig_tmpl *tmpl_tools;  /* the config's "tool_use" template, when it names one */
+  int tmpl_reads_tools; /* the template used with tools mentions `tools` */
   ig_tmpl_config tcfg;
   int have_tcfg;
   ig_backend *be;
@@ -299,7 +303,30 @@ static char *h_decode(void *ctx, const int32_t *ids, int n, int skip_special) {
 
 static int h_is_special(void *ctx, int32_t id) { return ig_tok_is_special(((serve_ctx *)ctx)->tok, id); }
 
-static int h_chat(void *ctx, const void *messages, char **prompt, char *err, size_t errlen) {
+/* Messages with the tools written into the last one, for templates that do not read `tools`: "\n\n" + the tool
+ * prompt + "\n" + the tools as JSON after its content. NULL when out of memory. */
+static json_t *messages_with_tools(const json_t *messages, const json_t *tools, const char *tool_prompt) {
+  json_t *m = json_deep_copy(messages);
+  size_t n = json_array_size(m);
+  char *tj = json_dumps(tools, JSON_COMPACT);
+  json_t *last = n ? json_array_get(m, n - 1) : NULL;
+  const json_t *content = last ? json_object_get(last, "content") : NULL;
+  int ok = m && tj;
+  if (ok && json_is_string(content)) {
+    ig_str t;
+    ig_str_init(&t);
+    ig_str_append(&t, json_string_value(content), json_string_length(content));
+    ig_str_printf(&t, "\n\n%s\n%s", tool_prompt ? tool_prompt : "", tj);
+    ok = !t.oom && json_object_set_new(last, "content", json_stringn(t.p ? t.p : "", t.len)) == 0;
+    ig_str_free(&t);
+  }
+  free(tj);
+  if (!ok) json_decref(m), m = NULL;
+  return m;
+}
+
+static int h_chat(void *ctx, const void *messages, const void *tools, const char *tool_prompt, char **prompt,
+                  char *err, size_t errlen) {
   serve_ctx *c = ctx;
   if (!c->tmpl) return -ENOENT;
   ig_tmpl_chat chat;
@@ -307,8 +334,22 @@ static int h_chat(void *ctx, const void *messages, char **prompt, char *err, siz
   chat.messages = messages;
   chat.add_generation_prompt = 1;
   chat.special_tokens = c->tcfg.special_tokens;
+  const ig_tmpl *t = c->tmpl;
+  json_t *own = NULL;
+  if (tools) {
+    if (c->tmpl_tools) t = c->tmpl_tools; /* transformers picks the tool_use template when there are tools */
+    if (c->tmpl_reads_tools) {
+      chat.tools = tools;
+    } else if (!(own = messages_with_tools(messages, tools, tool_prompt))) {
+      snprintf(err, errlen, "out of memory");
+      return -ENOMEM;
+    } else {
+      chat.messages = own;
+    }
+  }
   size_t len;
-  int rc = ig_tmpl_render_chat(c->tmpl, &chat, NULL, prompt, &len, err, errlen);
+  int rc = ig_tmpl_render_chat(t, &chat, NULL, prompt, &len, err, errlen);
+  json_decref(own);
   return rc < 0 ? (rc == -ENOENT ? -EINVAL : rc) : 0;
 }
 
@@ -351,6 +392,18 @@ static void *loader_main(void *arg) {
       ig_log(IG_LOG_WARN, "chat template does not compile (%s): /v1/chat/completions will answer 422", err);
       c->tmpl = NULL;
     }
+    const json_t *tu = c->tmpl && c->tcfg.named_templates ? json_object_get(c->tcfg.named_templates, "tool_use") : NULL;
+    const char *tsrc = c->tcfg.chat_template;
+    if (json_is_string(tu)) {
+      if (ig_tmpl_compile(json_string_value(tu), json_string_length(tu), &c->tmpl_tools, err, sizeof err) != 0) {
+        ig_log(IG_LOG_WARN, "the tool_use chat template does not compile (%s): requests with tools use the default",
+               err);
+        c->tmpl_tools = NULL;
+      } else {
+        tsrc = json_string_value(tu);
+      }
+    }
+    c->tmpl_reads_tools = tsrc && strstr(tsrc, "tools") != NULL;
   } else {
     ig_log(IG_LOG_WARN, "no chat template config (%s)", err);
   }
@@ -605,6 +658,7 @@ int ig_cmd_serve(int argc, char **argv) {
   if (c.model) ig_model_free(c.model);
   if (c.be) c.be->destroy(c.be);
   if (c.tmpl) ig_tmpl_free(c.tmpl);
+  if (c.tmpl_tools) ig_tmpl_free(c.tmpl_tools);
   if (c.have_tcfg) ig_tmpl_config_free(&c.tcfg);
   if (c.tok) ig_tok_free(c.tok);
   if (c.failed) {

@@ -7,7 +7,7 @@
  * When the runner can keep a step in flight (forward_sample_begin/end: a GPU), steps are pipelined (step_async):
  * the previous step's text, stop sequences and events are done while the device runs the next step. */
 #include "engine/engine_int.h"
-#include "engine/jsonmask.h"
+#include "engine/jsonschema.h"
 #include "engine/kvblocks.h"
 #include "engine/sample_pool.h"
 #include "engine/sampler.h"
@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define JSON_CACHE 16
+#define JSON_CACHE 64 /* masks kept at least; more when a step has more than half as many constrained rows */
 
 /* ---- per-sequence state ------------------------------------------------------------------------------- */
 
@@ -38,7 +38,8 @@ typedef struct seq {
   int n_canon, n_reg;
   uint64_t chain;
   int admitted_once;
-  ig_json_fsm *json;   /* JSON mode: the state after the generated tokens */
+  ig_jsm *json;        /* JSON mode: the state after the generated tokens */
+  const ig_jschema *schema; /* JSON mode: what the document follows (the request's, or the engine's any object) */
   int prefilling;      /* since (re)admission its prompt (+ generated tokens on recompute) is being computed */
   int scheduled_once;
   int lp_done;         /* prefill logprobs known for prompt positions [1, lp_done) */
@@ -99,12 +100,18 @@ struct ig_engine {
   ig_json_vocab *jvocab;
   unsigned char *jpool;
   size_t *joff, *jlen;
-  /* masks of the last JSON_CACHE recognizer states (a mask depends on the state alone, and inside a string the
-   * state stays the same token after token): a hit copies instead of walking the trie (~1.8 ms at 128k tokens) */
-  ig_json_fsm jc_key[JSON_CACHE];
-  int jc_allowed[JSON_CACHE], jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
-  uint64_t jc_used[JSON_CACHE], jc_tick;
-  uint8_t *jc_mask;         /* [JSON_CACHE][vocab] */
+  ig_jschema *jany;         /* the schema of plain JSON mode: any JSON object */
+  /* masks of the last (schema, recognizer state) pairs met (a mask depends on them alone, and inside a string the
+   * state stays the same token after token): a hit reuses the mask instead of walking the trie (~1.8 ms at 128k
+   * tokens). Each entry holds a reference to its schema. A step's misses are walked in parallel (sample pool). */
+  int jc_cap, jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
+  ig_jsm *jc_key;           /* [jc_cap] */
+  ig_jschema **jc_schema;
+  int *jc_allowed, *jc_walk; /* jc_walk: the entries this step walks */
+  uint64_t *jc_used, jc_tick;
+  uint8_t *jc_mask;         /* [jc_cap][vocab] */
+  struct jrow { int job; seq *s; int entry; } *jrows; /* this step's constrained rows */
+  size_t cap_jrows;
   ig_sampler sampler;
   ig_sample_pool *pool;     /* host sampling workers (NULL: none) */
   int64_t sample_par_min;   /* sample in parallel from this many logits (jobs x vocab) per step */
@@ -300,14 +307,17 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
     return -EINVAL;
   }
-  if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1)) {
+  if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1 || (!p->schema && !e->jany))) {
     snprintf(err, errlen, "JSON mode needs the model's tokenizer and an EOS token");
     return -EINVAL;
   }
   seq *s = calloc(1, sizeof *s);
   if (s) s->tokens = malloc(sizeof(int32_t) * (size_t)(r->n_prompt + p->max_new_tokens));
   if (s && p->prefill_logprobs) s->prefill_lp = malloc(sizeof(float) * (size_t)r->n_prompt);
-  if (s && p->json_mode && (s->json = malloc(sizeof *s->json))) ig_json_fsm_init(s->json);
+  if (s && p->json_mode && (s->json = malloc(sizeof *s->json))) {
+    s->schema = p->schema ? p->schema : e->jany;
+    ig_jsm_init(s->json, s->schema);
+  }
   if (!s || !s->tokens || (p->prefill_logprobs && !s->prefill_lp) || (p->json_mode && !s->json)) {
     if (s) {
       free(s->tokens);
@@ -620,9 +630,9 @@ static ig_finish_reason append_token(ig_engine *e, seq *s, int32_t id) {
   const ig_gen_params *p = &s->r->params;
   s->tokens[s->n_tokens++] = id;
   s->n_generated++;
-  if (s->json) { /* the mask allowed only tokens that continue the object, and EOS once it is closed */
+  if (s->json) { /* the mask allowed only tokens that continue the document, and EOS once it is complete */
     if (is_eos(e, id)) return IG_FINISH_EOS;
-    if (e->json_ready != 1 || ig_json_fsm_feed(s->json, e->jpool + e->joff[id], e->jlen[id]))
+    if (e->json_ready != 1 || ig_jsm_feed(s->json, s->schema, e->jpool + e->joff[id], e->jlen[id]))
       ig_log(IG_LOG_ERROR, "engine: request %llu: token %d does not continue its JSON", (unsigned long long)s->r->id, id);
   }
   if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) return IG_FINISH_LENGTH;
@@ -798,10 +808,9 @@ static int json_vocab(ig_engine *e) {
   ig_str pool;
   ig_str_init(&pool);
   e->joff = malloc(sizeof(size_t) * (size_t)V), e->jlen = malloc(sizeof(size_t) * (size_t)V);
-  e->jc_mask = malloc((size_t)V * JSON_CACHE);
   unsigned char *special = calloc((size_t)V, 1);
   const unsigned char **ptr = malloc(sizeof(*ptr) * (size_t)V);
-  int rc = !e->joff || !e->jlen || !e->jc_mask || !special || !ptr;
+  int rc = !e->joff || !e->jlen || !special || !ptr;
   for (int v = 0; v < V && !rc; v++) {
     e->joff[v] = pool.len;
     special[v] = (unsigned char)(e->text.is_special && e->text.is_special(e->text.ctx, v));
@@ -827,37 +836,76 @@ static int json_vocab(ig_engine *e) {
   return 0;
 }
 
-/* JSON mode: logits of tokens that cannot continue s's object become -inf (only EOS once it is closed; only EOS too
- * when nothing else could follow, or the vocabulary could not be made). */
-static void json_mask_row(ig_engine *e, seq *s, float *logits) {
+/* The mask cache holding at least `want` entries (existing ones kept). 0 or -ENOMEM. */
+static int json_cache_fit(ig_engine *e, int want) {
+  if (want < JSON_CACHE) want = JSON_CACHE;
+  if (e->jc_cap >= want) return 0;
+  const size_t V = (size_t)e->run.vocab_size, n = (size_t)want;
+  void *p;
+  if (!(p = realloc(e->jc_key, n * sizeof *e->jc_key))) return -ENOMEM;
+  e->jc_key = p;
+  if (!(p = realloc(e->jc_schema, n * sizeof *e->jc_schema))) return -ENOMEM;
+  e->jc_schema = p;
+  if (!(p = realloc(e->jc_allowed, n * sizeof *e->jc_allowed))) return -ENOMEM;
+  e->jc_allowed = p;
+  if (!(p = realloc(e->jc_walk, n * sizeof *e->jc_walk))) return -ENOMEM;
+  e->jc_walk = p;
+  if (!(p = realloc(e->jc_used, n * sizeof *e->jc_used))) return -ENOMEM;
+  e->jc_used = p;
+  if (!(p = realloc(e->jc_mask, n * V))) return -ENOMEM;
+  e->jc_mask = p;
+  e->jc_cap = want;
+  return 0;
+}
+
+static void json_walk(void *ctx, int i) {
+  ig_engine *e = ctx;
+  int k = e->jc_walk[i];
+  e->jc_allowed[k] = ig_jschema_allowed(e->jvocab, e->jc_schema[k], &e->jc_key[k], e->run.eos_ids, e->run.n_eos,
+                                        e->jc_mask + (size_t)k * (size_t)e->run.vocab_size);
+}
+
+/* Constrained rows (JSON mode, schemas): each job gets the mask of tokens that continue its document (EOS once it
+ * is complete), applied by the thread that samples it; a row where nothing else could follow, or whose mask could
+ * not be made (no vocabulary trie, no memory), gets only EOS here. Cache hits first, then the misses' walks spread
+ * over the sample pool: a step of many constrained rows does not walk them one after another. */
+static void json_masks(ig_engine *e, int n_rows) {
   const int V = e->run.vocab_size;
-  int n = 0;
-  const uint8_t *mask = NULL;
-  if (json_vocab(e) == 0) {
-    int k = 0;
-    while (k < e->jc_n && (e->jc_off || memcmp(&e->jc_key[k], s->json, sizeof *s->json))) k++;
-    if (k == e->jc_n) { /* a miss: the trie walk, into the least recently used entry */
-      if (e->jc_n < JSON_CACHE) {
+  int ok = json_vocab(e) == 0 && json_cache_fit(e, 2 * n_rows) == 0, n_walk = 0;
+  const uint64_t tick = ++e->jc_tick;
+  for (int r = 0; r < n_rows && ok; r++) {
+    const seq *s = e->jrows[r].s;
+    int k = -1;
+    for (int i = 0; i < e->jc_n && !e->jc_off && k < 0; i++)
+      if (!memcmp(&e->jc_key[i], s->json, sizeof *s->json) && ig_jschema_same(e->jc_schema[i], s->schema)) k = i;
+    if (k < 0) { /* a miss: a new entry, or the least recently used one not taken by this step */
+      if (e->jc_n < e->jc_cap) {
         k = e->jc_n++;
+        e->jc_schema[k] = NULL;
       } else {
-        k = 0;
-        for (int i = 1; i < JSON_CACHE; i++)
-          if (e->jc_used[i] < e->jc_used[k]) k = i;
+        for (int i = 0; i < e->jc_n; i++)
+          if (e->jc_used[i] != tick && (k < 0 || e->jc_used[i] < e->jc_used[k])) k = i;
       }
       e->jc_key[k] = *s->json;
-      e->jc_allowed[k] = ig_json_allowed(e->jvocab, s->json, e->run.eos_ids, e->run.n_eos, e->jc_mask + (size_t)k * V);
+      ig_jschema_unref(e->jc_schema[k]);
+      e->jc_schema[k] = ig_jschema_ref((ig_jschema *)s->schema);
+      e->jc_walk[n_walk++] = k;
     }
-    e->jc_used[k] = ++e->jc_tick;
-    n = e->jc_allowed[k];
-    mask = e->jc_mask + (size_t)k * V;
+    e->jc_used[k] = tick;
+    e->jrows[r].entry = k;
   }
-  if (n == 0) {
+  if (ok) ig_sample_pool_for(e->pool, n_walk, json_walk, e);
+  for (int r = 0; r < n_rows; r++) {
+    ig_sample_job *jb = &e->jobs[e->jrows[r].job];
+    int k = ok ? e->jrows[r].entry : -1;
+    if (k >= 0 && e->jc_allowed[k] > 0) {
+      jb->allowed = e->jc_mask + (size_t)k * (size_t)V;
+      continue;
+    }
+    float *lg = (float *)jb->logits;
     for (int v = 0; v < V; v++)
-      if (!is_eos(e, v)) logits[v] = -INFINITY;
-    return;
+      if (!is_eos(e, v)) lg[v] = -INFINITY;
   }
-  for (int v = 0; v < V; v++)
-    if (!mask[v]) logits[v] = -INFINITY;
 }
 
 /* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
@@ -865,7 +913,7 @@ static void json_mask_row(ig_engine *e, seq *s, float *logits) {
  * in order, or (device sampling) the host rows in order. 0 or -ENOMEM. */
 static int collect_results(ig_engine *e, int n_items) {
   const int dev = e->run.forward_sample != NULL;
-  int V = e->run.vocab_size, n_jobs = 0, out = 0, host_k = 0;
+  int V = e->run.vocab_size, n_jobs = 0, out = 0, host_k = 0, n_json = 0;
   long long n_prefill = 0, n_decode = 0;
   if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) return -ENOMEM;
   for (int i = 0; i < n_items; i++) {
@@ -907,8 +955,12 @@ static int collect_results(ig_engine *e, int n_items) {
       pthread_mutex_unlock(&s->r->mu);
     }
     if (!sample_row) continue; /* sampled on the device */
-    if (s->json) json_mask_row(e, s, (float *)sample_row);
     ig_sample_job *jb = &e->jobs[n_jobs++];
+    jb->allowed = NULL;
+    if (s->json) {
+      if (grow((void **)&e->jrows, &e->cap_jrows, (size_t)n_json + 1, sizeof *e->jrows)) return -ENOMEM;
+      e->jrows[n_json++] = (struct jrow){.job = n_jobs - 1, .s = s};
+    }
     jb->params = &s->r->params;
     jb->logits = sample_row;
     jb->tokens = s->tokens;
@@ -917,6 +969,7 @@ static int collect_results(ig_engine *e, int n_items) {
     jb->step = (uint64_t)s->n_generated;
     it->sample_job = n_jobs - 1;
   }
+  if (n_json) json_masks(e, n_json);
   int parallel = e->pool && (int64_t)n_jobs * V >= e->sample_par_min;
   if (n_jobs) ig_sample_pool_run(parallel ? e->pool : NULL, &e->sampler, e->jobs, n_jobs);
   atomic_fetch_add(&e->stats.steps, 1);
@@ -1268,6 +1321,7 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
    * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
   const char *jmc = getenv("IGNIS_JSON_MASK_CACHE");
   e->jc_off = jmc && jmc[0] == '0';
+  if (ig_jschema_any_object(&e->jany)) e->jany = NULL; /* then JSON mode without a schema is a submit error */
   const char *pe = getenv("IGNIS_PROFILE_STEPS");
   e->prof_every = pe && atoi(pe) > 0 ? atoi(pe) : 0;
   int workers = run->sampler_threads;
@@ -1330,6 +1384,9 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   ig_kvb_free(&e->kvb);
   free(e->match_ids);
   ig_json_vocab_free(e->jvocab);
+  for (int k = 0; k < e->jc_n; k++) ig_jschema_unref(e->jc_schema[k]);
+  free(e->jc_key), free(e->jc_schema), free(e->jc_allowed), free(e->jc_walk), free(e->jc_used), free(e->jrows);
+  ig_jschema_unref(e->jany);
   free(e->jpool);
   free(e->joff);
   free(e->jlen);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct ig_tok; /* src/tok: used read-only for incremental detokenization */
+struct ig_jschema; /* engine/jsonschema.h */
 
 typedef enum {
   IG_FINISH_NONE = 0,
@@ -41,9 +42,11 @@ typedef struct ig_gen_params {
   int top_n_tokens;               /* 0..IG_MAX_TOP_N: top alternatives per generated token */
   int want_logprobs;              /* compute logprob of each chosen token (details / OpenAI logprobs) */
   int prefill_logprobs;           /* decoder_input_details: logprobs of prompt tokens */
-  int json_mode;                  /* the output is one JSON object (engine/jsonmask.h): tokens that cannot continue
-                                     one are masked out, and once it is closed only EOS can follow, which ends the
-                                     request (even with ignore_eos) */
+  int json_mode;                  /* the output is one JSON document (engine/jsonschema.h): tokens that cannot
+                                     continue one are masked out, and once it is complete EOS ends the request
+                                     (even with ignore_eos) */
+  struct ig_jschema *schema;      /* with json_mode: the schema the document follows (a reference the request
+                                     owns: ig_request_unref drops it); NULL: any JSON object (JSON mode) */
   int n_stop;
   char **stop;                    /* stop sequences (owned by the request) */
 } ig_gen_params;

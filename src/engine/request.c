@@ -1,6 +1,7 @@
 /* engine/request: the request object shared by server and engine: allocation, reference counting and the
  * outbox of token events (engine pushes, server takes, both under the request's mutex). */
 #include "engine/engine_int.h"
+#include "engine/jsonschema.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ void ig_request_unref(ig_request *r) {
   free(r->prompt);
   for (int i = 0; i < r->params.n_stop; i++) free(r->params.stop[i]);
   free(r->params.stop);
+  ig_jschema_unref(r->params.schema);
   for (int i = r->ev_head; i < r->ev_tail; i++) ig_token_event_clear(&r->events[i]);
   free(r->events);
   free(r->prefill_logprobs);

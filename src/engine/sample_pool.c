@@ -2,6 +2,7 @@
  * are claimed through an atomic index; the caller waits until every worker has left the batch. */
 #include "engine/sample_pool.h"
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@ struct ig_sample_pool {
   int busy;           /* workers still inside the current batch */
   ig_sample_job *jobs;
   int n_jobs;
+  void (*fn)(void *ctx, int i); /* ig_sample_pool_for's batch instead of jobs, when set */
+  void *fn_ctx;
   atomic_int next;
 };
 
@@ -25,12 +28,23 @@ typedef struct {
   int idx;
 } worker_arg;
 
+static void sample_job(ig_sampler *s, ig_sample_job *jb) {
+  if (jb->allowed) {
+    float *lg = (float *)jb->logits;
+    for (int v = 0; v < s->vocab; v++)
+      if (!jb->allowed[v]) lg[v] = -INFINITY;
+  }
+  ig_sampler_sample(s, jb->params, jb->logits, jb->tokens, jb->n_tokens, jb->n_prompt, jb->step, &jb->res);
+}
+
 static void run_jobs(ig_sample_pool *p, ig_sampler *s) {
   for (;;) {
     int j = atomic_fetch_add(&p->next, 1);
     if (j >= p->n_jobs) return;
-    ig_sample_job *jb = &p->jobs[j];
-    ig_sampler_sample(s, jb->params, jb->logits, jb->tokens, jb->n_tokens, jb->n_prompt, jb->step, &jb->res);
+    if (p->fn)
+      p->fn(p->fn_ctx, j);
+    else
+      sample_job(s, &p->jobs[j]);
   }
 }
 
@@ -107,16 +121,14 @@ void ig_sample_pool_destroy(ig_sample_pool *p) {
   free(p);
 }
 
-void ig_sample_pool_run(ig_sample_pool *p, ig_sampler *own, ig_sample_job *jobs, int n) {
-  if (!p || p->n == 0 || n < 2) {
-    for (int i = 0; i < n; i++)
-      ig_sampler_sample(own, jobs[i].params, jobs[i].logits, jobs[i].tokens, jobs[i].n_tokens, jobs[i].n_prompt,
-                        jobs[i].step, &jobs[i].res);
-    return;
-  }
+/* One batch over the workers and the caller: jobs, or fn's calls. */
+static void run_batch(ig_sample_pool *p, ig_sampler *own, ig_sample_job *jobs, int n, void (*fn)(void *, int),
+                      void *ctx) {
   pthread_mutex_lock(&p->mu);
   p->jobs = jobs;
   p->n_jobs = n;
+  p->fn = fn;
+  p->fn_ctx = ctx;
   atomic_store(&p->next, 0);
   p->busy = p->n;
   p->gen++;
@@ -126,4 +138,20 @@ void ig_sample_pool_run(ig_sample_pool *p, ig_sampler *own, ig_sample_job *jobs,
   pthread_mutex_lock(&p->mu);
   while (p->busy > 0) pthread_cond_wait(&p->cv_done, &p->mu);
   pthread_mutex_unlock(&p->mu);
+}
+
+void ig_sample_pool_run(ig_sample_pool *p, ig_sampler *own, ig_sample_job *jobs, int n) {
+  if (!p || p->n == 0 || n < 2) {
+    for (int i = 0; i < n; i++) sample_job(own, &jobs[i]);
+    return;
+  }
+  run_batch(p, own, jobs, n, NULL, NULL);
+}
+
+void ig_sample_pool_for(ig_sample_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx) {
+  if (!p || p->n == 0 || n < 2) {
+    for (int i = 0; i < n; i++) fn(ctx, i);
+    return;
+  }
+  run_batch(p, NULL, NULL, n, fn, ctx);
 }

@@ -12,6 +12,8 @@ typedef struct ig_sample_job {
   const int32_t *tokens;
   int n_tokens, n_prompt;
   uint64_t step;
+  const uint8_t *allowed; /* NULL, or [vocab]: tokens with allowed[v] == 0 get -inf first (a constrained row's mask;
+                             the logits are the job's own row, written in place) */
   ig_sample_result res; /* out */
 } ig_sample_job;
 
@@ -23,5 +25,8 @@ void ig_sample_pool_destroy(ig_sample_pool *p);
 /* Runs jobs[0..n): on the calling thread only (with `own`) when p is NULL or n < 2, else spread over the
  * workers and the caller. Returns when every job is done. */
 void ig_sample_pool_run(ig_sample_pool *p, ig_sampler *own, ig_sample_job *jobs, int n);
+/* Calls fn(ctx, i) for i in [0, n), spread the same way (on the calling thread alone when p is NULL or n < 2).
+ * Returns when every call is done. */
+void ig_sample_pool_for(ig_sample_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx);
 
 #endif

@@ -4,6 +4,7 @@
  * and the loop drains token events into SSE chunks or, at the end, one JSON body. A job outlives its HTTP
  * request when the client goes away: it cancels its engine requests and is freed once the engine let go. */
 #include "server/internal.h"
+#include "engine/jsonschema.h"
 #include "util/log.h"
 #include <errno.h>
 #include <event2/buffer.h>
@@ -197,7 +198,7 @@ static int render_chat(ig_server *s, ig_job *j) {
   char err[400];
   err[0] = 0;
   char *prompt = NULL;
-  int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, &prompt, err, sizeof err) : -ENOENT;
+  int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, r->tools, r->tool_prompt, &prompt, err, sizeof err) : -ENOENT;
   if (rc == -ENOENT) {
     j->v_status = 422;
     j->v_etype = "template_error";
@@ -503,6 +504,7 @@ static void submit_job(ig_job *j) {
     if (!q->prompt) goto oom;
     memcpy(q->prompt, j->ids[p], (size_t)q->n_prompt * sizeof *q->prompt);
     q->params = r->gp;
+    q->params.schema = r->gp.schema ? ig_jschema_ref(r->gp.schema) : NULL;
     q->params.stop = NULL;
     q->params.n_stop = 0;
     if (r->gp.n_stop) {
@@ -660,6 +662,34 @@ static void oai_meta(ig_job *j) {
 }
 
 /* Streams one token of sequence i (tok already pushed into outs[i]); final when the sequence ended. */
+/* A chat stream with tools: a reply that starts (after whitespace) with '{' or '[' may be a tool call, so it is
+ * held back to its end and then sent as tool_calls (one chunk) or, when it is not a call, as one text chunk; a
+ * reply that starts otherwise streams as text from there on (what was held first). With tool_choice "required"
+ * the reply is always held. */
+static void stream_tools(ig_job *j, const ig_seq_out *o, const ig_out_token *t, int final) {
+  const ig_server_req *r = &j->r;
+  const char *text = o->text.p ? o->text.p : "";
+  if (j->tool_stream == 0) {
+    size_t k = 0;
+    while (k < o->text.len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+    if (r->tool_choice == IG_TOOLS_REQUIRED || (k < o->text.len && (text[k] == '{' || text[k] == '[')))
+      j->tool_stream = 1;
+    else if (k < o->text.len)
+      j->tool_stream = 2;
+  }
+  if (j->tool_stream != 2 && !final) return;
+  ig_str p;
+  ig_str_init(&p);
+  json_t *calls = j->tool_stream == 1 ? ig_tool_calls_parse(text, o->text.len, r->tools) : NULL;
+  if (calls)
+    ig_render_chat_tool_chunk(&p, &j->meta, r, calls);
+  else /* everything held so far, this token's text included */
+    ig_render_chat_chunk(&p, &j->meta, r, t->special ? NULL : t, text, final ? o->finish : IG_FINISH_NONE);
+  json_decref(calls);
+  write_sse(j, &p);
+  ig_str_free(&p);
+}
+
 static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
   ig_server_req *r = &j->r;
   ig_seq_out *o = &j->outs[i];
@@ -672,6 +702,10 @@ static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
     write_sse(j, &p);
     break;
   case IG_API_CHAT:
+    if (r->tools && r->tool_choice != IG_TOOLS_NONE && j->tool_stream != 2) {
+      stream_tools(j, o, t, final);
+      break;
+    }
     if (!t->special || final) {
       ig_render_chat_chunk(&p, &j->meta, r, t->special ? NULL : t, t->special ? "" : t->text,
                            final ? o->finish : IG_FINISH_NONE);

@@ -86,6 +86,7 @@ struct ig_job {
   int *seq_prompt;            /* which prompt each sequence generates for */
   int *seq_done;
   int *stream_index;
+  int tool_stream;            /* chat stream with tools: 0 undecided, 1 held back (a call, maybe), 2 text */
   int n_done;
   char gen_err[256];
   struct event *ev_wake, *ev_free;

@@ -2,6 +2,7 @@
  * read like the serde/axum rejections TGI answers with ("Failed to deserialize the JSON body into the target
  * type: parameters.top_k: invalid type: string \"x\", expected i32"), so clients that match on them still do. */
 #include "server/params.h"
+#include "engine/jsonschema.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -54,57 +55,58 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
   return 422;
 }
 
-/* A JSON schema that asks for nothing beyond "some JSON object" ({}, or {"type": "object"} with at most a title and a
- * description): what JSON mode gives. Others (properties, required fields, ...) are not supported yet. */
-static int schema_is_any_object(const json_t *schema) {
-  if (!json_is_object(schema)) return 0;
-  const char *k;
-  const json_t *v;
-  json_object_foreach((json_t *)schema, k, v) {
-    if (!strcmp(k, "type") && json_is_string(v) && !strcmp(json_string_value(v), "object")) continue;
-    if ((!strcmp(k, "title") || !strcmp(k, "description") || !strcmp(k, "$schema")) && json_is_string(v)) continue;
-    return 0;
+/* A schema given as a value, or (TGI) as a string of JSON: compiled into gp->schema; every refusal names its reason.
+ * The empty schema {} stays what it meant before schemas were followed: JSON mode, any JSON object. */
+static int compile_schema(const json_t *v, const char *what, ig_gen_params *gp, char *err, size_t errlen) {
+  json_t *parsed = NULL;
+  if (json_is_string(v)) { /* TGI: the schema may come as a string of JSON */
+    parsed = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, NULL);
+    if (!parsed) return fail(err, errlen, "%s: value: not a JSON schema", what);
+    v = parsed;
   }
-  return 1;
+  if (json_is_object(v) && json_object_size(v) == 0) { /* {}: JSON mode, one JSON object, as before schemas */
+    json_decref(parsed);
+    return gp->json_mode = 1, 0;
+  }
+  char why[200];
+  ig_jschema *sc = NULL;
+  int rc = ig_jschema_compile(v, &sc, why, sizeof why);
+  json_decref(parsed);
+  if (rc) return fail(err, errlen, "%s: schema: %s", what, why);
+  ig_jschema_unref(gp->schema);
+  gp->schema = sc;
+  gp->json_mode = 1;
+  return 0;
 }
 
-/* TGI's grammar ({"type": "json", "value": schema} or {"type": "regex", ...}) and OpenAI's response_format
- * ({"type": "text" | "json_object" | "json_schema", ...}): sets *json_mode, or 422. `what` names the field. */
-static int parse_grammar(const json_t *g, const char *what, int *json_mode, char *err, size_t errlen) {
-  *json_mode = 0;
+/* TGI's grammar ({"type": "json", "value": schema}, {"type": "json_schema", "value": {"schema": ...}} or
+ * {"type": "regex", ...}) and OpenAI's response_format ({"type": "text" | "json_object" | "json_schema", ...}):
+ * sets gp->json_mode and gp->schema (NULL: any JSON object), or 422. `what` names the field. */
+static int parse_grammar(const json_t *g, const char *what, ig_gen_params *gp, char *err, size_t errlen) {
+  gp->json_mode = 0;
   if (!g || json_is_null(g)) return 0;
   const json_t *t = json_is_object(g) ? json_object_get(g, "type") : NULL;
   if (!json_is_string(t)) return fail(err, errlen, "%s: expected an object with a \"type\"", what);
   const char *ty = json_string_value(t);
-  int ok;
   if (!strcmp(ty, "text")) return 0;
-  if (!strcmp(ty, "json_object")) return *json_mode = 1, 0;
+  if (!strcmp(ty, "json_object")) return gp->json_mode = 1, 0;
   if (!strcmp(ty, "json")) {
     const json_t *v = json_object_get(g, "value");
-    if (json_is_string(v)) { /* TGI: the schema may come as a string of JSON */
-      json_t *parsed = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, NULL);
-      if (!parsed) return fail(err, errlen, "%s: value: not a JSON schema", what);
-      ok = schema_is_any_object(parsed);
-      json_decref(parsed);
-    } else {
-      ok = schema_is_any_object(v);
-    }
-  } else if (!strcmp(ty, "json_schema")) {
+    if (!v) return fail(err, errlen, "%s: missing field `value`", what);
+    return compile_schema(v, what, gp, err, errlen);
+  }
+  if (!strcmp(ty, "json_schema")) {
     const json_t *js = json_object_get(g, "json_schema"); /* OpenAI's place; TGI's is "value" */
     if (!js) js = json_object_get(g, "value");
     if (!json_is_object(js)) return fail(err, errlen, "%s: json_schema: expected an object", what);
     const json_t *schema = json_object_get(js, "schema");
-    ok = !schema || schema_is_any_object(schema); /* no schema: any JSON object */
-  } else if (!strcmp(ty, "regex")) {
-    return fail(err, errlen, "%s: regex grammars are not supported (JSON mode is: {\"type\": \"json_object\"})", what);
-  } else {
-    return fail(err, errlen, "%s: unknown type '%s'", what, ty);
+    if (!schema) return gp->json_mode = 1, 0; /* no schema: any JSON object */
+    return compile_schema(schema, what, gp, err, errlen);
   }
-  if (!ok)
-    return fail(err, errlen, "%s: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": "
-                "\"object\"}); schemas with properties, other types or constraints are not", what);
-  *json_mode = 1;
-  return 0;
+  if (!strcmp(ty, "regex"))
+    return fail(err, errlen, "%s: regex grammars are not supported (JSON schemas are: {\"type\": \"json\", "
+                "\"value\": schema})", what);
+  return fail(err, errlen, "%s: unknown type '%s'", what, ty);
 }
 
 /* Each reader: returns 0 when absent (or null for nullable fields: *set = 0), 1 when read, 422 on error. */
@@ -258,7 +260,7 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   R(read_bool(p, "watermark", "parameters.watermark", 0, &watermark, err, errlen));
   R(read_bool(p, "ignore_eos", "parameters.ignore_eos", 1, &ignore_eos, err, errlen));
   {
-    R(parse_grammar(json_object_get(p, "grammar"), "grammar", &r->gp.json_mode, err, errlen));
+    R(parse_grammar(json_object_get(p, "grammar"), "grammar", &r->gp, err, errlen));
     const json_t *ad = json_object_get(p, "adapter_id");
     if (ad && !json_is_null(ad)) R(fail(err, errlen, "invalid lora id"));
   }
@@ -413,7 +415,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   r->best_of = 1;
   r->details = 1;
   /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored */
-  return parse_grammar(json_object_get(body, "response_format"), "response_format", &g->json_mode, err, errlen);
+  return parse_grammar(json_object_get(body, "response_format"), "response_format", g, err, errlen);
 }
 
 /* Chat content: a string, or a list of {"type":"text","text":...} parts, joined. */
@@ -451,6 +453,183 @@ static int flatten_content(const json_t *c, size_t i, json_t **out, char *err, s
   return type_err(err, errlen, p, c, "a string or a list of content parts");
 }
 
+/* ---- tools (OpenAI function calling) ------------------------------------------------------------------ */
+
+#define MAX_TOOLS 128
+
+/* The prompt added to the last message when the chat template does not read `tools` (TGI's tool_prompt). */
+static const char DEFAULT_TOOL_PROMPT[] =
+    "You may call one of the functions below. To call one, reply with nothing but a JSON object of the form "
+    "{\"name\": <function name>, \"arguments\": <object of its arguments>}.";
+
+static int tool_name_ok(const char *n, size_t len) {
+  if (len == 0 || len > 64) return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)n[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* $defs / definitions of one tool's parameters, moved to the root of the call schema (a "$ref" such as
+ * "#/$defs/X" resolves against the root). 0, or 422 when two tools name a definition alike. */
+static int hoist_defs(json_t *params, json_t *root, size_t t, char *err, size_t errlen) {
+  static const char *const keys[] = {"$defs", "definitions"};
+  for (int k = 0; k < 2; k++) {
+    json_t *d = json_object_get(params, keys[k]);
+    if (!d) continue;
+    if (!json_is_object(d)) return fail(err, errlen, "tools[%zu].function.parameters.%s: expected an object", t, keys[k]);
+    json_t *dst = json_object_get(root, keys[k]);
+    if (!dst) {
+      if (json_object_set_new(root, keys[k], dst = json_object())) return fail(err, errlen, "out of memory");
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(d, name, v) {
+      if (json_object_get(dst, name) && !json_equal(json_object_get(dst, name), v))
+        return fail(err, errlen, "tools[%zu].function.parameters.%s.%s: another tool defines it differently", t,
+                    keys[k], name);
+      if (json_object_set(dst, name, v)) return fail(err, errlen, "out of memory");
+    }
+    json_object_del(params, keys[k]);
+  }
+  return 0;
+}
+
+/* The schema of a call of tool t: {"name": its name, "arguments": its parameters}, both required. */
+static json_t *call_schema(const json_t *tool, size_t t, json_t *root, int *rc, char *err, size_t errlen) {
+  const json_t *fn = json_object_get(tool, "function");
+  const json_t *params = json_object_get(fn, "parameters");
+  json_t *args = params ? json_deep_copy(params) : json_pack("{s:s}", "type", "object");
+  json_t *o = args ? json_pack("{s:s, s:{s:{s:O}, s:o}, s:[s,s], s:b}", "type", "object", "properties", "name",
+                               "const", json_object_get(fn, "name"), "arguments", args, "required", "name",
+                               "arguments", "additionalProperties", 0)
+                   : NULL;
+  if (!o) {
+    *rc = fail(err, errlen, "out of memory");
+    return NULL;
+  }
+  if ((*rc = hoist_defs(args, root, t, err, errlen))) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* tools, tool_choice and TGI's tool_prompt of a chat request. For "required" or a named function the output is
+ * constrained to a call: gp.schema. */
+static int parse_tools(const json_t *body, ig_server_req *r, char *err, size_t errlen) {
+  const json_t *tools = json_object_get(body, "tools"), *choice = json_object_get(body, "tool_choice");
+  const json_t *tp = json_object_get(body, "tool_prompt");
+  if (tp && !json_is_null(tp)) {
+    if (!json_is_string(tp)) return type_err(err, errlen, "tool_prompt", tp, "a string");
+    if (!(r->tool_prompt = strdup(json_string_value(tp)))) return fail(err, errlen, "out of memory");
+  }
+  if (!tools || json_is_null(tools) || (json_is_array(tools) && json_array_size(tools) == 0)) {
+    if (choice && !json_is_null(choice) && !(json_is_string(choice) && !strcmp(json_string_value(choice), "none")))
+      return fail(err, errlen, "tool_choice: there are no tools to choose from");
+    return 0;
+  }
+  if (!json_is_array(tools)) return type_err(err, errlen, "tools", tools, "a sequence");
+  size_t n = json_array_size(tools);
+  if (n > MAX_TOOLS) return fail(err, errlen, "tools: at most %d tools. Given: %zu", MAX_TOOLS, n);
+  for (size_t t = 0; t < n; t++) {
+    const json_t *tool = json_array_get(tools, t);
+    char p[64];
+    snprintf(p, sizeof p, "tools[%zu]", t);
+    if (!json_is_object(tool)) return type_err(err, errlen, p, tool, "struct Tool");
+    const json_t *ty = json_object_get(tool, "type");
+    if (ty && !(json_is_string(ty) && !strcmp(json_string_value(ty), "function")))
+      return fail(err, errlen, "tools[%zu].type: only \"function\" tools are supported", t);
+    const json_t *fn = json_object_get(tool, "function");
+    if (!fn) return fail(err, errlen, DESER "tools[%zu]: missing field `function`", t);
+    snprintf(p, sizeof p, "tools[%zu].function", t);
+    if (!json_is_object(fn)) return type_err(err, errlen, p, fn, "struct FunctionDefinition");
+    const json_t *name = json_object_get(fn, "name");
+    if (!json_is_string(name)) return fail(err, errlen, DESER "tools[%zu].function: missing field `name`", t);
+    if (!tool_name_ok(json_string_value(name), json_string_length(name)))
+      return fail(err, errlen, "tools[%zu].function.name: 1 to 64 letters, digits, '_' or '-'", t);
+    for (size_t u = 0; u < t; u++)
+      if (json_equal(name, json_object_get(json_object_get(json_array_get(tools, u), "function"), "name")))
+        return fail(err, errlen, "tools[%zu].function.name: '%s' is also tools[%zu]'s", t, json_string_value(name), u);
+    const json_t *d = json_object_get(fn, "description");
+    if (d && !json_is_null(d) && !json_is_string(d)) {
+      snprintf(p, sizeof p, "tools[%zu].function.description", t);
+      return type_err(err, errlen, p, d, "a string");
+    }
+    const json_t *pa = json_object_get(fn, "parameters");
+    if (pa && !json_is_object(pa)) {
+      snprintf(p, sizeof p, "tools[%zu].function.parameters", t);
+      return type_err(err, errlen, p, pa, "a JSON schema object");
+    }
+  }
+  int mode = IG_TOOLS_AUTO;
+  const char *only = NULL; /* a named function */
+  if (choice && !json_is_null(choice)) {
+    if (json_is_string(choice)) {
+      const char *c = json_string_value(choice);
+      if (!strcmp(c, "none")) mode = IG_TOOLS_NONE;
+      else if (!strcmp(c, "auto")) mode = IG_TOOLS_AUTO;
+      else if (!strcmp(c, "required")) mode = IG_TOOLS_REQUIRED;
+      else return fail(err, errlen, "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got '%s'", c);
+    } else {
+      const json_t *fn = json_is_object(choice) ? json_object_get(choice, "function") : NULL;
+      const json_t *nm = json_is_object(fn) ? json_object_get(fn, "name") : NULL;
+      if (!json_is_string(nm))
+        return fail(err, errlen, "tool_choice: expected a string or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      only = json_string_value(nm);
+      mode = IG_TOOLS_REQUIRED;
+    }
+  }
+  if (!(r->tools = json_deep_copy(tools))) return fail(err, errlen, "out of memory");
+  if (!r->tool_prompt && !(r->tool_prompt = strdup(DEFAULT_TOOL_PROMPT))) return fail(err, errlen, "out of memory");
+  r->tool_choice = mode;
+  if (mode != IG_TOOLS_REQUIRED) return 0;
+  if (r->gp.json_mode) return fail(err, errlen, "tool_choice: a required tool call cannot be combined with response_format");
+  json_t *root = json_object(), *alts = json_array();
+  int rc = root && alts ? 0 : fail(err, errlen, "out of memory");
+  size_t found = 0;
+  for (size_t t = 0; t < n && !rc; t++) {
+    const json_t *tool = json_array_get(tools, t);
+    if (only && strcmp(json_string_value(json_object_get(json_object_get(tool, "function"), "name")), only)) continue;
+    json_t *o = call_schema(tool, t, root, &rc, err, errlen);
+    if (o && json_array_append_new(alts, o)) rc = fail(err, errlen, "out of memory");
+    found++;
+  }
+  if (!rc && only && !found) rc = fail(err, errlen, "tool_choice: no tool is named '%s'", only);
+  if (!rc) {
+    if (json_array_size(alts) == 1) { /* one call: its object is the root */
+      json_t *o = json_array_get(alts, 0);
+      const char *k;
+      json_t *v;
+      json_object_foreach(o, k, v) if (json_object_set(root, k, v)) rc = fail(err, errlen, "out of memory");
+    } else if (json_object_set(root, "anyOf", alts)) {
+      rc = fail(err, errlen, "out of memory");
+    }
+  }
+  json_decref(alts);
+  if (!rc) {
+    rc = compile_schema(root, "tools", &r->gp, err, errlen);
+  }
+  json_decref(root);
+  return rc;
+}
+
+/* An assistant message's tool_calls as OpenAI clients send them (arguments as a string of JSON) -> arguments as an
+ * object, which is what chat templates read (transformers' convention). Other shapes are left as they are. */
+static void tool_call_args_to_objects(json_t *msg) {
+  json_t *calls = json_object_get(msg, "tool_calls");
+  for (size_t k = 0; k < json_array_size(calls); k++) {
+    json_t *fn = json_object_get(json_array_get(calls, k), "function");
+    json_t *a = json_object_get(fn, "arguments");
+    if (!json_is_string(a)) continue;
+    json_t *obj = json_loadb(json_string_value(a), json_string_length(a), 0, NULL);
+    if (json_is_object(obj)) json_object_set(fn, "arguments", obj);
+    json_decref(obj);
+  }
+}
+
 static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err, size_t errlen) {
   const json_t *msgs = json_object_get(body, "messages");
   if (!msgs) return fail(err, errlen, DESER "missing field `messages`");
@@ -470,6 +649,7 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
     }
     json_t *copy = json_deep_copy(m);
     if (!copy || json_array_append_new(r->messages, copy)) return fail(err, errlen, "out of memory");
+    tool_call_args_to_objects(copy);
     const json_t *c = json_object_get(m, "content");
     if (c && !json_is_null(c)) {
       json_t *flat = NULL;
@@ -480,10 +660,8 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
       return fail(err, errlen, DESER "messages[%zu]: missing field `content`", i);
     }
   }
-  const json_t *tools = json_object_get(body, "tools");
-  if (tools && !json_is_null(tools)) return fail(err, errlen, "tools are not supported");
   int rc = parse_openai_common(body, lim, r, err, errlen);
-  if (rc) return rc;
+  if (rc || (rc = parse_tools(body, r, err, errlen))) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);
   r->prompt_lens = calloc(1, sizeof *r->prompt_lens);
@@ -566,7 +744,10 @@ void ig_server_req_free(ig_server_req *r) {
   free(r->prompt_lens);
   for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
   free(r->gp.stop);
+  ig_jschema_unref(r->gp.schema);
   json_decref(r->messages);
+  json_decref(r->tools);
+  free(r->tool_prompt);
   free(r->model);
   memset(r, 0, sizeof *r);
 }

@@ -18,6 +18,13 @@ typedef struct ig_server_limits {
   int max_client_batch_size;
 } ig_server_limits;
 
+/* What a chat request with tools asks of the output (OpenAI's tool_choice). */
+enum {
+  IG_TOOLS_NONE = 0, /* no tools, or "none": plain text */
+  IG_TOOLS_AUTO,     /* the model may answer in text or call tools; a reply that is a tool call becomes tool_calls */
+  IG_TOOLS_REQUIRED, /* "required" or one named function: the output is constrained to a call (gp.schema) */
+};
+
 /* A validated generation request, before tokenization. */
 typedef struct ig_server_req {
   ig_api api;
@@ -26,6 +33,9 @@ typedef struct ig_server_req {
   char **prompts;              /* malloc'd strings (chat: NULL until the template is rendered) */
   size_t *prompt_lens;         /* their lengths in bytes (JSON strings may hold \u0000) */
   json_t *messages;            /* chat: normalized messages (owned reference) */
+  json_t *tools;               /* chat: the tool definitions as given, checked (owned), NULL: none */
+  int tool_choice;             /* chat with tools: IG_TOOLS_* */
+  char *tool_prompt;           /* TGI's tool_prompt (malloc'd), for templates that do not read `tools` */
   char *model;                 /* "model" of OpenAI requests (malloc'd, may be NULL) */
   ig_gen_params gp;            /* stop strings owned here (copied into each engine request) */
   int max_new_tokens_set;      /* else max_total_tokens - input length */

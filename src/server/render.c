@@ -252,6 +252,74 @@ static void usage(ig_str *o, int p, int c, int cached) {
                 "\"prompt_tokens_details\":{\"cached_tokens\":%d}}", p, c, p + c, cached);
 }
 
+/* ---- tool calls ------------------------------------------------------------------------------------------ */
+
+/* One call object of a reply: {"name": a listed tool, "arguments" (or "parameters", Llama 3.1's word): object}. */
+static json_t *one_call(const json_t *v, const json_t *tools) {
+  if (!json_is_object(v)) return NULL;
+  const json_t *name = json_object_get(v, "name");
+  const json_t *args = json_object_get(v, "arguments");
+  if (!args) args = json_object_get(v, "parameters");
+  if (!json_is_string(name) || !json_is_object(args) || json_object_size(v) != 2) return NULL;
+  int known = 0;
+  for (size_t t = 0; t < json_array_size(tools) && !known; t++)
+    known = json_equal(name, json_object_get(json_object_get(json_array_get(tools, t), "function"), "name"));
+  if (!known) return NULL;
+  char *a = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_t *c = a ? json_pack("{s:O, s:s}", "name", name, "arguments", a) : NULL;
+  free(a);
+  return c;
+}
+
+json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
+  size_t i = 0;
+  while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+  if (i == len || (text[i] != '{' && text[i] != '[')) return NULL;
+  json_t *v = json_loadb(text + i, len - i, 0, NULL), *calls = json_array();
+  int ok = v && calls;
+  if (ok && json_is_array(v)) {
+    ok = json_array_size(v) > 0;
+    for (size_t k = 0; ok && k < json_array_size(v); k++) {
+      json_t *c = one_call(json_array_get(v, k), tools);
+      ok = c && json_array_append_new(calls, c) == 0;
+    }
+  } else if (ok) {
+    json_t *c = one_call(v, tools);
+    ok = c && json_array_append_new(calls, c) == 0;
+  }
+  json_decref(v);
+  if (!ok) json_decref(calls), calls = NULL;
+  return calls;
+}
+
+/* "tool_calls":[{("index":k,) "id":"call_<response id>_<k>","type":"function","function":{"name":..,"arguments":..}}] */
+static void tool_calls(ig_str *o, const ig_oai_meta *m, const json_t *calls, int with_index) {
+  const char *id = m->id ? m->id : "";
+  const char *dash = strchr(id, '-');
+  ig_str_puts(o, "\"tool_calls\":[");
+  for (size_t k = 0; k < json_array_size(calls); k++) {
+    const json_t *c = json_array_get(calls, k);
+    if (k) ig_str_putc(o, ',');
+    ig_str_putc(o, '{');
+    if (with_index) ig_str_printf(o, "\"index\":%zu,", k);
+    ig_str_printf(o, "\"id\":\"call_%s_%zu\",\"type\":\"function\",\"function\":{\"name\":", dash ? dash + 1 : id, k);
+    js(o, json_string_value(json_object_get(c, "name")));
+    ig_str_puts(o, ",\"arguments\":");
+    js(o, json_string_value(json_object_get(c, "arguments")));
+    ig_str_puts(o, "}}");
+  }
+  ig_str_putc(o, ']');
+}
+
+void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const json_t *calls) {
+  meta_head(o, m, "chat.completion.chunk");
+  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,");
+  tool_calls(o, m, calls, 1);
+  ig_str_puts(o, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
+  if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
+  ig_str_putc(o, '}');
+}
+
 void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
                           const char *content, ig_finish_reason finish) {
   meta_head(o, m, "chat.completion.chunk");
@@ -285,8 +353,15 @@ void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_toke
 
 void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s) {
   meta_head(o, m, "chat.completion");
+  json_t *calls = r->tool_choice != IG_TOOLS_NONE && r->tools
+                      ? ig_tool_calls_parse(s->text.p ? s->text.p : "", s->text.len, r->tools) : NULL;
   ig_str_puts(o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-  jsn(o, s->text.p ? s->text.p : "", s->text.len);
+  if (calls) {
+    ig_str_puts(o, "null,");
+    tool_calls(o, m, calls, 0);
+  } else {
+    jsn(o, s->text.p ? s->text.p : "", s->text.len);
+  }
   ig_str_puts(o, "},\"logprobs\":");
   if (r->logprobs) {
     ig_str_puts(o, "{\"content\":[");
@@ -301,7 +376,8 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
   } else {
     ig_str_puts(o, "null");
   }
-  ig_str_printf(o, ",\"finish_reason\":\"%s\"}],\"usage\":", ig_finish_openai(s->finish));
+  ig_str_printf(o, ",\"finish_reason\":\"%s\"}],\"usage\":", calls ? "tool_calls" : ig_finish_openai(s->finish));
+  json_decref(calls);
   usage(o, s->n_prompt, s->n_tokens, s->n_cached);
   ig_str_putc(o, '}');
 }

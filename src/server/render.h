@@ -75,7 +75,14 @@ void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *
                           const char *content, ig_finish_reason finish);
 void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
                                 int cached_tokens);
+/* The reply; with tools (tool_choice not "none") a text that is a tool call becomes message.tool_calls. */
 void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s);
+/* The tool calls in a reply: text that is, after whitespace, one JSON object {"name": a tool of `tools`,
+ * "arguments" (or "parameters"): an object} and nothing else, or a non-empty array of them. A new array of
+ * {"name", "arguments" (compact JSON text)}, or NULL when the text is not that. */
+json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools);
+/* A streamed reply's tool calls, all in one chunk (delta.tool_calls with index), finish_reason "tool_calls". */
+void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const json_t *calls);
 /* OpenAI completions */
 void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
                                 ig_finish_reason finish);

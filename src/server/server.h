@@ -32,9 +32,12 @@ typedef struct ig_server_hooks {
   char *(*decode)(void *ctx, const int32_t *ids, int n, int skip_special);
   int (*is_special)(void *ctx, int32_t id);
   /* Renders the chat template for `messages` (a jansson array, contents flattened to strings), with the
-   * generation prompt. *prompt malloc'd. Returns 0, -ENOENT when the model has no chat template, or another
-   * negative with err (the template's raise_exception message, verbatim). */
-  int (*chat_render)(void *ctx, const void *messages_json, char **prompt, char *err, size_t errlen);
+   * generation prompt; `tools` (a jansson array, or NULL) goes to the template as its `tools`, and when the
+   * template does not read them, tool_prompt and the tools are added to the last message instead. *prompt
+   * malloc'd. Returns 0, -ENOENT when the model has no chat template, or another negative with err (the
+   * template's raise_exception message, verbatim). */
+  int (*chat_render)(void *ctx, const void *messages_json, const void *tools_json, const char *tool_prompt,
+                     char **prompt, char *err, size_t errlen);
   /* ig_engine_submit: 0, -EAGAIN (overloaded), -EINVAL (never fits, message in err). */
   int (*submit)(void *ctx, ig_request *r, char *err, size_t errlen);
   void (*stats)(void *ctx, ig_server_stats *out);

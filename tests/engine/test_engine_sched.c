@@ -8,6 +8,7 @@
  * outputs must equal the serial run's. */
 #include "engine/engine_int.h"
 #include "engine/jsonmask.h"
+#include "engine/jsonschema.h"
 #include "engine/sampler.h"
 #include "harness.h"
 #include "test.h"
@@ -619,6 +620,31 @@ static void test_prefix_cache(void) {
 /* With JSON pieces in the vocabulary (braces, quotes, digits, literals, whitespace, and the letters, which strings
  * take), every output of a JSON-mode request is a prefix of one JSON object, and a complete object when it ended on
  * EOS (ignore_eos too); a request's output is the same alone and batched, serial and pipelined. */
+/* Constrained requests (ps[i], with schemas[i] when given) run one at a time into solo, then all at once with
+ * every mask walked (IGNIS_JSON_MASK_CACHE=0) into batch: the callers compare the two. */
+static void json_runs(const ig_gen_params *ps, ig_jschema *const *schemas, int n, h_out *solo, h_out *batch) {
+  int32_t prompt[3] = {5, 9, 30};
+  char err[256];
+  for (int together = 0; together < 2; together++) {
+    fake *f = fake_new();
+    if (together) setenv("IGNIS_JSON_MASK_CACHE", "0", 1);
+    ig_engine *e = start(f, 8192, 32, 64, 4);
+    unsetenv("IGNIS_JSON_MASK_CACHE");
+    ig_request *rs[32];
+    h_out *o = together ? batch : solo;
+    for (int i = 0; i < n; i++) {
+      rs[i] = h_request(prompt, 3, &ps[i], NULL, 0);
+      if (schemas && schemas[i]) rs[i]->params.schema = ig_jschema_ref(schemas[i]);
+      CHECK_MSG(ig_engine_submit(e, rs[i], err, sizeof err) == 0, "submit: %s", err);
+      if (!together) CHECK(h_wait_all(&rs[i], &o[i], 1, 30) == 0);
+    }
+    if (together) CHECK(h_wait_all(rs, o, n, 60) == 0);
+    for (int i = 0; i < n; i++) ig_request_unref(rs[i]);
+    ig_engine_destroy(e, 1000);
+    fake_free(f);
+  }
+}
+
 static void test_json_mode(void) {
   static const char *jp[] = {"{", "}", "\"", "\":", ",", "1", "[", "]", "true", " ", "\"a\"", "-", ".5", "null",
                              "{\"", "\"}", "e", "\n", "}}", ":{"};
@@ -629,7 +655,6 @@ static void test_json_mode(void) {
   static h_out solo[NJ], batch[NJ];
   memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch);
   ig_gen_params ps[NJ];
-  int32_t prompt[3] = {5, 9, 30};
   for (int i = 0; i < NJ; i++) {
     ps[i] = h_params(10 + 7 * i);
     ps[i].json_mode = 1;
@@ -638,24 +663,7 @@ static void test_json_mode(void) {
     if (i % 3 == 0) ps[i].repetition_penalty = 1.3f;
     if (i == 5) ps[i].ignore_eos = 1;
   }
-  for (int together = 0; together < 2; together++) {
-    fake *f = fake_new();
-    if (together) setenv("IGNIS_JSON_MASK_CACHE", "0", 1); /* batched, every mask walked: the same outputs */
-    ig_engine *e = start(f, 8192, 32, 64, 4);
-    unsetenv("IGNIS_JSON_MASK_CACHE");
-    ig_request *rs[NJ];
-    char err[256];
-    h_out *o = together ? batch : solo;
-    for (int i = 0; i < NJ; i++) {
-      rs[i] = h_request(prompt, 3, &ps[i], NULL, 0);
-      CHECK_MSG(ig_engine_submit(e, rs[i], err, sizeof err) == 0, "submit: %s", err);
-      if (!together) CHECK(h_wait_all(&rs[i], &o[i], 1, 30) == 0);
-    }
-    if (together) CHECK(h_wait_all(rs, o, NJ, 60) == 0);
-    for (int i = 0; i < NJ; i++) ig_request_unref(rs[i]);
-    ig_engine_destroy(e, 1000);
-    fake_free(f);
-  }
+  json_runs(ps, NULL, NJ, solo, batch);
   int complete = 0;
   for (int i = 0; i < NJ; i++) {
     CHECK_MSG(h_same(&solo[i], &batch[i]), "JSON request %d differs when batched without the mask cache", i);
@@ -675,6 +683,76 @@ static void test_json_mode(void) {
           solo[NJ - 1].text.p ? solo[NJ - 1].text.p : "");
   CHECK(complete > 0);
   for (int i = 0; i < NJ; i++) ig_str_free(&solo[i].text), ig_str_free(&batch[i].text);
+  memcpy(pieces, saved, sizeof saved);
+}
+
+/* A JSON schema on the fake vocabulary: every reply ended by EOS is a document of the schema, a reply cut by the
+ * length a prefix of one; alone and batched (with JSON-mode and plain requests beside, every mask walked) the
+ * same; requests with equal schemas compiled apart share cache entries without changing anything. */
+static int follows_schema(const char *t, size_t n) {
+  json_t *v = json_loadb(t, n, 0, NULL);
+  int ok = json_is_object(v) && json_object_size(v) >= 1 && json_object_size(v) <= 2;
+  const json_t *x = json_object_get(v, "x"), *y = json_object_get(v, "y");
+  ok = ok && ((json_is_integer(x) && json_integer_value(x) == 1) || (json_is_string(x) && !strcmp(json_string_value(x), "x")));
+  ok = ok && (json_object_size(v) == 1 || (json_is_array(y) && json_array_size(y) <= 2));
+  for (size_t k = 0; ok && y && k < json_array_size(y); k++) ok = json_is_boolean(json_array_get(y, k));
+  ok = ok && (!y || strstr(t, "\"x\"") < strstr(t, "\"y\"")); /* properties in the schema's order */
+  json_decref(v);
+  return ok;
+}
+static void test_json_schema(void) {
+  /* every byte of the schema's documents alone (so that no allowed prefix is a dead end for this vocabulary, as
+   * none is for real ones, which have every byte), and some longer pieces */
+  static const char *jp[] = {"{", "}", "[", "]", "\"", ":", ",", "1", "x", "y", "t", "r", "u", "e", "f", "a", "l",
+                             "s", " ", "\n", "true", "\"x\"", "\"y\"", "{\"", "\":", "false"};
+  static const char *schema_text = "{\"type\":\"object\",\"properties\":{\"x\":{\"enum\":[1,\"x\"]},\"y\":{\"type\":"
+                                   "\"array\",\"items\":{\"type\":\"boolean\"},\"maxItems\":2}},\"required\":[\"x\"],"
+                                   "\"additionalProperties\":false}";
+  char saved[V][8];
+  memcpy(saved, pieces, sizeof saved);
+  for (size_t i = 0; i < sizeof jp / sizeof jp[0]; i++) snprintf(pieces[1 + i], 8, "%s", jp[i]);
+  enum { NJ = 18 };
+  static h_out solo[NJ], batch[NJ];
+  memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch);
+  json_t *sj = json_loads(schema_text, 0, NULL);
+  ig_jschema *sc[2] = {NULL, NULL}; /* the same schema compiled twice: ig_jschema_same lets them share masks */
+  char err[256];
+  for (int k = 0; k < 2; k++) CHECK_MSG(ig_jschema_compile(sj, &sc[k], err, sizeof err) == 0, "compile: %s", err);
+  json_decref(sj);
+  ig_gen_params ps[NJ];
+  for (int i = 0; i < NJ; i++) {
+    ps[i] = h_params(8 + 5 * i);
+    ps[i].json_mode = i % 6 != 5;      /* every sixth is plain */
+    ps[i].seed = 91 + (uint64_t)i;
+    if (i % 2) ps[i].do_sample = 1, ps[i].temperature = 1.7f;
+    if (i % 4 == 0) ps[i].repetition_penalty = 1.4f;
+    if (i == 7) ps[i].ignore_eos = 1;
+  }
+  ig_jschema *which[NJ]; /* every third JSON request: JSON mode */
+  for (int i = 0; i < NJ; i++) which[i] = ps[i].json_mode && i % 3 ? sc[i % 2] : NULL;
+  json_runs(ps, which, NJ, solo, batch);
+  int complete = 0, n_schema = 0;
+  for (int i = 0; i < NJ; i++) {
+    CHECK_MSG(h_same(&solo[i], &batch[i]), "request %d differs when batched without the mask cache", i);
+    if (!ps[i].json_mode || i % 3 == 0) continue;
+    n_schema++;
+    const char *t = solo[i].text.p ? solo[i].text.p : "";
+    ig_jsm m;
+    ig_jsm_init(&m, sc[0]);
+    CHECK_MSG(ig_jsm_feed(&m, sc[0], (const unsigned char *)t, solo[i].text.len) == 0, "request %d: not a prefix: %s", i, t);
+    if (solo[i].finish == IG_FINISH_EOS) {
+      CHECK_MSG(ig_jsm_complete(&m, sc[0]) && follows_schema(t, solo[i].text.len), "request %d: %s", i, t);
+      complete++;
+    } else {
+      CHECK_EQ_INT(solo[i].finish, IG_FINISH_LENGTH);
+      CHECK_MSG(!ig_jsm_complete(&m, sc[0]), "request %d: a complete document not followed by EOS: %s", i, t);
+    }
+  }
+  fprintf(stderr, "JSON schema: %d of %d requests completed their document\n", complete, n_schema);
+  CHECK(complete > 2);
+  for (int i = 0; i < NJ; i++) ig_str_free(&solo[i].text), ig_str_free(&batch[i].text);
+  ig_jschema_unref(sc[0]);
+  ig_jschema_unref(sc[1]);
   memcpy(pieces, saved, sizeof saved);
 }
 
@@ -1165,6 +1243,7 @@ int main(void) {
     test_stress();
     test_prefix_cache();
     test_json_mode();
+    test_json_schema();
   }
   g_async = 0;
   test_config_errors();

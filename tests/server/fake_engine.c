@@ -1,5 +1,6 @@
 /* tests/server/fake_engine: see fake_engine.h. Implements the ig_request_* functions of engine.h too. */
 #include "fake_engine.h"
+#include "engine/jsonschema.h"
 #include "util/str.h"
 #include <errno.h>
 #include <jansson.h>
@@ -39,6 +40,7 @@ void ig_request_unref(ig_request *r) {
   free(r->prompt);
   for (int i = 0; i < r->params.n_stop; i++) free(r->params.stop[i]);
   free(r->params.stop);
+  ig_jschema_unref(r->params.schema);
   free(r->prefill_logprobs);
   pthread_mutex_destroy(&r->mu);
   free(r);
@@ -245,7 +247,8 @@ static char *f_decode(void *ctx, const int32_t *ids, int n, int skip_special) {
 
 static int f_is_special(void *ctx, int32_t id) { return id < 3; }
 
-static int f_chat(void *ctx, const void *messages, char **prompt, char *err, size_t errlen) {
+static int f_chat(void *ctx, const void *messages, const void *tools, const char *tool_prompt, char **prompt, char *err,
+                  size_t errlen) {
   const json_t *m = messages;
   ig_str o;
   ig_str_init(&o);
@@ -260,11 +263,19 @@ static int f_chat(void *ctx, const void *messages, char **prompt, char *err, siz
     }
     ig_str_printf(&o, "[%s]%s", json_string_value(json_object_get(msg, "role")), c ? c : "");
   }
+  if (tools) { /* the fake template shows the tools, so tests can see they came through */
+    char *t = json_dumps(tools, JSON_COMPACT);
+    ig_str_printf(&o, "[tools]%s[tool_prompt]%s", t ? t : "", tool_prompt ? tool_prompt : "");
+    free(t);
+  }
   ig_str_puts(&o, "[assistant]");
   *prompt = ig_str_steal(&o, NULL);
   return 0;
 }
-static int f_chat_none(void *ctx, const void *messages, char **prompt, char *err, size_t errlen) { return -ENOENT; }
+static int f_chat_none(void *ctx, const void *messages, const void *tools, const char *tool_prompt, char **prompt,
+                       char *err, size_t errlen) {
+  return -ENOENT;
+}
 
 static void f_stats(void *ctx, ig_server_stats *st) {
   fake_engine *e = ctx;

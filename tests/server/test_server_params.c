@@ -10,6 +10,7 @@ static ig_server_limits lim = {2, 4, 5, 100, 200, 4};
 
 /* Parses body for api; returns the status and copies the message (and, when json_mode is not NULL and the parse
  * succeeded, the request's gp.json_mode). */
+#define DESER_PREFIX "Failed to deserialize the JSON body into the target type: "
 static int run_jm(ig_api api, const char *body, char *msg, size_t n, int *json_mode) {
   json_error_t je;
   json_t *j = json_loads(body, 0, &je);
@@ -20,7 +21,7 @@ static int run_jm(ig_api api, const char *body, char *msg, size_t n, int *json_m
   ig_server_req r;
   const char *etype;
   int rc = ig_server_req_parse(api, j, &lim, &r, &etype, msg, n);
-  if (!rc && json_mode) *json_mode = r.gp.json_mode;
+  if (!rc && json_mode) *json_mode = r.gp.json_mode ? 1 + (r.gp.schema != NULL) : 0;
   ig_server_req_free(&r);
   json_decref(j);
   return rc;
@@ -324,33 +325,42 @@ static void test_metrics(void) {
   ig_str_free(&o);
 }
 
-/* JSON mode: TGI's grammar and OpenAI's response_format; what it cannot do is a 422 that says so. */
-static int json_mode_of(ig_api api, const char *body) {
-  char m[256];
-  int jm = 0, rc = run_jm(api, body, m, sizeof m, &jm);
+/* JSON mode and schemas: TGI's grammar and OpenAI's response_format. 0: none, 1: JSON mode (any object), 2: a
+ * compiled schema, -422: refused (the message in *m when given). */
+static int json_mode_of_m(ig_api api, const char *body, char *m, size_t n) {
+  int jm = 0, rc = run_jm(api, body, m, n, &jm);
   return rc ? -rc : jm;
 }
+static int json_mode_of(ig_api api, const char *body) {
+  char m[512];
+  return json_mode_of_m(api, body, m, sizeof m);
+}
+#define GRAMMAR(v) "{\"inputs\":\"a\",\"parameters\":{\"grammar\":" v "}}"
 static void test_grammar(void) {
   const ig_api G = IG_API_GENERATE, C = IG_API_CHAT;
+  char m[512];
   CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\"}"), 0);
-  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":null}}"), 0);
-  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{}}}}"), 1);
-  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":"
-                               "{\"type\":\"object\",\"title\":\"T\"}}}}"), 1);
-  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{\"type\":\"object\","
-            "\"properties\":{\"a\":{\"type\":\"integer\"}}}}}}", 422,
-         "grammar: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": \"object\"}); schemas "
-         "with properties, other types or constraints are not");
-  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":{\"type\":\"array\"}}}}", 422,
-         "grammar: only JSON mode is supported: any JSON object (a schema of {} or {\"type\": \"object\"}); schemas "
-         "with properties, other types or constraints are not");
-  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"regex\",\"value\":\"a+\"}}}", 422,
-         "grammar: regex grammars are not supported (JSON mode is: {\"type\": \"json_object\"})");
-  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"yaml\"}}}", 422, "grammar: unknown type 'yaml'");
-  EXPECT(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":\"json\"}}", 422,
-         "grammar: expected an object with a \"type\"");
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("null")), 0);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":{}}")), 1); /* {}: JSON mode, any object */
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"object\",\"title\":\"T\"}}")), 2);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"object\",\"properties\":{\"a\":"
+                                       "{\"type\":\"integer\"}},\"required\":[\"a\"]}}")), 2);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"array\",\"items\":{\"enum\":[1,\"b\"]}}}")), 2);
+  /* what the recognizer cannot follow is refused, and the message names it */
+  CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"integer\",\"minimum\":3}}"), m, sizeof m), -422);
+  CHECK_MSG(strncmp(m, "grammar: schema: ", 17) == 0 && strstr(m, "minimum"), "%s", m);
+  CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"properties\":{\"s\":{\"type\":\"string\","
+                                         "\"pattern\":\"^a\"}}}}"), m, sizeof m), -422);
+  CHECK_MSG(strstr(m, "pattern") != NULL, "%s", m);
+  CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"colour\"}}"), m, sizeof m), -422);
+  CHECK_MSG(strstr(m, "'type' must be one of") != NULL, "%s", m);
+  EXPECT(G, GRAMMAR("{\"type\":\"regex\",\"value\":\"a+\"}"), 422,
+         "grammar: regex grammars are not supported (JSON schemas are: {\"type\": \"json\", \"value\": schema})");
+  EXPECT(G, GRAMMAR("{\"type\":\"yaml\"}"), 422, "grammar: unknown type 'yaml'");
+  EXPECT(G, GRAMMAR("\"json\""), 422, "grammar: expected an object with a \"type\"");
+  EXPECT(G, GRAMMAR("{\"type\":\"json\"}"), 422, "grammar: missing field `value`");
   const char *msgs = "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
-  char b[512];
+  char b[1024];
   snprintf(b, sizeof b, "{%s}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 0);
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"text\"}}", msgs);
@@ -359,9 +369,10 @@ static void test_grammar(void) {
   CHECK_EQ_INT(json_mode_of(C, b), 1);
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 1);
-  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
-           "\"schema\":{\"type\":\"object\",\"required\":[\"a\"]}}}}", msgs);
-  CHECK_EQ_INT(json_mode_of(C, b), -422);
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"strict\":true,"
+           "\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"],"
+           "\"additionalProperties\":false}}}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 2);
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json\",\"value\":{}}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 1);
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\"}}", msgs);
@@ -373,15 +384,202 @@ static void test_grammar(void) {
   /* TGI's forms: json_schema's config under "value", and a schema given as a string of JSON */
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"value\":{\"name\":\"x\",\"schema\":{}}}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 1);
-  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":"
-                               "\"{\\\"type\\\":\\\"object\\\"}\"}}}"), 1);
-  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":"
-                               "\"{\\\"required\\\":[]}\"}}}"), -422);
-  CHECK_EQ_INT(json_mode_of(G, "{\"inputs\":\"a\",\"parameters\":{\"grammar\":{\"type\":\"json\",\"value\":\"{oops\"}}}"), -422);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":\"{\\\"type\\\":\\\"object\\\"}\"}")), 2);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":\"{\\\"type\\\":\\\"object\\\",\\\"minimum\\\":1}\"}")), -422);
+  EXPECT(G, GRAMMAR("{\"type\":\"json\",\"value\":\"{oops\"}"), 422, "grammar: value: not a JSON schema");
+}
+
+/* tools and tool_choice. Returns the tool mode (IG_TOOLS_*) + 10 when the output is constrained, or -status. */
+static int tools_of(const char *tools_and_choice, char *m, size_t n, ig_server_req *keep) {
+  char b[4096];
+  snprintf(b, sizeof b, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]%s}", tools_and_choice);
+  json_t *j = json_loads(b, 0, NULL);
+  if (!j) {
+    fprintf(stderr, "bad test json: %s\n", b);
+    return -1;
+  }
+  ig_server_req r;
+  const char *etype;
+  int rc = ig_server_req_parse(IG_API_CHAT, j, &lim, &r, &etype, m, n);
+  json_decref(j);
+  int out = rc ? -rc : r.tool_choice + 10 * (r.gp.json_mode && r.gp.schema);
+  if (keep && !rc) *keep = r;
+  else ig_server_req_free(&r);
+  return out;
+}
+#define WEATHER "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"d\",\"parameters\":" \
+  "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}}"
+#define TIME "{\"type\":\"function\",\"function\":{\"name\":\"get-time\"}}"
+static void test_tools(void) {
+  char m[512];
+  ig_server_req r;
+  CHECK_EQ_INT(tools_of("", m, sizeof m, NULL), IG_TOOLS_NONE);
+  CHECK_EQ_INT(tools_of(",\"tools\":[]", m, sizeof m, NULL), IG_TOOLS_NONE);
+  CHECK_EQ_INT(tools_of(",\"tools\":null,\"tool_choice\":\"none\"", m, sizeof m, NULL), IG_TOOLS_NONE);
+  /* auto by default: the tools reach the template with the default tool prompt; the output is not constrained */
+  CHECK_EQ_INT(tools_of(",\"tools\":[" WEATHER "," TIME "]", m, sizeof m, &r), IG_TOOLS_AUTO);
+  CHECK(json_array_size(r.tools) == 2 && r.tool_prompt && strstr(r.tool_prompt, "\"arguments\""));
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(tools_of(",\"tools\":[" WEATHER "],\"tool_choice\":\"none\",\"tool_prompt\":\"P\"", m, sizeof m, &r),
+               IG_TOOLS_NONE);
+  CHECK(r.tools && r.tool_prompt && !strcmp(r.tool_prompt, "P"));
+  ig_server_req_free(&r);
+  /* required / a named function: constrained by the calls' schema */
+  CHECK_EQ_INT(tools_of(",\"tools\":[" WEATHER "," TIME "],\"tool_choice\":\"required\"", m, sizeof m, NULL),
+               10 + IG_TOOLS_REQUIRED);
+  CHECK_EQ_INT(tools_of(",\"tools\":[" WEATHER "," TIME "],\"tool_choice\":{\"type\":\"function\",\"function\":"
+                        "{\"name\":\"get-time\"}}", m, sizeof m, NULL), 10 + IG_TOOLS_REQUIRED);
+  /* $defs of two tools meet at the root of the calls' schema */
+  CHECK_EQ_INT(tools_of(",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":{\"type\":"
+                        "\"object\",\"properties\":{\"p\":{\"$ref\":\"#/$defs/P\"}},\"$defs\":{\"P\":{\"type\":\"integer\"}}}}},"
+                        "{\"type\":\"function\",\"function\":{\"name\":\"b\",\"parameters\":{\"type\":\"object\",\"properties\":"
+                        "{\"q\":{\"$ref\":\"#/$defs/Q\"}},\"$defs\":{\"Q\":{\"type\":\"string\"}}}}}],\"tool_choice\":\"required\"",
+                        m, sizeof m, NULL), 10 + IG_TOOLS_REQUIRED);
+  CHECK_EQ_INT(tools_of(",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":{\"$defs\":"
+                        "{\"P\":{\"type\":\"integer\"}}}}},{\"type\":\"function\",\"function\":{\"name\":\"b\",\"parameters\":"
+                        "{\"$defs\":{\"P\":{\"type\":\"string\"}}}}}],\"tool_choice\":\"required\"", m, sizeof m, NULL), -422);
+  CHECK_MSG(strstr(m, "$defs.P: another tool defines it differently") != NULL, "%s", m);
+  /* refusals */
+  struct {
+    const char *body, *msg;
+  } bad[] = {
+      {",\"tool_choice\":\"auto\"", "tool_choice: there are no tools to choose from"},
+      {",\"tools\":{}", "tools: invalid type: map, expected a sequence"},
+      {",\"tools\":[5]", "tools[0]: invalid type: integer `5`, expected struct Tool"},
+      {",\"tools\":[{\"type\":\"code\",\"function\":{\"name\":\"a\"}}]", "tools[0].type: only \"function\" tools are supported"},
+      {",\"tools\":[{\"type\":\"function\"}]", "tools[0]: missing field `function`"},
+      {",\"tools\":[{\"type\":\"function\",\"function\":{}}]", "tools[0].function: missing field `name`"},
+      {",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]",
+       "tools[0].function.name: 1 to 64 letters, digits, '_' or '-'"},
+      {",\"tools\":[" TIME "," TIME "]", "tools[1].function.name: 'get-time' is also tools[0]'s"},
+      {",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":[]}}]",
+       "tools[0].function.parameters: invalid type: sequence, expected a JSON schema object"},
+      {",\"tools\":[" TIME "],\"tool_choice\":\"sometimes\"",
+       "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got 'sometimes'"},
+      {",\"tools\":[" TIME "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"nope\"}}",
+       "tool_choice: no tool is named 'nope'"},
+      {",\"tools\":[" TIME "],\"tool_choice\":{\"type\":\"function\"}",
+       "tool_choice: expected a string or {\"type\": \"function\", \"function\": {\"name\": ...}}"},
+      {",\"tools\":[" TIME "],\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}",
+       "tool_choice: a required tool call cannot be combined with response_format"},
+      {",\"tools\":[" TIME "],\"tool_prompt\":3", "tool_prompt: invalid type: integer `3`, expected a string"},
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    CHECK_EQ_INT(tools_of(bad[k].body, m, sizeof m, NULL), -422);
+    const char *got = strncmp(m, DESER_PREFIX, strlen(DESER_PREFIX)) ? m : m + strlen(DESER_PREFIX);
+    CHECK_MSG(strcmp(got, bad[k].msg) == 0, "%s -> %s", bad[k].body, m);
+  }
+  /* a tool whose parameters the recognizer cannot follow: fine for auto, refused when the call is required */
+  const char *minimum = ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"n\",\"parameters\":{\"type\":\"object\","
+                        "\"properties\":{\"x\":{\"type\":\"integer\",\"minimum\":0}}}}}]";
+  CHECK_EQ_INT(tools_of(minimum, m, sizeof m, NULL), IG_TOOLS_AUTO);
+  char b[1024];
+  snprintf(b, sizeof b, "%s,\"tool_choice\":\"required\"", minimum);
+  CHECK_EQ_INT(tools_of(b, m, sizeof m, NULL), -422);
+  CHECK_MSG(strncmp(m, "tools: schema: ", 15) == 0 && strstr(m, "minimum"), "%s", m);
+  char many[8192] = ",\"tools\":[";
+  for (int k = 0; k < 129; k++)
+    snprintf(many + strlen(many), sizeof many - strlen(many), "%s{\"function\":{\"name\":\"f%d\"}}", k ? "," : "", k);
+  strcat(many, "]");
+  char big[9000];
+  snprintf(big, sizeof big, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]%s}", many);
+  EXPECT(IG_API_CHAT, big, 422, "tools: at most 128 tools. Given: 129");
+  /* an assistant turn's tool call arguments (a string of JSON, as OpenAI clients send them) reach the template
+   * as an object */
+  EXPECT(IG_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"tool_calls\":"
+                      "[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{\\\"x\\\":1}\"}}]},"
+                      "{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"2\"}]}", 0, "");
+  json_t *j = json_loads("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"a\","
+                         "\"arguments\":\"{\\\"x\\\":1}\"}}]}]}", 0, NULL);
+  const char *etype;
+  CHECK_EQ_INT(ig_server_req_parse(IG_API_CHAT, j, &lim, &r, &etype, m, sizeof m), 0);
+  json_t *args = json_object_get(json_object_get(json_array_get(json_object_get(json_array_get(r.messages, 0),
+                                                                                 "tool_calls"), 0), "function"), "arguments");
+  CHECK(json_is_object(args) && json_integer_value(json_object_get(args, "x")) == 1);
+  ig_server_req_free(&r);
+  json_decref(j);
+}
+
+/* Replies that are tool calls, and how they are rendered. */
+static void test_tool_calls(void) {
+  json_t *tools = json_loads("[" WEATHER "," TIME "]", 0, NULL);
+  struct {
+    const char *text;
+    int n; /* calls, 0: not a call */
+    const char *args0;
+  } cases[] = {
+      {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}", 1, "{\"city\":\"Paris\"}"},
+      {" \n{\"name\": \"get-time\", \"parameters\": {}}", 1, "{}"},
+      {"[{\"name\":\"get-time\",\"arguments\":{}},{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\\u00e9\"}}]", 2, "{}"},
+      {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}} and more", 0, NULL},
+      {"{\"name\":\"nope\",\"arguments\":{}}", 0, NULL},
+      {"{\"name\":\"get-time\",\"arguments\":\"{}\"}", 0, NULL},
+      {"{\"name\":\"get-time\",\"arguments\":{},\"extra\":1}", 0, NULL},
+      {"{\"name\":\"get-time\"", 0, NULL},
+      {"[]", 0, NULL},
+      {"The weather is fine.", 0, NULL},
+      {"", 0, NULL},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    json_t *c = ig_tool_calls_parse(cases[k].text, strlen(cases[k].text), tools);
+    CHECK_MSG((int)json_array_size(c) == cases[k].n && (c != NULL) == (cases[k].n > 0), "%s", cases[k].text);
+    if (c && cases[k].args0)
+      CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(c, 0), "arguments")), cases[k].args0);
+    json_decref(c);
+  }
+  /* the reply: content null, tool_calls with ids and the arguments as a string, finish_reason "tool_calls" */
+  ig_server_req r;
+  memset(&r, 0, sizeof r);
+  r.tools = tools;
+  r.tool_choice = IG_TOOLS_AUTO;
+  ig_seq_out s;
+  memset(&s, 0, sizeof s);
+  s.finish = IG_FINISH_EOS;
+  ig_str_puts(&s.text, cases[0].text);
+  ig_oai_meta meta = {.id = "chatcmpl-abc", .created = 1, .model = "m", .fingerprint = "f"};
+  ig_str o;
+  ig_str_init(&o);
+  ig_render_chat_completion(&o, &meta, &r, &s);
+  json_t *j = parse(&o);
+  json_t *ch = json_array_get(json_object_get(j, "choices"), 0), *msg = json_object_get(ch, "message");
+  CHECK(json_is_null(json_object_get(msg, "content")));
+  json_t *call = json_array_get(json_object_get(msg, "tool_calls"), 0);
+  CHECK_EQ_STR(json_string_value(json_object_get(call, "id")), "call_abc_0");
+  CHECK_EQ_STR(json_string_value(json_object_get(call, "type")), "function");
+  CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(call, "function"), "name")), "get_weather");
+  CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(call, "function"), "arguments")), "{\"city\":\"Paris\"}");
+  CHECK_EQ_STR(json_string_value(json_object_get(ch, "finish_reason")), "tool_calls");
+  json_decref(j);
+  /* with tool_choice "none" the same text stays text */
+  ig_str_clear(&o);
+  r.tool_choice = IG_TOOLS_NONE;
+  ig_render_chat_completion(&o, &meta, &r, &s);
+  j = parse(&o);
+  ch = json_array_get(json_object_get(j, "choices"), 0);
+  CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(ch, "message"), "content")), cases[0].text);
+  CHECK_EQ_STR(json_string_value(json_object_get(ch, "finish_reason")), "stop");
+  json_decref(j);
+  /* the streamed form: one chunk, delta.tool_calls with index */
+  ig_str_clear(&o);
+  json_t *calls = ig_tool_calls_parse(cases[2].text, strlen(cases[2].text), tools);
+  ig_render_chat_tool_chunk(&o, &meta, &r, calls);
+  j = parse(&o);
+  ch = json_array_get(json_object_get(j, "choices"), 0);
+  json_t *tc = json_object_get(json_object_get(ch, "delta"), "tool_calls");
+  CHECK(json_array_size(tc) == 2 && json_integer_value(json_object_get(json_array_get(tc, 1), "index")) == 1);
+  CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(tc, 1), "id")), "call_abc_1");
+  CHECK_EQ_STR(json_string_value(json_object_get(ch, "finish_reason")), "tool_calls");
+  json_decref(j);
+  json_decref(calls);
+  ig_str_free(&o);
+  ig_seq_out_free(&s);
+  json_decref(tools);
 }
 
 int main(void) {
   test_grammar();
+  test_tools();
+  test_tool_calls();
   test_tgi_rules();
   test_tgi_values();
   test_openai();
