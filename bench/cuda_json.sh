@@ -3,7 +3,8 @@
 # model with Llama 3's tokenizer, 128,256 tokens): one client streams 200 tokens with and without
 # grammar {"type": "json", "value": {}} (greedy and seeded), with a JSON schema (nested object, integer, enum, bounded
 # strings and array, a nullable), chat requests with tools (tool_choice required / a named function / auto), then a
-# chat request with response_format json_object;
+# chat request with response_format json_object; 16 and 64 clients at once (plain, JSON mode, schema), and 64 schema
+# clients again on a server whose mask walks run one after another (IGNIS_JSON_WALK_SERIAL=1);
 # prints the inter-token latency (p50) of each and whether every JSON-mode text is one JSON object (or, ended by the
 # length, a prefix of one), and the engine's log line for the vocabulary trie.
 . "$(dirname "$0")/serve_wait.sh"
@@ -12,8 +13,8 @@ serve_setup
 $PK/bin/ignis serve --model-id $M --device cuda --port 3005 --max-batch-total-tokens 65536 > $OUT/serve.log 2>&1 &
 SP=$!
 wait_health 3005 $SP || { echo "server did not start"; tail -3 $OUT/serve.log; exit 1; }
-python3 - <<'PY'
-import json, time, urllib.request
+cat > $OUT/json_bench.py <<'PY'
+import json, os, time, urllib.request
 URL = "http://127.0.0.1:3005"
 def stream(params, inputs="Write a JSON object about a shepherd:"):
     body = json.dumps({"inputs": inputs, "parameters": params}).encode()
@@ -48,10 +49,11 @@ def prefix_ok(t):
                         json.loads(t + fix + q + mid + mid2 + closers); return True
                     except Exception: pass
     return False
-for name, p in [("plain greedy", {"max_new_tokens": 200}),
+SERIAL = os.environ.get("MODE") == "serial"
+for name, p in ([] if SERIAL else [("plain greedy", {"max_new_tokens": 200}),
                 ("json greedy", {"max_new_tokens": 200, "grammar": {"type": "json", "value": {}}}),
                 ("json seeded", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}}),
-                ("json seeded again", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}})]:
+                ("json seeded again", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}})]):
     itl, last = stream(dict(p, details=True))
     t = last["generated_text"]; fin = last["details"]["finish_reason"]
     ok = ""
@@ -70,9 +72,9 @@ def follows(v):
     return (isinstance(v, dict) and all(k in v for k in SCHEMA["required"]) and isinstance(v["name"], str) and len(v["name"]) <= 40
             and isinstance(v["age"], int) and v["mood"] in ("happy", "sad", "sleepy") and isinstance(v["home"], dict)
             and set(v) <= set(SCHEMA["properties"]))
-for name, p in [("schema greedy", {"max_new_tokens": 300, "grammar": {"type": "json", "value": SCHEMA}}),
+for name, p in ([] if SERIAL else [("schema greedy", {"max_new_tokens": 300, "grammar": {"type": "json", "value": SCHEMA}}),
                 ("schema seeded", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}}),
-                ("schema seeded again", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}})]:
+                ("schema seeded again", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}})]):
     itl, last = stream(dict(p, details=True))
     t = last["generated_text"]; fin = last["details"]["finish_reason"]
     try: ok = "follows the schema: %s" % follows(json.loads(t))
@@ -81,7 +83,7 @@ for name, p in [("schema greedy", {"max_new_tokens": 300, "grammar": {"type": "j
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}, "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}},
          {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}}, "required": ["zone"]}}}]
-for choice in ("required", {"type": "function", "function": {"name": "get_time"}}, "auto"):
+for choice in (() if SERIAL else ("required", {"type": "function", "function": {"name": "get_time"}}, "auto")):
     body = json.dumps({"messages": [{"role": "user", "content": "What is the weather in Paris?"}], "max_tokens": 120,
                        "temperature": 0, "tools": TOOLS, "tool_choice": choice}).encode()
     req = urllib.request.Request(URL + "/v1/chat/completions", body, {"Content-Type": "application/json"})
@@ -110,17 +112,26 @@ def wave(n, params):
         except Exception: return False
         return follows(v) if params["grammar"]["value"] is SCHEMA else isinstance(v, dict)
     return toks / wall, itl[len(itl) // 2], sum(ok(r) for r in res)
-for n in (16, 64):
+for n in ((64,) if SERIAL else (16, 64)):
     for name, p in [("plain", {"max_new_tokens": 128, "ignore_eos": True}),
                     ("json mode", {"max_new_tokens": 128, "grammar": {"type": "json", "value": {}}}),
-                    ("schema", {"max_new_tokens": 128, "grammar": {"type": "json", "value": SCHEMA}})]:
+                    ("schema", {"max_new_tokens": 128, "grammar": {"type": "json", "value": SCHEMA}})][2 if SERIAL else 0:]:
         tps, itl, valid = wave(n, p)
         print("%2d clients %-9s %7.0f tok/s, ITL p50 (median client) %.2f ms, %d/%d valid or cut by the length" % (n, name, tps, itl, valid, n))
+if SERIAL: raise SystemExit(0)
 body = json.dumps({"messages": [{"role": "user", "content": "A JSON object, please."}], "max_tokens": 100,
                    "temperature": 0, "response_format": {"type": "json_object"}}).encode()
 req = urllib.request.Request(URL + "/v1/chat/completions", body, {"Content-Type": "application/json"})
 with urllib.request.urlopen(req, timeout=120) as f: j = json.loads(f.read())
 print("chat json_object: finish %s | %r" % (j["choices"][0]["finish_reason"], j["choices"][0]["message"]["content"][:120]))
 PY
+python3 $OUT/json_bench.py
 grep -E "JSON mode" $OUT/serve.log | head -2
+kill $SP; wait $SP
+# the same 64 clients with a step's mask walks one after another (IGNIS_JSON_WALK_SERIAL=1), for comparison
+IGNIS_JSON_WALK_SERIAL=1 $PK/bin/ignis serve --model-id $M --device cuda --port 3005 --max-batch-total-tokens 65536 > $OUT/serve2.log 2>&1 &
+SP=$!
+wait_health 3005 $SP || { echo "server did not start"; tail -3 $OUT/serve2.log; exit 1; }
+echo "walks serial:"
+MODE=serial python3 $OUT/json_bench.py
 kill $SP; wait $SP

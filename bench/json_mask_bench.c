@@ -17,6 +17,17 @@ static double now(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* The state's text for a label: newlines written as \n. */
+static const char *label(const char *s) {
+  static char b[160];
+  size_t k = 0;
+  for (; *s && k + 3 < sizeof b; s++)
+    if (*s == '\n') b[k++] = '\\', b[k++] = 'n';
+    else b[k++] = *s;
+  b[k] = 0;
+  return b;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: json_mask_bench TOKENIZER_DIR\n");
@@ -49,7 +60,7 @@ int main(int argc, char **argv) {
   if (ig_json_vocab_build(&jv, V, ptr, len, special)) return 1;
   double t2 = now();
   printf("vocabulary %d tokens: raw pieces %.1f ms, trie %.1f ms\n", V, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
-  static const char *states[] = {"", "{", "{\"ab", "{\"a\":", "{\"a\":\"hello wor", "{\"a\":12", "{\"a\":[1,"};
+  static const char *states[] = {"", "{", "{\n", "{\"ab", "{\"a\":", "{\"a\":\"hello wor", "{\"a\":12", "{\"a\":[1,"};
   int32_t eos = ig_tok_eos_id(t) >= 0 ? ig_tok_eos_id(t) : V - 1;
   for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
     ig_json_fsm f;
@@ -58,7 +69,7 @@ int main(int argc, char **argv) {
     double a = now();
     int n = 0;
     for (int r = 0; r < 20; r++) n = ig_json_allowed(jv, &f, &eos, 1, mask);
-    printf("after %-18s %.3f ms per mask, %d tokens allowed\n", states[i], (now() - a) / 20 * 1e3, n);
+    printf("after %-18s %.3f ms per mask, %d tokens allowed\n", label(states[i]), (now() - a) / 20 * 1e3, n);
   }
   /* a schema: a tagged union of two tool calls, with nested objects, enums, arrays and bounded strings */
   static const char *schema_text =
@@ -71,6 +82,7 @@ int main(int argc, char **argv) {
       "\"required\":[\"name\",\"arguments\"]}]}";
   static const char *sstates[] = {"",
                                   "{",
+                                  "{\n",
                                   "{\"name\":",
                                   "{\"name\":\"get_",
                                   "{\"name\":\"get_weather\",\"arguments\":",
@@ -94,7 +106,7 @@ int main(int argc, char **argv) {
     double a = now();
     int n = 0;
     for (int r = 0; r < 20; r++) n = ig_jschema_allowed(jv, js, &m, &eos, 1, mask);
-    printf("schema after %-62s %.3f ms per mask, %d tokens allowed\n", sstates[i], (now() - a) / 20 * 1e3, n);
+    printf("schema after %-62s %.3f ms per mask, %d tokens allowed\n", label(sstates[i]), (now() - a) / 20 * 1e3, n);
   }
   ig_jschema_unref(js);
   json_decref(sj);

@@ -42,7 +42,10 @@ static const char *const PIECES[] = {
     ": ",     ", ",       "12",        "-1",       "1.",       "e+",        "true", "nul", "null",
     "hello",  "\\u",      "\\uD83D",   "\xC3\xA9", "\xE2\x82", "\"name\":", "\"f",  "g\"", "\"arguments\":{",
     "\"x\":", "\"v\":",   "\"c\":[",   "1}",       "1,",       "1]",        "[]",   "{}",  "\"a",
-    "b\"",    "\"age\":", "\"tags\":["};
+    "b\"",    "\"age\":", "\"tags\":[",
+    /* whitespace gaps: the allowed shapes (" ", "\n" + indent up to IG_JSON_MAX_INDENT) and refused ones */
+    "\n", "\n  ", "\n\t\t", ",\n    ", "{\n  ", "\n}", "\n                    ", "\n                     ",
+    "\n\n", " \n", "\r\n"};
 
 typedef struct fz_vocab {
   int n;

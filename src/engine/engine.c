@@ -105,10 +105,12 @@ struct ig_engine {
    * state stays the same token after token): a hit reuses the mask instead of walking the trie (~1.8 ms at 128k
    * tokens). Each entry holds a reference to its schema. A step's misses are walked in parallel (sample pool). */
   int jc_cap, jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
+  int jc_serial;            /* IGNIS_JSON_WALK_SERIAL=1: a step's walks one after another (for comparisons) */
   ig_jsm *jc_key;           /* [jc_cap] */
   ig_jschema **jc_schema;
   int *jc_allowed, *jc_walk; /* jc_walk: the entries this step walks */
   uint64_t *jc_used, jc_tick;
+  uint64_t *jc_hash;        /* of each entry's state: compared before the state itself */
   uint8_t *jc_mask;         /* [jc_cap][vocab] */
   struct jrow { int job; seq *s; int entry; } *jrows; /* this step's constrained rows */
   size_t cap_jrows;
@@ -852,10 +854,19 @@ static int json_cache_fit(ig_engine *e, int want) {
   e->jc_walk = p;
   if (!(p = realloc(e->jc_used, n * sizeof *e->jc_used))) return -ENOMEM;
   e->jc_used = p;
+  if (!(p = realloc(e->jc_hash, n * sizeof *e->jc_hash))) return -ENOMEM;
+  e->jc_hash = p;
   if (!(p = realloc(e->jc_mask, n * V))) return -ENOMEM;
   e->jc_mask = p;
   e->jc_cap = want;
   return 0;
+}
+
+/* FNV-1a over a recognizer state's bytes: a cache lookup compares this first (a step may hold hundreds of rows). */
+static uint64_t jsm_hash(const ig_jsm *m) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < sizeof m->opaque; i++) h = (h ^ m->opaque[i]) * 1099511628211ull;
+  return h;
 }
 
 static void json_walk(void *ctx, int i) {
@@ -875,9 +886,12 @@ static void json_masks(ig_engine *e, int n_rows) {
   const uint64_t tick = ++e->jc_tick;
   for (int r = 0; r < n_rows && ok; r++) {
     const seq *s = e->jrows[r].s;
+    const uint64_t h = jsm_hash(s->json);
     int k = -1;
     for (int i = 0; i < e->jc_n && !e->jc_off && k < 0; i++)
-      if (!memcmp(&e->jc_key[i], s->json, sizeof *s->json) && ig_jschema_same(e->jc_schema[i], s->schema)) k = i;
+      if (e->jc_hash[i] == h && !memcmp(&e->jc_key[i], s->json, sizeof *s->json) &&
+          ig_jschema_same(e->jc_schema[i], s->schema))
+        k = i;
     if (k < 0) { /* a miss: a new entry, or the least recently used one not taken by this step */
       if (e->jc_n < e->jc_cap) {
         k = e->jc_n++;
@@ -887,6 +901,7 @@ static void json_masks(ig_engine *e, int n_rows) {
           if (e->jc_used[i] != tick && (k < 0 || e->jc_used[i] < e->jc_used[k])) k = i;
       }
       e->jc_key[k] = *s->json;
+      e->jc_hash[k] = h;
       ig_jschema_unref(e->jc_schema[k]);
       e->jc_schema[k] = ig_jschema_ref((ig_jschema *)s->schema);
       e->jc_walk[n_walk++] = k;
@@ -894,7 +909,7 @@ static void json_masks(ig_engine *e, int n_rows) {
     e->jc_used[k] = tick;
     e->jrows[r].entry = k;
   }
-  if (ok) ig_sample_pool_for(e->pool, n_walk, json_walk, e);
+  if (ok) ig_sample_pool_for(e->jc_serial ? NULL : e->pool, n_walk, json_walk, e);
   for (int r = 0; r < n_rows; r++) {
     ig_sample_job *jb = &e->jobs[e->jrows[r].job];
     int k = ok ? e->jrows[r].entry : -1;
@@ -1321,6 +1336,8 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
    * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
   const char *jmc = getenv("IGNIS_JSON_MASK_CACHE");
   e->jc_off = jmc && jmc[0] == '0';
+  const char *jws = getenv("IGNIS_JSON_WALK_SERIAL");
+  e->jc_serial = jws && jws[0] == '1';
   if (ig_jschema_any_object(&e->jany)) e->jany = NULL; /* then JSON mode without a schema is a submit error */
   const char *pe = getenv("IGNIS_PROFILE_STEPS");
   e->prof_every = pe && atoi(pe) > 0 ? atoi(pe) : 0;
@@ -1385,7 +1402,8 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   free(e->match_ids);
   ig_json_vocab_free(e->jvocab);
   for (int k = 0; k < e->jc_n; k++) ig_jschema_unref(e->jc_schema[k]);
-  free(e->jc_key), free(e->jc_schema), free(e->jc_allowed), free(e->jc_walk), free(e->jc_used), free(e->jrows);
+  free(e->jc_key), free(e->jc_schema), free(e->jc_allowed), free(e->jc_walk), free(e->jc_used), free(e->jc_hash);
+  free(e->jrows);
   ig_jschema_unref(e->jany);
   free(e->jpool);
   free(e->joff);

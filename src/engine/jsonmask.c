@@ -95,7 +95,7 @@ static int start_value(ig_json_fsm *f, unsigned c) {
 
 /* A byte between tokens (the states up to ST_AFTER). */
 static int structural(ig_json_fsm *f, unsigned c) {
-  if (is_ws(c)) return ++f->ws > IG_JSON_MAX_WS ? -1 : 0;
+  if (is_ws(c)) return ig_json_ws_step(&f->ws, c);
   f->ws = 0;
   switch (f->state) {
   case ST_START: return c == '{' ? open_container(f, 0) : -1;

@@ -5,21 +5,24 @@
  * container stack is a bitset, depth <= IG_JSON_MAX_DEPTH), so trying a token is "copy the state, feed the
  * token's bytes". ig_json_vocab holds the tokenizer's vocabulary as a byte trie; ig_json_allowed walks it once
  * per step, carrying one state per trie depth and pruning a subtree at its first invalid byte, and says which
- * tokens keep the output valid. Whitespace runs outside strings are capped (IG_JSON_MAX_WS) so that a model
- * cannot loop on whitespace forever; after the closing '}' only an eos token may come. */
+ * tokens keep the output valid. Whitespace outside strings has a fixed shape so that a model can neither loop
+ * nor pad on it: a gap (before the top-level '{', or between two tokens) is empty, exactly one space, or one
+ * "\n" followed by at most IG_JSON_MAX_INDENT spaces and/or tabs (pretty-printed indentation); nothing else
+ * ("\r", two newlines, spaces before a newline, a tab alone are refused). After the closing '}' only an eos
+ * token may come. */
 #ifndef IG_ENGINE_JSONMASK_H
 #define IG_ENGINE_JSONMASK_H
 #include <stddef.h>
 #include <stdint.h>
 
-#define IG_JSON_MAX_DEPTH 32 /* nesting (objects + arrays) beyond is rejected */
-#define IG_JSON_MAX_WS 8     /* consecutive whitespace bytes allowed outside strings */
+#define IG_JSON_MAX_DEPTH 32  /* nesting (objects + arrays) beyond is rejected */
+#define IG_JSON_MAX_INDENT 20 /* spaces/tabs allowed after the one "\n" of a whitespace gap */
 
 typedef struct ig_json_fsm {
   uint32_t arrays; /* bit i: the container at level i is an array (1) or an object (0) */
   uint8_t state;   /* where in the grammar we are (an enum private to jsonmask.c) */
   uint8_t depth;   /* open containers, 0..IG_JSON_MAX_DEPTH */
-  uint8_t ws;      /* consecutive whitespace bytes just fed outside strings */
+  uint8_t ws;      /* the whitespace gap so far (IG_JSON_WS_*, jsonmask_int.h): 0 none, 1 " ", 2 + k "\n" + k indent */
   uint8_t aux;     /* detail of the state: literal position, UTF-8 bytes pending, key or value string */
 } ig_json_fsm;
 

@@ -27,6 +27,23 @@ struct ig_json_vocab {
  * changes nothing there, so callers may skip the step for it. */
 #define IG_JSON_FSM_IN_STRING 7
 
+/* The whitespace gap between two tokens (ig_json_fsm.ws, and the schema recognizer's own): empty, " ", or "\n"
+ * then at most IG_JSON_MAX_INDENT bytes of spaces/tabs. The state is 0 (empty), IG_JSON_WS_SPACE, or
+ * IG_JSON_WS_NL + k after the newline and k indent bytes. c is one of ' ', '\t', '\n', '\r'; returns 0 when
+ * the gap may go on with it, -1 when not. A byte other than whitespace ends the gap (the caller zeroes it). */
+enum { IG_JSON_WS_SPACE = 1, IG_JSON_WS_NL = 2 };
+static inline int ig_json_ws_step(uint8_t *ws, unsigned c) {
+  unsigned w = *ws;
+  if (w == 0) {
+    if (c == ' ') return *ws = IG_JSON_WS_SPACE, 0;
+    if (c == '\n') return *ws = IG_JSON_WS_NL, 0;
+    return -1;
+  }
+  if (w < IG_JSON_WS_NL || (c != ' ' && c != '\t') || w >= IG_JSON_WS_NL + IG_JSON_MAX_INDENT) return -1;
+  *ws = (uint8_t)(w + 1);
+  return 0;
+}
+
 /* Starts one JSON value of any type (optional leading whitespace first). It is complete (ig_json_fsm_complete)
  * once an object, array, string or literal closes; a number never completes by itself: it ends at the first
  * byte that cannot continue it, which the fsm refuses; ig_json_fsm_number_done says whether it may end there. */

@@ -974,7 +974,7 @@ typedef struct frame {
 
 typedef struct jsm {
   uint8_t depth; /* live frames */
-  uint8_t ws; /* consecutive whitespace bytes between tokens */
+  uint8_t ws; /* the whitespace gap between tokens so far (ig_json_ws_step) */
   uint8_t done; /* the root value has closed: nothing may follow */
   uint8_t dead; /* a byte was refused */
   frame f[IG_JSM_MAX_DEPTH];
@@ -1083,7 +1083,7 @@ static int may_close_object(const ig_jschema *s, const jnode *n, const frame *f)
 
 static int obj_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   const jnode *n = &s->nodes[f->node];
-  if (f->st != O_KEY && is_ws(c)) return ++m->ws > IG_JSON_MAX_WS ? R_BAD : R_OK;
+  if (f->st != O_KEY && is_ws(c)) return ig_json_ws_step(&m->ws, c) ? R_BAD : R_OK;
   m->ws = 0;
   switch (f->st) {
   case O_OPEN:
@@ -1135,7 +1135,7 @@ static int obj_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
 
 static int arr_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   const jnode *n = &s->nodes[f->node];
-  if (is_ws(c)) return ++m->ws > IG_JSON_MAX_WS ? R_BAD : R_OK;
+  if (is_ws(c)) return ig_json_ws_step(&m->ws, c) ? R_BAD : R_OK;
   m->ws = 0;
   if (c == ']' && f->st != A_VALUE) {
     if (f->a < n->lo) return R_BAD;
@@ -1338,7 +1338,7 @@ static int step(jsm *m, const ig_jschema *s, unsigned c) {
     int r;
     if (m->depth == 0) {
       if (m->done) return R_BAD;
-      if (is_ws(c)) return ++m->ws > IG_JSON_MAX_WS ? R_BAD : R_OK;
+      if (is_ws(c)) return ig_json_ws_step(&m->ws, c) ? R_BAD : R_OK;
       m->ws = 0;
       r = start_value(m, s, s->root, c);
       if (r != -2) return r;

@@ -39,7 +39,8 @@
  *   ig_json_fsm in one frame: their own nesting is capped by IG_JSON_MAX_DEPTH.
  * Bounded work: at most 4096 nodes, 256 properties per object, 64 alternatives per union, 16384 enum values and
  * 64 KB of enum text in all, schema nesting 64; $ref chains that name no value are refused.
- * Whitespace outside strings is allowed as ig_json_fsm allows it (runs of at most IG_JSON_MAX_WS bytes). */
+ * Whitespace outside strings is allowed as ig_json_fsm allows it: a gap before the root value or between two
+ * tokens is empty, one space, or "\n" then at most IG_JSON_MAX_INDENT spaces/tabs (free-form values alike). */
 #ifndef IG_ENGINE_JSONSCHEMA_H
 #define IG_ENGINE_JSONSCHEMA_H
 #include "engine/jsonmask.h"

@@ -9,6 +9,41 @@
 static int is_ws_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static int is_hex_byte(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
 
+/* The whitespace rule, written plainly: a gap of whitespace g[0..n) outside strings is empty, one space, or one
+ * newline followed by at most IG_JSON_MAX_INDENT spaces and/or tabs. */
+static int gap_shape_ok(const char *g, size_t n) {
+  if (n == 0 || (n == 1 && g[0] == ' ')) return 1;
+  if (g[0] != '\n' || n - 1 > IG_JSON_MAX_INDENT) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (g[i] != ' ' && g[i] != '\t') return 0;
+  return 1;
+}
+
+/* 1 when every whitespace run outside strings (strings tracked by their quotes and escapes) has a gap's shape.
+ * Meant for text that is JSON otherwise (where the string tracking is exact). */
+static int gaps_ok(const char *s, size_t n) {
+  int in_str = 0;
+  for (size_t i = 0; i < n;) {
+    char c = s[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = 0;
+      i++;
+      continue;
+    }
+    if (is_ws_byte(c)) {
+      size_t j = i;
+      while (j < n && is_ws_byte(s[j])) j++;
+      if (!gap_shape_ok(s + i, j - i)) return 0;
+      i = j;
+      continue;
+    }
+    in_str = c == '"';
+    i++;
+  }
+  return 1;
+}
+
 static int u_escape(const char *s, size_t n, size_t i, unsigned *v) {
   if (i + 5 >= n || s[i] != '\\' || s[i + 1] != 'u') return 0;
   *v = 0;
@@ -20,20 +55,21 @@ static int u_escape(const char *s, size_t n, size_t i, unsigned *v) {
   return 1;
 }
 
-/* Skipped, conservatively on the raw bytes: whitespace runs over the cap and trailing whitespace (jansson
- * takes any), a top level other than an object, \u0000 and unpaired surrogate escapes (jansson refuses them,
- * RFC 8259's grammar does not), a NUL byte anywhere (jansson 2.14 takes {"a":true<NUL>}), numbers jansson
- * refuses as too big (long digit runs, 3+ digit exponents) and nesting deeper than ours (jansson allows more). */
+/* Skipped, conservatively on the raw bytes: whitespace outside strings not of a gap's shape (gaps_ok) and
+ * trailing whitespace (jansson takes any), a top level other than an object, \u0000 and unpaired surrogate
+ * escapes (jansson refuses them, RFC 8259's grammar does not), a NUL byte anywhere (jansson 2.14 takes
+ * {"a":true<NUL>}), numbers jansson refuses as too big (long digit runs, 3+ digit exponents) and nesting deeper
+ * than ours (jansson allows more). */
 static int common_ground(const char *s, size_t n) {
   size_t i = 0;
   while (i < n && is_ws_byte(s[i])) i++;
   if (i == n || s[i] != '{' || is_ws_byte(s[n - 1]) || memchr(s, 0, n)) return 0;
-  size_t run = 0, digits = 0, opens = 0;
+  size_t digits = 0, opens = 0;
+  if (!gaps_ok(s, n)) return 0;
   for (i = 0; i < n; i++) {
-    run = is_ws_byte(s[i]) ? run + 1 : 0;
     digits = s[i] >= '0' && s[i] <= '9' ? digits + 1 : 0;
     opens += s[i] == '{' || s[i] == '[';
-    if (run > IG_JSON_MAX_WS || digits >= 16) return 0;
+    if (digits >= 16) return 0;
     if ((s[i] == 'e' || s[i] == 'E') && i + 1 < n) {
       size_t j = i + 1 + (s[i + 1] == '+' || s[i + 1] == '-'), d = 0;
       while (j < n && s[j] >= '0' && s[j] <= '9') j++, d++;

@@ -219,7 +219,16 @@ static inline int jsv_container_enum(const json_t *sch) {
 }
 
 /* 1 when the text is written as the recognizer writes it: its compact form (whitespace outside strings taken
- * out) is jansson's compact dump of it in document order, whitespace runs are within the cap, none trails. */
+ * out) is jansson's compact dump of it in document order, every whitespace gap is empty, one space, or "\n" then
+ * at most IG_JSON_MAX_INDENT spaces/tabs, none trails. */
+static inline int jsv_gap_ok(const char *g, size_t n) {
+  if (n == 0 || (n == 1 && g[0] == ' ')) return 1;
+  if (g[0] != '\n' || n - 1 > IG_JSON_MAX_INDENT) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (g[i] != ' ' && g[i] != '\t') return 0;
+  return 1;
+}
+
 static inline int jsv_canonical(const char *s, size_t n) {
   if (n == 0 || jsv_ws(s[n - 1])) return 0;
   json_error_t je;
@@ -228,16 +237,17 @@ static inline int jsv_canonical(const char *s, size_t n) {
   char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(v);
   if (!d) return 0;
-  size_t k = 0, run = 0;
+  size_t k = 0, gap = 0;
   int in_str = 0, ok = 1;
   size_t i;
   for (i = 0; i < n && ok; i++) {
     char c = s[i];
     if (!in_str && jsv_ws(c)) {
-      if (++run > IG_JSON_MAX_WS) ok = 0;
+      if (!gap) gap = i + 1;
       continue;
     }
-    run = 0;
+    if (gap && !jsv_gap_ok(s + gap - 1, i - (gap - 1))) ok = 0;
+    gap = 0;
     if (d[k] == 0 || d[k] != c) break;
     k++;
     if (in_str && c == '\\') {

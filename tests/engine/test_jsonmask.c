@@ -95,8 +95,12 @@ static void test_valid_docs(void) {
   VALID("{\"\":\"\"}");
   VALID("{\"a\":0,\"b\":-0,\"c\":0.5,\"d\":1E5,\"e\":1e-05,\"f\":-0.0e+0,\"g\":1234567890,\"h\":10.25E-1}");
   VALID("{\"s\":\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uABCD \\uabcd \\u0000 \\uD800 \\uDe00\"}");
-  VALID("\t{\r\n\"a\"\t:\n[ ]\r}");
-  VALID("        {        \"a\"        :        [        1        ,        2        ]        }");
+  VALID("\n\t{\n\"a\" :\n[ ]\n}");
+  VALID("{\n  \"a\": [\n    1,\n    {\n      \"b\": {\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t"
+        "\"c\": 2\n      }\n    }\n  ]\n}");
+  VALID("\n                    {\n                    \"a\"\n                    :\n"
+        "                    [\n                    1\n                    ,\n                    2\n"
+        "                    ]\n                    }");
   VALID("{\"a\":[[],{},[{}]],\"b\":{\"c\":{}},\"d\":[{\"e\":[[1]]}]}");
   VALID("{\"a\":[true,false,null],\"b\":true,\"c\":false,\"d\":null}");
   VALID("{\"a\":1 ,\"b\":[1 ,2\n],\"c\":0}");
@@ -110,6 +114,38 @@ static void test_valid_docs(void) {
   VALID("{\"\xE0\xA0\x80\":\"\xE0\xA0\x80\xE2\x82\xAC\xED\x9F\xBF\xEE\x80\x80\xEF\xBF\xBF\"}");
   VALID("{\"\xF0\x90\x80\x80\":\"\xF0\x90\x80\x80\xF0\x9D\x84\x9E\xF3\xBF\xBF\xBF\xF4\x8F\xBF\xBF\"}");
   VALID("{\"k\\u00e9\xC3\xA9\":[\"\xE2\x82\xAC\\n\xF0\x9F\x98\x80\"]}");
+}
+
+/* Each gap shape at each kind of place: the allowed ones pass, the others fail at their first bad byte. */
+#define NL20 "\n    \t               "
+static void test_gaps(void) {
+  _Static_assert(sizeof NL20 - 2 == IG_JSON_MAX_INDENT, "NL20 is the longest gap");
+  static const char *const places[][2] = {
+      {"", "{}"},           {"{", "}"},          {"{\"a\"", ":1}"},      {"{\"a\":", "1}"},
+      {"{\"a\":1", "}"},    {"{\"a\":-0.5e3", ",\"b\":0}"}, {"{\"a\":[", "]}"}, {"{\"a\":[1,", "2]}"},
+      {"{\"a\":true", "}"}, {"{\"a\":{}", ",\"b\":0}"}, {"{\"a\":\"x\"", "}"}, {"{\"a\":1,", "\"b\":[]}"},
+  };
+  static const char *const ok[] = {"", " ", "\n", "\n\t\t", "\n  \t ", NL20};
+  static const struct {
+    const char *g;
+    size_t good; /* how many of its bytes are fine */
+  } bad[] = {{"  ", 1},   {"\n\n", 1}, {" \n", 1},   {"\t", 0},   {"\r\n", 0},     {"\r", 0},
+             {" \t", 1}, {"\n\r", 1}, {"\n \n", 2}, {"\t\n", 0}, {NL20 " ", 21}, {NL20 "\t", 21}};
+  char doc[256], pre[256];
+  for (size_t p = 0; p < sizeof places / sizeof *places; p++) {
+    for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
+      snprintf(doc, sizeof doc, "%s%s%s", places[p][0], ok[k], places[p][1]);
+      check_valid(doc, strlen(doc), __LINE__);
+    }
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+      snprintf(pre, sizeof pre, "%s%.*s", places[p][0], (int)bad[k].good, bad[k].g);
+      snprintf(doc, sizeof doc, "%s%s", bad[k].g + bad[k].good, places[p][1]);
+      check_reject(pre, doc, __LINE__);
+    }
+  }
+  /* never after the document, not even a gap that is fine elsewhere */
+  REJECT("{}", " ");
+  REJECT("{}", "\n");
 }
 
 static void test_invalid_docs(void) {
@@ -201,13 +237,9 @@ static void test_invalid_docs(void) {
   REJECT("{\"a\":\"\xF0\x9D\x84", "\xC0\"}");
   REJECT("{\"\xE2\x82", "\xC0\":1}");
   REJECT("{", "\xC3\xA9:1}");
-  /* whitespace: at most IG_JSON_MAX_WS in a row, anywhere outside strings */
-  REJECT("        ", " {}");
-  REJECT("{        ", " }");
-  REJECT("{\"a\"        ", " :1}");
-  REJECT("{\"a\":1        ", " }");
-  REJECT("{\"a\":[1,\t\t\t\t\r\r\r\r", "\n2]}");
-  VALID("{\"a\":\"                                \"}"); /* spaces inside strings do not count */
+  /* whitespace: every gap is empty, " ", or "\n" then at most IG_JSON_MAX_INDENT spaces/tabs */
+  test_gaps();
+  VALID("{\"a\":\"        \\n\\n  \\t                      \"}"); /* inside strings nothing counts */
   VALID("{ \"a\" : 1 , \"b\" : [ 1 , { } ] }");
 }
 
@@ -384,9 +416,16 @@ static void put(buf *b, const void *s, size_t n) {
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 static void putc_(buf *b, char c) { put(b, &c, 1); }
 
+/* A gap: empty, " ", or "\n" and an indent of spaces/tabs, sometimes the longest allowed. */
 static void gen_ws(uint64_t *r, buf *b) {
   if (rng_below(r, 3)) return;
-  for (unsigned n = 1 + rng_below(r, 3); n; n--) putc_(b, " \t\n\r"[rng_below(r, 4)]);
+  if (rng_below(r, 3) == 0) {
+    putc_(b, ' ');
+    return;
+  }
+  putc_(b, '\n');
+  unsigned k = rng_below(r, 4) ? rng_below(r, IG_JSON_MAX_INDENT + 1) : IG_JSON_MAX_INDENT;
+  for (; k; k--) putc_(b, rng_below(r, 4) ? ' ' : '\t');
 }
 
 static void gen_string(uint64_t *r, buf *b) {
@@ -620,7 +659,9 @@ static void test_mask_brute_force(void) {
       "\xC3", "\xC3\xA9", "\xA9", "\xA9\"", "\xE2\x82\xAC", "\xE2\x82", "\x82\xAC", "\xAC", "\xF0\x9D\x84\x9E",
       "\xF0\x9D", "\x84\x9E", "\x9E\"}", "\xED\xA0\x80", "\xED\x9F", "\xC0\x80", "\xF4\x90", "\xF4\x8F",
       "\"a\"", "\"a\":", "\"a\": 1", "{\"a\":", "1}", "1,", "1]", "1 ", "\"}\n", "}\n", "},{", "[[", "]]", "[]",
-      "{}", "\x01", "\x7f", "<s>", "</s>", "null]", " {", "\r\n"};
+      "{}", "\x01", "\x7f", "<s>", "</s>", "null]", " {", "\r\n", "\n\n", " \n", "\n ", "\n\t\t", "\n    ",
+      "\n        ", "\n                    ", "\n                     ", "                    ", "\t", ",\n  ",
+      "{\n", "\n}", ":\n", " \t"};
   for (size_t i = 0; i < sizeof pieces / sizeof *pieces; i++) vs_add(&src, pieces[i], strlen(pieces[i]), 0);
   vs_add(&src, "{\"", 2, 0); /* identical bytes under another id */
   vs_add(&src, "", 0, 0);    /* zero length: never */
@@ -653,7 +694,7 @@ static void test_mask_brute_force(void) {
   /* States: every prefix of hand-written documents (whitespace at the cap, depth at the limit, UTF-8 split
    * everywhere) and of random ones. */
   static const char *docs[] = {
-      "        {        \"a\"        :        [        1        ,        2        ]        }",
+      NL20 "{" NL20 "\"a\"" NL20 ":" NL20 "[" NL20 "1" NL20 "," NL20 "2 ]" NL20 "}",
       "{\"a\": [1, -2.5e+3, true, false, null, {\"b\": \"x\\u00e9\\n\"}]}",
       "{\"\xE2\x82\xAC\":\"\xF0\x9D\x84\x9E\xC3\xA9\\u00e9\\\"\",\"n\":-0.5e-3,\"m\":0,\"t\":[true,{}]}",
       ("{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":"
@@ -680,10 +721,20 @@ static void test_mask_brute_force(void) {
     CHECK(allowed[eos[0]] && allowed[eos[1]]);
   }
   CHECK_MSG(bad == 0, "%d mask mismatches over %d states", bad, states);
-  /* The whitespace cap, spelled out: after 8 spaces no whitespace token fits, the rest still does. */
-  ig_json_fsm f = state_after("{        ", 9);
+  /* The gap's shape, spelled out: after one space no whitespace token fits, after "\n" an indent does up to
+   * IG_JSON_MAX_INDENT; the rest still does. */
+  ig_json_fsm f = state_after("{ ", 2);
   CHECK(ig_json_allowed(jv, &f, eos, 3, allowed) > 0);
-  CHECK(!allowed[' '] && !allowed['\n'] && allowed['"'] && allowed['}'] && !allowed[eos[1]]);
+  CHECK(!allowed[' '] && !allowed['\n'] && !allowed['\t'] && allowed['"'] && allowed['}'] && !allowed[eos[1]]);
+  f = state_after("{", 1);
+  ig_json_allowed(jv, &f, eos, 3, allowed);
+  CHECK(allowed[' '] && allowed['\n'] && !allowed['\t'] && !allowed['\r'] && allowed['"'] && allowed['}']);
+  f = state_after("{\n", 2);
+  ig_json_allowed(jv, &f, eos, 3, allowed);
+  CHECK(allowed[' '] && !allowed['\n'] && allowed['\t'] && !allowed['\r'] && allowed['"'] && allowed['}']);
+  f = state_after(NL20, sizeof NL20 - 1);
+  ig_json_allowed(jv, &f, eos, 3, allowed);
+  CHECK(!allowed[' '] && !allowed['\n'] && !allowed['\t'] && allowed['{']);
   /* No eos list at all. */
   f = state_after("{}", 2);
   CHECK_EQ_INT(ig_json_allowed(jv, &f, NULL, 0, allowed), 0);

@@ -56,10 +56,16 @@ static int feed(ig_jsm *m, const ig_jschema *s, const void *p, size_t n) { retur
 
 /* ---- the generator: random documents that follow a schema ------------------------------------------------ */
 
+/* A gap: empty, " ", or "\n" and an indent of spaces/tabs, sometimes the longest allowed. */
 static void gen_ws(uint64_t *r, buf *b) {
   if (rnd(r, 4)) return;
-  unsigned n = 1 + (rnd(r, 8) ? rnd(r, 3) : rnd(r, IG_JSON_MAX_WS));
-  for (unsigned i = 0; i < n; i++) put(b, &" \t\n\r"[rnd(r, 4)], 1);
+  if (rnd(r, 3) == 0) {
+    put(b, " ", 1);
+    return;
+  }
+  put(b, "\n", 1);
+  unsigned k = rnd(r, 4) ? rnd(r, IG_JSON_MAX_INDENT + 1) : IG_JSON_MAX_INDENT;
+  for (; k; k--) put(b, rnd(r, 4) ? " " : "\t", 1);
 }
 
 static const char *const STR_PIECES[] = {"a",
@@ -674,6 +680,61 @@ static int try_text(const char *schema, const char *text, int *complete) {
     CHECK_MSG(!try_text(sch, text, &c_), "%s: %s", sch, text);                                                         \
   } while (0)
 
+/* Each gap shape at each kind of place, in schema frames, in free-form values (an embedded ig_json_fsm) and in
+ * the JSON-mode fast path: the allowed ones pass, the others are refused at their first bad byte. */
+#define NL20 "\n    \t               "
+static void test_gaps(void) {
+  _Static_assert(sizeof NL20 - 2 == IG_JSON_MAX_INDENT, "NL20 is the longest gap");
+  const char *sch = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"array\","
+                    "\"items\":{\"type\":\"string\"}},\"e\":{\"enum\":[1,12]},\"x\":{},\"o\":{\"type\":\"object\"}},"
+                    "\"required\":[\"a\"]}";
+  const char *fast = "{\"type\":\"object\"}";
+  static const struct {
+    int fast;
+    const char *ctx, *rest;
+  } places[] = {
+      {0, "", "{\"a\":1}"}, {0, "{", "\"a\":1}"}, {0, "{\"a\"", ":1}"}, {0, "{\"a\":", "1}"}, {0, "{\"a\":1", "}"},
+      {0, "{\"a\":1,", "\"b\":[]}"}, {0, "{\"a\":1,\"b\":[", "\"s\"]}"}, {0, "{\"a\":1,\"b\":[\"s\"", "]}"},
+      {0, "{\"a\":1,\"e\":1", "}"}, {0, "{\"a\":1,\"e\":12", "}"},
+      /* free-form values: around them, inside them (the fsm's own gaps), after a number that the gap ends */
+      {0, "{\"a\":1,\"x\":", "{}}"}, {0, "{\"a\":1,\"x\":{", "\"k\":[1]}}"}, {0, "{\"a\":1,\"x\":{\"k\"", ":[1]}}"},
+      {0, "{\"a\":1,\"x\":{\"k\":", "[1]}}"}, {0, "{\"a\":1,\"x\":{\"k\":[1", "]}}"},
+      {0, "{\"a\":1,\"x\":{\"k\":2", "}}"}, {0, "{\"a\":1,\"x\":[", "1,2]}"}, {0, "{\"a\":1,\"x\":3", "}"},
+      {0, "{\"a\":1,\"x\":\"s\"", "}"}, {0, "{\"a\":1,\"x\":[]", "}"}, {0, "{\"a\":1,\"o\":{", "\"k\":null}}"},
+      {0, "{\"a\":1,\"o\":{\"k\":null", "}}"}, {0, "{\"a\":1,\"o\":{}", "}"},
+      {1, "", "{}"}, {1, "{", "\"k\":1}"}, {1, "{\"k\":", "1}"}, {1, "{\"k\":1", "}"}, {1, "{\"k\":[1,", "2]}"}};
+  static const char *const ok[] = {"", " ", "\n", "\n\t\t", "\n  \t ", NL20};
+  static const struct {
+    const char *g;
+    size_t good; /* how many of its bytes are fine */
+  } bad[] = {{"  ", 1},   {"\n\n", 1}, {" \n", 1},   {"\t", 0},   {"\r\n", 0},     {"\r", 0},
+             {" \t", 1}, {"\n\r", 1}, {"\n \n", 2}, {"\t\n", 0}, {NL20 " ", 21}, {NL20 "\t", 21}};
+  char doc[256];
+  for (size_t p = 0; p < sizeof places / sizeof *places; p++) {
+    const char *sc = places[p].fast ? fast : sch;
+    for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
+      snprintf(doc, sizeof doc, "%s%s", places[p].ctx, ok[k]);
+      PREFIX(sc, doc);
+      snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, ok[k], places[p].rest);
+      WHOLE(sc, doc);
+    }
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)bad[k].good, bad[k].g);
+      PREFIX(sc, doc);
+      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)bad[k].good + 1, bad[k].g);
+      REFUSED(sc, doc);
+      snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, bad[k].g, places[p].rest);
+      REFUSED(sc, doc);
+    }
+  }
+  /* never after the root value */
+  REFUSED(sch, "{\"a\":1} ");
+  REFUSED(sch, "{\"a\":1}\n");
+  REFUSED(fast, "{}\n");
+  REFUSED("{\"type\":\"integer\"}", "1\n");
+  REFUSED("{}", "[1]\n");
+}
+
 static void test_cases(void) {
   const char *arr = "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}";
   REFUSED(arr, "[]");
@@ -733,9 +794,10 @@ static void test_cases(void) {
   REFUSED("{\"type\":\"object\",\"additionalProperties\":false}", "{\"");
   WHOLE("{\"type\":\"object\",\"additionalProperties\":true}", "{\"a\":[]}");
   WHOLE("{\"type\":\"object\",\"additionalProperties\":{}}", "{\"a\":[]}");
-  /* whitespace runs: at most IG_JSON_MAX_WS */
-  WHOLE(arr, "        [1,        2]");
-  REFUSED(arr, "[1,         2]");
+  /* whitespace: every gap is empty, " ", or "\n" then at most IG_JSON_MAX_INDENT spaces/tabs */
+  WHOLE(arr, NL20 "[1," NL20 "2]");
+  REFUSED(arr, "[1,  2]");
+  test_gaps();
   /* tagged union */
   const char *tag =
       "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"t\":{\"const\":\"a\"},\"x\":{\"type\":\"integer\"}},"
@@ -791,10 +853,10 @@ static void test_cases(void) {
   strcat(deep, "null");
   for (int i = 0; i < IG_JSM_MAX_DEPTH - 1; i++) strcat(deep, "}");
   WHOLE(chain, deep);
-  /* whitespace in objects: the same cap */
-  WHOLE(obj, "{        \"b\"        :        null        }");
-  REFUSED(obj, "{\"b\":null         ");
-  REFUSED(obj, "{         \"b\"");
+  /* whitespace in objects: the same gaps */
+  WHOLE(obj, "{" NL20 "\"b\"" NL20 ":" NL20 "null" NL20 "}");
+  REFUSED(obj, "{\"b\":null\n\n");
+  REFUSED(obj, "{  \"b\"");
   /* a deep free-form value inside: the embedded fsm's own depth cap */
   WHOLE("{\"type\":\"object\",\"properties\":{\"a\":{}}}", "{\"a\":[[[[[[[[[[[[[[[[[[[[{}]]]]]]]]]]]]]]]]]]]]}");
 }
