@@ -90,7 +90,10 @@ int main(int argc, char **argv) {
                                   "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\",\"unit\":\"c",
                                   "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\",\"days\":12",
                                   "{\"name\":\"search\",\"arguments\":{\"query\":\"hello wor",
-                                  "{\"name\":\"search\",\"arguments\":{\"query\":\"x\",\"extra\":{\"k\":\"hello wor"};
+                                  "{\"name\":\"search\",\"arguments\":{\"query\":\"x\",\"extra\":{\"k\":\"hello wor",
+                                  /* inside a multibyte character, and after an escape: no per-byte shortcut */
+                                  "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Par\xd0" "",
+                                  "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Par\\"};
   json_error_t je;
   json_t *sj = json_loads(schema_text, 0, &je);
   ig_jschema *js = NULL;

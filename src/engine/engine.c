@@ -140,6 +140,9 @@ struct ig_engine {
   /* IGNIS_PROFILE_STEPS=N: one log line per N steps with where the engine thread's time went (profile_step) */
   int prof_every, prof_n;
   int64_t prof_part[5], prof_rows, prof_seqs, prof_t0;
+  int64_t prof_json_ns, prof_json_rows, prof_json_walks, prof_host_ns; /* constrained rows' masks; host sampling */
+  int64_t prof_walk_wall_ns;
+  _Atomic int64_t prof_walk_cpu_ns;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------------ */
@@ -842,6 +845,7 @@ static int json_vocab(ig_engine *e) {
 static int json_cache_fit(ig_engine *e, int want) {
   if (want < JSON_CACHE) want = JSON_CACHE;
   if (e->jc_cap >= want) return 0;
+  if (want < 2 * e->jc_cap) want = 2 * e->jc_cap; /* geometric: each growth copies every mask */
   const size_t V = (size_t)e->run.vocab_size, n = (size_t)want;
   void *p;
   if (!(p = realloc(e->jc_key, n * sizeof *e->jc_key))) return -ENOMEM;
@@ -872,8 +876,10 @@ static uint64_t jsm_hash(const ig_jsm *m) {
 static void json_walk(void *ctx, int i) {
   ig_engine *e = ctx;
   int k = e->jc_walk[i];
+  const int64_t t0 = e->prof_every ? ig_engine_now_ns() : 0;
   e->jc_allowed[k] = ig_jschema_allowed(e->jvocab, e->jc_schema[k], &e->jc_key[k], e->run.eos_ids, e->run.n_eos,
                                         e->jc_mask + (size_t)k * (size_t)e->run.vocab_size);
+  if (t0) atomic_fetch_add(&e->prof_walk_cpu_ns, ig_engine_now_ns() - t0);
 }
 
 /* Constrained rows (JSON mode, schemas): each job gets the mask of tokens that continue its document (EOS once it
@@ -882,6 +888,7 @@ static void json_walk(void *ctx, int i) {
  * over the sample pool: a step of many constrained rows does not walk them one after another. */
 static void json_masks(ig_engine *e, int n_rows) {
   const int V = e->run.vocab_size;
+  const int64_t t0 = e->prof_every ? ig_engine_now_ns() : 0;
   int ok = json_vocab(e) == 0 && json_cache_fit(e, 2 * n_rows) == 0, n_walk = 0;
   const uint64_t tick = ++e->jc_tick;
   for (int r = 0; r < n_rows && ok; r++) {
@@ -909,7 +916,10 @@ static void json_masks(ig_engine *e, int n_rows) {
     e->jc_used[k] = tick;
     e->jrows[r].entry = k;
   }
+  const int64_t tw = e->prof_every ? ig_engine_now_ns() : 0;
   if (ok) ig_sample_pool_for(e->jc_serial ? NULL : e->pool, n_walk, json_walk, e);
+  if (tw) e->prof_walk_wall_ns += ig_engine_now_ns() - tw;
+  e->prof_json_rows += n_rows, e->prof_json_walks += n_walk;
   for (int r = 0; r < n_rows; r++) {
     ig_sample_job *jb = &e->jobs[e->jrows[r].job];
     int k = ok ? e->jrows[r].entry : -1;
@@ -921,6 +931,7 @@ static void json_masks(ig_engine *e, int n_rows) {
     for (int v = 0; v < V; v++)
       if (!is_eos(e, v)) lg[v] = -INFINITY;
   }
+  if (t0) e->prof_json_ns += ig_engine_now_ns() - t0;
 }
 
 /* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
@@ -986,7 +997,9 @@ static int collect_results(ig_engine *e, int n_items) {
   }
   if (n_json) json_masks(e, n_json);
   int parallel = e->pool && (int64_t)n_jobs * V >= e->sample_par_min;
+  const int64_t t_s = e->prof_every ? ig_engine_now_ns() : 0;
   if (n_jobs) ig_sample_pool_run(parallel ? e->pool : NULL, &e->sampler, e->jobs, n_jobs);
+  if (t_s) e->prof_host_ns += ig_engine_now_ns() - t_s;
   atomic_fetch_add(&e->stats.steps, 1);
   atomic_fetch_add(&e->stats.prefill_tokens, n_prefill);
   atomic_fetch_add(&e->stats.decode_tokens, n_decode);
@@ -1034,7 +1047,15 @@ static void profile_step(ig_engine *e, int64_t t0, int64_t t_end, const int64_t 
     ig_log(IG_LOG_INFO, "engine profile: %d steps, mean per step: wall %.3f ms = schedule %.3f + forward/sample %.3f + "
            "tokens/events %.3f ms (+ idle %.3f); %.1f rows, %.1f sequences", e->prof_n, wall, p[1], p[2], p[3], idle,
            (double)e->prof_rows / e->prof_n, (double)e->prof_seqs / e->prof_n);
+  if (e->prof_json_rows || e->prof_host_ns)
+    ig_log(IG_LOG_INFO, "engine profile: of that, per step: host sampling %.3f ms; constrained rows %.1f, their masks "
+           "%.3f ms (%.1f trie walks, the rest from the cache; the walks %.3f ms, %.3f ms of CPU time)",
+           (double)e->prof_host_ns * k, (double)e->prof_json_rows / e->prof_n, (double)e->prof_json_ns * k,
+           (double)e->prof_json_walks / e->prof_n, (double)e->prof_walk_wall_ns * k,
+           (double)atomic_load(&e->prof_walk_cpu_ns) * k);
   e->prof_n = 0, e->prof_rows = e->prof_seqs = 0;
+  e->prof_json_ns = e->prof_json_rows = e->prof_json_walks = e->prof_host_ns = e->prof_walk_wall_ns = 0;
+  atomic_store(&e->prof_walk_cpu_ns, 0);
   memset(e->prof_part, 0, sizeof e->prof_part);
 }
 

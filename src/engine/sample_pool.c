@@ -29,10 +29,10 @@ typedef struct {
 } worker_arg;
 
 static void sample_job(ig_sampler *s, ig_sample_job *jb) {
-  if (jb->allowed) {
+  if (jb->allowed) { /* branch-free, so that it vectorizes */
     float *lg = (float *)jb->logits;
-    for (int v = 0; v < s->vocab; v++)
-      if (!jb->allowed[v]) lg[v] = -INFINITY;
+    const uint8_t *a = jb->allowed;
+    for (int v = 0; v < s->vocab; v++) lg[v] = a[v] ? lg[v] : -INFINITY;
   }
   ig_sampler_sample(s, jb->params, jb->logits, jb->tokens, jb->n_tokens, jb->n_prompt, jb->step, &jb->res);
 }
