@@ -111,6 +111,10 @@ struct ig_engine {
   int *jc_allowed, *jc_walk; /* jc_walk: the entries this step walks */
   uint64_t *jc_used, jc_tick;
   uint64_t *jc_hash;        /* of each entry's state: compared before the state itself */
+  ig_json_seg *jsegs;       /* the trie in segments: a walk is spread over the sample pool's threads */
+  int n_jsegs;
+  int *jc_segcount;         /* [walks x segments] this step's counts, summed per walk */
+  size_t cap_segcount;
   uint8_t *jc_mask;         /* [jc_cap][vocab] */
   struct jrow { int job; seq *s; int entry; } *jrows; /* this step's constrained rows */
   size_t cap_jrows;
@@ -836,8 +840,15 @@ static int json_vocab(ig_engine *e) {
     ig_log(IG_LOG_ERROR, "engine: JSON mode: out of memory for the vocabulary's trie");
     return -1;
   }
+  /* about four segments per thread that walks (the pool's and this one), so that uneven ones even out */
+  if ((e->n_jsegs = ig_json_vocab_segments(e->jvocab, 4 * (e->pool ? ig_sample_pool_threads(e->pool) + 1 : 1),
+                                           &e->jsegs)) < 1) {
+    ig_log(IG_LOG_ERROR, "engine: JSON mode: out of memory for the vocabulary's trie");
+    return -1;
+  }
   e->json_ready = 1;
-  ig_log(IG_LOG_INFO, "engine: JSON mode: %d tokens' bytes in a trie (%.1f ms)", V, (double)(ig_engine_now_ns() - t0) * 1e-6);
+  ig_log(IG_LOG_INFO, "engine: JSON mode: %d tokens' bytes in a trie (%.1f ms, %d segments)", V,
+         (double)(ig_engine_now_ns() - t0) * 1e-6, e->n_jsegs);
   return 0;
 }
 
@@ -873,12 +884,13 @@ static uint64_t jsm_hash(const ig_jsm *m) {
   return h;
 }
 
+/* Job i of a step's walks: walk i / n_jsegs over segment i % n_jsegs (the masks were cleared before). */
 static void json_walk(void *ctx, int i) {
   ig_engine *e = ctx;
-  int k = e->jc_walk[i];
+  int k = e->jc_walk[i / e->n_jsegs];
   const int64_t t0 = e->prof_every ? ig_engine_now_ns() : 0;
-  e->jc_allowed[k] = ig_jschema_allowed(e->jvocab, e->jc_schema[k], &e->jc_key[k], e->run.eos_ids, e->run.n_eos,
-                                        e->jc_mask + (size_t)k * (size_t)e->run.vocab_size);
+  e->jc_segcount[i] = ig_jschema_allowed_seg(e->jvocab, e->jc_schema[k], &e->jc_key[k], &e->jsegs[i % e->n_jsegs],
+                                             e->jc_mask + (size_t)k * (size_t)e->run.vocab_size);
   if (t0) atomic_fetch_add(&e->prof_walk_cpu_ns, ig_engine_now_ns() - t0);
 }
 
@@ -917,7 +929,22 @@ static void json_masks(ig_engine *e, int n_rows) {
     e->jrows[r].entry = k;
   }
   const int64_t tw = e->prof_every ? ig_engine_now_ns() : 0;
-  if (ok) ig_sample_pool_for(e->jc_serial ? NULL : e->pool, n_walk, json_walk, e);
+  if (ok && n_walk) { /* each walk cleared, spread in segments over the pool, then its long tokens and EOS */
+    ok = !grow((void **)&e->jc_segcount, &e->cap_segcount, (size_t)n_walk * (size_t)e->n_jsegs, sizeof(int));
+    for (int w = 0; w < n_walk && ok; w++) memset(e->jc_mask + (size_t)e->jc_walk[w] * (size_t)V, 0, (size_t)V);
+    if (ok) ig_sample_pool_for(e->jc_serial ? NULL : e->pool, n_walk * e->n_jsegs, json_walk, e);
+    for (int w = 0; w < n_walk && ok; w++) {
+      int k = e->jc_walk[w], n = 0;
+      for (int g = 0; g < e->n_jsegs; g++) n += e->jc_segcount[w * e->n_jsegs + g];
+      e->jc_allowed[k] = n + ig_jschema_allowed_rest(e->jvocab, e->jc_schema[k], &e->jc_key[k], e->run.eos_ids,
+                                                     e->run.n_eos, e->jc_mask + (size_t)k * (size_t)V);
+    }
+    if (!ok) /* no memory for the counts: these entries must not be found again */
+      for (int w = 0; w < n_walk; w++) {
+        e->jc_hash[e->jc_walk[w]] = ~jsm_hash(&e->jc_key[e->jc_walk[w]]);
+        e->jc_allowed[e->jc_walk[w]] = 0;
+      }
+  }
   if (tw) e->prof_walk_wall_ns += ig_engine_now_ns() - tw;
   e->prof_json_rows += n_rows, e->prof_json_walks += n_walk;
   for (int r = 0; r < n_rows; r++) {
@@ -1424,7 +1451,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   ig_json_vocab_free(e->jvocab);
   for (int k = 0; k < e->jc_n; k++) ig_jschema_unref(e->jc_schema[k]);
   free(e->jc_key), free(e->jc_schema), free(e->jc_allowed), free(e->jc_walk), free(e->jc_used), free(e->jc_hash);
-  free(e->jrows);
+  free(e->jrows), free(e->jsegs), free(e->jc_segcount);
   ig_jschema_unref(e->jany);
   free(e->jpool);
   free(e->joff);

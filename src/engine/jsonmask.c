@@ -357,32 +357,76 @@ oom:
 
 /* ---- the mask -------------------------------------------------------------------------------------------- */
 
-int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed) {
-  if (v->n_vocab > 0) memset(allowed, 0, (size_t)v->n_vocab);
-  int count = 0, done = ig_json_fsm_complete(f);
-  if (!done) { /* once complete every byte fails: nothing to walk */
-    /* st[d]: the state after the bytes of the current path down to depth d. In preorder the node visited
-     * before node i at depth d - 1 is i's parent, so st[d - 1] is always the state to extend. */
-    ig_json_fsm st[IG_JSON_TRIE_DEPTH + 1];
-    st[0] = *f;
-    const uint8_t *byte = v->byte, *depth = v->depth;
-    for (uint32_t i = 1, n = v->n_nodes; i < n;) {
-      unsigned d = depth[i];
-      ig_json_fsm s = st[d - 1];
-      if (step(&s, byte[i])) {
-        i = v->next[i];
-        continue;
+int ig_json_vocab_segments(const ig_json_vocab *v, int n, ig_json_seg **out) {
+  *out = NULL;
+  const uint32_t target = (v->n_nodes + (uint32_t)(n > 0 ? n : 1) - 1) / (uint32_t)(n > 0 ? n : 1) + 1;
+  size_t cap = (size_t)(n > 0 ? n : 1) * 2 + 16, k = 0;
+  ig_json_seg *g = malloc(cap * sizeof *g);
+  if (!g) return -ENOMEM;
+  uint32_t run = 1; /* whole depth-1 subtrees [run, c) gathered so far */
+  for (uint32_t c = 1; c < v->n_nodes; c = v->next[c]) {
+    uint32_t end = v->next[c];
+    if (k + 4 >= cap) {
+      ig_json_seg *ng = realloc(g, (cap *= 2) * sizeof *g);
+      if (!ng) return free(g), -ENOMEM;
+      g = ng;
+    }
+    if (end - c <= target) { /* a small subtree joins the run; the run ends at the target size */
+      if (end - run >= target) g[k++] = (ig_json_seg){run, end, 0}, run = end;
+      continue;
+    }
+    if (run < c) g[k++] = (ig_json_seg){run, c, 0};
+    g[k++] = (ig_json_seg){c, c + 1, 0}; /* the node itself (its tokens), then its children in pieces */
+    for (uint32_t lo = c + 1, i = c + 1; i < end; i = v->next[i]) {
+      if (v->next[i] - lo >= target || v->next[i] == end) {
+        if (k + 2 >= cap) {
+          ig_json_seg *ng = realloc(g, (cap *= 2) * sizeof *g);
+          if (!ng) return free(g), -ENOMEM;
+          g = ng;
+        }
+        g[k++] = (ig_json_seg){lo, v->next[i], c}, lo = v->next[i];
       }
-      st[d] = s;
-      for (uint32_t k = v->first_tok[i], e = v->first_tok[i + 1]; k < e; k++) allowed[v->ids[k]] = 1;
-      count += (int)(v->first_tok[i + 1] - v->first_tok[i]);
-      i++;
     }
-    for (int k = 0; k < v->n_long; k++) {
-      ig_json_fsm s = *f;
-      if (ig_json_fsm_feed(&s, v->long_bytes + v->long_off[k], v->long_off[k + 1] - v->long_off[k]) == 0)
-        allowed[v->long_ids[k]] = 1, count++;
+    run = end;
+  }
+  if (run < v->n_nodes) g[k++] = (ig_json_seg){run, v->n_nodes, 0};
+  *out = g;
+  return (int)k;
+}
+
+int ig_json_allowed_seg(const ig_json_vocab *v, const ig_json_fsm *f, const ig_json_seg *g, uint8_t *allowed) {
+  if (ig_json_fsm_complete(f)) return 0; /* once complete every byte fails: nothing to walk */
+  /* st[d]: the state after the bytes of the current path down to depth d. In preorder the node visited before node
+   * i at depth d - 1 is i's parent, so st[d - 1] is always the state to extend. */
+  ig_json_fsm st[IG_JSON_TRIE_DEPTH + 1];
+  st[0] = *f;
+  const uint8_t *byte = v->byte, *depth = v->depth;
+  if (g->parent) {
+    st[1] = st[0];
+    if (step(&st[1], byte[g->parent])) return 0;
+  }
+  int count = 0;
+  for (uint32_t i = g->lo, n = g->hi; i < n;) {
+    unsigned d = depth[i];
+    ig_json_fsm s = st[d - 1];
+    if (step(&s, byte[i])) {
+      i = v->next[i];
+      continue;
     }
+    st[d] = s;
+    for (uint32_t k = v->first_tok[i], e = v->first_tok[i + 1]; k < e; k++) allowed[v->ids[k]] = 1;
+    count += (int)(v->first_tok[i + 1] - v->first_tok[i]);
+    i++;
+  }
+  return count;
+}
+
+int ig_json_allowed_rest(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed) {
+  int count = 0, done = ig_json_fsm_complete(f);
+  for (int k = 0; k < v->n_long && !done; k++) {
+    ig_json_fsm s = *f;
+    if (ig_json_fsm_feed(&s, v->long_bytes + v->long_off[k], v->long_off[k + 1] - v->long_off[k]) == 0)
+      allowed[v->long_ids[k]] = 1, count++;
   }
   for (int k = 0; k < n_eos; k++) {
     int32_t e = eos[k];
@@ -391,4 +435,10 @@ int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t 
     count += done ? 1 : -1;
   }
   return count;
+}
+
+int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed) {
+  if (v->n_vocab > 0) memset(allowed, 0, (size_t)v->n_vocab);
+  const ig_json_seg all = {1, v->n_nodes, 0};
+  return ig_json_allowed_seg(v, f, &all, allowed) + ig_json_allowed_rest(v, f, eos, n_eos, allowed);
 }

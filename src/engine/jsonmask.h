@@ -49,4 +49,18 @@ void ig_json_vocab_free(ig_json_vocab *v);
  * means the caller must stop. Read-only on v: threads may share a vocabulary. */
 int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed);
 
+/* The same mask in pieces, for threads: the trie's nodes cut into segments of about 1/n of them each (whole
+ * top-level subtrees, or, for a large one, its first node and runs of its children: `parent` is then that node,
+ * whose byte the walk steps first). ig_json_vocab_segments: the count, *out malloc'd (never empty: an empty trie
+ * gives one empty segment), or -ENOMEM. With `allowed` cleared first, ig_json_allowed_seg over every segment
+ * (any order, on any threads: segments write disjoint entries) and then ig_json_allowed_rest (the tokens too long
+ * for the trie, and the eos ids) give exactly ig_json_allowed's mask; the counts they return add up to its count. */
+typedef struct ig_json_seg {
+  uint32_t lo, hi; /* trie nodes [lo, hi) */
+  uint32_t parent; /* 0, or the top-level node whose subtree holds [lo, hi) */
+} ig_json_seg;
+int ig_json_vocab_segments(const ig_json_vocab *v, int n, ig_json_seg **out);
+int ig_json_allowed_seg(const ig_json_vocab *v, const ig_json_fsm *f, const ig_json_seg *g, uint8_t *allowed);
+int ig_json_allowed_rest(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed);
+
 #endif

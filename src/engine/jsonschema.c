@@ -1431,75 +1431,98 @@ int ig_jsm_complete(const ig_jsm *m, const ig_jschema *s) {
  * in the walk's scratch states). */
 static inline size_t live_size(const jsm *j) { return offsetof(jsm, f) + (size_t)j->depth * sizeof(frame); }
 
-int ig_jschema_allowed(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos, int n_eos,
-                       uint8_t *allowed) {
+/* One trie node on the walk (ig_jschema_allowed's loop body): makes st[d] (or its lazy count) from st[d - 1] and
+ * the node's byte. 0 when the path stays valid (its tokens are allowed, its subtree is walked), -1 when not.
+ * st[d]: the state after the path down to trie depth d (as in ig_json_allowed). A frame's push only writes a whole
+ * frame, so st[d]'s bytes past its live frames may be stale without harm. The hot case, a plain ASCII byte inside a
+ * string, goes without copying states: when the step's state is a string (the schema's, or one inside a free-form
+ * value), a path of such bytes below it is kept as a count only (lazy[d]: st[d] is st[0] with the string's count
+ * cnt[d]), and made a whole state when another byte comes. */
+typedef struct walk {
+  const ig_jschema *s;
+  const jsm *j0;
+  int mode; /* 1: in a schema string (the count grows), 2: in an fsm's string (nothing changes) */
+  uint32_t hi;
+  jsm st[IG_JSON_TRIE_DEPTH + 1];
+  uint8_t lazy[IG_JSON_TRIE_DEPTH + 1];
+  uint16_t cnt[IG_JSON_TRIE_DEPTH + 1];
+} walk;
+
+static inline int visit(walk *w, unsigned d, unsigned c) {
+  if (w->lazy[d - 1]) {
+    unsigned pc = w->cnt[d - 1];
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      if (w->mode == 1 && pc >= w->hi) return -1;
+      w->lazy[d] = 1, w->cnt[d] = (uint16_t)(w->mode == 1 && pc < COUNT_SAT ? pc + 1 : pc);
+      return 0;
+    }
+    jsm *q = &w->st[d];
+    memcpy(q, w->j0, live_size(w->j0));
+    if (w->mode == 1 && d > 1) { /* past the first byte: the string's flags are clear */
+      frame *qf = &q->f[q->depth - 1];
+      qf->a = (uint16_t)pc, qf->b = 0;
+    }
+    w->lazy[d] = 0;
+    return step(q, w->s, c) ? -1 : 0;
+  }
+  const jsm *p = &w->st[d - 1];
+  jsm *q = &w->st[d];
+  memcpy(q, p, live_size(p));
+  w->lazy[d] = 0;
+  return step(q, w->s, c) ? -1 : 0;
+}
+
+/* The walk over one segment of the trie (see ig_json_seg): marks the allowed tokens of nodes [lo, hi), returns how
+ * many. */
+static int walk_seg(const ig_json_vocab *v, const ig_jschema *s, const jsm *j0, const ig_json_seg *g,
+                    uint8_t *allowed) {
+  if (j0->dead || j0->done) return 0;
+  walk wk, *w = &wk; /* ~25 KB of stack */
+  w->s = s, w->j0 = j0, w->mode = 0, w->hi = 0;
+  memcpy(&w->st[0], j0, live_size(j0));
+  const frame *top = j0->depth ? &j0->f[j0->depth - 1] : NULL;
+  if (top && s->nodes[top->node].kind == K_STR && top->st == S_IN) w->mode = 1, w->hi = s->nodes[top->node].hi;
+  if (top && (s->nodes[top->node].kind == K_ANY || s->nodes[top->node].kind == K_ANYOBJ)) {
+    ig_json_fsm fsm;
+    memcpy(&fsm, &top->a, sizeof fsm);
+    if (fsm.state == IG_JSON_FSM_IN_STRING) w->mode = 2;
+  }
+  w->lazy[0] = w->mode != 0, w->cnt[0] = top ? top->a : 0;
+  const uint8_t *byte = v->byte, *depth = v->depth;
+  int count = 0;
+  if (g->parent && visit(w, 1, byte[g->parent])) return 0;
+  for (uint32_t i = g->lo, n = g->hi; i < n;) {
+    if (visit(w, depth[i], byte[i])) {
+      i = v->next[i];
+      continue;
+    }
+    for (uint32_t k = v->first_tok[i], e = v->first_tok[i + 1]; k < e; k++) allowed[v->ids[k]] = 1;
+    count += (int)(v->first_tok[i + 1] - v->first_tok[i]);
+    i++;
+  }
+  return count;
+}
+
+int ig_jschema_allowed_seg(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const ig_json_seg *g,
+                           uint8_t *allowed) {
   if (s->fast) {
     ig_json_fsm f;
     memcpy(&f, m->opaque, sizeof f);
-    return ig_json_allowed(v, &f, eos, n_eos, allowed);
+    return ig_json_allowed_seg(v, &f, g, allowed);
+  }
+  return walk_seg(v, s, JC(m), g, allowed);
+}
+
+int ig_jschema_allowed_rest(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos,
+                            int n_eos, uint8_t *allowed) {
+  if (s->fast) {
+    ig_json_fsm f;
+    memcpy(&f, m->opaque, sizeof f);
+    return ig_json_allowed_rest(v, &f, eos, n_eos, allowed);
   }
   const jsm *j0 = JC(m);
-  if (v->n_vocab > 0) memset(allowed, 0, (size_t)v->n_vocab);
   int count = 0, done = complete(j0, s);
   if (!j0->dead && !j0->done) {
-    /* st[d]: the state after the path down to trie depth d (as in ig_json_allowed). A frame's push only writes
-     * a whole frame, so st[d]'s bytes past its live frames may be stale without harm.
-     * The hot case, a plain ASCII byte inside a string, goes without copying states: when the step's state is a
-     * string (the schema's, or one inside a free-form value), a path of such bytes below it is kept as a count
-     * only (lazy[d]: st[d] is st[0] with the string's count cnt[d]), and made a whole state when another byte
-     * comes. */
-    jsm st[IG_JSON_TRIE_DEPTH + 1];
-    uint8_t lazy[IG_JSON_TRIE_DEPTH + 1];
-    uint16_t cnt[IG_JSON_TRIE_DEPTH + 1];
-    memcpy(&st[0], j0, live_size(j0));
-    const frame *top = j0->depth ? &j0->f[j0->depth - 1] : NULL;
-    int mode = 0; /* 1: in a schema string (the count grows), 2: in an fsm's string (nothing changes) */
-    uint32_t hi = 0;
-    if (top && s->nodes[top->node].kind == K_STR && top->st == S_IN) mode = 1, hi = s->nodes[top->node].hi;
-    if (top && (s->nodes[top->node].kind == K_ANY || s->nodes[top->node].kind == K_ANYOBJ)) {
-      ig_json_fsm fsm;
-      memcpy(&fsm, &top->a, sizeof fsm);
-      if (fsm.state == IG_JSON_FSM_IN_STRING) mode = 2;
-    }
-    lazy[0] = mode != 0, cnt[0] = top ? top->a : 0;
-    const uint8_t *byte = v->byte, *depth = v->depth;
-    for (uint32_t i = 1, n = v->n_nodes; i < n;) {
-      unsigned d = depth[i], c = byte[i];
-      if (lazy[d - 1]) {
-        unsigned pc = cnt[d - 1];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-          if (mode == 1 && pc >= hi) {
-            i = v->next[i];
-            continue;
-          }
-          lazy[d] = 1, cnt[d] = (uint16_t)(mode == 1 && pc < COUNT_SAT ? pc + 1 : pc);
-        } else {
-          jsm *q = &st[d];
-          memcpy(q, j0, live_size(j0));
-          if (mode == 1 && d > 1) { /* past the first byte: the string's flags are clear */
-            frame *qf = &q->f[q->depth - 1];
-            qf->a = (uint16_t)pc, qf->b = 0;
-          }
-          lazy[d] = 0;
-          if (step(q, s, c)) {
-            i = v->next[i];
-            continue;
-          }
-        }
-      } else {
-        const jsm *p = &st[d - 1];
-        jsm *q = &st[d];
-        memcpy(q, p, live_size(p));
-        lazy[d] = 0;
-        if (step(q, s, c)) {
-          i = v->next[i];
-          continue;
-        }
-      }
-      for (uint32_t k = v->first_tok[i], e = v->first_tok[i + 1]; k < e; k++) allowed[v->ids[k]] = 1;
-      count += (int)(v->first_tok[i + 1] - v->first_tok[i]);
-      i++;
-    }
     for (int k = 0; k < v->n_long; k++) {
       ig_jsm t = *m;
       if (ig_jsm_feed(&t, s, v->long_bytes + v->long_off[k], v->long_off[k + 1] - v->long_off[k]) == 0)
@@ -1513,4 +1536,12 @@ int ig_jschema_allowed(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm
     count += done ? 1 : -1;
   }
   return count;
+}
+
+int ig_jschema_allowed(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos, int n_eos,
+                       uint8_t *allowed) {
+  if (v->n_vocab > 0) memset(allowed, 0, (size_t)v->n_vocab);
+  const ig_json_seg all = {1, v->n_nodes, 0};
+  int c = ig_jschema_allowed_seg(v, s, m, &all, allowed);
+  return c + ig_jschema_allowed_rest(v, s, m, eos, n_eos, allowed);
 }

@@ -82,5 +82,11 @@ int ig_jsm_complete(const ig_jsm *m, const ig_jschema *s);
  * prefix of an accepted document; the eos ids exactly when ig_jsm_complete. Returns how many are allowed. */
 int ig_jschema_allowed(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos, int n_eos,
                        uint8_t *allowed);
+/* The same in pieces (see ig_json_vocab_segments): allowed cleared, then every segment (threads may share the
+ * work), then the rest; the counts add up. */
+int ig_jschema_allowed_seg(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const ig_json_seg *g,
+                           uint8_t *allowed);
+int ig_jschema_allowed_rest(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos,
+                            int n_eos, uint8_t *allowed);
 
 #endif

@@ -103,6 +103,8 @@ int ig_sample_pool_create(int n_workers, int vocab, ig_sample_pool **out) {
   return 0;
 }
 
+int ig_sample_pool_threads(const ig_sample_pool *p) { return p ? p->n : 0; }
+
 void ig_sample_pool_destroy(ig_sample_pool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);

@@ -22,6 +22,8 @@ typedef struct ig_sample_pool ig_sample_pool;
 /* Starts n_workers threads with vocab-sized scratch each. 0 or -ENOMEM / -EAGAIN. */
 int ig_sample_pool_create(int n_workers, int vocab, ig_sample_pool **out);
 void ig_sample_pool_destroy(ig_sample_pool *p);
+/* Its worker threads (the caller of a run works too). */
+int ig_sample_pool_threads(const ig_sample_pool *p);
 /* Runs jobs[0..n): on the calling thread only (with `own`) when p is NULL or n < 2, else spread over the
  * workers and the caller. Returns when every job is done. */
 void ig_sample_pool_run(ig_sample_pool *p, ig_sampler *own, ig_sample_job *jobs, int n);

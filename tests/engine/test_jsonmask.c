@@ -642,6 +642,20 @@ static int check_mask(const ig_json_vocab *jv, const vocab_src *src, const ig_js
                 allowed[i], want);
   }
   if (n != sum && bad++ < 5) CHECK_MSG(0, "%s: returned %d, %d allowed", what, n, sum);
+  /* the same mask in segments (as the engine's threads make it), for several cuts, walked last to first */
+  static const int cuts[] = {1, 3, 8, 33};
+  uint8_t *part = malloc((size_t)src->n + 1);
+  for (size_t c = 0; c < sizeof cuts / sizeof cuts[0] && part; c++) {
+    ig_json_seg *g = NULL;
+    int ng = ig_json_vocab_segments(jv, cuts[c], &g), got = 0;
+    memset(part, 0, (size_t)src->n + 1);
+    for (int k = ng - 1; k >= 0; k--) got += ig_json_allowed_seg(jv, f, &g[k], part);
+    got += ig_json_allowed_rest(jv, f, eos, n_eos, part);
+    if ((ng < 1 || got != n || memcmp(part, allowed, (size_t)src->n)) && bad++ < 5)
+      CHECK_MSG(0, "%s: %d segments: count %d of %d, or another mask", what, ng, got, n);
+    free(g);
+  }
+  free(part);
   return bad;
 }
 

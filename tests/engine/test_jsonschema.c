@@ -615,6 +615,19 @@ static void check_mask(const tvocab *tv, const ig_jschema *s, const ig_jsm *m, s
                 mask[t], want);
   }
   CHECK_MSG(n == count, "schema %zu: mask count %d, expected %d", si, n, count);
+  /* the same mask in segments (as the engine's threads make it), for several cuts */
+  static const int cuts[] = {1, 2, 5, 17, 64};
+  for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+    ig_json_seg *g = NULL;
+    int ng = ig_json_vocab_segments(tv->v, cuts[c], &g), sum = 0;
+    uint8_t part[512];
+    memset(part, 0, sizeof part);
+    for (int k = ng - 1; k >= 0; k--) sum += ig_jschema_allowed_seg(tv->v, s, m, &g[k], part);
+    sum += ig_jschema_allowed_rest(tv->v, s, m, tv->eos, 2, part);
+    CHECK_MSG(ng > 0 && sum == n && !memcmp(part, mask, (size_t)tv->n), "schema %zu: %d segments: count %d of %d",
+              si, ng, sum, n);
+    free(g);
+  }
 }
 
 static void test_mask(void) {
