@@ -428,13 +428,7 @@ int ig_json_allowed_rest(const ig_json_vocab *v, const ig_json_fsm *f, const int
     if (ig_json_fsm_feed(&s, v->long_bytes + v->long_off[k], v->long_off[k + 1] - v->long_off[k]) == 0)
       allowed[v->long_ids[k]] = 1, count++;
   }
-  for (int k = 0; k < n_eos; k++) {
-    int32_t e = eos[k];
-    if (e < 0 || e >= v->n_vocab || allowed[e] == done) continue;
-    allowed[e] = (uint8_t)done;
-    count += done ? 1 : -1;
-  }
-  return count;
+  return count + ig_json_mark_eos(v, eos, n_eos, done, allowed);
 }
 
 int ig_json_allowed(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed) {

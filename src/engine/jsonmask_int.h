@@ -31,6 +31,18 @@ struct ig_json_vocab {
  * then at most IG_JSON_MAX_INDENT bytes of spaces/tabs. The state is 0 (empty), IG_JSON_WS_SPACE, or
  * IG_JSON_WS_NL + k after the newline and k indent bytes. c is one of ' ', '\t', '\n', '\r'; returns 0 when
  * the gap may go on with it, -1 when not. A byte other than whitespace ends the gap (the caller zeroes it). */
+/* The eos ids (out-of-range ones ignored) allowed exactly when the document is done: how the count changes. */
+static inline int ig_json_mark_eos(const ig_json_vocab *v, const int32_t *eos, int n_eos, int done, uint8_t *allowed) {
+  int count = 0;
+  for (int k = 0; k < n_eos; k++) {
+    int32_t e = eos[k];
+    if (e < 0 || e >= v->n_vocab || allowed[e] == done) continue;
+    allowed[e] = (uint8_t)done;
+    count += done ? 1 : -1;
+  }
+  return count;
+}
+
 enum { IG_JSON_WS_SPACE = 1, IG_JSON_WS_NL = 2 };
 static inline int ig_json_ws_step(uint8_t *ws, unsigned c) {
   unsigned w = *ws;

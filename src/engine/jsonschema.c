@@ -1529,13 +1529,7 @@ int ig_jschema_allowed_rest(const ig_json_vocab *v, const ig_jschema *s, const i
         allowed[v->long_ids[k]] = 1, count++;
     }
   }
-  for (int k = 0; k < n_eos; k++) {
-    int32_t e = eos[k];
-    if (e < 0 || e >= v->n_vocab || allowed[e] == done) continue;
-    allowed[e] = (uint8_t)done;
-    count += done ? 1 : -1;
-  }
-  return count;
+  return count + ig_json_mark_eos(v, eos, n_eos, done, allowed);
 }
 
 int ig_jschema_allowed(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos, int n_eos,
