@@ -98,6 +98,9 @@ typedef struct ig_sample_row {
   int top_n;                  /* 0..IG_SAMPLE_MAX_TOP */
   const int32_t *tokens;      /* host memory: prompt then generated ids (penalties only; may be NULL if none) */
   int n_tokens, n_prompt;
+  const uint32_t *allowed;    /* NULL, or host memory, ceil(V / 32) words: token i may be chosen only when bit
+                                 (i & 31) of word i / 32 is set; the others score -inf (a constrained row's mask,
+                                 as if its logits were -inf there before the chain) */
 } ig_sample_row;
 
 typedef struct ig_sample_out {

@@ -106,6 +106,7 @@ struct ig_engine {
    * tokens). Each entry holds a reference to its schema. A step's misses are walked in parallel (sample pool). */
   int jc_cap, jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
   int jc_serial;            /* IGNIS_JSON_WALK_SERIAL=1: a step's walks one after another (for comparisons) */
+  int json_host;            /* IGNIS_JSON_DEVICE=0: constrained rows sampled on the host even with a device sampler */
   ig_jsm *jc_key;           /* [jc_cap] */
   ig_jschema **jc_schema;
   int *jc_allowed, *jc_walk; /* jc_walk: the entries this step walks */
@@ -116,7 +117,10 @@ struct ig_engine {
   int *jc_segcount;         /* [walks x segments] this step's counts, summed per walk */
   size_t cap_segcount;
   uint8_t *jc_mask;         /* [jc_cap][vocab] */
-  struct jrow { int job; seq *s; int entry; } *jrows; /* this step's constrained rows */
+  struct jrow { int job; seq *s; int entry; } *jrows; /* this step's constrained rows (job: host sampling job, or
+                                                          device sample row) */
+  uint32_t *jc_bits;        /* [jc_cap][ceil(vocab / 32)] the masks as bitmaps, for sampling on the device */
+  uint32_t *eos_bits;       /* only the EOS ids: a row where nothing else may follow */
   size_t cap_jrows;
   ig_sampler sampler;
   ig_sample_pool *pool;     /* host sampling workers (NULL: none) */
@@ -753,8 +757,10 @@ static int schedule(ig_engine *e) {
 
 /* The step's batch and, when the runner samples on the device, the rows it samples there (e->srows) and those
  * whose logits come to the host (e->hrows); room for the logits that come to the host. 0 or -ENOMEM. */
+static void json_entries(ig_engine *e, int n_rows);
+
 static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out, int *n_host_out) {
-  int V = e->run.vocab_size, n_srows = 0, n_host = 0;
+  int V = e->run.vocab_size, n_srows = 0, n_host = 0, n_json = 0;
   const int dev = e->run.forward_sample != NULL;
   *n_srows_out = *n_host_out = 0;
   if (fill_batch(e, n_items, b)) return -ENOMEM;
@@ -776,7 +782,7 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
       if (!want_lp && p != s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
-      if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP || gp->json_mode) {
+      if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
         e->hrows[n_host++] = out++;
         continue;
       }
@@ -798,10 +804,27 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       r->tokens = s->tokens;
       r->n_tokens = s->n_tokens;
       r->n_prompt = s->n_prompt;
+      if (s->json) { /* its mask, made below, goes to the device with it */
+        if (grow((void **)&e->jrows, &e->cap_jrows, (size_t)n_json + 1, sizeof *e->jrows)) return -ENOMEM;
+        e->jrows[n_json++] = (struct jrow){.job = n_srows, .s = s};
+      }
       it->dev_sample = n_srows++;
     }
   }
   assert(out == b->n_out);
+  if (n_json) { /* constrained rows sampled on the device: their masks as bitmaps (only EOS when none) */
+    const int W = (V + 31) / 32;
+    if (!e->eos_bits) {
+      if (!(e->eos_bits = calloc((size_t)W, sizeof *e->eos_bits))) return -ENOMEM;
+      for (int k = 0; k < e->run.n_eos; k++)
+        if (e->run.eos_ids[k] >= 0 && e->run.eos_ids[k] < V) e->eos_bits[e->run.eos_ids[k] >> 5] |= 1u << (e->run.eos_ids[k] & 31);
+    }
+    json_entries(e, n_json);
+    for (int r = 0; r < n_json; r++) {
+      int k = e->jrows[r].entry;
+      e->srows[e->jrows[r].job].allowed = k >= 0 ? e->jc_bits + (size_t)k * (size_t)W : e->eos_bits;
+    }
+  }
   *n_srows_out = n_srows;
   *n_host_out = n_host;
   return grow((void **)&e->logits, &e->cap_logits, (size_t)n_host * (size_t)V + 1, sizeof(float));
@@ -873,6 +896,8 @@ static int json_cache_fit(ig_engine *e, int want) {
   e->jc_hash = p;
   if (!(p = realloc(e->jc_mask, n * V))) return -ENOMEM;
   e->jc_mask = p;
+  if (!(p = realloc(e->jc_bits, n * ((V + 31) / 32) * sizeof *e->jc_bits))) return -ENOMEM;
+  e->jc_bits = p;
   e->jc_cap = want;
   return 0;
 }
@@ -894,12 +919,13 @@ static void json_walk(void *ctx, int i) {
   if (t0) atomic_fetch_add(&e->prof_walk_cpu_ns, ig_engine_now_ns() - t0);
 }
 
-/* Constrained rows (JSON mode, schemas): each job gets the mask of tokens that continue its document (EOS once it
- * is complete), applied by the thread that samples it; a row where nothing else could follow, or whose mask could
- * not be made (no vocabulary trie, no memory), gets only EOS here. Cache hits first, then the misses' walks spread
- * over the sample pool: a step of many constrained rows does not walk them one after another. */
-static void json_masks(ig_engine *e, int n_rows) {
-  const int V = e->run.vocab_size;
+/* Constrained rows (JSON mode, schemas; e->jrows[0 .. n_rows) name their sequences): each gets the mask-cache entry
+ * of the tokens that continue its document (EOS once it is complete), in jrows[r].entry, or -1 when nothing else
+ * could follow or the mask could not be made (no vocabulary trie, no memory): the row then gets only EOS. Cache hits
+ * first, then the misses' walks spread in segments over the sample pool, so a step of many constrained rows does not
+ * walk them one after another. The entries hold the mask as bytes (jc_mask) and as a bitmap (jc_bits). */
+static void json_entries(ig_engine *e, int n_rows) {
+  const int V = e->run.vocab_size, W = (V + 31) / 32;
   const int64_t t0 = e->prof_every ? ig_engine_now_ns() : 0;
   int ok = json_vocab(e) == 0 && json_cache_fit(e, 2 * n_rows) == 0, n_walk = 0;
   const uint64_t tick = ++e->jc_tick;
@@ -935,9 +961,16 @@ static void json_masks(ig_engine *e, int n_rows) {
     if (ok) ig_sample_pool_for(e->jc_serial ? NULL : e->pool, n_walk * e->n_jsegs, json_walk, e);
     for (int w = 0; w < n_walk && ok; w++) {
       int k = e->jc_walk[w], n = 0;
+      const uint8_t *m = e->jc_mask + (size_t)k * (size_t)V;
       for (int g = 0; g < e->n_jsegs; g++) n += e->jc_segcount[w * e->n_jsegs + g];
       e->jc_allowed[k] = n + ig_jschema_allowed_rest(e->jvocab, e->jc_schema[k], &e->jc_key[k], e->run.eos_ids,
                                                      e->run.n_eos, e->jc_mask + (size_t)k * (size_t)V);
+      uint32_t *bits = e->jc_bits + (size_t)k * (size_t)W;
+      for (int j = 0; j < W; j++) {
+        uint32_t x = 0;
+        for (int t = 0, v = j * 32; t < 32 && v + t < V; t++) x |= (uint32_t)(m[v + t] != 0) << t;
+        bits[j] = x;
+      }
     }
     if (!ok) /* no memory for the counts: these entries must not be found again */
       for (int w = 0; w < n_walk; w++) {
@@ -948,9 +981,21 @@ static void json_masks(ig_engine *e, int n_rows) {
   if (tw) e->prof_walk_wall_ns += ig_engine_now_ns() - tw;
   e->prof_json_rows += n_rows, e->prof_json_walks += n_walk;
   for (int r = 0; r < n_rows; r++) {
-    ig_sample_job *jb = &e->jobs[e->jrows[r].job];
     int k = ok ? e->jrows[r].entry : -1;
-    if (k >= 0 && e->jc_allowed[k] > 0) {
+    e->jrows[r].entry = k >= 0 && e->jc_allowed[k] > 0 ? k : -1;
+  }
+  if (t0) e->prof_json_ns += ig_engine_now_ns() - t0;
+}
+
+/* Host-sampled constrained rows: each job gets its mask, applied by the thread that samples it (only EOS when
+ * json_entries found none). */
+static void json_masks(ig_engine *e, int n_rows) {
+  const int V = e->run.vocab_size;
+  json_entries(e, n_rows);
+  for (int r = 0; r < n_rows; r++) {
+    ig_sample_job *jb = &e->jobs[e->jrows[r].job];
+    int k = e->jrows[r].entry;
+    if (k >= 0) {
       jb->allowed = e->jc_mask + (size_t)k * (size_t)V;
       continue;
     }
@@ -958,7 +1003,6 @@ static void json_masks(ig_engine *e, int n_rows) {
     for (int v = 0; v < V; v++)
       if (!is_eos(e, v)) lg[v] = -INFINITY;
   }
-  if (t0) e->prof_json_ns += ig_engine_now_ns() - t0;
 }
 
 /* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
@@ -1384,8 +1428,9 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
    * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
   const char *jmc = getenv("IGNIS_JSON_MASK_CACHE");
   e->jc_off = jmc && jmc[0] == '0';
-  const char *jws = getenv("IGNIS_JSON_WALK_SERIAL");
+  const char *jws = getenv("IGNIS_JSON_WALK_SERIAL"), *jdv = getenv("IGNIS_JSON_DEVICE");
   e->jc_serial = jws && jws[0] == '1';
+  e->json_host = jdv && jdv[0] == '0';
   if (ig_jschema_any_object(&e->jany)) e->jany = NULL; /* then JSON mode without a schema is a submit error */
   const char *pe = getenv("IGNIS_PROFILE_STEPS");
   e->prof_every = pe && atoi(pe) > 0 ? atoi(pe) : 0;
@@ -1451,7 +1496,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   ig_json_vocab_free(e->jvocab);
   for (int k = 0; k < e->jc_n; k++) ig_jschema_unref(e->jc_schema[k]);
   free(e->jc_key), free(e->jc_schema), free(e->jc_allowed), free(e->jc_walk), free(e->jc_used), free(e->jc_hash);
-  free(e->jrows), free(e->jsegs), free(e->jc_segcount);
+  free(e->jrows), free(e->jsegs), free(e->jc_segcount), free(e->jc_bits), free(e->eos_bits);
   ig_jschema_unref(e->jany);
   free(e->jpool);
   free(e->joff);

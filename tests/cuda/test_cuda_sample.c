@@ -415,6 +415,55 @@ static void test_vocab(ig_backend *gpu, int V, uint64_t salt) {
   for (int r = 0; r < NROWS; r++)
     CHECK_MSG(memcmp(&rev[NROWS - 1 - r], &out[r], sizeof out[r]) == 0, "V=%d: row %d differs in reverse order", V, r);
 
+  /* constrained rows (a JSON mask): an allowed-token bitmap on every third row, a few tokens (near the top or
+   * not), about half, or all but a few; the host samples the same logits with -inf outside the mask */
+  {
+    const int W = (V + 31) / 32;
+    uint32_t *bits = calloc((size_t)NROWS * W, sizeof(uint32_t));
+    float *xm = malloc(sizeof(float) * (size_t)V);
+    static ig_sample_out mout[NROWS];
+    ig_sample_row mrows[NROWS];
+    for (int r = 0; r < NROWS; r++) {
+      mrows[r] = rows[r];
+      if (r % 3 || !bits) continue;
+      uint32_t *b = bits + (size_t)r * W;
+      const float *x = lg + (size_t)rows[r].row * V;
+      int kind = (r / 3) % 3;
+      for (int i = 0; i < V; i++) {
+        int on = kind == 0 ? (x[i] >= 2.5f && irand(2)) || irand(V / 8 + 1) == 0 : kind == 1 ? irand(2) : irand(50) != 0;
+        if (on) b[i >> 5] |= 1u << (i & 31);
+      }
+      b[irand(V) >> 5] |= 1u; /* never empty */
+      mrows[r].allowed = b;
+    }
+    memset(mout, 0xa5, sizeof mout);
+    CHECK_MSG(bits && xm && sample_now(gpu, &t, mrows, NROWS, mout) == 0, "V=%d: masked sample: %s", V, gpu->err);
+    int fm = ig_test_failures;
+    for (int r = 0; r < NROWS && bits && xm; r++) {
+      const float *x = lg + (size_t)rows[r].row * V;
+      if (!mrows[r].allowed) { /* unmasked rows beside masked ones: as before */
+        CHECK_MSG(memcmp(&mout[r], &out[r], sizeof out[r]) == 0, "V=%d: row %d changed beside masked rows", V, r);
+        continue;
+      }
+      int finite = 0; /* an allowed entry with a finite logit (else every score is -inf, and id 0 comes out) */
+      for (int i = 0; i < V; i++) {
+        xm[i] = (mrows[r].allowed[i >> 5] >> (i & 31)) & 1u ? x[i] : -INFINITY;
+        finite |= isfinite(xm[i]);
+      }
+      check_row(&smp, &cases[r], xm, V, &mout[r], label, r, CFGS[(r / NKINDS) % NCFG].name);
+      CHECK_MSG(!finite || ((mrows[r].allowed[mout[r].id >> 5] >> (mout[r].id & 31)) & 1u),
+                "V=%d: row %d chose a masked token %d", V, r, mout[r].id);
+      if (r % 9 == 0) { /* alone, the same bytes */
+        memset(&one, 0x3c, sizeof one);
+        CHECK_MSG(sample_now(gpu, &t, &mrows[r], 1, &one) == 0, "%s", gpu->err);
+        CHECK_MSG(memcmp(&one, &mout[r], sizeof one) == 0, "V=%d: masked row %d alone differs", V, r);
+      }
+    }
+    printf("V=%-6d %d rows, every third masked, vs host: %s\n", V, NROWS, ig_test_failures == fm ? "ok" : "MISMATCH");
+    free(bits);
+    free(xm);
+  }
+
   /* validation: clear errors, and the backend still works */
   ig_sample_row bad = rows[0];
   ig_sample_out bo;

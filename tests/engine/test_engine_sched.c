@@ -158,6 +158,9 @@ static int fake_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row
       p.want_logprobs = r->want_logprob;
       p.top_n_tokens = r->top_n;
       CHECK(r->row >= 0 && r->row < b->n_out);
+      if (r->allowed) /* a constrained row's mask, as the device applies it */
+        for (int v = 0; v < V; v++)
+          if (!((r->allowed[v >> 5] >> (v & 31)) & 1u)) lg[(size_t)r->row * V + v] = -INFINITY;
       ig_sample_result res;
       ig_sampler_sample_u(&sm, &p, lg + (size_t)r->row * V, r->tokens, r->n_tokens, r->n_prompt, r->uniform, &res);
       out[i].id = res.id;

@@ -58,6 +58,7 @@ typedef struct sp_param {
   int tok_off, tok_n;  /* this row's penalty tokens in the staged token array */
   int gen_start;       /* first generated token within them (frequency / presence) */
   int pen_off;         /* this row's slice of the penalty scratch: tok_n ints */
+  int mask_off;        /* -1, or this row's allowed-token bitmap (ceil(V/32) words) in the staged token array */
 } sp_param;
 
 /* ---- per-entry arithmetic --------------------------------------------------------------------------- */
@@ -94,6 +95,7 @@ struct SpScore {
   const uint32_t *bm; /* penalised entries: bitmap (shared memory); NULL when the row has no penalties */
   const int *pre;     /* exclusive popcount prefix per bitmap word: rank of a penalised entry */
   const int *pv;      /* penalised values (float bits), by rank (global scratch, written by this block) */
+  const uint32_t *am; /* allowed entries: bitmap (global), NULL: all; the others score -inf */
   int use_temp;
   float temp;
   int m_topk;
@@ -111,6 +113,7 @@ struct SpScore {
       uint32_t w = bm[i >> 5], bit = 1u << (i & 31);
       if (w & bit) s = __int_as_float(__ldcg(pv + pre[i >> 5] + __popc(w & (bit - 1))));
     }
+    if (am && !((__ldg(am + (i >> 5)) >> (i & 31)) & 1u)) s = -INFINITY;
     if (use_temp) s = __fdiv_rn(s, temp);
     return s;
   }
@@ -495,6 +498,7 @@ __global__ void __launch_bounds__(SP_THREADS, 1)
   }
   SpScore sc;
   memset(&sc, 0, sizeof sc);
+  if (p.mask_off >= 0) sc.am = (const uint32_t *)(toks + p.mask_off);
 
   /* ---- penalties: mark the distinct in-range tokens, rank them, compute their penalised values ---- */
   if (p.flags & (SPF_REP | SPF_FP)) {
@@ -858,8 +862,9 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
   const int V = (int)logits->cols;
 
   /* validate every row and size the staging: the penalty tokens of rows with penalties only */
-  size_t ntok = 0;
+  size_t ntok = 0, nmask = 0;
   int any_pen = 0;
+  const size_t W = ((size_t)V + 31) / 32;
   for (int r = 0; r < n; r++) {
     const ig_sample_row *s = &rows[r];
     if (s->row < 0 || s->row >= logits->rows)
@@ -887,10 +892,12 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
       ntok += (size_t)cnt;
       if (ntok > (size_t)INT_MAX / 4) FAIL(be, "cuda sample: too many penalty tokens (%zu)", ntok);
     }
+    if (s->allowed) nmask++;
   }
+  if (ntok + nmask * W > (size_t)INT_MAX / 4) FAIL(be, "cuda sample: too many penalty tokens and masks");
 
   const size_t par_bytes = SP_ALIGN((size_t)n * sizeof(sp_param));
-  const size_t in_bytes = SP_ALIGN(par_bytes + ntok * sizeof(int32_t));
+  const size_t in_bytes = SP_ALIGN(par_bytes + (ntok + nmask * W) * sizeof(int32_t));
   const size_t out_bytes = SP_ALIGN((size_t)n * sizeof(ig_sample_out));
   const size_t pen_bytes = SP_ALIGN(ntok * sizeof(int32_t) + 4);
   if (sp_grow(be, &c->samp_host, &c->samp_host_size, in_bytes + out_bytes, 1)) return -1;
@@ -931,7 +938,14 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
     }
     if (s->want_logprob || s->top_n > 0) f |= SPF_LSE;
     q->flags = f;
+    q->mask_off = -1;
   }
+  for (int r = 0; r < n; r++) /* the allowed-token bitmaps after every penalty token */
+    if (rows[r].allowed) {
+      memcpy(ht + to, rows[r].allowed, W * sizeof(uint32_t));
+      hp[r].mask_off = (int)to;
+      to += W;
+    }
 
   /* penalties: bitmap and prefix of ceil(V/32) words each in dynamic shared memory */
   size_t dyn = any_pen ? 2 * (size_t)((V + 31) / 32) * sizeof(uint32_t) : 0;
