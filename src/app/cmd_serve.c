@@ -260,6 +260,7 @@ typedef struct serve_ctx {
   ig_tmpl *tmpl;
   ig_tmpl *tmpl_tools;  /* the config's "tool_use" template, when it names one */
   int tmpl_reads_tools; /* the template used with tools mentions `tools` */
+  const char *tool_args_key; /* "parameters" when that template asks for it (Llama 3.1), else NULL ("arguments") */
   ig_tmpl_config tcfg;
   int have_tcfg;
   ig_backend *be;
@@ -404,6 +405,8 @@ static void *loader_main(void *arg) {
       }
     }
     c->tmpl_reads_tools = tsrc && strstr(tsrc, "tools") != NULL;
+    /* the format a template asks calls in: Llama 3.1's says {"name": ..., "parameters": ...}, most say "arguments" */
+    if (tsrc && strstr(tsrc, "\"parameters\":") && !strstr(tsrc, "\"arguments\":")) c->tool_args_key = "parameters";
   } else {
     ig_log(IG_LOG_WARN, "no chat template config (%s)", err);
   }
@@ -443,7 +446,7 @@ static void *loader_main(void *arg) {
   const ig_engine_config *ec = ig_engine_get_config(c->engine);
   ig_log(IG_LOG_INFO, "engine ready: KV capacity %d tokens (blocks of %d), max_batch_prefill_tokens %d",
          ec->max_batch_total_tokens, ec->block_size, ec->max_batch_prefill_tokens);
-  ig_server_hooks h = {c, h_tokenize, h_decode, h_is_special, h_chat, h_submit, h_stats};
+  ig_server_hooks h = {c, h_tokenize, h_decode, h_is_special, h_chat, h_submit, h_stats, c->tool_args_key};
   ig_server_set_ready(c->server, &h);
   ig_log(IG_LOG_INFO, "ready");
   return NULL;

@@ -608,6 +608,7 @@ int ig_server_port(const ig_server *s) { return s->port; }
 
 void ig_server_set_ready(ig_server *s, const ig_server_hooks *hooks) {
   if (hooks) s->hooks = *hooks;
+  s->lim.tool_args_key = s->hooks.tool_args_key; /* read by the parser once ready is seen */
   atomic_store(&s->ready, 1);
 }
 

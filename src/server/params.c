@@ -497,14 +497,15 @@ static int hoist_defs(json_t *params, json_t *root, size_t t, char *err, size_t 
   return 0;
 }
 
-/* The schema of a call of tool t: {"name": its name, "arguments": its parameters}, both required. */
-static json_t *call_schema(const json_t *tool, size_t t, json_t *root, int *rc, char *err, size_t errlen) {
+/* The schema of a call of tool t: {"name": its name, args_key: its parameters}, both required. */
+static json_t *call_schema(const json_t *tool, size_t t, const char *args_key, json_t *root, int *rc, char *err,
+                           size_t errlen) {
   const json_t *fn = json_object_get(tool, "function");
   const json_t *params = json_object_get(fn, "parameters");
   json_t *args = params ? json_deep_copy(params) : json_pack("{s:s}", "type", "object");
   json_t *o = args ? json_pack("{s:s, s:{s:{s:O}, s:o}, s:[s,s], s:b}", "type", "object", "properties", "name",
-                               "const", json_object_get(fn, "name"), "arguments", args, "required", "name",
-                               "arguments", "additionalProperties", 0)
+                               "const", json_object_get(fn, "name"), args_key, args, "required", "name", args_key,
+                               "additionalProperties", 0)
                    : NULL;
   if (!o) {
     *rc = fail(err, errlen, "out of memory");
@@ -519,7 +520,7 @@ static json_t *call_schema(const json_t *tool, size_t t, json_t *root, int *rc, 
 
 /* tools, tool_choice and TGI's tool_prompt of a chat request. For "required" or a named function the output is
  * constrained to a call: gp.schema. */
-static int parse_tools(const json_t *body, ig_server_req *r, char *err, size_t errlen) {
+static int parse_tools(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err, size_t errlen) {
   const json_t *tools = json_object_get(body, "tools"), *choice = json_object_get(body, "tool_choice");
   const json_t *tp = json_object_get(body, "tool_prompt");
   if (tp && !json_is_null(tp)) {
@@ -593,7 +594,7 @@ static int parse_tools(const json_t *body, ig_server_req *r, char *err, size_t e
   for (size_t t = 0; t < n && !rc; t++) {
     const json_t *tool = json_array_get(tools, t);
     if (only && strcmp(json_string_value(json_object_get(json_object_get(tool, "function"), "name")), only)) continue;
-    json_t *o = call_schema(tool, t, root, &rc, err, errlen);
+    json_t *o = call_schema(tool, t, lim->tool_args_key ? lim->tool_args_key : "arguments", root, &rc, err, errlen);
     if (o && json_array_append_new(alts, o)) rc = fail(err, errlen, "out of memory");
     found++;
   }
@@ -661,7 +662,7 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
     }
   }
   int rc = parse_openai_common(body, lim, r, err, errlen);
-  if (rc || (rc = parse_tools(body, r, err, errlen))) return rc;
+  if (rc || (rc = parse_tools(body, lim, r, err, errlen))) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);
   r->prompt_lens = calloc(1, sizeof *r->prompt_lens);

@@ -16,6 +16,7 @@ typedef enum {
 typedef struct ig_server_limits {
   int max_best_of, max_stop_sequences, max_top_n_tokens, max_input_tokens, max_total_tokens;
   int max_client_batch_size;
+  const char *tool_args_key;  /* a required tool call's arguments key: "arguments" (NULL) or "parameters" */
 } ig_server_limits;
 
 /* What a chat request with tools asks of the output (OpenAI's tool_choice). */

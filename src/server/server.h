@@ -41,6 +41,9 @@ typedef struct ig_server_hooks {
   /* ig_engine_submit: 0, -EAGAIN (overloaded), -EINVAL (never fits, message in err). */
   int (*submit)(void *ctx, ig_request *r, char *err, size_t errlen);
   void (*stats)(void *ctx, ig_server_stats *out);
+  /* The key of a tool call's arguments in the model's own format: "arguments" (NULL: the default) or "parameters"
+   * (Llama 3.1's templates ask for {"name": ..., "parameters": ...}); a required call is constrained to it. */
+  const char *tool_args_key;
 } ig_server_hooks;
 
 typedef struct ig_server_config {

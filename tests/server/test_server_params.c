@@ -1,12 +1,13 @@
 /* tests/server/test_server_params: request parsing and TGI's validation rules and messages (params.c), and
  * the shapes of the bodies render.c writes (parsed back with jansson). */
+#include "engine/jsonschema.h"
 #include "server/params.h"
 #include "server/metrics.h"
 #include "server/render.h"
 #include "test.h"
 #include <stdlib.h>
 
-static ig_server_limits lim = {2, 4, 5, 100, 200, 4};
+static ig_server_limits lim = {2, 4, 5, 100, 200, 4, NULL};
 
 /* Parses body for api; returns the status and copies the message (and, when json_mode is not NULL and the parse
  * succeeded, the request's gp.json_mode). */
@@ -429,6 +430,26 @@ static void test_tools(void) {
                10 + IG_TOOLS_REQUIRED);
   CHECK_EQ_INT(tools_of(",\"tools\":[" WEATHER "," TIME "],\"tool_choice\":{\"type\":\"function\",\"function\":"
                         "{\"name\":\"get-time\"}}", m, sizeof m, NULL), 10 + IG_TOOLS_REQUIRED);
+  /* the arguments' key follows the model's template: "parameters" (Llama 3.1) when the server says so */
+  CHECK_EQ_INT(tools_of(",\"tools\":[" TIME "],\"tool_choice\":\"required\"", m, sizeof m, &r), 10 + IG_TOOLS_REQUIRED);
+  static const char *call_args = "{\"name\":\"get-time\",\"arguments\":{}}";
+  static const char *call_params = "{\"name\":\"get-time\",\"parameters\":{}}";
+  ig_jsm st;
+  ig_jsm_init(&st, r.gp.schema);
+  CHECK(ig_jsm_feed(&st, r.gp.schema, (const unsigned char *)call_args, strlen(call_args)) == 0 &&
+        ig_jsm_complete(&st, r.gp.schema));
+  ig_jsm_init(&st, r.gp.schema);
+  CHECK(ig_jsm_feed(&st, r.gp.schema, (const unsigned char *)call_params, strlen(call_params)) != 0);
+  ig_server_req_free(&r);
+  lim.tool_args_key = "parameters";
+  CHECK_EQ_INT(tools_of(",\"tools\":[" TIME "],\"tool_choice\":\"required\"", m, sizeof m, &r), 10 + IG_TOOLS_REQUIRED);
+  lim.tool_args_key = NULL;
+  ig_jsm_init(&st, r.gp.schema);
+  CHECK(ig_jsm_feed(&st, r.gp.schema, (const unsigned char *)call_params, strlen(call_params)) == 0 &&
+        ig_jsm_complete(&st, r.gp.schema));
+  ig_jsm_init(&st, r.gp.schema);
+  CHECK(ig_jsm_feed(&st, r.gp.schema, (const unsigned char *)call_args, strlen(call_args)) != 0);
+  ig_server_req_free(&r);
   /* $defs of two tools meet at the root of the calls' schema */
   CHECK_EQ_INT(tools_of(",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":{\"type\":"
                         "\"object\",\"properties\":{\"p\":{\"$ref\":\"#/$defs/P\"}},\"$defs\":{\"P\":{\"type\":\"integer\"}}}}},"
