@@ -6,6 +6,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { ROOT, MODEL, PROMPTS, check, eq, summary, startServer, stopServer, request, postJSON, sseData,
   rawExchange, statusOf, parseMetrics, sleep } from "./lib.mjs";
@@ -693,6 +694,32 @@ groups.tools = async (url) => {
   const bad = await postJSON(url + "/v1/chat/completions", { messages, tools: [WEATHER], tool_choice: { type: "function", function: { name: "nope" } } });
   eq(bad.status, 422, "tools: an unknown named function -> 422");
   check(/no tool is named 'nope'/.test(bad.body), "its message: " + bad.body);
+
+  // a model whose template reads `tools` and asks for {"name": ..., "parameters": ...} (as Llama 3.1's does): the
+  // tools reach the template, and a required call is written with "parameters"
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ignis-tools-"));
+  for (const f of fs.readdirSync(MODEL)) if (f !== "tokenizer_config.json") fs.symlinkSync(path.resolve(MODEL, f), path.join(dir, f));
+  const tc = JSON.parse(fs.readFileSync(path.join(MODEL, "tokenizer_config.json"), "utf8"));
+  tc.chat_template = "{{ bos_token }}{% if tools %}Tools: {{ tools | length }}. Reply as {\"name\": function name, \"parameters\": " +
+    "its arguments}.\n{% endif %}{% for message in messages %}{{ message['content'] }}{% endfor %}";
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(tc));
+  const srv2 = await startServer(BIN, ["--model-id", dir]);
+  try {
+    const c2 = new OpenAI({ baseURL: srv2.url + "/v1", apiKey: "unused" });
+    const r = await c2.chat.completions.create({ model: "x", messages, max_tokens: 150, tools: [WEATHER, TIME], tool_choice: "required", logprobs: true });
+    eq(r.choices[0].finish_reason, "tool_calls", "tools, template asking for parameters: finish_reason");
+    isCall(r.choices[0].message.tool_calls?.[0], "tools, template asking for parameters");
+    const raw = (r.choices[0].logprobs?.content ?? []).map((t) => t.token).join("");
+    check(/"parameters"/.test(raw) && !/"arguments"/.test(raw), `the call was written with "parameters": ${JSON.stringify(raw).slice(0, 200)}`);
+    // the template read the tools (2 of them) instead of getting them appended to the message
+    const plain = await c2.chat.completions.create({ model: "x", messages, max_tokens: 1, tools: [WEATHER, TIME], tool_choice: "none" });
+    const none = await c2.chat.completions.create({ model: "x", messages, max_tokens: 1 });
+    check(plain.usage.prompt_tokens > none.usage.prompt_tokens && plain.usage.prompt_tokens < none.usage.prompt_tokens + 120, /* the tools as JSON would be 300+ */
+      `the template's short tool line, not the appended tools: ${plain.usage.prompt_tokens} vs ${none.usage.prompt_tokens} prompt tokens`);
+  } finally {
+    await stopServer(srv2);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 };
 
 // ---- main ------------------------------------------------------------------------------------------------------
