@@ -26,8 +26,10 @@ static const char *const PIECES[] = {
     "\xE2\x82\xAC", "\xE2\x82", "\x82\xAC", "\xF0\x9D\x84\x9E", "\xF0\x9D", "\x84\x9E", "\xED\xA0\x80",
     "\xED\x9F", "\xC0\x80", "\xF4\x90", "\xF4\x8F", "\"a\": 1", "{\"a\":", "1}", "1,", "1]", "1 ", "}\n", "[]",
     "{}", "null]", " {",
-    /* whitespace gaps: the allowed shapes (" ", "\n" + indent up to IG_JSON_MAX_INDENT) and refused ones */
-    "\n", "\n  ", "\n\t\t", ",\n    ", "{\n  ", "\n}", "\n                    ", "\n                     ",
+    /* whitespace gaps: the allowed shapes (" ", "\n" + indent up to IG_JSON_INDENT_PER_LEVEL per open container,
+     * IG_JSON_MAX_INDENT at most) and refused ones */
+    "\n", "\n  ", "\n\t\t", ",\n    ", "{\n  ", "\n}", "\n    ", "\n     ", "\n        ", "\n         ",
+    "\n                    ", "\n                     ",
     "\n\n", " \n", "\r\n"};
 
 typedef struct fz_vocab {

@@ -43,8 +43,10 @@ static const char *const PIECES[] = {
     "hello",  "\\u",      "\\uD83D",   "\xC3\xA9", "\xE2\x82", "\"name\":", "\"f",  "g\"", "\"arguments\":{",
     "\"x\":", "\"v\":",   "\"c\":[",   "1}",       "1,",       "1]",        "[]",   "{}",  "\"a",
     "b\"",    "\"age\":", "\"tags\":[",
-    /* whitespace gaps: the allowed shapes (" ", "\n" + indent up to IG_JSON_MAX_INDENT) and refused ones */
-    "\n", "\n  ", "\n\t\t", ",\n    ", "{\n  ", "\n}", "\n                    ", "\n                     ",
+    /* whitespace gaps: the allowed shapes (" ", "\n" + indent up to IG_JSON_INDENT_PER_LEVEL per open container,
+     * IG_JSON_MAX_INDENT at most) and refused ones */
+    "\n", "\n  ", "\n\t\t", ",\n    ", "{\n  ", "\n}", "\n    ", "\n     ", "\n        ", "\n         ",
+    "\n                    ", "\n                     ",
     "\n\n", " \n", "\r\n"};
 
 typedef struct fz_vocab {

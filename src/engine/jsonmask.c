@@ -93,9 +93,9 @@ static int start_value(ig_json_fsm *f, unsigned c) {
   }
 }
 
-/* A byte between tokens (the states up to ST_AFTER). */
-static int structural(ig_json_fsm *f, unsigned c) {
-  if (is_ws(c)) return ig_json_ws_step(&f->ws, c);
+/* A byte between tokens (the states up to ST_AFTER). base: containers open around the fsm's value (a schema's). */
+static int structural(ig_json_fsm *f, unsigned c, unsigned base) {
+  if (is_ws(c)) return ig_json_ws_step(&f->ws, c, ig_json_max_indent(base + f->depth));
   f->ws = 0;
   switch (f->state) {
   case ST_START: return c == '{' ? open_container(f, 0) : -1;
@@ -120,10 +120,10 @@ static int structural(ig_json_fsm *f, unsigned c) {
 }
 
 /* A number may end here: only at a delimiter, which then belongs to the container. */
-static int end_number(ig_json_fsm *f, unsigned c) {
+static int end_number(ig_json_fsm *f, unsigned c, unsigned base) {
   if (f->depth == 0 || (c != ',' && c != '}' && c != ']' && !is_ws(c))) return -1; /* a lone number: the caller's */
   f->state = ST_AFTER;
-  return structural(f, c);
+  return structural(f, c, base);
 }
 
 /* A byte inside a string other than plain printable ASCII. */
@@ -148,7 +148,7 @@ static int string_byte(ig_json_fsm *f, unsigned c) {
   return 0;
 }
 
-static int step_slow(ig_json_fsm *f, unsigned c) {
+static int step_slow(ig_json_fsm *f, unsigned c, unsigned base) {
   unsigned key = f->aux & AUX_KEY;
   switch (f->state) {
   case ST_STR: return string_byte(f, c);
@@ -190,7 +190,7 @@ static int step_slow(ig_json_fsm *f, unsigned c) {
       f->state = ST_NUM_E;
       return 0;
     }
-    return end_number(f, c);
+    return end_number(f, c, base);
   case ST_NUM_DOT:
     if (!is_digit(c)) return -1;
     f->state = ST_NUM_FRAC;
@@ -205,17 +205,17 @@ static int step_slow(ig_json_fsm *f, unsigned c) {
     if (!is_digit(c)) return -1;
     f->state = ST_NUM_EXP;
     return 0;
-  case ST_NUM_EXP: return is_digit(c) ? 0 : end_number(f, c);
+  case ST_NUM_EXP: return is_digit(c) ? 0 : end_number(f, c, base);
   case ST_DONE:
   case ST_DEAD: return -1;
-  default: return structural(f, c);
+  default: return structural(f, c, base);
   }
 }
 
 /* One byte: 0 when it keeps the document valid, -1 when not (*f is then garbage). */
-static inline int step(ig_json_fsm *f, unsigned c) {
+static inline int step(ig_json_fsm *f, unsigned c, unsigned base) {
   if (f->state == ST_STR && c >= 0x20 && c < 0x80 && c != '"' && c != '\\') return 0;
-  return step_slow(f, c);
+  return step_slow(f, c, base);
 }
 
 void ig_json_fsm_init(ig_json_fsm *f) {
@@ -225,7 +225,7 @@ void ig_json_fsm_init(ig_json_fsm *f) {
 
 int ig_json_fsm_feed(ig_json_fsm *f, const unsigned char *s, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (step(f, s[i])) {
+    if (step(f, s[i], 0)) {
       f->state = ST_DEAD; /* stays invalid (and not complete) whatever is fed next */
       return -1;
     }
@@ -239,7 +239,7 @@ void ig_json_fsm_init_value(ig_json_fsm *f) {
   f->state = ST_VALUE;
 }
 
-int ig_json_fsm_step(ig_json_fsm *f, unsigned c) { return step(f, c); }
+int ig_json_fsm_step(ig_json_fsm *f, unsigned c, unsigned base) { return step(f, c, base); }
 
 int ig_json_fsm_number_done(const ig_json_fsm *f) {
   return f->depth == 0 && (f->state == ST_NUM_ZERO || f->state == ST_NUM_INT || f->state == ST_NUM_FRAC ||
@@ -403,13 +403,13 @@ int ig_json_allowed_seg(const ig_json_vocab *v, const ig_json_fsm *f, const ig_j
   const uint8_t *byte = v->byte, *depth = v->depth;
   if (g->parent) {
     st[1] = st[0];
-    if (step(&st[1], byte[g->parent])) return 0;
+    if (step(&st[1], byte[g->parent], 0)) return 0;
   }
   int count = 0;
   for (uint32_t i = g->lo, n = g->hi; i < n;) {
     unsigned d = depth[i];
     ig_json_fsm s = st[d - 1];
-    if (step(&s, byte[i])) {
+    if (step(&s, byte[i], 0)) {
       i = v->next[i];
       continue;
     }

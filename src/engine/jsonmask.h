@@ -7,16 +7,19 @@
  * per step, carrying one state per trie depth and pruning a subtree at its first invalid byte, and says which
  * tokens keep the output valid. Whitespace outside strings has a fixed shape so that a model can neither loop
  * nor pad on it: a gap (before the top-level '{', or between two tokens) is empty, exactly one space, or one
- * "\n" followed by at most IG_JSON_MAX_INDENT spaces and/or tabs (pretty-printed indentation); nothing else
- * ("\r", two newlines, spaces before a newline, a tab alone are refused). After the closing '}' only an eos
- * token may come. */
+ * "\n" followed by at most min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d) spaces and/or tabs, d being
+ * the number of containers (objects and arrays) open at the gap (pretty-printed indentation: none before the
+ * top-level '{', up to 4 inside it, 8 one level down, ...; a gap before a closer is still inside its container);
+ * nothing else ("\r", two newlines, spaces before a newline, a tab alone are refused). After the closing '}'
+ * only an eos token may come. */
 #ifndef IG_ENGINE_JSONMASK_H
 #define IG_ENGINE_JSONMASK_H
 #include <stddef.h>
 #include <stdint.h>
 
 #define IG_JSON_MAX_DEPTH 32  /* nesting (objects + arrays) beyond is rejected */
-#define IG_JSON_MAX_INDENT 20 /* spaces/tabs allowed after the one "\n" of a whitespace gap */
+#define IG_JSON_MAX_INDENT 20      /* spaces/tabs allowed after the one "\n" of a whitespace gap, at most */
+#define IG_JSON_INDENT_PER_LEVEL 4 /* ... and at most this many per open container */
 
 typedef struct ig_json_fsm {
   uint32_t arrays; /* bit i: the container at level i is an array (1) or an object (0) */

@@ -27,10 +27,6 @@ struct ig_json_vocab {
  * changes nothing there, so callers may skip the step for it. */
 #define IG_JSON_FSM_IN_STRING 7
 
-/* The whitespace gap between two tokens (ig_json_fsm.ws, and the schema recognizer's own): empty, " ", or "\n"
- * then at most IG_JSON_MAX_INDENT bytes of spaces/tabs. The state is 0 (empty), IG_JSON_WS_SPACE, or
- * IG_JSON_WS_NL + k after the newline and k indent bytes. c is one of ' ', '\t', '\n', '\r'; returns 0 when
- * the gap may go on with it, -1 when not. A byte other than whitespace ends the gap (the caller zeroes it). */
 /* The eos ids (out-of-range ones ignored) allowed exactly when the document is done: how the count changes. */
 static inline int ig_json_mark_eos(const ig_json_vocab *v, const int32_t *eos, int n_eos, int done, uint8_t *allowed) {
   int count = 0;
@@ -43,15 +39,25 @@ static inline int ig_json_mark_eos(const ig_json_vocab *v, const int32_t *eos, i
   return count;
 }
 
+/* The whitespace gap between two tokens (ig_json_fsm.ws, and the schema recognizer's own): empty, " ", or "\n"
+ * then at most max_indent bytes of spaces/tabs, max_indent = ig_json_max_indent(d) for the d containers open in
+ * the whole document at the gap (a schema's and a free-form value's together). The state is 0 (empty),
+ * IG_JSON_WS_SPACE, or IG_JSON_WS_NL + k after the newline and k indent bytes. c is one of ' ', '\t', '\n',
+ * '\r'; returns 0 when the gap may go on with it, -1 when not. A byte other than whitespace ends the gap (the
+ * caller zeroes it), so d never changes within a gap. */
+static inline unsigned ig_json_max_indent(unsigned d) {
+  return d >= IG_JSON_MAX_INDENT / IG_JSON_INDENT_PER_LEVEL ? IG_JSON_MAX_INDENT : IG_JSON_INDENT_PER_LEVEL * d;
+}
+
 enum { IG_JSON_WS_SPACE = 1, IG_JSON_WS_NL = 2 };
-static inline int ig_json_ws_step(uint8_t *ws, unsigned c) {
+static inline int ig_json_ws_step(uint8_t *ws, unsigned c, unsigned max_indent) {
   unsigned w = *ws;
   if (w == 0) {
     if (c == ' ') return *ws = IG_JSON_WS_SPACE, 0;
     if (c == '\n') return *ws = IG_JSON_WS_NL, 0;
     return -1;
   }
-  if (w < IG_JSON_WS_NL || (c != ' ' && c != '\t') || w >= IG_JSON_WS_NL + IG_JSON_MAX_INDENT) return -1;
+  if (w < IG_JSON_WS_NL || (c != ' ' && c != '\t') || w >= IG_JSON_WS_NL + max_indent) return -1;
   *ws = (uint8_t)(w + 1);
   return 0;
 }
@@ -60,8 +66,9 @@ static inline int ig_json_ws_step(uint8_t *ws, unsigned c) {
  * once an object, array, string or literal closes; a number never completes by itself: it ends at the first
  * byte that cannot continue it, which the fsm refuses; ig_json_fsm_number_done says whether it may end there. */
 void ig_json_fsm_init_value(ig_json_fsm *f);
-/* One byte: 0 when it keeps the text valid, -1 when not (*f is then unspecified). */
-int ig_json_fsm_step(ig_json_fsm *f, unsigned c);
+/* One byte: 0 when it keeps the text valid, -1 when not (*f is then unspecified). base: the containers open
+ * around the value (an enclosing schema's), added to the fsm's own depth for the indentation a gap allows. */
+int ig_json_fsm_step(ig_json_fsm *f, unsigned c, unsigned base);
 /* 1 when the value started by ig_json_fsm_init_value is a number that is whole as it stands. */
 int ig_json_fsm_number_done(const ig_json_fsm *f);
 

@@ -973,7 +973,8 @@ typedef struct frame {
 } frame;
 
 typedef struct jsm {
-  uint8_t depth; /* live frames */
+  uint8_t depth; /* live frames; every frame below the top is an object or an array, so in a gap between tokens
+                  * (the top frame an object or array) it is the number of containers open in the document */
   uint8_t ws; /* the whitespace gap between tokens so far (ig_json_ws_step) */
   uint8_t done; /* the root value has closed: nothing may follow */
   uint8_t dead; /* a byte was refused */
@@ -1083,7 +1084,7 @@ static int may_close_object(const ig_jschema *s, const jnode *n, const frame *f)
 
 static int obj_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   const jnode *n = &s->nodes[f->node];
-  if (f->st != O_KEY && is_ws(c)) return ig_json_ws_step(&m->ws, c) ? R_BAD : R_OK;
+  if (f->st != O_KEY && is_ws(c)) return ig_json_ws_step(&m->ws, c, ig_json_max_indent(m->depth)) ? R_BAD : R_OK;
   m->ws = 0;
   switch (f->st) {
   case O_OPEN:
@@ -1135,7 +1136,7 @@ static int obj_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
 
 static int arr_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   const jnode *n = &s->nodes[f->node];
-  if (is_ws(c)) return ig_json_ws_step(&m->ws, c) ? R_BAD : R_OK;
+  if (is_ws(c)) return ig_json_ws_step(&m->ws, c, ig_json_max_indent(m->depth)) ? R_BAD : R_OK;
   m->ws = 0;
   if (c == ']' && f->st != A_VALUE) {
     if (f->a < n->lo) return R_BAD;
@@ -1319,7 +1320,7 @@ static int any_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   memcpy(&fsm, &f->a, sizeof fsm);
   if (fsm.state == IG_JSON_FSM_IN_STRING && c >= 0x20 && c < 0x80 && c != '"' && c != '\\') return R_OK;
   int num = ig_json_fsm_number_done(&fsm);
-  if (ig_json_fsm_step(&fsm, c)) {
+  if (ig_json_fsm_step(&fsm, c, m->depth - 1u)) { /* the frames below are the schema's open containers */
     if (!num) return R_BAD;
     value_done(m, s, 0);
     return R_PASS;
@@ -1338,7 +1339,7 @@ static int step(jsm *m, const ig_jschema *s, unsigned c) {
     int r;
     if (m->depth == 0) {
       if (m->done) return R_BAD;
-      if (is_ws(c)) return ig_json_ws_step(&m->ws, c) ? R_BAD : R_OK;
+      if (is_ws(c)) return ig_json_ws_step(&m->ws, c, 0) ? R_BAD : R_OK; /* no container open yet */
       m->ws = 0;
       r = start_value(m, s, s->root, c);
       if (r != -2) return r;

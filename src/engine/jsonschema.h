@@ -40,7 +40,9 @@
  * Bounded work: at most 4096 nodes, 256 properties per object, 64 alternatives per union, 16384 enum values and
  * 64 KB of enum text in all, schema nesting 64; $ref chains that name no value are refused.
  * Whitespace outside strings is allowed as ig_json_fsm allows it: a gap before the root value or between two
- * tokens is empty, one space, or "\n" then at most IG_JSON_MAX_INDENT spaces/tabs (free-form values alike). */
+ * tokens is empty, one space, or "\n" then at most min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d)
+ * spaces/tabs, d being the containers (objects, arrays) open in the whole document at the gap: none before the
+ * root value; inside a free-form value, the schema's open containers plus the value's own. */
 #ifndef IG_ENGINE_JSONSCHEMA_H
 #define IG_ENGINE_JSONSCHEMA_H
 #include "engine/jsonmask.h"

@@ -9,20 +9,29 @@
 static int is_ws_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static int is_hex_byte(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
 
-/* The whitespace rule, written plainly: a gap of whitespace g[0..n) outside strings is empty, one space, or one
- * newline followed by at most IG_JSON_MAX_INDENT spaces and/or tabs. */
-static int gap_shape_ok(const char *g, size_t n) {
+/* The longest indent after a gap's newline with d containers open: IG_JSON_INDENT_PER_LEVEL per container, at
+ * most IG_JSON_MAX_INDENT. */
+static size_t indent_max(size_t d) {
+  size_t m = d * IG_JSON_INDENT_PER_LEVEL;
+  return m < IG_JSON_MAX_INDENT ? m : IG_JSON_MAX_INDENT;
+}
+
+/* The whitespace rule, written plainly: a gap of whitespace g[0..n) outside strings, with d containers open, is
+ * empty, one space, or one newline followed by at most indent_max(d) spaces and/or tabs. */
+static int gap_shape_ok(const char *g, size_t n, size_t d) {
   if (n == 0 || (n == 1 && g[0] == ' ')) return 1;
-  if (g[0] != '\n' || n - 1 > IG_JSON_MAX_INDENT) return 0;
+  if (g[0] != '\n' || n - 1 > indent_max(d)) return 0;
   for (size_t i = 1; i < n; i++)
     if (g[i] != ' ' && g[i] != '\t') return 0;
   return 1;
 }
 
-/* 1 when every whitespace run outside strings (strings tracked by their quotes and escapes) has a gap's shape.
- * Meant for text that is JSON otherwise (where the string tracking is exact). */
+/* 1 when every whitespace run outside strings (strings tracked by their quotes and escapes) has a gap's shape
+ * for the containers open there ('{' and '[' before it, less '}' and ']', outside strings). Meant for text that
+ * is JSON otherwise (where the string tracking is exact). */
 static int gaps_ok(const char *s, size_t n) {
   int in_str = 0;
+  long d = 0;
   for (size_t i = 0; i < n;) {
     char c = s[i];
     if (in_str) {
@@ -34,10 +43,11 @@ static int gaps_ok(const char *s, size_t n) {
     if (is_ws_byte(c)) {
       size_t j = i;
       while (j < n && is_ws_byte(s[j])) j++;
-      if (!gap_shape_ok(s + i, j - i)) return 0;
+      if (!gap_shape_ok(s + i, j - i, d > 0 ? (size_t)d : 0)) return 0;
       i = j;
       continue;
     }
+    d += (c == '{' || c == '[') - (c == '}' || c == ']');
     in_str = c == '"';
     i++;
   }

@@ -220,10 +220,12 @@ static inline int jsv_container_enum(const json_t *sch) {
 
 /* 1 when the text is written as the recognizer writes it: its compact form (whitespace outside strings taken
  * out) is jansson's compact dump of it in document order, every whitespace gap is empty, one space, or "\n" then
- * at most IG_JSON_MAX_INDENT spaces/tabs, none trails. */
-static inline int jsv_gap_ok(const char *g, size_t n) {
+ * at most min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d) spaces/tabs, d being the containers open there
+ * ('{' and '[' before it less '}' and ']', outside strings), none trails. */
+static inline int jsv_gap_ok(const char *g, size_t n, size_t d) {
+  size_t max = d * IG_JSON_INDENT_PER_LEVEL < IG_JSON_MAX_INDENT ? d * IG_JSON_INDENT_PER_LEVEL : IG_JSON_MAX_INDENT;
   if (n == 0 || (n == 1 && g[0] == ' ')) return 1;
-  if (g[0] != '\n' || n - 1 > IG_JSON_MAX_INDENT) return 0;
+  if (g[0] != '\n' || n - 1 > max) return 0;
   for (size_t i = 1; i < n; i++)
     if (g[i] != ' ' && g[i] != '\t') return 0;
   return 1;
@@ -237,7 +239,7 @@ static inline int jsv_canonical(const char *s, size_t n) {
   char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(v);
   if (!d) return 0;
-  size_t k = 0, gap = 0;
+  size_t k = 0, gap = 0, depth = 0;
   int in_str = 0, ok = 1;
   size_t i;
   for (i = 0; i < n && ok; i++) {
@@ -246,7 +248,7 @@ static inline int jsv_canonical(const char *s, size_t n) {
       if (!gap) gap = i + 1;
       continue;
     }
-    if (gap && !jsv_gap_ok(s + gap - 1, i - (gap - 1))) ok = 0;
+    if (gap && !jsv_gap_ok(s + gap - 1, i - (gap - 1), depth)) ok = 0;
     gap = 0;
     if (d[k] == 0 || d[k] != c) break;
     k++;
@@ -256,6 +258,8 @@ static inline int jsv_canonical(const char *s, size_t n) {
       continue;
     }
     if (c == '"') in_str = !in_str;
+    else if (!in_str && (c == '{' || c == '[')) depth++;
+    else if (!in_str && (c == '}' || c == ']') && depth) depth--;
   }
   ok = ok && i == n && d[k] == 0;
   free(d);

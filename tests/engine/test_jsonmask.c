@@ -95,12 +95,11 @@ static void test_valid_docs(void) {
   VALID("{\"\":\"\"}");
   VALID("{\"a\":0,\"b\":-0,\"c\":0.5,\"d\":1E5,\"e\":1e-05,\"f\":-0.0e+0,\"g\":1234567890,\"h\":10.25E-1}");
   VALID("{\"s\":\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uABCD \\uabcd \\u0000 \\uD800 \\uDe00\"}");
-  VALID("\n\t{\n\"a\" :\n[ ]\n}");
-  VALID("{\n  \"a\": [\n    1,\n    {\n      \"b\": {\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t"
-        "\"c\": 2\n      }\n    }\n  ]\n}");
-  VALID("\n                    {\n                    \"a\"\n                    :\n"
-        "                    [\n                    1\n                    ,\n                    2\n"
-        "                    ]\n                    }");
+  VALID("\n{\n\t\"a\" :\n[ ]\n}");
+  VALID("{\n  \"a\": [\n    1,\n    {\n      \"b\": {\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t"
+        "\"c\": 2\n      }\n    }\n  ]\n}"); /* 16 tabs: the most at depth 4 */
+  VALID("\n{\n    \"a\"\n    :\n    [\n        1\n        ,\n        2\n        ]\n    }"); /* the most per depth */
+  REJECT("\n{\n    \"a\"\n    :\n    [\n        1\n        ", " "); /* one more at depth 2 */
   VALID("{\"a\":[[],{},[{}]],\"b\":{\"c\":{}},\"d\":[{\"e\":[[1]]}]}");
   VALID("{\"a\":[true,false,null],\"b\":true,\"c\":false,\"d\":null}");
   VALID("{\"a\":1 ,\"b\":[1 ,2\n],\"c\":0}");
@@ -116,7 +115,20 @@ static void test_valid_docs(void) {
   VALID("{\"k\\u00e9\xC3\xA9\":[\"\xE2\x82\xAC\\n\xF0\x9F\x98\x80\"]}");
 }
 
-/* Each gap shape at each kind of place: the allowed ones pass, the others fail at their first bad byte. */
+/* Containers open after the text s (JSON, or a prefix of it): '{' and '[' less '}' and ']', outside strings. */
+static size_t open_at(const char *s) {
+  size_t d = 0;
+  for (int in_str = 0; *s; s++) {
+    if (in_str && *s == '\\' && s[1]) s++;
+    else if (*s == '"') in_str = !in_str;
+    else if (!in_str) d += (size_t)((*s == '{' || *s == '[') - (*s == '}' || *s == ']'));
+  }
+  return d;
+}
+
+/* Each gap shape at each kind of place, at depths from 0 (before the top-level '{') to past the indent cap: the
+ * allowed ones pass, the others fail at their first bad byte. An indent is allowed up to indent_max(d) for the
+ * d containers open at the gap, so a shape with a longer one fails at its byte 1 + indent_max(d). */
 #define NL20 "\n    \t               "
 static void test_gaps(void) {
   _Static_assert(sizeof NL20 - 2 == IG_JSON_MAX_INDENT, "NL20 is the longest gap");
@@ -124,25 +136,60 @@ static void test_gaps(void) {
       {"", "{}"},           {"{", "}"},          {"{\"a\"", ":1}"},      {"{\"a\":", "1}"},
       {"{\"a\":1", "}"},    {"{\"a\":-0.5e3", ",\"b\":0}"}, {"{\"a\":[", "]}"}, {"{\"a\":[1,", "2]}"},
       {"{\"a\":true", "}"}, {"{\"a\":{}", ",\"b\":0}"}, {"{\"a\":\"x\"", "}"}, {"{\"a\":1,", "\"b\":[]}"},
+      {"{\"a\":{\"b\":0", "}}"}, {"{\"a\":[[", "]]}"}, {"{\"a\":[{\"[\":[1", "]}]}"},
+      /* deep enough (d >= 5) for the longest indent */
+      {"{\"a\":[[[[", "]]]]}"}, {"{\"a\":[[[{\"b\"", ":1}]]]}"}, {"{\"a\":[[[{\"b\":1", "}]]]}"},
+      {"{\"a\":[[[[[[1", "]]]]]]}"}, {"{\"a\":[[[[[[", "1]]]]]]}"},
   };
   static const char *const ok[] = {"", " ", "\n", "\n\t\t", "\n  \t ", NL20};
   static const struct {
     const char *g;
-    size_t good; /* how many of its bytes are fine */
+    size_t good; /* how many of its bytes are fine (given the indent allowed) */
   } bad[] = {{"  ", 1},   {"\n\n", 1}, {" \n", 1},   {"\t", 0},   {"\r\n", 0},     {"\r", 0},
              {" \t", 1}, {"\n\r", 1}, {"\n \n", 2}, {"\t\n", 0}, {NL20 " ", 21}, {NL20 "\t", 21}};
+  static const char SP[] = "                        ";
   char doc[256], pre[256];
+  size_t seen[IG_JSON_MAX_INDENT + 2] = {0};
   for (size_t p = 0; p < sizeof places / sizeof *places; p++) {
+    size_t max = indent_max(open_at(places[p][0]));
+    seen[max]++;
     for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
+      size_t len = strlen(ok[k]);
+      if (len && ok[k][0] == '\n' && len - 1 > max) { /* too deep an indent here */
+        snprintf(pre, sizeof pre, "%s%.*s", places[p][0], (int)(1 + max), ok[k]);
+        snprintf(doc, sizeof doc, "%s%s", ok[k] + 1 + max, places[p][1]);
+        check_reject(pre, doc, __LINE__);
+        continue;
+      }
       snprintf(doc, sizeof doc, "%s%s%s", places[p][0], ok[k], places[p][1]);
       check_valid(doc, strlen(doc), __LINE__);
     }
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
-      snprintf(pre, sizeof pre, "%s%.*s", places[p][0], (int)bad[k].good, bad[k].g);
-      snprintf(doc, sizeof doc, "%s%s", bad[k].g + bad[k].good, places[p][1]);
+      size_t good = bad[k].g[0] == '\n' && bad[k].good > 1 + max ? 1 + max : bad[k].good;
+      snprintf(pre, sizeof pre, "%s%.*s", places[p][0], (int)good, bad[k].g);
+      snprintf(doc, sizeof doc, "%s%s", bad[k].g + good, places[p][1]);
       check_reject(pre, doc, __LINE__);
     }
+    /* exactly the longest indent allowed here, and one byte more */
+    snprintf(doc, sizeof doc, "%s\n%.*s%s", places[p][0], (int)max, SP, places[p][1]);
+    check_valid(doc, strlen(doc), __LINE__);
+    snprintf(pre, sizeof pre, "%s\n%.*s", places[p][0], (int)max, SP);
+    snprintf(doc, sizeof doc, "%s", max % 2 ? "\t" : " ");
+    check_reject(pre, doc, __LINE__);
   }
+  CHECK(seen[0] == 1 && seen[4] >= 3 && seen[8] >= 3 && seen[12] >= 1 && seen[20] >= 3); /* d = 0, 1, 2, 3, 5+ */
+  /* spelled out: "\n" then 4 * d spaces, not one more, at d = 0, 1, 2 (before a closer: still inside) */
+  VALID("\n{}");
+  REJECT("\n", " ");
+  REJECT("\n", "\t");
+  VALID("{\n    \"a\":1\n    }");
+  REJECT("{\n    ", " ");
+  REJECT("{\"a\":1\n    ", "\t");
+  VALID("{\"a\":[\n        1\n        ]}");
+  REJECT("{\"a\":[\n        ", " ");
+  REJECT("{\"a\":{\"b\":0\n        ", " ");
+  VALID("{\"a\":[[[[" NL20 "]]]]}");
+  REJECT("{\"a\":[[[[" NL20, " ");
   /* never after the document, not even a gap that is fine elsewhere */
   REJECT("{}", " ");
   REJECT("{}", "\n");
@@ -416,15 +463,16 @@ static void put(buf *b, const void *s, size_t n) {
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 static void putc_(buf *b, char c) { put(b, &c, 1); }
 
-/* A gap: empty, " ", or "\n" and an indent of spaces/tabs, sometimes the longest allowed. */
-static void gen_ws(uint64_t *r, buf *b) {
+/* A gap with d containers open: empty, " ", or "\n" and an indent of spaces/tabs, sometimes the longest allowed
+ * there (indent_max(d)). */
+static void gen_ws(uint64_t *r, buf *b, int d) {
   if (rng_below(r, 3)) return;
   if (rng_below(r, 3) == 0) {
     putc_(b, ' ');
     return;
   }
   putc_(b, '\n');
-  unsigned k = rng_below(r, 4) ? rng_below(r, IG_JSON_MAX_INDENT + 1) : IG_JSON_MAX_INDENT;
+  unsigned max = (unsigned)indent_max((size_t)d), k = rng_below(r, 4) ? rng_below(r, max + 1) : max;
   for (; k; k--) putc_(b, rng_below(r, 4) ? ' ' : '\t');
 }
 
@@ -488,21 +536,21 @@ static void gen_value(uint64_t *r, buf *b, int depth);
 
 static void gen_container(uint64_t *r, buf *b, int depth, int is_array) {
   putc_(b, is_array ? '[' : '{');
-  gen_ws(r, b);
+  gen_ws(r, b, depth);
   unsigned n = rng_below(r, 5);
   for (unsigned i = 0; i < n; i++) {
     if (i) {
       putc_(b, ',');
-      gen_ws(r, b);
+      gen_ws(r, b, depth);
     }
     if (!is_array) {
       gen_string(r, b);
-      gen_ws(r, b);
+      gen_ws(r, b, depth);
       putc_(b, ':');
-      gen_ws(r, b);
+      gen_ws(r, b, depth);
     }
     gen_value(r, b, depth + 1);
-    gen_ws(r, b);
+    gen_ws(r, b, depth);
   }
   putc_(b, is_array ? ']' : '}');
 }
@@ -521,7 +569,7 @@ static void gen_value(uint64_t *r, buf *b, int depth) {
 
 static void gen_doc(uint64_t *r, buf *b) {
   b->len = 0;
-  gen_ws(r, b);
+  gen_ws(r, b, 0);
   gen_container(r, b, 1, 0);
 }
 
@@ -708,7 +756,7 @@ static void test_mask_brute_force(void) {
   /* States: every prefix of hand-written documents (whitespace at the cap, depth at the limit, UTF-8 split
    * everywhere) and of random ones. */
   static const char *docs[] = {
-      NL20 "{" NL20 "\"a\"" NL20 ":" NL20 "[" NL20 "1" NL20 "," NL20 "2 ]" NL20 "}",
+      "\n{\n    \"a\"\n    :\n    [\n        1\n        ,\n        2 ]\n    ,\n    \"b\":[[[[" NL20 "1" NL20 "]]]]\n    }",
       "{\"a\": [1, -2.5e+3, true, false, null, {\"b\": \"x\\u00e9\\n\"}]}",
       "{\"\xE2\x82\xAC\":\"\xF0\x9D\x84\x9E\xC3\xA9\\u00e9\\\"\",\"n\":-0.5e-3,\"m\":0,\"t\":[true,{}]}",
       ("{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":"
@@ -736,7 +784,7 @@ static void test_mask_brute_force(void) {
   }
   CHECK_MSG(bad == 0, "%d mask mismatches over %d states", bad, states);
   /* The gap's shape, spelled out: after one space no whitespace token fits, after "\n" an indent does up to
-   * IG_JSON_MAX_INDENT; the rest still does. */
+   * indent_max(d) (none before the top-level '{'); the rest still does. */
   ig_json_fsm f = state_after("{ ", 2);
   CHECK(ig_json_allowed(jv, &f, eos, 3, allowed) > 0);
   CHECK(!allowed[' '] && !allowed['\n'] && !allowed['\t'] && allowed['"'] && allowed['}'] && !allowed[eos[1]]);
@@ -746,9 +794,18 @@ static void test_mask_brute_force(void) {
   f = state_after("{\n", 2);
   ig_json_allowed(jv, &f, eos, 3, allowed);
   CHECK(allowed[' '] && !allowed['\n'] && allowed['\t'] && !allowed['\r'] && allowed['"'] && allowed['}']);
-  f = state_after(NL20, sizeof NL20 - 1);
+  f = state_after("\n", 1);
   ig_json_allowed(jv, &f, eos, 3, allowed);
   CHECK(!allowed[' '] && !allowed['\n'] && !allowed['\t'] && allowed['{']);
+  f = state_after("{\n   ", 5);
+  ig_json_allowed(jv, &f, eos, 3, allowed);
+  CHECK(allowed[' '] && allowed['\t'] && !allowed['\n'] && allowed['"'] && allowed['}']);
+  f = state_after("{\n    ", 6);
+  ig_json_allowed(jv, &f, eos, 3, allowed);
+  CHECK(!allowed[' '] && !allowed['\n'] && !allowed['\t'] && allowed['"'] && allowed['}']);
+  f = state_after("{\"a\":[[[[" NL20, 9 + sizeof NL20 - 1);
+  ig_json_allowed(jv, &f, eos, 3, allowed);
+  CHECK(!allowed[' '] && !allowed['\n'] && !allowed['\t'] && allowed[']'] && allowed['{']);
   /* No eos list at all. */
   f = state_after("{}", 2);
   CHECK_EQ_INT(ig_json_allowed(jv, &f, NULL, 0, allowed), 0);

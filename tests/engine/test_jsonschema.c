@@ -56,15 +56,18 @@ static int feed(ig_jsm *m, const ig_jschema *s, const void *p, size_t n) { retur
 
 /* ---- the generator: random documents that follow a schema ------------------------------------------------ */
 
-/* A gap: empty, " ", or "\n" and an indent of spaces/tabs, sometimes the longest allowed. */
-static void gen_ws(uint64_t *r, buf *b) {
+/* A gap with d containers open: empty, " ", or "\n" and an indent of spaces/tabs, sometimes the longest allowed
+ * there (min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d)). */
+static void gen_ws(uint64_t *r, buf *b, int d) {
   if (rnd(r, 4)) return;
   if (rnd(r, 3) == 0) {
     put(b, " ", 1);
     return;
   }
   put(b, "\n", 1);
-  unsigned k = rnd(r, 4) ? rnd(r, IG_JSON_MAX_INDENT + 1) : IG_JSON_MAX_INDENT;
+  unsigned max = (unsigned)d * IG_JSON_INDENT_PER_LEVEL < IG_JSON_MAX_INDENT ? (unsigned)d * IG_JSON_INDENT_PER_LEVEL
+                                                                                : IG_JSON_MAX_INDENT;
+  unsigned k = rnd(r, 4) ? rnd(r, max + 1) : max;
   for (; k; k--) put(b, rnd(r, 4) ? " " : "\t", 1);
 }
 
@@ -122,18 +125,18 @@ static void gen_free(uint64_t *r, buf *b, int depth, int obj_only) {
   case 1: {
     int open = kind == 0;
     puts_(b, open ? "{" : "[");
-    gen_ws(r, b);
+    gen_ws(r, b, depth + 1);
     unsigned n = depth > 4 ? 0 : rnd(r, 4);
     for (unsigned i = 0; i < n; i++) {
-      if (i) puts_(b, ","), gen_ws(r, b);
+      if (i) puts_(b, ","), gen_ws(r, b, depth + 1);
       if (open) {
         gen_string(r, b, 0, 3);
-        gen_ws(r, b);
+        gen_ws(r, b, depth + 1);
         puts_(b, ":");
-        gen_ws(r, b);
+        gen_ws(r, b, depth + 1);
       }
       gen_free(r, b, depth + 1, 0);
-      gen_ws(r, b);
+      gen_ws(r, b, depth + 1);
     }
     puts_(b, open ? "}" : "]");
     return;
@@ -191,7 +194,7 @@ static void gen(uint64_t *r, const json_t *root, const json_t *sch, buf *b, int 
       return;
     }
     puts_(b, "{");
-    gen_ws(r, b);
+    gen_ws(r, b, depth + 1);
     const char *k;
     const json_t *ps;
     int first = 1;
@@ -201,14 +204,14 @@ static void gen(uint64_t *r, const json_t *root, const json_t *sch, buf *b, int 
       const json_t *q;
       json_array_foreach(req, i, q) required |= !strcmp(json_string_value(q), k);
       if (!required && (deep || rnd(r, 2))) continue;
-      if (!first) puts_(b, ","), gen_ws(r, b);
+      if (!first) puts_(b, ","), gen_ws(r, b, depth + 1);
       first = 0;
       puts_(b, "\""), puts_(b, k), puts_(b, "\"");
-      gen_ws(r, b);
+      gen_ws(r, b, depth + 1);
       puts_(b, ":");
-      gen_ws(r, b);
+      gen_ws(r, b, depth + 1);
       gen(r, root, ps, b, depth + 1);
-      gen_ws(r, b);
+      gen_ws(r, b, depth + 1);
     }
     puts_(b, "}");
   } else if (!strcmp(t, "array")) {
@@ -216,12 +219,12 @@ static void gen(uint64_t *r, const json_t *root, const json_t *sch, buf *b, int 
     unsigned top = hi < lo + 3 ? hi : lo + 3, n = deep ? lo : lo + rnd(r, top - lo + 1);
     const json_t *items = json_object_get(sch, "items");
     puts_(b, "[");
-    gen_ws(r, b);
+    gen_ws(r, b, depth + 1);
     for (unsigned i = 0; i < n; i++) {
-      if (i) puts_(b, ","), gen_ws(r, b);
+      if (i) puts_(b, ","), gen_ws(r, b, depth + 1);
       if (items) gen(r, root, items, b, depth + 1);
       else gen_free(r, b, depth + 1, 0);
-      gen_ws(r, b);
+      gen_ws(r, b, depth + 1);
     }
     puts_(b, "]");
   } else if (!strcmp(t, "string")) {
@@ -237,7 +240,7 @@ static void gen(uint64_t *r, const json_t *root, const json_t *sch, buf *b, int 
 
 static void gen_doc(uint64_t *r, const json_t *schema, buf *b) {
   b->n = 0;
-  gen_ws(r, b);
+  gen_ws(r, b, 0);
   gen(r, schema, schema, b, 0);
 }
 
@@ -693,14 +696,30 @@ static int try_text(const char *schema, const char *text, int *complete) {
     CHECK_MSG(!try_text(sch, text, &c_), "%s: %s", sch, text);                                                         \
   } while (0)
 
-/* Each gap shape at each kind of place, in schema frames, in free-form values (an embedded ig_json_fsm) and in
- * the JSON-mode fast path: the allowed ones pass, the others are refused at their first bad byte. */
+/* Containers open after the text s (JSON, or a prefix of it): '{' and '[' less '}' and ']', outside strings. */
+static size_t open_at(const char *s) {
+  size_t d = 0;
+  for (int in_str = 0; *s; s++) {
+    if (in_str && *s == '\\' && s[1]) s++;
+    else if (*s == '"') in_str = !in_str;
+    else if (!in_str) d += (size_t)((*s == '{' || *s == '[') - (*s == '}' || *s == ']'));
+  }
+  return d;
+}
+
+/* Each gap shape at each kind of place, in schema frames, in free-form values (an embedded ig_json_fsm, whose
+ * gaps count the schema's open containers too) and in the JSON-mode fast path, at depths from 0 (before the root
+ * value) to past the indent cap: the allowed ones pass, the others are refused at their first bad byte. After
+ * the newline an indent may have min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d) bytes for the d
+ * containers open at the gap, so a longer one is refused at its byte 1 + that. */
 #define NL20 "\n    \t               "
 static void test_gaps(void) {
   _Static_assert(sizeof NL20 - 2 == IG_JSON_MAX_INDENT, "NL20 is the longest gap");
   const char *sch = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"array\","
-                    "\"items\":{\"type\":\"string\"}},\"e\":{\"enum\":[1,12]},\"x\":{},\"o\":{\"type\":\"object\"}},"
-                    "\"required\":[\"a\"]}";
+                    "\"items\":{\"type\":\"string\"}},\"e\":{\"enum\":[1,12]},\"x\":{},\"o\":{\"type\":\"object\"},"
+                    "\"d\":{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":"
+                    "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"z\":{\"type\":\"integer\"}}}}"
+                    "}}}},\"required\":[\"a\"]}";
   const char *fast = "{\"type\":\"object\"}";
   static const struct {
     int fast;
@@ -715,31 +734,70 @@ static void test_gaps(void) {
       {0, "{\"a\":1,\"x\":{\"k\":2", "}}"}, {0, "{\"a\":1,\"x\":[", "1,2]}"}, {0, "{\"a\":1,\"x\":3", "}"},
       {0, "{\"a\":1,\"x\":\"s\"", "}"}, {0, "{\"a\":1,\"x\":[]", "}"}, {0, "{\"a\":1,\"o\":{", "\"k\":null}}"},
       {0, "{\"a\":1,\"o\":{\"k\":null", "}}"}, {0, "{\"a\":1,\"o\":{}", "}"},
-      {1, "", "{}"}, {1, "{", "\"k\":1}"}, {1, "{\"k\":", "1}"}, {1, "{\"k\":1", "}"}, {1, "{\"k\":[1,", "2]}"}};
+      /* deep enough (d >= 5) for the longest indent: schema frames, and free-form values under the schema's */
+      {0, "{\"a\":1,\"d\":[[[", "]]]}"}, {0, "{\"a\":1,\"d\":[[[[", "]]]]}"}, {0, "{\"a\":1,\"d\":[[[[{", "}]]]]}"},
+      {0, "{\"a\":1,\"d\":[[[[{\"z\"", ":1}]]]]}"}, {0, "{\"a\":1,\"d\":[[[[{\"z\":1", "}]]]]}"},
+      {0, "{\"a\":1,\"x\":[[[", "1]]]}"}, {0, "{\"a\":1,\"x\":[[[[1", "]]]]}"}, {0, "{\"a\":1,\"x\":[[[[[", "]]]]]}"},
+      {1, "", "{}"}, {1, "{", "\"k\":1}"}, {1, "{\"k\":", "1}"}, {1, "{\"k\":1", "}"}, {1, "{\"k\":[1,", "2]}"},
+      {1, "{\"k\":[[[[", "]]]]}"}};
   static const char *const ok[] = {"", " ", "\n", "\n\t\t", "\n  \t ", NL20};
   static const struct {
     const char *g;
-    size_t good; /* how many of its bytes are fine */
+    size_t good; /* how many of its bytes are fine (given the indent allowed) */
   } bad[] = {{"  ", 1},   {"\n\n", 1}, {" \n", 1},   {"\t", 0},   {"\r\n", 0},     {"\r", 0},
              {" \t", 1}, {"\n\r", 1}, {"\n \n", 2}, {"\t\n", 0}, {NL20 " ", 21}, {NL20 "\t", 21}};
-  char doc[256];
+  static const char SP[] = "                        ";
+  char doc[512];
+  size_t seen[IG_JSON_MAX_INDENT + 2] = {0};
   for (size_t p = 0; p < sizeof places / sizeof *places; p++) {
     const char *sc = places[p].fast ? fast : sch;
+    size_t d = open_at(places[p].ctx);
+    size_t max = d * IG_JSON_INDENT_PER_LEVEL < IG_JSON_MAX_INDENT ? d * IG_JSON_INDENT_PER_LEVEL : IG_JSON_MAX_INDENT;
+    seen[max]++;
     for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
+      size_t len = strlen(ok[k]);
+      if (len && ok[k][0] == '\n' && len - 1 > max) { /* too deep an indent here */
+        snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)(1 + max), ok[k]);
+        PREFIX(sc, doc);
+        snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)(2 + max), ok[k]);
+        REFUSED(sc, doc);
+        continue;
+      }
       snprintf(doc, sizeof doc, "%s%s", places[p].ctx, ok[k]);
       PREFIX(sc, doc);
       snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, ok[k], places[p].rest);
       WHOLE(sc, doc);
     }
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
-      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)bad[k].good, bad[k].g);
+      size_t good = bad[k].g[0] == '\n' && bad[k].good > 1 + max ? 1 + max : bad[k].good;
+      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)good, bad[k].g);
       PREFIX(sc, doc);
-      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)bad[k].good + 1, bad[k].g);
+      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)good + 1, bad[k].g);
       REFUSED(sc, doc);
       snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, bad[k].g, places[p].rest);
       REFUSED(sc, doc);
     }
+    /* exactly the longest indent allowed here, and one byte more */
+    snprintf(doc, sizeof doc, "%s\n%.*s%s", places[p].ctx, (int)max, SP, places[p].rest);
+    WHOLE(sc, doc);
+    snprintf(doc, sizeof doc, "%s\n%.*s%s", places[p].ctx, (int)max, SP, max % 2 ? "\t" : " ");
+    REFUSED(sc, doc);
   }
+  CHECK(seen[0] == 2 && seen[4] >= 3 && seen[8] >= 3 && seen[12] >= 1 && seen[20] >= 3); /* d = 0, 1, 2, 3, 5+ */
+  /* spelled out: "\n" then 4 * d spaces, not one more, at d = 0, 1, 2 (before a closer: still inside) */
+  WHOLE(sch, "\n{\"a\":1}");
+  REFUSED(sch, "\n ");
+  REFUSED(sch, "\n\t");
+  WHOLE(sch, "{\n    \"a\":1\n    }");
+  REFUSED(sch, "{\n     ");
+  REFUSED(sch, "{\"a\":1\n    \t");
+  WHOLE(sch, "{\"a\":1,\"b\":[\n        \"s\"\n        ]}");
+  REFUSED(sch, "{\"a\":1,\"b\":[\n         ");
+  WHOLE(sch, "{\"a\":1,\"x\":{\n        \"k\":1\n        }}"); /* free-form: the schema's object and its own */
+  REFUSED(sch, "{\"a\":1,\"x\":{\n         ");
+  REFUSED(sch, "{\"a\":1,\"x\":{\"k\":1\n         ");
+  WHOLE(fast, "{\"k\":[\n        1\n        ]}");
+  REFUSED(fast, "{\"k\":[\n         ");
   /* never after the root value */
   REFUSED(sch, "{\"a\":1} ");
   REFUSED(sch, "{\"a\":1}\n");
@@ -807,8 +865,11 @@ static void test_cases(void) {
   REFUSED("{\"type\":\"object\",\"additionalProperties\":false}", "{\"");
   WHOLE("{\"type\":\"object\",\"additionalProperties\":true}", "{\"a\":[]}");
   WHOLE("{\"type\":\"object\",\"additionalProperties\":{}}", "{\"a\":[]}");
-  /* whitespace: every gap is empty, " ", or "\n" then at most IG_JSON_MAX_INDENT spaces/tabs */
-  WHOLE(arr, NL20 "[1," NL20 "2]");
+  /* whitespace: every gap is empty, " ", or "\n" then at most IG_JSON_INDENT_PER_LEVEL spaces/tabs per open
+   * container (IG_JSON_MAX_INDENT at most) */
+  WHOLE(arr, "\n[1,\n    2]");
+  REFUSED(arr, "\n ");
+  REFUSED(arr, "[1,\n     ");
   REFUSED(arr, "[1,  2]");
   test_gaps();
   /* tagged union */
@@ -867,7 +928,8 @@ static void test_cases(void) {
   for (int i = 0; i < IG_JSM_MAX_DEPTH - 1; i++) strcat(deep, "}");
   WHOLE(chain, deep);
   /* whitespace in objects: the same gaps */
-  WHOLE(obj, "{" NL20 "\"b\"" NL20 ":" NL20 "null" NL20 "}");
+  WHOLE(obj, "{\n    \"b\"\n    :\n    null\n    }");
+  REFUSED(obj, "{\n     ");
   REFUSED(obj, "{\"b\":null\n\n");
   REFUSED(obj, "{  \"b\"");
   /* a deep free-form value inside: the embedded fsm's own depth cap */
