@@ -816,8 +816,10 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
     const int W = (V + 31) / 32;
     if (!e->eos_bits) {
       if (!(e->eos_bits = calloc((size_t)W, sizeof *e->eos_bits))) return -ENOMEM;
-      for (int k = 0; k < e->run.n_eos; k++)
-        if (e->run.eos_ids[k] >= 0 && e->run.eos_ids[k] < V) e->eos_bits[e->run.eos_ids[k] >> 5] |= 1u << (e->run.eos_ids[k] & 31);
+      for (int k = 0; k < e->run.n_eos; k++) {
+        int32_t id = e->run.eos_ids[k];
+        if (id >= 0 && id < V) e->eos_bits[id >> 5] |= 1u << (id & 31);
+      }
     }
     json_entries(e, n_json);
     for (int r = 0; r < n_json; r++) {

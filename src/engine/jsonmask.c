@@ -421,7 +421,8 @@ int ig_json_allowed_seg(const ig_json_vocab *v, const ig_json_fsm *f, const ig_j
   return count;
 }
 
-int ig_json_allowed_rest(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos, uint8_t *allowed) {
+int ig_json_allowed_rest(const ig_json_vocab *v, const ig_json_fsm *f, const int32_t *eos, int n_eos,
+                         uint8_t *allowed) {
   int count = 0, done = ig_json_fsm_complete(f);
   for (int k = 0; k < v->n_long && !done; k++) {
     ig_json_fsm s = *f;

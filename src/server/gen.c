@@ -198,7 +198,8 @@ static int render_chat(ig_server *s, ig_job *j) {
   char err[400];
   err[0] = 0;
   char *prompt = NULL;
-  int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, r->tools, r->tool_prompt, &prompt, err, sizeof err) : -ENOENT;
+  int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, r->tools, r->tool_prompt, &prompt, err, sizeof err)
+                           : -ENOENT;
   if (rc == -ENOENT) {
     j->v_status = 422;
     j->v_etype = "template_error";
@@ -670,12 +671,9 @@ static void stream_tools(ig_job *j, const ig_seq_out *o, const ig_out_token *t, 
   const ig_server_req *r = &j->r;
   const char *text = o->text.p ? o->text.p : "";
   if (j->tool_stream == 0) {
-    size_t k = 0;
-    while (k < o->text.len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
-    if (r->tool_choice == IG_TOOLS_REQUIRED || (k < o->text.len && (text[k] == '{' || text[k] == '[')))
-      j->tool_stream = 1;
-    else if (k < o->text.len)
-      j->tool_stream = 2;
+    int start = ig_tool_call_start(text, o->text.len, NULL);
+    if (r->tool_choice == IG_TOOLS_REQUIRED || start == 1) j->tool_stream = 1;
+    else if (start == 0) j->tool_stream = 2;
   }
   if (j->tool_stream != 2 && !final) return;
   ig_str p;

@@ -457,10 +457,12 @@ static int flatten_content(const json_t *c, size_t i, json_t **out, char *err, s
 
 #define MAX_TOOLS 128
 
-/* The prompt added to the last message when the chat template does not read `tools` (TGI's tool_prompt). */
-static const char DEFAULT_TOOL_PROMPT[] =
-    "You may call one of the functions below. To call one, reply with nothing but a JSON object of the form "
-    "{\"name\": <function name>, \"arguments\": <object of its arguments>}.";
+/* The prompt added to the last message when the chat template does not read `tools` (TGI's tool_prompt); %s: the
+ * key of the arguments, the one a required call is constrained to. */
+#define DEFAULT_TOOL_PROMPT                                                                                        \
+  "You may call one of the functions below. To call one, reply with nothing but a JSON object of the form "       \
+  "{\"name\": <function name>, \"%s\": <object of its arguments>}."
+
 
 static int tool_name_ok(const char *n, size_t len) {
   if (len == 0 || len > 64) return 0;
@@ -479,7 +481,8 @@ static int hoist_defs(json_t *params, json_t *root, size_t t, char *err, size_t 
   for (int k = 0; k < 2; k++) {
     json_t *d = json_object_get(params, keys[k]);
     if (!d) continue;
-    if (!json_is_object(d)) return fail(err, errlen, "tools[%zu].function.parameters.%s: expected an object", t, keys[k]);
+    if (!json_is_object(d))
+      return fail(err, errlen, "tools[%zu].function.parameters.%s: expected an object", t, keys[k]);
     json_t *dst = json_object_get(root, keys[k]);
     if (!dst) {
       if (json_object_set_new(root, keys[k], dst = json_object())) return fail(err, errlen, "out of memory");
@@ -573,28 +576,36 @@ static int parse_tools(const json_t *body, const ig_server_limits *lim, ig_serve
       if (!strcmp(c, "none")) mode = IG_TOOLS_NONE;
       else if (!strcmp(c, "auto")) mode = IG_TOOLS_AUTO;
       else if (!strcmp(c, "required")) mode = IG_TOOLS_REQUIRED;
-      else return fail(err, errlen, "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got '%s'", c);
+      else
+        return fail(err, errlen, "tool_choice: expected \"none\", \"auto\", \"required\" or a function, got '%s'", c);
     } else {
       const json_t *fn = json_is_object(choice) ? json_object_get(choice, "function") : NULL;
       const json_t *nm = json_is_object(fn) ? json_object_get(fn, "name") : NULL;
       if (!json_is_string(nm))
-        return fail(err, errlen, "tool_choice: expected a string or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        return fail(err, errlen,
+                    "tool_choice: expected a string or {\"type\": \"function\", \"function\": {\"name\": ...}}");
       only = json_string_value(nm);
       mode = IG_TOOLS_REQUIRED;
     }
   }
   if (!(r->tools = json_deep_copy(tools))) return fail(err, errlen, "out of memory");
-  if (!r->tool_prompt && !(r->tool_prompt = strdup(DEFAULT_TOOL_PROMPT))) return fail(err, errlen, "out of memory");
+  const char *args_key = lim->tool_args_key ? lim->tool_args_key : "arguments";
+  if (!r->tool_prompt) {
+    size_t n_tp = sizeof DEFAULT_TOOL_PROMPT + strlen(args_key);
+    if (!(r->tool_prompt = malloc(n_tp))) return fail(err, errlen, "out of memory");
+    snprintf(r->tool_prompt, n_tp, DEFAULT_TOOL_PROMPT, args_key);
+  }
   r->tool_choice = mode;
   if (mode != IG_TOOLS_REQUIRED) return 0;
-  if (r->gp.json_mode) return fail(err, errlen, "tool_choice: a required tool call cannot be combined with response_format");
+  if (r->gp.json_mode)
+    return fail(err, errlen, "tool_choice: a required tool call cannot be combined with response_format");
   json_t *root = json_object(), *alts = json_array();
   int rc = root && alts ? 0 : fail(err, errlen, "out of memory");
   size_t found = 0;
   for (size_t t = 0; t < n && !rc; t++) {
     const json_t *tool = json_array_get(tools, t);
     if (only && strcmp(json_string_value(json_object_get(json_object_get(tool, "function"), "name")), only)) continue;
-    json_t *o = call_schema(tool, t, lim->tool_args_key ? lim->tool_args_key : "arguments", root, &rc, err, errlen);
+    json_t *o = call_schema(tool, t, args_key, root, &rc, err, errlen);
     if (o && json_array_append_new(alts, o)) rc = fail(err, errlen, "out of memory");
     found++;
   }

@@ -271,10 +271,16 @@ static json_t *one_call(const json_t *v, const json_t *tools) {
   return c;
 }
 
-json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
+int ig_tool_call_start(const char *text, size_t len, size_t *at) {
   size_t i = 0;
   while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
-  if (i == len || (text[i] != '{' && text[i] != '[')) return NULL;
+  if (at) *at = i;
+  return i == len ? -1 : text[i] == '{' || text[i] == '[';
+}
+
+json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
+  size_t i;
+  if (ig_tool_call_start(text, len, &i) != 1) return NULL;
   json_t *v = json_loadb(text + i, len - i, 0, NULL), *calls = json_array();
   int ok = v && calls;
   if (ok && json_is_array(v)) {
@@ -292,7 +298,8 @@ json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
   return calls;
 }
 
-/* "tool_calls":[{("index":k,) "id":"call_<response id>_<k>","type":"function","function":{"name":..,"arguments":..}}] */
+/* "tool_calls":[{("index":k,) "id":"call_<response id>_<k>","type":"function",
+ *                "function":{"name":..,"arguments":..}}] */
 static void tool_calls(ig_str *o, const ig_oai_meta *m, const json_t *calls, int with_index) {
   const char *id = m->id ? m->id : "";
   const char *dash = strchr(id, '-');

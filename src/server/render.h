@@ -81,6 +81,9 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
  * "arguments" (or "parameters"): an object} and nothing else, or a non-empty array of them. A new array of
  * {"name", "arguments" (compact JSON text)}, or NULL when the text is not that. */
 json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools);
+/* Whether a reply may be a tool call: 1 when its first byte past whitespace is '{' or '[' (*at: its offset, when
+ * at is not NULL), 0 when it is another byte, -1 when there is only whitespace so far. */
+int ig_tool_call_start(const char *text, size_t len, size_t *at);
 /* A streamed reply's tool calls, all in one chunk (delta.tool_calls with index), finish_reason "tool_calls". */
 void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const json_t *calls);
 /* OpenAI completions */

@@ -444,6 +444,7 @@ static void test_tools(void) {
   lim.tool_args_key = "parameters";
   CHECK_EQ_INT(tools_of(",\"tools\":[" TIME "],\"tool_choice\":\"required\"", m, sizeof m, &r), 10 + IG_TOOLS_REQUIRED);
   lim.tool_args_key = NULL;
+  CHECK(r.tool_prompt && strstr(r.tool_prompt, "\"parameters\"") && !strstr(r.tool_prompt, "\"arguments\""));
   ig_jsm_init(&st, r.gp.schema);
   CHECK(ig_jsm_feed(&st, r.gp.schema, (const unsigned char *)call_params, strlen(call_params)) == 0 &&
         ig_jsm_complete(&st, r.gp.schema));
