@@ -967,6 +967,7 @@ static void json_entries(ig_engine *e, int n_rows) {
       for (int g = 0; g < e->n_jsegs; g++) n += e->jc_segcount[w * e->n_jsegs + g];
       e->jc_allowed[k] = n + ig_jschema_allowed_rest(e->jvocab, e->jc_schema[k], &e->jc_key[k], e->run.eos_ids,
                                                      e->run.n_eos, e->jc_mask + (size_t)k * (size_t)V);
+      if (!e->run.forward_sample || e->json_host) continue; /* the bitmap is for sampling on the device only */
       uint32_t *bits = e->jc_bits + (size_t)k * (size_t)W;
       for (int j = 0; j < W; j++) {
         uint32_t x = 0;

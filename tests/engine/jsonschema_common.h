@@ -6,6 +6,7 @@
 #ifndef IG_TESTS_JSONSCHEMA_COMMON_H
 #define IG_TESTS_JSONSCHEMA_COMMON_H
 #include "engine/jsonschema.h"
+#include "json_common.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,23 +145,13 @@ static inline int jsv_surrogate(const char *s, size_t n, size_t i) {
   return c >= '8' && c <= 'b' && (c <= '9' || c >= 'a') ? 1 : c >= 'c' && c <= 'f' ? 2 : 0;
 }
 
-static inline int jsv_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 /* Where jansson and the recognizer can agree on a text at all: no numbers jansson refuses as too big (long digit
  * runs, 3+ digit exponents), no \u escapes of lone surrogates (jansson refuses them), no NUL byte, nesting
  * within the recognizer's frames. */
 static inline int jsv_ground(const char *s, size_t n) {
-  if (memchr(s, 0, n)) return 0;
-  size_t digits = 0, opens = 0;
+  size_t opens;
+  if (memchr(s, 0, n) || !numbers_ok(s, n, &opens)) return 0;
   for (size_t i = 0; i < n; i++) {
-    digits = s[i] >= '0' && s[i] <= '9' ? digits + 1 : 0;
-    opens += s[i] == '{' || s[i] == '[';
-    if (digits >= 16) return 0;
-    if ((s[i] == 'e' || s[i] == 'E') && i + 1 < n) {
-      size_t j = i + 1 + (s[i + 1] == '+' || s[i + 1] == '-'), d = 0;
-      while (j < n && s[j] >= '0' && s[j] <= '9') j++, d++;
-      if (d >= 3) return 0;
-    }
     if (s[i] == '\\' && i + 1 < n && s[i + 1] == 'u') { /* \u0000 is fine (JSON_ALLOW_NUL); lone surrogates not */
       int hi = jsv_surrogate(s, n, i), lo = hi == 1 ? jsv_surrogate(s, n, i + 6) : 0;
       if (hi == 2 || (hi == 1 && lo != 2)) return 0;
@@ -188,7 +179,7 @@ static inline size_t jsv_compact(const char *s, size_t n, char *out) {
   size_t k = 0;
   int in_str = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!in_str && jsv_ws(s[i])) continue;
+    if (!in_str && is_ws_byte(s[i])) continue;
     out[k++] = s[i];
     if (in_str && s[i] == '\\' && i + 1 < n) out[k++] = s[++i];
     else if (s[i] == '"') in_str = !in_str;
@@ -221,18 +212,9 @@ static inline int jsv_container_enum(const json_t *sch) {
 /* 1 when the text is written as the recognizer writes it: its compact form (whitespace outside strings taken
  * out) is jansson's compact dump of it in document order, every whitespace gap is empty, one space, or "\n" then
  * at most min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d) spaces/tabs, d being the containers open there
- * ('{' and '[' before it less '}' and ']', outside strings), none trails. */
-static inline int jsv_gap_ok(const char *g, size_t n, size_t d) {
-  size_t max = d * IG_JSON_INDENT_PER_LEVEL < IG_JSON_MAX_INDENT ? d * IG_JSON_INDENT_PER_LEVEL : IG_JSON_MAX_INDENT;
-  if (n == 0 || (n == 1 && g[0] == ' ')) return 1;
-  if (g[0] != '\n' || n - 1 > max) return 0;
-  for (size_t i = 1; i < n; i++)
-    if (g[i] != ' ' && g[i] != '\t') return 0;
-  return 1;
-}
-
+ * ('{' and '[' before it less '}' and ']', outside strings; gap_shape_ok), none trails. */
 static inline int jsv_canonical(const char *s, size_t n) {
-  if (n == 0 || jsv_ws(s[n - 1])) return 0;
+  if (n == 0 || is_ws_byte(s[n - 1])) return 0;
   json_error_t je;
   json_t *v = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (!v) return 0;
@@ -244,11 +226,11 @@ static inline int jsv_canonical(const char *s, size_t n) {
   size_t i;
   for (i = 0; i < n && ok; i++) {
     char c = s[i];
-    if (!in_str && jsv_ws(c)) {
+    if (!in_str && is_ws_byte(c)) {
       if (!gap) gap = i + 1;
       continue;
     }
-    if (gap && !jsv_gap_ok(s + gap - 1, i - (gap - 1), depth)) ok = 0;
+    if (gap && !gap_shape_ok(s + gap - 1, i - (gap - 1), depth)) ok = 0;
     gap = 0;
     if (d[k] == 0 || d[k] != c) break;
     k++;

@@ -115,16 +115,6 @@ static void test_valid_docs(void) {
   VALID("{\"k\\u00e9\xC3\xA9\":[\"\xE2\x82\xAC\\n\xF0\x9F\x98\x80\"]}");
 }
 
-/* Containers open after the text s (JSON, or a prefix of it): '{' and '[' less '}' and ']', outside strings. */
-static size_t open_at(const char *s) {
-  size_t d = 0;
-  for (int in_str = 0; *s; s++) {
-    if (in_str && *s == '\\' && s[1]) s++;
-    else if (*s == '"') in_str = !in_str;
-    else if (!in_str) d += (size_t)((*s == '{' || *s == '[') - (*s == '}' || *s == ']'));
-  }
-  return d;
-}
 
 /* Each gap shape at each kind of place, at depths from 0 (before the top-level '{') to past the indent cap: the
  * allowed ones pass, the others fail at their first bad byte. An indent is allowed up to indent_max(d) for the

@@ -696,16 +696,6 @@ static int try_text(const char *schema, const char *text, int *complete) {
     CHECK_MSG(!try_text(sch, text, &c_), "%s: %s", sch, text);                                                         \
   } while (0)
 
-/* Containers open after the text s (JSON, or a prefix of it): '{' and '[' less '}' and ']', outside strings. */
-static size_t open_at(const char *s) {
-  size_t d = 0;
-  for (int in_str = 0; *s; s++) {
-    if (in_str && *s == '\\' && s[1]) s++;
-    else if (*s == '"') in_str = !in_str;
-    else if (!in_str) d += (size_t)((*s == '{' || *s == '[') - (*s == '}' || *s == ']'));
-  }
-  return d;
-}
 
 /* Each gap shape at each kind of place, in schema frames, in free-form values (an embedded ig_json_fsm, whose
  * gaps count the schema's open containers too) and in the JSON-mode fast path, at depths from 0 (before the root
