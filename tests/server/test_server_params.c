@@ -9,10 +9,10 @@
 
 static ig_server_limits lim = {2, 4, 5, 100, 200, 4, NULL};
 
-/* Parses body for api; returns the status and copies the message (and, when json_mode is not NULL and the parse
- * succeeded, the request's gp.json_mode). */
+/* Parses body for api; returns the status and copies the message. On success the request goes to *keep (the
+ * caller frees it) when keep is not NULL, else it is freed. */
 #define DESER_PREFIX "Failed to deserialize the JSON body into the target type: "
-static int run_jm(ig_api api, const char *body, char *msg, size_t n, int *json_mode) {
+static int parse_keep(ig_api api, const char *body, char *msg, size_t n, ig_server_req *keep) {
   json_error_t je;
   json_t *j = json_loads(body, 0, &je);
   if (!j) {
@@ -22,10 +22,19 @@ static int run_jm(ig_api api, const char *body, char *msg, size_t n, int *json_m
   ig_server_req r;
   const char *etype;
   int rc = ig_server_req_parse(api, j, &lim, &r, &etype, msg, n);
-  if (!rc && json_mode) *json_mode = r.gp.json_mode ? 1 + (r.gp.schema != NULL) : 0;
-  ig_server_req_free(&r);
   json_decref(j);
+  if (keep && !rc) *keep = r;
+  else ig_server_req_free(&r);
   return rc;
+}
+/* The same, also giving (when json_mode is not NULL and the parse succeeded) 0 none, 1 JSON mode, 2 a schema. */
+static int run_jm(ig_api api, const char *body, char *msg, size_t n, int *json_mode) {
+  ig_server_req r;
+  int rc = parse_keep(api, body, msg, n, &r);
+  if (rc) return rc;
+  if (json_mode) *json_mode = r.gp.json_mode ? 1 + (r.gp.schema != NULL) : 0;
+  ig_server_req_free(&r);
+  return 0;
 }
 static int run(ig_api api, const char *body, char *msg, size_t n) { return run_jm(api, body, msg, n, NULL); }
 
@@ -394,17 +403,11 @@ static void test_grammar(void) {
 static int tools_of(const char *tools_and_choice, char *m, size_t n, ig_server_req *keep) {
   char b[4096];
   snprintf(b, sizeof b, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]%s}", tools_and_choice);
-  json_t *j = json_loads(b, 0, NULL);
-  if (!j) {
-    fprintf(stderr, "bad test json: %s\n", b);
-    return -1;
-  }
   ig_server_req r;
-  const char *etype;
-  int rc = ig_server_req_parse(IG_API_CHAT, j, &lim, &r, &etype, m, n);
-  json_decref(j);
-  int out = rc ? -rc : r.tool_choice + 10 * (r.gp.json_mode && r.gp.schema);
-  if (keep && !rc) *keep = r;
+  int rc = parse_keep(IG_API_CHAT, b, m, n, &r);
+  if (rc) return rc < 0 ? rc : -rc; /* -1: the test's own JSON is bad */
+  int out = r.tool_choice + 10 * (r.gp.json_mode && r.gp.schema);
+  if (keep) *keep = r;
   else ig_server_req_free(&r);
   return out;
 }
