@@ -339,7 +339,7 @@ static void test_metrics(void) {
  * compiled schema, -422: refused (the message in *m when given). */
 static int json_mode_of_m(ig_api api, const char *body, char *m, size_t n) {
   int jm = 0, rc = run_jm(api, body, m, n, &jm);
-  return rc ? -rc : jm;
+  return rc < 0 ? rc : rc ? -rc : jm; /* -1: the test's own JSON is bad */
 }
 static int json_mode_of(ig_api api, const char *body) {
   char m[512];
