@@ -1,0 +1,213 @@
+/* bench/cuda_splitk.cu: would a fixed K split, the same at every row count, make the Llama-3-8B decode products
+ * faster while keeping a row's bits independent of the batch? For each product (q|k|v, o, gate|up as one buffer,
+ * down) and row count m:
+ *  - S = 1: the heuristic's first algorithm without split-K (what the batch-invariant mode runs today);
+ *  - S = 2, 3, 4: the K range cut into S equal slices (multiples of 128), each slice one GEMM without split-K into
+ *    an f32 partial (one strided-batched cuBLASLt call), then a kernel adding the S partials in slice order and
+ *    rounding to bf16;
+ *  - "heur": the heuristic's own first pick, split-K allowed (fast mode; its bits may change with m).
+ * Each is timed (mean of 10 calls after 2, rotating over weight copies so that every call reads HBM), and for
+ * S > 1 the first rows are compared bitwise with the same rows computed at the largest m of the list (a row's
+ * result must not depend on m). Random bf16 weights and rows.
+ *   cuda_splitk [m,m,...]     (on the GPU machine; default 1,16,64,128,256,4096) */
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
+#define LK(x) do { cublasStatus_t s = (x); if (s != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #x, (int)s); exit(1); } } while (0)
+
+static __global__ void fill(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+    p[i] = __float2bfloat16(((int)(h % 2001) - 1000) * scale);
+  }
+}
+
+/* out[i] = bf16(p[0][i] + p[1][i] + ... ) in slice order; 4 elements per thread */
+static __global__ void reduce_parts(__nv_bfloat16 *out, const float *p, size_t n, int S) {
+  size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * 4;
+  if (i >= n) return;
+  float4 a = *(const float4 *)(p + i);
+  for (int s = 1; s < S; s++) {
+    float4 b = *(const float4 *)(p + (size_t)s * n + i);
+    a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+  }
+  __nv_bfloat162 lo = __floats2bfloat162_rn(a.x, a.y), hi = __floats2bfloat162_rn(a.z, a.w);
+  *(__nv_bfloat162 *)(out + i) = lo;
+  *(__nv_bfloat162 *)(out + i + 2) = hi;
+}
+
+struct plan {
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+  int ok, split;
+};
+
+static cublasLtHandle_t lt;
+static void *ws;
+static const size_t wsz = 64u << 20;
+
+/* S == 0: heuristic's pick (split allowed), bf16 out; S >= 1: K/S slices, no split-K, f32 out (S == 1: bf16 out) */
+static plan make_plan(int64_t m, int64_t O, int64_t I, int S) {
+  plan p;
+  memset(&p, 0, sizeof p);
+  int64_t k = S > 1 ? I / S : I;
+  cudaDataType_t odt = S > 1 ? CUDA_R_32F : CUDA_R_16BF;
+  LK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  LK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  LK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  LK(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, k, O, I));
+  LK(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, k, m, I));
+  LK(cublasLtMatrixLayoutCreate(&p.lc, odt, O, m, O));
+  if (S > 1) {
+    int32_t bc = S;
+    int64_t sa = k, sb = k, sc = O * m;
+    LK(cublasLtMatrixLayoutSetAttribute(p.la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+    LK(cublasLtMatrixLayoutSetAttribute(p.lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+    LK(cublasLtMatrixLayoutSetAttribute(p.lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+    LK(cublasLtMatrixLayoutSetAttribute(p.la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
+    LK(cublasLtMatrixLayoutSetAttribute(p.lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
+    LK(cublasLtMatrixLayoutSetAttribute(p.lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof sc));
+  }
+  cublasLtMatmulPreference_t pref;
+  LK(cublasLtMatmulPreferenceCreate(&pref));
+  LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
+  cublasLtMatmulHeuristicResult_t rs[24];
+  int nres = 0;
+  if (cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.la, p.lb, p.lc, p.lc, pref, 24, rs, &nres) != CUBLAS_STATUS_SUCCESS)
+    nres = 0;
+  cublasLtMatmulPreferenceDestroy(pref);
+  for (int i = 0; i < nres && !p.ok; i++) {
+    uint32_t split = 0, red = 0;
+    size_t wr;
+    cublasLtMatmulAlgoConfigGetAttribute(&rs[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split, sizeof split, &wr);
+    cublasLtMatmulAlgoConfigGetAttribute(&rs[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red, &wr);
+    if (rs[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    if (S == 0 || (split <= 1 && red == CUBLASLT_REDUCTION_SCHEME_NONE)) p.algo = rs[i].algo, p.ok = 1, p.split = (int)split;
+  }
+  return p;
+}
+
+static void free_plan(plan &p) {
+  cublasLtMatrixLayoutDestroy(p.la), cublasLtMatrixLayoutDestroy(p.lb), cublasLtMatrixLayoutDestroy(p.lc);
+  cublasLtMatmulDescDestroy(p.desc);
+}
+
+/* one product: bf16 out[m, O] */
+static void run_one(plan &p, int S, const __nv_bfloat16 *w, const __nv_bfloat16 *x, __nv_bfloat16 *out, float *part,
+                    int64_t m, int64_t O) {
+  float alpha = 1.f, beta = 0.f;
+  if (S > 1) {
+    LK(cublasLtMatmul(lt, p.desc, &alpha, w, p.la, x, p.lb, &beta, part, p.lc, part, p.lc, &p.algo, ws, wsz, 0));
+    size_t n = (size_t)m * O;
+    reduce_parts<<<(unsigned)((n / 4 + 255) / 256), 256>>>(out, part, n, S);
+  } else {
+    LK(cublasLtMatmul(lt, p.desc, &alpha, w, p.la, x, p.lb, &beta, out, p.lc, out, p.lc, &p.algo, ws, wsz, 0));
+  }
+}
+
+int main(int argc, char **argv) {
+  int ms[16], nm = 0;
+  const char *list = argc > 1 ? argv[1] : "1,16,64,128,256,4096";
+  for (const char *q = list; *q && nm < 16;) {
+    char *end;
+    long m = strtol(q, &end, 10);
+    if (end == q || m < 1 || m > 4096) { fprintf(stderr, "cuda_splitk: rows must be 1..4096, got '%s'\n", list); return 2; }
+    ms[nm++] = (int)m;
+    q = *end == ',' ? end + 1 : end;
+  }
+  int mmax = 0;
+  for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
+  struct { const char *name; int64_t O, I; } shapes[] = {
+      {"q|k|v", 6144, 4096}, {"o", 4096, 4096}, {"gate|up", 28672, 4096}, {"down", 4096, 14336}};
+  LK(cublasLtCreate(&lt));
+  CK(cudaMalloc(&ws, wsz));
+  __nv_bfloat16 *x, *out, *ref;
+  float *part;
+  CK(cudaMalloc(&x, (size_t)mmax * 14336 * 2));
+  CK(cudaMalloc(&out, (size_t)mmax * 28672 * 2));
+  CK(cudaMalloc(&ref, (size_t)mmax * 28672 * 2));
+  CK(cudaMalloc(&part, (size_t)mmax * 28672 * 4 * 4));
+  fill<<<1024, 256>>>(x, (size_t)mmax * 14336, 7u, 1e-2f);
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  const int SL[] = {1, 2, 3, 4, 0};
+  printf("%-8s %5s | %-22s | %-22s | %-22s | %-22s | %-22s\n", "product", "m", "S=1 (today) us GB/s", "S=2 +reduce",
+         "S=3", "S=4", "heuristic (split ok)");
+  for (int si = 0; si < 4; si++) {
+    int64_t O = shapes[si].O, I = shapes[si].I;
+    size_t wbytes = (size_t)O * I * 2;
+    int ncopy = (int)((200u << 20) / wbytes) + 1;
+    __nv_bfloat16 *w[8];
+    if (ncopy > 8) ncopy = 8;
+    for (int c = 0; c < ncopy; c++) {
+      CK(cudaMalloc(&w[c], wbytes));
+      fill<<<1024, 256>>>(w[c], (size_t)O * I, 99u, 5e-3f); /* the same values in every copy */
+    }
+    /* references for the bits check: each S's rows at the largest m */
+    uint16_t *href[5];
+    for (int k = 0; k < 5; k++) {
+      int S = SL[k];
+      href[k] = NULL;
+      if (S == 0 || I % (S * 128)) continue;
+      plan p = make_plan(mmax, O, I, S);
+      if (!p.ok) { free_plan(p); continue; }
+      run_one(p, S, w[0], x, ref, part, mmax, O);
+      CK(cudaDeviceSynchronize());
+      href[k] = (uint16_t *)malloc((size_t)mmax * O * 2);
+      CK(cudaMemcpy(href[k], ref, (size_t)mmax * O * 2, cudaMemcpyDeviceToHost));
+      free_plan(p);
+    }
+    for (int mi = 0; mi < nm; mi++) {
+      int64_t m = ms[mi];
+      printf("%-8s %5lld |", shapes[si].name, (long long)m);
+      for (int k = 0; k < 5; k++) {
+        int S = SL[k];
+        if (S > 1 && I % (S * 128)) { printf(" %-22s |", "-"); continue; }
+        plan p = make_plan(m, O, I, S);
+        if (!p.ok) { printf(" %-22s |", "no algorithm"); free_plan(p); continue; }
+        for (int it = 0; it < 12; it++) {
+          if (it == 2) CK(cudaEventRecord(e0));
+          run_one(p, S, w[it % ncopy], x, out, part, m, O);
+        }
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float t = 0;
+        CK(cudaEventElapsedTime(&t, e0, e1));
+        float us = t * 1e3f / 10;
+        const char *bits = "";
+        if (href[k]) {
+          size_t ob = (size_t)m * O * 2;
+          uint16_t *h = (uint16_t *)malloc(ob);
+          CK(cudaMemcpy(h, out, ob, cudaMemcpyDeviceToHost));
+          bits = memcmp(h, href[k], ob) ? " DIFF" : " =";
+          free(h);
+        }
+        char cell[64];
+        if (S == 0)
+          snprintf(cell, sizeof cell, "%7.1f %5.0f split %d", us, wbytes / 1e3 / us, p.split);
+        else
+          snprintf(cell, sizeof cell, "%7.1f %5.0f%s", us, wbytes / 1e3 / us, bits);
+        printf(" %-22s |", cell);
+        free_plan(p);
+      }
+      printf("\n");
+      fflush(stdout);
+    }
+    for (int k = 0; k < 5; k++) free(href[k]);
+    for (int c = 0; c < ncopy; c++) cudaFree(w[c]);
+  }
+  printf("(= : the rows equal the same rows computed at m = %d; DIFF: they do not)\n", mmax);
+  cudaFree(x), cudaFree(out), cudaFree(ref), cudaFree(part), cudaFree(ws);
+  cublasLtDestroy(lt);
+  return 0;
+}
