@@ -45,8 +45,10 @@ typedef struct ig_gen_params {
   int json_mode;                  /* the output is one JSON document (engine/jsonschema.h): tokens that cannot
                                      continue one are masked out, and once it is complete EOS ends the request
                                      (even with ignore_eos) */
-  struct ig_jschema *schema;      /* with json_mode: the schema the document follows (a reference the request
-                                     owns: ig_request_unref drops it); NULL: any JSON object (JSON mode) */
+  struct ig_jschema *schema;      /* with json_mode: the schema the document follows, or a regex grammar's
+                                     pattern (ig_jschema_compile_regex: then the text is not JSON but what the
+                                     pattern matches); a reference the request owns (ig_request_unref drops it);
+                                     NULL: any JSON object (JSON mode) */
   int n_stop;
   char **stop;                    /* stop sequences (owned by the request) */
 } ig_gen_params;

@@ -5,6 +5,7 @@
  * live part of the state per trie node). */
 #include "engine/jsonschema.h"
 #include "engine/jsonmask_int.h"
+#include "engine/regex.h"
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@ enum kind {
                tag enum's order become the frame's node once the tag is known */
   K_ARR, /* items: child; minItems lo, maxItems hi */
   K_STR, /* minLength lo, maxLength hi (code points) */
+  K_PSTR, /* a string with a "pattern": pats[off] runs over its decoded bytes */
   K_NUM,
   K_INT,
   K_BOOL,
@@ -63,9 +65,19 @@ typedef struct jval {
   uint32_t off, len; /* in bytes[] */
 } jval;
 
+/* A string's "pattern": its automaton, and the states from which a JSON string can still reach a match (its
+ * content's bytes come raw, 0x20 and up, or from the short escapes; \u escapes are never generated there). */
+typedef struct jpat {
+  ig_regex *re;
+  uint8_t *live; /* bitset over the automaton's states */
+} jpat;
+
 struct ig_jschema {
   int refs;
   int fast; /* {"type": "object"}: JSON mode, the state holds an ig_json_fsm */
+  ig_regex *re; /* a regex grammar instead of a schema: the state holds a rstate */
+  jpat *pats;   /* the strings' patterns (K_PSTR nodes) */
+  uint32_t n_pats;
   uint16_t root;
   jnode *nodes;
   uint32_t n_nodes, cap_nodes;
@@ -201,6 +213,7 @@ static int type_bit(const char *t) {
 enum { T_OBJ = 1, T_ARR = 2, T_STR = 4, T_NUM = 8, T_INT = 16, T_BOOL = 32, T_NULL = 64 };
 
 static int compile(cctx *c, const json_t *sch, int nest);
+static int compile_pattern(cctx *c, const json_t *pv, uint32_t *out);
 
 static void first_of_value_start(uint8_t *first, int types) {
   if (types & T_OBJ) bit_set(first, '{');
@@ -432,6 +445,16 @@ static int compile_typed(cctx *c, const json_t *sch, int t, int nest) {
     if (get_count(c, sch, "minLength", 0, &lo) || get_count(c, sch, "maxLength", NO_MAX, &hi)) return -1;
     if (lo >= COUNT_SAT) return fail(c, "'minLength' too large");
     if (lo > hi) return fail(c, "'minLength' is greater than 'maxLength'");
+    const json_t *pv = json_object_get(sch, "pattern");
+    if (pv) {
+      if (json_object_get(sch, "minLength") || json_object_get(sch, "maxLength"))
+        return fail(c, "'pattern' beside 'minLength'/'maxLength' is not supported (say the length in the pattern)");
+      uint32_t pi = 0;
+      if (compile_pattern(c, pv, &pi) || (id = new_node(c, K_PSTR)) < 0) return -1;
+      s->nodes[id].off = pi;
+      bit_set(s->nodes[id].first, '"');
+      return id;
+    }
     if ((id = new_node(c, K_STR)) < 0) return -1;
     s->nodes[id].lo = lo, s->nodes[id].hi = hi;
     bit_set(s->nodes[id].first, '"');
@@ -452,7 +475,7 @@ static const struct {
                 {"anyOf", 0},          {"oneOf", 0},        {"$ref", 0},
                 {"properties", T_OBJ}, {"required", T_OBJ}, {"additionalProperties", T_OBJ},
                 {"items", T_ARR},      {"minItems", T_ARR}, {"maxItems", T_ARR},
-                {"minLength", T_STR},  {"maxLength", T_STR}};
+                {"minLength", T_STR},  {"maxLength", T_STR}, {"pattern", T_STR}};
 
 static int keyword_types(const char *k) {
   for (size_t i = 0; i < sizeof KEYWORDS / sizeof *KEYWORDS; i++)
@@ -520,6 +543,136 @@ static int compile_union(cctx *c, const json_t *list, const char *kw, int nest) 
 }
 
 /* One schema value: a node id, or -1 (c->err says why). */
+/* ---- "pattern" ---- */
+
+/* The bytes a JSON string's content can hold as the generator writes it: raw ones from 0x20 up, and what the
+ * short escapes decode to (\b \t \n \f \r; \" \\ \/ are raw bytes' values too). */
+static int pat_byte_ok(unsigned b) { return b >= 0x20 || b == 8 || b == 9 || b == 10 || b == 12 || b == 13; }
+
+/* States of re from which a match can still be reached through such bytes (a bitset), or NULL (out of memory). A
+ * reverse walk over the automaton's edges from its accepting states. */
+static uint8_t *pattern_live(const ig_regex *re, uint32_t n) {
+  uint32_t *cnt = calloc((size_t)n + 1, sizeof *cnt), *src = NULL, *queue = NULL;
+  uint8_t *live = calloc((n + 7) / 8, 1);
+  size_t edges = 0;
+  if (!cnt || !live) goto oom;
+  for (uint32_t st = 0; st < n; st++)
+    for (unsigned b = 0; b < 256; b++) {
+      int32_t t = pat_byte_ok(b) ? ig_regex_step(re, st, (unsigned char)b) : -1;
+      if (t >= 0) cnt[t + 1]++, edges++;
+    }
+  for (uint32_t i = 0; i < n; i++) cnt[i + 1] += cnt[i];
+  if (!(src = malloc((edges ? edges : 1) * sizeof *src)) || !(queue = malloc((size_t)n * sizeof *queue))) goto oom;
+  uint32_t *fill = calloc(n, sizeof *fill);
+  if (!fill) goto oom;
+  for (uint32_t st = 0; st < n; st++)
+    for (unsigned b = 0; b < 256; b++) {
+      int32_t t = pat_byte_ok(b) ? ig_regex_step(re, st, (unsigned char)b) : -1;
+      if (t >= 0) src[cnt[t] + fill[t]++] = st;
+    }
+  free(fill);
+  uint32_t qh = 0, qt = 0;
+  for (uint32_t st = 0; st < n; st++)
+    if (ig_regex_accepting(re, st)) bit_set(live, st), queue[qt++] = st;
+  while (qh < qt) {
+    uint32_t t = queue[qh++];
+    for (uint32_t k = cnt[t]; k < cnt[t + 1]; k++)
+      if (!bit(live, src[k])) bit_set(live, src[k]), queue[qt++] = src[k];
+  }
+  free(cnt), free(src), free(queue);
+  return live;
+oom:
+  free(cnt), free(src), free(queue), free(live);
+  return NULL;
+}
+
+/* Whether p[0..n) has a '|' outside groups and classes; *neg set when a ')' closes more than was opened. */
+static int top_level_bar(const char *p, size_t n, int *neg) {
+  int depth = 0, bar = 0;
+  *neg = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '\\') {
+      i++;
+    } else if (p[i] == '[') {
+      size_t j = i + 1;
+      if (j < n && p[j] == '^') j++;
+      if (j < n && p[j] == ']') j++;
+      for (; j < n && p[j] != ']'; j++)
+        if (p[j] == '\\') j++;
+      i = j;
+    } else if (p[i] == '(') {
+      depth++;
+    } else if (p[i] == ')') {
+      if (--depth < 0) *neg = 1;
+    } else if (p[i] == '|' && depth == 0) {
+      bar = 1;
+    }
+  }
+  return bar;
+}
+
+#define IG_PAT_MAX_STATES 8192 /* a "pattern"'s automaton at most (its liveness walk keeps every edge) */
+#define IG_PAT_MAX 32            /* patterns in one schema (each compiles in ~1/8 of a regex grammar's work cap) */
+
+/* JSON Schema's "pattern" is a search, as ECMA-262's RegExp.test: the string contains a match. A leading '^' and a
+ * trailing '$' anchor it; what is not anchored may have any text before or after it. The pattern itself is read
+ * as engine/regex.h reads one (Python's syntax, which ECMAScript's common patterns share). */
+static int compile_pattern(cctx *c, const json_t *pv, uint32_t *out) {
+  if (!json_is_string(pv)) return fail(c, "'pattern' must be a string");
+  if (c->s->n_pats >= IG_PAT_MAX) return fail(c, "more than %d patterns", IG_PAT_MAX);
+  const char *p = json_string_value(pv);
+  size_t n = json_string_length(pv);
+  int a0 = n > 0 && p[0] == '^', a1 = 0;
+  if (n > (size_t)a0 && p[n - 1] == '$') {
+    size_t k = 0; /* backslashes before it: an odd count escapes it */
+    while (k + 1 < n && p[n - 2 - k] == '\\') k++;
+    a1 = k % 2 == 0;
+  }
+  const char *core = p + a0;
+  size_t cn = n - (size_t)a0 - (size_t)a1;
+  int neg;
+  int bar = top_level_bar(core, cn, &neg);
+  if (neg) return fail(c, "'pattern': unbalanced ')'");
+  if (bar && (a0 || a1))
+    return fail(c, "'pattern' with '^' or '$' and a '|' outside groups is not supported (group the alternatives: "
+                   "^(a|b)$)");
+  static const char ANY[] = "[\\s\\S]*";
+  size_t tn = cn + 2 * (sizeof ANY - 1) + 4;
+  char *text = malloc(tn + 1);
+  if (!text) return fail(c, "out of memory");
+  size_t o = 0;
+  if (!a0) memcpy(text + o, ANY, sizeof ANY - 1), o += sizeof ANY - 1;
+  memcpy(text + o, "(?:", 3), o += 3;
+  memcpy(text + o, core, cn), o += cn;
+  text[o++] = ')';
+  if (!a1) memcpy(text + o, ANY, sizeof ANY - 1), o += sizeof ANY - 1;
+  ig_regex *re = NULL;
+  char why[200];
+  int rc = ig_regex_compile_max(text, o, IG_PAT_MAX_STATES, &re, why, sizeof why);
+  free(text);
+  if (rc) return fail(c, "'pattern': %s", why);
+  uint32_t ns = ig_regex_n_states(re);
+  uint8_t *live = ns <= IG_PAT_MAX_STATES ? pattern_live(re, ns) : NULL;
+  if (!live) {
+    ig_regex_free(re);
+    return ns > IG_PAT_MAX_STATES ? fail(c, "'pattern' needs more than %d automaton states", IG_PAT_MAX_STATES)
+                                  : fail(c, "out of memory");
+  }
+  if (!bit(live, ig_regex_start(re))) {
+    ig_regex_free(re), free(live);
+    return fail(c, "'pattern' matches no string a JSON string can hold without \\u escapes");
+  }
+  jpat *np = realloc(c->s->pats, (c->s->n_pats + 1) * sizeof *np);
+  if (!np) {
+    ig_regex_free(re), free(live);
+    return fail(c, "out of memory");
+  }
+  c->s->pats = np;
+  np[c->s->n_pats] = (jpat){re, live};
+  *out = c->s->n_pats++;
+  return 0;
+}
+
 static int compile(cctx *c, const json_t *sch, int nest) {
   ig_jschema *s = c->s;
   if (nest > MAX_NEST) return fail(c, "the schema is nested deeper than %d levels", MAX_NEST);
@@ -851,6 +1004,9 @@ static uint64_t fnv1a(const char *p, size_t n) {
 void ig_jschema_unref(ig_jschema *s) {
   if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   free(s->nodes), free(s->props), free(s->korder), free(s->vals), free(s->alts), free(s->bytes), free(s->canon);
+  ig_regex_free(s->re);
+  for (uint32_t i = 0; i < s->n_pats; i++) ig_regex_free(s->pats[i].re), free(s->pats[i].live);
+  free(s->pats);
   free(s);
 }
 
@@ -939,6 +1095,29 @@ bad:
   free(c.memo_json), free(c.memo_node);
   ig_jschema_unref(s);
   return -1;
+}
+
+int ig_jschema_compile_regex(const char *pattern, size_t len, ig_jschema **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (errlen) err[0] = 0;
+  ig_jschema *s = calloc(1, sizeof *s);
+  /* canon: a byte no JSON text starts with, then the pattern (so a regex and a schema are never "the same") */
+  if (!s || !(s->canon = malloc(len + 2))) {
+    free(s);
+    return snprintf(err, errlen, "out of memory"), -1;
+  }
+  s->refs = 1;
+  if (ig_regex_compile(pattern, len, &s->re, err, errlen)) {
+    ig_jschema_unref(s);
+    return -1;
+  }
+  s->canon[0] = 1;
+  memcpy(s->canon + 1, pattern, len);
+  s->canon[len + 1] = 0;
+  s->canon_len = len + 1;
+  s->hash = fnv1a(s->canon, s->canon_len);
+  *out = s;
+  return 0;
 }
 
 int ig_jschema_any_object(ig_jschema **out) {
@@ -1043,6 +1222,7 @@ static int start_value(jsm *m, const ig_jschema *s, uint16_t node, unsigned c) {
   case K_TAGGED: f->st = O_OPEN; return R_OK;
   case K_ARR: f->st = A_OPEN; return R_OK;
   case K_STR: f->st = S_IN; return R_OK;
+  case K_PSTR: f->st = S_IN, f->c = (uint16_t)ig_regex_start(s->pats[n->off].re); return R_OK;
   case K_NUM:
   case K_INT: f->st = c == '-' ? N_MINUS : c == '0' ? N_ZERO : N_INT; return R_OK;
   case K_BOOL: f->aux = c == 't' ? LIT_TRUE : LIT_FALSE; return R_OK;
@@ -1238,6 +1418,48 @@ static int str_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   }
 }
 
+/* A string with a pattern: its automaton state in c runs over the content's decoded bytes; the closing quote only
+ * in a matching state; escapes: the short ones (a \u escape is never generated), each only where its byte keeps
+ * a match reachable. */
+static int pstr_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
+  const jpat *p = &s->pats[s->nodes[f->node].off];
+  unsigned b = c;
+  if (f->st == S_ESC) {
+    switch (c) {
+    case '"':
+    case '\\':
+    case '/': b = c; break;
+    case 'b': b = 8; break;
+    case 'f': b = 12; break;
+    case 'n': b = 10; break;
+    case 'r': b = 13; break;
+    case 't': b = 9; break;
+    default: return R_BAD;
+    }
+    f->st = S_IN;
+  } else if (c == '"') {
+    if (!ig_regex_accepting(p->re, f->c)) return R_BAD;
+    value_done(m, s, 0);
+    return R_OK;
+  } else if (c == '\\') {
+    static const unsigned char ESC[] = {'"', '\\', '/', 8, 12, 10, 13, 9};
+    for (size_t k = 0; k < sizeof ESC; k++) {
+      int32_t t = ig_regex_step(p->re, f->c, ESC[k]);
+      if (t >= 0 && bit(p->live, (unsigned)t)) {
+        f->st = S_ESC;
+        return R_OK;
+      }
+    }
+    return R_BAD;
+  } else if (c < 0x20) {
+    return R_BAD;
+  }
+  int32_t t = ig_regex_step(p->re, f->c, (unsigned char)b);
+  if (t < 0 || !bit(p->live, (unsigned)t)) return R_BAD;
+  f->c = (uint16_t)t;
+  return R_OK;
+}
+
 /* ---- frames: numbers, literals, enums, free-form values ---- */
 
 static int num_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
@@ -1353,6 +1575,7 @@ static int step(jsm *m, const ig_jschema *s, unsigned c) {
       }
       r = str_byte(m, s, f, c);
       break;
+    case K_PSTR: r = pstr_byte(m, s, f, c); break;
     case K_OBJ:
     case K_TAGGED: r = obj_byte(m, s, f, c); break;
     case K_ARR: r = arr_byte(m, s, f, c); break;
@@ -1371,8 +1594,31 @@ static int step(jsm *m, const ig_jschema *s, unsigned c) {
 static inline jsm *J(ig_jsm *m) { return (jsm *)(void *)m->opaque; }
 static inline const jsm *JC(const ig_jsm *m) { return (const jsm *)(const void *)m->opaque; }
 
+/* A regex grammar's state: the automaton's state, or dead. The rest of ig_jsm stays zero. */
+typedef struct rstate {
+  uint32_t st;
+  uint32_t dead;
+} rstate;
+static inline rstate *R(ig_jsm *m) { return (rstate *)(void *)m->opaque; }
+static inline const rstate *RC(const ig_jsm *m) { return (const rstate *)(const void *)m->opaque; }
+
+static int regex_feed(ig_jsm *m, const ig_regex *re, const unsigned char *b, size_t n) {
+  rstate *r = R(m);
+  if (r->dead) return -1;
+  for (size_t i = 0; i < n; i++) {
+    int32_t t = ig_regex_step(re, r->st, b[i]);
+    if (t < 0) {
+      r->st = 0, r->dead = 1; /* stays refused, and never complete */
+      return -1;
+    }
+    r->st = (uint32_t)t;
+  }
+  return 0;
+}
+
 void ig_jsm_init(ig_jsm *m, const ig_jschema *s) {
   memset(m, 0, sizeof *m);
+  if (s->re) R(m)->st = ig_regex_start(s->re);
   if (s->fast) {
     ig_json_fsm f;
     ig_json_fsm_init(&f);
@@ -1381,6 +1627,7 @@ void ig_jsm_init(ig_jsm *m, const ig_jschema *s) {
 }
 
 int ig_jsm_feed(ig_jsm *m, const ig_jschema *s, const unsigned char *b, size_t n) {
+  if (s->re) return regex_feed(m, s->re, b, n);
   if (s->fast) {
     ig_json_fsm f;
     memcpy(&f, m->opaque, sizeof f);
@@ -1418,6 +1665,7 @@ static int complete(const jsm *j, const ig_jschema *s) {
 }
 
 int ig_jsm_complete(const ig_jsm *m, const ig_jschema *s) {
+  if (s->re) return !RC(m)->dead && ig_regex_accepting(s->re, RC(m)->st);
   if (s->fast) {
     ig_json_fsm f;
     memcpy(&f, m->opaque, sizeof f);
@@ -1504,8 +1752,32 @@ static int walk_seg(const ig_json_vocab *v, const ig_jschema *s, const jsm *j0, 
   return count;
 }
 
+/* walk_seg for a regex grammar: one automaton state per trie depth. */
+static int regex_seg(const ig_json_vocab *v, const ig_regex *re, const rstate *r0, const ig_json_seg *g,
+                     uint8_t *allowed) {
+  if (r0->dead) return 0;
+  int32_t st[IG_JSON_TRIE_DEPTH + 1];
+  st[0] = (int32_t)r0->st;
+  if (g->parent && (st[1] = ig_regex_step(re, (uint32_t)st[0], v->byte[g->parent])) < 0) return 0;
+  int count = 0;
+  for (uint32_t i = g->lo, n = g->hi; i < n;) {
+    unsigned d = v->depth[i];
+    int32_t t = ig_regex_step(re, (uint32_t)st[d - 1], v->byte[i]);
+    if (t < 0) {
+      i = v->next[i];
+      continue;
+    }
+    st[d] = t;
+    for (uint32_t k = v->first_tok[i], e = v->first_tok[i + 1]; k < e; k++) allowed[v->ids[k]] = 1;
+    count += (int)(v->first_tok[i + 1] - v->first_tok[i]);
+    i++;
+  }
+  return count;
+}
+
 int ig_jschema_allowed_seg(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const ig_json_seg *g,
                            uint8_t *allowed) {
+  if (s->re) return regex_seg(v, s->re, RC(m), g, allowed);
   if (s->fast) {
     ig_json_fsm f;
     memcpy(&f, m->opaque, sizeof f);
@@ -1520,6 +1792,15 @@ int ig_jschema_allowed_rest(const ig_json_vocab *v, const ig_jschema *s, const i
     ig_json_fsm f;
     memcpy(&f, m->opaque, sizeof f);
     return ig_json_allowed_rest(v, &f, eos, n_eos, allowed);
+  }
+  if (s->re) {
+    int count = 0;
+    for (int k = 0; k < v->n_long && !RC(m)->dead; k++) {
+      ig_jsm t = *m;
+      if (regex_feed(&t, s->re, v->long_bytes + v->long_off[k], v->long_off[k + 1] - v->long_off[k]) == 0)
+        allowed[v->long_ids[k]] = 1, count++;
+    }
+    return count + ig_json_mark_eos(v, eos, n_eos, ig_jsm_complete(m, s), allowed);
   }
   const jsm *j0 = JC(m);
   int count = 0, done = complete(j0, s);

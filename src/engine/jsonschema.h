@@ -17,8 +17,12 @@
  *   {} with "additionalProperties": false.
  * - arrays: "items" (absent or true: any JSON values; false: none), "minItems", "maxItems";
  * - strings: "minLength" / "maxLength" (in code points: a \uXXXX escape, or a surrogate pair of them, is one);
- *   "format", "pattern" are refused. A maximum (items, length) of 65535 or more is none; a minimum that large is
- *   refused.
+ *   "pattern" (JSON Schema's search: the string contains a match; a leading '^' / trailing '$' anchor it; read in
+ *   engine/regex.h's syntax; not beside minLength/maxLength, nor with anchors and a '|' outside groups): the
+ *   string's decoded characters run through the pattern's automaton, the closing quote comes only when they
+ *   match, its escapes are the short ones (\" \\ \/ \b \f \n \r \t; no \u), each only where it keeps a match
+ *   reachable, and a pattern no such string can match is refused; "format" is refused. A maximum (items,
+ *   length) of 65535 or more is none; a minimum that large is refused.
  * - "enum" / "const" (of any JSON values, beside nothing but "type", which filters them): the output is one of
  *   the values exactly as jansson writes it compactly with sorted keys (no whitespace inside);
  * - numbers: JSON's number grammar ("integer": no fraction or exponent); "minimum"/"maximum" and friends are
@@ -38,7 +42,8 @@
  *   Free-form values (these, an object without "properties", items without "items") run an embedded
  *   ig_json_fsm in one frame: their own nesting is capped by IG_JSON_MAX_DEPTH.
  * Bounded work: at most 4096 nodes, 256 properties per object, 64 alternatives per union, 16384 enum values and
- * 64 KB of enum text in all, schema nesting 64; $ref chains that name no value are refused.
+ * 64 KB of enum text in all, schema nesting 64, 32 patterns of at most 8192 automaton states each; $ref chains
+ * that name no value are refused.
  * Whitespace outside strings is allowed as ig_json_fsm allows it: a gap before the root value or between two
  * tokens is empty, one space, or "\n" then at most min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d)
  * spaces/tabs, d being the containers (objects, arrays) open in the whole document at the gap: none before the
@@ -57,6 +62,10 @@ typedef struct ig_jschema ig_jschema; /* immutable once compiled; reference-coun
 /* Compiles `schema`. 0 and *out (refs = 1), or -1 with a one-line reason in err ("properties.age: 'minimum' is
  * not supported"). Never reads past the value; bounded work for any input (node count and nesting capped). */
 int ig_jschema_compile(const json_t *schema, ig_jschema **out, char *err, size_t errlen);
+/* A regular expression instead of a schema (TGI's grammar {"type": "regex", "value": pattern}): the output is
+ * a text the whole pattern matches (engine/regex.h says which syntax). The same state, masks and cache as a
+ * schema's; not JSON at all. 0 and *out (refs = 1), or -1 with a one-line reason in err. */
+int ig_jschema_compile_regex(const char *pattern, size_t len, ig_jschema **out, char *err, size_t errlen);
 /* The schema of JSON mode: any JSON object. 0 or -ENOMEM. */
 int ig_jschema_any_object(ig_jschema **out);
 ig_jschema *ig_jschema_ref(ig_jschema *s);

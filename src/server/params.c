@@ -103,9 +103,18 @@ static int parse_grammar(const json_t *g, const char *what, ig_gen_params *gp, c
     if (!schema) return gp->json_mode = 1, 0; /* no schema: any JSON object */
     return compile_schema(schema, what, gp, err, errlen);
   }
-  if (!strcmp(ty, "regex"))
-    return fail(err, errlen, "%s: regex grammars are not supported (JSON schemas are: {\"type\": \"json\", "
-                "\"value\": schema})", what);
+  if (!strcmp(ty, "regex")) {
+    const json_t *v = json_object_get(g, "value");
+    if (!json_is_string(v)) return fail(err, errlen, "%s: regex: `value` must be a string (the pattern)", what);
+    ig_jschema *sc;
+    char why[256];
+    if (ig_jschema_compile_regex(json_string_value(v), json_string_length(v), &sc, why, sizeof why))
+      return fail(err, errlen, "%s: regex: %s", what, why);
+    ig_jschema_unref(gp->schema);
+    gp->schema = sc;
+    gp->json_mode = 1;
+    return 0;
+  }
   return fail(err, errlen, "%s: unknown type '%s'", what, ty);
 }
 

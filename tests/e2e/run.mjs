@@ -570,8 +570,44 @@ groups.json = async (url) => {
   const bad = await postJSON(url + "/generate", { inputs: "x", parameters: { grammar: { type: "json", value: { type: "integer", minimum: 3 } } } });
   eq(bad.status, 422, "json schema with 'minimum' -> 422");
   check(/grammar: schema: .*minimum/.test(JSON.parse(bad.body).error), "its message: " + bad.body);
-  const rx = await postJSON(url + "/generate", { inputs: "x", parameters: { grammar: { type: "regex", value: "a+" } } });
-  eq(rx.status, 422, "regex grammar -> 422");
+};
+
+// Regex grammars (TGI's {"type": "regex"}): a bounded pattern must be matched to its end by any model, so each reply
+// is checked whole against JavaScript's own RegExp (anchored) and must end on EOS.
+groups.regex = async (url) => {
+  const PATS = [
+    "(yes|no), [0-9]{1,3} (cats|dogs)\\.",
+    "[A-Z][a-z]{2,8}( [a-z]{1,6}){0,3}!",
+    "\\d{4}-\\d{2}-\\d{2}",
+    "(red|green|blue|caf\u00e9)(, (red|green|blue|caf\u00e9)){0,2}",
+  ];
+  for (const [k, pat] of PATS.entries()) {
+    const re = new RegExp("^(?:" + pat + ")$", "u");
+    for (const extra of [{}, { do_sample: true, seed: 11 + k, temperature: 1.3 }]) {
+      const body = { inputs: PROMPTS[k % PROMPTS.length].prompt, parameters: { max_new_tokens: 64, grammar: { type: "regex", value: pat }, details: true, ...extra } };
+      const r = await postJSON(url + "/generate", body);
+      eq(r.status, 200, `regex ${pat}: status`);
+      const j = JSON.parse(r.body);
+      check(re.test(j.generated_text), `regex ${pat}: ${JSON.stringify(j.generated_text)} matches`);
+      eq(j.details.finish_reason, "eos_token", `regex ${pat}: the match is complete, then EOS`);
+      if (extra.seed) eq(JSON.parse((await postJSON(url + "/generate", body)).body).generated_text, j.generated_text, `regex ${pat}: seeded, the same text again`);
+    }
+  }
+  // streamed, and through the chat route (TGI's response_format takes a regex too)
+  const st = await postJSON(url + "/generate_stream", { inputs: P0.prompt, parameters: { max_new_tokens: 64, grammar: { type: "regex", value: PATS[0] } } });
+  const ev = sseData(st.body).map((d) => JSON.parse(d));
+  const last = ev[ev.length - 1];
+  check(new RegExp("^(?:" + PATS[0] + ")$").test(last.generated_text ?? ""), "regex stream: " + JSON.stringify(last.generated_text));
+  const c = await postJSON(url + "/v1/chat/completions", { messages: [{ role: "user", content: P1.prompt }], max_tokens: 64,
+    response_format: { type: "regex", value: PATS[2] } });
+  eq(c.status, 200, "regex chat: status");
+  check(/^\d{4}-\d{2}-\d{2}$/.test(JSON.parse(c.body).choices[0].message.content), "regex chat: " + c.body.slice(0, 200));
+  // what the automaton cannot do is a 422 that says why
+  for (const [pat, why] of [["(a)\\1", /backreference/], ["(?=a)b", /lookahead|lookaround/], ["a{5000}", /1000|repetition|count/], ["(a", /\)|parenthes|group/]]) {
+    const bad = await postJSON(url + "/generate", { inputs: "x", parameters: { grammar: { type: "regex", value: pat } } });
+    eq(bad.status, 422, `regex ${pat} -> 422`);
+    check(/^grammar: regex: /.test(JSON.parse(bad.body).error) && why.test(bad.body), `regex ${pat}: ${bad.body}`);
+  }
 };
 
 // JSON schemas and tool calls: a schema whose documents are all short (enums, booleans, bounded arrays) must be
@@ -636,10 +672,24 @@ groups.schema = async (url) => {
   const many = await Promise.all([0, 1, 2, 3, 4, 5].map((k) => postJSON(url + "/generate", { inputs: PROMPTS[k % PROMPTS.length].prompt,
     parameters: k % 2 ? { max_new_tokens: 40 } : { max_new_tokens: 300, do_sample: true, seed: k, grammar: { type: "json", value: SCHEMA } } })));
   many.forEach((r, k) => { if (k % 2 === 0) followsSchema(JSON.parse(JSON.parse(r.body).generated_text), `schema concurrent ${k}`); });
+  // "pattern": the string contains a match (a search, as JSON Schema says; ^ and $ anchor it)
+  const PSCHEMA = { type: "object", properties: { code: { type: "string", pattern: "^[A-Z]{3}-[0-9]{2,4}$" }, note: { type: "string", pattern: "ok" } }, required: ["code", "note"] };
+  for (const seed of [1, 2]) {
+    const r = await postJSON(url + "/generate", { inputs: P2.prompt, parameters: { max_new_tokens: 300, do_sample: true, seed, grammar: { type: "json", value: PSCHEMA }, details: true } });
+    eq(r.status, 200, "pattern: status");
+    const j = JSON.parse(r.body);
+    if (j.details.finish_reason === "eos_token") {
+      let v = null;
+      try { v = JSON.parse(j.generated_text); } catch (e) { check(false, `pattern: ${e} in ${JSON.stringify(j.generated_text)}`); }
+      check(/^[A-Z]{3}-[0-9]{2,4}$/.test(v?.code) && /ok/.test(v?.note), "pattern: " + j.generated_text);
+    } else {
+      eq(j.details.finish_reason, "length", "pattern: otherwise the length ran out");
+    }
+  }
   const bad = await postJSON(url + "/v1/chat/completions", { messages: [{ role: "user", content: "x" }],
-    response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "string", pattern: "^a+$" } } } });
-  eq(bad.status, 422, "schema with a pattern -> 422");
-  check(/pattern/.test(bad.body), "its message names the keyword: " + bad.body);
+    response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "string", format: "date" } } } });
+  eq(bad.status, 422, "schema with a format -> 422");
+  check(/format/.test(bad.body), "its message names the keyword: " + bad.body);
 };
 
 groups.tools = async (url) => {
@@ -724,7 +774,7 @@ groups.tools = async (url) => {
 
 // ---- main ------------------------------------------------------------------------------------------------------
 
-const order = ["tgi", "curl", "openai", "hf", "bad", "cancel", "metrics", "concurrent", "json", "schema", "tools", "soak"];
+const order = ["tgi", "curl", "openai", "hf", "bad", "cancel", "metrics", "concurrent", "json", "schema", "regex", "tools", "soak"];
 const t0 = Date.now();
 const srv = await startServer(BIN, ["--client-timeout", "3"]);
 for (const g of order) {

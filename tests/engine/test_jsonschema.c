@@ -8,6 +8,8 @@
 #include "jsonschema_common.h"
 #include "test.h"
 #include <jansson.h>
+#include <locale.h>
+#include <regex.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -425,6 +427,18 @@ static void test_mutations(void) {
 
 /* ---- 3: no dead ends -------------------------------------------------------------------------------------- */
 
+/* ok[c] = 1 for each byte the state takes; returns how many. */
+static int allowed_bytes(const ig_jsm *m, const ig_jschema *s, uint8_t ok[256]) {
+  int n_ok = 0;
+  for (int c = 0; c < 256; c++) {
+    ig_jsm t = *m;
+    unsigned char ch = (unsigned char)c;
+    ok[c] = (uint8_t)(feed(&t, s, &ch, 1) == 0);
+    n_ok += ok[c];
+  }
+  return n_ok;
+}
+
 static const char PREFER[] = "\"}],:0n1tf[{a";
 
 static void test_no_dead_ends(void) {
@@ -448,13 +462,7 @@ static void test_no_dead_ends(void) {
       int steps = 0, stuck = 0;
       for (; steps < 4000; steps++) {
         uint8_t ok[256];
-        int n_ok = 0;
-        for (int c = 0; c < 256; c++) {
-          ig_jsm t = m;
-          unsigned char ch = (unsigned char)c;
-          ok[c] = (uint8_t)(feed(&t, s, &ch, 1) == 0);
-          n_ok += ok[c];
-        }
+        int n_ok = allowed_bytes(&m, s, ok);
         int done = ig_jsm_complete(&m, s);
         if (!n_ok) {
           stuck = !done;
@@ -961,12 +969,12 @@ static void expect_error_json(json_t *j, const char *needle, int line) {
 }
 
 static void test_errors(void) {
-  ERR("{\"type\":\"string\",\"pattern\":\"x\"}", "'pattern' is not supported");
+  ERR("{\"type\":\"string\",\"contentEncoding\":\"x\"}", "'contentEncoding' is not supported");
   ERR("{\"type\":\"string\",\"format\":\"date\"}", "'format'");
   ERR("{\"type\":\"number\",\"minimum\":0}", "'minimum'");
   ERR("{\"type\":\"object\",\"properties\":{\"address\":{\"type\":\"object\",\"properties\":{\"zip\":{\"type\":"
-      "\"string\",\"pattern\":\"x\"}}}}}",
-      "properties.address.properties.zip: 'pattern' is not supported");
+      "\"string\",\"pattern\":\"(x\"}}}}}",
+      "properties.address.properties.zip: 'pattern': ");
   ERR("{\"allOf\":[{}]}", "'allOf'");
   ERR("{\"not\":{}}", "'not'");
   ERR("{\"if\":{}}", "'if'");
@@ -1130,6 +1138,125 @@ static void test_same(void) {
   json_decref(n);
 }
 
+/* ---- "pattern" ------------------------------------------------------------------------------------------- */
+
+/* Strings with a "pattern": hand cases (anchors, search, escapes), then random walks over the allowed bytes that
+ * never dead-end and end in documents whose string POSIX regexec (a search, as JSON Schema's pattern is) finds the
+ * pattern in, with the token mask checked against brute force along the way. */
+static const char *const PATTERNS[] = {
+    /* schema patterns in the syntax POSIX EREs share with ECMAScript and Python */
+    "^[a-z]{2,4}-[0-9]+$", "ab+c", "^(yes|no)$", "x[0-9]$", "^\\.", "^[^a]*$", "(ab|cd)(ef)?", "^a.c", "é+$",
+};
+static void test_patterns(void) {
+  const char *sch = "{\"type\":\"string\",\"pattern\":\"^[a-z]{2}-[0-9]+$\"}";
+  WHOLE(sch, "\"ab-1\"");
+  WHOLE(sch, "\"ab-123\"");
+  PREFIX(sch, "\"ab-");
+  REFUSED(sch, "\"ab-\"");  /* the quote only where the pattern matches */
+  REFUSED(sch, "\"A");
+  REFUSED(sch, "\"abc");
+  REFUSED(sch, "\"a\\u0062");  /* \u escapes are never generated */
+  const char *search = "{\"type\":\"string\",\"pattern\":\"ab\"}";
+  WHOLE(search, "\"xxabyy\"");
+  WHOLE(search, "\"ab\"");
+  PREFIX(search, "\"xyz");
+  REFUSED(search, "\"xyz\"");
+  const char *esc = "{\"type\":\"string\",\"pattern\":\"^a\\\\nb\\\"$\"}"; /* a, newline, b, quote */
+  WHOLE(esc, "\"a\\nb\\\"\"");
+  REFUSED(esc, "\"a\\t");
+  REFUSED(esc, "\"a\\\\");
+  const char *obj = "{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"pattern\":\"^[0-9]{4}-[0-9]{2}$\"},"
+                    "\"n\":{\"type\":\"integer\"}},\"required\":[\"d\",\"n\"]}";
+  WHOLE(obj, "{\"d\": \"2026-11\", \"n\": 3}");
+  REFUSED(obj, "{\"d\": \"2026-1\",");
+  const char *any = "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^(a|bb)+$\"},\"maxItems\":2}";
+  WHOLE(any, "[\"abba\", \"a\"]");
+  REFUSED(any, "[\"ab\"");
+  ERR("{\"type\":\"string\",\"pattern\":\"^a$\",\"maxLength\":3}", "minLength");
+  ERR("{\"type\":\"string\",\"pattern\":\"(a\"}", "pattern");
+  ERR("{\"type\":\"string\",\"pattern\":\"a)(b\"}", "unbalanced");
+  ERR("{\"type\":\"string\",\"pattern\":\"^a|b$\"}", "group the alternatives");
+  ERR("{\"type\":\"string\",\"pattern\":\"^\\\\x01$\"}", "\\u escapes");
+  ERR("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "backreference");
+  ERR("{\"type\":\"string\",\"pattern\":5}", "must be a string");
+  ERR("{\"type\":\"string\",\"pattern\":\"(a|b)*a(a|b){14}\"}", "automaton states"); /* 2^15 states: refused fast */
+  {
+    buf many = {0};
+    puts_(&many, "{\"type\":\"object\",\"properties\":{");
+    for (int k = 0; k < 33; k++) {
+      char one[64];
+      snprintf(one, sizeof one, "%s\"p%d\":{\"type\":\"string\",\"pattern\":\"^x{%d}$\"}", k ? "," : "", k, k + 1);
+      puts_(&many, one);
+    }
+    puts_(&many, "}}");
+    put(&many, "", 1);
+    ERR(many.p, "more than 32 patterns");
+    free(many.p);
+  }
+
+  setlocale(LC_CTYPE, "C.UTF-8"); /* the oracle reads UTF-8: its '.' and [^a] take whole code points */
+  tvocab tv;
+  tvocab_build(&tv);
+  uint64_t r = 99;
+  buf b = {0};
+  long walks = 0, masks = 0;
+  for (size_t pi = 0; pi < sizeof PATTERNS / sizeof *PATTERNS; pi++) {
+    json_t *j = json_pack("{s:s,s:s}", "type", "string", "pattern", PATTERNS[pi]);
+    ig_jschema *s = compile_ok(j);
+    regex_t oracle;
+    CHECK(regcomp(&oracle, PATTERNS[pi], REG_EXTENDED | REG_NOSUB) == 0);
+    for (int it = 0; s && it < 120; it++) {
+      ig_jsm m;
+      ig_jsm_init(&m, s);
+      b.n = 0;
+      int steps = 0, stuck = 0;
+      for (; steps < 200; steps++) {
+        if (steps % 7 == 0 && masks < 4000) check_mask(&tv, s, &m, 1000 + pi), masks++;
+        uint8_t ok[256];
+        int n_ok = allowed_bytes(&m, s, ok);
+        int done = ig_jsm_complete(&m, s);
+        if (!n_ok) {
+          stuck = !done;
+          break;
+        }
+        if (done && rnd(&r, 2)) break;
+        int pick = -1;
+        if (steps > 30 && ok['"']) pick = '"'; /* long enough: close when the pattern allows */
+        if (pick < 0 && steps > 20 && rnd(&r, 3) == 0)
+          for (const char *p2 = "abcdefxyz0123456789-.\xC3\xA9"; *p2 && pick < 0; p2++)
+            if (ok[(unsigned char)*p2]) pick = (unsigned char)*p2;
+        if (pick < 0) {
+          int k = (int)rnd(&r, (unsigned)n_ok);
+          for (int c = 0; c < 256; c++)
+            if (ok[c] && k-- == 0) pick = c;
+        }
+        unsigned char ch = (unsigned char)pick;
+        feed(&m, s, &ch, 1);
+        put(&b, &ch, 1);
+      }
+      CHECK_MSG(!stuck, "pattern %s: dead end after %.*s", PATTERNS[pi], (int)b.n, b.p);
+      if (!ig_jsm_complete(&m, s)) continue; /* cut by the step limit: a prefix, checked byte by byte above */
+      json_t *v = json_loadb(b.p, b.n, JSON_DECODE_ANY, NULL);
+      CHECK_MSG(json_is_string(v), "pattern %s: not a string: %.*s", PATTERNS[pi], (int)b.n, b.p);
+      if (json_is_string(v)) {
+        CHECK_MSG(strlen(json_string_value(v)) == json_string_length(v) &&
+                      regexec(&oracle, json_string_value(v), 0, NULL, 0) == 0,
+                  "pattern %s: %.*s does not contain a match", PATTERNS[pi], (int)b.n, b.p);
+        walks++;
+      }
+      json_decref(v);
+    }
+    regfree(&oracle);
+    ig_jschema_unref(s);
+    json_decref(j);
+  }
+  setlocale(LC_CTYPE, "C");
+  fprintf(stderr, "patterns: %ld walks ended in a matching string, %ld masks checked\n", walks, masks);
+  CHECK(walks > 400 && masks > 1000);
+  ig_json_vocab_free(tv.v);
+  free(b.p);
+}
+
 int main(void) {
   test_cases();
   test_generated();
@@ -1138,5 +1265,6 @@ int main(void) {
   test_mask();
   test_errors();
   test_same();
+  test_patterns();
   TEST_DONE();
 }

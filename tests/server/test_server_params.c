@@ -359,13 +359,22 @@ static void test_grammar(void) {
   /* what the recognizer cannot follow is refused, and the message names it */
   CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"integer\",\"minimum\":3}}"), m, sizeof m), -422);
   CHECK_MSG(strncmp(m, "grammar: schema: ", 17) == 0 && strstr(m, "minimum"), "%s", m);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"properties\":{\"s\":{\"type\":\"string\","
+                                       "\"pattern\":\"^a\"}}}}")), 2); /* a pattern is followed */
   CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"properties\":{\"s\":{\"type\":\"string\","
-                                         "\"pattern\":\"^a\"}}}}"), m, sizeof m), -422);
-  CHECK_MSG(strstr(m, "pattern") != NULL, "%s", m);
+                                         "\"format\":\"date\"}}}}"), m, sizeof m), -422);
+  CHECK_MSG(strstr(m, "format") != NULL, "%s", m);
   CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"colour\"}}"), m, sizeof m), -422);
   CHECK_MSG(strstr(m, "'type' must be one of") != NULL, "%s", m);
-  EXPECT(G, GRAMMAR("{\"type\":\"regex\",\"value\":\"a+\"}"), 422,
-         "grammar: regex grammars are not supported (JSON schemas are: {\"type\": \"json\", \"value\": schema})");
+  /* regex grammars: the pattern compiled into the request's constraint, or 422 with the reason */
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"regex\",\"value\":\"a+\"}")), 2);
+  CHECK_EQ_INT(json_mode_of(G, GRAMMAR("{\"type\":\"regex\",\"value\":\"(yes|no), [0-9]{1,3} \\\\w+\\\\.\"}")), 2);
+  EXPECT(G, GRAMMAR("{\"type\":\"regex\",\"value\":5}"), 422, "grammar: regex: `value` must be a string (the pattern)");
+  EXPECT(G, GRAMMAR("{\"type\":\"regex\"}"), 422, "grammar: regex: `value` must be a string (the pattern)");
+  CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"regex\",\"value\":\"(a)\\\\1\"}"), m, sizeof m), -422);
+  CHECK_MSG(strncmp(m, "grammar: regex: ", 16) == 0 && strstr(m, "backreference"), "%s", m);
+  CHECK_EQ_INT(json_mode_of_m(G, GRAMMAR("{\"type\":\"regex\",\"value\":\"(a\"}"), m, sizeof m), -422);
+  CHECK_MSG(strncmp(m, "grammar: regex: ", 16) == 0, "%s", m);
   EXPECT(G, GRAMMAR("{\"type\":\"yaml\"}"), 422, "grammar: unknown type 'yaml'");
   EXPECT(G, GRAMMAR("\"json\""), 422, "grammar: expected an object with a \"type\"");
   EXPECT(G, GRAMMAR("{\"type\":\"json\"}"), 422, "grammar: missing field `value`");
@@ -390,6 +399,9 @@ static void test_grammar(void) {
   /* /v1/completions takes response_format too, rather than ignoring it */
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}"), 1);
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"regex\"}}"), -422);
+  /* TGI's chat takes a regex as response_format too */
+  snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"regex\",\"value\":\"[a-z]+\"}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 2);
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\"}"), 0);
   /* TGI's forms: json_schema's config under "value", and a schema given as a string of JSON */
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\",\"value\":{\"name\":\"x\",\"schema\":{}}}}", msgs);
