@@ -6,7 +6,9 @@
 # chat request with response_format json_object; 16 and 64 clients at once (plain, JSON mode, schema), and 64 schema
 # clients again on a server whose mask walks run one after another (IGNIS_JSON_WALK_SERIAL=1);
 # prints the inter-token latency (p50) of each and whether every JSON-mode text is one JSON object (or, ended by the
-# length, a prefix of one), and the engine's log line for the vocabulary trie.
+# length, a prefix of one), and the engine's log line for the vocabulary trie. MODE=regex: regex grammars (one
+# stream each, greedy and seeded twice; 16 and 64 clients) and a schema with patterns only, each text checked with
+# Python's re.fullmatch.
 . "$(dirname "$0")/serve_wait.sh"
 OUT=${OUT:-/tmp/json_out}
 serve_setup
@@ -50,6 +52,41 @@ def prefix_ok(t):
                     except Exception: pass
     return False
 SERIAL = os.environ.get("MODE") == "serial"
+if os.environ.get("MODE") == "regex":  # regex grammars and schema patterns only (MODE=regex)
+    import re, threading
+    PATS = ["(yes|no), [0-9]{1,3} (sheep|goats)\\.", "[A-Z][a-z]{2,8}( [a-z]{1,6}){0,3}!", "\\d{4}-\\d{2}-\\d{2}",
+            "[A-Za-z ,.']{1,400}"]
+    for pat in PATS:
+        for name, extra in (("greedy", {}), ("seeded", {"do_sample": True, "seed": 3}), ("seeded again", {"do_sample": True, "seed": 3})):
+            itl, last = stream(dict({"max_new_tokens": 120, "grammar": {"type": "regex", "value": pat}, "details": True}, **extra))
+            t = last["generated_text"]; fin = last["details"]["finish_reason"]
+            full = re.fullmatch(pat, t, re.ASCII) is not None
+            print("regex %-36s %-12s ITL p50 %.2f ms, %d tokens, finish %s, fullmatch %s | %r" % (pat, name, itl,
+                  last["details"]["generated_tokens"], fin, full, t[:80]))
+    PS = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2,4}$"},
+          "note": {"type": "string", "pattern": "^[a-z ]{1,30}$"}}, "required": ["code", "note"], "additionalProperties": False}
+    itl, last = stream({"max_new_tokens": 200, "grammar": {"type": "json", "value": PS}, "details": True})
+    t = last["generated_text"]
+    try:
+        v = json.loads(t); ok = bool(re.fullmatch("[A-Z]{3}-[0-9]{2,4}", v["code"]) and re.fullmatch("[a-z ]{1,30}", v["note"]))
+    except Exception as e: ok = "NOT JSON %s" % e
+    print("schema with patterns: ITL p50 %.2f ms, finish %s, follows %s | %r" % (itl, last["details"]["finish_reason"], ok, t[:120]))
+    for n in (16, 64):
+        res = [None] * n
+        def one(k):
+            res[k] = stream({"max_new_tokens": 128, "do_sample": True, "seed": 50 + k, "details": True,
+                             "grammar": {"type": "regex", "value": PATS[3] if k % 2 else PATS[k % 4]}}, inputs="Client %d:" % k)
+        th = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+        t0 = time.perf_counter()
+        for x in th: x.start()
+        for x in th: x.join()
+        wall = time.perf_counter() - t0
+        toks = sum(r[1]["details"]["generated_tokens"] for r in res)
+        good = sum(re.fullmatch(PATS[3] if k % 2 else PATS[k % 4], r[1]["generated_text"], re.ASCII) is not None or
+                   r[1]["details"]["finish_reason"] == "length" for k, r in enumerate(res))
+        print("%2d clients regex %7.0f tok/s, ITL p50 (median client) %.2f ms, %d/%d match or cut by the length" % (
+              n, toks / wall, sorted(r[0] for r in res)[n // 2], good, n))
+    raise SystemExit(0)
 for name, p in ([] if SERIAL else [("plain greedy", {"max_new_tokens": 200}),
                 ("json greedy", {"max_new_tokens": 200, "grammar": {"type": "json", "value": {}}}),
                 ("json seeded", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}}),
@@ -125,6 +162,7 @@ req = urllib.request.Request(URL + "/v1/chat/completions", body, {"Content-Type"
 with urllib.request.urlopen(req, timeout=120) as f: j = json.loads(f.read())
 print("chat json_object: finish %s | %r" % (j["choices"][0]["finish_reason"], j["choices"][0]["message"]["content"][:120]))
 PY
+if [ "$MODE" = regex ]; then MODE=regex python3 $OUT/json_bench.py; kill $SP; wait $SP; exit 0; fi
 python3 $OUT/json_bench.py
 grep -E "JSON mode" $OUT/serve.log | head -2
 kill $SP; wait $SP
