@@ -3,6 +3,8 @@
  * type: parameters.top_k: invalid type: string \"x\", expected i32"), so clients that match on them still do. */
 #include "server/params.h"
 #include "engine/jsonschema.h"
+#include "util/str.h"
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -79,6 +81,61 @@ static int compile_schema(const json_t *v, const char *what, ig_gen_params *gp, 
   return 0;
 }
 
+/* A regex grammar: the pattern compiled into gp->schema, or 422 with the reason. */
+static int compile_regex(const char *pat, size_t n, const char *what, ig_gen_params *gp, char *err, size_t errlen) {
+  ig_jschema *sc;
+  char why[256];
+  if (ig_jschema_compile_regex(pat, n, &sc, why, sizeof why)) return fail(err, errlen, "%s: regex: %s", what, why);
+  ig_jschema_unref(gp->schema);
+  gp->schema = sc;
+  gp->json_mode = 1;
+  return 0;
+}
+
+/* vLLM's guided decoding fields on the OpenAI routes (clients send them as extra_body): guided_json (a schema,
+ * or a string of one), guided_regex, guided_choice (the output is one of the strings exactly); guided_grammar is
+ * refused. At most one of them, and not beside a response_format other than text. */
+static int parse_guided(const json_t *body, ig_gen_params *gp, char *err, size_t errlen) {
+  const json_t *gj = json_object_get(body, "guided_json"), *gr = json_object_get(body, "guided_regex"),
+               *gc = json_object_get(body, "guided_choice"), *gg = json_object_get(body, "guided_grammar");
+  gj = json_is_null(gj) ? NULL : gj, gr = json_is_null(gr) ? NULL : gr, gc = json_is_null(gc) ? NULL : gc;
+  if (gg && !json_is_null(gg)) return fail(err, errlen, "guided_grammar: grammars other than JSON schemas and regular "
+                                           "expressions are not supported");
+  int n = !!gj + !!gr + !!gc;
+  if (!n) return 0;
+  if (n > 1 || gp->json_mode)
+    return fail(err, errlen, "guided_json, guided_regex, guided_choice and response_format: give one of them");
+  if (gj) return compile_schema(gj, "guided_json", gp, err, errlen);
+  if (gr) {
+    if (!json_is_string(gr)) return fail(err, errlen, "guided_regex: expected a string (the pattern)");
+    return compile_regex(json_string_value(gr), json_string_length(gr), "guided_regex", gp, err, errlen);
+  }
+  if (!json_is_array(gc) || json_array_size(gc) == 0 || json_array_size(gc) > 1024)
+    return fail(err, errlen, "guided_choice: expected a list of 1 to 1024 strings");
+  ig_str re = {0};
+  size_t i;
+  const json_t *e;
+  int bad = 0, oom = 0;
+  json_array_foreach(gc, i, e) {
+    if (!json_is_string(e)) {
+      bad = 1;
+      break;
+    }
+    if (i) oom |= ig_str_putc(&re, '|');
+    const char *t = json_string_value(e);
+    for (size_t k = 0, len = json_string_length(e); k < len; k++) { /* every ASCII punctuation escaped: literals */
+      unsigned char ch = (unsigned char)t[k];
+      if (ch < 0x80 && ispunct(ch)) oom |= ig_str_putc(&re, '\\');
+      oom |= ig_str_putc(&re, (char)ch);
+    }
+  }
+  int rc = bad   ? fail(err, errlen, "guided_choice: expected a list of 1 to 1024 strings")
+           : oom ? fail(err, errlen, "out of memory")
+                 : compile_regex(re.p ? re.p : "", re.len, "guided_choice", gp, err, errlen);
+  ig_str_free(&re);
+  return rc;
+}
+
 /* TGI's grammar ({"type": "json", "value": schema}, {"type": "json_schema", "value": {"schema": ...}} or
  * {"type": "regex", ...}) and OpenAI's response_format ({"type": "text" | "json_object" | "json_schema", ...}):
  * sets gp->json_mode and gp->schema (NULL: any JSON object), or 422. `what` names the field. */
@@ -106,14 +163,7 @@ static int parse_grammar(const json_t *g, const char *what, ig_gen_params *gp, c
   if (!strcmp(ty, "regex")) {
     const json_t *v = json_object_get(g, "value");
     if (!json_is_string(v)) return fail(err, errlen, "%s: regex: `value` must be a string (the pattern)", what);
-    ig_jschema *sc;
-    char why[256];
-    if (ig_jschema_compile_regex(json_string_value(v), json_string_length(v), &sc, why, sizeof why))
-      return fail(err, errlen, "%s: regex: %s", what, why);
-    ig_jschema_unref(gp->schema);
-    gp->schema = sc;
-    gp->json_mode = 1;
-    return 0;
+    return compile_regex(json_string_value(v), json_string_length(v), what, gp, err, errlen);
   }
   return fail(err, errlen, "%s: unknown type '%s'", what, ty);
 }
@@ -423,8 +473,10 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   g->top_n_tokens = r->top_logprobs;
   r->best_of = 1;
   r->details = 1;
-  /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored */
-  return parse_grammar(json_object_get(body, "response_format"), "response_format", g, err, errlen);
+  /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored; then vLLM's
+   * guided_* fields */
+  int rc = parse_grammar(json_object_get(body, "response_format"), "response_format", g, err, errlen);
+  return rc ? rc : parse_guided(body, g, err, errlen);
 }
 
 /* Chat content: a string, or a list of {"type":"text","text":...} parts, joined. */

@@ -602,6 +602,17 @@ groups.regex = async (url) => {
     response_format: { type: "regex", value: PATS[2] } });
   eq(c.status, 200, "regex chat: status");
   check(/^\d{4}-\d{2}-\d{2}$/.test(JSON.parse(c.body).choices[0].message.content), "regex chat: " + c.body.slice(0, 200));
+  // vLLM's guided_* fields (OpenAI clients send them as extra_body): the choice is one of the strings exactly, its
+  // punctuation taken literally
+  const CHOICES = ["yes.", "no (maybe)", "a|b*", "caf\u00e9?"];
+  for (const seed of [1, 2, 3]) {
+    const g = await postJSON(url + "/v1/chat/completions", { messages: [{ role: "user", content: P0.prompt }], max_tokens: 20, seed,
+      temperature: 1.2, guided_choice: CHOICES });
+    eq(g.status, 200, "guided_choice: status");
+    check(CHOICES.includes(JSON.parse(g.body).choices[0].message.content), "guided_choice: " + g.body.slice(0, 300));
+  }
+  const gr = await postJSON(url + "/v1/completions", { prompt: P1.prompt, max_tokens: 30, guided_regex: "[0-9]{3}-[a-z]{2}" });
+  check(/^[0-9]{3}-[a-z]{2}$/.test(JSON.parse(gr.body).choices?.[0]?.text), "guided_regex: " + gr.body.slice(0, 300));
   // what the automaton cannot do is a 422 that says why
   for (const [pat, why] of [["(a)\\1", /backreference/], ["(?=a)b", /lookahead|lookaround/], ["a{5000}", /1000|repetition|count/], ["(a", /\)|parenthes|group/]]) {
     const bad = await postJSON(url + "/generate", { inputs: "x", parameters: { grammar: { type: "regex", value: pat } } });

@@ -399,6 +399,33 @@ static void test_grammar(void) {
   /* /v1/completions takes response_format too, rather than ignoring it */
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}"), 1);
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"regex\"}}"), -422);
+  /* vLLM's guided decoding fields on the OpenAI routes */
+  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"[a-z]+\"}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 2);
+  snprintf(b, sizeof b, "{%s,\"guided_choice\":[\"yes.\",\"no (maybe)\",\"a|b*\",\"caf\u00e9\"]}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 2);
+  snprintf(b, sizeof b, "{%s,\"guided_json\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 2);
+  snprintf(b, sizeof b, "{%s,\"guided_json\":{}}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 1);
+  snprintf(b, sizeof b, "{%s,\"guided_json\":null,\"guided_regex\":null}", msgs);
+  CHECK_EQ_INT(json_mode_of(C, b), 0);
+  CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"guided_choice\":[\"x\",\"y\"]}"), 2);
+  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", msgs);
+  EXPECT(C, b, 422, "guided_json, guided_regex, guided_choice and response_format: give one of them");
+  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]}", msgs);
+  EXPECT(C, b, 422, "guided_json, guided_regex, guided_choice and response_format: give one of them");
+  snprintf(b, sizeof b, "{%s,\"guided_choice\":[]}", msgs);
+  EXPECT(C, b, 422, "guided_choice: expected a list of 1 to 1024 strings");
+  snprintf(b, sizeof b, "{%s,\"guided_choice\":[\"a\",1]}", msgs);
+  EXPECT(C, b, 422, "guided_choice: expected a list of 1 to 1024 strings");
+  snprintf(b, sizeof b, "{%s,\"guided_regex\":7}", msgs);
+  EXPECT(C, b, 422, "guided_regex: expected a string (the pattern)");
+  snprintf(b, sizeof b, "{%s,\"guided_grammar\":\"root ::= x\"}", msgs);
+  EXPECT(C, b, 422, "guided_grammar: grammars other than JSON schemas and regular expressions are not supported");
+  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"(?i)a\"}", msgs);
+  CHECK_EQ_INT(json_mode_of_m(C, b, m, sizeof m), -422);
+  CHECK_MSG(strncmp(m, "guided_regex: regex: ", 21) == 0, "%s", m);
   /* TGI's chat takes a regex as response_format too */
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"regex\",\"value\":\"[a-z]+\"}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 2);
