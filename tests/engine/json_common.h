@@ -123,4 +123,15 @@ static inline int common_ground(const char *s, size_t n) {
   return 1;
 }
 
+/* Whitespace gaps for the tests' tables: the allowed shapes (NL20: the longest indent allowed), and disallowed ones
+ * with how many of their bytes come before the first refused one (given the indent allowed at the gap). */
+#define NL20 "\n    \t               "
+_Static_assert(sizeof NL20 - 2 == IG_JSON_MAX_INDENT, "NL20 is the longest gap");
+static const char *const GAP_OK[] __attribute__((unused)) = {"", " ", "\n", "\n\t\t", "\n  \t ", NL20};
+static const struct {
+  const char *g;
+  size_t good;
+} GAP_BAD[] __attribute__((unused)) = {{"  ", 1},   {"\n\n", 1}, {" \n", 1},   {"\t", 0},   {"\r\n", 0},     {"\r", 0},
+               {" \t", 1}, {"\n\r", 1}, {"\n \n", 2}, {"\t\n", 0}, {NL20 " ", 21}, {NL20 "\t", 21}};
+
 #endif

@@ -710,9 +710,7 @@ static int try_text(const char *schema, const char *text, int *complete) {
  * value) to past the indent cap: the allowed ones pass, the others are refused at their first bad byte. After
  * the newline an indent may have min(IG_JSON_MAX_INDENT, IG_JSON_INDENT_PER_LEVEL * d) bytes for the d
  * containers open at the gap, so a longer one is refused at its byte 1 + that. */
-#define NL20 "\n    \t               "
 static void test_gaps(void) {
-  _Static_assert(sizeof NL20 - 2 == IG_JSON_MAX_INDENT, "NL20 is the longest gap");
   const char *sch = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"array\","
                     "\"items\":{\"type\":\"string\"}},\"e\":{\"enum\":[1,12]},\"x\":{},\"o\":{\"type\":\"object\"},"
                     "\"d\":{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":"
@@ -738,12 +736,6 @@ static void test_gaps(void) {
       {0, "{\"a\":1,\"x\":[[[", "1]]]}"}, {0, "{\"a\":1,\"x\":[[[[1", "]]]]}"}, {0, "{\"a\":1,\"x\":[[[[[", "]]]]]}"},
       {1, "", "{}"}, {1, "{", "\"k\":1}"}, {1, "{\"k\":", "1}"}, {1, "{\"k\":1", "}"}, {1, "{\"k\":[1,", "2]}"},
       {1, "{\"k\":[[[[", "]]]]}"}};
-  static const char *const ok[] = {"", " ", "\n", "\n\t\t", "\n  \t ", NL20};
-  static const struct {
-    const char *g;
-    size_t good; /* how many of its bytes are fine (given the indent allowed) */
-  } bad[] = {{"  ", 1},   {"\n\n", 1}, {" \n", 1},   {"\t", 0},   {"\r\n", 0},     {"\r", 0},
-             {" \t", 1}, {"\n\r", 1}, {"\n \n", 2}, {"\t\n", 0}, {NL20 " ", 21}, {NL20 "\t", 21}};
   static const char SP[] = "                        ";
   char doc[512];
   size_t seen[IG_JSON_MAX_INDENT + 2] = {0};
@@ -752,27 +744,27 @@ static void test_gaps(void) {
     size_t d = open_at(places[p].ctx);
     size_t max = d * IG_JSON_INDENT_PER_LEVEL < IG_JSON_MAX_INDENT ? d * IG_JSON_INDENT_PER_LEVEL : IG_JSON_MAX_INDENT;
     seen[max]++;
-    for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
-      size_t len = strlen(ok[k]);
-      if (len && ok[k][0] == '\n' && len - 1 > max) { /* too deep an indent here */
-        snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)(1 + max), ok[k]);
+    for (size_t k = 0; k < sizeof GAP_OK / sizeof *GAP_OK; k++) {
+      size_t len = strlen(GAP_OK[k]);
+      if (len && GAP_OK[k][0] == '\n' && len - 1 > max) { /* too deep an indent here */
+        snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)(1 + max), GAP_OK[k]);
         PREFIX(sc, doc);
-        snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)(2 + max), ok[k]);
+        snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)(2 + max), GAP_OK[k]);
         REFUSED(sc, doc);
         continue;
       }
-      snprintf(doc, sizeof doc, "%s%s", places[p].ctx, ok[k]);
+      snprintf(doc, sizeof doc, "%s%s", places[p].ctx, GAP_OK[k]);
       PREFIX(sc, doc);
-      snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, ok[k], places[p].rest);
+      snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, GAP_OK[k], places[p].rest);
       WHOLE(sc, doc);
     }
-    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
-      size_t good = bad[k].g[0] == '\n' && bad[k].good > 1 + max ? 1 + max : bad[k].good;
-      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)good, bad[k].g);
+    for (size_t k = 0; k < sizeof GAP_BAD / sizeof *GAP_BAD; k++) {
+      size_t good = GAP_BAD[k].g[0] == '\n' && GAP_BAD[k].good > 1 + max ? 1 + max : GAP_BAD[k].good;
+      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)good, GAP_BAD[k].g);
       PREFIX(sc, doc);
-      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)good + 1, bad[k].g);
+      snprintf(doc, sizeof doc, "%s%.*s", places[p].ctx, (int)good + 1, GAP_BAD[k].g);
       REFUSED(sc, doc);
-      snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, bad[k].g, places[p].rest);
+      snprintf(doc, sizeof doc, "%s%s%s", places[p].ctx, GAP_BAD[k].g, places[p].rest);
       REFUSED(sc, doc);
     }
     /* exactly the longest indent allowed here, and one byte more */
