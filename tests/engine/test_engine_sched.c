@@ -649,6 +649,36 @@ static void json_runs(const ig_gen_params *ps, ig_jschema *const *schemas, int n
   }
 }
 
+/* The replies of json_runs whose request had a recognizer (which[i]): each a prefix `which[i]` keeps alive; one
+ * ended on EOS is whole for `valid` (an independent check); otherwise the length ended it, and, where reaching a
+ * whole document leaves nothing but EOS (`ends`: a schema), it is whole only if its last token made it so. Every
+ * reply is the same alone and batched. Returns how many ended on EOS; *n_checked how many had a recognizer. */
+static int check_constrained(const ig_gen_params *ps, ig_jschema *const *which, int n, const h_out *solo,
+                             const h_out *batch, int ends, int (*valid)(const char *, size_t, void *), void *ctx,
+                             int *n_checked) {
+  int eos = 0;
+  *n_checked = 0;
+  for (int i = 0; i < n; i++) {
+    CHECK_MSG(h_same(&solo[i], &batch[i]), "request %d differs when batched without the mask cache", i);
+    if (!which[i]) continue;
+    ++*n_checked;
+    const char *t = solo[i].text.p ? solo[i].text.p : "";
+    size_t len = solo[i].text.len;
+    ig_jsm m;
+    ig_jsm_init(&m, which[i]);
+    CHECK_MSG(ig_jsm_feed(&m, which[i], (const unsigned char *)t, len) == 0, "request %d: not a live prefix: %s", i, t);
+    if (solo[i].finish == IG_FINISH_EOS) {
+      CHECK_MSG(ig_jsm_complete(&m, which[i]) && valid(t, len, ctx), "request %d ended on EOS, not whole: %s", i, t);
+      eos++;
+    } else {
+      CHECK_EQ_INT(solo[i].finish, IG_FINISH_LENGTH);
+      CHECK_MSG(!ends || !ig_jsm_complete(&m, which[i]) || solo[i].n == ps[i].max_new_tokens,
+                "request %d: a complete document not followed by EOS: %s", i, t);
+    }
+  }
+  return eos;
+}
+
 static void test_json_mode(void) {
   /* JSON's bytes outside strings alone (so that no allowed prefix is a dead end for this vocabulary, as none is
    * for real ones, which have every byte), and some longer pieces */
@@ -697,7 +727,8 @@ static void test_json_mode(void) {
 /* A JSON schema on the fake vocabulary: every reply ended by EOS is a document of the schema, a reply cut by the
  * length a prefix of one; alone and batched (with JSON-mode and plain requests beside, every mask walked) the
  * same; requests with equal schemas compiled apart share cache entries without changing anything. */
-static int follows_schema(const char *t, size_t n) {
+static int follows_schema(const char *t, size_t n, void *ctx) {
+  (void)ctx;
   json_t *v = json_loadb(t, n, 0, NULL);
   int ok = json_is_object(v) && json_object_size(v) >= 1 && json_object_size(v) <= 2;
   const json_t *x = json_object_get(v, "x"), *y = json_object_get(v, "y");
@@ -739,24 +770,7 @@ static void test_json_schema(void) {
   ig_jschema *which[NJ]; /* every third JSON request: JSON mode */
   for (int i = 0; i < NJ; i++) which[i] = ps[i].json_mode && i % 3 ? sc[i % 2] : NULL;
   json_runs(ps, which, NJ, solo, batch);
-  int complete = 0, n_schema = 0;
-  for (int i = 0; i < NJ; i++) {
-    CHECK_MSG(h_same(&solo[i], &batch[i]), "request %d differs when batched without the mask cache", i);
-    if (!ps[i].json_mode || i % 3 == 0) continue;
-    n_schema++;
-    const char *t = solo[i].text.p ? solo[i].text.p : "";
-    ig_jsm m;
-    ig_jsm_init(&m, sc[0]);
-    CHECK_MSG(ig_jsm_feed(&m, sc[0], (const unsigned char *)t, solo[i].text.len) == 0, "request %d: not a prefix: %s", i, t);
-    if (solo[i].finish == IG_FINISH_EOS) {
-      CHECK_MSG(ig_jsm_complete(&m, sc[0]) && follows_schema(t, solo[i].text.len), "request %d: %s", i, t);
-      complete++;
-    } else {
-      CHECK_EQ_INT(solo[i].finish, IG_FINISH_LENGTH); /* complete only if its last token completed it */
-      CHECK_MSG(!ig_jsm_complete(&m, sc[0]) || solo[i].n == ps[i].max_new_tokens,
-                "request %d: a complete document not followed by EOS: %s", i, t);
-    }
-  }
+  int n_schema, complete = check_constrained(ps, which, NJ, solo, batch, 1, follows_schema, NULL, &n_schema);
   fprintf(stderr, "JSON schema: %d of %d requests completed their document\n", complete, n_schema);
   CHECK(complete > 2);
   for (int i = 0; i < NJ; i++) ig_str_free(&solo[i].text), ig_str_free(&batch[i].text);
@@ -768,6 +782,11 @@ static void test_json_schema(void) {
 /* A regex grammar on the fake vocabulary: every reply ended by EOS is a whole match of the pattern (POSIX regexec
  * says so, independently of the automaton), a reply cut by the length a prefix the automaton keeps alive; alone
  * and batched (with JSON-mode and plain requests beside, every mask walked) the same. */
+static int regex_matches(const char *t, size_t n, void *oracle) {
+  char s[512];
+  snprintf(s, sizeof s, "%.*s", (int)n, t);
+  return n < sizeof s && regexec((const regex_t *)oracle, s, 0, NULL, 0) == 0;
+}
 static void test_regex_grammar(void) {
   /* every byte the pattern uses alone, and longer pieces crossing its parts */
   static const char *rp[] = {"a", "b", "c", "d", "-", "0", "1", "2", "7", "9", "ab", "ba", "cab", "d-", "-1", "12",
@@ -796,23 +815,7 @@ static void test_regex_grammar(void) {
     which[i] = ps[i].json_mode && i % 4 != 0 ? re : NULL;
   }
   json_runs(ps, which, NJ, solo, batch);
-  int matched = 0, n_re = 0;
-  for (int i = 0; i < NJ; i++) {
-    CHECK_MSG(h_same(&solo[i], &batch[i]), "request %d differs when batched without the mask cache", i);
-    if (!which[i]) continue;
-    n_re++;
-    char t[512];
-    snprintf(t, sizeof t, "%.*s", (int)solo[i].text.len, solo[i].text.p ? solo[i].text.p : "");
-    ig_jsm m;
-    ig_jsm_init(&m, re);
-    CHECK_MSG(ig_jsm_feed(&m, re, (const unsigned char *)t, strlen(t)) == 0, "request %d: not a live prefix: %s", i, t);
-    if (solo[i].finish == IG_FINISH_EOS) {
-      CHECK_MSG(regexec(&oracle, t, 0, NULL, 0) == 0, "request %d ended on EOS without matching: %s", i, t);
-      matched++;
-    } else {
-      CHECK_EQ_INT(solo[i].finish, IG_FINISH_LENGTH);
-    }
-  }
+  int n_re, matched = check_constrained(ps, which, NJ, solo, batch, 0, regex_matches, &oracle, &n_re);
   fprintf(stderr, "regex grammar: %d of %d requests ended on a match (e.g. %.*s)\n", matched, n_re,
           (int)solo[1].text.len, solo[1].text.p ? solo[1].text.p : "");
   CHECK(matched > 2);
