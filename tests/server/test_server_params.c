@@ -345,6 +345,64 @@ static int json_mode_of(ig_api api, const char *body) {
   char m[512];
   return json_mode_of_m(api, body, m, sizeof m);
 }
+/* vLLM's guided decoding fields on the OpenAI routes: each body's fields beside a chat message, and what it gives (0
+ * none, 1 JSON mode, 2 a schema or pattern) or its 422 message. */
+static int guided_whole(const char *body, const char *text) { /* 1: the body's constraint takes the whole text */
+  ig_server_req r;
+  char m[256];
+  if (parse_keep(IG_API_CHAT, body, m, sizeof m, &r)) return -1;
+  int whole = -1;
+  if (r.gp.schema) {
+    ig_jsm st;
+    ig_jsm_init(&st, r.gp.schema);
+    whole = ig_jsm_feed(&st, r.gp.schema, (const unsigned char *)text, strlen(text)) == 0 &&
+            ig_jsm_complete(&st, r.gp.schema);
+  }
+  ig_server_req_free(&r);
+  return whole;
+}
+static void test_guided(void) {
+  static const struct {
+    const char *fields;
+    int mode;
+    const char *msg;
+  } cases[] = {
+      {"\"guided_regex\":\"[a-z]+\"", 2, NULL},
+      {"\"guided_choice\":[\"yes.\",\"no (maybe)\",\"a|b*\",\"caf\u00e9\"]", 2, NULL},
+      {"\"guided_json\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}", 2, NULL},
+      {"\"guided_json\":{}", 1, NULL},
+      {"\"guided_json\":null,\"guided_regex\":null", 0, NULL},
+      {"\"guided_regex\":\"a\",\"response_format\":{\"type\":\"json_object\"}", 422,
+       "guided_json, guided_regex, guided_choice and response_format: give one of them"},
+      {"\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]", 422,
+       "guided_json, guided_regex, guided_choice and response_format: give one of them"},
+      {"\"guided_choice\":[]", 422, "guided_choice: expected a list of 1 to 1024 strings"},
+      {"\"guided_choice\":[\"a\",1]", 422, "guided_choice: expected a list of 1 to 1024 strings"},
+      {"\"guided_regex\":7", 422, "guided_regex: expected a string (the pattern)"},
+      {"\"guided_json\":5", 422, NULL},
+      {"\"guided_regex\":\"(?i)a\"", 422, NULL},
+      {"\"guided_grammar\":\"root ::= x\"", 422,
+       "guided_grammar: grammars other than JSON schemas and regular expressions are not supported"},
+  };
+  char b[1024], m[512];
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    snprintf(b, sizeof b, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],%s}", cases[k].fields);
+    int got = json_mode_of_m(IG_API_CHAT, b, m, sizeof m);
+    CHECK_MSG(got == (cases[k].mode == 422 ? -422 : cases[k].mode), "%s -> %d (%s)", cases[k].fields, got, m);
+    if (cases[k].mode == 422)
+      CHECK_MSG(cases[k].msg ? !strcmp(m, cases[k].msg) : !strncmp(m, "guided_", 7), "%s -> %s", cases[k].fields, m);
+  }
+  CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"guided_choice\":[\"x\",\"y\"]}"), 2);
+  /* the choices are literals: punctuation is not regex syntax */
+  const char *ch = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"guided_choice\":[\"no (maybe)\",\"a|b*\",\"x.\"]}";
+  CHECK_EQ_INT(guided_whole(ch, "no (maybe)"), 1);
+  CHECK_EQ_INT(guided_whole(ch, "a|b*"), 1);
+  CHECK_EQ_INT(guided_whole(ch, "x."), 1);
+  CHECK_EQ_INT(guided_whole(ch, "a"), 0);
+  CHECK_EQ_INT(guided_whole(ch, "no maybe"), 0);
+  CHECK_EQ_INT(guided_whole(ch, "xy"), 0);
+}
+
 #define GRAMMAR(v) "{\"inputs\":\"a\",\"parameters\":{\"grammar\":" v "}}"
 static void test_grammar(void) {
   const ig_api G = IG_API_GENERATE, C = IG_API_CHAT;
@@ -399,33 +457,6 @@ static void test_grammar(void) {
   /* /v1/completions takes response_format too, rather than ignoring it */
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}"), 1);
   CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"regex\"}}"), -422);
-  /* vLLM's guided decoding fields on the OpenAI routes */
-  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"[a-z]+\"}", msgs);
-  CHECK_EQ_INT(json_mode_of(C, b), 2);
-  snprintf(b, sizeof b, "{%s,\"guided_choice\":[\"yes.\",\"no (maybe)\",\"a|b*\",\"caf\u00e9\"]}", msgs);
-  CHECK_EQ_INT(json_mode_of(C, b), 2);
-  snprintf(b, sizeof b, "{%s,\"guided_json\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}}", msgs);
-  CHECK_EQ_INT(json_mode_of(C, b), 2);
-  snprintf(b, sizeof b, "{%s,\"guided_json\":{}}", msgs);
-  CHECK_EQ_INT(json_mode_of(C, b), 1);
-  snprintf(b, sizeof b, "{%s,\"guided_json\":null,\"guided_regex\":null}", msgs);
-  CHECK_EQ_INT(json_mode_of(C, b), 0);
-  CHECK_EQ_INT(json_mode_of(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"guided_choice\":[\"x\",\"y\"]}"), 2);
-  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", msgs);
-  EXPECT(C, b, 422, "guided_json, guided_regex, guided_choice and response_format: give one of them");
-  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]}", msgs);
-  EXPECT(C, b, 422, "guided_json, guided_regex, guided_choice and response_format: give one of them");
-  snprintf(b, sizeof b, "{%s,\"guided_choice\":[]}", msgs);
-  EXPECT(C, b, 422, "guided_choice: expected a list of 1 to 1024 strings");
-  snprintf(b, sizeof b, "{%s,\"guided_choice\":[\"a\",1]}", msgs);
-  EXPECT(C, b, 422, "guided_choice: expected a list of 1 to 1024 strings");
-  snprintf(b, sizeof b, "{%s,\"guided_regex\":7}", msgs);
-  EXPECT(C, b, 422, "guided_regex: expected a string (the pattern)");
-  snprintf(b, sizeof b, "{%s,\"guided_grammar\":\"root ::= x\"}", msgs);
-  EXPECT(C, b, 422, "guided_grammar: grammars other than JSON schemas and regular expressions are not supported");
-  snprintf(b, sizeof b, "{%s,\"guided_regex\":\"(?i)a\"}", msgs);
-  CHECK_EQ_INT(json_mode_of_m(C, b, m, sizeof m), -422);
-  CHECK_MSG(strncmp(m, "guided_regex: regex: ", 21) == 0, "%s", m);
   /* TGI's chat takes a regex as response_format too */
   snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"regex\",\"value\":\"[a-z]+\"}}", msgs);
   CHECK_EQ_INT(json_mode_of(C, b), 2);
@@ -642,6 +673,7 @@ static void test_tool_calls(void) {
 
 int main(void) {
   test_grammar();
+  test_guided();
   test_tools();
   test_tool_calls();
   test_tgi_rules();
