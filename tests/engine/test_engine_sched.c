@@ -1236,7 +1236,7 @@ static void test_config_errors(void) {
   int32_t jprompt[2] = {3, 4};
   ig_request *jr = h_request(jprompt, 2, &jp, NULL, 0);
   CHECK_EQ_INT(ig_engine_submit(e, jr, err, sizeof err), -EINVAL);
-  CHECK_MSG(strstr(err, "JSON mode needs") != NULL, "message: %s", err);
+  CHECK_MSG(strstr(err, "constrained output (JSON mode, a schema or a regex) needs") != NULL, "message: %s", err);
   ig_request_unref(jr);
   ig_engine_destroy(e, 0);
   /* A device backend fills the memory it is given (not the 16k-token default): 3000 blocks here. */
