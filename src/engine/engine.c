@@ -321,7 +321,8 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     return -EINVAL;
   }
   if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1 || (!p->schema && !e->jany))) {
-    snprintf(err, errlen, "constrained output (JSON mode, a schema or a regex) needs the model's tokenizer and an EOS token");
+    snprintf(err, errlen,
+             "constrained output (JSON mode, a schema or a regex) needs the model's tokenizer and an EOS token");
     return -EINVAL;
   }
   seq *s = calloc(1, sizeof *s);
@@ -646,7 +647,8 @@ static ig_finish_reason append_token(ig_engine *e, seq *s, int32_t id) {
   if (s->json) { /* the mask allowed only tokens that continue the document, and EOS once it is complete */
     if (is_eos(e, id)) return IG_FINISH_EOS;
     if (e->json_ready != 1 || ig_jsm_feed(s->json, s->schema, e->jpool + e->joff[id], e->jlen[id]))
-      ig_log(IG_LOG_ERROR, "engine: request %llu: token %d does not continue its constrained text", (unsigned long long)s->r->id, id);
+      ig_log(IG_LOG_ERROR, "engine: request %llu: token %d does not continue its constrained text",
+             (unsigned long long)s->r->id, id);
   }
   if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) return IG_FINISH_LENGTH;
   if (!p->ignore_eos && is_eos(e, id)) return IG_FINISH_EOS;
