@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <vector>
+#include "cuda_bench_common.cuh"
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
 #define CB(x) do { cublasStatus_t s = (x); if (s != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "%s:%d: %s: %d\n", __FILE__, __LINE__, #x, (int)s); exit(1); } } while (0)
 
 /* Each thread reads 16-byte chunks in a grid-stride loop, 4 in flight, and folds them into one word written

@@ -15,9 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cuda_bench_common.cuh"
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
-#define LK(x) do { cublasStatus_t s = (x); if (s != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #x, (int)s); exit(1); } } while (0)
 
 typedef struct cfg {
   cublasLtMatmulAlgo_t algo;
@@ -29,14 +28,6 @@ typedef struct cfg {
 static int by_time(const void *a, const void *b) {
   float x = ((const cfg *)a)->us, y = ((const cfg *)b)->us;
   return x < y ? -1 : x > y;
-}
-
-static __global__ void fill(__nv_bfloat16 *p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
-    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-    p[i] = __float2bfloat16(((int)(h % 2001) - 1000) * scale);
-  }
 }
 
 int main(int argc, char **argv) {

@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cuda_bench_common.cuh"
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
 #define CB(x) do { cublasStatus_t s = (x); if (s != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "%s:%d: %s: %d\n", __FILE__, __LINE__, #x, (int)s); exit(1); } } while (0)
 
 __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
@@ -50,7 +50,7 @@ __global__ void naive_kernel(const __nv_bfloat16 *W, const __nv_bfloat16 *X, flo
     out[(size_t)r * O + o] = c[i];
   }
 }
-__global__ void fill(__nv_bfloat16 *p, size_t n, unsigned seed, float scale) {
+__global__ void fill_nz(__nv_bfloat16 *p, size_t n, unsigned seed, float scale) { /* never 0 */
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     unsigned h = (unsigned)i * 2654435761u ^ seed;
     h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
@@ -133,8 +133,8 @@ int main() {
     CK(cudaMalloc(&of, (size_t)MMAX * O * 4));
     CK(cudaMalloc(&of_ref, (size_t)MMAX * O * 4));
     CK(cudaMalloc(&nf, (size_t)MMAX * O * 4));
-    fill<<<1024, 256>>>(W, (size_t)O * I, 7 + si, 0.02f);
-    fill<<<1024, 256>>>(X, (size_t)MMAX * I, 99 + si, 1.f);
+    fill_nz<<<1024, 256>>>(W, (size_t)O * I, 7 + si, 0.02f);
+    fill_nz<<<1024, 256>>>(X, (size_t)MMAX * I, 99 + si, 1.f);
     int t;
     lt_run(W, X, of_ref, true, MMAX, O, I, &t);
     lt_run(W, X, ob_ref, false, MMAX, O, I, &t);

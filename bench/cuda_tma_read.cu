@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backend/cuda/cuda_mma.cuh"
+#include "cuda_bench_common.cuh"
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
 #define BN 64          /* rows per tile */
 #define BK 128         /* columns per stage: 256 bytes of each row, 16 KB per stage */
