@@ -52,42 +52,9 @@ def prefix_ok(t):
                     except Exception: pass
     return False
 SERIAL = os.environ.get("MODE") == "serial"
-if os.environ.get("MODE") == "regex":  # regex grammars and schema patterns only (MODE=regex)
-    import re, threading
-    PATS = ["(yes|no), [0-9]{1,3} (sheep|goats)\\.", "[A-Z][a-z]{2,8}( [a-z]{1,6}){0,3}!", "\\d{4}-\\d{2}-\\d{2}",
-            "[A-Za-z ,.']{1,400}"]
-    for pat in PATS:
-        for name, extra in (("greedy", {}), ("seeded", {"do_sample": True, "seed": 3}), ("seeded again", {"do_sample": True, "seed": 3})):
-            itl, last = stream(dict({"max_new_tokens": 120, "grammar": {"type": "regex", "value": pat}, "details": True}, **extra))
-            t = last["generated_text"]; fin = last["details"]["finish_reason"]
-            full = re.fullmatch(pat, t, re.ASCII) is not None
-            print("regex %-36s %-12s ITL p50 %.2f ms, %d tokens, finish %s, fullmatch %s | %r" % (pat, name, itl,
-                  last["details"]["generated_tokens"], fin, full, t[:80]))
-    PS = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2,4}$"},
-          "note": {"type": "string", "pattern": "^[a-z ]{1,30}$"}}, "required": ["code", "note"], "additionalProperties": False}
-    itl, last = stream({"max_new_tokens": 200, "grammar": {"type": "json", "value": PS}, "details": True})
-    t = last["generated_text"]
-    try:
-        v = json.loads(t); ok = bool(re.fullmatch("[A-Z]{3}-[0-9]{2,4}", v["code"]) and re.fullmatch("[a-z ]{1,30}", v["note"]))
-    except Exception as e: ok = "NOT JSON %s" % e
-    print("schema with patterns: ITL p50 %.2f ms, finish %s, follows %s | %r" % (itl, last["details"]["finish_reason"], ok, t[:120]))
-    for n in (16, 64):
-        res = [None] * n
-        def one(k):
-            res[k] = stream({"max_new_tokens": 128, "do_sample": True, "seed": 50 + k, "details": True,
-                             "grammar": {"type": "regex", "value": PATS[3] if k % 2 else PATS[k % 4]}}, inputs="Client %d:" % k)
-        th = [threading.Thread(target=one, args=(k,)) for k in range(n)]
-        t0 = time.perf_counter()
-        for x in th: x.start()
-        for x in th: x.join()
-        wall = time.perf_counter() - t0
-        toks = sum(r[1]["details"]["generated_tokens"] for r in res)
-        good = sum(re.fullmatch(PATS[3] if k % 2 else PATS[k % 4], r[1]["generated_text"], re.ASCII) is not None or
-                   r[1]["details"]["finish_reason"] == "length" for k, r in enumerate(res))
-        print("%2d clients regex %7.0f tok/s, ITL p50 (median client) %.2f ms, %d/%d match or cut by the length" % (
-              n, toks / wall, sorted(r[0] for r in res)[n // 2], good, n))
-    raise SystemExit(0)
-for name, p in ([] if SERIAL else [("plain greedy", {"max_new_tokens": 200}),
+REGEX = os.environ.get("MODE") == "regex"  # regex grammars and schema patterns only
+SKIP = SERIAL or REGEX
+for name, p in ([] if SKIP else [("plain greedy", {"max_new_tokens": 200}),
                 ("json greedy", {"max_new_tokens": 200, "grammar": {"type": "json", "value": {}}}),
                 ("json seeded", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}}),
                 ("json seeded again", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}})]):
@@ -109,7 +76,7 @@ def follows(v):
     return (isinstance(v, dict) and all(k in v for k in SCHEMA["required"]) and isinstance(v["name"], str) and len(v["name"]) <= 40
             and isinstance(v["age"], int) and v["mood"] in ("happy", "sad", "sleepy") and isinstance(v["home"], dict)
             and set(v) <= set(SCHEMA["properties"]))
-for name, p in ([] if SERIAL else [("schema greedy", {"max_new_tokens": 300, "grammar": {"type": "json", "value": SCHEMA}}),
+for name, p in ([] if SKIP else [("schema greedy", {"max_new_tokens": 300, "grammar": {"type": "json", "value": SCHEMA}}),
                 ("schema seeded", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}}),
                 ("schema seeded again", {"max_new_tokens": 300, "do_sample": True, "seed": 7, "grammar": {"type": "json", "value": SCHEMA}})]):
     itl, last = stream(dict(p, details=True))
@@ -120,7 +87,7 @@ for name, p in ([] if SERIAL else [("schema greedy", {"max_new_tokens": 300, "gr
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}, "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}},
          {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}}, "required": ["zone"]}}}]
-for choice in (() if SERIAL else ("required", {"type": "function", "function": {"name": "get_time"}}, "auto")):
+for choice in (() if SKIP else ("required", {"type": "function", "function": {"name": "get_time"}}, "auto")):
     body = json.dumps({"messages": [{"role": "user", "content": "What is the weather in Paris?"}], "max_tokens": 120,
                        "temperature": 0, "tools": TOOLS, "tool_choice": choice}).encode()
     req = urllib.request.Request(URL + "/v1/chat/completions", body, {"Content-Type": "application/json"})
@@ -132,10 +99,12 @@ for choice in (() if SERIAL else ("required", {"type": "function", "function": {
           json.dumps(ch["message"].get("tool_calls"))[:200], (ch["message"]["content"] or "")[:80]))
 # many clients at once: each step's constrained rows get their masks walked in parallel (the sample pool)
 import threading
-def wave(n, params):
+def wave(n, params, ok=None):
+    """n clients at once, client k with params (or params(k)) seeded 100 + k; ok(k, result) checks a reply."""
     res = [None] * n
     def one(k):
-        res[k] = stream(dict(params, seed=100 + k, do_sample=True, details=True), inputs="Client %d: a JSON record:" % k)
+        p = params(k) if callable(params) else params
+        res[k] = stream(dict(p, seed=100 + k, do_sample=True, details=True), inputs="Client %d: a JSON record:" % k)
     th = [threading.Thread(target=one, args=(k,)) for k in range(n)]
     t0 = time.perf_counter()
     for t in th: t.start()
@@ -143,12 +112,38 @@ def wave(n, params):
     wall = time.perf_counter() - t0
     toks = sum(r[1]["details"]["generated_tokens"] for r in res)
     itl = sorted(r[0] for r in res)
-    def ok(r):
+    def valid(r):
         if "grammar" not in params or r[1]["details"]["finish_reason"] != "eos_token": return True  # plain, or cut by the length
         try: v = json.loads(r[1]["generated_text"])
         except Exception: return False
         return follows(v) if params["grammar"]["value"] is SCHEMA else isinstance(v, dict)
-    return toks / wall, itl[len(itl) // 2], sum(ok(r) for r in res)
+    return toks / wall, itl[len(itl) // 2], sum((ok(k, r) if ok else valid(r)) for k, r in enumerate(res))
+if REGEX:
+    import re
+    PATS = ["(yes|no), [0-9]{1,3} (sheep|goats)\\.", "[A-Z][a-z]{2,8}( [a-z]{1,6}){0,3}!", "\\d{4}-\\d{2}-\\d{2}",
+            "[A-Za-z ,.']{1,400}"]
+    for pat in PATS:
+        for name, extra in (("greedy", {}), ("seeded", {"do_sample": True, "seed": 3}), ("seeded again", {"do_sample": True, "seed": 3})):
+            itl, last = stream(dict({"max_new_tokens": 120, "grammar": {"type": "regex", "value": pat}, "details": True}, **extra))
+            t = last["generated_text"]; fin = last["details"]["finish_reason"]
+            full = re.fullmatch(pat, t, re.ASCII) is not None
+            print("regex %-36s %-12s ITL p50 %.2f ms, %d tokens, finish %s, fullmatch %s | %r" % (pat, name, itl,
+                  last["details"]["generated_tokens"], fin, full, t[:80]))
+    PS = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2,4}$"},
+          "note": {"type": "string", "pattern": "^[a-z ]{1,30}$"}}, "required": ["code", "note"], "additionalProperties": False}
+    itl, last = stream({"max_new_tokens": 200, "grammar": {"type": "json", "value": PS}, "details": True})
+    t = last["generated_text"]
+    try:
+        v = json.loads(t); ok = bool(re.fullmatch("[A-Z]{3}-[0-9]{2,4}", v["code"]) and re.fullmatch("[a-z ]{1,30}", v["note"]))
+    except Exception as e: ok = "NOT JSON %s" % e
+    print("schema with patterns: ITL p50 %.2f ms, finish %s, follows %s | %r" % (itl, last["details"]["finish_reason"], ok, t[:120]))
+    pat_of = lambda k: PATS[3] if k % 2 else PATS[k % 4]
+    for n in (16, 64):
+        tps, itl, good = wave(n, lambda k: {"max_new_tokens": 128, "grammar": {"type": "regex", "value": pat_of(k)}},
+                              lambda k, r: re.fullmatch(pat_of(k), r[1]["generated_text"], re.ASCII) is not None
+                              or r[1]["details"]["finish_reason"] == "length")
+        print("%2d clients regex %7.0f tok/s, ITL p50 (median client) %.2f ms, %d/%d match or cut by the length" % (n, tps, itl, good, n))
+    raise SystemExit(0)
 for n in ((64,) if SERIAL else (16, 64)):
     for name, p in [("plain", {"max_new_tokens": 128, "ignore_eos": True}),
                     ("json mode", {"max_new_tokens": 128, "grammar": {"type": "json", "value": {}}}),
