@@ -65,18 +65,11 @@ typedef struct jval {
   uint32_t off, len; /* in bytes[] */
 } jval;
 
-/* A string's "pattern": its automaton, and the states from which a JSON string can still reach a match (its
- * content's bytes come raw, 0x20 and up, or from the short escapes; \u escapes are never generated there). */
-typedef struct jpat {
-  ig_regex *re;
-  uint8_t *live; /* bitset over the automaton's states */
-} jpat;
-
 struct ig_jschema {
   int refs;
   int fast; /* {"type": "object"}: JSON mode, the state holds an ig_json_fsm */
   ig_regex *re; /* a regex grammar instead of a schema: the state holds a rstate */
-  jpat *pats;   /* the strings' patterns (K_PSTR nodes) */
+  ig_regex **pats; /* the strings' patterns (K_PSTR nodes), over the bytes a JSON string's content can hold */
   uint32_t n_pats;
   uint16_t root;
   jnode *nodes;
@@ -546,45 +539,9 @@ static int compile_union(cctx *c, const json_t *list, const char *kw, int nest) 
 /* ---- "pattern" ---- */
 
 /* The bytes a JSON string's content can hold as the generator writes it: raw ones from 0x20 up, and what the
- * short escapes decode to (\b \t \n \f \r; \" \\ \/ are raw bytes' values too). */
-static int pat_byte_ok(unsigned b) { return b >= 0x20 || b == 8 || b == 9 || b == 10 || b == 12 || b == 13; }
-
-/* States of re from which a match can still be reached through such bytes (a bitset), or NULL (out of memory). A
- * reverse walk over the automaton's edges from its accepting states. */
-static uint8_t *pattern_live(const ig_regex *re, uint32_t n) {
-  uint32_t *cnt = calloc((size_t)n + 1, sizeof *cnt), *src = NULL, *queue = NULL;
-  uint8_t *live = calloc((n + 7) / 8, 1);
-  size_t edges = 0;
-  if (!cnt || !live) goto oom;
-  for (uint32_t st = 0; st < n; st++)
-    for (unsigned b = 0; b < 256; b++) {
-      int32_t t = pat_byte_ok(b) ? ig_regex_step(re, st, (unsigned char)b) : -1;
-      if (t >= 0) cnt[t + 1]++, edges++;
-    }
-  for (uint32_t i = 0; i < n; i++) cnt[i + 1] += cnt[i];
-  if (!(src = malloc((edges ? edges : 1) * sizeof *src)) || !(queue = malloc((size_t)n * sizeof *queue))) goto oom;
-  uint32_t *fill = calloc(n, sizeof *fill);
-  if (!fill) goto oom;
-  for (uint32_t st = 0; st < n; st++)
-    for (unsigned b = 0; b < 256; b++) {
-      int32_t t = pat_byte_ok(b) ? ig_regex_step(re, st, (unsigned char)b) : -1;
-      if (t >= 0) src[cnt[t] + fill[t]++] = st;
-    }
-  free(fill);
-  uint32_t qh = 0, qt = 0;
-  for (uint32_t st = 0; st < n; st++)
-    if (ig_regex_accepting(re, st)) bit_set(live, st), queue[qt++] = st;
-  while (qh < qt) {
-    uint32_t t = queue[qh++];
-    for (uint32_t k = cnt[t]; k < cnt[t + 1]; k++)
-      if (!bit(live, src[k])) bit_set(live, src[k]), queue[qt++] = src[k];
-  }
-  free(cnt), free(src), free(queue);
-  return live;
-oom:
-  free(cnt), free(src), free(queue), free(live);
-  return NULL;
-}
+ * short escapes decode to (\b \t \n \f \r; \" \\ \/ are raw bytes' values too). The pattern's automaton is
+ * made over these alone, so each of its states can still reach a match through them. */
+static const uint8_t PAT_BYTES[256] = {[8] = 1, [9] = 1, [10] = 1, [12] = 1, [13] = 1, [0x20 ... 0xFF] = 1};
 
 /* Whether p[0..n) has a '|' outside groups and classes; *neg set when a ')' closes more than was opened. */
 static int top_level_bar(const char *p, size_t n, int *neg) {
@@ -611,7 +568,7 @@ static int top_level_bar(const char *p, size_t n, int *neg) {
   return bar;
 }
 
-#define IG_PAT_MAX_STATES 8192 /* a "pattern"'s automaton at most (its liveness walk keeps every edge) */
+#define IG_PAT_MAX_STATES 8192 /* a "pattern"'s automaton at most (32 of them compile in well under a second) */
 #define IG_PAT_MAX 32            /* patterns in one schema (each compiles in ~1/8 of a regex grammar's work cap) */
 
 /* JSON Schema's "pattern" is a search, as ECMA-262's RegExp.test: the string contains a match. A leading '^' and a
@@ -648,27 +605,18 @@ static int compile_pattern(cctx *c, const json_t *pv, uint32_t *out) {
   if (!a1) memcpy(text + o, ANY, sizeof ANY - 1), o += sizeof ANY - 1;
   ig_regex *re = NULL;
   char why[200];
-  int rc = ig_regex_compile_max(text, o, IG_PAT_MAX_STATES, &re, why, sizeof why);
+  int rc = ig_regex_compile_max(text, o, IG_PAT_MAX_STATES, PAT_BYTES, &re, why, sizeof why);
   free(text);
-  if (rc) return fail(c, "'pattern': %s", why);
-  uint32_t ns = ig_regex_n_states(re);
-  uint8_t *live = ns <= IG_PAT_MAX_STATES ? pattern_live(re, ns) : NULL;
-  if (!live) {
-    ig_regex_free(re);
-    return ns > IG_PAT_MAX_STATES ? fail(c, "'pattern' needs more than %d automaton states", IG_PAT_MAX_STATES)
-                                  : fail(c, "out of memory");
-  }
-  if (!bit(live, ig_regex_start(re))) {
-    ig_regex_free(re), free(live);
+  if (rc && !strcmp(why, "the pattern matches nothing"))
     return fail(c, "'pattern' matches no string a JSON string can hold without \\u escapes");
-  }
-  jpat *np = realloc(c->s->pats, (c->s->n_pats + 1) * sizeof *np);
+  if (rc) return fail(c, "'pattern': %s", why);
+  ig_regex **np = realloc(c->s->pats, (c->s->n_pats + 1) * sizeof *np);
   if (!np) {
-    ig_regex_free(re), free(live);
+    ig_regex_free(re);
     return fail(c, "out of memory");
   }
   c->s->pats = np;
-  np[c->s->n_pats] = (jpat){re, live};
+  np[c->s->n_pats] = re;
   *out = c->s->n_pats++;
   return 0;
 }
@@ -1005,7 +953,7 @@ void ig_jschema_unref(ig_jschema *s) {
   if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   free(s->nodes), free(s->props), free(s->korder), free(s->vals), free(s->alts), free(s->bytes), free(s->canon);
   ig_regex_free(s->re);
-  for (uint32_t i = 0; i < s->n_pats; i++) ig_regex_free(s->pats[i].re), free(s->pats[i].live);
+  for (uint32_t i = 0; i < s->n_pats; i++) ig_regex_free(s->pats[i]);
   free(s->pats);
   free(s);
 }
@@ -1222,7 +1170,7 @@ static int start_value(jsm *m, const ig_jschema *s, uint16_t node, unsigned c) {
   case K_TAGGED: f->st = O_OPEN; return R_OK;
   case K_ARR: f->st = A_OPEN; return R_OK;
   case K_STR: f->st = S_IN; return R_OK;
-  case K_PSTR: f->st = S_IN, f->c = (uint16_t)ig_regex_start(s->pats[n->off].re); return R_OK;
+  case K_PSTR: f->st = S_IN, f->c = (uint16_t)ig_regex_start(s->pats[n->off]); return R_OK;
   case K_NUM:
   case K_INT: f->st = c == '-' ? N_MINUS : c == '0' ? N_ZERO : N_INT; return R_OK;
   case K_BOOL: f->aux = c == 't' ? LIT_TRUE : LIT_FALSE; return R_OK;
@@ -1422,7 +1370,7 @@ static int str_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
  * in a matching state; escapes: the short ones (a \u escape is never generated), each only where its byte keeps
  * a match reachable. */
 static int pstr_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
-  const jpat *p = &s->pats[s->nodes[f->node].off];
+  const ig_regex *re = s->pats[s->nodes[f->node].off];
   unsigned b = c;
   if (f->st == S_ESC) {
     switch (c) {
@@ -1438,14 +1386,13 @@ static int pstr_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
     }
     f->st = S_IN;
   } else if (c == '"') {
-    if (!ig_regex_accepting(p->re, f->c)) return R_BAD;
+    if (!ig_regex_accepting(re, f->c)) return R_BAD;
     value_done(m, s, 0);
     return R_OK;
   } else if (c == '\\') {
     static const unsigned char ESC[] = {'"', '\\', '/', 8, 12, 10, 13, 9};
     for (size_t k = 0; k < sizeof ESC; k++) {
-      int32_t t = ig_regex_step(p->re, f->c, ESC[k]);
-      if (t >= 0 && bit(p->live, (unsigned)t)) {
+      if (ig_regex_step(re, f->c, ESC[k]) >= 0) {
         f->st = S_ESC;
         return R_OK;
       }
@@ -1454,8 +1401,8 @@ static int pstr_byte(jsm *m, const ig_jschema *s, frame *f, unsigned c) {
   } else if (c < 0x20) {
     return R_BAD;
   }
-  int32_t t = ig_regex_step(p->re, f->c, (unsigned char)b);
-  if (t < 0 || !bit(p->live, (unsigned)t)) return R_BAD;
+  int32_t t = ig_regex_step(re, f->c, (unsigned char)b);
+  if (t < 0) return R_BAD;
   f->c = (uint16_t)t;
   return R_OK;
 }

@@ -773,6 +773,7 @@ typedef struct dbuild {
   uint32_t tick;
   uint64_t work, max_work;
   uint32_t max_states;
+  const uint8_t *byte_ok; /* NULL, or the bytes the text may hold: the others lead nowhere */
   int failed;
 } dbuild;
 
@@ -790,6 +791,8 @@ static int byte_classes(dbuild *b) {
   if (!seen) return dfail(b, "out of memory");
   for (uint32_t i = 0; i < b->n_ns; i++)
     if (b->ns[i].kind == N_BYTE) bound[b->ns[i].lo] = 1, bound[b->ns[i].hi + 1] = 1;
+  for (int x = 1; x < 256 && b->byte_ok; x++) /* a byte filter's edges cut classes too */
+    if (!b->byte_ok[x] != !b->byte_ok[x - 1]) bound[x] = 1;
   b->n_iv = 0;
   for (int x = 0; x < 256; x++) {
     if (x && bound[x]) b->n_iv++;
@@ -812,6 +815,24 @@ static int byte_classes(dbuild *b) {
     }
     int16_t renum[512]; /* compact the ids back to 0.. in order of first interval */
     memset(renum, -1, sizeof renum);
+    uint32_t m = 0;
+    for (uint32_t v = 0; v < b->n_iv; v++) {
+      if (renum[ivc[v]] < 0) renum[ivc[v]] = (int16_t)m++;
+      ivc[v] = (uint16_t)renum[ivc[v]];
+    }
+    n_cls = m;
+  }
+  if (b->byte_ok) { /* the allowed intervals marked as one more range: no class mixes allowed and other bytes */
+    int16_t remap[512], renum[512];
+    memset(remap, -1, sizeof remap);
+    memset(renum, -1, sizeof renum);
+    for (int x = 0; x < 256; x++) {
+      unsigned v = b->iv[x], k = ivc[v];
+      if ((x == 0 || b->iv[x - 1] != v) && b->byte_ok[x]) {
+        if (remap[k] < 0) remap[k] = (int16_t)n_cls++;
+        ivc[v] = (uint16_t)remap[k];
+      }
+    }
     uint32_t m = 0;
     for (uint32_t v = 0; v < b->n_iv; v++) {
       if (renum[ivc[v]] < 0) renum[ivc[v]] = (int16_t)m++;
@@ -996,6 +1017,9 @@ static int find_live(dbuild *b, uint8_t *live) {
 
 /* The final automaton: the live states, renumbered in order (the start state stays 0). */
 static int prune(dbuild *b, ig_regex **out) {
+  for (int x = 0; x < 256 && b->byte_ok; x++) /* moves on a filtered byte's class lead nowhere */
+    if (!b->byte_ok[x])
+      for (uint32_t d = 0; d < b->n_d; d++) b->trans[(size_t)d * b->n_cls + b->cls[x]] = -1;
   uint8_t *live = malloc(b->n_d);
   int32_t *map = malloc(b->n_d * sizeof *map);
   ig_regex *r = calloc(1, sizeof *r);
@@ -1036,11 +1060,11 @@ static void dbuild_free(dbuild *b) {
   free(b->ht), free(b->mark), free(b->stack), free(b->cur), free(b->pair_cls), free(b->pair_tgt), free(b->tgt);
 }
 
-static int build_dfa(const nstate *ns, uint32_t n_ns, uint32_t entry, uint32_t max_states, ig_regex **out, char *err,
-                     size_t errlen) {
+static int build_dfa(const nstate *ns, uint32_t n_ns, uint32_t entry, uint32_t max_states, const uint8_t *byte_ok,
+                     ig_regex **out, char *err, size_t errlen) {
   dbuild *b = calloc(1, sizeof *b);
   if (!b) return put_err(err, errlen, "out of memory"), -1;
-  b->ns = ns, b->n_ns = n_ns, b->err = err, b->errlen = errlen;
+  b->ns = ns, b->n_ns = n_ns, b->err = err, b->errlen = errlen, b->byte_ok = byte_ok;
   b->max_states = max_states; /* the work cap shrinks with it (a smaller automaton is refused sooner) */
   b->max_work = MAX_WORK / (IG_REGEX_MAX_STATES / max_states);
   int rc = byte_classes(b) || subset(b, entry) || prune(b, out) ? -1 : 0;
@@ -1052,10 +1076,11 @@ static int build_dfa(const nstate *ns, uint32_t n_ns, uint32_t entry, uint32_t m
 /* ---- the API --------------------------------------------------------------------------------------------- */
 
 int ig_regex_compile(const char *pat, size_t len, ig_regex **out, char *err, size_t errlen) {
-  return ig_regex_compile_max(pat, len, IG_REGEX_MAX_STATES, out, err, errlen);
+  return ig_regex_compile_max(pat, len, IG_REGEX_MAX_STATES, NULL, out, err, errlen);
 }
 
-int ig_regex_compile_max(const char *pat, size_t len, uint32_t max_states, ig_regex **out, char *err, size_t errlen) {
+int ig_regex_compile_max(const char *pat, size_t len, uint32_t max_states, const uint8_t *byte_ok, ig_regex **out,
+                         char *err, size_t errlen) {
   *out = NULL;
   if (max_states < 1 || max_states > IG_REGEX_MAX_STATES) max_states = IG_REGEX_MAX_STATES;
   if (errlen) err[0] = 0;
@@ -1071,7 +1096,7 @@ int ig_regex_compile_max(const char *pat, size_t len, uint32_t max_states, ig_re
   int rc = -1;
   if (!check_utf8(&c) && !parse_alt(&c, 0, &f) && (m = add(&c, N_MATCH, 0, 0, -1, -1)) >= 0) {
     patch(&c, &f, m);
-    rc = build_dfa(c.ns, c.n, f.entry, max_states, out, err, errlen);
+    rc = build_dfa(c.ns, c.n, f.entry, max_states, byte_ok, out, err, errlen);
   }
   free(c.ns), free(c.set), free(c.tmp), free(c.cache), free(c.cache_stamp);
   return rc;

@@ -46,8 +46,11 @@ typedef struct ig_regex ig_regex; /* immutable once compiled; threads may share 
  * ("at offset 7: backreferences are not supported"). Bounded work and memory for any input. */
 int ig_regex_compile(const char *pat, size_t len, ig_regex **out, char *err, size_t errlen);
 /* The same with a smaller cap on the DFA's states (1..IG_REGEX_MAX_STATES; others mean the default), and a cap on
- * the construction's work smaller in proportion: for patterns inside a schema, of which there may be many. */
-int ig_regex_compile_max(const char *pat, size_t len, uint32_t max_states, ig_regex **out, char *err, size_t errlen);
+ * the construction's work smaller in proportion: for patterns inside a schema, of which there may be many. With
+ * byte_ok (256 flags; NULL: all) the text may hold only the bytes flagged: a step on another is -1, and states
+ * are live only through allowed bytes ("the pattern matches nothing" when no allowed text matches). */
+int ig_regex_compile_max(const char *pat, size_t len, uint32_t max_states, const uint8_t *byte_ok, ig_regex **out,
+                         char *err, size_t errlen);
 void ig_regex_free(ig_regex *r); /* NULL is fine */
 uint32_t ig_regex_start(const ig_regex *r);
 /* The state after byte c from state s, or -1 when no text starting with (text so far + c) can match. */

@@ -671,6 +671,37 @@ static void test_limits(void) {
 }
 
 #define TIMED(f) do { double t_ = now(); f(); if (getenv("REGEX_TEST_TIMES")) fprintf(stderr, "%s: %.2f s\n", #f, now() - t_); } while (0)
+/* ig_regex_compile_max's byte filter: a filtered byte steps nowhere, even inside a class that also holds allowed
+ * bytes, a state that reaches a match only through filtered bytes is gone, and no allowed text left is "matches
+ * nothing"; the state cap is the one given. */
+static void test_filter(void) {
+  uint8_t ok[256];
+  for (int b = 0; b < 256; b++) ok[b] = b >= 0x20 || b == '\n';
+  ig_regex *r = NULL;
+  char err[256] = "";
+  const char *p1 = "a\x01|b|[\\x00-\\x7f]+c";
+  CHECK_MSG(ig_regex_compile_max(p1, strlen(p1), 0, ok, &r, err, sizeof err) == 0, "%s", err);
+  if (r) {
+    CHECK_MSG(dfa_sound(r), "filtered automaton unsound");
+    CHECK(walk(r, "b", 1) == 1);
+    CHECK(walk(r, "Ac", 2) == 1);
+    CHECK(walk(r, "A\nc", 3) == 1);
+    CHECK(walk(r, "A\x05", 2) == -3);  /* refused at byte 1: filtered inside the class */
+    uint32_t s = ig_regex_start(r);
+    CHECK(ig_regex_step(r, s, 0x01) == -1);
+    int32_t a = ig_regex_step(r, s, 'a'); /* 'a' still goes on through the class, not through \x01 */
+    CHECK(a >= 0 && ig_regex_step(r, (uint32_t)a, 0x01) == -1 && ig_regex_step(r, (uint32_t)a, 'c') >= 0);
+    ig_regex_free(r);
+  }
+  r = NULL;
+  CHECK(ig_regex_compile_max("\x01+", 2, 0, ok, &r, err, sizeof err) == -1 && !r);
+  CHECK_MSG(strstr(err, "matches nothing") != NULL, "%s", err);
+  CHECK(ig_regex_compile_max("(a|b)*a(a|b){12}", 16, 4096, NULL, &r, err, sizeof err) == -1 && !r);
+  CHECK_MSG(strstr(err, "more than 4096 automaton states") != NULL, "%s", err);
+  CHECK(ig_regex_compile_max("(a|b)*a(a|b){10}", 16, 4096, NULL, &r, err, sizeof err) == 0 && r);
+  ig_regex_free(r);
+}
+
 int main(void) {
   TIMED(test_oracle);
   TIMED(test_utf8_bytes);
@@ -678,5 +709,6 @@ int main(void) {
   TIMED(test_syntax);
   TIMED(test_errors);
   TIMED(test_limits);
+  TIMED(test_filter);
   TEST_DONE();
 }
