@@ -20,4 +20,20 @@ static __global__ void fill(__nv_bfloat16 *p, size_t n, uint32_t seed, float sca
   }
 }
 
+/* A comma-separated list of row counts (1..4096) into ms (at most max); their count, or exits 2 naming `prog`. */
+static int parse_rows(const char *list, int *ms, int max, const char *prog) {
+  int nm = 0;
+  for (const char *q = list; *q && nm < max;) {
+    char *end;
+    long m = strtol(q, &end, 10);
+    if (end == q || m < 1 || m > 4096) {
+      fprintf(stderr, "%s: rows must be 1..4096, got '%s'\n", prog, list);
+      exit(2);
+    }
+    ms[nm++] = (int)m;
+    q = *end == ',' ? end + 1 : end;
+  }
+  return nm;
+}
+
 #endif

@@ -31,15 +31,8 @@ static int by_time(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  int ms[8], nm = 0;
-  const char *list = argc > 1 ? argv[1] : "64,128,256";
-  for (const char *q = list; *q && nm < 8;) {
-    char *end;
-    long m = strtol(q, &end, 10);
-    if (end == q || m < 1 || m > 4096) { fprintf(stderr, "cuda_lt_search: rows must be 1..4096, got '%s'\n", list); return 2; }
-    ms[nm++] = (int)m;
-    q = *end == ',' ? end + 1 : end;
-  }
+  int ms[8];
+  const int nm = parse_rows(argc > 1 ? argv[1] : "64,128,256", ms, 8, "cuda_lt_search");
   struct { const char *name; int64_t O, I; } shapes[] = {
       {"q|k|v", 6144, 4096}, {"o", 4096, 4096}, {"gate|up", 28672, 4096}, {"gate", 14336, 4096}, {"down", 4096, 14336}};
   cublasLtHandle_t lt;

@@ -106,15 +106,8 @@ static void run_one(plan &p, int S, const __nv_bfloat16 *w, const __nv_bfloat16 
 }
 
 int main(int argc, char **argv) {
-  int ms[16], nm = 0;
-  const char *list = argc > 1 ? argv[1] : "1,16,64,128,256,4096";
-  for (const char *q = list; *q && nm < 16;) {
-    char *end;
-    long m = strtol(q, &end, 10);
-    if (end == q || m < 1 || m > 4096) { fprintf(stderr, "cuda_splitk: rows must be 1..4096, got '%s'\n", list); return 2; }
-    ms[nm++] = (int)m;
-    q = *end == ',' ? end + 1 : end;
-  }
+  int ms[16];
+  const int nm = parse_rows(argc > 1 ? argv[1] : "1,16,64,128,256,4096", ms, 16, "cuda_splitk");
   int mmax = 0;
   for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
   struct { const char *name; int64_t O, I; } shapes[] = {
