@@ -624,6 +624,12 @@ static void test_prefix_cache(void) {
 /* With JSON pieces in the vocabulary (braces, quotes, digits, literals, whitespace, and the letters, which strings
  * take), every output of a JSON-mode request is a prefix of one JSON object, and a complete object when it ended on
  * EOS (ignore_eos too); a request's output is the same alone and batched, serial and pipelined. */
+/* The fake vocabulary's tokens 1..n become pieces p (the old ones kept in saved, put back by memcpy(pieces, saved)). */
+static void set_pieces(const char *const *p, size_t n, char saved[V][8]) {
+  memcpy(saved, pieces, sizeof pieces);
+  for (size_t i = 0; i < n && 1 + i < V; i++) snprintf(pieces[1 + i], 8, "%s", p[i]);
+}
+
 /* Constrained requests (ps[i], with schemas[i] when given) run one at a time into solo, then all at once with
  * every mask walked (IGNIS_JSON_MASK_CACHE=0) into batch: the callers compare the two. */
 static void json_runs(const ig_gen_params *ps, ig_jschema *const *schemas, int n, h_out *solo, h_out *batch) {
@@ -686,8 +692,7 @@ static void test_json_mode(void) {
                              "{\"", "\"}", "e", "\n", "}}", ":{", ":", "t", "r", "u", "f", "a", "l", "s", "n", "0",
                              "."};
   char saved[V][8];
-  memcpy(saved, pieces, sizeof saved);
-  for (size_t i = 0; i < sizeof jp / sizeof jp[0]; i++) snprintf(pieces[1 + i], 8, "%s", jp[i]);
+  set_pieces(jp, sizeof jp / sizeof jp[0], saved);
   enum { NJ = 16 };
   static h_out solo[NJ], batch[NJ];
   memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch);
@@ -748,8 +753,7 @@ static void test_json_schema(void) {
                                    "\"array\",\"items\":{\"type\":\"boolean\"},\"maxItems\":2}},\"required\":[\"x\"],"
                                    "\"additionalProperties\":false}";
   char saved[V][8];
-  memcpy(saved, pieces, sizeof saved);
-  for (size_t i = 0; i < sizeof jp / sizeof jp[0]; i++) snprintf(pieces[1 + i], 8, "%s", jp[i]);
+  set_pieces(jp, sizeof jp / sizeof jp[0], saved);
   enum { NJ = 18 };
   static h_out solo[NJ], batch[NJ];
   memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch);
@@ -793,8 +797,7 @@ static void test_regex_grammar(void) {
                              "ca", "bc", "{", "}", "\"", ":", " ", "x"};
   static const char *pat = "(ab|c)+d-[0-9]{2,3}|b(a|c)*";
   char saved[V][8];
-  memcpy(saved, pieces, sizeof saved);
-  for (size_t i = 0; i < sizeof rp / sizeof rp[0]; i++) snprintf(pieces[1 + i], 8, "%s", rp[i]);
+  set_pieces(rp, sizeof rp / sizeof rp[0], saved);
   enum { NJ = 18 };
   static h_out solo[NJ], batch[NJ];
   memset(solo, 0, sizeof solo), memset(batch, 0, sizeof batch);
