@@ -12,6 +12,7 @@ cp $B/src/backend/cuda_device $B/src/backend/cuda_floors $T/bin/
 [ -f $B/src/backend/cuda_tma_read ] && cp $B/src/backend/cuda_tma_read $T/bin/
 [ -f $B/src/backend/cuda_lt_search ] && cp $B/src/backend/cuda_lt_search $T/bin/
 [ -f $B/src/backend/cuda_splitk ] && cp $B/src/backend/cuda_splitk $T/bin/
+[ -f $B/src/backend/cuda_hgemm ] && cp $B/src/backend/cuda_hgemm $T/bin/
 [ -f $B/src/backend/cuda_tiny_check ] && cp $B/src/backend/cuda_tiny_check $T/bin/
 strip $T/bin/*
 S=../shared/models/stories260K

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cuda_bench_common.cuh"
+#include "cuda_lt_plan.cuh"
 
 
 /* out[i] = bf16(p[0][i] + p[1][i] + ... ) in slice order; 4 elements per thread */
@@ -32,64 +33,6 @@ static __global__ void reduce_parts(__nv_bfloat16 *out, const float *p, size_t n
   __nv_bfloat162 lo = __floats2bfloat162_rn(a.x, a.y), hi = __floats2bfloat162_rn(a.z, a.w);
   *(__nv_bfloat162 *)(out + i) = lo;
   *(__nv_bfloat162 *)(out + i + 2) = hi;
-}
-
-struct plan {
-  cublasLtMatmulDesc_t desc;
-  cublasLtMatrixLayout_t la, lb, lc;
-  cublasLtMatmulAlgo_t algo;
-  int ok, split;
-};
-
-static cublasLtHandle_t lt;
-static void *ws;
-static const size_t wsz = 64u << 20;
-
-/* S == 0: heuristic's pick (split allowed), bf16 out; S >= 1: K/S slices, no split-K, f32 out (S == 1: bf16 out) */
-static plan make_plan(int64_t m, int64_t O, int64_t I, int S) {
-  plan p;
-  memset(&p, 0, sizeof p);
-  int64_t k = S > 1 ? I / S : I;
-  cudaDataType_t odt = S > 1 ? CUDA_R_32F : CUDA_R_16BF;
-  LK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  LK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-  LK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-  LK(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, k, O, I));
-  LK(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, k, m, I));
-  LK(cublasLtMatrixLayoutCreate(&p.lc, odt, O, m, O));
-  if (S > 1) {
-    int32_t bc = S;
-    int64_t sa = k, sb = k, sc = O * m;
-    LK(cublasLtMatrixLayoutSetAttribute(p.la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-    LK(cublasLtMatrixLayoutSetAttribute(p.lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-    LK(cublasLtMatrixLayoutSetAttribute(p.lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-    LK(cublasLtMatrixLayoutSetAttribute(p.la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
-    LK(cublasLtMatrixLayoutSetAttribute(p.lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
-    LK(cublasLtMatrixLayoutSetAttribute(p.lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof sc));
-  }
-  cublasLtMatmulPreference_t pref;
-  LK(cublasLtMatmulPreferenceCreate(&pref));
-  LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
-  cublasLtMatmulHeuristicResult_t rs[24];
-  int nres = 0;
-  if (cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.la, p.lb, p.lc, p.lc, pref, 24, rs, &nres) != CUBLAS_STATUS_SUCCESS)
-    nres = 0;
-  cublasLtMatmulPreferenceDestroy(pref);
-  for (int i = 0; i < nres && !p.ok; i++) {
-    uint32_t split = 0, red = 0;
-    size_t wr;
-    cublasLtMatmulAlgoConfigGetAttribute(&rs[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split, sizeof split, &wr);
-    cublasLtMatmulAlgoConfigGetAttribute(&rs[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red, &wr);
-    if (rs[i].state != CUBLAS_STATUS_SUCCESS) continue;
-    if (S == 0 || (split <= 1 && red == CUBLASLT_REDUCTION_SCHEME_NONE)) p.algo = rs[i].algo, p.ok = 1, p.split = (int)split;
-  }
-  return p;
-}
-
-static void free_plan(plan &p) {
-  cublasLtMatrixLayoutDestroy(p.la), cublasLtMatrixLayoutDestroy(p.lb), cublasLtMatrixLayoutDestroy(p.lc);
-  cublasLtMatmulDescDestroy(p.desc);
 }
 
 /* one product: bf16 out[m, O] */
@@ -110,10 +53,8 @@ int main(int argc, char **argv) {
   const int nm = parse_rows(argc > 1 ? argv[1] : "1,16,64,128,256,4096", ms, 16, "cuda_splitk");
   int mmax = 0;
   for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
-  struct { const char *name; int64_t O, I; } shapes[] = {
-      {"q|k|v", 6144, 4096}, {"o", 4096, 4096}, {"gate|up", 28672, 4096}, {"down", 4096, 14336}};
-  LK(cublasLtCreate(&lt));
-  CK(cudaMalloc(&ws, wsz));
+  const product_shape *shapes = PRODUCTS_8B;
+  lt_init();
   __nv_bfloat16 *x, *out, *ref;
   float *part;
   CK(cudaMalloc(&x, (size_t)mmax * 14336 * 2));
