@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *etype;
   char err[512];
   if (ig_server_req_parse(api, body, &lim, &r, &etype, err, sizeof err) == 0) {
+    ig_server_req_compile_grammar(&r, err, sizeof err);
     ig_server_req_check_lengths(&r, (int)(size % 300), &lim, err, sizeof err);
     ig_seq_out s;
     memset(&s, 0, sizeof s);

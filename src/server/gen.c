@@ -1,8 +1,8 @@
 /* server/gen: the life of a generation request. The loop thread parses and validates the body (params.c),
- * a validation worker renders the chat template and tokenizes (checking lengths), the loop submits one engine
- * request per sequence (best_of candidates, completions prompts), the engine wakes the loop (event_active)
- * and the loop drains token events into SSE chunks or, at the end, one JSON body. A job outlives its HTTP
- * request when the client goes away: it cancels its engine requests and is freed once the engine let go. */
+ * a validation worker compiles its grammar, renders the chat template and tokenizes (checking lengths), the loop
+ * submits one engine request per sequence (best_of candidates, completions prompts), the engine wakes the loop
+ * (event_active) and the loop drains token events into SSE chunks or, at the end, one JSON body. A job outlives its
+ * HTTP request when the client goes away: it cancels its engine requests and is freed once the engine let go. */
 #include "server/internal.h"
 #include "engine/jsonschema.h"
 #include "util/log.h"
@@ -224,6 +224,12 @@ static void validate_job(ig_server *s, ig_job *j) {
   const ig_server_hooks *h = &s->hooks;
   char err[400];
   err[0] = 0;
+  int grc = ig_server_req_compile_grammar(r, j->v_err, sizeof j->v_err); /* off the loop: up to ~0.3 s */
+  if (grc) {
+    j->v_status = grc;
+    j->v_etype = "validation";
+    return;
+  }
   if (r->api == IG_API_CHAT && render_chat(s, j) != 0) return;
   j->ids = calloc((size_t)r->n_prompts, sizeof *j->ids);
   j->n_ids = calloc((size_t)r->n_prompts, sizeof *j->n_ids);

@@ -57,45 +57,68 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
   return 422;
 }
 
-/* A schema given as a value, or (TGI) as a string of JSON: compiled into gp->schema; every refusal names its reason.
+/* Grammars are read while the body is parsed (on the loop thread: shapes and the cheap checks) and compiled later on
+ * a validation worker (ig_server_req_compile_grammar): the largest schemas and regexes take up to ~0.3 s to compile
+ * or refuse, which must not stall the other streams. Until then the request holds what to compile. */
+static void grammar_clear(ig_server_req *r) {
+  json_decref(r->grammar_schema);
+  free(r->grammar_regex);
+  r->grammar_schema = NULL, r->grammar_regex = NULL, r->grammar_regex_len = 0;
+}
+
+/* A schema given as a value, or (TGI) as a string of JSON: kept in r->grammar_schema (its own copy) for the worker.
  * The empty schema {} stays what it meant before schemas were followed: JSON mode, any JSON object. */
-static int compile_schema(const json_t *v, const char *what, ig_gen_params *gp, char *err, size_t errlen) {
-  json_t *parsed = NULL;
+static int compile_schema(const json_t *v, const char *what, ig_server_req *r, char *err, size_t errlen) {
+  json_t *own = NULL;
   if (json_is_string(v)) { /* TGI: the schema may come as a string of JSON */
-    parsed = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, NULL);
-    if (!parsed) return fail(err, errlen, "%s: value: not a JSON schema", what);
-    v = parsed;
+    own = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, NULL);
+    if (!own) return fail(err, errlen, "%s: value: not a JSON schema", what);
+    v = own;
   }
+  grammar_clear(r);
+  r->gp.json_mode = 1;
   if (json_is_object(v) && json_object_size(v) == 0) { /* {}: JSON mode, one JSON object, as before schemas */
-    json_decref(parsed);
-    return gp->json_mode = 1, 0;
+    json_decref(own);
+    return 0;
   }
-  char why[200];
-  ig_jschema *sc = NULL;
-  int rc = ig_jschema_compile(v, &sc, why, sizeof why);
-  json_decref(parsed);
-  if (rc) return fail(err, errlen, "%s: schema: %s", what, why);
-  ig_jschema_unref(gp->schema);
-  gp->schema = sc;
-  gp->json_mode = 1;
+  if (!own && !(own = json_deep_copy(v))) return fail(err, errlen, "out of memory");
+  r->grammar_schema = own;
+  snprintf(r->grammar_what, sizeof r->grammar_what, "%s", what);
   return 0;
 }
 
-/* A regex grammar: the pattern compiled into gp->schema, or 422 with the reason. */
-static int compile_regex(const char *pat, size_t n, const char *what, ig_gen_params *gp, char *err, size_t errlen) {
-  ig_jschema *sc;
-  char why[256];
-  if (ig_jschema_compile_regex(pat, n, &sc, why, sizeof why)) return fail(err, errlen, "%s: regex: %s", what, why);
-  ig_jschema_unref(gp->schema);
-  gp->schema = sc;
-  gp->json_mode = 1;
+/* A regex grammar: the pattern kept for the worker. */
+static int compile_regex(const char *pat, size_t n, const char *what, ig_server_req *r, char *err, size_t errlen) {
+  grammar_clear(r);
+  if (!(r->grammar_regex = malloc(n + 1))) return fail(err, errlen, "out of memory");
+  memcpy(r->grammar_regex, pat, n);
+  r->grammar_regex[n] = 0;
+  r->grammar_regex_len = n;
+  snprintf(r->grammar_what, sizeof r->grammar_what, "%s", what);
+  r->gp.json_mode = 1;
   return 0;
+}
+
+int ig_server_req_compile_grammar(ig_server_req *r, char *err, size_t errlen) {
+  if (!r->grammar_schema && !r->grammar_regex) return 0;
+  char why[256];
+  ig_jschema *sc = NULL;
+  int rc = r->grammar_schema ? ig_jschema_compile(r->grammar_schema, &sc, why, sizeof why)
+                             : ig_jschema_compile_regex(r->grammar_regex, r->grammar_regex_len, &sc, why, sizeof why);
+  if (rc) {
+    rc = fail(err, errlen, "%s: %s: %s", r->grammar_what, r->grammar_schema ? "schema" : "regex", why);
+  } else {
+    ig_jschema_unref(r->gp.schema);
+    r->gp.schema = sc;
+  }
+  grammar_clear(r);
+  return rc;
 }
 
 /* vLLM's guided decoding fields on the OpenAI routes (clients send them as extra_body): guided_json (a schema,
  * or a string of one), guided_regex, guided_choice (the output is one of the strings exactly); guided_grammar is
  * refused. At most one of them, and not beside a response_format other than text. */
-static int parse_guided(const json_t *body, ig_gen_params *gp, char *err, size_t errlen) {
+static int parse_guided(const json_t *body, ig_server_req *r, char *err, size_t errlen) {
   const json_t *gj = json_object_get(body, "guided_json"), *gr = json_object_get(body, "guided_regex"),
                *gc = json_object_get(body, "guided_choice"), *gg = json_object_get(body, "guided_grammar");
   gj = json_is_null(gj) ? NULL : gj, gr = json_is_null(gr) ? NULL : gr, gc = json_is_null(gc) ? NULL : gc;
@@ -103,12 +126,12 @@ static int parse_guided(const json_t *body, ig_gen_params *gp, char *err, size_t
                                            "expressions are not supported");
   int n = !!gj + !!gr + !!gc;
   if (!n) return 0;
-  if (n > 1 || gp->json_mode)
+  if (n > 1 || r->gp.json_mode)
     return fail(err, errlen, "guided_json, guided_regex, guided_choice and response_format: give one of them");
-  if (gj) return compile_schema(gj, "guided_json", gp, err, errlen);
+  if (gj) return compile_schema(gj, "guided_json", r, err, errlen);
   if (gr) {
     if (!json_is_string(gr)) return fail(err, errlen, "guided_regex: expected a string (the pattern)");
-    return compile_regex(json_string_value(gr), json_string_length(gr), "guided_regex", gp, err, errlen);
+    return compile_regex(json_string_value(gr), json_string_length(gr), "guided_regex", r, err, errlen);
   }
   if (!json_is_array(gc) || json_array_size(gc) == 0 || json_array_size(gc) > 1024)
     return fail(err, errlen, "guided_choice: expected a list of 1 to 1024 strings");
@@ -131,15 +154,16 @@ static int parse_guided(const json_t *body, ig_gen_params *gp, char *err, size_t
   }
   int rc = bad   ? fail(err, errlen, "guided_choice: expected a list of 1 to 1024 strings")
            : oom ? fail(err, errlen, "out of memory")
-                 : compile_regex(re.p ? re.p : "", re.len, "guided_choice", gp, err, errlen);
+                 : compile_regex(re.p ? re.p : "", re.len, "guided_choice", r, err, errlen);
   ig_str_free(&re);
   return rc;
 }
 
 /* TGI's grammar ({"type": "json", "value": schema}, {"type": "json_schema", "value": {"schema": ...}} or
  * {"type": "regex", ...}) and OpenAI's response_format ({"type": "text" | "json_object" | "json_schema", ...}):
- * sets gp->json_mode and gp->schema (NULL: any JSON object), or 422. `what` names the field. */
-static int parse_grammar(const json_t *g, const char *what, ig_gen_params *gp, char *err, size_t errlen) {
+ * sets gp.json_mode and the grammar to compile (none: any JSON object), or 422. `what` names the field. */
+static int parse_grammar(const json_t *g, const char *what, ig_server_req *r, char *err, size_t errlen) {
+  ig_gen_params *gp = &r->gp;
   gp->json_mode = 0;
   if (!g || json_is_null(g)) return 0;
   const json_t *t = json_is_object(g) ? json_object_get(g, "type") : NULL;
@@ -150,7 +174,7 @@ static int parse_grammar(const json_t *g, const char *what, ig_gen_params *gp, c
   if (!strcmp(ty, "json")) {
     const json_t *v = json_object_get(g, "value");
     if (!v) return fail(err, errlen, "%s: missing field `value`", what);
-    return compile_schema(v, what, gp, err, errlen);
+    return compile_schema(v, what, r, err, errlen);
   }
   if (!strcmp(ty, "json_schema")) {
     const json_t *js = json_object_get(g, "json_schema"); /* OpenAI's place; TGI's is "value" */
@@ -158,12 +182,12 @@ static int parse_grammar(const json_t *g, const char *what, ig_gen_params *gp, c
     if (!json_is_object(js)) return fail(err, errlen, "%s: json_schema: expected an object", what);
     const json_t *schema = json_object_get(js, "schema");
     if (!schema) return gp->json_mode = 1, 0; /* no schema: any JSON object */
-    return compile_schema(schema, what, gp, err, errlen);
+    return compile_schema(schema, what, r, err, errlen);
   }
   if (!strcmp(ty, "regex")) {
     const json_t *v = json_object_get(g, "value");
     if (!json_is_string(v)) return fail(err, errlen, "%s: regex: `value` must be a string (the pattern)", what);
-    return compile_regex(json_string_value(v), json_string_length(v), what, gp, err, errlen);
+    return compile_regex(json_string_value(v), json_string_length(v), what, r, err, errlen);
   }
   return fail(err, errlen, "%s: unknown type '%s'", what, ty);
 }
@@ -319,7 +343,7 @@ static int parse_tgi(const json_t *body, const ig_server_limits *lim, ig_server_
   R(read_bool(p, "watermark", "parameters.watermark", 0, &watermark, err, errlen));
   R(read_bool(p, "ignore_eos", "parameters.ignore_eos", 1, &ignore_eos, err, errlen));
   {
-    R(parse_grammar(json_object_get(p, "grammar"), "grammar", &r->gp, err, errlen));
+    R(parse_grammar(json_object_get(p, "grammar"), "grammar", r, err, errlen));
     const json_t *ad = json_object_get(p, "adapter_id");
     if (ad && !json_is_null(ad)) R(fail(err, errlen, "invalid lora id"));
   }
@@ -475,8 +499,8 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   r->details = 1;
   /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored; then vLLM's
    * guided_* fields */
-  int rc = parse_grammar(json_object_get(body, "response_format"), "response_format", g, err, errlen);
-  return rc ? rc : parse_guided(body, g, err, errlen);
+  int rc = parse_grammar(json_object_get(body, "response_format"), "response_format", r, err, errlen);
+  return rc ? rc : parse_guided(body, r, err, errlen);
 }
 
 /* Chat content: a string, or a list of {"type":"text","text":...} parts, joined. */
@@ -683,7 +707,7 @@ static int parse_tools(const json_t *body, const ig_server_limits *lim, ig_serve
   }
   json_decref(alts);
   if (!rc) {
-    rc = compile_schema(root, "tools", &r->gp, err, errlen);
+    rc = compile_schema(root, "tools", r, err, errlen);
   }
   json_decref(root);
   return rc;
@@ -818,6 +842,7 @@ void ig_server_req_free(ig_server_req *r) {
   for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
   free(r->gp.stop);
   ig_jschema_unref(r->gp.schema);
+  grammar_clear(r);
   json_decref(r->messages);
   json_decref(r->tools);
   free(r->tool_prompt);

@@ -1,6 +1,7 @@
 /* server/params: request bodies (JSON) of every generation route -> one ig_server_req (prompts + generation
  * parameters), with TGI's validation rules and messages (router/src/validation.rs) and serde-style type
- * errors. Pure functions, no I/O: the loop thread parses, a validation worker tokenizes later (lengths). */
+ * errors. Pure functions, no I/O: the loop thread parses, a validation worker compiles grammars and tokenizes
+ * later (lengths). */
 #ifndef IG_SERVER_PARAMS_H
 #define IG_SERVER_PARAMS_H
 #include "engine/engine.h"
@@ -47,6 +48,12 @@ typedef struct ig_server_req {
   int logprobs, top_logprobs;  /* OpenAI */
   int include_usage;           /* stream_options.include_usage */
   int add_special;             /* tokenize with special tokens (not for rendered chat prompts) */
+  /* the grammar to compile (gp.json_mode is already set): a schema (owned) or a regex (malloc'd), named in
+   * refusals by the field it came from; ig_server_req_compile_grammar turns it into gp.schema */
+  json_t *grammar_schema;
+  char *grammar_regex;
+  size_t grammar_regex_len;
+  char grammar_what[24];
 } ig_server_req;
 
 /* Parses and validates `body` for `api`. Returns 0, or the HTTP status (400, 422) with the message in err and
@@ -54,6 +61,11 @@ typedef struct ig_server_req {
 int ig_server_req_parse(ig_api api, const json_t *body, const ig_server_limits *lim, ig_server_req *out,
                         const char **etype, char *err, size_t errlen);
 void ig_server_req_free(ig_server_req *r);
+
+/* Compiles the request's grammar (a JSON schema or a regex, if any) into gp.schema: up to ~0.3 s for the largest
+ * accepted or refused ones, so a validation worker does it, not the loop thread. Returns 0 or 422 with the reason
+ * ("grammar: regex: ..."). */
+int ig_server_req_compile_grammar(ig_server_req *r, char *err, size_t errlen);
 
 /* Checks the token counts once the prompt is tokenized (TGI's validate_input). n_input is after truncation.
  * Sets gp.max_new_tokens when not given. Returns 0 or 422 with the message. */

@@ -619,6 +619,21 @@ groups.regex = async (url) => {
     eq(bad.status, 422, `regex ${pat} -> 422`);
     check(/^grammar: regex: /.test(JSON.parse(bad.body).error) && why.test(bad.body), `regex ${pat}: ${bad.body}`);
   }
+  // compiling a grammar is a validation worker's job, not the event loop's: /health, asked after a request whose
+  // pattern takes long to refuse (nested counted repeats: ~0.2 s in a release build, seconds under ASan), answers
+  // before it. When the loop compiled while parsing, the 422 went out first and /health waited for it.
+  const SLOW = "[-a]+(\\W{2}|[-a][^\\w]+(?:[^a]{1,3}\\S){1,3}){1,3}";
+  let slowAt = 0;
+  const slow = postJSON(url + "/generate", { inputs: "x", parameters: { max_new_tokens: 3, grammar: { type: "regex", value: SLOW } } })
+    .then((r) => ((slowAt = Date.now()), r));
+  await sleep(30);
+  const h = await request("GET", url + "/health");
+  const healthAt = Date.now();
+  const sr = await slow;
+  eq(h.status, 200, "/health while a grammar compiles");
+  eq(sr.status, 422, "the slow pattern: 422");
+  check(/^grammar: regex: /.test(JSON.parse(sr.body).error ?? ""), "the slow pattern's reason: " + sr.body.slice(0, 200));
+  check(healthAt < slowAt, `/health answered ${slowAt - healthAt} ms before the slow pattern's 422 (the loop did not compile it)`);
 };
 
 // JSON schemas and tool calls: a schema whose documents are all short (enums, booleans, bounded arrays) must be

@@ -23,6 +23,7 @@ static int parse_keep(ig_api api, const char *body, char *msg, size_t n, ig_serv
   const char *etype;
   int rc = ig_server_req_parse(api, j, &lim, &r, &etype, msg, n);
   json_decref(j);
+  if (!rc) rc = ig_server_req_compile_grammar(&r, msg, n); /* as the server's validation worker does next */
   if (keep && !rc) *keep = r;
   else ig_server_req_free(&r);
   return rc;
@@ -404,6 +405,41 @@ static void test_guided(void) {
 }
 
 #define GRAMMAR(v) "{\"inputs\":\"a\",\"parameters\":{\"grammar\":" v "}}"
+/* The loop thread's parse only reads a grammar; the compile (up to ~0.3 s) is the validation worker's: after the
+ * parse a request holds the schema or pattern to compile and no constraint yet, and a pattern the compiler refuses
+ * passes the parse and fails the compile with its reason. */
+static void test_grammar_deferred(void) {
+  static const struct {
+    const char *body;
+    int regex, compile_rc;
+    const char *msg;
+  } cases[] = {
+      {GRAMMAR("{\"type\":\"regex\",\"value\":\"[a-z]{1,3}\"}"), 1, 0, ""},
+      {GRAMMAR("{\"type\":\"regex\",\"value\":\"(?=a)b\"}"), 1, 422, "grammar: regex: "},
+      {GRAMMAR("{\"type\":\"json\",\"value\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}}"), 0, 0, ""},
+      {GRAMMAR("{\"type\":\"json\",\"value\":\"{\\\"type\\\":\\\"string\\\",\\\"pattern\\\":\\\"(a\\\"}\"}"), 0, 422,
+       "grammar: schema: "},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_t *j = json_loads(cases[i].body, 0, NULL);
+    CHECK_MSG(j != NULL, "case %zu: bad test JSON", i);
+    if (!j) continue;
+    ig_server_req r;
+    const char *etype;
+    char m[512] = "";
+    CHECK_EQ_INT(ig_server_req_parse(IG_API_GENERATE, j, &lim, &r, &etype, m, sizeof m), 0);
+    json_decref(j);
+    CHECK_MSG(r.gp.json_mode && r.gp.schema == NULL, "case %zu: compiled by the parse", i);
+    CHECK_MSG(cases[i].regex ? r.grammar_regex != NULL : r.grammar_schema != NULL, "case %zu: nothing to compile", i);
+    CHECK_EQ_INT(ig_server_req_compile_grammar(&r, m, sizeof m), cases[i].compile_rc);
+    if (cases[i].compile_rc) CHECK_MSG(strncmp(m, cases[i].msg, strlen(cases[i].msg)) == 0, "case %zu: %s", i, m);
+    else CHECK_MSG(r.gp.schema != NULL, "case %zu: no constraint after the compile", i);
+    CHECK(r.grammar_regex == NULL && r.grammar_schema == NULL);
+    CHECK_EQ_INT(ig_server_req_compile_grammar(&r, m, sizeof m), 0); /* nothing left: a no-op */
+    ig_server_req_free(&r);
+  }
+}
+
 static void test_grammar(void) {
   const ig_api G = IG_API_GENERATE, C = IG_API_CHAT;
   char m[512];
@@ -672,6 +708,7 @@ static void test_tool_calls(void) {
 }
 
 int main(void) {
+  test_grammar_deferred();
   test_grammar();
   test_guided();
   test_tools();
