@@ -1,7 +1,7 @@
 /* fuzz/fuzz_server_params: request bodies of every generation route through the JSON parser, TGI's
  * validation (params.c: grammars and JSON schemas compiled, tools and tool_choice) and the length checks, then
  * the response renderers on the parsed request (the prompt text doubling as the reply, so that a chat request
- * whose prompt is a tool call renders tool_calls). */
+ * whose prompt is a tool call renders tool_calls, whole and streamed as written). */
 #include "server/params.h"
 #include "server/render.h"
 #include <stdint.h>
@@ -25,6 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&s, 0, sizeof s);
     s.input_text = r.prompts && r.prompts[0] ? r.prompts[0] : "";
     s.input_len = r.prompts && r.prompts[0] ? r.prompt_lens[0] : 0;
+    /* chat (no prompt before the template): the last message's content is the reply */
+    json_t *last = json_array_get(r.messages, json_array_size(r.messages) ? json_array_size(r.messages) - 1 : 0);
+    if (!s.input_len && json_is_string(json_object_get(last, "content")))
+      s.input_text = (char *)json_string_value(json_object_get(last, "content")),
+      s.input_len = json_string_length(json_object_get(last, "content"));
     ig_out_token t;
     memset(&t, 0, sizeof t);
     t.id = 5;
@@ -41,6 +46,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       json_t *calls = ig_tool_calls_parse(s.text.p ? s.text.p : "", s.text.len, r.tools);
       if (calls) ig_render_chat_tool_chunk(&o, &m, &r, calls);
       json_decref(calls);
+      /* and streamed as written, fed in pieces whose sizes come from the input; every chunk must be JSON */
+      ig_tool_stream ts;
+      memset(&ts, 0, sizeof ts);
+      size_t step = 1 + size % 7;
+      for (size_t n = 0; n < s.text.len;) {
+        n = n + step < s.text.len ? n + step : s.text.len;
+        ig_str c;
+        ig_str_init(&c);
+        if (ig_tool_stream_feed(&ts, &c, &m, &r, s.text.p, n)) {
+          json_t *j = json_loadb(c.p, c.len, 0, NULL);
+          if (!j) abort();
+          json_decref(j);
+        }
+        ig_str_free(&c);
+      }
     }
     ig_str_free(&o);
     ig_seq_out_free(&s);

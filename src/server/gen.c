@@ -669,10 +669,12 @@ static void oai_meta(ig_job *j) {
 }
 
 /* Streams one token of sequence i (tok already pushed into outs[i]); final when the sequence ended. */
-/* A chat stream with tools: a reply that starts (after whitespace) with '{' or '[' may be a tool call, so it is
- * held back to its end and then sent as tool_calls (one chunk) or, when it is not a call, as one text chunk; a
- * reply that starts otherwise streams as text from there on (what was held first). With tool_choice "required"
- * the reply is always held. */
+/* A chat stream with tools: a reply that starts (after whitespace) with '{' or '[' may be a tool call. When it takes
+ * the shape this server's tool prompt asks for ({"name": ..., "arguments": {...}}, or a list of them), each call
+ * streams as it is written (ig_tool_stream_feed: the id and name first, then the arguments' text); any other shape
+ * is held back to its end and then sent as tool_calls (one chunk) or, when it is not a call, as one text chunk. A
+ * reply that starts otherwise streams as text from there on (what was held first). With tool_choice "required" the
+ * reply is always a call. */
 static void stream_tools(ig_job *j, const ig_seq_out *o, const ig_out_token *t, int final) {
   const ig_server_req *r = &j->r;
   const char *text = o->text.p ? o->text.p : "";
@@ -681,11 +683,18 @@ static void stream_tools(ig_job *j, const ig_seq_out *o, const ig_out_token *t, 
     if (r->tool_choice == IG_TOOLS_REQUIRED || start == 1) j->tool_stream = 1;
     else if (start == 0) j->tool_stream = 2;
   }
-  if (j->tool_stream != 2 && !final) return;
   ig_str p;
   ig_str_init(&p);
+  if (j->tool_stream == 1 && ig_tool_stream_feed(&j->tools_ts, &p, &j->meta, r, text, o->text.len)) write_sse(j, &p);
+  ig_str_clear(&p);
+  if (j->tool_stream != 2 && !final) {
+    ig_str_free(&p);
+    return;
+  }
   json_t *calls = j->tool_stream == 1 ? ig_tool_calls_parse(text, o->text.len, r->tools) : NULL;
-  if (calls)
+  if (j->tool_stream == 1 && !ig_tool_stream_held(&j->tools_ts)) /* the calls went out as they were written */
+    ig_render_chat_tool_end(&p, &j->meta, r, calls != NULL, o->finish);
+  else if (calls)
     ig_render_chat_tool_chunk(&p, &j->meta, r, calls);
   else /* everything held so far, this token's text included */
     ig_render_chat_chunk(&p, &j->meta, r, t->special ? NULL : t, text, final ? o->finish : IG_FINISH_NONE);

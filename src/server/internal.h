@@ -86,7 +86,8 @@ struct ig_job {
   int *seq_prompt;            /* which prompt each sequence generates for */
   int *seq_done;
   int *stream_index;
-  int tool_stream;            /* chat stream with tools: 0 undecided, 1 held back (a call, maybe), 2 text */
+  int tool_stream;            /* chat stream with tools: 0 undecided, 1 a call (maybe): streamed or held, 2 text */
+  ig_tool_stream tools_ts;    /* tool_stream 1: the calls streamed so far */
   int n_done;
   char gen_err[256];
   struct event *ev_wake, *ev_free;

@@ -327,6 +327,174 @@ void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_
   ig_str_putc(o, '}');
 }
 
+/* ---- tool calls as they stream ---- */
+
+enum { TS_START = 0, TS_HEAD, TS_ARGS, TS_AFTER, TS_SEP, TS_DONE, TS_TAIL, TS_HOLD };
+
+static size_t skip_ws(const char *t, size_t n, size_t i) {
+  while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
+  return i;
+}
+/* the literal `lit` at t[*i]: 1 (consumed), -1 (the text ends inside it), 0 (something else) */
+static int lit(const char *t, size_t n, size_t *i, const char *lit) {
+  size_t k = 0, L = strlen(lit);
+  while (k < L && *i + k < n && t[*i + k] == lit[k]) k++;
+  if (k == L) return *i += L, 1;
+  return *i + k == n ? -1 : 0;
+}
+/* A call's head at t[i]: `{ "name" : STRING , "arguments"|"parameters" : {` with any whitespace between. 1: *end
+ * is the offset of the arguments' '{' and *name the unescaped name (malloc'd); -1: the text ends before the head
+ * does; 0: not that shape, or the name is not one of the tools. */
+static int call_head(const char *t, size_t n, size_t i, const json_t *tools, size_t *end, char **name) {
+  int r;
+  i = skip_ws(t, n, i);
+  if ((r = lit(t, n, &i, "{")) != 1) return r;
+  i = skip_ws(t, n, i);
+  if ((r = lit(t, n, &i, "\"name\"")) != 1) return r;
+  i = skip_ws(t, n, i);
+  if ((r = lit(t, n, &i, ":")) != 1) return r;
+  i = skip_ws(t, n, i);
+  if (i == n) return -1;
+  if (t[i] != '"') return 0;
+  size_t s0 = i++;
+  for (int esc = 0; i < n && (esc || t[i] != '"'); i++) esc = !esc && t[i] == '\\';
+  if (i == n) return -1;
+  size_t s1 = ++i; /* past the closing quote */
+  i = skip_ws(t, n, i);
+  if ((r = lit(t, n, &i, ",")) != 1) return r;
+  i = skip_ws(t, n, i);
+  size_t j = i;
+  if ((r = lit(t, n, &i, "\"arguments\"")) == 0) {
+    i = j;
+    r = lit(t, n, &i, "\"parameters\"");
+  }
+  if (r != 1) return r;
+  i = skip_ws(t, n, i);
+  if ((r = lit(t, n, &i, ":")) != 1) return r;
+  i = skip_ws(t, n, i);
+  if (i == n) return -1;
+  if (t[i] != '{') return 0;
+  json_t *nm = json_loadb(t + s0, s1 - s0, JSON_DECODE_ANY, NULL);
+  int known = 0;
+  for (size_t k = 0; json_is_string(nm) && k < json_array_size(tools) && !known; k++)
+    known = json_equal(nm, json_object_get(json_object_get(json_array_get(tools, k), "function"), "name"));
+  *name = known ? strdup(json_string_value(nm)) : NULL;
+  json_decref(nm);
+  if (!*name) return 0;
+  *end = i;
+  return 1;
+}
+
+/* the bytes of t[0, n) short of a UTF-8 sequence cut at its end */
+static size_t utf8_whole(const char *t, size_t n) {
+  size_t k = n, back = 0;
+  while (k > 0 && back < 4 && ((unsigned char)t[k - 1] & 0xC0) == 0x80) k--, back++;
+  if (k == 0) return n;
+  unsigned char c = (unsigned char)t[k - 1];
+  size_t need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+  return c >= 0xC0 && back < need ? k - 1 : n;
+}
+
+/* One tool_calls entry of a streamed chunk: call k's first (id, type, name: `name` not NULL) with the arguments'
+ * bytes so far, or more of its arguments; nothing when there is nothing new. Clears frag and frees name. */
+static void tool_entry(ig_str *ent, int *n_ent, const ig_oai_meta *m, int k, char **name, ig_str *frag) {
+  if (k < 0 || (!*name && !frag->len)) return;
+  if ((*n_ent)++) ig_str_putc(ent, ',');
+  ig_str_printf(ent, "{\"index\":%d,", k);
+  if (*name) {
+    const char *id = m->id ? m->id : "", *dash = strchr(id, '-');
+    ig_str_printf(ent, "\"id\":\"call_%s_%d\",\"type\":\"function\",\"function\":{\"name\":", dash ? dash + 1 : id, k);
+    js(ent, *name);
+    ig_str_putc(ent, ',');
+  } else {
+    ig_str_puts(ent, "\"function\":{");
+  }
+  ig_str_puts(ent, "\"arguments\":");
+  jsn(ent, frag->p ? frag->p : "", frag->len);
+  ig_str_puts(ent, "}}");
+  ig_str_clear(frag);
+  free(*name);
+  *name = NULL;
+}
+
+int ig_tool_stream_feed(ig_tool_stream *ts, ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const char *text,
+                        size_t len) {
+  len = utf8_whole(text, len);
+  ig_str ent, frag;
+  ig_str_init(&ent);
+  ig_str_init(&frag);
+  int n_ent = 0, cur = ts->state == TS_ARGS ? ts->k - 1 : -1; /* the call whose arguments frag holds */
+  char *first = NULL; /* cur's name when it began in this feed */
+  for (int progress = 1; progress;) {
+    progress = 0;
+    size_t i = ts->at;
+    if (ts->state == TS_START) {
+      i = skip_ws(text, len, i);
+      if (i == len) break;
+      if (text[i] == '[') ts->array = 1, i++;
+      ts->at = i, ts->state = TS_HEAD, progress = 1;
+    } else if (ts->state == TS_HEAD) {
+      size_t end;
+      char *name = NULL;
+      int h = call_head(text, len, i, r->tools, &end, &name);
+      if (h == 0) ts->state = ts->k ? TS_TAIL : TS_HOLD;
+      if (h != 1) break;
+      tool_entry(&ent, &n_ent, m, cur, &first, &frag); /* the previous call's last bytes */
+      first = name, cur = ts->k++;
+      ts->at = end, ts->state = TS_ARGS, ts->depth = ts->in_str = ts->esc = 0, progress = 1;
+    } else if (ts->state == TS_ARGS) {
+      for (; i < len && ts->state == TS_ARGS; i++) {
+        char c = text[i];
+        if (ts->in_str) {
+          ig_str_putc(&frag, c);
+          if (ts->esc) ts->esc = 0;
+          else if (c == '\\') ts->esc = 1;
+          else if (c == '"') ts->in_str = 0;
+          continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        ig_str_putc(&frag, c);
+        if (c == '"') ts->in_str = 1;
+        else if (c == '{' || c == '[') ts->depth++;
+        else if ((c == '}' || c == ']') && --ts->depth == 0) ts->state = TS_AFTER;
+      }
+      ts->at = i, progress = ts->state != TS_ARGS;
+    } else if (ts->state == TS_AFTER || ts->state == TS_SEP || ts->state == TS_DONE) {
+      i = skip_ws(text, len, i);
+      if (i == len) break;
+      char c = text[i];
+      ts->state = ts->state == TS_AFTER && c == '}' ? (ts->array ? TS_SEP : TS_DONE)
+                  : ts->state == TS_SEP && c == ',' ? TS_HEAD
+                  : ts->state == TS_SEP && c == ']' ? TS_DONE
+                                                    : TS_TAIL;
+      ts->at = i + 1, progress = ts->state != TS_TAIL;
+    }
+  }
+  tool_entry(&ent, &n_ent, m, cur, &first, &frag);
+  if (n_ent) {
+    meta_head(o, m, "chat.completion.chunk");
+    ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[");
+    ig_str_append(o, ent.p, ent.len);
+    ig_str_puts(o, "]},\"logprobs\":null,\"finish_reason\":null}]");
+    if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
+    ig_str_putc(o, '}');
+  }
+  ig_str_free(&ent);
+  ig_str_free(&frag);
+  return n_ent > 0;
+}
+
+int ig_tool_stream_held(const ig_tool_stream *ts) { return ts->k == 0; }
+
+void ig_render_chat_tool_end(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, int calls_ok,
+                             ig_finish_reason finish) {
+  meta_head(o, m, "chat.completion.chunk");
+  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":");
+  ig_str_printf(o, "\"%s\"}]", calls_ok ? "tool_calls" : ig_finish_openai(finish));
+  if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
+  ig_str_putc(o, '}');
+}
+
 void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
                           const char *content, ig_finish_reason finish) {
   meta_head(o, m, "chat.completion.chunk");

@@ -1,6 +1,7 @@
 /* server/render: response bodies and SSE events of every route, written by hand into an ig_str (one shared
- * JSON string escaper), exactly in the shapes of spec/tgi-openapi.json and OpenAI's API. No I/O, no state:
- * the loop thread fills ig_seq_out as engine events arrive and calls these to write. */
+ * JSON string escaper), exactly in the shapes of spec/tgi-openapi.json and OpenAI's API. No I/O and no state of its
+ * own: the loop thread fills ig_seq_out (and a streamed reply's ig_tool_stream) as engine events arrive and calls
+ * these to write. */
 #ifndef IG_SERVER_RENDER_H
 #define IG_SERVER_RENDER_H
 #include "engine/engine.h"
@@ -86,6 +87,29 @@ json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools);
 int ig_tool_call_start(const char *text, size_t len, size_t *at);
 /* A streamed reply's tool calls, all in one chunk (delta.tool_calls with index), finish_reason "tool_calls". */
 void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const json_t *calls);
+
+/* Tool calls streamed as they are written (OpenAI's form): for each call a first delta with its index, id, type,
+ * name and the arguments' first bytes, then deltas with more of the arguments' text (JSON, whitespace outside
+ * strings dropped), the finish_reason in a last chunk. The caller keeps the state (zeroed at the start) and feeds
+ * the whole reply so far after each token. Only replies written as this server's tool prompt asks, "name" before
+ * "arguments" (or "parameters"), stream this way; any other shape is held to the end (ig_tool_stream_held). */
+typedef struct ig_tool_stream {
+  int state;               /* internal: where the scanner is */
+  size_t at;               /* bytes of the reply consumed */
+  int array;               /* the reply is a list of calls */
+  int k;                   /* calls begun (their deltas sent) */
+  int depth, in_str, esc;  /* inside the arguments value */
+} ig_tool_stream;
+/* Scans what is new in text[0, len) and writes into `o` one chunk (finish_reason null) with the tool_calls entries
+ * it has for the client, or nothing. Returns 1 when a chunk was written. */
+int ig_tool_stream_feed(ig_tool_stream *ts, ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const char *text,
+                        size_t len);
+/* 1 when the reply has not taken the streamable shape (not a call, or keys in another order): nothing was sent. */
+int ig_tool_stream_held(const ig_tool_stream *ts);
+/* The last chunk of a streamed reply whose calls were sent: an empty delta and the finish_reason ("tool_calls" when
+ * the whole reply is the calls, else the sequence's own). */
+void ig_render_chat_tool_end(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, int calls_ok,
+                             ig_finish_reason finish);
 /* OpenAI completions */
 void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
                                 ig_finish_reason finish);

@@ -736,12 +736,17 @@ groups.tools = async (url) => {
   const named = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER, TIME], tool_choice: { type: "function", function: { name: "get_time" } } });
   isCall(named.choices[0].message.tool_calls?.[0], "tools named", ["get_time"]);
   // streamed: the call arrives in delta.tool_calls, finish_reason tool_calls, then [DONE]
-  const stream = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER], tool_choice: "required", stream: true });
+  // as it is written: the id and name in a first delta, then the arguments in pieces; joined, the call the
+  // non-streamed request with the same seed gives
+  const SAME = { temperature: 1.3, seed: 9 };
+  const stream = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER], tool_choice: "required", stream: true, ...SAME });
+  const whole = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER], tool_choice: "required", ...SAME });
   const calls = [];
-  let finish = null, content = "";
+  let finish = null, content = "", callChunks = 0;
   for await (const ch of stream) {
     const d = ch.choices[0]?.delta ?? {};
     content += d.content ?? "";
+    if (d.tool_calls?.length) callChunks++;
     for (const tc of d.tool_calls ?? []) {
       const slot = (calls[tc.index] ??= { id: "", type: "function", function: { name: "", arguments: "" } });
       if (tc.id) slot.id = tc.id;
@@ -754,6 +759,11 @@ groups.tools = async (url) => {
   eq(content, "", "tools stream: no text");
   eq(calls.length, 1, "tools stream: one call");
   isCall(calls[0], "tools stream", ["get_weather"]);
+  check(callChunks >= 3, `tools stream: the call came in ${callChunks} chunks`);
+  const wc = whole.choices[0].message.tool_calls?.[0];
+  eq(calls[0]?.function.name, wc?.function.name, "tools stream: the same name as unstreamed");
+  eq(JSON.stringify(JSON.parse(calls[0]?.function.arguments ?? "null")), JSON.stringify(JSON.parse(wc?.function.arguments ?? "null")),
+    "tools stream: the same arguments as unstreamed");
   // auto: stories260K answers in prose, which stays text (streamed and not)
   const auto = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 30, temperature: 0, tool_prompt, tools: [WEATHER] });
   check(typeof auto.choices[0].message.content === "string" && auto.choices[0].message.content.length > 0, "tools auto: text reply");

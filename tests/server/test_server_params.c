@@ -707,12 +707,128 @@ static void test_tool_calls(void) {
   json_decref(tools);
 }
 
+/* Tool calls streamed as they are written: each reply fed in pieces of 1, 2, 3 and 7 bytes (plus the whole at
+ * once); every chunk is valid JSON, and the deltas, joined per index as OpenAI clients join them, give the calls
+ * the non-streamed reply gives (names, ids, arguments equal as JSON). Replies in another shape send nothing until
+ * the end. */
+static void test_tool_stream(void) {
+  json_t *tools = json_loads("[" WEATHER "," TIME "]", 0, NULL);
+  static const struct {
+    const char *text;
+    int streams; /* 1: streamed as written, 0: held to the end */
+  } cases[] = {
+      {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}", 1},
+      {" \n{ \"name\" : \"get_weather\" ,\n \"arguments\" : { \"city\" : \"caf\xc3\xa9 \\\"x\\\" \\u00e9\", \"n\": [1, 2.5, {\"a\": null}] } }\n", 1},
+      {"{\"name\": \"get-time\", \"parameters\": {}}", 1},
+      {"[{\"name\":\"get-time\",\"arguments\":{}}, {\"name\":\"get_weather\",\"arguments\":{\"city\":\"\xe6\x9d\xb1\xe4\xba\xac\"}}]", 1},
+      {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}} and more", 1}, /* streamed, then not a call */
+      {"{\"arguments\":{\"city\":\"Paris\"},\"name\":\"get_weather\"}", 0},          /* name second: held */
+      {"{\"name\":\"nope\",\"arguments\":{}}", 0},
+      {"{\"answer\": 42}", 0},
+  };
+  ig_server_req r;
+  memset(&r, 0, sizeof r);
+  r.tools = tools;
+  r.tool_choice = IG_TOOLS_AUTO;
+  ig_oai_meta meta = {.id = "chatcmpl-abc", .created = 1, .model = "m", .fingerprint = "f"};
+  const size_t steps[] = {1, 2, 3, 7, 100000};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    const char *text = cases[c].text;
+    size_t len = strlen(text);
+    json_t *want = ig_tool_calls_parse(text, len, tools);
+    for (size_t st = 0; st < sizeof steps / sizeof steps[0]; st++) {
+      ig_tool_stream ts;
+      memset(&ts, 0, sizeof ts);
+      json_t *got = json_array(); /* per index: {"id", "name", "arguments"} joined */
+      int chunks = 0;
+      for (size_t n = 0; n < len;) {
+        n = n + steps[st] < len ? n + steps[st] : len;
+        ig_str o;
+        ig_str_init(&o);
+        if (ig_tool_stream_feed(&ts, &o, &meta, &r, text, n)) {
+          chunks++;
+          json_t *j = parse(&o);
+          json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+          CHECK(json_is_null(json_object_get(ch, "finish_reason")));
+          json_t *tc = json_object_get(json_object_get(ch, "delta"), "tool_calls");
+          for (size_t e = 0; e + 1 < json_array_size(tc); e++) /* one entry per call in a chunk */
+            CHECK(json_integer_value(json_object_get(json_array_get(tc, e), "index")) <
+                  json_integer_value(json_object_get(json_array_get(tc, e + 1), "index")));
+          for (size_t e = 0; e < json_array_size(tc); e++) {
+            json_t *d = json_array_get(tc, e), *fn = json_object_get(d, "function");
+            size_t idx = (size_t)json_integer_value(json_object_get(d, "index"));
+            CHECK_MSG(idx <= json_array_size(got), "case %zu: index %zu skips", c, idx);
+            if (idx == json_array_size(got)) {
+              CHECK_MSG(json_is_string(json_object_get(d, "id")) && json_is_string(json_object_get(fn, "name")),
+                        "case %zu: a call's first delta has its id and name", c);
+              json_array_append_new(got, json_pack("{s:O,s:O,s:s}", "id", json_object_get(d, "id"), "name",
+                                                   json_object_get(fn, "name"), "arguments", ""));
+            }
+            json_t *slot = json_array_get(got, idx);
+            const char *a = json_string_value(json_object_get(fn, "arguments"));
+            if (slot && a) {
+              char *cat = malloc(strlen(json_string_value(json_object_get(slot, "arguments"))) + strlen(a) + 1);
+              strcpy(cat, json_string_value(json_object_get(slot, "arguments")));
+              strcat(cat, a);
+              json_object_set_new(slot, "arguments", json_string(cat));
+              free(cat);
+            }
+          }
+          json_decref(j);
+        }
+        ig_str_free(&o);
+      }
+      CHECK_MSG(ig_tool_stream_held(&ts) == !cases[c].streams, "case %zu step %zu: held %d", c, steps[st],
+                ig_tool_stream_held(&ts));
+      if (!cases[c].streams) CHECK_MSG(chunks == 0, "case %zu: a held reply sent %d chunks", c, chunks);
+      if (cases[c].streams && steps[st] == 1)
+        CHECK_MSG(chunks >= (len > 40 ? 8 : 2), "case %zu: %d chunks byte by byte", c, chunks);
+      if (want && cases[c].streams) {
+        CHECK_MSG(json_array_size(got) == json_array_size(want), "case %zu step %zu: %zu calls streamed, %zu in the reply",
+                  c, steps[st], json_array_size(got), json_array_size(want));
+        for (size_t k = 0; k < json_array_size(want) && k < json_array_size(got); k++) {
+          json_t *w = json_array_get(want, k), *g = json_array_get(got, k);
+          char id[32];
+          snprintf(id, sizeof id, "call_abc_%zu", k);
+          CHECK_EQ_STR(json_string_value(json_object_get(g, "id")), id);
+          CHECK(json_equal(json_object_get(w, "name"), json_object_get(g, "name")));
+          json_t *wa = json_loads(json_string_value(json_object_get(w, "arguments")), 0, NULL);
+          json_t *ga = json_loads(json_string_value(json_object_get(g, "arguments")), 0, NULL);
+          CHECK_MSG(wa && ga && json_equal(wa, ga), "case %zu step %zu call %zu: arguments %s vs %s", c, steps[st], k,
+                    json_string_value(json_object_get(w, "arguments")), json_string_value(json_object_get(g, "arguments")));
+          json_decref(wa);
+          json_decref(ga);
+        }
+      }
+      json_decref(got);
+    }
+    json_decref(want);
+  }
+  /* the last chunk: an empty delta and the finish_reason */
+  ig_str o;
+  ig_str_init(&o);
+  ig_render_chat_tool_end(&o, &meta, &r, 1, IG_FINISH_EOS);
+  json_t *j = parse(&o);
+  json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+  CHECK_EQ_STR(json_string_value(json_object_get(ch, "finish_reason")), "tool_calls");
+  CHECK(json_object_size(json_object_get(ch, "delta")) == 0);
+  json_decref(j);
+  ig_str_clear(&o);
+  ig_render_chat_tool_end(&o, &meta, &r, 0, IG_FINISH_LENGTH);
+  j = parse(&o);
+  CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "finish_reason")), "length");
+  json_decref(j);
+  ig_str_free(&o);
+  json_decref(tools);
+}
+
 int main(void) {
   test_grammar_deferred();
   test_grammar();
   test_guided();
   test_tools();
   test_tool_calls();
+  test_tool_stream();
   test_tgi_rules();
   test_tgi_values();
   test_openai();
