@@ -37,9 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_seq_out_push(&s, &t);
     ig_str o;
     ig_str_init(&o);
-    ig_oai_meta m = {"id", 1, r.model ? r.model : "m", "fp"};
+    ig_oai_meta m = {"id", 1, r.model ? r.model : "m", "fp", 0};
     ig_render_tgi_generate(&o, &r, &s, 1, 0);
-    ig_render_chat_completion(&o, &m, &r, &s);
+    ig_render_chat_completion(&o, &m, &r, &s, 1);
     ig_render_completion(&o, &m, &r, &s, 1);
     ig_render_tgi_stream(&o, 1, &s.tokens[0], 1, 1, &s, 1, 3);
     if (r.tools) { /* the reply text as a tool call, streamed form */

@@ -122,6 +122,8 @@ static void job_destroy(ig_job *j) {
   free(j->seq_prompt);
   free(j->seq_done);
   free(j->stream_index);
+  free(j->tool_stream);
+  free(j->tools_ts);
   if (j->prefill_text && j->n_ids)
     for (int i = 0; i < j->n_ids[0]; i++) free(j->prefill_text[i]);
   free(j->prefill_text);
@@ -485,14 +487,18 @@ static void hup_start(ig_job *j) {
 static void submit_job(ig_job *j) {
   ig_server *s = j->srv;
   ig_server_req *r = &j->r;
-  int n = r->api == IG_API_COMPLETIONS ? r->n_prompts : r->best_of;
+  /* the sequences: best_of candidates (TGI), or n choices (OpenAI) of each prompt, prompt by prompt */
+  int n = r->api == IG_API_COMPLETIONS ? r->n_prompts * r->n_choices : r->api == IG_API_CHAT ? r->n_choices : r->best_of;
   j->reqs = calloc((size_t)n, sizeof *j->reqs);
   j->outs = calloc((size_t)n, sizeof *j->outs);
   j->seq_prompt = calloc((size_t)n, sizeof *j->seq_prompt);
   j->seq_done = calloc((size_t)n, sizeof *j->seq_done);
   j->stream_index = calloc((size_t)n, sizeof *j->stream_index);
+  j->tool_stream = calloc((size_t)n, sizeof *j->tool_stream);
+  j->tools_ts = calloc((size_t)n, sizeof *j->tools_ts);
   j->ev_wake = event_new(s->base, -1, 0, job_wake_cb, j);
-  if (!j->reqs || !j->outs || !j->seq_prompt || !j->seq_done || !j->stream_index || !j->ev_wake) {
+  if (!j->reqs || !j->outs || !j->seq_prompt || !j->seq_done || !j->stream_index || !j->tool_stream || !j->tools_ts ||
+      !j->ev_wake) {
     job_reply_error(j, 500, "out of memory", "generation");
     job_maybe_free(j);
     return;
@@ -500,7 +506,7 @@ static void submit_job(ig_job *j) {
   j->n_seqs = n;
   uint64_t base_seed = r->seed_set ? r->gp.seed : random_seed();
   for (int i = 0; i < n; i++) {
-    int p = r->api == IG_API_COMPLETIONS ? i : 0;
+    int p = r->api == IG_API_COMPLETIONS ? i / r->n_choices : 0;
     j->seq_prompt[i] = p;
     ig_request *q = ig_request_new();
     if (!q) goto oom;
@@ -675,29 +681,33 @@ static void oai_meta(ig_job *j) {
  * is held back to its end and then sent as tool_calls (one chunk) or, when it is not a call, as one text chunk. A
  * reply that starts otherwise streams as text from there on (what was held first). With tool_choice "required" the
  * reply is always a call. */
-static void stream_tools(ig_job *j, const ig_seq_out *o, const ig_out_token *t, int final) {
+static void stream_tools(ig_job *j, int i, const ig_out_token *t, int final) {
   const ig_server_req *r = &j->r;
+  const ig_seq_out *o = &j->outs[i];
   const char *text = o->text.p ? o->text.p : "";
-  if (j->tool_stream == 0) {
+  ig_oai_meta m = j->meta;
+  m.choice = i;
+  int *mode = &j->tool_stream[i];
+  if (*mode == 0) {
     int start = ig_tool_call_start(text, o->text.len, NULL);
-    if (r->tool_choice == IG_TOOLS_REQUIRED || start == 1) j->tool_stream = 1;
-    else if (start == 0) j->tool_stream = 2;
+    if (r->tool_choice == IG_TOOLS_REQUIRED || start == 1) *mode = 1;
+    else if (start == 0) *mode = 2;
   }
   ig_str p;
   ig_str_init(&p);
-  if (j->tool_stream == 1 && ig_tool_stream_feed(&j->tools_ts, &p, &j->meta, r, text, o->text.len)) write_sse(j, &p);
+  if (*mode == 1 && ig_tool_stream_feed(&j->tools_ts[i], &p, &m, r, text, o->text.len)) write_sse(j, &p);
   ig_str_clear(&p);
-  if (j->tool_stream != 2 && !final) {
+  if (*mode != 2 && !final) {
     ig_str_free(&p);
     return;
   }
-  json_t *calls = j->tool_stream == 1 ? ig_tool_calls_parse(text, o->text.len, r->tools) : NULL;
-  if (j->tool_stream == 1 && !ig_tool_stream_held(&j->tools_ts)) /* the calls went out as they were written */
-    ig_render_chat_tool_end(&p, &j->meta, r, calls != NULL, o->finish);
+  json_t *calls = *mode == 1 ? ig_tool_calls_parse(text, o->text.len, r->tools) : NULL;
+  if (*mode == 1 && !ig_tool_stream_held(&j->tools_ts[i])) /* the calls went out as they were written */
+    ig_render_chat_tool_end(&p, &m, r, calls != NULL, o->finish);
   else if (calls)
-    ig_render_chat_tool_chunk(&p, &j->meta, r, calls);
+    ig_render_chat_tool_chunk(&p, &m, r, calls);
   else /* everything held so far, this token's text included */
-    ig_render_chat_chunk(&p, &j->meta, r, t->special ? NULL : t, text, final ? o->finish : IG_FINISH_NONE);
+    ig_render_chat_chunk(&p, &m, r, t->special ? NULL : t, text, final ? o->finish : IG_FINISH_NONE);
   json_decref(calls);
   write_sse(j, &p);
   ig_str_free(&p);
@@ -715,12 +725,14 @@ static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
     write_sse(j, &p);
     break;
   case IG_API_CHAT:
-    if (r->tools && r->tool_choice != IG_TOOLS_NONE && j->tool_stream != 2) {
-      stream_tools(j, o, t, final);
+    if (r->tools && r->tool_choice != IG_TOOLS_NONE && j->tool_stream[i] != 2) {
+      stream_tools(j, i, t, final);
       break;
     }
     if (!t->special || final) {
-      ig_render_chat_chunk(&p, &j->meta, r, t->special ? NULL : t, t->special ? "" : t->text,
+      ig_oai_meta m = j->meta;
+      m.choice = i;
+      ig_render_chat_chunk(&p, &m, r, t->special ? NULL : t, t->special ? "" : t->text,
                            final ? o->finish : IG_FINISH_NONE);
       write_sse(j, &p);
     }
@@ -775,9 +787,9 @@ static void finish_stream(ig_job *j) {
     if (r->include_usage) {
       int pt = 0, ct = 0, cached = 0;
       for (int i = 0; i < j->n_seqs; i++) {
-        pt += j->outs[i].n_prompt;
+        if (i == 0 || j->seq_prompt[i] != j->seq_prompt[i - 1]) /* each prompt once, whatever its n choices */
+          pt += j->outs[i].n_prompt, cached += j->outs[i].n_cached;
         ct += j->outs[i].n_tokens;
-        cached += j->outs[i].n_cached;
       }
       if (r->api == IG_API_CHAT)
         ig_render_chat_usage_chunk(&p, &j->meta, pt, ct, cached);
@@ -817,7 +829,7 @@ static void finish_json(ig_job *j) {
     if (j->compat) ig_str_putc(&o, ']');
     for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = NULL;
   } else if (r->api == IG_API_CHAT) {
-    ig_render_chat_completion(&o, &j->meta, r, &j->outs[0]);
+    ig_render_chat_completion(&o, &j->meta, r, j->outs, j->n_seqs);
   } else {
     ig_render_completion(&o, &j->meta, r, j->outs, j->n_seqs);
   }

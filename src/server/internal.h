@@ -86,8 +86,10 @@ struct ig_job {
   int *seq_prompt;            /* which prompt each sequence generates for */
   int *seq_done;
   int *stream_index;
-  int tool_stream;            /* chat stream with tools: 0 undecided, 1 a call (maybe): streamed or held, 2 text */
-  ig_tool_stream tools_ts;    /* tool_stream 1: the calls streamed so far */
+  /* chat streams with tools, per sequence (choice): tool_stream 0 undecided, 1 a call (maybe): streamed or held,
+   * 2 text; tools_ts: the calls streamed so far */
+  int *tool_stream;
+  ig_tool_stream *tools_ts;
   int n_done;
   char gen_err[256];
   struct event *ev_wake, *ev_free;

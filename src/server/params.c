@@ -458,7 +458,13 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   if (model && json_is_string(model) && !(r->model = strdup(json_string_value(model))))
     return fail(err, errlen, "out of memory");
 
-  if (n != 1) return fail(err, errlen, "`n` must be 1 (only one choice per request is supported). Given: %lld", n);
+  /* OpenAI's n: choices per prompt, each its own sequence (seeds seed, seed + 1, ...) */
+  if (n < 1 || n > IG_MAX_CHOICES)
+    return fail(err, errlen, "`n` must be between 1 and %d. Given: %lld", IG_MAX_CHOICES, n);
+  if (n * (r->n_prompts > 1 ? r->n_prompts : 1) > IG_MAX_CHOICES)
+    return fail(err, errlen, "`n` times the number of prompts must be at most %d. Given: %lld x %d", IG_MAX_CHOICES,
+                n, r->n_prompts);
+  r->n_choices = (int)n;
   if (has_temp && temperature < 0.0) return fail(err, errlen, "`temperature` must be strictly positive");
   if (has_top_p && (top_p <= 0.0 || top_p > 1.0)) return fail(err, errlen, "`top_p` must be > 0.0 and < 1.0");
   if (!(freq >= -2.0 && freq <= 2.0)) return fail(err, errlen, "`frequency_penalty` must be >= -2.0 and <= 2.0");
@@ -797,6 +803,7 @@ int ig_server_req_parse(ig_api api, const json_t *body, const ig_server_limits *
   params_defaults(&r->gp);
   r->api = api;
   r->best_of = 1;
+  r->n_choices = 1;
   *etype = "validation";
   err[0] = 0;
   if (!json_is_object(body)) {

@@ -14,6 +14,8 @@ typedef enum {
   IG_API_COMPLETIONS,  /* POST /v1/completions */
 } ig_api;
 
+#define IG_MAX_CHOICES 64 /* OpenAI's n, times the prompts of a completions request */
+
 typedef struct ig_server_limits {
   int max_best_of, max_stop_sequences, max_top_n_tokens, max_input_tokens, max_total_tokens;
   int max_client_batch_size;
@@ -43,6 +45,7 @@ typedef struct ig_server_req {
   int max_new_tokens_set;      /* else max_total_tokens - input length */
   int seed_set;
   int best_of;                 /* >= 1 */
+  int n_choices;               /* OpenAI's n: choices (sequences) per prompt, 1..IG_MAX_CHOICES (TGI routes: 1) */
   int details, decoder_input_details, return_full_text, truncate; /* truncate 0: none */
   int return_full_text_set;    /* the client said; "/" defaults it to true, as TGI's compat route does */
   int logprobs, top_logprobs;  /* OpenAI */

@@ -300,16 +300,22 @@ json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
 
 /* "tool_calls":[{("index":k,) "id":"call_<response id>_<k>","type":"function",
  *                "function":{"name":..,"arguments":..}}] */
-static void tool_calls(ig_str *o, const ig_oai_meta *m, const json_t *calls, int with_index) {
-  const char *id = m->id ? m->id : "";
-  const char *dash = strchr(id, '-');
+/* a call's id: call_<response id's tail>_<k>, with the choice between them after the first choice */
+static void call_id(ig_str *o, const ig_oai_meta *m, int choice, int k) {
+  const char *id = m->id ? m->id : "", *dash = strchr(id, '-');
+  if (choice) ig_str_printf(o, "\"id\":\"call_%s_%d_%d\"", dash ? dash + 1 : id, choice, k);
+  else ig_str_printf(o, "\"id\":\"call_%s_%d\"", dash ? dash + 1 : id, k);
+}
+
+static void tool_calls(ig_str *o, const ig_oai_meta *m, int choice, const json_t *calls, int with_index) {
   ig_str_puts(o, "\"tool_calls\":[");
   for (size_t k = 0; k < json_array_size(calls); k++) {
     const json_t *c = json_array_get(calls, k);
     if (k) ig_str_putc(o, ',');
     ig_str_putc(o, '{');
     if (with_index) ig_str_printf(o, "\"index\":%zu,", k);
-    ig_str_printf(o, "\"id\":\"call_%s_%zu\",\"type\":\"function\",\"function\":{\"name\":", dash ? dash + 1 : id, k);
+    call_id(o, m, choice, (int)k);
+    ig_str_puts(o, ",\"type\":\"function\",\"function\":{\"name\":");
     js(o, json_string_value(json_object_get(c, "name")));
     ig_str_puts(o, ",\"arguments\":");
     js(o, json_string_value(json_object_get(c, "arguments")));
@@ -320,8 +326,8 @@ static void tool_calls(ig_str *o, const ig_oai_meta *m, const json_t *calls, int
 
 void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const json_t *calls) {
   meta_head(o, m, "chat.completion.chunk");
-  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,");
-  tool_calls(o, m, calls, 1);
+  ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"role\":\"assistant\",\"content\":null,", m->choice);
+  tool_calls(o, m, m->choice, calls, 1);
   ig_str_puts(o, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
   if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
   ig_str_putc(o, '}');
@@ -402,8 +408,8 @@ static void tool_entry(ig_str *ent, int *n_ent, const ig_oai_meta *m, int k, cha
   if ((*n_ent)++) ig_str_putc(ent, ',');
   ig_str_printf(ent, "{\"index\":%d,", k);
   if (*name) {
-    const char *id = m->id ? m->id : "", *dash = strchr(id, '-');
-    ig_str_printf(ent, "\"id\":\"call_%s_%d\",\"type\":\"function\",\"function\":{\"name\":", dash ? dash + 1 : id, k);
+    call_id(ent, m, m->choice, k);
+    ig_str_puts(ent, ",\"type\":\"function\",\"function\":{\"name\":");
     js(ent, *name);
     ig_str_putc(ent, ',');
   } else {
@@ -473,7 +479,7 @@ int ig_tool_stream_feed(ig_tool_stream *ts, ig_str *o, const ig_oai_meta *m, con
   tool_entry(&ent, &n_ent, m, cur, &first, &frag);
   if (n_ent) {
     meta_head(o, m, "chat.completion.chunk");
-    ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[");
+    ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[", m->choice);
     ig_str_append(o, ent.p, ent.len);
     ig_str_puts(o, "]},\"logprobs\":null,\"finish_reason\":null}]");
     if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
@@ -489,7 +495,7 @@ int ig_tool_stream_held(const ig_tool_stream *ts) { return ts->k == 0; }
 void ig_render_chat_tool_end(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, int calls_ok,
                              ig_finish_reason finish) {
   meta_head(o, m, "chat.completion.chunk");
-  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":");
+  ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{},\"logprobs\":null,\"finish_reason\":", m->choice);
   ig_str_printf(o, "\"%s\"}]", calls_ok ? "tool_calls" : ig_finish_openai(finish));
   if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
   ig_str_putc(o, '}');
@@ -498,7 +504,7 @@ void ig_render_chat_tool_end(ig_str *o, const ig_oai_meta *m, const ig_server_re
 void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_out_token *t,
                           const char *content, ig_finish_reason finish) {
   meta_head(o, m, "chat.completion.chunk");
-  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
+  ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"role\":\"assistant\",\"content\":", m->choice);
   js(o, content);
   ig_str_puts(o, "},\"logprobs\":");
   if (r->logprobs && t) {
@@ -526,34 +532,41 @@ void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_toke
   ig_str_putc(o, '}');
 }
 
-void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s) {
+void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n) {
   meta_head(o, m, "chat.completion");
-  json_t *calls = r->tool_choice != IG_TOOLS_NONE && r->tools
-                      ? ig_tool_calls_parse(s->text.p ? s->text.p : "", s->text.len, r->tools) : NULL;
-  ig_str_puts(o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-  if (calls) {
-    ig_str_puts(o, "null,");
-    tool_calls(o, m, calls, 0);
-  } else {
-    jsn(o, s->text.p ? s->text.p : "", s->text.len);
-  }
-  ig_str_puts(o, "},\"logprobs\":");
-  if (r->logprobs) {
-    ig_str_puts(o, "{\"content\":[");
-    int first = 1;
-    for (int i = 0; i < s->n_tokens; i++) {
-      if (s->tokens[i].special) continue;
-      if (!first) ig_str_putc(o, ',');
-      first = 0;
-      logprob_entry(o, &s->tokens[i], r->top_logprobs);
+  ig_str_puts(o, ",\"choices\":[");
+  int ct = 0;
+  for (int c = 0; c < n; c++) {
+    const ig_seq_out *s = &seqs[c];
+    json_t *calls = r->tool_choice != IG_TOOLS_NONE && r->tools
+                        ? ig_tool_calls_parse(s->text.p ? s->text.p : "", s->text.len, r->tools) : NULL;
+    ig_str_printf(o, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":", c ? "," : "", c);
+    if (calls) {
+      ig_str_puts(o, "null,");
+      tool_calls(o, m, c, calls, 0);
+    } else {
+      jsn(o, s->text.p ? s->text.p : "", s->text.len);
     }
-    ig_str_puts(o, "]}");
-  } else {
-    ig_str_puts(o, "null");
+    ig_str_puts(o, "},\"logprobs\":");
+    if (r->logprobs) {
+      ig_str_puts(o, "{\"content\":[");
+      int first = 1;
+      for (int i = 0; i < s->n_tokens; i++) {
+        if (s->tokens[i].special) continue;
+        if (!first) ig_str_putc(o, ',');
+        first = 0;
+        logprob_entry(o, &s->tokens[i], r->top_logprobs);
+      }
+      ig_str_puts(o, "]}");
+    } else {
+      ig_str_puts(o, "null");
+    }
+    ig_str_printf(o, ",\"finish_reason\":\"%s\"}", calls ? "tool_calls" : ig_finish_openai(s->finish));
+    json_decref(calls);
+    ct += s->n_tokens;
   }
-  ig_str_printf(o, ",\"finish_reason\":\"%s\"}],\"usage\":", calls ? "tool_calls" : ig_finish_openai(s->finish));
-  json_decref(calls);
-  usage(o, s->n_prompt, s->n_tokens, s->n_cached);
+  ig_str_puts(o, "],\"usage\":");
+  usage(o, n ? seqs[0].n_prompt : 0, ct, n ? seqs[0].n_cached : 0);
   ig_str_putc(o, '}');
 }
 
@@ -599,9 +612,8 @@ void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *
       ig_str_puts(o, "null");
     }
     ig_str_printf(o, ",\"finish_reason\":\"%s\"}", ig_finish_openai(s->finish));
-    pt += s->n_prompt;
+    if (i % (r->n_choices > 1 ? r->n_choices : 1) == 0) pt += s->n_prompt, cached += s->n_cached; /* once a prompt */
     ct += s->n_tokens;
-    cached += s->n_cached;
   }
   ig_str_puts(o, "],\"usage\":");
   usage(o, pt, ct, cached);

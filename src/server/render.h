@@ -53,6 +53,7 @@ typedef struct ig_oai_meta {
   long long created;
   const char *model;
   const char *fingerprint;
+  int choice;               /* the choice a chat chunk is of (OpenAI's n): its "index" */
 } ig_oai_meta;
 
 const char *ig_finish_tgi(ig_finish_reason r);    /* "length" | "eos_token" | "stop_sequence" */
@@ -76,8 +77,9 @@ void ig_render_chat_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *
                           const char *content, ig_finish_reason finish);
 void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
                                 int cached_tokens);
-/* The reply; with tools (tool_choice not "none") a text that is a tool call becomes message.tool_calls. */
-void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *s);
+/* The reply, one choice per sequence (OpenAI's n); with tools (tool_choice not "none") a text that is a tool call
+ * becomes message.tool_calls. Usage counts the prompt once. */
+void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n);
 /* The tool calls in a reply: text that is, after whitespace, one JSON object {"name": a tool of `tools`,
  * "arguments" (or "parameters"): an object} and nothing else, or a non-empty array of them. A new array of
  * {"name", "arguments" (compact JSON text)}, or NULL when the text is not that. */
@@ -115,6 +117,7 @@ void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, cons
                                 ig_finish_reason finish);
 void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
                                       int cached_tokens);
+/* One choice per sequence, prompt by prompt (n_choices each: OpenAI's n); usage counts each prompt once. */
 void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n);
 
 #endif

@@ -171,6 +171,26 @@ groups.curl = async (url) => {
 
 groups.openai = async (url) => {
   const client = new OpenAI({ baseURL: url + "/v1", apiKey: "unused" });
+  // n: several choices of one prompt, each its own seeded sequence; the same request gives the same choices, and
+  // streamed (chunks carry their choice's index) the same texts; the prompt counts once in usage
+  const nreq = { model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 24, temperature: 1, seed: 5, n: 3 };
+  const n1 = await client.chat.completions.create(nreq), n2 = await client.chat.completions.create(nreq);
+  eq(n1.choices.map((ch) => ch.index).join(","), "0,1,2", "n: three choices");
+  eq(JSON.stringify(n2.choices.map((ch) => ch.message.content)), JSON.stringify(n1.choices.map((ch) => ch.message.content)), "n: seeded, the same choices again");
+  check(new Set(n1.choices.map((ch) => ch.message.content)).size > 1, "n: the choices are different samples");
+  eq(n1.usage.prompt_tokens, 5, "n: the prompt counted once");
+  eq(n1.usage.completion_tokens, 72, "n: completion tokens of all choices");
+  const nst = await client.chat.completions.create({ ...nreq, stream: true });
+  const ntexts = ["", "", ""];
+  for await (const ch of nst) for (const c of ch.choices) ntexts[c.index] += c.delta?.content ?? "";
+  eq(JSON.stringify(ntexts), JSON.stringify(n1.choices.map((ch) => ch.message.content)), "n: streamed, the same texts");
+  const ncomp = JSON.parse((await postJSON(url + "/v1/completions", { prompt: [P0.prompt, P1.prompt], max_tokens: 5, temperature: 0, n: 2 })).body);
+  const ncomp1 = JSON.parse((await postJSON(url + "/v1/completions", { prompt: [P0.prompt, P1.prompt], max_tokens: 5, temperature: 0 })).body);
+  eq(ncomp.choices?.length, 4, "n: completions, 2 prompts x 2");
+  eq(ncomp.choices?.[2]?.text, ncomp1.choices?.[1]?.text, "n: completions, choices prompt by prompt");
+  eq(ncomp.usage?.prompt_tokens, ncomp1.usage?.prompt_tokens, "n: completions, each prompt counted once");
+  eq((await postJSON(url + "/v1/chat/completions", { ...nreq, n: 65 })).status, 422, "n: 65 -> 422");
+
   const c = await client.chat.completions.create({ model: "anything", messages: [{ role: "user", content: P0.prompt }], max_tokens: 200, temperature: 0 });
   eq(c.choices[0].message.content, P0.text, "openai chat (non-stream)");
   eq(c.choices[0].finish_reason, "length", "openai finish_reason");

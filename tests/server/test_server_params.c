@@ -154,8 +154,13 @@ static void test_openai(void) {
          "Failed to deserialize the JSON body into the target type: messages: invalid type: map, expected a sequence");
   EXPECT(C, "{\"messages\":[{\"content\":\"x\"}]}", 422,
          "Failed to deserialize the JSON body into the target type: messages[0]: missing field `role`");
-  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":2}", 422,
-         "`n` must be 1 (only one choice per request is supported). Given: 2");
+  /* OpenAI's n: choices per prompt, at most 64 sequences in all */
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":2}", 0, "");
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":0}", 422, "`n` must be between 1 and 64. Given: 0");
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":65}", 422, "`n` must be between 1 and 64. Given: 65");
+  EXPECT(P, "{\"prompt\":[\"a\",\"b\",\"c\"],\"n\":22}", 422,
+         "`n` times the number of prompts must be at most 64. Given: 22 x 3");
+  EXPECT(P, "{\"prompt\":[\"a\",\"b\",\"c\"],\"n\":21}", 0, "");
   EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":0}", 422,
          "`max_new_tokens` must be strictly positive");
   EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_logprobs\":6,\"logprobs\":true}", 422,
@@ -267,7 +272,7 @@ static void test_render(void) {
   CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "details"), "input_length")), 2);
   json_decref(j);
 
-  ig_oai_meta m = {"chatcmpl-1", 123, "model", "fp"};
+  ig_oai_meta m = {"chatcmpl-1", 123, "model", "fp", 0};
   r.logprobs = 1;
   r.top_logprobs = 1;
   r.include_usage = 1;
@@ -283,7 +288,7 @@ static void test_render(void) {
   json_decref(j);
 
   ig_str_clear(&o);
-  ig_render_chat_completion(&o, &m, &r, &s[1]);
+  ig_render_chat_completion(&o, &m, &r, &s[1], 1);
   j = parse(&o);
   c0 = json_array_get(json_object_get(j, "choices"), 0);
   CHECK_EQ_STR(json_string_value(json_object_get(c0, "finish_reason")), "stop");
@@ -299,6 +304,31 @@ static void test_render(void) {
   CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(json_object_get(j, "choices"), 1), "index")), 1);
   CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")), 4);
   json_decref(j);
+
+  /* OpenAI's n: a choice per sequence, the prompt counted once; chunks carry their choice's index */
+  ig_str_clear(&o);
+  ig_render_chat_completion(&o, &m, &r, s, 2);
+  j = parse(&o);
+  CHECK_EQ_INT(json_array_size(json_object_get(j, "choices")), 2);
+  CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(json_object_get(j, "choices"), 1), "index")), 1);
+  CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")), s[0].n_prompt);
+  CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")),
+               s[0].n_tokens + s[1].n_tokens);
+  json_decref(j);
+  ig_str_clear(&o);
+  ig_oai_meta m1 = m;
+  m1.choice = 1;
+  ig_render_chat_chunk(&o, &m1, &r, &s[0].tokens[0], "x", IG_FINISH_NONE);
+  j = parse(&o);
+  CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "index")), 1);
+  json_decref(j);
+  ig_str_clear(&o);
+  r.n_choices = 2; /* both sequences are choices of one prompt */
+  ig_render_completion(&o, &m, &r, s, 2);
+  j = parse(&o);
+  CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")), s[0].n_prompt);
+  json_decref(j);
+  r.n_choices = 1;
 
   ig_str_clear(&o);
   ig_render_error_openai(&o, 422, "bad \"x\"", "validation");
@@ -670,7 +700,7 @@ static void test_tool_calls(void) {
   ig_oai_meta meta = {.id = "chatcmpl-abc", .created = 1, .model = "m", .fingerprint = "f"};
   ig_str o;
   ig_str_init(&o);
-  ig_render_chat_completion(&o, &meta, &r, &s);
+  ig_render_chat_completion(&o, &meta, &r, &s, 1);
   json_t *j = parse(&o);
   json_t *ch = json_array_get(json_object_get(j, "choices"), 0), *msg = json_object_get(ch, "message");
   CHECK(json_is_null(json_object_get(msg, "content")));
@@ -684,7 +714,7 @@ static void test_tool_calls(void) {
   /* with tool_choice "none" the same text stays text */
   ig_str_clear(&o);
   r.tool_choice = IG_TOOLS_NONE;
-  ig_render_chat_completion(&o, &meta, &r, &s);
+  ig_render_chat_completion(&o, &meta, &r, &s, 1);
   j = parse(&o);
   ch = json_array_get(json_object_get(j, "choices"), 0);
   CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(ch, "message"), "content")), cases[0].text);
