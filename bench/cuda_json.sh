@@ -8,7 +8,8 @@
 # prints the inter-token latency (p50) of each and whether every JSON-mode text is one JSON object (or, ended by the
 # length, a prefix of one), and the engine's log line for the vocabulary trie. MODE=regex: regex grammars (one
 # stream each, greedy and seeded twice; 16 and 64 clients) and a schema with patterns only, each text checked with
-# Python's re.fullmatch.
+# Python's re.fullmatch. MODE=fold: a schema of unbounded strings at 16 and 64 clients, with the mask cache's folded
+# keys (the default) and exact ones (IGNIS_JSON_MASK_FOLD=0), two rounds, with the engine profile's mask line.
 . "$(dirname "$0")/serve_wait.sh"
 OUT=${OUT:-/tmp/json_out}
 serve_setup
@@ -53,7 +54,8 @@ def prefix_ok(t):
     return False
 SERIAL = os.environ.get("MODE") == "serial"
 REGEX = os.environ.get("MODE") == "regex"  # regex grammars and schema patterns only
-SKIP = SERIAL or REGEX
+FOLD = os.environ.get("MODE") == "fold"
+SKIP = SERIAL or REGEX or FOLD
 for name, p in ([] if SKIP else [("plain greedy", {"max_new_tokens": 200}),
                 ("json greedy", {"max_new_tokens": 200, "grammar": {"type": "json", "value": {}}}),
                 ("json seeded", {"max_new_tokens": 200, "do_sample": True, "seed": 5, "grammar": {"type": "json", "value": {}}}),
@@ -118,6 +120,24 @@ def wave(n, params, ok=None):
         except Exception: return False
         return follows(v) if params["grammar"]["value"] is SCHEMA else isinstance(v, dict)
     return toks / wall, itl[len(itl) // 2], sum((ok(k, r) if ok else valid(r)) for k, r in enumerate(res))
+if FOLD:  # a schema of unbounded strings: rows at different lengths share masks
+    FREE = {"type": "object", "properties": {"title": {"type": "string"}, "summary": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["title", "summary", "tags"]}
+    texts = {}
+    for n in (16, 64):
+        res_k = {}
+        def ok(k, r, n=n):
+            res_k[k] = r[1]["generated_text"]
+            if r[1]["details"]["finish_reason"] != "eos_token": return True
+            try: v = json.loads(r[1]["generated_text"])
+            except Exception: return False
+            return isinstance(v, dict) and set(v) == {"title", "summary", "tags"}
+        tps, itl, good = wave(n, {"max_new_tokens": 128, "grammar": {"type": "json", "value": FREE}}, ok)
+        texts[n] = res_k
+        print("%2d clients free-strings schema %7.0f tok/s, ITL p50 (median client) %.2f ms, %d/%d valid or cut by the length" % (n, tps, itl, good, n))
+    import hashlib
+    print("texts hash %s" % hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:16])
+    raise SystemExit(0)
 if REGEX:
     import re
     PATS = ["(yes|no), [0-9]{1,3} (sheep|goats)\\.", "[A-Z][a-z]{2,8}( [a-z]{1,6}){0,3}!", "\\d{4}-\\d{2}-\\d{2}",
@@ -158,6 +178,19 @@ with urllib.request.urlopen(req, timeout=120) as f: j = json.loads(f.read())
 print("chat json_object: finish %s | %r" % (j["choices"][0]["finish_reason"], j["choices"][0]["message"]["content"][:120]))
 PY
 if [ "$MODE" = regex ]; then MODE=regex python3 $OUT/json_bench.py; kill $SP; wait $SP; exit 0; fi
+if [ "$MODE" = fold ]; then # mask-cache keys with folded counts (the default) against exact states, two rounds
+  for r in 1 2; do
+    echo "folded keys:"; MODE=fold python3 $OUT/json_bench.py; grep "constrained rows" $OUT/serve.log | tail -1
+    kill $SP; wait $SP
+    IGNIS_PROFILE_STEPS=100 IGNIS_JSON_MASK_FOLD=0 $PK/bin/ignis serve --model-id $M --device cuda --port 3005 --max-batch-total-tokens 65536 > $OUT/serve.log 2>&1 &
+    SP=$!; wait_health 3005 $SP || exit 1
+    echo "exact keys (IGNIS_JSON_MASK_FOLD=0):"; MODE=fold python3 $OUT/json_bench.py; grep "constrained rows" $OUT/serve.log | tail -1
+    kill $SP; wait $SP
+    IGNIS_PROFILE_STEPS=100 $PK/bin/ignis serve --model-id $M --device cuda --port 3005 --max-batch-total-tokens 65536 > $OUT/serve.log 2>&1 &
+    SP=$!; wait_health 3005 $SP || exit 1
+  done
+  kill $SP; wait $SP; exit 0
+fi
 python3 $OUT/json_bench.py
 grep -E "JSON mode" $OUT/serve.log | head -2
 kill $SP; wait $SP

@@ -98,6 +98,7 @@ struct ig_engine {
   /* JSON mode, made at its first request: every token's raw bytes and their trie; the mask of one row */
   int json_ready;           /* 0 not yet, 1 made, -1 failed */
   ig_json_vocab *jvocab;
+  int jmax_len;             /* the longest token's bytes (mask-cache keys: ig_jsm_cache_key) */
   unsigned char *jpool;
   size_t *joff, *jlen;
   ig_jschema *jany;         /* the schema of plain JSON mode: any JSON object */
@@ -105,6 +106,7 @@ struct ig_engine {
    * state stays the same token after token): a hit reuses the mask instead of walking the trie (~1.8 ms at 128k
    * tokens). Each entry holds a reference to its schema. A step's misses are walked in parallel (sample pool). */
   int jc_cap, jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
+  int jc_nofold;            /* IGNIS_JSON_MASK_FOLD=0: no folded counts in the keys (measurements) */
   int jc_serial;            /* IGNIS_JSON_WALK_SERIAL=1: a step's walks one after another (for comparisons) */
   int json_host;            /* IGNIS_JSON_DEVICE=0: constrained rows sampled on the host even with a device sampler */
   ig_jsm *jc_key;           /* [jc_cap] */
@@ -873,6 +875,8 @@ static int json_vocab(ig_engine *e) {
     ig_log(IG_LOG_ERROR, "engine: JSON mode: out of memory for the vocabulary's trie");
     return -1;
   }
+  size_t ml = ig_json_vocab_max_len(e->jvocab);
+  e->jmax_len = ml > INT32_MAX ? INT32_MAX : (int)ml;
   e->json_ready = 1;
   ig_log(IG_LOG_INFO, "engine: JSON mode: %d tokens' bytes in a trie (%.1f ms, %d segments)", V,
          (double)(ig_engine_now_ns() - t0) * 1e-6, e->n_jsegs);
@@ -935,11 +939,12 @@ static void json_entries(ig_engine *e, int n_rows) {
   const uint64_t tick = ++e->jc_tick;
   for (int r = 0; r < n_rows && ok; r++) {
     const seq *s = e->jrows[r].s;
-    const uint64_t h = jsm_hash(s->json);
+    ig_jsm key; /* counts no token can tell apart folded: rows deep in long strings share a mask */
+    ig_jsm_cache_key(s->json, s->schema, e->jc_nofold ? 0 : e->jmax_len, &key);
+    const uint64_t h = jsm_hash(&key);
     int k = -1;
     for (int i = 0; i < e->jc_n && !e->jc_off && k < 0; i++)
-      if (e->jc_hash[i] == h && !memcmp(&e->jc_key[i], s->json, sizeof *s->json) &&
-          ig_jschema_same(e->jc_schema[i], s->schema))
+      if (e->jc_hash[i] == h && !memcmp(&e->jc_key[i], &key, sizeof key) && ig_jschema_same(e->jc_schema[i], s->schema))
         k = i;
     if (k < 0) { /* a miss: a new entry, or the least recently used one not taken by this step */
       if (e->jc_n < e->jc_cap) {
@@ -949,7 +954,7 @@ static void json_entries(ig_engine *e, int n_rows) {
         for (int i = 0; i < e->jc_n; i++)
           if (e->jc_used[i] != tick && (k < 0 || e->jc_used[i] < e->jc_used[k])) k = i;
       }
-      e->jc_key[k] = *s->json;
+      e->jc_key[k] = key; /* its mask is the row's own (ig_jsm_cache_key) */
       e->jc_hash[k] = h;
       ig_jschema_unref(e->jc_schema[k]);
       e->jc_schema[k] = ig_jschema_ref((ig_jschema *)s->schema);
@@ -1433,6 +1438,8 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
    * sampling costs hundreds of microseconds) up to 7 workers beside the engine thread. */
   const char *jmc = getenv("IGNIS_JSON_MASK_CACHE");
   e->jc_off = jmc && jmc[0] == '0';
+  const char *jmf = getenv("IGNIS_JSON_MASK_FOLD"); /* 0: cache keys are the exact states (measurements) */
+  e->jc_nofold = jmf && jmf[0] == '0';
   const char *jws = getenv("IGNIS_JSON_WALK_SERIAL"), *jdv = getenv("IGNIS_JSON_DEVICE");
   e->jc_serial = jws && jws[0] == '1';
   e->json_host = jdv && jdv[0] == '0';

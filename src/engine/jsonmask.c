@@ -269,6 +269,15 @@ static size_t common_prefix(const tok_ref *a, const tok_ref *b) {
   return i;
 }
 
+size_t ig_json_vocab_max_len(const ig_json_vocab *v) {
+  size_t most = 0;
+  for (uint32_t i = 0; i < v->n_nodes; i++)
+    if (v->depth[i] > most) most = v->depth[i];
+  for (int k = 0; k < v->n_long; k++)
+    if (v->long_off[k + 1] - v->long_off[k] > most) most = v->long_off[k + 1] - v->long_off[k];
+  return most;
+}
+
 void ig_json_vocab_free(ig_json_vocab *v) {
   if (!v) return;
   free(v->byte), free(v->depth), free(v->next), free(v->first_tok), free(v->ids);

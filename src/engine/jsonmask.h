@@ -46,6 +46,8 @@ typedef struct ig_json_vocab ig_json_vocab;
 int ig_json_vocab_build(ig_json_vocab **out, int n_vocab, const unsigned char *const *tok_bytes, const size_t *tok_len,
                         const unsigned char *special);
 void ig_json_vocab_free(ig_json_vocab *v);
+/* The most bytes any token adds (the longest token). */
+size_t ig_json_vocab_max_len(const ig_json_vocab *v);
 /* Fills allowed[0..n_vocab): 1 for every token whose bytes keep *f valid (never for tokens of zero length or
  * special ones), 0 otherwise. The eos ids (n_eos of them; ids out of range are ignored) are allowed exactly
  * when ig_json_fsm_complete(f), and once complete nothing else is. Returns how many tokens are allowed: 0

@@ -1621,6 +1621,30 @@ int ig_jsm_complete(const ig_jsm *m, const ig_jschema *s) {
   return complete(JC(m), s);
 }
 
+/* A count c of code points (strings) or items (arrays) against [lo, hi], as far as any text of at most L bytes can
+ * tell: such a text adds at most L code points (or L items), so every c with lo <= c and c + L <= hi behaves as
+ * lo does (every continuation fits, the value may close), and every c with c + L < lo as 0 does (none can reach
+ * lo, every continuation fits). */
+static uint16_t count_key(uint16_t c, uint32_t lo, uint32_t hi, uint64_t L) {
+  uint64_t c64 = c, hi64 = hi == NO_MAX ? UINT64_MAX / 2 : hi;
+  if (c64 + L > hi64) return c;
+  if (c64 >= lo) return (uint16_t)lo;
+  if (c64 + L < lo) return 0;
+  return c;
+}
+
+void ig_jsm_cache_key(const ig_jsm *m, const ig_jschema *s, int max_len, ig_jsm *key) {
+  *key = *m;
+  if (s->re || s->fast || max_len < 1) return;
+  jsm *j = J(key);
+  if (j->dead) return;
+  for (int d = 0; d < j->depth; d++) {
+    frame *f = &j->f[d];
+    const jnode *n = &s->nodes[f->node];
+    if (n->kind == K_STR || n->kind == K_ARR) f->a = count_key(f->a, n->lo, n->hi, (uint64_t)max_len);
+  }
+}
+
 /* ---- the mask -------------------------------------------------------------------------------------------- */
 
 /* The bytes of a state that matter: its header and live frames (the rest is zero in states kept, and never read

@@ -89,6 +89,12 @@ int ig_jsm_feed(ig_jsm *m, const ig_jschema *s, const unsigned char *b, size_t n
  * the top level may be complete and still take more digits. */
 int ig_jsm_complete(const ig_jsm *m, const ig_jschema *s);
 
+/* The state as a key of a mask cache: the masks over tokens of at most max_len bytes are the same from *key as
+ * from *m, and states that differ only in counts no such token can tell apart (code points of a string far from its
+ * minLength/maxLength, items of an array far from minItems/maxItems) get the same key, so rows at different lengths
+ * of long strings share their masks. Other states (regexes, JSON mode, patterns) are their own keys. */
+void ig_jsm_cache_key(const ig_jsm *m, const ig_jschema *s, int max_len, ig_jsm *key);
+
 /* The mask: as ig_json_allowed, for the schema's state. allowed[i] = 1 for each token whose bytes keep the text a
  * prefix of an accepted document; the eos ids exactly when ig_jsm_complete. Returns how many are allowed. */
 int ig_jschema_allowed(const ig_json_vocab *v, const ig_jschema *s, const ig_jsm *m, const int32_t *eos, int n_eos,

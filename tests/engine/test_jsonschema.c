@@ -626,6 +626,12 @@ static void check_mask(const tvocab *tv, const ig_jschema *s, const ig_jsm *m, s
                 mask[t], want);
   }
   CHECK_MSG(n == count, "schema %zu: mask count %d, expected %d", si, n, count);
+  /* the mask-cache key's mask is this one (ig_jsm_cache_key: counts no token can tell apart folded) */
+  ig_jsm key;
+  uint8_t kmask[512];
+  ig_jsm_cache_key(m, s, (int)ig_json_vocab_max_len(tv->v), &key);
+  int kn = ig_jschema_allowed(tv->v, s, &key, tv->eos, 2, kmask);
+  CHECK_MSG(kn == n && !memcmp(kmask, mask, (size_t)tv->n), "schema %zu: the cache key's mask differs", si);
   /* the same mask in segments (as the engine's threads make it), for several cuts */
   static const int cuts[] = {1, 2, 5, 17, 64};
   for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
@@ -669,6 +675,52 @@ static void test_mask(void) {
   CHECK(states > 1000);
   ig_json_vocab_free(tv.v);
   free(b.p);
+}
+
+/* Mask-cache keys along long strings and arrays: with the test vocabulary's longest token (150 bytes), a string of
+ * minLength 200 and maxLength 400 folds the lengths 0..49 (none can reach 200 in one token) and 200..250 (every
+ * token fits, the string may close) into one key each, 302 keys for its 401 lengths; an unbounded string's
+ * lengths all fold; an array of 200..400 items the same way as the string. At every length the key's mask is the
+ * state's own. */
+static void test_cache_key(void) {
+  tvocab tv;
+  tvocab_build(&tv);
+  const int L = (int)ig_json_vocab_max_len(tv.v);
+  CHECK_EQ_INT(L, 150);
+  static const struct {
+    const char *schema, *open, *unit;
+    int n, keys;
+  } cases[] = {
+      {"{\"type\":\"string\",\"minLength\":200,\"maxLength\":400}", "\"", "a", 400, 302},
+      {"{\"type\":\"string\",\"minLength\":200,\"maxLength\":400}", "\"", "\xc3\xa9", 400, 302},
+      {"{\"type\":\"string\"}", "\"", "\\n", 500, 1},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":200,\"maxItems\":400}", "[", "7,", 399, 302}, /* 301 + the state right after '[' */
+      {"{\"type\":\"object\",\"properties\":{\"t\":{\"type\":\"string\",\"maxLength\":300}}}", "{\"t\":\"", "b", 300, 151},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    json_t *j = load(cases[c].schema);
+    ig_jschema *s = compile_ok(j);
+    if (!s) continue;
+    ig_jsm m, *keys = calloc((size_t)cases[c].n + 1, sizeof *keys);
+    ig_jsm_init(&m, s);
+    CHECK(feed(&m, s, cases[c].open, strlen(cases[c].open)) == 0);
+    int distinct = 0;
+    for (int i = 0; i <= cases[c].n; i++) {
+      if (i) CHECK_MSG(feed(&m, s, cases[c].unit, strlen(cases[c].unit)) == 0, "case %zu: unit %d refused", c, i);
+      check_mask(&tv, s, &m, 1000 + c); /* also compares the key's mask */
+      ig_jsm key;
+      ig_jsm_cache_key(&m, s, L, &key);
+      int seen = 0;
+      for (int k = 0; k < distinct && !seen; k++) seen = !memcmp(&keys[k], &key, sizeof key);
+      if (!seen) keys[distinct++] = key;
+    }
+    CHECK_MSG(distinct == cases[c].keys, "case %zu: %d keys for %d lengths, expected %d", c, distinct, cases[c].n + 1,
+              cases[c].keys);
+    free(keys);
+    ig_jschema_unref(s);
+    json_decref(j);
+  }
+  ig_json_vocab_free(tv.v);
 }
 
 /* ---- hand-written cases ------------------------------------------------------------------------------------ */
@@ -1250,6 +1302,7 @@ static void test_patterns(void) {
 }
 
 int main(void) {
+  test_cache_key();
   test_cases();
   test_generated();
   test_mutations();
