@@ -25,6 +25,9 @@
 #define MAX_NAME 1024 /* bytes of a property name */
 #define COUNT_SAT 0xFFFFu /* item and code point counts saturate here; a maximum at or past it is none */
 #define NO_MAX UINT32_MAX
+#define FOLD_L 128u /* regex grammars: mask-cache keys fold states no text of this many bytes tells apart (Llama 3's
+                     * longest token is 128 bytes; a vocabulary with longer ones gets exact keys) */
+#define FOLD_BUDGET 64000000u /* transitions visited, at most, to find them (~0.1 s) */
 #define INF_DEPTH 255
 
 enum kind {
@@ -69,6 +72,7 @@ struct ig_jschema {
   int refs;
   int fast; /* {"type": "object"}: JSON mode, the state holds an ig_json_fsm */
   ig_regex *re; /* a regex grammar instead of a schema: the state holds a rstate */
+  uint32_t *re_rep; /* re: each state's representative under FOLD_L-byte equivalence (ig_regex_fold); NULL: none */
   ig_regex **pats; /* the strings' patterns (K_PSTR nodes), over the bytes a JSON string's content can hold */
   uint32_t n_pats;
   uint16_t root;
@@ -953,6 +957,7 @@ void ig_jschema_unref(ig_jschema *s) {
   if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   free(s->nodes), free(s->props), free(s->korder), free(s->vals), free(s->alts), free(s->bytes), free(s->canon);
   ig_regex_free(s->re);
+  free(s->re_rep);
   for (uint32_t i = 0; i < s->n_pats; i++) ig_regex_free(s->pats[i]);
   free(s->pats);
   free(s);
@@ -1064,6 +1069,11 @@ int ig_jschema_compile_regex(const char *pattern, size_t len, ig_jschema **out, 
   s->canon[len + 1] = 0;
   s->canon_len = len + 1;
   s->hash = fnv1a(s->canon, s->canon_len);
+  /* the states tokens of up to FOLD_L bytes cannot tell apart, for the mask cache (ig_jsm_cache_key): counted
+   * repeats like [a-z]{1,400} share masks far from their bounds; skipped (no folding) past FOLD_BUDGET visits */
+  uint32_t n = ig_regex_n_states(s->re);
+  if ((s->re_rep = malloc((size_t)n * sizeof *s->re_rep)) && ig_regex_fold(s->re, FOLD_L, FOLD_BUDGET, s->re_rep))
+    free(s->re_rep), s->re_rep = NULL;
   *out = s;
   return 0;
 }
@@ -1635,7 +1645,13 @@ static uint16_t count_key(uint16_t c, uint32_t lo, uint32_t hi, uint64_t L) {
 
 void ig_jsm_cache_key(const ig_jsm *m, const ig_jschema *s, int max_len, ig_jsm *key) {
   *key = *m;
-  if (s->re || s->fast || max_len < 1) return;
+  if (s->re) { /* a regex grammar: its state's representative, for vocabularies whose tokens FOLD_L covers */
+    rstate *r = (rstate *)key->opaque;
+    if (s->re_rep && max_len >= 1 && max_len <= FOLD_L && !r->dead && r->st < ig_regex_n_states(s->re))
+      r->st = s->re_rep[r->st];
+    return;
+  }
+  if (s->fast || max_len < 1) return;
   jsm *j = J(key);
   if (j->dead) return;
   for (int d = 0; d < j->depth; d++) {

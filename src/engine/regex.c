@@ -1117,3 +1117,71 @@ int32_t ig_regex_step(const ig_regex *r, uint32_t s, unsigned char c) {
 int ig_regex_accepting(const ig_regex *r, uint32_t s) { return s < r->n_states && r->accept[s]; }
 
 uint32_t ig_regex_n_states(const ig_regex *r) { return r->n_states; }
+
+/* class of the state a transition goes to (-1: refused, its own class) */
+static inline uint32_t fold_to(const uint32_t *cls, int32_t t) { return t < 0 ? UINT32_MAX : cls[t]; }
+
+static int fold_same(const ig_regex *r, const uint32_t *cls, uint32_t a, uint32_t b) {
+  if (cls[a] != cls[b]) return 0;
+  const int32_t *ta = r->trans + (size_t)a * r->n_classes, *tb = r->trans + (size_t)b * r->n_classes;
+  for (uint32_t c = 0; c < r->n_classes; c++)
+    if (fold_to(cls, ta[c]) != fold_to(cls, tb[c])) return 0;
+  return 1;
+}
+
+int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t budget, uint32_t *rep) {
+  const uint32_t n = r->n_states, k = r->n_classes;
+  for (uint32_t s = 0; s < n; s++) rep[s] = s;
+  if (n < 2) return 0;
+  size_t cap = 1;
+  while (cap < 2 * (size_t)n) cap <<= 1;
+  uint32_t *cls = malloc(n * sizeof *cls), *nxt = malloc(n * sizeof *nxt), *first = malloc(n * sizeof *first);
+  int64_t *tab = malloc(cap * sizeof *tab);
+  int rc = cls && nxt && first && tab ? 0 : -1;
+  uint32_t n_cls = 0;
+  if (!rc) { /* round 0: accepting or not */
+    int seen[2] = {-1, -1};
+    for (uint32_t s = 0; s < n; s++) {
+      int a = r->accept[s] != 0;
+      if (seen[a] < 0) seen[a] = (int)n_cls++;
+      cls[s] = (uint32_t)seen[a];
+    }
+  }
+  uint64_t visits = 0;
+  for (uint32_t round = 0; !rc && round < L && n_cls < n; round++) {
+    if ((visits += 2 * (uint64_t)n * (k + 1)) > budget) { rc = -1; break; }
+    for (size_t i = 0; i < cap; i++) tab[i] = -1;
+    uint32_t m = 0;
+    for (uint32_t s = 0; s < n; s++) {
+      uint64_t h = 1469598103934665603ull ^ cls[s];
+      const int32_t *t = r->trans + (size_t)s * k;
+      for (uint32_t c = 0; c < k; c++) h = (h ^ fold_to(cls, t[c])) * 1099511628211ull;
+      size_t slot = (size_t)(h ^ (h >> 29)) & (cap - 1);
+      for (;; slot = (slot + 1) & (cap - 1)) {
+        if (tab[slot] < 0) { /* a new class; s its smallest state (states go up) */
+          tab[slot] = s;
+          nxt[s] = m++;
+          break;
+        }
+        if (fold_same(r, cls, (uint32_t)tab[slot], s)) {
+          nxt[s] = nxt[tab[slot]];
+          break;
+        }
+      }
+    }
+    uint32_t *sw = cls;
+    cls = nxt, nxt = sw;
+    if (m == n_cls) break; /* stable: no longer text tells more apart */
+    n_cls = m;
+  }
+  if (!rc) {
+    for (uint32_t c = 0; c < n; c++) first[c] = UINT32_MAX;
+    for (uint32_t s = 0; s < n; s++)
+      if (first[cls[s]] == UINT32_MAX) first[cls[s]] = s;
+    for (uint32_t s = 0; s < n; s++) rep[s] = first[cls[s]];
+  } else {
+    for (uint32_t s = 0; s < n; s++) rep[s] = s;
+  }
+  free(cls), free(nxt), free(first), free(tab);
+  return rc;
+}

@@ -298,8 +298,6 @@ json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
   return calls;
 }
 
-/* "tool_calls":[{("index":k,) "id":"call_<response id>_<k>","type":"function",
- *                "function":{"name":..,"arguments":..}}] */
 /* a call's id: call_<response id's tail>_<k>, with the choice between them after the first choice */
 static void call_id(ig_str *o, const ig_oai_meta *m, int choice, int k) {
   const char *id = m->id ? m->id : "", *dash = strchr(id, '-');
@@ -307,6 +305,8 @@ static void call_id(ig_str *o, const ig_oai_meta *m, int choice, int k) {
   else ig_str_printf(o, "\"id\":\"call_%s_%d\"", dash ? dash + 1 : id, k);
 }
 
+/* "tool_calls":[{("index":k,) "id":"call_<response id>_<k>","type":"function",
+ *                "function":{"name":..,"arguments":..}}] */
 static void tool_calls(ig_str *o, const ig_oai_meta *m, int choice, const json_t *calls, int with_index) {
   ig_str_puts(o, "\"tool_calls\":[");
   for (size_t k = 0; k < json_array_size(calls); k++) {

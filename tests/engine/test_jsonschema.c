@@ -592,21 +592,23 @@ typedef struct tvocab {
   ig_json_vocab *v;
 } tvocab;
 
-static void tvocab_build(tvocab *tv) {
+/* longlen: the bytes of the one token past the trie's depth (at most 150) */
+static void tvocab_build_long(tvocab *tv, size_t longlen) {
   static unsigned char singles[256], longtok[150];
   memset(tv, 0, sizeof *tv);
   for (int c = 0; c < 256; c++) singles[c] = (unsigned char)c, tv->bytes[tv->n] = singles + c, tv->len[tv->n++] = 1;
   for (size_t i = 0; i < sizeof PIECES / sizeof *PIECES; i++)
     tv->bytes[tv->n] = (const unsigned char *)PIECES[i], tv->len[tv->n++] = strlen(PIECES[i]);
   memset(longtok, 'a', sizeof longtok); /* past the trie's depth: tried on its own */
-  longtok[sizeof longtok - 1] = '"';
-  tv->bytes[tv->n] = longtok, tv->len[tv->n++] = sizeof longtok;
+  longtok[longlen - 1] = '"';
+  tv->bytes[tv->n] = longtok, tv->len[tv->n++] = longlen;
   tv->bytes[tv->n] = (const unsigned char *)"", tv->len[tv->n++] = 0;
   tv->special[tv->n] = 1, tv->bytes[tv->n] = (const unsigned char *)"{", tv->len[tv->n++] = 1;
   tv->eos[0] = tv->n, tv->special[tv->n] = 1, tv->bytes[tv->n] = (const unsigned char *)"</s>", tv->len[tv->n++] = 4;
   tv->eos[1] = tv->n, tv->bytes[tv->n] = (const unsigned char *)"}", tv->len[tv->n++] = 1;
   if (ig_json_vocab_build(&tv->v, tv->n, tv->bytes, tv->len, tv->special)) abort();
 }
+static void tvocab_build(tvocab *tv) { tvocab_build_long(tv, 150); }
 
 static void check_mask(const tvocab *tv, const ig_jschema *s, const ig_jsm *m, size_t si) {
   uint8_t mask[512];
@@ -719,6 +721,33 @@ static void test_cache_key(void) {
     free(keys);
     ig_jschema_unref(s);
     json_decref(j);
+  }
+  ig_json_vocab_free(tv.v);
+  /* a regex grammar with a vocabulary whose longest token is 128 bytes (the fold's reach; the 150-byte one above
+   * gets exact keys): [a-z ,.]{1,400} folds the lengths 1..272 into one key, 130 keys for its 401 lengths */
+  tvocab_build_long(&tv, 128);
+  CHECK_EQ_INT((int)ig_json_vocab_max_len(tv.v), 128);
+  ig_jschema *s = NULL;
+  char err[256];
+  CHECK_EQ_INT(ig_jschema_compile_regex("[a-z ,.]{1,400}", 15, &s, err, sizeof err), 0);
+  if (s) {
+    ig_jsm m, key, *keys = calloc(401, sizeof *keys);
+    ig_jsm_init(&m, s);
+    int distinct = 0;
+    for (int i = 0; i <= 400; i++) {
+      if (i) CHECK(ig_jsm_feed(&m, s, (const unsigned char *)(i % 7 ? "a" : " "), 1) == 0);
+      check_mask(&tv, s, &m, 2000);
+      ig_jsm_cache_key(&m, s, 128, &key);
+      int seen = 0;
+      for (int k = 0; k < distinct && !seen; k++) seen = !memcmp(&keys[k], &key, sizeof key);
+      if (!seen) keys[distinct++] = key;
+      ig_jsm same;
+      ig_jsm_cache_key(&m, s, 129, &same); /* a longer token than the fold covers: the exact state */
+      CHECK(!memcmp(&same, &m, sizeof m));
+    }
+    CHECK_MSG(distinct == 130, "[a-z ,.]{1,400}: %d keys", distinct);
+    free(keys);
+    ig_jschema_unref(s);
   }
   ig_json_vocab_free(tv.v);
 }

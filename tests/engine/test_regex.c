@@ -702,6 +702,64 @@ static void test_filter(void) {
   ig_regex_free(r);
 }
 
+/* ---- folding states no short text tells apart ------------------------------------------------------------ */
+
+/* 1 when states a and b agree on every string of length 1..L over ALPHA: both refuse it, or both take it and then
+ * both accept or neither does (and a and b themselves both accept or neither). */
+static int agree(const ig_regex *r, uint32_t a, uint32_t b, unsigned L) {
+  if (ig_regex_accepting(r, a) != ig_regex_accepting(r, b)) return 0;
+  if (L == 0) return 1;
+  for (int i = 0; i < 4; i++) {
+    int32_t x = ig_regex_step(r, a, (unsigned char)ALPHA[i]), y = ig_regex_step(r, b, (unsigned char)ALPHA[i]);
+    if ((x < 0) != (y < 0)) return 0;
+    if (x >= 0 && !agree(r, (uint32_t)x, (uint32_t)y, L - 1)) return 0;
+  }
+  return 1;
+}
+
+/* ig_regex_fold: states sharing a representative agree on every text of up to L bytes (checked over ALPHA for the
+ * oracle's random patterns, L = 0..3); the representative is the smallest state of its class; a counted repeat
+ * folds where no text of L bytes reaches its bounds. */
+static void test_fold(void) {
+  uint64_t seed = 0x5851F42D4C957F2Dull;
+  long pairs = 0;
+  for (int it = 0; it < 400; it++) {
+    pbuf b = {{0}, {0}, 0, 0};
+    gen_alt(&seed, &b, 0);
+    ig_regex *r = NULL;
+    char err[256];
+    if (ig_regex_compile(b.ours, b.n, &r, err, sizeof err)) continue;
+    uint32_t n = ig_regex_n_states(r), *rep = malloc(n * sizeof *rep);
+    for (unsigned L = 0; L <= 3; L++) {
+      CHECK_EQ_INT(ig_regex_fold(r, L, 1u << 30, rep), 0);
+      for (uint32_t s = 0; s < n; s++) {
+        CHECK_MSG(rep[s] <= s && rep[rep[s]] == rep[s], "\"%s\" L %u: state %u's representative %u", b.ours, L, s, rep[s]);
+        if (rep[s] != s) {
+          pairs++;
+          CHECK_MSG(agree(r, s, rep[s], L), "\"%s\" L %u: states %u and %u told apart", b.ours, L, s, rep[s]);
+        }
+      }
+    }
+    free(rep);
+    ig_regex_free(r);
+  }
+  CHECK_MSG(pairs > 1000, "only %ld folded pairs checked", pairs);
+  /* [a-z]{1,40}: the start, lengths 1..35 (5 more letters always fit, and it matches), 36..40 apart: 7 classes */
+  ig_regex *r = NULL;
+  char err[256];
+  CHECK_EQ_INT(ig_regex_compile("[a-z]{1,40}", 11, &r, err, sizeof err), 0);
+  if (r) {
+    uint32_t n = ig_regex_n_states(r), *rep = malloc(n * sizeof *rep), distinct = 0;
+    CHECK_EQ_INT(ig_regex_fold(r, 5, 1u << 30, rep), 0);
+    for (uint32_t s = 0; s < n; s++) distinct += rep[s] == s;
+    CHECK_MSG(distinct == 7, "[a-z]{1,40} at L 5: %u classes of %u states", distinct, n);
+    CHECK_EQ_INT(ig_regex_fold(r, 5, 10, rep), -1); /* past the budget: refused, the identity */
+    for (uint32_t s = 0; s < n; s++) CHECK(rep[s] == s);
+    free(rep);
+    ig_regex_free(r);
+  }
+}
+
 int main(void) {
   TIMED(test_oracle);
   TIMED(test_utf8_bytes);
@@ -710,5 +768,6 @@ int main(void) {
   TIMED(test_errors);
   TIMED(test_limits);
   TIMED(test_filter);
+  TIMED(test_fold);
   TEST_DONE();
 }
