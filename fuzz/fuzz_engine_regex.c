@@ -7,7 +7,8 @@
  *  - the shortest accepted text (a search from the start) is not valid UTF-8, or walking it does not end in an
  *    accepting state;
  *  - walking the text (and the pattern itself as a text): a prefix kept alive that is not the prefix of some
- *    valid UTF-8, or one accepted that is not whole valid UTF-8.
+ *    valid UTF-8, or one accepted that is not whole valid UTF-8;
+ *  - ig_regex_fold at L = 2 folding states that a text of two of the text's first bytes tells apart.
  *   CC=clang cmake -B build-fuzz -DIGNIS_FUZZ=ON -DIGNIS_CUDA=OFF && cmake --build build-fuzz --target
  * fuzz_engine_regex && mkdir -p /tmp/rx && build-fuzz/fuzz/fuzz_engine_regex -max_total_time=120 /tmp/rx
  * fuzz/corpus/engine_regex */
@@ -98,6 +99,35 @@ static void check_shortest(const ig_regex *r) {
   free(from), free(by), free(queue), free(text);
 }
 
+/* ig_regex_fold at L = 2: every representative is the smallest of its class and agrees with its states on every
+ * text of at most 2 bytes taken from the input's text (and on acceptance). */
+static void check_fold(const ig_regex *r, const uint8_t *t, size_t n) {
+  uint32_t ns = ig_regex_n_states(r);
+  if (ns > FULL_CHECK_STATES) return;
+  uint32_t *rep = malloc(ns * sizeof *rep);
+  if (!rep || ig_regex_fold(r, 2, 1u << 26, rep)) {
+    free(rep);
+    return;
+  }
+  size_t m = n < 8 ? n : 8;
+  for (uint32_t s = 0; s < ns; s++) {
+    uint32_t q = rep[s];
+    if (q > s || rep[q] != q || ig_regex_accepting(r, s) != ig_regex_accepting(r, q)) abort();
+    for (size_t i = 0; i < m; i++) {
+      int32_t a = ig_regex_step(r, s, t[i]), b = ig_regex_step(r, q, t[i]);
+      if ((a < 0) != (b < 0)) abort();
+      if (a < 0) continue;
+      if (ig_regex_accepting(r, (uint32_t)a) != ig_regex_accepting(r, (uint32_t)b)) abort();
+      for (size_t j = 0; j < m; j++) {
+        int32_t a2 = ig_regex_step(r, (uint32_t)a, t[j]), b2 = ig_regex_step(r, (uint32_t)b, t[j]);
+        if ((a2 < 0) != (b2 < 0) || (a2 >= 0 && ig_regex_accepting(r, (uint32_t)a2) != ig_regex_accepting(r, (uint32_t)b2)))
+          abort();
+      }
+    }
+  }
+  free(rep);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *nul = memchr(data, 0, size);
   size_t pat_len = nul ? (size_t)(nul - data) : size;
@@ -115,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_shortest(r);
   walk_text(r, text, text_len);
   walk_text(r, data, pat_len);
+  check_fold(r, text, text_len);
   ig_regex_free(r);
   /* the same pattern over a byte filter (a JSON string's bytes, as schema patterns use it): a sound automaton whose
    * filtered bytes step nowhere, or a one-line refusal */
