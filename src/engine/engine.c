@@ -107,6 +107,7 @@ struct ig_engine {
    * tokens). Each entry holds a reference to its schema. A step's misses are walked in parallel (sample pool). */
   int jc_cap, jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
   int jc_nofold;            /* IGNIS_JSON_MASK_FOLD=0: no folded counts in the keys (measurements) */
+  int jc_limit;             /* entries the cache may grow to before it evicts (IGNIS_JSON_MASK_CACHE_MB) */
   int jc_serial;            /* IGNIS_JSON_WALK_SERIAL=1: a step's walks one after another (for comparisons) */
   int json_host;            /* IGNIS_JSON_DEVICE=0: constrained rows sampled on the host even with a device sampler */
   ig_jsm *jc_key;           /* [jc_cap] */
@@ -875,6 +876,11 @@ static int json_vocab(ig_engine *e) {
     ig_log(IG_LOG_ERROR, "engine: JSON mode: out of memory for the vocabulary's trie");
     return -1;
   }
+  /* the cache keeps up to IGNIS_JSON_MASK_CACHE_MB (default 96) of masks, each V bytes and V / 8 of bitmap: a
+   * schema's states across requests (a bounded string's every length, say) stay cached; 1 .. 4,096 entries */
+  const char *mb = getenv("IGNIS_JSON_MASK_CACHE_MB");
+  double lim = (mb && *mb ? atof(mb) : 96.0) * 1048576.0 / ((double)V * 1.125 + 64.0);
+  e->jc_limit = lim < 1 ? 1 : lim > 4096 ? 4096 : (int)lim;
   size_t ml = ig_json_vocab_max_len(e->jvocab);
   e->jmax_len = ml > INT32_MAX ? INT32_MAX : (int)ml;
   e->json_ready = 1;
@@ -946,7 +952,10 @@ static void json_entries(ig_engine *e, int n_rows) {
     for (int i = 0; i < e->jc_n && !e->jc_off && k < 0; i++)
       if (e->jc_hash[i] == h && !memcmp(&e->jc_key[i], &key, sizeof key) && ig_jschema_same(e->jc_schema[i], s->schema))
         k = i;
-    if (k < 0) { /* a miss: a new entry, or the least recently used one not taken by this step */
+    if (k < 0) { /* a miss: a new entry (the cache grows to its limit first), or the least recently used one not
+                  * taken by this step */
+      if (e->jc_n == e->jc_cap && e->jc_cap < e->jc_limit)
+        json_cache_fit(e, e->jc_cap * 2 < e->jc_limit ? e->jc_cap * 2 : e->jc_limit); /* no memory: evict instead */
       if (e->jc_n < e->jc_cap) {
         k = e->jc_n++;
         e->jc_schema[k] = NULL;
