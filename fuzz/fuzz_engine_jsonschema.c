@@ -6,7 +6,8 @@
  *  - a prefix of the document the recognizer calls complete is refused by the independent validator
  *    (tests/engine/jsonschema_common.h), where the two can agree (jsv_ground);
  *  - fed whole or byte by byte, the verdict or the state (memcmp) differs;
- *  - the mask at the longest valid prefix differs from trying every token of a small vocabulary one by one.
+ *  - the mask at the longest valid prefix differs from trying every token of a small vocabulary one by one, or
+ *    from the mask of its cache key (ig_jsm_cache_key).
  *   CC=clang cmake -B build-fuzz -DIGNIS_FUZZ=ON -DIGNIS_CUDA=OFF && cmake --build build-fuzz --target
  * fuzz_engine_jsonschema mkdir -p /tmp/js && build-fuzz/fuzz/fuzz_engine_jsonschema -max_total_time=120 /tmp/js
  * fuzz/corpus/engine_jsonschema */
@@ -84,6 +85,11 @@ static void check_mask(const ig_jschema *s, const ig_jsm *m) {
     count += want;
   }
   if (n != count) abort();
+  /* the mask cache's key (counts no token of the vocabulary's length can tell apart folded) gives the same mask */
+  ig_jsm key;
+  uint8_t kmask[320];
+  ig_jsm_cache_key(m, s, (int)ig_json_vocab_max_len(fv->v), &key);
+  if (ig_jschema_allowed(fv->v, s, &key, &fv->eos, 1, kmask) != n || memcmp(kmask, mask, (size_t)fv->n)) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -105,7 +105,8 @@ static void check_fold(const ig_regex *r, const uint8_t *t, size_t n) {
   uint32_t ns = ig_regex_n_states(r);
   if (ns > FULL_CHECK_STATES) return;
   uint32_t *rep = malloc(ns * sizeof *rep);
-  if (!rep || ig_regex_fold(r, 2, 1u << 26, rep)) {
+  uint64_t budget = 1u << 26;
+  if (!rep || ig_regex_fold(r, 2, &budget, rep)) {
     free(rep);
     return;
   }

@@ -73,6 +73,7 @@ struct ig_jschema {
   int fast; /* {"type": "object"}: JSON mode, the state holds an ig_json_fsm */
   ig_regex *re; /* a regex grammar instead of a schema: the state holds a rstate */
   uint32_t *re_rep; /* re: each state's representative under FOLD_L-byte equivalence (ig_regex_fold); NULL: none */
+  uint32_t **pat_rep; /* [n_pats]: the same for each pattern (an entry NULL: not folded) */
   ig_regex **pats; /* the strings' patterns (K_PSTR nodes), over the bytes a JSON string's content can hold */
   uint32_t n_pats;
   uint16_t root;
@@ -958,7 +959,11 @@ void ig_jschema_unref(ig_jschema *s) {
   free(s->nodes), free(s->props), free(s->korder), free(s->vals), free(s->alts), free(s->bytes), free(s->canon);
   ig_regex_free(s->re);
   free(s->re_rep);
-  for (uint32_t i = 0; i < s->n_pats; i++) ig_regex_free(s->pats[i]);
+  for (uint32_t i = 0; i < s->n_pats; i++) {
+    ig_regex_free(s->pats[i]);
+    if (s->pat_rep) free(s->pat_rep[i]);
+  }
+  free(s->pat_rep);
   free(s->pats);
   free(s);
 }
@@ -1018,6 +1023,18 @@ static int set_canon(ig_jschema *s, const json_t *schema) {
   return 0;
 }
 
+/* Each pattern's states folded as a regex grammar's are (the mask cache's keys), within one FOLD_BUDGET for all of
+ * them; a pattern past it (or out of memory) keeps exact states. */
+static void fold_patterns(ig_jschema *s) {
+  if (!s->n_pats || !(s->pat_rep = calloc(s->n_pats, sizeof *s->pat_rep))) return;
+  uint64_t left = FOLD_BUDGET;
+  for (uint32_t i = 0; i < s->n_pats && left > 0; i++) {
+    uint32_t *rep = malloc((size_t)ig_regex_n_states(s->pats[i]) * sizeof *rep);
+    if (rep && !ig_regex_fold(s->pats[i], FOLD_L, &left, rep)) s->pat_rep[i] = rep;
+    else free(rep);
+  }
+}
+
 int ig_jschema_compile(const json_t *schema, ig_jschema **out, char *err, size_t errlen) {
   *out = NULL;
   if (errlen) err[0] = 0;
@@ -1037,6 +1054,7 @@ int ig_jschema_compile(const json_t *schema, ig_jschema **out, char *err, size_t
     goto bad;
   }
   s->fast = s->nodes[s->root].kind == K_ANYOBJ;
+  fold_patterns(s);
   if (set_canon(s, schema)) {
     fail(&c, "out of memory");
     goto bad;
@@ -1072,7 +1090,8 @@ int ig_jschema_compile_regex(const char *pattern, size_t len, ig_jschema **out, 
   /* the states tokens of up to FOLD_L bytes cannot tell apart, for the mask cache (ig_jsm_cache_key): counted
    * repeats like [a-z]{1,400} share masks far from their bounds; skipped (no folding) past FOLD_BUDGET visits */
   uint32_t n = ig_regex_n_states(s->re);
-  if ((s->re_rep = malloc((size_t)n * sizeof *s->re_rep)) && ig_regex_fold(s->re, FOLD_L, FOLD_BUDGET, s->re_rep))
+  uint64_t budget = FOLD_BUDGET;
+  if ((s->re_rep = malloc((size_t)n * sizeof *s->re_rep)) && ig_regex_fold(s->re, FOLD_L, &budget, s->re_rep))
     free(s->re_rep), s->re_rep = NULL;
   *out = s;
   return 0;
@@ -1658,6 +1677,9 @@ void ig_jsm_cache_key(const ig_jsm *m, const ig_jschema *s, int max_len, ig_jsm 
     frame *f = &j->f[d];
     const jnode *n = &s->nodes[f->node];
     if (n->kind == K_STR || n->kind == K_ARR) f->a = count_key(f->a, n->lo, n->hi, (uint64_t)max_len);
+    else if (n->kind == K_PSTR && max_len <= (int)FOLD_L && s->pat_rep && s->pat_rep[n->off] &&
+             f->c < ig_regex_n_states(s->pats[n->off]))
+      f->c = (uint16_t)s->pat_rep[n->off][f->c]; /* the pattern's state (decoded bytes: at most max_len of them) */
   }
 }
 

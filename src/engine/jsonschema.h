@@ -92,9 +92,9 @@ int ig_jsm_complete(const ig_jsm *m, const ig_jschema *s);
 /* The state as a key of a mask cache: the masks over tokens of at most max_len bytes are the same from *key as
  * from *m, and states that differ only in counts no such token can tell apart (code points of a string far from its
  * minLength/maxLength, items of an array far from minItems/maxItems) get the same key, so rows at different lengths
- * of long strings share their masks; a regex grammar's state becomes the smallest state no text of 128 bytes tells
- * apart from it (for vocabularies whose tokens are at most that long), so counted repeats far from their bounds
- * share masks too. Other states (JSON mode, schema patterns) are their own keys. */
+ * of long strings share their masks; a regex grammar's state (and a string pattern's) becomes the smallest state no
+ * text of 128 bytes tells apart from it (for vocabularies whose tokens are at most that long), so counted repeats
+ * far from their bounds share masks too. JSON mode's states are their own keys. */
 void ig_jsm_cache_key(const ig_jsm *m, const ig_jschema *s, int max_len, ig_jsm *key);
 
 /* The mask: as ig_json_allowed, for the schema's state. allowed[i] = 1 for each token whose bytes keep the text a

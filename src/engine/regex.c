@@ -1129,7 +1129,7 @@ static int fold_same(const ig_regex *r, const uint32_t *cls, uint32_t a, uint32_
   return 1;
 }
 
-int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t budget, uint32_t *rep) {
+int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t *budget, uint32_t *rep) {
   const uint32_t n = r->n_states, k = r->n_classes;
   for (uint32_t s = 0; s < n; s++) rep[s] = s;
   if (n < 2) return 0;
@@ -1149,7 +1149,7 @@ int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t budget, uint32_t *rep)
   }
   uint64_t visits = 0;
   for (uint32_t round = 0; !rc && round < L && n_cls < n; round++) {
-    if ((visits += 2 * (uint64_t)n * (k + 1)) > budget) { rc = -1; break; }
+    if ((visits += 2 * (uint64_t)n * (k + 1)) > *budget) { rc = -1; break; }
     for (size_t i = 0; i < cap; i++) tab[i] = -1;
     uint32_t m = 0;
     for (uint32_t s = 0; s < n; s++) {
@@ -1183,5 +1183,6 @@ int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t budget, uint32_t *rep)
     for (uint32_t s = 0; s < n; s++) rep[s] = s;
   }
   free(cls), free(nxt), free(first), free(tab);
+  *budget = visits < *budget ? *budget - visits : 0;
   return rc;
 }

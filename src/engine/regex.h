@@ -60,7 +60,7 @@ uint32_t ig_regex_n_states(const ig_regex *r);
 /* The states that no text of at most L bytes tells apart (after every such text both accept or neither does, and
  * the same texts are refused) share a representative: rep[s] (n_states entries) is the smallest state equivalent to
  * s. At most L rounds of partition refinement over the byte classes; 0, or -1 (rep left the identity) when that
- * would visit more than `budget` transitions or memory fails. */
-int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t budget, uint32_t *rep);
+ * would visit more than *budget transitions or memory fails. The transitions visited are taken off *budget. */
+int ig_regex_fold(const ig_regex *r, uint32_t L, uint64_t *budget, uint32_t *rep);
 
 #endif

@@ -749,6 +749,28 @@ static void test_cache_key(void) {
     free(keys);
     ig_jschema_unref(s);
   }
+  /* a schema string's pattern folds the same way: ^[a-z ]{1,300}$ inside a string, 1 + 1 + 128 keys for its 301
+   * lengths (the pattern's states run over the decoded bytes, at most as many as a token's) */
+  json_t *pj = load("{\"type\":\"string\",\"pattern\":\"^[a-z ]{1,300}$\"}");
+  s = compile_ok(pj);
+  if (s) {
+    ig_jsm m, key, *keys = calloc(301, sizeof *keys);
+    ig_jsm_init(&m, s);
+    CHECK(feed(&m, s, "\"", 1) == 0);
+    int distinct = 0;
+    for (int i = 0; i <= 300; i++) {
+      if (i) CHECK(feed(&m, s, i % 5 ? "q" : " ", 1) == 0);
+      check_mask(&tv, s, &m, 3000);
+      ig_jsm_cache_key(&m, s, 128, &key);
+      int seen = 0;
+      for (int k = 0; k < distinct && !seen; k++) seen = !memcmp(&keys[k], &key, sizeof key);
+      if (!seen) keys[distinct++] = key;
+    }
+    CHECK_MSG(distinct == 130, "pattern ^[a-z ]{1,300}$: %d keys", distinct);
+    free(keys);
+    ig_jschema_unref(s);
+  }
+  json_decref(pj);
   ig_json_vocab_free(tv.v);
 }
 
