@@ -983,6 +983,15 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
   const char *etype = "validation";
   int rc = ig_server_req_parse(api, root, &s->lim, &j->r, &etype, err, sizeof err);
   json_decref(root);
+  /* the engine counts sequences against max_concurrent_requests: a request of more could never start, and a 429
+   * would have its client retry forever */
+  int n_seq = j->r.api == IG_API_COMPLETIONS ? j->r.n_prompts * j->r.n_choices
+              : j->r.api == IG_API_CHAT      ? j->r.n_choices
+                                             : j->r.best_of;
+  if (!rc && n_seq > s->cfg.max_concurrent_requests)
+    rc = 422, snprintf(err, sizeof err,
+                       "this request asks for %d sequences (n, best_of or prompts), more than max_concurrent_requests "
+                       "(%d)", n_seq, s->cfg.max_concurrent_requests);
   if (rc) {
     job_reply_error(j, rc, err, etype);
     job_maybe_free(j);

@@ -84,6 +84,11 @@ r = await postJSON(s2.url + "/generate", { inputs: "x", parameters: { max_new_to
 eq(r.status, 429, "beyond --max-concurrent-requests -> 429 at once");
 eq((await Promise.all(two)).map((x) => x.status).join(","), "200,200", "the admitted two complete");
 eq((await postJSON(s2.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 2 } })).status, 200, "admitted again after");
+// a request of more sequences than that could never start: a 422 that says why, not a 429 to retry forever
+r = await postJSON(s2.url + "/v1/completions", { prompt: ["a", "b"], n: 2, max_tokens: 2 });
+eq(r.status, 422, "4 sequences beyond --max-concurrent-requests 2 -> 422");
+check(/4 sequences .*max_concurrent_requests \(2\)/.test(r.body), "the 422 names the limit: " + r.body.slice(0, 200));
+eq((await postJSON(s2.url + "/v1/completions", { prompt: "a", n: 2, max_tokens: 2 })).status, 200, "n = 2 within the limit -> 200");
 s2.proc.kill("SIGTERM");
 eq(await s2.exited, 0, "second fake_serve exits 0");
 
