@@ -374,6 +374,9 @@ static void h_stats(void *ctx, ig_server_stats *o) {
   o->kv_blocks_cached = atomic_load(&st->kv_blocks_cached);
   o->prefix_query_tokens = atomic_load(&st->prefix_query_tokens);
   o->prefix_hit_tokens = atomic_load(&st->prefix_hit_tokens);
+  o->grammar_masks = atomic_load(&st->grammar_masks);
+  o->grammar_walks = atomic_load(&st->grammar_walks);
+  o->grammar_cache_entries = atomic_load(&st->grammar_cache_entries);
 }
 
 static void *loader_main(void *arg) {

@@ -999,6 +999,9 @@ static void json_entries(ig_engine *e, int n_rows) {
   }
   if (tw) e->prof_walk_wall_ns += ig_engine_now_ns() - tw;
   e->prof_json_rows += n_rows, e->prof_json_walks += n_walk;
+  atomic_fetch_add(&e->stats.grammar_masks, n_rows);
+  atomic_fetch_add(&e->stats.grammar_walks, n_walk);
+  atomic_store(&e->stats.grammar_cache_entries, e->jc_n);
   for (int r = 0; r < n_rows; r++) {
     int k = ok ? e->jrows[r].entry : -1;
     e->jrows[r].entry = k >= 0 && e->jc_allowed[k] > 0 ? k : -1;

@@ -148,6 +148,8 @@ typedef struct ig_engine_stats {
   /* counters */
   atomic_llong steps, prefill_tokens, decode_tokens, preemptions, requests_finished;
   atomic_llong prefix_query_tokens, prefix_hit_tokens; /* tokens of admitted sequences; of those found cached */
+  atomic_llong grammar_masks, grammar_walks; /* constrained rows' token masks; of those, walked (not cached) */
+  atomic_int grammar_cache_entries;          /* masks kept in the cache */
   /* last step's duration, ns */
   atomic_llong last_step_ns;
 } ig_engine_stats;

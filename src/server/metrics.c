@@ -105,6 +105,11 @@ void ig_metrics_render(const ig_metrics *m, const ig_server_stats *st, int n_con
   counter(o, "ignis_prefix_cache_queries_total", "Tokens of sequences admitted with --prefix-caching",
           st->prefix_query_tokens);
   counter(o, "ignis_prefix_cache_hits_total", "Of those, tokens found in the prefix cache", st->prefix_hit_tokens);
+  counter(o, "ignis_grammar_masks_total", "Token masks of constrained rows (JSON mode, schemas, regexes, tool calls)",
+          st->grammar_masks);
+  counter(o, "ignis_grammar_mask_walks_total", "Of those, computed by a walk of the vocabulary (not found cached)",
+          st->grammar_walks);
+  gauge(o, "ignis_grammar_mask_cache_entries", "Token masks kept in the cache", st->grammar_cache_entries);
   gauge(o, "ignis_http_connections", "Open HTTP connections", n_connections);
   gauge(o, "ignis_requests_in_flight", "Generation and tokenize requests being served", n_in_flight);
   counter(o, "ignis_http_requests_total", "HTTP requests answered", m->http_requests);

@@ -18,6 +18,8 @@ typedef struct ig_server_stats {
   long long preemptions, steps, prefill_tokens, decode_tokens;
   int kv_blocks_cached;
   long long prefix_query_tokens, prefix_hit_tokens;
+  long long grammar_masks, grammar_walks;
+  int grammar_cache_entries;
 } ig_server_stats;
 
 /* What the server needs from the rest of ignis. Called from validation workers (tokenize, decode, token_text,

@@ -654,6 +654,12 @@ groups.regex = async (url) => {
   eq(sr.status, 422, "the slow pattern: 422");
   check(/^grammar: regex: /.test(JSON.parse(sr.body).error ?? ""), "the slow pattern's reason: " + sr.body.slice(0, 200));
   check(healthAt < slowAt, `/health answered ${slowAt - healthAt} ms before the slow pattern's 422 (the loop did not compile it)`);
+  // the constrained rows' masks show in /metrics: needed, walked (not cached), kept
+  const gm = parseMetrics((await request("GET", url + "/metrics")).body);
+  check(gm["ignis_grammar_masks_total"] > 0, "ignis_grammar_masks_total " + gm["ignis_grammar_masks_total"]);
+  check(gm["ignis_grammar_mask_walks_total"] > 0 && gm["ignis_grammar_mask_walks_total"] < gm["ignis_grammar_masks_total"],
+    `mask walks ${gm["ignis_grammar_mask_walks_total"]} of ${gm["ignis_grammar_masks_total"]} masks`);
+  check(gm["ignis_grammar_mask_cache_entries"] > 0, "ignis_grammar_mask_cache_entries " + gm["ignis_grammar_mask_cache_entries"]);
 };
 
 // JSON schemas and tool calls: a schema whose documents are all short (enums, booleans, bounded arrays) must be
