@@ -281,19 +281,30 @@ int ig_tool_call_start(const char *text, size_t len, size_t *at) {
 json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
   size_t i;
   if (ig_tool_call_start(text, len, &i) != 1) return NULL;
-  json_t *v = json_loadb(text + i, len - i, 0, NULL), *calls = json_array();
-  int ok = v && calls;
-  if (ok && json_is_array(v)) {
-    ok = json_array_size(v) > 0;
+  json_t *calls = json_array();
+  int ok = calls != NULL;
+  if (ok && text[i] == '[') {
+    json_t *v = json_loadb(text + i, len - i, 0, NULL);
+    ok = json_is_array(v) && json_array_size(v) > 0;
     for (size_t k = 0; ok && k < json_array_size(v); k++) {
       json_t *c = one_call(json_array_get(v, k), tools);
       ok = c && json_array_append_new(calls, c) == 0;
     }
-  } else if (ok) {
-    json_t *c = one_call(v, tools);
-    ok = c && json_array_append_new(calls, c) == 0;
+    json_decref(v);
+  } else {
+    /* one call object, or several one after another, apart by whitespace, ';' or ',' (a last one may follow) */
+    while (ok && i < len) {
+      json_error_t e;
+      json_t *v = json_loadb(text + i, len - i, JSON_DISABLE_EOF_CHECK, &e);
+      json_t *c = v ? one_call(v, tools) : NULL;
+      json_decref(v);
+      ok = c && e.position > 0 && json_array_append_new(calls, c) == 0;
+      i += ok ? (size_t)e.position : 0;
+      while (ok && i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+      if (ok && i < len && (text[i] == ';' || text[i] == ',')) i++;
+      while (ok && i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+    }
   }
-  json_decref(v);
   if (!ok) json_decref(calls), calls = NULL;
   return calls;
 }
@@ -469,11 +480,14 @@ int ig_tool_stream_feed(ig_tool_stream *ts, ig_str *o, const ig_oai_meta *m, con
       i = skip_ws(text, len, i);
       if (i == len) break;
       char c = text[i];
-      ts->state = ts->state == TS_AFTER && c == '}' ? (ts->array ? TS_SEP : TS_DONE)
-                  : ts->state == TS_SEP && c == ',' ? TS_HEAD
-                  : ts->state == TS_SEP && c == ']' ? TS_DONE
-                                                    : TS_TAIL;
-      ts->at = i + 1, progress = ts->state != TS_TAIL;
+      /* a list's calls are apart by ',' and end at ']'; without a list, calls may follow one another, apart by
+       * whitespace, ';' or ',' (a '{' starts the next one: not consumed here) */
+      size_t at = i + 1;
+      if (ts->state == TS_AFTER) ts->state = c == '}' ? (ts->array ? TS_SEP : TS_DONE) : TS_TAIL;
+      else if (ts->array) ts->state = ts->state == TS_SEP && c == ',' ? TS_HEAD : ts->state == TS_SEP && c == ']' ? TS_DONE : TS_TAIL;
+      else if (c == '{') ts->state = TS_HEAD, at = i;
+      else ts->state = ts->state == TS_DONE && (c == ';' || c == ',') ? TS_SEP : TS_TAIL;
+      ts->at = at, progress = ts->state != TS_TAIL;
     }
   }
   tool_entry(&ent, &n_ent, m, cur, &first, &frag);

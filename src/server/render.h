@@ -81,8 +81,9 @@ void ig_render_chat_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_toke
  * becomes message.tool_calls. Usage counts the prompt once. */
 void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const ig_seq_out *seqs, int n);
 /* The tool calls in a reply: text that is, after whitespace, one JSON object {"name": a tool of `tools`,
- * "arguments" (or "parameters"): an object} and nothing else, or a non-empty array of them. A new array of
- * {"name", "arguments" (compact JSON text)}, or NULL when the text is not that. */
+ * "arguments" (or "parameters"): an object} and nothing else, several of them one after another (apart by
+ * whitespace, ';' or ','), or a non-empty array of them. A new array of {"name", "arguments" (compact JSON text)},
+ * or NULL when the text is not that. */
 json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools);
 /* Whether a reply may be a tool call: 1 when its first byte past whitespace is '{' or '[' (*at: its offset, when
  * at is not NULL), 0 when it is another byte, -1 when there is only whitespace so far. */

@@ -677,6 +677,12 @@ static void test_tool_calls(void) {
       {" \n{\"name\": \"get-time\", \"parameters\": {}}", 1, "{}"},
       {"[{\"name\":\"get-time\",\"arguments\":{}},{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\\u00e9\"}}]", 2, "{}"},
       {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}} and more", 0, NULL},
+      /* several without a list: apart by whitespace, ';' or ',' (a last one may follow) */
+      {"{\"name\":\"get-time\",\"arguments\":{}}; {\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}", 2, "{}"},
+      {"{\"name\":\"get-time\",\"arguments\":{}}\n{\"name\":\"get-time\",\"parameters\":{}}\n", 2, "{}"},
+      {"{\"name\":\"get-time\",\"arguments\":{}},{\"name\":\"get-time\",\"arguments\":{}};", 2, "{}"},
+      {"{\"name\":\"get-time\",\"arguments\":{}};;{\"name\":\"get-time\",\"arguments\":{}}", 0, NULL},
+      {"{\"name\":\"get-time\",\"arguments\":{}}; hello", 0, NULL},
       {"{\"name\":\"nope\",\"arguments\":{}}", 0, NULL},
       {"{\"name\":\"get-time\",\"arguments\":\"{}\"}", 0, NULL},
       {"{\"name\":\"get-time\",\"arguments\":{},\"extra\":1}", 0, NULL},
@@ -756,6 +762,8 @@ static void test_tool_stream(void) {
       {"{\"name\": \"get-time\", \"parameters\": {}}", 1},
       {"[{\"name\":\"get-time\",\"arguments\":{}}, {\"name\":\"get_weather\",\"arguments\":{\"city\":\"\xe6\x9d\xb1\xe4\xba\xac\"}}]", 1},
       {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}} and more", 1}, /* streamed, then not a call */
+      {"{\"name\":\"get-time\",\"arguments\":{}};\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}", 1},
+      {"{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\"}}{\"name\":\"get-time\",\"arguments\":{}},", 1},
       {"{\"arguments\":{\"city\":\"Paris\"},\"name\":\"get_weather\"}", 0},          /* name second: held */
       {"{\"name\":\"nope\",\"arguments\":{}}", 0},
       {"{\"answer\": 42}", 0},
