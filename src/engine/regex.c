@@ -11,6 +11,7 @@
  * - the pruning: states from which no accepting state can be reached (found backwards from the accepting ones)
  *   are dropped, and steps into them become -1. */
 #include "engine/regex.h"
+#include "util/str.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,17 +278,6 @@ static int set_finish(rcomp *c, int negate) {
   return 0;
 }
 
-static int utf8_encode(uint32_t cp, uint8_t *b) {
-  if (cp < 0x80) return b[0] = (uint8_t)cp, 1;
-  if (cp < 0x800) return b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), 2;
-  if (cp < 0x10000) {
-    b[0] = (uint8_t)(0xE0 | cp >> 12), b[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)), b[2] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  b[0] = (uint8_t)(0xF0 | cp >> 18), b[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-  b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)), b[3] = (uint8_t)(0x80 | (cp & 0x3F));
-  return 4;
-}
 
 /* The length of the valid UTF-8 code point at p[0..n), 0 when invalid; *cp its value. */
 static int utf8_decode(const unsigned char *p, size_t n, uint32_t *cp) {
@@ -338,8 +328,8 @@ static int32_t shared_byte(rcomp *c, unsigned lo, unsigned hi, int32_t next) {
  * sequence into f->exit, its tail shared, its head alternated into f->entry. */
 static int emit_seq(rcomp *c, uint32_t lo, uint32_t hi, frag *f, int *have) {
   uint8_t a[4], b[4];
-  int k = utf8_encode(lo, a);
-  utf8_encode(hi, b);
+  int k = ig_utf8_encode(lo, (char *)a);
+  ig_utf8_encode(hi, (char *)b);
   int32_t next = (int32_t)f->exit;
   for (int i = k - 1; i > 0; i--)
     if ((next = shared_byte(c, a[i], b[i], next)) < 0) return -1;
@@ -405,7 +395,7 @@ static int emit_set(rcomp *c, frag *f) {
 
 static int emit_cp(rcomp *c, uint32_t cp, frag *f) {
   uint8_t b[4];
-  int k = utf8_encode(cp, b);
+  int k = ig_utf8_encode(cp, (char *)b);
   return frag_bytes(c, b, b, k, f);
 }
 

@@ -40,12 +40,7 @@ uint32_t tm_u8_decode(const char *p, size_t n, size_t *adv) {
 }
 void tm_u8_put(ig_str *s, uint32_t cp) {
   char b[4];
-  int n;
-  if (cp < 0x80) { b[0] = (char)cp; n = 1; }
-  else if (cp < 0x800) { b[0] = (char)(0xC0 | (cp >> 6)); b[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
-  else if (cp < 0x10000) { b[0] = (char)(0xE0 | (cp >> 12)); b[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F)); n = 3; }
-  else { b[0] = (char)(0xF0 | (cp >> 18)); b[1] = (char)(0x80 | ((cp >> 12) & 0x3F)); b[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); n = 4; }
-  ig_str_append(s, b, (size_t)n);
+  ig_str_append(s, b, (size_t)ig_utf8_encode(cp, b));
 }
 size_t tm_u8_len(const char *p, size_t n) {
   size_t c = 0;

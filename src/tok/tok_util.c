@@ -149,17 +149,7 @@ int tk_buf_add(tk_buf *b, const void *p, size_t n) {
 }
 
 /* ---- UTF-8 ------------------------------------------------------------------------------------------ */
-int tk_utf8_enc(uint32_t cp, char *o) {
-  if (cp < 0x80) { o[0] = (char)cp; return 1; }
-  if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-  if (cp < 0x10000) {
-    o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
+int tk_utf8_enc(uint32_t cp, char *o) { return ig_utf8_encode(cp, o); }
 
 /* Length of the valid sequence at p, or -k where k >= 1 is the length of the maximal invalid prefix to
  * replace by one U+FFFD (Unicode's "maximal subpart" practice, as Rust and WHATWG decoders do). */

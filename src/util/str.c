@@ -103,6 +103,18 @@ static size_t utf8_seq(const unsigned char *p, size_t n, int *incomplete) {
   return len;
 }
 
+int ig_utf8_encode(uint32_t cp, char *o) {
+  if (cp < 0x80) return o[0] = (char)cp, 1;
+  if (cp < 0x800) return o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3F)), 2;
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | (cp >> 6 & 0x3F)), o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+  o[2] = (char)(0x80 | (cp >> 6 & 0x3F)), o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
 size_t ig_utf8_valid_prefix(const char *p, size_t n) {
   size_t i = 0;
   while (i < n) {

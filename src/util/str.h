@@ -27,6 +27,8 @@ int ig_str_json_number(ig_str *s, double v);
 /* Take ownership of the buffer (caller frees with free()); s is reset. */
 char *ig_str_steal(ig_str *s, size_t *len);
 
+/* Writes code point cp (at most U+10FFFF) as UTF-8 into out (4 bytes of room); returns how many bytes. */
+int ig_utf8_encode(uint32_t cp, char *out);
 /* Length of the longest prefix of p[0..n) that is valid, complete UTF-8. */
 size_t ig_utf8_valid_prefix(const char *p, size_t n);
 int ig_utf8_valid(const char *p, size_t n);

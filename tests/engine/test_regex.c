@@ -5,6 +5,7 @@
  * checked exhaustively, invalid and overlong forms refused), hand-written syntax cases, every refused construct
  * and the limits. Every compiled DFA is checked whole: every reachable state is live. */
 #include "engine/regex.h"
+#include "util/str.h"
 #include "regex_common.h"
 #include "test.h"
 #include <regex.h>
@@ -238,18 +239,7 @@ static void test_oracle(void) {
 
 /* ---- UTF-8 ----------------------------------------------------------------------------------------------- */
 
-static int enc(uint32_t cp, unsigned char *b) {
-  if (cp < 0x80) return b[0] = (unsigned char)cp, 1;
-  if (cp < 0x800) return b[0] = (unsigned char)(0xC0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 63)), 2;
-  if (cp < 0x10000) {
-    b[0] = (unsigned char)(0xE0 | cp >> 12), b[1] = (unsigned char)(0x80 | (cp >> 6 & 63));
-    b[2] = (unsigned char)(0x80 | (cp & 63));
-    return 3;
-  }
-  b[0] = (unsigned char)(0xF0 | cp >> 18), b[1] = (unsigned char)(0x80 | (cp >> 12 & 63));
-  b[2] = (unsigned char)(0x80 | (cp >> 6 & 63)), b[3] = (unsigned char)(0x80 | (cp & 63));
-  return 4;
-}
+static int enc(uint32_t cp, unsigned char *b) { return ig_utf8_encode(cp, (char *)b); }
 
 /* One valid code point exactly (the RFC 3629 table, written out). */
 static int one_cp(const unsigned char *b, size_t n) {
