@@ -484,11 +484,15 @@ static void hup_start(ig_job *j) {
   if (j->ev_hup) event_add(j->ev_hup, NULL);
 }
 
+/* The engine requests a job makes: best_of candidates (TGI), or n choices (OpenAI) of each prompt, prompt by prompt. */
+static int job_n_seqs(const ig_server_req *r) {
+  return r->api == IG_API_COMPLETIONS ? r->n_prompts * r->n_choices : r->api == IG_API_CHAT ? r->n_choices : r->best_of;
+}
+
 static void submit_job(ig_job *j) {
   ig_server *s = j->srv;
   ig_server_req *r = &j->r;
-  /* the sequences: best_of candidates (TGI), or n choices (OpenAI) of each prompt, prompt by prompt */
-  int n = r->api == IG_API_COMPLETIONS ? r->n_prompts * r->n_choices : r->api == IG_API_CHAT ? r->n_choices : r->best_of;
+  int n = job_n_seqs(r);
   j->reqs = calloc((size_t)n, sizeof *j->reqs);
   j->outs = calloc((size_t)n, sizeof *j->outs);
   j->seq_prompt = calloc((size_t)n, sizeof *j->seq_prompt);
@@ -985,10 +989,8 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
   json_decref(root);
   /* the engine counts sequences against max_concurrent_requests: a request of more could never start, and a 429
    * would have its client retry forever */
-  int n_seq = j->r.api == IG_API_COMPLETIONS ? j->r.n_prompts * j->r.n_choices
-              : j->r.api == IG_API_CHAT      ? j->r.n_choices
-                                             : j->r.best_of;
-  if (!rc && n_seq > s->cfg.max_concurrent_requests)
+  int n_seq = rc ? 0 : job_n_seqs(&j->r);
+  if (n_seq > s->cfg.max_concurrent_requests)
     rc = 422, snprintf(err, sizeof err,
                        "this request asks for %d sequences (n, best_of or prompts), more than max_concurrent_requests "
                        "(%d)", n_seq, s->cfg.max_concurrent_requests);

@@ -68,7 +68,7 @@ static void grammar_clear(ig_server_req *r) {
 
 /* A schema given as a value, or (TGI) as a string of JSON: kept in r->grammar_schema (its own copy) for the worker.
  * The empty schema {} stays what it meant before schemas were followed: JSON mode, any JSON object. */
-static int compile_schema(const json_t *v, const char *what, ig_server_req *r, char *err, size_t errlen) {
+static int take_schema(const json_t *v, const char *what, ig_server_req *r, char *err, size_t errlen) {
   json_t *own = NULL;
   if (json_is_string(v)) { /* TGI: the schema may come as a string of JSON */
     own = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, NULL);
@@ -88,7 +88,7 @@ static int compile_schema(const json_t *v, const char *what, ig_server_req *r, c
 }
 
 /* A regex grammar: the pattern kept for the worker. */
-static int compile_regex(const char *pat, size_t n, const char *what, ig_server_req *r, char *err, size_t errlen) {
+static int take_regex(const char *pat, size_t n, const char *what, ig_server_req *r, char *err, size_t errlen) {
   grammar_clear(r);
   if (!(r->grammar_regex = malloc(n + 1))) return fail(err, errlen, "out of memory");
   memcpy(r->grammar_regex, pat, n);
@@ -128,10 +128,10 @@ static int parse_guided(const json_t *body, ig_server_req *r, char *err, size_t 
   if (!n) return 0;
   if (n > 1 || r->gp.json_mode)
     return fail(err, errlen, "guided_json, guided_regex, guided_choice and response_format: give one of them");
-  if (gj) return compile_schema(gj, "guided_json", r, err, errlen);
+  if (gj) return take_schema(gj, "guided_json", r, err, errlen);
   if (gr) {
     if (!json_is_string(gr)) return fail(err, errlen, "guided_regex: expected a string (the pattern)");
-    return compile_regex(json_string_value(gr), json_string_length(gr), "guided_regex", r, err, errlen);
+    return take_regex(json_string_value(gr), json_string_length(gr), "guided_regex", r, err, errlen);
   }
   if (!json_is_array(gc) || json_array_size(gc) == 0 || json_array_size(gc) > 1024)
     return fail(err, errlen, "guided_choice: expected a list of 1 to 1024 strings");
@@ -154,7 +154,7 @@ static int parse_guided(const json_t *body, ig_server_req *r, char *err, size_t 
   }
   int rc = bad   ? fail(err, errlen, "guided_choice: expected a list of 1 to 1024 strings")
            : oom ? fail(err, errlen, "out of memory")
-                 : compile_regex(re.p ? re.p : "", re.len, "guided_choice", r, err, errlen);
+                 : take_regex(re.p ? re.p : "", re.len, "guided_choice", r, err, errlen);
   ig_str_free(&re);
   return rc;
 }
@@ -174,7 +174,7 @@ static int parse_grammar(const json_t *g, const char *what, ig_server_req *r, ch
   if (!strcmp(ty, "json")) {
     const json_t *v = json_object_get(g, "value");
     if (!v) return fail(err, errlen, "%s: missing field `value`", what);
-    return compile_schema(v, what, r, err, errlen);
+    return take_schema(v, what, r, err, errlen);
   }
   if (!strcmp(ty, "json_schema")) {
     const json_t *js = json_object_get(g, "json_schema"); /* OpenAI's place; TGI's is "value" */
@@ -182,12 +182,12 @@ static int parse_grammar(const json_t *g, const char *what, ig_server_req *r, ch
     if (!json_is_object(js)) return fail(err, errlen, "%s: json_schema: expected an object", what);
     const json_t *schema = json_object_get(js, "schema");
     if (!schema) return gp->json_mode = 1, 0; /* no schema: any JSON object */
-    return compile_schema(schema, what, r, err, errlen);
+    return take_schema(schema, what, r, err, errlen);
   }
   if (!strcmp(ty, "regex")) {
     const json_t *v = json_object_get(g, "value");
     if (!json_is_string(v)) return fail(err, errlen, "%s: regex: `value` must be a string (the pattern)", what);
-    return compile_regex(json_string_value(v), json_string_length(v), what, r, err, errlen);
+    return take_regex(json_string_value(v), json_string_length(v), what, r, err, errlen);
   }
   return fail(err, errlen, "%s: unknown type '%s'", what, ty);
 }
@@ -713,7 +713,7 @@ static int parse_tools(const json_t *body, const ig_server_limits *lim, ig_serve
   }
   json_decref(alts);
   if (!rc) {
-    rc = compile_schema(root, "tools", r, err, errlen);
+    rc = take_schema(root, "tools", r, err, errlen);
   }
   json_decref(root);
   return rc;

@@ -271,9 +271,13 @@ static json_t *one_call(const json_t *v, const json_t *tools) {
   return c;
 }
 
+static size_t skip_ws(const char *t, size_t n, size_t i) {
+  while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
+  return i;
+}
+
 int ig_tool_call_start(const char *text, size_t len, size_t *at) {
-  size_t i = 0;
-  while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+  size_t i = skip_ws(text, len, 0);
   if (at) *at = i;
   return i == len ? -1 : text[i] == '{' || text[i] == '[';
 }
@@ -294,15 +298,13 @@ json_t *ig_tool_calls_parse(const char *text, size_t len, const json_t *tools) {
   } else {
     /* one call object, or several one after another, apart by whitespace, ';' or ',' (a last one may follow) */
     while (ok && i < len) {
-      json_error_t e;
+      json_error_t e; /* with JSON_DISABLE_EOF_CHECK, e.position is how many bytes the value took */
       json_t *v = json_loadb(text + i, len - i, JSON_DISABLE_EOF_CHECK, &e);
       json_t *c = v ? one_call(v, tools) : NULL;
       json_decref(v);
-      ok = c && e.position > 0 && json_array_append_new(calls, c) == 0;
-      i += ok ? (size_t)e.position : 0;
-      while (ok && i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
-      if (ok && i < len && (text[i] == ';' || text[i] == ',')) i++;
-      while (ok && i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+      if (!(ok = c && json_array_append_new(calls, c) == 0)) break;
+      i = skip_ws(text, len, i + (size_t)e.position);
+      if (i < len && (text[i] == ';' || text[i] == ',')) i = skip_ws(text, len, i + 1);
     }
   }
   if (!ok) json_decref(calls), calls = NULL;
@@ -348,10 +350,6 @@ void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_
 
 enum { TS_START = 0, TS_HEAD, TS_ARGS, TS_AFTER, TS_SEP, TS_DONE, TS_TAIL, TS_HOLD };
 
-static size_t skip_ws(const char *t, size_t n, size_t i) {
-  while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
-  return i;
-}
 /* the literal `lit` at t[*i]: 1 (consumed), -1 (the text ends inside it), 0 (something else) */
 static int lit(const char *t, size_t n, size_t *i, const char *lit) {
   size_t k = 0, L = strlen(lit);
@@ -402,15 +400,6 @@ static int call_head(const char *t, size_t n, size_t i, const json_t *tools, siz
   return 1;
 }
 
-/* the bytes of t[0, n) short of a UTF-8 sequence cut at its end */
-static size_t utf8_whole(const char *t, size_t n) {
-  size_t k = n, back = 0;
-  while (k > 0 && back < 4 && ((unsigned char)t[k - 1] & 0xC0) == 0x80) k--, back++;
-  if (k == 0) return n;
-  unsigned char c = (unsigned char)t[k - 1];
-  size_t need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-  return c >= 0xC0 && back < need ? k - 1 : n;
-}
 
 /* One tool_calls entry of a streamed chunk: call k's first (id, type, name: `name` not NULL) with the arguments'
  * bytes so far, or more of its arguments; nothing when there is nothing new. Clears frag and frees name. */
@@ -436,7 +425,7 @@ static void tool_entry(ig_str *ent, int *n_ent, const ig_oai_meta *m, int k, cha
 
 int ig_tool_stream_feed(ig_tool_stream *ts, ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const char *text,
                         size_t len) {
-  len = utf8_whole(text, len);
+  len = ig_utf8_valid_prefix(text, len); /* a character cut at the end waits for its last bytes */
   ig_str ent, frag;
   ig_str_init(&ent);
   ig_str_init(&frag);
