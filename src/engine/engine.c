@@ -108,6 +108,7 @@ struct ig_engine {
   int jc_cap, jc_n, jc_off; /* jc_off: IGNIS_JSON_MASK_CACHE=0, every mask walked (tests) */
   int jc_nofold;            /* IGNIS_JSON_MASK_FOLD=0: no folded counts in the keys (measurements) */
   int jc_limit;             /* entries the cache may grow to before it evicts (IGNIS_JSON_MASK_CACHE_MB) */
+  double jc_mb;             /* IGNIS_JSON_MASK_CACHE_MB [96] */
   int jc_serial;            /* IGNIS_JSON_WALK_SERIAL=1: a step's walks one after another (for comparisons) */
   int json_host;            /* IGNIS_JSON_DEVICE=0: constrained rows sampled on the host even with a device sampler */
   ig_jsm *jc_key;           /* [jc_cap] */
@@ -878,8 +879,7 @@ static int json_vocab(ig_engine *e) {
   }
   /* the cache keeps up to IGNIS_JSON_MASK_CACHE_MB (default 96) of masks, each V bytes and V / 8 of bitmap: a
    * schema's states across requests (a bounded string's every length, say) stay cached; 1 .. 4,096 entries */
-  const char *mb = getenv("IGNIS_JSON_MASK_CACHE_MB");
-  double lim = (mb && *mb ? atof(mb) : 96.0) * 1048576.0 / ((double)V * 1.125 + 64.0);
+  double lim = e->jc_mb * 1048576.0 / ((double)V * 1.125 + 64.0);
   e->jc_limit = lim < 1 ? 1 : lim > 4096 ? 4096 : (int)lim;
   size_t ml = ig_json_vocab_max_len(e->jvocab);
   e->jmax_len = ml > INT32_MAX ? INT32_MAX : (int)ml;
@@ -1373,12 +1373,24 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     snprintf(err, errlen, "engine: no model to run");
     return -EINVAL;
   }
+  /* the grammar mask cache's size in MB (json_vocab): a number from 0 to 65536, or the whole start fails */
+  const char *mbs = getenv("IGNIS_JSON_MASK_CACHE_MB");
+  double mask_mb = 96.0;
+  if (mbs && *mbs) {
+    char *end;
+    mask_mb = strtod(mbs, &end);
+    if (end == mbs || *end || !(mask_mb >= 0 && mask_mb <= 65536)) {
+      snprintf(err, errlen, "IGNIS_JSON_MASK_CACHE_MB: expected megabytes from 0 to 65536, got '%.40s'", mbs);
+      return -EINVAL;
+    }
+  }
   ig_engine *e = calloc(1, sizeof *e);
   if (!e) {
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
   e->run = *run;
+  e->jc_mb = mask_mb;
   e->async = run->forward_sample && run->forward_sample_begin && run->forward_sample_end;
   if (text) {
     e->text = *text;

@@ -1230,6 +1230,14 @@ static void test_config_errors(void) {
   CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), -EINVAL);
   CHECK(strstr(err, "bounded by memory") != NULL);
   run.kv_mem_limit = 0;
+  /* the mask cache's size: a number of megabytes, or the start fails naming the variable */
+  static const char *const bad_mb[] = {"abc", "-1", "1e9", "12x"};
+  for (size_t i = 0; i < sizeof bad_mb / sizeof *bad_mb; i++) {
+    setenv("IGNIS_JSON_MASK_CACHE_MB", bad_mb[i], 1);
+    CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), -EINVAL);
+    CHECK_MSG(strstr(err, "IGNIS_JSON_MASK_CACHE_MB") != NULL && strstr(err, bad_mb[i]) != NULL, "%s", err);
+  }
+  unsetenv("IGNIS_JSON_MASK_CACHE_MB");
   CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
   CHECK_EQ_INT(ig_engine_get_config(e)->max_batch_total_tokens, 16384);
   CHECK_EQ_INT(atomic_load(&ig_engine_get_stats(e)->kv_blocks_total), 1024);
