@@ -52,4 +52,42 @@ static int dfa_sound(const ig_regex *r) {
   return ok;
 }
 
+/* The shortest text over the bytes alpha[0..n_alpha) that takes the DFA from state s to an accepting state: its
+ * length, the text in a malloc'd *out (the caller frees; NULL when there is none), -1 when none exists. A step out
+ * of range aborts. A breadth-first search. */
+static long shortest_accepted(const ig_regex *r, uint32_t s, const unsigned char *alpha, int n_alpha,
+                              unsigned char **out) {
+  uint32_t n = ig_regex_n_states(r);
+  int32_t *from = malloc(n * sizeof *from);
+  unsigned char *by = malloc(n);
+  uint32_t *queue = malloc(n * sizeof *queue), head = 0, tail = 0;
+  if (!from || !by || !queue) abort();
+  for (uint32_t i = 0; i < n; i++) from[i] = -2;
+  from[s] = -1, queue[tail++] = s;
+  int64_t found = -1;
+  while (head < tail && found < 0) {
+    uint32_t u = queue[head++];
+    if (ig_regex_accepting(r, u)) {
+      found = u;
+      break;
+    }
+    for (int i = 0; i < n_alpha; i++) {
+      int32_t t = ig_regex_step(r, u, alpha[i]);
+      if (t < -1 || t >= (int32_t)n) abort();
+      if (t >= 0 && from[t] == -2) from[t] = (int32_t)u, by[t] = alpha[i], queue[tail++] = (uint32_t)t;
+    }
+  }
+  long len = -1;
+  *out = NULL;
+  if (found >= 0) {
+    len = 0;
+    for (int32_t v = (int32_t)found; from[v] >= 0; v = from[v]) len++;
+    if (!(*out = malloc((size_t)len + 1))) abort();
+    long k = len;
+    for (int32_t v = (int32_t)found; from[v] >= 0; v = from[v]) (*out)[--k] = by[v];
+  }
+  free(from), free(by), free(queue);
+  return len;
+}
+
 #endif

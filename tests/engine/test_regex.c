@@ -131,35 +131,13 @@ static int posix_match(const regex_t *re, const char *s, size_t n) {
   return regexec(re, t, 0, NULL, 0) == 0;
 }
 
-/* The shortest extension (over ALPHA) that the DFA accepts from state s, into w; -1 when none. */
+/* The shortest extension (over ALPHA) that the DFA accepts from state s, into w; -1 when none or longer than cap. */
 static int witness(const ig_regex *r, uint32_t s, char *w, size_t cap) {
-  uint32_t n = ig_regex_n_states(r);
-  int32_t *from = malloc(n * sizeof *from);
-  char *by = malloc(n);
-  uint32_t *queue = malloc(n * sizeof *queue), head = 0, tail = 0;
-  if (!from || !by || !queue) abort();
-  for (uint32_t i = 0; i < n; i++) from[i] = -2;
-  from[s] = -1, queue[tail++] = s;
-  int len = -1;
-  while (head < tail && len < 0) {
-    uint32_t u = queue[head++];
-    if (ig_regex_accepting(r, u)) {
-      char rev[64];
-      int k = 0;
-      for (uint32_t v = u; from[v] >= 0 && k < 64; v = (uint32_t)from[v]) rev[k++] = by[v];
-      if ((size_t)k < cap) {
-        for (int i = 0; i < k; i++) w[i] = rev[k - 1 - i];
-        len = k;
-      }
-      break;
-    }
-    for (int i = 0; ALPHA[i]; i++) {
-      int32_t t = ig_regex_step(r, u, (unsigned char)ALPHA[i]);
-      if (t >= 0 && from[t] == -2) from[t] = (int32_t)u, by[t] = ALPHA[i], queue[tail++] = (uint32_t)t;
-    }
-  }
-  free(from), free(by), free(queue);
-  return len;
+  unsigned char *t;
+  long len = shortest_accepted(r, s, (const unsigned char *)ALPHA, (int)strlen(ALPHA), &t);
+  if (len >= 0 && (size_t)len < cap) memcpy(w, t, (size_t)len);
+  free(t);
+  return len >= 0 && (size_t)len < cap ? (int)len : -1;
 }
 
 /* Any extension of s[0..n) by up to `more` bytes of ALPHA that the oracle accepts. */
