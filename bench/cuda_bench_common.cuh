@@ -36,4 +36,32 @@ static int parse_rows(const char *list, int *ms, int max, const char *prog) {
   return nm;
 }
 
+/* The mean time in microseconds of `timed` calls f(i) after `warm` untimed ones (i counts all of them), by a pair of
+ * events on the default stream. */
+template <class F> static float time_us(int warm, int timed, F f) {
+  static cudaEvent_t e0, e1;
+  if (!e0) {
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+  }
+  for (int i = 0; i < warm + timed; i++) {
+    if (i == warm) CK(cudaEventRecord(e0));
+    f(i);
+  }
+  CK(cudaEventRecord(e1));
+  CK(cudaEventSynchronize(e1));
+  float ms = 0;
+  CK(cudaEventElapsedTime(&ms, e0, e1));
+  return ms * 1e3f / (float)timed;
+}
+
+/* The Llama-3-8B product benches' buffers for up to `rows` rows: x [rows, 14336] filled (scale), out and ref
+ * [rows, 28672]. */
+static void gemm_buffers(int rows, float scale, __nv_bfloat16 **x, __nv_bfloat16 **out, __nv_bfloat16 **ref) {
+  CK(cudaMalloc(x, (size_t)rows * 14336 * 2));
+  CK(cudaMalloc(out, (size_t)rows * 28672 * 2));
+  CK(cudaMalloc(ref, (size_t)rows * 28672 * 2));
+  fill<<<1024, 256>>>(*x, (size_t)rows * 14336, 7u, scale);
+}
+
 #endif

@@ -224,13 +224,7 @@ int main(int argc, char **argv) {
   const product_shape *shapes = PRODUCTS_8B;
   lt_init();
   __nv_bfloat16 *x, *out, *ref;
-  CK(cudaMalloc(&x, (size_t)mmax * 14336 * 2));
-  CK(cudaMalloc(&out, (size_t)mmax * 28672 * 2));
-  CK(cudaMalloc(&ref, (size_t)mmax * 28672 * 2));
-  fill<<<1024, 256>>>(x, (size_t)mmax * 14336, 7u, 1e-2f);
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
+  gemm_buffers(mmax, 1e-2f, &x, &out, &ref);
   printf("%-8s %4s | %-14s", "product", "m", "cuBLASLt us");
   for (int v = 0; v < NVARS; v++)
     if (runs(only, VARS[v])) printf(" | %-14s", VARS[v].name);
@@ -249,29 +243,16 @@ int main(int argc, char **argv) {
     for (int mi = 0; mi < nm; mi++) {
       int m = ms[mi];
       size_t ob = (size_t)m * O * 2;
-      uint16_t *href = (uint16_t *)malloc(ob), *h = (uint16_t *)malloc(ob);
       plan p = make_plan(m, O, I, 1);
       if (!p.ok) { printf("%-8s %4d | no cuBLASLt algorithm\n", shapes[si].name, m); free_plan(p); continue; }
-      for (int it = 0; it < 23; it++) {
-        if (it == 3) CK(cudaEventRecord(e0));
-        lt_run(p, w[it % ncopy], x, ref);
-      }
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float t = 0;
-      CK(cudaEventElapsedTime(&t, e0, e1));
+      uint16_t *href = (uint16_t *)malloc(ob), *h = (uint16_t *)malloc(ob);
+      float t = time_us(3, 20, [&](int it) { lt_run(p, w[it % ncopy], x, ref); });
       CK(cudaMemcpy(href, ref, ob, cudaMemcpyDeviceToHost));
-      printf("%-8s %4d | %7.1f f%5.1f", shapes[si].name, m, t * 1e3f / 20, wbytes / 3.08e6);
+      printf("%-8s %4d | %7.1f f%5.1f", shapes[si].name, m, t, wbytes / 3.08e6);
       for (int v = 0; v < NVARS; v++) {
         if (!runs(only, VARS[v])) continue;
         CK(cudaMemset(out, 0xff, ob));
-        for (int it = 0; it < 23; it++) {
-          if (it == 3) CK(cudaEventRecord(e0));
-          VARS[v].run(w[it % ncopy], x, out, m, (int)O, (int)I);
-        }
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        CK(cudaEventElapsedTime(&t, e0, e1));
+        t = time_us(3, 20, [&](int it) { VARS[v].run(w[it % ncopy], x, out, m, (int)O, (int)I); });
         CK(cudaMemcpy(h, out, ob, cudaMemcpyDeviceToHost));
         size_t nd = 0;
         int maxu = 0;
@@ -284,8 +265,8 @@ int main(int argc, char **argv) {
           }
         ndiff_total += nd != 0;
         char cell[48];
-        if (nd) snprintf(cell, sizeof cell, "%7.1f D%zu/%du", t * 1e3f / 20, nd, maxu);
-        else snprintf(cell, sizeof cell, "%7.1f =", t * 1e3f / 20);
+        if (nd) snprintf(cell, sizeof cell, "%7.1f D%zu/%du", t, nd, maxu);
+        else snprintf(cell, sizeof cell, "%7.1f =", t);
         printf(" | %-14s", cell);
       }
       printf("\n");

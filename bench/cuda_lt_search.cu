@@ -42,10 +42,7 @@ int main(int argc, char **argv) {
   CK(cudaMalloc(&ws, wsz));
   const int MAXM = 4096;
   __nv_bfloat16 *x, *out, *ref;
-  CK(cudaMalloc(&x, (size_t)MAXM * 14336 * 2));
-  CK(cudaMalloc(&out, (size_t)MAXM * 28672 * 2));
-  CK(cudaMalloc(&ref, (size_t)MAXM * 28672 * 2));
-  fill<<<1024, 256>>>(x, (size_t)MAXM * 14336, 7u, 1e-3f);
+  gemm_buffers(MAXM, 1e-3f, &x, &out, &ref);
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));

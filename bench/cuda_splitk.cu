@@ -57,14 +57,8 @@ int main(int argc, char **argv) {
   lt_init();
   __nv_bfloat16 *x, *out, *ref;
   float *part;
-  CK(cudaMalloc(&x, (size_t)mmax * 14336 * 2));
-  CK(cudaMalloc(&out, (size_t)mmax * 28672 * 2));
-  CK(cudaMalloc(&ref, (size_t)mmax * 28672 * 2));
+  gemm_buffers(mmax, 1e-2f, &x, &out, &ref);
   CK(cudaMalloc(&part, (size_t)mmax * 28672 * 4 * 4));
-  fill<<<1024, 256>>>(x, (size_t)mmax * 14336, 7u, 1e-2f);
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   const int SL[] = {1, 2, 3, 4, 0};
   printf("%-8s %5s | %-22s | %-22s | %-22s | %-22s | %-22s\n", "product", "m", "S=1 (today) us GB/s", "S=2 +reduce",
          "S=3", "S=4", "heuristic (split ok)");
@@ -100,15 +94,7 @@ int main(int argc, char **argv) {
         if (S > 1 && I % (S * 128)) { printf(" %-22s |", "-"); continue; }
         plan p = make_plan(m, O, I, S);
         if (!p.ok) { printf(" %-22s |", "no algorithm"); free_plan(p); continue; }
-        for (int it = 0; it < 12; it++) {
-          if (it == 2) CK(cudaEventRecord(e0));
-          run_one(p, S, w[it % ncopy], x, out, part, m, O);
-        }
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float t = 0;
-        CK(cudaEventElapsedTime(&t, e0, e1));
-        float us = t * 1e3f / 10;
+        float us = time_us(2, 10, [&](int it) { run_one(p, S, w[it % ncopy], x, out, part, m, O); });
         const char *bits = "";
         if (href[k]) {
           size_t ob = (size_t)m * O * 2;

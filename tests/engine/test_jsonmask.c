@@ -2,6 +2,7 @@
  * byte by byte and split at every point, with the exact byte an invalid one fails at), strict UTF-8 against an
  * independent encoder-based reference, random documents and one-byte mutations of them against jansson, the
  * token mask against trying every token by brute force, and the mask's cost on 128k-token vocabularies. */
+#include "util/str.h"
 #include "json_common.h"
 #include "engine/jsonmask.h"
 #include "test.h"
@@ -320,17 +321,7 @@ typedef struct utf8_ref {
 static void bit_set(uint8_t *b, uint32_t i) { b[i >> 3] |= (uint8_t)(1u << (i & 7)); }
 static int bit_get(const uint8_t *b, uint32_t i) { return b[i >> 3] >> (i & 7) & 1; }
 
-static int encode(uint32_t cp, uint8_t *o) {
-  if (cp < 0x80) return o[0] = (uint8_t)cp, 1;
-  if (cp < 0x800) return o[0] = (uint8_t)(0xC0 | cp >> 6), o[1] = (uint8_t)(0x80 | (cp & 63)), 2;
-  if (cp < 0x10000) {
-    o[0] = (uint8_t)(0xE0 | cp >> 12), o[1] = (uint8_t)(0x80 | (cp >> 6 & 63)), o[2] = (uint8_t)(0x80 | (cp & 63));
-    return 3;
-  }
-  o[0] = (uint8_t)(0xF0 | cp >> 18), o[1] = (uint8_t)(0x80 | (cp >> 12 & 63));
-  o[2] = (uint8_t)(0x80 | (cp >> 6 & 63)), o[3] = (uint8_t)(0x80 | (cp & 63));
-  return 4;
-}
+static int encode(uint32_t cp, uint8_t *o) { return ig_utf8_encode(cp, (char *)o); }
 
 static void utf8_ref_build(utf8_ref *r) {
   memset(r, 0, sizeof *r);

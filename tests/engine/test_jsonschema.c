@@ -441,6 +441,42 @@ static int allowed_bytes(const ig_jsm *m, const ig_jschema *s, uint8_t ok[256]) 
 
 static const char PREFER[] = "\"}],:0n1tf[{a";
 
+/* A random walk over the bytes the recognizer allows from *m, each appended to b: at most max_steps of them, ending
+ * at random once the document is complete. prefer(ok, step, r) may pick the byte (-1: one of the allowed bytes,
+ * uniformly); each(m, step, ctx), when given, runs before every step. Returns 1 when it dead-ended (nothing
+ * allowed and the document not complete). */
+static int random_walk(ig_jsm *m, const ig_jschema *s, uint64_t *r, buf *b, int max_steps,
+                       int (*prefer)(const uint8_t *ok, int step, uint64_t *r),
+                       void (*each)(const ig_jsm *m, int step, void *ctx), void *ctx) {
+  for (int step = 0; step < max_steps; step++) {
+    if (each) each(m, step, ctx);
+    uint8_t ok[256];
+    int n_ok = allowed_bytes(m, s, ok);
+    int done = ig_jsm_complete(m, s);
+    if (!n_ok) return !done;
+    if (done && rnd(r, 2)) break;
+    int pick = prefer(ok, step, r);
+    if (pick < 0) {
+      int k = (int)rnd(r, (unsigned)n_ok);
+      for (int c = 0; c < 256; c++)
+        if (ok[c] && k-- == 0) pick = c;
+    }
+    unsigned char ch = (unsigned char)pick;
+    feed(m, s, &ch, 1);
+    put(b, &ch, 1);
+  }
+  return 0;
+}
+
+/* JSON's structure bytes first, 7 times in 10 */
+static int prefer_structure(const uint8_t *ok, int step, uint64_t *r) {
+  (void)step;
+  if (rnd(r, 10) < 7)
+    for (const char *p = PREFER; *p; p++)
+      if (ok[(unsigned char)*p]) return (unsigned char)*p;
+  return -1;
+}
+
 static void test_no_dead_ends(void) {
   uint64_t r = 777;
   buf b = {0};
@@ -459,29 +495,7 @@ static void test_no_dead_ends(void) {
         CHECK_MSG(0, "schema %zu: generated prefix refused", si);
         continue;
       }
-      int steps = 0, stuck = 0;
-      for (; steps < 4000; steps++) {
-        uint8_t ok[256];
-        int n_ok = allowed_bytes(&m, s, ok);
-        int done = ig_jsm_complete(&m, s);
-        if (!n_ok) {
-          stuck = !done;
-          break;
-        }
-        if (done && rnd(&r, 2)) break;
-        int pick = -1;
-        if (rnd(&r, 10) < 7)
-          for (const char *p = PREFER; *p && pick < 0; p++)
-            if (ok[(unsigned char)*p]) pick = (unsigned char)*p;
-        if (pick < 0) {
-          int k = (int)rnd(&r, (unsigned)n_ok);
-          for (int c = 0; c < 256; c++)
-            if (ok[c] && k-- == 0) pick = c;
-        }
-        unsigned char ch = (unsigned char)pick;
-        feed(&m, s, &ch, 1);
-        put(&b, &ch, 1);
-      }
+      int stuck = random_walk(&m, s, &r, &b, 4000, prefer_structure, NULL, NULL);
       CHECK_MSG(!stuck, "schema %zu: dead end after %.*s", si, (int)b.n, b.p);
       CHECK_MSG(ig_jsm_complete(&m, s), "schema %zu: walk did not finish: %.*s", si, (int)b.n, b.p);
       if (ig_jsm_complete(&m, s) && jsv_ground(b.p, b.n))
@@ -1242,6 +1256,26 @@ static const char *const PATTERNS[] = {
     /* schema patterns in the syntax POSIX EREs share with ECMAScript and Python */
     "^[a-z]{2,4}-[0-9]+$", "ab+c", "^(yes|no)$", "x[0-9]$", "^\\.", "^[^a]*$", "(ab|cd)(ef)?", "^a.c", "é+$",
 };
+/* A pattern walk's bytes: the closing quote once long enough and allowed, now and then pattern-ish characters */
+static int prefer_pattern(const uint8_t *ok, int step, uint64_t *r) {
+  if (step > 30 && ok['"']) return '"'; /* long enough: close when the pattern allows */
+  if (step > 20 && rnd(r, 3) == 0)
+    for (const char *p = "abcdefxyz0123456789-.\xC3\xA9"; *p; p++)
+      if (ok[(unsigned char)*p]) return (unsigned char)*p;
+  return -1;
+}
+typedef struct pat_walk {
+  const tvocab *tv;
+  const ig_jschema *s;
+  size_t pi;
+  long *masks;
+} pat_walk;
+/* every 7th step of a pattern walk, up to 4,000 in all: the token mask against brute force */
+static void pattern_masks(const ig_jsm *m, int step, void *ctx) {
+  pat_walk *w = ctx;
+  if (step % 7 == 0 && *w->masks < 4000) check_mask(w->tv, w->s, m, 1000 + w->pi), (*w->masks)++;
+}
+
 static void test_patterns(void) {
   const char *sch = "{\"type\":\"string\",\"pattern\":\"^[a-z]{2}-[0-9]+$\"}";
   WHOLE(sch, "\"ab-1\"");
@@ -1304,31 +1338,8 @@ static void test_patterns(void) {
       ig_jsm m;
       ig_jsm_init(&m, s);
       b.n = 0;
-      int steps = 0, stuck = 0;
-      for (; steps < 200; steps++) {
-        if (steps % 7 == 0 && masks < 4000) check_mask(&tv, s, &m, 1000 + pi), masks++;
-        uint8_t ok[256];
-        int n_ok = allowed_bytes(&m, s, ok);
-        int done = ig_jsm_complete(&m, s);
-        if (!n_ok) {
-          stuck = !done;
-          break;
-        }
-        if (done && rnd(&r, 2)) break;
-        int pick = -1;
-        if (steps > 30 && ok['"']) pick = '"'; /* long enough: close when the pattern allows */
-        if (pick < 0 && steps > 20 && rnd(&r, 3) == 0)
-          for (const char *p2 = "abcdefxyz0123456789-.\xC3\xA9"; *p2 && pick < 0; p2++)
-            if (ok[(unsigned char)*p2]) pick = (unsigned char)*p2;
-        if (pick < 0) {
-          int k = (int)rnd(&r, (unsigned)n_ok);
-          for (int c = 0; c < 256; c++)
-            if (ok[c] && k-- == 0) pick = c;
-        }
-        unsigned char ch = (unsigned char)pick;
-        feed(&m, s, &ch, 1);
-        put(&b, &ch, 1);
-      }
+      pat_walk w = {&tv, s, pi, &masks};
+      int stuck = random_walk(&m, s, &r, &b, 200, prefer_pattern, pattern_masks, &w);
       CHECK_MSG(!stuck, "pattern %s: dead end after %.*s", PATTERNS[pi], (int)b.n, b.p);
       if (!ig_jsm_complete(&m, s)) continue; /* cut by the step limit: a prefix, checked byte by byte above */
       json_t *v = json_loadb(b.p, b.n, JSON_DECODE_ANY, NULL);
