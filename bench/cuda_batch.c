@@ -5,7 +5,9 @@
  *   graphs       decode steps padded to a --graphs bucket and replayed as CUDA graphs
  *   graphs+host  graphs, but every row's logits downloaded (the old host-sampling path's transfer)
  *   fwd only     graphs, no sampling at all (the forward's own time)
- *   cuda_batch DIR [--batch 1,16,64,128,256] [--ctx 256] [--steps 64] [--graphs 1,2,4,...] [--modes 0,1,2,3]
+ *   cuda_batch DIR [--batch 1,16,64,128,256] [--ctx 256] [--steps 64] [--graphs 1,2,4,...] [--modes 0,1,2,3] [--mix]
+ * The prompts go in 4,096-row steps, each timed (--mix: with the earlier steps' sequences as decode rows beside them,
+ * as the engine runs a wave of new requests). 
  * Also checks that eager and graph steps choose the same tokens (they run the same kernels on the same rows:
  * "check: graphs vs eager ids equal N/M"). */
 #include "model/model.h"
@@ -39,19 +41,21 @@ typedef struct {
   int *len;
 } sess;
 
-/* One step: sequence i appends n[i] tokens (taken from its own stream `src`), logits of its last row wanted. */
+/* One step: sequence i appends n_per tokens (or, with n_first > 0, 1 token for the first n_first sequences and
+ * n_per for the rest: decode rows beside a prompt chunk, as the engine mixes them), logits of its last row wanted. */
 static void step(ig_model *m, sess *s, int n_per, const int32_t *next, ig_sample_row *rows, ig_sample_out *outs,
-                 float *host, int host_all, int sample) {
+                 float *host, int host_all, int sample, int n_first) {
   int r = 0;
   for (int i = 0; i < s->B; i++) {
     s->ss[i] = r;
-    for (int t = 0; t < n_per; t++, r++) {
+    int n_i = i < n_first ? 1 : n_per;
+    for (int t = 0; t < n_i; t++, r++) {
       int p = s->len[i] + t;
       s->tok[r] = next ? next[i] : (int32_t)((p * 7919 + i * 104729 + 13) % 100000);
       s->pos[r] = p;
       s->slot[r] = s->bt[(size_t)i * s->max_blocks + p / BS] * BS + p % BS;
     }
-    s->ctx[i] = s->len[i] + n_per;
+    s->ctx[i] = s->len[i] + n_i;
     s->outr[i] = r - 1;
     rows[i] = (ig_sample_row){.row = i, .temperature = 1, .top_p = 1, .typical_p = 1, .repetition_penalty = 1,
                               .want_logprob = 1};
@@ -73,19 +77,21 @@ static void step(ig_model *m, sess *s, int n_per, const int32_t *next, ig_sample
   if (ig_model_forward_sample(m, &b, rows, sample ? s->B : 0, outs, hr, nh, host, err, sizeof err)) DIE("%s", err);
   free(hr);
   free(bt);
-  for (int i = 0; i < s->B; i++) s->len[i] += n_per;
+  for (int i = 0; i < s->B; i++) s->len[i] += i < n_first ? 1 : n_per;
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) DIE("usage: cuda_batch DIR [--batch 1,16,64] [--ctx 256] [--steps 64] [--graphs LIST]");
   const char *dir = argv[1], *batches = "1,16,64,128,256", *graphs = "1,2,4,8,16,32,48,64,96,128,192,256";
   int ctx = 256, steps = 64, modes = 15; /* --modes 0,1,2,3: which columns to run (others print 0) */
+  int mix = 0; /* --mix: prompt chunks carry the earlier chunks' sequences as decode rows (the engine's wave) */
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
     if (!strcmp(a, "--batch")) batches = v, i++;
     else if (!strcmp(a, "--ctx")) ctx = atoi(v), i++;
     else if (!strcmp(a, "--steps")) steps = atoi(v), i++;
     else if (!strcmp(a, "--graphs")) graphs = v, i++;
+    else if (!strcmp(a, "--mix")) mix = 1;
     else if (!strcmp(a, "--modes")) {
       int ml[4], nm = parse_list(v, ml, 4);
       modes = 0;
@@ -111,7 +117,7 @@ int main(int argc, char **argv) {
   printf("load: %.2f s\n", now() - t0);
   int V = ig_model_get_info(m)->vocab_size;
   /* 4 passes of `steps` decode steps per batch size */
-  int per_seq = (ctx + 4 * steps + 8 + BS - 1) / BS;
+  int per_seq = (ctx + 4 * steps + 8 + bmax + BS - 1) / BS; /* + bmax: --mix decode rows during the prefill */
   ig_model_set_graphs(m, gl, ng);
   if (ig_model_kv_init(m, bmax * per_seq, BS, err, sizeof err)) DIE("%s", err);
   sess s = {0};
@@ -139,18 +145,33 @@ int main(int argc, char **argv) {
       ig_model_set_graphs(m, gl, mode == 0 ? 0 : ng);
       int chunk = 4096 / (ctx > 0 ? ctx : 1);
       if (chunk < 1) chunk = 1;
+      double pf_t = 0, pf_max = 0;
+      int pf_n = 0;
       for (int i0 = 0; i0 < B; i0 += chunk) { /* prefill, a few sequences per step */
         sess sub = s;
-        sub.B = B - i0 < chunk ? B - i0 : chunk;
-        sub.bt = s.bt + (size_t)i0 * per_seq;
-        sub.len = s.len + i0;
-        step(m, &sub, ctx, NULL, srows, outs, host, 0, 1);
+        int nb_ = B - i0 < chunk ? B - i0 : chunk;
+        if (mix) { /* the engine's wave: earlier chunks' sequences decode one token beside this chunk */
+          sub.B = i0 + nb_;
+        } else {
+          sub.B = nb_;
+          sub.bt = s.bt + (size_t)i0 * per_seq;
+          sub.len = s.len + i0;
+        }
+        double t1 = now(); /* the sampled ids come back to the host: the step is over when step() returns */
+        step(m, &sub, ctx, NULL, srows, outs, host, 0, 1, mix ? i0 : 0);
+        t1 = now() - t1;
+        pf_t += t1, pf_n++;
+        if (t1 > pf_max) pf_max = t1;
+        printf("prefill step %d (mode %d): %d prompt rows + %d decode rows: %.2f ms\n", pf_n, mode, nb_ * ctx,
+               mix ? i0 : 0, t1 * 1e3);
       }
+      printf("prefill (mode %d): %d sequences of %d tokens in %d steps, %.2f ms per step (max %.2f)%s\n", mode, B, ctx,
+               pf_n, pf_t * 1e3 / pf_n, pf_max * 1e3, mix ? ", decode rows mixed in" : "");
       for (int i = 0; i < B; i++) next[i] = outs[0].id;
       double t = 0;
       for (int st = 0; st < steps + 3; st++) {
         if (st == 3) t = now(); /* eager warm-up, capture, first replay */
-        step(m, &s, 1, next, srows, outs, host, mode == 2, mode != 3);
+        step(m, &s, 1, next, srows, outs, host, mode == 2, mode != 3, 0);
         for (int i = 0; i < B; i++) next[i] = mode == 3 ? (next[i] + 1) % V : outs[i].id;
         if (st >= 3 && mode < 2) memcpy((mode ? ids_g : ids_e) + (size_t)(st - 3) * B, next, 4 * B);
       }

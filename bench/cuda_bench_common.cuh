@@ -26,8 +26,8 @@ static int parse_rows(const char *list, int *ms, int max, const char *prog) {
   for (const char *q = list; *q && nm < max;) {
     char *end;
     long m = strtol(q, &end, 10);
-    if (end == q || m < 1 || m > 4096) {
-      fprintf(stderr, "%s: rows must be 1..4096, got '%s'\n", prog, list);
+    if (end == q || m < 1 || m > 8192) {
+      fprintf(stderr, "%s: rows must be 1..8192, got '%s'\n", prog, list);
       exit(2);
     }
     ms[nm++] = (int)m;

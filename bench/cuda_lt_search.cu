@@ -40,7 +40,8 @@ int main(int argc, char **argv) {
   size_t wsz = 64u << 20;
   void *ws;
   CK(cudaMalloc(&ws, wsz));
-  const int MAXM = 4096;
+  int MAXM = 1;
+  for (int i = 0; i < nm; i++) MAXM = ms[i] > MAXM ? ms[i] : MAXM;
   __nv_bfloat16 *x, *out, *ref;
   gemm_buffers(MAXM, 1e-3f, &x, &out, &ref);
   cudaEvent_t e0, e1;
