@@ -69,7 +69,7 @@ static flag flags[] = {
     {"payload-limit", NULL, "PAYLOAD_LIMIT", NULL, F_INT, "2000000", "request body bytes; beyond: 413", NULL},
     {"client-timeout", NULL, "IGNIS_CLIENT_TIMEOUT", NULL, F_INT, "60",
      "seconds a client may take to send a request (slow clients) or stay idle between requests", NULL},
-    {"shutdown-grace", NULL, "IGNIS_SHUTDOWN_GRACE", NULL, F_INT, "10",
+    {"shutdown-grace", "graceful-termination-timeout", "IGNIS_SHUTDOWN_GRACE", "GRACEFUL_TERMINATION_TIMEOUT", F_INT, "10",
      "seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cancelled", NULL},
     {"dtype", NULL, "DTYPE", NULL, F_STR, NULL,
      "float32 | float16 | bfloat16: compute dtype on the GPU [bfloat16; the CPU computes in float32]", NULL},
@@ -95,6 +95,52 @@ static flag flags[] = {
      "require Authorization: Bearer <key> on the API routes (/health, /ping, /info, /metrics stay open)", NULL},
     {"cors-allow-origin", NULL, "CORS_ALLOW_ORIGIN", NULL, F_STR, "*", "allowed origins, comma-separated", NULL},
     {"json-output", NULL, "JSON_OUTPUT", NULL, F_BOOL, "false", "log lines as JSON", NULL},
+    /* TGI's other launcher flags, so that its deployments (Kubernetes manifests, KServe, SageMaker) start ignis
+     * unchanged: each does what TGI's does, has no effect where ignis has nothing to set (logged), or is refused
+     * with a one-line message where going on would serve something other than what was asked */
+    {"max-batch-size", NULL, "MAX_BATCH_SIZE", NULL, F_INT, NULL,
+     "sequences that run in one step at most; more wait for a place [no limit but --max-concurrent-requests]", NULL},
+    {"sharded", NULL, "SHARDED", NULL, F_BOOL, NULL,
+     "false: one shard (refused with --num-shard > 1); true without --num-shard: every visible GPU", NULL},
+    {"huggingface-hub-cache", NULL, "HUGGINGFACE_HUB_CACHE", NULL, F_STR, NULL,
+     "the Hugging Face cache where --model-id org/name is looked up [HF_HUB_CACHE, $HF_HOME/hub, "
+     "~/.cache/huggingface/hub]", NULL},
+    {"rope-scaling", NULL, "ROPE_SCALING", NULL, F_STR, NULL,
+     "linear | dynamic: replaces the checkpoint's rope scaling, with --rope-factor (default 1)", NULL},
+    {"rope-factor", NULL, "ROPE_FACTOR", NULL, F_FLOAT, NULL, "the rope scaling factor (alone: linear scaling)", NULL},
+    {"tokenizer-config-path", NULL, "TOKENIZER_CONFIG_PATH", NULL, F_STR, NULL,
+     "a tokenizer_config.json to take the chat template and special tokens from instead of the model's", NULL},
+    {"disable-grammar-support", NULL, "DISABLE_GRAMMAR_SUPPORT", NULL, F_BOOL, "false",
+     "refuse constrained output (grammar, response_format, tools that must be called, guided_*) with 422", NULL},
+    {"watermark-gamma", NULL, "WATERMARK_GAMMA", NULL, F_FLOAT, "0.5",
+     "share of the vocabulary in the green list of requests with watermark: true, in (0, 1]", NULL},
+    {"watermark-delta", NULL, "WATERMARK_DELTA", NULL, F_FLOAT, "2.0", "bias added to the green list's logits", NULL},
+    {"prometheus-port", NULL, "PROMETHEUS_PORT", NULL, F_INT, NULL,
+     "also serve /metrics alone on this port [off; /metrics is always on --port]", NULL},
+    {"enable-prefill-logprobs", NULL, "ENABLE_PREFILL_LOGPROBS", NULL, F_BOOL, NULL,
+     "allow prompt logprobs (decoder_input_details): ignis always does", NULL},
+    {"env", NULL, NULL, NULL, F_BOOL, NULL, "log the runtime environment at start (-e)", NULL},
+    {"trust-remote-code", NULL, "TRUST_REMOTE_CODE", NULL, F_BOOL, NULL,
+     "no effect: ignis runs no code from the model repository", NULL},
+    {"disable-custom-kernels", NULL, "DISABLE_CUSTOM_KERNELS", NULL, F_BOOL, NULL, "no effect in ignis", NULL},
+    {"shard-uds-path", NULL, "SHARD_UDS_PATH", NULL, F_STR, NULL, "no effect: ignis's shards live in its process", NULL},
+    {"master-addr", NULL, "MASTER_ADDR", NULL, F_STR, NULL, "no effect: ignis's shards live in its process", NULL},
+    {"master-port", NULL, "MASTER_PORT", NULL, F_STR, NULL, "no effect: ignis's shards live in its process", NULL},
+    {"usage-stats", NULL, "USAGE_STATS", NULL, F_STR, NULL, "on | off | no-stack: ignis sends no usage statistics", NULL},
+    {"otlp-endpoint", NULL, "OTLP_ENDPOINT", NULL, F_STR, NULL, "ignis exports no traces (a warning at start)", NULL},
+    {"otlp-service-name", NULL, "OTLP_SERVICE_NAME", NULL, F_STR, NULL, "no effect (no traces)", NULL},
+    {"speculate", NULL, "SPECULATE", NULL, F_INT, NULL,
+     "speculative decoding is not implemented: one token per step, the same outputs (a warning at start)", NULL},
+    {"quantize", NULL, "QUANTIZE", NULL, F_STR, NULL,
+     "refused: ignis serves float16, bfloat16 and float32 checkpoints as they are", NULL},
+    {"kv-cache-dtype", NULL, "KV_CACHE_DTYPE", NULL, F_STR, NULL, "refused: the KV cache is kept in the compute dtype",
+     NULL},
+    {"lora-adapters", NULL, "LORA_ADAPTERS", NULL, F_STR, NULL, "refused: LoRA adapters are not supported", NULL},
+    {"weights-cache-override", NULL, "WEIGHTS_CACHE_OVERRIDE", NULL, F_STR, NULL,
+     "refused: give the directory that holds the weights as --model-id", NULL},
+    {"ngrok", NULL, "NGROK", NULL, F_BOOL, NULL, "refused when true: ignis opens no tunnel", NULL},
+    {"ngrok-authtoken", NULL, "NGROK_AUTHTOKEN", NULL, F_STR, NULL, "no effect without --ngrok", NULL},
+    {"ngrok-edge", NULL, "NGROK_EDGE", NULL, F_STR, NULL, "no effect without --ngrok", NULL},
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
 
@@ -118,6 +164,8 @@ static void usage(FILE *f) {
     if (fl->env) fprintf(f, " [env: %s%s%s]", fl->env, fl->env2 ? ", " : "", fl->env2 ? fl->env2 : "");
     fputc('\n', f);
   }
+  fprintf(f, "  %-44s %s\n", "-p", "--port");
+  fprintf(f, "  %-44s %s\n", "-e", "--env");
   fprintf(f, "  %-44s %s\n", "-h, --help", "this help");
 }
 
@@ -184,6 +232,8 @@ static int parse_flags(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+    if (!strcmp(a, "-p")) a = "--port"; /* TGI's short forms */
+    else if (!strcmp(a, "-e")) a = "--env";
     if (strncmp(a, "--", 2) != 0) {
       fprintf(stderr, "ignis serve: unexpected argument '%s' (see ignis serve --help)\n", a);
       return 2;
@@ -255,6 +305,7 @@ typedef struct serve_ctx {
   const char *device, *dtype;
   int threads;
   int num_shard; /* tensor parallelism (issue 9): > 1 loads through ig_model_load_tp */
+  const char *tokcfg_path; /* --tokenizer-config-path, or NULL */
   ig_engine_config ecfg;
   ig_tok *tok;
   ig_tmpl *tmpl;
@@ -389,7 +440,7 @@ static void *loader_main(void *arg) {
     snprintf(c->err, sizeof c->err, "tokenizer: %s", err);
     goto fail;
   }
-  if (ig_tmpl_config_load(c->dir, &c->tcfg, err, sizeof err) == 0) {
+  if (ig_tmpl_config_load_ex(c->dir, c->tokcfg_path, &c->tcfg, err, sizeof err) == 0) {
     c->have_tcfg = 1;
     if (c->tcfg.chat_template &&
         ig_tmpl_compile(c->tcfg.chat_template, strlen(c->tcfg.chat_template), &c->tmpl, err, sizeof err) != 0) {
@@ -410,6 +461,9 @@ static void *loader_main(void *arg) {
     c->tmpl_reads_tools = tsrc && strstr(tsrc, "tools") != NULL;
     /* the format a template asks calls in: Llama 3.1's says {"name": ..., "parameters": ...}, most say "arguments" */
     if (tsrc && strstr(tsrc, "\"parameters\":") && !strstr(tsrc, "\"arguments\":")) c->tool_args_key = "parameters";
+  } else if (c->tokcfg_path) { /* asked for by name: its failure is the start's */
+    snprintf(c->err, sizeof c->err, "--tokenizer-config-path: %s", err);
+    goto fail;
   } else {
     ig_log(IG_LOG_WARN, "no chat template config (%s)", err);
   }
@@ -458,6 +512,137 @@ fail:
   ig_log(IG_LOG_ERROR, "%s", c->err);
   ig_server_stop(c->server);
   return NULL;
+}
+
+/* TGI's launcher flags beyond ignis's own (see the table): refusals and value checks (a one-line message, 2),
+ * the shard count --sharded implies, the environment the model loader and cache lookup read (ROPE_SCALING,
+ * ROPE_FACTOR, HF_HUB_CACHE, as TGI passes them to its shards), and a log line for each flag without effect. */
+static int tgi_flags(const char *device, int *num_shard) {
+  static const char *const quant[] = {"awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin", "bitsandbytes",
+                                      "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8", NULL};
+  const char *v;
+  int b = 0;
+  if ((v = val("quantize"))) {
+    int known = 0;
+    for (int i = 0; quant[i]; i++) known |= !strcmp(v, quant[i]);
+    if (!known)
+      fprintf(stderr, "ignis serve: invalid value '%s' for --quantize: expected awq, compressed-tensors, eetq, exl2, "
+              "gptq, marlin, bitsandbytes, bitsandbytes-nf4, bitsandbytes-fp4 or fp8\n", v);
+    else
+      fprintf(stderr, "ignis serve: --quantize %s: quantization is not supported; ignis serves float16, bfloat16 and "
+              "float32 checkpoints as they are (leave --quantize out)\n", v);
+    return 2;
+  }
+  if ((v = val("kv-cache-dtype"))) {
+    if (strcmp(v, "fp8_e4m3fn") && strcmp(v, "fp8_e5m2"))
+      fprintf(stderr, "ignis serve: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n", v);
+    else
+      fprintf(stderr, "ignis serve: --kv-cache-dtype %s: not supported; the KV cache is kept in the compute dtype "
+              "(leave --kv-cache-dtype out)\n", v);
+    return 2;
+  }
+  if ((v = val("lora-adapters"))) {
+    fprintf(stderr, "ignis serve: --lora-adapters: LoRA adapters are not supported\n");
+    return 2;
+  }
+  if ((v = val("weights-cache-override"))) {
+    fprintf(stderr, "ignis serve: --weights-cache-override: not supported; give the directory that holds the weights "
+            "(with its config.json) as --model-id\n");
+    return 2;
+  }
+  if (val("ngrok") && !parse_bool(val("ngrok"), &b) && b) {
+    fprintf(stderr, "ignis serve: --ngrok: ignis opens no tunnel; expose --port another way\n");
+    return 2;
+  }
+  if ((v = val("usage-stats")) && strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "no-stack")) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --usage-stats: expected on, off or no-stack\n", v);
+    return 2;
+  }
+  if ((v = val("rope-scaling")) && strcmp(v, "linear") && strcmp(v, "dynamic")) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --rope-scaling: expected linear or dynamic\n", v);
+    return 2;
+  }
+  if ((v = val("rope-factor")) && !(strtod(v, NULL) > 0 && strtod(v, NULL) <= 1e6)) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --rope-factor: expected a positive number\n", v);
+    return 2;
+  }
+  if ((v = val("tokenizer-config-path")) && !ig_file_exists(v)) {
+    fprintf(stderr, "ignis serve: --tokenizer-config-path %s: no such file\n", v);
+    return 2;
+  }
+  double g = val("watermark-gamma") ? strtod(val("watermark-gamma"), NULL) : 0.5;
+  double d = val("watermark-delta") ? strtod(val("watermark-delta"), NULL) : 2.0;
+  if (!(g > 0 && g <= 1) || !(d >= 0 && d < 1e6)) {
+    fprintf(stderr, "ignis serve: --watermark-gamma must be in (0, 1] and --watermark-delta in [0, 1e6)\n");
+    return 2;
+  }
+  if (val("max-batch-size") && get_int("max-batch-size", 0) < 1) {
+    fprintf(stderr, "ignis serve: --max-batch-size %s: must be at least 1\n", val("max-batch-size"));
+    return 2;
+  }
+  int pp = get_int("prometheus-port", 0);
+  if (val("prometheus-port") && (pp < 1 || pp > 65535 || pp == get_int("port", 3000))) {
+    fprintf(stderr, "ignis serve: --prometheus-port %s: expected a port (1..65535) other than --port\n",
+            val("prometheus-port"));
+    return 2;
+  }
+  if (val("sharded") && !parse_bool(val("sharded"), &b)) {
+    int given = val("num-shard") != NULL;
+    if (!b && given && *num_shard > 1) {
+      fprintf(stderr, "ignis serve: --sharded false with --num-shard %d: leave one out\n", *num_shard);
+      return 2;
+    }
+    if (b && given && *num_shard < 2) {
+      fprintf(stderr, "ignis serve: --sharded true with --num-shard %d: sharding needs at least 2 shards\n", *num_shard);
+      return 2;
+    }
+    if (b && !given) { /* TGI: every visible GPU */
+      int n = 0;
+#ifdef IG_HAVE_CUDA
+      if (!strcmp(device, "cuda")) n = ig_backend_cuda_device_count();
+#endif
+      if (n < 2) {
+        fprintf(stderr, "ignis serve: --sharded true: %d GPU(s) visible on --device %s; give --num-shard (2 or more)\n",
+                n, device);
+        return 2;
+      }
+      *num_shard = n;
+    }
+  }
+  /* for the loaders, as TGI hands them to its shards */
+  if (val("rope-scaling")) setenv("ROPE_SCALING", val("rope-scaling"), 1);
+  if (val("rope-factor")) setenv("ROPE_FACTOR", val("rope-factor"), 1);
+  if (val("huggingface-hub-cache")) setenv("HF_HUB_CACHE", val("huggingface-hub-cache"), 1);
+  /* flags with nothing to do here: said once at start */
+  if (get_int("speculate", 0) > 0)
+    ig_log(IG_LOG_WARN, "--speculate %d: speculative decoding is not implemented; decoding one token per step (the "
+           "same outputs)", get_int("speculate", 0));
+  if (val("otlp-endpoint")) ig_log(IG_LOG_WARN, "--otlp-endpoint %s: ignis exports no traces", val("otlp-endpoint"));
+  static const char *const inert[] = {"trust-remote-code", "disable-custom-kernels", "shard-uds-path", "master-addr",
+                                      "master-port", "usage-stats", "otlp-service-name", "enable-prefill-logprobs",
+                                      "ngrok-authtoken", "ngrok-edge", NULL};
+  for (int i = 0; inert[i]; i++)
+    if (val(inert[i])) ig_log(IG_LOG_INFO, "--%s given: %s", inert[i], find(inert[i])->help);
+  return 0;
+}
+
+/* -e / --env: what TGI's prints, as log lines */
+static void log_env(const char *device, const char *dir, const char *dtype, int num_shard) {
+  int gpus = 0;
+#ifdef IG_HAVE_CUDA
+  gpus = ig_backend_cuda_device_count();
+#endif
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  ig_log(IG_LOG_INFO, "env: ignis %s, built %s%s; %ld CPU(s) online, %d CUDA device(s) visible (CUDA_VISIBLE_DEVICES=%s)",
+         IG_VERSION, __DATE__,
+#ifdef IG_HAVE_CUDA
+         " with CUDA",
+#else
+         " without CUDA",
+#endif
+         cpus, gpus, getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "(unset)");
+  ig_log(IG_LOG_INFO, "env: model directory %s; device %s, compute dtype %s, %d shard(s)", dir, device,
+         dtype ? dtype : "(default)", num_shard);
 }
 
 /* models/kjv-llama relative to the working directory, else to the binary's checkout (build/ignis -> ../). */
@@ -522,6 +707,8 @@ int ig_cmd_serve(int argc, char **argv) {
     fprintf(stderr, "ignis serve: --num-shard %d: must be at least 1\n", get_int("num-shard", 1));
     return 2;
   }
+  int num_shard = get_int("num-shard", 1);
+  if (tgi_flags(device, &num_shard)) return 2;
 
   static serve_ctx c; /* lives for the whole command; the loader thread and hooks use it */
   memset(&c, 0, sizeof c);
@@ -583,7 +770,11 @@ int ig_cmd_serve(int argc, char **argv) {
   c.device = device;
   c.dtype = dtype;
   c.threads = get_int("threads", 0);
-  c.num_shard = get_int("num-shard", 1); /* tensor parallelism hook (issue 9) */
+  c.num_shard = num_shard; /* tensor parallelism hook (issue 9) */
+  c.tokcfg_path = val("tokenizer-config-path");
+  c.ecfg.max_batch_size = get_int("max-batch-size", 0);
+  c.ecfg.watermark_gamma = val("watermark-gamma") ? (float)strtod(val("watermark-gamma"), NULL) : 0.5f;
+  c.ecfg.watermark_delta = val("watermark-delta") ? (float)strtod(val("watermark-delta"), NULL) : 2.0f;
   c.ecfg.max_batch_prefill_tokens = prefill;
   c.ecfg.max_batch_total_tokens = batch_total;
   c.ecfg.max_concurrent_requests = get_int("max-concurrent-requests", 128);
@@ -620,6 +811,9 @@ int ig_cmd_serve(int argc, char **argv) {
   sc.payload_limit = (size_t)get_int("payload-limit", 2000000);
   sc.read_timeout_s = get_int("client-timeout", 60);
   sc.grace_ms = get_int("shutdown-grace", 10) * 1000;
+  sc.disable_grammar = 0;
+  if (val("disable-grammar-support")) parse_bool(val("disable-grammar-support"), &sc.disable_grammar);
+  sc.prometheus_port = get_int("prometheus-port", 0);
 
   /* 1,000s of idle keep-alive connections need descriptors */
   struct rlimit rl;
@@ -632,11 +826,12 @@ int ig_cmd_serve(int argc, char **argv) {
          model_id, c.dir, device, ckpt_dtype, sc.model_dtype);
   ig_log(IG_LOG_INFO,
          "limits: max_input_tokens %d, max_total_tokens %d, max_batch_prefill_tokens %d, max_batch_total_tokens %s, "
-         "max_concurrent_requests %d, max_best_of %d, max_stop_sequences %d, max_client_batch_size %d, payload %zu "
-         "bytes",
+         "max_concurrent_requests %d, max_batch_size %s, max_best_of %d, max_stop_sequences %d, max_client_batch_size "
+         "%d, payload %zu bytes%s",
          max_input, max_total, prefill, batch_total ? val("max-batch-total-tokens") : "auto",
-         sc.max_concurrent_requests, sc.max_best_of, sc.max_stop_sequences, sc.max_client_batch_size,
-         sc.payload_limit);
+         sc.max_concurrent_requests, val("max-batch-size") ? val("max-batch-size") : "none", sc.max_best_of,
+         sc.max_stop_sequences, sc.max_client_batch_size, sc.payload_limit,
+         sc.disable_grammar ? ", grammars refused" : "");
 
   int rc = ig_server_create(&sc, NULL, &c.server, err, sizeof err);
   if (rc != 0 && val("hostname") && getenv("HOSTNAME") && !strcmp(val("hostname"), getenv("HOSTNAME"))) {
@@ -650,6 +845,10 @@ int ig_cmd_serve(int argc, char **argv) {
   }
   ig_log(IG_LOG_INFO, "listening on http://%s:%d (health answers 503 until the model is loaded)", sc.hostname,
          ig_server_port(c.server));
+  if (sc.prometheus_port) ig_log(IG_LOG_INFO, "metrics also on http://%s:%d/metrics", sc.hostname, sc.prometheus_port);
+  int show_env = 0;
+  if (val("env")) parse_bool(val("env"), &show_env);
+  if (show_env) log_env(device, c.dir, dtype, num_shard);
 
   pthread_t loader;
   if (pthread_create(&loader, NULL, loader_main, &c) != 0) {

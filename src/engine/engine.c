@@ -324,6 +324,8 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
     return -EINVAL;
   }
+  if (p->watermark_gamma == 0.0f) r->params.watermark_gamma = e->cfg.watermark_gamma;
+  if (p->watermark_delta == 0.0f) r->params.watermark_delta = e->cfg.watermark_delta;
   if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1 || (!p->schema && !e->jany))) {
     snprintf(err, errlen,
              "constrained output (JSON mode, a schema or a regex) needs the model's tokenizer and an EOS token");
@@ -463,7 +465,9 @@ static void admit(ig_engine *e) {
     int live;
     reuse_blocks(e, e->waiting[i], &live);
     int need = blocks_to_finish(e, e->waiting[i]) - live;
-    if (need > avail || e->n_running + n_fit >= e->cfg.max_concurrent_requests) break;
+    if (need > avail || e->n_running + n_fit >= e->cfg.max_concurrent_requests ||
+        (e->cfg.max_batch_size > 0 && e->n_running + n_fit >= e->cfg.max_batch_size))
+      break;
     avail -= need;
     n_fit++;
   }
@@ -1349,6 +1353,9 @@ static void apply_defaults(ig_engine_config *c, const ig_engine_runner *run) {
   if (c->max_concurrent_requests <= 0) c->max_concurrent_requests = 128;
   if (c->max_waiting_tokens < 0) c->max_waiting_tokens = 20;
   if (c->waiting_served_ratio < 0) c->waiting_served_ratio = 0.3f;
+  if (c->max_batch_size < 0) c->max_batch_size = 0;
+  if (!(c->watermark_gamma > 0.0f && c->watermark_gamma <= 1.0f)) c->watermark_gamma = 0.5f;
+  if (!(c->watermark_delta >= 0.0f && c->watermark_delta < 1e30f)) c->watermark_delta = 2.0f;
 }
 
 /* KV capacity in tokens: the configured max_batch_total_tokens, or a default of 16k tokens bounded by the
@@ -1443,7 +1450,9 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     int wctx = e->cfg.max_total_tokens < 4096 ? e->cfg.max_total_tokens : 4096;
     int wchunk = e->cfg.max_batch_prefill_tokens < e->cfg.max_total_tokens ? e->cfg.max_batch_prefill_tokens
                                                                             : e->cfg.max_total_tokens;
-    int n = run->warmup(run->ctx, e->cfg.max_concurrent_requests, wctx, wchunk, werr, sizeof werr);
+    int wrows = e->cfg.max_batch_size > 0 && e->cfg.max_batch_size < e->cfg.max_concurrent_requests
+                    ? e->cfg.max_batch_size : e->cfg.max_concurrent_requests; /* the most rows a decode step has */
+    int n = run->warmup(run->ctx, wrows, wctx, wchunk, werr, sizeof werr);
     if (n < 0) {
       snprintf(err, errlen, "warm-up: %s: lower --max-batch-prefill-tokens, --max-total-tokens or "
                "--max-concurrent-requests, or raise --cuda-memory-fraction", werr);
@@ -1455,7 +1464,7 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
     }
     if (n > 0)
       ig_log(IG_LOG_INFO, "engine: warm-up: %d steps (a prompt chunk of %d tokens; decode graphs up to batch %d and "
-             "context %d) in %.2f s", n, wchunk, e->cfg.max_concurrent_requests, wctx,
+             "context %d) in %.2f s", n, wchunk, wrows, wctx,
              (double)(ig_engine_now_ns() - t0) * 1e-9);
   }
   /* Host sampling workers: explicit count, or by default for large vocabularies (where one sequence's

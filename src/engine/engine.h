@@ -37,7 +37,9 @@ typedef struct ig_gen_params {
   float frequency_penalty;        /* 0 = off (OpenAI additive, by count of each generated token) */
   float presence_penalty;         /* 0 = off (OpenAI additive, once per generated token seen) */
   uint64_t seed;                  /* always set by the server (random when the client gave none) */
-  int watermark;                  /* Kirchenbauer green-list bias, TGI's gamma 0.5 / delta 2.0 */
+  int watermark;                  /* Kirchenbauer green-list bias */
+  float watermark_gamma;          /* its green share and bias; 0: the engine's (--watermark-gamma/-delta, TGI's */
+  float watermark_delta;          /* defaults 0.5 and 2.0) */
   int ignore_eos;
   int top_n_tokens;               /* 0..IG_MAX_TOP_N: top alternatives per generated token */
   int want_logprobs;              /* compute logprob of each chosen token (details / OpenAI logprobs) */
@@ -137,6 +139,9 @@ typedef struct ig_engine_config {
   int prefix_caching;             /* keep the KV blocks of computed prompts and share them with later requests
                                      whose tokens start the same way (kvblocks.h); a request's output is the
                                      same with or without [0] */
+  int max_batch_size;             /* TGI's max_batch_size: sequences that run at once (more wait) [0: no limit
+                                     but max_concurrent_requests] */
+  float watermark_gamma, watermark_delta; /* for requests with watermark: green share (0, 1] and bias [0.5, 2.0] */
 } ig_engine_config;
 
 typedef struct ig_engine_stats {

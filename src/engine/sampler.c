@@ -114,12 +114,12 @@ uint32_t ig_sample_mt19937_nth(uint32_t seed, int n) {
   return y;
 }
 
-void ig_sample_watermark(ig_sampler *s, float *scores, int vocab, int32_t prev_token) {
+void ig_sample_watermark(ig_sampler *s, float *scores, int vocab, int32_t prev_token, float gamma, float delta) {
   const uint64_t hash_key = 15485863u;
-  const double gamma = 0.5;
-  const float delta = 2.0f;
+  if (!(gamma > 0.0f && gamma <= 1.0f)) gamma = 0.5f; /* TGI's defaults where the request left them unset */
+  if (!(delta > 0.0f)) delta = 2.0f;
   ig_sample_torch_randperm(hash_key * (uint64_t)(uint32_t)prev_token, s->perm, vocab);
-  int green = (int)(vocab * gamma);
+  int green = (int)(vocab * (double)gamma);
   for (int i = 0; i < green; i++) scores[s->perm[i]] += delta;
 }
 
@@ -368,7 +368,8 @@ void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *log
   float *sc = s->scores;
   for (int i = 0; i < V; i++) sc[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN -> -inf */
 
-  if (p->watermark && n_tokens > 0) ig_sample_watermark(s, sc, V, tokens[n_tokens - 1]);
+  if (p->watermark && n_tokens > 0)
+    ig_sample_watermark(s, sc, V, tokens[n_tokens - 1], p->watermark_gamma, p->watermark_delta);
   if (p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f)
     ig_sample_repetition(s, sc, tokens, n_tokens, p->repetition_penalty);
   if (p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f)

@@ -315,6 +315,35 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   return 0;
 }
 
+/* TGI's ROPE_SCALING / ROPE_FACTOR (its launcher's --rope-scaling / --rope-factor): the checkpoint's rope scaling
+ * replaced by {type, factor}, as TGI's server does; the type alone means factor 1, the factor alone linear. */
+static int rope_from_env(ig_config *c, char *err, size_t errlen) {
+  const char *t = getenv("ROPE_SCALING"), *f = getenv("ROPE_FACTOR");
+  if (t && !*t) t = NULL;
+  if (f && !*f) f = NULL;
+  if (!t && !f) return 0;
+  ig_rope_kind kind = IG_ROPE_LINEAR;
+  if (t && !strcmp(t, "dynamic")) kind = IG_ROPE_DYNAMIC;
+  else if (t && strcmp(t, "linear")) {
+    snprintf(err, errlen, "ROPE_SCALING (--rope-scaling) '%.40s': expected linear or dynamic", t);
+    return -1;
+  }
+  double factor = 1.0;
+  if (f) {
+    char *end;
+    factor = strtod(f, &end);
+    if (end == f || *end || !(factor > 0) || factor > 1e6) {
+      snprintf(err, errlen, "ROPE_FACTOR (--rope-factor) '%.40s': expected a positive number", f);
+      return -1;
+    }
+  }
+  double theta = c->rope.theta, partial = c->rope.partial_rotary_factor;
+  memset(&c->rope, 0, sizeof c->rope);
+  c->rope.kind = kind, c->rope.factor = factor, c->rope.theta = theta, c->rope.partial_rotary_factor = partial;
+  c->rope.beta_fast = 32, c->rope.beta_slow = 1, c->rope.truncate = 1; /* the parser's defaults */
+  return 0;
+}
+
 int ig_config_load(const char *dir, ig_config *c, char *err, size_t errlen) {
   char path[4096], e2[512];
   char *txt = NULL, *gtxt = NULL;
@@ -334,5 +363,9 @@ int ig_config_load(const char *dir, ig_config *c, char *err, size_t errlen) {
   int rc = ig_config_parse(txt, len, gtxt, glen, c, err, errlen);
   free(txt);
   free(gtxt);
+  if (rc == 0 && rope_from_env(c, err, errlen)) {
+    ig_config_free(c);
+    return -1;
+  }
   return rc;
 }

@@ -994,6 +994,9 @@ void ig_gen_handle(ig_server *s, struct evhttp_request *req, ig_api api, const c
     rc = 422, snprintf(err, sizeof err,
                        "this request asks for %d sequences (n, best_of or prompts), more than max_concurrent_requests "
                        "(%d)", n_seq, s->cfg.max_concurrent_requests);
+  /* --disable-grammar-support: every constrained output (grammar, response_format, tools that must be called,
+   * vLLM's guided fields) is refused with TGI's message */
+  if (!rc && s->cfg.disable_grammar && j->r.gp.json_mode) rc = 422, snprintf(err, sizeof err, "grammar is not supported");
   if (rc) {
     job_reply_error(j, rc, err, etype);
     job_maybe_free(j);

@@ -450,6 +450,15 @@ static void on_request(struct evhttp_request *req, void *arg) {
   }
 }
 
+/* --prometheus-port: GET /metrics; anything else 404 */
+static void on_prom_request(struct evhttp_request *req, void *arg) {
+  ig_server *s = arg;
+  const char *uri = evhttp_request_get_uri(req);
+  size_t pl = strcspn(uri, "?#");
+  if ((pl == 8 || (pl == 9 && uri[8] == '/')) && !strncmp(uri, "/metrics", 8)) route_metrics(s, req);
+  else ig_server_send_error(s, req, 0, 404, "Not Found", "not_found");
+}
+
 /* ---- lifecycle -------------------------------------------------------------------------------------------------- */
 
 static void check_drained(evutil_socket_t fd, short what, void *arg);
@@ -461,6 +470,10 @@ static void begin_stop(ig_server *s) {
   if (s->sock) {
     evhttp_del_accept_socket(s->http, s->sock);
     s->sock = NULL;
+  }
+  if (s->sock_prom) {
+    evhttp_del_accept_socket(s->http_prom, s->sock_prom);
+    s->sock_prom = NULL;
   }
   ig_log(IG_LOG_INFO, "shutting down: %d request(s) in flight, grace %d ms", s->n_jobs, s->cfg.grace_ms);
   s->ev_grace = evtimer_new(s->base, check_drained, s);
@@ -577,6 +590,21 @@ int ig_server_create(const ig_server_config *cfg, const ig_server_hooks *hooks, 
     ig_server_destroy(s);
     return -1;
   }
+  if (cfg->prometheus_port > 0) { /* TGI's --prometheus-port: the metrics alone, for scrapers that expect them there */
+    s->http_prom = evhttp_new(s->base);
+    if (s->http_prom) {
+      evhttp_set_allowed_methods(s->http_prom, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+      evhttp_set_timeout(s->http_prom, cfg->read_timeout_s > 0 ? cfg->read_timeout_s : 60);
+      evhttp_set_gencb(s->http_prom, on_prom_request, s);
+      s->sock_prom = evhttp_bind_socket_with_handle(s->http_prom, s->hostname, (ev_uint16_t)cfg->prometheus_port);
+    }
+    if (!s->sock_prom) {
+      snprintf(err, errlen, "cannot listen on %s:%d (--prometheus-port): %s", s->hostname, cfg->prometheus_port,
+               strerror(errno));
+      ig_server_destroy(s);
+      return -1;
+    }
+  }
   evutil_socket_t fd = evhttp_bound_socket_get_fd(s->sock);
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
@@ -625,6 +653,7 @@ void ig_server_destroy(ig_server *s) {
   /* jobs left (only after a forced exit): the engine must be gone by now */
   ig_gen_destroy_all(s);
   if (s->http) evhttp_free(s->http);
+  if (s->http_prom) evhttp_free(s->http_prom);
   while (s->watches) watch_free(s->watches);
   if (s->ev_done) event_free(s->ev_done);
   if (s->ev_wake_all) event_free(s->ev_wake_all);

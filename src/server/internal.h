@@ -26,6 +26,8 @@ struct ig_server {
   struct event_base *base;
   struct evhttp *http;
   struct evhttp_bound_socket *sock;
+  struct evhttp *http_prom;              /* --prometheus-port: /metrics alone on its own port, or NULL */
+  struct evhttp_bound_socket *sock_prom;
   int port;
   struct event *ev_sigint, *ev_sigterm, *ev_stop, *ev_done, *ev_grace;
   ig_metrics metrics;

@@ -70,6 +70,8 @@ typedef struct ig_server_config {
   int grace_ms;                  /* on SIGTERM/SIGINT: in-flight requests get this long before cancellation */
   int handle_signals;            /* install SIGINT/SIGTERM handlers on the loop */
   int log_requests;              /* one line per request */
+  int disable_grammar;           /* TGI's --disable-grammar-support: constrained output -> 422 */
+  int prometheus_port;           /* > 0: /metrics also served alone on this port (TGI's --prometheus-port); 0: off */
 } ig_server_config;
 
 /* Fills TGI's defaults (limits derived later by the caller). */

@@ -75,6 +75,10 @@ typedef struct ig_tmpl_config {
 } ig_tmpl_config;
 
 int ig_tmpl_config_load(const char *model_dir, ig_tmpl_config *cfg, char *err, size_t errlen);
+/* The same with config_path (TGI's --tokenizer-config-path) read instead of model_dir/tokenizer_config.json; a
+ * chat template found there is kept over the directory's chat_template.jinja / .json. A missing file is an error. */
+int ig_tmpl_config_load_ex(const char *model_dir, const char *config_path, ig_tmpl_config *cfg, char *err,
+                           size_t errlen);
 void ig_tmpl_config_free(ig_tmpl_config *cfg);
 
 #endif

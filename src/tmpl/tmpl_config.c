@@ -19,9 +19,21 @@ static json_t *token_string(json_t *v) {
 }
 
 int ig_tmpl_config_load(const char *model_dir, ig_tmpl_config *cfg, char *err, size_t errlen) {
+  return ig_tmpl_config_load_ex(model_dir, NULL, cfg, err, errlen);
+}
+
+int ig_tmpl_config_load_ex(const char *model_dir, const char *config_path, ig_tmpl_config *cfg, char *err,
+                           size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
   char path[4096];
   snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
+  if (config_path) {
+    if (!ig_file_exists(config_path)) {
+      snprintf(err, errlen, "%.3000s: no such file (--tokenizer-config-path)", config_path);
+      return -1;
+    }
+    snprintf(path, sizeof path, "%s", config_path);
+  }
   json_t *root = NULL;
   if (ig_file_exists(path)) {
     json_error_t je;
@@ -72,6 +84,7 @@ int ig_tmpl_config_load(const char *model_dir, ig_tmpl_config *cfg, char *err, s
     }
   }
   json_decref(root);
+  if (config_path && cfg->chat_template) return 0; /* the named file's template wins over the directory's */
   /* processors' chat_template.json (multimodal models) overrides tokenizer_config.json */
   snprintf(path, sizeof path, "%s/chat_template.json", model_dir);
   if (ig_file_exists(path)) {

@@ -9,7 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ROOT, MODEL, PROMPTS, check, eq, summary, startServer, stopServer, request, postJSON, sseData,
-  rawExchange, statusOf, parseMetrics, sleep } from "./lib.mjs";
+  rawExchange, statusOf, parseMetrics, sleep, freePort } from "./lib.mjs";
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -350,7 +350,7 @@ groups.bad = async (url, srv) => {
       };
       pump();
     });
-    s.setTimeout(20000, () => s.destroy());
+    s.setTimeout(60000, () => s.destroy()); /* idle time: generous, for ASan builds on a loaded machine */
   });
   eq(statusOf(big), 413, "100 MB body -> 413");
   // chunked 100 MB (no Content-Length) too
@@ -949,6 +949,73 @@ if (!ONLY || ONLY.includes("prefix")) {
   eq((await stopServer(warm)).code, 0, "prefix server exits 0");
   eq((await stopServer(cold)).code, 0, "cold server exits 0");
   console.log(`prefix: ${m["ignis_prefix_cache_hits_total"]} of ${m["ignis_prefix_cache_queries_total"]} tokens found cached, ${summary().failures} failure(s) so far`);
+}
+// TGI's other launcher flags: a deployment's flags start ignis unchanged; each does what TGI's does, is said to
+// have no effect, or is refused with one line
+if (!ONLY || ONLY.includes("tgiflags")) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ig_tgiflags_"));
+  const gen = async (u, inputs, extra = {}) =>
+    JSON.parse((await postJSON(u + "/generate", { inputs, parameters: { max_new_tokens: 30, ...extra } })).body).generated_text;
+  const pp = await freePort();
+  const tc = path.join(tmp, "tc.json");
+  fs.writeFileSync(tc, JSON.stringify({ bos_token: "<s>", eos_token: "</s>", chat_template: "[{{ messages[0]['content'] }}]" }));
+  const t = await startServer(BIN, ["--trust-remote-code", "--disable-custom-kernels", "--usage-stats", "off", "--speculate", "2",
+    "--otlp-endpoint", "http://127.0.0.1:4317", "-e", "--prometheus-port", String(pp), "--sharded", "false",
+    "--graceful-termination-timeout", "5", "--max-batch-size", "2", "--disable-grammar-support", "--master-port", "29500",
+    "--shard-uds-path", "/tmp/x", "--enable-prefill-logprobs", "--tokenizer-config-path", tc],
+    { TRUST_REMOTE_CODE: "true", HUGGINGFACE_HUB_CACHE: tmp });
+  const pm = await request("GET", `http://127.0.0.1:${pp}/metrics`);
+  check(pm.status === 200 && /tgi_request_count/.test(pm.body), `--prometheus-port: /metrics there (${pm.status})`);
+  eq((await request("GET", `http://127.0.0.1:${pp}/health`)).status, 404, "--prometheus-port serves /metrics alone");
+  // --max-batch-size 2: eight requests at once all come back exact (two run at a time)
+  const got = await Promise.all(PROMPTS.concat(PROMPTS, PROMPTS).slice(0, 8).map((p) => gen(t.url, p.prompt)));
+  got.forEach((g, i) => check(PROMPTS[i % PROMPTS.length].text.startsWith(g) && g.length > 0, `--max-batch-size 2: request ${i} exact`));
+  // --disable-grammar-support: TGI's 422
+  const g1 = await postJSON(t.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 5, grammar: { type: "json", value: {} } } });
+  eq(g1.status, 422, "--disable-grammar-support: a grammar -> 422");
+  check(/"error":"grammar is not supported","error_type":"validation"/.test(g1.body), `TGI's message: ${g1.body}`);
+  const g2 = await postJSON(t.url + "/v1/chat/completions", { messages: [{ role: "user", content: "hi" }], max_tokens: 5,
+    response_format: { type: "json_object" } });
+  eq(g2.status, 422, "--disable-grammar-support: response_format -> 422");
+  eq((await postJSON(t.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 3 } })).status, 200, "plain requests still 200");
+  // --tokenizer-config-path: its template renders chats
+  const ct = await postJSON(t.url + "/chat_tokenize", { messages: [{ role: "user", content: "Once" }] });
+  check(ct.status === 200 && JSON.parse(ct.body).templated_text === "[Once]", `--tokenizer-config-path template: ${ct.body.slice(0, 200)}`);
+  const log = t.log();
+  check(/--speculate 2: speculative decoding is not implemented/.test(log), "--speculate: warned");
+  check(/--otlp-endpoint .*exports no traces/.test(log), "--otlp-endpoint: warned");
+  check(/--trust-remote-code given: no effect/.test(log), "--trust-remote-code: said to have no effect");
+  check(/env: ignis /.test(log), "-e: the environment logged");
+  check(/max_batch_size 2/.test(log) && /grammars refused/.test(log), "limits line names max_batch_size and grammars");
+  eq((await stopServer(t)).code, 0, "TGI-flags server exits 0");
+  // --rope-scaling linear --rope-factor 2 == a checkpoint whose config says so; != the plain model
+  const rd = path.join(tmp, "rope");
+  fs.mkdirSync(rd);
+  for (const f of fs.readdirSync(MODEL)) if (f !== "config.json") fs.symlinkSync(path.join(MODEL, f), path.join(rd, f));
+  const cj = JSON.parse(fs.readFileSync(path.join(MODEL, "config.json"), "utf8"));
+  cj.rope_scaling = { type: "linear", factor: 2.0 };
+  fs.writeFileSync(path.join(rd, "config.json"), JSON.stringify(cj));
+  const rf = await startServer(BIN, ["--rope-scaling", "linear", "--rope-factor", "2"]);
+  const rc = await startServer(BIN, ["--model-id", rd]);
+  const P = PROMPTS[0];
+  const a = await gen(rf.url, P.prompt, { max_new_tokens: 60 }), b = await gen(rc.url, P.prompt, { max_new_tokens: 60 });
+  eq(a, b, "--rope-scaling linear --rope-factor 2 == rope_scaling {linear, 2} in config.json");
+  check(a !== P.text.slice(0, a.length) || a.length === 0, `rope scaling changes the text: ${JSON.stringify(a.slice(0, 60))}`);
+  eq((await stopServer(rf)).code, 0, "rope server exits 0");
+  eq((await stopServer(rc)).code, 0, "rope config server exits 0");
+  // refused, each with one line and exit 2
+  for (const bad of [["--quantize", "awq"], ["--quantize", "int3"], ["--kv-cache-dtype", "fp8_e4m3fn"], ["--lora-adapters", "a/b"],
+    ["--ngrok"], ["--usage-stats", "maybe"], ["--rope-scaling", "yarn"], ["--rope-factor", "0"], ["--sharded", "true", "--num-shard", "1"],
+    ["--sharded", "false", "--num-shard", "2"], ["--weights-cache-override", tmp], ["--tokenizer-config-path", path.join(tmp, "none.json")],
+    ["--watermark-gamma", "1.5"], ["--max-batch-size", "0"], ["--prometheus-port", "70000"]]) {
+    const r = spawnSync(BIN, ["serve", "--model-id", MODEL, ...bad], { encoding: "utf8", timeout: 20000 });
+    eq(r.status, 2, `${bad.join(" ")} exits 2`);
+    check(r.stderr.trim().split("\n").length === 1 && r.stderr.includes(bad[0]), `${bad.join(" ")}: one line naming it (${r.stderr.trim()})`);
+  }
+  const re = spawnSync(BIN, ["serve", "--model-id", MODEL], { encoding: "utf8", timeout: 20000, env: { ...process.env, QUANTIZE: "gptq" } });
+  eq(re.status, 2, "QUANTIZE=gptq in the environment exits 2 too");
+  fs.rmSync(tmp, { recursive: true, force: true });
+  console.log(`tgiflags: ${summary().failures} failure(s) so far`);
 }
 const bp = spawnSync(BIN, ["serve", "--prefix-caching=sometimes"], { encoding: "utf8" });
 eq(bp.status, 2, "--prefix-caching=sometimes exits 2");

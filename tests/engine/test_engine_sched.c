@@ -267,6 +267,7 @@ static int g_device_sampling;      /* runner.forward_sample set */
 static int g_async;                /* the pipelined runner (forward_sample and forward_sample_begin/end) */
 static int g_prefix;               /* cfg.prefix_caching */
 
+static int g_max_batch; /* cfg.max_batch_size of the engines start() makes */
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
   memset(&run, 0, sizeof run);
@@ -290,6 +291,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   cfg.block_size = bs;
   cfg.max_total_tokens = 200;
   cfg.prefix_caching = g_prefix;
+  cfg.max_batch_size = g_max_batch;
   ig_engine *e = NULL;
   char err[256];
   int rc = ig_engine_create_custom(&run, &fake_text, &cfg, &e, err, sizeof err);
@@ -441,6 +443,19 @@ static void test_batching(void) {
   CHECK(f->max_seqs > 1);
   if (g_async) CHECK(atomic_load(&f->steps_async) > 0);
   fprintf(stderr, "batched: up to %d sequences and %d rows per step\n", f->max_seqs, f->max_rows);
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+  /* TGI's --max-batch-size: at most 3 sequences per step, the rest wait; every output the same */
+  static h_out capped[NR];
+  memset(capped, 0, sizeof capped);
+  g_max_batch = 3;
+  f = fake_new();
+  e = start(f, 8192, 32, 64, 4);
+  g_max_batch = 0;
+  run_all(e, capped, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &capped[i]), "request %d differs under max_batch_size 3", i);
+  CHECK_MSG(f->max_seqs == 3, "max_batch_size 3: up to %d sequences per step", f->max_seqs);
+  for (int i = 0; i < NR; i++) ig_str_free(&capped[i].text);
   ig_engine_destroy(e, 1000);
   fake_free(f);
 
@@ -1295,10 +1310,18 @@ static void test_warmup_hook(void) {
   CHECK_EQ_INT(wu_chunk, 8192); /* the chunk, at most one request's tokens */
   ig_engine_destroy(e, 0);
   fake_free(f); /* the fake's kv_init allocates per call */
+  run.ctx = f = fake_new(); /* --max-batch-size below the concurrency: graphs up to it */
+  cfg.max_batch_size = 20;
+  CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
+  CHECK_EQ_INT(wu_calls, 2);
+  CHECK_EQ_INT(wu_rows, 20);
+  cfg.max_batch_size = 0;
+  ig_engine_destroy(e, 0);
+  fake_free(f);
   run.ctx = f = fake_new();
   setenv("IGNIS_WARMUP", "0", 1);
   CHECK_EQ_INT(ig_engine_create_custom(&run, NULL, &cfg, &e, err, sizeof err), 0);
-  CHECK_EQ_INT(wu_calls, 1);
+  CHECK_EQ_INT(wu_calls, 2);
   ig_engine_destroy(e, 0);
   unsetenv("IGNIS_WARMUP");
   fake_free(f);

@@ -323,9 +323,9 @@ static void test_rng_and_watermark(void) {
   ig_sampler s;
   ig_sampler_init(&s, 100);
   float a[100] = {0}, b[100] = {0}, c[100] = {0};
-  ig_sample_watermark(&s, a, 100, 7);
-  ig_sample_watermark(&s, b, 100, 7);
-  ig_sample_watermark(&s, c, 100, 8);
+  ig_sample_watermark(&s, a, 100, 7, 0.0f, 0.0f); /* unset: TGI's 0.5 and 2.0 */
+  ig_sample_watermark(&s, b, 100, 7, 0.5f, 2.0f);
+  ig_sample_watermark(&s, c, 100, 8, 0.5f, 2.0f);
   int green = 0, same = 1, diff = 0;
   for (int i = 0; i < 100; i++) {
     green += a[i] == 2.0f;
@@ -333,6 +333,16 @@ static void test_rng_and_watermark(void) {
     same &= a[i] == b[i];
     diff += a[i] != c[i];
   }
+  /* --watermark-gamma 0.25 --watermark-delta 1.5: the first quarter of the same permutation gets +1.5 */
+  float d[100] = {0};
+  ig_sample_watermark(&s, d, 100, 7, 0.25f, 1.5f);
+  int green_d = 0, inside = 1;
+  for (int i = 0; i < 100; i++) {
+    green_d += d[i] == 1.5f;
+    inside &= d[i] == 0.0f || (d[i] == 1.5f && a[i] == 2.0f); /* a prefix of the same permutation */
+  }
+  CHECK(green_d == 25);
+  CHECK(inside);
   CHECK_EQ_INT(green, 50);
   CHECK(same);
   CHECK(diff > 0);

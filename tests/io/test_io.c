@@ -227,6 +227,42 @@ static void test_config(void) {
         strstr(err, "eos_token_id"));
 }
 
+/* TGI's ROPE_SCALING / ROPE_FACTOR (--rope-scaling / --rope-factor) replace a checkpoint's rope scaling at load */
+static void test_rope_env(void) {
+  char dir[600], p[700], err[512];
+  ig_config c;
+  snprintf(dir, sizeof dir, "%s/ropecfg", tmpdir);
+  snprintf(p, sizeof p, "mkdir -p %s", dir);
+  CHECK(system(p) == 0);
+  snprintf(p, sizeof p, "%s/config.json", dir);
+  write_text(p, "{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_theta\":500000.0,\"rope_scaling\":"
+                "{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":1,\"high_freq_factor\":4,"
+                "\"original_max_position_embeddings\":8192}}");
+  unsetenv("ROPE_SCALING");
+  unsetenv("ROPE_FACTOR");
+  CHECK(ig_config_load(dir, &c, err, sizeof err) == 0 && c.rope.kind == IG_ROPE_LLAMA3 && c.rope.factor == 8);
+  ig_config_free(&c);
+  setenv("ROPE_SCALING", "dynamic", 1); /* the type alone: factor 1 */
+  CHECK(ig_config_load(dir, &c, err, sizeof err) == 0 && c.rope.kind == IG_ROPE_DYNAMIC && c.rope.factor == 1 &&
+        c.rope.theta == 500000 && c.rope.original_max_pos == 0);
+  ig_config_free(&c);
+  setenv("ROPE_FACTOR", "2.5", 1);
+  CHECK(ig_config_load(dir, &c, err, sizeof err) == 0 && c.rope.kind == IG_ROPE_DYNAMIC && c.rope.factor == 2.5);
+  ig_config_free(&c);
+  unsetenv("ROPE_SCALING"); /* the factor alone: linear */
+  CHECK(ig_config_load(dir, &c, err, sizeof err) == 0 && c.rope.kind == IG_ROPE_LINEAR && c.rope.factor == 2.5 &&
+        c.rope.low_freq_factor == 0);
+  ig_config_free(&c);
+  setenv("ROPE_FACTOR", "-1", 1);
+  CHECK(ig_config_load(dir, &c, err, sizeof err) < 0 && strstr(err, "ROPE_FACTOR") && strstr(err, "-1"));
+  setenv("ROPE_FACTOR", "2x", 1);
+  CHECK(ig_config_load(dir, &c, err, sizeof err) < 0 && strstr(err, "ROPE_FACTOR"));
+  unsetenv("ROPE_FACTOR");
+  setenv("ROPE_SCALING", "yarn", 1); /* TGI's launcher takes linear and dynamic only */
+  CHECK(ig_config_load(dir, &c, err, sizeof err) < 0 && strstr(err, "ROPE_SCALING") && strstr(err, "yarn"));
+  unsetenv("ROPE_SCALING");
+}
+
 static void test_modeldir(void) {
   char hf[512], p[2048], out[1024], err[512];
   snprintf(hf, sizeof hf, "%s/hf", tmpdir);
@@ -256,6 +292,7 @@ int main(void) {
   test_safetensors();
   test_shards();
   test_config();
+  test_rope_env();
   test_modeldir();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

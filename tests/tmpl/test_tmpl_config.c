@@ -61,6 +61,28 @@ int main(void) {
   CHECK(cfg.chat_template && !strcmp(cfg.chat_template, "J{{ messages | length }}\n"));
   ig_tmpl_config_free(&cfg);
 
+  /* --tokenizer-config-path: another file's template wins over the directory's .jinja; its special tokens too;
+   * a file without a template leaves the directory's; a missing file is an error naming the flag */
+  char other[] = "/tmp/ig_tmpl_otherXXXXXX";
+  CHECK(mkdtemp(other) != NULL);
+  write_file(other, "tc.json", "{\"eos_token\": \"<|end|>\", \"chat_template\": \"O{{ eos_token }}\"}");
+  write_file(other, "plain.json", "{\"eos_token\": \"<|end|>\"}");
+  char opath[1100], ppath[1100];
+  snprintf(opath, sizeof opath, "%s/tc.json", other);
+  snprintf(ppath, sizeof ppath, "%s/plain.json", other);
+  CHECK_EQ_INT(ig_tmpl_config_load_ex(dir, opath, &cfg, err, sizeof err), 0);
+  CHECK(cfg.chat_template && !strcmp(cfg.chat_template, "O{{ eos_token }}"));
+  CHECK_EQ_STR(json_string_value(json_object_get(cfg.special_tokens, "eos_token")), "<|end|>");
+  ig_tmpl_config_free(&cfg);
+  CHECK_EQ_INT(ig_tmpl_config_load_ex(dir, ppath, &cfg, err, sizeof err), 0);
+  CHECK(cfg.chat_template && !strcmp(cfg.chat_template, "J{{ messages | length }}\n"));
+  ig_tmpl_config_free(&cfg);
+  char missing[1200];
+  snprintf(missing, sizeof missing, "%s/none.json", other);
+  CHECK(ig_tmpl_config_load_ex(dir, missing, &cfg, err, sizeof err) != 0);
+  CHECK(strstr(err, "none.json") && strstr(err, "--tokenizer-config-path"));
+  unlink(opath), unlink(ppath), rmdir(other);
+
   /* a directory with only chat_template.jinja works; broken JSON is reported */
   char path[1024];
   snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
