@@ -572,8 +572,8 @@ static int tgi_flags(const char *device, int *num_shard) {
   }
   double g = val("watermark-gamma") ? strtod(val("watermark-gamma"), NULL) : 0.5;
   double d = val("watermark-delta") ? strtod(val("watermark-delta"), NULL) : 2.0;
-  if (!(g > 0 && g <= 1) || !(d >= 0 && d < 1e6)) {
-    fprintf(stderr, "ignis serve: --watermark-gamma must be in (0, 1] and --watermark-delta in [0, 1e6)\n");
+  if (!(g > 0 && g <= 1) || !(d > 0 && d < 1e6)) {
+    fprintf(stderr, "ignis serve: --watermark-gamma must be in (0, 1] and --watermark-delta in (0, 1e6)\n");
     return 2;
   }
   if (val("max-batch-size") && get_int("max-batch-size", 0) < 1) {

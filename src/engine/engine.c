@@ -1355,7 +1355,7 @@ static void apply_defaults(ig_engine_config *c, const ig_engine_runner *run) {
   if (c->waiting_served_ratio < 0) c->waiting_served_ratio = 0.3f;
   if (c->max_batch_size < 0) c->max_batch_size = 0;
   if (!(c->watermark_gamma > 0.0f && c->watermark_gamma <= 1.0f)) c->watermark_gamma = 0.5f;
-  if (!(c->watermark_delta >= 0.0f && c->watermark_delta < 1e30f)) c->watermark_delta = 2.0f;
+  if (!(c->watermark_delta > 0.0f && c->watermark_delta < 1e30f)) c->watermark_delta = 2.0f;
 }
 
 /* KV capacity in tokens: the configured max_batch_total_tokens, or a default of 16k tokens bounded by the

@@ -141,7 +141,8 @@ typedef struct ig_engine_config {
                                      same with or without [0] */
   int max_batch_size;             /* TGI's max_batch_size: sequences that run at once (more wait) [0: no limit
                                      but max_concurrent_requests] */
-  float watermark_gamma, watermark_delta; /* for requests with watermark: green share (0, 1] and bias [0.5, 2.0] */
+  float watermark_gamma, watermark_delta; /* for requests with watermark: green share (0, 1] and bias > 0 [0 or
+                                             out of range: TGI's 0.5, 2.0] */
 } ig_engine_config;
 
 typedef struct ig_engine_stats {

@@ -1007,7 +1007,7 @@ if (!ONLY || ONLY.includes("tgiflags")) {
   for (const bad of [["--quantize", "awq"], ["--quantize", "int3"], ["--kv-cache-dtype", "fp8_e4m3fn"], ["--lora-adapters", "a/b"],
     ["--ngrok"], ["--usage-stats", "maybe"], ["--rope-scaling", "yarn"], ["--rope-factor", "0"], ["--sharded", "true", "--num-shard", "1"],
     ["--sharded", "false", "--num-shard", "2"], ["--weights-cache-override", tmp], ["--tokenizer-config-path", path.join(tmp, "none.json")],
-    ["--watermark-gamma", "1.5"], ["--max-batch-size", "0"], ["--prometheus-port", "70000"]]) {
+    ["--watermark-gamma", "1.5"], ["--watermark-delta", "0"], ["--max-batch-size", "0"], ["--prometheus-port", "70000"]]) {
     const r = spawnSync(BIN, ["serve", "--model-id", MODEL, ...bad], { encoding: "utf8", timeout: 20000 });
     eq(r.status, 2, `${bad.join(" ")} exits 2`);
     check(r.stderr.trim().split("\n").length === 1 && r.stderr.includes(bad[0]), `${bad.join(" ")}: one line naming it (${r.stderr.trim()})`);
