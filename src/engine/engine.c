@@ -324,6 +324,13 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
     return -EINVAL;
   }
+  for (int k = 0; k < p->n_bias; k++) {
+    if (p->bias_id[k] < 0 || p->bias_id[k] >= e->run.vocab_size) {
+      snprintf(err, errlen, "logit_bias: token id %d is outside the vocabulary (0..%d)", p->bias_id[k],
+               e->run.vocab_size - 1);
+      return -EINVAL;
+    }
+  }
   if (p->watermark_gamma == 0.0f) r->params.watermark_gamma = e->cfg.watermark_gamma;
   if (p->watermark_delta == 0.0f) r->params.watermark_delta = e->cfg.watermark_delta;
   if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1 || (!p->schema && !e->jany))) {
@@ -792,7 +799,7 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
       if (!want_lp && p != s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
-      if (want_lp || gp->watermark || gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
+      if (want_lp || gp->watermark || gp->n_bias || gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
         e->hrows[n_host++] = out++;
         continue;
       }

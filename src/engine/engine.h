@@ -53,6 +53,9 @@ typedef struct ig_gen_params {
                                      NULL: any JSON object (JSON mode) */
   int n_stop;
   char **stop;                    /* stop sequences (owned by the request) */
+  int n_bias;                     /* OpenAI's logit_bias: bias_val[k] added to token bias_id[k]'s logit before */
+  int32_t *bias_id;               /* anything else (owned by the request; one allocation, the values after the */
+  float *bias_val;                /* ids); such rows are sampled on the host */
 } ig_gen_params;
 
 /* One generated token as the server sees it. Every generated token gives exactly one event; the last event

@@ -368,6 +368,8 @@ void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *log
   float *sc = s->scores;
   for (int i = 0; i < V; i++) sc[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN -> -inf */
 
+  for (int k = 0; k < p->n_bias; k++) /* logit_bias, first (ids checked at submission) */
+    if (p->bias_id[k] >= 0 && p->bias_id[k] < V) sc[p->bias_id[k]] += p->bias_val[k];
   if (p->watermark && n_tokens > 0)
     ig_sample_watermark(s, sc, V, tokens[n_tokens - 1], p->watermark_gamma, p->watermark_delta);
   if (p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f)

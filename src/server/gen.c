@@ -524,6 +524,15 @@ static void submit_job(ig_job *j) {
     q->params.schema = r->gp.schema ? ig_jschema_ref(r->gp.schema) : NULL;
     q->params.stop = NULL;
     q->params.n_stop = 0;
+    q->params.bias_id = NULL, q->params.bias_val = NULL, q->params.n_bias = 0;
+    if (r->gp.n_bias) { /* one allocation: ids, then values */
+      size_t nb = (size_t)r->gp.n_bias;
+      if (!(q->params.bias_id = malloc(nb * (sizeof(int32_t) + sizeof(float))))) goto oom;
+      q->params.bias_val = (float *)(q->params.bias_id + nb);
+      memcpy(q->params.bias_id, r->gp.bias_id, nb * sizeof(int32_t));
+      memcpy(q->params.bias_val, r->gp.bias_val, nb * sizeof(float));
+      q->params.n_bias = r->gp.n_bias;
+    }
     if (r->gp.n_stop) {
       q->params.stop = calloc((size_t)r->gp.n_stop, sizeof *q->params.stop);
       if (!q->params.stop) goto oom;

@@ -87,6 +87,45 @@ static int take_schema(const json_t *v, const char *what, ig_server_req *r, char
   return 0;
 }
 
+/* OpenAI's logit_bias: {"token id": bias in [-100, 100], ...}. null, {} and TGI's declared type's empty list mean
+ * none; anything else is a 422 (TGI takes the field and ignores it, which would sample other than asked). Token ids
+ * past the vocabulary are the engine's 422. */
+#define IG_MAX_LOGIT_BIAS 65536
+static int read_logit_bias(const json_t *v, ig_gen_params *g, char *err, size_t errlen) {
+  if (!v || json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0)) return 0;
+  if (!json_is_object(v))
+    return fail(err, errlen, "logit_bias: expected an object mapping token ids to biases from -100 to 100");
+  size_t n = json_object_size(v);
+  if (n == 0) return 0;
+  if (n > IG_MAX_LOGIT_BIAS) return fail(err, errlen, "logit_bias: at most %d tokens. Given: %zu", IG_MAX_LOGIT_BIAS, n);
+  void *mem = malloc(n * (sizeof(int32_t) + sizeof(float)));
+  if (!mem) return fail(err, errlen, "out of memory");
+  int32_t *ids = mem;
+  float *vals = (float *)(ids + n);
+  size_t k = 0;
+  const char *key;
+  const json_t *b;
+  json_object_foreach((json_t *)v, key, b) {
+    char *end;
+    errno = 0;
+    long long id = strtoll(key, &end, 10);
+    if (!*key || *end || errno || id < 0 || id > INT32_MAX || (key[0] == '0' && key[1]) || key[0] == '+' ||
+        key[0] == ' ') {
+      free(mem);
+      return fail(err, errlen, "logit_bias: key '%.40s' is not a token id", key);
+    }
+    double x = json_is_number(b) ? json_number_value(b) : NAN;
+    if (!(x >= -100.0 && x <= 100.0)) {
+      free(mem);
+      return fail(err, errlen, "logit_bias: the bias of token %lld must be a number from -100 to 100", id);
+    }
+    ids[k] = (int32_t)id, vals[k] = (float)x, k++;
+  }
+  free(g->bias_id);
+  g->bias_id = ids, g->bias_val = vals, g->n_bias = (int)k;
+  return 0;
+}
+
 /* A regex grammar: the pattern kept for the worker. */
 static int take_regex(const char *pat, size_t n, const char *what, ig_server_req *r, char *err, size_t errlen) {
   grammar_clear(r);
@@ -449,6 +488,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
       return type_err(err, errlen, "logprobs", lp, "a boolean");
   }
   TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
+  TRY(read_logit_bias(json_object_get(body, "logit_bias"), &r->gp, err, errlen));
   const json_t *so = json_object_get(body, "stream_options");
   if (so && !json_is_null(so)) {
     if (!json_is_object(so)) return type_err(err, errlen, "stream_options", so, "struct StreamOptions");
@@ -848,6 +888,7 @@ void ig_server_req_free(ig_server_req *r) {
   free(r->prompt_lens);
   for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
   free(r->gp.stop);
+  free(r->gp.bias_id);
   ig_jschema_unref(r->gp.schema);
   grammar_clear(r);
   json_decref(r->messages);

@@ -191,6 +191,25 @@ groups.openai = async (url) => {
   eq(ncomp.usage?.prompt_tokens, ncomp1.usage?.prompt_tokens, "n: completions, each prompt counted once");
   eq((await postJSON(url + "/v1/chat/completions", { ...nreq, n: 65 })).status, 422, "n: 65 -> 422");
 
+  // logit_bias (OpenAI's map of token ids to -100..100): +100 makes greedy take that token; -100 on the first greedy
+  // token takes another; the same prompt without it is the plain text; bad maps are 422
+  const lb = async (bias) => JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 4, temperature: 0,
+    logprobs: true, ...(bias ? { logit_bias: bias } : {}) })).body);
+  const first = P0.ids[0], forced = (first + 7) % 500 + 10;
+  const forcedText = await lb({ [forced]: 100 });
+  const plain = await lb(null), banned = await lb({ [first]: -100 });
+  eq(plain.choices[0].text, P0.text.slice(0, plain.choices[0].text.length), "logit_bias absent: the plain greedy text");
+  check(banned.choices[0].text !== plain.choices[0].text, `logit_bias -100 on the first greedy token: another text (${JSON.stringify(banned.choices[0].text)})`);
+  const fo = await client.completions.create({ model: "x", prompt: P0.prompt, max_tokens: 4, temperature: 0, logit_bias: { [forced]: 100 } });
+  eq(fo.choices[0].text, forcedText.choices[0].text, "logit_bias through the OpenAI client");
+  check(fo.choices[0].text.length > 0 && forcedText.choices[0].logprobs.length === 4 && forcedText.choices[0].logprobs.every((x) => x > -1e-3),
+        `logit_bias +100: the forced token every time, logprobs ~0 (${JSON.stringify(forcedText.choices[0].logprobs)})`);
+  const cb = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 3,
+    temperature: 0, logit_bias: { [forced]: 100 }, logprobs: true });
+  check(cb.choices[0].logprobs.content.every((t) => t.logprob > -1e-3), "logit_bias on chat: the forced token every time");
+  for (const bad of [{ x: 1 }, { 5: 101 }, { 999999: 1 }, [1.5], "5"])
+    eq((await postJSON(url + "/v1/completions", { prompt: "x", max_tokens: 2, logit_bias: bad })).status, 422, `logit_bias ${JSON.stringify(bad)} -> 422`);
+
   const c = await client.chat.completions.create({ model: "anything", messages: [{ role: "user", content: P0.prompt }], max_tokens: 200, temperature: 0 });
   eq(c.choices[0].message.content, P0.text, "openai chat (non-stream)");
   eq(c.choices[0].finish_reason, "length", "openai finish_reason");

@@ -447,6 +447,28 @@ static void test_chain(void) {
     counts[r.id]++;
   }
   for (int k = 0; k < 4; k++) CHECK_NEAR((double)counts[k] / N, 0.1 * (k + 1), 0.015);
+  /* logit_bias, added before anything else: +ln 5 on id 0 makes it the argmax (0.5 against 0.4), and the logprob is
+   * of the biased distribution; -100 on the argmax moves greedy to the next; sampling follows it */
+  int32_t bid[2] = {0, 3};
+  float bval[2] = {logf(5.0f), 0.0f};
+  p = default_params();
+  p.n_bias = 1, p.bias_id = bid, p.bias_val = bval;
+  ig_sampler_sample(&s, &p, logits, toks, 3, 3, 0, &r);
+  CHECK_EQ_INT(r.id, 0);
+  CHECK_NEAR(r.logprob, log(0.5 / 1.4), 1e-5);
+  bval[0] = 0.0f, bval[1] = -100.0f;
+  p.n_bias = 2;
+  ig_sampler_sample(&s, &p, logits, toks, 3, 3, 0, &r);
+  CHECK_EQ_INT(r.id, 2);
+  p.do_sample = 1;
+  p.seed = 7;
+  memset(counts, 0, sizeof counts);
+  for (int i = 0; i < N; i++) {
+    ig_sampler_sample(&s, &p, logits, toks, 3, 3, (uint64_t)i, &r);
+    counts[r.id]++;
+  }
+  CHECK(counts[3] == 0);
+  for (int k = 0; k < 3; k++) CHECK_NEAR((double)counts[k] / N, 0.1 * (k + 1) / 0.6, 0.015);
   ig_sampler_free(&s);
 }
 
