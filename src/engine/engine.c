@@ -331,6 +331,19 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
       return -EINVAL;
     }
   }
+  if (p->min_tokens < 0 || p->min_tokens > p->max_new_tokens) {
+    snprintf(err, errlen, "min_tokens (%d) must be between 0 and max_new_tokens (%d)", p->min_tokens, p->max_new_tokens);
+    return -EINVAL;
+  }
+  if (p->min_tokens > 0 && p->json_mode) {
+    snprintf(err, errlen, "min_tokens cannot be combined with constrained output (a grammar or response_format)");
+    return -EINVAL;
+  }
+  if (!(p->min_p >= 0.0f && p->min_p <= 1.0f)) {
+    snprintf(err, errlen, "min_p must be in [0, 1]");
+    return -EINVAL;
+  }
+  if (p->min_tokens > 0) r->params.eos_ids = e->run.eos_ids, r->params.n_eos = e->run.n_eos;
   if (p->watermark_gamma == 0.0f) r->params.watermark_gamma = e->cfg.watermark_gamma;
   if (p->watermark_delta == 0.0f) r->params.watermark_delta = e->cfg.watermark_delta;
   if (p->json_mode && (!(e->has_text && e->text.raw_piece) || e->run.n_eos < 1 || (!p->schema && !e->jany))) {
@@ -678,7 +691,11 @@ static ig_finish_reason token_text(ig_engine *e, seq *s, const ig_sample_result 
   ig_str_clear(&e->piece);
   ig_str_clear(&e->emit);
   if (s->detok) e->text.detok_push(e->text.ctx, s->detok, id, &e->piece);
-  int stopped = ig_stopseq_feed(&s->stop, e->piece.p ? e->piece.p : "", e->piece.len, &e->emit);
+  int stopped;
+  if (s->n_generated < s->r->params.min_tokens) /* min_tokens: stop sequences are not looked for yet */
+    stopped = ig_str_append(&e->emit, e->piece.p ? e->piece.p : "", e->piece.len) ? -1 : 0;
+  else
+    stopped = ig_stopseq_feed(&s->stop, e->piece.p ? e->piece.p : "", e->piece.len, &e->emit);
   if (stopped == 1) {
     fin = IG_FINISH_STOP;
   } else if (fin != IG_FINISH_NONE) {
@@ -799,7 +816,8 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
       if (!want_lp && p != s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
-      if (want_lp || gp->watermark || gp->n_bias || gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
+      if (want_lp || gp->watermark || gp->n_bias || gp->min_tokens || gp->min_p > 0.0f ||
+          gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
         e->hrows[n_host++] = out++;
         continue;
       }

@@ -53,6 +53,12 @@ typedef struct ig_gen_params {
                                      NULL: any JSON object (JSON mode) */
   int n_stop;
   char **stop;                    /* stop sequences (owned by the request) */
+  float min_p;                    /* vLLM's min_p: while sampling, entries below min_p x the top probability go
+                                     (after top_p, as transformers' MinPLogitsWarper) [0: off] */
+  int min_tokens;                 /* vLLM's min_tokens: no EOS (masked) and no stop-sequence match before this many
+                                     generated tokens [0]; such rows are sampled on the host */
+  const int32_t *eos_ids;         /* set by the engine at submission for min_tokens: the model's EOS ids */
+  int n_eos;
   int n_bias;                     /* OpenAI's logit_bias: bias_val[k] added to token bias_id[k]'s logit before */
   int32_t *bias_id;               /* anything else (owned by the request; one allocation, the values after the */
   float *bias_val;                /* ids); such rows are sampled on the host */

@@ -309,6 +309,16 @@ static float max_of(const float *x, int n) {
   return m;
 }
 
+void ig_sample_min_p(float *scores, int vocab, float min_p) {
+  /* transformers' MinPLogitsWarper: p_i < min_p * p_max removed, i.e. s_i < s_max + log(min_p); the max stays */
+  if (!(min_p > 0.0f && min_p <= 1.0f)) return;
+  float mx = max_of(scores, vocab);
+  if (mx == -INFINITY) return;
+  float t = mx + logf(min_p);
+  for (int i = 0; i < vocab; i++)
+    if (scores[i] < t) scores[i] = -INFINITY;
+}
+
 double ig_sample_logsumexp(const float *scores, int vocab) {
   float mx = max_of(scores, vocab);
   if (mx == -INFINITY) return -INFINITY;
@@ -368,6 +378,9 @@ void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *log
   float *sc = s->scores;
   for (int i = 0; i < V; i++) sc[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN -> -inf */
 
+  if (p->min_tokens > 0 && n_tokens - n_prompt < p->min_tokens) /* min_tokens: EOS cannot come yet */
+    for (int k = 0; k < p->n_eos; k++)
+      if (p->eos_ids[k] >= 0 && p->eos_ids[k] < V) sc[p->eos_ids[k]] = -INFINITY;
   for (int k = 0; k < p->n_bias; k++) /* logit_bias, first (ids checked at submission) */
     if (p->bias_id[k] >= 0 && p->bias_id[k] < V) sc[p->bias_id[k]] += p->bias_val[k];
   if (p->watermark && n_tokens > 0)
@@ -382,6 +395,7 @@ void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *log
     if (p->temperature != 1.0f) ig_sample_temperature(sc, V, p->temperature);
     if (p->top_k > 0) ig_sample_top_k(s, sc, V, p->top_k);
     ig_sample_top_p(s, sc, V, p->top_p);
+    ig_sample_min_p(sc, V, p->min_p);
     ig_sample_typical_p(s, sc, V, p->typical_p);
   }
 

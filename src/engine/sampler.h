@@ -50,6 +50,7 @@ void ig_sample_freq_presence(ig_sampler *s, float *scores, const int32_t *tokens
  * from an mt19937 seeded with 15485863 * prev_token; green scores += delta. */
 /* Kirchenbauer et al.'s green list as TGI draws it (torch's randperm seeded by 15485863 x the previous token): the
  * first gamma x vocab of the permutation get +delta. gamma outside (0, 1] or delta <= 0: TGI's 0.5 and 2.0. */
+void ig_sample_min_p(float *scores, int vocab, float min_p); /* min_p in (0, 1]; otherwise nothing */
 void ig_sample_watermark(ig_sampler *s, float *scores, int vocab, int32_t prev_token, float gamma, float delta);
 void ig_sample_temperature(float *scores, int vocab, float t);
 void ig_sample_top_k(ig_sampler *s, float *scores, int vocab, int k);

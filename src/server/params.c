@@ -489,6 +489,14 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   }
   TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
   TRY(read_logit_bias(json_object_get(body, "logit_bias"), &r->gp, err, errlen));
+  /* vLLM's min_p and min_tokens (clients send them as extra_body) */
+  double min_p = 0.0;
+  long long min_tokens = 0;
+  TRY(read_float(body, "min_p", "min_p", &min_p, err, errlen));
+  TRY(read_int(body, "min_tokens", "min_tokens", "u32", 0, UINT32_MAX, &min_tokens, err, errlen));
+  if (!(min_p >= 0.0 && min_p <= 1.0)) return fail(err, errlen, "`min_p` must be >= 0.0 and <= 1.0");
+  r->gp.min_p = (float)min_p;
+  r->gp.min_tokens = (int)(min_tokens > INT32_MAX ? INT32_MAX : min_tokens);
   const json_t *so = json_object_get(body, "stream_options");
   if (so && !json_is_null(so)) {
     if (!json_is_object(so)) return type_err(err, errlen, "stream_options", so, "struct StreamOptions");

@@ -207,6 +207,18 @@ groups.openai = async (url) => {
   const cb = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 3,
     temperature: 0, logit_bias: { [forced]: 100 }, logprobs: true });
   check(cb.choices[0].logprobs.content.every((t) => t.logprob > -1e-3), "logit_bias on chat: the forced token every time");
+  // vLLM's min_tokens (stop sequences and EOS held off until then) and min_p (1: only the top token, so greedy)
+  const cmp = async (extra) => JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 60, temperature: 0, ...extra })).body);
+  const stopAt = P0.text.slice(P0.text.indexOf(" ", 8), P0.text.indexOf(" ", 8) + 3);
+  const early = await cmp({ stop: [stopAt] }), held = await cmp({ stop: [stopAt], min_tokens: 30 });
+  check(early.choices[0].finish_reason === "stop" && early.usage.completion_tokens < 30, `min_tokens: the stop ${JSON.stringify(stopAt)} ends early without it (${early.usage.completion_tokens} tokens)`);
+  check(held.usage.completion_tokens >= 30 && held.choices[0].text.startsWith(early.choices[0].text + stopAt),
+        `min_tokens 30: the early stop is passed over (${held.usage.completion_tokens} tokens, ${held.choices[0].finish_reason})`);
+  const mp = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 40, temperature: 1, seed: 9, min_p: 1 })).body);
+  eq(mp.choices[0].text, P0.text.slice(0, mp.choices[0].text.length), "min_p 1 samples the greedy text");
+  check(mp.choices[0].text.length > 20, "min_p 1: a text came back");
+  for (const bad of [{ min_p: 1.5 }, { min_p: "x" }, { min_tokens: -1 }, { min_tokens: 10, max_tokens: 5 }])
+    eq((await postJSON(url + "/v1/completions", { prompt: "x", max_tokens: 5, ...bad })).status, 422, `${JSON.stringify(bad)} -> 422`);
   for (const bad of [{ x: 1 }, { 5: 101 }, { 999999: 1 }, [1.5], "5"])
     eq((await postJSON(url + "/v1/completions", { prompt: "x", max_tokens: 2, logit_bias: bad })).status, 422, `logit_bias ${JSON.stringify(bad)} -> 422`);
 

@@ -469,6 +469,29 @@ static void test_chain(void) {
   }
   CHECK(counts[3] == 0);
   for (int k = 0; k < 3; k++) CHECK_NEAR((double)counts[k] / N, 0.1 * (k + 1) / 0.6, 0.015);
+  /* min_tokens 2 with EOS = 3: masked while fewer than 2 tokens were generated, then allowed */
+  int32_t eos[1] = {3};
+  p = default_params();
+  p.min_tokens = 2, p.eos_ids = eos, p.n_eos = 1;
+  ig_sampler_sample(&s, &p, logits, toks, 3, 2, 0, &r); /* one generated so far */
+  CHECK_EQ_INT(r.id, 2);
+  CHECK_NEAR(r.logprob, log(0.3 / 0.6), 1e-5);
+  ig_sampler_sample(&s, &p, logits, toks, 3, 1, 0, &r); /* two */
+  CHECK_EQ_INT(r.id, 3);
+  /* min_p 0.6: p < 0.6 x 0.4 removed, so 0.3 : 0.4 remain; greedy is untouched */
+  p = default_params();
+  p.min_p = 0.6f;
+  ig_sampler_sample(&s, &p, logits, toks, 3, 3, 0, &r);
+  CHECK_EQ_INT(r.id, 3);
+  p.do_sample = 1;
+  p.seed = 11;
+  memset(counts, 0, sizeof counts);
+  for (int i = 0; i < N; i++) {
+    ig_sampler_sample(&s, &p, logits, toks, 3, 3, (uint64_t)i, &r);
+    counts[r.id]++;
+  }
+  CHECK(counts[0] == 0 && counts[1] == 0);
+  CHECK_NEAR((double)counts[2] / N, 3.0 / 7.0, 0.015);
   ig_sampler_free(&s);
 }
 
