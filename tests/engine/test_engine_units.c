@@ -373,6 +373,17 @@ static ig_gen_params default_params(void) {
   return p;
 }
 
+/* N draws (steps 0 .. N-1) of the 4-token chain below: how often each id came */
+static void draw_counts(ig_sampler *s, const ig_gen_params *p, const float *logits, const int32_t *toks, int N,
+                        int counts[4]) {
+  ig_sample_result r;
+  memset(counts, 0, 4 * sizeof *counts);
+  for (int i = 0; i < N; i++) {
+    ig_sampler_sample(s, p, logits, toks, 3, 3, (uint64_t)i, &r);
+    counts[r.id]++;
+  }
+}
+
 static void test_chain(void) {
   ig_sampler s;
   ig_sampler_init(&s, 4);
@@ -423,12 +434,9 @@ static void test_chain(void) {
   p.top_k = 2;
   p.temperature = 0.5f;
   p.seed = 1234;
-  int counts[4] = {0};
+  int counts[4];
   const int N = 20000;
-  for (int i = 0; i < N; i++) {
-    ig_sampler_sample(&s, &p, logits, toks, 3, 3, (uint64_t)i, &r);
-    counts[r.id]++;
-  }
+  draw_counts(&s, &p, logits, toks, N, counts);
   CHECK_EQ_INT(counts[0] + counts[1], 0);
   CHECK_NEAR((double)counts[2] / N, 0.09 / 0.25, 0.015);
   ig_sampler_sample(&s, &p, logits, toks, 3, 3, 5, &r);
@@ -441,11 +449,7 @@ static void test_chain(void) {
   p = default_params();
   p.do_sample = 1;
   p.seed = 99;
-  memset(counts, 0, sizeof counts);
-  for (int i = 0; i < N; i++) {
-    ig_sampler_sample(&s, &p, logits, toks, 3, 3, (uint64_t)i, &r);
-    counts[r.id]++;
-  }
+  draw_counts(&s, &p, logits, toks, N, counts);
   for (int k = 0; k < 4; k++) CHECK_NEAR((double)counts[k] / N, 0.1 * (k + 1), 0.015);
   /* logit_bias, added before anything else: +ln 5 on id 0 makes it the argmax (0.5 against 0.4), and the logprob is
    * of the biased distribution; -100 on the argmax moves greedy to the next; sampling follows it */
@@ -462,11 +466,7 @@ static void test_chain(void) {
   CHECK_EQ_INT(r.id, 2);
   p.do_sample = 1;
   p.seed = 7;
-  memset(counts, 0, sizeof counts);
-  for (int i = 0; i < N; i++) {
-    ig_sampler_sample(&s, &p, logits, toks, 3, 3, (uint64_t)i, &r);
-    counts[r.id]++;
-  }
+  draw_counts(&s, &p, logits, toks, N, counts);
   CHECK(counts[3] == 0);
   for (int k = 0; k < 3; k++) CHECK_NEAR((double)counts[k] / N, 0.1 * (k + 1) / 0.6, 0.015);
   /* min_tokens 2 with EOS = 3: masked while fewer than 2 tokens were generated, then allowed */
@@ -485,11 +485,7 @@ static void test_chain(void) {
   CHECK_EQ_INT(r.id, 3);
   p.do_sample = 1;
   p.seed = 11;
-  memset(counts, 0, sizeof counts);
-  for (int i = 0; i < N; i++) {
-    ig_sampler_sample(&s, &p, logits, toks, 3, 3, (uint64_t)i, &r);
-    counts[r.id]++;
-  }
+  draw_counts(&s, &p, logits, toks, N, counts);
   CHECK(counts[0] == 0 && counts[1] == 0);
   CHECK_NEAR((double)counts[2] / N, 3.0 / 7.0, 0.015);
   ig_sampler_free(&s);
