@@ -735,6 +735,10 @@ static int parse_tools(const json_t *body, const ig_server_limits *lim, ig_serve
     snprintf(r->tool_prompt, n_tp, DEFAULT_TOOL_PROMPT, args_key);
   }
   r->tool_choice = mode;
+  int par = 1;
+  int rp = read_bool(body, "parallel_tool_calls", "parallel_tool_calls", 1, &par, err, errlen);
+  if (rp > 1) return rp; /* 422 */
+  r->no_parallel_calls = !par;
   if (mode != IG_TOOLS_REQUIRED) return 0;
   if (r->gp.json_mode)
     return fail(err, errlen, "tool_choice: a required tool call cannot be combined with response_format");

@@ -39,6 +39,7 @@ typedef struct ig_server_req {
   json_t *messages;            /* chat: normalized messages (owned reference) */
   json_t *tools;               /* chat: the tool definitions as given, checked (owned), NULL: none */
   int tool_choice;             /* chat with tools: IG_TOOLS_* */
+  int no_parallel_calls;       /* OpenAI's parallel_tool_calls: false: a reply's first call only */
   char *tool_prompt;           /* TGI's tool_prompt (malloc'd), for templates that do not read `tools` */
   char *model;                 /* "model" of OpenAI requests (malloc'd, may be NULL) */
   ig_gen_params gp;            /* stop strings owned here (copied into each engine request) */

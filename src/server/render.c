@@ -440,6 +440,10 @@ int ig_tool_stream_feed(ig_tool_stream *ts, ig_str *o, const ig_oai_meta *m, con
       if (text[i] == '[') ts->array = 1, i++;
       ts->at = i, ts->state = TS_HEAD, progress = 1;
     } else if (ts->state == TS_HEAD) {
+      if (ts->k && r->no_parallel_calls) { /* parallel_tool_calls false: nothing after the first call */
+        ts->state = TS_TAIL;
+        break;
+      }
       size_t end;
       char *name = NULL;
       int h = call_head(text, len, i, r->tools, &end, &name);
@@ -543,6 +547,7 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
     const ig_seq_out *s = &seqs[c];
     json_t *calls = r->tool_choice != IG_TOOLS_NONE && r->tools
                         ? ig_tool_calls_parse(s->text.p ? s->text.p : "", s->text.len, r->tools) : NULL;
+    while (calls && r->no_parallel_calls && json_array_size(calls) > 1) json_array_remove(calls, 1);
     ig_str_printf(o, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":", c ? "," : "", c);
     if (calls) {
       ig_str_puts(o, "null,");

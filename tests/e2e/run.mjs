@@ -794,6 +794,10 @@ groups.tools = async (url) => {
     eq(c.choices[0].message.tool_calls?.length, 1, "tools required: one call");
     isCall(c.choices[0].message.tool_calls?.[0], "tools required");
   }
+  // parallel_tool_calls false is taken (a reply's first call only; a required call is one anyway), a non-boolean a 422
+  const np = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER, TIME], tool_choice: "required", parallel_tool_calls: false });
+  eq(np.choices[0].message.tool_calls?.length, 1, "parallel_tool_calls false: one call");
+  eq((await postJSON(url + "/v1/chat/completions", { messages, max_tokens: 5, tools: [WEATHER], parallel_tool_calls: "no" })).status, 422, "parallel_tool_calls \"no\" -> 422");
   // a named function
   const named = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER, TIME], tool_choice: { type: "function", function: { name: "get_time" } } });
   isCall(named.choices[0].message.tool_calls?.[0], "tools named", ["get_time"]);
