@@ -751,6 +751,11 @@ static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
     }
     break;
   default:
+    if (r->echo && j->stream_index[i]++ == 0) { /* echo: the prompt first, as a chunk of its own */
+      char *pt = strndup(o->input_text ? o->input_text : "", o->input_len);
+      if (pt) ig_render_completion_chunk(&p, &j->meta, i, pt, IG_FINISH_NONE), write_sse(j, &p), ig_str_clear(&p);
+      free(pt);
+    }
     if (!t->special || final) {
       ig_render_completion_chunk(&p, &j->meta, i, t->special ? "" : t->text, final ? o->finish : IG_FINISH_NONE);
       write_sse(j, &p);
@@ -844,6 +849,7 @@ static void finish_json(ig_job *j) {
   } else if (r->api == IG_API_CHAT) {
     ig_render_chat_completion(&o, &j->meta, r, j->outs, j->n_seqs);
   } else {
+    for (int i = 0; i < j->n_seqs && r->echo && r->logprobs; i++) j->outs[i].prefill_lp = j->reqs[i]->prefill_logprobs;
     ig_render_completion(&o, &j->meta, r, j->outs, j->n_seqs);
   }
   if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);

@@ -489,6 +489,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   }
   TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
   TRY(read_logit_bias(json_object_get(body, "logit_bias"), &r->gp, err, errlen));
+  if (r->api == IG_API_COMPLETIONS) TRY(read_bool(body, "echo", "echo", 1, &r->echo, err, errlen));
   /* vLLM's min_p and min_tokens (clients send them as extra_body) */
   double min_p = 0.0;
   long long min_tokens = 0;
@@ -549,6 +550,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   r->logprobs = logprobs;
   r->top_logprobs = logprobs ? (int)top_logprobs : 0;
   g->top_n_tokens = r->top_logprobs;
+  g->prefill_logprobs = r->echo && logprobs; /* the echoed prompt's logprobs */
   r->best_of = 1;
   r->details = 1;
   /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored; then vLLM's

@@ -51,6 +51,8 @@ typedef struct ig_server_req {
   int return_full_text_set;    /* the client said; "/" defaults it to true, as TGI's compat route does */
   int logprobs, top_logprobs;  /* OpenAI */
   int include_usage;           /* stream_options.include_usage */
+  int echo;                    /* OpenAI completions: the prompt comes back before the completion (with logprobs:
+                                  its tokens' logprobs first, the first one null) */
   int add_special;             /* tokenize with special tokens (not for rendered chat prompts) */
   /* the grammar to compile (gp.json_mode is already set): a schema (owned) or a regex (malloc'd), named in
    * refusals by the field it came from; ig_server_req_compile_grammar turns it into gp.schema */

@@ -607,12 +607,27 @@ void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *
     const ig_seq_out *s = &seqs[i];
     if (i) ig_str_putc(o, ',');
     ig_str_printf(o, "{\"index\":%d,\"text\":", i);
-    jsn(o, s->text.p ? s->text.p : "", s->text.len);
+    if (r->echo) { /* the prompt, then the completion, as one string */
+      ig_str t;
+      ig_str_init(&t);
+      ig_str_append(&t, s->input_text ? s->input_text : "", s->input_text ? s->input_len : 0);
+      ig_str_append(&t, s->text.p ? s->text.p : "", s->text.len);
+      jsn(o, t.p ? t.p : "", t.len);
+      ig_str_free(&t);
+    } else {
+      jsn(o, s->text.p ? s->text.p : "", s->text.len);
+    }
     ig_str_puts(o, ",\"logprobs\":");
     if (r->logprobs) {
       ig_str_putc(o, '[');
-      for (int k = 0; k < s->n_tokens; k++) {
+      int np = r->echo ? s->n_prompt : 0; /* echo: the prompt's tokens first (the first has none) */
+      for (int k = 0; k < np; k++) {
         if (k) ig_str_putc(o, ',');
+        if (k == 0 || !s->prefill_lp) ig_str_puts(o, "null");
+        else jf(o, s->prefill_lp[k]);
+      }
+      for (int k = 0; k < s->n_tokens; k++) {
+        if (k || np) ig_str_putc(o, ',');
         jf(o, s->tokens[k].logprob);
       }
       ig_str_putc(o, ']');

@@ -207,6 +207,23 @@ groups.openai = async (url) => {
   const cb = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 3,
     temperature: 0, logit_bias: { [forced]: 100 }, logprobs: true });
   check(cb.choices[0].logprobs.content.every((t) => t.logprob > -1e-3), "logit_bias on chat: the forced token every time");
+  // echo (completions): the prompt, then the completion; with logprobs the prompt's tokens' first (the first null),
+  // equal to TGI's decoder_input_details prefill logprobs for the same prompt; streamed, the prompt is the first chunk
+  const ec = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 6, temperature: 0, echo: true, logprobs: 1 })).body);
+  const plain6 = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 6, temperature: 0, logprobs: 1 })).body);
+  eq(ec.choices[0].text, P0.prompt + plain6.choices[0].text, "echo: the prompt before the completion");
+  const tg = JSON.parse((await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 1, decoder_input_details: true, details: true } })).body);
+  const pre = tg.details.prefill.map((t) => t.logprob);
+  eq(ec.choices[0].logprobs.length, pre.length + 6, "echo: logprobs of the prompt's tokens and the completion's");
+  eq(ec.choices[0].logprobs[0], null, "echo: the first prompt token has no logprob");
+  check(pre.every((x, k) => k === 0 || Math.abs(x - ec.choices[0].logprobs[k]) < 1e-5), "echo: prompt logprobs are TGI's prefill logprobs");
+  check(plain6.choices[0].logprobs.every((x, k) => Math.abs(x - ec.choices[0].logprobs[pre.length + k]) < 1e-6), "echo: then the completion's");
+  const es = await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 3, temperature: 0, echo: true, stream: true });
+  const ed = sseData(es.body).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+  eq(ed[0]?.choices?.[0]?.text, P0.prompt, "echo streamed: the prompt first");
+  const ec3 = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 3, temperature: 0, echo: true })).body);
+  eq(ed.map((d) => d.choices?.[0]?.text ?? "").join(""), ec3.choices[0].text, "echo streamed: the same text as unstreamed");
+  eq((await postJSON(url + "/v1/completions", { prompt: "x", max_tokens: 2, echo: "yes" })).status, 422, "echo \"yes\" -> 422");
   // vLLM's min_tokens (stop sequences and EOS held off until then) and min_p (1: only the top token, so greedy)
   const cmp = async (extra) => JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 60, temperature: 0, ...extra })).body);
   const stopAt = P0.text.slice(P0.text.indexOf(" ", 8), P0.text.indexOf(" ", 8) + 3);
