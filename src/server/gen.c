@@ -449,11 +449,19 @@ void ig_gen_on_wake_all(evutil_socket_t fd, short what, void *arg) {
   for (int i = 0; i < n; i++) job_wake_cb(-1, EV_READ, s->wake_run[i]);
 }
 
+/* TGI's x-compute-type: COMPUTE_TYPE when set (as TGI reads it), else "gpu+optimized" on a GPU and "cpu" */
+static const char *compute_type(const ig_server *s) {
+  const char *e = getenv("COMPUTE_TYPE");
+  if (e && *e) return e;
+  return s->cfg.device && !strcmp(s->cfg.device, "cpu") ? "cpu" : "gpu+optimized";
+}
+
 static void start_stream(ig_job *j) {
   struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
   evhttp_add_header(h, "Content-Type", "text/event-stream");
   evhttp_add_header(h, "Cache-Control", "no-cache");
   evhttp_add_header(h, "X-Accel-Buffering", "no");
+  evhttp_add_header(h, "x-compute-type", compute_type(j->srv));
   ig_server_cors(j->srv, j->req);
   evhttp_send_reply_start(j->req, 200, "OK");
   j->streaming = 1;
@@ -826,6 +834,40 @@ static void finish_stream(ig_job *j) {
   j->replied = 1;
 }
 
+/* TGI's timing headers on a finished non-streamed reply (milliseconds, whole): x-compute-time / x-total-time,
+ * x-validation-time, x-queue-time, x-inference-time, x-time-per-token, and the sizes x-compute-characters (the
+ * prompts' characters), x-prompt-tokens (each prompt once), x-generated-tokens, x-total-tokens. */
+static void timing_headers(ig_job *j) {
+  struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
+  const ig_request *q = j->reqs[0];
+  long long now = ig_server_now_ns(), t_end = q->t_done > 0 ? q->t_done : now;
+  long long total = (now - j->t_start) / 1000000, valid = (j->t_validated - j->t_start) / 1000000;
+  long long queue = q->t_first_scheduled > q->t_queued ? (q->t_first_scheduled - q->t_queued) / 1000000 : 0;
+  long long inf = q->t_first_scheduled > 0 && t_end > q->t_first_scheduled ? (t_end - q->t_first_scheduled) / 1000000 : 0;
+  long long pt = 0, gen = 0, chars = 0;
+  for (int i = 0; i < j->n_seqs; i++) {
+    if (i == 0 || j->seq_prompt[i] != j->seq_prompt[i - 1]) pt += j->outs[i].n_prompt;
+    gen += j->outs[i].n_tokens;
+  }
+  for (int p = 0; p < j->r.n_prompts; p++) /* code points: UTF-8 bytes that do not continue a character */
+    for (size_t b = 0; j->r.prompts && j->r.prompts[p] && b < j->r.prompt_lens[p]; b++)
+      chars += ((unsigned char)j->r.prompts[p][b] & 0xc0) != 0x80;
+  char v[32];
+#define HDR(name, val) (snprintf(v, sizeof v, "%lld", (long long)(val)), evhttp_add_header(h, name, v))
+  evhttp_add_header(h, "x-compute-type", compute_type(j->srv));
+  HDR("x-compute-time", total);
+  HDR("x-compute-characters", chars);
+  HDR("x-total-time", total);
+  HDR("x-validation-time", valid);
+  HDR("x-queue-time", queue);
+  HDR("x-inference-time", inf);
+  HDR("x-time-per-token", gen ? inf / (j->outs[0].n_tokens > 0 ? j->outs[0].n_tokens : 1) : 0);
+  HDR("x-prompt-tokens", pt);
+  HDR("x-generated-tokens", gen);
+  HDR("x-total-tokens", pt + gen);
+#undef HDR
+}
+
 static void finish_json(ig_job *j) {
   ig_server_req *r = &j->r;
   hup_stop(j);
@@ -856,6 +898,7 @@ static void finish_json(ig_job *j) {
   if (o.oom) {
     ig_server_send_error(j->srv, j->req, j->openai, 500, "out of memory", "generation");
   } else {
+    timing_headers(j);
     ig_server_send(j->srv, j->req, 200, "application/json", o.p, o.len);
   }
   ig_str_free(&o);

@@ -55,6 +55,15 @@ groups.tgi = async (url) => {
   eq(j.details.tokens.map((t) => t.id).join(","), P0.ids.join(","), "token ids");
   check(j.details.tokens.every((t) => typeof t.logprob === "number" && t.logprob <= 0 && t.special === false), "token logprobs");
   eq(j.details.prefill.length, 5, "prefill length");
+  // TGI's response headers: x-compute-type, times in whole ms, token counts, the prompt's characters
+  eq(r.headers["x-compute-type"], "cpu", "x-compute-type on the CPU");
+  eq(r.headers["x-prompt-tokens"], "5", "x-prompt-tokens");
+  eq(r.headers["x-generated-tokens"], "200", "x-generated-tokens");
+  eq(r.headers["x-total-tokens"], "205", "x-total-tokens");
+  eq(r.headers["x-compute-characters"], String([...P0.prompt].length), "x-compute-characters");
+  check(["x-compute-time", "x-total-time", "x-validation-time", "x-queue-time", "x-inference-time", "x-time-per-token"]
+    .every((k) => /^\d+$/.test(r.headers[k] ?? "")), "timing headers in whole ms");
+  check(Number(r.headers["x-inference-time"]) <= Number(r.headers["x-total-time"]), "inference within the total");
   eq(j.details.prefill[0].logprob, null, "first prefill logprob null");
   eq(j.details.prefill[1].text, "Once", "prefill text");
   eq(j.details.top_tokens.length, 200, "top_tokens per token");
@@ -97,6 +106,8 @@ groups.tgi = async (url) => {
 
   // /generate_stream the way text-generation's Client.generate_stream reads it
   r = await postJSON(url + "/generate_stream", { inputs: P0.prompt, parameters: { max_new_tokens: 200, details: true } });
+  eq(r.headers["x-compute-type"], "cpu", "x-compute-type on a stream");
+  eq(r.headers["x-accel-buffering"], "no", "x-accel-buffering on a stream");
   eq(r.status, 200, "stream status");
   check(/text\/event-stream/.test(r.headers["content-type"]), "stream content-type");
   const evs = sseData(r.body).map((d) => JSON.parse(d));
