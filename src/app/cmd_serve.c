@@ -428,6 +428,17 @@ static void h_stats(void *ctx, ig_server_stats *o) {
   o->grammar_masks = atomic_load(&st->grammar_masks);
   o->grammar_walks = atomic_load(&st->grammar_walks);
   o->grammar_cache_entries = atomic_load(&st->grammar_cache_entries);
+  _Static_assert(IG_STEP_HIST == 36 && IG_SIZE_HIST == 12, "ig_server_stats' batch histograms");
+  for (int k = 0; k < 2; k++) {
+    o->step_count[k] = atomic_load(&st->step_count[k]);
+    o->step_failed[k] = atomic_load(&st->step_failed[k]);
+    o->step_s[k] = atomic_load(&st->step_ns[k]) * 1e-9;
+    o->forward_s[k] = atomic_load(&st->forward_ns[k]) * 1e-9;
+    for (int b = 0; b < IG_STEP_HIST; b++)
+      o->step_hist[k][b] = atomic_load(&st->step_hist[k][b]), o->forward_hist[k][b] = atomic_load(&st->forward_hist[k][b]);
+  }
+  for (int b = 0; b < IG_SIZE_HIST; b++) o->size_hist[b] = atomic_load(&st->size_hist[b]);
+  o->size_sum = atomic_load(&st->size_sum);
 }
 
 static void *loader_main(void *arg) {

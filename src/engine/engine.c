@@ -1181,6 +1181,26 @@ static void profile_step(ig_engine *e, int64_t t0, int64_t t_end, const int64_t 
   memset(e->prof_part, 0, sizeof e->prof_part);
 }
 
+/* TGI's batch metrics of one step (engine stats): prefill when it computed prompt rows, else decode */
+static void record_step(ig_engine *e, int n_items, int64_t step_ns, int64_t fwd_ns, int failed) {
+  int k = 1;
+  for (int i = 0; i < n_items && k; i++) k = !e->items[i].prefill;
+  ig_engine_stats *st = &e->stats;
+  atomic_fetch_add(&st->step_count[k], 1);
+  if (failed) atomic_fetch_add(&st->step_failed[k], 1);
+  atomic_fetch_add(&st->step_ns[k], step_ns);
+  atomic_fetch_add(&st->forward_ns[k], fwd_ns);
+  int a = 0, b = 0;
+  while (a < IG_STEP_HIST - 1 && step_ns * 1e-9 > ig_step_bucket_le(a)) a++;
+  while (b < IG_STEP_HIST - 1 && fwd_ns * 1e-9 > ig_step_bucket_le(b)) b++;
+  atomic_fetch_add(&st->step_hist[k][a], 1);
+  atomic_fetch_add(&st->forward_hist[k][b], 1);
+  int c = 0;
+  while (c < IG_SIZE_HIST - 1 && n_items > (1 << c)) c++;
+  atomic_fetch_add(&st->size_hist[c], 1);
+  atomic_fetch_add(&st->size_sum, n_items);
+}
+
 /* The serial step: schedule, run the model (the runner returns with the results on the host), accept every
  * sampled token. Profile parts: schedule (cancellations, admission, the batch), forward/sample (the runner),
  * tokens/events (prefill logprobs, host sampling, text, stop sequences, events). */
@@ -1203,6 +1223,7 @@ static void step_sync(ig_engine *e) {
   if (!rc && collect_results(e, n_items)) rc = -ENOMEM, snprintf(err, sizeof err, "out of memory");
   if (rc) {
     ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
+    record_step(e, n_items, ig_engine_now_ns() - t0, t_post - t_fwd, 1);
     fail_items(e, n_items, err);
     update_gauges(e);
     return;
@@ -1219,6 +1240,7 @@ static void step_sync(ig_engine *e) {
   atomic_store(&e->stats.batch_size, n_items);
   int64_t t_end = ig_engine_now_ns();
   atomic_store(&e->stats.last_step_ns, t_end - t0);
+  record_step(e, n_items, t_end - t0, t_post - t_fwd, 0);
   update_gauges(e);
   int64_t part[5] = {0, t_fwd - t0, t_post - t_fwd, t_end - t_post, 0};
   if (e->prof_every) profile_step(e, t0, t_end, part, b.n_tokens, n_items);
@@ -1293,6 +1315,8 @@ static void step_async(ig_engine *e) {
   emit_pending(e);
   int64_t t_text = ig_engine_now_ns();
   if (n_items && !rc) rc = e->run.forward_sample_end(e->run.ctx, err, sizeof err);
+  if (n_items) /* the forward: its launch and the wait for it */
+    record_step(e, n_items, ig_engine_now_ns() - t0, (t_launch - t_sched) + (ig_engine_now_ns() - t_text), rc != 0);
   if (n_items && rc) {
     ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
     fail_items(e, n_items, err);

@@ -154,6 +154,15 @@ typedef struct ig_engine_config {
                                              out of range: TGI's 0.5, 2.0] */
 } ig_engine_config;
 
+#define IG_STEP_HIST 36 /* TGI's 35 duration buckets and the overflow */
+#define IG_SIZE_HIST 12 /* 1, 2, 4, ... 1024 sequences and the overflow */
+/* the upper bound of duration bucket i (seconds) */
+static inline double ig_step_bucket_le(int i) {
+  double v = 0.0001;
+  for (int k = 0; k <= i; k++) v *= 1.5;
+  return v;
+}
+
 typedef struct ig_engine_stats {
   /* gauges */
   atomic_int queue_size;          /* waiting requests */
@@ -167,6 +176,12 @@ typedef struct ig_engine_stats {
   atomic_int grammar_cache_entries;          /* masks kept in the cache */
   /* last step's duration, ns */
   atomic_llong last_step_ns;
+  /* per step, [0] steps with prompt rows ("prefill"), [1] the others ("decode"), as TGI's batch metrics: counts,
+   * failures, the whole step's and the forward's time (sums in ns, and counts per TGI duration bucket: bucket i
+   * holds up to 0.1 ms x 1.5^(i+1), the last one beyond), and sequences per step (bucket i: up to 2^i) */
+  atomic_llong step_count[2], step_failed[2], step_ns[2], forward_ns[2];
+  atomic_llong step_hist[2][IG_STEP_HIST], forward_hist[2][IG_STEP_HIST];
+  atomic_llong size_hist[IG_SIZE_HIST], size_sum;
 } ig_engine_stats;
 
 typedef struct ig_engine ig_engine;

@@ -75,6 +75,24 @@ static void hist(ig_str *o, const ig_histogram *h) {
                 h->name, h->count);
 }
 
+/* a histogram per step kind, labelled method="prefill" / "decode" as TGI's batch metrics (buckets as above) */
+static void step_hist(ig_str *o, const char *name, const char *help, const long long (*counts)[36], const double *sum) {
+  static const char *method[2] = {"prefill", "decode"};
+  ig_str_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  for (int k = 0; k < 2; k++) {
+    long long cum = 0;
+    double le = 0.0001;
+    for (int i = 0; i < 35; i++) {
+      le *= 1.5;
+      cum += counts[k][i];
+      ig_str_printf(o, "%s_bucket{method=\"%s\",le=\"%.10g\"} %lld\n", name, method[k], le, cum);
+    }
+    cum += counts[k][35];
+    ig_str_printf(o, "%s_bucket{method=\"%s\",le=\"+Inf\"} %lld\n%s_sum{method=\"%s\"} %.12g\n%s_count{method=\"%s\"} %lld\n",
+                  name, method[k], cum, name, method[k], sum[k], name, method[k], cum);
+  }
+}
+
 void ig_metrics_render(const ig_metrics *m, const ig_server_stats *st, int n_connections, int n_in_flight,
                        ig_str *o) {
   counter(o, "tgi_request_count", "Generation requests received", m->request_count);
@@ -93,6 +111,27 @@ void ig_metrics_render(const ig_metrics *m, const ig_server_stats *st, int n_con
   gauge(o, "tgi_queue_size", "Requests waiting in the queue", st->queue_size);
   gauge(o, "tgi_batch_current_size", "Sequences in the running batch", st->batch_size);
   gauge(o, "tgi_batch_current_max_tokens", "Token budget of the running batch", st->batch_max_tokens);
+  ig_str_puts(o, "# HELP tgi_batch_inference_count Engine steps, by kind (prefill: with prompt rows)\n"
+                 "# TYPE tgi_batch_inference_count counter\n");
+  ig_str_printf(o, "tgi_batch_inference_count{method=\"prefill\"} %lld\ntgi_batch_inference_count{method=\"decode\"} %lld\n",
+                st->step_count[0], st->step_count[1]);
+  ig_str_puts(o, "# HELP tgi_batch_inference_success Engine steps that succeeded, by kind\n"
+                 "# TYPE tgi_batch_inference_success counter\n");
+  ig_str_printf(o, "tgi_batch_inference_success{method=\"prefill\"} %lld\ntgi_batch_inference_success{method=\"decode\"} %lld\n",
+                st->step_count[0] - st->step_failed[0], st->step_count[1] - st->step_failed[1]);
+  step_hist(o, "tgi_batch_inference_duration", "Engine step duration in seconds (schedule, forward, tokens), by kind",
+            st->step_hist, st->step_s);
+  step_hist(o, "tgi_batch_forward_duration", "Model forward (and sampling) duration in seconds, by kind",
+            st->forward_hist, st->forward_s);
+  ig_str_puts(o, "# HELP tgi_batch_next_size Sequences per engine step\n# TYPE tgi_batch_next_size histogram\n");
+  long long cum = 0;
+  for (int i = 0; i < 11; i++) {
+    cum += st->size_hist[i];
+    ig_str_printf(o, "tgi_batch_next_size_bucket{le=\"%d\"} %lld\n", 1 << i, cum);
+  }
+  cum += st->size_hist[11];
+  ig_str_printf(o, "tgi_batch_next_size_bucket{le=\"+Inf\"} %lld\ntgi_batch_next_size_sum %lld\ntgi_batch_next_size_count %lld\n",
+                cum, st->size_sum, cum);
   gauge(o, "ignis_uptime_seconds", "Seconds since the server started", now_s() - m->start_time);
   gauge(o, "ignis_kv_blocks_used", "KV-cache blocks in use", st->kv_blocks_used);
   gauge(o, "ignis_kv_blocks_total", "KV-cache blocks in all", st->kv_blocks_total);

@@ -20,6 +20,12 @@ typedef struct ig_server_stats {
   long long prefix_query_tokens, prefix_hit_tokens;
   long long grammar_masks, grammar_walks;
   int grammar_cache_entries;
+  /* TGI's batch metrics, [0] prefill steps, [1] decode steps: counts, failures, time sums (s), counts per duration
+   * bucket (TGI's: bucket i up to 0.1 ms x 1.5^(i+1), then the overflow), sequences per step (bucket i: up to 2^i) */
+  long long step_count[2], step_failed[2];
+  double step_s[2], forward_s[2];
+  long long step_hist[2][36], forward_hist[2][36];
+  long long size_hist[12], size_sum;
 } ig_server_stats;
 
 /* What the server needs from the rest of ignis. Called from validation workers (tokenize, decode, token_text,

@@ -496,6 +496,18 @@ groups.metrics = async (url) => {
   eq(d("tgi_request_generated_tokens_sum"), 35, "generated_tokens histogram sum");
   eq(d("tgi_request_input_length_sum"), 25, "input_length histogram sum");
   eq(d("tgi_request_duration_count"), 5, "duration histogram count");
+  // TGI's batch metrics: 5 requests of 7 tokens one after another: 5 prompt steps and 30 decode steps (the first token
+  // comes from the prompt step), each of one sequence
+  eq(d('tgi_batch_inference_count{method="prefill"}'), 5, "tgi_batch_inference_count{prefill} delta");
+  eq(d('tgi_batch_inference_count{method="decode"}'), 30, "tgi_batch_inference_count{decode} delta");
+  eq(d('tgi_batch_inference_success{method="decode"}'), 30, "tgi_batch_inference_success{decode} delta");
+  eq(d('tgi_batch_inference_duration_count{method="decode"}'), 30, "tgi_batch_inference_duration count");
+  eq(d('tgi_batch_forward_duration_bucket{method="prefill",le="+Inf"}'), 5, "tgi_batch_forward_duration +Inf bucket");
+  check(d('tgi_batch_forward_duration_sum{method="decode"}') > 0 &&
+        d('tgi_batch_forward_duration_sum{method="decode"}') <= d('tgi_batch_inference_duration_sum{method="decode"}'),
+        "the forward within the step");
+  eq(d('tgi_batch_next_size_bucket{le="1"}'), 35, "tgi_batch_next_size: one sequence per step");
+  eq(d("tgi_batch_next_size_sum"), 35, "tgi_batch_next_size_sum");
   check(after["ignis_kv_blocks_total"] > 0, "ignis_kv_blocks_total");
   check(after["ignis_uptime_seconds"] > 0, "ignis_uptime_seconds");
   for (const k of ["tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens", "ignis_kv_blocks_used", "ignis_preemptions_total",
