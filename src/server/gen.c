@@ -716,7 +716,9 @@ static void stream_tools(ig_job *j, int i, const ig_out_token *t, int final) {
   }
   ig_str p;
   ig_str_init(&p);
-  if (*mode == 1 && ig_tool_stream_feed(&j->tools_ts[i], &p, &m, r, text, o->text.len)) write_sse(j, &p);
+  /* (legacy functions: held to the end, then one function_call chunk) */
+  if (*mode == 1 && !r->legacy_functions && ig_tool_stream_feed(&j->tools_ts[i], &p, &m, r, text, o->text.len))
+    write_sse(j, &p);
   ig_str_clear(&p);
   if (*mode != 2 && !final) {
     ig_str_free(&p);

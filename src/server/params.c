@@ -787,6 +787,20 @@ static void tool_call_args_to_objects(json_t *msg) {
   }
 }
 
+/* A legacy message as the tools era writes it, for the template: an assistant's function_call {name, arguments} as
+ * one tool_calls entry, a "function" message (a function's result) as a "tool" message. */
+static void legacy_to_tools(json_t *msg, size_t i) {
+  json_t *fc = json_object_get(msg, "function_call");
+  if (json_is_object(fc) && !json_object_get(msg, "tool_calls")) {
+    char id[32];
+    snprintf(id, sizeof id, "call_%zu", i);
+    json_object_set_new(msg, "tool_calls", json_pack("[{s:s,s:s,s:O}]", "id", id, "type", "function", "function", fc));
+    json_object_del(msg, "function_call");
+  }
+  const json_t *role = json_object_get(msg, "role");
+  if (json_is_string(role) && !strcmp(json_string_value(role), "function")) json_object_set_new(msg, "role", json_string("tool"));
+}
+
 static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err, size_t errlen) {
   const json_t *msgs = json_object_get(body, "messages");
   if (!msgs) return fail(err, errlen, DESER "missing field `messages`");
@@ -806,6 +820,7 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
     }
     json_t *copy = json_deep_copy(m);
     if (!copy || json_array_append_new(r->messages, copy)) return fail(err, errlen, "out of memory");
+    legacy_to_tools(copy, i);
     tool_call_args_to_objects(copy);
     const json_t *c = json_object_get(m, "content");
     if (c && !json_is_null(c)) {
@@ -813,12 +828,40 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
       int rc = flatten_content(c, i, &flat, err, errlen);
       if (rc) return rc;
       json_object_set_new(copy, "content", flat);
-    } else if (!json_object_get(m, "tool_calls")) {
+    } else if (!json_object_get(copy, "tool_calls")) {
       return fail(err, errlen, DESER "messages[%zu]: missing field `content`", i);
     }
   }
   int rc = parse_openai_common(body, lim, r, err, errlen);
-  if (rc || (rc = parse_tools(body, lim, r, err, errlen))) return rc;
+  if (rc) return rc;
+  /* OpenAI's legacy functions / function_call: the request as tools / tool_choice (when it has no tools) */
+  json_t *b2 = NULL;
+  const json_t *fns = json_object_get(body, "functions");
+  if (fns && !json_is_null(fns) && !json_object_get(body, "tools")) {
+    if (!json_is_array(fns)) return type_err(err, errlen, "functions", fns, "a sequence");
+    json_t *tools = json_array();
+    if (!tools || !(b2 = json_copy((json_t *)body))) {
+      json_decref(tools);
+      return fail(err, errlen, "out of memory");
+    }
+    for (size_t k = 0; k < json_array_size(fns); k++)
+      json_array_append_new(tools, json_pack("{s:s,s:O}", "type", "function", "function", json_array_get(fns, k)));
+    json_object_set_new(b2, "tools", tools);
+    json_object_del(b2, "tool_choice");
+    const json_t *fc = json_object_get(body, "function_call");
+    if (json_is_string(fc)) {
+      json_object_set(b2, "tool_choice", (json_t *)fc); /* "none" | "auto" (others refused as tool_choice's) */
+    } else if (json_is_object(fc)) {
+      json_object_set_new(b2, "tool_choice", json_pack("{s:s,s:O}", "type", "function", "function", fc));
+    } else if (fc && !json_is_null(fc)) {
+      json_decref(b2);
+      return type_err(err, errlen, "function_call", fc, "\"none\", \"auto\" or {\"name\": ...}");
+    }
+    r->legacy_functions = 1;
+  }
+  rc = parse_tools(b2 ? b2 : body, lim, r, err, errlen);
+  json_decref(b2);
+  if (rc) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);
   r->prompt_lens = calloc(1, sizeof *r->prompt_lens);

@@ -40,6 +40,8 @@ typedef struct ig_server_req {
   json_t *tools;               /* chat: the tool definitions as given, checked (owned), NULL: none */
   int tool_choice;             /* chat with tools: IG_TOOLS_* */
   int no_parallel_calls;       /* OpenAI's parallel_tool_calls: false: a reply's first call only */
+  int legacy_functions;        /* OpenAI's legacy functions / function_call: taken as tools / tool_choice, the reply's
+                                  first call answered as message.function_call, finish_reason "function_call" */
   char *tool_prompt;           /* TGI's tool_prompt (malloc'd), for templates that do not read `tools` */
   char *model;                 /* "model" of OpenAI requests (malloc'd, may be NULL) */
   ig_gen_params gp;            /* stop strings owned here (copied into each engine request) */

@@ -337,11 +337,26 @@ static void tool_calls(ig_str *o, const ig_oai_meta *m, int choice, const json_t
   ig_str_putc(o, ']');
 }
 
+/* the legacy "function_call":{"name":..,"arguments":..} of a reply's first call */
+static void function_call(ig_str *o, const json_t *calls) {
+  const json_t *f = json_array_get(calls, 0);
+  ig_str_puts(o, "\"function_call\":{\"name\":");
+  js(o, json_string_value(json_object_get(f, "name")));
+  ig_str_puts(o, ",\"arguments\":");
+  js(o, json_string_value(json_object_get(f, "arguments")));
+  ig_str_putc(o, '}');
+}
+
 void ig_render_chat_tool_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, const json_t *calls) {
   meta_head(o, m, "chat.completion.chunk");
   ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"role\":\"assistant\",\"content\":null,", m->choice);
-  tool_calls(o, m, m->choice, calls, 1);
-  ig_str_puts(o, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
+  if (r->legacy_functions) { /* the legacy shape: the first call as delta.function_call, whole */
+    function_call(o, calls);
+    ig_str_puts(o, "},\"logprobs\":null,\"finish_reason\":\"function_call\"}]");
+  } else {
+    tool_calls(o, m, m->choice, calls, 1);
+    ig_str_puts(o, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]");
+  }
   if (r->include_usage) ig_str_puts(o, ",\"usage\":null");
   ig_str_putc(o, '}');
 }
@@ -549,7 +564,10 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
                         ? ig_tool_calls_parse(s->text.p ? s->text.p : "", s->text.len, r->tools) : NULL;
     while (calls && r->no_parallel_calls && json_array_size(calls) > 1) json_array_remove(calls, 1);
     ig_str_printf(o, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":", c ? "," : "", c);
-    if (calls) {
+    if (calls && r->legacy_functions) { /* the legacy shape: the first call as message.function_call */
+      ig_str_puts(o, "null,");
+      function_call(o, calls);
+    } else if (calls) {
       ig_str_puts(o, "null,");
       tool_calls(o, m, c, calls, 0);
     } else {
@@ -569,7 +587,8 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
     } else {
       ig_str_puts(o, "null");
     }
-    ig_str_printf(o, ",\"finish_reason\":\"%s\"}", calls ? "tool_calls" : ig_finish_openai(s->finish));
+    ig_str_printf(o, ",\"finish_reason\":\"%s\"}",
+                  calls ? (r->legacy_functions ? "function_call" : "tool_calls") : ig_finish_openai(s->finish));
     json_decref(calls);
     ct += s->n_tokens;
   }

@@ -834,6 +834,25 @@ groups.tools = async (url) => {
     eq(c.choices[0].message.tool_calls?.length, 1, "tools required: one call");
     isCall(c.choices[0].message.tool_calls?.[0], "tools required");
   }
+  // OpenAI's legacy functions / function_call: taken as tools / tool_choice, answered as message.function_call with
+  // finish_reason "function_call" (streamed: one chunk with delta.function_call); legacy turns (an assistant's
+  // function_call, a "function" message) reach the template
+  const legacy = { messages, max_tokens: 150, tool_prompt, seed: 3, functions: [WEATHER.function, TIME.function], function_call: { name: "get_weather" } };
+  const lf = JSON.parse((await postJSON(url + "/v1/chat/completions", legacy)).body);
+  eq(lf.choices?.[0]?.finish_reason, "function_call", "legacy functions: finish_reason function_call");
+  eq(lf.choices?.[0]?.message?.function_call?.name, "get_weather", "legacy functions: message.function_call.name");
+  check(typeof JSON.parse(lf.choices?.[0]?.message?.function_call?.arguments ?? "null")?.city === "string", "legacy functions: arguments a JSON string");
+  check(!("tool_calls" in (lf.choices?.[0]?.message ?? {})), "legacy functions: no tool_calls");
+  const ls = await postJSON(url + "/v1/chat/completions", { ...legacy, stream: true });
+  const lsd = sseData(ls.body).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+  const lfc = lsd.find((d) => d.choices?.[0]?.delta?.function_call)?.choices[0];
+  eq(lfc?.finish_reason, "function_call", "legacy functions streamed: one function_call chunk");
+  eq(lfc?.delta?.function_call?.arguments, lf.choices?.[0]?.message?.function_call?.arguments, "legacy functions streamed: the same arguments");
+  const lh = await postJSON(url + "/v1/chat/completions", { tool_prompt, max_tokens: 5, functions: [WEATHER.function], messages: [...messages,
+    { role: "assistant", content: null, function_call: { name: "get_weather", arguments: '{"city":"Paris","unit":"C"}' } },
+    { role: "function", name: "get_weather", content: "sunny" }] });
+  eq(lh.status, 200, "legacy turns in the history");
+  eq((await postJSON(url + "/v1/chat/completions", { ...legacy, function_call: 5 })).status, 422, "function_call 5 -> 422");
   // parallel_tool_calls false is taken (a reply's first call only; a required call is one anyway), a non-boolean a 422
   const np = await client.chat.completions.create({ model: "x", messages, max_tokens: 150, tool_prompt, tools: [WEATHER, TIME], tool_choice: "required", parallel_tool_calls: false });
   eq(np.choices[0].message.tool_calls?.length, 1, "parallel_tool_calls false: one call");
