@@ -324,6 +324,13 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
     return -EINVAL;
   }
+  for (int k = 0; k < p->n_stop_ids; k++) {
+    if (p->stop_ids[k] < 0 || p->stop_ids[k] >= e->run.vocab_size) {
+      snprintf(err, errlen, "stop_token_ids: token id %d is outside the vocabulary (0..%d)", p->stop_ids[k],
+               e->run.vocab_size - 1);
+      return -EINVAL;
+    }
+  }
   for (int k = 0; k < p->n_bias; k++) {
     if (p->bias_id[k] < 0 || p->bias_id[k] >= e->run.vocab_size) {
       snprintf(err, errlen, "logit_bias: token id %d is outside the vocabulary (0..%d)", p->bias_id[k],
@@ -665,6 +672,13 @@ static int is_eos(const ig_engine *e, int32_t id) {
   return 0;
 }
 
+/* one of the request's stop_token_ids */
+static int is_stop_id(const ig_gen_params *p, int32_t id) {
+  for (int i = 0; i < p->n_stop_ids; i++)
+    if (p->stop_ids[i] == id) return 1;
+  return 0;
+}
+
 /* Accepting a sampled token, in two halves so that the pipelined step (step_async) can do what needs no text
  * before it launches the next step, and the text while that step runs. The first half appends the token and
  * makes the finish checks that need no text (TGI's order: length, then EOS). */
@@ -680,6 +694,7 @@ static ig_finish_reason append_token(ig_engine *e, seq *s, int32_t id) {
   }
   if (s->n_generated >= p->max_new_tokens || s->n_tokens >= e->cfg.max_total_tokens) return IG_FINISH_LENGTH;
   if (!p->ignore_eos && is_eos(e, id)) return IG_FINISH_EOS;
+  if (p->n_stop_ids && is_stop_id(p, id)) return IG_FINISH_STOP;
   return IG_FINISH_NONE;
 }
 
@@ -691,6 +706,7 @@ static ig_finish_reason token_text(ig_engine *e, seq *s, const ig_sample_result 
   ig_str_clear(&e->piece);
   ig_str_clear(&e->emit);
   if (s->detok) e->text.detok_push(e->text.ctx, s->detok, id, &e->piece);
+  if (fin == IG_FINISH_STOP && is_stop_id(&s->r->params, id)) ig_str_clear(&e->piece); /* a stop id's text is not sent */
   int stopped;
   if (s->n_generated < s->r->params.min_tokens) /* min_tokens: stop sequences are not looked for yet */
     stopped = ig_str_append(&e->emit, e->piece.p ? e->piece.p : "", e->piece.len) ? -1 : 0;

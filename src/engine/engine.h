@@ -59,6 +59,8 @@ typedef struct ig_gen_params {
                                      generated tokens [0]; such rows are sampled on the host */
   const int32_t *eos_ids;         /* set by the engine at submission for min_tokens: the model's EOS ids */
   int n_eos;
+  int n_stop_ids;                 /* vLLM's stop_token_ids: each ends the reply as EOS does (finish STOP, its text */
+  int32_t *stop_ids;              /* not sent; held off by min_tokens too); owned by the request */
   int n_bias;                     /* OpenAI's logit_bias: bias_val[k] added to token bias_id[k]'s logit before */
   int32_t *bias_id;               /* anything else (owned by the request; one allocation, the values after the */
   float *bias_val;                /* ids); such rows are sampled on the host */

@@ -54,6 +54,7 @@ void ig_request_unref(ig_request *r) {
   for (int i = 0; i < r->params.n_stop; i++) free(r->params.stop[i]);
   free(r->params.stop);
   free(r->params.bias_id); /* bias_val lives in the same allocation */
+  free(r->params.stop_ids);
   ig_jschema_unref(r->params.schema);
   for (int i = r->ev_head; i < r->ev_tail; i++) ig_token_event_clear(&r->events[i]);
   free(r->events);

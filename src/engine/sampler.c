@@ -378,9 +378,12 @@ void ig_sampler_sample_u(ig_sampler *s, const ig_gen_params *p, const float *log
   float *sc = s->scores;
   for (int i = 0; i < V; i++) sc[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN -> -inf */
 
-  if (p->min_tokens > 0 && n_tokens - n_prompt < p->min_tokens) /* min_tokens: EOS cannot come yet */
+  if (p->min_tokens > 0 && n_tokens - n_prompt < p->min_tokens) { /* min_tokens: EOS and stop ids cannot come yet */
     for (int k = 0; k < p->n_eos; k++)
       if (p->eos_ids[k] >= 0 && p->eos_ids[k] < V) sc[p->eos_ids[k]] = -INFINITY;
+    for (int k = 0; k < p->n_stop_ids; k++)
+      if (p->stop_ids[k] >= 0 && p->stop_ids[k] < V) sc[p->stop_ids[k]] = -INFINITY;
+  }
   for (int k = 0; k < p->n_bias; k++) /* logit_bias, first (ids checked at submission) */
     if (p->bias_id[k] >= 0 && p->bias_id[k] < V) sc[p->bias_id[k]] += p->bias_val[k];
   if (p->watermark && n_tokens > 0)

@@ -533,6 +533,12 @@ static void submit_job(ig_job *j) {
     q->params.stop = NULL;
     q->params.n_stop = 0;
     q->params.bias_id = NULL, q->params.bias_val = NULL, q->params.n_bias = 0;
+    q->params.stop_ids = NULL, q->params.n_stop_ids = 0;
+    if (r->gp.n_stop_ids) {
+      if (!(q->params.stop_ids = malloc((size_t)r->gp.n_stop_ids * sizeof(int32_t)))) goto oom;
+      memcpy(q->params.stop_ids, r->gp.stop_ids, (size_t)r->gp.n_stop_ids * sizeof(int32_t));
+      q->params.n_stop_ids = r->gp.n_stop_ids;
+    }
     if (r->gp.n_bias) { /* one allocation: ids, then values */
       size_t nb = (size_t)r->gp.n_bias;
       if (!(q->params.bias_id = malloc(nb * (sizeof(int32_t) + sizeof(float))))) goto oom;

@@ -126,6 +126,30 @@ static int read_logit_bias(const json_t *v, ig_gen_params *g, char *err, size_t 
   return 0;
 }
 
+/* vLLM's stop_token_ids: a list of token ids (0..2^31), each ending the reply as EOS does (finish "stop", its text
+ * not sent); ids past the vocabulary are the engine's 422. */
+#define IG_MAX_STOP_IDS 1024
+static int read_stop_ids(const json_t *v, ig_gen_params *g, char *err, size_t errlen) {
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_array(v)) return type_err(err, errlen, "stop_token_ids", v, "a sequence");
+  size_t n = json_array_size(v);
+  if (n == 0) return 0;
+  if (n > IG_MAX_STOP_IDS) return fail(err, errlen, "stop_token_ids: at most %d ids. Given: %zu", IG_MAX_STOP_IDS, n);
+  int32_t *ids = malloc(n * sizeof *ids);
+  if (!ids) return fail(err, errlen, "out of memory");
+  for (size_t k = 0; k < n; k++) {
+    const json_t *x = json_array_get(v, k);
+    if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX) {
+      free(ids);
+      return fail(err, errlen, "stop_token_ids[%zu]: expected a token id", k);
+    }
+    ids[k] = (int32_t)json_integer_value(x);
+  }
+  free(g->stop_ids);
+  g->stop_ids = ids, g->n_stop_ids = (int)n;
+  return 0;
+}
+
 /* A regex grammar: the pattern kept for the worker. */
 static int take_regex(const char *pat, size_t n, const char *what, ig_server_req *r, char *err, size_t errlen) {
   grammar_clear(r);
@@ -490,9 +514,12 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
   TRY(read_logit_bias(json_object_get(body, "logit_bias"), &r->gp, err, errlen));
   if (r->api == IG_API_COMPLETIONS) TRY(read_bool(body, "echo", "echo", 1, &r->echo, err, errlen));
-  /* vLLM's min_p and min_tokens (clients send them as extra_body) */
+  /* vLLM's min_p, min_tokens, top_k and stop_token_ids (clients send them as extra_body) */
   double min_p = 0.0;
-  long long min_tokens = 0;
+  long long min_tokens = 0, top_k = 0;
+  TRY(read_int(body, "top_k", "top_k", "i32", INT32_MIN, INT32_MAX, &top_k, err, errlen)); /* -1 or 0: off */
+  if (top_k < -1) return fail(err, errlen, "`top_k` must be strictly positive, or -1 / 0 (off)");
+  TRY(read_stop_ids(json_object_get(body, "stop_token_ids"), &r->gp, err, errlen));
   TRY(read_float(body, "min_p", "min_p", &min_p, err, errlen));
   TRY(read_int(body, "min_tokens", "min_tokens", "u32", 0, UINT32_MAX, &min_tokens, err, errlen));
   if (!(min_p >= 0.0 && min_p <= 1.0)) return fail(err, errlen, "`min_p` must be >= 0.0 and <= 1.0");
@@ -540,6 +567,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
     g->temperature = (float)temperature;
   }
   g->top_p = (float)top_p; /* 1.0 (OpenAI's default, sent by some clients) means off */
+  g->top_k = g->do_sample && top_k > 0 ? (int)top_k : 0; /* greedy (temperature 0) stays greedy */
   g->frequency_penalty = (float)freq;
   g->presence_penalty = (float)pres;
   g->repetition_penalty = (float)rep;
@@ -946,6 +974,7 @@ void ig_server_req_free(ig_server_req *r) {
   for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
   free(r->gp.stop);
   free(r->gp.bias_id);
+  free(r->gp.stop_ids);
   ig_jschema_unref(r->gp.schema);
   grammar_clear(r);
   json_decref(r->messages);

@@ -245,7 +245,19 @@ groups.openai = async (url) => {
   const mp = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 40, temperature: 1, seed: 9, min_p: 1 })).body);
   eq(mp.choices[0].text, P0.text.slice(0, mp.choices[0].text.length), "min_p 1 samples the greedy text");
   check(mp.choices[0].text.length > 20, "min_p 1: a text came back");
-  for (const bad of [{ min_p: 1.5 }, { min_p: "x" }, { min_tokens: -1 }, { min_tokens: 10, max_tokens: 5 }])
+  // vLLM's stop_token_ids (the reply ends before the token, finish "stop"; held off by min_tokens) and top_k (1 at
+  // temperature 1: the greedy text; temperature 0 stays greedy)
+  const sid = P0.ids[3];
+  const st = await cmp({ max_tokens: 20, stop_token_ids: [sid] });
+  eq(st.choices[0].finish_reason, "stop", "stop_token_ids: finish stop");
+  eq(st.usage.completion_tokens, 4, "stop_token_ids: the 4th token ends it");
+  eq(st.choices[0].text, (await cmp({ max_tokens: 3 })).choices[0].text, "stop_token_ids: the three tokens before it, its own text not sent");
+  const sm = await cmp({ max_tokens: 20, stop_token_ids: [sid], min_tokens: 10 });
+  check(sm.usage.completion_tokens >= 10, `stop_token_ids held off by min_tokens (${sm.usage.completion_tokens} tokens)`);
+  const tk1 = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 30, temperature: 1, seed: 4, top_k: 1 })).body);
+  eq(tk1.choices[0].text, P0.text.slice(0, tk1.choices[0].text.length), "top_k 1 samples the greedy text");
+  for (const bad of [{ min_p: 1.5 }, { min_p: "x" }, { min_tokens: -1 }, { min_tokens: 10, max_tokens: 5 }, { top_k: -2 },
+    { stop_token_ids: [99999] }, { stop_token_ids: ["x"] }, { stop_token_ids: 5 }])
     eq((await postJSON(url + "/v1/completions", { prompt: "x", max_tokens: 5, ...bad })).status, 422, `${JSON.stringify(bad)} -> 422`);
   for (const bad of [{ x: 1 }, { 5: 101 }, { 999999: 1 }, [1.5], "5"])
     eq((await postJSON(url + "/v1/completions", { prompt: "x", max_tokens: 2, logit_bias: bad })).status, 422, `logit_bias ${JSON.stringify(bad)} -> 422`);

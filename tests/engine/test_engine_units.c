@@ -478,6 +478,11 @@ static void test_chain(void) {
   CHECK_NEAR(r.logprob, log(0.3 / 0.6), 1e-5);
   ig_sampler_sample(&s, &p, logits, toks, 3, 1, 0, &r); /* two */
   CHECK_EQ_INT(r.id, 3);
+  int32_t stop2[1] = {2}; /* stop_token_ids are held off the same way: with 3 (EOS) and 2 masked, 1 */
+  p.stop_ids = stop2, p.n_stop_ids = 1;
+  ig_sampler_sample(&s, &p, logits, toks, 3, 2, 0, &r);
+  CHECK_EQ_INT(r.id, 1);
+  p.stop_ids = NULL, p.n_stop_ids = 0;
   /* min_p 0.6: p < 0.6 x 0.4 removed, so 0.3 : 0.4 remain; greedy is untouched */
   p = default_params();
   p.min_p = 0.6f;
