@@ -383,6 +383,7 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     for (int i = 0; i < r->n_prompt; i++) s->prefill_lp[i] = NAN;
   }
   ig_stopseq_init(&s->stop, p->stop, p->n_stop);
+  s->stop.include = p->include_stop;
   s->r = r;
 
   pthread_mutex_lock(&e->mu);

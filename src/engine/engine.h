@@ -53,6 +53,7 @@ typedef struct ig_gen_params {
                                      NULL: any JSON object (JSON mode) */
   int n_stop;
   char **stop;                    /* stop sequences (owned by the request) */
+  int include_stop;               /* vLLM's include_stop_str_in_output: a matched stop sequence ends the text */
   float min_p;                    /* vLLM's min_p: while sampling, entries below min_p x the top probability go
                                      (after top_p, as transformers' MinPLogitsWarper) [0: off] */
   int min_tokens;                 /* vLLM's min_tokens: no EOS (masked) and no stop-sequence match before this many

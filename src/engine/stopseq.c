@@ -7,6 +7,7 @@
 void ig_stopseq_init(ig_stopseq *s, char *const *stop, int n_stop) {
   s->stop = stop;
   s->n_stop = n_stop;
+  s->include = 0;
   ig_str_init(&s->held);
 }
 
@@ -27,14 +28,15 @@ int ig_stopseq_feed(ig_stopseq *s, const char *piece, size_t n, ig_str *out) {
   size_t tn = s->held.len;
   /* The earliest match wins (the text before it is what a client must see). */
   const char *first = NULL;
+  size_t first_len = 0;
   for (int i = 0; i < s->n_stop; i++) {
     size_t sl = strlen(s->stop[i]);
     if (sl == 0) continue;
     const char *m = memmem(t, tn, s->stop[i], sl);
-    if (m && (!first || m < first)) first = m;
+    if (m && (!first || m < first || (m == first && sl > first_len))) first = m, first_len = sl;
   }
   if (first) {
-    int rc = ig_str_append(out, t, (size_t)(first - t));
+    int rc = ig_str_append(out, t, (size_t)(first - t) + (s->include ? first_len : 0));
     ig_str_clear(&s->held);
     return rc ? -ENOMEM : 1;
   }

@@ -514,6 +514,7 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
   TRY(read_logit_bias(json_object_get(body, "logit_bias"), &r->gp, err, errlen));
   if (r->api == IG_API_COMPLETIONS) TRY(read_bool(body, "echo", "echo", 1, &r->echo, err, errlen));
+  TRY(read_bool(body, "include_stop_str_in_output", "include_stop_str_in_output", 1, &r->gp.include_stop, err, errlen));
   /* vLLM's min_p, min_tokens, top_k and stop_token_ids (clients send them as extra_body) */
   double min_p = 0.0;
   long long min_tokens = 0, top_k = 0;

@@ -252,6 +252,9 @@ groups.openai = async (url) => {
   eq(st.choices[0].finish_reason, "stop", "stop_token_ids: finish stop");
   eq(st.usage.completion_tokens, 4, "stop_token_ids: the 4th token ends it");
   eq(st.choices[0].text, (await cmp({ max_tokens: 3 })).choices[0].text, "stop_token_ids: the three tokens before it, its own text not sent");
+  const inc = await cmp({ stop: [stopAt], include_stop_str_in_output: true });
+  eq(inc.choices[0].text, early.choices[0].text + stopAt, "include_stop_str_in_output: the text ends with the stop");
+  eq(inc.choices[0].finish_reason, "stop", "include_stop_str_in_output: finish stop");
   const sm = await cmp({ max_tokens: 20, stop_token_ids: [sid], min_tokens: 10 });
   check(sm.usage.completion_tokens >= 10, `stop_token_ids held off by min_tokens (${sm.usage.completion_tokens} tokens)`);
   const tk1 = JSON.parse((await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 30, temperature: 1, seed: 4, top_k: 1 })).body);

@@ -526,6 +526,21 @@ static void test_stopseq(void) {
   CHECK_EQ_STR(out.p, "caf");
   ig_stopseq_free(&st);
 
+  /* include_stop_str_in_output: the text ends with the matched stop sequence (the longest one where several start) */
+  char *stops2[] = {"ab", "abc", "x"};
+  ig_str_clear(&out);
+  ig_stopseq_init(&st, stops2, 3);
+  st.include = 1;
+  CHECK_EQ_INT(ig_stopseq_feed(&st, "zza", 3, &out), 0);
+  CHECK_EQ_INT(ig_stopseq_feed(&st, "bcd", 3, &out), 1);
+  CHECK_EQ_STR(out.p, "zzabc");
+  ig_stopseq_free(&st);
+  ig_str_clear(&out);
+  ig_stopseq_init(&st, stops2, 3);
+  CHECK_EQ_INT(ig_stopseq_feed(&st, "zzabcd", 6, &out), 1); /* without include: right before it */
+  CHECK_EQ_STR(out.p, "zz");
+  ig_stopseq_free(&st);
+
   /* End of generation without a match releases the held text. */
   ig_str_clear(&out);
   ig_stopseq_init(&st, stops, 3);
