@@ -1198,6 +1198,14 @@ static void profile_step(ig_engine *e, int64_t t0, int64_t t_end, const int64_t 
   memset(e->prof_part, 0, sizeof e->prof_part);
 }
 
+/* the TGI duration bucket of ns: bucket i holds up to 0.1 ms x 1.5^(i+1), the last one beyond */
+static int duration_bucket(int64_t ns) {
+  double le = 0.00015, s = (double)ns * 1e-9;
+  int i = 0;
+  while (i < IG_STEP_HIST - 1 && s > le) le *= 1.5, i++;
+  return i;
+}
+
 /* TGI's batch metrics of one step (engine stats): prefill when it computed prompt rows, else decode */
 static void record_step(ig_engine *e, int n_items, int64_t step_ns, int64_t fwd_ns, int failed) {
   int k = 1;
@@ -1207,11 +1215,8 @@ static void record_step(ig_engine *e, int n_items, int64_t step_ns, int64_t fwd_
   if (failed) atomic_fetch_add(&st->step_failed[k], 1);
   atomic_fetch_add(&st->step_ns[k], step_ns);
   atomic_fetch_add(&st->forward_ns[k], fwd_ns);
-  int a = 0, b = 0;
-  while (a < IG_STEP_HIST - 1 && step_ns * 1e-9 > ig_step_bucket_le(a)) a++;
-  while (b < IG_STEP_HIST - 1 && fwd_ns * 1e-9 > ig_step_bucket_le(b)) b++;
-  atomic_fetch_add(&st->step_hist[k][a], 1);
-  atomic_fetch_add(&st->forward_hist[k][b], 1);
+  atomic_fetch_add(&st->step_hist[k][duration_bucket(step_ns)], 1);
+  atomic_fetch_add(&st->forward_hist[k][duration_bucket(fwd_ns)], 1);
   int c = 0;
   while (c < IG_SIZE_HIST - 1 && n_items > (1 << c)) c++;
   atomic_fetch_add(&st->size_hist[c], 1);
@@ -1332,8 +1337,10 @@ static void step_async(ig_engine *e) {
   emit_pending(e);
   int64_t t_text = ig_engine_now_ns();
   if (n_items && !rc) rc = e->run.forward_sample_end(e->run.ctx, err, sizeof err);
-  if (n_items) /* the forward: its launch and the wait for it */
-    record_step(e, n_items, ig_engine_now_ns() - t0, (t_launch - t_sched) + (ig_engine_now_ns() - t_text), rc != 0);
+  if (n_items) { /* the forward: its launch and the wait for it */
+    int64_t t_wait = ig_engine_now_ns();
+    record_step(e, n_items, t_wait - t0, (t_launch - t_sched) + (t_wait - t_text), rc != 0);
+  }
   if (n_items && rc) {
     ig_log(IG_LOG_ERROR, "engine: forward failed: %s", err);
     fail_items(e, n_items, err);

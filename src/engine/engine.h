@@ -159,12 +159,6 @@ typedef struct ig_engine_config {
 
 #define IG_STEP_HIST 36 /* TGI's 35 duration buckets and the overflow */
 #define IG_SIZE_HIST 12 /* 1, 2, 4, ... 1024 sequences and the overflow */
-/* the upper bound of duration bucket i (seconds) */
-static inline double ig_step_bucket_le(int i) {
-  double v = 0.0001;
-  for (int k = 0; k <= i; k++) v *= 1.5;
-  return v;
-}
 
 typedef struct ig_engine_stats {
   /* gauges */

@@ -781,17 +781,28 @@ static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
   ig_str_free(&p);
 }
 
+/* A finished job's times in ns (TGI's): total, validation, queue (first request: queued to first scheduled),
+ * inference (first scheduled to done) */
+typedef struct job_times {
+  long long total, valid, queue, inf;
+} job_times;
+static job_times times_of(const ig_job *j) {
+  const ig_request *q = j->reqs[0];
+  long long now = ig_server_now_ns(), t_end = q->t_done > 0 ? q->t_done : now;
+  job_times t = {now - j->t_start, j->t_validated - j->t_start, 0, 0};
+  if (q->t_first_scheduled > q->t_queued) t.queue = q->t_first_scheduled - q->t_queued;
+  if (q->t_first_scheduled > 0 && t_end > q->t_first_scheduled) t.inf = t_end - q->t_first_scheduled;
+  return t;
+}
+
 static void record_success(ig_job *j) {
   ig_server *s = j->srv;
   ig_metrics *m = &s->metrics;
-  ig_request *q = j->reqs[0];
-  long long now = ig_server_now_ns();
+  job_times jt = times_of(j);
   m->request_success++;
-  ig_metrics_observe(&m->duration, (now - j->t_start) * 1e-9);
-  ig_metrics_observe(&m->validation_duration, (j->t_validated - j->t_start) * 1e-9);
-  double qd = q->t_first_scheduled > q->t_queued ? (q->t_first_scheduled - q->t_queued) * 1e-9 : 0;
-  long long t_end = q->t_done > 0 ? q->t_done : now;
-  double inf = q->t_first_scheduled > 0 && t_end > q->t_first_scheduled ? (t_end - q->t_first_scheduled) * 1e-9 : 0;
+  ig_metrics_observe(&m->duration, jt.total * 1e-9);
+  ig_metrics_observe(&m->validation_duration, jt.valid * 1e-9);
+  double qd = jt.queue * 1e-9, inf = jt.inf * 1e-9;
   ig_metrics_observe(&m->queue_duration, qd);
   ig_metrics_observe(&m->inference_duration, inf);
   int gen = j->outs[0].n_tokens;
@@ -806,7 +817,7 @@ static void record_success(ig_job *j) {
     snprintf(extra, sizeof extra,
              "validation_time=%.3fms queue_time=%.3fms inference_time=%.3fms time_per_token=%.3fms "
              "input_tokens=%d generated_tokens=%d seed=%" PRIu64 " finish_reason=%s",
-             (j->t_validated - j->t_start) * 1e-6, qd * 1e3, inf * 1e3, gen ? inf * 1e3 / gen : 0.0,
+             jt.valid * 1e-6, qd * 1e3, inf * 1e3, gen ? inf * 1e3 / gen : 0.0,
              j->outs[0].n_prompt, gen, j->outs[0].seed, ig_finish_tgi(j->outs[0].finish));
     ig_server_log_request(s, NULL, j->route, NULL, 200, j->t_start, extra);
   }
@@ -847,11 +858,8 @@ static void finish_stream(ig_job *j) {
  * prompts' characters), x-prompt-tokens (each prompt once), x-generated-tokens, x-total-tokens. */
 static void timing_headers(ig_job *j) {
   struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
-  const ig_request *q = j->reqs[0];
-  long long now = ig_server_now_ns(), t_end = q->t_done > 0 ? q->t_done : now;
-  long long total = (now - j->t_start) / 1000000, valid = (j->t_validated - j->t_start) / 1000000;
-  long long queue = q->t_first_scheduled > q->t_queued ? (q->t_first_scheduled - q->t_queued) / 1000000 : 0;
-  long long inf = q->t_first_scheduled > 0 && t_end > q->t_first_scheduled ? (t_end - q->t_first_scheduled) / 1000000 : 0;
+  job_times jt = times_of(j);
+  long long total = jt.total / 1000000, valid = jt.valid / 1000000, queue = jt.queue / 1000000, inf = jt.inf / 1000000;
   long long pt = 0, gen = 0, chars = 0;
   for (int i = 0; i < j->n_seqs; i++) {
     if (i == 0 || j->seq_prompt[i] != j->seq_prompt[i - 1]) pt += j->outs[i].n_prompt;
