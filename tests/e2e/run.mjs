@@ -1102,6 +1102,20 @@ if (!ONLY || ONLY.includes("tgiflags")) {
   check(/env: ignis /.test(log), "-e: the environment logged");
   check(/max_batch_size 2/.test(log) && /grammars refused/.test(log), "limits line names max_batch_size and grammars");
   eq((await stopServer(t)).code, 0, "TGI-flags server exits 0");
+  // --huggingface-hub-cache: org/name is looked up there (a cache made of links to the model's files)
+  const snap = path.join(tmp, "hub", "models--org--tiny", "snapshots", "abc");
+  fs.mkdirSync(snap, { recursive: true });
+  fs.mkdirSync(path.join(tmp, "hub", "models--org--tiny", "refs"));
+  fs.writeFileSync(path.join(tmp, "hub", "models--org--tiny", "refs", "main"), "abc");
+  for (const f of fs.readdirSync(MODEL)) fs.symlinkSync(path.join(MODEL, f), path.join(snap, f));
+  const hc = await startServer(BIN, ["--model-id", "org/tiny", "--huggingface-hub-cache", path.join(tmp, "hub")],
+                               { HF_HOME: path.join(tmp, "elsewhere"), HF_HUB_CACHE: "" });
+  const hg = await gen(hc.url, PROMPTS[0].prompt);
+  check(hg.length > 0 && PROMPTS[0].text.startsWith(hg), `--huggingface-hub-cache: the cached model serves (${JSON.stringify(hg)})`);
+  eq((await stopServer(hc)).code, 0, "hub-cache server exits 0");
+  const nohc = spawnSync(BIN, ["serve", "--model-id", "org/tiny"], { encoding: "utf8", timeout: 20000,
+    env: { ...process.env, HF_HOME: path.join(tmp, "elsewhere"), HF_HUB_CACHE: "", HUGGINGFACE_HUB_CACHE: "" } });
+  check(nohc.status !== 0 && /org\/tiny/.test(nohc.stderr), `without it: not found (${nohc.stderr.trim()})`);
   // --rope-scaling linear --rope-factor 2 == a checkpoint whose config says so; != the plain model
   const rd = path.join(tmp, "rope");
   fs.mkdirSync(rd);

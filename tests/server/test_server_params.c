@@ -886,6 +886,78 @@ static void test_tool_stream(void) {
   json_decref(tools);
 }
 
+/* OpenAI's and vLLM's extra fields: what each parses into, and each refusal's message */
+static void test_openai_extras(void) {
+  const ig_api C = IG_API_CHAT, P = IG_API_COMPLETIONS;
+  char m[512];
+  ig_server_req r;
+  /* logit_bias: ids and values kept in order; null, {} and [] mean none */
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":\"a\",\"logit_bias\":{\"5\":100,\"17\":-2.5}}", m, sizeof m, &r), 0);
+  CHECK(r.gp.n_bias == 2 && r.gp.bias_id[0] == 5 && r.gp.bias_val[0] == 100.0f && r.gp.bias_id[1] == 17 &&
+        r.gp.bias_val[1] == -2.5f);
+  ig_server_req_free(&r);
+  for (int k = 0; k < 3; k++) {
+    static const char *none[] = {"null", "{}", "[]"};
+    char b[128];
+    snprintf(b, sizeof b, "{\"prompt\":\"a\",\"logit_bias\":%s}", none[k]);
+    CHECK_EQ_INT(parse_keep(P, b, m, sizeof m, &r), 0);
+    CHECK(r.gp.n_bias == 0 && r.gp.bias_id == NULL);
+    ig_server_req_free(&r);
+  }
+  EXPECT(P, "{\"prompt\":\"a\",\"logit_bias\":{\"x\":1}}", 422, "logit_bias: key 'x' is not a token id");
+  EXPECT(P, "{\"prompt\":\"a\",\"logit_bias\":{\"007\":1}}", 422, "logit_bias: key '007' is not a token id");
+  EXPECT(P, "{\"prompt\":\"a\",\"logit_bias\":{\"5\":101}}", 422,
+         "logit_bias: the bias of token 5 must be a number from -100 to 100");
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":[1.5]}", 422,
+         "logit_bias: expected an object mapping token ids to biases from -100 to 100");
+  /* min_p, min_tokens, top_k (greedy stays greedy), stop_token_ids, include_stop_str_in_output */
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":\"a\",\"min_p\":0.25,\"min_tokens\":3,\"top_k\":7,\"temperature\":0.5,"
+                             "\"stop_token_ids\":[4,9],\"include_stop_str_in_output\":true}", m, sizeof m, &r), 0);
+  CHECK(r.gp.min_p == 0.25f && r.gp.min_tokens == 3 && r.gp.top_k == 7 && r.gp.include_stop == 1);
+  CHECK(r.gp.n_stop_ids == 2 && r.gp.stop_ids[0] == 4 && r.gp.stop_ids[1] == 9);
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":\"a\",\"top_k\":7,\"temperature\":0}", m, sizeof m, &r), 0);
+  CHECK(r.gp.top_k == 0 && !r.gp.do_sample);
+  ig_server_req_free(&r);
+  EXPECT(P, "{\"prompt\":\"a\",\"min_p\":1.5}", 422, "`min_p` must be >= 0.0 and <= 1.0");
+  EXPECT(P, "{\"prompt\":\"a\",\"top_k\":-2}", 422, "`top_k` must be strictly positive, or -1 / 0 (off)");
+  EXPECT(P, "{\"prompt\":\"a\",\"stop_token_ids\":[\"x\"]}", 422, "stop_token_ids[0]: expected a token id");
+  EXPECT(P, "{\"prompt\":\"a\",\"stop_token_ids\":[-1]}", 422, "stop_token_ids[0]: expected a token id");
+  /* echo: with logprobs, the prompt's logprobs are asked of the engine */
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":\"a\",\"echo\":true,\"logprobs\":1}", m, sizeof m, &r), 0);
+  CHECK(r.echo == 1 && r.gp.prefill_logprobs == 1);
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":\"a\",\"echo\":true}", m, sizeof m, &r), 0);
+  CHECK(r.echo == 1 && r.gp.prefill_logprobs == 0);
+  ig_server_req_free(&r);
+  EXPECT(P, "{\"prompt\":\"a\",\"echo\":\"yes\"}", 422,
+         "Failed to deserialize the JSON body into the target type: echo: invalid type: string \"yes\", expected a "
+         "boolean");
+  /* legacy functions: tools and a named choice (so a schema), answered in the legacy shape; parallel_tool_calls */
+  CHECK_EQ_INT(parse_keep(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"functions\":[{\"name\":\"f\","
+                             "\"parameters\":{\"type\":\"object\"}}],\"function_call\":{\"name\":\"f\"},"
+                             "\"parallel_tool_calls\":false}", m, sizeof m, &r), 0);
+  CHECK(r.legacy_functions && json_array_size(r.tools) == 1 && r.tool_choice == IG_TOOLS_REQUIRED && r.gp.schema &&
+        r.no_parallel_calls);
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(parse_keep(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\","
+                             "\"content\":null,\"function_call\":{\"name\":\"f\",\"arguments\":\"{}\"}},{\"role\":"
+                             "\"function\",\"name\":\"f\",\"content\":\"ok\"}],\"functions\":[{\"name\":\"f\"}]}",
+                          m, sizeof m, &r), 0);
+  const json_t *a = json_array_get(r.messages, 1), *fm = json_array_get(r.messages, 2);
+  CHECK(json_array_size(json_object_get(a, "tool_calls")) == 1 && !json_object_get(a, "function_call"));
+  CHECK_EQ_STR(json_string_value(json_object_get(fm, "role")), "tool");
+  CHECK(r.tool_choice == IG_TOOLS_AUTO && !r.gp.schema);
+  ig_server_req_free(&r);
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"functions\":[{\"name\":\"f\"}],\"function_call\":5}",
+         422, "Failed to deserialize the JSON body into the target type: function_call: invalid type: integer `5`, "
+         "expected \"none\", \"auto\" or {\"name\": ...}");
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
+            "{\"name\":\"f\"}}],\"parallel_tool_calls\":\"no\"}", 422,
+         "Failed to deserialize the JSON body into the target type: parallel_tool_calls: invalid type: string \"no\", "
+         "expected a boolean");
+}
+
 int main(void) {
   test_grammar_deferred();
   test_grammar();
@@ -896,6 +968,7 @@ int main(void) {
   test_tgi_rules();
   test_tgi_values();
   test_openai();
+  test_openai_extras();
   test_render();
   test_metrics();
   TEST_DONE();
