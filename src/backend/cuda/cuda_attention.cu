@@ -712,10 +712,10 @@ __global__ void __launch_bounds__(128)
     attn_decode_mma_kernel(const __nv_bfloat16 *__restrict__ q, float *__restrict__ part,
                            const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                            const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
-                           int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits) {
+                           int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits,
+                           int early) {
   static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
   static_assert(HD == 64 || HD == 128, "head_dim 64 or 128");
-  PDL_ENTRY();
   typedef dec_mma_smem<HD> L;
   extern __shared__ __align__(128) unsigned char smraw[];
   __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
@@ -734,11 +734,21 @@ __global__ void __launch_bounds__(128)
   const int k0 = lo + z * IG_ATTN_SPLIT_KEYS, nk = min(hi, k0 + IG_ATTN_SPLIT_KEYS) - k0; /* 1 <= nk <= 64 */
   const int tid = threadIdx.x;
   __shared__ int ri[IG_ATTN_SPLIT_KEYS];
-  dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
+  /* the batch tables are the host's, and a split that ends before the row's own key is not written by the previous
+   * kernel (see the fused kernel): both before the grid dependency when early != 0 */
   dec_row_index(ri, block_table + (size_t)s * max_blocks, k0, nk, kvh, nkv, bs);
   __syncthreads();
-  dec_mma_stage_rows<HD>(Ks, kc, ri, nk, tid);
-  dec_mma_stage_rows<HD>(Vs, vc, ri, nk, tid);
+  const bool pre = early && z + 1 < nsplit;
+  if (pre) {
+    dec_mma_stage_rows<HD>(Ks, kc, ri, nk, tid);
+    dec_mma_stage_rows<HD>(Vs, vc, ri, nk, tid);
+  }
+  PDL_ENTRY();
+  dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
+  if (!pre) {
+    dec_mma_stage_rows<HD>(Ks, kc, ri, nk, tid);
+    dec_mma_stage_rows<HD>(Vs, vc, ri, nk, tid);
+  }
   cp_async_commit_group();
   cp_async_wait_group<0>();
   __syncthreads();
@@ -772,9 +782,8 @@ __global__ void __launch_bounds__(256)
     attn_decode_fused_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                              const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                              const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
-                             int max_blocks, int nh, int nkv, int bs, float scale, int window) {
+                             int max_blocks, int nh, int nkv, int bs, float scale, int window, int early) {
   static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
-  PDL_ENTRY();
   typedef dec_mma_smem<HD> L;
   typedef dec_fused_smem<HD> F;
   extern __shared__ __align__(128) unsigned char smraw[];
@@ -793,16 +802,28 @@ __global__ void __launch_bounds__(256)
   int lo, hi;
   key_range(p, window, &lo, &hi);
   const int nsplit = (hi - lo + IG_ATTN_SPLIT_KEYS - 1) / IG_ATTN_SPLIT_KEYS; /* 1..CB_Z (the host checks) */
+  /* Before the grid dependency (early != 0): the row indices (the block table is the host's), and each group's first
+   * split when it ends before the row's own key. The previous kernel (q|k|v with rope and KV write, or rope + KV
+   * write) writes only the key at each row's position, and every kernel before it has completed. */
+  dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
+  __syncthreads();
+  const bool pre = early && grp + 1 < nsplit;
+  if (pre) {
+    dec_mma_stage_rows<HD>(Ks, kc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
+    dec_mma_stage_rows<HD>(Vs, vc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
+  }
+  PDL_ENTRY();
   if (grp == 0) dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
   cp_async_commit_group();
-  dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
   cp_async_wait_group<0>();
   __syncthreads();
   const int g = (gt & 31) >> 2;
   for (int z = grp; z < nsplit; z += 2) {
     const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
-    dec_mma_stage_rows<HD>(Ks, kc, ri + j0, nk, gt);
-    dec_mma_stage_rows<HD>(Vs, vc, ri + j0, nk, gt);
+    if (!(pre && z == grp)) {
+      dec_mma_stage_rows<HD>(Ks, kc, ri + j0, nk, gt);
+      dec_mma_stage_rows<HD>(Vs, vc, ri + j0, nk, gt);
+    }
     cp_async_commit_group();
     cp_async_wait_group<0>();
     bar_sync(1 + grp, 128);
@@ -888,7 +909,7 @@ static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc,
   CU_LAUNCH(be, (attn_decode_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, part,
             (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows + r0, c->b.row_seq, c->b.pos,
             c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
-            p->sliding_window, c->b.max_splits);
+            p->sliding_window, c->b.max_splits, c->decode_early);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -903,7 +924,7 @@ static int launch_decode_fused(ig_backend *be, ig_tensor *out, const ig_tensor *
   CU_LAUNCH(be, (attn_decode_fused_kernel<HD>), grid, 256, smem, (const __nv_bfloat16 *)q->data,
             (__nv_bfloat16 *)out->data, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows,
             c->b.row_seq, c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size,
-            p->scale, p->sliding_window);
+            p->scale, p->sliding_window, c->decode_early);
   LAUNCH_CHECK(be);
   return 0;
 }

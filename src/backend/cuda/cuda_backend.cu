@@ -710,6 +710,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
                          * shape: B = 32 6.67 against 6.75-6.79 ms with the split kernel, B = 16 the same either way),
                          * set once the device is known */
   env_int("IGNIS_CUDA_DECODE_FUSED", 0, INT32_MAX, &c->decode_fused);
+  const char *de = getenv("IGNIS_CUDA_DECODE_EARLY");
+  c->decode_early = !(de && de[0] == '0');
   int scr_mb = 256;
   env_int("IGNIS_CUDA_ATTN_SCRATCH_MB", 1, 1 << 20, &scr_mb);
   c->attn_scratch_cap = (size_t)scr_mb << 20;
