@@ -213,11 +213,27 @@ static int check_value(const flag *fl, const char *v) {
   }
 }
 
+/* Kubernetes exports <SERVICE>_PORT=tcp://10.96.0.5:9090 for every Service in the pod's namespace (service links):
+ * with a Service named "prometheus" or "master", PROMETHEUS_PORT or MASTER_PORT would hold such an address, not a
+ * setting. Those values are skipped (and logged once logging is set up) instead of stopping the start. */
+static const char *svc_links[4];
+static int n_svc_links;
+static int service_link(const char *env, const char *v) {
+  size_t n = strlen(env);
+  return n >= 5 && !strcmp(env + n - 5, "_PORT") &&
+         (!strncmp(v, "tcp://", 6) || !strncmp(v, "udp://", 6) || !strncmp(v, "sctp://", 7));
+}
+
 /* Returns 0, 1 for --help, 2 on a bad flag (message printed). */
 static int parse_flags(int argc, char **argv) {
+  n_svc_links = 0;
   for (size_t i = 0; i < N_FLAGS; i++) {
     flags[i].value = NULL;
     const char *e = flags[i].env ? getenv(flags[i].env) : NULL;
+    if (e && service_link(flags[i].env, e)) {
+      if (n_svc_links < 4) svc_links[n_svc_links++] = flags[i].env;
+      e = NULL;
+    }
     if (!e && flags[i].env2) e = getenv(flags[i].env2);
     /* HOSTNAME is exported by container runtimes as the machine's name; it is honoured only when it looks
      * like an address we can bind (checked at bind time) */
@@ -697,6 +713,10 @@ int ig_cmd_serve(int argc, char **argv) {
    * the backend's own IGNIS_CUDA_BATCH_INVARIANT is set */
   setenv("IGNIS_CUDA_BATCH_INVARIANT", batch_inv ? "1" : "0", val("batch-invariant") != NULL);
   ig_log_set_json(json_out);
+  for (int i = 0; i < n_svc_links; i++)
+    ig_log(IG_LOG_WARN, "ignoring %s=%s: a Kubernetes service link (the address of a Service), not a port number; "
+           "the flag's default applies (set enableServiceLinks: false, or the flag, to silence this)", svc_links[i],
+           getenv(svc_links[i]));
   signal(SIGPIPE, SIG_IGN);
 
   const char *device = val("device");

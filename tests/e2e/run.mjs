@@ -180,6 +180,67 @@ groups.curl = async (url) => {
   eq(data.slice(0, -1).map((d) => JSON.parse(d).choices[0].delta.content).join(""), P0.text, "curl chat stream text");
 };
 
+// lm-evaluation-harness's loglikelihood requests (its local-completions model): prompts of token ids, echo, logprobs 1,
+// max_tokens 1 (and 0: the prompt alone); it reads token_logprobs[ctxlen:-1] and checks greediness with top_logprobs
+async function scoring(url) {
+  const ids = [];
+  for (const p of [P0.prompt, P1.prompt]) ids.push(JSON.parse((await postJSON(url + "/tokenize", { inputs: p })).body).map((t) => t.id));
+  const pre = [];
+  for (const p of [P0.prompt, P1.prompt])
+    pre.push(JSON.parse((await postJSON(url + "/generate", { inputs: p, parameters: { max_new_tokens: 1, decoder_input_details: true, details: true } })).body).details.prefill.map((t) => t.logprob));
+  const maxOf = (d) => Math.max(...Object.values(d));
+  for (const max_tokens of [1, 0]) {
+    const what = `scoring (max_tokens ${max_tokens})`;
+    const r = await postJSON(url + "/v1/completions", { model: "x", prompt: ids, temperature: 0, max_tokens, logprobs: 1, seed: 1234, echo: true });
+    eq(r.status, 200, `${what}: status`);
+    const j = JSON.parse(r.body), choices = [...(j.choices ?? [])].sort((a, b) => a.index - b.index);
+    eq(choices.map((c) => c.index).join(","), "0,1", `${what}: a choice per prompt, in order`);
+    eq(j.usage?.completion_tokens, 2 * max_tokens, `${what}: completion tokens`);
+    eq(j.usage?.prompt_tokens, ids[0].length + ids[1].length, `${what}: prompt tokens`);
+    choices.forEach((c, i) => {
+      const lp = c.logprobs, n = ids[i].length + max_tokens, w = `${what}, prompt ${i}`;
+      eq(c.finish_reason, "length", `${w}: finish_reason`);
+      check(["tokens", "token_logprobs", "top_logprobs", "text_offset"].every((k) => lp?.[k]?.length === n),
+            `${w}: four lists of prompt + generated tokens (${n}): ${JSON.stringify(lp)?.slice(0, 300)}`);
+      if (!lp?.top_logprobs) return;
+      check(lp.token_logprobs[0] === null && lp.top_logprobs[0] === null, `${w}: the first token has no logprob`);
+      check(pre[i].every((x, k) => k === 0 || Math.abs(x - lp.token_logprobs[k]) < 1e-5), `${w}: prompt logprobs are /generate's prefill logprobs`);
+      check(lp.top_logprobs.every((d, k) => k === 0 || (d[lp.tokens[k]] !== undefined && maxOf(d) >= lp.token_logprobs[k] && Object.keys(d).length <= 2)),
+            `${w}: each top_logprobs holds the token, at most 2 keys, none less likely than the token's`);
+      eq(lp.tokens.join(""), c.text, `${w}: the tokens spell the echoed text`);
+      check(lp.text_offset.every((o, k) => o === lp.tokens.slice(0, k).join("").length), `${w}: text_offset`);
+      if (max_tokens) eq(lp.token_logprobs[n - 1], maxOf(lp.top_logprobs[n - 1]), `${w}: the greedy token's logprob is its top's`);
+      // lm-eval's own reading: the continuation (the prompt's last token) scored, greedy when it is the top one
+      const ctxlen = ids[i].length - 1, cont = lp.token_logprobs.slice(ctxlen, n - max_tokens);
+      check(cont.length === 1 && Math.abs(cont[0] - pre[i][ctxlen]) < 1e-5, `${w}: lm-eval's token_logprobs[ctxlen:-1]`);
+    });
+  }
+  // streamed, each choice's chunks add up to the unstreamed lists (text prompts too, where offsets are the tokenizer's)
+  for (const [prompt, max_tokens] of [[ids, 3], [ids, 0], [P0.prompt, 3]]) {
+    const body = { prompt, temperature: 0, max_tokens, logprobs: 2, echo: true };
+    const whole = JSON.parse((await postJSON(url + "/v1/completions", body)).body);
+    const chunks = sseData((await postJSON(url + "/v1/completions", { ...body, stream: true })).body).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
+    const got = {};
+    for (const ch of chunks)
+      for (const c of ch.choices) {
+        const g = (got[c.index] ??= { text: "", tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] });
+        g.text += c.text;
+        for (const k of ["tokens", "token_logprobs", "top_logprobs", "text_offset"]) g[k].push(...(c.logprobs?.[k] ?? [NaN]));
+      }
+    whole.choices.forEach((c) => eq(JSON.stringify(got[c.index]), JSON.stringify({ text: c.text, ...c.logprobs }),
+                                    `scoring streamed (${typeof prompt === "string" ? "text" : "ids"}, max_tokens ${max_tokens}): chunks add up to the unstreamed choice ${c.index}`));
+    check(whole.choices.every((c) => c.logprobs.top_logprobs.slice(1).every((d) => Object.keys(d).length >= 2)), "logprobs 2: the two most likely tokens and the chosen one");
+  }
+  // refused: ids outside the vocabulary, negative, not integers, empty; max_tokens 0 without echo; logprobs past the limit
+  const bad = [[1, 512], [1, -1], [1, 2.5], [[1], []], [[1], "x"]];
+  for (const prompt of bad) {
+    const r = await postJSON(url + "/v1/completions", { prompt, max_tokens: 1, echo: true, logprobs: 1 });
+    check(r.status === 422 && JSON.parse(r.body).error_type === "validation", `prompt ${JSON.stringify(prompt)} -> 422 validation (${r.status} ${r.body})`);
+  }
+  eq((await postJSON(url + "/v1/completions", { prompt: ids[0], max_tokens: 0 })).status, 422, "max_tokens 0 without echo -> 422");
+  eq((await postJSON(url + "/v1/completions", { prompt: ids[0], max_tokens: 1, logprobs: 6 })).status, 422, "logprobs 6 -> 422");
+}
+
 groups.openai = async (url) => {
   const client = new OpenAI({ baseURL: url + "/v1", apiKey: "unused" });
   // n: several choices of one prompt, each its own seeded sequence; the same request gives the same choices, and
@@ -213,8 +274,9 @@ groups.openai = async (url) => {
   check(banned.choices[0].text !== plain.choices[0].text, `logit_bias -100 on the first greedy token: another text (${JSON.stringify(banned.choices[0].text)})`);
   const fo = await client.completions.create({ model: "x", prompt: P0.prompt, max_tokens: 4, temperature: 0, logit_bias: { [forced]: 100 } });
   eq(fo.choices[0].text, forcedText.choices[0].text, "logit_bias through the OpenAI client");
-  check(fo.choices[0].text.length > 0 && forcedText.choices[0].logprobs.length === 4 && forcedText.choices[0].logprobs.every((x) => x > -1e-3),
-        `logit_bias +100: the forced token every time, logprobs ~0 (${JSON.stringify(forcedText.choices[0].logprobs)})`);
+  const forcedLp = forcedText.choices[0].logprobs.token_logprobs;
+  check(fo.choices[0].text.length > 0 && forcedLp.length === 4 && forcedLp.every((x) => x > -1e-3),
+        `logit_bias +100: the forced token every time, logprobs ~0 (${JSON.stringify(forcedLp)})`);
   const cb = await client.chat.completions.create({ model: "x", messages: [{ role: "user", content: P0.prompt }], max_tokens: 3,
     temperature: 0, logit_bias: { [forced]: 100 }, logprobs: true });
   check(cb.choices[0].logprobs.content.every((t) => t.logprob > -1e-3), "logit_bias on chat: the forced token every time");
@@ -225,10 +287,16 @@ groups.openai = async (url) => {
   eq(ec.choices[0].text, P0.prompt + plain6.choices[0].text, "echo: the prompt before the completion");
   const tg = JSON.parse((await postJSON(url + "/generate", { inputs: P0.prompt, parameters: { max_new_tokens: 1, decoder_input_details: true, details: true } })).body);
   const pre = tg.details.prefill.map((t) => t.logprob);
-  eq(ec.choices[0].logprobs.length, pre.length + 6, "echo: logprobs of the prompt's tokens and the completion's");
-  eq(ec.choices[0].logprobs[0], null, "echo: the first prompt token has no logprob");
-  check(pre.every((x, k) => k === 0 || Math.abs(x - ec.choices[0].logprobs[k]) < 1e-5), "echo: prompt logprobs are TGI's prefill logprobs");
-  check(plain6.choices[0].logprobs.every((x, k) => Math.abs(x - ec.choices[0].logprobs[pre.length + k]) < 1e-6), "echo: then the completion's");
+  const ecLp = ec.choices[0].logprobs.token_logprobs;
+  eq(ecLp.length, pre.length + 6, "echo: logprobs of the prompt's tokens and the completion's");
+  eq(ecLp[0], null, "echo: the first prompt token has no logprob");
+  check(pre.every((x, k) => k === 0 || Math.abs(x - ecLp[k]) < 1e-5), "echo: prompt logprobs are TGI's prefill logprobs");
+  check(plain6.choices[0].logprobs.token_logprobs.every((x, k) => Math.abs(x - ecLp[pre.length + k]) < 1e-6), "echo: then the completion's");
+  // text_offset: where each token starts in the choice's text (a text prompt's where the tokenizer put them)
+  const eo = ec.choices[0].logprobs.text_offset, et = ec.choices[0].logprobs.tokens;
+  check(eo.length === ecLp.length && et.every((t, k) => k === 0 || ec.choices[0].text.slice(eo[k], eo[k] + t.length).trim() === t.trim()),
+        `echo: text_offset points at each token in the text (${JSON.stringify(eo)} ${JSON.stringify(et)})`);
+  await scoring(url);
   const es = await postJSON(url + "/v1/completions", { prompt: P0.prompt, max_tokens: 3, temperature: 0, echo: true, stream: true });
   const ed = sseData(es.body).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d));
   eq(ed[0]?.choices?.[0]?.text, P0.prompt, "echo streamed: the prompt first");
@@ -1108,10 +1176,15 @@ if (!ONLY || ONLY.includes("tgiflags")) {
   fs.mkdirSync(path.join(tmp, "hub", "models--org--tiny", "refs"));
   fs.writeFileSync(path.join(tmp, "hub", "models--org--tiny", "refs", "main"), "abc");
   for (const f of fs.readdirSync(MODEL)) fs.symlinkSync(path.join(MODEL, f), path.join(snap, f));
+  // (with Kubernetes service links for Services named "prometheus" and "master" in the environment: skipped, logged)
   const hc = await startServer(BIN, ["--model-id", "org/tiny", "--huggingface-hub-cache", path.join(tmp, "hub")],
-                               { HF_HOME: path.join(tmp, "elsewhere"), HF_HUB_CACHE: "" });
+                               { HF_HOME: path.join(tmp, "elsewhere"), HF_HUB_CACHE: "",
+                                 PROMETHEUS_PORT: "tcp://10.96.0.5:9090", MASTER_PORT: "tcp://10.96.0.7:29500" });
   const hg = await gen(hc.url, PROMPTS[0].prompt);
   check(hg.length > 0 && PROMPTS[0].text.startsWith(hg), `--huggingface-hub-cache: the cached model serves (${JSON.stringify(hg)})`);
+  check(/ignoring PROMETHEUS_PORT=tcp:\/\/10\.96\.0\.5:9090: a Kubernetes service link/.test(hc.log()) &&
+        /ignoring MASTER_PORT=tcp:/.test(hc.log()), "service-link PROMETHEUS_PORT / MASTER_PORT: skipped and logged");
+  check(!/metrics also on/.test(hc.log()), "no metrics listener from a service link");
   eq((await stopServer(hc)).code, 0, "hub-cache server exits 0");
   const nohc = spawnSync(BIN, ["serve", "--model-id", "org/tiny"], { encoding: "utf8", timeout: 20000,
     env: { ...process.env, HF_HOME: path.join(tmp, "elsewhere"), HF_HUB_CACHE: "", HUGGINGFACE_HUB_CACHE: "" } });
@@ -1142,6 +1215,8 @@ if (!ONLY || ONLY.includes("tgiflags")) {
   }
   const re = spawnSync(BIN, ["serve", "--model-id", MODEL], { encoding: "utf8", timeout: 20000, env: { ...process.env, QUANTIZE: "gptq" } });
   eq(re.status, 2, "QUANTIZE=gptq in the environment exits 2 too");
+  const rp = spawnSync(BIN, ["serve", "--model-id", MODEL], { encoding: "utf8", timeout: 20000, env: { ...process.env, PROMETHEUS_PORT: "9o9o" } });
+  check(rp.status === 2 && /PROMETHEUS_PORT/.test(rp.stderr), `PROMETHEUS_PORT=9o9o (not a service link) exits 2 naming it (${rp.stderr.trim()})`);
   fs.rmSync(tmp, { recursive: true, force: true });
   console.log(`tgiflags: ${summary().failures} failure(s) so far`);
 }
