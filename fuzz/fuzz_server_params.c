@@ -1,7 +1,8 @@
 /* fuzz/fuzz_server_params: request bodies of every generation route through the JSON parser, TGI's
  * validation (params.c: grammars and JSON schemas compiled, tools and tool_choice) and the length checks, then
  * the response renderers on the parsed request (the prompt text doubling as the reply, so that a chat request
- * whose prompt is a tool call renders tool_calls, whole and streamed as written). */
+ * whose prompt is a tool call renders tool_calls, whole and streamed as written; a prompt of token ids is the
+ * echoed prompt of the completions logprobs object). */
 #include "server/params.h"
 #include "server/render.h"
 #include <stdint.h>
@@ -30,10 +31,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!s.input_len && json_is_string(json_object_get(last, "content")))
       s.input_text = (char *)json_string_value(json_object_get(last, "content")),
       s.input_len = json_string_length(json_object_get(last, "content"));
+    if (r.prompt_ids && r.prompt_ids[0]) s.prompt_ids = r.prompt_ids[0], s.n_prompt = r.n_prompt_ids[0];
     ig_out_token t;
     memset(&t, 0, sizeof t);
     t.id = 5;
+    t.logprob = -0.5f;
     t.text = strdup(s.input_text);
+    t.piece = strdup(s.input_text);
     ig_seq_out_push(&s, &t);
     ig_str o;
     ig_str_init(&o);
@@ -42,6 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_render_chat_completion(&o, &m, &r, &s, 1);
     ig_render_completion(&o, &m, &r, &s, 1);
     ig_render_tgi_stream(&o, 1, &s.tokens[0], 1, 1, &s, 1, 3);
+    int off = 0, all = (r.echo ? s.n_prompt : 0) + s.n_tokens;
+    ig_render_completion_chunk(&o, &m, &r, 0, s.input_text, IG_FINISH_NONE, &s, 0, all - 1, &off);
+    ig_render_completion_chunk(&o, &m, &r, 0, "", IG_FINISH_LENGTH, &s, all - 1, all, &off);
     if (r.tools) { /* the reply text as a tool call, streamed form */
       json_t *calls = ig_tool_calls_parse(s.text.p ? s.text.p : "", s.text.len, r.tools);
       if (calls) ig_render_chat_tool_chunk(&o, &m, &r, calls);

@@ -44,6 +44,7 @@ typedef struct seq {
   int scheduled_once;
   int lp_done;         /* prefill logprobs known for prompt positions [1, lp_done) */
   float *prefill_lp;   /* [n_prompt] when asked, handed to the request once complete */
+  ig_logprob_top *prefill_top; /* [n_prompt][prefill_top_n] when asked, handed over with prefill_lp */
   ig_kvb_table bt;
   void *detok;
   ig_stopseq stop;
@@ -65,6 +66,7 @@ typedef struct item { /* one sequence's rows in this step */
   int prefill;         /* counts against max_batch_prefill_tokens */
   int sample_job;      /* index into the step's sampling jobs, -1 when it samples nothing this step */
   int dev_sample;      /* index into the step's device-sampled rows, -1 when not sampled on the device */
+  int ends;            /* a request of max_new_tokens 0 whose prompt this step completed: it ends, nothing sampled */
 } item;
 
 struct ig_engine {
@@ -211,15 +213,22 @@ static void update_gauges(ig_engine *e) {
 
 /* ---- finishing ---------------------------------------------------------------------------------------- */
 
+/* Frees a sequence and its buffers; alone, for one that never reached the engine thread (submit failed). */
+static void seq_free_mem(seq *s) {
+  if (!s) return;
+  ig_stopseq_free(&s->stop);
+  free(s->tokens);
+  free(s->prefill_lp);
+  free(s->prefill_top);
+  free(s->json);
+  free(s);
+}
+
 static void seq_free(ig_engine *e, seq *s) {
   ig_kvb_release(&e->kvb, &s->bt);
   ig_kvb_table_free(&s->bt);
   if (s->detok && e->has_text) e->text.detok_free(e->text.ctx, s->detok);
-  ig_stopseq_free(&s->stop);
-  free(s->tokens);
-  free(s->prefill_lp);
-  free(s->json);
-  free(s);
+  seq_free_mem(s);
 }
 
 /* Pushes one event to s's request and wakes the server. `text` may be NULL. */
@@ -300,8 +309,8 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
     snprintf(err, errlen, "the prompt must have at least one token");
     return -EINVAL;
   }
-  if (p->max_new_tokens < 1) {
-    snprintf(err, errlen, "max_new_tokens must be > 0");
+  if (p->max_new_tokens < 0) {
+    snprintf(err, errlen, "max_new_tokens must be >= 0");
     return -EINVAL;
   }
   if ((int64_t)r->n_prompt + p->max_new_tokens > e->cfg.max_total_tokens) {
@@ -320,8 +329,9 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
       return -EINVAL;
     }
   }
-  if (p->top_n_tokens < 0 || p->top_n_tokens > IG_MAX_TOP_N) {
-    snprintf(err, errlen, "top_n_tokens must be in [0, %d]", IG_MAX_TOP_N);
+  if (p->top_n_tokens < 0 || p->top_n_tokens > IG_MAX_TOP_N || p->prefill_top_n < 0 ||
+      p->prefill_top_n > IG_MAX_TOP_N) {
+    snprintf(err, errlen, "top_n_tokens and prefill_top_n must be in [0, %d]", IG_MAX_TOP_N);
     return -EINVAL;
   }
   for (int k = 0; k < p->n_stop_ids; k++) {
@@ -358,20 +368,18 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
              "constrained output (JSON mode, a schema or a regex) needs the model's tokenizer and an EOS token");
     return -EINVAL;
   }
+  const int top_n = p->prefill_logprobs ? p->prefill_top_n : 0;
   seq *s = calloc(1, sizeof *s);
   if (s) s->tokens = malloc(sizeof(int32_t) * (size_t)(r->n_prompt + p->max_new_tokens));
   if (s && p->prefill_logprobs) s->prefill_lp = malloc(sizeof(float) * (size_t)r->n_prompt);
+  if (s && top_n) s->prefill_top = malloc(sizeof *s->prefill_top * (size_t)r->n_prompt * (size_t)top_n);
   if (s && p->json_mode && (s->json = malloc(sizeof *s->json))) {
     s->schema = p->schema ? p->schema : e->jany;
     ig_jsm_init(s->json, s->schema);
   }
-  if (!s || !s->tokens || (p->prefill_logprobs && !s->prefill_lp) || (p->json_mode && !s->json)) {
-    if (s) {
-      free(s->tokens);
-      free(s->prefill_lp);
-      free(s->json);
-    }
-    free(s);
+  if (!s || !s->tokens || (p->prefill_logprobs && !s->prefill_lp) || (top_n && !s->prefill_top) ||
+      (p->json_mode && !s->json)) {
+    seq_free_mem(s);
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
@@ -382,6 +390,8 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
   if (s->prefill_lp) {
     for (int i = 0; i < r->n_prompt; i++) s->prefill_lp[i] = NAN;
   }
+  for (size_t i = 0; s->prefill_top && i < (size_t)r->n_prompt * (size_t)top_n; i++)
+    s->prefill_top[i] = (ig_logprob_top){-1, NAN};
   ig_stopseq_init(&s->stop, p->stop, p->n_stop);
   s->stop.include = p->include_stop;
   s->r = r;
@@ -400,11 +410,7 @@ int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen) {
   }
   if (rc) {
     pthread_mutex_unlock(&e->mu);
-    ig_stopseq_free(&s->stop);
-    free(s->tokens);
-    free(s->prefill_lp);
-    free(s->json);
-    free(s);
+    seq_free_mem(s);
     return rc;
   }
   ig_request_ref(r);
@@ -734,6 +740,14 @@ static ig_finish_reason accept_token(ig_engine *e, seq *s, const ig_sample_resul
   return token_text(e, s, sr, append_token(e, s, sr->id));
 }
 
+/* A request of max_new_tokens 0 whose prompt is computed (its prefill logprobs published): one event of no token,
+ * finish LENGTH, and it ends. */
+static void end_prompt_only(ig_engine *e, seq *s) {
+  seq_release(e, s);
+  emit_event(s, -1, NAN, 0, "", 0, NULL, IG_FINISH_LENGTH);
+  finish_running(e, s, IG_FINISH_LENGTH, NULL);
+}
+
 /* Ends s after token_text sent its final event, from the running or the waiting list (preempted meanwhile).
  * When the step in flight computes a row for it, it stays allocated (its KV blocks too, which that step may still
  * write) as a zombie until the step's results are in: take_held then frees it and drops its token. */
@@ -833,7 +847,8 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
       if (!want_lp && p != s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
-      if (want_lp || gp->watermark || gp->n_bias || gp->min_tokens || gp->min_p > 0.0f ||
+      /* (a prompt-only request's last row comes to the host and is not sampled: collect_results) */
+      if (want_lp || gp->watermark || gp->n_bias || gp->min_tokens || gp->min_p > 0.0f || gp->max_new_tokens < 1 ||
           gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
         e->hrows[n_host++] = out++;
         continue;
@@ -1073,6 +1088,19 @@ static void json_masks(ig_engine *e, int n_rows) {
   }
 }
 
+/* Prompt position q's logprob (and most likely tokens, when asked) from the logits row of position q - 1. */
+static void prompt_logprob(seq *s, int q, const float *lg, int V) {
+  double lse = ig_sample_logsumexp(lg, V);
+  s->prefill_lp[q] = (float)(lg[s->tokens[q]] - lse);
+  if (!s->prefill_top) return;
+  const int n = s->r->params.prefill_top_n;
+  int32_t ids[IG_MAX_TOP_N];
+  float lps[IG_MAX_TOP_N];
+  int k = ig_sample_top_n(lg, V, lse, n, ids, lps);
+  ig_logprob_top *row = s->prefill_top + (size_t)q * (size_t)n;
+  for (int j = 0; j < n; j++) row[j] = j < k ? (ig_logprob_top){ids[j], lps[j]} : (ig_logprob_top){-1, NAN};
+}
+
 /* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
  * rows collected into jobs, run together, maybe in parallel) and the step counters. Host logits are every out row
  * in order, or (device sampling) the host rows in order. 0 or -ENOMEM. */
@@ -1095,27 +1123,30 @@ static int collect_results(ig_engine *e, int n_items) {
       const float *lg = on_host ? e->logits + (size_t)(dev ? host_k++ : out) * V : NULL;
       out++;
       if (want_lp) {
-        s->prefill_lp[p + 1] = (float)(lg[s->tokens[p + 1]] - ig_sample_logsumexp(lg, V));
-      } else {
+        prompt_logprob(s, p + 1, lg, V);
+      } else if (s->r->params.max_new_tokens > 0) {
         sample_row = lg;
         samples = 1;
-      }
+      } /* else the last row of a prompt-only request: nothing to sample */
     }
     s->n_computed = it->end;
     register_blocks(e, s, it);
     /* rows [start, end) gave the logprobs of prompt positions up to end (row p predicts token p + 1) */
     if (s->prefill_lp && it->end + 1 > s->lp_done) s->lp_done = it->end + 1 < s->n_prompt ? it->end + 1 : s->n_prompt;
     it->sample_job = -1;
-    if (!samples) {
+    it->ends = s->r->params.max_new_tokens < 1 && it->end == s->n_tokens;
+    if (!samples && !it->ends) {
       if (dev) it->dev_sample = -1;
       continue;
     }
     s->prefilling = 0;
-    if (s->prefill_lp && s->lp_done >= s->n_prompt) { /* publish before the first token event */
+    if (s->prefill_lp && s->lp_done >= s->n_prompt) { /* publish before the first (or only) event */
       pthread_mutex_lock(&s->r->mu);
       if (!s->r->prefill_logprobs) {
         s->r->prefill_logprobs = s->prefill_lp;
+        s->r->prefill_top = s->prefill_top;
         s->prefill_lp = NULL;
+        s->prefill_top = NULL;
       }
       pthread_mutex_unlock(&s->r->mu);
     }
@@ -1252,10 +1283,14 @@ static void step_sync(ig_engine *e) {
   }
   /* Tokens accepted in batch order: text, stop checks, events, finishing. */
   for (int i = 0; i < n_items; i++) {
+    seq *s = e->items[i].s;
+    if (e->items[i].ends) {
+      end_prompt_only(e, s);
+      continue;
+    }
     ig_sample_result dr;
     const ig_sample_result *res = item_result(e, &e->items[i], &dr);
     if (!res) continue;
-    seq *s = e->items[i].s;
     ig_finish_reason fin = accept_token(e, s, res);
     if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
   }
@@ -1287,6 +1322,10 @@ static void take_held(ig_engine *e) {
     seq *s = it->s;
     if (s->zombie) {
       seq_end(e, s, IG_FINISH_STOP, NULL); /* its final event went out already */
+      continue;
+    }
+    if (it->ends) {
+      end_prompt_only(e, s);
       continue;
     }
     ig_sample_result dr;

@@ -26,7 +26,7 @@ const char *ig_finish_reason_name(ig_finish_reason r); /* "length", "eos_token",
 #define IG_MAX_TOP_N 20
 
 typedef struct ig_gen_params {
-  int max_new_tokens;
+  int max_new_tokens;             /* 0: the prompt only is computed (its prefill logprobs), nothing is generated */
   int do_sample;                  /* 0: greedy (after penalties) unless a warper is set: as TGI, temperature
                                      != 1, top_k > 0, top_p < 1 or typical_p < 1 imply sampling */
   float temperature;              /* 1.0 = off; <= 0 means greedy (OpenAI's temperature 0) */
@@ -44,6 +44,8 @@ typedef struct ig_gen_params {
   int top_n_tokens;               /* 0..IG_MAX_TOP_N: top alternatives per generated token */
   int want_logprobs;              /* compute logprob of each chosen token (details / OpenAI logprobs) */
   int prefill_logprobs;           /* decoder_input_details: logprobs of prompt tokens */
+  int prefill_top_n;              /* with prefill_logprobs, 0..IG_MAX_TOP_N: also the most likely tokens at each prompt
+                                     position (OpenAI's completions with echo and logprobs) */
   int json_mode;                  /* the output is one JSON document (engine/jsonschema.h): tokens that cannot
                                      continue one are masked out, and once it is complete EOS ends the request
                                      (even with ignore_eos) */
@@ -68,7 +70,8 @@ typedef struct ig_gen_params {
 } ig_gen_params;
 
 /* One generated token as the server sees it. Every generated token gives exactly one event; the last event
- * has finish != NONE. A cancelled or failed request ends with an extra event of id -1 (no token).
+ * has finish != NONE. A cancelled or failed request ends with an extra event of id -1 (no token), and so does a
+ * request of max_new_tokens 0 once its prompt is computed (finish LENGTH, its only event).
  * `text` is the text released by this token: the detokenizer's new piece (TGI prefix/read offsets, special
  * tokens skipped), less anything that could still start a stop sequence (held back, released by a later
  * event or at the end), cut right before a matched stop sequence. So the concatenation of all events'
@@ -88,6 +91,12 @@ typedef struct ig_token_event {
                                        up to IG_MAX_TOP_N; -inf entries are never listed */
   ig_finish_reason finish;        /* != NONE on the last event of the request */
 } ig_token_event;
+
+/* One of the most likely tokens at a prompt position (ig_request.prefill_top). */
+typedef struct ig_logprob_top {
+  int32_t id;                     /* -1: none (fewer tokens than asked had a finite logprob) */
+  float logprob;
+} ig_logprob_top;
 
 typedef struct ig_request ig_request;
 typedef void (*ig_wake_fn)(void *arg);
@@ -113,6 +122,10 @@ struct ig_request {
   char error[256];                /* for IG_FINISH_ERROR */
   /* prefill details (when params.prefill_logprobs): logprob of prompt[i] given prompt[<i]; [0] is NAN */
   float *prefill_logprobs;
+  /* with params.prefill_top_n: [n_prompt][prefill_top_n], row i the most likely tokens at position i (given
+   * prompt[<i]), best first, as top_n_tokens ranks them (ties past the n-th left out); row 0 all -1. Published with
+   * prefill_logprobs. */
+  ig_logprob_top *prefill_top;
   /* timings (CLOCK_MONOTONIC ns), for metrics and logs */
   int64_t t_queued, t_first_scheduled, t_first_token, t_done;
   int n_generated;
@@ -191,10 +204,10 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
 void ig_engine_destroy(ig_engine *e, int grace_ms);
 /* Hands a request over (the engine takes its own reference). Returns 0, -EAGAIN when at
  * max_concurrent_requests ("Model is overloaded"), -EINVAL when it can never fit or is malformed (empty
- * prompt, max_new_tokens < 1, prompt + max_new_tokens > max_total_tokens or > the model's
+ * prompt, max_new_tokens < 0, prompt + max_new_tokens > max_total_tokens or > the model's
  * max_position_embeddings, ids outside the vocabulary,
- * top_n_tokens > IG_MAX_TOP_N), -ESHUTDOWN after destroy began (message in err). When
- * params.prefill_logprobs is set, r->prefill_logprobs is filled before the first token event. */
+ * top_n_tokens or prefill_top_n > IG_MAX_TOP_N), -ESHUTDOWN after destroy began (message in err). When
+ * params.prefill_logprobs is set, r->prefill_logprobs (and prefill_top) are filled before the first event. */
 int ig_engine_submit(ig_engine *e, ig_request *r, char *err, size_t errlen);
 const ig_engine_stats *ig_engine_get_stats(const ig_engine *e);
 const ig_engine_config *ig_engine_get_config(const ig_engine *e);

@@ -59,6 +59,7 @@ void ig_request_unref(ig_request *r) {
   for (int i = r->ev_head; i < r->ev_tail; i++) ig_token_event_clear(&r->events[i]);
   free(r->events);
   free(r->prefill_logprobs);
+  free(r->prefill_top);
   pthread_mutex_destroy(&r->mu);
   free(r);
 }

@@ -127,10 +127,13 @@ static void job_destroy(ig_job *j) {
   if (j->prefill_text && j->n_ids)
     for (int i = 0; i < j->n_ids[0]; i++) free(j->prefill_text[i]);
   free(j->prefill_text);
-  if (j->ids)
-    for (int i = 0; i < j->r.n_prompts; i++) free(j->ids[i]);
+  for (int i = 0; i < j->r.n_prompts; i++) {
+    if (j->ids) free(j->ids[i]);
+    if (j->offs) free(j->offs[i]);
+  }
   free(j->ids);
   free(j->n_ids);
+  free(j->offs);
   hup_stop(j);
   if (j->ev_wake) event_free(j->ev_wake);
   if (j->ev_free) event_free(j->ev_free);
@@ -235,11 +238,22 @@ static void validate_job(ig_server *s, ig_job *j) {
   if (r->api == IG_API_CHAT && render_chat(s, j) != 0) return;
   j->ids = calloc((size_t)r->n_prompts, sizeof *j->ids);
   j->n_ids = calloc((size_t)r->n_prompts, sizeof *j->n_ids);
-  if (!j->ids || !j->n_ids) goto oom;
+  const int want_offs = r->api == IG_API_COMPLETIONS && r->echo && r->logprobs; /* the echoed tokens' text_offset */
+  if (want_offs) j->offs = calloc((size_t)r->n_prompts, sizeof *j->offs);
+  if (!j->ids || !j->n_ids || (want_offs && !j->offs)) goto oom;
   for (int i = 0; i < r->n_prompts; i++) {
     int32_t *ids = NULL;
-    int n = h->tokenize(h->ctx, r->prompts[i], r->prompt_lens[i], r->add_special, &ids, NULL, err, sizeof err);
-    if (n < 0) {
+    int n;
+    if (r->prompt_ids && r->prompt_ids[i]) { /* given as token ids: taken as they are, their text their decoding */
+      ids = r->prompt_ids[i], n = r->n_prompt_ids[i];
+      r->prompt_ids[i] = NULL;
+      if (!(r->prompts[i] = h->decode(h->ctx, ids, n, 0))) {
+        free(ids);
+        goto oom;
+      }
+      r->prompt_lens[i] = strlen(r->prompts[i]);
+    } else if ((n = h->tokenize(h->ctx, r->prompts[i], r->prompt_lens[i], r->add_special, &ids,
+                                j->offs ? &j->offs[i] : NULL, err, sizeof err)) < 0) {
       j->v_status = 422;
       j->v_etype = "validation";
       snprintf(j->v_err, sizeof j->v_err, "tokenizer error %s", err);
@@ -665,8 +679,75 @@ static void write_sse(ig_job *j, ig_str *payload) {
   evbuffer_free(b);
 }
 
-static void fill_token(ig_job *j, ig_token_event *ev, ig_out_token *t) {
+/* ---- OpenAI completions' logprobs: the strings of tokens -------------------------------------------------------- */
+
+/* A token's string as it reads after the tokens before it: decode(the PIECE_CTX tokens before it, then it) less
+ * decode(those), so that a SentencePiece word keeps its leading space, as vLLM shows tokens; its decoding alone
+ * when the longer text does not start with the shorter one (a character cut between tokens). Special tokens show
+ * as themselves. Decoding happens on the loop thread, PIECE_CTX + 2 tokens at most per string. */
+#define PIECE_CTX 4
+typedef struct piece_ctx {
+  const ig_server_hooks *h;
+  int32_t ids[PIECE_CTX + 1];
+  int n;
+  char *pre; /* decode(ids[0..n)), NULL when out of memory */
+} piece_ctx;
+
+/* The tokens before position `at` of sequence o (its prompt, then its generated tokens). */
+static void piece_ctx_at(piece_ctx *c, const ig_server_hooks *h, const ig_seq_out *o, int at) {
+  c->h = h;
+  c->n = 0;
+  for (int q = at > PIECE_CTX ? at - PIECE_CTX : 0; q < at; q++)
+    c->ids[c->n++] = q < o->n_prompt ? o->prompt_ids[q] : o->tokens[q - o->n_prompt].id;
+  c->pre = h->decode(h->ctx, c->ids, c->n, 0);
+}
+
+/* id's string at that position: malloc'd, NULL when out of memory. */
+static char *piece_of(piece_ctx *c, int32_t id) {
+  if (!c->pre) return NULL;
+  c->ids[c->n] = id;
+  char *full = c->h->decode(c->h->ctx, c->ids, c->n + 1, 0);
+  size_t k = strlen(c->pre);
+  if (full && strncmp(full, c->pre, k) == 0) {
+    memmove(full, full + k, strlen(full + k) + 1);
+    return full;
+  }
+  free(full);
+  return c->h->decode(c->h->ctx, &id, 1, 0);
+}
+
+/* With echo and logprobs: the engine's prompt logprobs and most likely tokens lent to outs[i] (they were published
+ * before its first event), and the strings of those tokens, made once. 0, or -1 when out of memory. */
+static int echo_logprobs(ig_job *j, int i) {
+  ig_seq_out *o = &j->outs[i];
+  const ig_request *q = j->reqs[i];
+  if (o->prompt_piece) return 0;
+  o->prefill_lp = q->prefill_logprobs;
+  o->prefill_top = q->prefill_top;
+  o->prefill_top_n = q->prefill_top ? q->params.prefill_top_n : 0;
+  o->prompt_offsets = j->offs ? j->offs[j->seq_prompt[i]] : NULL;
+  const size_t np = (size_t)o->n_prompt, tn = (size_t)o->prefill_top_n;
+  if (!(o->prompt_piece = calloc(np ? np : 1, sizeof *o->prompt_piece))) return -1;
+  if (tn && !(o->prefill_top_piece = calloc(np * tn, sizeof *o->prefill_top_piece))) return -1;
+  int oom = 0;
+  for (size_t u = 0; u < np && !oom; u++) {
+    piece_ctx c;
+    piece_ctx_at(&c, &j->srv->hooks, o, (int)u);
+    oom |= !(o->prompt_piece[u] = piece_of(&c, o->prompt_ids[u]));
+    for (size_t k = 0; k < tn && !oom && o->prefill_top[u * tn + k].id >= 0; k++)
+      oom |= !(o->prefill_top_piece[u * tn + k] = piece_of(&c, o->prefill_top[u * tn + k].id));
+    free(c.pre);
+  }
+  return oom ? -1 : 0;
+}
+
+/* An engine event -> a token of outs[i] (its text moved). On /v1/completions with logprobs the token's string and
+ * its alternatives' are the ones after the tokens before it (piece_of). */
+static void fill_token(ig_job *j, int i, ig_token_event *ev, ig_out_token *t) {
   const ig_server_hooks *h = &j->srv->hooks;
+  const ig_seq_out *o = &j->outs[i];
+  piece_ctx c = {0};
+  if (j->r.api == IG_API_COMPLETIONS && j->r.logprobs) piece_ctx_at(&c, h, o, o->n_prompt + o->n_tokens);
   memset(t, 0, sizeof *t);
   t->id = ev->id;
   t->logprob = ev->logprob;
@@ -680,6 +761,7 @@ static void fill_token(ig_job *j, ig_token_event *ev, ig_out_token *t) {
   }
   if (!t->text) t->text = strdup("");
   ev->text = NULL;
+  if (c.h) t->piece = piece_of(&c, ev->id);
   if (ev->n_top > 0) {
     t->top = calloc((size_t)ev->n_top, sizeof *t->top);
     if (t->top) {
@@ -688,10 +770,11 @@ static void fill_token(ig_job *j, ig_token_event *ev, ig_out_token *t) {
         t->top[k].id = ev->top_ids[k];
         t->top[k].logprob = ev->top_logprobs[k];
         t->top[k].special = h->is_special ? h->is_special(h->ctx, ev->top_ids[k]) : 0;
-        t->top[k].text = h->decode(h->ctx, &ev->top_ids[k], 1, 0);
+        t->top[k].text = c.h ? piece_of(&c, ev->top_ids[k]) : h->decode(h->ctx, &ev->top_ids[k], 1, 0);
       }
     }
   }
+  free(c.pre);
 }
 
 static void oai_meta(ig_job *j) {
@@ -766,17 +849,29 @@ static void stream_token(ig_job *j, int i, const ig_out_token *t, int final) {
       write_sse(j, &p);
     }
     break;
-  default:
+  default: {
+    /* with logprobs each chunk carries its tokens' (special ones' too): the echoed prompt's, then one generated
+     * token's, none for a bare end marker (not one of the sequence's tokens) */
+    const int np = r->echo ? o->n_prompt : 0, u = np + o->n_tokens;
+    const int bare = !o->n_tokens || t != &o->tokens[o->n_tokens - 1];
     if (r->echo && j->stream_index[i]++ == 0) { /* echo: the prompt first, as a chunk of its own */
       char *pt = strndup(o->input_text ? o->input_text : "", o->input_len);
-      if (pt) ig_render_completion_chunk(&p, &j->meta, i, pt, IG_FINISH_NONE), write_sse(j, &p), ig_str_clear(&p);
+      if (!pt || (r->logprobs && echo_logprobs(j, i))) {
+        snprintf(j->gen_err, sizeof j->gen_err, "out of memory");
+      } else {
+        ig_render_completion_chunk(&p, &j->meta, r, i, pt, IG_FINISH_NONE, o, 0, np, &o->lp_offset);
+        write_sse(j, &p);
+      }
+      ig_str_clear(&p);
       free(pt);
     }
-    if (!t->special || final) {
-      ig_render_completion_chunk(&p, &j->meta, i, t->special ? "" : t->text, final ? o->finish : IG_FINISH_NONE);
+    if (!j->gen_err[0] && (!t->special || final || r->logprobs)) {
+      ig_render_completion_chunk(&p, &j->meta, r, i, t->special ? "" : t->text, final ? o->finish : IG_FINISH_NONE, o,
+                                 bare ? u : u - 1, u, &o->lp_offset);
       write_sse(j, &p);
     }
     break;
+  }
   }
   ig_str_free(&p);
 }
@@ -907,8 +1002,10 @@ static void finish_json(ig_job *j) {
   } else if (r->api == IG_API_CHAT) {
     ig_render_chat_completion(&o, &j->meta, r, j->outs, j->n_seqs);
   } else {
-    for (int i = 0; i < j->n_seqs && r->echo && r->logprobs; i++) j->outs[i].prefill_lp = j->reqs[i]->prefill_logprobs;
-    ig_render_completion(&o, &j->meta, r, j->outs, j->n_seqs);
+    int oom = 0;
+    for (int i = 0; i < j->n_seqs && r->echo && r->logprobs; i++) oom |= echo_logprobs(j, i);
+    if (oom) o.oom = 1;
+    else ig_render_completion(&o, &j->meta, r, j->outs, j->n_seqs);
   }
   if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
   if (o.oom) {
@@ -962,7 +1059,7 @@ static void job_wake_cb(evutil_socket_t fd, short what, void *arg) {
           /* A special last token (EOS) can carry text the engine held back for a possible stop sequence: it
            * belongs to the generated text even though the token's own text is its special string. */
           if (ev->special && ev->text && ev->text[0]) ig_str_puts(&o->text, ev->text);
-          fill_token(j, ev, &t);
+          fill_token(j, i, ev, &t);
           if (ig_seq_out_push(o, &t) != 0) snprintf(j->gen_err, sizeof j->gen_err, "out of memory");
         }
         ig_token_event_clear(ev);

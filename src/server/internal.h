@@ -79,6 +79,7 @@ struct ig_job {
   char v_err[512];
   int32_t **ids;              /* per prompt */
   int *n_ids;
+  uint32_t **offs;            /* completions with echo and logprobs: each text prompt's token offsets (tokenize's) */
   char **prefill_text;        /* decoder_input_details: per prompt id of prompt 0 */
 
   /* engine side */

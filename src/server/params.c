@@ -502,14 +502,19 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   /* extension: TGI-style clients (@huggingface/inference's textGeneration) pass do_sample through */
   int do_sample = 1, has_ds = 0;
   TRY(has_ds = read_bool(body, "do_sample", "do_sample", 1, &do_sample, err, errlen));
+  /* completions: logprobs is a count (OpenAI's legacy API, vLLM): the N most likely tokens at each position, 0 too;
+   * true means 0 (or top_logprobs) */
   const json_t *lp = json_object_get(body, "logprobs");
+  long long lp_count = 0;
+  int has_lpc = 0;
   if (lp && !json_is_null(lp)) {
     if (json_is_boolean(lp))
       logprobs = json_is_true(lp);
-    else if (r->api == IG_API_COMPLETIONS && json_is_integer(lp) && json_integer_value(lp) >= 0)
-      logprobs = json_integer_value(lp) > 0; /* legacy completions: logprobs is a count */
+    else if (r->api == IG_API_COMPLETIONS && json_is_integer(lp))
+      logprobs = 1, has_lpc = 1, lp_count = json_integer_value(lp);
     else
-      return type_err(err, errlen, "logprobs", lp, "a boolean");
+      return type_err(err, errlen, "logprobs", lp,
+                      r->api == IG_API_COMPLETIONS ? "a boolean or an integer" : "a boolean");
   }
   TRY(has_tl = read_int(body, "top_logprobs", "top_logprobs", "u32", 0, UINT32_MAX, &top_logprobs, err, errlen));
   TRY(read_logit_bias(json_object_get(body, "logit_bias"), &r->gp, err, errlen));
@@ -547,13 +552,16 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   if (!(freq >= -2.0 && freq <= 2.0)) return fail(err, errlen, "`frequency_penalty` must be >= -2.0 and <= 2.0");
   if (!(pres >= -2.0 && pres <= 2.0)) return fail(err, errlen, "`presence_penalty` must be >= -2.0 and <= 2.0");
   if (has_rep && rep <= 0.0) return fail(err, errlen, "`repetition_penalty` must be strictly positive");
-  if (has_mt && max_tokens == 0) return fail(err, errlen, "`max_new_tokens` must be strictly positive");
+  /* max_tokens 0 with echo (completions): the prompt is scored, nothing generated (vLLM, lm-evaluation-harness) */
+  if (has_mt && max_tokens == 0 && !r->echo) return fail(err, errlen, "`max_new_tokens` must be strictly positive");
   if (r->gp.n_stop > lim->max_stop_sequences)
     return fail(err, errlen, "`stop` supports up to %d stop sequences. Given: %d", lim->max_stop_sequences,
                 r->gp.n_stop);
   if (has_tl && top_logprobs > lim->max_top_n_tokens)
     return fail(err, errlen, "`top_n_tokens` must be >= 0 and <= %d. Given: %lld", lim->max_top_n_tokens,
                 top_logprobs);
+  if (has_lpc && (lp_count < 0 || lp_count > lim->max_top_n_tokens))
+    return fail(err, errlen, "`logprobs` must be >= 0 and <= %d. Given: %lld", lim->max_top_n_tokens, lp_count);
 
   ig_gen_params *g = &r->gp;
   r->stream = stream;
@@ -577,9 +585,10 @@ static int parse_openai_common(const json_t *body, const ig_server_limits *lim, 
   g->ignore_eos = ignore_eos;
   g->want_logprobs = 1;
   r->logprobs = logprobs;
-  r->top_logprobs = logprobs ? (int)top_logprobs : 0;
+  r->top_logprobs = !logprobs ? 0 : has_lpc ? (int)lp_count : (int)top_logprobs;
   g->top_n_tokens = r->top_logprobs;
-  g->prefill_logprobs = r->echo && logprobs; /* the echoed prompt's logprobs */
+  g->prefill_logprobs = r->echo && logprobs; /* the echoed prompt's logprobs, and its most likely tokens */
+  g->prefill_top_n = g->prefill_logprobs ? r->top_logprobs : 0;
   r->best_of = 1;
   r->details = 1;
   /* response_format: chat's, and taken on /v1/completions too (as vLLM does) rather than ignored; then vLLM's
@@ -899,11 +908,54 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
   return 0;
 }
 
+/* One prompt of token ids: prompt_ids[i] from the array v (`path` names it in refusals). 0 or 422. */
+static int read_token_ids(const json_t *v, const char *path, ig_server_req *r, size_t i, char *err, size_t errlen) {
+  if (!json_is_array(v)) return type_err(err, errlen, path, v, "a sequence of token ids");
+  size_t n = json_array_size(v);
+  if (!(r->prompt_ids[i] = malloc((n ? n : 1) * sizeof(int32_t)))) return fail(err, errlen, "out of memory");
+  for (size_t k = 0; k < n; k++) {
+    const json_t *x = json_array_get(v, k);
+    char p[96];
+    snprintf(p, sizeof p, "%s[%zu]", path, k);
+    if (!json_is_integer(x)) return type_err(err, errlen, p, x, "a token id");
+    if (json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX)
+      return fail(err, errlen, DESER "%s: invalid value: integer `%lld`, expected a token id", p,
+                  (long long)json_integer_value(x));
+    r->prompt_ids[i][k] = (int32_t)json_integer_value(x);
+  }
+  r->n_prompt_ids[i] = (int)n;
+  return 0;
+}
+
+/* OpenAI's prompt: a string, a list of strings, a list of token ids (one prompt) or a list of such lists (several,
+ * as lm-evaluation-harness sends them). Token ids go to r->prompt_ids as they are (ids past the vocabulary are the
+ * engine's 422); their strings are made later, by decoding them. 1 or 422. */
+static int read_prompt(const json_t *body, ig_server_req *r, char *err, size_t errlen) {
+  const json_t *v = json_object_get(body, "prompt"), *first = json_array_get(v, 0);
+  if (!json_is_integer(first) && !json_is_array(first))
+    return read_strings(body, "prompt", "prompt", 0, 1, &r->prompts, &r->n_prompts, &r->prompt_lens, err, errlen);
+  int one = json_is_integer(first);
+  size_t n = one ? 1 : json_array_size(v);
+  r->prompts = calloc(n, sizeof *r->prompts);
+  r->prompt_lens = calloc(n, sizeof *r->prompt_lens);
+  r->prompt_ids = calloc(n, sizeof *r->prompt_ids);
+  r->n_prompt_ids = calloc(n, sizeof *r->n_prompt_ids);
+  if (!r->prompts || !r->prompt_lens || !r->prompt_ids || !r->n_prompt_ids) return fail(err, errlen, "out of memory");
+  r->n_prompts = (int)n;
+  for (size_t i = 0; i < n; i++) {
+    char p[48];
+    snprintf(p, sizeof p, one ? "prompt" : "prompt[%zu]", i);
+    int rc = read_token_ids(one ? v : json_array_get(v, i), p, r, i, err, errlen);
+    if (rc) return rc;
+  }
+  return 1;
+}
+
 static int parse_completions(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err,
                              size_t errlen) {
   const json_t *prompt = json_object_get(body, "prompt");
   if (!prompt) return fail(err, errlen, DESER "missing field `prompt`");
-  int rc = read_strings(body, "prompt", "prompt", 0, 1, &r->prompts, &r->n_prompts, &r->prompt_lens, err, errlen);
+  int rc = read_prompt(body, r, err, errlen);
   if (rc > 1) return rc;
   const json_t *suffix = json_object_get(body, "suffix");
   if (suffix && !json_is_null(suffix))
@@ -914,7 +966,7 @@ static int parse_completions(const json_t *body, const ig_server_limits *lim, ig
   }
   if (r->n_prompts == 0) return fail(err, errlen, "`inputs` cannot be empty");
   for (int i = 0; i < r->n_prompts; i++)
-    if (!r->prompt_lens[i]) return fail(err, errlen, "`inputs` cannot be empty");
+    if (r->prompt_ids ? !r->n_prompt_ids[i] : !r->prompt_lens[i]) return fail(err, errlen, "`inputs` cannot be empty");
   rc = parse_openai_common(body, lim, r, err, errlen);
   if (rc) return rc;
   r->add_special = 1;
@@ -972,6 +1024,9 @@ void ig_server_req_free(ig_server_req *r) {
   for (int i = 0; i < r->n_prompts; i++) free(r->prompts ? r->prompts[i] : NULL);
   free(r->prompts);
   free(r->prompt_lens);
+  for (int i = 0; r->prompt_ids && i < r->n_prompts; i++) free(r->prompt_ids[i]);
+  free(r->prompt_ids);
+  free(r->n_prompt_ids);
   for (int i = 0; i < r->gp.n_stop; i++) free(r->gp.stop[i]);
   free(r->gp.stop);
   free(r->gp.bias_id);

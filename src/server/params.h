@@ -34,8 +34,12 @@ typedef struct ig_server_req {
   ig_api api;
   int stream;
   int n_prompts;               /* TGI: 1; completions: the list's length */
-  char **prompts;              /* malloc'd strings (chat: NULL until the template is rendered) */
+  char **prompts;              /* malloc'd strings (chat: NULL until the template is rendered; completions' token
+                                  prompts: NULL until a validation worker decodes them) */
   size_t *prompt_lens;         /* their lengths in bytes (JSON strings may hold \u0000) */
+  int32_t **prompt_ids;        /* completions: prompts given as token ids (malloc'd; prompt_ids[i] NULL: a string),
+                                  NULL when none is; taken as they are (no special tokens added) */
+  int *n_prompt_ids;
   json_t *messages;            /* chat: normalized messages (owned reference) */
   json_t *tools;               /* chat: the tool definitions as given, checked (owned), NULL: none */
   int tool_choice;             /* chat with tools: IG_TOOLS_* */

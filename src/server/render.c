@@ -26,6 +26,7 @@ void ig_seq_out_free(ig_seq_out *s) {
   ig_str_free(&s->text);
   for (int i = 0; i < s->n_tokens; i++) {
     free(s->tokens[i].text);
+    free(s->tokens[i].piece);
     for (int k = 0; k < s->tokens[i].n_top; k++) free(s->tokens[i].top[k].text);
     free(s->tokens[i].top);
   }
@@ -33,6 +34,11 @@ void ig_seq_out_free(ig_seq_out *s) {
   if (s->prefill_text)
     for (int i = 0; i < s->n_prompt; i++) free(s->prefill_text[i]);
   free(s->prefill_text);
+  for (int i = 0; s->prompt_piece && i < s->n_prompt; i++) free(s->prompt_piece[i]);
+  free(s->prompt_piece);
+  for (size_t i = 0; s->prefill_top_piece && i < (size_t)s->n_prompt * (size_t)s->prefill_top_n; i++)
+    free(s->prefill_top_piece[i]);
+  free(s->prefill_top_piece);
   memset(s, 0, sizeof *s);
 }
 
@@ -597,12 +603,108 @@ void ig_render_chat_completion(ig_str *o, const ig_oai_meta *m, const ig_server_
   ig_str_putc(o, '}');
 }
 
-void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
-                                ig_finish_reason finish) {
+/* ---- OpenAI completions' logprobs object (see render.h) ---- */
+
+/* Token u of a choice's logprobs object: the prompt's u-th with echo (np = its tokens, else 0), else a generated one.
+ * Its string, logprob (NAN: null) and up to IG_MAX_TOP_N alternatives (strings and logprobs); returns their count,
+ * or -1 when its top_logprobs is null (the first prompt token). */
+static int lp_token(const ig_server_req *r, const ig_seq_out *s, int np, int u, const char **str, float *lp,
+                    const char **alt, float *alt_lp) {
+  int n = 0, want = r->top_logprobs < IG_MAX_TOP_N ? r->top_logprobs : IG_MAX_TOP_N;
+  if (u < np) {
+    *str = s->prompt_piece ? s->prompt_piece[u] : NULL;
+    *lp = u > 0 && s->prefill_lp ? s->prefill_lp[u] : NAN;
+    if (u == 0) return -1;
+    const ig_logprob_top *row = s->prefill_top ? s->prefill_top + (size_t)u * (size_t)s->prefill_top_n : NULL;
+    for (int k = 0; row && k < s->prefill_top_n && k < want && row[k].id >= 0; k++, n++) {
+      alt[n] = s->prefill_top_piece ? s->prefill_top_piece[(size_t)u * (size_t)s->prefill_top_n + k] : NULL;
+      alt_lp[n] = row[k].logprob;
+    }
+    return n;
+  }
+  const ig_out_token *t = &s->tokens[u - np];
+  *str = t->piece;
+  *lp = t->logprob;
+  for (; n < t->n_top && n < want; n++) alt[n] = t->top[n].text, alt_lp[n] = t->top[n].logprob;
+  return n;
+}
+
+/* Code points of UTF-8 text: what Python's len() counts, as clients index a text with text_offset. */
+static int cp_count(const char *p, size_t n) {
+  int c = 0;
+  for (size_t i = 0; p && i < n; i++) c += ((unsigned char)p[i] & 0xc0) != 0x80;
+  return c;
+}
+
+static void completion_logprobs(ig_str *o, const ig_server_req *r, const ig_seq_out *s, int from, int to,
+                                int *offset) {
+  const int np = r->echo ? s->n_prompt : 0;
+  const char *str, *alt[IG_MAX_TOP_N + 1];
+  float lp, alt_lp[IG_MAX_TOP_N + 1];
+  ig_str_puts(o, "{\"tokens\":[");
+  for (int u = from; u < to; u++) {
+    lp_token(r, s, np, u, &str, &lp, alt, alt_lp);
+    if (u > from) ig_str_putc(o, ',');
+    js(o, str);
+  }
+  ig_str_puts(o, "],\"token_logprobs\":[");
+  for (int u = from; u < to; u++) {
+    lp_token(r, s, np, u, &str, &lp, alt, alt_lp);
+    if (u > from) ig_str_putc(o, ',');
+    jf(o, lp);
+  }
+  ig_str_puts(o, "],\"top_logprobs\":[");
+  for (int u = from; u < to; u++) {
+    int n = lp_token(r, s, np, u, &str, &lp, alt, alt_lp);
+    if (u > from) ig_str_putc(o, ',');
+    if (n < 0) {
+      ig_str_puts(o, "null");
+      continue;
+    }
+    alt[n] = str, alt_lp[n] = lp; /* the chosen token after the most likely ones */
+    ig_str_putc(o, '{');
+    for (int k = 0, first = 1; k <= n; k++) {
+      int seen = 0; /* a string twice (two tokens that read alike): the first, likelier, kept */
+      for (int q = 0; q < k && !seen; q++) seen = !strcmp(alt[q] ? alt[q] : "", alt[k] ? alt[k] : "");
+      if (seen) continue;
+      if (!first) ig_str_putc(o, ',');
+      first = 0;
+      js(o, alt[k]);
+      ig_str_putc(o, ':');
+      jf(o, alt_lp[k]);
+    }
+    ig_str_putc(o, '}');
+  }
+  ig_str_puts(o, "],\"text_offset\":[");
+  size_t at = 0; /* prompt_offsets: a cursor in input_text, in bytes, and the code points before it */
+  int at_cp = 0;
+  for (int u = from; u < to; u++) {
+    lp_token(r, s, np, u, &str, &lp, alt, alt_lp);
+    if (u < np && s->prompt_offsets && s->input_text) {
+      size_t b = s->prompt_offsets[2 * u] < s->input_len ? s->prompt_offsets[2 * u] : s->input_len;
+      if (b < at) at = 0, at_cp = 0;
+      at_cp += cp_count(s->input_text + at, b - at), at = b;
+      *offset = at_cp;
+    } else if (u == np) { /* the completion starts after the echoed prompt */
+      *offset = np ? cp_count(s->input_text, s->input_len) : 0;
+    }
+    ig_str_printf(o, "%s%d", u > from ? "," : "", *offset);
+    if (u < np || !s->tokens[u - np].special) *offset += cp_count(str, str ? strlen(str) : 0);
+  }
+  ig_str_puts(o, "]}");
+}
+
+void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, int index, const char *text,
+                                ig_finish_reason finish, const ig_seq_out *s, int from, int to, int *offset) {
   meta_head(o, m, "text_completion");
   ig_str_printf(o, ",\"choices\":[{\"index\":%d,\"text\":", index);
   js(o, text);
-  ig_str_puts(o, ",\"logprobs\":null,\"finish_reason\":");
+  ig_str_puts(o, ",\"logprobs\":");
+  if (r->logprobs)
+    completion_logprobs(o, r, s, from, to, offset);
+  else
+    ig_str_puts(o, "null");
+  ig_str_puts(o, ",\"finish_reason\":");
   if (finish != IG_FINISH_NONE)
     ig_str_printf(o, "\"%s\"", ig_finish_openai(finish));
   else
@@ -638,18 +740,8 @@ void ig_render_completion(ig_str *o, const ig_oai_meta *m, const ig_server_req *
     }
     ig_str_puts(o, ",\"logprobs\":");
     if (r->logprobs) {
-      ig_str_putc(o, '[');
-      int np = r->echo ? s->n_prompt : 0; /* echo: the prompt's tokens first (the first has none) */
-      for (int k = 0; k < np; k++) {
-        if (k) ig_str_putc(o, ',');
-        if (k == 0 || !s->prefill_lp) ig_str_puts(o, "null");
-        else jf(o, s->prefill_lp[k]);
-      }
-      for (int k = 0; k < s->n_tokens; k++) {
-        if (k || np) ig_str_putc(o, ',');
-        jf(o, s->tokens[k].logprob);
-      }
-      ig_str_putc(o, ']');
+      int offset = 0;
+      completion_logprobs(o, r, s, 0, (r->echo ? s->n_prompt : 0) + s->n_tokens, &offset);
     } else {
       ig_str_puts(o, "null");
     }

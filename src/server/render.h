@@ -13,7 +13,8 @@ typedef struct ig_out_top {
   int32_t id;
   float logprob;
   int special;
-  char *text; /* malloc'd */
+  char *text; /* malloc'd: its decoding alone; on /v1/completions with logprobs, its string after the tokens
+                 before it (as the chosen token's piece) */
 } ig_out_top;
 
 typedef struct ig_out_token {
@@ -21,6 +22,7 @@ typedef struct ig_out_token {
   float logprob;
   int special;
   char *text; /* malloc'd piece */
+  char *piece; /* /v1/completions with logprobs: its string after the tokens before it (malloc'd), else NULL */
   int n_top;
   ig_out_top *top; /* malloc'd array of n_top */
 } ig_out_token;
@@ -41,6 +43,14 @@ typedef struct ig_seq_out {
   double logprob_sum;
   char *input_text;         /* not owned: the prompt text (return_full_text, echo) */
   size_t input_len;
+  /* /v1/completions with echo and logprobs: the prompt's tokens in the logprobs object */
+  const ig_logprob_top *prefill_top; /* not owned (the engine request's): [n_prompt][prefill_top_n], may be NULL */
+  int prefill_top_n;
+  char **prompt_piece;      /* [n_prompt] each prompt token's string after the tokens before it (malloc'd) */
+  char **prefill_top_piece; /* [n_prompt][prefill_top_n] the same of prefill_top's tokens (malloc'd; NULL: none) */
+  const uint32_t *prompt_offsets; /* not owned: [n_prompt][2] byte offsets of a text prompt's tokens in input_text
+                                     (the tokenizer's), NULL: none (a prompt of token ids: input_text decodes them) */
+  int lp_offset;            /* streamed: text_offset of the next token (the strings' code points so far) */
 } ig_seq_out;
 
 void ig_seq_out_free(ig_seq_out *s);
@@ -113,9 +123,16 @@ int ig_tool_stream_held(const ig_tool_stream *ts);
  * the whole reply is the calls, else the sequence's own). */
 void ig_render_chat_tool_end(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, int calls_ok,
                              ig_finish_reason finish);
-/* OpenAI completions */
-void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, int index, const char *text,
-                                ig_finish_reason finish);
+/* OpenAI completions. With r->logprobs a choice's "logprobs" is OpenAI's legacy object over its tokens: the echoed
+ * prompt's (r->echo) first, then the generated ones (special ones too): {"tokens": their strings (prompt_piece,
+ * ig_out_token.piece), "token_logprobs": [logprob or null (the first prompt token's)], "top_logprobs": [{string:
+ * logprob} of the r->top_logprobs most likely tokens and the chosen one, each string once, or null (the first
+ * prompt token's)], "text_offset": [where each starts in the choice's text, in code points (Python's len)]}. A
+ * text prompt's tokens start where the tokenizer put them (prompt_offsets); a prompt of ids is its tokens' strings
+ * one after another, and so is the completion (after the echoed prompt), special tokens adding nothing. */
+/* A streamed chunk; its logprobs: s's tokens [from, to) in that order, text offsets from *offset on (advanced). */
+void ig_render_completion_chunk(ig_str *o, const ig_oai_meta *m, const ig_server_req *r, int index, const char *text,
+                                ig_finish_reason finish, const ig_seq_out *s, int from, int to, int *offset);
 void ig_render_completion_usage_chunk(ig_str *o, const ig_oai_meta *m, int prompt_tokens, int completion_tokens,
                                       int cached_tokens);
 /* One choice per sequence, prompt by prompt (n_choices each: OpenAI's n); usage counts each prompt once. */

@@ -300,6 +300,31 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   return e;
 }
 
+/* r's prefill logprobs (and prefill_top when asked) against the fake's raw logits after prompt[<j]. */
+static void check_prefill(const ig_request *r, const int32_t *prompt, int n, int top_n) {
+  CHECK(r->prefill_logprobs != NULL);
+  CHECK(!top_n || r->prefill_top != NULL);
+  if (!r->prefill_logprobs || (top_n && !r->prefill_top)) return;
+  CHECK(isnan(r->prefill_logprobs[0]));
+  float lg[V];
+  int bad = 0;
+  for (int j = 1; j < n; j++) {
+    fake_logits(prompt, j, lg);
+    double lse = ig_sample_logsumexp(lg, V);
+    if (fabs(r->prefill_logprobs[j] - (lg[prompt[j]] - lse)) > 1e-5) bad++;
+    int32_t ids[IG_MAX_TOP_N];
+    float lps[IG_MAX_TOP_N];
+    int k = ig_sample_top_n(lg, V, lse, top_n, ids, lps);
+    for (int t = 0; t < top_n; t++) {
+      const ig_logprob_top *e = &r->prefill_top[(size_t)j * top_n + t];
+      if (t < k ? (e->id != ids[t] || fabsf(e->logprob - lps[t]) > 1e-5f) : e->id != -1) bad++;
+      if (t > 0 && e->id >= 0 && e->logprob > e[-1].logprob) bad++; /* best first */
+    }
+  }
+  for (int t = 0; t < top_n; t++) bad += r->prefill_top[t].id != -1; /* position 0: none */
+  CHECK_EQ_INT(bad, 0);
+}
+
 /* ---- the workload: 32 requests of every kind ---------------------------------------------------------- */
 #define NR 32
 static int32_t prompts[NR][100];
@@ -330,6 +355,7 @@ static void make_workload(void) {
       params[i].watermark = 1;
       params[i].top_n_tokens = 3;
       params[i].prefill_logprobs = 1;
+      params[i].prefill_top_n = 2;
       params[i].typical_p = 0.9f;
       params[i].do_sample = 1;
       break;
@@ -350,20 +376,7 @@ static void run_all(ig_engine *e, h_out *outs, int together) {
   if (together) CHECK(h_wait_all(rs, outs, NR, 60) == 0);
   for (int i = 0; i < NR; i++) {
     /* prefill logprobs: logprob of prompt[j] under the fake's raw logits after prompt[<j] */
-    if (params[i].prefill_logprobs) {
-      CHECK(rs[i]->prefill_logprobs != NULL);
-      if (rs[i]->prefill_logprobs) {
-        CHECK(isnan(rs[i]->prefill_logprobs[0]));
-        float lg[V];
-        int bad = 0;
-        for (int j = 1; j < plen[i]; j++) {
-          fake_logits(prompts[i], j, lg);
-          double want = lg[prompts[i][j]] - ig_sample_logsumexp(lg, V);
-          if (fabs(rs[i]->prefill_logprobs[j] - want) > 1e-5) bad++;
-        }
-        CHECK_EQ_INT(bad, 0);
-      }
-    }
+    if (params[i].prefill_logprobs) check_prefill(rs[i], prompts[i], plen[i], params[i].prefill_top_n);
     CHECK(rs[i]->t_queued > 0 && rs[i]->t_first_scheduled >= rs[i]->t_queued);
     CHECK(rs[i]->t_first_token >= rs[i]->t_first_scheduled && rs[i]->t_done >= rs[i]->t_first_token);
     CHECK_EQ_INT(rs[i]->n_generated, outs[i].n);
@@ -933,6 +946,64 @@ static void test_stop_sequences(void) {
   ig_str_free(&egot.text);
 }
 
+/* max_new_tokens 0: the prompt is computed (its logprobs and most likely tokens when asked) and the request ends with
+ * one event of no token, finish LENGTH, nothing sampled; beside ordinary requests, in chunks, on the host and (with
+ * a device sampler) the device path, its blocks given back. */
+static void test_prompt_only(void) {
+  for (int dev = 0; dev < 2 - g_async; dev++) {
+    g_device_sampling = dev;
+    fake *f = fake_new();
+    ig_engine *e = start(f, 2048, 8, 16, 4);
+    g_device_sampling = 0;
+    const ig_engine_stats *st = ig_engine_get_stats(e);
+    int32_t prompt[30];
+    for (int i = 0; i < 30; i++) prompt[i] = 1 + (int)(mix((uint64_t)i + 99) % (V - 1));
+    ig_gen_params only = h_params(0), bare = h_params(0), gen = h_params(10);
+    only.prefill_logprobs = 1, only.prefill_top_n = 3;
+    gen.prefill_logprobs = 1, gen.prefill_top_n = 3, gen.ignore_eos = 1, gen.want_logprobs = 1;
+    ig_request *rs[4] = {h_request(prompt, 30, &only, NULL, 0), h_request(prompt, 1, &bare, NULL, 0),
+                         h_request(prompt, 30, &gen, NULL, 0), h_request(prompt + 5, 20, &only, NULL, 0)};
+    rs[3]->params.prefill_top_n = 0;
+    h_out outs[4];
+    memset(outs, 0, sizeof outs);
+    char err[256];
+    long long fin0 = atomic_load(&st->requests_finished);
+    for (int i = 0; i < 4; i++) CHECK_MSG(ig_engine_submit(e, rs[i], err, sizeof err) == 0, "submit %d: %s", i, err);
+    CHECK(h_wait_all(rs, outs, 4, 30) == 0);
+    for (int i = 0; i < 4; i++) {
+      if (i == 2) continue;
+      CHECK_MSG(outs[i].n == 0 && outs[i].events == 1 && outs[i].finish == IG_FINISH_LENGTH && outs[i].text.len == 0,
+                "prompt-only request %d: %d tokens, %d events, finish %d", i, outs[i].n, outs[i].events,
+                outs[i].finish);
+      CHECK(rs[i]->n_generated == 0 && rs[i]->t_done > 0);
+    }
+    check_prefill(rs[0], prompt, 30, 3);
+    CHECK(rs[1]->prefill_logprobs == NULL && rs[1]->prefill_top == NULL);
+    check_prefill(rs[3], prompt + 5, 20, 0);
+    CHECK(rs[3]->prefill_top == NULL);
+    CHECK_EQ_INT(outs[2].n, 10); /* the ordinary request beside them, with the same prompt logprobs */
+    check_prefill(rs[2], prompt, 30, 3);
+    wait_idle(e);
+    CHECK_EQ_INT(atomic_load(&st->requests_finished) - fin0, 4);
+    CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+    for (int i = 0; i < 4; i++) {
+      ig_request_unref(rs[i]);
+      ig_str_free(&outs[i].text);
+    }
+    /* malformed: a negative max_new_tokens, more prompt top tokens than IG_MAX_TOP_N */
+    ig_gen_params neg = h_params(-1), many = h_params(0);
+    many.prefill_logprobs = 1, many.prefill_top_n = IG_MAX_TOP_N + 1;
+    ig_request *rn = h_request(prompt, 3, &neg, NULL, 0), *rm = h_request(prompt, 3, &many, NULL, 0);
+    CHECK_EQ_INT(ig_engine_submit(e, rn, err, sizeof err), -EINVAL);
+    CHECK_EQ_STR(err, "max_new_tokens must be >= 0");
+    CHECK_EQ_INT(ig_engine_submit(e, rm, err, sizeof err), -EINVAL);
+    ig_request_unref(rn);
+    ig_request_unref(rm);
+    ig_engine_destroy(e, 1000);
+    fake_free(f);
+  }
+}
+
 static void test_cancel_overload_errors(void) {
   fake *f = fake_new();
   atomic_store(&f->sleep_us, 2000);
@@ -1341,6 +1412,7 @@ int main(void) {
     fprintf(stderr, "---- %s step\n", g_async ? "pipelined" : "serial");
     test_batching();
     test_stop_sequences();
+    test_prompt_only();
     test_cancel_overload_errors();
     test_waiting_rules();
     test_stress();

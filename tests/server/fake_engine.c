@@ -42,6 +42,7 @@ void ig_request_unref(ig_request *r) {
   free(r->params.stop);
   ig_jschema_unref(r->params.schema);
   free(r->prefill_logprobs);
+  free(r->prefill_top);
   pthread_mutex_destroy(&r->mu);
   free(r);
   atomic_fetch_sub(&live, 1);
@@ -112,6 +113,9 @@ static void step_one(ig_request *r) {
   if (atomic_load(&r->cancelled)) {
     ev.id = -1;
     ev.finish = IG_FINISH_CANCELLED;
+  } else if (r->params.max_new_tokens == 0) { /* the prompt only: one event of no token */
+    ev.id = -1;
+    ev.finish = IG_FINISH_LENGTH;
   } else if (contains(r, "FAIL") && i == 2) {
     ev.id = -1;
     ev.finish = IG_FINISH_ERROR;

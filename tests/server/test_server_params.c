@@ -958,6 +958,170 @@ static void test_openai_extras(void) {
          "expected a boolean");
 }
 
+/* /v1/completions for scoring (lm-evaluation-harness, vLLM): prompts as token ids, logprobs as a count, echo with
+ * max_tokens 0 */
+static void test_completions_scoring(void) {
+  const ig_api C = IG_API_CHAT, P = IG_API_COMPLETIONS;
+  char m[512];
+  ig_server_req r;
+  /* a list of ids is one prompt, a list of such lists several; taken as they are (no BOS added) */
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":[1,2,300],\"max_tokens\":1}", m, sizeof m, &r), 0);
+  CHECK(r.n_prompts == 1 && r.prompt_ids && r.n_prompt_ids[0] == 3 && r.prompt_ids[0][0] == 1 &&
+        r.prompt_ids[0][2] == 300 && r.prompts[0] == NULL);
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":[[5],[6,7]],\"n\":2}", m, sizeof m, &r), 0);
+  CHECK(r.n_prompts == 2 && r.n_choices == 2 && r.n_prompt_ids[0] == 1 && r.n_prompt_ids[1] == 2 &&
+        r.prompt_ids[1][1] == 7);
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":[\"a\",\"b\"]}", m, sizeof m, &r), 0);
+  CHECK(r.n_prompts == 2 && r.prompt_ids == NULL && !strcmp(r.prompts[1], "b"));
+  ig_server_req_free(&r);
+  EXPECT(P, "{\"prompt\":[1,-2]}", 422, DESER_PREFIX "prompt[1]: invalid value: integer `-2`, expected a token id");
+  EXPECT(P, "{\"prompt\":[1,2147483648]}", 422,
+         DESER_PREFIX "prompt[1]: invalid value: integer `2147483648`, expected a token id");
+  EXPECT(P, "{\"prompt\":[1,2.5]}", 422,
+         DESER_PREFIX "prompt[1]: invalid type: floating point `2.5`, expected a token id");
+  EXPECT(P, "{\"prompt\":[1,\"a\"]}", 422, DESER_PREFIX "prompt[1]: invalid type: string \"a\", expected a token id");
+  EXPECT(P, "{\"prompt\":[[1],[2,true]]}", 422,
+         DESER_PREFIX "prompt[1][1]: invalid type: boolean `true`, expected a token id");
+  EXPECT(P, "{\"prompt\":[[1],\"a\"]}", 422,
+         DESER_PREFIX "prompt[1]: invalid type: string \"a\", expected a sequence of token ids");
+  EXPECT(P, "{\"prompt\":[\"a\",[1]]}", 422, DESER_PREFIX "prompt[1]: invalid type: sequence, expected a string");
+  EXPECT(P, "{\"prompt\":[[1],[]]}", 422, "`inputs` cannot be empty");
+  EXPECT(P, "{\"prompt\":[]}", 422, "`inputs` cannot be empty");
+  EXPECT(P, "{\"prompt\":[[1],[2],[3],[4],[5]]}", 422, "Number of prompts exceeds the maximum allowed batch size of 4");
+  EXPECT(P, "{\"prompt\":[[1],[2],[3]],\"n\":22}", 422,
+         "`n` times the number of prompts must be at most 64. Given: 22 x 3");
+  /* logprobs: N, the N most likely tokens (0 too); true is 0 (or top_logprobs); bounded as top_logprobs is */
+  static const struct { const char *lp; int on, n; } lps[] = {
+      {"3", 1, 3}, {"0", 1, 0}, {"5", 1, 5}, {"true", 1, 0}, {"false", 0, 0}, {"null", 0, 0}};
+  for (size_t k = 0; k < sizeof lps / sizeof lps[0]; k++) {
+    char b[160];
+    snprintf(b, sizeof b, "{\"prompt\":[1,2],\"echo\":true,\"logprobs\":%s,\"max_tokens\":1}", lps[k].lp);
+    CHECK_EQ_INT(parse_keep(P, b, m, sizeof m, &r), 0);
+    CHECK_MSG(r.logprobs == lps[k].on && r.top_logprobs == lps[k].n && r.gp.top_n_tokens == lps[k].n &&
+                  r.gp.prefill_logprobs == lps[k].on && r.gp.prefill_top_n == lps[k].n,
+              "logprobs %s: on %d, top %d, prefill %d/%d", lps[k].lp, r.logprobs, r.top_logprobs, r.gp.prefill_logprobs,
+              r.gp.prefill_top_n);
+    ig_server_req_free(&r);
+  }
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":\"a\",\"logprobs\":true,\"top_logprobs\":2}", m, sizeof m, &r), 0);
+  CHECK(r.logprobs && r.top_logprobs == 2 && !r.gp.prefill_logprobs && r.gp.prefill_top_n == 0);
+  ig_server_req_free(&r);
+  EXPECT(P, "{\"prompt\":\"a\",\"logprobs\":6}", 422, "`logprobs` must be >= 0 and <= 5. Given: 6");
+  EXPECT(P, "{\"prompt\":\"a\",\"logprobs\":-1}", 422, "`logprobs` must be >= 0 and <= 5. Given: -1");
+  EXPECT(P, "{\"prompt\":\"a\",\"logprobs\":1.5}", 422,
+         DESER_PREFIX "logprobs: invalid type: floating point `1.5`, expected a boolean or an integer");
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":1}", 422,
+         DESER_PREFIX "logprobs: invalid type: integer `1`, expected a boolean");
+  /* max_tokens 0 with echo: the prompt scored, nothing generated; without echo (and on chat) still refused */
+  CHECK_EQ_INT(parse_keep(P, "{\"prompt\":[1,2],\"echo\":true,\"logprobs\":1,\"max_tokens\":0}", m, sizeof m, &r), 0);
+  CHECK(r.max_new_tokens_set && r.gp.max_new_tokens == 0);
+  CHECK_EQ_INT(ig_server_req_check_lengths(&r, 200, &lim, m, sizeof m), 422); /* over max_input_tokens */
+  CHECK_EQ_INT(ig_server_req_check_lengths(&r, 100, &lim, m, sizeof m), 0);
+  CHECK_EQ_INT(r.gp.max_new_tokens, 0);
+  ig_server_req_free(&r);
+  EXPECT(P, "{\"prompt\":[1,2],\"max_tokens\":0}", 422, "`max_new_tokens` must be strictly positive");
+  EXPECT(P, "{\"prompt\":[1,2],\"max_tokens\":0,\"echo\":false}", 422, "`max_new_tokens` must be strictly positive");
+  EXPECT(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":0,\"echo\":true}", 422,
+         "`max_new_tokens` must be strictly positive");
+}
+
+/* The logprobs object of /v1/completions, byte for byte, for a handmade choice: an echoed prompt of three tokens (the
+ * first without logprob), then two generated ones (the last special, its logprob -inf); top_logprobs 2. */
+static void test_render_completion_logprobs(void) {
+  ig_server_req r;
+  memset(&r, 0, sizeof r);
+  r.api = IG_API_COMPLETIONS;
+  r.echo = 1, r.logprobs = 1, r.top_logprobs = 2, r.n_choices = 1;
+  ig_seq_out s;
+  memset(&s, 0, sizeof s);
+  int32_t pids[3] = {1, 7, 8};
+  float plp[3] = {NAN, -1.5f, -0.25f};
+  const ig_logprob_top ptop[6] = {{-1, NAN}, {-1, NAN}, {9, -0.5f}, {7, -1.5f}, {8, -0.25f}, {-1, NAN}};
+  s.n_prompt = 3, s.prompt_ids = pids, s.prefill_lp = plp, s.prefill_top = ptop, s.prefill_top_n = 2;
+  s.input_text = "<s> h\"i\xc3\xa9", s.input_len = 9, s.finish = IG_FINISH_EOS; /* a prompt of ids: their decoding */
+  s.prompt_piece = calloc(3, sizeof *s.prompt_piece);
+  s.prefill_top_piece = calloc(6, sizeof *s.prefill_top_piece);
+  s.prompt_piece[0] = strdup("<s>"), s.prompt_piece[1] = strdup(" h\"i"), s.prompt_piece[2] = strdup("\xc3\xa9");
+  s.prefill_top_piece[2] = strdup(" x"), s.prefill_top_piece[3] = strdup(" h\"i");
+  s.prefill_top_piece[4] = strdup("\xc3\xa9");
+  static const struct { int32_t id; const char *piece; float lp; int special, n_top; int32_t tid[3]; const char *tt[3];
+                        float tlp[3]; } gen[2] = {
+      {10, " a", -2.0f, 0, 3, {11, 12, 13}, {" b", " a2", "z"}, {-0.1f, -0.2f, -0.3f}},
+      {2, "</s>", -INFINITY, 1, 2, {14, 15}, {" c", " c"}, {-0.3f, -0.9f}}}; /* two alternatives that read alike */
+  for (int i = 0; i < 2; i++) {
+    ig_out_token t;
+    memset(&t, 0, sizeof t);
+    t.id = gen[i].id, t.logprob = gen[i].lp, t.special = gen[i].special;
+    t.text = strdup(gen[i].piece), t.piece = strdup(gen[i].piece);
+    t.n_top = gen[i].n_top;
+    t.top = calloc((size_t)t.n_top, sizeof *t.top);
+    for (int k = 0; k < t.n_top; k++)
+      t.top[k] = (ig_out_top){gen[i].tid[k], gen[i].tlp[k], 0, strdup(gen[i].tt[k])};
+    CHECK_EQ_INT(ig_seq_out_push(&s, &t), 0);
+  }
+  const char *lp_all = "{\"tokens\":[\"<s>\",\" h\\\"i\",\"\xc3\xa9\",\" a\",\"</s>\"],"
+                       "\"token_logprobs\":[null,-1.5,-0.25,-2,null],"
+                       "\"top_logprobs\":[null,{\" x\":-0.5,\" h\\\"i\":-1.5},{\"\xc3\xa9\":-0.25},"
+                       "{\" b\":-0.1,\" a2\":-0.2,\" a\":-2},{\" c\":-0.3,\"</s>\":null}],"
+                       "\"text_offset\":[0,3,7,8,10]}";
+  ig_oai_meta m = {"cmpl-1", 123, "model", "fp", 0};
+  ig_str o, want;
+  ig_str_init(&o), ig_str_init(&want);
+  ig_render_completion(&o, &m, &r, &s, 1);
+  ig_str_printf(&want, "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":123,\"model\":\"model\","
+                       "\"system_fingerprint\":\"fp\",\"choices\":[{\"index\":0,"
+                       "\"text\":\"<s> h\\\"i\xc3\xa9 a\",\"logprobs\":%s,"
+                       "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,"
+                       "\"total_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":0}}}", lp_all);
+  CHECK_EQ_STR(o.p, want.p);
+  json_decref(parse(&o));
+  /* streamed: the prompt's chunk, then one token's each, the offsets going on; a bare end has empty lists */
+  int off = 0;
+  ig_str_clear(&o);
+  ig_render_completion_chunk(&o, &m, &r, 0, "<s> h\"i\xc3\xa9", IG_FINISH_NONE, &s, 0, 3, &off);
+  CHECK_EQ_STR(o.p, "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":123,\"model\":\"model\","
+                    "\"system_fingerprint\":\"fp\",\"choices\":[{\"index\":0,"
+                    "\"text\":\"<s> h\\\"i\xc3\xa9\",\"logprobs\":{\"tokens\":"
+                    "[\"<s>\",\" h\\\"i\",\"\xc3\xa9\"],\"token_logprobs\":[null,-1.5,-0.25],\"top_logprobs\":[null,"
+                    "{\" x\":-0.5,\" h\\\"i\":-1.5},{\"\xc3\xa9\":-0.25}],\"text_offset\":[0,3,7]},"
+                    "\"finish_reason\":null}]}");
+  CHECK_EQ_INT(off, 8);
+  ig_str_clear(&o);
+  ig_render_completion_chunk(&o, &m, &r, 0, " a", IG_FINISH_NONE, &s, 3, 4, &off);
+  CHECK(strstr(o.p, "\"text_offset\":[8]}") != NULL);
+  ig_str_clear(&o);
+  ig_render_completion_chunk(&o, &m, &r, 0, "", IG_FINISH_EOS, &s, 4, 5, &off);
+  CHECK(strstr(o.p, "\"logprobs\":{\"tokens\":[\"</s>\"],\"token_logprobs\":[null],\"top_logprobs\":[{\" c\":-0.3,"
+                    "\"</s>\":null}],\"text_offset\":[10]},\"finish_reason\":\"stop\"}") != NULL);
+  CHECK_EQ_INT(off, 10); /* a special token adds nothing to the text */
+  ig_str_clear(&o);
+  ig_render_completion_chunk(&o, &m, &r, 0, "", IG_FINISH_LENGTH, &s, 5, 5, &off);
+  CHECK(strstr(o.p, "\"logprobs\":{\"tokens\":[],\"token_logprobs\":[],\"top_logprobs\":[],\"text_offset\":[]},"
+                    "\"finish_reason\":\"length\"") != NULL);
+  /* a text prompt: its tokens start where the tokenizer put them (bytes -> code points), the completion after it */
+  const uint32_t poffs[6] = {0, 0, 0, 3, 3, 5};
+  s.input_text = "h\"i\xc3\xa9", s.input_len = 5, s.prompt_offsets = poffs;
+  ig_str_clear(&o);
+  ig_render_completion(&o, &m, &r, &s, 1);
+  CHECK(strstr(o.p, "\"text_offset\":[0,0,3,4,6]}") != NULL);
+  s.prompt_offsets = NULL;
+  /* without echo: the generated tokens alone, from offset 0; without logprobs: null */
+  r.echo = 0;
+  ig_str_clear(&o);
+  ig_render_completion(&o, &m, &r, &s, 1);
+  CHECK(strstr(o.p, "\"text\":\" a\",\"logprobs\":{\"tokens\":[\" a\",\"</s>\"],\"token_logprobs\":[-2,null],"
+                    "\"top_logprobs\":[{\" b\":-0.1,\" a2\":-0.2,\" a\":-2},{\" c\":-0.3,\"</s>\":null}],"
+                    "\"text_offset\":[0,2]}") != NULL);
+  r.logprobs = 0;
+  ig_str_clear(&o);
+  ig_render_completion_chunk(&o, &m, &r, 0, "x", IG_FINISH_NONE, &s, 0, 1, &off);
+  CHECK(strstr(o.p, "\"text\":\"x\",\"logprobs\":null,") != NULL);
+  ig_seq_out_free(&s);
+  ig_str_free(&o), ig_str_free(&want);
+}
+
 int main(void) {
   test_grammar_deferred();
   test_grammar();
@@ -969,7 +1133,9 @@ int main(void) {
   test_tgi_values();
   test_openai();
   test_openai_extras();
+  test_completions_scoring();
   test_render();
+  test_render_completion_logprobs();
   test_metrics();
   TEST_DONE();
 }
