@@ -118,6 +118,7 @@ struct ig_backend {
   int kv_canon_rows;        /* a sequence's K/V rows are bitwise the same however its prompt is chunked when
                                computed in steps of at least this many of its rows (0 or 1: always); the prefix
                                cache shares only such rows */
+  int weights_copied;       /* weight() and weight_rows() copy: after sync() the host data is not read again */
   void *impl;
   char err[256];
 
@@ -126,8 +127,8 @@ struct ig_backend {
   /* --- memory ------------------------------------------------------------------------------------ */
   int (*alloc)(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols);
   void (*free)(ig_backend *be, ig_tensor *t);
-  /* A weight from host memory (the checkpoint's mmap). The CPU may keep a view of `host` (no copy);
-   * CUDA copies it to the device (converted to bf16 unless f16). `host` must stay mapped until free. */
+  /* A weight from host memory (the checkpoint's mmap). The CPU may keep a view of `host` (no copy); CUDA copies
+   * it to the device (converted to bf16 unless f16). Unless weights_copied, `host` must stay mapped until free. */
   int (*weight)(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols);
   /* Copy `t` to host memory as f32 ([rows*cols] floats). Waits for pending work. */
   int (*download_f32)(ig_backend *be, const ig_tensor *t, float *host);

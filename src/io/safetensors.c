@@ -242,6 +242,13 @@ void ig_st_close(ig_st_model *m) {
   free(m);
 }
 
+size_t ig_st_unmap(ig_st_model *m) {
+  size_t n = 0;
+  for (int i = 0; m && i < m->n_files; i++) n += m->maps[i].size, ig_file_munmap(&m->maps[i]);
+  for (int i = 0; m && i < m->all.n; i++) m->all.t[i].data = NULL;
+  return n;
+}
+
 const ig_st_tensor *ig_st_find(const ig_st_model *m, const char *name) {
   ig_st_tensor key = {.name = (char *)name};
   return bsearch(&key, m->all.t, (size_t)m->all.n, sizeof key, cmp_tensor_name);

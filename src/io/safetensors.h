@@ -43,6 +43,9 @@ typedef struct ig_st_model ig_st_model;
 
 /* path: a .safetensors file, or a directory holding model.safetensors or model.safetensors.index.json. */
 int ig_st_open(const char *path, ig_st_model **out, char *err, size_t errlen);
+/* Unmaps the files: the headers stay (names, dtypes, shapes) and every tensor's data becomes NULL. For a model whose
+ * weights were all copied elsewhere (a device backend). Returns the bytes that were mapped. */
+size_t ig_st_unmap(ig_st_model *m);
 void ig_st_close(ig_st_model *m);
 const ig_st_tensor *ig_st_find(const ig_st_model *m, const char *name);
 int ig_st_count(const ig_st_model *m);

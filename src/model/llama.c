@@ -427,6 +427,17 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   snprintf(in->model_type, sizeof in->model_type, "%s", c->model_type);
   const ig_st_tensor *et = ig_st_find(m->st, "model.embed_tokens.weight");
   snprintf(in->dtype, sizeof in->dtype, "%s", et->dtype == IG_ST_BF16 ? "bfloat16" : et->dtype == IG_ST_F16 ? "float16" : "float32");
+  /* a device backend holds copies of every weight: the checkpoint's mappings (the whole file set, counted in the
+   * process's RSS while mapped) are not read again. The page cache keeps the files for a quick restart. */
+  if (be->weights_copied) {
+    if (be->sync(be)) {
+      snprintf(err, errlen, "%s: loading weights: %s", dir, ig_backend_error(be));
+      goto fail;
+    }
+    size_t un = ig_st_unmap(m->st);
+    if (rank == 0) ig_log(IG_LOG_INFO, "model: weights copied to the device; released the checkpoint's mappings (%.1f MiB)",
+                          (double)un / 1048576.0);
+  }
   in->vocab_size = c->vocab_size;
   in->hidden_size = c->hidden_size;
   in->intermediate_size = c->intermediate_size;

@@ -122,6 +122,12 @@ static void test_shards(void) {
     CHECK_EQ_INT(ig_st_count(m), 2);
     CHECK(ig_st_find(m, "x") && ig_st_find(m, "x")->file == 0);
     CHECK(ig_st_find(m, "y") && ig_st_find(m, "y")->file == 1 && ig_st_find(m, "y")->dtype == IG_ST_F16);
+    /* unmapped (a device backend's copies made): the headers stay, the data is gone, close still works */
+    size_t mapped = ig_st_unmap(m);
+    CHECK(mapped >= 2 * 8 + 8);
+    CHECK(ig_st_find(m, "y") && ig_st_find(m, "y")->data == NULL && ig_st_find(m, "y")->shape[0] == 2);
+    CHECK(ig_st_find(m, "x") && ig_st_find(m, "x")->data == NULL);
+    CHECK_EQ_INT(ig_st_unmap(m), 0);
     ig_st_close(m);
   }
   write_text(p, "{\"weight_map\":{\"x\":\"model-00001-of-00002.safetensors\",\"z\":\"model-00002-of-00002.safetensors\"}}");

@@ -687,6 +687,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->impl = c;
   be->name = "cuda";
   be->act_dtype = act;
+  be->weights_copied = 1; /* to the device */
   be->kv_canon_rows = IG_ATTN_MIN_TILE_QLEN; /* fewer rows of a sequence go to the decode attention kernel */
   c->device = device;
   const char *g = getenv("IGNIS_CUDA_GEMV");
