@@ -711,6 +711,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
                          * shape: B = 32 6.67 against 6.75-6.79 ms with the split kernel, B = 16 the same either way),
                          * set once the device is known */
   env_int("IGNIS_CUDA_DECODE_FUSED", 0, INT32_MAX, &c->decode_fused);
+  const char *ss = getenv("IGNIS_CUDA_SAMPLE_SPLIT");
+  c->sample_split = !(ss && ss[0] == '0');
   const char *de = getenv("IGNIS_CUDA_DECODE_EARLY");
   c->decode_early = !(de && de[0] == '0');
   int scr_mb = 256;

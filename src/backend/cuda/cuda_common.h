@@ -102,6 +102,7 @@ typedef struct cu_impl {
   int bi_ref_m;        /* IGNIS_CUDA_BI_REF_M=R: one algorithm per shape, chosen at R rows (default 0: per m) */
   int bi_auto_min;     /* IGNIS_CUDA_BI_AUTO_MIN: auto's smallest m of its own (default 17) */
   int decode_fused; /* IGNIS_CUDA_DECODE_FUSED=N: the fused decode kernel from N (row, kv head) blocks up; 0: never */
+  int sample_split; /* greedy sample rows' pass split over the GPU (default; IGNIS_CUDA_SAMPLE_SPLIT=0: one block a row) */
   int decode_early; /* the tensor-core decode kernels request a split's K/V before the grid dependency when that split ends
                      * before the row's own key (default; IGNIS_CUDA_DECODE_EARLY=0: after it) */
   int combine_loop; /* IGNIS_CUDA_COMBINE=loop: the decode combine kernel's plain loop for every split count */

@@ -479,9 +479,75 @@ __device__ __forceinline__ void sp_gcomb(float &m, int &a, double &z, float m2, 
   m = M, a = A;
 }
 
+/* The greedy pass of a row split over the GPU: a plain greedy row (no penalties, no top-n) is one block's pass over
+ * all V entries in sample_kernel, ~68 us on the H100 at Llama 3's 128,256 entries (bound by issuing its ~118
+ * instructions per entry on one SM), whatever the batch. sample_parts_kernel runs it over SP_SPLIT slices of the row
+ * on as many blocks, each (max, lowest index of the max, sum of exp(s - max)) as the whole-row pass computes them,
+ * and sample_kernel combines the slices in order with sp_gcomb. The slices depend only on V, so a row's result does
+ * not depend on the batch; the sum is associated differently from the one-block pass (the id is the same, the
+ * logprob within the host check's 1e-4). */
+#define SP_PART_THREADS 512
+struct sp_part {
+  float m;
+  int a;
+  double z;
+};
+__device__ __forceinline__ bool sp_split_row(const sp_param &p) {
+  return !(p.flags & (SPF_SAMPLE | SPF_REP | SPF_FP)) && p.top_n == 0;
+}
+/* one warp's greedy fold over [s0, s1) of row x (every lane ends with the warp's result) */
+__device__ __forceinline__ void sp_greedy_fold(const float *__restrict__ x, int s0, int s1, const SpScore &sc, bool need,
+                                               float &m, int &a, double &z) {
+  m = -INFINITY, a = INT_MAX, z = 0.0;
+  sp_seg_for(x, s0, s1, [&](int, int i, bool valid, float xi) {
+    if (!valid) return;
+    float s = sc.base(i, xi);
+    if (s > m) { /* per lane the indices ascend: the first of equal maxima stays */
+      if (need) z = (m == -INFINITY ? 0.0 : z * exp((double)m - (double)s)) + 1.0;
+      m = s, a = i;
+    } else if (need && s != -INFINITY) {
+      z += (double)sp_exp_neg(__fsub_rn(s, m));
+    }
+  });
+  for (int off = 16; off; off >>= 1) {
+    float m2 = __shfl_xor_sync(FULLM, m, off);
+    int a2 = __shfl_xor_sync(FULLM, a, off);
+    double z2 = __shfl_xor_sync(FULLM, z, off);
+    sp_gcomb(m, a, z, m2, a2, z2, need);
+  }
+}
+__global__ void __launch_bounds__(SP_PART_THREADS)
+    sample_parts_kernel(const float *__restrict__ logits, int V, const sp_param *__restrict__ P,
+                        const int *__restrict__ toks, sp_part *parts, int nsplit) {
+  PDL_ENTRY();
+  const sp_param p = P[blockIdx.x];
+  if (!sp_split_row(p)) return;
+  __shared__ float gm[SP_PART_THREADS / 32];
+  __shared__ int ga[SP_PART_THREADS / 32];
+  __shared__ double gz[SP_PART_THREADS / 32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, NW = SP_PART_THREADS / 32;
+  const int z0 = (int)((long long)V * blockIdx.y / nsplit), z1 = (int)((long long)V * (blockIdx.y + 1) / nsplit);
+  const int seg = ((z1 - z0 + SP_PART_THREADS - 1) / SP_PART_THREADS) * 32;
+  const int s0 = z0 + warp * seg < z1 ? z0 + warp * seg : z1, s1 = s0 + seg < z1 ? s0 + seg : z1;
+  SpScore sc;
+  memset(&sc, 0, sizeof sc);
+  if (p.mask_off >= 0) sc.am = (const uint32_t *)(toks + p.mask_off);
+  const bool need = (p.flags & SPF_LSE) != 0;
+  float m;
+  int a;
+  double z;
+  sp_greedy_fold(logits + (size_t)p.row * (size_t)V, s0, s1, sc, need, m, a, z);
+  if (lane == 0) gm[warp] = m, ga[warp] = a, gz[warp] = z;
+  __syncthreads();
+  if (tid == 0) {
+    for (int w = 1; w < NW; w++) sp_gcomb(m, a, z, gm[w], ga[w], gz[w], need);
+    parts[(size_t)blockIdx.x * nsplit + blockIdx.y] = sp_part{m, a, z};
+  }
+}
+
 __global__ void __launch_bounds__(SP_THREADS, 1)
     sample_kernel(const float *__restrict__ logits, int V, const sp_param *__restrict__ P, const int *__restrict__ toks,
-                  int *pen, ig_sample_out *out) {
+                  int *pen, ig_sample_out *out, const sp_part *parts, int nsplit) {
   PDL_ENTRY();
   extern __shared__ uint32_t sp_dyn[]; /* penalties: bitmap [W], then prefix [W] */
   __shared__ SpSmem sm;
@@ -558,22 +624,24 @@ __global__ void __launch_bounds__(SP_THREADS, 1)
     float m = -INFINITY;
     int a = INT_MAX;
     double z = 0.0;
-    sp_seg_for(x, s0, s1, [&](int, int i, bool valid, float xi) {
-      if (!valid) return;
-      float s = sc.base(i, xi);
-      if (s > m) { /* per lane the indices ascend: the first of equal maxima stays */
-        if (need) z = (m == -INFINITY ? 0.0 : z * exp((double)m - (double)s)) + 1.0;
-        m = s, a = i;
-      } else if (need && s != -INFINITY) {
-        z += (double)sp_exp_neg(__fsub_rn(s, m));
+    if (parts && sp_split_row(p)) { /* the pass ran split (sample_parts_kernel): its slices in order */
+      if (tid == 0) {
+        const sp_part *q = parts + (size_t)blockIdx.x * nsplit;
+        m = q[0].m, a = q[0].a, z = q[0].z;
+        for (int k = 1; k < nsplit; k++) sp_gcomb(m, a, z, q[k].m, q[k].a, q[k].z, need);
+        sm.b_f = m, sm.b_w = a, sm.b_z = z;
       }
-    });
-    for (int off = 16; off; off >>= 1) {
-      float m2 = __shfl_xor_sync(FULLM, m, off);
-      int a2 = __shfl_xor_sync(FULLM, a, off);
-      double z2 = __shfl_xor_sync(FULLM, z, off);
-      sp_gcomb(m, a, z, m2, a2, z2, need);
+      __syncthreads();
+      m = sm.b_f, a = sm.b_w, z = sm.b_z;
+      if (tid == 0) {
+        o->id = a == INT_MAX ? 0 : a;
+        const double lse = !need ? (double)NAN : m == -INFINITY ? -(double)INFINITY : (double)m + log(z);
+        o->logprob = need ? (float)((double)m - lse) : NAN;
+        o->n_top = 0;
+      }
+      return;
     }
+    sp_greedy_fold(x, s0, s1, sc, need, m, a, z);
     if (lane == 0) sm.gm[warp] = m, sm.ga[warp] = a, sm.gz[warp] = z;
     __syncthreads();
     if (warp == 0) {
@@ -808,12 +876,19 @@ static int sp_grow(ig_backend *be, void **buf, size_t *cap, size_t need, int hos
  * alike): params and penalty tokens [0, in_bytes), results [in_bytes, + out_bytes); the device buffer then holds
  * the penalty scratch. */
 static int sp_run(ig_backend *be, const ig_tensor *logits, int n, int V, size_t dyn, size_t copy_in, size_t par_bytes,
-                  size_t in_bytes, size_t out_bytes) {
+                  size_t in_bytes, size_t out_bytes, size_t parts_off, int nsplit) {
   cu_impl *c = CU(be);
   char *h = (char *)c->samp_host, *d = (char *)c->samp_dev;
+  sp_part *parts = nsplit > 0 ? (sp_part *)(d + parts_off) : NULL;
   CUDA_CHECK(be, cudaMemcpyAsync(d, h, copy_in, cudaMemcpyHostToDevice, c->st));
+  if (parts) {
+    CU_LAUNCH(be, sample_parts_kernel, dim3((unsigned)n, (unsigned)nsplit), SP_PART_THREADS, 0,
+              (const float *)logits->data, V, (const sp_param *)d, (const int *)(d + par_bytes), parts, nsplit);
+    LAUNCH_CHECK(be);
+  }
   CU_LAUNCH(be, sample_kernel, n, SP_THREADS, dyn, (const float *)logits->data, V, (const sp_param *)d,
-            (const int *)(d + par_bytes), (int *)(d + in_bytes + out_bytes), (ig_sample_out *)(d + in_bytes));
+            (const int *)(d + par_bytes), (int *)(d + in_bytes + out_bytes), (ig_sample_out *)(d + in_bytes),
+            (const sp_part *)parts, nsplit);
   LAUNCH_CHECK(be);
   CUDA_CHECK(be, cudaMemcpyAsync(h + in_bytes, d + in_bytes, (size_t)n * sizeof(ig_sample_out), cudaMemcpyDeviceToHost,
                                  c->st));
@@ -900,8 +975,19 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
   const size_t in_bytes = SP_ALIGN(par_bytes + (ntok + nmask * W) * sizeof(int32_t));
   const size_t out_bytes = SP_ALIGN((size_t)n * sizeof(ig_sample_out));
   const size_t pen_bytes = SP_ALIGN(ntok * sizeof(int32_t) + 4);
+  /* plain greedy rows run their pass split over slices of ~8K entries (sample_parts_kernel; IGNIS_CUDA_SAMPLE_SPLIT=0:
+   * one block per row) */
+  int nsplit = 0;
+  if (c->sample_split) {
+    for (int r = 0; r < n && !nsplit; r++)
+      if (!rows[r].do_sample && rows[r].top_n == 0 && !(rows[r].repetition_penalty > 0.0f && rows[r].repetition_penalty != 1.0f) &&
+          rows[r].frequency_penalty == 0.0f && rows[r].presence_penalty == 0.0f)
+        nsplit = (V + 8191) / 8192 < 64 ? (V + 8191) / 8192 : 64;
+    if (nsplit == 1) nsplit = 0; /* one slice: the one-block pass */
+  }
+  const size_t parts_bytes = SP_ALIGN((size_t)n * (size_t)nsplit * sizeof(sp_part));
   if (sp_grow(be, &c->samp_host, &c->samp_host_size, in_bytes + out_bytes, 1)) return -1;
-  if (sp_grow(be, &c->samp_dev, &c->samp_dev_size, in_bytes + out_bytes + pen_bytes, 0)) return -1;
+  if (sp_grow(be, &c->samp_dev, &c->samp_dev_size, in_bytes + out_bytes + pen_bytes + parts_bytes, 0)) return -1;
   char *h = (char *)c->samp_host;
   sp_param *hp = (sp_param *)h;
   int32_t *ht = (int32_t *)(h + par_bytes);
@@ -959,7 +1045,8 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
                "memory)", V, dyn + fa.sharedSizeBytes);
     CUDA_CHECK(be, cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn));
   }
-  if (sp_run(be, logits, n, V, dyn, par_bytes + to * sizeof(int32_t), par_bytes, in_bytes, out_bytes)) {
+  if (sp_run(be, logits, n, V, dyn, par_bytes + to * sizeof(int32_t), par_bytes, in_bytes, out_bytes,
+             in_bytes + out_bytes + pen_bytes, nsplit)) {
     (void)cudaStreamSynchronize(c->st); /* the staging buffer is not reused while a copy may still read it */
     return -1;
   }
