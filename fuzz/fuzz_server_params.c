@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_error_t je;
   json_t *body = json_loadb((const char *)data + 1, size - 1, JSON_ALLOW_NUL, &je);
   if (!body) return 0;
-  ig_server_limits lim = {2, 4, 5, 100, 200, 4, size % 2 ? "parameters" : NULL};
+  ig_server_limits lim = {2, 4, 5, 100, 200, 4, size % 2 ? "parameters" : NULL, (int)(size / 2 % 2)};
   ig_server_req r;
   const char *etype;
   char err[512];

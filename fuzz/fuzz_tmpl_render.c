@@ -1,11 +1,12 @@
 /* fuzz_tmpl_render: the input is a Jinja template; it is compiled and, when it compiles, rendered with a small
- * chat context under tight limits. Any crash, sanitizer report, leak or hang is a bug.
+ * chat context under tight limits (plainly, and as a chat whose final message is continued). Any crash, sanitizer report, leak or hang is a bug.
  *   CC=clang cmake -B build-fuzz -DIGNIS_FUZZ=ON -DIGNIS_CUDA=OFF && cmake --build build-fuzz --target fuzz_tmpl_render
  * Seed it with the chat_template strings of tests/fixtures/templates (one file each) and the snippets of
  * tests/tmpl/lang_cases.py, e.g. in /tmp/tmpl_corpus, then:
  *   build-fuzz/fuzz/fuzz_tmpl_render -max_total_time=120 -max_len=8192 /tmp/tmpl_corpus */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tmpl/tmpl.h"
@@ -30,6 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_str_init(&out);
     ig_tmpl_render(t, ctx, &opts, &out, err, sizeof err);
     ig_str_free(&out);
+    /* as a chat whose final message is continued: the text cut after the last message's content */
+    ig_tmpl_chat chat = {.messages = json_object_get(ctx, "messages"), .extra = ctx, .continue_final_message = 1};
+    char *text = NULL;
+    size_t len;
+    ig_tmpl_render_chat(t, &chat, &opts, &text, &len, err, sizeof err);
+    free(text);
     ig_tmpl_free(t);
   }
   return 0;

@@ -112,6 +112,9 @@ static flag flags[] = {
      "a tokenizer_config.json to take the chat template and special tokens from instead of the model's", NULL},
     {"disable-grammar-support", NULL, "DISABLE_GRAMMAR_SUPPORT", NULL, F_BOOL, "false",
      "refuse constrained output (grammar, response_format, tools that must be called, guided_*) with 422", NULL},
+    {"trust-request-chat-template", NULL, "IGNIS_TRUST_REQUEST_CHAT_TEMPLATE", NULL, F_BOOL, "false",
+     "accept chat requests that bring their own chat_template (vLLM's flag; it is compiled and run per request "
+     "within the template limits); without it: 422", NULL},
     {"watermark-gamma", NULL, "WATERMARK_GAMMA", NULL, F_FLOAT, "0.5",
      "share of the vocabulary in the green list of requests with watermark: true, in (0, 1]", NULL},
     {"watermark-delta", NULL, "WATERMARK_DELTA", NULL, F_FLOAT, "2.0", "bias added to the green list's logits", NULL},
@@ -371,21 +374,21 @@ static char *h_decode(void *ctx, const int32_t *ids, int n, int skip_special) {
 
 static int h_is_special(void *ctx, int32_t id) { return ig_tok_is_special(((serve_ctx *)ctx)->tok, id); }
 
-/* Messages with the tools written into the last one, for templates that do not read `tools`: "\n\n" + the tool
- * prompt + "\n" + the tools as JSON after its content. NULL when out of memory. */
-static json_t *messages_with_tools(const json_t *messages, const json_t *tools, const char *tool_prompt) {
+/* Messages with the tools written into message `at` (the last one, or the one before a final message left open), for
+ * templates that do not read `tools`: "\n\n" + the tool prompt + "\n" + the tools as JSON after its content. NULL
+ * when out of memory. */
+static json_t *messages_with_tools(const json_t *messages, size_t at, const json_t *tools, const char *tool_prompt) {
   json_t *m = json_deep_copy(messages);
-  size_t n = json_array_size(m);
   char *tj = json_dumps(tools, JSON_COMPACT);
-  json_t *last = n ? json_array_get(m, n - 1) : NULL;
-  const json_t *content = last ? json_object_get(last, "content") : NULL;
+  json_t *msg = json_array_get(m, at);
+  const json_t *content = msg ? json_object_get(msg, "content") : NULL;
   int ok = m && tj;
   if (ok && json_is_string(content)) {
     ig_str t;
     ig_str_init(&t);
     ig_str_append(&t, json_string_value(content), json_string_length(content));
     ig_str_printf(&t, "\n\n%s\n%s", tool_prompt ? tool_prompt : "", tj);
-    ok = !t.oom && json_object_set_new(last, "content", json_stringn(t.p ? t.p : "", t.len)) == 0;
+    ok = !t.oom && json_object_set_new(msg, "content", json_stringn(t.p ? t.p : "", t.len)) == 0;
     ig_str_free(&t);
   }
   free(tj);
@@ -393,31 +396,61 @@ static json_t *messages_with_tools(const json_t *messages, const json_t *tools, 
   return m;
 }
 
-static int h_chat(void *ctx, const void *messages, const void *tools, const char *tool_prompt, char **prompt,
-                  char *err, size_t errlen) {
+/* A request's own template renders within the model templates' limits and this time too: its steps may each scan the
+ * request's megabytes (the model's templates render in microseconds to milliseconds). */
+#define IG_REQUEST_TEMPLATE_MS 1000
+
+/* The template a request renders with: the model's (its tool_use one when there are tools, as transformers picks), or
+ * the request's own chat_template: the name of one of the model's templates, or a template compiled for this request
+ * alone (*own, freed by the caller) with the limits and errors of a model's. NULL when the model has none, or with err
+ * when the request's does not compile. */
+static const ig_tmpl *request_template(serve_ctx *c, const ig_chat_input *in, ig_tmpl **own, int *reads_tools,
+                                       char *err, size_t errlen) {
+  *own = NULL;
+  *reads_tools = c->tmpl_reads_tools;
+  if (!in->chat_template) return in->tools && c->tmpl_tools ? c->tmpl_tools : c->tmpl;
+  const char *src = in->chat_template;
+  size_t len = in->chat_template_len;
+  const json_t *named = c->tcfg.named_templates && strlen(src) == len ? json_object_get(c->tcfg.named_templates, src) : NULL;
+  if (json_is_string(named)) src = json_string_value(named), len = json_string_length(named);
+  char why[320];
+  if (ig_tmpl_compile(src, len, own, why, sizeof why) != 0) {
+    snprintf(err, errlen, "chat_template: %s", why);
+    *own = NULL;
+    return NULL;
+  }
+  *reads_tools = memmem(src, len, "tools", 5) != NULL;
+  return *own;
+}
+
+static int h_chat(void *ctx, const ig_chat_input *in, char **prompt, char *err, size_t errlen) {
   serve_ctx *c = ctx;
-  if (!c->tmpl) return -ENOENT;
-  ig_tmpl_chat chat;
-  memset(&chat, 0, sizeof chat);
-  chat.messages = messages;
-  chat.add_generation_prompt = 1;
-  chat.special_tokens = c->tcfg.special_tokens;
-  const ig_tmpl *t = c->tmpl;
+  ig_tmpl *own_t = NULL;
+  int reads_tools;
+  const ig_tmpl *t = request_template(c, in, &own_t, &reads_tools, err, errlen);
+  if (!t) return in->chat_template ? -EINVAL : -ENOENT;
+  ig_tmpl_chat chat = {.messages = in->messages, .documents = in->documents,
+                       .add_generation_prompt = in->add_generation_prompt, .special_tokens = c->tcfg.special_tokens,
+                       .extra = in->kwargs, .continue_final_message = in->continue_final_message};
   json_t *own = NULL;
-  if (tools) {
-    if (c->tmpl_tools) t = c->tmpl_tools; /* transformers picks the tool_use template when there are tools */
-    if (c->tmpl_reads_tools) {
-      chat.tools = tools;
-    } else if (!(own = messages_with_tools(messages, tools, tool_prompt))) {
+  if (in->tools) {
+    size_t n = json_array_size(in->messages);
+    if (reads_tools) {
+      chat.tools = in->tools;
+    } else if (!(own = messages_with_tools(in->messages, n > 1 && in->continue_final_message ? n - 2 : n ? n - 1 : 0,
+                                           in->tools, in->tool_prompt))) {
+      if (own_t) ig_tmpl_free(own_t);
       snprintf(err, errlen, "out of memory");
       return -ENOMEM;
     } else {
       chat.messages = own;
     }
   }
+  ig_tmpl_opts opts = {.limits = {.max_ms = own_t ? IG_REQUEST_TEMPLATE_MS : 0}};
   size_t len;
-  int rc = ig_tmpl_render_chat(t, &chat, NULL, prompt, &len, err, errlen);
+  int rc = ig_tmpl_render_chat(t, &chat, &opts, prompt, &len, err, errlen);
   json_decref(own);
+  if (own_t) ig_tmpl_free(own_t);
   return rc < 0 ? (rc == -ENOENT ? -EINVAL : rc) : 0;
 }
 
@@ -845,6 +878,7 @@ int ig_cmd_serve(int argc, char **argv) {
   sc.disable_grammar = 0;
   if (val("disable-grammar-support")) parse_bool(val("disable-grammar-support"), &sc.disable_grammar);
   sc.prometheus_port = get_int("prometheus-port", 0);
+  if (val("trust-request-chat-template")) parse_bool(val("trust-request-chat-template"), &sc.trust_request_chat_template);
 
   /* 1,000s of idle keep-alive connections need descriptors */
   struct rlimit rl;

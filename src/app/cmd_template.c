@@ -17,6 +17,7 @@ static void usage(FILE *f) {
           "  --model-id DIR            model directory (tokenizer_config.json / chat_template.jinja), or an\n"
           "                            org/name found in the Hugging Face cache; default $MODEL_ID\n"
           "  --no-generation-prompt    do not add the assistant prompt (add_generation_prompt=false)\n"
+          "  --continue-final-message  leave the last message open for the model to continue (no generation prompt)\n"
           "  --tools FILE              JSON array of tool definitions\n"
           "  --template FILE           use this Jinja file instead of the model's template\n"
           "  --template-name NAME      pick a named template (e.g. tool_use) from tokenizer_config.json\n"
@@ -63,7 +64,7 @@ static json_t *read_stdin_json(char *err, size_t errlen) {
 int ig_cmd_template(int argc, char **argv) {
   const char *model = getenv("MODEL_ID");
   const char *tools_file = NULL, *template_file = NULL, *template_name = NULL, *kwargs_json = NULL;
-  int gen_prompt = 1;
+  int gen_prompt = 1, cont = 0;
   time_t now = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -72,6 +73,7 @@ int ig_cmd_template(int argc, char **argv) {
       usage(stdout);
       return 0;
     } else if (!strcmp(a, "--no-generation-prompt")) gen_prompt = 0;
+    else if (!strcmp(a, "--continue-final-message")) cont = 1, gen_prompt = 0;
     else if (v && !strcmp(a, "--model-id")) model = argv[++i];
     else if (v && !strcmp(a, "--tools")) tools_file = argv[++i];
     else if (v && !strcmp(a, "--template")) template_file = argv[++i];
@@ -148,9 +150,14 @@ int ig_cmd_template(int argc, char **argv) {
         gen_prompt = json_is_true(v) && gen_prompt;
         continue;
       }
+      if (!strcmp(k, "continue_final_message")) {
+        cont = cont || json_is_true(v);
+        continue;
+      }
       json_object_set(extra, k, v);
     }
   }
+  if (cont && !json_is_true(json_object_get(input, "add_generation_prompt"))) gen_prompt = 0;
   if (!json_is_array(messages)) {
     snprintf(err, sizeof err, "stdin must hold a JSON array of messages or an object with \"messages\"");
     goto fail;
@@ -172,6 +179,7 @@ int ig_cmd_template(int argc, char **argv) {
       .add_generation_prompt = gen_prompt,
       .special_tokens = cfg.special_tokens,
       .extra = extra,
+      .continue_final_message = cont,
   };
   docs = json_incref(json_object_get(extra, "documents"));
   if (docs) {

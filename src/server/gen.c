@@ -203,8 +203,11 @@ static int render_chat(ig_server *s, ig_job *j) {
   char err[400];
   err[0] = 0;
   char *prompt = NULL;
-  int rc = h->chat_render ? h->chat_render(h->ctx, r->messages, r->tools, r->tool_prompt, &prompt, err, sizeof err)
-                           : -ENOENT;
+  ig_chat_input in = {.messages = r->messages, .tools = r->tools, .tool_prompt = r->tool_prompt,
+                      .documents = r->documents, .kwargs = r->chat_kwargs, .chat_template = r->chat_template,
+                      .chat_template_len = r->chat_template_len, .add_generation_prompt = r->add_generation_prompt,
+                      .continue_final_message = r->continue_final_message};
+  int rc = h->chat_render ? h->chat_render(h->ctx, &in, &prompt, err, sizeof err) : -ENOENT;
   if (rc == -ENOENT) {
     j->v_status = 422;
     j->v_etype = "template_error";

@@ -560,6 +560,7 @@ int ig_server_create(const ig_server_config *cfg, const ig_server_hooks *hooks, 
   s->lim.max_input_tokens = cfg->max_input_tokens;
   s->lim.max_total_tokens = cfg->max_total_tokens;
   s->lim.max_client_batch_size = cfg->max_client_batch_size;
+  s->lim.trust_request_chat_template = cfg->trust_request_chat_template;
   snprintf(s->fingerprint, sizeof s->fingerprint, "%s-native", s->version);
   s->created = (long long)time(NULL);
   atomic_store(&s->next_id, 1);

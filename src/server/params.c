@@ -839,6 +839,62 @@ static void legacy_to_tools(json_t *msg, size_t i) {
   if (json_is_string(role) && !strcmp(json_string_value(role), "function")) json_object_set_new(msg, "role", json_string("tool"));
 }
 
+/* ---- vLLM's chat template fields -------------------------------------------------------------------------- */
+
+/* add_generation_prompt, continue_final_message, documents, chat_template_kwargs and chat_template. The request's
+ * own fields win over kwargs of the same names (vLLM's merge_kwargs); as vLLM, `chat_template` and `tokenize` are
+ * refused among the kwargs, and a template of the request's own unless the server trusts them. Each value is
+ * copied once (linear in the body, which the payload limit bounds); the template is compiled later, by the
+ * chat_render hook on a validation worker. */
+static int parse_template_fields(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err,
+                                 size_t errlen) {
+  r->add_generation_prompt = 1;
+  int rc = read_bool(body, "add_generation_prompt", "add_generation_prompt", 1, &r->add_generation_prompt, err, errlen);
+  if (rc <= 1) rc = read_bool(body, "continue_final_message", "continue_final_message", 1, &r->continue_final_message,
+                              err, errlen);
+  if (rc > 1) return rc;
+  if (r->continue_final_message && r->add_generation_prompt)
+    return fail(err, errlen, "Cannot set both `continue_final_message` and `add_generation_prompt` to True.");
+  const json_t *docs = json_object_get(body, "documents");
+  if (docs && !json_is_null(docs)) {
+    if (!json_is_array(docs)) return type_err(err, errlen, "documents", docs, "a sequence");
+    for (size_t i = 0; i < json_array_size(docs); i++)
+      if (!json_is_object(json_array_get(docs, i))) {
+        char p[48];
+        snprintf(p, sizeof p, "documents[%zu]", i);
+        return type_err(err, errlen, p, json_array_get(docs, i), "a map");
+      }
+    if (!(r->documents = json_deep_copy(docs))) return fail(err, errlen, "out of memory");
+  }
+  const json_t *kw = json_object_get(body, "chat_template_kwargs");
+  if (kw && !json_is_null(kw)) {
+    if (!json_is_object(kw)) return type_err(err, errlen, "chat_template_kwargs", kw, "a map");
+    int ct = json_object_get(kw, "chat_template") != NULL, tk = json_object_get(kw, "tokenize") != NULL;
+    if (ct || tk)
+      return fail(err, errlen, "Found unexpected chat template kwargs from request: {%s%s%s}", ct ? "'chat_template'" : "",
+                  ct && tk ? ", " : "", tk ? "'tokenize'" : "");
+    if (!(r->chat_kwargs = json_deep_copy(kw))) return fail(err, errlen, "out of memory");
+    json_object_del(r->chat_kwargs, "add_generation_prompt");
+    json_object_del(r->chat_kwargs, "continue_final_message");
+    if (r->documents) json_object_del(r->chat_kwargs, "documents");
+    if (r->tools) json_object_del(r->chat_kwargs, "tools");
+  }
+  const json_t *tmpl = json_object_get(body, "chat_template");
+  if (tmpl && !json_is_null(tmpl)) {
+    if (!json_is_string(tmpl)) return type_err(err, errlen, "chat_template", tmpl, "a string");
+    if (!lim->trust_request_chat_template)
+      return fail(err, errlen, "Chat template is passed with request, but --trust-request-chat-template is not set. "
+                               "Refused request with untrusted chat template.");
+    size_t n = json_string_length(tmpl);
+    if (n) { /* "": the model's (vLLM: `request.chat_template or default`) */
+      if (!(r->chat_template = malloc(n + 1))) return fail(err, errlen, "out of memory");
+      memcpy(r->chat_template, json_string_value(tmpl), n + 1);
+      r->chat_template_len = n;
+    }
+  }
+  return 0;
+}
+
 static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server_req *r, char *err, size_t errlen) {
   const json_t *msgs = json_object_get(body, "messages");
   if (!msgs) return fail(err, errlen, DESER "missing field `messages`");
@@ -899,6 +955,7 @@ static int parse_chat(const json_t *body, const ig_server_limits *lim, ig_server
   }
   rc = parse_tools(b2 ? b2 : body, lim, r, err, errlen);
   json_decref(b2);
+  if (!rc) rc = parse_template_fields(body, lim, r, err, errlen);
   if (rc) return rc;
   r->n_prompts = 1;
   r->prompts = calloc(1, sizeof *r->prompts);
@@ -1036,6 +1093,9 @@ void ig_server_req_free(ig_server_req *r) {
   json_decref(r->messages);
   json_decref(r->tools);
   free(r->tool_prompt);
+  json_decref(r->chat_kwargs);
+  json_decref(r->documents);
+  free(r->chat_template);
   free(r->model);
   memset(r, 0, sizeof *r);
 }

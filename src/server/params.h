@@ -20,6 +20,7 @@ typedef struct ig_server_limits {
   int max_best_of, max_stop_sequences, max_top_n_tokens, max_input_tokens, max_total_tokens;
   int max_client_batch_size;
   const char *tool_args_key;  /* a required tool call's arguments key: "arguments" (NULL) or "parameters" */
+  int trust_request_chat_template; /* vLLM's --trust-request-chat-template: else a request's chat_template is a 422 */
 } ig_server_limits;
 
 /* What a chat request with tools asks of the output (OpenAI's tool_choice). */
@@ -47,6 +48,13 @@ typedef struct ig_server_req {
   int legacy_functions;        /* OpenAI's legacy functions / function_call: taken as tools / tool_choice, the reply's
                                   first call answered as message.function_call, finish_reason "function_call" */
   char *tool_prompt;           /* TGI's tool_prompt (malloc'd), for templates that do not read `tools` */
+  /* chat: vLLM's fields for the template */
+  json_t *chat_kwargs;         /* chat_template_kwargs (owned), less the names the request's own fields set; NULL: none */
+  json_t *documents;           /* documents: an array of objects (owned), NULL: none */
+  char *chat_template;         /* the request's own template (malloc'd; compiled by the chat_render hook), NULL: none */
+  size_t chat_template_len;
+  int add_generation_prompt;   /* default 1 */
+  int continue_final_message;  /* the last message is left open for the model to continue */
   char *model;                 /* "model" of OpenAI requests (malloc'd, may be NULL) */
   ig_gen_params gp;            /* stop strings owned here (copied into each engine request) */
   int max_new_tokens_set;      /* else max_total_tokens - input length */

@@ -28,6 +28,20 @@ typedef struct ig_server_stats {
   long long size_hist[12], size_sum;
 } ig_server_stats;
 
+/* A chat request's messages and what it asks of the chat template (vLLM's fields besides OpenAI's). The JSON values
+ * are jansson ones (void * keeps jansson out of this header). */
+typedef struct ig_chat_input {
+  const void *messages;      /* an array, contents flattened to strings */
+  const void *tools;         /* an array, or NULL */
+  const char *tool_prompt;   /* for templates that do not read `tools` */
+  const void *documents;     /* an array of objects (RAG templates' `documents`), or NULL */
+  const void *kwargs;        /* chat_template_kwargs: an object of extra template variables, or NULL */
+  const char *chat_template; /* the request's own template (or the name of one of the model's), or NULL */
+  size_t chat_template_len;
+  int add_generation_prompt;
+  int continue_final_message; /* leave the last message open; never with add_generation_prompt */
+} ig_chat_input;
+
 /* What the server needs from the rest of ignis. Called from validation workers (tokenize, decode, token_text,
  * is_special, chat_render: must be thread-safe) and from the loop thread (submit, stats). */
 typedef struct ig_server_hooks {
@@ -39,13 +53,12 @@ typedef struct ig_server_hooks {
   /* decode(ids) as HF's tokenizer.decode; malloc'd (caller frees), NULL on failure. */
   char *(*decode)(void *ctx, const int32_t *ids, int n, int skip_special);
   int (*is_special)(void *ctx, int32_t id);
-  /* Renders the chat template for `messages` (a jansson array, contents flattened to strings), with the
-   * generation prompt; `tools` (a jansson array, or NULL) goes to the template as its `tools`, and when the
-   * template does not read them, tool_prompt and the tools are added to the last message instead. *prompt
-   * malloc'd. Returns 0, -ENOENT when the model has no chat template, or another negative with err (the
-   * template's raise_exception message, verbatim). */
-  int (*chat_render)(void *ctx, const void *messages_json, const void *tools_json, const char *tool_prompt,
-                     char **prompt, char *err, size_t errlen);
+  /* Renders the chat template (the model's, or in->chat_template) for in->messages; in->tools go to the template
+   * as its `tools`, and when the template does not read them, tool_prompt and the tools are added to the last
+   * message instead. *prompt malloc'd. Returns 0, -ENOENT when there is no template to render, or another
+   * negative with err (the template's raise_exception message verbatim, or why in->chat_template does not
+   * compile). */
+  int (*chat_render)(void *ctx, const ig_chat_input *in, char **prompt, char *err, size_t errlen);
   /* ig_engine_submit: 0, -EAGAIN (overloaded), -EINVAL (never fits, message in err). */
   int (*submit)(void *ctx, ig_request *r, char *err, size_t errlen);
   void (*stats)(void *ctx, ig_server_stats *out);
@@ -78,6 +91,7 @@ typedef struct ig_server_config {
   int log_requests;              /* one line per request */
   int disable_grammar;           /* TGI's --disable-grammar-support: constrained output -> 422 */
   int prometheus_port;           /* > 0: /metrics also served alone on this port (TGI's --prometheus-port); 0: off */
+  int trust_request_chat_template; /* vLLM's --trust-request-chat-template: chat requests may bring a template */
 } ig_server_config;
 
 /* Fills TGI's defaults (limits derived later by the caller). */

@@ -1,7 +1,8 @@
 /* tmpl: a small, safe Jinja2 interpreter for chat templates. It renders what transformers'
  * apply_chat_template renders (jinja2 ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, loopcontrols,
  * json.dumps-style tojson, raise_exception, strftime_now), byte for byte. A compiled template is read-only and
- * can be shared by threads; every render has its own state, bounded in steps, depth, output and memory.
+ * can be shared by threads; every render has its own state, bounded in steps, depth, output and memory (and time,
+ * when asked).
  * Known differences from jinja2 (none met in real templates): integers are 64-bit (overflow is an error),
  * generator objects print without their address, {% include/import/extends %} are refused (a chat template
  * has no loader anyway), output/string sizes and work are bounded by the limits below. */
@@ -31,6 +32,8 @@ typedef struct ig_tmpl_limits {
   uint32_t max_depth;  /* nested macro/caller calls; default 64, at most 1000 */
   size_t max_output;   /* bytes of output and of any one string value; default 16 MiB */
   size_t max_memory;   /* bytes of render-time memory (values, scopes); default 128 MiB */
+  uint32_t max_ms;     /* wall-clock milliseconds, read every 256 steps (for templates from outside: steps over a
+                          request's megabytes of data are not all equal); default 0: no time limit */
 } ig_tmpl_limits;
 
 typedef struct ig_tmpl_opts {
@@ -50,7 +53,11 @@ int ig_tmpl_render(const ig_tmpl *t, const json_t *ctx, const ig_tmpl_opts *opts
 
 /* The context apply_chat_template builds: messages, tools (None when NULL), documents (None when NULL),
  * add_generation_prompt, the special tokens (an object such as {"bos_token": "<s>", ...}, may be NULL) and
- * extra keyword arguments (an object, may be NULL; they override the others, as **kwargs do). */
+ * extra keyword arguments (an object, may be NULL; they override the others, as **kwargs do).
+ * continue_final_message leaves the last message open for the model to continue, as transformers does: the
+ * rendered text is cut right after the last place the message's content (stripped of whitespace; its trailing
+ * whitespace too where the text has it) appears; IG_TMPL_EINVAL when the content is not a string (or a list
+ * with a {"text": ...} part) or does not appear, or with add_generation_prompt. */
 typedef struct ig_tmpl_chat {
   const json_t *messages;
   const json_t *tools;
@@ -58,6 +65,7 @@ typedef struct ig_tmpl_chat {
   int add_generation_prompt;
   const json_t *special_tokens;
   const json_t *extra;
+  int continue_final_message;
 } ig_tmpl_chat;
 
 /* Build the context above and render. *out is malloc'd, NUL-terminated (caller frees); *out_len its length. */

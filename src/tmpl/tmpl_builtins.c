@@ -363,7 +363,7 @@ tm_val tm_percent_format(tm_ctx *c, tm_val fmt, tm_val args) {
       size_t j = i + 1;
       while (j < fmt.n && fmt.s[j] != ')') j++;
       if (j >= fmt.n || !ad) tm_fail(c, IG_TMPL_ERUNTIME, "format requires a mapping");
-      int k = tm_dict_find_str(ad, fmt.s + i + 1, j - i - 1);
+      int k = tm_dict_find_str(c, ad, fmt.s + i + 1, j - i - 1);
       if (k < 0) tm_fail(c, IG_TMPL_ERUNTIME, "KeyError: '%.*s'", (int)(j - i - 1), fmt.s + i + 1);
       v = ad->v[k];
       have = true;
@@ -956,8 +956,8 @@ static tm_val filter_sort(tm_ctx *c, tm_val v, tm_args *a, bool unique_only) {
     for (size_t i = 0; i < n; i++) {
       bool seen = false;
       for (size_t j = 0; j < i && !seen; j++) {
-        c->steps++;
-        seen = tm_equal(&items[j].key, &items[i].key);
+        tm_charge(c, 1);
+        seen = tm_equal(c, &items[j].key, &items[i].key);
       }
       if (!seen) out->v[out->n++] = items[i].val;
     }
@@ -1331,14 +1331,14 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "divisibleby needs an argument");
     tm_val r = tm_binop(c, OP_MOD, v, *x); /* value % num == 0 */
     tm_val zero = tm_int(0);
-    return tm_equal(&r, &zero);
+    return tm_equal(c, &r, &zero);
   }
   case T_EQ: case T_EQUALTO:
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "test needs an argument");
-    return tm_equal(&v, x);
+    return tm_equal(c, &v, x);
   case T_NE:
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "test needs an argument");
-    return !tm_equal(&v, x);
+    return !tm_equal(c, &v, x);
   case T_LT: case T_LESSTHAN: case T_LE: case T_GT: case T_GREATERTHAN: case T_GE: {
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "test needs an argument");
     if (v.t == V_UNDEF) undef_error(c, &v);
@@ -1352,7 +1352,7 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
     if (v.t == V_UNDEF) undef_error(c, &v);
     tm_val r = tm_binop(c, OP_MOD, v, tm_int(2)); /* value % 2 == 1 (odd) or == 0 (even) */
     tm_val want = tm_int(id == T_ODD ? 1 : 0);
-    return tm_equal(&r, &want);
+    return tm_equal(c, &r, &want);
   }
   case T_FALSE: return v.t == V_BOOL && !v.i;
   case T_TRUE: return v.t == V_BOOL && v.i;
@@ -1365,17 +1365,20 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
     if (!x) tm_fail(c, IG_TMPL_ERUNTIME, "test needs an argument");
     if (x->t == V_STR) {
       if (v.t != V_STR) tm_fail(c, IG_TMPL_ERUNTIME, "'in <string>' requires string as left operand, not %s", tm_type_name(&v));
-      return v.n == 0 || memmem(x->s, x->n, v.s, v.n) != NULL;
+      if (v.n == 0) return true;
+      tm_charge(c, x->n >> 10); /* a step per KiB searched */
+      return memmem(x->s, x->n, v.s, v.n) != NULL;
     }
     if (x->t == V_DICT) {
       if ((v.t == V_LIST && v.tuple == 0 && !v.unsafe) || v.t == V_DICT || v.t == V_NS)
         tm_fail(c, IG_TMPL_ERUNTIME, "unhashable type: '%s'", tm_type_name(&v));
-      return tm_dict_find(x->d, v) >= 0;
+      return tm_dict_find(c, x->d, v) >= 0;
     }
     if (x->t == V_UNDEF) return false;
     tm_list *l = tm_iterate(c, x);
+    tm_charge(c, l->n >> 4);
     for (uint32_t i = 0; i < l->n; i++)
-      if (tm_equal(&l->v[i], &v)) return true;
+      if (tm_equal(c, &l->v[i], &v)) return true;
     return false;
   }
   case T_ITERABLE: return v.t == V_LIST || v.t == V_DICT || v.t == V_STR || v.t == V_UNDEF;
@@ -1415,7 +1418,7 @@ bool tm_call_test(tm_ctx *c, int id, tm_val v, tm_args *a) {
     case V_STR: return v.s == x->s && v.n == x->n;
     case V_LIST: return v.l == x->l;
     case V_DICT: case V_NS: return v.d == x->d;
-    default: return tm_equal(&v, x);
+    default: return tm_equal(c, &v, x);
     }
   }
   tm_fail(c, IG_TMPL_ERUNTIME, "internal error: unknown test %d", id);
@@ -1697,7 +1700,7 @@ tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a) {
   }
   case M_GET: {
     if (!a0) tm_fail(c, IG_TMPL_ERUNTIME, "get expected at least 1 argument, got 0");
-    int i = tm_dict_find(self.d, *a0);
+    int i = tm_dict_find(c, self.d, *a0);
     if (i >= 0) return self.d->v[i];
     return a1 ? *a1 : tm_none();
   }
@@ -1710,7 +1713,7 @@ tm_val tm_call_method(tm_ctx *c, const tm_method *m, tm_args *a) {
     if (!a0) tm_fail(c, IG_TMPL_ERUNTIME, "missing argument");
     int64_t n = 0;
     for (uint32_t i = 0; i < self.l->n; i++)
-      if (tm_equal(&self.l->v[i], a0)) {
+      if (tm_equal(c, &self.l->v[i], a0)) {
         if (m->id == M_LINDEX) return tm_int(i);
         n++;
       }

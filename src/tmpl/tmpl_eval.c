@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tmpl/tmpl_int.h"
 
@@ -49,10 +50,21 @@ void tm_buf_put(tm_ctx *c, ig_str *s) {
   b->next_free = c->bufs_free;
   c->bufs_free = b;
 }
-static inline void step(tm_ctx *c) {
-  if (++c->steps > c->max_steps)
-    tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+_Noreturn void tm_fail_steps(tm_ctx *c) {
+  tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
 }
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+/* Every 256 steps (or more at once: a long scan charges its share) the clock is read, when there is a time limit. */
+void tm_tick(tm_ctx *c) {
+  c->next_tick = c->steps + 256;
+  if (c->deadline_ns && mono_ns() > c->deadline_ns)
+    tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the time limit (%u ms)", c->max_ms);
+}
+static inline void step(tm_ctx *c) { tm_charge(c, 1); }
 static void out_append(tm_ctx *c, const char *p, size_t n) {
   ig_str_append(c->out, p, n);
   tm_check_str(c, c->out);
@@ -152,7 +164,7 @@ tm_val tm_getattr(tm_ctx *c, tm_val obj, tm_sv name) {
   case V_DICT: {
     int mid = tm_method_id(&obj, name);
     if (mid < 0) {
-      int i = tm_dict_find_str(obj.d, name.p, name.n);
+      int i = tm_dict_find_str(c, obj.d, name.p, name.n);
       if (i >= 0) return obj.d->v[i];
       if (tm_is_unsafe_method(&obj, name)) break;
       return tm_undef_kind(2, name.p, name.n);
@@ -166,7 +178,7 @@ tm_val tm_getattr(tm_ctx *c, tm_val obj, tm_sv name) {
     return v;
   }
   case V_NS: {
-    int i = tm_dict_find_str(obj.d, name.p, name.n);
+    int i = tm_dict_find_str(c, obj.d, name.p, name.n);
     if (i >= 0) return obj.d->v[i];
     return undef_msg(c, "'%s' has no attribute '%.*s'", obj_desc(&obj), (int)(name.n > 100 ? 100 : name.n), name.p);
   }
@@ -218,7 +230,7 @@ tm_val tm_getitem(tm_ctx *c, tm_val obj, tm_val key) {
   switch (obj.t) {
   case V_UNDEF: undef_fail(c, &obj);
   case V_DICT: {
-    int i = tm_dict_find(obj.d, key);
+    int i = tm_dict_find(c, obj.d, key);
     if (i >= 0) return obj.d->v[i];
     if (key.t == V_STR) {
       tm_val r = tm_getattr(c, obj, (tm_sv){key.s, key.n});
@@ -537,18 +549,19 @@ static bool contains(tm_ctx *c, tm_val item, tm_val seq) {
       tm_fail(c, IG_TMPL_ERUNTIME, "'in <string>' requires string as left operand, not %s", tm_type_name(&item));
     }
     if (item.n == 0) return true;
+    tm_charge(c, seq.n >> 10); /* a step per KiB searched */
     return memmem(seq.s, seq.n, item.s, item.n) != NULL;
   case V_LIST:
     if (seq.l->err) tm_fail(c, IG_TMPL_ERUNTIME, "%s", seq.l->err);
     for (uint32_t i = 0; i < seq.l->n; i++) {
       step(c);
-      if (tm_equal(&seq.l->v[i], &item)) return true;
+      if (tm_equal(c, &seq.l->v[i], &item)) return true;
     }
     return false;
   case V_DICT:
     if ((item.t == V_LIST && item.tuple == 0 && !item.unsafe) || item.t == V_DICT || item.t == V_NS)
       tm_fail(c, IG_TMPL_ERUNTIME, "unhashable type: '%s'", tm_type_name(&item));
-    return tm_dict_find(seq.d, item) >= 0;
+    return tm_dict_find(c, seq.d, item) >= 0;
   case V_UNDEF: return false; /* Undefined iterates as empty */
   default: tm_fail(c, IG_TMPL_ERUNTIME, "argument of type '%s' is not iterable", tm_type_name(&seq));
   }
@@ -781,8 +794,8 @@ static tm_val eval(tm_ctx *c, tm_scope *s, const tm_node *n) {
       tm_val r = eval(c, s, n->items[i]);
       bool ok;
       switch (n->ops[i - 1]) {
-      case CMP_EQ: ok = tm_equal(&l, &r); break;
-      case CMP_NE: ok = !tm_equal(&l, &r); break;
+      case CMP_EQ: ok = tm_equal(c, &l, &r); break;
+      case CMP_NE: ok = !tm_equal(c, &l, &r); break;
       case CMP_IN: ok = contains(c, l, r); break;
       case CMP_NOTIN: ok = !contains(c, l, r); break;
       default: {
@@ -1045,6 +1058,9 @@ int ig_tmpl_render(const ig_tmpl *t, const json_t *ctx, const ig_tmpl_opts *opts
   c->max_output = lim.max_output ? lim.max_output : (size_t)16 << 20;
   c->arena.limit = lim.max_memory ? lim.max_memory : (size_t)128 << 20;
   c->now = opts && opts->now ? opts->now : time(NULL);
+  c->max_ms = lim.max_ms;
+  c->deadline_ns = lim.max_ms ? mono_ns() + (int64_t)lim.max_ms * 1000000 : 0;
+  c->next_tick = lim.max_ms ? 256 : UINT64_MAX;
   c->json = ctx;
   size_t start_len = out->len;
   volatile int rc = 0;
@@ -1066,10 +1082,93 @@ int ig_tmpl_render(const ig_tmpl *t, const json_t *ctx, const ig_tmpl_opts *opts
   return rc;
 }
 
+/* ---------------------------------------------------------------- continue_final_message */
+
+/* Where p[0, m) last occurs in s[0, n) (Python's str.rindex), or -1. Knuth-Morris-Pratt over both read backwards:
+ * O(n + m) whatever they hold (a long message in a long prompt never costs their product). f: m entries, m > 0. */
+static long long rfind(const char *s, size_t n, const char *p, size_t m, size_t *f) {
+#define Q(i) p[m - 1 - (i)] /* the pattern reversed */
+  f[0] = 0;
+  for (size_t i = 1, k = 0; i < m; i++) {
+    while (k && Q(i) != Q(k)) k = f[k - 1];
+    if (Q(i) == Q(k)) k++;
+    f[i] = k;
+  }
+  for (size_t j = 0, k = 0; j < n; j++) {
+    char ch = s[n - 1 - j];
+    while (k && ch != Q(k)) k = f[k - 1];
+    if (ch == Q(k)) k++;
+    if (k == m) return (long long)(n - 1 - j);
+  }
+  return -1;
+#undef Q
+}
+
+/* transformers' apply_chat_template(continue_final_message=True) on the rendered text s[0, *n): the final message's
+ * text (its content, or the last {"text": ...} part of a list) stripped of whitespace (Python's str.strip) is
+ * looked for from the end; the text is cut after it, or after the whole content when the content has no leading
+ * whitespace and the text has its trailing whitespace there too. 0, or IG_TMPL_EINVAL with transformers' message. */
+static int cut_after_final_message(const json_t *messages, const char *s, size_t *n, char *err, size_t errlen) {
+  size_t nm = json_array_size(messages);
+  const json_t *c = nm ? json_object_get(json_array_get(messages, nm - 1), "content") : NULL;
+  for (size_t i = json_array_size(c); i > 0 && json_is_array(c); i--) {
+    const json_t *part = json_array_get(c, i - 1);
+    if (json_is_object(part) && json_object_get(part, "text")) {
+      c = json_object_get(part, "text");
+      break;
+    }
+  }
+  if (!json_is_string(c)) {
+    if (err && errlen)
+      snprintf(err, errlen, "continue_final_message is set but we could not find any text to continue in the final "
+                            "message!");
+    return IG_TMPL_EINVAL;
+  }
+  const char *m = json_string_value(c);
+  size_t ml = json_string_length(c), a = 0, b = ml, adv;
+  while (a < b && tm_isspace_cp(tm_u8_decode(m + a, b - a, &adv))) a += adv;
+  while (b > a) {
+    size_t k = b - 1;
+    while (k > a && ((unsigned char)m[k] & 0xC0) == 0x80) k--;
+    if (!tm_isspace_cp(tm_u8_decode(m + k, b - k, &adv))) break;
+    b = k;
+  }
+  long long at = (long long)*n; /* "" is found at the end */
+  if (b > a) {
+    size_t *f = malloc((b - a) * sizeof *f);
+    if (!f) {
+      if (err && errlen) snprintf(err, errlen, "out of memory");
+      return IG_TMPL_ENOMEM;
+    }
+    at = rfind(s, *n, m + a, b - a, f);
+    free(f);
+  }
+  if (at < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "continue_final_message is set but the final message does not appear in the chat after "
+                            "applying the chat template! This can happen if the chat template deletes portions of "
+                            "the final message. Please verify the chat template and final message in your chat to "
+                            "ensure they are compatible.");
+    return IG_TMPL_EINVAL;
+  }
+  size_t from = (size_t)at;
+  int whole = a == 0 && ml <= *n - from && (ml == 0 || memcmp(s + from, m, ml) == 0);
+  *n = from + (whole ? ml : b - a);
+  return 0;
+}
+
 int ig_tmpl_render_chat(const ig_tmpl *t, const ig_tmpl_chat *chat, const ig_tmpl_opts *opts, char **out,
                         size_t *out_len, char *err, size_t errlen) {
   *out = NULL;
   if (out_len) *out_len = 0;
+  if (chat->continue_final_message && chat->add_generation_prompt) {
+    if (err && errlen)
+      snprintf(err, errlen, "continue_final_message and add_generation_prompt are not compatible. Use "
+                            "continue_final_message when you want the model to continue the final message, and "
+                            "add_generation_prompt when you want to add a header that will prompt it to start a new "
+                            "assistant message instead.");
+    return IG_TMPL_EINVAL;
+  }
   json_t *ctx = json_object();
   if (!ctx) {
     if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -1085,6 +1184,7 @@ int ig_tmpl_render_chat(const ig_tmpl *t, const ig_tmpl_chat *chat, const ig_tmp
   ig_str_init(&s);
   int rc = ig_tmpl_render(t, ctx, opts, &s, err, errlen);
   json_decref(ctx);
+  if (!rc && chat->continue_final_message) rc = cut_after_final_message(chat->messages, s.p, &s.len, err, errlen);
   if (rc) {
     ig_str_free(&s);
     return rc;

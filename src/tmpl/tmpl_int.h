@@ -152,6 +152,9 @@ typedef struct tm_ctx {
   char *err;
   size_t errlen;
   uint64_t steps, max_steps;
+  uint64_t next_tick;   /* steps at which the clock is next read (UINT64_MAX: no time limit) */
+  int64_t deadline_ns;  /* CLOCK_MONOTONIC time the render must end by, when max_ms */
+  uint32_t max_ms;
   uint32_t depth, max_depth;
   size_t max_output;
   time_t now;
@@ -171,6 +174,14 @@ void tm_buf_put(tm_ctx *c, ig_str *s);
 /* Errors jump out of the render (longjmp); the arena frees everything. */
 _Noreturn void tm_fail(tm_ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void *tm_ralloc(tm_ctx *c, size_t n); /* render-time allocation; fails the render when over the limit */
+_Noreturn void tm_fail_steps(tm_ctx *c);
+void tm_tick(tm_ctx *c); /* reads the clock: fails the render past its time limit */
+/* Charges n steps of work (a scan of n * 16 keys, ...): fails past the step limit, reads the clock now and then. */
+static inline void tm_charge(tm_ctx *c, uint64_t n) {
+  c->steps += n;
+  if (c->steps > c->max_steps) tm_fail_steps(c);
+  if (c->steps >= c->next_tick) tm_tick(c);
+}
 
 /* An undefined value carries the error it raises when used: a message (tuple == 0, s NUL-terminated or
  * NULL), or, formatted only on failure, a missing name (tuple == 1) or dict attribute (tuple == 2), s/n. */
@@ -196,12 +207,12 @@ void tm_list_push(tm_ctx *c, tm_list *l, tm_val v);
 tm_val tm_list_val(tm_list *l, bool tuple);
 tm_dict *tm_dict_new(tm_ctx *c, uint32_t cap);
 void tm_dict_set(tm_ctx *c, tm_dict *d, tm_val k, tm_val v);
-int tm_dict_find(const tm_dict *d, tm_val k); /* index or -1 */
-int tm_dict_find_str(const tm_dict *d, const char *p, size_t n);
+int tm_dict_find(tm_ctx *c, const tm_dict *d, tm_val k); /* index or -1; the scan is charged to the steps */
+int tm_dict_find_str(tm_ctx *c, const tm_dict *d, const char *p, size_t n);
 tm_val tm_from_json(tm_ctx *c, const json_t *j);
 
 bool tm_truthy(const tm_val *v);
-bool tm_equal(const tm_val *a, const tm_val *b);
+bool tm_equal(tm_ctx *c, const tm_val *a, const tm_val *b); /* containers' sizes are charged to the steps */
 int tm_compare(tm_ctx *c, const tm_val *a, const tm_val *b); /* <0, 0, >0; fails on incomparable types */
 int tm_compare_op(tm_ctx *c, const tm_val *a, const tm_val *b, const char *sym); /* same; errors name `sym` */
 const char *tm_type_name(const tm_val *v);

@@ -139,19 +139,23 @@ tm_dict *tm_dict_new(tm_ctx *c, uint32_t cap) {
   d->v = cap ? tm_ralloc(c, sizeof(tm_val) * cap) : NULL;
   return d;
 }
-int tm_dict_find_str(const tm_dict *d, const char *p, size_t n) {
+/* Lookups scan the keys: each is charged a step per 16 of them, so that a render cannot spend its steps on
+ * lookups in a request's 100,000-key object and run quadratic long within the step limit. */
+int tm_dict_find_str(tm_ctx *c, const tm_dict *d, const char *p, size_t n) {
+  tm_charge(c, d->n >> 4);
   for (uint32_t i = 0; i < d->n; i++)
     if (d->k[i].t == V_STR && d->k[i].n == n && memcmp(d->k[i].s, p, n) == 0) return (int)i;
   return -1;
 }
-int tm_dict_find(const tm_dict *d, tm_val k) {
-  if (k.t == V_STR) return tm_dict_find_str(d, k.s, k.n);
+int tm_dict_find(tm_ctx *c, const tm_dict *d, tm_val k) {
+  if (k.t == V_STR) return tm_dict_find_str(c, d, k.s, k.n);
+  tm_charge(c, d->n >> 4);
   for (uint32_t i = 0; i < d->n; i++)
-    if (tm_equal(&d->k[i], &k)) return (int)i;
+    if (tm_equal(c, &d->k[i], &k)) return (int)i;
   return -1;
 }
 void tm_dict_set(tm_ctx *c, tm_dict *d, tm_val k, tm_val v) {
-  int i = tm_dict_find(d, k);
+  int i = tm_dict_find(c, d, k);
   if (i >= 0) {
     d->v[i] = v;
     return;
@@ -174,7 +178,7 @@ void tm_dict_set(tm_ctx *c, tm_dict *d, tm_val k, tm_val v) {
 
 /* JSON -> value. Strings point into the JSON (it outlives the render). */
 tm_val tm_from_json(tm_ctx *c, const json_t *j) {
-  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  tm_charge(c, 1);
   switch (json_typeof(j)) {
   case JSON_NULL: return tm_none();
   case JSON_TRUE: return tm_bool(true);
@@ -221,7 +225,7 @@ bool tm_truthy(const tm_val *v) {
   }
 }
 static bool is_num(const tm_val *v) { return v->t == V_BOOL || v->t == V_INT || v->t == V_FLOAT; }
-bool tm_equal(const tm_val *a, const tm_val *b) {
+bool tm_equal(tm_ctx *c, const tm_val *a, const tm_val *b) {
   if (is_num(a) && is_num(b)) {
     if (a->t == V_FLOAT || b->t == V_FLOAT) {
       double x = a->t == V_FLOAT ? a->f : (double)a->i, y = b->t == V_FLOAT ? b->f : (double)b->i;
@@ -232,18 +236,23 @@ bool tm_equal(const tm_val *a, const tm_val *b) {
   if (a->t != b->t) return false;
   switch (a->t) {
   case V_UNDEF: case V_NONE: return true;
-  case V_STR: return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+  case V_STR:
+    if (a->n != b->n) return false;
+    tm_charge(c, a->n >> 10); /* a step per KiB compared */
+    return memcmp(a->s, b->s, a->n) == 0;
   case V_LIST:
     if (a->unsafe || b->unsafe) return a->l == b->l;
     if (a->tuple != b->tuple || a->l->n != b->l->n) return false;
+    tm_charge(c, a->l->n >> 4);
     for (uint32_t i = 0; i < a->l->n; i++)
-      if (!tm_equal(&a->l->v[i], &b->l->v[i])) return false;
+      if (!tm_equal(c, &a->l->v[i], &b->l->v[i])) return false;
     return true;
   case V_DICT:
     if (a->d->n != b->d->n) return false;
-    for (uint32_t i = 0; i < a->d->n; i++) {
-      int j = tm_dict_find(b->d, a->d->k[i]);
-      if (j < 0 || !tm_equal(&a->d->v[i], &b->d->v[j])) return false;
+    tm_charge(c, a->d->n >> 4);
+    for (uint32_t i = 0; i < a->d->n; i++) { /* the same order (usual) costs no lookups */
+      int j = tm_equal(c, &a->d->k[i], &b->d->k[i]) ? (int)i : tm_dict_find(c, b->d, a->d->k[i]);
+      if (j < 0 || !tm_equal(c, &a->d->v[i], &b->d->v[j])) return false;
     }
     return true;
   case V_NS: return a->d == b->d;
@@ -272,7 +281,7 @@ int tm_compare_op(tm_ctx *c, const tm_val *a, const tm_val *b, const char *sym) 
   if (a->t == V_LIST && b->t == V_LIST && a->tuple == b->tuple) {
     uint32_t n = a->l->n < b->l->n ? a->l->n : b->l->n;
     for (uint32_t i = 0; i < n; i++) {
-      if (tm_equal(&a->l->v[i], &b->l->v[i])) continue;
+      if (tm_equal(c, &a->l->v[i], &b->l->v[i])) continue;
       return tm_compare_op(c, &a->l->v[i], &b->l->v[i], sym);
     }
     return a->l->n < b->l->n ? -1 : a->l->n > b->l->n ? 1 : 0;
@@ -404,7 +413,7 @@ static void repr_str(ig_str *s, const char *p, size_t n) {
 }
 
 void tm_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
-  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  tm_charge(c, 1);
   if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
   switch (v->t) {
   case V_STR:
@@ -554,7 +563,7 @@ static void json_key(tm_ctx *c, ig_str *s, const tm_val *k) {
 }
 void tm_to_json(tm_ctx *c, ig_str *s, const tm_val *v, int indent, const char *indent_str, tm_sv item_sep,
                 tm_sv key_sep, bool sort_keys, int level) {
-  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  tm_charge(c, 1);
   if (level > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply for tojson");
   switch (v->t) {
   case V_NONE: ig_str_puts(s, "null"); break;
@@ -650,7 +659,7 @@ static uint32_t *pp_sorted_keys(tm_ctx *c, const tm_dict *d) {
 }
 /* safe_repr: repr with dict keys sorted, at any depth */
 static void pp_repr(tm_ctx *c, ig_str *s, const tm_val *v) {
-  if (++c->steps > c->max_steps) tm_fail(c, IG_TMPL_ELIMIT, "template exceeded the step limit (%llu)", (unsigned long long)c->max_steps);
+  tm_charge(c, 1);
   if (++c->repr_depth > 512) tm_fail(c, IG_TMPL_ELIMIT, "value nested too deeply to print");
   if (v->t == V_DICT) {
     uint32_t *ord = pp_sorted_keys(c, v->d);

@@ -1016,9 +1016,129 @@ groups.tools = async (url) => {
   }
 };
 
+// vLLM's chat template fields: chat_template_kwargs, add_generation_prompt, continue_final_message, documents, and a
+// request's own chat_template (refused unless the server runs with --trust-request-chat-template), on /chat_tokenize
+// (its templated_text) and on /v1/chat/completions (the same prompt: its token count, its continuation)
+groups.chattemplate = async (url) => {
+  const tok = async (u, body) => {
+    const r = await postJSON(u + "/chat_tokenize", body);
+    const j = JSON.parse(r.body);
+    return { status: r.status, text: j.templated_text, n: j.tokenize_response?.length, error: j.error, etype: j.error_type };
+  };
+  const chat = async (u, body) => JSON.parse((await postJSON(u + "/v1/chat/completions", { max_tokens: 12, temperature: 0, ...body })).body);
+  const hi = [{ role: "user", content: "Hi" }];
+  const cont = [...hi, { role: "assistant", content: "Once upon a time" }];
+  const refused = async (u, body, msg, what) => {
+    for (const route of ["/v1/chat/completions", "/chat_tokenize"]) {
+      const r = await postJSON(u + route, body);
+      eq(r.status, 422, `${what}: 422 on ${route}`);
+      const j = JSON.parse(r.body);
+      eq(typeof j.error === "string" ? j.error : j.error?.message, msg, `${what}: its message on ${route}`);
+    }
+  };
+  // the default server (stories260K's template, request templates not trusted)
+  await refused(url, { messages: hi, chat_template: "{{ messages[0].content }}" },
+    "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with untrusted chat template.",
+    "an untrusted chat_template");
+  await refused(url, { messages: cont, continue_final_message: true },
+    "Cannot set both `continue_final_message` and `add_generation_prompt` to True.", "continue_final_message alone");
+  await refused(url, { messages: hi, chat_template_kwargs: [1] },
+    "Failed to deserialize the JSON body into the target type: chat_template_kwargs: invalid type: sequence, expected a map",
+    "chat_template_kwargs a list");
+  await refused(url, { messages: hi, chat_template_kwargs: { chat_template: "x" } },
+    "Found unexpected chat template kwargs from request: {'chat_template'}", "chat_template among the kwargs");
+  await refused(url, { messages: hi, documents: [{ title: "A" }, 3] },
+    "Failed to deserialize the JSON body into the target type: documents[1]: invalid type: integer `3`, expected a map",
+    "a document not an object");
+  // a continued message: the prompt ends with its text, and the reply continues it exactly as /v1/completions does
+  // the same text
+  const ct = await tok(url, { messages: cont, add_generation_prompt: false, continue_final_message: true });
+  eq(ct.text, "<s>Hi\nOnce upon a time", "continue_final_message: the prompt ends with the message's text");
+  const client = new OpenAI({ baseURL: url + "/v1", apiKey: "unused" });
+  const cc = await client.chat.completions.create({ model: "x", messages: cont, max_tokens: 12, temperature: 0,
+    add_generation_prompt: false, continue_final_message: true });
+  const pc = await client.completions.create({ model: "x", prompt: "Hi\nOnce upon a time", max_tokens: 12, temperature: 0 });
+  eq(cc.choices[0].message.content, pc.choices[0].text, "continue_final_message: the reply continues the message");
+  eq(cc.usage.prompt_tokens, ct.n, "continue_final_message: the chat prompt is the templated text");
+  const cs = await postJSON(url + "/v1/chat/completions", { messages: cont, max_tokens: 12, temperature: 0,
+    add_generation_prompt: false, continue_final_message: true, stream: true });
+  eq(sseData(cs.body).filter((d) => d !== "[DONE]").map((d) => JSON.parse(d).choices?.[0]?.delta?.content ?? "").join(""),
+    cc.choices[0].message.content, "continue_final_message streamed: the same reply");
+
+  // a model whose template prints what it is given (--tokenizer-config-path), with request templates trusted
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ignis-chattemplate-"));
+  const T = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>{% endfor %}" +
+    "{% for d in documents or [] %}[doc {{ d.title }}: {{ d.text }}]{% endfor %}" +
+    "{% if enable_thinking is defined %}[thinking={{ enable_thinking }}]{% endif %}" +
+    "{% if tools %}[{{ tools | length }} tools]{% endif %}{% if add_generation_prompt %}<assistant>{% endif %}";
+  fs.writeFileSync(path.join(dir, "tc.json"), JSON.stringify({ bos_token: "<s>", eos_token: "</s>", chat_template: [
+    { name: "default", template: T }, { name: "rag", template: "RAG{% for d in documents %}({{ d.text }}){% endfor %}" }] }));
+  const srv2 = await startServer(BIN, ["--tokenizer-config-path", path.join(dir, "tc.json"), "--trust-request-chat-template"]);
+  try {
+    const u = srv2.url;
+    const cases = [
+      ["chat_template_kwargs", { messages: hi, chat_template_kwargs: { enable_thinking: false } }, "<s><user>Hi</user>[thinking=False]<assistant>"],
+      ["the request's fields win over kwargs of the same names", { messages: hi, chat_template_kwargs: { add_generation_prompt: false, enable_thinking: true } },
+        "<s><user>Hi</user>[thinking=True]<assistant>"],
+      ["add_generation_prompt false", { messages: hi, add_generation_prompt: false }, "<s><user>Hi</user>"],
+      ["continue_final_message", { messages: cont, add_generation_prompt: false, continue_final_message: true }, "<s><user>Hi</user><assistant>Once upon a time"],
+      ["continue_final_message, trailing space kept", { messages: [...hi, { role: "assistant", content: "Once upon " }], add_generation_prompt: false,
+        continue_final_message: true }, "<s><user>Hi</user><assistant>Once upon "],
+      ["documents", { messages: hi, documents: [{ title: "A", text: "alpha" }, { title: "B", text: "beta" }] },
+        "<s><user>Hi</user>[doc A: alpha][doc B: beta]<assistant>"],
+      ["a request's chat_template", { messages: cont, chat_template: "{{ messages | map(attribute='content') | join('|') }}{{ x }}!", chat_template_kwargs: { x: 7 } },
+        "Hi|Once upon a time7!"],
+      ["a request's chat_template, continued", { messages: cont, chat_template: "{% for m in messages %}[{{ m.content }}]{% endfor %}",
+        add_generation_prompt: false, continue_final_message: true }, "[Hi][Once upon a time"],
+      ["a chat_template naming one of the model's", { messages: hi, chat_template: "rag", documents: [{ text: "d1" }, { text: "d2" }] }, "RAG(d1)(d2)"],
+      ["an empty chat_template: the model's", { messages: hi, chat_template: "" }, "<s><user>Hi</user><assistant>"],
+      ["tools read by the template, with kwargs", { messages: hi, tools: [WEATHER, TIME], chat_template_kwargs: { enable_thinking: true } },
+        "<s><user>Hi</user>[thinking=True][2 tools]<assistant>"],
+      ["tools with a request template that does not read them: in the last message", { messages: hi, tools: [TIME], tool_prompt: "T:",
+        chat_template: "({{ messages[-1].content }})" }, `(Hi\n\nT:\n${JSON.stringify([TIME])})`],
+      ["... and in the one before a continued message", { messages: cont, tools: [TIME], tool_prompt: "T:", add_generation_prompt: false,
+        continue_final_message: true, chat_template: "{% for m in messages %}({{ m.content }}){% endfor %}" },
+        `(Hi\n\nT:\n${JSON.stringify([TIME])})(Once upon a time`],
+    ];
+    for (const [what, body, want] of cases) {
+      const t = await tok(u, body);
+      eq(t.text, want, `${what}: templated_text`);
+      const c = await chat(u, body); // the chat route renders the same prompt
+      eq(c.usage?.prompt_tokens, t.n, `${what}: the chat prompt (${c.error?.message ?? ""})`);
+    }
+    // the template's errors: 422 template_error, with the parse error or the message; the limits of a model's template
+    for (const [what, body, msg] of [
+      ["a chat_template that does not parse", { messages: hi, chat_template: "{{ messages[0].content " },
+        "Template error: chat_template: template syntax error, line 1: unexpected end of template, expected '}}'"],
+      ["raise_exception", { messages: hi, chat_template: "{{ raise_exception('no system role') }}" }, "Template error: no system role"],
+      ["the step limit", { messages: hi, chat_template: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}" },
+        "Template error: template exceeded the step limit (1000000)"],
+      ["a continued message the template drops", { messages: cont, add_generation_prompt: false, continue_final_message: true, chat_template: "{{ messages[0].content }}" },
+        "Template error: continue_final_message is set but the final message does not appear in the chat after applying the chat template! This can happen if the chat template deletes portions of the final message. Please verify the chat template and final message in your chat to ensure they are compatible."],
+      ["a final message without text", { messages: [...hi, { role: "assistant", content: null, tool_calls: [{ id: "c", type: "function", function: { name: "get_time", arguments: "{}" } }] }],
+        add_generation_prompt: false, continue_final_message: true }, "Template error: continue_final_message is set but we could not find any text to continue in the final message!"],
+    ]) {
+      const t = await tok(u, body);
+      check(t.status === 422 && t.error === msg && t.etype === "template_error", `${what}: /chat_tokenize ${t.status} ${t.error}`);
+      const r = await postJSON(u + "/v1/chat/completions", body);
+      check(r.status === 422 && JSON.parse(r.body).error?.message === msg, `${what}: chat ${r.status} ${r.body.slice(0, 200)}`);
+    }
+    // a required tool call with the fields: still a call
+    const tc = new OpenAI({ baseURL: u + "/v1", apiKey: "unused" });
+    const r = await tc.chat.completions.create({ model: "x", messages: hi, max_tokens: 150, tools: [WEATHER], tool_choice: "required",
+      chat_template_kwargs: { enable_thinking: false }, documents: [{ title: "A", text: "a" }] });
+    eq(r.choices[0].finish_reason, "tool_calls", "tools required with kwargs and documents: finish_reason");
+    isCall(r.choices[0].message.tool_calls?.[0], "tools required with kwargs and documents", ["get_weather"]);
+  } finally {
+    await stopServer(srv2);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+};
+
 // ---- main ------------------------------------------------------------------------------------------------------
 
-const order = ["tgi", "curl", "openai", "hf", "bad", "cancel", "metrics", "concurrent", "json", "schema", "regex", "tools", "soak"];
+const order = ["tgi", "curl", "openai", "hf", "bad", "cancel", "metrics", "concurrent", "json", "schema", "regex", "tools", "chattemplate",
+  "soak"];
 const t0 = Date.now();
 const srv = await startServer(BIN, ["--client-timeout", "3"]);
 for (const g of order) {

@@ -251,9 +251,9 @@ static char *f_decode(void *ctx, const int32_t *ids, int n, int skip_special) {
 
 static int f_is_special(void *ctx, int32_t id) { return id < 3; }
 
-static int f_chat(void *ctx, const void *messages, const void *tools, const char *tool_prompt, char **prompt, char *err,
-                  size_t errlen) {
-  const json_t *m = messages;
+static int f_chat(void *ctx, const ig_chat_input *in, char **prompt, char *err, size_t errlen) {
+  const json_t *m = in->messages, *tools = in->tools;
+  const char *tool_prompt = in->tool_prompt;
   ig_str o;
   ig_str_init(&o);
   ig_str_puts(&o, "<s>");
@@ -272,12 +272,11 @@ static int f_chat(void *ctx, const void *messages, const void *tools, const char
     ig_str_printf(&o, "[tools]%s[tool_prompt]%s", t ? t : "", tool_prompt ? tool_prompt : "");
     free(t);
   }
-  ig_str_puts(&o, "[assistant]");
+  if (in->add_generation_prompt) ig_str_puts(&o, "[assistant]");
   *prompt = ig_str_steal(&o, NULL);
   return 0;
 }
-static int f_chat_none(void *ctx, const void *messages, const void *tools, const char *tool_prompt, char **prompt,
-                       char *err, size_t errlen) {
+static int f_chat_none(void *ctx, const ig_chat_input *in, char **prompt, char *err, size_t errlen) {
   return -ENOENT;
 }
 

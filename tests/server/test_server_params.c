@@ -7,7 +7,7 @@
 #include "test.h"
 #include <stdlib.h>
 
-static ig_server_limits lim = {2, 4, 5, 100, 200, 4, NULL};
+static ig_server_limits lim = {2, 4, 5, 100, 200, 4, NULL, 0};
 
 /* Parses body for api; returns the status and copies the message. On success the request goes to *keep (the
  * caller frees it) when keep is not NULL, else it is freed. */
@@ -1122,7 +1122,92 @@ static void test_render_completion_logprobs(void) {
   ig_str_free(&o), ig_str_free(&want);
 }
 
+/* vLLM's chat template fields: chat_template_kwargs, add_generation_prompt, continue_final_message, documents,
+ * chat_template (only when the server trusts request templates), with vLLM's refusals. */
+static void test_chat_template_fields(void) {
+  const ig_api C = IG_API_CHAT;
+#define MSGS "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"Sure\"}]"
+  char m[512] = "";
+  ig_server_req r;
+  /* defaults: the generation prompt, nothing else */
+  CHECK_EQ_INT(parse_keep(C, MSGS "}", m, sizeof m, &r), 0);
+  CHECK(r.add_generation_prompt == 1 && !r.continue_final_message && !r.chat_kwargs && !r.documents && !r.chat_template);
+  ig_server_req_free(&r);
+  /* kwargs kept (a copy), the names the request's own fields set taken out of them (vLLM's merge_kwargs) */
+  CHECK_EQ_INT(parse_keep(C, MSGS ",\"chat_template_kwargs\":{\"enable_thinking\":false,\"add_generation_prompt\":true,"
+                              "\"continue_final_message\":true,\"documents\":[1],\"x\":{\"y\":[1,2]}},"
+                              "\"add_generation_prompt\":false,\"continue_final_message\":true,"
+                              "\"documents\":[{\"title\":\"T\",\"text\":\"D\"}]}",
+                          m, sizeof m, &r), 0);
+  CHECK(r.add_generation_prompt == 0 && r.continue_final_message == 1);
+  CHECK_EQ_INT((int)json_object_size(r.chat_kwargs), 2);
+  CHECK(json_is_false(json_object_get(r.chat_kwargs, "enable_thinking")));
+  CHECK_EQ_INT((int)json_array_size(json_object_get(json_object_get(r.chat_kwargs, "x"), "y")), 2);
+  CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(r.documents, 0), "title")), "T");
+  ig_server_req_free(&r);
+  /* without the request's documents or tools, kwargs of those names stay (they set the template's variables) */
+  CHECK_EQ_INT(parse_keep(C, MSGS ",\"chat_template_kwargs\":{\"documents\":[{\"a\":\"b\"}],\"tools\":[]}}", m, sizeof m, &r), 0);
+  CHECK(json_is_array(json_object_get(r.chat_kwargs, "documents")) && json_is_array(json_object_get(r.chat_kwargs, "tools")));
+  ig_server_req_free(&r);
+  CHECK_EQ_INT(parse_keep(C, MSGS ",\"chat_template_kwargs\":{\"tools\":[],\"k\":1},\"tools\":[{\"type\":\"function\","
+                              "\"function\":{\"name\":\"f\"}}]}", m, sizeof m, &r), 0);
+  CHECK(!json_object_get(r.chat_kwargs, "tools") && json_object_get(r.chat_kwargs, "k") && json_array_size(r.tools) == 1);
+  ig_server_req_free(&r);
+  /* null is "not given" */
+  CHECK_EQ_INT(parse_keep(C, MSGS ",\"chat_template_kwargs\":null,\"documents\":null,\"add_generation_prompt\":null,"
+                              "\"continue_final_message\":null,\"chat_template\":null}", m, sizeof m, &r), 0);
+  CHECK(r.add_generation_prompt == 1 && !r.chat_kwargs && !r.documents && !r.chat_template);
+  ig_server_req_free(&r);
+  /* the refusals, with vLLM's messages where vLLM has one */
+  EXPECT(C, MSGS ",\"chat_template_kwargs\":[1]}", 422,
+         DESER_PREFIX "chat_template_kwargs: invalid type: sequence, expected a map");
+  EXPECT(C, MSGS ",\"chat_template_kwargs\":\"enable_thinking=False\"}", 422,
+         DESER_PREFIX "chat_template_kwargs: invalid type: string \"enable_thinking=False\", expected a map");
+  EXPECT(C, MSGS ",\"chat_template_kwargs\":{\"chat_template\":\"x\"}}", 422,
+         "Found unexpected chat template kwargs from request: {'chat_template'}");
+  EXPECT(C, MSGS ",\"chat_template_kwargs\":{\"tokenize\":true,\"chat_template\":null}}", 422,
+         "Found unexpected chat template kwargs from request: {'chat_template', 'tokenize'}");
+  EXPECT(C, MSGS ",\"add_generation_prompt\":1}", 422,
+         DESER_PREFIX "add_generation_prompt: invalid type: integer `1`, expected a boolean");
+  EXPECT(C, MSGS ",\"continue_final_message\":\"yes\"}", 422,
+         DESER_PREFIX "continue_final_message: invalid type: string \"yes\", expected a boolean");
+  /* add_generation_prompt defaults to true: continuing asks for it false */
+  EXPECT(C, MSGS ",\"continue_final_message\":true}", 422,
+         "Cannot set both `continue_final_message` and `add_generation_prompt` to True.");
+  EXPECT(C, MSGS ",\"continue_final_message\":true,\"add_generation_prompt\":true}", 422,
+         "Cannot set both `continue_final_message` and `add_generation_prompt` to True.");
+  EXPECT(C, MSGS ",\"continue_final_message\":false,\"add_generation_prompt\":false}", 0, "");
+  EXPECT(C, MSGS ",\"documents\":{\"title\":\"T\"}}", 422,
+         DESER_PREFIX "documents: invalid type: map, expected a sequence");
+  EXPECT(C, MSGS ",\"documents\":[{\"a\":\"b\"},\"text\"]}", 422,
+         DESER_PREFIX "documents[1]: invalid type: string \"text\", expected a map");
+  EXPECT(C, MSGS ",\"documents\":[]}", 0, "");
+  /* a request's own template: refused unless the server trusts them (vLLM's --trust-request-chat-template) */
+  EXPECT(C, MSGS ",\"chat_template\":\"{{ messages[0].content }}\"}", 422,
+         "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with "
+         "untrusted chat template.");
+  EXPECT(C, MSGS ",\"chat_template\":\"\"}", 422,
+         "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with "
+         "untrusted chat template.");
+  lim.trust_request_chat_template = 1;
+  EXPECT(C, MSGS ",\"chat_template\":7}", 422, DESER_PREFIX "chat_template: invalid type: integer `7`, expected a string");
+  json_t *j = json_loads(MSGS ",\"chat_template\":\"{{ x }}\\u0000!\"}", JSON_ALLOW_NUL, NULL); /* kept whole */
+  const char *etype;
+  CHECK_EQ_INT(ig_server_req_parse(C, j, &lim, &r, &etype, m, sizeof m), 0);
+  CHECK(r.chat_template && r.chat_template_len == 9 && memcmp(r.chat_template, "{{ x }}\0!", 10) == 0);
+  ig_server_req_free(&r);
+  json_decref(j);
+  CHECK_EQ_INT(parse_keep(C, MSGS ",\"chat_template\":\"\"}", m, sizeof m, &r), 0); /* "": the model's */
+  CHECK(!r.chat_template && r.chat_template_len == 0);
+  ig_server_req_free(&r);
+  lim.trust_request_chat_template = 0;
+  /* the fields are chat's: the other routes' bodies do not read them */
+  EXPECT(IG_API_COMPLETIONS, "{\"prompt\":\"a\",\"chat_template_kwargs\":5,\"continue_final_message\":true}", 0, "");
+#undef MSGS
+}
+
 int main(void) {
+  test_chat_template_fields();
   test_grammar_deferred();
   test_grammar();
   test_guided();

@@ -186,5 +186,67 @@ int main(void) {
     }
     ig_tmpl_free(t);
   }
+
+  /* 5. large data (a request's megabytes: its kwargs, messages, documents) with a template from outside: scans are
+   * charged to the step limit (so a loop of lookups in a 40,000-key object is not quadratic work within it), and a
+   * time limit stops steps that each walk megabytes */
+  {
+    json_t *ctx = json_object(), *big = json_object(), *rev = json_object();
+    char k[32];
+    for (int i = 0; i < 40000; i++) {
+      snprintf(k, sizeof k, "k%d", i);
+      json_object_set_new(big, k, json_integer(i));
+      snprintf(k, sizeof k, "k%d", 39999 - i);
+      json_object_set_new(rev, k, json_integer(39999 - i));
+    }
+    char *mb = malloc((1 << 20) + 1);
+    memset(mb, 'a', 1 << 20);
+    mb[1 << 20] = 0;
+    json_object_set_new(ctx, "kw", big);
+    json_object_set_new(ctx, "rev", rev);
+    json_object_set_new(ctx, "s", json_string(mb));
+    free(mb);
+    const struct {
+      const char *what, *src;
+      uint32_t max_ms; /* else the default limits */
+      const char *want;
+    } cases[] = {
+        {"lookups in a large object", "{% for k in kw %}{{ kw[k] }}{% endfor %}", 0, "step limit"},
+        {"attributes of a large object", "{% for i in range(100000) %}{{ kw.k39999 }}{% endfor %}", 0, "step limit"},
+        {"'in' a large object", "{% for k in kw %}{{ k in rev }}{% endfor %}", 0, "step limit"},
+        {"large objects compared", "{% for i in range(1000) %}{{ kw == rev }}{% endfor %}", 0, "step limit"},
+        {"searches of a megabyte", "{% for i in range(100000) %}{{ 'zz' in s }}{% endfor %}", 0, "step limit"},
+        {"megabytes compared", "{% set t = s ~ '' %}{% for i in range(100000) %}{{ s == t }}{% endfor %}", 0,
+         "step limit"},
+        {"the time limit", "{% for i in range(100000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+         1, "time limit (1 ms)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      ig_tmpl *t = NULL;
+      char err[256] = "";
+      ig_str out;
+      ig_str_init(&out);
+      CHECK_EQ_INT(ig_tmpl_compile(cases[i].src, strlen(cases[i].src), &t, err, sizeof err), 0);
+      ig_tmpl_opts o = {.limits = {.max_steps = cases[i].max_ms ? 1000000000 : 0, .max_ms = cases[i].max_ms}};
+      double t0 = now_ms();
+      int rc = t ? ig_tmpl_render(t, ctx, &o, &out, err, sizeof err) : -100;
+      CHECK_MSG(rc == IG_TMPL_ELIMIT && strstr(err, cases[i].want), "%s: rc %d (%s)", cases[i].what, rc, err);
+      fprintf(stderr, "  %-28s stopped in %7.2f ms: %s\n", cases[i].what, now_ms() - t0, err);
+      ig_str_free(&out);
+      ig_tmpl_free(t);
+    }
+    /* the same objects within reason render as before */
+    ig_tmpl *t = NULL;
+    char err[256] = "";
+    ig_str out;
+    ig_str_init(&out);
+    const char *ok = "{{ kw.k7 }} {{ kw['k39999'] }} {{ 'k5' in rev }} {{ kw == kw }} {{ 'zz' in s }} {{ kw | length }}";
+    CHECK_EQ_INT(ig_tmpl_compile(ok, strlen(ok), &t, err, sizeof err), 0);
+    CHECK_EQ_INT(ig_tmpl_render(t, ctx, NULL, &out, err, sizeof err), 0);
+    CHECK_MSG(out.p && !strcmp(out.p, "7 39999 True True False 40000"), "got '%s' (%s)", out.p ? out.p : "", err);
+    ig_str_free(&out);
+    ig_tmpl_free(t);
+    json_decref(ctx);
+  }
   TEST_DONE();
 }
