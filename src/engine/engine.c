@@ -577,6 +577,19 @@ static int try_add(ig_engine *e, seq *s, int start, int end, int prefill, int *n
   return 1;
 }
 
+/* Prompt rows whose logprobs are asked for (decoder_input_details, echo + logprobs) each need a whole logits row on
+ * the device and on the host. Such a sequence's prompt goes in chunks of at most this many rows, and at most this many
+ * such rows go in one step: ~256 MiB of f32 logits (523 rows at Llama 3's 128,256 entries) rather than a full
+ * max_batch_prefill_tokens chunk (4,096 rows: 2.1 GB, beyond what the device keeps back from the KV cache), or
+ * cfg.prompt_logprob_rows. At least canon_rows, so the chunks keep the K/V bits of any other chunking. */
+static int lp_chunk_rows(const ig_engine *e) {
+  long long r = (256LL << 20) / (4LL * (e->run.vocab_size > 0 ? e->run.vocab_size : 1));
+  if (r < 64) r = 64;
+  if (e->cfg.prompt_logprob_rows > 0) r = e->cfg.prompt_logprob_rows;
+  if (r < e->canon_rows) r = e->canon_rows;
+  return r < e->cfg.max_batch_prefill_tokens ? (int)r : e->cfg.max_batch_prefill_tokens;
+}
+
 static int build_items(ig_engine *e) {
   size_t cap = (size_t)e->cap_items;
   if (grow((void **)&e->items, &cap, (size_t)e->n_running + 1, sizeof(item))) return -ENOMEM;
@@ -589,22 +602,29 @@ static int build_items(ig_engine *e) {
     assert(s->n_tokens - s->n_computed == 1);
     if (!try_add(e, s, s->n_computed, s->n_tokens, 0, &n)) i--; /* s left the running list */
   }
-  /* Then whole prompt chunks: chunk k of a sequence is [k*C, (k+1)*C) of its tokens, whatever else runs. */
-  int C = e->cfg.max_batch_prefill_tokens, budget = C;
+  /* Then whole prompt chunks: chunk k of a sequence is [k*C, (k+1)*C) of its tokens, whatever else runs (C the
+   * smaller lp_chunk_rows for a sequence whose prompt logprobs are asked for, and those rows within their own
+   * per-step budget too). */
+  const int C = e->cfg.max_batch_prefill_tokens, CL = lp_chunk_rows(e);
+  int budget = C, lp_budget = CL;
   for (int i = 0; i < e->n_running; i++) {
     seq *s = e->running[i];
     if (!s->prefilling) continue;
+    const int lp = s->prefill_lp != NULL, Cs = lp ? CL : C;
     int start = s->n_computed;
-    int end = (start / C + 1) * C;
+    int end = (start / Cs + 1) * Cs;
     if (end > s->n_tokens) end = s->n_tokens;
-    if (end - start > budget) continue;
-    if (try_add(e, s, start, end, 1, &n)) budget -= end - start;
-    else i--; /* s left the running list (preempted or failed): the next sequence took its index */
+    if (end - start > budget || (lp && end - start > lp_budget)) continue;
+    if (!try_add(e, s, start, end, 1, &n)) i--; /* s left the running list (preempted or failed): the next sequence
+                                                 * took its index */
     /* A preempted sequence is always the newest, so earlier indices and budget bookkeeping stay valid
      * except for prefill items of the victim: recount. */
-    budget = C;
+    budget = C, lp_budget = CL;
     for (int j = 0; j < n; j++)
-      if (e->items[j].prefill) budget -= e->items[j].end - e->items[j].start;
+      if (e->items[j].prefill) {
+        budget -= e->items[j].end - e->items[j].start;
+        if (e->items[j].s->prefill_lp) lp_budget -= e->items[j].end - e->items[j].start;
+      }
   }
   return n;
 }

@@ -168,6 +168,8 @@ typedef struct ig_engine_config {
                                      but max_concurrent_requests] */
   float watermark_gamma, watermark_delta; /* for requests with watermark: green share (0, 1] and bias > 0 [0 or
                                              out of range: TGI's 0.5, 2.0] */
+  int prompt_logprob_rows;        /* prompt rows with logprobs (each a logits row) per step, and the prompt chunk
+                                     of a sequence that asks for them [0: ~256 MiB of f32 logits, at least 64] */
 } ig_engine_config;
 
 #define IG_STEP_HIST 36 /* TGI's 35 duration buckets and the overflow */

@@ -32,6 +32,7 @@ typedef struct fake {
   atomic_int sleep_us;
   atomic_int fail_next;
   int max_rows, max_seqs;
+  int max_extra_out; /* logits rows of a step beyond one per sequence (prompt logprob rows) */
   /* the pipelined runner (fake_begin / fake_end): one step in flight at most */
   const ig_engine_stats *st;
   atomic_int fail_next_end;
@@ -86,6 +87,7 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
   }
   if (b->n_tokens > f->max_rows) f->max_rows = b->n_tokens;
   if (b->n_seqs > f->max_seqs) f->max_seqs = b->n_seqs;
+  if (b->n_out - b->n_seqs > f->max_extra_out) f->max_extra_out = b->n_out - b->n_seqs;
 #define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
   if (b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens) BAD("seq_start");
   /* Blocks may be shared (prefix cache) but never written while shared: owner is the one sequence of the step that
@@ -268,6 +270,7 @@ static int g_async;                /* the pipelined runner (forward_sample and f
 static int g_prefix;               /* cfg.prefix_caching */
 
 static int g_max_batch; /* cfg.max_batch_size of the engines start() makes */
+static int g_lp_rows;   /* and cfg.prompt_logprob_rows */
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
   memset(&run, 0, sizeof run);
@@ -292,6 +295,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   cfg.max_total_tokens = 200;
   cfg.prefix_caching = g_prefix;
   cfg.max_batch_size = g_max_batch;
+  cfg.prompt_logprob_rows = g_lp_rows;
   ig_engine *e = NULL;
   char err[256];
   int rc = ig_engine_create_custom(&run, &fake_text, &cfg, &e, err, sizeof err);
@@ -456,6 +460,7 @@ static void test_batching(void) {
   CHECK(f->max_seqs > 1);
   if (g_async) CHECK(atomic_load(&f->steps_async) > 0);
   fprintf(stderr, "batched: up to %d sequences and %d rows per step\n", f->max_seqs, f->max_rows);
+  const int f_extra_uncapped = f->max_extra_out;
   ig_engine_destroy(e, 1000);
   fake_free(f);
   /* TGI's --max-batch-size: at most 3 sequences per step, the rest wait; every output the same */
@@ -469,6 +474,22 @@ static void test_batching(void) {
   for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &capped[i]), "request %d differs under max_batch_size 3", i);
   CHECK_MSG(f->max_seqs == 3, "max_batch_size 3: up to %d sequences per step", f->max_seqs);
   for (int i = 0; i < NR; i++) ig_str_free(&capped[i].text);
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+
+  /* Prompt logprob rows capped at 5 per step (their sequences' prompts in chunks of 5): every output, prompt
+   * logprobs included, the same; without the cap a step carries up to a 32-row chunk of them */
+  static h_out lpcap[NR];
+  memset(lpcap, 0, sizeof lpcap);
+  CHECK_MSG(f_extra_uncapped > 5, "uncapped: up to %d prompt logprob rows per step", f_extra_uncapped);
+  g_lp_rows = 5;
+  f = fake_new();
+  e = start(f, 8192, 32, 64, 4);
+  g_lp_rows = 0;
+  run_all(e, lpcap, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &lpcap[i]), "request %d differs with prompt logprob rows capped", i);
+  CHECK_MSG(f->max_extra_out <= 5, "prompt_logprob_rows 5: up to %d such rows in a step", f->max_extra_out);
+  for (int i = 0; i < NR; i++) ig_str_free(&lpcap[i].text);
   ig_engine_destroy(e, 1000);
   fake_free(f);
 
