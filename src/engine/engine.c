@@ -133,6 +133,8 @@ struct ig_engine {
   int64_t sample_par_min;   /* sample in parallel from this many logits (jobs x vocab) per step */
   ig_sample_job *jobs;
   size_t cap_jobs;
+  struct lp_job *lpjobs; /* a step's prompt rows whose logprobs are asked for, computed over the pool */
+  size_t cap_lpjobs;
   item *items;
   int cap_items;
   int32_t *b_tokens, *b_pos, *b_slot, *b_seq_start, *b_ctx_len, *b_table, *b_out;
@@ -1121,6 +1123,48 @@ static void prompt_logprob(seq *s, int q, const float *lg, int V) {
   for (int j = 0; j < n; j++) row[j] = j < k ? (ig_logprob_top){ids[j], lps[j]} : (ig_logprob_top){-1, NAN};
 }
 
+typedef struct lp_job {
+  seq *s;
+  int q;           /* the prompt position whose logprob (and top) row lg gives */
+  const float *lg;
+} lp_job;
+static void lp_job_run(void *ctx, int i) {
+  ig_engine *e = ctx;
+  prompt_logprob(e->lpjobs[i].s, e->lpjobs[i].q, e->lpjobs[i].lg, e->run.vocab_size);
+}
+
+/* The step's prompt logprob rows (a log-softmax and a top-n over the vocabulary each: ~1 ms at 128K entries, so a
+ * chunk of hundreds of them would hold the engine thread for as many milliseconds) spread over the sampling pool;
+ * each writes only its own position. Rows are found in collect_results' order. 0 or -ENOMEM. */
+/* Row p of item it: 0 when it has no logits row; else 1 (2 when the row gives a prompt logprob), *lg its logits on
+ * the host (NULL: sampled on the device), counting the out rows and the host rows in order. */
+static int out_row(const ig_engine *e, const item *it, int p, int *out, int *host_k, const float **lg) {
+  const seq *s = it->s;
+  const int dev = e->run.forward_sample != NULL;
+  int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
+  if (!want_lp && p != s->n_tokens - 1) return 0;
+  int on_host = !dev || want_lp || it->dev_sample < 0;
+  *lg = on_host ? e->logits + (size_t)(dev ? (*host_k)++ : *out) * e->run.vocab_size : NULL;
+  (*out)++;
+  return want_lp ? 2 : 1;
+}
+
+static int prompt_logprobs(ig_engine *e, int n_items) {
+  int n = 0, out = 0, host_k = 0;
+  for (int i = 0; i < n_items; i++) {
+    item *it = &e->items[i];
+    seq *s = it->s;
+    for (int p = it->start; p < it->end; p++) {
+      const float *lg;
+      if (out_row(e, it, p, &out, &host_k, &lg) != 2) continue;
+      if (grow((void **)&e->lpjobs, &e->cap_lpjobs, (size_t)n + 1, sizeof(lp_job))) return -ENOMEM;
+      e->lpjobs[n++] = (lp_job){s, p + 1, lg};
+    }
+  }
+  if (n) ig_sample_pool_for(e->pool, n, lp_job_run, e);
+  return 0;
+}
+
 /* After the runner has the step's results on the host: prefill logprobs, computed positions, host sampling (the
  * rows collected into jobs, run together, maybe in parallel) and the step counters. Host logits are every out row
  * in order, or (device sampling) the host rows in order. 0 or -ENOMEM. */
@@ -1129,6 +1173,7 @@ static int collect_results(ig_engine *e, int n_items) {
   int V = e->run.vocab_size, n_jobs = 0, out = 0, host_k = 0, n_json = 0;
   long long n_prefill = 0, n_decode = 0;
   if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)n_items, sizeof(ig_sample_job))) return -ENOMEM;
+  if (prompt_logprobs(e, n_items)) return -ENOMEM;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
@@ -1137,14 +1182,10 @@ static int collect_results(ig_engine *e, int n_items) {
     const float *sample_row = NULL;
     int samples = 0;
     for (int p = it->start; p < it->end; p++) {
-      int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
-      if (!want_lp && p != s->n_tokens - 1) continue;
-      int on_host = !dev || want_lp || it->dev_sample < 0;
-      const float *lg = on_host ? e->logits + (size_t)(dev ? host_k++ : out) * V : NULL;
-      out++;
-      if (want_lp) {
-        prompt_logprob(s, p + 1, lg, V);
-      } else if (s->r->params.max_new_tokens > 0) {
+      const float *lg;
+      int kind = out_row(e, it, p, &out, &host_k, &lg);
+      if (kind == 0 || kind == 2) continue; /* no row; a prompt logprob row (done by prompt_logprobs) */
+      if (s->r->params.max_new_tokens > 0) {
         sample_row = lg;
         samples = 1;
       } /* else the last row of a prompt-only request: nothing to sample */
@@ -1652,6 +1693,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   free(e->running);
   ig_sample_pool_destroy(e->pool);
   free(e->jobs);
+  free(e->lpjobs);
   free(e->items);
   free(e->b_tokens);
   free(e->b_pos);
