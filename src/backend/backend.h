@@ -96,6 +96,8 @@ typedef struct ig_sample_row {
   double uniform;             /* the draw in [0, 1) (engine: ig_sample_uniform(seed, step)) */
   int want_logprob;           /* compute logprob (else NAN) */
   int top_n;                  /* 0..IG_SAMPLE_MAX_TOP */
+  int target;                 /* a greedy row: >= 0 also gives this token's logprob (a prompt row's next token);
+                                 out of range or a sampling row: NAN */
   const int32_t *tokens;      /* host memory: prompt then generated ids (penalties only; may be NULL if none) */
   int n_tokens, n_prompt;
   const uint32_t *allowed;    /* NULL, or host memory, ceil(V / 32) words: token i may be chosen only when bit
@@ -109,6 +111,7 @@ typedef struct ig_sample_out {
   int n_top;
   int32_t top_ids[IG_SAMPLE_MAX_TOP];
   float top_logprobs[IG_SAMPLE_MAX_TOP];
+  float target_logprob;       /* the row's target's logprob (same log-softmax), or NAN */
 } ig_sample_out;
 
 typedef struct ig_backend ig_backend;

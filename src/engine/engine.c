@@ -144,6 +144,8 @@ struct ig_engine {
   ig_sample_row *srows;     /* rows sampled on the device this step (runner.forward_sample) */
   ig_sample_out *souts;
   size_t cap_srows, cap_souts;
+  int *lp_srow;             /* the device rows of the step's prompt logprob rows, in row order */
+  size_t cap_lp_srow;
   int32_t *hrows;           /* out rows whose logits come to the host */
   size_t cap_hrows;
   ig_str piece, emit;
@@ -846,6 +848,12 @@ static int schedule(ig_engine *e) {
  * whose logits come to the host (e->hrows); room for the logits that come to the host. 0 or -ENOMEM. */
 static void json_entries(ig_engine *e, int n_rows);
 
+/* A prompt logprob row of s goes to the device sampler (its next token as the row's target, its top-n there too)
+ * rather than its logits to the host, when the runner samples on the device. */
+static int lp_on_device(const ig_engine *e, const seq *s) {
+  return e->run.forward_sample != NULL && s->r->params.prefill_top_n <= IG_SAMPLE_MAX_TOP;
+}
+
 static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out, int *n_host_out) {
   int V = e->run.vocab_size, n_srows = 0, n_host = 0, n_json = 0;
   const int dev = e->run.forward_sample != NULL;
@@ -860,7 +868,7 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
   /* Which logits rows the device samples (every sampling row it can: the choice depends on the request alone, so
    * a request's tokens never depend on its neighbours) and which come to the host (prompt logprobs; the
    * watermark, which needs the host's permutation). */
-  int out = 0;
+  int out = 0, n_lpd = 0;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
@@ -869,6 +877,21 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
       if (!want_lp && p != s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
+      if (want_lp && lp_on_device(e, s)) { /* the raw logits' log-softmax: a greedy row with the next token as target */
+        if (grow((void **)&e->srows, &e->cap_srows, (size_t)n_srows + 1, sizeof(ig_sample_row)) ||
+            grow((void **)&e->souts, &e->cap_souts, (size_t)n_srows + 1, sizeof(ig_sample_out)) ||
+            grow((void **)&e->lp_srow, &e->cap_lp_srow, (size_t)n_lpd + 1, sizeof(int)))
+          return -ENOMEM;
+        ig_sample_row *r = &e->srows[n_srows];
+        memset(r, 0, sizeof *r);
+        r->row = out++;
+        r->temperature = 1.0f, r->top_p = 1.0f, r->typical_p = 1.0f, r->repetition_penalty = 1.0f;
+        r->want_logprob = 1;
+        r->top_n = s->prefill_top ? gp->prefill_top_n : 0;
+        r->target = s->tokens[p + 1];
+        e->lp_srow[n_lpd++] = n_srows++;
+        continue;
+      }
       /* (a prompt-only request's last row comes to the host and is not sampled: collect_results) */
       if (want_lp || gp->watermark || gp->n_bias || gp->min_tokens || gp->min_p > 0.0f || gp->max_new_tokens < 1 ||
           gp->top_n_tokens > IG_SAMPLE_MAX_TOP || (gp->json_mode && e->json_host)) {
@@ -876,9 +899,13 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
         continue;
       }
       int sampling = ig_sampler_is_sampling(gp);
+      if (grow((void **)&e->srows, &e->cap_srows, (size_t)n_srows + 1, sizeof(ig_sample_row)) ||
+          grow((void **)&e->souts, &e->cap_souts, (size_t)n_srows + 1, sizeof(ig_sample_out)))
+        return -ENOMEM;
       ig_sample_row *r = &e->srows[n_srows];
       memset(r, 0, sizeof *r);
       r->row = out++;
+      r->target = -1;
       r->do_sample = sampling;
       r->temperature = gp->temperature;
       r->top_k = gp->top_k;
@@ -1143,20 +1170,31 @@ static int out_row(const ig_engine *e, const item *it, int p, int *out, int *hos
   const int dev = e->run.forward_sample != NULL;
   int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
   if (!want_lp && p != s->n_tokens - 1) return 0;
-  int on_host = !dev || want_lp || it->dev_sample < 0;
+  int on_host = !dev || (want_lp ? !lp_on_device(e, s) : it->dev_sample < 0);
   *lg = on_host ? e->logits + (size_t)(dev ? (*host_k)++ : *out) * e->run.vocab_size : NULL;
   (*out)++;
   return want_lp ? 2 : 1;
 }
 
 static int prompt_logprobs(ig_engine *e, int n_items) {
-  int n = 0, out = 0, host_k = 0;
+  int n = 0, out = 0, host_k = 0, k_dev = 0;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
     for (int p = it->start; p < it->end; p++) {
       const float *lg;
       if (out_row(e, it, p, &out, &host_k, &lg) != 2) continue;
+      if (!lg) { /* the device's: the target's logprob and the top-n of the same log-softmax */
+        const ig_sample_out *so = &e->souts[e->lp_srow[k_dev++]];
+        s->prefill_lp[p + 1] = so->target_logprob;
+        if (s->prefill_top) {
+          const int tn = s->r->params.prefill_top_n;
+          ig_logprob_top *row = s->prefill_top + (size_t)(p + 1) * (size_t)tn;
+          for (int j = 0; j < tn; j++)
+            row[j] = j < so->n_top ? (ig_logprob_top){so->top_ids[j], so->top_logprobs[j]} : (ig_logprob_top){-1, NAN};
+        }
+        continue;
+      }
       if (grow((void **)&e->lpjobs, &e->cap_lpjobs, (size_t)n + 1, sizeof(lp_job))) return -ENOMEM;
       e->lpjobs[n++] = (lp_job){s, p + 1, lg};
     }
@@ -1694,6 +1732,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   ig_sample_pool_destroy(e->pool);
   free(e->jobs);
   free(e->lpjobs);
+  free(e->lp_srow);
   free(e->items);
   free(e->b_tokens);
   free(e->b_pos);

@@ -189,6 +189,9 @@ static void make_case(rowcase *c, const cfg *g, int lrow, const float *x, int V,
   s->tokens = c->tokens;
   s->n_tokens = c->n_tokens;
   s->n_prompt = c->n_prompt;
+  /* a target token (a prompt row's next one), now and then out of range: its logprob on greedy rows */
+  int tk = irand(16);
+  s->target = tk == 0 ? -1 : tk == 1 ? V : tk == 2 ? V - 1 : irand(V);
 }
 
 static int lp_close(float a, float b, double tol) {
@@ -335,6 +338,12 @@ static void check_row(ig_sampler *smp, const rowcase *c, const float *x, int V, 
     double e = fabs((double)d->logprob - hlp);
     if (e > worst_lp) worst_lp = e;
   }
+  /* the target's logprob: the same log-softmax of the host's processed scores (greedy rows that want one) */
+  const int need = c->row.want_logprob || c->row.top_n > 0;
+  const float ht = !sampling && need && c->row.target >= 0 && c->row.target < V
+                       ? (float)((double)sc[c->row.target] - ig_sample_logsumexp(sc, V)) : NAN;
+  CHECK_MSG(lp_close(d->target_logprob, ht, 1e-4), "%s row %d: target %d logprob %.9g vs host %.9g", label, r,
+            c->row.target, (double)d->target_logprob, (double)ht);
   CHECK_MSG(d->n_top == h.n_top, "%s row %d: n_top %d vs host %d", label, r, d->n_top, h.n_top);
   int nt = d->n_top < h.n_top ? d->n_top : h.n_top;
   if (nt > IG_SAMPLE_MAX_TOP) nt = IG_SAMPLE_MAX_TOP;

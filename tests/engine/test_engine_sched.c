@@ -140,7 +140,7 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
 
 /* The device-sampling entry point (runner.forward_sample) on the fake: the logits as fake_forward makes them,
  * rows sampled by the host sampler from what an ig_sample_row carries (as a device would be), host rows copied. */
-static atomic_int fs_rows, fs_host;
+static atomic_int fs_rows, fs_host, fs_target; /* device-sampled rows; logits rows to the host; prompt rows' targets */
 static int fake_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row *rows, int n_rows, ig_sample_out *out,
                                const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
   float *lg = malloc(sizeof(float) * V * (size_t)(b->n_out + 1));
@@ -164,6 +164,11 @@ static int fake_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row
       if (r->allowed) /* a constrained row's mask, as the device applies it */
         for (int v = 0; v < V; v++)
           if (!((r->allowed[v >> 5] >> (v & 31)) & 1u)) lg[(size_t)r->row * V + v] = -INFINITY;
+      /* a greedy row's target: its logprob under the raw logits (a prompt logprob row), as the device gives it */
+      const float *raw = lg + (size_t)r->row * V;
+      out[i].target_logprob = !r->do_sample && r->target >= 0 && r->target < V
+                                  ? (float)(raw[r->target] - ig_sample_logsumexp(raw, V)) : NAN;
+      if (!r->do_sample && r->target >= 0) atomic_fetch_add(&fs_target, 1);
       ig_sample_result res;
       ig_sampler_sample_u(&sm, &p, lg + (size_t)r->row * V, r->tokens, r->n_tokens, r->n_prompt, r->uniform, &res);
       out[i].id = res.id;
@@ -518,8 +523,8 @@ static void test_batching(void) {
   CHECK(f->max_rows <= 7 + NR);
   ig_engine_destroy(e, 1000);
   fake_free(f);
-  /* Device sampling (runner.forward_sample): the sampling rows go to the device sampler, prompt logprobs and
-   * watermarked rows come to the host; every request's output is unchanged. */
+  /* Device sampling (runner.forward_sample): the sampling rows and the prompt logprob rows (their next token as
+   * the target) go to the device sampler, watermarked rows come to the host; every request's output is unchanged. */
   static h_out devs[NR];
   memset(devs, 0, sizeof devs);
   f = fake_new();
@@ -529,6 +534,7 @@ static void test_batching(void) {
   run_all(e, devs, 1);
   for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &devs[i]), "request %d differs with device sampling", i);
   CHECK(atomic_load(&fs_rows) > 0 && atomic_load(&fs_host) > 0);
+  CHECK_MSG(atomic_load(&fs_target) > 0, "prompt logprob rows went to the device sampler (%d)", atomic_load(&fs_target));
   fprintf(stderr, "device sampling: %d rows sampled on the device, %d logits rows to the host\n", atomic_load(&fs_rows),
           atomic_load(&fs_host));
   ig_engine_destroy(e, 1000);

@@ -59,6 +59,7 @@ typedef struct sp_param {
   int gen_start;       /* first generated token within them (frequency / presence) */
   int pen_off;         /* this row's slice of the penalty scratch: tok_n ints */
   int mask_off;        /* -1, or this row's allowed-token bitmap (ceil(V/32) words) in the staged token array */
+  int target;          /* a greedy row's token whose logprob is wanted too, or -1 */
 } sp_param;
 
 /* ---- per-entry arithmetic --------------------------------------------------------------------------- */
@@ -559,7 +560,7 @@ __global__ void __launch_bounds__(SP_THREADS, 1)
   ig_sample_out *o = out + blockIdx.x;
 
   if (tid == 0) { /* every byte of the result is written: two identical calls return identical bytes */
-    o->id = 0, o->logprob = 0.0f, o->n_top = 0;
+    o->id = 0, o->logprob = 0.0f, o->n_top = 0, o->target_logprob = NAN;
     for (int j = 0; j < SP_TOP; j++) o->top_ids[j] = 0, o->top_logprobs[j] = 0.0f;
   }
   SpScore sc;
@@ -638,6 +639,7 @@ __global__ void __launch_bounds__(SP_THREADS, 1)
         const double lse = !need ? (double)NAN : m == -INFINITY ? -(double)INFINITY : (double)m + log(z);
         o->logprob = need ? (float)((double)m - lse) : NAN;
         o->n_top = 0;
+        if (need && p.target >= 0 && p.target < V) o->target_logprob = (float)((double)sc.base(p.target, x[p.target]) - lse);
       }
       return;
     }
@@ -663,6 +665,7 @@ __global__ void __launch_bounds__(SP_THREADS, 1)
       o->id = id;
       o->logprob = need ? (float)((double)m - lse) : NAN; /* s[id] == m (both -inf: NaN, as the host) */
       o->n_top = 0;
+      if (need && p.target >= 0 && p.target < V) o->target_logprob = (float)((double)sc.base(p.target, x[p.target]) - lse);
     }
     if (p.top_n > 0) sp_topn(sm, x, s0, s1, sc, p.top_n, lse, o);
     return;
@@ -1002,6 +1005,7 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
     q->rep = s->repetition_penalty, q->freq = s->frequency_penalty, q->pres = s->presence_penalty;
     q->uniform = s->uniform;
     q->top_k = s->top_k;
+    q->target = s->do_sample ? -1 : s->target;
     int f = 0;
     int rep = s->repetition_penalty > 0.0f && s->repetition_penalty != 1.0f;
     int fp = s->frequency_penalty != 0.0f || s->presence_penalty != 0.0f;
