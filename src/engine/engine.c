@@ -586,12 +586,15 @@ static int try_add(ig_engine *e, seq *s, int start, int end, int prefill, int *n
  * such rows go in one step: ~256 MiB of f32 logits (523 rows at Llama 3's 128,256 entries) rather than a full
  * max_batch_prefill_tokens chunk (4,096 rows: 2.1 GB, beyond what the device keeps back from the KV cache), or
  * cfg.prompt_logprob_rows. At least canon_rows, so the chunks keep the K/V bits of any other chunking. */
-static int lp_chunk_rows(const ig_engine *e) {
-  long long r = (256LL << 20) / (4LL * (e->run.vocab_size > 0 ? e->run.vocab_size : 1));
+int ig_engine_prompt_logprob_rows(const ig_engine_config *cfg, int vocab, int canon_rows) {
+  long long r = (256LL << 20) / (4LL * (vocab > 0 ? vocab : 1));
   if (r < 64) r = 64;
-  if (e->cfg.prompt_logprob_rows > 0) r = e->cfg.prompt_logprob_rows;
-  if (r < e->canon_rows) r = e->canon_rows;
-  return r < e->cfg.max_batch_prefill_tokens ? (int)r : e->cfg.max_batch_prefill_tokens;
+  if (cfg->prompt_logprob_rows > 0) r = cfg->prompt_logprob_rows;
+  if (r < canon_rows) r = canon_rows;
+  return cfg->max_batch_prefill_tokens > 0 && r > cfg->max_batch_prefill_tokens ? cfg->max_batch_prefill_tokens : (int)r;
+}
+static int lp_chunk_rows(const ig_engine *e) {
+  return ig_engine_prompt_logprob_rows(&e->cfg, e->run.vocab_size, e->canon_rows);
 }
 
 static int build_items(ig_engine *e) {

@@ -172,6 +172,11 @@ typedef struct ig_engine_config {
                                      of a sequence that asks for them [0: ~256 MiB of f32 logits, at least 64] */
 } ig_engine_config;
 
+/* Prompt rows with logprobs per step (each a logits row) for cfg and a vocabulary: cfg->prompt_logprob_rows, else
+ * ~256 MiB of f32 logits and at least 64; at least canon_rows; at most cfg->max_batch_prefill_tokens (when set). The
+ * device backend's reserve counts them at startup. */
+int ig_engine_prompt_logprob_rows(const ig_engine_config *cfg, int vocab, int canon_rows);
+
 #define IG_STEP_HIST 36 /* TGI's 35 duration buckets and the overflow */
 #define IG_SIZE_HIST 12 /* 1, 2, 4, ... 1024 sequences and the overflow */
 

@@ -73,13 +73,13 @@ static size_t mem_available(void) {
 /* Device memory kept back from the KV cache for one step's activations: the widest tensors of a
  * max_batch_prefill_tokens step (hidden, q/k/v, MLP gate/up/out in bf16 or f32), the logits rows, and
  * library workspaces; at least 512 MiB and 4% of the device. */
-static size_t kv_reserve_bytes(const ig_model_info *mi, const ig_engine_config *cfg, size_t dev_total) {
+static size_t kv_reserve_bytes(const ig_model_info *mi, const ig_engine_config *cfg, size_t dev_total, int lp_rows) {
   size_t tokens = cfg->max_batch_prefill_tokens > 0 ? (size_t)cfg->max_batch_prefill_tokens : 4096;
   size_t width = (size_t)mi->hidden_size * 4 + (size_t)mi->n_heads * mi->head_dim * 2 +
                  (size_t)mi->n_kv_heads * mi->head_dim * 2 + (size_t)mi->intermediate_size * 3;
   size_t act = tokens * width * 4;
-  size_t logits = (size_t)(cfg->max_concurrent_requests > 0 ? cfg->max_concurrent_requests : 128) *
-                  (size_t)mi->vocab_size * 4 * 2;
+  size_t logits = ((size_t)(cfg->max_concurrent_requests > 0 ? cfg->max_concurrent_requests : 128) * 2 + (size_t)lp_rows) *
+                  (size_t)mi->vocab_size * 4;
   size_t r = act + logits + ((size_t)256 << 20);
   size_t floor_ = dev_total / 25 > ((size_t)512 << 20) ? dev_total / 25 : ((size_t)512 << 20);
   return r > floor_ ? r : floor_;
@@ -105,7 +105,9 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
      * logits and library workspaces (TGI sizes it the same way, after a warm-up). */
     float frac = cfg->memory_fraction > 0 && cfg->memory_fraction <= 1 ? cfg->memory_fraction : 1.0f;
     size_t keep_out = (size_t)((1.0 - frac) * (double)dev_total);
-    size_t reserve = kv_reserve_bytes(mi, cfg, dev_total);
+    /* a step's logits rows: one per running sequence, and up to lp_rows prompt rows whose logprobs are asked for */
+    const int lp_rows = ig_engine_prompt_logprob_rows(cfg, mi->vocab_size, run.kv_canon_rows);
+    size_t reserve = kv_reserve_bytes(mi, cfg, dev_total, lp_rows);
     run.kv_mem_limit = dev_free > keep_out + reserve ? dev_free - keep_out - reserve : 0;
     run.kv_fill = 1;
     if (!run.kv_mem_limit) {
@@ -116,12 +118,13 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
       return -ENOMEM;
     }
     /* the activations of the widest usual step (a prompt chunk beside as many decode rows, up to a chunk's
-     * worth; one logits row per running sequence), out of that reserve now rather than mid-run */
+     * worth; one logits row per running sequence, and the prompt logprob rows), out of that reserve now rather
+     * than mid-run (growing the logits later would also drop every captured decode graph) */
     int chunk = cfg->max_batch_prefill_tokens > 0 ? cfg->max_batch_prefill_tokens : 4096;
     int seqs = cfg->max_concurrent_requests > 0 ? cfg->max_concurrent_requests : 128;
     if (seqs > chunk) seqs = chunk;
     char merr[200];
-    if (ig_model_reserve(model, chunk + seqs, seqs, merr, sizeof merr)) {
+    if (ig_model_reserve(model, chunk + seqs, seqs + lp_rows, merr, sizeof merr)) {
       snprintf(err, errlen, "%s: lower --max-batch-prefill-tokens or --max-concurrent-requests, or raise "
                "--cuda-memory-fraction", merr);
       return -ENOMEM;
