@@ -869,8 +869,9 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       (e->async && grow((void **)&e->pend, &e->cap_pend, (size_t)n_items, sizeof(pend))))
     return -ENOMEM;
   /* Which logits rows the device samples (every sampling row it can: the choice depends on the request alone, so
-   * a request's tokens never depend on its neighbours) and which come to the host (prompt logprobs; the
-   * watermark, which needs the host's permutation). */
+   * a request's tokens never depend on its neighbours; and the prompt logprob rows, each with its next prompt token
+   * as the target) and which come to the host (the watermark, which needs the host's permutation; logit_bias,
+   * min_p, min_tokens; a prompt-only request's last row). */
   int out = 0, n_lpd = 0;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
@@ -1163,9 +1164,6 @@ static void lp_job_run(void *ctx, int i) {
   prompt_logprob(e->lpjobs[i].s, e->lpjobs[i].q, e->lpjobs[i].lg, e->run.vocab_size);
 }
 
-/* The step's prompt logprob rows (a log-softmax and a top-n over the vocabulary each: ~1 ms at 128K entries, so a
- * chunk of hundreds of them would hold the engine thread for as many milliseconds) spread over the sampling pool;
- * each writes only its own position. Rows are found in collect_results' order. 0 or -ENOMEM. */
 /* Row p of item it: 0 when it has no logits row; else 1 (2 when the row gives a prompt logprob), *lg its logits on
  * the host (NULL: sampled on the device), counting the out rows and the host rows in order. */
 static int out_row(const ig_engine *e, const item *it, int p, int *out, int *host_k, const float **lg) {
@@ -1179,6 +1177,11 @@ static int out_row(const ig_engine *e, const item *it, int p, int *out, int *hos
   return want_lp ? 2 : 1;
 }
 
+/* The step's prompt logprob rows, before collect_results walks the same rows in the same order. Rows the device
+ * sampler took (lp_on_device) carry their target's logprob and top-n in souts; the others are a log-softmax and a
+ * top-n over the host's logits row each (~1 ms at 128K entries, so a chunk of hundreds of them would hold the
+ * engine thread for as many milliseconds): spread over the sampling pool, each writing only its own position.
+ * 0 or -ENOMEM. */
 static int prompt_logprobs(ig_engine *e, int n_items) {
   int n = 0, out = 0, host_k = 0, k_dev = 0;
   for (int i = 0; i < n_items; i++) {

@@ -482,12 +482,14 @@ __device__ __forceinline__ void sp_gcomb(float &m, int &a, double &z, float m2, 
 
 /* The greedy pass of a row split over the GPU: a plain greedy row (no penalties, no top-n) is one block's pass over
  * all V entries in sample_kernel, ~68 us on the H100 at Llama 3's 128,256 entries (bound by issuing its ~118
- * instructions per entry on one SM), whatever the batch. sample_parts_kernel runs it over SP_SPLIT slices of the row
- * on as many blocks, each (max, lowest index of the max, sum of exp(s - max)) as the whole-row pass computes them,
+ * instructions per entry on one SM), whatever the batch. sample_parts_kernel runs it over slices of SP_SLICE entries
+ * (16 at 128,256) on as many blocks, each (max, lowest index of the max, sum of exp(s - max)) as the whole-row pass computes them,
  * and sample_kernel combines the slices in order with sp_gcomb. The slices depend only on V, so a row's result does
  * not depend on the batch; the sum is associated differently from the one-block pass (the id is the same, the
  * logprob within the host check's 1e-4). */
 #define SP_PART_THREADS 512
+#define SP_SLICE 8192 /* entries per slice of a split row (at most SP_SLICES_MAX slices) */
+#define SP_SLICES_MAX 64
 struct sp_part {
   float m;
   int a;
@@ -632,29 +634,20 @@ __global__ void __launch_bounds__(SP_THREADS, 1)
         for (int k = 1; k < nsplit; k++) sp_gcomb(m, a, z, q[k].m, q[k].a, q[k].z, need);
         sm.b_f = m, sm.b_w = a, sm.b_z = z;
       }
+    } else {
+      sp_greedy_fold(x, s0, s1, sc, need, m, a, z);
+      if (lane == 0) sm.gm[warp] = m, sm.ga[warp] = a, sm.gz[warp] = z;
       __syncthreads();
-      m = sm.b_f, a = sm.b_w, z = sm.b_z;
-      if (tid == 0) {
-        o->id = a == INT_MAX ? 0 : a;
-        const double lse = !need ? (double)NAN : m == -INFINITY ? -(double)INFINITY : (double)m + log(z);
-        o->logprob = need ? (float)((double)m - lse) : NAN;
-        o->n_top = 0;
-        if (need && p.target >= 0 && p.target < V) o->target_logprob = (float)((double)sc.base(p.target, x[p.target]) - lse);
+      if (warp == 0) {
+        m = sm.gm[lane], a = sm.ga[lane], z = sm.gz[lane];
+        for (int off = 16; off; off >>= 1) {
+          float m2 = __shfl_xor_sync(FULLM, m, off);
+          int a2 = __shfl_xor_sync(FULLM, a, off);
+          double z2 = __shfl_xor_sync(FULLM, z, off);
+          sp_gcomb(m, a, z, m2, a2, z2, need);
+        }
+        if (lane == 0) sm.b_f = m, sm.b_w = a, sm.b_z = z;
       }
-      return;
-    }
-    sp_greedy_fold(x, s0, s1, sc, need, m, a, z);
-    if (lane == 0) sm.gm[warp] = m, sm.ga[warp] = a, sm.gz[warp] = z;
-    __syncthreads();
-    if (warp == 0) {
-      m = sm.gm[lane], a = sm.ga[lane], z = sm.gz[lane];
-      for (int off = 16; off; off >>= 1) {
-        float m2 = __shfl_xor_sync(FULLM, m, off);
-        int a2 = __shfl_xor_sync(FULLM, a, off);
-        double z2 = __shfl_xor_sync(FULLM, z, off);
-        sp_gcomb(m, a, z, m2, a2, z2, need);
-      }
-      if (lane == 0) sm.b_f = m, sm.b_w = a, sm.b_z = z;
     }
     __syncthreads();
     m = sm.b_f, a = sm.b_w, z = sm.b_z;
@@ -978,14 +971,14 @@ int cu_sample(ig_backend *be, const ig_tensor *logits, const ig_sample_row *rows
   const size_t in_bytes = SP_ALIGN(par_bytes + (ntok + nmask * W) * sizeof(int32_t));
   const size_t out_bytes = SP_ALIGN((size_t)n * sizeof(ig_sample_out));
   const size_t pen_bytes = SP_ALIGN(ntok * sizeof(int32_t) + 4);
-  /* plain greedy rows run their pass split over slices of ~8K entries (sample_parts_kernel; IGNIS_CUDA_SAMPLE_SPLIT=0:
-   * one block per row) */
+  /* plain greedy rows run their pass split over slices of SP_SLICE entries (sample_parts_kernel;
+   * IGNIS_CUDA_SAMPLE_SPLIT=0: one block per row) */
   int nsplit = 0;
   if (c->sample_split) {
-    for (int r = 0; r < n && !nsplit; r++)
+    for (int r = 0; r < n && !nsplit; r++) /* any row sp_split_row takes (its flags are set below, as here) */
       if (!rows[r].do_sample && rows[r].top_n == 0 && !(rows[r].repetition_penalty > 0.0f && rows[r].repetition_penalty != 1.0f) &&
           rows[r].frequency_penalty == 0.0f && rows[r].presence_penalty == 0.0f)
-        nsplit = (V + 8191) / 8192 < 64 ? (V + 8191) / 8192 : 64;
+        nsplit = (V + SP_SLICE - 1) / SP_SLICE < SP_SLICES_MAX ? (V + SP_SLICE - 1) / SP_SLICE : SP_SLICES_MAX;
     if (nsplit == 1) nsplit = 0; /* one slice: the one-block pass */
   }
   const size_t parts_bytes = SP_ALIGN((size_t)n * (size_t)nsplit * sizeof(sp_part));
