@@ -393,6 +393,20 @@ static void run_all(ig_engine *e, h_out *outs, int together) {
   }
 }
 
+/* One more engine (the g_* knobs as set now) over the workload, together: every output must equal solo's. Returns
+ * its fake, for the per-step records (the caller frees it). */
+static fake *rerun_same(const h_out *solo, const char *what) {
+  static h_out outs[NR];
+  memset(outs, 0, sizeof outs);
+  fake *f = fake_new();
+  ig_engine *e = start(f, 8192, 32, 64, 4);
+  run_all(e, outs, 1);
+  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &outs[i]), "request %d differs %s", i, what);
+  for (int i = 0; i < NR; i++) ig_str_free(&outs[i].text);
+  ig_engine_destroy(e, 1000);
+  return f;
+}
+
 /* The serial run's outputs, which the pipelined run must repeat. */
 static void h_copy(h_out *dst, const h_out *src) {
   *dst = *src;
@@ -469,33 +483,18 @@ static void test_batching(void) {
   ig_engine_destroy(e, 1000);
   fake_free(f);
   /* TGI's --max-batch-size: at most 3 sequences per step, the rest wait; every output the same */
-  static h_out capped[NR];
-  memset(capped, 0, sizeof capped);
   g_max_batch = 3;
-  f = fake_new();
-  e = start(f, 8192, 32, 64, 4);
+  f = rerun_same(solo, "under max_batch_size 3");
   g_max_batch = 0;
-  run_all(e, capped, 1);
-  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &capped[i]), "request %d differs under max_batch_size 3", i);
   CHECK_MSG(f->max_seqs == 3, "max_batch_size 3: up to %d sequences per step", f->max_seqs);
-  for (int i = 0; i < NR; i++) ig_str_free(&capped[i].text);
-  ig_engine_destroy(e, 1000);
   fake_free(f);
-
   /* Prompt logprob rows capped at 5 per step (their sequences' prompts in chunks of 5): every output, prompt
    * logprobs included, the same; without the cap a step carries up to a 32-row chunk of them */
-  static h_out lpcap[NR];
-  memset(lpcap, 0, sizeof lpcap);
   CHECK_MSG(f_extra_uncapped > 5, "uncapped: up to %d prompt logprob rows per step", f_extra_uncapped);
   g_lp_rows = 5;
-  f = fake_new();
-  e = start(f, 8192, 32, 64, 4);
+  f = rerun_same(solo, "with prompt logprob rows capped");
   g_lp_rows = 0;
-  run_all(e, lpcap, 1);
-  for (int i = 0; i < NR; i++) CHECK_MSG(h_same(&solo[i], &lpcap[i]), "request %d differs with prompt logprob rows capped", i);
   CHECK_MSG(f->max_extra_out <= 5, "prompt_logprob_rows 5: up to %d such rows in a step", f->max_extra_out);
-  for (int i = 0; i < NR; i++) ig_str_free(&lpcap[i].text);
-  ig_engine_destroy(e, 1000);
   fake_free(f);
 
   /* A KV budget of 256 tokens for requests of up to 200: preemption must happen, outputs must not change. */
