@@ -10,6 +10,7 @@ cp $B/src/backend/cuda_device $B/src/backend/cuda_floors $T/bin/
 [ -f $B/src/model/cuda_batch ] && cp $B/src/model/cuda_batch $T/bin/
 [ -f $B/src/backend/cuda_mma_order ] && cp $B/src/backend/cuda_mma_order $T/bin/
 [ -f $B/src/backend/cuda_tma_read ] && cp $B/src/backend/cuda_tma_read $T/bin/
+[ -f $B/src/backend/cuda_l2_prefetch ] && cp $B/src/backend/cuda_l2_prefetch $T/bin/
 [ -f $B/src/backend/cuda_lt_search ] && cp $B/src/backend/cuda_lt_search $T/bin/
 [ -f $B/src/backend/cuda_splitk ] && cp $B/src/backend/cuda_splitk $T/bin/
 [ -f $B/src/backend/cuda_hgemm ] && cp $B/src/backend/cuda_hgemm $T/bin/
