@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
       slot[t] = bt[(size_t)s * mb + t / BS] * BS + t % BS;
     }
     int32_t s2[2] = {0, ctx}, c1 = ctx, o1 = ctx - 1;
-    ig_batch b = {ctx, tok, pos, slot, 1, s2, &c1, mb, bt + (size_t)s * mb, 1, &o1};
+    ig_batch b = {ctx, tok, pos, slot, 1, s2, &c1, mb, bt + (size_t)s * mb, 1, &o1, NULL};
     if (ctx && ig_model_forward(m, &b, lg, err, sizeof err)) {
       fprintf(stderr, "cpu_forward: prefill: %s\n", err);
       return 1;
@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
       outr[s] = s;
     }
     ss[B] = B;
-    ig_batch b = {B, tok, pos, slot, B, ss, cl, mb, bt, B, outr};
+    ig_batch b = {B, tok, pos, slot, B, ss, cl, mb, bt, B, outr, NULL};
     double t0 = now(CLOCK_MONOTONIC);
     if (ig_model_forward(m, &b, lg, err, sizeof err)) {
       fprintf(stderr, "cpu_forward: decode: %s\n", err);

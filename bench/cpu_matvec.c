@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
   int32_t tok[256] = {0}, pos[256] = {0}, slot[256] = {0}, ss[257], ctx[256], bt[256] = {0}, outr[256];
   for (int r = 0; r <= R; r++) ss[r] = r;
   for (int r = 0; r < R; r++) ctx[r] = 1, outr[r] = r;
-  ig_batch b = {R, tok, pos, slot, R, ss, ctx, 1, bt, R, outr}; /* R sequences of one token */
+  ig_batch b = {R, tok, pos, slot, R, ss, ctx, 1, bt, R, outr, NULL}; /* R sequences of one token */
   be->set_batch(be, &b);
   double best = 1e9;
   for (int r = 0; r < 10; r++) {

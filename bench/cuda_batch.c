@@ -66,7 +66,7 @@ static void step(ig_model *m, sess *s, int n_per, const int32_t *next, ig_sample
   /* the engine packs the table at width mb; here rows keep their max_blocks stride, so repack */
   int32_t *bt = malloc(sizeof(int32_t) * (size_t)s->B * mb);
   for (int i = 0; i < s->B; i++) memcpy(bt + (size_t)i * mb, s->bt + (size_t)i * s->max_blocks, sizeof(int32_t) * mb);
-  ig_batch b = {r, s->tok, s->pos, s->slot, s->B, s->ss, s->ctx, mb, bt, s->B, s->outr};
+  ig_batch b = {r, s->tok, s->pos, s->slot, s->B, s->ss, s->ctx, mb, bt, s->B, s->outr, NULL};
   char err[512];
   int32_t *hr = NULL;
   int nh = host_all ? s->B : 0;

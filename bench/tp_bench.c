@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
       for (int i = 0; i < ctx; i++) tok[i] = (int32_t)((i * 7919 + s * 104729 + 1) % V), pos[i] = i,
                                    slot[i] = tb[i / BS] * BS + i % BS;
       int32_t ss[2] = {0, ctx}, c = ctx, last = ctx - 1;
-      ig_batch b = {ctx, tok, pos, slot, 1, ss, &c, per_seq, tb, 1, &last};
+      ig_batch b = {ctx, tok, pos, slot, 1, ss, &c, per_seq, tb, 1, &last, NULL};
       if (ig_model_forward(m, &b, logits, err, sizeof err)) DIE("prefill: %s", err);
     }
     if (rec && B == 1) memcpy(rec, logits, sizeof(float) * (size_t)V);
@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
         dss[s] = s, dctx[s] = p + 1, dout[s] = s;
       }
       dss[B] = B;
-      ig_batch b = {B, dtok, dpos, dslot, B, dss, dctx, per_seq, bt, B, dout};
+      ig_batch b = {B, dtok, dpos, dslot, B, dss, dctx, per_seq, bt, B, dout, NULL};
       double t1 = now();
       if (ig_model_forward(m, &b, logits, err, sizeof err)) DIE("decode: %s", err);
       if (st >= 2) td += now() - t1; /* the first steps warm up */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tools/make_fixtures.py: golden data for the engine (issue 2), made with transformers itself.
 
-Creates tiny random-weight Llama / Mistral / Qwen2 / Qwen3 checkpoints with transformers' own classes and
+Creates tiny random-weight Llama / Mistral / Qwen2 / Qwen3 / Phi3 checkpoints with transformers' own classes and
 save_pretrained, each once with f32 weights and once with the same weights rounded to bf16 (stored as BF16),
 and records what transformers computes in float32 on the CPU (eager attention): the logits at every position of
 two 48-token prompts and the greedy continuation of 32 tokens with the logits that produced each token.
@@ -30,6 +30,9 @@ INTER = 104
 LAYERS = 2
 INIT_STD = 0.15
 THETA = 10000.0
+# longrope factors for head_dim 12 (6 frequencies), distinct so that using the wrong list shows
+LONGROPE_SHORT = [1.0, 1.05, 1.2, 1.5, 2.0, 2.75]
+LONGROPE_LONG = [1.0, 1.6, 2.5, 4.0, 6.5, 10.0]
 
 # Does this transformers keep rope settings in `rope_parameters` (v5) or in `rope_theta` + `rope_scaling` (v4)?
 NEW_ROPE = hasattr(transformers.LlamaConfig(), "rope_parameters")
@@ -78,6 +81,27 @@ SPECS = [
      "Qwen2, GQA 4/2, q/k/v projection biases (random, non-zero), untied"),
     ("qwen3-qknorm", "Qwen3Config", dict(num_key_value_heads=2, head_dim=16), None,
      "Qwen3, GQA 4/2, explicit head_dim 16 (hidden 48 / 4 heads would be 12), per-head q/k RMSNorm (random weights)"),
+    # Phi3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini): q|k|v in self_attn.qkv_proj, gate|up in mlp.gate_up_proj;
+    # pad_token_id inside the tiny vocabulary (Phi3Config's default 32000 is not)
+    ("phi3-longrope", "Phi3Config",
+     dict(num_key_value_heads=2, max_position_embeddings=256, original_max_position_embeddings=64, pad_token_id=0),
+     {"rope_type": "longrope", "short_factor": LONGROPE_SHORT, "long_factor": LONGROPE_LONG,
+      "original_max_position_embeddings": 64},
+     "Phi3, GQA 4/2, fused qkv_proj / gate_up_proj, longrope with original_max_position_embeddings 64 of 256: the "
+     "48-token prompts take the short factors, the decode steps from position 64 on the long ones (transformers "
+     "switches per forward by its longest position; cached keys keep theirs), attention factor sqrt(1 + ln 4 / ln 64)"),
+    ("phi3-longrope-long", "Phi3Config",
+     dict(num_key_value_heads=2, max_position_embeddings=256, original_max_position_embeddings=32, pad_token_id=0),
+     {"rope_type": "longrope", "short_factor": LONGROPE_SHORT, "long_factor": LONGROPE_LONG,
+      "original_max_position_embeddings": 32},
+     "Phi3, GQA 4/2, longrope with original_max_position_embeddings 32 of 256: the 48-token prompts are longer, "
+     "so one forward over a prompt takes the long factors at every position, attention factor sqrt(1 + ln 8 / ln 32)"),
+    ("phi3-partial-swa", "Phi3Config",
+     dict(num_key_value_heads=1, partial_rotary_factor=0.5, sliding_window=16, tie_word_embeddings=True,
+          pad_token_id=0),
+     None,
+     "Phi3, MQA 4/1, partial_rotary_factor 0.5 (the first 6 of 12 dims of each head rotate), sliding_window 16, "
+     "tied embeddings"),
 ]
 
 
@@ -128,8 +152,46 @@ def rel_l2_rows(a, b):
     return ((a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-30))
 
 
+def longrope_switch(model):
+    """original_max_position_embeddings of a longrope model (Phi3), else None."""
+    cfg = model.config
+    rp = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if rp.get("rope_type", rp.get("type")) not in ("longrope", "su"):
+        return None
+    return rp.get("original_max_position_embeddings") or getattr(cfg, "original_max_position_embeddings", None)
+
+
+def greedy_recompute(model, ids, switch):
+    """Greedy decode by hand with the KV cache, the cache dropped and every key recomputed in one forward once the
+    sequence grows past `switch` (what Phi3ForCausalLM.prepare_inputs_for_generation intends for longrope: the
+    keys computed with the short factors are recomputed with the long ones)."""
+    with torch.no_grad():
+        o = model(input_ids=torch.tensor([ids]), use_cache=True)
+        past, rows, new = o.past_key_values, [o.logits[0, -1].float()], []
+        for _ in range(GEN_LEN):
+            new.append(int(rows[-1].argmax()))
+            if len(new) == GEN_LEN:
+                break
+            if len(ids) + len(new) == switch + 1:
+                o = model(input_ids=torch.tensor([ids + new]), use_cache=True)
+            else:
+                o = model(input_ids=torch.tensor([[new[-1]]]), past_key_values=past, use_cache=True)
+            past = o.past_key_values
+            rows.append(o.logits[0, -1].float())
+    return new, torch.stack(rows)
+
+
 def greedy_generate(model, ids):
     """transformers' greedy generate with eos disabled: returns (32 new ids, [32, V] logits)."""
+    switch = longrope_switch(model)
+    if switch is not None and len(ids) < switch + 1 <= len(ids) + GEN_LEN - 1:
+        # transformers 5.17's generate passes the dropped cache on as None but still feeds only the last token, so
+        # from the switch on its rows see one token (bench/RESULTS.md, sixteenth session): decode by hand instead
+        new, logits = greedy_recompute(model, ids, switch)
+        return new, logits, (f" (greedy decoded by hand with the model's forward and KV cache; at length {switch + 1} "
+                             f"the cache was dropped and all keys recomputed with the long factors in one forward, as "
+                             f"Phi3ForCausalLM.prepare_inputs_for_generation intends; generate itself loses the "
+                             f"context there)")
     model.generation_config.eos_token_id = None
     try:
         model.config.eos_token_id = None
@@ -232,7 +294,7 @@ def run_fixture(out_root, idx, spec, dtype_tag):
             tensors[f"gen{k}"] = gl.contiguous()
             greedy.append(new)
         win_note = ""
-        if name.startswith("mistral"):
+        if name.startswith("mistral") or name.endswith("-swa"):
             first, _ = window_probe(model, prompts[0])
             assert first is not None, "sliding window NOT honoured: every row depends on token 0"
             w_eff = (first - 1) / LAYERS + 1
@@ -288,6 +350,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/fixtures/engine")
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--only", default="", help="comma-separated fixture names (without -f32/-bf16) to make")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -295,7 +358,10 @@ def main():
     log(f"transformers {transformers.__version__}, torch {torch.__version__}, rope_parameters config: {NEW_ROPE}")
     t0 = time.time()
     rows, total, failed = [], 0, []
+    only = set(filter(None, args.only.split(",")))
     for idx, spec in enumerate(SPECS):
+        if only and spec[0] not in only:
+            continue
         for tag in ("f32", "bf16"):
             try:
                 fname, desc, size, extra = run_fixture(args.out, idx, spec, tag)

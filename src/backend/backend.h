@@ -50,6 +50,10 @@ typedef struct ig_batch {
   const int32_t *block_table; /* [n_seqs * max_blocks] physical block ids of each sequence, in order */
   int n_out;
   const int32_t *out_rows;    /* [n_out] rows (indices into tokens) whose logits are wanted, ascending */
+  /* [n_seqs] or NULL (then ctx_len): the length by which a sequence's rows pick rotary frequencies where they
+   * depend on it (dynamic scaling, longrope). transformers runs a whole prompt in one forward, so the engine
+   * passes the prompt's full length for every chunk of it; the backends never read it. */
+  const int32_t *rope_len;
 } ig_batch;
 
 /* Rotary embedding parameters, computed on the host by the model from config.json (all rope_scaling kinds
@@ -57,7 +61,7 @@ typedef struct ig_batch {
  * together are (i, i + rot_dim/2) within each head. */
 typedef struct ig_rope {
   int head_dim;
-  int rot_dim;              /* == head_dim for the supported models */
+  int rot_dim;              /* <= head_dim: the first rot_dim dims of each head rotate (Phi3's partial_rotary_factor) */
   const float *inv_freq;    /* [rot_dim / 2], host memory */
   float attn_factor;        /* cos and sin are multiplied by this (yarn's mscale; 1 otherwise) */
 } ig_rope;

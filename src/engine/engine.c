@@ -137,7 +137,7 @@ struct ig_engine {
   size_t cap_lpjobs;
   item *items;
   int cap_items;
-  int32_t *b_tokens, *b_pos, *b_slot, *b_seq_start, *b_ctx_len, *b_table, *b_out;
+  int32_t *b_tokens, *b_pos, *b_slot, *b_seq_start, *b_ctx_len, *b_rope_len, *b_table, *b_out;
   size_t cap_rows, cap_seqs, cap_table;
   float *logits;
   size_t cap_logits;
@@ -602,9 +602,19 @@ static int build_items(ig_engine *e) {
   if (grow((void **)&e->items, &cap, (size_t)e->n_running + 1, sizeof(item))) return -ENOMEM;
   e->cap_items = (int)cap;
   int n = 0;
-  /* Decodes first, oldest first. */
+  /* Decodes first, oldest first. A sequence that grows past run.rope_recompute_len now recomputes every key
+   * instead (its blocks go back; the prompt chunks below take it, and its last row samples as the decode would). */
+  const int rl = e->run.rope_recompute_len;
   for (int i = 0; i < e->n_running; i++) {
     seq *s = e->running[i];
+    if (!s->prefilling && rl > 0 && s->n_computed == rl && s->n_tokens == rl + 1) {
+      ig_kvb_release(&e->kvb, &s->bt);
+      s->n_computed = s->n_canon = s->n_reg = 0;
+      s->chain = 0;
+      s->prefilling = 1;
+      ig_log(IG_LOG_DEBUG, "engine: request %llu recomputes its %d tokens past the rotary switch length %d",
+             (unsigned long long)s->r->id, s->n_tokens, rl);
+    }
     if (s->prefilling) continue;
     assert(s->n_tokens - s->n_computed == 1);
     if (!try_add(e, s, s->n_computed, s->n_tokens, 0, &n)) i--; /* s left the running list */
@@ -662,6 +672,8 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
     int32_t *q = realloc(e->b_ctx_len, cs * sizeof(int32_t));
     if (!q) return -ENOMEM;
     e->b_ctx_len = q;
+    if (!(q = realloc(e->b_rope_len, cs * sizeof(int32_t)))) return -ENOMEM;
+    e->b_rope_len = q;
     e->cap_seqs = cs;
   }
   if (grow((void **)&e->b_table, &e->cap_table, (size_t)n_items * (size_t)max_blocks, sizeof(int32_t)))
@@ -673,6 +685,9 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
     seq *s = it->s;
     e->b_seq_start[i] = row;
     e->b_ctx_len[i] = it->end;
+    /* rows take the rotary frequencies of everything the sequence holds: a prompt's chunks (or a recompute's) those
+     * of its whole length, as transformers' one forward over it; a decode row those of its own length */
+    e->b_rope_len[i] = s->n_tokens;
     for (int j = 0; j < max_blocks; j++) e->b_table[(size_t)i * max_blocks + j] = j < s->bt.n ? s->bt.ids[j] : 0;
     for (int p = it->start; p < it->end; p++, row++) {
       e->b_tokens[row] = s->tokens[p];
@@ -697,6 +712,7 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
   b->block_table = e->b_table;
   b->n_out = n_out;
   b->out_rows = e->b_out;
+  b->rope_len = e->b_rope_len;
   return 0;
 }
 
@@ -1745,6 +1761,7 @@ void ig_engine_destroy(ig_engine *e, int grace_ms) {
   free(e->b_slot);
   free(e->b_seq_start);
   free(e->b_ctx_len);
+  free(e->b_rope_len);
   free(e->b_table);
   free(e->b_out);
   free(e->logits);

@@ -20,6 +20,10 @@ typedef struct ig_engine_runner {
   /* rows a sequence must have in one step for the backend to compute their K/V bitwise as any other chunking of
    * its prompt would (the prefix cache shares only such blocks); 0 or 1: every row */
   int kv_canon_rows;
+  /* > 0: keys computed while a sequence held at most this many tokens do not fit it once it holds more, so it
+   * recomputes all of them then (longrope: transformers' Phi3 drops its cache at that length and recomputes with
+   * the long factors) */
+  int rope_recompute_len;
   size_t (*kv_bytes_per_block)(void *ctx, int block_size);
   int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);
   /* optional, after kv_init: run the steps whose first occurrence is slow (ig_model_warmup) before serving; returns

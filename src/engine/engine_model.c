@@ -4,6 +4,7 @@
 #include "engine/engine_int.h"
 #include "model/model.h"
 #include "tok/tok.h"
+#include "util/log.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,7 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   run.n_eos = mi->n_eos < IG_MAX_EOS ? mi->n_eos : IG_MAX_EOS;
   for (int i = 0; i < run.n_eos; i++) run.eos_ids[i] = mi->eos_ids[i];
   run.max_position = mi->max_position_embeddings;
+  run.rope_recompute_len = mi->rope_switch_len;
   run.kv_mem_limit = mem_available() / 2;
   ig_backend *be = ig_model_backend(model);
   run.kv_canon_rows = be ? be->kv_canon_rows : 0;
@@ -144,5 +146,13 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
     run.forward_sample_end = run_forward_sample_end;
   }
   ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special, txt_raw_piece};
-  return ig_engine_create_custom(&run, tok ? &text : NULL, cfg, out, err, errlen);
+  /* a key's rotation depends on its sequence's length there, so a cached block fits only sequences of the same
+   * length class: no prefix cache for such models */
+  ig_engine_config c2 = *cfg;
+  if (c2.prefix_caching && mi->rope_by_len) {
+    c2.prefix_caching = 0;
+    ig_log(IG_LOG_INFO, "engine: prefix caching off: this model's rotary frequencies depend on the sequence's length "
+           "(dynamic rope scaling or longrope)");
+  }
+  return ig_engine_create_custom(&run, tok ? &text : NULL, &c2, out, err, errlen);
 }

@@ -1,5 +1,5 @@
-/* io/config: see config.h. Reads the keys transformers' LlamaConfig, MistralConfig, Qwen2Config and
- * Qwen3Config read, with their defaults, and checks that the shapes they describe are consistent. */
+/* io/config: see config.h. Reads the keys transformers' LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config and
+ * Phi3Config read, with their defaults, and checks that the shapes they describe are consistent. */
 #include "io/config.h"
 #include "util/file.h"
 #include <jansson.h>
@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                  "Phi3ForCausalLM"};
 
 const char *ig_config_supported_archs(void) {
-  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM";
 }
 
 void ig_config_free(ig_config *c) {
@@ -97,6 +98,26 @@ static void add_eos(cfg_ctx *x, ig_config *c, json_t *v, const char *file) {
 /* ---------------------------------------------------------------------------------------------------- */
 /* rope: rope_theta + rope_scaling (transformers 4.x) or rope_parameters (5.x) */
 
+/* longrope's short_factor / long_factor: n positive numbers, kept as float32 as transformers keeps them */
+static void get_factors(cfg_ctx *x, json_t *s, const char *key, int n, float *out) {
+  json_t *a = json_object_get(s, key);
+  char want[96];
+  snprintf(want, sizeof want, "a list of %d positive numbers (rotary dims / 2) for rope_scaling 'longrope'", n);
+  if (!json_is_array(a) || (int)json_array_size(a) != n) {
+    bad(x, key, want);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    json_t *v = json_array_get(a, (size_t)i);
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(d > 0) || d > 1e30) {
+      bad(x, key, want);
+      return;
+    }
+    out[i] = (float)d;
+  }
+}
+
 static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c) {
   ig_rope_config *r = &c->rope;
   memset(r, 0, sizeof *r);
@@ -112,7 +133,15 @@ static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c) {
   json_t *p = json_object_get(root, "rope_parameters");
   if (json_is_object(p)) {
     r->theta = get_num(x, p, "rope_theta", r->theta);
+    r->partial_rotary_factor = get_num(x, p, "partial_rotary_factor", r->partial_rotary_factor);
     if (!s || json_is_null(s)) s = p;
+  }
+  /* as transformers: dim = int(head_dim * partial_rotary_factor) */
+  double rd = c->head_dim * r->partial_rotary_factor;
+  c->rot_dim = rd >= 2 && rd <= c->head_dim ? (int)rd : 0;
+  if (!c->rot_dim || c->rot_dim % 2) {
+    bad(x, "partial_rotary_factor", "a factor in (0, 1] that leaves an even number (>= 2) of rotary dims per head");
+    return;
   }
   if (!s || json_is_null(s)) return;
   if (!json_is_object(s)) {
@@ -127,14 +156,37 @@ static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c) {
   else if (!strcmp(kind, "dynamic")) r->kind = IG_ROPE_DYNAMIC;
   else if (!strcmp(kind, "yarn")) r->kind = IG_ROPE_YARN;
   else if (!strcmp(kind, "llama3")) r->kind = IG_ROPE_LLAMA3;
+  else if (!strcmp(kind, "longrope") || !strcmp(kind, "su")) r->kind = IG_ROPE_LONGROPE; /* "su": its older name */
   else {
     if (!x->failed)
       snprintf(x->err, x->errlen, "config.json: unsupported rope_scaling type '%.40s' (supported: default, linear, "
-               "dynamic, yarn, llama3)", kind);
+               "dynamic, yarn, llama3, longrope)", kind);
     x->failed = 1;
     return;
   }
   if (r->kind == IG_ROPE_DEFAULT) return;
+  if (r->kind == IG_ROPE_LONGROPE) {
+    /* as transformers' _compute_longrope_parameters: a top-level original_max_position_embeddings (Phi3's) makes
+     * the factor max_position_embeddings / it and is the length past which a step takes long_factor; without it,
+     * the factor is rope_scaling's (1 when absent) and the length max_position_embeddings */
+    r->n_factors = c->rot_dim / 2;
+    if (r->n_factors > IG_ROPE_MAX_FACTORS) {
+      bad(x, "head_dim", "at most 512 rotary dims for rope_scaling 'longrope'");
+      return;
+    }
+    get_factors(x, s, "short_factor", r->n_factors, r->short_factor);
+    get_factors(x, s, "long_factor", r->n_factors, r->long_factor);
+    int orig = get_int(x, root, "original_max_position_embeddings", 0, 1);
+    if (!orig) orig = get_int(x, s, "original_max_position_embeddings", 0, 1);
+    r->factor = get_num(x, s, "factor", 1.0);
+    if (orig) r->factor = (double)c->max_position_embeddings / orig;
+    r->original_max_pos = orig ? orig : c->max_position_embeddings;
+    r->attention_factor = get_num(x, s, "attention_factor", 0);
+    if (r->attention_factor == 0)
+      r->attention_factor = r->factor <= 1 ? 1.0 : sqrt(1 + log(r->factor) / log((double)r->original_max_pos));
+    if (!(r->factor > 0) || !(r->attention_factor > 0)) bad(x, "rope_scaling", "a longrope factor and attention_factor > 0");
+    return;
+  }
   r->factor = get_num(x, s, "factor", NAN);
   if (!(r->factor > 0)) {
     if (!x->failed) snprintf(x->err, x->errlen, "config.json: rope_scaling '%s' needs a positive 'factor'", kind);
@@ -196,10 +248,11 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   const char *mt = json_string_value(json_object_get(root, "model_type"));
   if (!mt) mt = !strcmp(arch, "MistralForCausalLM") ? "mistral"
                : !strcmp(arch, "Qwen2ForCausalLM") ? "qwen2"
-               : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3" : "llama";
+               : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3"
+               : !strcmp(arch, "Phi3ForCausalLM") ? "phi3" : "llama";
   snprintf(c->model_type, sizeof c->model_type, "%s", mt);
   int is_mistral = !strcmp(arch, "MistralForCausalLM"), is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
-      is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM");
+      is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM");
   const char *dt = json_string_value(json_object_get(root, "torch_dtype"));
   if (!dt) dt = json_string_value(json_object_get(root, "dtype"));
   snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt ? dt : "");
@@ -213,12 +266,15 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   c->n_kv_heads = get_int(&x, root, "num_key_value_heads", c->n_heads, 1);
   int hd_default = c->n_heads > 0 ? c->hidden_size / c->n_heads : 0;
   c->head_dim = get_int(&x, root, "head_dim", hd_default, 1);
-  c->max_position_embeddings = get_int(&x, root, "max_position_embeddings", is_mistral ? 131072 : is_qwen2 || is_qwen3 ? 32768 : 2048, 1);
+  c->max_position_embeddings = get_int(&x, root, "max_position_embeddings",
+                                       is_mistral ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096 : 2048, 1);
   c->rms_norm_eps = get_num(&x, root, "rms_norm_eps", 1e-6);
   c->tie_word_embeddings = get_bool(&x, root, "tie_word_embeddings", 0);
-  c->attention_bias = is_qwen2 ? 1 : get_bool(&x, root, "attention_bias", 0);
-  c->mlp_bias = get_bool(&x, root, "mlp_bias", 0);
+  /* Phi3's projections never carry biases */
+  c->attention_bias = is_qwen2 ? 1 : is_phi3 ? 0 : get_bool(&x, root, "attention_bias", 0);
+  c->mlp_bias = is_phi3 ? 0 : get_bool(&x, root, "mlp_bias", 0);
   c->qk_norm = is_qwen3;
+  c->fused_qkv_gate_up = is_phi3;
   const char *act = json_string_value(json_object_get(root, "hidden_act"));
   if (!x.failed && act && strcmp(act, "silu")) {
     snprintf(err, errlen, "config.json: unsupported hidden_act '%.30s' (only silu)", act);
@@ -243,12 +299,13 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     x.failed = 1;
   }
   if (!x.failed) parse_rope(&x, root, c);
-  if (!x.failed && c->rope.partial_rotary_factor != 1.0) {
-    snprintf(err, errlen, "config.json: partial_rotary_factor != 1 is not supported");
+  if (!x.failed && c->rope.partial_rotary_factor != 1.0 && !is_phi3) {
+    /* transformers applies it for Phi3 only among these (Llama's attention would fail on it) */
+    snprintf(err, errlen, "config.json: partial_rotary_factor != 1 is supported for Phi3ForCausalLM only");
     x.failed = 1;
   }
 
-  /* sliding window: Mistral on every layer; Qwen2/Qwen3 only with use_sliding_window, on the layers
+  /* sliding window: Mistral and Phi3 on every layer; Qwen2/Qwen3 only with use_sliding_window, on the layers
    * layer_types (or max_window_layers) marks; an explicit layer_types list wins for any architecture. */
   if (!x.failed) {
     c->layer_sliding = calloc((size_t)c->n_layers, 1);
@@ -268,7 +325,7 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
         c->layer_sliding[i] = s && !strcmp(s, "sliding_attention");
         use |= c->layer_sliding[i];
       }
-    } else if (is_mistral) {
+    } else if (is_mistral || is_phi3) {
       use = win > 0;
       memset(c->layer_sliding, use, (size_t)c->n_layers);
     } else if (is_qwen2 || is_qwen3) {

@@ -1,7 +1,8 @@
 /* io/config: config.json (+ generation_config.json) of Hugging Face Llama-family checkpoints, parsed into
- * one plain struct: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, with every
- * rope_scaling kind transformers defines for them (default, linear, dynamic, yarn, llama3), both the 4.x
- * keys (rope_theta + rope_scaling) and the 5.x ones (rope_parameters). Defaults follow transformers' config
+ * one plain struct: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM
+ * (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), with every rope_scaling kind transformers defines for them (default,
+ * linear, dynamic, yarn, llama3, longrope), both the 4.x keys (rope_theta + rope_scaling) and the 5.x ones
+ * (rope_parameters). Defaults follow transformers' config
  * classes. Anything else gives a one-line error naming what is wrong. */
 #ifndef IG_IO_CONFIG_H
 #define IG_IO_CONFIG_H
@@ -9,19 +10,24 @@
 
 #define IG_CONFIG_MAX_EOS 8
 
-typedef enum { IG_ROPE_DEFAULT = 0, IG_ROPE_LINEAR, IG_ROPE_DYNAMIC, IG_ROPE_YARN, IG_ROPE_LLAMA3 } ig_rope_kind;
+typedef enum { IG_ROPE_DEFAULT = 0, IG_ROPE_LINEAR, IG_ROPE_DYNAMIC, IG_ROPE_YARN, IG_ROPE_LLAMA3, IG_ROPE_LONGROPE } ig_rope_kind;
+
+#define IG_ROPE_MAX_FACTORS 256 /* longrope: rot_dim / 2 entries at most */
 
 typedef struct ig_rope_config {
   ig_rope_kind kind;
   double theta;                  /* rope_theta (base) */
   double factor;                 /* linear, dynamic, yarn, llama3 */
   double low_freq_factor, high_freq_factor; /* llama3 */
-  int original_max_pos;          /* llama3, yarn, dynamic: original_max_position_embeddings (0: not given) */
+  int original_max_pos;          /* llama3, yarn, dynamic: original_max_position_embeddings (0: not given); longrope:
+                                  * the length past which a step takes long_factor (always set) */
   double beta_fast, beta_slow;   /* yarn (32, 1) */
   double mscale, mscale_all_dim; /* yarn (0: not given) */
-  double attention_factor;       /* yarn (0: derive from factor) */
+  double attention_factor;       /* yarn (0: derive from factor); longrope (derived when not given) */
   int truncate;                  /* yarn (1) */
-  double partial_rotary_factor;  /* 1.0 */
+  double partial_rotary_factor;  /* 1.0 (Phi3 only may set less: the first rot_dim dims of a head rotate) */
+  int n_factors;                 /* longrope: entries of short_factor and long_factor (rot_dim / 2) */
+  float short_factor[IG_ROPE_MAX_FACTORS], long_factor[IG_ROPE_MAX_FACTORS]; /* longrope (float32, as transformers) */
 } ig_rope_config;
 
 typedef struct ig_config {
@@ -30,6 +36,7 @@ typedef struct ig_config {
   char torch_dtype[16];          /* "float32", "bfloat16", "float16" or "" */
   int vocab_size, hidden_size, intermediate_size;
   int n_layers, n_heads, n_kv_heads, head_dim;
+  int rot_dim;                   /* rotated dims of each head: int(head_dim * partial_rotary_factor), even */
   int max_position_embeddings;
   double rms_norm_eps;
   ig_rope_config rope;
@@ -37,6 +44,7 @@ typedef struct ig_config {
   int attention_bias;            /* q/k/v (and for Llama o) projections carry biases (Qwen2: always) */
   int mlp_bias;                  /* Llama's mlp_bias */
   int qk_norm;                   /* Qwen3: RMSNorm over head_dim on q and k before rotary */
+  int fused_qkv_gate_up;         /* Phi3: self_attn.qkv_proj and mlp.gate_up_proj hold q|k|v and gate|up by rows */
   int sliding_window;            /* window size where used, 0 = none */
   unsigned char *layer_sliding;  /* [n_layers]: 1 when that layer uses the sliding window (malloc'd) */
   int bos_id;                    /* -1 when none */

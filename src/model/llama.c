@@ -1,7 +1,8 @@
-/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3): which tensors a checkpoint holds, loading
+/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3, Phi3): which tensors a checkpoint holds, loading
  * them onto a backend, and the forward pass of one batch written once against backend.h. The architectures
  * differ only in flags read from config.json: q/k/v biases (Qwen2), q/k RMSNorm (Qwen3), sliding-window
- * layers (Mistral), tied embeddings, rope scaling. */
+ * layers (Mistral, Phi3), q|k|v and gate|up stored as one tensor each and partial rotary (Phi3), tied
+ * embeddings, rope scaling. */
 #include "model/model.h"
 #include "io/config.h"
 #include "io/safetensors.h"
@@ -329,14 +330,20 @@ static int load_weights(loader *L) {
     if (cond) LOAD(t, suffix, rows, cols, 1, 0, part);                                                                 \
   } while (0)
     LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0, WHOLE);
-    /* q/k/v (and gate/up below) in one buffer when the backend can multiply them at once */
-    if (fused_begin(L, &w->qkv, l, "self_attn.q_proj.weight", qn + 2 * kn, H)) return -1;
-    LOAD(&w->wq, "self_attn.q_proj.weight", QW, H, 0, 0, ROWS(q0, qn));
-    L->into_row0 = qn;
-    LOAD(&w->wk, "self_attn.k_proj.weight", KW, H, 0, 0, ROWS(k0, kn));
+    /* q/k/v (and gate/up below) in one buffer when the backend can multiply them at once. Phi3 stores them so
+     * already: rows of self_attn.qkv_proj (q, then k, then v) and of mlp.gate_up_proj (gate, then up), each
+     * part loaded as its own weight (the whole tensor counted once, with its first part) */
+    const int fz = c->fused_qkv_gate_up;
+    const char *qn_ = fz ? "self_attn.qkv_proj.weight" : "self_attn.q_proj.weight";
+    const char *kn_ = fz ? qn_ : "self_attn.k_proj.weight", *vn_ = fz ? qn_ : "self_attn.v_proj.weight";
+    const int64_t QKR = fz ? QW + 2 * KW : 0; /* the fused tensor's rows */
+    if (fused_begin(L, &w->qkv, l, qn_, qn + 2 * kn, H)) return -1;
+    LOAD(&w->wq, qn_, fz ? QKR : QW, H, 0, 0, ROWS(q0, qn));
+    L->into_row0 = qn, L->again = fz;
+    LOAD(&w->wk, kn_, fz ? QKR : KW, H, 0, 0, ROWS((fz ? QW : 0) + k0, kn));
     L->into_row0 = qn + kn;
-    LOAD(&w->wv, "self_attn.v_proj.weight", KW, H, 0, 0, ROWS(k0, kn));
-    L->into = NULL;
+    LOAD(&w->wv, vn_, fz ? QKR : KW, H, 0, 0, ROWS((fz ? QW + KW : 0) + k0, kn));
+    L->into = NULL, L->again = 0;
     LOAD(&w->wo, "self_attn.o_proj.weight", H, QW, 0, 0, COLS(q0, qn));
     LOAD_IF(qkv_bias, &w->bq, "self_attn.q_proj.bias", 1, QW, COLS(q0, qn));
     LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW, COLS(k0, kn));
@@ -347,11 +354,12 @@ static int load_weights(loader *L) {
       LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0, WHOLE);
     }
     LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
-    if (fused_begin(L, &w->gu, l, "mlp.gate_proj.weight", 2 * (int64_t)tp->ni, H)) return -1;
-    LOAD(&w->w_gate, "mlp.gate_proj.weight", I, H, 0, 0, ROWS(tp->i0, tp->ni));
-    L->into_row0 = tp->ni;
-    LOAD(&w->w_up, "mlp.up_proj.weight", I, H, 0, 0, ROWS(tp->i0, tp->ni));
-    L->into = NULL;
+    const char *gn_ = fz ? "mlp.gate_up_proj.weight" : "mlp.gate_proj.weight", *un_ = fz ? gn_ : "mlp.up_proj.weight";
+    if (fused_begin(L, &w->gu, l, gn_, 2 * (int64_t)tp->ni, H)) return -1;
+    LOAD(&w->w_gate, gn_, fz ? 2 * I : I, H, 0, 0, ROWS(tp->i0, tp->ni));
+    L->into_row0 = tp->ni, L->again = fz;
+    LOAD(&w->w_up, un_, fz ? 2 * I : I, H, 0, 0, ROWS((fz ? I : 0) + tp->i0, tp->ni));
+    L->into = NULL, L->again = 0;
     LOAD(&w->w_down, "mlp.down_proj.weight", H, I, 0, 0, COLS(tp->i0, tp->ni));
     LOAD_IF(mlp_bias, &w->b_gate, "mlp.gate_proj.bias", 1, I, COLS(tp->i0, tp->ni));
     LOAD_IF(mlp_bias, &w->b_up, "mlp.up_proj.bias", 1, I, COLS(tp->i0, tp->ni));
@@ -425,6 +433,10 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   ig_model_info *in = &m->info;
   snprintf(in->arch, sizeof in->arch, "%s", c->arch);
   snprintf(in->model_type, sizeof in->model_type, "%s", c->model_type);
+  in->rope_by_len = c->rope.kind == IG_ROPE_DYNAMIC || c->rope.kind == IG_ROPE_LONGROPE;
+  /* Phi3's generate recomputes every key with the long factors once a sequence passes the original length (its
+   * prepare_inputs_for_generation drops the cache there); other longrope models keep the keys they have */
+  in->rope_switch_len = c->rope.kind == IG_ROPE_LONGROPE && !strcmp(c->arch, "Phi3ForCausalLM") ? c->rope.original_max_pos : 0;
   const ig_st_tensor *et = ig_st_find(m->st, "model.embed_tokens.weight");
   snprintf(in->dtype, sizeof in->dtype, "%s", et->dtype == IG_ST_BF16 ? "bfloat16" : et->dtype == IG_ST_F16 ? "float16" : "float32");
   /* a device backend holds copies of every weight: the checkpoint's mappings (the whole file set, counted in the
@@ -581,13 +593,14 @@ static int tp_sum(ig_model *m, ig_tensor *x) { return m->tp.comm ? ig_comm_all_r
     if ((call)) goto backend_error;                                                                                    \
   } while (0)
 
-/* Sets the backend's rotary frequencies for context length len (changes only under dynamic scaling). */
+/* Sets the backend's rotary frequencies for context length len (they change only under dynamic scaling or
+ * longrope, see ig_rope_len_key). */
 static int set_rope_for(ig_model *m, int len) {
-  int key = ig_rope_depends_on_len(&m->cfg, len) ? len : 0;
+  int key = ig_rope_len_key(&m->cfg, len);
   if (m->rope_len == key) return 0;
   float af;
   ig_rope_inv_freq(&m->cfg, key ? len : 1, m->inv_freq, &af);
-  ig_rope r = {m->cfg.head_dim, m->cfg.head_dim, m->inv_freq, af};
+  ig_rope r = {m->cfg.head_dim, m->cfg.rot_dim, m->inv_freq, af};
   if (m->be->set_rope(m->be, &r)) return -1;
   m->rope_len = key;
   return 0;
@@ -725,7 +738,7 @@ static uint64_t pad_for_graph(ig_model *m, const ig_batch *b, ig_batch *pb) {
       row[k] = real ? (k < b->max_blocks ? b->block_table[(size_t)i * b->max_blocks + k] : 0) : (k ? 0 : m->pad_block);
   }
   ss[np] = np;
-  *pb = (ig_batch){np, tok, pos, slot, np, ss, ctx, (int)mb, tab, np, out};
+  *pb = (ig_batch){np, tok, pos, slot, np, ss, ctx, (int)mb, tab, np, out, NULL};
   return (uint64_t)np << 32 | (uint64_t)mb;
 }
 
@@ -767,7 +780,7 @@ int ig_model_warmup(ig_model *m, int max_rows, int max_ctx, int chunk, int force
   if (rc == 0 && chunk > 0) {
     for (int p = 0; p < chunk; p++) pos[p] = p, slot[p] = m->pad_block * bs + p % bs;
     int32_t s2[2] = {0, chunk}, c1 = chunk, o1 = chunk - 1;
-    ig_batch b = {chunk, tok, pos, slot, 1, s2, &c1, (int)ctab, tb, 1, &o1};
+    ig_batch b = {chunk, tok, pos, slot, 1, s2, &c1, (int)ctab, tb, 1, &o1, NULL};
     rc = sample ? ig_model_forward_sample(m, &b, sr, 1, so, NULL, 0, NULL, err, errlen) : ig_model_forward(m, &b, lg, err, errlen);
     steps++;
   }
@@ -779,7 +792,7 @@ int ig_model_warmup(ig_model *m, int max_rows, int max_ctx, int chunk, int force
     for (int i = 0; i <= n; i++) ss[i] = i;
     for (int w = 1; rc == 0 && w <= maxw; w *= 2)
       for (int rep = 0; rc == 0 && rep < 2; rep++) {
-        ig_batch b = {n, tok, pos, slot, n, ss, ctx, w, tb, n, out};
+        ig_batch b = {n, tok, pos, slot, n, ss, ctx, w, tb, n, out, NULL};
         rc = sample ? ig_model_forward_sample(m, &b, sr, n, so, NULL, 0, NULL, err, errlen) : ig_model_forward(m, &b, lg, err, errlen);
         steps++;
       }
@@ -804,8 +817,10 @@ int ig_model_reserve(ig_model *m, int n_tokens, int n_out, char *err, size_t err
 static int forward_batch(ig_model *m, const ig_batch *b, float *logits, char *err, size_t errlen) {
   ig_backend *be = m->be;
   int rope_len = 0;
-  for (int s = 0; s < b->n_seqs; s++)
-    if (b->ctx_len[s] > rope_len) rope_len = b->ctx_len[s]; /* all equal under dynamic scaling (split above) */
+  for (int s = 0; s < b->n_seqs; s++) { /* every one of the same rope key (split above) */
+    int l = b->rope_len ? b->rope_len[s] : b->ctx_len[s];
+    if (l > rope_len) rope_len = l;
+  }
   ig_batch pb;
   uint64_t key = pad_for_graph(m, b, &pb);
   const ig_batch *rb = key ? &pb : b;
@@ -893,8 +908,9 @@ backend_error:
 
 /* Both entry points: logits != NULL downloads every out_row (ig_model_forward); else rows are sampled on the
  * backend and host_rows downloaded (ig_model_forward_sample; async: see finish_rows).
- * Under dynamic rope scaling past the trained length, each sequence needs its own frequencies: such a
- * batch runs one sequence at a time (ops are row-independent, so the result is the same). */
+ * When its sequences need different rotary frequencies (dynamic scaling past the trained length, longrope with
+ * some sequences past the original length and some not), the batch runs one sequence at a time (ops are
+ * row-independent, so the result is the same). */
 static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_sample_row *srows, int n_rows,
                        ig_sample_out *out, const int32_t *host_rows, int n_host, float *host_logits, int async,
                        char *err, size_t errlen) {
@@ -906,8 +922,9 @@ static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_s
     snprintf(err, errlen, "forward: empty batch");
     return -1;
   }
-  int split = 0;
-  for (int s = 0; s < b->n_seqs && b->n_seqs > 1; s++) split |= ig_rope_depends_on_len(&m->cfg, b->ctx_len[s]);
+  const int32_t *rl = b->rope_len ? b->rope_len : b->ctx_len;
+  int split = 0, key0 = ig_rope_len_key(&m->cfg, rl[0]);
+  for (int s = 1; s < b->n_seqs; s++) split |= ig_rope_len_key(&m->cfg, rl[s]) != key0;
   if (!split) {
     if (forward_batch(m, b, logits, err, errlen)) return -1;
     return logits ? 0
@@ -924,7 +941,7 @@ static int forward_any(ig_model *m, const ig_batch *b, float *logits, const ig_s
     }
     for (int t = j0; t < j; t++) outr[t - j0] = b->out_rows[t] - a;
     ig_batch sb = {e - a, b->tokens + a, b->pos + a, b->slot + a, 1, ss, b->ctx_len + s, b->max_blocks,
-                   b->block_table + (size_t)s * b->max_blocks, j - j0, outr};
+                   b->block_table + (size_t)s * b->max_blocks, j - j0, outr, b->rope_len ? b->rope_len + s : NULL};
     int rc = e > a ? forward_batch(m, &sb, logits ? logits + (size_t)j0 * m->tp.nv : NULL, err, errlen) : 0;
     free(outr);
     if (!rc && e > a && !logits)

@@ -17,6 +17,8 @@ typedef struct ig_model_info {
   int n_layers, n_heads, n_kv_heads, head_dim;
   int max_position_embeddings;
   int sliding_window;       /* 0 = none */
+  int rope_by_len;          /* the rotary frequencies depend on the sequence's length (dynamic scaling, longrope) */
+  int rope_switch_len;      /* longrope: original_max_position_embeddings (past it the long factors), else 0 */
   int bos_id;               /* -1 when none */
   int n_eos;
   int eos_ids[IG_MAX_EOS];

@@ -15,13 +15,15 @@ static double yarn_correction_dim(double rot, int dim, double base, double max_p
   return (dim * log(max_pos / (rot * 2 * M_PI))) / (2 * log(base));
 }
 
-int ig_rope_depends_on_len(const ig_config *c, int seq_len) {
-  return c->rope.kind == IG_ROPE_DYNAMIC && seq_len > c->max_position_embeddings;
+int ig_rope_len_key(const ig_config *c, int seq_len) {
+  if (c->rope.kind == IG_ROPE_DYNAMIC && seq_len > c->max_position_embeddings) return seq_len;
+  if (c->rope.kind == IG_ROPE_LONGROPE && seq_len > c->rope.original_max_pos) return 1;
+  return 0;
 }
 
 void ig_rope_inv_freq(const ig_config *c, int seq_len, float *inv, float *attn_factor) {
   const ig_rope_config *r = &c->rope;
-  int dim = c->head_dim, half = dim / 2;
+  int dim = c->rot_dim, half = dim / 2; /* transformers: int(head_dim * partial_rotary_factor) */
   *attn_factor = 1.0f;
   switch (r->kind) {
   case IG_ROPE_DEFAULT:
@@ -51,6 +53,14 @@ void ig_rope_inv_freq(const ig_config *c, int seq_len, float *inv, float *attn_f
         inv[i] = (1 - smooth) * f / (float)r->factor + smooth * f;
       }
     }
+    break;
+  }
+  case IG_ROPE_LONGROPE: {
+    /* inv_freq = 1 / (ext * base ** (arange(0, dim, 2) / dim)) in float32, ext the long factors once the step's
+     * length passes original_max_position_embeddings, else the short ones; cos and sin times attention_factor */
+    const float *ext = seq_len > r->original_max_pos ? r->long_factor : r->short_factor;
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / (ext[i] * powf((float)r->theta, (float)(2 * i) / (float)dim));
+    *attn_factor = (float)r->attention_factor;
     break;
   }
   case IG_ROPE_YARN: {

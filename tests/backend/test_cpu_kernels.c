@@ -191,7 +191,7 @@ static void decode_attention(ig_backend *be, const int *ctx, const int32_t *bt, 
     memcpy(bts + i * MAXB, bt + s * MAXB, sizeof(int32_t) * MAXB);
   }
   ss[n] = n;
-  ig_batch b = {n, tok, pos, slot, n, ss, cl, MAXB, bts, n, outr};
+  ig_batch b = {n, tok, pos, slot, n, ss, cl, MAXB, bts, n, outr, NULL};
   CHECK(be->set_batch(be, &b) == 0);
   ig_tensor Q = {(void *)(q + (only >= 0 ? only : 0) * NH * HD), IG_DT_F32, n, NH * HD, 0};
   ig_tensor O = {out, IG_DT_F32, n, NH * HD, 0};
@@ -226,7 +226,7 @@ static void test_backend_decode_attention(void) {
         slot[t] = bt[s * MAXB + t / BS] * BS + t % BS;
       }
       for (int i = 0; i < ctx[s] * NKV * HD; i++) kbuf[i] = frand(), vbuf[i] = frand();
-      ig_batch b = {ctx[s], tok, pos, slot, 1, ss, &cl, MAXB, bt + s * MAXB, 1, &o};
+      ig_batch b = {ctx[s], tok, pos, slot, 1, ss, &cl, MAXB, bt + s * MAXB, 1, &o, NULL};
       ig_tensor K = {kbuf, IG_DT_F32, ctx[s], NKV * HD, 0}, V = {vbuf, IG_DT_F32, ctx[s], NKV * HD, 0};
       CHECK(be->set_batch(be, &b) == 0);
       CHECK(be->kv_write(be, 0, &K, &V) == 0);

@@ -54,7 +54,7 @@ static void make_batch(fake_batch *f, int n_seqs, const int *lens) {
   }
   f->b = (ig_batch){.n_tokens = r, .tokens = f->tokens, .pos = f->pos, .slot = f->slot, .n_seqs = n_seqs,
                     .seq_start = f->seq_start, .ctx_len = f->ctx, .max_blocks = 1, .block_table = f->bt, .n_out = 0,
-                    .out_rows = f->out};
+                    .out_rows = f->out, NULL};
 }
 
 static void test_matmul(ig_backend *be, ig_backend *be1, ig_dtype dt) {
@@ -183,7 +183,7 @@ static void test_attention(ig_backend *be, int window) {
       pos[r] = i;
       slot[r] = bt[s * 3 + i / bs] * bs + i % bs;
     }
-  ig_batch b = {18, tok, pos, slot, 2, ss, ctx, 3, bt, 1, outr};
+  ig_batch b = {18, tok, pos, slot, 2, ss, ctx, 3, bt, 1, outr, NULL};
   CHECK(be->set_batch(be, &b) == 0);
   memcpy(qr, q, sizeof q);
   memcpy(kr, k, sizeof k);

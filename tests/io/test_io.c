@@ -200,6 +200,49 @@ static void test_config(void) {
             NULL, &c, err) < 0 && strstr(err, "longrope"));
   CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"llama3\",\"factor\":2}}",
             NULL, &c, err) < 0 && strstr(err, "llama3"));
+  /* Phi3: longrope (top-level original_max_position_embeddings sets the factor and the switch length; the attention
+   * factor derived as transformers does), no biases whatever attention_bias says, sliding window on every layer */
+#define F8 "[1,1.5,2,2.5,3,3.5,4,4.5]"
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"max_position_embeddings\":131072,"
+            "\"original_max_position_embeddings\":4096,\"attention_bias\":true,\"sliding_window\":2047,"
+            "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":" F8 ",\"long_factor\":[2,2,2,2,2,2,2,9]}}",
+            NULL, &c, err) == 0);
+  CHECK_EQ_INT(c.rope.kind, IG_ROPE_LONGROPE);
+  CHECK_EQ_INT(c.rope.n_factors, 8);
+  CHECK_EQ_INT(c.rope.original_max_pos, 4096);
+  CHECK_NEAR(c.rope.factor, 32, 0);
+  CHECK_NEAR(c.rope.attention_factor, sqrt(1 + log(32.0) / log(4096.0)), 1e-12);
+  CHECK_NEAR(c.rope.short_factor[1], 1.5, 0);
+  CHECK_NEAR(c.rope.long_factor[7], 9, 0);
+  CHECK(c.fused_qkv_gate_up && !c.attention_bias && c.rot_dim == 16 && c.sliding_window == 2047 && c.layer_sliding[1]);
+  CHECK(!strcmp(c.model_type, "phi3"));
+  ig_config_free(&c);
+  /* "su" (the older name), the length inside rope_parameters (5.x), an explicit attention_factor */
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"max_position_embeddings\":256,"
+            "\"rope_parameters\":{\"rope_type\":\"su\",\"short_factor\":" F8 ",\"long_factor\":" F8 ","
+            "\"original_max_position_embeddings\":64,\"attention_factor\":1.5}}", NULL, &c, err) == 0 &&
+        c.rope.kind == IG_ROPE_LONGROPE && c.rope.original_max_pos == 64 && c.rope.attention_factor == 1.5);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"longrope\","
+            "\"short_factor\":[1,2],\"long_factor\":" F8 "}}", NULL, &c, err) < 0 && strstr(err, "short_factor") &&
+        strstr(err, "8 positive"));
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"longrope\","
+            "\"short_factor\":" F8 ",\"long_factor\":[1,1,1,1,1,1,1,-1]}}", NULL, &c, err) < 0 && strstr(err, "long_factor"));
+#undef F8
+  /* partial rotary: Phi3 only; int(head_dim * factor) rotary dims, even, at least 2 */
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":0.75}", NULL, &c, err) == 0 &&
+        c.rot_dim == 12 && c.head_dim == 16);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"rope_parameters\":{\"rope_type\":\"default\","
+            "\"partial_rotary_factor\":0.5}}", NULL, &c, err) == 0 && c.rot_dim == 8);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":0.5}", NULL, &c, err) < 0 &&
+        strstr(err, "Phi3ForCausalLM"));
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":0.1}", NULL, &c, err) < 0 &&
+        strstr(err, "partial_rotary_factor"));
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":0.3125}", NULL, &c, err) < 0 &&
+        strstr(err, "even"));
+  CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":1.5}", NULL, &c, err) < 0);
   /* Mistral sliding window on every layer; Qwen2 only with use_sliding_window */
   CHECK(cfg("{\"architectures\":[\"MistralForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
         c.sliding_window == 16 && c.layer_sliding[0] && c.layer_sliding[1]);

@@ -53,7 +53,7 @@ static inline int mu_step(ig_model *m, mu_seq **seqs, const int32_t *const *toks
     memcpy(bt + (size_t)i * MU_MAX_BLOCKS, seqs[i]->blocks, sizeof seqs[i]->blocks);
   }
   ss[n_seqs] = r;
-  ig_batch b = {total, tok, pos, slot, n_seqs, ss, ctx, MU_MAX_BLOCKS, bt, no, outr};
+  ig_batch b = {total, tok, pos, slot, n_seqs, ss, ctx, MU_MAX_BLOCKS, bt, no, outr, NULL};
   int rc = ig_model_forward(m, &b, logits, err, errlen);
   for (int i = 0; i < n_seqs; i++) seqs[i]->len += n[i];
   free(tok);

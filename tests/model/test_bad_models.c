@@ -153,8 +153,10 @@ int main(int argc, char **argv) {
   expect_fail("config_json", "config.json: invalid JSON");
   make_dir("heads", NULL, "s/\"num_key_value_heads\": 4/\"num_key_value_heads\": 3/");
   expect_fail("heads", "multiple of num_key_value_heads");
-  make_dir("rope", NULL, "s/\"rope_scaling\": null/\"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 2}/");
-  expect_fail("rope", "unsupported rope_scaling type 'longrope'");
+  make_dir("rope", NULL, "s/\"rope_scaling\": null/\"rope_scaling\": {\"rope_type\": \"su_bogus\", \"factor\": 2}/");
+  expect_fail("rope", "unsupported rope_scaling type 'su_bogus'");
+  make_dir("longrope", NULL, "s/\"rope_scaling\": null/\"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 2}/");
+  expect_fail("longrope", "'short_factor' must be a list of");
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
   if (system(cmd)) fprintf(stderr, "cleanup failed\n");

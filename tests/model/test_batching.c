@@ -249,13 +249,13 @@ static void test_graph_lifetime(void) {
   /* (1) the prompt, its last row's logits; (2) one decode step (a graph bucket: "captured"); (3) the prompt again
    * with every row's logits: more logits rows than before, no more tokens */
   int32_t ss1[2] = {0, L}, ctx1 = L, last = L - 1;
-  ig_batch b1 = {L, tok, pos, slot, 1, ss1, &ctx1, MU_MAX_BLOCKS, bt, 1, &last};
+  ig_batch b1 = {L, tok, pos, slot, 1, ss1, &ctx1, MU_MAX_BLOCKS, bt, 1, &last, NULL};
   CHECK(ig_model_forward(m, &b1, lg, err, sizeof err) == 0);
   int32_t ss2[2] = {0, 1}, ctx2 = L + 1, zero = 0;
-  ig_batch b2 = {1, tok + L, pos + L, slot + L, 1, ss2, &ctx2, MU_MAX_BLOCKS, bt, 1, &zero};
+  ig_batch b2 = {1, tok + L, pos + L, slot + L, 1, ss2, &ctx2, MU_MAX_BLOCKS, bt, 1, &zero, NULL};
   CHECK(ig_model_forward(m, &b2, lg, err, sizeof err) == 0);
   CHECK_MSG(fg_captured == 1 && fg_alive, "the decode step was not bracketed as a graph (%d)", fg_captured);
-  ig_batch b3 = {L, tok, pos, slot, 1, ss1, &ctx1, MU_MAX_BLOCKS, bt, L, outr};
+  ig_batch b3 = {L, tok, pos, slot, 1, ss1, &ctx1, MU_MAX_BLOCKS, bt, L, outr, NULL};
   CHECK(ig_model_forward(m, &b3, ref, err, sizeof err) == 0);
   CHECK_MSG(fg_bad == 0, "%d buffer(s) freed while a captured graph could still point into them", fg_bad);
   /* and the wider step's logits are the prompt's: its last row equals (1)'s */
@@ -311,7 +311,7 @@ static void test_sample_async(void) {
     memcpy(bt + s * MU_MAX_BLOCKS, q.blocks, sizeof q.blocks);
   }
   ss[NS] = r;
-  ig_batch b = {r, tok, pos, slot, NS, ss, ctx, MU_MAX_BLOCKS, bt, no, outr};
+  ig_batch b = {r, tok, pos, slot, NS, ss, ctx, MU_MAX_BLOCKS, bt, no, outr, NULL};
   float *ref = malloc(sizeof(float) * (size_t)V * (size_t)no), *host = malloc(sizeof(float) * (size_t)V * (size_t)no);
   char err[512];
   CHECK(ig_model_forward(m, &b, ref, err, sizeof err) == 0);

@@ -232,7 +232,7 @@ static void load_tp(void) {
   if (!m) return;
   CHECK(ig_model_backend(m) != NULL);
   int32_t tok = 1, pos = 0, slot = 0, ss[2] = {0, 1}, ctx = 1, bt = 0, out = 0;
-  ig_batch b = {1, &tok, &pos, &slot, 1, ss, &ctx, 1, &bt, 1, &out};
+  ig_batch b = {1, &tok, &pos, &slot, 1, ss, &ctx, 1, &bt, 1, &out, NULL};
   float *lg = malloc(sizeof(float) * 512);
   CHECK(ig_model_forward(m, &b, lg, err, sizeof err) < 0);
   CHECK_MSG(strstr(err, "KV cache"), "message: %s", err);

@@ -233,7 +233,8 @@ static int cpu_set_batch(ig_backend *be, const ig_batch *b) {
 
 static int cpu_set_rope(ig_backend *be, const ig_rope *r) {
   cpu_impl *im = be->impl;
-  if (r->rot_dim != r->head_dim || r->head_dim <= 0 || r->head_dim % 2) return fail(be, "set_rope: bad dimensions");
+  if (r->rot_dim <= 0 || r->rot_dim > r->head_dim || r->rot_dim % 2 || r->head_dim % 2)
+    return fail(be, "set_rope: bad dimensions");
   int half = r->rot_dim / 2;
   float *f = realloc(im->inv_freq, (size_t)half * sizeof *f);
   if (!f) return fail(be, "out of memory");
@@ -319,7 +320,8 @@ static int cpu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x) {
   return 0;
 }
 
-/* HF/NeoX rotary: pairs (i, i + half) of each head; cos/sin of pos * inv_freq[i], times attn_factor. */
+/* HF/NeoX rotary: pairs (i, i + half) of each head's first rot_dim = 2 half dims (the rest pass through: Phi3's
+ * partial_rotary_factor); cos/sin of pos * inv_freq[i], times attn_factor. */
 static int cpu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads) {
   cpu_impl *im = be->impl;
   int half = im->rope_half, hd = im->rope_head_dim, n = im->n_tokens;
