@@ -1,7 +1,8 @@
 /* server/gen: the life of a generation request. The loop thread parses and validates the body (params.c),
  * a validation worker compiles its grammar, renders the chat template and tokenizes (checking lengths), the loop
  * submits one engine request per sequence (best_of candidates, completions prompts), the engine wakes the loop
- * (event_active) and the loop drains token events into SSE chunks or, at the end, one JSON body. A job outlives its
+ * (event_active) and the loop drains token events into SSE chunks or, at the end, one JSON body (a large one, such as
+ * a long prompt's scores, written by a validation worker and handed back through the same queue). A job outlives its
  * HTTP request when the client goes away: it cancels its engine requests and is freed once the engine let go. */
 #include "server/internal.h"
 #include "engine/jsonschema.h"
@@ -22,6 +23,8 @@
 static void job_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void job_free_cb(evutil_socket_t fd, short what, void *arg);
 static void job_maybe_free(ig_job *j);
+static void render_body(ig_job *j, ig_str *o);
+static void send_body(ig_job *j, ig_str *o);
 
 /* ---- small helpers ---------------------------------------------------------------------------------------- */
 
@@ -135,6 +138,7 @@ static void job_destroy(ig_job *j) {
   free(j->n_ids);
   free(j->offs);
   hup_stop(j);
+  ig_str_free(&j->body);
   if (j->ev_wake) event_free(j->ev_wake);
   if (j->ev_free) event_free(j->ev_free);
   ig_server_req_free(&j->r);
@@ -145,7 +149,7 @@ static void job_destroy(ig_job *j) {
  * every request (refs back to 1: ours). The engine drops its reference right after its last wake, so until
  * then we look again shortly. */
 static void job_maybe_free(ig_job *j) {
-  if (!j->replied) return;
+  if (!j->replied || j->rendering) return; /* a worker writing its body comes back through ig_gen_on_done */
   /* The answer is out and every sequence has finished: the admission slot is free now, even if the engine's
    * last reference is dropped a moment later (a client that sends its next request at once is not refused). */
   int all_done = 1;
@@ -356,7 +360,9 @@ static void *worker_main(void *arg) {
     j->qnext = NULL;
     pthread_mutex_unlock(&s->wq_mu);
 
-    if (j->route && (strcmp(j->route, "/tokenize") == 0 || strcmp(j->route, "/chat_tokenize") == 0))
+    if (j->rendering)
+      render_body(j, &j->body);
+    else if (j->route && (strcmp(j->route, "/tokenize") == 0 || strcmp(j->route, "/chat_tokenize") == 0))
       validate_tokenize(s, j);
     else
       validate_job(s, j);
@@ -637,6 +643,13 @@ void ig_gen_on_done(evutil_socket_t fd, short what, void *arg) {
     ig_job *j = list;
     list = j->qnext;
     j->qnext = NULL;
+    if (j->rendering) { /* a final body written by the worker: sent unless the client went away meanwhile */
+      j->rendering = 0;
+      if (!j->replied) send_body(j, &j->body);
+      ig_str_free(&j->body);
+      job_maybe_free(j);
+      continue;
+    }
     j->t_validated = ig_server_now_ns();
     if (j->gone || j->replied) {
       job_maybe_free(j);
@@ -687,7 +700,8 @@ static void write_sse(ig_job *j, ig_str *payload) {
 /* A token's string as it reads after the tokens before it: decode(the PIECE_CTX tokens before it, then it) less
  * decode(those), so that a SentencePiece word keeps its leading space, as vLLM shows tokens; its decoding alone
  * when the longer text does not start with the shorter one (a character cut between tokens). Special tokens show
- * as themselves. Decoding happens on the loop thread, PIECE_CTX + 2 tokens at most per string. */
+ * as themselves. Decoding happens on the loop thread (a large final body's, on a validation worker), PIECE_CTX + 2
+ * tokens at most per string. */
 #define PIECE_CTX 4
 typedef struct piece_ctx {
   const ig_server_hooks *h;
@@ -982,11 +996,30 @@ static void timing_headers(ig_job *j) {
 #undef HDR
 }
 
-static void finish_json(ig_job *j) {
+/* Token entries a job's final body lists: each generated token when the body lists them (TGI's details, OpenAI's
+ * logprobs), and each prompt token with OpenAI's echo and logprobs or TGI's decoder_input_details, once and once more
+ * per alternative shown with it. Writing the body takes ~1 us an entry on this VM's CPU (1.5 us with echo, which
+ * decodes each token's piece; a 4,000-token prompt scored with 5 alternatives: 24,000 entries, 35-65 ms), and a text
+ * alone next to nothing, so a body of many goes to a worker (render_worker_entries). */
+static long body_entries(const ig_job *j) {
+  const ig_server_req *r = &j->r;
+  const int tgi = r->api == IG_API_GENERATE;
+  const int listed = tgi ? r->details : r->logprobs;
+  const int top = tgi ? r->gp.top_n_tokens : r->top_logprobs;
+  long n = 0;
+  for (int i = 0; i < j->n_seqs && listed; i++) {
+    n += (long)j->outs[i].n_tokens * (1 + top);
+    if (!tgi && r->echo) n += (long)j->outs[i].n_prompt * (1 + top);
+    else if (tgi && r->decoder_input_details) n += j->outs[i].n_prompt;
+  }
+  return n;
+}
+
+/* Writes a finished job's JSON body into o (o->oom when out of memory). It reads the request, the outputs and the
+ * engine requests' prompt logprobs and fills the outputs' echoed pieces, and touches nothing of the connection, so a
+ * validation worker may run it while the loop goes on (the job marked `rendering`). */
+static void render_body(ig_job *j, ig_str *o) {
   ig_server_req *r = &j->r;
-  hup_stop(j);
-  ig_str o;
-  ig_str_init(&o);
   if (r->api == IG_API_GENERATE) {
     int best = 0;
     for (int i = 1; i < j->n_seqs; i++)
@@ -998,29 +1031,51 @@ static void finish_json(ig_job *j) {
       }
     /* prefill texts are per prompt; lend them to each sequence for rendering */
     for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = j->prefill_text;
-    if (j->compat) ig_str_putc(&o, '[');
-    ig_render_tgi_generate(&o, r, j->outs, j->n_seqs, best);
-    if (j->compat) ig_str_putc(&o, ']');
+    if (j->compat) ig_str_putc(o, '[');
+    ig_render_tgi_generate(o, r, j->outs, j->n_seqs, best);
+    if (j->compat) ig_str_putc(o, ']');
     for (int i = 0; i < j->n_seqs; i++) j->outs[i].prefill_text = NULL;
   } else if (r->api == IG_API_CHAT) {
-    ig_render_chat_completion(&o, &j->meta, r, j->outs, j->n_seqs);
+    ig_render_chat_completion(o, &j->meta, r, j->outs, j->n_seqs);
   } else {
     int oom = 0;
     for (int i = 0; i < j->n_seqs && r->echo && r->logprobs; i++) oom |= echo_logprobs(j, i);
-    if (oom) o.oom = 1;
-    else ig_render_completion(&o, &j->meta, r, j->outs, j->n_seqs);
+    if (oom) o->oom = 1;
+    else ig_render_completion(o, &j->meta, r, j->outs, j->n_seqs);
   }
+}
+
+/* Loop: the final reply with its body (a 500 when the body could not be written), and the request's success. */
+static void send_body(ig_job *j, ig_str *o) {
   if (j->evcon) evhttp_connection_set_closecb(j->evcon, NULL, NULL);
-  if (o.oom) {
+  if (o->oom) {
     ig_server_send_error(j->srv, j->req, j->openai, 500, "out of memory", "generation");
   } else {
     timing_headers(j);
-    ig_server_send(j->srv, j->req, 200, "application/json", o.p, o.len);
+    ig_server_send(j->srv, j->req, 200, "application/json", o->p, o->len);
   }
-  ig_str_free(&o);
   j->req = NULL;
   j->replied = 1;
   j->status = 200;
+  record_success(j);
+}
+
+/* The non-streamed reply of a finished job: written here when small, else by a validation worker (ig_gen_on_done
+ * sends it), so that a long scoring reply does not hold up every other stream of the loop. */
+static void finish_json(ig_job *j) {
+  ig_server *s = j->srv;
+  hup_stop(j);
+  if (s->cfg.render_worker_entries > 0 && s->n_workers > 0 && body_entries(j) >= s->cfg.render_worker_entries) {
+    j->rendering = 1;
+    ig_str_init(&j->body);
+    enqueue(s, j);
+    return;
+  }
+  ig_str o;
+  ig_str_init(&o);
+  render_body(j, &o);
+  send_body(j, &o);
+  ig_str_free(&o);
 }
 
 static void job_wake_cb(evutil_socket_t fd, short what, void *arg) {
@@ -1084,16 +1139,15 @@ static void job_wake_cb(evutil_socket_t fd, short what, void *arg) {
     }
   }
   if (j->n_done < j->n_seqs) return;
-  if (!j->replied) {
+  if (!j->replied && !j->rendering) {
     if (j->gen_err[0]) {
       int cancelled = strcmp(j->gen_err, "Incomplete generation") == 0;
       job_reply_error(j, cancelled ? 500 : 424, j->gen_err, cancelled ? "incomplete_generation" : "generation");
-    } else {
-      if (j->r.stream)
-        finish_stream(j);
-      else
-        finish_json(j);
+    } else if (j->r.stream) {
+      finish_stream(j);
       record_success(j);
+    } else {
+      finish_json(j); /* records the success once the body is sent */
     }
   }
   job_maybe_free(j);

@@ -39,6 +39,7 @@ void ig_server_config_defaults(ig_server_config *c) {
   c->max_total_tokens = 4096;
   c->max_client_batch_size = 4;
   c->validation_workers = 2;
+  c->render_worker_entries = 256;
   c->payload_limit = 2000000;
   c->read_timeout_s = 60;
   c->grace_ms = 10000;

@@ -35,7 +35,8 @@ struct ig_server {
   long long created;
   atomic_ullong next_id;
 
-  /* validation workers: jobs in (wq_head), results out (dq_head) -> ev_done on the loop */
+  /* validation workers: jobs in (wq_head), results out (dq_head) -> ev_done on the loop; also large final bodies to
+   * write (a job marked `rendering`) */
   pthread_t *workers;
   int n_workers;
   pthread_mutex_t wq_mu;
@@ -100,6 +101,10 @@ struct ig_job {
   struct event *ev_hup;       /* non-streaming: watches the socket for the client's close */
   int hup;                    /* the client closed while we were generating */
   int submitted;
+  /* a large final JSON body is written by a validation worker (render_body), not the loop: while `rendering` the
+   * worker owns outs (and body), and the job is not freed even if its client goes away */
+  int rendering;
+  ig_str body;
 
   ig_oai_meta meta;
   char id[48];

@@ -82,6 +82,8 @@ typedef struct ig_server_config {
   int max_total_tokens;
   int max_client_batch_size;     /* 4 */
   int validation_workers;        /* 2 */
+  int render_worker_entries;     /* a final JSON body listing this many token entries or more (tokens, each with its
+                                    alternatives) is written by a validation worker, off the loop (256); 0: never */
   const char *api_key;           /* NULL or "": no auth */
   const char *cors_allow_origin; /* NULL: no CORS headers; comma-separated list or "*" */
   size_t payload_limit;          /* request body bytes (2,000,000) -> 413 beyond */

@@ -1,10 +1,33 @@
 // tests/e2e/fake: the server's failure paths that a healthy model never takes, against tests/server/fake_serve
 // (the real server over a fake engine): 424 generation errors (mid-stream too), 429 overload, disconnects
-// while a request is still being validated or generated, and shutdown cancelling what outlives the grace period.
+// while a request is still being validated or generated, and shutdown cancelling what outlives the grace period; long
+// final replies written by a validation worker (a stream beside one keeps its pace, the same bytes as the loop's, the
+// client going away and shutdown while one is written).
 // Usage: node fake.mjs --fake-serve build/tests/server/fake_serve
 import { spawn } from "node:child_process";
+import http from "node:http";
 import net from "node:net";
 import { check, eq, summary, request, postJSON, sseData, sleep } from "./lib.mjs";
+
+// A stream's events' arrival times (performance.now(), ms).
+function timedStream(url, body) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const data = Buffer.from(JSON.stringify(body));
+    const times = [];
+    const req = http.request({ method: "POST", hostname: u.hostname, port: u.port, path: u.pathname, agent: false,
+      headers: { "Content-Type": "application/json", "Content-Length": data.length } }, (res) => {
+      let buf = "";
+      res.on("data", (c) => {
+        buf += c;
+        for (let i; (i = buf.indexOf("\n\n")) >= 0; buf = buf.slice(i + 2)) times.push(performance.now());
+      });
+      res.on("end", () => resolve(times));
+    });
+    req.on("error", reject);
+    req.end(data);
+  });
+}
 
 const argv = process.argv.slice(2);
 const BIN = argv[argv.indexOf("--fake-serve") + 1];
@@ -91,6 +114,67 @@ check(/4 sequences .*max_concurrent_requests \(2\)/.test(r.body), "the 422 names
 eq((await postJSON(s2.url + "/v1/completions", { prompt: "a", n: 2, max_tokens: 2 })).status, 200, "n = 2 within the limit -> 200");
 s2.proc.kill("SIGTERM");
 eq(await s2.exited, 0, "second fake_serve exits 0");
+
+// Long final replies are written by a validation worker, off the loop. A scoring request (/v1/completions, echo,
+// logprobs) whose prompt ends in 100 tokens that take 1 ms a decode in the fake (FAKE_SLOW_ID) takes ~0.3 s to write:
+// a stream served by the same loop keeps its pace meanwhile (one token per 20 ms), instead of stalling that long.
+const SLOW_ID = 0x7f + 3;
+const scoring = { prompt: [...Array(200).fill(100), ...Array(100).fill(SLOW_ID)], echo: true, logprobs: 1, max_tokens: 0 };
+const s3 = await start();
+const s4 = await start(["--render-worker-entries", "0"]); // every body written on the loop, as before
+const stamp = performance.now();
+const streamed = timedStream(s3.url + "/generate_stream", { inputs: "SLOW", parameters: { max_new_tokens: 60 } });
+await sleep(150);
+const t0 = performance.now() - stamp;
+r = await postJSON(s3.url + "/v1/completions", scoring);
+const t1 = performance.now() - stamp;
+const times = (await streamed).map((t) => t - stamp);
+eq(r.status, 200, "long scoring reply -> 200");
+eq(JSON.parse(r.body).choices[0].logprobs.tokens.length, 300, "long scoring reply: every prompt token listed");
+let gap = 0;
+for (let i = 1; i < times.length; i++) if (times[i] > t0 && times[i - 1] < t1) gap = Math.max(gap, times[i] - times[i - 1]);
+check(t1 - t0 > 250, `the scoring reply took long to write (${(t1 - t0).toFixed(0)} ms)`);
+check(gap < 150, `a stream beside the scoring reply kept its pace: largest gap ${gap.toFixed(0)} ms while it was written`);
+// the bytes are those the loop writes: the same requests to a server that writes every body on the loop
+const anon = (b) => b.replace(/"id":"(chat)?cmpl-\d+"/g, '"id":""').replace(/"created":\d+/g, '"created":0');
+for (const [route, body] of [
+  ["/v1/completions", scoring],
+  ["/v1/completions", { prompt: ["EOS and more", "x".repeat(300)], echo: true, logprobs: 3, max_tokens: 5, n: 2, seed: 7 }],
+  ["/generate", { inputs: "y".repeat(400), parameters: { max_new_tokens: 20, details: true, decoder_input_details: true, top_n_tokens: 3 } }],
+  ["/", { inputs: "z".repeat(400), parameters: { max_new_tokens: 3, details: true, decoder_input_details: true } }],
+  ["/v1/chat/completions", { messages: [{ role: "user", content: "hi" }], max_tokens: 100, logprobs: true, top_logprobs: 4, seed: 7 }],
+]) {
+  const [a, b] = await Promise.all([postJSON(s3.url + route, body), postJSON(s4.url + route, body)]);
+  eq(a.status, 200, `${route} written by a worker: 200`);
+  eq(anon(a.body), anon(b.body), `${route}: a worker writes the loop's bytes`);
+}
+// the client goes away while its reply is being written: the job outlives it until the worker is done, then is freed
+for (let i = 0; i < 4; i++) {
+  await new Promise((resolve) => {
+    const c = net.connect(s3.port, "127.0.0.1");
+    const body = JSON.stringify(scoring);
+    c.on("connect", () => {
+      c.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      setTimeout(() => c.destroy(), 60 + 60 * i);
+    });
+    c.on("close", resolve);
+    c.on("error", resolve);
+  });
+}
+await sleep(800);
+eq(/ignis_requests_in_flight (\d+)/.exec((await request("GET", s3.url + "/metrics")).body)?.[1], "0", "no job left after disconnects mid-write");
+eq((await postJSON(s3.url + "/generate", { inputs: "x", parameters: { max_new_tokens: 2 } })).status, 200, "serving after disconnects mid-write");
+// shutdown while a reply is being written: it is still sent, and the server exits clean
+const late = postJSON(s3.url + "/v1/completions", scoring);
+await sleep(100);
+s3.proc.kill("SIGTERM");
+r = await late;
+eq(r.status, 200, "reply being written at shutdown still sent");
+eq(JSON.parse(r.body).choices[0].logprobs.tokens.length, 300, "that reply whole");
+eq(await s3.exited, 0, "fake_serve exits 0 after shutdown mid-write");
+s4.proc.kill("SIGTERM");
+eq(await s4.exited, 0, "fake_serve (bodies on the loop) exits 0");
+if (summary().failures) console.error(s3.log().slice(-3000));
 
 const { failures, checks } = summary();
 console.log(`fake: ${checks} checks, ${failures} failed`);

@@ -108,6 +108,14 @@ static void step_one(ig_request *r) {
     if (r->params.prefill_logprobs) {
       r->prefill_logprobs = malloc((size_t)r->n_prompt * sizeof(float));
       for (int k = 0; k < r->n_prompt; k++) r->prefill_logprobs[k] = k == 0 ? NAN : -1.0f - k * 0.01f;
+      int tn = r->params.prefill_top_n;
+      if (tn > 0) { /* row 0 none, then the letters 'a', 'b', ... */
+        r->prefill_top = malloc((size_t)r->n_prompt * (size_t)tn * sizeof *r->prefill_top);
+        for (int k = 0; k < r->n_prompt * tn; k++) {
+          r->prefill_top[k].id = k < tn ? -1 : 'a' + 3 + k % tn;
+          r->prefill_top[k].logprob = -0.5f - (float)(k % tn);
+        }
+      }
     }
   }
   if (atomic_load(&r->cancelled)) {
@@ -235,6 +243,11 @@ static int f_tokenize(void *ctx, const char *text, size_t len, int add_special, 
 static char *f_decode(void *ctx, const int32_t *ids, int n, int skip_special) {
   char *s = malloc((size_t)n * 4 + 1);
   size_t o = 0;
+  for (int i = 0; i < n; i++)
+    if (ids[i] == FAKE_SLOW_ID) { /* a reply listing it takes long to write */
+      usleep(1000);
+      break;
+    }
   for (int i = 0; i < n; i++) {
     if (ids[i] < 3) {
       if (skip_special) continue;

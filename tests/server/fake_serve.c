@@ -1,6 +1,7 @@
 /* tests/server/fake_serve: the real HTTP server over the fake engine (fake_engine.h), for manual pokes and for
  * protocol tests that need no model: fake_serve [port] [--no-template] [--api-key K] [--max-conc N (engine)]
- * [--max-requests N (server's max_concurrent_requests)] [--payload-limit BYTES]. */
+ * [--max-requests N (server's max_concurrent_requests)] [--payload-limit BYTES]
+ * [--render-worker-entries N (final bodies of N token entries or more are written off the loop; 0: never)]. */
 #include "fake_engine.h"
 #include "util/log.h"
 #include <signal.h>
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--max-conc") && i + 1 < argc) conc = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-requests") && i + 1 < argc) c.max_concurrent_requests = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--payload-limit") && i + 1 < argc) c.payload_limit = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--render-worker-entries") && i + 1 < argc) c.render_worker_entries = atoi(argv[++i]);
     else c.port = atoi(argv[i]);
   }
   fake_engine *e = fake_engine_start(conc);
