@@ -75,6 +75,23 @@ def make(d, refs=True):
     torch.cuda.empty_cache()
 
 
+def references(d, cls, seqs):
+    """transformers' float32 and bf16 logits at the checked positions of each seqs[L], from the checkpoint in d loaded
+    with cls.from_pretrained as a user loads it (rotary buffers recomputed in float32) -> d/ref_{f32,bf16}_L.npy"""
+    import torch
+    for tag, dt in (("bf16", torch.bfloat16), ("f32", torch.float32)):
+        m = cls.from_pretrained(d, dtype=dt).cuda().eval()
+        with torch.no_grad():
+            for L in LENS:
+                x = torch.from_numpy(seqs[L].astype(np.int64)).cuda()[None]
+                h = m.model(input_ids=x).last_hidden_state[0]
+                lg = m.lm_head(h[positions(L)]).float().cpu().numpy()
+                np.save(f"{d}/ref_{tag}_{L}.npy", lg)
+        print(f"reference {tag} done", flush=True)
+        del m
+        torch.cuda.empty_cache()
+
+
 def compare(d, tag="ours"):
     ok = True
     rows = []

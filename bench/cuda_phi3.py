@@ -51,19 +51,7 @@ def make(d):
         ids = rng.integers(0, 32000, size=L + l8.DECODE).astype(np.int32)
         ids.tofile(f"{d}/ids_{L}.bin")
         seqs[L] = ids
-    for tag, dt in (("bf16", torch.bfloat16), ("f32", torch.float32)):
-        # from_pretrained, as a user loads it: the rotary buffers are recomputed in float32
-        m = Phi3ForCausalLM.from_pretrained(d, dtype=dt).cuda().eval()
-        with torch.no_grad():
-            for L in LENS:
-                x = torch.from_numpy(seqs[L].astype(np.int64)).cuda()[None]
-                h = m.model(input_ids=x).last_hidden_state[0]
-                lg = m.lm_head(h[l8.positions(L)]).float().cpu().numpy()
-                np.save(f"{d}/ref_{tag}_{L}.npy", lg)
-        print(f"reference {tag}: rotary {m.model.rotary_emb.rope_type}, inv_freq[1] "
-              f"{m.model.rotary_emb.inv_freq[1].item():.6e}", flush=True)
-        del m
-        torch.cuda.empty_cache()
+    l8.references(d, Phi3ForCausalLM, seqs)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tools/make_fixtures.py: golden data for the engine (issue 2), made with transformers itself.
 
-Creates tiny random-weight Llama / Mistral / Qwen2 / Qwen3 / Phi3 checkpoints with transformers' own classes and
+Creates tiny random-weight Llama / Mistral / Qwen2 / Qwen3 / Phi3 / Gemma3 checkpoints with transformers' own classes and
 save_pretrained, each once with f32 weights and once with the same weights rounded to bf16 (stored as BF16),
 and records what transformers computes in float32 on the CPU (eager attention): the logits at every position of
 two 48-token prompts and the greedy continuation of 32 tokens with the logits that produced each token.
@@ -102,6 +102,17 @@ SPECS = [
      None,
      "Phi3, MQA 4/1, partial_rotary_factor 0.5 (the first 6 of 12 dims of each head rotate), sliding_window 16, "
      "tied embeddings"),
+    # Gemma3 (text): (1 + w) norms before and after both sublayers, q/k norms, embedding times sqrt(hidden), GELU-tanh
+    # MLP, attention scaled by query_pre_attn_scalar^-0.5, a local rope on the sliding layers and a scaled global one
+    ("gemma3", "Gemma3TextConfig",
+     dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
+          layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=True,
+          hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
+          rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                           "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}}),
+     None,
+     "Gemma3 text, 3 layers (sliding 16, full, sliding 16), GQA 4/2, head_dim 16, query_pre_attn_scalar 24, tied "
+     "embeddings, rope theta 1e4 on the sliding layers and 1e6 with linear factor 8 on the full one"),
 ]
 
 
@@ -143,6 +154,8 @@ def check_structure(name, model, cfg_kwargs, scaling):
         assert hasattr(attn, "q_norm") and hasattr(attn, "k_norm"), f"{name}: no q/k norm"
         assert attn.q_proj.weight.shape[0] == 4 * 16, attn.q_proj.weight.shape
     rt = getattr(model.model.rotary_emb, "rope_type", None)
+    if isinstance(rt, dict):  # per layer type (Gemma3): checked through the logits
+        return
     want = "default" if scaling is None else scaling["rope_type"]
     assert rt is None or rt == want, f"{name}: rotary embedding type {rt}, wanted {want}"
 
@@ -252,7 +265,8 @@ def run_fixture(out_root, idx, spec, dtype_tag):
     d = os.path.join(out_root, fname)
     os.makedirs(d, exist_ok=True)
     kw = base_kwargs(**over)
-    kw.update(rope_kwargs(scaling))
+    if "rope_parameters" not in over:  # Gemma3 gives its own per-layer-type entries
+        kw.update(rope_kwargs(scaling))
     seed = 1000 + idx  # the same weights for the f32 and the bf16 twin (bf16 = rounded copy)
     model = make_model(cls_name, kw, seed)
     check_structure(name, model, over, scaling)

@@ -64,6 +64,7 @@ typedef struct ig_rope {
   int rot_dim;              /* <= head_dim: the first rot_dim dims of each head rotate (Phi3's partial_rotary_factor) */
   const float *inv_freq;    /* [rot_dim / 2], host memory */
   float attn_factor;        /* cos and sin are multiplied by this (yarn's mscale; 1 otherwise) */
+  int table;                /* 0, or 1: a second set (Gemma3's sliding layers) that rope_select picks */
 } ig_rope;
 
 typedef struct ig_kv_config {
@@ -228,6 +229,13 @@ struct ig_backend {
    * which a step graph can capture). `comm` is the communicator's native handle for this backend's rank (an
    * ncclComm_t). When NULL, model/comm synchronizes the backend and reduces on its own (slower, no graphs). */
   int (*all_reduce)(ig_backend *be, ig_tensor *x, void *comm);
+  /* Gemma3's pieces (NULL where a backend lacks them; such models then fail to load there):
+   * rope_select: the rope ops that follow use the frequencies set_rope gave for `table` (0 or 1);
+   * scale: x *= s (rows of the activation dtype, rounded to it as a product would be);
+   * geglu: out = gelu_tanh(gate) * up, the tanh-approximated GELU of transformers' gelu_pytorch_tanh. */
+  int (*rope_select)(ig_backend *be, int table);
+  int (*scale)(ig_backend *be, ig_tensor *x, float s);
+  int (*geglu)(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
 };
 
 static inline const char *ig_backend_error(const ig_backend *be) { return be->err; }

@@ -9,10 +9,10 @@
 #include <string.h>
 
 static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                  "Phi3ForCausalLM"};
+                                  "Phi3ForCausalLM", "Gemma3ForCausalLM"};
 
 const char *ig_config_supported_archs(void) {
-  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM";
+  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM";
 }
 
 void ig_config_free(ig_config *c) {
@@ -118,8 +118,9 @@ static void get_factors(cfg_ctx *x, json_t *s, const char *key, int n, float *ou
   }
 }
 
-static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c) {
-  ig_rope_config *r = &c->rope;
+/* Into r: rope_theta + rope_scaling (4.x) or rope_parameters (5.x) of root, or, when params is given, that object
+ * alone as the rope_parameters (Gemma3's per-layer-type entries). */
+static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c, ig_rope_config *r, json_t *params) {
   memset(r, 0, sizeof *r);
   r->kind = IG_ROPE_DEFAULT;
   r->factor = 1.0;
@@ -129,8 +130,8 @@ static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c) {
   r->partial_rotary_factor = get_num(x, root, "partial_rotary_factor", 1.0);
   double theta_default = 10000.0;
   r->theta = get_num(x, root, "rope_theta", theta_default);
-  json_t *s = json_object_get(root, "rope_scaling");
-  json_t *p = json_object_get(root, "rope_parameters");
+  json_t *s = params ? NULL : json_object_get(root, "rope_scaling");
+  json_t *p = params ? params : json_object_get(root, "rope_parameters");
   if (json_is_object(p)) {
     r->theta = get_num(x, p, "rope_theta", r->theta);
     r->partial_rotary_factor = get_num(x, p, "partial_rotary_factor", r->partial_rotary_factor);
@@ -249,10 +250,12 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   if (!mt) mt = !strcmp(arch, "MistralForCausalLM") ? "mistral"
                : !strcmp(arch, "Qwen2ForCausalLM") ? "qwen2"
                : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3"
-               : !strcmp(arch, "Phi3ForCausalLM") ? "phi3" : "llama";
+               : !strcmp(arch, "Phi3ForCausalLM") ? "phi3"
+               : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : "llama";
   snprintf(c->model_type, sizeof c->model_type, "%s", mt);
   int is_mistral = !strcmp(arch, "MistralForCausalLM"), is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
-      is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM");
+      is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM"),
+      is_gemma3 = !strcmp(arch, "Gemma3ForCausalLM");
   const char *dt = json_string_value(json_object_get(root, "torch_dtype"));
   if (!dt) dt = json_string_value(json_object_get(root, "dtype"));
   snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt ? dt : "");
@@ -267,18 +270,34 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   int hd_default = c->n_heads > 0 ? c->hidden_size / c->n_heads : 0;
   c->head_dim = get_int(&x, root, "head_dim", hd_default, 1);
   c->max_position_embeddings = get_int(&x, root, "max_position_embeddings",
-                                       is_mistral ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096 : 2048, 1);
+                                       is_mistral || is_gemma3 ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096 : 2048, 1);
   c->rms_norm_eps = get_num(&x, root, "rms_norm_eps", 1e-6);
-  c->tie_word_embeddings = get_bool(&x, root, "tie_word_embeddings", 0);
+  c->tie_word_embeddings = get_bool(&x, root, "tie_word_embeddings", is_gemma3);
   /* Phi3's projections never carry biases */
   c->attention_bias = is_qwen2 ? 1 : is_phi3 ? 0 : get_bool(&x, root, "attention_bias", 0);
   c->mlp_bias = is_phi3 ? 0 : get_bool(&x, root, "mlp_bias", 0);
-  c->qk_norm = is_qwen3;
+  c->qk_norm = is_qwen3 || is_gemma3;
   c->fused_qkv_gate_up = is_phi3;
-  const char *act = json_string_value(json_object_get(root, "hidden_act"));
-  if (!x.failed && act && strcmp(act, "silu")) {
-    snprintf(err, errlen, "config.json: unsupported hidden_act '%.30s' (only silu)", act);
+  c->gemma = is_gemma3;
+  const char *act = json_string_value(json_object_get(root, is_gemma3 ? "hidden_activation" : "hidden_act"));
+  if (is_gemma3 && !act) act = json_string_value(json_object_get(root, "hidden_act"));
+  if (!x.failed && act && (is_gemma3 ? strcmp(act, "gelu_pytorch_tanh") && strcmp(act, "gelu_tanh") : strcmp(act, "silu") != 0)) {
+    snprintf(err, errlen, "config.json: unsupported hidden activation '%.30s' (%s)", act,
+             is_gemma3 ? "Gemma3: only gelu_pytorch_tanh" : "only silu");
     x.failed = 1;
+  }
+  if (is_gemma3) {
+    double qs = get_num(&x, root, "query_pre_attn_scalar", 256);
+    if (!(qs > 0)) bad(&x, "query_pre_attn_scalar", "a positive number");
+    c->attn_scale = qs > 0 ? pow(qs, -0.5) : 0;
+    const char *caps[] = {"final_logit_softcapping", "attn_logit_softcapping"};
+    for (int i = 0; i < 2 && !x.failed; i++) {
+      json_t *v = json_object_get(root, caps[i]);
+      if (v && !json_is_null(v)) {
+        snprintf(err, errlen, "config.json: %s is not supported (Gemma3 leaves it null)", caps[i]);
+        x.failed = 1;
+      }
+    }
   }
   if (!x.failed && (c->n_heads % c->n_kv_heads)) {
     snprintf(err, errlen, "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
@@ -298,7 +317,30 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     snprintf(err, errlen, "config.json: rms_norm_eps must be positive");
     x.failed = 1;
   }
-  if (!x.failed) parse_rope(&x, root, c);
+  if (!x.failed && is_gemma3) {
+    /* 5.x: rope_parameters {"full_attention": {...}, "sliding_attention": {...}}; 4.x: rope_theta + rope_scaling for
+     * the full-attention layers, rope_local_base_freq (10000) for the sliding ones */
+    json_t *p = json_object_get(root, "rope_parameters");
+    json_t *pf = json_is_object(p) ? json_object_get(p, "full_attention") : NULL;
+    json_t *ps = json_is_object(p) ? json_object_get(p, "sliding_attention") : NULL;
+    parse_rope(&x, root, c, &c->rope, json_is_object(pf) ? pf : NULL);
+    if (!x.failed && json_is_object(ps)) {
+      parse_rope(&x, root, c, &c->rope_local, ps);
+    } else if (!x.failed) {
+      c->rope_local = c->rope;
+      c->rope_local.kind = IG_ROPE_DEFAULT;
+      c->rope_local.factor = 1.0;
+      c->rope_local.theta = get_num(&x, root, "rope_local_base_freq", 10000.0);
+    }
+    int k = c->rope_local.kind;
+    if (!x.failed && (k == IG_ROPE_DYNAMIC || k == IG_ROPE_LONGROPE || c->rope.kind == IG_ROPE_DYNAMIC ||
+                      c->rope.kind == IG_ROPE_LONGROPE)) {
+      snprintf(err, errlen, "config.json: Gemma3 with dynamic or longrope rope scaling is not supported");
+      x.failed = 1;
+    }
+  } else if (!x.failed) {
+    parse_rope(&x, root, c, &c->rope, NULL);
+  }
   if (!x.failed && c->rope.partial_rotary_factor != 1.0 && !is_phi3) {
     /* transformers applies it for Phi3 only among these (Llama's attention would fail on it) */
     snprintf(err, errlen, "config.json: partial_rotary_factor != 1 is supported for Phi3ForCausalLM only");
@@ -328,6 +370,10 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     } else if (is_mistral || is_phi3) {
       use = win > 0;
       memset(c->layer_sliding, use, (size_t)c->n_layers);
+    } else if (is_gemma3) {
+      /* 4.x: every sliding_window_pattern-th layer (6) attends globally, the others within the window */
+      int pat = get_int(&x, root, "sliding_window_pattern", 6, 1);
+      for (int i = 0; i < c->n_layers; i++) use |= c->layer_sliding[i] = (i + 1) % pat != 0;
     } else if (is_qwen2 || is_qwen3) {
       if (get_bool(&x, root, "use_sliding_window", 0)) {
         int mwl = get_int(&x, root, "max_window_layers", 28, 0);

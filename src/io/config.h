@@ -45,6 +45,12 @@ typedef struct ig_config {
   int mlp_bias;                  /* Llama's mlp_bias */
   int qk_norm;                   /* Qwen3: RMSNorm over head_dim on q and k before rotary */
   int fused_qkv_gate_up;         /* Phi3: self_attn.qkv_proj and mlp.gate_up_proj hold q|k|v and gate|up by rows */
+  /* Gemma3: RMSNorm weights applied as (1 + w), the embedding scaled by sqrt(hidden_size), norms after attention and
+   * after the MLP too (pre/post_feedforward_layernorm), the MLP's gate through tanh-approximated GELU, the attention
+   * scaled by query_pre_attn_scalar^-0.5, and rope_local (rope_local_base_freq) on its sliding-window layers */
+  int gemma;
+  double attn_scale;             /* 0: head_dim^-0.5 */
+  ig_rope_config rope_local;     /* gemma: the sliding layers' rotary settings (rope is the full-attention layers') */
   int sliding_window;            /* window size where used, 0 = none */
   unsigned char *layer_sliding;  /* [n_layers]: 1 when that layer uses the sliding window (malloc'd) */
   int bos_id;                    /* -1 when none */

@@ -1,7 +1,8 @@
-/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3, Phi3): which tensors a checkpoint holds, loading
+/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma3): which tensors a checkpoint holds, loading
  * them onto a backend, and the forward pass of one batch written once against backend.h. The architectures
  * differ only in flags read from config.json: q/k/v biases (Qwen2), q/k RMSNorm (Qwen3), sliding-window
- * layers (Mistral, Phi3), q|k|v and gate|up stored as one tensor each and partial rotary (Phi3), tied
+ * layers (Mistral, Phi3, Gemma3), q|k|v and gate|up stored as one tensor each and partial rotary (Phi3), Gemma3's
+ * (1 + w) norms around both sublayers, scaled embedding, GELU-tanh MLP and second rope for its sliding layers, tied
  * embeddings, rope scaling. */
 #include "model/model.h"
 #include "io/config.h"
@@ -27,6 +28,7 @@ typedef struct {
   ig_tensor w_gate, w_up, w_down; /* [I, H], [I, H], [H, I] */
   ig_tensor b_gate, b_up, b_down; /* mlp_bias */
   ig_tensor qkv, gu;              /* q/k/v and gate/up in one buffer each (weight_alloc); the parts are views */
+  ig_tensor post_attn_norm, post_ffn_norm; /* [1, H] (Gemma3: on the attention's and the MLP's outputs) */
 } layer_weights;
 
 /* Activations for up to cap tokens; each step views them with its own row count. */
@@ -142,7 +144,36 @@ typedef struct {
   int again;          /* binding a part of a tensor already counted (a shard's rows of tied embeddings) */
   ig_tensor *into;    /* non-NULL: load into rows [into_row0, ...) of this fused weight (weight_rows), as a view */
   int64_t into_row0;
+  int plus_one;       /* Gemma3's norm weights: bound as 1 + w in f32, as transformers applies them */
 } loader;
+
+/* element i of a checkpoint tensor as f32 */
+static float st_elem_f32(const uint8_t *p, ig_st_dtype dt, size_t i) {
+  if (dt == IG_ST_F32) {
+    float f;
+    memcpy(&f, p + i * 4, 4);
+    return f;
+  }
+  uint16_t h;
+  memcpy(&h, p + i * 2, 2);
+  uint32_t u;
+  if (dt == IG_ST_BF16) {
+    u = (uint32_t)h << 16;
+  } else { /* F16 */
+    uint32_t sgn = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 31, mnt = h & 1023;
+    if (e == 31) u = sgn | 0x7f800000u | (mnt << 13);
+    else if (e) u = sgn | ((e + 112) << 23) | (mnt << 13);
+    else if (!mnt) u = sgn;
+    else { /* subnormal: normalize */
+      e = 113;
+      while (!(mnt & 1024)) mnt <<= 1, e--;
+      u = sgn | (e << 23) | ((mnt & 1023) << 13);
+    }
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
 
 /* Which part of a [rows, cols] tensor a shard binds: all of it, or [off, off + len) of its rows or columns.
  * Row slices of a row-major tensor are contiguous views; column slices of a matrix are copied once. */
@@ -243,6 +274,17 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
       host = buf;
     }
   }
+  if (L->plus_one) { /* (1 + w) in f32 */
+    float *f = malloc((size_t)(r * c) * sizeof(float));
+    if (!f) {
+      free(buf);
+      snprintf(L->err, L->errlen, "tensor '%s': out of memory", name);
+      return -1;
+    }
+    for (int64_t i = 0; i < r * c; i++) f[i] = 1.0f + st_elem_f32(host, st->dtype, (size_t)i);
+    free(buf);
+    buf = f, host = (const uint8_t *)f, dt = IG_DT_F32;
+  }
   static atomic_uint sink; /* shards load on several threads */
   if (!buf) atomic_fetch_add_explicit(&sink, touch_pages(host, (size_t)(r * c) * es), memory_order_relaxed);
   int rc;
@@ -329,7 +371,9 @@ static int load_weights(loader *L) {
   do {                                                                                                                 \
     if (cond) LOAD(t, suffix, rows, cols, 1, 0, part);                                                                 \
   } while (0)
+    L->plus_one = c->gemma;
     LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0, WHOLE);
+    L->plus_one = 0;
     /* q/k/v (and gate/up below) in one buffer when the backend can multiply them at once. Phi3 stores them so
      * already: rows of self_attn.qkv_proj (q, then k, then v) and of mlp.gate_up_proj (gate, then up), each
      * part loaded as its own weight (the whole tensor counted once, with its first part) */
@@ -349,11 +393,19 @@ static int load_weights(loader *L) {
     LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW, COLS(k0, kn));
     LOAD_IF(qkv_bias, &w->bv, "self_attn.v_proj.bias", 1, KW, COLS(k0, kn));
     LOAD_IF(o_bias && first, &w->bo, "self_attn.o_proj.bias", 1, H, WHOLE);
+    L->plus_one = c->gemma; /* Gemma3's norms: (1 + w) */
     if (c->qk_norm) {
       LOAD(&w->q_norm, "self_attn.q_norm.weight", 1, hd, 1, 0, WHOLE);
       LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0, WHOLE);
     }
-    LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
+    if (c->gemma) { /* Gemma3: post_attention_layernorm is on the attention's output, then the MLP's two */
+      LOAD(&w->post_attn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
+      LOAD(&w->ffn_norm, "pre_feedforward_layernorm.weight", 1, H, 1, 0, WHOLE);
+      LOAD(&w->post_ffn_norm, "post_feedforward_layernorm.weight", 1, H, 1, 0, WHOLE);
+    } else {
+      LOAD(&w->ffn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
+    }
+    L->plus_one = 0;
     const char *gn_ = fz ? "mlp.gate_up_proj.weight" : "mlp.gate_proj.weight", *un_ = fz ? gn_ : "mlp.up_proj.weight";
     if (fused_begin(L, &w->gu, l, gn_, 2 * (int64_t)tp->ni, H)) return -1;
     LOAD(&w->w_gate, gn_, fz ? 2 * I : I, H, 0, 0, ROWS(tp->i0, tp->ni));
@@ -367,7 +419,9 @@ static int load_weights(loader *L) {
 #undef LOAD
 #undef LOAD_IF
   }
+  L->plus_one = c->gemma;
   if (load(L, &m->final_norm, "model.norm.weight", 1, H, 1, 0, WHOLE)) return -1;
+  L->plus_one = 0;
   if (c->tie_word_embeddings && tp->nv == V) {
     m->lm_head = m->embed;
     m->lm_head.owned = 0;
@@ -403,6 +457,10 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     goto fail;
   }
   const ig_config *c = &m->cfg;
+  if (c->gemma && (!be->rope_select || !be->scale || !be->geglu)) {
+    snprintf(err, errlen, "%s: %s needs rope_select, scale and geglu, which this backend lacks", dir, c->arch);
+    goto fail;
+  }
   if (ig_tp_check(c, size, e2, sizeof e2)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
     goto fail;
@@ -419,7 +477,7 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
-  loader L = {m, e2, sizeof e2, 0, 0, 0, NULL, 0};
+  loader L = {m, e2, sizeof e2, 0, 0, 0, NULL, 0, 0};
   for (int i = 0; i < ig_st_count(m->st); i++) L.total += ig_st_at(m->st, i)->nbytes;
   if (load_weights(&L)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
@@ -600,8 +658,13 @@ static int set_rope_for(ig_model *m, int len) {
   if (m->rope_len == key) return 0;
   float af;
   ig_rope_inv_freq(&m->cfg, key ? len : 1, m->inv_freq, &af);
-  ig_rope r = {m->cfg.head_dim, m->cfg.rot_dim, m->inv_freq, af};
+  ig_rope r = {m->cfg.head_dim, m->cfg.rot_dim, m->inv_freq, af, 0};
   if (m->be->set_rope(m->be, &r)) return -1;
+  if (m->cfg.gemma) { /* table 1: the sliding layers' frequencies (static: the parser refuses length-dependent kinds) */
+    ig_rope_inv_freq_with(&m->cfg, &m->cfg.rope_local, 1, m->inv_freq, &af);
+    ig_rope rl = {m->cfg.head_dim, m->cfg.rot_dim, m->inv_freq, af, 1};
+    if (m->be->set_rope(m->be, &rl)) return -1;
+  }
   m->rope_len = key;
   return 0;
 }
@@ -615,19 +678,21 @@ static int run_ops(ig_model *m, int n, int n_out) {
             v = rows(&m->a.v, n), att = rows(&m->a.att, n), o = rows(&m->a.o, n), gate = rows(&m->a.gate, n),
             up = rows(&m->a.up, n);
 
-  // x: [n, H] = embed_tokens[tokens]
+  // x: [n, H] = embed_tokens[tokens]   (Gemma3: times sqrt(H))
   if (be->embed(be, &x, &m->embed)) return -1;
+  if (c->gemma) TRY(be->scale(be, &x, (float)sqrt((double)c->hidden_size)));
   for (int l = 0; l < c->n_layers; l++) {
     const layer_weights *w = &m->layers[l];
     const int nh = m->tp.nh, nkv = m->tp.nkv; /* this shard's heads (all of them when not sharded) */
-    ig_attn_params ap = {nh, nkv, hd, (float)pow(hd, -0.5),
+    ig_attn_params ap = {nh, nkv, hd, (float)(c->attn_scale > 0 ? c->attn_scale : pow(hd, -0.5)),
                          c->layer_sliding[l] ? c->sliding_window : 0};
+    if (c->gemma) TRY(be->rope_select(be, c->layer_sliding[l] ? 1 : 0)); /* Gemma3: local rope on sliding layers */
 
     // ---- attention block ----
     // (x += the previous layer's MLP output o, folded into this norm); h = rmsnorm(x) * w_attn_norm   h: [n, H]
     TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
     ig_tensor *qr = &q, *kr = &k, qn, kn;
-    if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data) {
+    if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data && !c->gemma) {
       // q = rope(h Wq^T); cache[l][slot] = rope(h Wk^T), h Wv^T: one op where the backend fuses them (k, v: scratch)
       const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv};
       TRY(be->qkv_rope_kv_write(be, &q, &k, &v, &h, ws, nh, nkv, l));
@@ -664,13 +729,18 @@ static int run_ops(ig_model *m, int n, int n_out) {
     TRY(be->matmul(be, &o, &att, &w->wo, opt(&w->bo)));
     // (sharded: o = sum over shards of their heads' share of the projection)
     TRY(tp_sum(m, &o));
+    if (c->gemma) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_attn_norm, (float)c->rms_norm_eps)); // o = norm(o)
 
     // ---- MLP block ----
     // x = x + o; h = rmsnorm(x) * w_ffn_norm
     TRY(be->rmsnorm(be, &h, &x, &o, &w->ffn_norm, (float)c->rms_norm_eps));
     // gate = h Wg^T, up = h Wu^T                        [n, I]
     // gate = silu(gate) * up (fused where the backend can); o = gate Wd^T             o: [n, H]
-    if (be->matmul_swiglu) {
+    if (c->gemma) { // gate = gelu_tanh(gate) * up
+      TRY(be->matmul(be, &gate, &h, &w->w_gate, opt(&w->b_gate)));
+      TRY(be->matmul(be, &up, &h, &w->w_up, opt(&w->b_up)));
+      TRY(be->geglu(be, &gate, &gate, &up));
+    } else if (be->matmul_swiglu) {
       TRY(be->matmul_swiglu(be, &gate, &up, &h, &w->w_gate, opt(&w->b_gate), &w->w_up, opt(&w->b_up)));
     } else {
       TRY(be->matmul(be, &gate, &h, &w->w_gate, opt(&w->b_gate)));
@@ -679,6 +749,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
     }
     TRY(be->matmul(be, &o, &gate, &w->w_down, opt(&w->b_down)));
     TRY(tp_sum(m, &o)); // (sharded: sum over shards of their intermediate columns' share)
+    if (c->gemma) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_ffn_norm, (float)c->rms_norm_eps));
     // x = x + o: in the next layer's first norm, or here after the last layer
     if (l == c->n_layers - 1) TRY(be->add(be, &x, &o));
   }

@@ -22,7 +22,10 @@ int ig_rope_len_key(const ig_config *c, int seq_len) {
 }
 
 void ig_rope_inv_freq(const ig_config *c, int seq_len, float *inv, float *attn_factor) {
-  const ig_rope_config *r = &c->rope;
+  ig_rope_inv_freq_with(c, &c->rope, seq_len, inv, attn_factor);
+}
+
+void ig_rope_inv_freq_with(const ig_config *c, const ig_rope_config *r, int seq_len, float *inv, float *attn_factor) {
   int dim = c->rot_dim, half = dim / 2; /* transformers: int(head_dim * partial_rotary_factor) */
   *attn_factor = 1.0f;
   switch (r->kind) {

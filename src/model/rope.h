@@ -9,6 +9,8 @@
  * grows with it; longrope: above original_max_position_embeddings the long factors replace the short ones, as
  * transformers switches per forward). inv_freq has rot_dim/2 entries. */
 void ig_rope_inv_freq(const ig_config *c, int seq_len, float *inv_freq, float *attn_factor);
+/* The same for settings r of c (Gemma3's rope_local). */
+void ig_rope_inv_freq_with(const ig_config *c, const ig_rope_config *r, int seq_len, float *inv_freq, float *attn_factor);
 /* Which frequencies seq_len takes: 0 those of seq_len 1, else a key that is equal exactly when the frequencies are
  * (dynamic scaling past the trained length: seq_len itself; longrope past its original length: 1). */
 int ig_rope_len_key(const ig_config *c, int seq_len);

@@ -169,7 +169,7 @@ static void test_attention(ig_backend *be, int window) {
   CHECK(be->kv_init(be, &kc) == 0);
   float invf[4];
   for (int i = 0; i < 4; i++) invf[i] = powf(10000.f, -(float)(2 * i) / hd);
-  ig_rope rp = {hd, hd, invf, 1.0f};
+  ig_rope rp = {hd, hd, invf, 1.0f, 0};
   CHECK(be->set_rope(be, &rp) == 0);
   /* sequence 0: 11 tokens in blocks 5,2,9; sequence 1: 7 tokens in blocks 1,14 */
   int32_t bt[2 * 3] = {5, 2, 9, 1, 14, 0};

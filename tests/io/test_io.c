@@ -243,6 +243,30 @@ static void test_config(void) {
   CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":0.3125}", NULL, &c, err) < 0 &&
         strstr(err, "even"));
   CHECK(cfg("{\"architectures\":[\"Phi3ForCausalLM\"]," LLAMA_BASE ",\"partial_rotary_factor\":1.5}", NULL, &c, err) < 0);
+  /* Gemma3: 4.x keys (global rope_theta + rope_scaling, rope_local_base_freq, every 6th layer global), 5.x's rope
+   * entries per layer type; softcapping and other activations refused */
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"num_hidden_layers\":7,\"head_dim\":32,"
+            "\"sliding_window\":512,\"rope_theta\":1000000.0,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8},"
+            "\"query_pre_attn_scalar\":144}", NULL, &c, err) == 0);
+  CHECK(c.gemma && c.qk_norm && c.tie_word_embeddings && c.head_dim == 32 && c.sliding_window == 512);
+  CHECK(c.layer_sliding[0] && c.layer_sliding[4] && !c.layer_sliding[5] && c.layer_sliding[6]);
+  CHECK(c.rope.kind == IG_ROPE_LINEAR && c.rope.factor == 8 && c.rope.theta == 1e6);
+  CHECK(c.rope_local.kind == IG_ROPE_DEFAULT && c.rope_local.theta == 10000);
+  CHECK_NEAR(c.attn_scale, 1.0 / 12, 1e-15);
+  CHECK(!strcmp(c.model_type, "gemma3_text"));
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"layer_types\":[\"full_attention\","
+            "\"sliding_attention\"],\"sliding_window\":64,\"rope_parameters\":{\"full_attention\":{\"rope_type\":"
+            "\"default\",\"rope_theta\":1000000.0},\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":"
+            "5000.0}}}", NULL, &c, err) == 0 && !c.layer_sliding[0] && c.layer_sliding[1] && c.rope.theta == 1e6 &&
+        c.rope_local.theta == 5000 && c.attn_scale == 1.0 / 16);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"final_logit_softcapping\":30.0}", NULL, &c,
+            err) < 0 && strstr(err, "final_logit_softcapping"));
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"hidden_activation\":\"silu\"}", NULL, &c, err) < 0 &&
+        strstr(err, "gelu_pytorch_tanh"));
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"dynamic\","
+            "\"factor\":2}}", NULL, &c, err) < 0 && strstr(err, "Gemma3"));
   /* Mistral sliding window on every layer; Qwen2 only with use_sliding_window */
   CHECK(cfg("{\"architectures\":[\"MistralForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
         c.sliding_window == 16 && c.layer_sliding[0] && c.layer_sliding[1]);

@@ -41,10 +41,13 @@ typedef struct cpu_impl {
   int n_tokens, n_seqs, max_blocks, n_out;
   int32_t *tokens, *pos, *slot, *seq_start, *ctx_len, *block_table, *out_rows, *row_seq;
   size_t cap_tokens, cap_seqs, cap_bt;
-  /* rotary */
+  /* rotary: tables 0 and 1 (set_rope's table), the selected one in inv_freq / rope_half / attn_factor */
   float *inv_freq;
   int rope_half, rope_head_dim;
   float attn_factor;
+  float *tab_inv[2];
+  int tab_half[2], rope_sel;
+  float tab_af[2];
   float *cs;              /* [n_tokens, half, 2]: cos, sin at each row's position */
   size_t cs_cap;
   int cs_valid;
@@ -235,15 +238,48 @@ static int cpu_set_rope(ig_backend *be, const ig_rope *r) {
   cpu_impl *im = be->impl;
   if (r->rot_dim <= 0 || r->rot_dim > r->head_dim || r->rot_dim % 2 || r->head_dim % 2)
     return fail(be, "set_rope: bad dimensions");
-  int half = r->rot_dim / 2;
-  float *f = realloc(im->inv_freq, (size_t)half * sizeof *f);
+  if (r->table < 0 || r->table > 1) return fail(be, "set_rope: table %d", r->table);
+  int half = r->rot_dim / 2, t = r->table;
+  float *f = realloc(im->tab_inv[t], (size_t)half * sizeof *f);
   if (!f) return fail(be, "out of memory");
   memcpy(f, r->inv_freq, (size_t)half * sizeof *f);
-  im->inv_freq = f;
-  im->rope_half = half;
+  im->tab_inv[t] = f;
+  im->tab_half[t] = half;
+  im->tab_af[t] = r->attn_factor;
   im->rope_head_dim = r->head_dim;
-  im->attn_factor = r->attn_factor;
+  if (t == im->rope_sel) im->inv_freq = f, im->rope_half = half, im->attn_factor = r->attn_factor, im->cs_valid = 0;
+  return 0;
+}
+
+static int cpu_rope_select(ig_backend *be, int table) {
+  cpu_impl *im = be->impl;
+  if (table < 0 || table > 1 || !im->tab_inv[table]) return fail(be, "rope_select: table %d was not set", table);
+  if (table == im->rope_sel) return 0;
+  im->rope_sel = table;
+  im->inv_freq = im->tab_inv[table], im->rope_half = im->tab_half[table], im->attn_factor = im->tab_af[table];
   im->cs_valid = 0;
+  return 0;
+}
+
+static int cpu_scale(ig_backend *be, ig_tensor *x, float s) {
+  if (x->dtype != IG_DT_F32) return fail(be, "scale: f32 activations only");
+  int64_t n = ig_tensor_numel(x);
+  float *p = x->data;
+  for (int64_t i = 0; i < n; i++) p[i] *= s;
+  return 0;
+}
+
+/* gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), in f32 as torch computes it */
+static int cpu_geglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
+  int64_t n = ig_tensor_numel(gate);
+  if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) return fail(be, "geglu: shape mismatch");
+  const float *g = gate->data, *u = up->data;
+  float *o = out->data;
+  const float k = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; i++) {
+    float x = g[i];
+    o[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+  }
   return 0;
 }
 
@@ -586,7 +622,8 @@ static void cpu_destroy(ig_backend *be) {
     free(im->block_table);
     free(im->out_rows);
     free(im->row_seq);
-    free(im->inv_freq);
+    free(im->tab_inv[0]);
+    free(im->tab_inv[1]);
     free(im->cs);
     free(im->plan);
     free(im->normw);
@@ -645,5 +682,8 @@ ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen) {
   be->attention = cpu_attention;
   be->gather_rows = cpu_gather_rows;
   be->add = cpu_add;
+  be->rope_select = cpu_rope_select;
+  be->scale = cpu_scale;
+  be->geglu = cpu_geglu;
   return be;
 }

@@ -397,11 +397,28 @@ static int cuda_set_rope(ig_backend *be, const ig_rope *r) {
     cudaFree(c->inv_freq);
     c->inv_freq = NULL;
   }
-  if (!c->inv_freq) CUDA_CHECK(be, cudaMalloc(&c->inv_freq, (size_t)r->rot_dim / 2 * sizeof(float)));
+  if (r->table < 0 || r->table > 1) FAIL(be, "cuda set_rope: table %d", r->table);
+  const size_t half = (size_t)r->rot_dim / 2;
+  if (!c->inv_freq) {
+    CUDA_CHECK(be, cudaMalloc(&c->inv_freq, 2 * half * sizeof(float)));
+    c->rope_set = 0, c->rope_tab = 0, c->rope_cur = c->inv_freq;
+  }
   /* stream-ordered with the kernels that read it; a pageable source is copied before the call returns */
-  CUDA_CHECK(be, cudaMemcpyAsync(c->inv_freq, r->inv_freq, (size_t)r->rot_dim / 2 * sizeof(float), cudaMemcpyHostToDevice, c->st));
+  CUDA_CHECK(be, cudaMemcpyAsync(c->inv_freq + r->table * half, r->inv_freq, half * sizeof(float), cudaMemcpyHostToDevice, c->st));
   CUDA_CHECK(be, cudaStreamSynchronize(c->st));
-  c->rot_dim = r->rot_dim, c->head_dim_rope = r->head_dim, c->attn_factor = r->attn_factor;
+  c->rot_dim = r->rot_dim, c->head_dim_rope = r->head_dim;
+  c->attn_factors[r->table] = r->attn_factor;
+  c->rope_set |= 1 << r->table;
+  if (r->table == c->rope_tab) c->attn_factor = r->attn_factor;
+  return 0;
+}
+
+/* The rope kernels launched from now on read table t (a host-side choice, so a captured graph keeps it). */
+static int cuda_rope_select(ig_backend *be, int t) {
+  cu_impl *c = CU(be);
+  if (ready(be)) return -1;
+  if (t < 0 || t > 1 || !c->inv_freq || !(c->rope_set >> t & 1)) FAIL(be, "cuda rope_select: table %d was not set", t);
+  c->rope_tab = t, c->rope_cur = c->inv_freq + (size_t)t * (c->rot_dim / 2), c->attn_factor = c->attn_factors[t];
   return 0;
 }
 
@@ -596,6 +613,8 @@ OPW_L(op_attention, (ig_backend * be, ig_tensor *out, const ig_tensor *q, int la
     step_label(lb_, sizeof lb_, be, "attention"), cu_attention(be, out, q, layer, p))
 OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_gather_rows(be, out, x))
 OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
+OPW(op_geglu, (ig_backend * be, ig_tensor *out, const ig_tensor *g, const ig_tensor *u), cu_geglu(be, out, g, u))
+OPW(op_scale, (ig_backend * be, ig_tensor *x, float s), cu_scale(be, x, s))
 OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int nh, int nkv, int layer),
     cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
 OPW_L(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
@@ -827,6 +846,9 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->attention = op_attention;
   be->gather_rows = op_gather_rows;
   be->add = op_add;
+  be->geglu = op_geglu;
+  be->scale = op_scale;
+  be->rope_select = cuda_rope_select;
   be->mem_info = cuda_mem_info;
   be->argmax_rows = op_argmax_rows;
   be->sample = op_sample;

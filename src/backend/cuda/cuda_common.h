@@ -129,7 +129,10 @@ typedef struct cu_impl {
   cudaEvent_t meta_ev;
   cu_batch b;
   /* rope */
-  float *inv_freq; /* device [rot_dim/2] */
+  float *inv_freq; /* device [2][rot_dim/2]: set_rope's tables 0 and 1 */
+  float *rope_cur; /* the table rope_select picked (what the rope kernels read) */
+  int rope_tab, rope_set; /* its index; bit t: table t was set */
+  float attn_factors[2];
   int qkv_rope; /* qkv_rope_kv_write from the packed q|k|v product (IGNIS_CUDA_QKV_ROPE, default on) */
   int rot_dim, head_dim_rope;
   float attn_factor;
@@ -210,6 +213,8 @@ int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table);
 int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *w, float eps);
 int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads);
 int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
+int cu_geglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
+int cu_scale(ig_backend *be, ig_tensor *x, float s);
 int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v);
 int cu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x);
 int cu_add(ig_backend *be, ig_tensor *x, const ig_tensor *y);

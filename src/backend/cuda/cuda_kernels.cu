@@ -202,7 +202,7 @@ int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_he
   if (n == 0) return 0;
   int work = (n_heads + (k ? n_kv_heads : 0)) * (c->rot_dim / 2);
   int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
-  CU_LAUNCH(be, (rope_kernel), n, threads, 0, q->data, q->dtype, k ? k->data : NULL, k ? k->dtype : 0, c->b.pos, c->inv_freq,
+  CU_LAUNCH(be, (rope_kernel), n, threads, 0, q->data, q->dtype, k ? k->data : NULL, k ? k->dtype : 0, c->b.pos, c->rope_cur,
                                         n_heads, k ? n_kv_heads : 0, hd, c->rot_dim, c->attn_factor);
   LAUNCH_CHECK(be);
   return 0;
@@ -233,6 +233,38 @@ __global__ void swiglu_bf16_kernel(uint4 *out, const uint4 *g, const uint4 *u, l
 static unsigned grid_for(long long n, int threads) {
   long long b = (n + threads - 1) / threads;
   return (unsigned)(b > 65535 * 8 ? 65535 * 8 : (b < 1 ? 1 : b));
+}
+
+/* ---- Gemma3's elementwise ops ------------------------------------------------------------------------- */
+/* out = gelu_tanh(gate) * up in f32, rounded once (transformers' gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi)
+ * (x + 0.044715 x^3)))); x *= s */
+__device__ __forceinline__ float gelu_tanh(float x) {
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+__global__ void geglu_kernel(void *out, int odt, const void *g, int gdt, const void *u, int udt, long long n) {
+  PDL_ENTRY();
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    stf(out, odt, i, gelu_tanh(ldf(g, gdt, i)) * ldf(u, udt, i));
+}
+__global__ void scale_kernel(void *x, int dt, float s, long long n) {
+  PDL_ENTRY();
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    stf(x, dt, i, ldf(x, dt, i) * s);
+}
+int cu_geglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
+  long long n = ig_tensor_numel(gate);
+  if (ig_tensor_numel(up) != n || ig_tensor_numel(out) < n) FAIL(be, "cuda geglu: shape mismatch");
+  if (n == 0) return 0;
+  CU_LAUNCH(be, (geglu_kernel), grid_for(n, 256), 256, 0, out->data, out->dtype, gate->data, gate->dtype, up->data, up->dtype, n);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+int cu_scale(ig_backend *be, ig_tensor *x, float s) {
+  long long n = ig_tensor_numel(x);
+  if (n == 0) return 0;
+  CU_LAUNCH(be, (scale_kernel), grid_for(n, 256), 256, 0, x->data, x->dtype, s, n);
+  LAUNCH_CHECK(be);
+  return 0;
 }
 
 int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
@@ -347,7 +379,7 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
   dim3 grid((unsigned)n, (unsigned)((work + threads - 1) / threads));
   CU_LAUNCH(be, (rope_kv_kernel), grid, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
-            be->act_dtype, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads, hd, hd, c->attn_factor, c->kv.block_size);
+            be->act_dtype, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, hd, c->attn_factor, c->kv.block_size);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -421,10 +453,10 @@ int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *
   unsigned blocks = (unsigned)((total + 255) / 256);
   if (dt == IG_DT_BF16)
     CU_LAUNCH(be, (qkv_rope_kv_kernel<__nv_bfloat16>), blocks, 256, 0, (const __nv_bfloat16 *)pk, (__nv_bfloat16 *)q->data,
-              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads, hd, c->attn_factor, c->kv.block_size, per_tok, total);
+              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->attn_factor, c->kv.block_size, per_tok, total);
   else
     CU_LAUNCH(be, (qkv_rope_kv_kernel<__half>), blocks, 256, 0, (const __half *)pk, (__half *)q->data, (__half *)kcp,
-              (__half *)vcp, c->b.pos, c->b.slot, c->inv_freq, n_heads, n_kv_heads,
+              (__half *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads,
               hd, c->attn_factor, c->kv.block_size, per_tok, total);
   LAUNCH_CHECK(be);
   return 0;
