@@ -417,14 +417,17 @@ static void test_rmsnorm(void) {
   free(xv);
 }
 
+/* rotary dims of the rope cases below (0: the whole head; Phi3's partial_rotary_factor otherwise) */
+static int g_rot;
 static void test_rope(void) {
-  static const int cases[][4] = {{1, 8, 2, 64}, {13, 32, 8, 128}, {5, 4, 4, 8}, {70, 6, 3, 256}};
-  for (int ci = 0; ci < 4; ci++) {
-    int n = cases[ci][0], nh = cases[ci][1], nkv = cases[ci][2], hd = cases[ci][3];
+  static const int cases[][5] = {{1, 8, 2, 64, 0}, {13, 32, 8, 128, 0}, {5, 4, 4, 8, 0}, {70, 6, 3, 256, 0},
+                                 {13, 24, 8, 128, 96}, {3, 4, 1, 12, 6}};
+  for (int ci = 0; ci < 6; ci++) {
+    int n = cases[ci][0], nh = cases[ci][1], nkv = cases[ci][2], hd = cases[ci][3], rot = cases[ci][4] ? cases[ci][4] : hd;
     float inv[128];
-    for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
+    for (int j = 0; j < rot / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / rot);
     for (int af = 0; af < 2; af++) {
-      ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = af ? 1.3f : 1.f};
+      ig_rope r = {.head_dim = hd, .rot_dim = rot, .inv_freq = inv, .attn_factor = af ? 1.3f : 1.f};
       CHECK(cpu->set_rope(cpu, &r) == 0);
       CHECK_MSG(gpu->set_rope(gpu, &r) == 0, "%s", gpu->err);
       int32_t *pos = malloc(n * 4);
@@ -436,7 +439,7 @@ static void test_rope(void) {
       CHECK(cpu->rope(cpu, &q.c, &k.c, nh, nkv) == 0);
       CHECK_MSG(gpu->rope(gpu, &q.g, &k.g, nh, nkv) == 0, "%s", gpu->err);
       char name[96];
-      snprintf(name, sizeof name, "rope q n=%d nh=%d hd=%d attn_factor=%.1f", n, nh, hd, r.attn_factor);
+      snprintf(name, sizeof name, "rope q n=%d nh=%d hd=%d rot=%d attn_factor=%.1f", n, nh, hd, rot, r.attn_factor);
       compare(name, &q, n);
       snprintf(name, sizeof name, "rope k n=%d nkv=%d hd=%d", n, nkv, hd);
       compare(name, &k, n);
@@ -460,10 +463,22 @@ static void test_elementwise(void) {
     char name[96];
     snprintf(name, sizeof name, "swiglu n=%d I=%d", n, W);
     compare(name, &out, n);
+    if (gpu->geglu && cpu->geglu) { /* Gemma3's MLP activation */
+      CHECK(cpu->geglu(cpu, &out.c, &g.c, &u.c) == 0);
+      CHECK_MSG(gpu->geglu(gpu, &out.g, &g.g, &u.g) == 0, "%s", gpu->err);
+      snprintf(name, sizeof name, "geglu n=%d I=%d", n, W);
+      compare(name, &out, n);
+    }
     CHECK(cpu->add(cpu, &g.c, &y.c) == 0);
     CHECK_MSG(gpu->add(gpu, &g.g, &y.g) == 0, "%s", gpu->err);
     snprintf(name, sizeof name, "add n=%d W=%d", n, W);
     compare(name, &g, n);
+    if (gpu->scale && cpu->scale) { /* Gemma3's embedding scale */
+      CHECK(cpu->scale(cpu, &g.c, 33.94f) == 0);
+      CHECK_MSG(gpu->scale(gpu, &g.g, 33.94f) == 0, "%s", gpu->err);
+      snprintf(name, sizeof name, "scale n=%d W=%d", n, W);
+      compare(name, &g, n);
+    }
     drop(&g), drop(&u), drop(&out), drop(&y);
     free(gv), free(uv), free(yv);
   }
@@ -626,8 +641,9 @@ static void two_layers_setup(two_layers *t, int nkv, int hd, int bs, const seqsp
   t->bt = malloc((size_t)ns * mb * 4);
   for (int i = 0; i < ns * mb; i++) t->bt[i] = nblocks - 1 - i;
   float inv[128];
-  for (int j = 0; j < hd / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / hd);
-  ig_rope r = {.head_dim = hd, .rot_dim = hd, .inv_freq = inv, .attn_factor = 1.f};
+  int rot = g_rot ? g_rot : hd;
+  for (int j = 0; j < rot / 2; j++) inv[j] = (float)pow(500000.0, -2.0 * j / rot);
+  ig_rope r = {.head_dim = hd, .rot_dim = rot, .inv_freq = inv, .attn_factor = 1.f};
   CHECK(cpu->set_rope(cpu, &r) == 0);
   CHECK(gpu->set_rope(gpu, &r) == 0);
   make_batch(&t->full, ss, ns, t->bt, mb, bs, 1, 100);
@@ -668,7 +684,8 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   CHECK_MSG(gpu->kv_write(gpu, 0, &k1.g, &v.g) == 0, "%s", gpu->err);
   CHECK_MSG(gpu->rope_kv_write(gpu, &q2.g, &k2.g, &v.g, nh, nkv, 1) == 0, "%s", gpu->err);
   char name[96];
-  snprintf(name, sizeof name, "rope_kv_write q nh=%d nkv=%d hd=%d bs=%d rows=%d", nh, nkv, hd, bs, n);
+  snprintf(name, sizeof name, "rope_kv_write q nh=%d nkv=%d hd=%d rot=%d bs=%d rows=%d", nh, nkv, hd, g_rot ? g_rot : hd,
+           bs, n);
   compare(name, &q1, n);
   CHECK_MSG(same_gpu(&q1.g, &q2.g, n) && same_gpu(&k1.g, &k2.g, n), "%s: q/k not bitwise rope", name);
   ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = 0};
@@ -712,7 +729,8 @@ static void qkv_rope_case(int nh, int nkv, int hd, int bs, int I, const seqspec 
   CHECK(cpu->matmul(cpu, &q2.c, &x.c, &w[0].c, NULL) == 0 && cpu->matmul(cpu, &kc_.c, &x.c, &w[1].c, NULL) == 0);
   CHECK(cpu->rope(cpu, &q2.c, &kc_.c, nh, nkv) == 0);
   char name[112];
-  snprintf(name, sizeof name, "qkv_rope_kv_write q nh=%d nkv=%d hd=%d I=%d bs=%d rows=%d", nh, nkv, hd, I, bs, n);
+  snprintf(name, sizeof name, "qkv_rope_kv_write q nh=%d nkv=%d hd=%d rot=%d I=%d bs=%d rows=%d", nh, nkv, hd,
+           g_rot ? g_rot : hd, I, bs, n);
   compare(name, &q2, n);
   CHECK_MSG(same_gpu(&q1.g, &q2.g, n), "%s: q not bitwise matmul_n + rope_kv_write", name);
   ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = 0};
@@ -928,6 +946,15 @@ static void test_attention(void) {
   qkv_rope_case(8, 2, 64, 5, 264, mix, 7);
   qkv_rope_case(12, 4, 32, 3, 136, decode, 4);   /* 4 rows through cuBLASLt: the packed path at a small batch */
   qkv_rope_case(4, 2, 24, 4, 64, mix, 7);        /* head_dim 24 (not 16-aligned): matmul_n and rope_kv_write */
+  /* a partial rotary dimension (Phi-4-mini: 96 of 128; 48 of 64): the fused kernels copy the dims past it */
+  g_rot = 96;
+  rope_kv_case(24, 8, 128, 16, decode, 4);
+  qkv_rope_case(24, 8, 128, 16, 256, decode, 4);
+  qkv_rope_case(24, 8, 128, 16, 256, mix, 7);
+  g_rot = 48;
+  rope_kv_case(8, 2, 64, 5, mix, 7);
+  qkv_rope_case(8, 2, 64, 5, 264, mix, 7);
+  g_rot = 0;
   attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
   attn_case(28, 4, 128, 32, 0, decode, 4, "decode");
   attn_case(16, 1, 64, 16, 0, decode, 4, "decode");
@@ -991,6 +1018,7 @@ int main(void) {
                      : "",
            tol);
     if (attn_only || mi >= 4) {
+      if (attn_only && mi == 0) test_rope(), test_elementwise(); /* cheap, and beside the fused rope + cache kernels */
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();

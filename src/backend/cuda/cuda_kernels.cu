@@ -322,9 +322,9 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
 
 /* rope then kv_write in one launch (decode steps are launch-bound): blocks (token, part); thread t of the token's
  * parts rotates (head, pair) t of q or k in place and, for k, stores the two rotated values (read back from k, so
- * rounded exactly as kv_write would read them) into the cache, and copies v element t. One item per thread: a block
- * per token looping over 10 items was latency-bound (16 us at any batch on the H100, 8B shape). Bitwise
- * rope_kernel + kv_write_kernel. */
+ * rounded exactly as kv_write would read them) into the cache, and copies v element t (and, with a partial rotary
+ * dimension, k's element t past rot). One item per thread: a block per token looping over 10 items was latency-bound
+ * (16 us at any batch on the H100, 8B shape). Bitwise rope_kernel + kv_write_kernel. */
 __global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v, int vdt, void *kc, void *vc, int cdt,
                                const int *pos, const int *slot, const float *inv_freq, int nh, int nkv, int hd, int rot,
                                float attn_factor, int bs) {
@@ -349,11 +349,15 @@ __global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v
     }
   }
   if (s < 0) return;
-  int W = nkv * hd;
+  int W = nkv * hd, pass = hd - rot;
   for (int t = t0; t < W; t += tstep) {
     int h = t / hd, d = t % hd;
     long long dst = ((blk * nkv + h) * bs + off) * hd + d;
     stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t));
+  }
+  for (int t = t0; t < nkv * pass; t += tstep) { /* k's dims past the rotary ones, as they are */
+    int h = t / pass, d = rot + t % pass;
+    stf(kc, cdt, ((blk * nkv + h) * bs + off) * hd + d, ldf(k, kdt, (long long)i * W + (long long)h * hd + d));
   }
 }
 
@@ -361,8 +365,8 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   cu_impl *c = CU(be);
   int n = c->b.n_tokens;
   int hd = c->head_dim_rope;
-  /* what the fused kernel cannot do (a partial rotary dimension, cache width other than k's): the two ops */
-  if (!c->inv_freq || !c->kv_mem || c->rot_dim != hd || hd != c->kv.head_dim || n_kv_heads != c->kv.n_kv_heads) {
+  /* what the fused kernel cannot do (a cache width other than k's): the two ops */
+  if (!c->inv_freq || !c->kv_mem || hd != c->kv.head_dim || n_kv_heads != c->kv.n_kv_heads) {
     if (cu_rope(be, q, k, n_heads, n_kv_heads)) return -1;
     return cu_kv_write(be, layer, k, v);
   }
@@ -379,37 +383,44 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
   dim3 grid((unsigned)n, (unsigned)((work + threads - 1) / threads));
   CU_LAUNCH(be, (rope_kv_kernel), grid, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
-            be->act_dtype, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, hd, c->attn_factor, c->kv.block_size);
+            be->act_dtype, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor,
+            c->kv.block_size);
   LAUNCH_CHECK(be);
   return 0;
 }
 
 /* The q|k|v product's packed rows [n, (nh + 2 nkv) hd] (one GEMM's output) rotated and scattered in one pass: q
  * heads into q [n, nh hd], k heads into the cache, v rows copied into it. Thread: 8 pairs (two 16-byte loads) of a
- * q or k head, or 16 bytes of v; rope_rot's arithmetic, so bitwise matmul_n's split then rope_kv_kernel (both store
- * in the activation dtype, which the cache holds too). Replaces the split (a 2x copy of the product) and the
- * scalar rope (2-byte accesses). Needs hd % 16 == 0 and 16-byte aligned bases. */
+ * q or k head's first rot dims, 16 bytes of its dims past rot (a partial rotary dimension: copied as they are), or
+ * 16 bytes of v; rope_rot's arithmetic, so bitwise matmul_n's split then rope_kv_kernel (both store in the
+ * activation dtype, which the cache holds too). Replaces the split (a 2x copy of the product) and the scalar rope
+ * (2-byte accesses). Needs hd % 8 == 0, rot % 16 == 0 and 16-byte aligned bases. */
 template <typename T>
 __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ pk, T *__restrict__ q, T *__restrict__ kc,
                                                           T *__restrict__ vc, const int *__restrict__ pos,
                                                           const int *__restrict__ slot, const float *__restrict__ inv_freq,
-                                                          int nh, int nkv, int hd, float attn_factor, int bs, int per_tok,
-                                                          long long total) {
+                                                          int nh, int nkv, int hd, int rot, float attn_factor, int bs,
+                                                          int per_tok, long long total) {
   PDL_ENTRY();
   long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (idx >= total) return;
   int i = (int)(idx / per_tok), it = (int)(idx % per_tok);
-  int half = hd / 2, g8 = half / 8, nrope = (nh + nkv) * g8;
+  int half = rot / 2, g8 = half / 8, pp = (hd - rot) / 8, nrope = (nh + nkv) * (g8 + pp);
   const T *row = pk + (long long)i * (nh + 2 * nkv) * hd;
   int s = slot[i];
   long long blk = s >= 0 ? s / bs : 0, off = s >= 0 ? s % bs : 0;
   if (it < nrope) {
-    int h = it / g8, j0 = (it % g8) * 8;
+    int h = it / (g8 + pp), r = it % (g8 + pp), j0 = r * 8;
     T *dst;
     if (h < nh) dst = q + (long long)i * nh * hd + (long long)h * hd;
     else if (s >= 0) dst = kc + ((blk * nkv + (h - nh)) * bs + off) * hd;
     else return;
     const T *src = row + (long long)h * hd; /* q heads, then k heads, are contiguous in the packed row */
+    if (r >= g8) { /* past the rotary dims */
+      int d = rot + (r - g8) * 8;
+      *(uint4 *)(dst + d) = *(const uint4 *)(src + d);
+      return;
+    }
     uint4 a = *(const uint4 *)(src + j0), b = *(const uint4 *)(src + j0 + half), ya, yb;
     const T *av = (const T *)&a, *bv = (const T *)&b;
     T *yav = (T *)&ya, *ybv = (T *)&yb;
@@ -436,8 +447,9 @@ int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *
   const ig_tensor *nob[3] = {NULL, NULL, NULL};
   /* the packed form: rope over whole heads, cache and activations of one 2-byte dtype, 16-byte vectors */
   int dt = be->act_dtype, W = n_kv_heads * hd;
-  int can = c->qkv_rope && c->inv_freq && c->kv_mem && c->rot_dim == hd && hd == c->kv.head_dim && n_kv_heads == c->kv.n_kv_heads &&
-            hd % 16 == 0 && (dt == IG_DT_BF16 || dt == IG_DT_F16) && q->dtype == dt && k->dtype == dt && v->dtype == dt &&
+  const int rot = c->rot_dim;
+  int can = c->qkv_rope && c->inv_freq && c->kv_mem && rot % 16 == 0 && (hd - rot) % 8 == 0 && hd == c->kv.head_dim &&
+            n_kv_heads == c->kv.n_kv_heads && hd % 8 == 0 && (dt == IG_DT_BF16 || dt == IG_DT_F16) && q->dtype == dt && k->dtype == dt && v->dtype == dt &&
             q->cols == (int64_t)n_heads * hd && k->cols == W && v->cols == W && x->rows == n && (uintptr_t)q->data % 16 == 0 &&
             layer >= 0 && layer < c->kv.n_layers;
   void *pk = NULL;
@@ -448,16 +460,17 @@ int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *
   char *kcp, *vcp;
   cu_kv_layer(c, layer, es, &kcp, &vcp);
   if (((uintptr_t)pk | (uintptr_t)kcp | (uintptr_t)vcp) % 16) FAIL(be, "cuda qkv_rope_kv_write: unaligned buffers");
-  int per_tok = (n_heads + n_kv_heads) * (hd / 16) + W / 8;
+  int per_tok = (n_heads + n_kv_heads) * (rot / 16 + (hd - rot) / 8) + W / 8;
   long long total = (long long)n * per_tok;
   unsigned blocks = (unsigned)((total + 255) / 256);
   if (dt == IG_DT_BF16)
     CU_LAUNCH(be, (qkv_rope_kv_kernel<__nv_bfloat16>), blocks, 256, 0, (const __nv_bfloat16 *)pk, (__nv_bfloat16 *)q->data,
-              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->attn_factor, c->kv.block_size, per_tok, total);
+              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, rot,
+              c->attn_factor, c->kv.block_size, per_tok, total);
   else
     CU_LAUNCH(be, (qkv_rope_kv_kernel<__half>), blocks, 256, 0, (const __half *)pk, (__half *)q->data, (__half *)kcp,
               (__half *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads,
-              hd, c->attn_factor, c->kv.block_size, per_tok, total);
+              hd, rot, c->attn_factor, c->kv.block_size, per_tok, total);
   LAUNCH_CHECK(be);
   return 0;
 }
