@@ -236,6 +236,9 @@ struct ig_backend {
   int (*rope_select)(ig_backend *be, int table);
   int (*scale)(ig_backend *be, ig_tensor *x, float s);
   int (*geglu)(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
+  /* matmul_swiglu's fusion with geglu's activation, bitwise matmul(gate), matmul(up), geglu (optional) */
+  int (*matmul_geglu)(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 };
 
 static inline const char *ig_backend_error(const ig_backend *be) { return be->err; }

@@ -736,7 +736,9 @@ static int run_ops(ig_model *m, int n, int n_out) {
     TRY(be->rmsnorm(be, &h, &x, &o, &w->ffn_norm, (float)c->rms_norm_eps));
     // gate = h Wg^T, up = h Wu^T                        [n, I]
     // gate = silu(gate) * up (fused where the backend can); o = gate Wd^T             o: [n, H]
-    if (c->gemma) { // gate = gelu_tanh(gate) * up
+    if (c->gemma && be->matmul_geglu) { // gate = gelu_tanh(gate) * up
+      TRY(be->matmul_geglu(be, &gate, &up, &h, &w->w_gate, opt(&w->b_gate), &w->w_up, opt(&w->b_up)));
+    } else if (c->gemma) {
       TRY(be->matmul(be, &gate, &h, &w->w_gate, opt(&w->b_gate)));
       TRY(be->matmul(be, &up, &h, &w->w_up, opt(&w->b_up)));
       TRY(be->geglu(be, &gate, &gate, &up));

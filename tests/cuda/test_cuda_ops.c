@@ -288,6 +288,19 @@ static void test_fused_matmul(void) {
         if (m <= 8 && gpu->act_dtype == IG_DT_BF16) CHECK_MSG(same_gpu(&g.g, &gr.g, m), "%s: not bitwise", name);
         gpu->free(gpu, &qkv), gpu->free(gpu, &gu);
       }
+      if (gpu->matmul_geglu && cpu->geglu && gpu->geglu) { /* Gemma3's gelu_tanh(gate) * up, the same way (after the swiglu checks: it reuses g and gr) */
+        CHECK(cpu->matmul(cpu, &g.c, &x.c, &wg.c, bias ? &bg.c : NULL) == 0);
+        CHECK(cpu->matmul(cpu, &u.c, &x.c, &wu.c, bias ? &bu.c : NULL) == 0);
+        CHECK(cpu->geglu(cpu, &g.c, &g.c, &u.c) == 0);
+        CHECK(gpu->matmul(gpu, &gr.g, &x.g, &wg.g, bias ? &bg.g : NULL) == 0);
+        CHECK(gpu->matmul(gpu, &ur.g, &x.g, &wu.g, bias ? &bu.g : NULL) == 0);
+        CHECK(gpu->geglu(gpu, &gr.g, &gr.g, &ur.g) == 0);
+        CHECK_MSG(gpu->matmul_geglu(gpu, &g.g, &u.g, &x.g, &wg.g, bias ? &bg.g : NULL, &wu.g, bias ? &bu.g : NULL) == 0,
+                  "%s", gpu->err);
+        snprintf(name, sizeof name, "matmul_geglu m=%d I=%d O=%d%s", m, I, Ig, bias ? " +bias" : "");
+        compare(name, &g, m);
+        CHECK_MSG(same_gpu(&g.g, &gr.g, m), "%s: not bitwise matmul, matmul, geglu", name);
+      }
       for (int i = 0; i < 3; i++) {
         drop(&w[i]), drop(&out[i]), drop(&ref[i]);
         if (bias) drop(&b[i]);
@@ -1018,7 +1031,7 @@ int main(void) {
                      : "",
            tol);
     if (attn_only || mi >= 4) {
-      if (attn_only && mi == 0) test_rope(), test_elementwise(); /* cheap, and beside the fused rope + cache kernels */
+      if (attn_only && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(); /* cheap, and beside the fused rope + cache kernels */
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();

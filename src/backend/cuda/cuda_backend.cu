@@ -624,7 +624,10 @@ OPW_L(op_qkv_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, ig_ten
     mm_label_n(lb_, sizeof lb_, "qkv_rope_kv_write", x, ws, 3), cu_qkv_rope_kv_write(be, q, k, v, x, ws, nh, nkv, layer))
 OPW_L(op_matmul_swiglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                        const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
-    mm_label(lb_, sizeof lb_, "matmul_swiglu", x, wg), cu_matmul_swiglu(be, out, up, x, wg, bg, wu, bu))
+    mm_label(lb_, sizeof lb_, "matmul_swiglu", x, wg), cu_matmul_swiglu(be, 0, out, up, x, wg, bg, wu, bu))
+OPW_L(op_matmul_geglu, (ig_backend * be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+                       const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu),
+    mm_label(lb_, sizeof lb_, "matmul_geglu", x, wg), cu_matmul_swiglu(be, 1, out, up, x, wg, bg, wu, bu))
 OPW(op_argmax_rows, (ig_backend * be, const ig_tensor *logits, int32_t *ids), cu_argmax_rows(be, logits, ids))
 OPW(op_sample, (ig_backend * be, const ig_tensor *logits, const ig_sample_row *rows, int n, ig_sample_out *out),
     cu_sample(be, logits, rows, n, out))
@@ -859,6 +862,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->rope_kv_write = op_rope_kv_write;
   be->qkv_rope_kv_write = op_qkv_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;
+  be->matmul_geglu = op_matmul_geglu;
   cu_graphs_install(be);
   return be;
 }

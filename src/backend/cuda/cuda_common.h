@@ -229,7 +229,8 @@ int cu_matmul_n_packed(ig_backend *be, int n, ig_tensor *const *outs, const ig_t
                        const ig_tensor *const *biases, void **packed);
 int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
                          const ig_tensor *const *ws, int n_heads, int n_kv_heads, int layer);
-int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+/* act: 0 silu(gate) * up (matmul_swiglu), 1 gelu_tanh(gate) * up (matmul_geglu) */
+int cu_matmul_swiglu(ig_backend *be, int act, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);
 void cu_matmul_release(ig_backend *be);
 /* cuda_gemm.cu: the skinny GEMM. One output: rows [off, off + rows) of the product into out ([m, rows], dtype
@@ -238,6 +239,7 @@ typedef struct sg_seg_desc {
   void *out;
   const void *bias;
   int odt, bdt, rows, off;
+  int act; /* the gate|up epilogue (segs[0]): 0 silu(gate) * up, 1 gelu_tanh(gate) * up */
 } sg_seg_desc;
 int cu_sgemm_ok(ig_backend *be, const ig_tensor *x, const ig_tensor *w, int swiglu);
 int cu_sgemm(ig_backend *be, const sg_seg_desc *segs, int nseg, const void *W, const void *Wu, const void *ubias,

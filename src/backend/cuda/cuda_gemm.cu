@@ -49,6 +49,7 @@ struct sg_args {
   sg_seg s[4];
   const void *ubias; /* swiglu: up's bias (s[0].bias is gate's) */
   int ubdt, udt;     /* swiglu: up's bias dtype, and the dtype up is rounded to as a separate product would be */
+  int act;           /* swiglu: 0 silu(gate) * up, 1 gelu_tanh(gate) * up (Gemma3's GeGLU) */
   int nseg, m, I, O, S, nk, tiles;
 };
 
@@ -268,7 +269,7 @@ __global__ void __launch_bounds__(SG_NT(BN)) sgemm_kernel(const sg_args a, const
       float gv = red[r * P + col] + (a.s[0].bias ? ldf(a.s[0].bias, a.s[0].bdt, f) : 0.f);
       float uv = red[(r + H) * P + col] + (a.ubias ? ldf(a.ubias, a.ubdt, f) : 0.f);
       gv = roundf_dt(a.s[0].odt, gv), uv = roundf_dt(a.udt, uv);
-      stf(a.s[0].out, a.s[0].odt, (long long)col * a.O + f, gv / (1.f + expf(-gv)) * uv);
+      stf(a.s[0].out, a.s[0].odt, (long long)col * a.O + f, (a.act ? gelu_tanh(gv) : gv / (1.f + expf(-gv))) * uv);
     }
   } else {
     for (int idx = tid; idx < SG_BN * m; idx += SG_THREADS) {
@@ -394,7 +395,7 @@ static int sgemm_rows(ig_backend *be, const sg_seg_desc *segs, int nseg, const v
   a.W = (const __nv_bfloat16 *)W, a.Wu = (const __nv_bfloat16 *)Wu, a.X = (const __nv_bfloat16 *)X;
   for (int i = 0; i < nseg; i++)
     a.s[i] = sg_seg{segs[i].out, segs[i].bias, segs[i].odt, segs[i].bdt, segs[i].rows, segs[i].off};
-  a.ubias = ubias, a.ubdt = ubdt, a.udt = udt;
+  a.ubias = ubias, a.ubdt = ubdt, a.udt = udt, a.act = segs[0].act;
   a.nseg = nseg, a.m = m, a.I = I, a.O = O;
   const int BN = sg_bn_for(c, Wu != NULL, O), BK = SG_TILE_BK;
   a.tiles = Wu ? (O + BN / 2 - 1) / (BN / 2) : (O + BN - 1) / BN;

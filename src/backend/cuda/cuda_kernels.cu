@@ -236,11 +236,8 @@ static unsigned grid_for(long long n, int threads) {
 }
 
 /* ---- Gemma3's elementwise ops ------------------------------------------------------------------------- */
-/* out = gelu_tanh(gate) * up in f32, rounded once (transformers' gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi)
- * (x + 0.044715 x^3)))); x *= s */
-__device__ __forceinline__ float gelu_tanh(float x) {
-  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-}
+/* out = gelu_tanh(gate) * up in f32, rounded once (cuda_dtype.cuh; the skinny GEMM's GeGLU epilogue gives the same
+ * bits); x *= s */
 __global__ void geglu_kernel(void *out, int odt, const void *g, int gdt, const void *u, int udt, long long n) {
   PDL_ENTRY();
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)

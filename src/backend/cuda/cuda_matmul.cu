@@ -345,21 +345,21 @@ int cu_matmul_n_packed(ig_backend *be, int n, ig_tensor *const *outs, const ig_t
   return gemv_launch(be, a, (const __nv_bfloat16 *)x->data, (int)x->rows, total);
 }
 
-int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
+int cu_matmul_swiglu(ig_backend *be, int act, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                      const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu) {
   if (check_mm(be, out, x, wg, bg) || check_mm(be, up, x, wu, bu)) return -1;
   if (wg->rows != wu->rows) FAIL(be, "cuda matmul_swiglu: gate has %lld rows, up %lld", (long long)wg->rows, (long long)wu->rows);
   int same_bias = !bg || !bu || bg->dtype == bu->dtype;
   if (!gemv_ok(be, x, wg) && sg_route(be, x, wg, 1) && sg_route(be, x, wu, 1)) {
-    /* the skinny GEMM with gate and up tiles in one block and silu(gate) * up in its epilogue */
-    sg_seg_desc d = {out->data, bg ? bg->data : NULL, (int)out->dtype, bg ? (int)bg->dtype : 0, (int)wg->rows, 0};
+    /* the skinny GEMM with gate and up tiles in one block and silu(gate) * up (gelu_tanh) in its epilogue */
+    sg_seg_desc d = {out->data, bg ? bg->data : NULL, (int)out->dtype, bg ? (int)bg->dtype : 0, (int)wg->rows, 0, act};
     return cu_sgemm(be, &d, 1, wg->data, wu->data, bu ? bu->data : NULL, bu ? (int)bu->dtype : 0, (int)up->dtype, x->data,
                     (int)x->rows, (int)wg->rows, (int)wg->cols);
   }
-  if (!gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
+  if (act || !gemv_ok(be, x, wg) || !gemv_ok(be, x, wu) || !same_bias || wg->rows > (int64_t)INT32_MAX - 8) {
     /* one GEMM over gate|up measured slower than two on the H100 (m = 256: 128 vs 121 us; prefill 1686 vs 1488 us):
      * only on request (IGNIS_CUDA_FUSED_GATE_UP=1) */
-    if (CU(be)->fused_gate_up && !bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
+    if (!act && CU(be)->fused_gate_up && !bg && !bu && adjacent(wg, wu) && x->dtype == wg->dtype && out->dtype == up->dtype && x->rows > 0 &&
         wg->rows <= INT32_MAX / 4) {
       /* gate|up adjacent in one buffer: one GEMM of width 2I, then silu(gate) * up from its two halves */
       cu_impl *c = CU(be);
@@ -376,7 +376,7 @@ int cu_matmul_swiglu(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_ten
     ig_tensor o2 = *out, u2 = *up;
     o2.rows = u2.rows = x->rows;
     if (cu_matmul(be, &o2, x, wg, bg) || cu_matmul(be, &u2, x, wu, bu)) return -1;
-    return cu_swiglu(be, &o2, &o2, &u2);
+    return act ? cu_geglu(be, &o2, &o2, &u2) : cu_swiglu(be, &o2, &o2, &u2);
   }
   int O = (int)wg->rows, I = (int)wg->cols;
   dim3 grid((O + 7) / 8);
