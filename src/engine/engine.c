@@ -1402,6 +1402,12 @@ static void step_sync(ig_engine *e) {
     update_gauges(e);
     return;
   }
+  /* the step's metrics before its events: a client that has its last token may read /metrics at once (as in the
+   * pipelined path, where a step is recorded before the next iteration emits its events) */
+  int64_t t_rec = ig_engine_now_ns();
+  atomic_store(&e->stats.batch_size, n_items);
+  atomic_store(&e->stats.last_step_ns, t_rec - t0);
+  record_step(e, n_items, t_rec - t0, t_post - t_fwd, 0);
   /* Tokens accepted in batch order: text, stop checks, events, finishing. */
   for (int i = 0; i < n_items; i++) {
     seq *s = e->items[i].s;
@@ -1415,10 +1421,7 @@ static void step_sync(ig_engine *e) {
     ig_finish_reason fin = accept_token(e, s, res);
     if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
   }
-  atomic_store(&e->stats.batch_size, n_items);
   int64_t t_end = ig_engine_now_ns();
-  atomic_store(&e->stats.last_step_ns, t_end - t0);
-  record_step(e, n_items, t_end - t0, t_post - t_fwd, 0);
   update_gauges(e);
   int64_t part[5] = {0, t_fwd - t0, t_post - t_fwd, t_end - t_post, 0};
   if (e->prof_every) profile_step(e, t0, t_end, part, b.n_tokens, n_items);
