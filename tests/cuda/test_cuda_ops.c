@@ -951,6 +951,8 @@ static void test_attention(void) {
   attn_case(16, 2, 128, 16, 50, mix, 7, "mix");
   attn_case(8, 4, 8, 16, 0, mix, 7, "mix");
   attn_case(12, 4, 32, 3, 0, mix, 7, "mix");
+  attn_case(8, 2, 256, 16, 0, mix, 7, "mix");  /* head_dim 256 (Gemma): the mma prefill tiles, Q from shared memory */
+  attn_case(4, 1, 256, 16, 50, mix, 7, "mix");
   rope_kv_case(32, 8, 128, 16, decode, 4);
   rope_kv_case(8, 2, 64, 5, mix, 7);
   rope_kv_case(12, 4, 32, 3, mix, 7);

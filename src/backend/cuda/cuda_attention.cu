@@ -451,7 +451,10 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
   const int rA = warp * 16 + g, rB = rA + 8; /* this lane's two rows in the tile */
   const int pA = rA < nrows ? pos[row0 + rA] : -1, pB = rB < nrows ? pos[row0 + rB] : -1;
   const float sl2 = scale * LOG2E;
-  uint32_t qf[HD / 16][4];
+  /* head_dim 256 (Gemma): Q's fragments are read from shared memory at each key tile instead of kept in registers
+   * (the O accumulator alone takes 128 of them); the sums are the same */
+  constexpr bool QREG = HD <= 128;
+  uint32_t qf[QREG ? HD / 16 : 1][4];
   float o[HD / 8][4];
 #pragma unroll
   for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -467,9 +470,9 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
       cp_async_wait_group<0>();
     }
     __syncthreads();
-    if (kt == kt0) { /* Q arrived with the first group: keep its fragments in registers */
+    if (QREG && kt == kt0) { /* Q arrived with the first group: keep its fragments in registers */
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; kk++) {
+      for (int kk = 0; kk < (QREG ? HD / 16 : 0); kk++) {
         int mi = lane >> 3, r = lane & 7;
         ldsm4(qf[kk], Qs + (warp * 16 + (mi & 1) * 8 + r) * L::LDK + kk * 16 + (mi >> 1) * 8);
       }
@@ -481,13 +484,18 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
     for (int j = 0; j < MMA_BN / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
+      uint32_t *qk = qf[QREG ? kk : 0];
+      if (!QREG) {
+        int mi = lane >> 3, r = lane & 7;
+        ldsm4(qk, Qs + (warp * 16 + (mi & 1) * 8 + r) * L::LDK + kk * 16 + (mi >> 1) * 8);
+      }
 #pragma unroll
       for (int jp = 0; jp < MMA_BN / 16; jp++) {
         uint32_t b[4];
         int mi = lane >> 3, r = lane & 7;
         ldsm4(b, Ks + (jp * 16 + (mi >> 1) * 8 + r) * L::LDK + kk * 16 + (mi & 1) * 8);
-        mma_bf16_16816(sc[2 * jp], qf[kk], b[0], b[1]);
-        mma_bf16_16816(sc[2 * jp + 1], qf[kk], b[2], b[3]);
+        mma_bf16_16816(sc[2 * jp], qk, b[0], b[1]);
+        mma_bf16_16816(sc[2 * jp + 1], qk, b[2], b[3]);
       }
     }
     /* mask + online softmax; lane holds rows rA (c0,c1) and rB (c2,c3), keys kt + 8j + 2cq + {0,1} */
@@ -847,7 +855,7 @@ template <int HD>
 static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                           const ig_attn_params *p) {
   cu_impl *c = CU(be);
-  if (c->attn_variant == 0) { /* v2: mma.sync */
+  if (HD == 256 || c->attn_variant == 0) { /* v2: mma.sync (the only one for head_dim 256) */
     size_t smem = mma_smem<HD>::bytes;
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(c->b.n_tiles, p->n_heads);
@@ -858,15 +866,17 @@ static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, co
     LAUNCH_CHECK(be);
     return 0;
   }
-  size_t smem = pf_smem<HD>::bytes;
-  static_assert(pf_smem<HD>::bytes <= 200 * 1024, "prefill tile too large");
-  CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  dim3 grid(c->b.n_tiles, p->n_heads);
-  CU_LAUNCH(be, (attn_prefill_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
-                                                      (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
-                                                      c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
-                                                      p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window);
-  LAUNCH_CHECK(be);
+  if constexpr (HD != 256) {
+    size_t smem = pf_smem<HD>::bytes;
+    static_assert(pf_smem<HD>::bytes <= 200 * 1024, "prefill tile too large");
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid(c->b.n_tiles, p->n_heads);
+    CU_LAUNCH(be, (attn_prefill_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
+                                                        (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
+                                                        c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
+                                                        p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window);
+    LAUNCH_CHECK(be);
+  }
   return 0;
 }
 
@@ -982,10 +992,13 @@ int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, 
   char *kc, *vc;
   cu_kv_layer(c, layer, es, &kc, &vc);
   if (c->b.n_tiles > 0) {
-    /* set_batch makes tiles only for head_dim 64/128 in bf16; anything else here would run the wrong kernel */
-    if ((p->head_dim != 64 && p->head_dim != 128) || be->act_dtype != IG_DT_BF16)
+    /* set_batch makes tiles only for head_dim 64/128 (256 with the mma kernel) in bf16; anything else here would run
+     * the wrong kernel */
+    if ((p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256) || be->act_dtype != IG_DT_BF16)
       FAIL(be, "cuda attention: tiled prefill for head_dim %d (%s)", p->head_dim, ig_dtype_name(be->act_dtype));
-    int r = p->head_dim == 128 ? launch_prefill<128>(be, out, q, kc, vc, p) : launch_prefill<64>(be, out, q, kc, vc, p);
+    int r = p->head_dim == 256   ? launch_prefill<256>(be, out, q, kc, vc, p)
+            : p->head_dim == 128 ? launch_prefill<128>(be, out, q, kc, vc, p)
+                                 : launch_prefill<64>(be, out, q, kc, vc, p);
     if (r) return r;
   }
   if (c->b.n_dec > 0) {

@@ -430,7 +430,8 @@ static int cuda_set_batch(ig_backend *be, const ig_batch *b) {
   if (ready(be)) return -1;
   int n = b->n_tokens, ns = b->n_seqs, mb = b->max_blocks;
   if (n < 0 || ns < 0 || b->n_out < 0 || (ns > 0 && mb <= 0 && c->kv_mem)) FAIL(be, "cuda set_batch: bad sizes");
-  int tiled_ok = be->act_dtype == IG_DT_BF16 && (c->kv.head_dim == 64 || c->kv.head_dim == 128);
+  int tiled_ok = be->act_dtype == IG_DT_BF16 && (c->kv.head_dim == 64 || c->kv.head_dim == 128 ||
+                                                  (c->kv.head_dim == 256 && c->attn_variant == 0));
   int n_tiles = 0;
   for (int s = 0; s < ns; s++) {
     int q = b->seq_start[s + 1] - b->seq_start[s];
