@@ -942,6 +942,8 @@ static void test_attention(void) {
   attn_case(28, 4, 64, 16, 0, short_dec, 9, "short-decode");
   attn_case(32, 2, 128, 16, 0, short_dec, 9, "short-decode"); /* group of 16 */
   attn_case(16, 2, 128, 16, 100, short_dec, 9, "short-decode");
+  attn_case(8, 2, 256, 16, 0, short_dec, 9, "short-decode"); /* head_dim 256 (Gemma): the split mma kernel */
+  attn_case(4, 1, 256, 16, 100, short_dec, 9, "short-decode");
   attn_case(32, 8, 128, 16, 0, short_mix, 7, "short-mix");
   attn_case(8, 4, 64, 5, 0, short_mix, 7, "short-mix");
   if (cur_mode >= 4) return;

@@ -723,7 +723,7 @@ __global__ void __launch_bounds__(128)
                            int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits,
                            int early) {
   static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
-  static_assert(HD == 64 || HD == 128, "head_dim 64 or 128");
+  static_assert(HD == 64 || HD == 128 || HD == 256, "head_dim 64, 128 or 256");
   typedef dec_mma_smem<HD> L;
   extern __shared__ __align__(128) unsigned char smraw[];
   __nv_bfloat16 *Qs = (__nv_bfloat16 *)(smraw + L::q_off);
@@ -945,11 +945,12 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   cu_impl *c = CU(be);
   int G = p->n_heads / p->n_kv_heads, hd = p->head_dim, S = c->b.max_splits;
   if (hd % 8 || hd / 8 > DEC_THREADS) FAIL(be, "cuda attention: head_dim %d unsupported", hd);
-  /* tensor cores for bf16 at head_dim 64/128 unless IGNIS_CUDA_DECODE=simt or IGNIS_CUDA_DECODE_STAGED=0 (which
+  /* tensor cores for bf16 at head_dim 64/128/256 unless IGNIS_CUDA_DECODE=simt or IGNIS_CUDA_DECODE_STAGED=0 (which
    * keep the SIMT kernels reachable and tested); G <= 16 is checked by cu_attention */
-  bool mma = sizeof(T) == 2 && (hd == 64 || hd == 128) && c->decode_staged && !c->decode_simt;
-  /* enough (row, kv head) blocks to fill the GPU and rows of at most CB_Z splits: the fused form (same bits) */
-  if (mma && S <= CB_Z && c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
+  bool mma = sizeof(T) == 2 && (hd == 64 || hd == 128 || hd == 256) && c->decode_staged && !c->decode_simt;
+  /* enough (row, kv head) blocks to fill the GPU and rows of at most CB_Z splits: the fused form (same bits; not
+   * for head_dim 256, where the split kernel and the combine run) */
+  if (mma && hd != 256 && S <= CB_Z && c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
     return hd == 128 ? launch_decode_fused<128>(be, out, q, kc, vc, p) : launch_decode_fused<64>(be, out, q, kc, vc, p);
   /* The partials of every (row, head, split) go through scratch. Their size grows with the rows times the splits of
    * the table width (what a decode graph is captured for), e.g. 256 rows at 32K-token contexts would take 2.2 GB:
@@ -964,7 +965,8 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   float *part = (float *)c->scratch;
   for (int r0 = 0; r0 < c->b.n_dec; r0 += group) {
     const int nr = c->b.n_dec - r0 < group ? c->b.n_dec - r0 : group;
-    int rc = mma && hd == 128 ? launch_decode_mma<128>(be, q, kc, vc, p, part, r0, nr)
+    int rc = mma && hd == 256 ? launch_decode_mma<256>(be, q, kc, vc, p, part, r0, nr)
+           : mma && hd == 128 ? launch_decode_mma<128>(be, q, kc, vc, p, part, r0, nr)
            : mma                ? launch_decode_mma<64>(be, q, kc, vc, p, part, r0, nr)
            : G <= 1 ? launch_decode_g<T, 1>(be, q, kc, vc, p, part, smem, r0, nr)
            : G <= 4 ? launch_decode_g<T, 4>(be, q, kc, vc, p, part, smem, r0, nr)
