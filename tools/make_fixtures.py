@@ -113,6 +113,17 @@ SPECS = [
      None,
      "Gemma3 text, 3 layers (sliding 16, full, sliding 16), GQA 4/2, head_dim 16, query_pre_attn_scalar 24, tied "
      "embeddings, rope theta 1e4 on the sliding layers and 1e6 with linear factor 8 on the full one"),
+    # Gemma 3's multimodal checkpoints (4B and up): Gemma3ForConditionalGeneration, the same text model under
+    # text_config beside a (tiny) SigLIP vision tower and projector, which ignis does not load
+    ("gemma3-mm", "Gemma3Config",
+     dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
+          layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=True,
+          hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
+          rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                           "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}}),
+     None,
+     "Gemma3ForConditionalGeneration: the gemma3 text model above (default rope on both kinds of layer) under "
+     "text_config, with a 1-layer SigLIP vision tower (hidden 16) and projector that only text prompts bypass"),
 ]
 
 
@@ -120,10 +131,27 @@ def log(*a):
     print(*a, flush=True)
 
 
+def auto_class(cls_name):
+    """The Auto class that builds and loads a fixture's model (Gemma 3's multimodal one is image-text-to-text)."""
+    return transformers.AutoModelForImageTextToText if cls_name == "Gemma3Config" else transformers.AutoModelForCausalLM
+
+
+def text_model(model):
+    """The decoder stack (a multimodal model's language model)."""
+    return getattr(model.model, "language_model", model.model)
+
+
 def make_model(cls_name, kwargs, seed):
-    cfg = getattr(transformers, cls_name)(**kwargs)
+    if cls_name == "Gemma3Config":  # the text settings under text_config, a tiny vision tower beside them
+        vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                      patch_size=14)
+        cfg = transformers.Gemma3Config(text_config=transformers.Gemma3TextConfig(**kwargs), vision_config=vision,
+                                        mm_tokens_per_image=4, boi_token_index=125, eoi_token_index=126,
+                                        image_token_index=127)
+    else:
+        cfg = getattr(transformers, cls_name)(**kwargs)
     torch.manual_seed(seed)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+    model = auto_class(cls_name).from_config(cfg, attn_implementation="eager")
     model = model.float().eval()
     # Our own init, independent of transformers' defaults: every matrix N(0, INIT_STD); norm weights 1 + N(0, 0.1)
     # (so that a missing norm weight shows); biases N(0, 0.1) (transformers would leave them at 0).
@@ -140,20 +168,21 @@ def make_model(cls_name, kwargs, seed):
 
 
 def check_structure(name, model, cfg_kwargs, scaling):
-    attn = model.model.layers[0].self_attn
+    tm = text_model(model)
+    attn = tm.layers[0].self_attn
     impl = getattr(model.config, "_attn_implementation", None)
     assert impl == "eager", f"{name}: attention implementation is {impl}, wanted eager"
     if cfg_kwargs.get("tie_word_embeddings"):
-        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), f"{name}: not tied"
+        assert model.lm_head.weight.data_ptr() == tm.embed_tokens.weight.data_ptr(), f"{name}: not tied"
     else:
-        assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr(), f"{name}: tied"
+        assert model.lm_head.weight.data_ptr() != tm.embed_tokens.weight.data_ptr(), f"{name}: tied"
     if name.startswith("qwen2"):
         assert attn.q_proj.bias is not None and attn.k_proj.bias is not None and attn.v_proj.bias is not None
         assert attn.o_proj.bias is None
     if name.startswith("qwen3"):
         assert hasattr(attn, "q_norm") and hasattr(attn, "k_norm"), f"{name}: no q/k norm"
         assert attn.q_proj.weight.shape[0] == 4 * 16, attn.q_proj.weight.shape
-    rt = getattr(model.model.rotary_emb, "rope_type", None)
+    rt = getattr(tm.rotary_emb, "rope_type", None)
     if isinstance(rt, dict):  # per layer type (Gemma3): checked through the logits
         return
     want = "default" if scaling is None else scaling["rope_type"]
@@ -280,7 +309,7 @@ def run_fixture(out_root, idx, spec, dtype_tag):
     # checkpoint the weights are upcast exactly, while buffers such as rotary inv_freq are recomputed in f32,
     # as any user loading the model with dtype=float32 gets; a bare .float() of the bf16 module would keep
     # inv_freq rounded to bf16).
-    cls = transformers.AutoModelForCausalLM
+    cls = auto_class(cls_name)
     try:
         model = cls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
     except TypeError:

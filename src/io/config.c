@@ -9,10 +9,11 @@
 #include <string.h>
 
 static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                  "Phi3ForCausalLM", "Gemma3ForCausalLM"};
+                                  "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"};
 
 const char *ig_config_supported_archs(void) {
-  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM";
+  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM, "
+         "Gemma3ForConditionalGeneration (its text model)";
 }
 
 void ig_config_free(ig_config *c) {
@@ -128,7 +129,7 @@ static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c, ig_rope_config *r
   r->beta_slow = 1;
   r->truncate = 1;
   r->partial_rotary_factor = get_num(x, root, "partial_rotary_factor", 1.0);
-  double theta_default = 10000.0;
+  double theta_default = c->gemma ? 1000000.0 : 10000.0; /* Gemma3TextConfig: 1e6 */
   r->theta = get_num(x, root, "rope_theta", theta_default);
   json_t *s = params ? NULL : json_object_get(root, "rope_scaling");
   json_t *p = params ? params : json_object_get(root, "rope_parameters");
@@ -246,29 +247,52 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     return -1;
   }
   snprintf(c->arch, sizeof c->arch, "%s", arch);
-  const char *mt = json_string_value(json_object_get(root, "model_type"));
+  /* Gemma 3's multimodal checkpoints (4B and up): their text model, described by text_config (the vision tower is
+   * not loaded); eos, bos and dtype stay the outer config's */
+  json_t *outer = root;
+  int is_gemma3_mm = !strcmp(arch, "Gemma3ForConditionalGeneration");
+  if (is_gemma3_mm) {
+    root = json_object_get(outer, "text_config");
+    if (!json_is_object(root)) {
+      snprintf(err, errlen, "config.json: Gemma3ForConditionalGeneration without a 'text_config' object");
+      json_decref(outer);
+      return -1;
+    }
+  }
+  const char *mt = json_string_value(json_object_get(outer, "model_type"));
   if (!mt) mt = !strcmp(arch, "MistralForCausalLM") ? "mistral"
                : !strcmp(arch, "Qwen2ForCausalLM") ? "qwen2"
                : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3"
                : !strcmp(arch, "Phi3ForCausalLM") ? "phi3"
-               : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : "llama";
+               : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : is_gemma3_mm ? "gemma3" : "llama";
   snprintf(c->model_type, sizeof c->model_type, "%s", mt);
   int is_mistral = !strcmp(arch, "MistralForCausalLM"), is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
       is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM"),
-      is_gemma3 = !strcmp(arch, "Gemma3ForCausalLM");
-  const char *dt = json_string_value(json_object_get(root, "torch_dtype"));
-  if (!dt) dt = json_string_value(json_object_get(root, "dtype"));
+      is_gemma3 = !strcmp(arch, "Gemma3ForCausalLM") || is_gemma3_mm;
+  const char *dt = json_string_value(json_object_get(outer, "torch_dtype"));
+  if (!dt) dt = json_string_value(json_object_get(outer, "dtype"));
+  if (!dt) dt = json_string_value(json_object_get(root, "torch_dtype"));
   snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt ? dt : "");
 
   /* shapes */
-  c->vocab_size = require_int(&x, root, "vocab_size", 1);
-  c->hidden_size = require_int(&x, root, "hidden_size", 1);
-  c->intermediate_size = require_int(&x, root, "intermediate_size", 1);
-  c->n_layers = require_int(&x, root, "num_hidden_layers", 1);
-  c->n_heads = require_int(&x, root, "num_attention_heads", 1);
-  c->n_kv_heads = get_int(&x, root, "num_key_value_heads", c->n_heads, 1);
-  int hd_default = c->n_heads > 0 ? c->hidden_size / c->n_heads : 0;
-  c->head_dim = get_int(&x, root, "head_dim", hd_default, 1);
+  if (is_gemma3) { /* Gemma3TextConfig's defaults: a multimodal checkpoint's text_config names only what differs */
+    c->vocab_size = get_int(&x, root, "vocab_size", 262208, 1);
+    c->hidden_size = get_int(&x, root, "hidden_size", 2304, 1);
+    c->intermediate_size = get_int(&x, root, "intermediate_size", 9216, 1);
+    c->n_layers = get_int(&x, root, "num_hidden_layers", 26, 1);
+    c->n_heads = get_int(&x, root, "num_attention_heads", 8, 1);
+    c->n_kv_heads = get_int(&x, root, "num_key_value_heads", 4, 1);
+    c->head_dim = get_int(&x, root, "head_dim", 256, 1);
+  } else {
+    c->vocab_size = require_int(&x, root, "vocab_size", 1);
+    c->hidden_size = require_int(&x, root, "hidden_size", 1);
+    c->intermediate_size = require_int(&x, root, "intermediate_size", 1);
+    c->n_layers = require_int(&x, root, "num_hidden_layers", 1);
+    c->n_heads = require_int(&x, root, "num_attention_heads", 1);
+    c->n_kv_heads = get_int(&x, root, "num_key_value_heads", c->n_heads, 1);
+    int hd_default = c->n_heads > 0 ? c->hidden_size / c->n_heads : 0;
+    c->head_dim = get_int(&x, root, "head_dim", hd_default, 1);
+  }
   c->max_position_embeddings = get_int(&x, root, "max_position_embeddings",
                                        is_mistral || is_gemma3 ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096 : 2048, 1);
   c->rms_norm_eps = get_num(&x, root, "rms_norm_eps", 1e-6);
@@ -357,7 +381,7 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     }
   }
   if (!x.failed) {
-    int win = get_int(&x, root, "sliding_window", 0, 0);
+    int win = get_int(&x, root, "sliding_window", is_gemma3 ? 4096 : 0, 0);
     json_t *lt = json_object_get(root, "layer_types");
     int use = 0;
     if (json_is_array(lt)) {
@@ -405,12 +429,14 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     }
   }
   if (!x.failed) {
-    add_eos(&x, c, json_object_get(root, "eos_token_id"), "config.json");
-    json_t *b = json_object_get(root, "bos_token_id");
+    add_eos(&x, c, json_object_get(outer, "eos_token_id"), "config.json");
+    if (outer != root) add_eos(&x, c, json_object_get(root, "eos_token_id"), "config.json");
+    json_t *b = json_object_get(outer, "bos_token_id");
+    if (!json_is_integer(b)) b = json_object_get(root, "bos_token_id");
     if (c->bos_id < 0 && json_is_integer(b)) c->bos_id = (int)json_integer_value(b);
   }
   json_decref(groot);
-  json_decref(root);
+  json_decref(outer);
   if (x.failed) {
     ig_config_free(c);
     return -1;

@@ -54,6 +54,9 @@ struct ig_model {
   layer_weights *layers;
   float *inv_freq;                      /* [hd/2] */
   int rope_len;                         /* seq_len the backend's rope was set for (dynamic scaling), -1 default */
+  const char *pfx;                      /* the text model's tensor names: "model." or, in Gemma 3's multimodal
+                                         * checkpoints, "language_model.model." / "model.language_model." */
+  const char *head_name;                /* lm_head's: "lm_head.weight" or "language_model.lm_head.weight" */
   activations a;
   int kv_ready;
   /* decode-step graphs (ig_model_set_graphs): bucket sizes, ascending; the KV block padding rows write to */
@@ -331,7 +334,7 @@ static int fused_begin(loader *L, ig_tensor *dst, int layer, const char *first, 
   memset(dst, 0, sizeof *dst);
   if (!m->be->weight_alloc || !m->be->weight_rows || getenv("IGNIS_NO_FUSED_WEIGHTS")) return 0;
   char n[256];
-  snprintf(n, sizeof n, "model.layers.%d.%s", layer, first);
+  snprintf(n, sizeof n, "%slayers.%d.%s", m->pfx, layer, first);
   const ig_st_tensor *st = ig_st_find(m->st, n);
   if (!st) return 0;
   ig_dtype dt = st->dtype == IG_ST_F16 ? IG_DT_F16 : st->dtype == IG_ST_BF16 ? IG_DT_BF16 : IG_DT_F32;
@@ -354,7 +357,10 @@ static int load_weights(loader *L) {
   int64_t k0 = (int64_t)tp->rank * tp->nkv * hd, kn = (int64_t)tp->nkv * hd;
   int first = tp->rank == 0; /* o_proj and down_proj biases are added once, before the sum over shards */
   char n[256];
-  if (load(L, &m->embed, "model.embed_tokens.weight", V, H, 0, 0, WHOLE)) return -1;
+  char en[160], nn[160];
+  snprintf(en, sizeof en, "%sembed_tokens.weight", m->pfx);
+  snprintf(nn, sizeof nn, "%snorm.weight", m->pfx);
+  if (load(L, &m->embed, en, V, H, 0, 0, WHOLE)) return -1;
   for (int l = 0; l < c->n_layers; l++) {
     layer_weights *w = &m->layers[l];
     /* biases exist exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2:
@@ -364,7 +370,7 @@ static int load_weights(loader *L) {
     int mlp_bias = !strcmp(c->arch, "LlamaForCausalLM") && c->mlp_bias;
 #define LOAD(t, suffix, rows, cols, one_d, opt, part)                                                                  \
   do {                                                                                                                 \
-    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                                            \
+    snprintf(n, sizeof n, "%slayers.%d.%s", m->pfx, l, suffix);                                                        \
     if (load(L, t, n, rows, cols, one_d, opt, part)) return -1;                                                       \
   } while (0)
 #define LOAD_IF(cond, t, suffix, rows, cols, part)                                                                     \
@@ -420,7 +426,7 @@ static int load_weights(loader *L) {
 #undef LOAD_IF
   }
   L->plus_one = c->gemma;
-  if (load(L, &m->final_norm, "model.norm.weight", 1, H, 1, 0, WHOLE)) return -1;
+  if (load(L, &m->final_norm, nn, 1, H, 1, 0, WHOLE)) return -1;
   L->plus_one = 0;
   if (c->tie_word_embeddings && tp->nv == V) {
     m->lm_head = m->embed;
@@ -428,9 +434,9 @@ static int load_weights(loader *L) {
   } else if (c->tie_word_embeddings) {
     /* a shard's vocabulary rows of the tied table (counted once, as the embedding) */
     L->again = 1;
-    if (load(L, &m->lm_head, "model.embed_tokens.weight", V, H, 0, 0, ROWS(tp->v0, tp->nv))) return -1;
+    if (load(L, &m->lm_head, en, V, H, 0, 0, ROWS(tp->v0, tp->nv))) return -1;
     L->again = 0;
-  } else if (load(L, &m->lm_head, "lm_head.weight", V, H, 0, 0, ROWS(tp->v0, tp->nv))) {
+  } else if (load(L, &m->lm_head, m->head_name, V, H, 0, 0, ROWS(tp->v0, tp->nv))) {
     return -1;
   }
   return 0;
@@ -477,8 +483,19 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
+  /* the text model's names (a multimodal checkpoint's vision tower and projector are not loaded, nor counted) */
+  m->pfx = "model.", m->head_name = "lm_head.weight";
+  if (!ig_st_find(m->st, "model.embed_tokens.weight")) {
+    if (ig_st_find(m->st, "language_model.model.embed_tokens.weight"))
+      m->pfx = "language_model.model.", m->head_name = "language_model.lm_head.weight";
+    else if (ig_st_find(m->st, "model.language_model.embed_tokens.weight"))
+      m->pfx = "model.language_model.";
+  }
   loader L = {m, e2, sizeof e2, 0, 0, 0, NULL, 0, 0};
-  for (int i = 0; i < ig_st_count(m->st); i++) L.total += ig_st_at(m->st, i)->nbytes;
+  for (int i = 0; i < ig_st_count(m->st); i++) {
+    const ig_st_tensor *t = ig_st_at(m->st, i);
+    if (!strncmp(t->name, m->pfx, strlen(m->pfx)) || !strcmp(t->name, m->head_name)) L.total += t->nbytes;
+  }
   if (load_weights(&L)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
     goto fail;
@@ -495,7 +512,9 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   /* Phi3's generate recomputes every key with the long factors once a sequence passes the original length (its
    * prepare_inputs_for_generation drops the cache there); other longrope models keep the keys they have */
   in->rope_switch_len = c->rope.kind == IG_ROPE_LONGROPE && !strcmp(c->arch, "Phi3ForCausalLM") ? c->rope.original_max_pos : 0;
-  const ig_st_tensor *et = ig_st_find(m->st, "model.embed_tokens.weight");
+  char etn[160];
+  snprintf(etn, sizeof etn, "%sembed_tokens.weight", m->pfx);
+  const ig_st_tensor *et = ig_st_find(m->st, etn);
   snprintf(in->dtype, sizeof in->dtype, "%s", et->dtype == IG_ST_BF16 ? "bfloat16" : et->dtype == IG_ST_F16 ? "float16" : "float32");
   /* a device backend holds copies of every weight: the checkpoint's mappings (the whole file set, counted in the
    * process's RSS while mapped) are not read again. The page cache keeps the files for a quick restart. */

@@ -261,6 +261,19 @@ static void test_config(void) {
             "5000.0}}}", NULL, &c, err) == 0 && !c.layer_sliding[0] && c.layer_sliding[1] && c.rope.theta == 1e6 &&
         c.rope_local.theta == 5000 && c.attn_scale == 1.0 / 16);
   ig_config_free(&c);
+  /* gemma-3-4b-it's config.json as published: the text model under text_config, which names only what differs from
+   * Gemma3TextConfig's defaults; eos and dtype in the outer object */
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForConditionalGeneration\"],\"eos_token_id\":[1,106],\"model_type\":\"gemma3\","
+            "\"text_config\":{\"hidden_size\":2560,\"intermediate_size\":10240,\"model_type\":\"gemma3_text\","
+            "\"num_hidden_layers\":34,\"rope_scaling\":{\"factor\":8.0,\"rope_type\":\"linear\"},\"sliding_window\":1024},"
+            "\"torch_dtype\":\"bfloat16\",\"vision_config\":{\"hidden_size\":1152}}", NULL, &c, err) == 0);
+  CHECK(c.gemma && c.vocab_size == 262208 && c.n_heads == 8 && c.n_kv_heads == 4 && c.head_dim == 256 && c.n_layers == 34);
+  CHECK(c.sliding_window == 1024 && c.layer_sliding[4] && !c.layer_sliding[5] && c.tie_word_embeddings);
+  CHECK(c.rope.kind == IG_ROPE_LINEAR && c.rope.theta == 1e6 && c.rope_local.theta == 10000 && c.attn_scale == 1.0 / 16);
+  CHECK(c.n_eos == 2 && c.eos_ids[1] == 106 && !strcmp(c.torch_dtype, "bfloat16") && !strcmp(c.model_type, "gemma3"));
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Gemma3ForConditionalGeneration\"]," LLAMA_BASE "}", NULL, &c, err) < 0 &&
+        strstr(err, "text_config"));
   CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"final_logit_softcapping\":30.0}", NULL, &c,
             err) < 0 && strstr(err, "final_logit_softcapping"));
   CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"hidden_activation\":\"silu\"}", NULL, &c, err) < 0 &&
