@@ -124,6 +124,14 @@ SPECS = [
      None,
      "Gemma3ForConditionalGeneration: the gemma3 text model above (default rope on both kinds of layer) under "
      "text_config, with a 1-layer SigLIP vision tower (hidden 16) and projector that only text prompts bypass"),
+    # IBM Granite 3: Llama with multipliers on the embedding, the sublayer outputs, the attention scores and the logits
+    ("granite", "GraniteConfig",
+     dict(num_key_value_heads=2, embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.2,
+          logits_scaling=8.0, mlp_bias=True, tie_word_embeddings=True),
+     None,
+     "Granite, GQA 4/2, embedding_multiplier 12, residual_multiplier 0.22, attention_multiplier 0.2 (not "
+     "head_dim^-0.5), logits_scaling 8, MLP biases, tied embeddings (greedy settles on one token: the 96 prompt "
+     "rows and the 32 generation rows of logits are what this fixture checks)"),
 ]
 
 

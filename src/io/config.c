@@ -9,11 +9,12 @@
 #include <string.h>
 
 static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                  "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"};
+                                  "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
+                                  "GraniteForCausalLM"};
 
 const char *ig_config_supported_archs(void) {
   return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM, "
-         "Gemma3ForConditionalGeneration (its text model)";
+         "Gemma3ForConditionalGeneration (its text model), GraniteForCausalLM";
 }
 
 void ig_config_free(ig_config *c) {
@@ -264,7 +265,8 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
                : !strcmp(arch, "Qwen2ForCausalLM") ? "qwen2"
                : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3"
                : !strcmp(arch, "Phi3ForCausalLM") ? "phi3"
-               : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : is_gemma3_mm ? "gemma3" : "llama";
+               : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : is_gemma3_mm ? "gemma3"
+               : !strcmp(arch, "GraniteForCausalLM") ? "granite" : "llama";
   snprintf(c->model_type, sizeof c->model_type, "%s", mt);
   int is_mistral = !strcmp(arch, "MistralForCausalLM"), is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
       is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM"),
@@ -309,6 +311,15 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     snprintf(err, errlen, "config.json: unsupported hidden activation '%.30s' (%s)", act,
              is_gemma3 ? "Gemma3: only gelu_pytorch_tanh" : "only silu");
     x.failed = 1;
+  }
+  c->embed_mult = c->resid_mult = c->logits_scaling = 1.0;
+  if (!strcmp(arch, "GraniteForCausalLM")) {
+    const char *keys[4] = {"embedding_multiplier", "residual_multiplier", "logits_scaling", "attention_multiplier"};
+    double *dst[4] = {&c->embed_mult, &c->resid_mult, &c->logits_scaling, &c->attn_scale};
+    for (int i = 0; i < 4 && !x.failed; i++) {
+      *dst[i] = get_num(&x, root, keys[i], 1.0);
+      if (!(*dst[i] > 0) || *dst[i] > 1e6) bad(&x, keys[i], "a positive number");
+    }
   }
   if (is_gemma3) {
     double qs = get_num(&x, root, "query_pre_attn_scalar", 256);

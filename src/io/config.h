@@ -50,6 +50,9 @@ typedef struct ig_config {
    * scaled by query_pre_attn_scalar^-0.5, and rope_local (rope_local_base_freq) on its sliding-window layers */
   int gemma;
   double attn_scale;             /* 0: head_dim^-0.5 */
+  /* Granite: the embedding times embedding_multiplier, each sublayer's output times residual_multiplier before its
+   * residual add, the logits divided by logits_scaling (all 1 elsewhere); attention_multiplier is attn_scale */
+  double embed_mult, resid_mult, logits_scaling;
   ig_rope_config rope_local;     /* gemma: the sliding layers' rotary settings (rope is the full-attention layers') */
   int sliding_window;            /* window size where used, 0 = none */
   unsigned char *layer_sliding;  /* [n_layers]: 1 when that layer uses the sliding window (malloc'd) */

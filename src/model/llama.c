@@ -367,7 +367,7 @@ static int load_weights(loader *L) {
      * always), o_proj with attention_bias except for Qwen2 (Mistral: never), MLP with Llama's mlp_bias */
     int is_qwen2 = !strcmp(c->arch, "Qwen2ForCausalLM"), is_mistral = !strcmp(c->arch, "MistralForCausalLM");
     int qkv_bias = is_mistral ? 0 : c->attention_bias, o_bias = qkv_bias && !is_qwen2;
-    int mlp_bias = !strcmp(c->arch, "LlamaForCausalLM") && c->mlp_bias;
+    int mlp_bias = (!strcmp(c->arch, "LlamaForCausalLM") || !strcmp(c->arch, "GraniteForCausalLM")) && c->mlp_bias;
 #define LOAD(t, suffix, rows, cols, one_d, opt, part)                                                                  \
   do {                                                                                                                 \
     snprintf(n, sizeof n, "%slayers.%d.%s", m->pfx, l, suffix);                                                        \
@@ -463,6 +463,10 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     goto fail;
   }
   const ig_config *c = &m->cfg;
+  if ((c->embed_mult != 1.0 || c->resid_mult != 1.0 || c->logits_scaling != 1.0) && !be->scale) {
+    snprintf(err, errlen, "%s: %s needs the scale op, which this backend lacks", dir, c->arch);
+    goto fail;
+  }
   if (c->gemma && (!be->rope_select || !be->scale || !be->geglu)) {
     snprintf(err, errlen, "%s: %s needs rope_select, scale and geglu, which this backend lacks", dir, c->arch);
     goto fail;
@@ -700,6 +704,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
   // x: [n, H] = embed_tokens[tokens]   (Gemma3: times sqrt(H))
   if (be->embed(be, &x, &m->embed)) return -1;
   if (c->gemma) TRY(be->scale(be, &x, (float)sqrt((double)c->hidden_size)));
+  if (c->embed_mult != 1.0) TRY(be->scale(be, &x, (float)c->embed_mult)); /* Granite */
   for (int l = 0; l < c->n_layers; l++) {
     const layer_weights *w = &m->layers[l];
     const int nh = m->tp.nh, nkv = m->tp.nkv; /* this shard's heads (all of them when not sharded) */
@@ -749,6 +754,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
     // (sharded: o = sum over shards of their heads' share of the projection)
     TRY(tp_sum(m, &o));
     if (c->gemma) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_attn_norm, (float)c->rms_norm_eps)); // o = norm(o)
+    if (c->resid_mult != 1.0) TRY(be->scale(be, &o, (float)c->resid_mult)); // Granite: o *= residual_multiplier
 
     // ---- MLP block ----
     // x = x + o; h = rmsnorm(x) * w_ffn_norm
@@ -771,6 +777,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
     TRY(be->matmul(be, &o, &gate, &w->w_down, opt(&w->b_down)));
     TRY(tp_sum(m, &o)); // (sharded: sum over shards of their intermediate columns' share)
     if (c->gemma) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_ffn_norm, (float)c->rms_norm_eps));
+    if (c->resid_mult != 1.0) TRY(be->scale(be, &o, (float)c->resid_mult));
     // x = x + o: in the next layer's first norm, or here after the last layer
     if (l == c->n_layers - 1) TRY(be->add(be, &x, &o));
   }
@@ -781,6 +788,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
   TRY(be->gather_rows(be, &xo, &x));
   TRY(be->rmsnorm(be, &xon, &xo, NULL, &m->final_norm, (float)c->rms_norm_eps));
   TRY(be->matmul(be, &lg, &xon, &m->lm_head, NULL));
+  if (c->logits_scaling != 1.0) TRY(be->scale(be, &lg, (float)(1.0 / c->logits_scaling))); // Granite: logits / s
   return 0;
 backend_error:
   return -1;

@@ -280,6 +280,17 @@ static void test_config(void) {
         strstr(err, "gelu_pytorch_tanh"));
   CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"dynamic\","
             "\"factor\":2}}", NULL, &c, err) < 0 && strstr(err, "Gemma3"));
+  /* Granite: its four multipliers (attention_multiplier is the attention scale), each positive */
+  CHECK(cfg("{\"architectures\":[\"GraniteForCausalLM\"]," LLAMA_BASE ",\"embedding_multiplier\":12.0,"
+            "\"residual_multiplier\":0.22,\"attention_multiplier\":0.0078125,\"logits_scaling\":8.0,\"mlp_bias\":true}",
+            NULL, &c, err) == 0 && c.embed_mult == 12 && c.resid_mult == 0.22 && c.attn_scale == 0.0078125 &&
+        c.logits_scaling == 8 && c.mlp_bias && !strcmp(c.model_type, "granite"));
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"embedding_multiplier\":12.0}", NULL, &c, err) == 0 &&
+        c.embed_mult == 1 && c.attn_scale == 0); /* Llama ignores Granite's keys, as transformers does */
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"GraniteForCausalLM\"]," LLAMA_BASE ",\"logits_scaling\":0}", NULL, &c, err) < 0 &&
+        strstr(err, "logits_scaling"));
   /* Mistral sliding window on every layer; Qwen2 only with use_sliding_window */
   CHECK(cfg("{\"architectures\":[\"MistralForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
         c.sliding_window == 16 && c.layer_sliding[0] && c.layer_sliding[1]);
