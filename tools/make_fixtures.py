@@ -132,6 +132,11 @@ SPECS = [
      "Granite, GQA 4/2, embedding_multiplier 12, residual_multiplier 0.22, attention_multiplier 0.2 (not "
      "head_dim^-0.5), logits_scaling 8, MLP biases, tied embeddings (greedy settles on one token: the 96 prompt "
      "rows and the 32 generation rows of logits are what this fixture checks)"),
+    # Mistral Small 3.1's multimodal checkpoint: Mistral3ForConditionalGeneration, a Mistral text model (explicit
+    # head_dim) under text_config beside a (tiny) Pixtral vision tower and projector, which ignis does not load
+    ("mm-mistral3", "Mistral3Config", dict(num_key_value_heads=2, head_dim=16), None,
+     "Mistral3ForConditionalGeneration: a Mistral text model (GQA 4/2, explicit head_dim 16, no sliding window) under "
+     "text_config, with a 1-layer Pixtral vision tower (hidden 16) and projector that only text prompts bypass"),
 ]
 
 
@@ -139,9 +144,12 @@ def log(*a):
     print(*a, flush=True)
 
 
+MULTIMODAL = ("Gemma3Config", "Mistral3Config")
+
+
 def auto_class(cls_name):
-    """The Auto class that builds and loads a fixture's model (Gemma 3's multimodal one is image-text-to-text)."""
-    return transformers.AutoModelForImageTextToText if cls_name == "Gemma3Config" else transformers.AutoModelForCausalLM
+    """The Auto class that builds and loads a fixture's model (the multimodal ones are image-text-to-text)."""
+    return transformers.AutoModelForImageTextToText if cls_name in MULTIMODAL else transformers.AutoModelForCausalLM
 
 
 def text_model(model):
@@ -156,6 +164,11 @@ def make_model(cls_name, kwargs, seed):
         cfg = transformers.Gemma3Config(text_config=transformers.Gemma3TextConfig(**kwargs), vision_config=vision,
                                         mm_tokens_per_image=4, boi_token_index=125, eoi_token_index=126,
                                         image_token_index=127)
+    elif cls_name == "Mistral3Config":
+        vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                      patch_size=14, head_dim=8)
+        cfg = transformers.Mistral3Config(text_config=transformers.MistralConfig(**kwargs), vision_config=vision,
+                                          tie_word_embeddings=kwargs.get("tie_word_embeddings", False))
     else:
         cfg = getattr(transformers, cls_name)(**kwargs)
     torch.manual_seed(seed)

@@ -10,11 +10,12 @@
 
 static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                                   "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
-                                  "GraniteForCausalLM"};
+                                  "GraniteForCausalLM", "Mistral3ForConditionalGeneration"};
 
 const char *ig_config_supported_archs(void) {
   return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM, "
-         "Gemma3ForConditionalGeneration (its text model), GraniteForCausalLM";
+         "Gemma3ForConditionalGeneration (its text model), GraniteForCausalLM, Mistral3ForConditionalGeneration (its text "
+         "model)";
 }
 
 void ig_config_free(ig_config *c) {
@@ -248,14 +249,15 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     return -1;
   }
   snprintf(c->arch, sizeof c->arch, "%s", arch);
-  /* Gemma 3's multimodal checkpoints (4B and up): their text model, described by text_config (the vision tower is
-   * not loaded); eos, bos and dtype stay the outer config's */
+  /* Gemma 3's (4B and up) and Mistral Small 3.1's multimodal checkpoints: their text model, described by text_config
+   * (the vision tower is not loaded); eos, bos and dtype stay the outer config's */
   json_t *outer = root;
   int is_gemma3_mm = !strcmp(arch, "Gemma3ForConditionalGeneration");
-  if (is_gemma3_mm) {
+  int is_mistral3_mm = !strcmp(arch, "Mistral3ForConditionalGeneration");
+  if (is_gemma3_mm || is_mistral3_mm) {
     root = json_object_get(outer, "text_config");
     if (!json_is_object(root)) {
-      snprintf(err, errlen, "config.json: Gemma3ForConditionalGeneration without a 'text_config' object");
+      snprintf(err, errlen, "config.json: %s without a 'text_config' object", arch);
       json_decref(outer);
       return -1;
     }
@@ -266,9 +268,9 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
                : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3"
                : !strcmp(arch, "Phi3ForCausalLM") ? "phi3"
                : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : is_gemma3_mm ? "gemma3"
-               : !strcmp(arch, "GraniteForCausalLM") ? "granite" : "llama";
+               : !strcmp(arch, "GraniteForCausalLM") ? "granite" : is_mistral3_mm ? "mistral3" : "llama";
   snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-  int is_mistral = !strcmp(arch, "MistralForCausalLM"), is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
+  int is_mistral = !strcmp(arch, "MistralForCausalLM") || is_mistral3_mm, is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
       is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM"),
       is_gemma3 = !strcmp(arch, "Gemma3ForCausalLM") || is_gemma3_mm;
   const char *dt = json_string_value(json_object_get(outer, "torch_dtype"));
@@ -298,7 +300,9 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   c->max_position_embeddings = get_int(&x, root, "max_position_embeddings",
                                        is_mistral || is_gemma3 ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096 : 2048, 1);
   c->rms_norm_eps = get_num(&x, root, "rms_norm_eps", 1e-6);
-  c->tie_word_embeddings = get_bool(&x, root, "tie_word_embeddings", is_gemma3);
+  /* a multimodal checkpoint's own tie_word_embeddings decides whether lm_head is the embedding (as transformers ties) */
+  c->tie_word_embeddings = get_bool(&x, outer != root && json_object_get(outer, "tie_word_embeddings") ? outer : root,
+                                    "tie_word_embeddings", is_gemma3);
   /* Phi3's projections never carry biases */
   c->attention_bias = is_qwen2 ? 1 : is_phi3 ? 0 : get_bool(&x, root, "attention_bias", 0);
   c->mlp_bias = is_phi3 ? 0 : get_bool(&x, root, "mlp_bias", 0);

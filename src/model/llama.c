@@ -365,7 +365,8 @@ static int load_weights(loader *L) {
     layer_weights *w = &m->layers[l];
     /* biases exist exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2:
      * always), o_proj with attention_bias except for Qwen2 (Mistral: never), MLP with Llama's mlp_bias */
-    int is_qwen2 = !strcmp(c->arch, "Qwen2ForCausalLM"), is_mistral = !strcmp(c->arch, "MistralForCausalLM");
+    int is_qwen2 = !strcmp(c->arch, "Qwen2ForCausalLM"),
+        is_mistral = !strcmp(c->arch, "MistralForCausalLM") || !strcmp(c->arch, "Mistral3ForConditionalGeneration");
     int qkv_bias = is_mistral ? 0 : c->attention_bias, o_bias = qkv_bias && !is_qwen2;
     int mlp_bias = (!strcmp(c->arch, "LlamaForCausalLM") || !strcmp(c->arch, "GraniteForCausalLM")) && c->mlp_bias;
 #define LOAD(t, suffix, rows, cols, one_d, opt, part)                                                                  \

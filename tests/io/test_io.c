@@ -280,6 +280,14 @@ static void test_config(void) {
         strstr(err, "gelu_pytorch_tanh"));
   CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"dynamic\","
             "\"factor\":2}}", NULL, &c, err) < 0 && strstr(err, "Gemma3"));
+  /* Mistral Small 3.1 (Mistral3ForConditionalGeneration): a Mistral text model under text_config; the outer
+   * tie_word_embeddings decides */
+  CHECK(cfg("{\"architectures\":[\"Mistral3ForConditionalGeneration\"],\"tie_word_embeddings\":false,\"text_config\":{"
+            "\"vocab_size\":100,\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\""
+            ":4,\"head_dim\":32,\"num_key_value_heads\":2,\"rope_theta\":1000000000.0,\"tie_word_embeddings\":true},"
+            "\"eos_token_id\":2}", NULL, &c, err) == 0 && c.head_dim == 32 && !c.tie_word_embeddings && c.rope.theta == 1e9 &&
+        c.n_eos == 1 && c.sliding_window == 0 && !strcmp(c.model_type, "mistral3"));
+  ig_config_free(&c);
   /* Granite: its four multipliers (attention_multiplier is the attention scale), each positive */
   CHECK(cfg("{\"architectures\":[\"GraniteForCausalLM\"]," LLAMA_BASE ",\"embedding_multiplier\":12.0,"
             "\"residual_multiplier\":0.22,\"attention_multiplier\":0.0078125,\"logits_scaling\":8.0,\"mlp_bias\":true}",
