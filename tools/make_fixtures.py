@@ -56,6 +56,11 @@ def base_kwargs(**over):
     return kw
 
 
+# Gemma 3's text settings shared by its two fixtures (they differ in rope and in the checkpoint's layout)
+GEMMA3_TEXT = dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
+                   layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=True,
+                   hidden_activation="gelu_pytorch_tanh", pad_token_id=0)
+
 # name -> (config class name, config kwargs, rope scaling or None, one-line description)
 SPECS = [
     ("llama", "LlamaConfig", dict(), None,
@@ -105,22 +110,16 @@ SPECS = [
     # Gemma3 (text): (1 + w) norms before and after both sublayers, q/k norms, embedding times sqrt(hidden), GELU-tanh
     # MLP, attention scaled by query_pre_attn_scalar^-0.5, a local rope on the sliding layers and a scaled global one
     ("gemma3", "Gemma3TextConfig",
-     dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
-          layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=True,
-          hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
-          rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-                           "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}}),
+     dict(GEMMA3_TEXT, rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}}),
      None,
      "Gemma3 text, 3 layers (sliding 16, full, sliding 16), GQA 4/2, head_dim 16, query_pre_attn_scalar 24, tied "
      "embeddings, rope theta 1e4 on the sliding layers and 1e6 with linear factor 8 on the full one"),
     # Gemma 3's multimodal checkpoints (4B and up): Gemma3ForConditionalGeneration, the same text model under
     # text_config beside a (tiny) SigLIP vision tower and projector, which ignis does not load
     ("gemma3-mm", "Gemma3Config",
-     dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
-          layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=True,
-          hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
-          rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-                           "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}}),
+     dict(GEMMA3_TEXT, rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                        "full_attention": {"rope_type": "default", "rope_theta": 1e6}}),
      None,
      "Gemma3ForConditionalGeneration: the gemma3 text model above (default rope on both kinds of layer) under "
      "text_config, with a 1-layer SigLIP vision tower (hidden 16) and projector that only text prompts bypass"),
