@@ -51,8 +51,9 @@ typedef struct ig_batch {
   int n_out;
   const int32_t *out_rows;    /* [n_out] rows (indices into tokens) whose logits are wanted, ascending */
   /* [n_seqs] or NULL (then ctx_len): the length by which a sequence's rows pick rotary frequencies where they
-   * depend on it (dynamic scaling, longrope). transformers runs a whole prompt in one forward, so the engine
-   * passes the prompt's full length for every chunk of it; the backends never read it. */
+   * depend on it (dynamic scaling, longrope). transformers runs a whole prompt in one forward, so the engine passes
+   * everything the sequence holds (a prompt's full length for every chunk of it, a recompute's whole sequence, a
+   * decode row's own length); the backends never read it. */
   const int32_t *rope_len;
 } ig_batch;
 
@@ -229,9 +230,10 @@ struct ig_backend {
    * which a step graph can capture). `comm` is the communicator's native handle for this backend's rank (an
    * ncclComm_t). When NULL, model/comm synchronizes the backend and reduces on its own (slower, no graphs). */
   int (*all_reduce)(ig_backend *be, ig_tensor *x, void *comm);
-  /* Gemma3's pieces (NULL where a backend lacks them; such models then fail to load there):
+  /* Gemma3's and Granite's pieces (NULL where a backend lacks them; such models then fail to load there):
    * rope_select: the rope ops that follow use the frequencies set_rope gave for `table` (0 or 1);
-   * scale: x *= s (rows of the activation dtype, rounded to it as a product would be);
+   * scale: x *= s (rows of the activation dtype, rounded to it as a product would be; Gemma3's embedding scale,
+   * Granite's multipliers);
    * geglu: out = gelu_tanh(gate) * up, the tanh-approximated GELU of transformers' gelu_pytorch_tanh. */
   int (*rope_select)(ig_backend *be, int table);
   int (*scale)(ig_backend *be, ig_tensor *x, float s);

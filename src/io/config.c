@@ -1,5 +1,6 @@
-/* io/config: see config.h. Reads the keys transformers' LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config and
- * Phi3Config read, with their defaults, and checks that the shapes they describe are consistent. */
+/* io/config: see config.h. Reads the keys transformers' LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config,
+ * Phi3Config, Gemma3TextConfig and GraniteConfig read, with their defaults, and checks that the shapes they describe
+ * are consistent. */
 #include "io/config.h"
 #include "util/file.h"
 #include <jansson.h>

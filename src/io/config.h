@@ -1,9 +1,10 @@
 /* io/config: config.json (+ generation_config.json) of Hugging Face Llama-family checkpoints, parsed into
  * one plain struct: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM
- * (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), with every rope_scaling kind transformers defines for them (default,
- * linear, dynamic, yarn, llama3, longrope), both the 4.x keys (rope_theta + rope_scaling) and the 5.x ones
- * (rope_parameters). Defaults follow transformers' config
- * classes. Anything else gives a one-line error naming what is wrong. */
+ * (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), Gemma3ForCausalLM, GraniteForCausalLM, and the text models of
+ * Gemma3ForConditionalGeneration and Mistral3ForConditionalGeneration (their text_config), with every rope_scaling
+ * kind transformers defines for them (default, linear, dynamic, yarn, llama3, longrope), both the 4.x keys
+ * (rope_theta + rope_scaling) and the 5.x ones (rope_parameters). Defaults follow transformers' config classes.
+ * Anything else gives a one-line error naming what is wrong. */
 #ifndef IG_IO_CONFIG_H
 #define IG_IO_CONFIG_H
 #include <stddef.h>
