@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "model/rope.h"
 #include "model/shard.h"
+#include "util/half.h"
 #include "util/log.h"
 #include <math.h>
 #include <stdatomic.h>
@@ -159,23 +160,7 @@ static float st_elem_f32(const uint8_t *p, ig_st_dtype dt, size_t i) {
   }
   uint16_t h;
   memcpy(&h, p + i * 2, 2);
-  uint32_t u;
-  if (dt == IG_ST_BF16) {
-    u = (uint32_t)h << 16;
-  } else { /* F16 */
-    uint32_t sgn = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 31, mnt = h & 1023;
-    if (e == 31) u = sgn | 0x7f800000u | (mnt << 13);
-    else if (e) u = sgn | ((e + 112) << 23) | (mnt << 13);
-    else if (!mnt) u = sgn;
-    else { /* subnormal: normalize */
-      e = 113;
-      while (!(mnt & 1024)) mnt <<= 1, e--;
-      u = sgn | (e << 23) | ((mnt & 1023) << 13);
-    }
-  }
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
+  return dt == IG_ST_BF16 ? ig_bf16_to_f32(h) : ig_f16_to_f32(h);
 }
 
 /* Which part of a [rows, cols] tensor a shard binds: all of it, or [off, off + len) of its rows or columns.

@@ -12,28 +12,6 @@
 #define IG_X86 1
 #endif
 
-float ig_f16_to_f32(uint16_t h) {
-  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
-  if (e == 0) {
-    if (m == 0) {
-      u = s;
-    } else { /* subnormal: renormalise */
-      e = 127 - 15 + 1;
-      while (!(m & 1024)) {
-        m <<= 1;
-        e--;
-      }
-      u = s | (e << 23) | ((m & 1023) << 13);
-    }
-  } else if (e == 31) {
-    u = s | 0x7f800000u | (m << 13);
-  } else {
-    u = s | ((e + 127 - 15) << 23) | (m << 13);
-  }
-  union { uint32_t u; float f; } v = {u};
-  return v.f;
-}
-
 static inline float load_w(const void *w, ig_dtype dt, int64_t i) {
   switch (dt) {
   case IG_DT_BF16: return ig_bf16_to_f32(((const uint16_t *)w)[i]);

@@ -8,6 +8,7 @@
 #ifndef IG_BACKEND_CPU_KERNELS_H
 #define IG_BACKEND_CPU_KERNELS_H
 #include "backend/backend.h"
+#include "util/half.h" /* ig_bf16_to_f32, ig_f16_to_f32 */
 #include <stdint.h>
 
 void ig_cpu_kernels_init(void);
@@ -35,11 +36,5 @@ void ig_cpu_silu_mul(float *out, const float *g, const float *u, int64_t n);
  * in one fixed order given (q, keys, values). sc: scratch of G * nk floats. */
 void ig_cpu_attn(const float *q, int G, int hd, const float *K, const float *V, const int64_t *koff, int nk,
                  float scale, float *sc, float *out);
-
-static inline float ig_bf16_to_f32(uint16_t h) {
-  union { uint32_t u; float f; } v = {(uint32_t)h << 16};
-  return v.f;
-}
-float ig_f16_to_f32(uint16_t h);
 
 #endif
