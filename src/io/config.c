@@ -305,8 +305,12 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   c->tie_word_embeddings = get_bool(&x, outer != root && json_object_get(outer, "tie_word_embeddings") ? outer : root,
                                     "tie_word_embeddings", is_gemma3);
   /* Phi3's projections never carry biases */
-  c->attention_bias = is_qwen2 ? 1 : is_phi3 ? 0 : get_bool(&x, root, "attention_bias", 0);
-  c->mlp_bias = is_phi3 ? 0 : get_bool(&x, root, "mlp_bias", 0);
+  /* biases exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2: always; Mistral and
+   * Phi3: never), o_proj with it too except for Qwen2, the MLP with mlp_bias for Llama and Granite only */
+  c->attention_bias = is_qwen2 ? 1 : is_phi3 || is_mistral ? 0 : get_bool(&x, root, "attention_bias", 0);
+  c->o_bias = c->attention_bias && !is_qwen2;
+  int mlp_keyed = !strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "GraniteForCausalLM");
+  c->mlp_bias = mlp_keyed ? get_bool(&x, root, "mlp_bias", 0) : 0;
   c->qk_norm = is_qwen3 || is_gemma3;
   c->fused_qkv_gate_up = is_phi3;
   c->gemma = is_gemma3;

@@ -42,8 +42,9 @@ typedef struct ig_config {
   double rms_norm_eps;
   ig_rope_config rope;
   int tie_word_embeddings;
-  int attention_bias;            /* q/k/v (and for Llama o) projections carry biases (Qwen2: always) */
-  int mlp_bias;                  /* Llama's mlp_bias */
+  int attention_bias;            /* q/k/v projections carry biases (Qwen2: always; Mistral, Phi3: never) */
+  int o_bias;                    /* o_proj carries one (attention_bias, except Qwen2's) */
+  int mlp_bias;                  /* Llama's and Granite's mlp_bias (0 for the others) */
   int qk_norm;                   /* Qwen3: RMSNorm over head_dim on q and k before rotary */
   int fused_qkv_gate_up;         /* Phi3: self_attn.qkv_proj and mlp.gate_up_proj hold q|k|v and gate|up by rows */
   /* Gemma3: RMSNorm weights applied as (1 + w), the embedding scaled by sqrt(hidden_size), norms after attention and

@@ -1,9 +1,10 @@
-/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma3): which tensors a checkpoint holds, loading
+/* model/llama: the Llama family (Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma3, Granite, and the text models of
+ * Gemma 3's and Mistral Small 3.1's multimodal checkpoints): which tensors a checkpoint holds, loading
  * them onto a backend, and the forward pass of one batch written once against backend.h. The architectures
  * differ only in flags read from config.json: q/k/v biases (Qwen2), q/k RMSNorm (Qwen3), sliding-window
  * layers (Mistral, Phi3, Gemma3), q|k|v and gate|up stored as one tensor each and partial rotary (Phi3), Gemma3's
- * (1 + w) norms around both sublayers, scaled embedding, GELU-tanh MLP and second rope for its sliding layers, tied
- * embeddings, rope scaling. */
+ * (1 + w) norms around both sublayers, scaled embedding, GELU-tanh MLP and second rope for its sliding layers,
+ * Granite's multipliers, the tensor-name prefix of a multimodal checkpoint, tied embeddings, rope scaling. */
 #include "model/model.h"
 #include "io/config.h"
 #include "io/safetensors.h"
@@ -348,12 +349,8 @@ static int load_weights(loader *L) {
   if (load(L, &m->embed, en, V, H, 0, 0, WHOLE)) return -1;
   for (int l = 0; l < c->n_layers; l++) {
     layer_weights *w = &m->layers[l];
-    /* biases exist exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2:
-     * always), o_proj with attention_bias except for Qwen2 (Mistral: never), MLP with Llama's mlp_bias */
-    int is_qwen2 = !strcmp(c->arch, "Qwen2ForCausalLM"),
-        is_mistral = !strcmp(c->arch, "MistralForCausalLM") || !strcmp(c->arch, "Mistral3ForConditionalGeneration");
-    int qkv_bias = is_mistral ? 0 : c->attention_bias, o_bias = qkv_bias && !is_qwen2;
-    int mlp_bias = (!strcmp(c->arch, "LlamaForCausalLM") || !strcmp(c->arch, "GraniteForCausalLM")) && c->mlp_bias;
+    /* biases exist exactly where transformers' modules create them (io/config decides per architecture) */
+    const int qkv_bias = c->attention_bias, o_bias = c->o_bias, mlp_bias = c->mlp_bias;
 #define LOAD(t, suffix, rows, cols, one_d, opt, part)                                                                  \
   do {                                                                                                                 \
     snprintf(n, sizeof n, "%slayers.%d.%s", m->pfx, l, suffix);                                                        \

@@ -190,7 +190,7 @@ static void test_config(void) {
   ig_config_free(&c);
   CHECK(cfg("{\"architectures\":[\"Qwen2ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
             "\"original_max_position_embeddings\":32768}}", NULL, &c, err) == 0 && c.rope.kind == IG_ROPE_YARN &&
-        c.rope.beta_fast == 32 && c.rope.beta_slow == 1 && c.attention_bias == 1);
+        c.rope.beta_fast == 32 && c.rope.beta_slow == 1 && c.attention_bias == 1 && !c.o_bias);
   ig_config_free(&c);
   /* 5.x rope_parameters */
   CHECK(cfg("{\"architectures\":[\"LlamaForCausalLM\"]," LLAMA_BASE ",\"rope_parameters\":{\"rope_type\":\"default\","
@@ -300,8 +300,9 @@ static void test_config(void) {
   CHECK(cfg("{\"architectures\":[\"GraniteForCausalLM\"]," LLAMA_BASE ",\"logits_scaling\":0}", NULL, &c, err) < 0 &&
         strstr(err, "logits_scaling"));
   /* Mistral sliding window on every layer; Qwen2 only with use_sliding_window */
-  CHECK(cfg("{\"architectures\":[\"MistralForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
-        c.sliding_window == 16 && c.layer_sliding[0] && c.layer_sliding[1]);
+  CHECK(cfg("{\"architectures\":[\"MistralForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16,\"attention_bias\":true,"
+            "\"mlp_bias\":true}", NULL, &c, err) == 0 && c.sliding_window == 16 && c.layer_sliding[0] &&
+        c.layer_sliding[1] && !c.attention_bias && !c.o_bias && !c.mlp_bias); /* Mistral's modules have no biases */
   ig_config_free(&c);
   CHECK(cfg("{\"architectures\":[\"Qwen2ForCausalLM\"]," LLAMA_BASE ",\"sliding_window\":16}", NULL, &c, err) == 0 &&
         c.sliding_window == 0);
