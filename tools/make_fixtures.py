@@ -56,6 +56,13 @@ def base_kwargs(**over):
     return kw
 
 
+def phi3_longrope(orig):
+    """Phi3 config kwargs and longrope settings with original_max_position_embeddings orig of 256 positions."""
+    return (dict(num_key_value_heads=2, max_position_embeddings=256, original_max_position_embeddings=orig, pad_token_id=0),
+            {"rope_type": "longrope", "short_factor": LONGROPE_SHORT, "long_factor": LONGROPE_LONG,
+             "original_max_position_embeddings": orig})
+
+
 # Gemma 3's text settings shared by its two fixtures (they differ in rope and in the checkpoint's layout)
 GEMMA3_TEXT = dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
                    layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=True,
@@ -88,17 +95,11 @@ SPECS = [
      "Qwen3, GQA 4/2, explicit head_dim 16 (hidden 48 / 4 heads would be 12), per-head q/k RMSNorm (random weights)"),
     # Phi3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini): q|k|v in self_attn.qkv_proj, gate|up in mlp.gate_up_proj;
     # pad_token_id inside the tiny vocabulary (Phi3Config's default 32000 is not)
-    ("phi3-longrope", "Phi3Config",
-     dict(num_key_value_heads=2, max_position_embeddings=256, original_max_position_embeddings=64, pad_token_id=0),
-     {"rope_type": "longrope", "short_factor": LONGROPE_SHORT, "long_factor": LONGROPE_LONG,
-      "original_max_position_embeddings": 64},
+    ("phi3-longrope", "Phi3Config", *phi3_longrope(64),
      "Phi3, GQA 4/2, fused qkv_proj / gate_up_proj, longrope with original_max_position_embeddings 64 of 256: the "
-     "48-token prompts take the short factors, the decode steps from position 64 on the long ones (transformers "
-     "switches per forward by its longest position; cached keys keep theirs), attention factor sqrt(1 + ln 4 / ln 64)"),
-    ("phi3-longrope-long", "Phi3Config",
-     dict(num_key_value_heads=2, max_position_embeddings=256, original_max_position_embeddings=32, pad_token_id=0),
-     {"rope_type": "longrope", "short_factor": LONGROPE_SHORT, "long_factor": LONGROPE_LONG,
-      "original_max_position_embeddings": 32},
+     "48-token prompts take the short factors; when a sequence passes 64 positions every key is recomputed with the "
+     "long ones (what Phi3ForCausalLM.prepare_inputs_for_generation means), attention factor sqrt(1 + ln 4 / ln 64)"),
+    ("phi3-longrope-long", "Phi3Config", *phi3_longrope(32),
      "Phi3, GQA 4/2, longrope with original_max_position_embeddings 32 of 256: the 48-token prompts are longer, "
      "so one forward over a prompt takes the long factors at every position, attention factor sqrt(1 + ln 8 / ln 32)"),
     ("phi3-partial-swa", "Phi3Config",
