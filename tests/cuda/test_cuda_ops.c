@@ -560,6 +560,15 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   char name[128];
   snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d", label, nh, nkv, hd, bs, window, n);
   compare(name, &out, n);
+  if (getenv("IG_OPS_HASH")) { /* the output's bits, to compare a kernel change against the build before it */
+    float *o = malloc((size_t)n * nh * hd * 4);
+    CHECK(gpu->download_f32(gpu, &out.g, o) == 0);
+    uint64_t hsh = 1469598103934665603ull;
+    const unsigned char *ob = (const unsigned char *)o;
+    for (size_t i = 0; i < (size_t)n * nh * hd * 4; i++) hsh = (hsh ^ ob[i]) * 1099511628211ull;
+    printf("hash mode %d %s %016llx\n", cur_mode, name, (unsigned long long)hsh);
+    free(o);
+  }
   if ((cur_mode == 0 || cur_mode >= 4) && attn_n < ATTN_SAVED) {
     float *o = malloc((size_t)n * nh * hd * 4);
     CHECK(gpu->download_f32(gpu, &out.g, o) == 0);
@@ -1001,11 +1010,16 @@ int main(void) {
    * bitwise against the first mode's outputs); bf16 with the split kernel for every batch and its partials capped at
    * 1 MB (IGNIS_CUDA_DECODE_FUSED=0, IGNIS_CUDA_ATTN_SCRATCH_MB=1: the rows go in groups; attention only, bitwise) */
   int modes[6] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16, IG_DT_BF16, IG_DT_BF16};
-  /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change) */
+  /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change);
+   * attn_modes: the attention checks alone in every mode that has them (the WMMA prefill, unstaged and f32 decode
+   * kernels too). IG_OPS_HASH=1 prints a hash of each attention case's output bits. */
   const char *only = getenv("IG_OPS_ONLY");
-  int gemm_only = only && !strcmp(only, "gemm"), attn_only = only && !strcmp(only, "attn");
+  int gemm_only = only && !strcmp(only, "gemm"), attn_modes = only && !strcmp(only, "attn_modes");
+  int attn_only = (only && !strcmp(only, "attn")) || attn_modes;
   for (int mi = 0; mi < 6; mi++) {
-    if ((gemm_only && (mi == 1 || mi == 2 || mi >= 4)) || (attn_only && mi > 0 && mi < 4)) continue;
+    if ((gemm_only && (mi == 1 || mi == 2 || mi >= 4)) || (attn_only && !attn_modes && mi > 0 && mi < 4) ||
+        (attn_modes && mi == 3))
+      continue;
     cur_mode = mi;
     if (mi >= 4) setenv("IGNIS_CUDA_DECODE_FUSED", mi == 4 ? "1" : "0", 1);
     else unsetenv("IGNIS_CUDA_DECODE_FUSED");
@@ -1035,7 +1049,7 @@ int main(void) {
                      : "",
            tol);
     if (attn_only || mi >= 4) {
-      if (attn_only && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(); /* cheap, and beside the fused rope + cache kernels */
+      if (attn_only && !attn_modes && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(); /* cheap, and beside the fused rope + cache kernels */
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();
