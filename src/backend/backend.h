@@ -80,6 +80,8 @@ typedef struct ig_attn_params {
   int n_heads, n_kv_heads, head_dim;
   float scale;              /* usually 1/sqrt(head_dim) */
   int sliding_window;       /* 0 = none; else a query at position p sees keys at positions > p - window */
+  float softcap;            /* 0 = none; else each scaled score s becomes softcap * tanh(s / softcap) before the
+                             * mask and softmax (Gemma2's attn_logit_softcapping) */
 } ig_attn_params;
 
 /* On-device sampling (the optional sample op): one sampled row's logits processing, engine/sampler.c's chain
@@ -238,6 +240,8 @@ struct ig_backend {
   int (*rope_select)(ig_backend *be, int table);
   int (*scale)(ig_backend *be, ig_tensor *x, float s);
   int (*geglu)(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
+  /* Gemma2's final_logit_softcapping: x = cap * tanh(x / cap), in place (f32 logits, or activation rows). */
+  int (*softcap)(ig_backend *be, ig_tensor *x, float cap);
   /* matmul_swiglu's fusion with geglu's activation, bitwise matmul(gate), matmul(up), geglu (optional) */
   int (*matmul_geglu)(ig_backend *be, ig_tensor *out, ig_tensor *up, const ig_tensor *x, const ig_tensor *wg,
                       const ig_tensor *bg, const ig_tensor *wu, const ig_tensor *bu);

@@ -135,7 +135,7 @@ static void test_exp_silu(void) {
   CHECK(ig_cpu_expf(-100.0f) == 0.0f && isinf(ig_cpu_expf(100.0f)) && ig_cpu_expf(0.0f) == 1.0f);
 }
 
-static void test_attn(int G, int hd, int nk) {
+static void test_attn(int G, int hd, int nk, float cap) {
   size_t per = (size_t)(nk + 5) * 3 * hd; /* a cache with gaps: key t at slot 3 * t + 1 */
   float *K = malloc(sizeof(float) * per), *V = malloc(sizeof(float) * per), *q = malloc(sizeof(float) * G * hd);
   float *sc = malloc(sizeof(float) * G * nk), *o = malloc(sizeof(float) * G * hd), *o0 = malloc(sizeof(float) * G * hd);
@@ -146,12 +146,12 @@ static void test_attn(int G, int hd, int nk) {
   int same = 1, n_sets = 0;
   for (int s = 0; s < N_SETS; s++) {
     if (ig_cpu_kernels_set(sets[s])) continue;
-    ig_cpu_attn(q, G, hd, K, V, off, nk, 0.3f, sc, o);
+    ig_cpu_attn(q, G, hd, K, V, off, nk, 0.3f, cap, sc, o);
     if (n_sets++ == 0) memcpy(o0, o, sizeof(float) * G * hd);
     else same &= memcmp(o0, o, sizeof(float) * G * hd) == 0;
   }
   best_set();
-  CHECK_MSG(same, "attention G=%d hd=%d nk=%d: kernel sets disagree", G, hd, nk);
+  CHECK_MSG(same, "attention G=%d hd=%d nk=%d cap=%g: kernel sets disagree", G, hd, nk, (double)cap);
   double maxd = 0;
   for (int g = 0; g < G; g++) {
     double *p = malloc(sizeof(double) * nk), mx = -1e300, sum = 0;
@@ -159,6 +159,7 @@ static void test_attn(int G, int hd, int nk) {
       double d = 0;
       for (int k = 0; k < hd; k++) d += (double)q[g * hd + k] * K[off[t] + k];
       p[t] = d * 0.3;
+      if (cap > 0) p[t] = cap * tanh(p[t] / cap); /* Gemma2's softcapping */
       if (p[t] > mx) mx = p[t];
     }
     for (int t = 0; t < nk; t++) sum += p[t] = exp(p[t] - mx);
@@ -169,7 +170,7 @@ static void test_attn(int G, int hd, int nk) {
     }
     free(p);
   }
-  CHECK_MSG(maxd < 2e-6, "attention G=%d hd=%d nk=%d: max abs err %g", G, hd, nk, maxd);
+  CHECK_MSG(maxd < 2e-6, "attention G=%d hd=%d nk=%d cap=%g: max abs err %g", G, hd, nk, (double)cap, maxd);
   free(K), free(V), free(q), free(sc), free(o), free(o0), free(off);
 }
 
@@ -195,7 +196,7 @@ static void decode_attention(ig_backend *be, const int *ctx, const int32_t *bt, 
   CHECK(be->set_batch(be, &b) == 0);
   ig_tensor Q = {(void *)(q + (only >= 0 ? only : 0) * NH * HD), IG_DT_F32, n, NH * HD, 0};
   ig_tensor O = {out, IG_DT_F32, n, NH * HD, 0};
-  ig_attn_params ap = {NH, NKV, HD, 0.25f, 0};
+  ig_attn_params ap = {NH, NKV, HD, 0.25f, 0, 0};
   CHECK(be->attention(be, &O, &Q, 0, &ap) == 0);
 }
 
@@ -277,7 +278,8 @@ int main(void) {
   }
   test_exp_silu();
   int shapes[][3] = {{2, 8, 1}, {2, 8, 7}, {2, 8, 8}, {2, 8, 131}, {3, 64, 29}, {1, 128, 300}, {4, 12, 17}, {1, 5, 9}};
-  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_attn(shapes[i][0], shapes[i][1], shapes[i][2]);
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_attn(shapes[i][0], shapes[i][1], shapes[i][2], 0);
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_attn(shapes[i][0], shapes[i][1], shapes[i][2], 1.5f);
   test_backend_decode_attention();
   test_pool();
   TEST_DONE();

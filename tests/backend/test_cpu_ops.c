@@ -162,8 +162,9 @@ static void test_rows_ops(ig_backend *be) {
   for (int i = 0; i < 60; i++) CHECK_NEAR(out[i], g[i] / (1 + exp(-g[i])) * u[i], 1e-5);
 }
 
-/* rope + kv_write + attention on a paged cache: 2 sequences, GQA 4/2 heads, head_dim 8, block_size 4 */
-static void test_attention(ig_backend *be, int window) {
+/* rope + kv_write + attention on a paged cache: 2 sequences, GQA 4/2 heads, head_dim 8, block_size 4; softcap > 0:
+ * the scores capped as Gemma2's are (small enough a cap that tanh bends them) */
+static void test_attention(ig_backend *be, int window, float softcap) {
   const int nh = 4, nkv = 2, hd = 8, bs = 4, nblk = 16, L = 11;
   ig_kv_config kc = {1, nblk, bs, nkv, hd};
   CHECK(be->kv_init(be, &kc) == 0);
@@ -204,7 +205,7 @@ static void test_attention(ig_backend *be, int window) {
   for (int i = 0; i < 18 * 32; i++) CHECK_NEAR(q[i], qr[i], 1e-5);
   for (int i = 0; i < 18 * 16; i++) CHECK_NEAR(k[i], kr[i], 1e-5);
   CHECK(be->kv_write(be, 0, &K, &V) == 0);
-  ig_attn_params ap = {nh, nkv, hd, 1.0f / sqrtf(hd), window};
+  ig_attn_params ap = {nh, nkv, hd, 1.0f / sqrtf(hd), window, softcap};
   CHECK(be->attention(be, &O, &Q, 0, &ap) == 0);
   double maxd = 0;
   for (int s = 0, r0 = 0; s < 2; r0 += lens[s], s++)
@@ -216,6 +217,7 @@ static void test_attention(ig_backend *be, int window) {
           double d = 0;
           for (int e = 0; e < hd; e++) d += (double)q[(r0 + i) * 32 + h * hd + e] * k[(r0 + t) * 16 + kvh * hd + e];
           sc[t] = d / sqrt(hd);
+          if (softcap > 0) sc[t] = softcap * tanh(sc[t] / softcap);
           if (sc[t] > mx) mx = sc[t];
         }
         for (int t = start; t <= i; t++) sum += (sc[t] = exp(sc[t] - mx));
@@ -226,7 +228,7 @@ static void test_attention(ig_backend *be, int window) {
           if (d > maxd) maxd = d;
         }
       }
-  CHECK_MSG(maxd < 1e-5, "attention (window %d) max abs err %g", window, maxd);
+  CHECK_MSG(maxd < 1e-5, "attention (window %d, softcap %g) max abs err %g", window, (double)softcap, maxd);
   /* a bad batch is an error, not a crash */
   int32_t badslot[18];
   memcpy(badslot, slot, sizeof slot);
@@ -250,8 +252,10 @@ int main(void) {
   test_matmul(be, be1, IG_DT_BF16);
   test_matmul(be, be1, IG_DT_F16);
   test_rows_ops(be);
-  test_attention(be, 0);
-  test_attention(be, 3);
+  test_attention(be, 0, 0);
+  test_attention(be, 3, 0);
+  test_attention(be, 0, 0.3f);
+  test_attention(be, 3, 0.3f);
   be->destroy(be);
   be1->destroy(be1);
   TEST_DONE();

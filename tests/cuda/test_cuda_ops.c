@@ -393,7 +393,8 @@ static void test_matmul_tiny(void) {
 }
 
 static void test_rmsnorm(void) {
-  static const int cases[][2] = {{1, 64}, {5, 100}, {33, 4096}, {2, 5120}, {7, 8}, {60, 64}, {8, 48}, {3, 172}};
+  static const int cases[][2] = {{1, 64}, {5, 100}, {33, 4096}, {2, 5120}, {7, 8}, {60, 64}, {8, 48}, {3, 172},
+                                   {3, 8192}, {2, 16384}, {2, 24576}, {5, 1152}, {4, 1032}};
   for (int ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
     int n = cases[ci][0], W = cases[ci][1];
     for (int with_res = 0; with_res < 2; with_res++) {
@@ -492,6 +493,12 @@ static void test_elementwise(void) {
       snprintf(name, sizeof name, "scale n=%d W=%d", n, W);
       compare(name, &g, n);
     }
+    if (gpu->softcap && cpu->softcap) { /* Gemma2's final logit softcapping (values up to 4: tanh bends them) */
+      CHECK(cpu->softcap(cpu, &u.c, 1.5f) == 0);
+      CHECK_MSG(gpu->softcap(gpu, &u.g, 1.5f) == 0, "%s", gpu->err);
+      snprintf(name, sizeof name, "softcap 1.5 n=%d W=%d", n, W);
+      compare(name, &u, n);
+    }
     drop(&g), drop(&u), drop(&out), drop(&y);
     free(gv), free(uv), free(yv);
   }
@@ -520,6 +527,8 @@ static void test_elementwise(void) {
 #define ATTN_SAVED 64
 static float *attn_saved[ATTN_SAVED];
 static int attn_n, cur_mode;
+static int attn_saveable; /* the case runs in modes 4 and 5 too: mode 0 keeps its output for them */
+static float attn_softcap; /* Gemma2's attn_logit_softcapping of the cases (0: none) */
 static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec *ss, int ns, const char *label) {
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
@@ -554,11 +563,13 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   pair q, out;
   float *qv = rnd((int64_t)n * nh * hd, 2.f);
   act(&q, n, nh * hd, qv), act(&out, n, nh * hd, NULL);
-  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = window};
+  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = window,
+                      .softcap = attn_softcap};
   CHECK(cpu->attention(cpu, &out.c, &q.c, 1, &p) == 0);
   CHECK_MSG(gpu->attention(gpu, &out.g, &q.g, 1, &p) == 0, "%s", gpu->err);
   char name[128];
   snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d", label, nh, nkv, hd, bs, window, n);
+  if (attn_softcap > 0) snprintf(name + strlen(name), sizeof name - strlen(name), " softcap=%g", (double)attn_softcap);
   compare(name, &out, n);
   if (getenv("IG_OPS_HASH")) { /* the output's bits, to compare a kernel change against the build before it */
     float *o = malloc((size_t)n * nh * hd * 4);
@@ -569,7 +580,7 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
     printf("hash mode %d %s %016llx\n", cur_mode, name, (unsigned long long)hsh);
     free(o);
   }
-  if ((cur_mode == 0 || cur_mode >= 4) && attn_n < ATTN_SAVED) {
+  if ((cur_mode == 0 || cur_mode >= 4) && attn_saveable && attn_n < ATTN_SAVED) {
     float *o = malloc((size_t)n * nh * hd * 4);
     CHECK(gpu->download_f32(gpu, &out.g, o) == 0);
     if (cur_mode == 0) {
@@ -938,15 +949,17 @@ static void test_sgemm_shapes(int M, const int *ms, int nms) {
   }
 }
 
+static void test_attention_more(const seqspec *mix, const seqspec *decode, const seqspec *prefill);
 static void test_attention(void) {
-  const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
-  const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
-  const seqspec prefill[] = {{200, 200}, {64, 64}, {65, 65}};
+  static const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
+  static const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
+  static const seqspec prefill[] = {{200, 200}, {64, 64}, {65, 65}};
   /* tables of at most 512 keys (8 splits): the fused decode kernel's rows, 1 to 8 splits, partial last splits */
   const seqspec short_dec[] = {{1, 1}, {496, 1}, {257, 1}, {64, 1}, {65, 1}, {130, 1}, {448, 1}, {320, 1}, {33, 1}};
   const seqspec short_mix[] = {{70, 70}, {300, 37}, {5, 1}, {16, 16}, {400, 15}, {129, 128}, {480, 1}};
   rng = 88172645463325252ull; /* the same inputs in every mode, for the bitwise comparison of modes 0 and 4 */
   attn_n = 0;
+  attn_saveable = 1, attn_softcap = 0;
   attn_case(32, 8, 128, 16, 0, short_dec, 9, "short-decode");
   attn_case(28, 4, 64, 16, 0, short_dec, 9, "short-decode");
   attn_case(32, 2, 128, 16, 0, short_dec, 9, "short-decode"); /* group of 16 */
@@ -955,7 +968,28 @@ static void test_attention(void) {
   attn_case(4, 1, 256, 16, 100, short_dec, 9, "short-decode");
   attn_case(32, 8, 128, 16, 0, short_mix, 7, "short-mix");
   attn_case(8, 4, 64, 5, 0, short_mix, 7, "short-mix");
-  if (cur_mode >= 4) return;
+  if (cur_mode < 4) test_attention_more(mix, decode, prefill);
+  /* Gemma2's attention softcapping (cap 1: scores of about +-0.7 typical, +-3 at most, bent by tanh) on every kernel:
+   * the split decode kernels at head_dim 64/128/256 (tensor cores; SIMT unstaged in mode 1 and f32 in mode 2; fused in
+   * mode 4), windows, the mma prefill tiles at 128 and 256 (WMMA in mode 1), SIMT at head_dim 8; in modes 4 and 5
+   * bitwise the default mode's outputs. Inputs of their own, so the cases above keep theirs. */
+  rng = 0x9e3779b97f4a7c15ull;
+  attn_saveable = 1, attn_softcap = 1.f;
+  attn_case(32, 8, 128, 16, 0, short_dec, 9, "short-decode");
+  attn_case(16, 2, 64, 16, 100, short_dec, 9, "short-decode");
+  attn_case(8, 2, 256, 16, 0, short_dec, 9, "short-decode");
+  attn_case(32, 8, 128, 16, 0, short_mix, 7, "short-mix");
+  attn_case(8, 4, 64, 16, 200, mix, 7, "mix");
+  attn_case(4, 1, 256, 16, 50, mix, 7, "mix");
+  attn_case(8, 4, 8, 4, 0, short_mix, 7, "short-mix");
+  attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
+  attn_softcap = 0;
+}
+
+/* The cases of the modes with every kernel (not 4 and 5): larger mixes, the fused rope + cache kernels, long decode
+ * contexts, prefill-only batches and the tensor-parallel schedule's shapes. */
+static void test_attention_more(const seqspec *mix, const seqspec *decode, const seqspec *prefill) {
+  attn_saveable = 0;
   attn_case(8, 2, 64, 16, 0, mix, 7, "mix");
   attn_case(32, 8, 128, 16, 0, mix, 7, "mix");
   attn_case(8, 8, 128, 5, 0, mix, 7, "mix");
@@ -1000,6 +1034,7 @@ static void test_attention(void) {
     attn_case(tph[i][0], tph[i][1], 8, 4, 0, tp3, 3, "tp-mix");
   }
 }
+
 
 int main(void) {
   char err[256];
@@ -1049,7 +1084,7 @@ int main(void) {
                      : "",
            tol);
     if (attn_only || mi >= 4) {
-      if (attn_only && !attn_modes && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(); /* cheap, and beside the fused rope + cache kernels */
+      if (attn_only && !attn_modes && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(), test_rmsnorm(); /* cheap, and beside the fused rope + cache kernels */
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();

@@ -269,6 +269,16 @@ static int cpu_scale(ig_backend *be, ig_tensor *x, float s) {
   return 0;
 }
 
+/* Gemma2's final_logit_softcapping: x = cap * tanh(x / cap), as torch computes it in f32 */
+static int cpu_softcap(ig_backend *be, ig_tensor *x, float cap) {
+  if (x->dtype != IG_DT_F32) return fail(be, "softcap: f32 activations only");
+  if (!(cap > 0)) return fail(be, "softcap: cap %g is not positive", (double)cap);
+  int64_t n = ig_tensor_numel(x);
+  float *p = x->data;
+  for (int64_t i = 0; i < n; i++) p[i] = cap * tanhf(p[i] / cap);
+  return 0;
+}
+
 /* gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), in f32 as torch computes it */
 static int cpu_geglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
   int64_t n = ig_tensor_numel(gate);
@@ -580,7 +590,7 @@ static void attn_item(void *arg, int64_t item, int ith) {
   for (int kvh = kv0; kvh < kv0 + j->heads_per_item; kvh++) {
     int64_t col = (int64_t)kvh * group * hd;
     ig_cpu_attn(j->q + (int64_t)i * QW + col, group, hd, im->k[j->layer] + (int64_t)kvh * hd,
-                im->v[j->layer] + (int64_t)kvh * hd, off, nk, j->p.scale, sc + (size_t)nk * 2,
+                im->v[j->layer] + (int64_t)kvh * hd, off, nk, j->p.scale, j->p.softcap, sc + (size_t)nk * 2,
                 j->out + (int64_t)i * QW + col);
   }
 }
@@ -685,5 +695,6 @@ ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen) {
   be->rope_select = cpu_rope_select;
   be->scale = cpu_scale;
   be->geglu = cpu_geglu;
+  be->softcap = cpu_softcap;
   return be;
 }

@@ -125,12 +125,19 @@ static float softmax_scalar(float *s, int nk) {
   return 1.0f / sum;
 }
 
+/* Gemma2's attention softcapping of n scores in place: s = cap * tanh(s / cap) (tanhf on every path, so the scalar
+ * and vector kernels agree) */
+static void softcap_scores(float *s, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; i++) s[i] = cap * tanhf(s[i] / cap);
+}
+
 /* Attention's value sum for one head: o[d] = (sum over t of e[t] * v_t[d]) * inv, with four accumulators
  * (key t goes to acc[t % 4]; four independent FMA chains) summed as (a0 + a1) + (a2 + a3). */
 static void attn_scalar(const float *q, int G, int hd, const float *K, const float *V, const int64_t *koff, int nk,
-                        float scale, float *sc, float *out) {
+                        float scale, float softcap, float *sc, float *out) {
   for (int t = 0; t < nk; t++)
     for (int g = 0; g < G; g++) sc[(size_t)g * nk + t] = dot8_scalar(q + g * hd, K + koff[t], hd) * scale;
+  if (softcap > 0) softcap_scores(sc, (int64_t)G * nk, softcap);
   for (int g = 0; g < G; g++) {
     float *s = sc + (size_t)g * nk, inv = softmax_scalar(s, nk), *o = out + g * hd;
     for (int d = 0; d < hd; d++) {
@@ -337,7 +344,7 @@ IG_AVX2 IG_INLINE __m256 hsum256x8(const __m256 v[8]) {
 }
 
 IG_AVX2 static void attn_avx2(const float *q, int G, int hd, const float *K, const float *V, const int64_t *koff,
-                              int nk, float scale, float *sc, float *out) {
+                              int nk, float scale, float softcap, float *sc, float *out) {
   __m256 vscale = _mm256_set1_ps(scale);
   for (int g = 0; g < G; g++) {
     const float *qg = q + g * hd;
@@ -357,6 +364,7 @@ IG_AVX2 static void attn_avx2(const float *q, int G, int hd, const float *K, con
       }
     for (; t < nk; t++) s[t] = dot8_avx2(qg, K + koff[t], hd) * scale;
   }
+  if (softcap > 0) softcap_scores(sc, (int64_t)G * nk, softcap);
   for (int g = 0; g < G; g++) {
     float *s = sc + (size_t)g * nk, inv = softmax_avx2(s, nk), *o = out + g * hd;
     __m256 vinv = _mm256_set1_ps(inv);
@@ -566,12 +574,12 @@ void ig_cpu_silu_mul(float *out, const float *g, const float *u, int64_t n) {
 }
 
 void ig_cpu_attn(const float *q, int G, int hd, const float *K, const float *V, const int64_t *koff, int nk,
-                 float scale, float *sc, float *out) {
+                 float scale, float softcap, float *sc, float *out) {
 #ifdef IG_X86
   if (level >= K_AVX2) {
-    attn_avx2(q, G, hd, K, V, koff, nk, scale, sc, out);
+    attn_avx2(q, G, hd, K, V, koff, nk, scale, softcap, sc, out);
     return;
   }
 #endif
-  attn_scalar(q, G, hd, K, V, koff, nk, scale, sc, out);
+  attn_scalar(q, G, hd, K, V, koff, nk, scale, softcap, sc, out);
 }

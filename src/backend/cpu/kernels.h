@@ -33,8 +33,9 @@ float ig_cpu_expf(float x);
 void ig_cpu_silu_mul(float *out, const float *g, const float *u, int64_t n);
 /* Attention of G query heads (q: [G, hd] contiguous) that share one KV head, over nk keys: key t is
  * K + koff[t] and value t is V + koff[t] (hd floats each). out [G, hd] = softmax(q k^T * scale) v, computed
- * in one fixed order given (q, keys, values). sc: scratch of G * nk floats. */
+ * in one fixed order given (q, keys, values); softcap > 0: each score s = q k^T * scale becomes
+ * softcap * tanh(s / softcap) before the softmax (Gemma2). sc: scratch of G * nk floats. */
 void ig_cpu_attn(const float *q, int G, int hd, const float *K, const float *V, const int64_t *koff, int nk,
-                 float scale, float *sc, float *out);
+                 float scale, float softcap, float *sc, float *out);
 
 #endif

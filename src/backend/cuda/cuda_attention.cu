@@ -5,7 +5,8 @@
  *    cores (mma.sync, the group as the 16 rows of the tile) for bf16 at head_dim 64/128, SIMT otherwise;
  *  - tiled FlashAttention-style prefill kernel (bf16, tensor cores through WMMA, head_dim 64 or 128) for
  *    sequences with at least IG_ATTN_MIN_TILE_QLEN new rows: one block per (64-row query tile, query head).
- * A row's split count depends only on its own position, so results do not depend on the rest of the batch. */
+ * A row's split count depends only on its own position, so results do not depend on the rest of the batch.
+ * Every kernel takes Gemma2's softcap (score_l2): 0 leaves the arithmetic as it was, bit for bit. */
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_mma.cuh"
@@ -13,6 +14,13 @@
 using namespace nvcuda;
 
 #define LOG2E 1.4426950408889634f
+
+/* A raw score x = q.k in the log2 domain of the online softmax: x * sl2 (sl2 = scale * log2 e), or, with Gemma2's
+ * attn_logit_softcapping (cap > 0), the scaled score s = x * scale capped first: cap * tanh(s / cap) * log2 e (the
+ * order of transformers' eager attention: s / cap, tanh, * cap). */
+__device__ __forceinline__ float score_l2(float x, float sl2, float scale, float cap) {
+  return cap > 0.f ? cap * tanhf(x * scale / cap) * LOG2E : x * sl2;
+}
 
 /* Key range [lo, hi) a query at position p sees. */
 __device__ __forceinline__ void key_range(int p, int window, int *lo, int *hi) {
@@ -39,10 +47,11 @@ __device__ __forceinline__ void load8(const float *p, float *f) {
 /* Block (row i of dec_rows, kv head, split z) covers keys [lo + z*SPLIT, min(hi, lo + (z+1)*SPLIT)) for the
  * G = nh/nkv query heads of that kv head (the K/V rows are read once for the whole group). 128 threads.
  * Phase 1: one thread per key: its K row in 16-byte loads, G dot products with q (shared memory, pre-scaled
- * into the log2 domain). Phase 2: one warp per head: max, exp2, sum over the split. Phase 3: thread = (key
- * lane kl, 8-wide chunk dc of head_dim): it accumulates p[g][j] * V[j][dc*8..+8] over keys j = kl (mod KL) with
- * 16-byte loads, then the KL partial sums are added through shared memory. Writes unnormalised partials
- * (o[hd], max, sum) per (row, head, split) for the combine kernel. head_dim % 8 == 0. */
+ * into the log2 domain; with a softcap, pre-scaled by scale alone and capped after the product). Phase 2: one
+ * warp per head: max, exp2, sum over the split. Phase 3: thread = (key lane kl, 8-wide chunk dc of head_dim): it
+ * accumulates p[g][j] * V[j][dc*8..+8] over keys j = kl (mod KL) with 16-byte loads, then the KL partial sums are
+ * added through shared memory. Writes unnormalised partials (o[hd], max, sum) per (row, head, split) for the combine
+ * kernel. head_dim % 8 == 0. */
 #define DEC_THREADS 128
 __device__ __forceinline__ void cp_async16_dec(void *dst, const void *src) {
   unsigned d = (unsigned)__cvta_generic_to_shared(dst);
@@ -56,7 +65,7 @@ template <typename T, int GMAX, bool STAGED>
 __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__restrict__ q, float *__restrict__ part,
                                    const T *__restrict__ kc, const T *__restrict__ vc, const int *dec_rows,
                                    const int *row_seq, const int *pos, const int *block_table, int max_blocks, int nh,
-                                   int nkv, int hd, int bs, float scale, int window, int max_splits) {
+                                   int nkv, int hd, int bs, float scale, int window, int max_splits, float softcap) {
   PDL_ENTRY();
   extern __shared__ float sm[];
   const int G = nh / nkv;
@@ -83,8 +92,10 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
   __shared__ int rowoff[IG_ATTN_SPLIT_KEYS]; /* element offset of each key's row in the layer's cache */
   __shared__ float stat[2 * 16];
   const int *bt = block_table + (size_t)s * max_blocks;
-  for (int t = threadIdx.x; t < G * hd; t += DEC_THREADS)
-    qs[t] = tof<T>(q[(size_t)r * nh * hd + (size_t)kvh * G * hd + t]) * scale * LOG2E;
+  for (int t = threadIdx.x; t < G * hd; t += DEC_THREADS) {
+    float qv = tof<T>(q[(size_t)r * nh * hd + (size_t)kvh * G * hd + t]) * scale;
+    qs[t] = softcap > 0.f ? qv : qv * LOG2E;
+  }
   for (int j = threadIdx.x; j < nk; j += DEC_THREADS) {
     int key = k0 + j;
     rowoff[j] = (int)((((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * hd);
@@ -120,7 +131,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const T *__res
     }
 #pragma unroll
     for (int g = 0; g < GMAX; g++)
-      if (g < G) sc[g * IG_ATTN_SPLIT_KEYS + j] = acc[g];
+      if (g < G) sc[g * IG_ATTN_SPLIT_KEYS + j] = softcap > 0.f ? softcap * tanhf(acc[g] / softcap) * LOG2E : acc[g];
   }
   __syncthreads();
   /* phase 2: per head max and sum; p stored over the scores */
@@ -261,7 +272,8 @@ template <int HD>
 __global__ void __launch_bounds__(128) attn_prefill_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                                                            const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                                                            const int *tiles, const int *pos, const int *block_table,
-                                                           int max_blocks, int nh, int nkv, int bs, float scale, int window) {
+                                                           int max_blocks, int nh, int nkv, int bs, float scale, int window,
+                                                           float softcap) {
   PDL_ENTRY();
   typedef pf_smem<HD> L;
   extern __shared__ __align__(128) unsigned char smraw[];
@@ -337,7 +349,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const __nv_bfloat16 *
     for (int c = 0; c < PF_BN / 2; c++) {
       int col = half * (PF_BN / 2) + c, key = kt + col;
       bool ok = row_ok && key <= my_pos && key < kend && (window <= 0 || key > my_pos - window);
-      sv[c] = ok ? Sw[lr * L::LDS + col] * sl2 : -INFINITY;
+      sv[c] = ok ? score_l2(Sw[lr * L::LDS + col], sl2, scale, softcap) : -INFINITY;
       tmax = fmaxf(tmax, sv[c]);
     }
     tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
@@ -411,7 +423,8 @@ template <int HD>
 __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                                                                const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                                                                const int *tiles, const int *pos, const int *block_table,
-                                                               int max_blocks, int nh, int nkv, int bs, float scale, int window) {
+                                                               int max_blocks, int nh, int nkv, int bs, float scale, int window,
+                                                               float softcap) {
   PDL_ENTRY();
   typedef mma_smem<HD> L;
   extern __shared__ __align__(128) unsigned char smraw[];
@@ -507,8 +520,8 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
         int key = kt + 8 * j + 2 * cq + e;
         bool okA = key <= pA && (window <= 0 || key > pA - window);
         bool okB = key <= pB && (window <= 0 || key > pB - window);
-        sc[j][e] = okA ? sc[j][e] * sl2 : -INFINITY;
-        sc[j][2 + e] = okB ? sc[j][2 + e] * sl2 : -INFINITY;
+        sc[j][e] = okA ? score_l2(sc[j][e], sl2, scale, softcap) : -INFINITY;
+        sc[j][2 + e] = okB ? score_l2(sc[j][2 + e], sl2, scale, softcap) : -INFINITY;
         tA = fmaxf(tA, sc[j][e]);
         tB = fmaxf(tB, sc[j][2 + e]);
       }
@@ -619,8 +632,8 @@ __device__ __forceinline__ void dec_mma_stage_q(__nv_bfloat16 *Qs, const __nv_bf
  * rsum. Ends after a barrier, past which K is no longer read. */
 template <int HD>
 __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __nv_bfloat16 *Ks, __nv_bfloat16 *Ps,
-                                               float *rmax, float *rsum, int nk, float scale, float &mA, float &mB,
-                                               int tid, int bar) {
+                                               float *rmax, float *rsum, int nk, float scale, float softcap, float &mA,
+                                               float &mB, int tid, int bar) {
   typedef dec_mma_smem<HD> L;
   const int warp = tid >> 5, lane = tid & 31; /* tid: 0..127 within the 4 warps that share bar */
   /* S = Q K^T: 16 heads x this warp's 16 keys, two n-tiles of 8 keys; lane holds heads g (c0,c1) and g + 8
@@ -645,8 +658,8 @@ __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __
 #pragma unroll
     for (int e = 0; e < 2; e++) {
       bool ok = warp * 16 + n * 8 + 2 * cq + e < nk;
-      sc[n][e] = ok ? sc[n][e] * sl2 : -INFINITY;
-      sc[n][2 + e] = ok ? sc[n][2 + e] * sl2 : -INFINITY;
+      sc[n][e] = ok ? score_l2(sc[n][e], sl2, scale, softcap) : -INFINITY;
+      sc[n][2 + e] = ok ? score_l2(sc[n][2 + e], sl2, scale, softcap) : -INFINITY;
       tA = fmaxf(tA, sc[n][e]);
       tB = fmaxf(tB, sc[n][2 + e]);
     }
@@ -721,7 +734,7 @@ __global__ void __launch_bounds__(128)
                            const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                            const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
                            int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits,
-                           int early) {
+                           int early, float softcap) {
   static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
   static_assert(HD == 64 || HD == 128 || HD == 256, "head_dim 64, 128 or 256");
   typedef dec_mma_smem<HD> L;
@@ -761,7 +774,7 @@ __global__ void __launch_bounds__(128)
   cp_async_wait_group<0>();
   __syncthreads();
   float o[HD / 32][4], mA, mB, sA, sB;
-  dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, mA, mB, tid, 0);
+  dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, tid, 0);
   dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB, tid);
   const int g = (tid & 31) >> 2;
   dec_mma_put<HD>(part + (((size_t)i * nh + kvh * G + g) * max_splits + z) * (HD + 2),
@@ -790,7 +803,8 @@ __global__ void __launch_bounds__(256)
     attn_decode_fused_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                              const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                              const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
-                             int max_blocks, int nh, int nkv, int bs, float scale, int window, int early) {
+                             int max_blocks, int nh, int nkv, int bs, float scale, int window, int early,
+                             float softcap) {
   static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
   typedef dec_mma_smem<HD> L;
   typedef dec_fused_smem<HD> F;
@@ -836,7 +850,7 @@ __global__ void __launch_bounds__(256)
     cp_async_wait_group<0>();
     bar_sync(1 + grp, 128);
     float o[HD / 32][4], mA, mB, sA, sB;
-    dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, mA, mB, gt, 1 + grp);
+    dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, gt, 1 + grp);
     dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB, gt);
     dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA, mB,
                     sA, sB, gt);
@@ -862,7 +876,8 @@ static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, co
     CU_LAUNCH(be, (attn_prefill_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
                                                             (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
                                                             c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
-                                                            p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window);
+                                                            p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window,
+                                                            p->softcap);
     LAUNCH_CHECK(be);
     return 0;
   }
@@ -874,7 +889,8 @@ static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, co
     CU_LAUNCH(be, (attn_prefill_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
                                                         (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
                                                         c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
-                                                        p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window);
+                                                        p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window,
+                                                        p->softcap);
     LAUNCH_CHECK(be);
   }
   return 0;
@@ -894,7 +910,8 @@ static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, c
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)staged));
     CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, true>), grid, DEC_THREADS, staged, 
         (const T *)q->data, part, (const T *)kc, (const T *)vc, dec, c->b.row_seq, c->b.pos, c->b.block_table,
-        c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
+        c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits,
+        p->softcap);
     LAUNCH_CHECK(be);
     return 0;
   }
@@ -902,7 +919,8 @@ static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, c
     CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_kernel<T, GMAX, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   CU_LAUNCH(be, (attn_decode_kernel<T, GMAX, false>), grid, DEC_THREADS, smem, 
       (const T *)q->data, part, (const T *)kc, (const T *)vc, dec, c->b.row_seq, c->b.pos, c->b.block_table,
-      c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits);
+      c->b.max_blocks, p->n_heads, p->n_kv_heads, p->head_dim, c->kv.block_size, p->scale, p->sliding_window, c->b.max_splits,
+      p->softcap);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -919,7 +937,7 @@ static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc,
   CU_LAUNCH(be, (attn_decode_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, part,
             (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows + r0, c->b.row_seq, c->b.pos,
             c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
-            p->sliding_window, c->b.max_splits, c->decode_early);
+            p->sliding_window, c->b.max_splits, c->decode_early, p->softcap);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -934,7 +952,7 @@ static int launch_decode_fused(ig_backend *be, ig_tensor *out, const ig_tensor *
   CU_LAUNCH(be, (attn_decode_fused_kernel<HD>), grid, 256, smem, (const __nv_bfloat16 *)q->data,
             (__nv_bfloat16 *)out->data, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows,
             c->b.row_seq, c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size,
-            p->scale, p->sliding_window, c->decode_early);
+            p->scale, p->sliding_window, c->decode_early, p->softcap);
   LAUNCH_CHECK(be);
   return 0;
 }

@@ -616,6 +616,7 @@ OPW(op_gather_rows, (ig_backend * be, ig_tensor *out, const ig_tensor *x), cu_ga
 OPW(op_add, (ig_backend * be, ig_tensor *x, const ig_tensor *y), cu_add(be, x, y))
 OPW(op_geglu, (ig_backend * be, ig_tensor *out, const ig_tensor *g, const ig_tensor *u), cu_geglu(be, out, g, u))
 OPW(op_scale, (ig_backend * be, ig_tensor *x, float s), cu_scale(be, x, s))
+OPW(op_softcap, (ig_backend * be, ig_tensor *x, float cap), cu_softcap(be, x, cap))
 OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int nh, int nkv, int layer),
     cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
 OPW_L(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
@@ -852,6 +853,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->add = op_add;
   be->geglu = op_geglu;
   be->scale = op_scale;
+  be->softcap = op_softcap;
   be->rope_select = cuda_rope_select;
   be->mem_info = cuda_mem_info;
   be->argmax_rows = op_argmax_rows;

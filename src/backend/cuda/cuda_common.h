@@ -215,6 +215,7 @@ int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_he
 int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
 int cu_geglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up);
 int cu_scale(ig_backend *be, ig_tensor *x, float s);
+int cu_softcap(ig_backend *be, ig_tensor *x, float cap);
 int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v);
 int cu_gather_rows(ig_backend *be, ig_tensor *out, const ig_tensor *x);
 int cu_add(ig_backend *be, ig_tensor *x, const ig_tensor *y);

@@ -264,6 +264,21 @@ int cu_scale(ig_backend *be, ig_tensor *x, float s) {
   return 0;
 }
 
+/* Gemma2's final_logit_softcapping: x = cap * tanh(x / cap) in f32 (the logits), rounded once for other dtypes */
+__global__ void softcap_kernel(void *x, int dt, float cap, long long n) {
+  PDL_ENTRY();
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    stf(x, dt, i, cap * tanhf(ldf(x, dt, i) / cap));
+}
+int cu_softcap(ig_backend *be, ig_tensor *x, float cap) {
+  if (!(cap > 0.f)) FAIL(be, "cuda softcap: cap %g is not positive", (double)cap);
+  long long n = ig_tensor_numel(x);
+  if (n == 0) return 0;
+  CU_LAUNCH(be, (softcap_kernel), grid_for(n, 256), 256, 0, x->data, x->dtype, cap, n);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
 int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_tensor *up) {
   cu_impl *c = CU(be);
   long long n = ig_tensor_numel(gate);
