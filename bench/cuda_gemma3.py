@@ -15,7 +15,6 @@ l8.LENS = LENS
 
 
 def make(d):
-    import torch
     from transformers import Gemma3TextConfig, Gemma3ForCausalLM
     os.makedirs(d, exist_ok=True)
     lt = ["sliding_attention"] * 5 + ["full_attention"]
@@ -27,9 +26,16 @@ def make(d):
                            rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                                             "full_attention": {"rope_type": "linear", "factor": 8.0,
                                                                "rope_theta": 1000000.0}})
+    build(d, cfg, Gemma3ForCausalLM)
+
+
+def build(d, cfg, cls, references=l8.references):
+    """A random cls(cfg) (seed 0; norm weights N(0, 0.1)) saved in bf16 to d, random prompts of LENS (+ decode ids,
+    token 0 = bos 2) and transformers' references at their checked positions (also bench/cuda_gemma2.py's)."""
+    import torch
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = Gemma3ForCausalLM(cfg)
+        model = cls(cfg)
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if n.endswith("norm.weight"):
@@ -43,7 +49,7 @@ def make(d):
         ids[0] = 2
         ids.tofile(f"{d}/ids_{L}.bin")
         seqs[L] = ids
-    l8.references(d, Gemma3ForCausalLM, seqs)
+    references(d, cls, seqs)
 
 
 if __name__ == "__main__":

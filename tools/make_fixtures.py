@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tools/make_fixtures.py: golden data for the engine (issue 2), made with transformers itself.
 
-Creates tiny random-weight Llama / Mistral / Qwen2 / Qwen3 / Phi3 / Gemma3 checkpoints with transformers' own classes and
+Creates tiny random-weight Llama / Mistral / Qwen2 / Qwen3 / Phi3 / Gemma2 / Gemma3 checkpoints with transformers' own classes and
 save_pretrained, each once with f32 weights and once with the same weights rounded to bf16 (stored as BF16),
 and records what transformers computes in float32 on the CPU (eager attention): the logits at every position of
 two 48-token prompts and the greedy continuation of 32 tokens with the logits that produced each token.
@@ -137,6 +137,17 @@ SPECS = [
     ("mm-mistral3", "Mistral3Config", dict(num_key_value_heads=2, head_dim=16), None,
      "Mistral3ForConditionalGeneration: a Mistral text model (GQA 4/2, explicit head_dim 16, no sliding window) under "
      "text_config, with a 1-layer Pixtral vision tower (hidden 16) and projector that only text prompts bypass"),
+    # Gemma2 (last, so that the specs above keep their seeds): Gemma3's layer without q/k norms, one rope for every
+    # layer, the window on the even layers (transformers' default layer_types), and tanh softcapping of the attention
+    # scores and of the logits; caps small enough that tanh bends the tiny model's values (scores of about +-1,
+    # logits of about +-3), so leaving either out shows
+    ("gemma2", "Gemma2Config",
+     dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
+          tie_word_embeddings=True, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
+          attn_logit_softcapping=2.5, final_logit_softcapping=3.0),
+     None,
+     "Gemma2, 3 layers (sliding 16, full, sliding 16 by the default pattern), GQA 4/2, head_dim 16, "
+     "query_pre_attn_scalar 24, tied embeddings, attn_logit_softcapping 2.5, final_logit_softcapping 3"),
 ]
 
 

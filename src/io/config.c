@@ -10,11 +10,12 @@
 #include <string.h>
 
 static const char *supported[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                  "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
+                                  "Phi3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
                                   "GraniteForCausalLM", "Mistral3ForConditionalGeneration"};
 
 const char *ig_config_supported_archs(void) {
-  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM, "
+  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, "
+         "Gemma3ForCausalLM, "
          "Gemma3ForConditionalGeneration (its text model), GraniteForCausalLM, Mistral3ForConditionalGeneration (its text "
          "model)";
 }
@@ -132,7 +133,7 @@ static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c, ig_rope_config *r
   r->beta_slow = 1;
   r->truncate = 1;
   r->partial_rotary_factor = get_num(x, root, "partial_rotary_factor", 1.0);
-  double theta_default = c->gemma ? 1000000.0 : 10000.0; /* Gemma3TextConfig: 1e6 */
+  double theta_default = c->gemma == 3 ? 1000000.0 : 10000.0; /* Gemma3TextConfig: 1e6 */
   r->theta = get_num(x, root, "rope_theta", theta_default);
   json_t *s = params ? NULL : json_object_get(root, "rope_scaling");
   json_t *p = params ? params : json_object_get(root, "rope_parameters");
@@ -268,20 +269,23 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
                : !strcmp(arch, "Qwen2ForCausalLM") ? "qwen2"
                : !strcmp(arch, "Qwen3ForCausalLM") ? "qwen3"
                : !strcmp(arch, "Phi3ForCausalLM") ? "phi3"
+               : !strcmp(arch, "Gemma2ForCausalLM") ? "gemma2"
                : !strcmp(arch, "Gemma3ForCausalLM") ? "gemma3_text" : is_gemma3_mm ? "gemma3"
                : !strcmp(arch, "GraniteForCausalLM") ? "granite" : is_mistral3_mm ? "mistral3" : "llama";
   snprintf(c->model_type, sizeof c->model_type, "%s", mt);
   int is_mistral = !strcmp(arch, "MistralForCausalLM") || is_mistral3_mm, is_qwen2 = !strcmp(arch, "Qwen2ForCausalLM"),
       is_qwen3 = !strcmp(arch, "Qwen3ForCausalLM"), is_phi3 = !strcmp(arch, "Phi3ForCausalLM"),
-      is_gemma3 = !strcmp(arch, "Gemma3ForCausalLM") || is_gemma3_mm;
+      is_gemma3 = !strcmp(arch, "Gemma3ForCausalLM") || is_gemma3_mm, is_gemma2 = !strcmp(arch, "Gemma2ForCausalLM");
+  int is_gemma = is_gemma2 || is_gemma3;
   const char *dt = json_string_value(json_object_get(outer, "torch_dtype"));
   if (!dt) dt = json_string_value(json_object_get(outer, "dtype"));
   if (!dt) dt = json_string_value(json_object_get(root, "torch_dtype"));
   snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt ? dt : "");
 
   /* shapes */
-  if (is_gemma3) { /* Gemma3TextConfig's defaults: a multimodal checkpoint's text_config names only what differs */
-    c->vocab_size = get_int(&x, root, "vocab_size", 262208, 1);
+  if (is_gemma) { /* Gemma2Config's and Gemma3TextConfig's defaults (a multimodal checkpoint's text_config names only
+                   * what differs); they differ in the vocabulary only */
+    c->vocab_size = get_int(&x, root, "vocab_size", is_gemma2 ? 256000 : 262208, 1);
     c->hidden_size = get_int(&x, root, "hidden_size", 2304, 1);
     c->intermediate_size = get_int(&x, root, "intermediate_size", 9216, 1);
     c->n_layers = get_int(&x, root, "num_hidden_layers", 26, 1);
@@ -299,11 +303,12 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     c->head_dim = get_int(&x, root, "head_dim", hd_default, 1);
   }
   c->max_position_embeddings = get_int(&x, root, "max_position_embeddings",
-                                       is_mistral || is_gemma3 ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096 : 2048, 1);
+                                       is_mistral || is_gemma3 ? 131072 : is_qwen2 || is_qwen3 ? 32768 : is_phi3 ? 4096
+                                       : is_gemma2 ? 8192 : 2048, 1);
   c->rms_norm_eps = get_num(&x, root, "rms_norm_eps", 1e-6);
   /* a multimodal checkpoint's own tie_word_embeddings decides whether lm_head is the embedding (as transformers ties) */
   c->tie_word_embeddings = get_bool(&x, outer != root && json_object_get(outer, "tie_word_embeddings") ? outer : root,
-                                    "tie_word_embeddings", is_gemma3);
+                                    "tie_word_embeddings", is_gemma);
   /* Phi3's projections never carry biases */
   /* biases exactly where transformers' modules create them: q/k/v with attention_bias (Qwen2: always; Mistral and
    * Phi3: never), o_proj with it too except for Qwen2, the MLP with mlp_bias for Llama and Granite only */
@@ -313,12 +318,12 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   c->mlp_bias = mlp_keyed ? get_bool(&x, root, "mlp_bias", 0) : 0;
   c->qk_norm = is_qwen3 || is_gemma3;
   c->fused_qkv_gate_up = is_phi3;
-  c->gemma = is_gemma3;
-  const char *act = json_string_value(json_object_get(root, is_gemma3 ? "hidden_activation" : "hidden_act"));
-  if (is_gemma3 && !act) act = json_string_value(json_object_get(root, "hidden_act"));
-  if (!x.failed && act && (is_gemma3 ? strcmp(act, "gelu_pytorch_tanh") && strcmp(act, "gelu_tanh") : strcmp(act, "silu") != 0)) {
+  c->gemma = is_gemma2 ? 2 : is_gemma3 ? 3 : 0;
+  const char *act = json_string_value(json_object_get(root, is_gemma ? "hidden_activation" : "hidden_act"));
+  if (is_gemma && !act) act = json_string_value(json_object_get(root, "hidden_act"));
+  if (!x.failed && act && (is_gemma ? strcmp(act, "gelu_pytorch_tanh") && strcmp(act, "gelu_tanh") : strcmp(act, "silu") != 0)) {
     snprintf(err, errlen, "config.json: unsupported hidden activation '%.30s' (%s)", act,
-             is_gemma3 ? "Gemma3: only gelu_pytorch_tanh" : "only silu");
+             is_gemma ? "Gemma: only gelu_pytorch_tanh" : "only silu");
     x.failed = 1;
   }
   c->embed_mult = c->resid_mult = c->logits_scaling = 1.0;
@@ -330,16 +335,22 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
       if (!(*dst[i] > 0) || *dst[i] > 1e6) bad(&x, keys[i], "a positive number");
     }
   }
-  if (is_gemma3) {
+  if (is_gemma) {
     double qs = get_num(&x, root, "query_pre_attn_scalar", 256);
     if (!(qs > 0)) bad(&x, "query_pre_attn_scalar", "a positive number");
     c->attn_scale = qs > 0 ? pow(qs, -0.5) : 0;
+    /* Gemma2: tanh softcapping of the attention scores and of the logits (Gemma2Config: 50 and 30 when not given,
+     * off when null); Gemma3 has neither */
     const char *caps[] = {"final_logit_softcapping", "attn_logit_softcapping"};
+    double *dst[2] = {&c->final_softcap, &c->attn_softcap}, defaults[2] = {30.0, 50.0};
     for (int i = 0; i < 2 && !x.failed; i++) {
       json_t *v = json_object_get(root, caps[i]);
-      if (v && !json_is_null(v)) {
+      if (is_gemma3 && v && !json_is_null(v)) {
         snprintf(err, errlen, "config.json: %s is not supported (Gemma3 leaves it null)", caps[i]);
         x.failed = 1;
+      } else if (is_gemma2 && (!v || !json_is_null(v))) {
+        *dst[i] = get_num(&x, root, caps[i], defaults[i]);
+        if (!x.failed && !(*dst[i] > 0 && *dst[i] < 1e6)) bad(&x, caps[i], "a positive number or null");
       }
     }
   }
@@ -391,8 +402,9 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     x.failed = 1;
   }
 
-  /* sliding window: Mistral and Phi3 on every layer; Qwen2/Qwen3 only with use_sliding_window, on the layers
-   * layer_types (or max_window_layers) marks; an explicit layer_types list wins for any architecture. */
+  /* sliding window: Mistral and Phi3 on every layer; Gemma2 on every other (even) layer; Gemma3 on all but every
+   * 6th; Qwen2/Qwen3 only with use_sliding_window, on the layers layer_types (or max_window_layers) marks; an explicit
+   * layer_types list wins for any architecture. */
   if (!x.failed) {
     c->layer_sliding = calloc((size_t)c->n_layers, 1);
     if (!c->layer_sliding) {
@@ -401,7 +413,7 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     }
   }
   if (!x.failed) {
-    int win = get_int(&x, root, "sliding_window", is_gemma3 ? 4096 : 0, 0);
+    int win = get_int(&x, root, "sliding_window", is_gemma ? 4096 : 0, 0);
     json_t *lt = json_object_get(root, "layer_types");
     int use = 0;
     if (json_is_array(lt)) {
@@ -414,6 +426,9 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     } else if (is_mistral || is_phi3) {
       use = win > 0;
       memset(c->layer_sliding, use, (size_t)c->n_layers);
+    } else if (is_gemma2) {
+      /* Gemma2Config: layer i slides when (i + 1) % 2, i.e. the even layers */
+      for (int i = 0; i < c->n_layers; i++) use |= c->layer_sliding[i] = (i + 1) % 2 != 0;
     } else if (is_gemma3) {
       /* 4.x: every sliding_window_pattern-th layer (6) attends globally, the others within the window */
       int pat = get_int(&x, root, "sliding_window_pattern", 6, 1);

@@ -1,6 +1,6 @@
 /* io/config: config.json (+ generation_config.json) of Hugging Face Llama-family checkpoints, parsed into
  * one plain struct: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM
- * (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), Gemma3ForCausalLM, GraniteForCausalLM, and the text models of
+ * (Phi-3, Phi-3.5, Phi-4, Phi-4-mini), Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, and the text models of
  * Gemma3ForConditionalGeneration and Mistral3ForConditionalGeneration (their text_config), with every rope_scaling
  * kind transformers defines for them (default, linear, dynamic, yarn, llama3, longrope), both the 4.x keys
  * (rope_theta + rope_scaling) and the 5.x ones (rope_parameters). Defaults follow transformers' config classes.
@@ -47,15 +47,19 @@ typedef struct ig_config {
   int mlp_bias;                  /* Llama's and Granite's mlp_bias (0 for the others) */
   int qk_norm;                   /* Qwen3: RMSNorm over head_dim on q and k before rotary */
   int fused_qkv_gate_up;         /* Phi3: self_attn.qkv_proj and mlp.gate_up_proj hold q|k|v and gate|up by rows */
-  /* Gemma3: RMSNorm weights applied as (1 + w), the embedding scaled by sqrt(hidden_size), norms after attention and
-   * after the MLP too (pre/post_feedforward_layernorm), the MLP's gate through tanh-approximated GELU, the attention
-   * scaled by query_pre_attn_scalar^-0.5, and rope_local (rope_local_base_freq) on its sliding-window layers */
+  /* Gemma2 and Gemma3 (gemma = 2 or 3, 0 elsewhere): RMSNorm weights applied as (1 + w), the embedding scaled by
+   * sqrt(hidden_size), norms after attention and after the MLP too (pre/post_feedforward_layernorm), the MLP's gate
+   * through tanh-approximated GELU, the attention scaled by query_pre_attn_scalar^-0.5. Gemma3 adds q/k norms
+   * (qk_norm) and rope_local (rope_local_base_freq) on its sliding-window layers; Gemma2 has one rope and the tanh
+   * softcaps below */
   int gemma;
   double attn_scale;             /* 0: head_dim^-0.5 */
+  double attn_softcap;           /* Gemma2's attn_logit_softcapping: scores s -> cap * tanh(s / cap); 0 = none */
+  double final_softcap;          /* Gemma2's final_logit_softcapping, on the logits; 0 = none */
   /* Granite: the embedding times embedding_multiplier, each sublayer's output times residual_multiplier before its
    * residual add, the logits divided by logits_scaling (all 1 elsewhere); attention_multiplier is attn_scale */
   double embed_mult, resid_mult, logits_scaling;
-  ig_rope_config rope_local;     /* gemma: the sliding layers' rotary settings (rope is the full-attention layers') */
+  ig_rope_config rope_local;     /* Gemma3: the sliding layers' rotary settings (rope is the full-attention layers') */
   int sliding_window;            /* window size where used, 0 = none */
   unsigned char *layer_sliding;  /* [n_layers]: 1 when that layer uses the sliding window (malloc'd) */
   int bos_id;                    /* -1 when none */

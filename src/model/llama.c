@@ -149,7 +149,7 @@ typedef struct {
   int again;          /* binding a part of a tensor already counted (a shard's rows of tied embeddings) */
   ig_tensor *into;    /* non-NULL: load into rows [into_row0, ...) of this fused weight (weight_rows), as a view */
   int64_t into_row0;
-  int plus_one;       /* Gemma3's norm weights: bound as 1 + w in f32, as transformers applies them */
+  int plus_one;       /* Gemma's norm weights: bound as 1 + w in f32, as transformers applies them */
 } loader;
 
 /* element i of a checkpoint tensor as f32 */
@@ -285,6 +285,8 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
       t->rows = r;
       t->owned = 0;
     }
+  } else if (L->plus_one && m->be->weight_keep) {
+    rc = m->be->weight_keep(m->be, t, host, dt, r, c); /* (1 + w) stays f32, as transformers applies it */
   } else {
     rc = m->be->weight(m->be, t, host, dt, r, c);
   }
@@ -360,7 +362,7 @@ static int load_weights(loader *L) {
   do {                                                                                                                 \
     if (cond) LOAD(t, suffix, rows, cols, 1, 0, part);                                                                 \
   } while (0)
-    L->plus_one = c->gemma;
+    L->plus_one = c->gemma != 0;
     LOAD(&w->attn_norm, "input_layernorm.weight", 1, H, 1, 0, WHOLE);
     L->plus_one = 0;
     /* q/k/v (and gate/up below) in one buffer when the backend can multiply them at once. Phi3 stores them so
@@ -382,12 +384,12 @@ static int load_weights(loader *L) {
     LOAD_IF(qkv_bias, &w->bk, "self_attn.k_proj.bias", 1, KW, COLS(k0, kn));
     LOAD_IF(qkv_bias, &w->bv, "self_attn.v_proj.bias", 1, KW, COLS(k0, kn));
     LOAD_IF(o_bias && first, &w->bo, "self_attn.o_proj.bias", 1, H, WHOLE);
-    L->plus_one = c->gemma; /* Gemma3's norms: (1 + w) */
+    L->plus_one = c->gemma != 0; /* Gemma's norms: (1 + w) */
     if (c->qk_norm) {
       LOAD(&w->q_norm, "self_attn.q_norm.weight", 1, hd, 1, 0, WHOLE);
       LOAD(&w->k_norm, "self_attn.k_norm.weight", 1, hd, 1, 0, WHOLE);
     }
-    if (c->gemma) { /* Gemma3: post_attention_layernorm is on the attention's output, then the MLP's two */
+    if (c->gemma) { /* Gemma: post_attention_layernorm is on the attention's output, then the MLP's two */
       LOAD(&w->post_attn_norm, "post_attention_layernorm.weight", 1, H, 1, 0, WHOLE);
       LOAD(&w->ffn_norm, "pre_feedforward_layernorm.weight", 1, H, 1, 0, WHOLE);
       LOAD(&w->post_ffn_norm, "post_feedforward_layernorm.weight", 1, H, 1, 0, WHOLE);
@@ -408,7 +410,7 @@ static int load_weights(loader *L) {
 #undef LOAD
 #undef LOAD_IF
   }
-  L->plus_one = c->gemma;
+  L->plus_one = c->gemma != 0;
   if (load(L, &m->final_norm, nn, 1, H, 1, 0, WHOLE)) return -1;
   L->plus_one = 0;
   if (c->tie_word_embeddings && tp->nv == V) {
@@ -452,6 +454,10 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   }
   if (c->gemma && (!be->rope_select || !be->scale || !be->geglu)) {
     snprintf(err, errlen, "%s: %s needs rope_select, scale and geglu, which this backend lacks", dir, c->arch);
+    goto fail;
+  }
+  if (c->final_softcap > 0 && !be->softcap) {
+    snprintf(err, errlen, "%s: %s needs the softcap op, which this backend lacks", dir, c->arch);
     goto fail;
   }
   if (ig_tp_check(c, size, e2, sizeof e2)) {
@@ -666,7 +672,7 @@ static int set_rope_for(ig_model *m, int len) {
   ig_rope_inv_freq(&m->cfg, key ? len : 1, m->inv_freq, &af);
   ig_rope r = {m->cfg.head_dim, m->cfg.rot_dim, m->inv_freq, af, 0};
   if (m->be->set_rope(m->be, &r)) return -1;
-  if (m->cfg.gemma) { /* table 1: the sliding layers' frequencies (static: the parser refuses length-dependent kinds) */
+  if (m->cfg.gemma == 3) { /* table 1: the sliding layers' frequencies (static: the parser refuses length-dependent kinds) */
     ig_rope_inv_freq_with(&m->cfg, &m->cfg.rope_local, 1, m->inv_freq, &af);
     ig_rope rl = {m->cfg.head_dim, m->cfg.rot_dim, m->inv_freq, af, 1};
     if (m->be->set_rope(m->be, &rl)) return -1;
@@ -684,7 +690,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
             v = rows(&m->a.v, n), att = rows(&m->a.att, n), o = rows(&m->a.o, n), gate = rows(&m->a.gate, n),
             up = rows(&m->a.up, n);
 
-  // x: [n, H] = embed_tokens[tokens]   (Gemma3: times sqrt(H))
+  // x: [n, H] = embed_tokens[tokens]   (Gemma: times sqrt(H))
   if (be->embed(be, &x, &m->embed)) return -1;
   if (c->gemma) TRY(be->scale(be, &x, (float)sqrt((double)c->hidden_size)));
   if (c->embed_mult != 1.0) TRY(be->scale(be, &x, (float)c->embed_mult)); /* Granite */
@@ -692,14 +698,14 @@ static int run_ops(ig_model *m, int n, int n_out) {
     const layer_weights *w = &m->layers[l];
     const int nh = m->tp.nh, nkv = m->tp.nkv; /* this shard's heads (all of them when not sharded) */
     ig_attn_params ap = {nh, nkv, hd, (float)(c->attn_scale > 0 ? c->attn_scale : pow(hd, -0.5)),
-                         c->layer_sliding[l] ? c->sliding_window : 0};
-    if (c->gemma) TRY(be->rope_select(be, c->layer_sliding[l] ? 1 : 0)); /* Gemma3: local rope on sliding layers */
+                         c->layer_sliding[l] ? c->sliding_window : 0, (float)c->attn_softcap};
+    if (c->gemma == 3) TRY(be->rope_select(be, c->layer_sliding[l] ? 1 : 0)); /* Gemma3: local rope on sliding layers */
 
     // ---- attention block ----
     // (x += the previous layer's MLP output o, folded into this norm); h = rmsnorm(x) * w_attn_norm   h: [n, H]
     TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
     ig_tensor *qr = &q, *kr = &k, qn, kn;
-    if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data && !c->gemma) {
+    if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data && c->gemma != 3) {
       // q = rope(h Wq^T); cache[l][slot] = rope(h Wk^T), h Wv^T: one op where the backend fuses them (k, v: scratch)
       const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv};
       TRY(be->qkv_rope_kv_write(be, &q, &k, &v, &h, ws, nh, nkv, l));
@@ -731,6 +737,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
       }
     }
     // att = softmax(q k^T / sqrt(hd) + causal/window mask) v   att: [n, nh*hd]
+    // (Gemma2: the scaled scores s capped first, s = cap * tanh(s / cap))
     TRY(be->attention(be, &att, qr, l, &ap));
     // o = att Wo^T                                      o: [n, H]
     TRY(be->matmul(be, &o, &att, &w->wo, opt(&w->bo)));
@@ -772,6 +779,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
   TRY(be->rmsnorm(be, &xon, &xo, NULL, &m->final_norm, (float)c->rms_norm_eps));
   TRY(be->matmul(be, &lg, &xon, &m->lm_head, NULL));
   if (c->logits_scaling != 1.0) TRY(be->scale(be, &lg, (float)(1.0 / c->logits_scaling))); // Granite: logits / s
+  if (c->final_softcap > 0) TRY(be->softcap(be, &lg, (float)c->final_softcap)); // Gemma2: cap * tanh(logits / cap)
   return 0;
 backend_error:
   return -1;

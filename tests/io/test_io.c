@@ -280,6 +280,28 @@ static void test_config(void) {
         strstr(err, "gelu_pytorch_tanh"));
   CHECK(cfg("{\"architectures\":[\"Gemma3ForCausalLM\"]," LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"dynamic\","
             "\"factor\":2}}", NULL, &c, err) < 0 && strstr(err, "Gemma3"));
+  /* Gemma2 (gemma-2-2b/9b/27b's keys): Gemma2Config's defaults (softcaps 30 and 50, window 4096 on the even layers,
+   * one rope of theta 1e4, tied embeddings, query_pre_attn_scalar 256); null turns a softcap off */
+  CHECK(cfg("{\"architectures\":[\"Gemma2ForCausalLM\"]," LLAMA_BASE ",\"num_hidden_layers\":5,\"head_dim\":32}", NULL,
+            &c, err) == 0);
+  CHECK(c.gemma == 2 && !c.qk_norm && c.tie_word_embeddings && c.final_softcap == 30 && c.attn_softcap == 50);
+  CHECK(c.sliding_window == 4096 && c.layer_sliding[0] && !c.layer_sliding[1] && c.layer_sliding[2] &&
+        !c.layer_sliding[3] && c.layer_sliding[4]);
+  CHECK(c.rope.kind == IG_ROPE_DEFAULT && c.rope.theta == 10000 && c.max_position_embeddings == 8192);
+  CHECK(c.attn_scale == 1.0 / 16 && !strcmp(c.model_type, "gemma2"));
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Gemma2ForCausalLM\"]," LLAMA_BASE ",\"final_logit_softcapping\":null,"
+            "\"attn_logit_softcapping\":5.0,\"query_pre_attn_scalar\":144,\"sliding_window\":16,\"layer_types\":["
+            "\"full_attention\",\"sliding_attention\"],\"hidden_act\":\"gelu_pytorch_tanh\",\"hidden_activation\":"
+            "\"gelu_pytorch_tanh\"}", NULL, &c, err) == 0 && c.final_softcap == 0 && c.attn_softcap == 5 &&
+        !c.layer_sliding[0] && c.layer_sliding[1] && c.sliding_window == 16 && c.attn_scale == 1.0 / 12);
+  ig_config_free(&c);
+  CHECK(cfg("{\"architectures\":[\"Gemma2ForCausalLM\"]," LLAMA_BASE ",\"attn_logit_softcapping\":-1}", NULL, &c,
+            err) < 0 && strstr(err, "attn_logit_softcapping"));
+  CHECK(cfg("{\"architectures\":[\"Gemma2ForCausalLM\"]," LLAMA_BASE ",\"final_logit_softcapping\":\"x\"}", NULL, &c,
+            err) < 0 && strstr(err, "final_logit_softcapping"));
+  CHECK(cfg("{\"architectures\":[\"Gemma2ForCausalLM\"]," LLAMA_BASE ",\"hidden_activation\":\"silu\"}", NULL, &c, err) < 0 &&
+        strstr(err, "gelu_pytorch_tanh"));
   /* Mistral Small 3.1 (Mistral3ForConditionalGeneration): a Mistral text model under text_config; the outer
    * tie_word_embeddings decides */
   CHECK(cfg("{\"architectures\":[\"Mistral3ForConditionalGeneration\"],\"tie_word_embeddings\":false,\"text_config\":{"
