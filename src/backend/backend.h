@@ -199,6 +199,10 @@ struct ig_backend {
    * stays mapped until sync). The caller then views the parts as row slices of it. */
   int (*weight_alloc)(ig_backend *be, ig_tensor *t, ig_dtype dt, int64_t rows, int64_t cols);
   int (*weight_rows)(ig_backend *be, ig_tensor *t, int64_t row0, const void *host, ig_dtype dt, int64_t rows);
+  /* Optional: a weight kept in its own dtype (`dt` f32, bf16 or f16) where weight() would convert it: the (1 + w)
+   * norm vectors of Gemma, which transformers applies in f32 (rounding them to bf16 moves every normed value by up
+   * to 2^-9). NULL: weight(). */
+  int (*weight_keep)(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols);
   /* Fused products, bitwise the same as the ops they replace on the GEMV path (small m); for larger m, when the
    * weights are adjacent rows of one buffer (weight_alloc), one GEMM over all of them (the same up to the GEMM's
    * summation order, which depends on the shapes anyway):

@@ -415,6 +415,28 @@ static void test_rmsnorm(void) {
       free(xv), free(rv);
     }
   }
+  /* Gemma's (1 + w) norms: f32 weights kept f32 on the GPU (weight_keep), bf16 x, with and without the residual */
+  static const int kcases[][2] = {{3, 1152}, {2, 4096}, {4, 256}, {1, 2304}};
+  for (int ci = 0; ci < (int)(sizeof kcases / sizeof kcases[0]) && gpu->weight_keep && gpu->act_dtype == IG_DT_BF16; ci++) {
+    int n = kcases[ci][0], W = kcases[ci][1];
+    for (int with_res = 0; with_res < 2; with_res++) {
+      pair x, r, w, out;
+      float *xv = rnd((int64_t)n * W, 2.f), *rv = rnd((int64_t)n * W, 1.f), *wv = malloc((size_t)W * sizeof(float));
+      for (int i = 0; i < W; i++) wv[i] = 1.f + 0.05f * frand(); /* 1 + w, w small: what bf16 would round */
+      act(&x, n, W, xv), act(&r, n, W, rv), act(&out, n, W, NULL);
+      CHECK(cpu->weight(cpu, &w.c, wv, IG_DT_F32, 1, W) == 0);
+      CHECK(gpu->weight_keep(gpu, &w.g, wv, IG_DT_F32, 1, W) == 0);
+      CHECK(gpu->sync(gpu) == 0);
+      CHECK_MSG(w.g.dtype == IG_DT_F32, "weight_keep gave dtype %d", (int)w.g.dtype);
+      CHECK(cpu->rmsnorm(cpu, &out.c, &x.c, with_res ? &r.c : NULL, &w.c, 1e-6f) == 0);
+      CHECK_MSG(gpu->rmsnorm(gpu, &out.g, &x.g, with_res ? &r.g : NULL, &w.g, 1e-6f) == 0, "%s", gpu->err);
+      char name[96];
+      snprintf(name, sizeof name, "rmsnorm f32 (1 + w) n=%d W=%d%s", n, W, with_res ? " +residual" : "");
+      compare(name, &out, n);
+      drop(&x), drop(&r), drop(&w), drop(&out);
+      free(xv), free(rv), free(wv);
+    }
+  }
   /* q/k norm: x [n, heads*hd] normalised per head with w [1, hd] */
   pair x, w, out;
   int n = 3, heads = 5, hd = 64;

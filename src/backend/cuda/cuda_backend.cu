@@ -291,6 +291,13 @@ static int cuda_weight(ig_backend *be, ig_tensor *t, const void *host, ig_dtype 
   return ld_queue(be, t->data, ddt, host, dt, (size_t)rows * cols);
 }
 
+static int cuda_weight_keep(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols) {
+  if (dt != IG_DT_F32 && dt != IG_DT_BF16 && dt != IG_DT_F16) return cuda_weight(be, t, host, dt, rows, cols);
+  if (cuda_alloc(be, t, dt, rows, cols)) return -1;
+  if (!t->data) return 0;
+  return ld_queue(be, t->data, dt, host, dt, (size_t)rows * cols);
+}
+
 static ig_dtype weight_dtype(ig_backend *be, ig_dtype dt) {
   if (dt == IG_DT_I32) return IG_DT_I32;
   if (be->act_dtype == IG_DT_F32) return IG_DT_F32;
@@ -862,6 +869,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->matmul_n = op_matmul_n;
   be->weight_alloc = cuda_weight_alloc;
   be->weight_rows = cuda_weight_rows;
+  be->weight_keep = cuda_weight_keep;
   be->rope_kv_write = op_rope_kv_write;
   be->qkv_rope_kv_write = op_qkv_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;

@@ -80,8 +80,10 @@ __global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void 
     stf(out, odt, base + j, ldf(x, xdt, base + j) * scale * ldf(w, wdt, j));
 }
 
-/* The same for bf16 x/res/out/w with W % 8 == 0: 16-byte accesses (what prefill and decode use). */
-__global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, const uint4 *w, int W8, float eps) {
+/* The same for bf16 x/res/out with W % 8 == 0: 16-byte accesses (what prefill and decode use); w bf16, or f32
+ * (WF32: Gemma's (1 + w), kept in f32 as transformers applies it). */
+template <bool WF32>
+__global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, const void *w, int W8, float eps) {
   PDL_ENTRY();
   long long base = (long long)blockIdx.x * W8;
   float ss = 0.f;
@@ -114,7 +116,12 @@ __global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, cons
   for (int j = threadIdx.x; j < W8; j += blockDim.x) {
     float v[8], ww[8];
     unpack8(x[base + j], v);
-    unpack8(w[j], ww);
+    if (WF32) {
+      float4 a = ((const float4 *)w)[2 * j], b = ((const float4 *)w)[2 * j + 1];
+      ww[0] = a.x, ww[1] = a.y, ww[2] = a.z, ww[3] = a.w, ww[4] = b.x, ww[5] = b.y, ww[6] = b.z, ww[7] = b.w;
+    } else {
+      unpack8(((const uint4 *)w)[j], ww);
+    }
 #pragma unroll
     for (int e = 0; e < 8; e++) v[e] = v[e] * scale * ww[e];
     out[base + j] = pack8(v);
@@ -130,14 +137,20 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
   if (res && ig_tensor_numel(res) < numel) FAIL(be, "cuda rmsnorm: residual too small");
   int64_t rows = numel / W;
   if (rows == 0) return 0;
-  int bf = x->dtype == IG_DT_BF16 && out->dtype == IG_DT_BF16 && w->dtype == IG_DT_BF16 && (!res || res->dtype == IG_DT_BF16);
+  int wf32 = w->dtype == IG_DT_F32;
+  int bf = x->dtype == IG_DT_BF16 && out->dtype == IG_DT_BF16 && (w->dtype == IG_DT_BF16 || wf32) &&
+           (!res || res->dtype == IG_DT_BF16);
   /* 16-byte accesses: the width a multiple of 8 and every base 16-byte aligned (views may start anywhere) */
   bf = bf && ((uintptr_t)out->data | (uintptr_t)x->data | (uintptr_t)w->data | (uintptr_t)(res ? res->data : NULL)) % 16 == 0;
   if (bf && W % 8 == 0) {
     int W8 = (int)(W / 8);
     int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32);
-    CU_LAUNCH(be, (rmsnorm_bf16_kernel), (unsigned)rows, threads, 0, (uint4 *)out->data, (uint4 *)x->data,
-                                                                res ? (const uint4 *)res->data : NULL, (const uint4 *)w->data, W8, eps);
+    if (wf32)
+      CU_LAUNCH(be, (rmsnorm_bf16_kernel<true>), (unsigned)rows, threads, 0, (uint4 *)out->data, (uint4 *)x->data,
+                res ? (const uint4 *)res->data : NULL, (const void *)w->data, W8, eps);
+    else
+      CU_LAUNCH(be, (rmsnorm_bf16_kernel<false>), (unsigned)rows, threads, 0, (uint4 *)out->data, (uint4 *)x->data,
+                res ? (const uint4 *)res->data : NULL, (const void *)w->data, W8, eps);
     LAUNCH_CHECK(be);
     return 0;
   }
