@@ -419,7 +419,7 @@ struct mma_smem {
   static const size_t bytes = q_bytes + 4 * kv_bytes; /* Q, K[2], V[2] */
 };
 
-template <int HD>
+template <int HD, bool CAP> /* CAP: softcap > 0 (without it the score is x * sl2, with no test per score) */
 __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                                                                const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                                                                const int *tiles, const int *pos, const int *block_table,
@@ -520,8 +520,8 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
         int key = kt + 8 * j + 2 * cq + e;
         bool okA = key <= pA && (window <= 0 || key > pA - window);
         bool okB = key <= pB && (window <= 0 || key > pB - window);
-        sc[j][e] = okA ? score_l2(sc[j][e], sl2, scale, softcap) : -INFINITY;
-        sc[j][2 + e] = okB ? score_l2(sc[j][2 + e], sl2, scale, softcap) : -INFINITY;
+        sc[j][e] = okA ? score_l2(sc[j][e], sl2, scale, CAP ? softcap : 0.f) : -INFINITY;
+        sc[j][2 + e] = okB ? score_l2(sc[j][2 + e], sl2, scale, CAP ? softcap : 0.f) : -INFINITY;
         tA = fmaxf(tA, sc[j][e]);
         tB = fmaxf(tB, sc[j][2 + e]);
       }
@@ -871,9 +871,10 @@ static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, co
   cu_impl *c = CU(be);
   if (HD == 256 || c->attn_variant == 0) { /* v2: mma.sync (the only one for head_dim 256) */
     size_t smem = mma_smem<HD>::bytes;
-    CUDA_CHECK(be, cudaFuncSetAttribute(attn_prefill_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    auto k = p->softcap > 0.f ? attn_prefill_mma_kernel<HD, true> : attn_prefill_mma_kernel<HD, false>;
+    CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(c->b.n_tiles, p->n_heads);
-    CU_LAUNCH(be, (attn_prefill_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
+    CU_LAUNCH(be, k, grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
                                                             (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
                                                             c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
                                                             p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window,
