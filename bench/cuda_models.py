@@ -3,7 +3,9 @@ GPU machine, where no hub access exists. Weights are N(0, 0.02), so only the tim
   save NAME DIR     NAME: phi4mini (Phi-4-mini-instruct's shape, Phi3ForCausalLM: hidden 3072, 32 layers, 24/8 heads,
                     partial rotary 0.75, longrope, vocab 200064, tied) or gemma3_1b (gemma-3-1b's shape,
                     Gemma3ForCausalLM: hidden 1152, 26 layers, 4/1 heads of 256, sliding 512 on 5 of 6 layers,
-                    vocab 262144, tied)"""
+                    vocab 262144, tied) or gemma2_2b (gemma-2-2b's shape, Gemma2ForCausalLM: hidden 2304, 26 layers,
+                    8/4 heads of 256, sliding 4096 on the even layers, softcaps 50 and 30; vocab 262144 rather than
+                    256000, so that Gemma 3's tokenizer, the one carried to the GPU machine, fits it; tied)"""
 import sys, time
 
 
@@ -32,9 +34,20 @@ def gemma3_1b():
     return Gemma3ForCausalLM, cfg
 
 
+def gemma2_2b():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    lt = [("sliding_attention" if i % 2 == 0 else "full_attention") for i in range(26)]
+    cfg = Gemma2Config(vocab_size=262144, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                       num_attention_heads=8, num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256,
+                       sliding_window=4096, layer_types=lt, max_position_embeddings=8192, rms_norm_eps=1e-6,
+                       attn_logit_softcapping=50.0, final_logit_softcapping=30.0, tie_word_embeddings=True,
+                       initializer_range=0.02, rope_theta=10000.0)
+    return Gemma2ForCausalLM, cfg
+
+
 if __name__ == "__main__":
     import torch
-    cls, cfg = {"phi4mini": phi4mini, "gemma3_1b": gemma3_1b}[sys.argv[2]]()
+    cls, cfg = {"phi4mini": phi4mini, "gemma3_1b": gemma3_1b, "gemma2_2b": gemma2_2b}[sys.argv[2]]()
     t0 = time.time()
     torch.manual_seed(0)
     with torch.device("cuda"):

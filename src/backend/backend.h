@@ -160,6 +160,12 @@ struct ig_backend {
    * x may be viewed with more rows than n (q/k norm: rows = n*heads, cols = head_dim). */
   int (*rmsnorm)(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *residual, const ig_tensor *w,
                  float eps);
+  /* Optional (NULL: rmsnorm(residual, residual, NULL, wres) then rmsnorm(out, x, residual, w)): Gemma's norm of a
+   * sublayer's output before the residual add, and the next norm after it, in one op with the same bits: x += rmsnorm
+   * (residual) * wres (rounded to residual's dtype first, as the separate norm would store it), then out = x / rms(x)
+   * * w. residual may hold its normed value afterwards (the fused kernel leaves it as it was). */
+  int (*rmsnorm_post)(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *residual, const ig_tensor *wres,
+                      const ig_tensor *w, float eps);
   /* out[m, O] = x[m, I] @ W[O, I]^T (+ bias[1, O]); m = x->rows. */
   int (*matmul)(ig_backend *be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias);
   /* In place rotary embedding of q[n, n_heads*head_dim] and k[n, n_kv_heads*head_dim] at the batch's positions. */

@@ -694,6 +694,8 @@ static int run_ops(ig_model *m, int n, int n_out) {
   if (be->embed(be, &x, &m->embed)) return -1;
   if (c->gemma) TRY(be->scale(be, &x, (float)sqrt((double)c->hidden_size)));
   if (c->embed_mult != 1.0) TRY(be->scale(be, &x, (float)c->embed_mult)); /* Granite */
+  /* Gemma's post-attention and post-feedforward norms folded into the norm after them (same bits) */
+  const int post_fused = c->gemma && be->rmsnorm_post && c->resid_mult == 1.0;
   for (int l = 0; l < c->n_layers; l++) {
     const layer_weights *w = &m->layers[l];
     const int nh = m->tp.nh, nkv = m->tp.nkv; /* this shard's heads (all of them when not sharded) */
@@ -703,7 +705,9 @@ static int run_ops(ig_model *m, int n, int n_out) {
 
     // ---- attention block ----
     // (x += the previous layer's MLP output o, folded into this norm); h = rmsnorm(x) * w_attn_norm   h: [n, H]
-    TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
+    // (Gemma, where the backend has rmsnorm_post: o's own norm, post_feedforward_layernorm, folded in too)
+    if (l && post_fused) TRY(be->rmsnorm_post(be, &h, &x, &o, &m->layers[l - 1].post_ffn_norm, &w->attn_norm, (float)c->rms_norm_eps));
+    else TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
     ig_tensor *qr = &q, *kr = &k, qn, kn;
     if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data && c->gemma != 3) {
       // q = rope(h Wq^T); cache[l][slot] = rope(h Wk^T), h Wv^T: one op where the backend fuses them (k, v: scratch)
@@ -743,12 +747,13 @@ static int run_ops(ig_model *m, int n, int n_out) {
     TRY(be->matmul(be, &o, &att, &w->wo, opt(&w->bo)));
     // (sharded: o = sum over shards of their heads' share of the projection)
     TRY(tp_sum(m, &o));
-    if (c->gemma) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_attn_norm, (float)c->rms_norm_eps)); // o = norm(o)
+    if (c->gemma && !post_fused) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_attn_norm, (float)c->rms_norm_eps)); // o = norm(o)
     if (c->resid_mult != 1.0) TRY(be->scale(be, &o, (float)c->resid_mult)); // Granite: o *= residual_multiplier
 
     // ---- MLP block ----
-    // x = x + o; h = rmsnorm(x) * w_ffn_norm
-    TRY(be->rmsnorm(be, &h, &x, &o, &w->ffn_norm, (float)c->rms_norm_eps));
+    // x = x + o; h = rmsnorm(x) * w_ffn_norm   (Gemma: o = norm(o) first, folded in where the backend can)
+    if (post_fused) TRY(be->rmsnorm_post(be, &h, &x, &o, &w->post_attn_norm, &w->ffn_norm, (float)c->rms_norm_eps));
+    else TRY(be->rmsnorm(be, &h, &x, &o, &w->ffn_norm, (float)c->rms_norm_eps));
     // gate = h Wg^T, up = h Wu^T                        [n, I]
     // gate = silu(gate) * up (fused where the backend can); o = gate Wd^T             o: [n, H]
     if (c->gemma && be->matmul_geglu) { // gate = gelu_tanh(gate) * up
@@ -766,7 +771,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
     }
     TRY(be->matmul(be, &o, &gate, &w->w_down, opt(&w->b_down)));
     TRY(tp_sum(m, &o)); // (sharded: sum over shards of their intermediate columns' share)
-    if (c->gemma) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_ffn_norm, (float)c->rms_norm_eps));
+    if (c->gemma && (!post_fused || l == c->n_layers - 1)) TRY(be->rmsnorm(be, &o, &o, NULL, &w->post_ffn_norm, (float)c->rms_norm_eps));
     if (c->resid_mult != 1.0) TRY(be->scale(be, &o, (float)c->resid_mult));
     // x = x + o: in the next layer's first norm, or here after the last layer
     if (l == c->n_layers - 1) TRY(be->add(be, &x, &o));

@@ -437,6 +437,48 @@ static void test_rmsnorm(void) {
       free(xv), free(rv), free(wv);
     }
   }
+  /* rmsnorm_post (Gemma's post-sublayer norm folded into the next norm): bitwise the two separate GPU norms, and
+   * against the CPU's two norms; f32 or bf16 weights, widths with 1 to 3 chunks per thread, and a width the fast
+   * kernel does not take (100) */
+  static const int pcases[][4] = {{3, 2304, 1, 1}, {2, 1152, 1, 0}, {4, 4096, 0, 0}, {1, 256, 0, 1}, {2, 100, 1, 1}};
+  for (int ci = 0; ci < (int)(sizeof pcases / sizeof pcases[0]) && gpu->rmsnorm_post && gpu->act_dtype == IG_DT_BF16; ci++) {
+    int n = pcases[ci][0], W = pcases[ci][1];
+    pair x, x2, r, r2, wr, w, out, out2;
+    float *xv = rnd((int64_t)n * W, 2.f), *rv = rnd((int64_t)n * W, 1.f), *wv[2];
+    act(&x, n, W, xv), act(&x2, n, W, xv), act(&r, n, W, rv), act(&r2, n, W, rv), act(&out, n, W, NULL), act(&out2, n, W, NULL);
+    pair *ws[2] = {&wr, &w};
+    for (int k = 0; k < 2; k++) {
+      wv[k] = malloc((size_t)W * sizeof(float));
+      for (int i = 0; i < W; i++) wv[k][i] = 1.f + 0.1f * frand();
+      if (pcases[ci][2 + k]) { /* f32 (1 + w), kept f32 on the GPU */
+        CHECK(cpu->weight(cpu, &ws[k]->c, wv[k], IG_DT_F32, 1, W) == 0);
+        CHECK(gpu->weight_keep(gpu, &ws[k]->g, wv[k], IG_DT_F32, 1, W) == 0);
+      } else {
+        for (int i = 0; i < W; i++) wv[k][i] = from_bf16(to_bf16(wv[k][i]));
+        CHECK(cpu->weight(cpu, &ws[k]->c, wv[k], IG_DT_F32, 1, W) == 0);
+        CHECK(gpu->weight(gpu, &ws[k]->g, wv[k], IG_DT_F32, 1, W) == 0); /* bf16 on the GPU */
+      }
+    }
+    CHECK(gpu->sync(gpu) == 0);
+    /* CPU reference: the two norms; GPU: the fused op (out, x) and the two norms (out2, x2) */
+    CHECK(cpu->rmsnorm(cpu, &r.c, &r.c, NULL, &wr.c, 1e-6f) == 0);
+    CHECK(cpu->rmsnorm(cpu, &out.c, &x.c, &r.c, &w.c, 1e-6f) == 0);
+    CHECK_MSG(gpu->rmsnorm_post(gpu, &out.g, &x.g, &r.g, &wr.g, &w.g, 1e-6f) == 0, "%s", gpu->err);
+    CHECK(gpu->rmsnorm(gpu, &r2.g, &r2.g, NULL, &wr.g, 1e-6f) == 0);
+    CHECK(gpu->rmsnorm(gpu, &out2.g, &x2.g, &r2.g, &w.g, 1e-6f) == 0);
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_post n=%d W=%d (w %s, wres %s)", n, W, pcases[ci][3] ? "f32" : "bf16",
+             pcases[ci][2] ? "f32" : "bf16");
+    compare(name, &out, n);
+    float *a = malloc((size_t)n * W * sizeof(float)), *b = malloc((size_t)n * W * sizeof(float));
+    CHECK(gpu->download_f32(gpu, &out.g, a) == 0 && gpu->download_f32(gpu, &out2.g, b) == 0);
+    CHECK_MSG(!memcmp(a, b, (size_t)n * W * sizeof(float)), "%s: out not bitwise the two norms'", name);
+    CHECK(gpu->download_f32(gpu, &x.g, a) == 0 && gpu->download_f32(gpu, &x2.g, b) == 0);
+    CHECK_MSG(!memcmp(a, b, (size_t)n * W * sizeof(float)), "%s: x not bitwise the two norms'", name);
+    free(a), free(b);
+    drop(&x), drop(&x2), drop(&r), drop(&r2), drop(&wr), drop(&w), drop(&out), drop(&out2);
+    free(xv), free(rv), free(wv[0]), free(wv[1]);
+  }
   /* q/k norm: x [n, heads*hd] normalised per head with w [1, hd] */
   pair x, w, out;
   int n = 3, heads = 5, hd = 64;

@@ -612,6 +612,8 @@ static const char *step_label(char *buf, size_t n, ig_backend *be, const char *o
 OPW(op_embed, (ig_backend * be, ig_tensor *out, const ig_tensor *table), cu_embed(be, out, table))
 OPW(op_rmsnorm, (ig_backend * be, ig_tensor *out, ig_tensor *x, const ig_tensor *r, const ig_tensor *w, float eps),
     cu_rmsnorm(be, out, x, r, w, eps))
+OPW(op_rmsnorm_post, (ig_backend * be, ig_tensor *out, ig_tensor *x, const ig_tensor *r, const ig_tensor *wr,
+                      const ig_tensor *w, float eps), cu_rmsnorm_post(be, out, x, r, wr, w, eps))
 OPW_L(op_matmul, (ig_backend * be, ig_tensor *out, const ig_tensor *x, const ig_tensor *w, const ig_tensor *bias),
       mm_label(lb_, sizeof lb_, "matmul", x, w), cu_matmul(be, out, x, w, bias))
 OPW(op_rope, (ig_backend * be, ig_tensor *q, ig_tensor *k, int nh, int nkv), cu_rope(be, q, k, nh, nkv))
@@ -851,6 +853,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->set_rope = cuda_set_rope;
   be->embed = op_embed;
   be->rmsnorm = op_rmsnorm;
+  const char *np_ = getenv("IGNIS_CUDA_NORM_POST"); /* "0": Gemma's post norms as separate ops (the same bits) */
+  if (!(np_ && np_[0] == '0')) be->rmsnorm_post = op_rmsnorm_post;
   be->matmul = op_matmul;
   be->rope = op_rope;
   be->swiglu = op_swiglu;

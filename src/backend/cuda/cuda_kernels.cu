@@ -128,6 +128,106 @@ __global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, cons
   }
 }
 
+/* One chunk's 8 norm weights, bf16 or f32. */
+template <bool WF32> __device__ __forceinline__ void norm_w8(const void *w, int j, float *ww) {
+  if (WF32) {
+    float4 a = ((const float4 *)w)[2 * j], b = ((const float4 *)w)[2 * j + 1];
+    ww[0] = a.x, ww[1] = a.y, ww[2] = a.z, ww[3] = a.w, ww[4] = b.x, ww[5] = b.y, ww[6] = b.z, ww[7] = b.w;
+  } else {
+    unpack8(((const uint4 *)w)[j], ww);
+  }
+}
+/* The block's sum of ss over its threads, in rmsnorm_bf16_kernel's order (warps, then the warps' sums); red[0]. */
+__device__ __forceinline__ float norm_block_sum(float ss, float *red) {
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) red[0] = t;
+  }
+  __syncthreads();
+  float r = red[0];
+  __syncthreads(); /* red is written again by the next sum */
+  return r;
+}
+/* rmsnorm_bf16_kernel(res, res, NULL, wres) then rmsnorm_bf16_kernel(out, x, res, w) in one launch, with their block
+ * size, sums and roundings, so the same bits; res itself is not written (Gemma's post-attention / post-feedforward
+ * norm folded into the next norm). */
+template <bool WF32R, bool WF32>
+__global__ void rmsnorm_post_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, const void *wres, const void *w,
+                                         int W8, float eps) {
+  PDL_ENTRY();
+  __shared__ float red[32];
+  long long base = (long long)blockIdx.x * W8;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
+    float v[8];
+    unpack8(res[base + j], v);
+#pragma unroll
+    for (int e = 0; e < 8; e++) ss += v[e] * v[e];
+  }
+  const float s1 = rsqrtf(norm_block_sum(ss, red) / (float)(W8 * 8) + eps);
+  ss = 0.f;
+  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
+    float v[8], ww[8], r[8];
+    unpack8(res[base + j], r);
+    norm_w8<WF32R>(wres, j, ww);
+#pragma unroll
+    for (int e = 0; e < 8; e++) r[e] = r[e] * s1 * ww[e];
+    unpack8(pack8(r), r); /* the normed residual as the separate norm stores it */
+    unpack8(x[base + j], v);
+#pragma unroll
+    for (int e = 0; e < 8; e++) v[e] += r[e];
+    uint4 pk = pack8(v);
+    x[base + j] = pk;
+    unpack8(pk, v);
+#pragma unroll
+    for (int e = 0; e < 8; e++) ss += v[e] * v[e];
+  }
+  const float s2 = rsqrtf(norm_block_sum(ss, red) / (float)(W8 * 8) + eps);
+  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
+    float v[8], ww[8];
+    unpack8(x[base + j], v);
+    norm_w8<WF32>(w, j, ww);
+#pragma unroll
+    for (int e = 0; e < 8; e++) v[e] = v[e] * s2 * ww[e];
+    out[base + j] = pack8(v);
+  }
+}
+
+int cu_rmsnorm_post(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *wres,
+                    const ig_tensor *w, float eps) {
+  int64_t W = w->cols * w->rows, numel = ig_tensor_numel(x);
+  if (W != wres->cols * wres->rows) FAIL(be, "cuda rmsnorm_post: weights of %lld and %lld", (long long)W, (long long)(wres->cols * wres->rows));
+  if (W <= 0 || numel % W) FAIL(be, "cuda rmsnorm_post: x width %lld is not a multiple of w %lld", (long long)x->cols, (long long)W);
+  if (ig_tensor_numel(out) < numel || ig_tensor_numel(res) < numel) FAIL(be, "cuda rmsnorm_post: out or residual too small");
+  int64_t rows = numel / W;
+  if (rows == 0) return 0;
+  int wr32 = wres->dtype == IG_DT_F32, w32 = w->dtype == IG_DT_F32;
+  int fast = x->dtype == IG_DT_BF16 && out->dtype == IG_DT_BF16 && res->dtype == IG_DT_BF16 && W % 8 == 0 &&
+             (w32 || w->dtype == IG_DT_BF16) && (wr32 || wres->dtype == IG_DT_BF16) && out->data != res->data &&
+             ((uintptr_t)out->data | (uintptr_t)x->data | (uintptr_t)w->data | (uintptr_t)wres->data | (uintptr_t)res->data) % 16 == 0;
+  if (!fast) { /* the two ops */
+    ig_tensor r = *res;
+    if (cu_rmsnorm(be, &r, &r, NULL, wres, eps)) return -1;
+    return cu_rmsnorm(be, out, x, &r, w, eps);
+  }
+  int W8 = (int)(W / 8);
+  int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32); /* rmsnorm_bf16_kernel's, so its sums */
+  uint4 *o4 = (uint4 *)out->data, *x4 = (uint4 *)x->data;
+  const uint4 *r4 = (const uint4 *)res->data;
+#define NP(A, B) CU_LAUNCH(be, (rmsnorm_post_bf16_kernel<A, B>), (unsigned)rows, threads, 0, o4, x4, r4, (const void *)wres->data, (const void *)w->data, W8, eps)
+  if (wr32 && w32) NP(true, true);
+  else if (wr32) NP(true, false);
+  else if (w32) NP(false, true);
+  else NP(false, false);
+#undef NP
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
 int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *w, float eps) {
   cu_impl *c = CU(be);
   int64_t W = w->cols * w->rows; /* a norm weight is [1, W] (or [W, 1]) */
