@@ -5,7 +5,9 @@ GPU machine, where no hub access exists. Weights are N(0, 0.02), so only the tim
                     Gemma3ForCausalLM: hidden 1152, 26 layers, 4/1 heads of 256, sliding 512 on 5 of 6 layers,
                     vocab 262144, tied) or gemma2_2b (gemma-2-2b's shape, Gemma2ForCausalLM: hidden 2304, 26 layers,
                     8/4 heads of 256, sliding 4096 on the even layers, softcaps 50 and 30; vocab 262144 rather than
-                    256000, so that Gemma 3's tokenizer, the one carried to the GPU machine, fits it; tied)"""
+                    256000, so that Gemma 3's tokenizer, the one carried to the GPU machine, fits it; tied) or
+                    qwen3_1p7b (Qwen3-1.7B's shape: hidden 2048, 28 layers, 16/8 heads of 128 with q/k norms, vocab
+                    151936, tied)"""
 import sys, time
 
 
@@ -34,6 +36,14 @@ def gemma3_1b():
     return Gemma3ForCausalLM, cfg
 
 
+def qwen3_1p7b():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    cfg = Qwen3Config(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                      num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                      rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True, initializer_range=0.02)
+    return Qwen3ForCausalLM, cfg
+
+
 def gemma2_2b():
     from transformers import Gemma2Config, Gemma2ForCausalLM
     lt = [("sliding_attention" if i % 2 == 0 else "full_attention") for i in range(26)]
@@ -47,7 +57,7 @@ def gemma2_2b():
 
 if __name__ == "__main__":
     import torch
-    cls, cfg = {"phi4mini": phi4mini, "gemma3_1b": gemma3_1b, "gemma2_2b": gemma2_2b}[sys.argv[2]]()
+    cls, cfg = {"phi4mini": phi4mini, "gemma3_1b": gemma3_1b, "gemma2_2b": gemma2_2b, "qwen3_1p7b": qwen3_1p7b}[sys.argv[2]]()
     t0 = time.time()
     torch.manual_seed(0)
     with torch.device("cuda"):

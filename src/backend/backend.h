@@ -221,6 +221,12 @@ struct ig_backend {
   /* rope(q, k) then kv_write(layer, k, v), bitwise, in one launch where the backend can. */
   int (*rope_kv_write)(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int n_heads, int n_kv_heads,
                        int layer);
+  /* Optional: Qwen3's and Gemma3's per-head q/k norms then rope_kv_write, bitwise rmsnorm(qn, q, NULL, wq) and
+   * rmsnorm(kn, k, NULL, wk) over heads of head_dim then rope_kv_write(qn, kn, v), in one launch where the backend can
+   * (q and k are left as they were). */
+  int (*qk_norm_rope_kv_write)(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const ig_tensor *q, const ig_tensor *k,
+                               const ig_tensor *v, const ig_tensor *wq, const ig_tensor *wk, float eps, int n_heads,
+                               int n_kv_heads, int layer);
   /* q|k|v = x @ (ws[0] | ws[1] | ws[2])^T (adjacent rows of one weight_alloc buffer, no biases) then rope_kv_write,
    * bitwise matmul_n followed by rope_kv_write, where the backend can do it without the separate k and v: afterwards
    * q holds the rotated queries and the cache the layer's keys and values, while k and v are scratch the backend may

@@ -709,6 +709,7 @@ static int run_ops(ig_model *m, int n, int n_out) {
     if (l && post_fused) TRY(be->rmsnorm_post(be, &h, &x, &o, &m->layers[l - 1].post_ffn_norm, &w->attn_norm, (float)c->rms_norm_eps));
     else TRY(be->rmsnorm(be, &h, &x, l ? &o : NULL, &w->attn_norm, (float)c->rms_norm_eps));
     ig_tensor *qr = &q, *kr = &k, qn, kn;
+    int roped = 0; /* the q/k norms, rope and cache write done in one op */
     if (be->qkv_rope_kv_write && !c->qk_norm && !w->bq.data && !w->bk.data && !w->bv.data && c->gemma != 3) {
       // q = rope(h Wq^T); cache[l][slot] = rope(h Wk^T), h Wv^T: one op where the backend fuses them (k, v: scratch)
       const ig_tensor *ws[3] = {&w->wq, &w->wk, &w->wv};
@@ -724,7 +725,12 @@ static int run_ops(ig_model *m, int n, int n_out) {
         TRY(be->matmul(be, &k, &h, &w->wk, opt(&w->bk)));
         TRY(be->matmul(be, &v, &h, &w->wv, opt(&w->bv)));
       }
-      if (c->qk_norm) {
+      if (c->qk_norm && be->qk_norm_rope_kv_write) {
+        // Qwen3, Gemma3: q, k = rmsnorm over each head, then rope and the cache write, in one op
+        qn = rows(&m->a.qn, n), kn = rows(&m->a.kn, n);
+        TRY(be->qk_norm_rope_kv_write(be, &qn, &kn, &q, &k, &v, &w->q_norm, &w->k_norm, (float)c->rms_norm_eps, nh, nkv, l));
+        qr = &qn, kr = &kn, roped = 1;
+      } else if (c->qk_norm) {
         // Qwen3: q, k = rmsnorm over each head                [n*nh, hd], [n*nkv, hd]
         qn = rows(&m->a.qn, n), kn = rows(&m->a.kn, n);
         ig_tensor qh = as_heads(&q, hd), kh = as_heads(&k, hd), qnh = as_heads(&qn, hd), knh = as_heads(&kn, hd);
@@ -733,7 +739,8 @@ static int run_ops(ig_model *m, int n, int n_out) {
         qr = &qn, kr = &kn;
       }
       // q, k = rope(q, k) at each row's position; cache[l][slot] = k, v (one op where the backend fuses them)
-      if (be->rope_kv_write) {
+      if (roped) {
+      } else if (be->rope_kv_write) {
         TRY(be->rope_kv_write(be, qr, kr, &v, nh, nkv, l));
       } else {
         TRY(be->rope(be, qr, kr, nh, nkv));

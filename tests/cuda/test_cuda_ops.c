@@ -793,6 +793,61 @@ static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int
   two_layers_free(&tl);
 }
 
+/* qk_norm_rope_kv_write (Qwen3's and Gemma3's per-head q/k norms, rope and the cache write as one op) is bitwise
+ * rmsnorm over heads, rmsnorm, rope_kv_write: layer 0 written by the three ops, layer 1 by the fused one; qn, kn and
+ * the attention over each layer must be identical, qn within tolerance of the CPU's norms and rope; norm weights bf16
+ * or f32 (Gemma's 1 + w), and q/k left as they were. */
+static void qk_norm_rope_case(int nh, int nkv, int hd, int bs, int w32, const seqspec *ss, int ns) {
+  if (!gpu->qk_norm_rope_kv_write) return;
+  two_layers tl;
+  two_layers_setup(&tl, nkv, hd, bs, ss, ns);
+  int n = tl.n, W = nkv * hd;
+  float *qv = rnd((int64_t)n * nh * hd, 2.f), *kv = rnd((int64_t)n * W, 2.f), *vv = rnd((int64_t)n * W, 1.f);
+  pair q, k, v, qn1, kn1, qn2, kn2, wq, wk, o1, o2;
+  act(&q, n, nh * hd, qv), act(&k, n, W, kv), act(&v, n, W, vv);
+  act(&qn1, n, nh * hd, NULL), act(&kn1, n, W, NULL), act(&qn2, n, nh * hd, NULL), act(&kn2, n, W, NULL);
+  act(&o1, n, nh * hd, NULL), act(&o2, n, nh * hd, NULL);
+  float *wv[2];
+  pair *ws[2] = {&wq, &wk};
+  for (int i = 0; i < 2; i++) {
+    wv[i] = malloc((size_t)hd * sizeof(float));
+    for (int j = 0; j < hd; j++) wv[i][j] = w32 ? 1.f + 0.1f * frand() : from_bf16(to_bf16(1.f + 0.1f * frand()));
+    CHECK(cpu->weight(cpu, &ws[i]->c, wv[i], IG_DT_F32, 1, hd) == 0);
+    CHECK((w32 ? gpu->weight_keep(gpu, &ws[i]->g, wv[i], IG_DT_F32, 1, hd) : gpu->weight(gpu, &ws[i]->g, wv[i], IG_DT_F32, 1, hd)) == 0);
+  }
+  CHECK(gpu->sync(gpu) == 0);
+  /* the three ops (GPU, layer 0), and the CPU's norms and rope */
+  ig_tensor hq = q.g, hk = k.g, hqn = qn1.g, hkn = kn1.g;
+  hq.rows = hqn.rows = (int64_t)n * nh, hk.rows = hkn.rows = (int64_t)n * nkv;
+  hq.cols = hk.cols = hqn.cols = hkn.cols = hd;
+  CHECK_MSG(gpu->rmsnorm(gpu, &hqn, &hq, NULL, &wq.g, 1e-6f) == 0 && gpu->rmsnorm(gpu, &hkn, &hk, NULL, &wk.g, 1e-6f) == 0,
+            "%s", gpu->err);
+  CHECK_MSG(gpu->rope_kv_write(gpu, &qn1.g, &kn1.g, &v.g, nh, nkv, 0) == 0, "%s", gpu->err);
+  CHECK_MSG(gpu->qk_norm_rope_kv_write(gpu, &qn2.g, &kn2.g, &q.g, &k.g, &v.g, &wq.g, &wk.g, 1e-6f, nh, nkv, 1) == 0, "%s", gpu->err);
+  ig_tensor cq = q.c, ck = k.c, cqn = qn1.c, ckn = kn1.c;
+  cq.rows = cqn.rows = (int64_t)n * nh, ck.rows = ckn.rows = (int64_t)n * nkv;
+  cq.cols = ck.cols = cqn.cols = ckn.cols = hd;
+  CHECK(cpu->rmsnorm(cpu, &cqn, &cq, NULL, &wq.c, 1e-6f) == 0 && cpu->rmsnorm(cpu, &ckn, &ck, NULL, &wk.c, 1e-6f) == 0);
+  CHECK(cpu->rope(cpu, &qn1.c, &kn1.c, nh, nkv) == 0);
+  char name[112];
+  snprintf(name, sizeof name, "qk_norm_rope_kv_write q nh=%d nkv=%d hd=%d rot=%d bs=%d rows=%d w %s", nh, nkv, hd,
+           g_rot ? g_rot : hd, bs, n, w32 ? "f32" : "bf16");
+  compare(name, &qn1, n);
+  CHECK_MSG(same_gpu(&qn1.g, &qn2.g, n) && same_gpu(&kn1.g, &kn2.g, n), "%s: qn/kn not bitwise the three ops'", name);
+  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd), .sliding_window = 0};
+  CHECK_MSG(gpu->attention(gpu, &o1.g, &qn1.g, 0, &p) == 0 && gpu->attention(gpu, &o2.g, &qn2.g, 1, &p) == 0, "%s", gpu->err);
+  CHECK_MSG(same_gpu(&o1.g, &o2.g, n), "%s: attention over the fused op's cache differs", name);
+  float *back = malloc((size_t)n * nh * hd * sizeof(float));
+  CHECK(gpu->download_f32(gpu, &q.g, back) == 0);
+  int same = 1;
+  for (int64_t i = 0; i < (int64_t)n * nh * hd; i++) same &= back[i] == from_bf16(to_bf16(qv[i]));
+  CHECK_MSG(same, "%s: q was written", name);
+  free(back);
+  drop(&q), drop(&k), drop(&v), drop(&qn1), drop(&kn1), drop(&qn2), drop(&kn2), drop(&wq), drop(&wk), drop(&o1), drop(&o2);
+  free(qv), free(kv), free(vv), free(wv[0]), free(wv[1]);
+  two_layers_free(&tl);
+}
+
 /* qkv_rope_kv_write (the q|k|v product, rope and the cache write as one op; CUDA: one GEMM into a packed buffer and
  * one kernel, above the skinny GEMM's rows) is bitwise matmul_n then rope_kv_write: layer 0 written by the pair,
  * layer 1 by the fused op, over one cached context; q and the attention over each layer must be identical, and q
@@ -1070,9 +1125,15 @@ static void test_attention_more(const seqspec *mix, const seqspec *decode, const
   qkv_rope_case(8, 2, 64, 5, 264, mix, 7);
   qkv_rope_case(12, 4, 32, 3, 136, decode, 4);   /* 4 rows through cuBLASLt: the packed path at a small batch */
   qkv_rope_case(4, 2, 24, 4, 64, mix, 7);        /* head_dim 24 (not 16-aligned): matmul_n and rope_kv_write */
+  qk_norm_rope_case(32, 8, 128, 16, 0, decode, 4); /* Qwen3-8B's heads */
+  qk_norm_rope_case(16, 8, 128, 16, 1, mix, 7);
+  qk_norm_rope_case(4, 1, 256, 16, 1, decode, 4);  /* gemma-3-1b's, (1 + w) in f32 */
+  qk_norm_rope_case(8, 4, 256, 5, 0, mix, 7);
+  qk_norm_rope_case(4, 2, 24, 4, 1, mix, 7);
   /* a partial rotary dimension (Phi-4-mini: 96 of 128; 48 of 64): the fused kernels copy the dims past it */
   g_rot = 96;
   rope_kv_case(24, 8, 128, 16, decode, 4);
+  qk_norm_rope_case(24, 8, 128, 16, 0, mix, 7);
   qkv_rope_case(24, 8, 128, 16, 256, decode, 4);
   qkv_rope_case(24, 8, 128, 16, 256, mix, 7);
   g_rot = 48;

@@ -628,6 +628,9 @@ OPW(op_scale, (ig_backend * be, ig_tensor *x, float s), cu_scale(be, x, s))
 OPW(op_softcap, (ig_backend * be, ig_tensor *x, float cap), cu_softcap(be, x, cap))
 OPW(op_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, const ig_tensor *v, int nh, int nkv, int layer),
     cu_rope_kv_write(be, q, k, v, nh, nkv, layer))
+OPW(op_qk_norm_rope_kv_write, (ig_backend * be, ig_tensor *qn, ig_tensor *kn, const ig_tensor *q, const ig_tensor *k,
+                               const ig_tensor *v, const ig_tensor *wq, const ig_tensor *wk, float eps, int nh, int nkv,
+                               int layer), cu_qk_norm_rope_kv_write(be, qn, kn, q, k, v, wq, wk, eps, nh, nkv, layer))
 OPW_L(op_matmul_n, (ig_backend * be, int n, ig_tensor *const *outs, const ig_tensor *x, const ig_tensor *const *ws,
                     const ig_tensor *const *bs), mm_label_n(lb_, sizeof lb_, "matmul_n", x, ws, n), cu_matmul_n(be, n, outs, x, ws, bs))
 OPW_L(op_qkv_rope_kv_write, (ig_backend * be, ig_tensor *q, ig_tensor *k, ig_tensor *v, const ig_tensor *x,
@@ -875,6 +878,8 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->weight_rows = cuda_weight_rows;
   be->weight_keep = cuda_weight_keep;
   be->rope_kv_write = op_rope_kv_write;
+  const char *qk_ = getenv("IGNIS_CUDA_QK_NORM_FUSED"); /* "0": q/k norms and rope + KV write as separate ops */
+  if (!(qk_ && qk_[0] == '0')) be->qk_norm_rope_kv_write = op_qk_norm_rope_kv_write;
   be->qkv_rope_kv_write = op_qkv_rope_kv_write;
   be->matmul_swiglu = op_matmul_swiglu;
   be->matmul_geglu = op_matmul_geglu;

@@ -211,6 +211,9 @@ int cu_scratch(ig_backend *be, void **buf, size_t *cap, size_t need);
 cudaError_t cu_kernels_probe(void);
 int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table);
 int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *w, float eps);
+int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const ig_tensor *q, const ig_tensor *k,
+                             const ig_tensor *v, const ig_tensor *wq, const ig_tensor *wk, float eps, int n_heads,
+                             int n_kv_heads, int layer);
 int cu_rmsnorm_post(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *wres,
                     const ig_tensor *w, float eps);
 int cu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int n_kv_heads);

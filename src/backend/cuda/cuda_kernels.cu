@@ -50,6 +50,30 @@ int cu_embed(ig_backend *be, ig_tensor *out, const ig_tensor *table) {
 }
 
 /* ---- RMSNorm with the residual add ------------------------------------------------------------------- */
+/* One chunk's 8 norm weights, bf16 or f32. */
+template <bool WF32> __device__ __forceinline__ void norm_w8(const void *w, int j, float *ww) {
+  if (WF32) {
+    float4 a = ((const float4 *)w)[2 * j], b = ((const float4 *)w)[2 * j + 1];
+    ww[0] = a.x, ww[1] = a.y, ww[2] = a.z, ww[3] = a.w, ww[4] = b.x, ww[5] = b.y, ww[6] = b.z, ww[7] = b.w;
+  } else {
+    unpack8(((const uint4 *)w)[j], ww);
+  }
+}
+/* The block's sum of ss over its threads, in rmsnorm_bf16_kernel's order (warps, then the warps' sums); red[0]. */
+__device__ __forceinline__ float norm_block_sum(float ss, float *red) {
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) red[0] = t;
+  }
+  __syncthreads();
+  float r = red[0];
+  __syncthreads(); /* red is written again by the next sum */
+  return r;
+}
 /* For each row r of width W: if res, x[r] += res[r] (stored, rounded to x's dtype); out[r] = x[r] * rsqrt(mean
  * (x[r]^2) + eps) * w. One block per row; the sum of squares is reduced over warps through shared memory. */
 __global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void *res, int rdt, const void *w, int wdt,
@@ -66,16 +90,7 @@ __global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void 
     ss += v * v;
   }
   __shared__ float red[32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    t = warp_sum(t);
-    if (threadIdx.x == 0) red[0] = t;
-  }
-  __syncthreads();
-  float scale = rsqrtf(red[0] / (float)W + eps);
+  float scale = rsqrtf(norm_block_sum(ss, red) / (float)W + eps);
   for (int j = threadIdx.x; j < W; j += blockDim.x)
     stf(out, odt, base + j, ldf(x, xdt, base + j) * scale * ldf(w, wdt, j));
 }
@@ -103,55 +118,17 @@ __global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, cons
     for (int e = 0; e < 8; e++) ss += v[e] * v[e];
   }
   __shared__ float red[32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    t = warp_sum(t);
-    if (threadIdx.x == 0) red[0] = t;
-  }
-  __syncthreads();
-  float scale = rsqrtf(red[0] / (float)(W8 * 8) + eps);
+  float scale = rsqrtf(norm_block_sum(ss, red) / (float)(W8 * 8) + eps);
   for (int j = threadIdx.x; j < W8; j += blockDim.x) {
     float v[8], ww[8];
     unpack8(x[base + j], v);
-    if (WF32) {
-      float4 a = ((const float4 *)w)[2 * j], b = ((const float4 *)w)[2 * j + 1];
-      ww[0] = a.x, ww[1] = a.y, ww[2] = a.z, ww[3] = a.w, ww[4] = b.x, ww[5] = b.y, ww[6] = b.z, ww[7] = b.w;
-    } else {
-      unpack8(((const uint4 *)w)[j], ww);
-    }
+    norm_w8<WF32>(w, j, ww);
 #pragma unroll
     for (int e = 0; e < 8; e++) v[e] = v[e] * scale * ww[e];
     out[base + j] = pack8(v);
   }
 }
 
-/* One chunk's 8 norm weights, bf16 or f32. */
-template <bool WF32> __device__ __forceinline__ void norm_w8(const void *w, int j, float *ww) {
-  if (WF32) {
-    float4 a = ((const float4 *)w)[2 * j], b = ((const float4 *)w)[2 * j + 1];
-    ww[0] = a.x, ww[1] = a.y, ww[2] = a.z, ww[3] = a.w, ww[4] = b.x, ww[5] = b.y, ww[6] = b.z, ww[7] = b.w;
-  } else {
-    unpack8(((const uint4 *)w)[j], ww);
-  }
-}
-/* The block's sum of ss over its threads, in rmsnorm_bf16_kernel's order (warps, then the warps' sums); red[0]. */
-__device__ __forceinline__ float norm_block_sum(float ss, float *red) {
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    t = warp_sum(t);
-    if (threadIdx.x == 0) red[0] = t;
-  }
-  __syncthreads();
-  float r = red[0];
-  __syncthreads(); /* red is written again by the next sum */
-  return r;
-}
 /* rmsnorm_bf16_kernel(res, res, NULL, wres) then rmsnorm_bf16_kernel(out, x, res, w) in one launch, with their block
  * size, sums and roundings, so the same bits; res itself is not written (Gemma's post-attention / post-feedforward
  * norm folded into the next norm). */
@@ -510,6 +487,97 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   CU_LAUNCH(be, (rope_kv_kernel), grid, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
             be->act_dtype, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor,
             c->kv.block_size);
+  LAUNCH_CHECK(be);
+  return 0;
+}
+
+/* Per-head q/k norms (Qwen3, Gemma3) then rope_kv_kernel in one launch, bitwise rmsnorm, rmsnorm, rope_kv_write: a
+ * warp per (token, head of q then k). The norm is rmsnorm_bf16_kernel's at one warp (its launch for a head_dim row:
+ * lane l holds chunk l, the warp's sum summed again alone), stored as bf16 into qn/kn; then each lane rotates pairs
+ * of the stored values with rope_pair and, for k, copies them (read back, as stored) into the cache with the dims past
+ * rot; a k head's warp also copies its v head. bf16 only, hd % 8 == 0 and hd <= 256. */
+template <bool WQ32, bool WK32>
+__global__ void qknorm_rope_kv_kernel(__nv_bfloat16 *qn, __nv_bfloat16 *kn, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                      const __nv_bfloat16 *v, const void *wq, const void *wk, __nv_bfloat16 *kc,
+                                      __nv_bfloat16 *vc, const int *pos, const int *slot, const float *inv_freq, int nh,
+                                      int nkv, int hd, int rot, float attn_factor, int bs, float eps) {
+  PDL_ENTRY();
+  const int i = blockIdx.x, lane = threadIdx.x & 31, h = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (h >= nh + nkv) return; /* a whole warp; the kernel has no block barrier */
+  const bool is_k = h >= nh;
+  const int hh = is_k ? h - nh : h, W8 = hd / 8;
+  const long long o = is_k ? ((long long)i * nkv + hh) * hd : ((long long)i * nh + hh) * hd;
+  __nv_bfloat16 *d = (is_k ? kn : qn) + o;
+  float x[8], ss = 0.f;
+  if (lane < W8) {
+    unpack8(((const uint4 *)((is_k ? k : q) + o))[lane], x);
+#pragma unroll
+    for (int e = 0; e < 8; e++) ss += x[e] * x[e];
+  }
+  ss = warp_sum(ss);
+  ss = warp_sum(lane == 0 ? ss : 0.f); /* norm_block_sum with one warp */
+  const float scale = rsqrtf(ss / (float)hd + eps);
+  if (lane < W8) {
+    float ww[8];
+    if (is_k) norm_w8<WK32>(wk, lane, ww);
+    else norm_w8<WQ32>(wq, lane, ww);
+#pragma unroll
+    for (int e = 0; e < 8; e++) x[e] = x[e] * scale * ww[e];
+    ((uint4 *)d)[lane] = pack8(x);
+  }
+  __syncwarp();
+  const float p = (float)pos[i];
+  const int half = rot / 2, s = slot[i];
+  const long long blk = s >= 0 ? s / bs : 0, off = s >= 0 ? s % bs : 0;
+  const long long cdst = ((blk * nkv + hh) * bs + off) * hd;
+  for (int j = lane; j < half; j += 32) {
+    rope_pair(d, IG_DT_BF16, 0, j, half, p, inv_freq, attn_factor);
+    if (is_k && s >= 0) kc[cdst + j] = d[j], kc[cdst + j + half] = d[j + half];
+  }
+  if (!is_k || s < 0) return;
+  for (int t = rot + lane; t < hd; t += 32) kc[cdst + t] = d[t]; /* k's dims past the rotary ones, as they are */
+  const __nv_bfloat16 *vr = v + ((long long)i * nkv + hh) * hd;
+  for (int t = lane; t < hd; t += 32) vc[cdst + t] = vr[t];
+}
+
+int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const ig_tensor *q, const ig_tensor *k,
+                             const ig_tensor *v, const ig_tensor *wq, const ig_tensor *wk, float eps, int n_heads,
+                             int n_kv_heads, int layer) {
+  cu_impl *c = CU(be);
+  int n = c->b.n_tokens, hd = c->head_dim_rope;
+  int fast = c->inv_freq && c->kv_mem && hd == c->kv.head_dim && n_kv_heads == c->kv.n_kv_heads && hd % 8 == 0 &&
+             hd <= 256 && be->act_dtype == IG_DT_BF16 && wq->cols * wq->rows == hd && wk->cols * wk->rows == hd;
+  const ig_tensor *ts[5] = {qn, kn, q, k, v};
+  for (int t = 0; t < 5 && fast; t++) fast = ts[t]->dtype == IG_DT_BF16 && (uintptr_t)ts[t]->data % 16 == 0;
+  fast = fast && (wq->dtype == IG_DT_BF16 || wq->dtype == IG_DT_F32) && (wk->dtype == IG_DT_BF16 || wk->dtype == IG_DT_F32) &&
+         ((uintptr_t)wq->data | (uintptr_t)wk->data) % 16 == 0 && q->cols == (int64_t)n_heads * hd &&
+         k->cols == (int64_t)n_kv_heads * hd && v->cols == k->cols && qn->cols == q->cols && kn->cols == k->cols;
+  if (!fast) { /* the three ops */
+    ig_tensor qh = *q, kh = *k, qnh = *qn, knh = *kn;
+    int64_t W = wq->cols * wq->rows;
+    if (W <= 0) FAIL(be, "cuda qk_norm_rope_kv_write: empty norm weight");
+    qh.rows = qnh.rows = q->rows * (q->cols / W), kh.rows = knh.rows = k->rows * (k->cols / W);
+    qh.cols = kh.cols = qnh.cols = knh.cols = W;
+    if (cu_rmsnorm(be, &qnh, &qh, NULL, wq, eps) || cu_rmsnorm(be, &knh, &kh, NULL, wk, eps)) return -1;
+    return cu_rope_kv_write(be, qn, kn, v, n_heads, n_kv_heads, layer);
+  }
+  if (layer < 0 || layer >= c->kv.n_layers) FAIL(be, "cuda qk_norm_rope_kv_write: bad layer %d", layer);
+  if (n == 0) return 0;
+  char *kcp, *vcp;
+  cu_kv_layer(c, layer, 2, &kcp, &vcp);
+  const int WPB = 8; /* warps per block */
+  dim3 grid((unsigned)n, (unsigned)((n_heads + n_kv_heads + WPB - 1) / WPB));
+#define QN(A, B)                                                                                                   \
+  CU_LAUNCH(be, (qknorm_rope_kv_kernel<A, B>), grid, WPB * 32, 0, (__nv_bfloat16 *)qn->data, (__nv_bfloat16 *)kn->data, \
+            (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data, (const __nv_bfloat16 *)v->data,        \
+            (const void *)wq->data, (const void *)wk->data, (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos,     \
+            c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor, c->kv.block_size, eps)
+  int a32 = wq->dtype == IG_DT_F32, b32 = wk->dtype == IG_DT_F32;
+  if (a32 && b32) QN(true, true);
+  else if (a32) QN(true, false);
+  else if (b32) QN(false, true);
+  else QN(false, false);
+#undef QN
   LAUNCH_CHECK(be);
   return 0;
 }
