@@ -318,6 +318,7 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   c->mlp_bias = mlp_keyed ? get_bool(&x, root, "mlp_bias", 0) : 0;
   c->qk_norm = is_qwen3 || is_gemma3;
   c->fused_qkv_gate_up = is_phi3;
+  c->longrope_recompute = is_phi3;
   c->gemma = is_gemma2 ? 2 : is_gemma3 ? 3 : 0;
   const char *act = json_string_value(json_object_get(root, is_gemma ? "hidden_activation" : "hidden_act"));
   if (is_gemma && !act) act = json_string_value(json_object_get(root, "hidden_act"));

@@ -47,6 +47,8 @@ typedef struct ig_config {
   int mlp_bias;                  /* Llama's and Granite's mlp_bias (0 for the others) */
   int qk_norm;                   /* Qwen3: RMSNorm over head_dim on q and k before rotary */
   int fused_qkv_gate_up;         /* Phi3: self_attn.qkv_proj and mlp.gate_up_proj hold q|k|v and gate|up by rows */
+  int longrope_recompute;        /* Phi3: past original_max_pos its generate drops the cache, recomputing every key
+                                  * with the long factors (other longrope models keep the keys they have) */
   /* Gemma2 and Gemma3 (gemma = 2 or 3, 0 elsewhere): RMSNorm weights applied as (1 + w), the embedding scaled by
    * sqrt(hidden_size), norms after attention and after the MLP too (pre/post_feedforward_layernorm), the MLP's gate
    * through tanh-approximated GELU, the attention scaled by query_pre_attn_scalar^-0.5. Gemma3 adds q/k norms

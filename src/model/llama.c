@@ -503,8 +503,8 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   snprintf(in->model_type, sizeof in->model_type, "%s", c->model_type);
   in->rope_by_len = c->rope.kind == IG_ROPE_DYNAMIC || c->rope.kind == IG_ROPE_LONGROPE;
   /* Phi3's generate recomputes every key with the long factors once a sequence passes the original length (its
-   * prepare_inputs_for_generation drops the cache there); other longrope models keep the keys they have */
-  in->rope_switch_len = c->rope.kind == IG_ROPE_LONGROPE && !strcmp(c->arch, "Phi3ForCausalLM") ? c->rope.original_max_pos : 0;
+   * prepare_inputs_for_generation drops the cache there; io/config decides which architectures do) */
+  in->rope_switch_len = c->rope.kind == IG_ROPE_LONGROPE && c->longrope_recompute ? c->rope.original_max_pos : 0;
   char etn[160];
   snprintf(etn, sizeof etn, "%sembed_tokens.weight", m->pfx);
   const ig_st_tensor *et = ig_st_find(m->st, etn);

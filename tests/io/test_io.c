@@ -214,7 +214,7 @@ static void test_config(void) {
   CHECK_NEAR(c.rope.attention_factor, sqrt(1 + log(32.0) / log(4096.0)), 1e-12);
   CHECK_NEAR(c.rope.short_factor[1], 1.5, 0);
   CHECK_NEAR(c.rope.long_factor[7], 9, 0);
-  CHECK(c.fused_qkv_gate_up && !c.attention_bias && c.rot_dim == 16 && c.sliding_window == 2047 && c.layer_sliding[1]);
+  CHECK(c.fused_qkv_gate_up && c.longrope_recompute && !c.attention_bias && c.rot_dim == 16 && c.sliding_window == 2047 && c.layer_sliding[1]);
   CHECK(!strcmp(c.model_type, "phi3"));
   ig_config_free(&c);
   /* "su" (the older name), the length inside rope_parameters (5.x), an explicit attention_factor */
@@ -284,7 +284,7 @@ static void test_config(void) {
    * one rope of theta 1e4, tied embeddings, query_pre_attn_scalar 256); null turns a softcap off */
   CHECK(cfg("{\"architectures\":[\"Gemma2ForCausalLM\"]," LLAMA_BASE ",\"num_hidden_layers\":5,\"head_dim\":32}", NULL,
             &c, err) == 0);
-  CHECK(c.gemma == 2 && !c.qk_norm && c.tie_word_embeddings && c.final_softcap == 30 && c.attn_softcap == 50);
+  CHECK(c.gemma == 2 && !c.qk_norm && !c.longrope_recompute && c.tie_word_embeddings && c.final_softcap == 30 && c.attn_softcap == 50);
   CHECK(c.sliding_window == 4096 && c.layer_sliding[0] && !c.layer_sliding[1] && c.layer_sliding[2] &&
         !c.layer_sliding[3] && c.layer_sliding[4]);
   CHECK(c.rope.kind == IG_ROPE_DEFAULT && c.rope.theta == 10000 && c.max_position_embeddings == 8192);
