@@ -23,13 +23,7 @@ def references(d, cls, seqs):
     for tag, dt in (("bf16", torch.bfloat16), ("f32", torch.float32)):
         m = cls.from_pretrained(d, dtype=dt, attn_implementation="eager").cuda().eval()
         cap = m.config.final_logit_softcapping
-        with torch.no_grad():
-            for L in LENS:
-                x = torch.from_numpy(seqs[L].astype(np.int64)).cuda()[None]
-                h = m.model(input_ids=x).last_hidden_state[0]
-                lg = m.lm_head(h[l8.positions(L)])
-                lg = torch.tanh(lg / cap) * cap
-                np.save(f"{d}/ref_{tag}_{L}.npy", lg.float().cpu().numpy())
+        l8.save_refs(d, m, tag, seqs, post=lambda lg: torch.tanh(lg / cap) * cap)
         print(f"reference {tag} done", flush=True)
         del m
         torch.cuda.empty_cache()

@@ -64,15 +64,24 @@ def make(d, refs=True):
         model = keep_inv(model.to(dt))
         assert model.model.rotary_emb.inv_freq.dtype == torch.float32
         t0 = time.time()
-        with torch.no_grad():
-            for L in LENS:
-                x = torch.from_numpy(seqs[L].astype(np.int64)).cuda()[None]
-                h = model.model(input_ids=x).last_hidden_state[0]
-                lg = model.lm_head(h[positions(L)]).float().cpu().numpy()
-                np.save(f"{d}/ref_{tag}_{L}.npy", lg)
+        save_refs(d, model, tag, seqs)
         print(f"reference {tag} in {time.time()-t0:.1f}s", flush=True)
     del model
     torch.cuda.empty_cache()
+
+
+def save_refs(d, m, tag, seqs, post=None):
+    """m's logits at the checked positions of each seqs[L] (post(logits) applied first when given, in m's dtype)
+    -> d/ref_{tag}_L.npy"""
+    import torch
+    with torch.no_grad():
+        for L in LENS:
+            x = torch.from_numpy(seqs[L].astype(np.int64)).cuda()[None]
+            h = m.model(input_ids=x).last_hidden_state[0]
+            lg = m.lm_head(h[positions(L)])
+            if post is not None:
+                lg = post(lg)
+            np.save(f"{d}/ref_{tag}_{L}.npy", lg.float().cpu().numpy())
 
 
 def references(d, cls, seqs):
@@ -81,12 +90,7 @@ def references(d, cls, seqs):
     import torch
     for tag, dt in (("bf16", torch.bfloat16), ("f32", torch.float32)):
         m = cls.from_pretrained(d, dtype=dt).cuda().eval()
-        with torch.no_grad():
-            for L in LENS:
-                x = torch.from_numpy(seqs[L].astype(np.int64)).cuda()[None]
-                h = m.model(input_ids=x).last_hidden_state[0]
-                lg = m.lm_head(h[positions(L)]).float().cpu().numpy()
-                np.save(f"{d}/ref_{tag}_{L}.npy", lg)
+        save_refs(d, m, tag, seqs)
         print(f"reference {tag} done", flush=True)
         del m
         torch.cuda.empty_cache()

@@ -74,6 +74,21 @@ __device__ __forceinline__ float norm_block_sum(float ss, float *red) {
   __syncthreads(); /* red is written again by the next sum */
   return r;
 }
+/* out = x * scale * w over a row's 16-byte chunks, thread t on chunks t, t + blockDim.x, ... (the bf16 norms' last pass) */
+template <bool WF32>
+__device__ __forceinline__ void norm_scale_store(uint4 *out, const uint4 *x, const void *w, long long base, int W8, float scale) {
+  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
+    float v[8], ww[8];
+    unpack8(x[base + j], v);
+    norm_w8<WF32>(w, j, ww);
+#pragma unroll
+    for (int e = 0; e < 8; e++) v[e] = v[e] * scale * ww[e];
+    out[base + j] = pack8(v);
+  }
+}
+/* The bf16 norms' block size for a row of W8 chunks; their sums depend on it (qknorm_rope_kv_kernel assumes 32 for a
+ * head_dim row, W8 < 128). */
+static int norm_threads(int W8) { return W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32); }
 /* For each row r of width W: if res, x[r] += res[r] (stored, rounded to x's dtype); out[r] = x[r] * rsqrt(mean
  * (x[r]^2) + eps) * w. One block per row; the sum of squares is reduced over warps through shared memory. */
 __global__ void rmsnorm_kernel(void *out, int odt, void *x, int xdt, const void *res, int rdt, const void *w, int wdt,
@@ -119,14 +134,7 @@ __global__ void rmsnorm_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res, cons
   }
   __shared__ float red[32];
   float scale = rsqrtf(norm_block_sum(ss, red) / (float)(W8 * 8) + eps);
-  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
-    float v[8], ww[8];
-    unpack8(x[base + j], v);
-    norm_w8<WF32>(w, j, ww);
-#pragma unroll
-    for (int e = 0; e < 8; e++) v[e] = v[e] * scale * ww[e];
-    out[base + j] = pack8(v);
-  }
+  norm_scale_store<WF32>(out, x, w, base, W8, scale);
 }
 
 /* rmsnorm_bf16_kernel(res, res, NULL, wres) then rmsnorm_bf16_kernel(out, x, res, w) in one launch, with their block
@@ -164,14 +172,7 @@ __global__ void rmsnorm_post_bf16_kernel(uint4 *out, uint4 *x, const uint4 *res,
     for (int e = 0; e < 8; e++) ss += v[e] * v[e];
   }
   const float s2 = rsqrtf(norm_block_sum(ss, red) / (float)(W8 * 8) + eps);
-  for (int j = threadIdx.x; j < W8; j += blockDim.x) {
-    float v[8], ww[8];
-    unpack8(x[base + j], v);
-    norm_w8<WF32>(w, j, ww);
-#pragma unroll
-    for (int e = 0; e < 8; e++) v[e] = v[e] * s2 * ww[e];
-    out[base + j] = pack8(v);
-  }
+  norm_scale_store<WF32>(out, x, w, base, W8, s2);
 }
 
 int cu_rmsnorm_post(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *res, const ig_tensor *wres,
@@ -192,7 +193,7 @@ int cu_rmsnorm_post(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tenso
     return cu_rmsnorm(be, out, x, &r, w, eps);
   }
   int W8 = (int)(W / 8);
-  int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32); /* rmsnorm_bf16_kernel's, so its sums */
+  int threads = norm_threads(W8); /* rmsnorm_bf16_kernel's, so its sums */
   uint4 *o4 = (uint4 *)out->data, *x4 = (uint4 *)x->data;
   const uint4 *r4 = (const uint4 *)res->data;
 #define NP(A, B) CU_LAUNCH(be, (rmsnorm_post_bf16_kernel<A, B>), (unsigned)rows, threads, 0, o4, x4, r4, (const void *)wres->data, (const void *)w->data, W8, eps)
@@ -221,7 +222,7 @@ int cu_rmsnorm(ig_backend *be, ig_tensor *out, ig_tensor *x, const ig_tensor *re
   bf = bf && ((uintptr_t)out->data | (uintptr_t)x->data | (uintptr_t)w->data | (uintptr_t)(res ? res->data : NULL)) % 16 == 0;
   if (bf && W % 8 == 0) {
     int W8 = (int)(W / 8);
-    int threads = W8 >= 512 ? 512 : (W8 >= 128 ? 128 : 32);
+    int threads = norm_threads(W8);
     if (wf32)
       CU_LAUNCH(be, (rmsnorm_bf16_kernel<true>), (unsigned)rows, threads, 0, (uint4 *)out->data, (uint4 *)x->data,
                 res ? (const uint4 *)res->data : NULL, (const void *)w->data, W8, eps);
@@ -562,6 +563,8 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
     return cu_rope_kv_write(be, qn, kn, v, n_heads, n_kv_heads, layer);
   }
   if (layer < 0 || layer >= c->kv.n_layers) FAIL(be, "cuda qk_norm_rope_kv_write: bad layer %d", layer);
+  for (int t = 0; t < 5; t++)
+    if (ts[t]->rows < n) FAIL(be, "cuda qk_norm_rope_kv_write: %lld rows for a step of %d tokens", (long long)ts[t]->rows, n);
   if (n == 0) return 0;
   char *kcp, *vcp;
   cu_kv_layer(c, layer, 2, &kcp, &vcp);
