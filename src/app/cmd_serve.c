@@ -136,7 +136,10 @@ static flag flags[] = {
      "speculative decoding is not implemented: one token per step, the same outputs (a warning at start)", NULL},
     {"quantize", NULL, "QUANTIZE", NULL, F_STR, NULL,
      "refused: ignis serves float16, bfloat16 and float32 checkpoints as they are", NULL},
-    {"kv-cache-dtype", NULL, "KV_CACHE_DTYPE", NULL, F_STR, NULL, "refused: the KV cache is kept in the compute dtype",
+    {"kv-cache-dtype", NULL, "KV_CACHE_DTYPE", NULL, F_STR, NULL,
+     "fp8_e4m3fn | fp8_e5m2: keep the KV cache's keys and values in that FP8 format (rounded to nearest even with "
+     "scale 1, saturating at 448 / 57344): half the cache's bytes on CUDA, values only rounded on the CPU; outputs "
+     "then differ from transformers' [the compute dtype]",
      NULL},
     {"lora-adapters", NULL, "LORA_ADAPTERS", NULL, F_STR, NULL, "refused: LoRA adapters are not supported", NULL},
     {"weights-cache-override", NULL, "WEIGHTS_CACHE_OVERRIDE", NULL, F_STR, NULL,
@@ -322,6 +325,7 @@ typedef struct serve_ctx {
   char dir[4096];
   int graph_sizes[32], n_graphs; /* --cuda-graphs */
   const char *device, *dtype;
+  int kv_dtype;  /* --kv-cache-dtype: ig_kv_dtype */
   int threads;
   int num_shard; /* tensor parallelism (issue 9): > 1 loads through ig_model_load_tp */
   const char *tokcfg_path; /* --tokenizer-config-path, or NULL */
@@ -556,13 +560,27 @@ static void *loader_main(void *arg) {
     goto fail;
   }
   if (!strcmp(c->device, "cuda") && c->n_graphs) ig_model_set_graphs(c->model, c->graph_sizes, c->n_graphs);
+  /* before the engine sizes and allocates the KV cache; a backend that cannot hold the format says so by 0 bytes */
+  const char *kvname = ig_kv_dtype_name(c->kv_dtype);
+  ig_model_set_kv_dtype(c->model, c->kv_dtype);
+  int bs = c->ecfg.block_size > 0 ? c->ecfg.block_size : 16;
+  if (c->kv_dtype != IG_KV_AUTO && !ig_model_kv_bytes_per_block(c->model, bs)) {
+    snprintf(c->err, sizeof c->err, "--kv-cache-dtype %s: the %s backend cannot keep the KV cache in that format",
+             kvname, c->device);
+    goto fail;
+  }
   if (ig_engine_create(c->model, c->tok, &c->ecfg, &c->engine, err, sizeof err) != 0) {
-    snprintf(c->err, sizeof c->err, "engine: %s", err);
+    if (c->kv_dtype != IG_KV_AUTO) /* the backend may have refused the format in kv_init: name the flag */
+      snprintf(c->err, sizeof c->err, "engine: %s (with --kv-cache-dtype %s)", err, kvname);
+    else
+      snprintf(c->err, sizeof c->err, "engine: %s", err);
     goto fail;
   }
   const ig_engine_config *ec = ig_engine_get_config(c->engine);
-  ig_log(IG_LOG_INFO, "engine ready: KV capacity %d tokens (blocks of %d), max_batch_prefill_tokens %d",
-         ec->max_batch_total_tokens, ec->block_size, ec->max_batch_prefill_tokens);
+  ig_log(IG_LOG_INFO, "engine ready: KV capacity %d tokens (blocks of %d), KV cache dtype %s%s, "
+         "max_batch_prefill_tokens %d", ec->max_batch_total_tokens, ec->block_size, kvname,
+         c->kv_dtype == IG_KV_AUTO ? " (the compute dtype)" : !strcmp(c->device, "cpu") ?
+         " (values rounded to it, kept as float32 on the CPU)" : "", ec->max_batch_prefill_tokens);
   ig_server_hooks h = {c, h_tokenize, h_decode, h_is_special, h_chat, h_submit, h_stats, c->tool_args_key};
   ig_server_set_ready(c->server, &h);
   ig_log(IG_LOG_INFO, "ready");
@@ -593,12 +611,8 @@ static int tgi_flags(const char *device, int *num_shard) {
               "float32 checkpoints as they are (leave --quantize out)\n", v);
     return 2;
   }
-  if ((v = val("kv-cache-dtype"))) {
-    if (strcmp(v, "fp8_e4m3fn") && strcmp(v, "fp8_e5m2"))
-      fprintf(stderr, "ignis serve: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n", v);
-    else
-      fprintf(stderr, "ignis serve: --kv-cache-dtype %s: not supported; the KV cache is kept in the compute dtype "
-              "(leave --kv-cache-dtype out)\n", v);
+  if ((v = val("kv-cache-dtype")) && strcmp(v, "fp8_e4m3fn") && strcmp(v, "fp8_e5m2")) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n", v);
     return 2;
   }
   if ((v = val("lora-adapters"))) {
@@ -833,6 +847,8 @@ int ig_cmd_serve(int argc, char **argv) {
   }
   c.device = device;
   c.dtype = dtype;
+  const char *kvd = val("kv-cache-dtype"); /* checked by tgi_flags */
+  c.kv_dtype = !kvd ? IG_KV_AUTO : !strcmp(kvd, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : IG_KV_FP8_E5M2;
   c.threads = get_int("threads", 0);
   c.num_shard = num_shard; /* tensor parallelism hook (issue 9) */
   c.tokcfg_path = val("tokenizer-config-path");

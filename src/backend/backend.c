@@ -20,3 +20,12 @@ const char *ig_dtype_name(ig_dtype t) {
   }
   return "?";
 }
+
+const char *ig_kv_dtype_name(int kv_dtype) {
+  switch (kv_dtype) {
+  case IG_KV_AUTO: return "auto";
+  case IG_KV_FP8_E4M3: return "fp8_e4m3fn";
+  case IG_KV_FP8_E5M2: return "fp8_e5m2";
+  }
+  return "?";
+}

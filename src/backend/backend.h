@@ -68,12 +68,23 @@ typedef struct ig_rope {
   int table;                /* 0, or 1: a second set (Gemma3's sliding layers) that rope_select picks */
 } ig_rope;
 
+/* How the KV cache holds its K and V values (TGI's --kv-cache-dtype). FP8 halves (against bf16) the cache's bytes
+ * and what decode attention reads; each value is rounded to nearest even, saturating at the format's largest finite
+ * value (scale 1), by src/backend/fp8.h's rules on the CPU and the same conversions on a device. */
+typedef enum {
+  IG_KV_AUTO = 0,     /* the backend's compute dtype */
+  IG_KV_FP8_E4M3 = 1, /* fp8_e4m3fn: 4 exponent bits, 3 mantissa bits, largest 448, no infinities */
+  IG_KV_FP8_E5M2 = 2, /* fp8_e5m2: 5 exponent bits, 2 mantissa bits, largest 57344 */
+} ig_kv_dtype;
+const char *ig_kv_dtype_name(int kv_dtype); /* "auto", "fp8_e4m3fn", "fp8_e5m2"; "?" otherwise */
+
 typedef struct ig_kv_config {
   int n_layers;
   int n_blocks;
   int block_size;           /* tokens per block */
   int n_kv_heads;
   int head_dim;
+  int dtype;                /* ig_kv_dtype; a backend that cannot hold it fails kv_init (and kv_bytes_per_block 0) */
 } ig_kv_config;
 
 typedef struct ig_attn_params {

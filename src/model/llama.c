@@ -61,6 +61,7 @@ struct ig_model {
   const char *head_name;                /* lm_head's: "lm_head.weight" or "language_model.lm_head.weight" */
   activations a;
   int kv_ready;
+  int kv_dtype;         /* ig_kv_dtype of the KV cache (ig_model_set_kv_dtype) */
   /* decode-step graphs (ig_model_set_graphs): bucket sizes, ascending; the KV block padding rows write to */
   int graph_sizes[32];
   int n_graph_sizes;
@@ -548,9 +549,14 @@ fail:
 /* ---------------------------------------------------------------------------------------------------- */
 /* KV cache */
 
+void ig_model_set_kv_dtype(ig_model *m, int kv_dtype) {
+  m->kv_dtype = kv_dtype;
+  if (m->group) ig_shard_set_kv_dtype(m->group, kv_dtype);
+}
+
 size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size) {
   if (m->group) return ig_shard_kv_bytes_per_block(m->group, block_size);
-  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->tp.nkv, m->cfg.head_dim};
+  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->tp.nkv, m->cfg.head_dim, m->kv_dtype};
   return m->be->kv_bytes_per_block(m->be, &kc);
 }
 
@@ -559,9 +565,9 @@ int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_
   /* with decode graphs, one block more than the caller's: where padding rows write their K/V (a backend without
    * graph ops pads too, which is how the CPU tests check the padding) */
   int graphs = m->n_graph_sizes > 0 && !m->tp.comm;
-  ig_kv_config kc = {m->cfg.n_layers, n_blocks + graphs, block_size, m->tp.nkv, m->cfg.head_dim};
+  ig_kv_config kc = {m->cfg.n_layers, n_blocks + graphs, block_size, m->tp.nkv, m->cfg.head_dim, m->kv_dtype};
   if (m->be->kv_init(m->be, &kc)) {
-    snprintf(err, errlen, "KV cache: %s", ig_backend_error(m->be));
+    snprintf(err, errlen, "KV cache (%s): %s", ig_kv_dtype_name(m->kv_dtype), ig_backend_error(m->be));
     return -1;
   }
   m->pad_block = graphs ? n_blocks : -1;

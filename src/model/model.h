@@ -58,6 +58,10 @@ ig_backend *ig_model_backend(const ig_model *m);
 /* KV cache: bytes one block of `block_size` tokens takes (all layers, K and V), and allocation. */
 size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size);
 int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_t errlen);
+/* How the KV cache holds K and V (ig_kv_dtype; IG_KV_AUTO, the default: the backend's compute dtype). Call before
+ * ig_model_kv_bytes_per_block and ig_model_kv_init (every shard of a sharded model gets it); a backend that cannot
+ * hold the format gives 0 bytes per block and fails kv_init. */
+void ig_model_set_kv_dtype(ig_model *m, int kv_dtype);
 
 /* Sizes the per-step activations for steps of up to n_tokens rows and n_out logits rows now, so that serving does
  * not allocate them mid-run (device memory then stays flat from the start, and a device too small for the

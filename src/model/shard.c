@@ -206,10 +206,20 @@ void ig_shard_free(ig_shard_group *g) {
 /* ---------------------------------------------------------------------------------------------------- */
 /* what the front model's calls turn into */
 
+/* 0 when any shard cannot hold the cache (its kv dtype) */
 size_t ig_shard_kv_bytes_per_block(ig_shard_group *g, int block_size) {
   size_t sum = 0;
-  for (int r = 0; r < g->n; r++) sum += ig_model_kv_bytes_per_block(g->m[r], block_size);
+  for (int r = 0; r < g->n; r++) {
+    size_t b = ig_model_kv_bytes_per_block(g->m[r], block_size);
+    if (!b) return 0;
+    sum += b;
+  }
   return sum;
+}
+
+/* from the caller's thread, between jobs: the shards read it in their next KV_INIT job (run_job's lock orders it) */
+void ig_shard_set_kv_dtype(ig_shard_group *g, int kv_dtype) {
+  for (int r = 0; r < g->n; r++) ig_model_set_kv_dtype(g->m[r], kv_dtype);
 }
 
 int ig_shard_kv_init(ig_shard_group *g, int n_blocks, int block_size, char *err, size_t errlen) {

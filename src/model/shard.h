@@ -31,6 +31,7 @@ ig_model *ig_model_front_new(ig_shard_group *g, ig_backend *be0, const ig_model_
 
 /* model/shard.c: what the front model's calls turn into. */
 size_t ig_shard_kv_bytes_per_block(ig_shard_group *g, int block_size);
+void ig_shard_set_kv_dtype(ig_shard_group *g, int kv_dtype);
 int ig_shard_kv_init(ig_shard_group *g, int n_blocks, int block_size, char *err, size_t errlen);
 int ig_shard_forward(ig_shard_group *g, const ig_batch *b, float *logits, char *err, size_t errlen);
 void ig_shard_free(ig_shard_group *g);

@@ -1,9 +1,10 @@
 /* tests/backend/test_cpu_ops: the CPU backend's ops against naive double-precision references (matmul over
  * f32/bf16/f16 weights with odd sizes and biases, rmsnorm, rope, swiglu, paged attention with GQA and a
- * sliding window), and the invariances the engine relies on: a row's matmul result is bitwise the same
- * whatever other rows are in the batch and whatever the thread count. */
+ * sliding window, an FP8 KV cache against K/V rounded by hand), and the invariances the engine relies on: a row's
+ * matmul result is bitwise the same whatever other rows are in the batch and whatever the thread count. */
 #include "backend/backend.h"
 #include "backend/cpu/kernels.h"
+#include "backend/fp8.h"
 #include "test.h"
 #include <math.h>
 #include <stdint.h>
@@ -166,7 +167,7 @@ static void test_rows_ops(ig_backend *be) {
  * the scores capped as Gemma2's are (small enough a cap that tanh bends them) */
 static void test_attention(ig_backend *be, int window, float softcap) {
   const int nh = 4, nkv = 2, hd = 8, bs = 4, nblk = 16, L = 11;
-  ig_kv_config kc = {1, nblk, bs, nkv, hd};
+  ig_kv_config kc = {1, nblk, bs, nkv, hd, IG_KV_AUTO};
   CHECK(be->kv_init(be, &kc) == 0);
   float invf[4];
   for (int i = 0; i < 4; i++) invf[i] = powf(10000.f, -(float)(2 * i) / hd);
@@ -242,6 +243,50 @@ static void test_attention(ig_backend *be, int window, float softcap) {
   CHECK(be->set_batch(be, &bad) < 0);
 }
 
+/* The KV cache with an FP8 dtype: attention over it is bitwise attention over an f32 cache holding K and V rounded
+ * through the format by hand (fp8.h), and differs from attention over the unrounded values. Values up to +-6 and a
+ * few of 1000 (past e4m3's 448: saturated). An unknown dtype fails kv_init and gives 0 bytes per block. */
+static void test_kv_fp8(ig_backend *be, int dtype) {
+  enum { NH = 4, NKV = 2, HD = 8, BS = 4, NBLK = 8, N = 13, QW = NH * HD, W = NKV * HD };
+  static float q[N * QW], k[N * W], v[N * W], kr[N * W], vr[N * W], o8[N * QW], oref[N * QW], of32[N * QW];
+  for (int i = 0; i < N * QW; i++) q[i] = frand();
+  for (int i = 0; i < N * W; i++) k[i] = 6 * frand(), v[i] = 6 * frand();
+  v[5] = 1000.f, v[W + 3] = -1000.f, k[2 * W + 1] = 1000.f;
+  for (int i = 0; i < N * W; i++) kr[i] = ig_fp8_round(dtype, k[i]), vr[i] = ig_fp8_round(dtype, v[i]);
+  /* one sequence of N tokens in blocks 6, 1, 3, 7 */
+  int32_t bt[4] = {6, 1, 3, 7}, tok[N] = {0}, pos[N], slot[N], ss[2] = {0, N}, ctx[1] = {N}, outr[1] = {0};
+  for (int i = 0; i < N; i++) pos[i] = i, slot[i] = bt[i / BS] * BS + i % BS;
+  ig_batch b = {N, tok, pos, slot, 1, ss, ctx, 4, bt, 1, outr, NULL};
+  ig_attn_params ap = {NH, NKV, HD, 1.0f / sqrtf(HD), 0, 0};
+  ig_tensor Q = {q, IG_DT_F32, N, QW, 0};
+  const float *kvs[3][2] = {{k, v}, {kr, vr}, {k, v}};
+  float *outs[3] = {o8, oref, of32};
+  for (int run = 0; run < 3; run++) { /* the FP8 cache; the f32 cache with rounded K/V; the f32 cache */
+    ig_kv_config kc = {1, NBLK, BS, NKV, HD, run == 0 ? dtype : IG_KV_AUTO};
+    CHECK(be->kv_init(be, &kc) == 0);
+    CHECK_EQ_INT(be->kv_bytes_per_block(be, &kc), (size_t)BS * W * 2 * 4); /* f32 storage whatever the dtype */
+    CHECK(be->set_batch(be, &b) == 0);
+    ig_tensor K = {(void *)kvs[run][0], IG_DT_F32, N, W, 0}, V = {(void *)kvs[run][1], IG_DT_F32, N, W, 0},
+              O = {outs[run], IG_DT_F32, N, QW, 0};
+    CHECK(be->kv_write(be, 0, &K, &V) == 0);
+    CHECK(be->attention(be, &O, &Q, 0, &ap) == 0);
+  }
+  int same = 1;
+  double diff = 0;
+  for (int i = 0; i < N * QW; i++) {
+    same &= o8[i] == oref[i];
+    diff = fmax(diff, fabs((double)o8[i] - of32[i]));
+  }
+  CHECK_MSG(same, "%s cache: attention differs from attention over K/V rounded by hand", ig_kv_dtype_name(dtype));
+  CHECK_MSG(diff > 1e-3, "%s cache: attention equals the unrounded one (max diff %g)", ig_kv_dtype_name(dtype), diff);
+  ig_kv_config bad = {1, NBLK, BS, NKV, HD, 3};
+  CHECK(be->kv_bytes_per_block(be, &bad) == 0);
+  CHECK(be->kv_init(be, &bad) < 0);
+  CHECK_MSG(strstr(be->err, "unknown KV cache dtype 3") != NULL, "%s", be->err);
+  bad.dtype = -1;
+  CHECK(be->kv_init(be, &bad) < 0);
+}
+
 int main(void) {
   char err[256];
   ig_backend *be = ig_backend_cpu_create(3, err, sizeof err), *be1 = ig_backend_cpu_create(1, err, sizeof err);
@@ -256,6 +301,8 @@ int main(void) {
   test_attention(be, 3, 0);
   test_attention(be, 0, 0.3f);
   test_attention(be, 3, 0.3f);
+  test_kv_fp8(be, IG_KV_FP8_E4M3);
+  test_kv_fp8(be, IG_KV_FP8_E5M2);
   be->destroy(be);
   be1->destroy(be1);
   TEST_DONE();

@@ -1324,8 +1324,18 @@ if (!ONLY || ONLY.includes("tgiflags")) {
   check(a !== P.text.slice(0, a.length) || a.length === 0, `rope scaling changes the text: ${JSON.stringify(a.slice(0, 60))}`);
   eq((await stopServer(rf)).code, 0, "rope server exits 0");
   eq((await stopServer(rc)).code, 0, "rope config server exits 0");
+  // --kv-cache-dtype (or KV_CACHE_DTYPE): FP8-rounded keys and values (on the CPU); the startup line names the format
+  check(/KV cache dtype auto \(the compute dtype\)/.test(rf.log()), "without --kv-cache-dtype: the startup line says auto");
+  for (const [args, env, name] of [[["--kv-cache-dtype", "fp8_e4m3fn"], {}, "fp8_e4m3fn"],
+                                   [[], { KV_CACHE_DTYPE: "fp8_e5m2" }, "fp8_e5m2"]]) {
+    const k = await startServer(BIN, args, env);
+    const kt = await gen(k.url, P.prompt, { max_new_tokens: 20 });
+    check(typeof kt === "string" && kt.length > 0, `--kv-cache-dtype ${name}: generates (${JSON.stringify(kt)})`);
+    check(new RegExp(`KV cache dtype ${name} \\(values rounded`).test(k.log()), `--kv-cache-dtype ${name}: named at start`);
+    eq((await stopServer(k)).code, 0, `--kv-cache-dtype ${name} server exits 0`);
+  }
   // refused, each with one line and exit 2
-  for (const bad of [["--quantize", "awq"], ["--quantize", "int3"], ["--kv-cache-dtype", "fp8_e4m3fn"], ["--lora-adapters", "a/b"],
+  for (const bad of [["--quantize", "awq"], ["--quantize", "int3"], ["--kv-cache-dtype", "bogus"], ["--lora-adapters", "a/b"],
     ["--ngrok"], ["--usage-stats", "maybe"], ["--rope-scaling", "yarn"], ["--rope-factor", "0"], ["--sharded", "true", "--num-shard", "1"],
     ["--sharded", "false", "--num-shard", "2"], ["--weights-cache-override", tmp], ["--tokenizer-config-path", path.join(tmp, "none.json")],
     ["--watermark-gamma", "1.5"], ["--watermark-delta", "0"], ["--max-batch-size", "0"], ["--prometheus-port", "70000"]]) {

@@ -1,5 +1,7 @@
 /* backend/cpu/cpu: the CPU backend: f32 activations, weights read in place from the mmap (bf16/f16/f32),
- * a paged f32 KV cache, ops threaded over a persistent pool (pool.c), inner loops in kernels.c.
+ * a paged f32 KV cache (with an FP8 kv dtype, every value written is rounded through that format: the exact
+ * numerical reference of a device that stores the FP8 bytes), ops threaded over a persistent pool (pool.c), inner
+ * loops in kernels.c.
  * Batch invariance: matmul picks its kernel per sequence segment from that segment's own length (short:
  * our matvec, one fixed order per output, whatever the tiling; long: OpenBLAS sgemm over fixed f32 weight
  * tiles), and attention runs per (row, KV head) in a fixed order, so no row's result depends on what else
@@ -9,6 +11,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/pool.h"
+#include "backend/fp8.h"
 #include <cblas.h>
 #undef I /* complex.h (pulled in by cblas.h) defines I; we use it as a dimension name */
 #include <math.h>
@@ -127,7 +130,11 @@ static int cpu_sync(ig_backend *be) { return 0; }
 /* ---------------------------------------------------------------------------------------------------- */
 /* per-step state */
 
+static int kv_dtype_known(int d) { return d == IG_KV_AUTO || d == IG_KV_FP8_E4M3 || d == IG_KV_FP8_E5M2; }
+
+/* 4 bytes a value whatever the kv dtype: FP8 values are kept as the f32 they decode to (rounded, no memory saved) */
 static size_t cpu_kv_bytes_per_block(ig_backend *be, const ig_kv_config *c) {
+  if (!kv_dtype_known(c->dtype)) return 0;
   return (size_t)c->n_layers * 2 * (size_t)c->block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim * 4;
 }
 
@@ -146,6 +153,8 @@ static int cpu_kv_init(ig_backend *be, const ig_kv_config *c) {
   cpu_impl *im = be->impl;
   if (c->n_layers <= 0 || c->n_blocks <= 0 || c->block_size <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0)
     return fail(be, "kv_init: bad configuration");
+  if (!kv_dtype_known(c->dtype))
+    return fail(be, "kv_init: unknown KV cache dtype %d (expected auto, fp8_e4m3fn or fp8_e5m2)", c->dtype);
   kv_release(im);
   size_t per = (size_t)c->n_blocks * (size_t)c->block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim;
   im->k = calloc((size_t)c->n_layers, sizeof *im->k);
@@ -407,14 +416,25 @@ static int cpu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int
   return 0;
 }
 
+/* One row of W values into the cache, rounded through the kv dtype's format (IG_KV_AUTO: copied). */
+static void kv_store(float *dst, const float *src, int64_t W, int dtype) {
+  if (dtype == IG_KV_AUTO) {
+    memcpy(dst, src, (size_t)W * 4);
+    return;
+  }
+  for (int64_t j = 0; j < W; j++) dst[j] = ig_fp8_round(dtype, src[j]);
+}
+
+/* The only op that writes the cache (the CPU has no fused rope_kv_write / qkv_rope_kv_write /
+ * qk_norm_rope_kv_write: the model falls back to rope then kv_write). */
 static int cpu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *v) {
   cpu_impl *im = be->impl;
   int64_t W = (int64_t)im->kv.n_kv_heads * im->kv.head_dim;
   if (!im->k || layer < 0 || layer >= im->kv.n_layers) return fail(be, "kv_write: no KV cache for layer %d", layer);
   if (k->cols != W || v->cols != W) return fail(be, "kv_write: shape mismatch");
   for (int i = 0; i < im->n_tokens; i++) {
-    memcpy(im->k[layer] + (int64_t)im->slot[i] * W, (const float *)k->data + i * W, (size_t)W * 4);
-    memcpy(im->v[layer] + (int64_t)im->slot[i] * W, (const float *)v->data + i * W, (size_t)W * 4);
+    kv_store(im->k[layer] + (int64_t)im->slot[i] * W, (const float *)k->data + i * W, W, im->kv.dtype);
+    kv_store(im->v[layer] + (int64_t)im->slot[i] * W, (const float *)v->data + i * W, W, im->kv.dtype);
   }
   return 0;
 }
