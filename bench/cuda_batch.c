@@ -6,6 +6,7 @@
  *   graphs+host  graphs, but every row's logits downloaded (the old host-sampling path's transfer)
  *   fwd only     graphs, no sampling at all (the forward's own time)
  *   cuda_batch DIR [--batch 1,16,64,128,256] [--ctx 256] [--steps 64] [--graphs 1,2,4,...] [--modes 0,1,2,3] [--mix]
+ *              [--kv-dtype fp8_e4m3fn|fp8_e5m2] (the KV cache's format, --kv-cache-dtype of ignis serve)
  * The prompts go in 4,096-row steps, each timed (--mix: with the earlier steps' sequences as decode rows beside them,
  * as the engine runs a wave of new requests). 
  * Also checks that eager and graph steps choose the same tokens (they run the same kernels on the same rows:
@@ -85,6 +86,7 @@ int main(int argc, char **argv) {
   const char *dir = argv[1], *batches = "1,16,64,128,256", *graphs = "1,2,4,8,16,32,48,64,96,128,192,256";
   int ctx = 256, steps = 64, modes = 15; /* --modes 0,1,2,3: which columns to run (others print 0) */
   int mix = 0; /* --mix: prompt chunks carry the earlier chunks' sequences as decode rows (the engine's wave) */
+  int kvdt = IG_KV_AUTO;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
     if (!strcmp(a, "--batch")) batches = v, i++;
@@ -92,6 +94,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--steps")) steps = atoi(v), i++;
     else if (!strcmp(a, "--graphs")) graphs = v, i++;
     else if (!strcmp(a, "--mix")) mix = 1;
+    else if (!strcmp(a, "--kv-dtype")) {
+      kvdt = !strcmp(v, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(v, "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1;
+      if (kvdt < 0) DIE("--kv-dtype: expected fp8_e4m3fn or fp8_e5m2, not '%s'", v);
+      i++;
+    }
     else if (!strcmp(a, "--modes")) {
       int ml[4], nm = parse_list(v, ml, 4);
       modes = 0;
@@ -119,7 +126,9 @@ int main(int argc, char **argv) {
   /* 4 passes of `steps` decode steps per batch size */
   int per_seq = (ctx + 4 * steps + 8 + bmax + BS - 1) / BS; /* + bmax: --mix decode rows during the prefill */
   ig_model_set_graphs(m, gl, ng);
+  ig_model_set_kv_dtype(m, kvdt);
   if (ig_model_kv_init(m, bmax * per_seq, BS, err, sizeof err)) DIE("%s", err);
+  if (kvdt) printf("kv cache: %s\n", ig_kv_dtype_name(kvdt));
   sess s = {0};
   s.per_seq = s.max_blocks = per_seq;
   size_t rows = (size_t)bmax * (ctx > 1 ? ctx : 1);

@@ -7,7 +7,8 @@
  *                                                  logits at positions 0, L/2, L-1, L, L+31, L+127, L+255
  *   cuda_llama bench DIR [--ctx 512] [--steps 64]  load time, decode ms/token (eager, graphs), prefill 2048
  *   cuda_llama gemm [m,m,...]                      decode-shape products per backend variant (see gemm_bench)
- * --model: load and run through src/model (ig_model_load / ig_model_forward) instead of the forward here. */
+ * --model: load and run through src/model (ig_model_load / ig_model_forward) instead of the forward here; then
+ * --kv-dtype fp8_e4m3fn|fp8_e5m2 stores the KV cache in that format. */
 #include "backend/backend.h"
 #include "io/config.h"
 #include "io/safetensors.h"
@@ -22,6 +23,7 @@ static ig_model *gm; /* --model: run src/model's forward (ig_model_forward) inst
 #include <time.h>
 
 static int gm_wanted;
+static int g_kvdt; /* --kv-dtype (with --model) */
 static int skip_attn; /* bench only: time a step without the attention op */
 static double now(void) {
   struct timespec ts;
@@ -72,6 +74,7 @@ static double model_load(model *m, const char *dir, ig_backend *be, int max_toke
 #ifdef IG_HAVE_MODEL
   if (gm_wanted) {
     if (ig_model_load(dir, be, &gm, err, sizeof err)) DIE("%s", err);
+    ig_model_set_kv_dtype(gm, g_kvdt);
     OK(be, be->sync(be));
     double tl = now() - t0;
     m->bs = 16;
@@ -380,8 +383,13 @@ int main(int argc, char **argv) {
   if (argc < 3) DIE("usage: see the header of bench/cuda_llama.c");
   const char *mode = argv[1], *dir = argv[2];
   ig_backend *be = make_backend(argc, argv);
-  for (int i = 0; i < argc; i++)
+  for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model")) gm_wanted = 1;
+    if (!strcmp(argv[i], "--kv-dtype") && i + 1 < argc) { /* with --model: the KV cache's format */
+      g_kvdt = !strcmp(argv[i + 1], "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(argv[i + 1], "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1;
+      if (g_kvdt < 0 || !gm_wanted) DIE("--kv-dtype fp8_e4m3fn|fp8_e5m2, after --model");
+    }
+  }
   model m;
   if (!strcmp(mode, "greedy")) {
     if (argc < 5) DIE("greedy DIR IDS N");
@@ -413,7 +421,7 @@ int main(int argc, char **argv) {
     static int32_t ids[1 << 16];
     int maxT = 0, maxL = 0;
     for (int a = 3; a < argc; a++) {
-      if (!strcmp(argv[a], "--chunk")) { a++; continue; }
+      if (!strcmp(argv[a], "--chunk") || !strcmp(argv[a], "--kv-dtype")) { a++; continue; }
       if (argv[a][0] == '-') continue;
       char idsf[512];
       int L;
@@ -429,7 +437,7 @@ int main(int argc, char **argv) {
     int V = m.cfg.vocab_size;
     float *lg = malloc((size_t)V * 4 * 8);
     for (int a = 3; a < argc; a++) {
-      if (!strcmp(argv[a], "--chunk")) { a++; continue; }
+      if (!strcmp(argv[a], "--chunk") || !strcmp(argv[a], "--kv-dtype")) { a++; continue; }
       if (argv[a][0] == '-') continue;
       char idsf[512], outf[512];
       int L;

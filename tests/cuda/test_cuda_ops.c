@@ -3,6 +3,7 @@
  * L2 error ||gpu - cpu|| / ||cpu|| per case; outputs are poisoned first so unwritten elements show.
  * Exits 77 (ctest SKIP) when no GPU is present. */
 #include "backend/backend.h"
+#include "backend/fp8.h"
 #include "test.h"
 #include <math.h>
 #include <stdint.h>
@@ -593,13 +594,14 @@ static float *attn_saved[ATTN_SAVED];
 static int attn_n, cur_mode;
 static int attn_saveable; /* the case runs in modes 4 and 5 too: mode 0 keeps its output for them */
 static float attn_softcap; /* Gemma2's attn_logit_softcapping of the cases (0: none) */
+static int g_kvdt;        /* the caches' ig_kv_dtype (FP8 cases: the CPU rounds K/V through the format as the GPU stores them) */
 static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec *ss, int ns, const char *label) {
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
   int mb = (maxctx + bs - 1) / bs + 1;
   int nblocks = ns * mb + 3;
-  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
-  CHECK(cpu->kv_init(cpu, &kc) == 0);
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = g_kvdt};
+  CHECK_MSG(cpu->kv_init(cpu, &kc) == 0, "%s", cpu->err);
   CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
   /* block table: a random permutation of the blocks */
   int32_t *perm = malloc(nblocks * 4), *bt = malloc((size_t)ns * mb * 4);
@@ -632,7 +634,8 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   CHECK(cpu->attention(cpu, &out.c, &q.c, 1, &p) == 0);
   CHECK_MSG(gpu->attention(gpu, &out.g, &q.g, 1, &p) == 0, "%s", gpu->err);
   char name[128];
-  snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d", label, nh, nkv, hd, bs, window, n);
+  snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d%s%s", label, nh, nkv, hd, bs, window, n,
+           g_kvdt ? " kv " : "", g_kvdt ? ig_kv_dtype_name(g_kvdt) : "");
   if (attn_softcap > 0) snprintf(name + strlen(name), sizeof name - strlen(name), " softcap=%g", (double)attn_softcap);
   compare(name, &out, n);
   if (getenv("IG_OPS_HASH")) { /* the output's bits, to compare a kernel change against the build before it */
@@ -732,8 +735,8 @@ static void two_layers_setup(two_layers *t, int nkv, int hd, int bs, const seqsp
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
   int mb = (maxctx + bs - 1) / bs + 1, nblocks = ns * mb + 2, W = nkv * hd;
-  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd};
-  CHECK(cpu->kv_init(cpu, &kc) == 0);
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = g_kvdt};
+  CHECK_MSG(cpu->kv_init(cpu, &kc) == 0, "%s", cpu->err);
   CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
   t->bt = malloc((size_t)ns * mb * 4);
   for (int i = 0; i < ns * mb; i++) t->bt[i] = nblocks - 1 - i;
@@ -1070,6 +1073,98 @@ static void test_sgemm_shapes(int M, const int *ms, int nms) {
 }
 
 static void test_attention_more(const seqspec *mix, const seqspec *decode, const seqspec *prefill);
+/* An FP8 cache's values exactly: one key per sequence, so each output row is its V row as the cache holds it (softmax
+ * weight 1), which must be the host's rounding (fp8.h) of the bf16 input: ties to even, subnormals, saturation. */
+static void fp8_exact_case(int dt) {
+  const int nkv = 2, hd = 128, nh = 4, W = nkv * hd, bs = 16;
+  static const seqspec one[] = {{1, 1}, {1, 1}, {1, 1}};
+  int32_t bt[6] = {4, 5, 2, 3, 0, 1};
+  ig_kv_config kc = {.n_layers = 1, .n_blocks = 6, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = dt};
+  CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
+  hb b;
+  make_batch(&b, one, 3, bt, 2, bs, 1, 100);
+  CHECK_MSG(gpu->set_batch(gpu, &b.b) == 0, "%s", gpu->err);
+  int n = 3;
+  float *kv = rnd((int64_t)n * W, 1.f), *vv = malloc((size_t)n * W * sizeof(float)), *qv = rnd((int64_t)n * nh * hd, 1.f);
+  static const float special[] = {0.f, -0.f, 1.f, 1.0625f, 1.1875f, -1.1875f, 0.0009765625f, 0.0029296875f, 448.f, 464.f,
+                                  480.f, 1e5f, -1e9f, 57344.f, 61440.f, 1e-30f, 3e-5f, 1.52587890625e-05f, INFINITY, -INFINITY};
+  const int nsp = (int)(sizeof special / sizeof *special);
+  for (int i = 0; i < n * W; i++) { /* the specials, then values over many binades */
+    float v = i < nsp ? special[i] : ldexpf(frand(), irand(30) - 20);
+    vv[i] = isinf(v) ? v : from_bf16(to_bf16(v));
+  }
+  ig_tensor k, v, q, o;
+  CHECK(gpu->alloc(gpu, &k, IG_DT_BF16, n, W) == 0 && gpu->alloc(gpu, &v, IG_DT_BF16, n, W) == 0);
+  CHECK(gpu->alloc(gpu, &q, IG_DT_BF16, n, nh * hd) == 0 && gpu->alloc(gpu, &o, IG_DT_BF16, n, nh * hd) == 0);
+  CHECK(gpu->upload(gpu, &k, kv, IG_DT_F32) == 0 && gpu->upload(gpu, &v, vv, IG_DT_F32) == 0);
+  CHECK(gpu->upload(gpu, &q, qv, IG_DT_F32) == 0);
+  CHECK_MSG(gpu->kv_write(gpu, 0, &k, &v) == 0, "%s", gpu->err);
+  ig_attn_params p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.f / sqrtf((float)hd)};
+  CHECK_MSG(gpu->attention(gpu, &o, &q, 0, &p) == 0, "%s", gpu->err);
+  float *out = malloc((size_t)n * nh * hd * sizeof(float));
+  CHECK(gpu->download_f32(gpu, &o, out) == 0);
+  int bad = 0;
+  for (int i = 0; i < n; i++)
+    for (int h = 0; h < nh; h++)
+      for (int d = 0; d < hd; d++) {
+        float want = ig_fp8_round(dt, vv[(size_t)i * W + (h / (nh / nkv)) * hd + d]), got = out[((size_t)i * nh + h) * hd + d];
+        if (want != got) { /* (a -0 comes out +0: the accumulator starts at +0 and +0 + -0 is +0) */
+          if (bad++ < 5) printf("    %s: row %d head %d dim %d: v %g -> %g, want %g\n", ig_kv_dtype_name(dt), i, h, d,
+                                (double)vv[(size_t)i * W + (h / (nh / nkv)) * hd + d], (double)got, (double)want);
+        }
+      }
+  CHECK_MSG(bad == 0, "fp8 %s: %d values not the host's rounding", ig_kv_dtype_name(dt), bad);
+  printf("  %-58s ok\n", dt == IG_KV_FP8_E4M3 ? "fp8 cache values exact: fp8_e4m3fn" : "fp8 cache values exact: fp8_e5m2");
+  gpu->free(gpu, &k), gpu->free(gpu, &v), gpu->free(gpu, &q), gpu->free(gpu, &o);
+  free(kv), free(vv), free(qv), free(out);
+  hb_free(&b);
+}
+/* An FP8 cache (--kv-cache-dtype): the kernels that write it (kv_write, rope_kv_write, the packed q|k|v kernel; the
+ * q/k-norm op falls back to the three ops) and every kernel that reads it (split and fused decode, mma prefill tiles,
+ * head_dim 64/128/256) against the CPU, which rounds its f32 cache through the same format. Saveable cases: modes 4
+ * and 5 (fused / grouped split decode) must give mode 0's bits. */
+static void rope_kv_case(int nh, int nkv, int hd, int bs, const seqspec *ss, int ns);
+static void qkv_rope_case(int nh, int nkv, int hd, int bs, int I, const seqspec *ss, int ns);
+static void qk_norm_rope_case(int nh, int nkv, int hd, int bs, int w32, const seqspec *ss, int ns);
+static void test_attention_fp8(const seqspec *short_dec, const seqspec *short_mix, const seqspec *mix, const seqspec *decode) {
+  if (!cpu->kv_init || !gpu->kv_bytes_per_block) return;
+  for (int dt = IG_KV_FP8_E4M3; dt <= IG_KV_FP8_E5M2; dt++) {
+    ig_kv_config probe = {.n_layers = 1, .n_blocks = 1, .block_size = 16, .n_kv_heads = 8, .head_dim = 128, .dtype = dt};
+    CHECK_MSG(gpu->kv_bytes_per_block(gpu, &probe) == (size_t)2 * 16 * 8 * 128, "fp8 cache: not one byte per value");
+    if (cur_mode == 0) fp8_exact_case(dt);
+    g_kvdt = dt;
+    rng = 0x2545f4914f6cdd1dull + (uint64_t)dt; /* after the exact case: modes 4 and 5 (without it) see these inputs too */
+    attn_saveable = 1;
+    attn_case(32, 8, 128, 16, 0, short_dec, 9, "short-decode");
+    attn_case(28, 4, 64, 16, 0, short_dec, 9, "short-decode");
+    attn_case(16, 2, 128, 16, 100, short_dec, 9, "short-decode");
+    attn_case(8, 2, 256, 16, 0, short_dec, 9, "short-decode");
+    attn_case(32, 8, 128, 16, 0, short_mix, 7, "short-mix");
+    attn_case(8, 4, 64, 5, 0, short_mix, 7, "short-mix");
+    attn_softcap = 1.f;
+    attn_case(32, 8, 128, 16, 0, short_dec, 9, "short-decode");
+    attn_softcap = 0;
+    if (cur_mode == 0) {
+      attn_saveable = 0;
+      attn_case(32, 8, 128, 16, 0, mix, 7, "mix");
+      attn_case(16, 2, 128, 16, 50, mix, 7, "mix");
+      attn_case(4, 1, 256, 16, 50, mix, 7, "mix");
+      attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
+      rope_kv_case(32, 8, 128, 16, decode, 4);
+      rope_kv_case(8, 2, 64, 5, mix, 7);
+      qkv_rope_case(32, 8, 128, 16, 256, decode, 4);
+      qkv_rope_case(32, 8, 128, 16, 256, mix, 7); /* 268 rows: the packed kernel's FP8 stores */
+      qk_norm_rope_case(16, 8, 128, 16, 1, mix, 7);
+      g_rot = 96;
+      qkv_rope_case(24, 8, 128, 16, 256, mix, 7);
+      g_rot = 0;
+    }
+    g_kvdt = 0;
+  }
+  /* a backend that cannot hold a dtype says so at kv_init */
+  ig_kv_config badc = {.n_layers = 1, .n_blocks = 1, .block_size = 16, .n_kv_heads = 2, .head_dim = 128, .dtype = 7};
+  CHECK(gpu->kv_init(gpu, &badc) != 0);
+}
 static void test_attention(void) {
   static const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
   static const seqspec decode[] = {{1, 1}, {512, 1}, {257, 1}, {2049, 1}};
@@ -1104,6 +1199,7 @@ static void test_attention(void) {
   attn_case(8, 4, 8, 4, 0, short_mix, 7, "short-mix");
   attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
   attn_softcap = 0;
+  if (gpu->act_dtype == IG_DT_BF16) test_attention_fp8(short_dec, short_mix, mix, decode);
 }
 
 /* The cases of the modes with every kernel (not 4 and 5): larger mixes, the fused rope + cache kernels, long decode

@@ -410,6 +410,51 @@ __device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
   __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
   return *(uint32_t *)&h;
 }
+/* P's pairs in the tiles' type: bf16, or f16 over an FP8 cache (KF != 0; cuda_mma.cuh's mma_16816) */
+template <int KF> __device__ __forceinline__ uint32_t pack_p(float a, float b) {
+  if constexpr (KF == 0) return pack_bf16(a, b);
+  __half2 h = __floats2half2_rn(a, b);
+  return *(uint32_t *)&h;
+}
+/* 8 bf16 (16 bytes) as 8 f16: the queries over an FP8 cache (exact for |q| up to 65504 and down to f16's normals) */
+__device__ __forceinline__ uint4 bf16x8_to_f16x8(uint4 v) {
+  const __nv_bfloat162 *b = (const __nv_bfloat162 *)&v;
+  uint4 r;
+  __half2 *h = (__half2 *)&r;
+#pragma unroll
+  for (int e = 0; e < 4; e++) h[e] = __float22half2_rn(__bfloat1622float2(b[e]));
+  return r;
+}
+/* Stage NROWS K and V rows from an FP8 cache as f16 tiles (pitch LDK): row rr < nk is cache row ri[rr] (element offset
+ * ri[rr] * HD), rows past nk are zero (nothing read). Thread tid of 128: 16-element chunks tid + 128 * it. All loads are
+ * issued before the conversions; the stores are plain, so the caller's barrier publishes them. */
+template <int HD, int KF, int NROWS, int LDK>
+__device__ __forceinline__ void stage_fp8_rows(__nv_bfloat16 *Ks, __nv_bfloat16 *Vs, const uint8_t *kc, const uint8_t *vc,
+                                               const int *ri, int nk, int tid) {
+  constexpr int C16 = HD / 16, IT = NROWS * C16 / 128;
+  static_assert(NROWS * C16 % 128 == 0, "whole passes of 128 threads");
+  uint4 kr[IT], vr[IT];
+#pragma unroll
+  for (int it = 0; it < IT; it++) {
+    int c = tid + it * 128, rr = c / C16, cc = c % C16;
+    if (rr < nk) {
+      size_t o = (size_t)(unsigned)ri[rr] * HD + cc * 16;
+      kr[it] = __ldcg((const uint4 *)(kc + o));
+      vr[it] = __ldcg((const uint4 *)(vc + o));
+    } else {
+      kr[it] = vr[it] = make_uint4(0, 0, 0, 0);
+    }
+  }
+#pragma unroll
+  for (int it = 0; it < IT; it++) {
+    int c = tid + it * 128, rr = c / C16, cc = c % C16;
+    uint4 lo, hi;
+    fp8x16_to_f16<KF>(kr[it], lo, hi);
+    *(uint4 *)(Ks + rr * LDK + cc * 16) = lo, *(uint4 *)(Ks + rr * LDK + cc * 16 + 8) = hi;
+    fp8x16_to_f16<KF>(vr[it], lo, hi);
+    *(uint4 *)(Vs + rr * LDK + cc * 16) = lo, *(uint4 *)(Vs + rr * LDK + cc * 16 + 8) = hi;
+  }
+}
 
 template <int HD>
 struct mma_smem {
@@ -419,9 +464,12 @@ struct mma_smem {
   static const size_t bytes = q_bytes + 4 * kv_bytes; /* Q, K[2], V[2] */
 };
 
-template <int HD, bool CAP> /* CAP: softcap > 0 (without it the score is x * sl2, with no test per score) */
+/* CAP: softcap > 0 (without it the score is x * sl2, with no test per score). KF: the cache's format (0: bf16, the
+ * tiles bf16 and K/V copied by cp.async; 1 e4m3 / 2 e5m2: Q, K, V and P as f16 tiles, K/V loaded and converted by
+ * the threads, one tile at a time). */
+template <int HD, bool CAP, int KF>
 __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
-                                                               const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                                                               const void *__restrict__ kcv, const void *__restrict__ vcv,
                                                                const int *tiles, const int *pos, const int *block_table,
                                                                int max_blocks, int nh, int nkv, int bs, float scale, int window,
                                                                float softcap) {
@@ -442,20 +490,35 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
   const int kend = qmax + 1;
   const int kt0 = (kstart / MMA_BN) * MMA_BN;
 
+  const __nv_bfloat16 *kc = (const __nv_bfloat16 *)kcv, *vc = (const __nv_bfloat16 *)vcv;
+  __shared__ int rowidx[KF ? MMA_BN : 1];
   auto load_kv = [&](int kt, int buf) {
-    for (int c = tid; c < MMA_BN * CH; c += 128) {
-      int rr = c / CH, cc = c % CH;
-      int key = kt + rr;
-      bool ok = key < kend;
-      size_t off = ok ? (((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * HD + cc * 8 : 0;
-      cp_async_16z(KBUF(buf) + rr * L::LDK + cc * 8, kc + off, ok);
-      cp_async_16z(VBUF(buf) + rr * L::LDK + cc * 8, vc + off, ok);
+    if constexpr (KF == 0) {
+      for (int c = tid; c < MMA_BN * CH; c += 128) {
+        int rr = c / CH, cc = c % CH;
+        int key = kt + rr;
+        bool ok = key < kend;
+        size_t off = ok ? (((size_t)bt[key / bs] * nkv + kvh) * bs + key % bs) * HD + cc * 8 : 0;
+        cp_async_16z(KBUF(buf) + rr * L::LDK + cc * 8, kc + off, ok);
+        cp_async_16z(VBUF(buf) + rr * L::LDK + cc * 8, vc + off, ok);
+      }
+    } else {
+      /* the previous tile's compute has passed its closing barrier; rowidx is rewritten, then read by all */
+      if (tid < MMA_BN && kt + tid < kend) rowidx[tid] = (bt[(kt + tid) / bs] * nkv + kvh) * bs + (kt + tid) % bs;
+      __syncthreads();
+      stage_fp8_rows<HD, KF, MMA_BN, L::LDK>(KBUF(buf), VBUF(buf), (const uint8_t *)kcv, (const uint8_t *)vcv, rowidx,
+                                             min(MMA_BN, kend - kt), tid);
     }
   };
   for (int c = tid; c < PF_BM * CH; c += 128) {
     int rr = c / CH, cc = c % CH;
     bool ok = rr < nrows;
-    cp_async_16z(Qs + rr * L::LDK + cc * 8, ok ? q + ((size_t)(row0 + rr) * nh + h) * HD + cc * 8 : q, ok);
+    if constexpr (KF == 0) {
+      cp_async_16z(Qs + rr * L::LDK + cc * 8, ok ? q + ((size_t)(row0 + rr) * nh + h) * HD + cc * 8 : q, ok);
+    } else {
+      uint4 v = ok ? *(const uint4 *)(q + ((size_t)(row0 + rr) * nh + h) * HD + cc * 8) : make_uint4(0, 0, 0, 0);
+      *(uint4 *)(Qs + rr * L::LDK + cc * 8) = bf16x8_to_f16x8(v);
+    }
   }
   load_kv(kt0, 0);
   cp_async_commit_group();
@@ -475,7 +538,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
 
   int buf = 0;
   for (int kt = kt0; kt < kend; kt += MMA_BN, buf ^= 1) {
-    if (kt + MMA_BN < kend) {
+    if (KF == 0 && kt + MMA_BN < kend) {
       load_kv(kt + MMA_BN, buf ^ 1);
       cp_async_commit_group();
       cp_async_wait_group<1>();
@@ -507,8 +570,8 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
         uint32_t b[4];
         int mi = lane >> 3, r = lane & 7;
         ldsm4(b, Ks + (jp * 16 + (mi >> 1) * 8 + r) * L::LDK + kk * 16 + (mi & 1) * 8);
-        mma_bf16_16816(sc[2 * jp], qk, b[0], b[1]);
-        mma_bf16_16816(sc[2 * jp + 1], qk, b[2], b[3]);
+        mma_16816<KF>(sc[2 * jp], qk, b[0], b[1]);
+        mma_16816<KF>(sc[2 * jp + 1], qk, b[2], b[3]);
       }
     }
     /* mask + online softmax; lane holds rows rA (c0,c1) and rB (c2,c3), keys kt + 8j + 2cq + {0,1} */
@@ -539,8 +602,8 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
     for (int j = 0; j < MMA_BN / 8; j++) {
       float p0 = exp2f(sc[j][0] - bA), p1 = exp2f(sc[j][1] - bA), p2 = exp2f(sc[j][2] - bB), p3 = exp2f(sc[j][3] - bB);
       lA += p0 + p1, lB += p2 + p3;
-      pf[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
-      pf[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
+      pf[j >> 1][(j & 1) * 2 + 0] = pack_p<KF>(p0, p1);
+      pf[j >> 1][(j & 1) * 2 + 1] = pack_p<KF>(p2, p3);
     }
     /* O += P V: k = 64 keys in 4 steps, n = HD dims in pairs of n-tiles */
 #pragma unroll
@@ -550,11 +613,12 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
         uint32_t b[4];
         int mi = lane >> 3, r = lane & 7;
         ldsm4_t(b, Vs + (kk * 16 + (mi & 1) * 8 + r) * L::LDK + dp * 16 + (mi >> 1) * 8);
-        mma_bf16_16816(o[2 * dp], pf[kk], b[0], b[1]);
-        mma_bf16_16816(o[2 * dp + 1], pf[kk], b[2], b[3]);
+        mma_16816<KF>(o[2 * dp], pf[kk], b[0], b[1]);
+        mma_16816<KF>(o[2 * dp + 1], pf[kk], b[2], b[3]);
       }
     }
     __syncthreads(); /* this buffer is refilled two iterations on */
+    if (KF != 0 && kt + MMA_BN < kend) load_kv(kt + MMA_BN, buf ^ 1); /* FP8: the next tile, by the threads */
   }
   lA = quad_sum(lA), lB = quad_sum(lB);
   float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
@@ -612,8 +676,21 @@ __device__ __forceinline__ void dec_mma_stage_rows(__nv_bfloat16 *Ds, const __nv
     cp_async_16z(Ds + j * L::LDK + cc * 8, cache + (ok ? (size_t)ri[j] * HD + cc * 8 : 0), ok);
   }
 }
-/* Stage the GQA group's queries (rows g >= G zero). Not committed. */
-template <int HD>
+/* A split's K and V rows: cp.async copies (KF 0, not committed), or, from an FP8 cache, loaded and converted to f16 by
+ * the threads (done on return). */
+template <int HD, int KF>
+__device__ __forceinline__ void dec_mma_stage_kv(__nv_bfloat16 *Ks, __nv_bfloat16 *Vs, const void *kc, const void *vc,
+                                                 const int *ri, int nk, int tid) {
+  if constexpr (KF == 0) {
+    dec_mma_stage_rows<HD>(Ks, (const __nv_bfloat16 *)kc, ri, nk, tid);
+    dec_mma_stage_rows<HD>(Vs, (const __nv_bfloat16 *)vc, ri, nk, tid);
+  } else {
+    stage_fp8_rows<HD, KF, IG_ATTN_SPLIT_KEYS, dec_mma_smem<HD>::LDK>(Ks, Vs, (const uint8_t *)kc, (const uint8_t *)vc, ri,
+                                                                       nk, tid);
+  }
+}
+/* Stage the GQA group's queries (rows g >= G zero): cp.async (not committed), or as f16 over an FP8 cache. */
+template <int HD, int KF>
 __device__ __forceinline__ void dec_mma_stage_q(__nv_bfloat16 *Qs, const __nv_bfloat16 *qg, const __nv_bfloat16 *q, int G,
                                                 int tid) {
   typedef dec_mma_smem<HD> L;
@@ -622,7 +699,12 @@ __device__ __forceinline__ void dec_mma_stage_q(__nv_bfloat16 *Qs, const __nv_bf
   for (int it = 0; it < 16 / RS; it++) {
     int g = tid / CH + it * RS, cc = tid % CH;
     bool ok = g < G;
-    cp_async_16z(Qs + g * L::LDK + cc * 8, ok ? qg + (size_t)g * HD + cc * 8 : q, ok);
+    if constexpr (KF == 0) {
+      cp_async_16z(Qs + g * L::LDK + cc * 8, ok ? qg + (size_t)g * HD + cc * 8 : q, ok);
+    } else {
+      uint4 v = ok ? *(const uint4 *)(qg + (size_t)g * HD + cc * 8) : make_uint4(0, 0, 0, 0);
+      *(uint4 *)(Qs + g * L::LDK + cc * 8) = bf16x8_to_f16x8(v);
+    }
   }
 }
 
@@ -630,7 +712,7 @@ __device__ __forceinline__ void dec_mma_stage_q(__nv_bfloat16 *Qs, const __nv_bf
  * one, so both give the same bits. Lane (g = lane / 4, cq = lane % 4) of warp w holds heads g and g + 8.
  * Scores: S = Q K^T, the per-head maxima mA/mB over the split, P = 2^(S - m) as bf16 into Ps, the per-warp sums into
  * rsum. Ends after a barrier, past which K is no longer read. */
-template <int HD>
+template <int HD, int KF>
 __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __nv_bfloat16 *Ks, __nv_bfloat16 *Ps,
                                                float *rmax, float *rsum, int nk, float scale, float softcap, float &mA,
                                                float &mB, int tid, int bar) {
@@ -647,8 +729,8 @@ __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __
     uint32_t a[4], b[4];
     ldsm4(a, Qs + ((mi & 1) * 8 + lr) * L::LDK + kk * 16 + (mi >> 1) * 8);
     ldsm4(b, Ks + (warp * 16 + (mi >> 1) * 8 + lr) * L::LDK + kk * 16 + (mi & 1) * 8);
-    mma_bf16_16816(sc[0], a, b[0], b[1]);
-    mma_bf16_16816(sc[1], a, b[2], b[3]);
+    mma_16816<KF>(sc[0], a, b[0], b[1]);
+    mma_16816<KF>(sc[1], a, b[2], b[3]);
   }
   /* log2-domain scores, keys past the split's end masked; per-head max over the 64 keys across the 4 warps */
   const float sl2 = scale * LOG2E;
@@ -676,8 +758,8 @@ __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __
     float p0 = exp2f(sc[n][0] - mA), p1 = exp2f(sc[n][1] - mA), p2 = exp2f(sc[n][2] - mB), p3 = exp2f(sc[n][3] - mB);
     lA += p0 + p1, lB += p2 + p3;
     int col = warp * 16 + n * 8 + 2 * cq;
-    *(uint32_t *)(Ps + g * L::LDP + col) = pack_bf16(p0, p1);
-    *(uint32_t *)(Ps + (g + 8) * L::LDP + col) = pack_bf16(p2, p3);
+    *(uint32_t *)(Ps + g * L::LDP + col) = pack_p<KF>(p0, p1);
+    *(uint32_t *)(Ps + (g + 8) * L::LDP + col) = pack_p<KF>(p2, p3);
   }
   lA = quad_sum(lA), lB = quad_sum(lB);
   if (cq == 0) rsum[warp * 16 + g] = lA, rsum[warp * 16 + g + 8] = lB;
@@ -685,7 +767,7 @@ __device__ __forceinline__ void dec_mma_scores(const __nv_bfloat16 *Qs, const __
 }
 /* O = P V: the unnormalised o of heads g and g + 8 (o[n][0..1] and o[n][2..3] at columns w * HD/4 + 8n + 2cq) over
  * the 64 keys in 4 k-steps, and the heads' sums sA/sB over the split. */
-template <int HD>
+template <int HD, int KF>
 __device__ __forceinline__ void dec_mma_pv(const __nv_bfloat16 *Ps, const __nv_bfloat16 *Vs, const float *rsum,
                                            float (&o)[HD / 32][4], float &sA, float &sB, int tid) {
   typedef dec_mma_smem<HD> L;
@@ -703,8 +785,8 @@ __device__ __forceinline__ void dec_mma_pv(const __nv_bfloat16 *Ps, const __nv_b
     for (int dp = 0; dp < NT / 2; dp++) {
       uint32_t b[4];
       ldsm4_t(b, Vs + (kk * 16 + (mi & 1) * 8 + lr) * L::LDK + d0 + dp * 16 + (mi >> 1) * 8);
-      mma_bf16_16816(o[2 * dp], a, b[0], b[1]);
-      mma_bf16_16816(o[2 * dp + 1], a, b[2], b[3]);
+      mma_16816<KF>(o[2 * dp], a, b[0], b[1]);
+      mma_16816<KF>(o[2 * dp + 1], a, b[2], b[3]);
     }
   }
   sA = rsum[g] + rsum[16 + g] + rsum[32 + g] + rsum[48 + g];
@@ -728,10 +810,10 @@ __device__ __forceinline__ void dec_mma_put(float *pA, float *pB, int G, const f
   }
 }
 
-template <int HD>
+template <int HD, int KF>
 __global__ void __launch_bounds__(128)
     attn_decode_mma_kernel(const __nv_bfloat16 *__restrict__ q, float *__restrict__ part,
-                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                           const void *__restrict__ kc, const void *__restrict__ vc,
                            const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
                            int max_blocks, int nh, int nkv, int bs, float scale, int window, int max_splits,
                            int early, float softcap) {
@@ -760,22 +842,16 @@ __global__ void __launch_bounds__(128)
   dec_row_index(ri, block_table + (size_t)s * max_blocks, k0, nk, kvh, nkv, bs);
   __syncthreads();
   const bool pre = early && z + 1 < nsplit;
-  if (pre) {
-    dec_mma_stage_rows<HD>(Ks, kc, ri, nk, tid);
-    dec_mma_stage_rows<HD>(Vs, vc, ri, nk, tid);
-  }
+  if (pre) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri, nk, tid);
   PDL_ENTRY();
-  dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
-  if (!pre) {
-    dec_mma_stage_rows<HD>(Ks, kc, ri, nk, tid);
-    dec_mma_stage_rows<HD>(Vs, vc, ri, nk, tid);
-  }
+  dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, tid);
+  if (!pre) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri, nk, tid);
   cp_async_commit_group();
   cp_async_wait_group<0>();
   __syncthreads();
   float o[HD / 32][4], mA, mB, sA, sB;
-  dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, tid, 0);
-  dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB, tid);
+  dec_mma_scores<HD, KF>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, tid, 0);
+  dec_mma_pv<HD, KF>(Ps, Vs, rsum, o, sA, sB, tid);
   const int g = (tid & 31) >> 2;
   dec_mma_put<HD>(part + (((size_t)i * nh + kvh * G + g) * max_splits + z) * (HD + 2),
                   part + (((size_t)i * nh + kvh * G + g + 8) * max_splits + z) * (HD + 2), G, o, mA, mB, sA, sB, tid);
@@ -798,10 +874,10 @@ struct dec_fused_smem {
   static const size_t part_off = ri_off + DEC_FUSED_KEYS * 4; /* f32 [G][CB_Z][HD + 2] */
   static size_t bytes(int G) { return part_off + (size_t)G * CB_Z * (HD + 2) * sizeof(float); }
 };
-template <int HD>
+template <int HD, int KF>
 __global__ void __launch_bounds__(256)
     attn_decode_fused_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
-                             const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
+                             const void *__restrict__ kc, const void *__restrict__ vc,
                              const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
                              int max_blocks, int nh, int nkv, int bs, float scale, int window, int early,
                              float softcap) {
@@ -830,28 +906,22 @@ __global__ void __launch_bounds__(256)
   dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
   __syncthreads();
   const bool pre = early && grp + 1 < nsplit;
-  if (pre) {
-    dec_mma_stage_rows<HD>(Ks, kc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
-    dec_mma_stage_rows<HD>(Vs, vc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
-  }
+  if (pre) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
   PDL_ENTRY();
-  if (grp == 0) dec_mma_stage_q<HD>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
+  if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
   cp_async_commit_group();
   cp_async_wait_group<0>();
   __syncthreads();
   const int g = (gt & 31) >> 2;
   for (int z = grp; z < nsplit; z += 2) {
     const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
-    if (!(pre && z == grp)) {
-      dec_mma_stage_rows<HD>(Ks, kc, ri + j0, nk, gt);
-      dec_mma_stage_rows<HD>(Vs, vc, ri + j0, nk, gt);
-    }
+    if (!(pre && z == grp)) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + j0, nk, gt);
     cp_async_commit_group();
     cp_async_wait_group<0>();
     bar_sync(1 + grp, 128);
     float o[HD / 32][4], mA, mB, sA, sB;
-    dec_mma_scores<HD>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, gt, 1 + grp);
-    dec_mma_pv<HD>(Ps, Vs, rsum, o, sA, sB, gt);
+    dec_mma_scores<HD, KF>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, gt, 1 + grp);
+    dec_mma_pv<HD, KF>(Ps, Vs, rsum, o, sA, sB, gt);
     dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA, mB,
                     sA, sB, gt);
     bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
@@ -865,23 +935,28 @@ __global__ void __launch_bounds__(256)
 }
 
 /* ---- launcher ---------------------------------------------------------------------------------------- */
+template <int HD, int KF>
+static int launch_prefill_mma(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+                              const ig_attn_params *p) {
+  cu_impl *c = CU(be);
+  size_t smem = mma_smem<HD>::bytes;
+  auto k = p->softcap > 0.f ? attn_prefill_mma_kernel<HD, true, KF> : attn_prefill_mma_kernel<HD, false, KF>;
+  CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  dim3 grid(c->b.n_tiles, p->n_heads);
+  CU_LAUNCH(be, k, grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data, kc, vc, c->b.tiles,
+            c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
+            p->sliding_window, p->softcap);
+  LAUNCH_CHECK(be);
+  return 0;
+}
 template <int HD>
 static int launch_prefill(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
                           const ig_attn_params *p) {
   cu_impl *c = CU(be);
-  if (HD == 256 || c->attn_variant == 0) { /* v2: mma.sync (the only one for head_dim 256) */
-    size_t smem = mma_smem<HD>::bytes;
-    auto k = p->softcap > 0.f ? attn_prefill_mma_kernel<HD, true> : attn_prefill_mma_kernel<HD, false>;
-    CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid(c->b.n_tiles, p->n_heads);
-    CU_LAUNCH(be, k, grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data,
-                                                            (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.tiles,
-                                                            c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads,
-                                                            p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window,
-                                                            p->softcap);
-    LAUNCH_CHECK(be);
-    return 0;
-  }
+  /* v2: mma.sync (the only one for head_dim 256 and over an FP8 cache) */
+  if (c->kv_fp8 == 1) return launch_prefill_mma<HD, 1>(be, out, q, kc, vc, p);
+  if (c->kv_fp8 == 2) return launch_prefill_mma<HD, 2>(be, out, q, kc, vc, p);
+  if (HD == 256 || c->attn_variant == 0) return launch_prefill_mma<HD, 0>(be, out, q, kc, vc, p);
   if constexpr (HD != 256) {
     size_t smem = pf_smem<HD>::bytes;
     static_assert(pf_smem<HD>::bytes <= 200 * 1024, "prefill tile too large");
@@ -926,36 +1001,52 @@ static int launch_decode_g(ig_backend *be, const ig_tensor *q, const void *kc, c
   return 0;
 }
 
-template <int HD>
-static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc,
-                             const ig_attn_params *p, float *part, int r0, int nr) {
+template <int HD, int KF>
+static int launch_decode_mma_k(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc,
+                               const ig_attn_params *p, float *part, int r0, int nr) {
   cu_impl *c = CU(be);
   size_t smem = dec_mma_smem<HD>::bytes;
   if (smem > 48 * 1024)
-    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_mma_kernel<HD, KF>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
   dim3 grid(nr, p->n_kv_heads, c->b.max_splits);
-  CU_LAUNCH(be, (attn_decode_mma_kernel<HD>), grid, 128, smem, (const __nv_bfloat16 *)q->data, part,
-            (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows + r0, c->b.row_seq, c->b.pos,
+  CU_LAUNCH(be, (attn_decode_mma_kernel<HD, KF>), grid, 128, smem, (const __nv_bfloat16 *)q->data, part, kc, vc,
+            c->b.dec_rows + r0, c->b.row_seq, c->b.pos,
             c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
             p->sliding_window, c->b.max_splits, c->decode_early, p->softcap);
   LAUNCH_CHECK(be);
   return 0;
 }
-
 template <int HD>
-static int launch_decode_fused(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
-                               const ig_attn_params *p) {
+static int launch_decode_mma(ig_backend *be, const ig_tensor *q, const void *kc, const void *vc,
+                             const ig_attn_params *p, float *part, int r0, int nr) {
+  int f = CU(be)->kv_fp8;
+  return f == 1 ? launch_decode_mma_k<HD, 1>(be, q, kc, vc, p, part, r0, nr)
+       : f == 2 ? launch_decode_mma_k<HD, 2>(be, q, kc, vc, p, part, r0, nr)
+                : launch_decode_mma_k<HD, 0>(be, q, kc, vc, p, part, r0, nr);
+}
+
+template <int HD, int KF>
+static int launch_decode_fused_k(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+                                 const ig_attn_params *p) {
   cu_impl *c = CU(be);
   dim3 grid(c->b.n_dec, p->n_kv_heads);
   size_t smem = dec_fused_smem<HD>::bytes(p->n_heads / p->n_kv_heads);
-  CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_fused_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  CU_LAUNCH(be, (attn_decode_fused_kernel<HD>), grid, 256, smem, (const __nv_bfloat16 *)q->data,
-            (__nv_bfloat16 *)out->data, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, c->b.dec_rows,
-            c->b.row_seq, c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size,
-            p->scale, p->sliding_window, c->decode_early, p->softcap);
+  CUDA_CHECK(be, cudaFuncSetAttribute(attn_decode_fused_kernel<HD, KF>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  CU_LAUNCH(be, (attn_decode_fused_kernel<HD, KF>), grid, 256, smem, (const __nv_bfloat16 *)q->data,
+            (__nv_bfloat16 *)out->data, kc, vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
+            c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window,
+            c->decode_early, p->softcap);
   LAUNCH_CHECK(be);
   return 0;
+}
+template <int HD>
+static int launch_decode_fused(ig_backend *be, ig_tensor *out, const ig_tensor *q, const void *kc, const void *vc,
+                               const ig_attn_params *p) {
+  int f = CU(be)->kv_fp8;
+  return f == 1 ? launch_decode_fused_k<HD, 1>(be, out, q, kc, vc, p)
+       : f == 2 ? launch_decode_fused_k<HD, 2>(be, out, q, kc, vc, p)
+                : launch_decode_fused_k<HD, 0>(be, out, q, kc, vc, p);
 }
 
 template <typename T>
@@ -967,6 +1058,10 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
   /* tensor cores for bf16 at head_dim 64/128/256 unless IGNIS_CUDA_DECODE=simt or IGNIS_CUDA_DECODE_STAGED=0 (which
    * keep the SIMT kernels reachable and tested); G <= 16 is checked by cu_attention */
   bool mma = sizeof(T) == 2 && (hd == 64 || hd == 128 || hd == 256) && c->decode_staged && !c->decode_simt;
+  if (c->kv_fp8) { /* only the tensor-core kernels read an FP8 cache (kv_init allowed it for these shapes only) */
+    if (sizeof(T) != 2 || (hd != 64 && hd != 128 && hd != 256)) FAIL(be, "cuda attention: FP8 KV cache at head_dim %d", hd);
+    mma = true;
+  }
   /* enough (row, kv head) blocks to fill the GPU and rows of at most CB_Z splits: the fused form (same bits; not
    * for head_dim 256, where the split kernel and the combine run) */
   if (mma && hd != 256 && S <= CB_Z && c->decode_fused > 0 && (int64_t)c->b.n_dec * p->n_kv_heads >= c->decode_fused)
@@ -1009,9 +1104,8 @@ int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, 
   if (p->n_heads / p->n_kv_heads > 16) FAIL(be, "cuda attention: GQA group of %d heads is over 16", p->n_heads / p->n_kv_heads);
   if (q->cols != (int64_t)p->n_heads * p->head_dim || out->cols != q->cols) FAIL(be, "cuda attention: q/out width mismatch");
   if (q->dtype != be->act_dtype || out->dtype != be->act_dtype) FAIL(be, "cuda attention: q/out must be %s", ig_dtype_name(be->act_dtype));
-  size_t es = ig_dtype_size(be->act_dtype);
   char *kc, *vc;
-  cu_kv_layer(c, layer, es, &kc, &vc);
+  cu_kv_layer(c, layer, &kc, &vc);
   if (c->b.n_tiles > 0) {
     /* set_batch makes tiles only for head_dim 64/128 (256 with the mma kernel) in bf16; anything else here would run
      * the wrong kernel */

@@ -361,8 +361,16 @@ static int cuda_upload(ig_backend *be, ig_tensor *t, const void *host, ig_dtype 
 }
 
 /* ---- KV cache, rope, batch --------------------------------------------------------------------------- */
+/* bytes per cache element: the activation dtype's, 1 for an FP8 cache, 0 for a cache this backend cannot hold (an
+ * unknown dtype; FP8 values are read by the tensor-core attention kernels only, as f16: bf16 activations and head_dim
+ * 64, 128 or 256) */
+static size_t kv_elem_size(ig_backend *be, const ig_kv_config *k) {
+  if (k->dtype == IG_KV_AUTO) return ig_dtype_size(be->act_dtype);
+  if (k->dtype != IG_KV_FP8_E4M3 && k->dtype != IG_KV_FP8_E5M2) return 0;
+  return be->act_dtype == IG_DT_BF16 && (k->head_dim == 64 || k->head_dim == 128 || k->head_dim == 256);
+}
 static size_t cuda_kv_bytes_per_block(ig_backend *be, const ig_kv_config *k) {
-  return (size_t)k->n_layers * 2 * k->block_size * k->n_kv_heads * k->head_dim * ig_dtype_size(be->act_dtype);
+  return (size_t)k->n_layers * 2 * k->block_size * k->n_kv_heads * k->head_dim * kv_elem_size(be, k);
 }
 
 static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
@@ -371,6 +379,11 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   if (k->n_layers <= 0 || k->n_blocks <= 0 || k->block_size <= 0 || k->n_kv_heads <= 0 || k->head_dim <= 0)
     FAIL(be, "cuda kv_init: bad configuration");
   if (k->head_dim % 8) FAIL(be, "cuda kv_init: head_dim %d is not a multiple of 8", k->head_dim);
+  if (k->dtype != IG_KV_AUTO && k->dtype != IG_KV_FP8_E4M3 && k->dtype != IG_KV_FP8_E5M2)
+    FAIL(be, "cuda kv_init: unknown KV cache dtype %d", k->dtype);
+  if (!kv_elem_size(be, k))
+    FAIL(be, "cuda kv_init: a %s KV cache needs bf16 activations and head_dim 64, 128 or 256 (this model: %s, head_dim "
+             "%d); leave --kv-cache-dtype out", ig_kv_dtype_name(k->dtype), ig_dtype_name(be->act_dtype), k->head_dim);
   /* the attention kernels index a layer's cache rows (block, kv head, slot) with 32-bit ints */
   if ((int64_t)k->n_blocks * k->block_size * k->n_kv_heads > INT32_MAX)
     FAIL(be, "cuda kv_init: %d blocks x %d tokens x %d kv heads is over 2^31 cache rows per layer; lower "
@@ -391,6 +404,9 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   CUDA_CHECK(be, cudaMemsetAsync(c->kv_mem, 0, bytes, c->st));
   c->kv = *k;
   c->kv_layer_elems = (size_t)k->n_blocks * k->block_size * k->n_kv_heads * k->head_dim;
+  c->kv_fp8 = k->dtype == IG_KV_FP8_E4M3 ? 1 : k->dtype == IG_KV_FP8_E5M2 ? 2 : 0;
+  c->kv_cdt = c->kv_fp8 == 1 ? IG_CU_DT_E4M3 : c->kv_fp8 == 2 ? IG_CU_DT_E5M2 : (int)be->act_dtype;
+  c->kv_es = kv_elem_size(be, k);
   return 0;
 }
 

@@ -136,10 +136,14 @@ typedef struct cu_impl {
   int qkv_rope; /* qkv_rope_kv_write from the packed q|k|v product (IGNIS_CUDA_QKV_ROPE, default on) */
   int rot_dim, head_dim_rope;
   float attn_factor;
-  /* KV cache: per layer K then V, each [n_blocks][n_kv_heads][block_size][head_dim] of act dtype */
+  /* KV cache: per layer K then V, each [n_blocks][n_kv_heads][block_size][head_dim] of kv_cdt: the activation dtype,
+   * or an FP8 format (IG_CU_DT_E4M3 / IG_CU_DT_E5M2, --kv-cache-dtype) whose values the attention kernels read as f16 */
   ig_kv_config kv;
   void *kv_mem;
   size_t kv_layer_elems; /* elements of K (or V) of one layer */
+  int kv_cdt;            /* the cache's element dtype (ig_dtype, or IG_CU_DT_E4M3 / IG_CU_DT_E5M2) */
+  int kv_fp8;            /* 0, or 1 e4m3 / 2 e5m2 (the attention kernels' KF template argument) */
+  size_t kv_es;          /* bytes per cache element */
   /* scratch */
   void *scratch;
   size_t scratch_size;
@@ -169,6 +173,10 @@ typedef struct cu_impl {
   ig_sample_out *samp_out;
 } cu_impl;
 
+/* the KV cache's FP8 formats as element dtypes beside ig_dtype's (kv_cdt; cuda_dtype.cuh's ldf/stf take them) */
+#define IG_CU_DT_E4M3 16
+#define IG_CU_DT_E5M2 17
+
 static inline cu_impl *CU(ig_backend *be) { return (cu_impl *)be->impl; }
 
 /* Kernel launches go through cudaLaunchKernelEx so that, with impl->pdl set, each kernel
@@ -196,10 +204,10 @@ static inline cudaError_t cu_launch_k(cu_impl *c, void (*k)(KArgs...), dim3 g, d
 }
 #define CU_LAUNCH(be, k, g, b, smem, ...) CUDA_CHECK(be, cu_launch_k(CU(be), k, dim3(g), dim3(b), (size_t)(smem), __VA_ARGS__))
 
-/* Layer `layer`'s K and V cache bases in the activation dtype (each [n_blocks][n_kv_heads][block_size][head_dim]). */
-static inline void cu_kv_layer(const cu_impl *c, int layer, size_t es, char **k, char **v) {
-  *k = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * es;
-  *v = *k + c->kv_layer_elems * es;
+/* Layer `layer`'s K and V cache bases (each [n_blocks][n_kv_heads][block_size][head_dim] of kv_cdt). */
+static inline void cu_kv_layer(const cu_impl *c, int layer, char **k, char **v) {
+  *k = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * c->kv_es;
+  *v = *k + c->kv_layer_elems * c->kv_es;
 }
 
 /* Grows a scratch buffer (not while capturing a graph). */

@@ -4,14 +4,48 @@
 #define IG_CUDA_DTYPE_CUH
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <stdint.h>
+
+/* The KV cache's FP8 formats (IG_CU_DT_E4M3 / IG_CU_DT_E5M2, cuda_common.h): stores round to nearest even and
+ * saturate (cvt.rn.satfinite), as src/backend/fp8.h does on the host. */
+__device__ __forceinline__ float fp8_to_f(uint8_t c, int dt) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)c, dt == IG_CU_DT_E4M3 ? __NV_E4M3 : __NV_E5M2)));
+}
+__device__ __forceinline__ uint8_t f_to_fp8(float v, int dt) {
+  return (uint8_t)__nv_cvt_float_to_fp8(v, __NV_SATFINITE, dt == IG_CU_DT_E4M3 ? __NV_E4M3 : __NV_E5M2);
+}
+/* KF: 1 e4m3, 2 e5m2. Two fp8 values (first in the low byte) as f16x2 (first in the low half): exact, every value of
+ * both formats is an f16. */
+template <int KF> __device__ __forceinline__ uint32_t fp8x2_to_f16x2(uint32_t v) {
+  __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(v & 0xffffu), KF == 1 ? __NV_E4M3 : __NV_E5M2);
+  return (uint32_t)h.x | ((uint32_t)h.y << 16);
+}
+/* 16 fp8 values -> 16 f16 (lo: the first 8) */
+template <int KF> __device__ __forceinline__ void fp8x16_to_f16(uint4 in, uint4 &lo, uint4 &hi) {
+  lo.x = fp8x2_to_f16x2<KF>(in.x), lo.y = fp8x2_to_f16x2<KF>(in.x >> 16);
+  lo.z = fp8x2_to_f16x2<KF>(in.y), lo.w = fp8x2_to_f16x2<KF>(in.y >> 16);
+  hi.x = fp8x2_to_f16x2<KF>(in.z), hi.y = fp8x2_to_f16x2<KF>(in.z >> 16);
+  hi.z = fp8x2_to_f16x2<KF>(in.w), hi.w = fp8x2_to_f16x2<KF>(in.w >> 16);
+}
+/* 8 floats -> 8 fp8 values (uint2, the first in the lowest byte) */
+template <int KF> __device__ __forceinline__ uint2 f8_to_fp8x8(const float *x) {
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    w[i] = (uint32_t)__nv_cvt_float2_to_fp8x2(make_float2(x[2 * i], x[2 * i + 1]), __NV_SATFINITE, KF == 1 ? __NV_E4M3 : __NV_E5M2);
+  return make_uint2(w[0] | (w[1] << 16), w[2] | (w[3] << 16));
+}
 
 __device__ __forceinline__ float ldf(const void *p, int dt, long long i) {
+  if (dt >= IG_CU_DT_E4M3) return fp8_to_f(((const uint8_t *)p)[i], dt);
   if (dt == IG_DT_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
   if (dt == IG_DT_F16) return __half2float(((const __half *)p)[i]);
   return ((const float *)p)[i];
 }
 __device__ __forceinline__ void stf(void *p, int dt, long long i, float v) {
-  if (dt == IG_DT_BF16) ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
+  if (dt >= IG_CU_DT_E4M3) ((uint8_t *)p)[i] = f_to_fp8(v, dt);
+  else if (dt == IG_DT_BF16) ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
   else if (dt == IG_DT_F16) ((__half *)p)[i] = __float2half(v);
   else ((float *)p)[i] = v;
 }

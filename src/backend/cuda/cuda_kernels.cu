@@ -414,10 +414,9 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
   if (k->cols != W || v->cols != W) FAIL(be, "cuda kv_write: width %lld != n_kv_heads*head_dim %d", (long long)k->cols, W);
   int n = c->b.n_tokens;
   if (n == 0) return 0;
-  size_t es = ig_dtype_size(be->act_dtype);
   char *kc, *vc;
-  cu_kv_layer(c, layer, es, &kc, &vc);
-  CU_LAUNCH(be, (kv_write_kernel), n, W >= 256 ? 256 : 128, 0, kc, vc, be->act_dtype, k->data, k->dtype, v->data, v->dtype, c->b.slot,
+  cu_kv_layer(c, layer, &kc, &vc);
+  CU_LAUNCH(be, (kv_write_kernel), n, W >= 256 ? 256 : 128, 0, kc, vc, c->kv_cdt, k->data, k->dtype, v->data, v->dtype, c->b.slot,
                                                          c->kv.n_kv_heads, c->kv.head_dim, c->kv.block_size);
   LAUNCH_CHECK(be);
   return 0;
@@ -478,15 +477,14 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   if (q->cols != (int64_t)n_heads * hd || k->cols != W || v->cols != W)
     FAIL(be, "cuda rope_kv_write: q/k/v widths do not match heads * head_dim %d", hd);
   if (n == 0) return 0;
-  size_t es = ig_dtype_size(be->act_dtype);
   char *kc, *vc;
-  cu_kv_layer(c, layer, es, &kc, &vc);
+  cu_kv_layer(c, layer, &kc, &vc);
   int work = (n_heads + n_kv_heads) * (hd / 2);
   if (W > work) work = W;
   int threads = work >= 256 ? 256 : ((work + 31) / 32) * 32;
   dim3 grid((unsigned)n, (unsigned)((work + threads - 1) / threads));
   CU_LAUNCH(be, (rope_kv_kernel), grid, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
-            be->act_dtype, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor,
+            c->kv_cdt, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor,
             c->kv.block_size);
   LAUNCH_CHECK(be);
   return 0;
@@ -547,7 +545,8 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
   cu_impl *c = CU(be);
   int n = c->b.n_tokens, hd = c->head_dim_rope;
   int fast = c->inv_freq && c->kv_mem && hd == c->kv.head_dim && n_kv_heads == c->kv.n_kv_heads && hd % 8 == 0 &&
-             hd <= 256 && be->act_dtype == IG_DT_BF16 && wq->cols * wq->rows == hd && wk->cols * wk->rows == hd;
+             hd <= 256 && be->act_dtype == IG_DT_BF16 && c->kv_cdt == IG_DT_BF16 && wq->cols * wq->rows == hd &&
+             wk->cols * wk->rows == hd; /* an FP8 cache: the three ops */
   const ig_tensor *ts[5] = {qn, kn, q, k, v};
   for (int t = 0; t < 5 && fast; t++) fast = ts[t]->dtype == IG_DT_BF16 && (uintptr_t)ts[t]->data % 16 == 0;
   fast = fast && (wq->dtype == IG_DT_BF16 || wq->dtype == IG_DT_F32) && (wk->dtype == IG_DT_BF16 || wk->dtype == IG_DT_F32) &&
@@ -567,7 +566,7 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
     if (ts[t]->rows < n) FAIL(be, "cuda qk_norm_rope_kv_write: %lld rows for a step of %d tokens", (long long)ts[t]->rows, n);
   if (n == 0) return 0;
   char *kcp, *vcp;
-  cu_kv_layer(c, layer, 2, &kcp, &vcp);
+  cu_kv_layer(c, layer, &kcp, &vcp);
   const int WPB = 8; /* warps per block */
   dim3 grid((unsigned)n, (unsigned)((n_heads + n_kv_heads + WPB - 1) / WPB));
 #define QN(A, B)                                                                                                   \
@@ -591,9 +590,37 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
  * 16 bytes of v; rope_rot's arithmetic, so bitwise matmul_n's split then rope_kv_kernel (both store in the
  * activation dtype, which the cache holds too). Replaces the split (a 2x copy of the product) and the scalar rope
  * (2-byte accesses). Needs hd % 8 == 0, rot % 16 == 0 and 16-byte aligned bases. */
-template <typename T>
-__global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ pk, T *__restrict__ q, T *__restrict__ kc,
-                                                          T *__restrict__ vc, const int *__restrict__ pos,
+/* 8 values of a q head (T) or of the cache (T, or fp8 when KF != 0: 8 bytes) */
+template <typename T, int KF>
+__device__ __forceinline__ void st8_cache(void *base, long long i, const float *x) {
+  if constexpr (KF != 0) {
+    *(uint2 *)((uint8_t *)base + i) = f8_to_fp8x8<KF>(x);
+  } else {
+    uint4 y;
+    T *yv = (T *)&y;
+#pragma unroll
+    for (int e = 0; e < 8; e++) yv[e] = fromf<T>(x[e]);
+    *(uint4 *)((T *)base + i) = y;
+  }
+}
+template <typename T, int KF>
+__device__ __forceinline__ void copy8_cache(void *base, long long i, const T *src) {
+  if constexpr (KF != 0) {
+    uint4 a = *(const uint4 *)src;
+    const T *av = (const T *)&a;
+    float x[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) x[e] = tof<T>(av[e]);
+    *(uint2 *)((uint8_t *)base + i) = f8_to_fp8x8<KF>(x);
+  } else {
+    *(uint4 *)((T *)base + i) = *(const uint4 *)src;
+  }
+}
+/* KF: the cache holds T (0) or fp8 (1 e4m3, 2 e5m2: the values stored in T first, then rounded, as kv_write_kernel
+ * rounds what k and v hold) */
+template <typename T, int KF>
+__global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ pk, T *__restrict__ q, void *__restrict__ kc,
+                                                          void *__restrict__ vc, const int *__restrict__ pos,
                                                           const int *__restrict__ slot, const float *__restrict__ inv_freq,
                                                           int nh, int nkv, int hd, int rot, float attn_factor, int bs,
                                                           int per_tok, long long total) {
@@ -607,31 +634,39 @@ __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ 
   long long blk = s >= 0 ? s / bs : 0, off = s >= 0 ? s % bs : 0;
   if (it < nrope) {
     int h = it / (g8 + pp), r = it % (g8 + pp), j0 = r * 8;
-    T *dst;
-    if (h < nh) dst = q + (long long)i * nh * hd + (long long)h * hd;
-    else if (s >= 0) dst = kc + ((blk * nkv + (h - nh)) * bs + off) * hd;
+    const bool to_q = h < nh;
+    void *dst;
+    long long d0;
+    if (to_q) dst = q, d0 = (long long)i * nh * hd + (long long)h * hd;
+    else if (s >= 0) dst = kc, d0 = ((blk * nkv + (h - nh)) * bs + off) * hd;
     else return;
     const T *src = row + (long long)h * hd; /* q heads, then k heads, are contiguous in the packed row */
     if (r >= g8) { /* past the rotary dims */
       int d = rot + (r - g8) * 8;
-      *(uint4 *)(dst + d) = *(const uint4 *)(src + d);
+      if (to_q) *(uint4 *)((T *)dst + d0 + d) = *(const uint4 *)(src + d);
+      else copy8_cache<T, KF>(dst, d0 + d, src + d);
       return;
     }
-    uint4 a = *(const uint4 *)(src + j0), b = *(const uint4 *)(src + j0 + half), ya, yb;
+    uint4 a = *(const uint4 *)(src + j0), b = *(const uint4 *)(src + j0 + half);
     const T *av = (const T *)&a, *bv = (const T *)&b;
-    T *yav = (T *)&ya, *ybv = (T *)&yb;
+    float ya[8], yb[8];
     float p = (float)pos[i];
 #pragma unroll
     for (int e = 0; e < 8; e++) {
       float y1, y2;
       rope_rot(tof<T>(av[e]), tof<T>(bv[e]), p, inv_freq[j0 + e], attn_factor, &y1, &y2);
-      yav[e] = fromf<T>(y1), ybv[e] = fromf<T>(y2);
+      ya[e] = tof<T>(fromf<T>(y1)), yb[e] = tof<T>(fromf<T>(y2)); /* as T holds them */
     }
-    *(uint4 *)(dst + j0) = ya;
-    *(uint4 *)(dst + j0 + half) = yb;
+    if (to_q) {
+      st8_cache<T, 0>(dst, d0 + j0, ya);
+      st8_cache<T, 0>(dst, d0 + j0 + half, yb);
+    } else {
+      st8_cache<T, KF>(dst, d0 + j0, ya);
+      st8_cache<T, KF>(dst, d0 + j0 + half, yb);
+    }
   } else if (s >= 0) {
     int t = (it - nrope) * 8, h = t / hd, d = t % hd;
-    *(uint4 *)(vc + ((blk * nkv + h) * bs + off) * hd + d) = *(const uint4 *)(row + (long long)(nh + nkv) * hd + t);
+    copy8_cache<T, KF>(vc, ((blk * nkv + h) * bs + off) * hd + d, row + (long long)(nh + nkv) * hd + t);
   }
 }
 
@@ -652,21 +687,20 @@ int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *
   if (cu_matmul_n_packed(be, 3, outs, x, ws, nob, can ? &pk : NULL)) return -1;
   if (!pk) return cu_rope_kv_write(be, q, k, v, n_heads, n_kv_heads, layer);
   if (n == 0) return 0;
-  size_t es = ig_dtype_size(be->act_dtype);
   char *kcp, *vcp;
-  cu_kv_layer(c, layer, es, &kcp, &vcp);
+  cu_kv_layer(c, layer, &kcp, &vcp);
   if (((uintptr_t)pk | (uintptr_t)kcp | (uintptr_t)vcp) % 16) FAIL(be, "cuda qkv_rope_kv_write: unaligned buffers");
   int per_tok = (n_heads + n_kv_heads) * (rot / 16 + (hd - rot) / 8) + W / 8;
   long long total = (long long)n * per_tok;
   unsigned blocks = (unsigned)((total + 255) / 256);
-  if (dt == IG_DT_BF16)
-    CU_LAUNCH(be, (qkv_rope_kv_kernel<__nv_bfloat16>), blocks, 256, 0, (const __nv_bfloat16 *)pk, (__nv_bfloat16 *)q->data,
-              (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, rot,
-              c->attn_factor, c->kv.block_size, per_tok, total);
-  else
-    CU_LAUNCH(be, (qkv_rope_kv_kernel<__half>), blocks, 256, 0, (const __half *)pk, (__half *)q->data, (__half *)kcp,
-              (__half *)vcp, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads,
-              hd, rot, c->attn_factor, c->kv.block_size, per_tok, total);
+#define QKV_L(T, KF)                                                                                              \
+  CU_LAUNCH(be, (qkv_rope_kv_kernel<T, KF>), blocks, 256, 0, (const T *)pk, (T *)q->data, (void *)kcp, (void *)vcp,     \
+            c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, rot, c->attn_factor, c->kv.block_size, per_tok, total)
+  if (dt == IG_DT_BF16 && c->kv_fp8 == 1) QKV_L(__nv_bfloat16, 1);
+  else if (dt == IG_DT_BF16 && c->kv_fp8 == 2) QKV_L(__nv_bfloat16, 2);
+  else if (dt == IG_DT_BF16) QKV_L(__nv_bfloat16, 0);
+  else QKV_L(__half, 0);
+#undef QKV_L
   LAUNCH_CHECK(be);
   return 0;
 }
