@@ -425,35 +425,57 @@ __device__ __forceinline__ uint4 bf16x8_to_f16x8(uint4 v) {
   for (int e = 0; e < 4; e++) h[e] = __float22half2_rn(__bfloat1622float2(b[e]));
   return r;
 }
-/* Stage NROWS K and V rows from an FP8 cache as f16 tiles (pitch LDK): row rr < nk is cache row ri[rr] (element offset
- * ri[rr] * HD), rows past nk are zero (nothing read). Thread tid of 128: 16-element chunks tid + 128 * it. All loads are
- * issued before the conversions; the stores are plain, so the caller's barrier publishes them. */
-template <int HD, int KF, int NROWS, int LDK>
-__device__ __forceinline__ void stage_fp8_rows(__nv_bfloat16 *Ks, __nv_bfloat16 *Vs, const uint8_t *kc, const uint8_t *vc,
-                                               const int *ri, int nk, int tid) {
-  constexpr int C16 = HD / 16, IT = NROWS * C16 / 128;
+/* NROWS K and V rows of an FP8 cache, in two halves so that a kernel can keep the next rows' loads in flight while it
+ * computes: fp8_load_rows reads row rr from cache row rowof(rr) (element offset rowof(rr) * HD) into registers, a row
+ * with rowof < 0 as zeros (nothing read); fp8_store_rows writes them as f16 tiles (pitch LDK) with plain stores, which
+ * the caller's barrier publishes. Thread tid of 128: 16-element chunks tid + 128 * it. */
+template <int HD, int NROWS> struct fp8_rows {
+  static constexpr int C16 = HD / 16, IT = NROWS * C16 / 128;
   static_assert(NROWS * C16 % 128 == 0, "whole passes of 128 threads");
-  uint4 kr[IT], vr[IT];
+};
+template <int HD, int NROWS, typename F>
+__device__ __forceinline__ void fp8_load_rows(uint4 (&kr)[fp8_rows<HD, NROWS>::IT], uint4 (&vr)[fp8_rows<HD, NROWS>::IT],
+                                              const uint8_t *kc, const uint8_t *vc, F rowof, int tid) {
+  typedef fp8_rows<HD, NROWS> R;
 #pragma unroll
-  for (int it = 0; it < IT; it++) {
-    int c = tid + it * 128, rr = c / C16, cc = c % C16;
-    if (rr < nk) {
-      size_t o = (size_t)(unsigned)ri[rr] * HD + cc * 16;
+  for (int it = 0; it < R::IT; it++) {
+    int c = tid + it * 128, rr = c / R::C16, cc = c % R::C16, row = rowof(rr);
+    if (row >= 0) {
+      size_t o = (size_t)(unsigned)row * HD + cc * 16;
       kr[it] = __ldcg((const uint4 *)(kc + o));
       vr[it] = __ldcg((const uint4 *)(vc + o));
     } else {
       kr[it] = vr[it] = make_uint4(0, 0, 0, 0);
     }
   }
+}
+template <int HD, int KF, int NROWS, int LDK>
+__device__ __forceinline__ void fp8_store_rows(__nv_bfloat16 *Ks, __nv_bfloat16 *Vs, const uint4 (&kr)[fp8_rows<HD, NROWS>::IT],
+                                               const uint4 (&vr)[fp8_rows<HD, NROWS>::IT], int tid) {
+  typedef fp8_rows<HD, NROWS> R;
 #pragma unroll
-  for (int it = 0; it < IT; it++) {
-    int c = tid + it * 128, rr = c / C16, cc = c % C16;
+  for (int it = 0; it < R::IT; it++) {
+    int c = tid + it * 128, rr = c / R::C16, cc = c % R::C16;
     uint4 lo, hi;
     fp8x16_to_f16<KF>(kr[it], lo, hi);
     *(uint4 *)(Ks + rr * LDK + cc * 16) = lo, *(uint4 *)(Ks + rr * LDK + cc * 16 + 8) = hi;
     fp8x16_to_f16<KF>(vr[it], lo, hi);
     *(uint4 *)(Vs + rr * LDK + cc * 16) = lo, *(uint4 *)(Vs + rr * LDK + cc * 16 + 8) = hi;
   }
+}
+/* rows ri[0..nk) of a split or tile, zeros past them */
+struct fp8_ri {
+  const int *ri;
+  int nk;
+  __device__ __forceinline__ int operator()(int rr) const { return rr < nk ? ri[rr] : -1; }
+};
+/* both halves at once */
+template <int HD, int KF, int NROWS, int LDK, typename F>
+__device__ __forceinline__ void stage_fp8_rows(__nv_bfloat16 *Ks, __nv_bfloat16 *Vs, const uint8_t *kc, const uint8_t *vc,
+                                               F rowof, int tid) {
+  uint4 kr[fp8_rows<HD, NROWS>::IT], vr[fp8_rows<HD, NROWS>::IT];
+  fp8_load_rows<HD, NROWS>(kr, vr, kc, vc, rowof, tid);
+  fp8_store_rows<HD, KF, NROWS, LDK>(Ks, Vs, kr, vr, tid);
 }
 
 template <int HD>
@@ -491,7 +513,10 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
   const int kt0 = (kstart / MMA_BN) * MMA_BN;
 
   const __nv_bfloat16 *kc = (const __nv_bfloat16 *)kcv, *vc = (const __nv_bfloat16 *)vcv;
-  __shared__ int rowidx[KF ? MMA_BN : 1];
+  /* an FP8 cache: the cache row of key tile kt's row rr (-1 past the keys) */
+  auto tile_row = [&](int kt) {
+    return [=](int rr) { int key = kt + rr; return key < kend ? (bt[key / bs] * nkv + kvh) * bs + key % bs : -1; };
+  };
   auto load_kv = [&](int kt, int buf) {
     if constexpr (KF == 0) {
       for (int c = tid; c < MMA_BN * CH; c += 128) {
@@ -503,11 +528,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
         cp_async_16z(VBUF(buf) + rr * L::LDK + cc * 8, vc + off, ok);
       }
     } else {
-      /* the previous tile's compute has passed its closing barrier; rowidx is rewritten, then read by all */
-      if (tid < MMA_BN && kt + tid < kend) rowidx[tid] = (bt[(kt + tid) / bs] * nkv + kvh) * bs + (kt + tid) % bs;
-      __syncthreads();
-      stage_fp8_rows<HD, KF, MMA_BN, L::LDK>(KBUF(buf), VBUF(buf), (const uint8_t *)kcv, (const uint8_t *)vcv, rowidx,
-                                             min(MMA_BN, kend - kt), tid);
+      stage_fp8_rows<HD, KF, MMA_BN, L::LDK>(KBUF(buf), VBUF(buf), (const uint8_t *)kcv, (const uint8_t *)vcv, tile_row(kt), tid);
     }
   };
   for (int c = tid; c < PF_BM * CH; c += 128) {
@@ -536,6 +557,10 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
   for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
 
+  /* an FP8 cache at head_dim <= 128: the next tile's values are loaded into registers during this tile's math, and
+   * stored (converted) after it; at 256 (no registers to spare) loaded and stored after it */
+  constexpr bool FP8_PIPE = KF != 0 && HD <= 128;
+  uint4 kr[FP8_PIPE ? fp8_rows<HD, MMA_BN>::IT : 1], vr[FP8_PIPE ? fp8_rows<HD, MMA_BN>::IT : 1];
   int buf = 0;
   for (int kt = kt0; kt < kend; kt += MMA_BN, buf ^= 1) {
     if (KF == 0 && kt + MMA_BN < kend) {
@@ -546,6 +571,9 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
       cp_async_wait_group<0>();
     }
     __syncthreads();
+    if constexpr (FP8_PIPE) {
+      if (kt + MMA_BN < kend) fp8_load_rows<HD, MMA_BN>(kr, vr, (const uint8_t *)kcv, (const uint8_t *)vcv, tile_row(kt + MMA_BN), tid);
+    }
     if (QREG && kt == kt0) { /* Q arrived with the first group: keep its fragments in registers */
 #pragma unroll
       for (int kk = 0; kk < (QREG ? HD / 16 : 0); kk++) {
@@ -618,7 +646,11 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
       }
     }
     __syncthreads(); /* this buffer is refilled two iterations on */
-    if (KF != 0 && kt + MMA_BN < kend) load_kv(kt + MMA_BN, buf ^ 1); /* FP8: the next tile, by the threads */
+    if constexpr (FP8_PIPE) { /* FP8: the next tile, converted by the threads */
+      if (kt + MMA_BN < kend) fp8_store_rows<HD, KF, MMA_BN, L::LDK>(KBUF(buf ^ 1), VBUF(buf ^ 1), kr, vr, tid);
+    } else if (KF != 0 && kt + MMA_BN < kend) {
+      load_kv(kt + MMA_BN, buf ^ 1);
+    }
   }
   lA = quad_sum(lA), lB = quad_sum(lB);
   float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
@@ -685,8 +717,8 @@ __device__ __forceinline__ void dec_mma_stage_kv(__nv_bfloat16 *Ks, __nv_bfloat1
     dec_mma_stage_rows<HD>(Ks, (const __nv_bfloat16 *)kc, ri, nk, tid);
     dec_mma_stage_rows<HD>(Vs, (const __nv_bfloat16 *)vc, ri, nk, tid);
   } else {
-    stage_fp8_rows<HD, KF, IG_ATTN_SPLIT_KEYS, dec_mma_smem<HD>::LDK>(Ks, Vs, (const uint8_t *)kc, (const uint8_t *)vc, ri,
-                                                                       nk, tid);
+    stage_fp8_rows<HD, KF, IG_ATTN_SPLIT_KEYS, dec_mma_smem<HD>::LDK>(Ks, Vs, (const uint8_t *)kc, (const uint8_t *)vc,
+                                                                       fp8_ri{ri, nk}, tid);
   }
 }
 /* Stage the GQA group's queries (rows g >= G zero): cp.async (not committed), or as f16 over an FP8 cache. */
@@ -906,13 +938,41 @@ __global__ void __launch_bounds__(256)
   dec_row_index(ri, block_table + (size_t)s * max_blocks, lo, hi - lo, kvh, nkv, bs);
   __syncthreads();
   const bool pre = early && grp + 1 < nsplit;
+  const int g = (gt & 31) >> 2;
+  if constexpr (KF != 0) {
+    /* An FP8 cache: each group's next split is loaded into registers while it computes this one (the threads convert
+     * the values, so cp.async cannot stage them); the same splits, the same arithmetic. */
+    typedef fp8_rows<HD, IG_ATTN_SPLIT_KEYS> R;
+    const uint8_t *kb = (const uint8_t *)kc, *vb = (const uint8_t *)vc;
+    uint4 kr[R::IT], vr[R::IT];
+    if (pre) fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, fp8_ri{ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS}, gt);
+    PDL_ENTRY();
+    if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
+    if (!pre && grp < nsplit)
+      fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, fp8_ri{ri + grp * IG_ATTN_SPLIT_KEYS,
+                                            min(hi - lo - grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS)}, gt);
+    __syncthreads(); /* the queries */
+    for (int z = grp; z < nsplit; z += 2) {
+      const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
+      fp8_store_rows<HD, KF, IG_ATTN_SPLIT_KEYS, L::LDK>(Ks, Vs, kr, vr, gt);
+      bar_sync(1 + grp, 128);
+      if (z + 2 < nsplit)
+        fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, fp8_ri{ri + j0 + 2 * IG_ATTN_SPLIT_KEYS,
+                                              min(hi - lo - j0 - 2 * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS)}, gt);
+      float o[HD / 32][4], mA, mB, sA, sB;
+      dec_mma_scores<HD, KF>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, gt, 1 + grp);
+      dec_mma_pv<HD, KF>(Ps, Vs, rsum, o, sA, sB, gt);
+      dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA,
+                      mB, sA, sB, gt);
+      bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
+    }
+  } else {
   if (pre) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
   PDL_ENTRY();
   if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
   cp_async_commit_group();
   cp_async_wait_group<0>();
   __syncthreads();
-  const int g = (gt & 31) >> 2;
   for (int z = grp; z < nsplit; z += 2) {
     const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
     if (!(pre && z == grp)) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + j0, nk, gt);
@@ -925,6 +985,7 @@ __global__ void __launch_bounds__(256)
     dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA, mB,
                     sA, sB, gt);
     bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
+  }
   }
   __syncthreads();
   for (int t = threadIdx.x; t < G * HD; t += 256) { /* the combine kernel's unrolled path, from shared memory */

@@ -21,12 +21,18 @@ template <int KF> __device__ __forceinline__ uint32_t fp8x2_to_f16x2(uint32_t v)
   __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(v & 0xffffu), KF == 1 ? __NV_E4M3 : __NV_E5M2);
   return (uint32_t)h.x | ((uint32_t)h.y << 16);
 }
+/* fp8 values 0 and 1 (sel 0x1404) or 2 and 3 (sel 0x3424) of w as f16x2: an e5m2 value is the high byte of the f16
+ * of the same value, so one byte permute places it (the conversion instruction's result, for less issue) */
+template <int KF> __device__ __forceinline__ uint32_t fp8x2_pick_f16x2(uint32_t w, int hi_pair) {
+  if constexpr (KF == 2) return __byte_perm(w, 0, hi_pair ? 0x3424 : 0x1404);
+  else return fp8x2_to_f16x2<KF>(hi_pair ? w >> 16 : w);
+}
 /* 16 fp8 values -> 16 f16 (lo: the first 8) */
 template <int KF> __device__ __forceinline__ void fp8x16_to_f16(uint4 in, uint4 &lo, uint4 &hi) {
-  lo.x = fp8x2_to_f16x2<KF>(in.x), lo.y = fp8x2_to_f16x2<KF>(in.x >> 16);
-  lo.z = fp8x2_to_f16x2<KF>(in.y), lo.w = fp8x2_to_f16x2<KF>(in.y >> 16);
-  hi.x = fp8x2_to_f16x2<KF>(in.z), hi.y = fp8x2_to_f16x2<KF>(in.z >> 16);
-  hi.z = fp8x2_to_f16x2<KF>(in.w), hi.w = fp8x2_to_f16x2<KF>(in.w >> 16);
+  lo.x = fp8x2_pick_f16x2<KF>(in.x, 0), lo.y = fp8x2_pick_f16x2<KF>(in.x, 1);
+  lo.z = fp8x2_pick_f16x2<KF>(in.y, 0), lo.w = fp8x2_pick_f16x2<KF>(in.y, 1);
+  hi.x = fp8x2_pick_f16x2<KF>(in.z, 0), hi.y = fp8x2_pick_f16x2<KF>(in.z, 1);
+  hi.z = fp8x2_pick_f16x2<KF>(in.w, 0), hi.w = fp8x2_pick_f16x2<KF>(in.w, 1);
 }
 /* 8 floats -> 8 fp8 values (uint2, the first in the lowest byte) */
 template <int KF> __device__ __forceinline__ uint2 f8_to_fp8x8(const float *x) {
