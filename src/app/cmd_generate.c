@@ -31,6 +31,7 @@ typedef struct {
   const char *model_id, *revision, *prompt, *prompt_ids, *device;
   int max_new, threads, top_k, print_ids, do_sample, ignore_eos;
   int num_shard; /* tensor parallelism (model/shard.c): shards on the CPU */
+  int kv_dtype;  /* --kv-cache-dtype (ig_kv_dtype) */
   float temperature, top_p, typical_p, repetition_penalty, frequency_penalty;
   uint64_t seed;
   int have_seed;
@@ -43,7 +44,8 @@ static void usage(FILE *f) {
              "                      [--temperature T] [--top-k K] [--top-p P] [--typical-p P] [--seed S]\n"
              "                      [--do-sample] [--repetition-penalty R] [--frequency-penalty F]\n"
              "                      [--stop STR]... [--ignore-eos] [--threads N] [--prompt-ids 1,2,3] [--ids]\n"
-             "                      [--num-shard N] [--device cpu|cuda] [PROMPT]\n"
+             "                      [--num-shard N] [--device cpu|cuda] [--kv-cache-dtype fp8_e4m3fn|fp8_e5m2]\n"
+             "                      [PROMPT]\n"
              "Streams the continuation of PROMPT to stdout through the engine, as `ignis serve`'s /generate\n"
              "computes it: same tokenization, sampler and stop rules (a seeded run gives the server's text).\n"
              "Greedy unless sampling is asked for: --do-sample, or a warper as TGI counts them\n"
@@ -52,7 +54,8 @@ static void usage(FILE *f) {
              "past EOS. --model-id defaults to $MODEL_ID, then " DEFAULT_MODEL ". --threads defaults to all cores.\n"
              "--ids prints token ids instead of text.\n"
              "--num-shard N (or $NUM_SHARD) splits the model over N tensor-parallel shards, one thread each.\n"
-             "--device (or $IGNIS_DEVICE): cuda when built with it and a GPU is present, else cpu.\n");
+             "--device (or $IGNIS_DEVICE): cuda when built with it and a GPU is present, else cpu.\n"
+             "--kv-cache-dtype (or $KV_CACHE_DTYPE) keeps the KV cache in that FP8 format, as ignis serve does.\n");
 }
 
 static int parse_num(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -75,6 +78,14 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
   o->typical_p = 1.0f;
   o->repetition_penalty = 1.0f;
   o->num_shard = getenv("NUM_SHARD") && *getenv("NUM_SHARD") ? atoi(getenv("NUM_SHARD")) : 1;
+  const char *kvd = getenv("KV_CACHE_DTYPE");
+  if (kvd && *kvd) {
+    o->kv_dtype = !strcmp(kvd, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(kvd, "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1;
+    if (o->kv_dtype < 0) {
+      fprintf(stderr, "ignis generate: invalid value '%s' for KV_CACHE_DTYPE: expected fp8_e4m3fn or fp8_e5m2\n", kvd);
+      return -1;
+    }
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     double d = 0;
@@ -90,6 +101,13 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
         return -1;
       }
       o->device = v;
+      i++;
+    } else if (!strcmp(a, "--kv-cache-dtype")) {
+      if (!v || (o->kv_dtype = !strcmp(v, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(v, "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1) < 0) {
+        fprintf(stderr, "ignis generate: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n",
+                v ? v : "");
+        return -1;
+      }
       i++;
     } else if (!strcmp(a, "--model-id") || !strcmp(a, "--revision") || !strcmp(a, "--prompt-ids")) {
       if (!v) {
@@ -345,6 +363,7 @@ int ig_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "ignis generate: %s\n", err);
     goto out;
   }
+  ig_model_set_kv_dtype(m, o.kv_dtype);
   if (be && !strcmp(be->name, "cuda")) { /* one request: batch-1 decode steps as a CUDA graph */
     int one = 1;
     ig_model_set_graphs(m, &one, 1);
@@ -388,7 +407,8 @@ int ig_cmd_generate(int argc, char **argv) {
   ec.waiting_served_ratio = 0.3f;
   ec.memory_fraction = 1.0f;
   if (ig_engine_create(m, tok, &ec, &eng, err, sizeof err)) {
-    fprintf(stderr, "ignis generate: engine: %s\n", err);
+    if (o.kv_dtype) fprintf(stderr, "ignis generate: engine: %s (with --kv-cache-dtype %s)\n", err, ig_kv_dtype_name(o.kv_dtype));
+    else fprintf(stderr, "ignis generate: engine: %s\n", err);
     goto out;
   }
 
