@@ -181,8 +181,10 @@ if has serve; then
     wait_health 3000 $SP
     note "serve: cold start to /health 200: $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
     for c in ${SERVE_LEVELS:-1 16 64 256}; do
-      n=$((c < 4 ? 4 : c)); w=$((c < 8 ? c : 8))
-      timeout 60 $PK/bin/ignis bench --url http://127.0.0.1:3000 --concurrency $c --num-requests $n --warmup $w \
+      # SERVE_WAVES=k: k x c requests at concurrency c (a closed loop in its steady state, newcomers' prompts beside
+      # the others' decode rows) instead of one wave of c
+      n=$((c < 4 ? 4 : c)); n=$((n * ${SERVE_WAVES:-1})); w=$((c < 8 ? c : 8))
+      timeout $((60 * ${SERVE_WAVES:-1})) $PK/bin/ignis bench --url http://127.0.0.1:3000 --concurrency $c --num-requests $n --warmup $w \
         --input-tokens 128 --output-tokens 256 --ignore-eos --no-progress --seed $c > $OUT/serve_c$c.txt 2>&1
       note "serve c=$c: $(grep -E 'Output throughput|Failed' $OUT/serve_c$c.txt | tr -s ' ' | tr '\n' ' ')" \
            "$(grep -E '^(TTFT|ITL)' $OUT/serve_c$c.txt | awk '{print $1, "p50", $5, "ms"}' | tr '\n' ' ')"
