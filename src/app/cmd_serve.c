@@ -132,8 +132,10 @@ static flag flags[] = {
     {"usage-stats", NULL, "USAGE_STATS", NULL, F_STR, NULL, "on | off | no-stack: ignis sends no usage statistics", NULL},
     {"otlp-endpoint", NULL, "OTLP_ENDPOINT", NULL, F_STR, NULL, "ignis exports no traces (a warning at start)", NULL},
     {"otlp-service-name", NULL, "OTLP_SERVICE_NAME", NULL, F_STR, NULL, "no effect (no traces)", NULL},
-    {"speculate", NULL, "SPECULATE", NULL, F_INT, NULL,
-     "speculative decoding is not implemented: one token per step, the same outputs (a warning at start)", NULL},
+    {"speculate", NULL, "SPECULATE", NULL, F_STR, "0",
+     "n-gram speculative decoding, 0..15: a greedy request drafts up to N tokens per step from its own tokens (what "
+     "followed the last earlier occurrence of its last 1-3 tokens) and one step checks them; the same outputs in "
+     "fewer steps", NULL},
     {"quantize", NULL, "QUANTIZE", NULL, F_STR, NULL,
      "refused: ignis serves float16, bfloat16 and float32 checkpoints as they are", NULL},
     {"kv-cache-dtype", NULL, "KV_CACHE_DTYPE", NULL, F_STR, NULL,
@@ -481,6 +483,8 @@ static void h_stats(void *ctx, ig_server_stats *o) {
   o->grammar_masks = atomic_load(&st->grammar_masks);
   o->grammar_walks = atomic_load(&st->grammar_walks);
   o->grammar_cache_entries = atomic_load(&st->grammar_cache_entries);
+  o->spec_draft_tokens = atomic_load(&st->spec_draft_tokens);
+  o->spec_accepted_tokens = atomic_load(&st->spec_accepted_tokens);
   _Static_assert(IG_STEP_HIST == 36 && IG_SIZE_HIST == 12, "ig_server_stats' batch histograms");
   for (int k = 0; k < 2; k++) {
     o->step_count[k] = atomic_load(&st->step_count[k]);
@@ -687,10 +691,13 @@ static int tgi_flags(const char *device, int *num_shard) {
   if (val("rope-scaling")) setenv("ROPE_SCALING", val("rope-scaling"), 1);
   if (val("rope-factor")) setenv("ROPE_FACTOR", val("rope-factor"), 1);
   if (val("huggingface-hub-cache")) setenv("HF_HUB_CACHE", val("huggingface-hub-cache"), 1);
+  long long spec;
+  if ((v = val("speculate")) && (parse_int(v, &spec) || spec < 0 || spec > IG_MAX_SPECULATE)) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --speculate: expected an integer from 0 to %d\n", v,
+            IG_MAX_SPECULATE);
+    return 2;
+  }
   /* flags with nothing to do here: said once at start */
-  if (get_int("speculate", 0) > 0)
-    ig_log(IG_LOG_WARN, "--speculate %d: speculative decoding is not implemented; decoding one token per step (the "
-           "same outputs)", get_int("speculate", 0));
   if (val("otlp-endpoint")) ig_log(IG_LOG_WARN, "--otlp-endpoint %s: ignis exports no traces", val("otlp-endpoint"));
   static const char *const inert[] = {"trust-remote-code", "disable-custom-kernels", "shard-uds-path", "master-addr",
                                       "master-port", "usage-stats", "otlp-service-name", "enable-prefill-logprobs",
@@ -853,6 +860,7 @@ int ig_cmd_serve(int argc, char **argv) {
   c.num_shard = num_shard; /* tensor parallelism hook (issue 9) */
   c.tokcfg_path = val("tokenizer-config-path");
   c.ecfg.max_batch_size = get_int("max-batch-size", 0);
+  c.ecfg.speculate = get_int("speculate", 0); /* checked by tgi_flags */
   c.ecfg.watermark_gamma = val("watermark-gamma") ? (float)strtod(val("watermark-gamma"), NULL) : 0.5f;
   c.ecfg.watermark_delta = val("watermark-delta") ? (float)strtod(val("watermark-delta"), NULL) : 2.0f;
   c.ecfg.max_batch_prefill_tokens = prefill;
@@ -908,10 +916,10 @@ int ig_cmd_serve(int argc, char **argv) {
   ig_log(IG_LOG_INFO,
          "limits: max_input_tokens %d, max_total_tokens %d, max_batch_prefill_tokens %d, max_batch_total_tokens %s, "
          "max_concurrent_requests %d, max_batch_size %s, max_best_of %d, max_stop_sequences %d, max_client_batch_size "
-         "%d, payload %zu bytes%s",
+         "%d, payload %zu bytes, speculate %d%s",
          max_input, max_total, prefill, batch_total ? val("max-batch-total-tokens") : "auto",
          sc.max_concurrent_requests, val("max-batch-size") ? val("max-batch-size") : "none", sc.max_best_of,
-         sc.max_stop_sequences, sc.max_client_batch_size, sc.payload_limit,
+         sc.max_stop_sequences, sc.max_client_batch_size, sc.payload_limit, c.ecfg.speculate,
          sc.disable_grammar ? ", grammars refused" : "");
 
   int rc = ig_server_create(&sc, NULL, &c.server, err, sizeof err);

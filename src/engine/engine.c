@@ -5,7 +5,9 @@
  * events into each request's outbox. When blocks run out the newest sequence is preempted (its blocks freed,
  * requeued to recompute its prompt and generated tokens), so a running sequence never fails for lack of KV.
  * When the runner can keep a step in flight (forward_sample_begin/end: a GPU), steps are pipelined (step_async):
- * the previous step's text, stop sequences and events are done while the device runs the next step. */
+ * the previous step's text, stop sequences and events are done while the device runs the next step.
+ * --speculate: a greedy sequence may draft tokens from its own (n-gram lookup) and check them all in one step, each
+ * row sampled as a one-token step would (spec_* below); its tokens go through the same per-token path. */
 #include "engine/engine_int.h"
 #include "engine/jsonschema.h"
 #include "engine/kvblocks.h"
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #define JSON_CACHE 64 /* masks kept at least; more when a step has more than half as many constrained rows */
+#define SPEC_WINDOW 2048 /* --speculate: the last tokens a sequence's drafts are looked up in */
 
 /* ---- per-sequence state ------------------------------------------------------------------------------- */
 
@@ -67,6 +70,9 @@ typedef struct item { /* one sequence's rows in this step */
   int sample_job;      /* index into the step's sampling jobs, -1 when it samples nothing this step */
   int dev_sample;      /* index into the step's device-sampled rows, -1 when not sampled on the device */
   int ends;            /* a request of max_new_tokens 0 whose prompt this step completed: it ends, nothing sampled */
+  int n_draft;         /* --speculate: a verify piece, [start, end) = the pending token and n_draft drafts (also in
+                        * s->tokens past n_tokens until accepted), each row sampled; 0 for any other item */
+  int32_t draft[IG_MAX_SPECULATE];
 } item;
 
 struct ig_engine {
@@ -96,6 +102,7 @@ struct ig_engine {
   int waiting_steps;    /* steps since requests were last admitted (TGI's waiting_tokens) */
   ig_kvb kvb;
   int canon_rows;           /* runner.kv_canon_rows, at least 1 */
+  int spec_k;               /* drafts per step at most (cfg.speculate as it can run), 0: none */
   int32_t *match_ids;       /* prefix cache: blocks found for the sequence being admitted */
   /* JSON mode, made at its first request: every token's raw bytes and their trie; the mask of one row */
   int json_ready;           /* 0 not yet, 1 made, -1 failed */
@@ -578,6 +585,7 @@ static int try_add(ig_engine *e, seq *s, int start, int end, int prefill, int *n
   it->start = start;
   it->end = end;
   it->prefill = prefill;
+  it->n_draft = 0;
   return 1;
 }
 
@@ -595,6 +603,66 @@ int ig_engine_prompt_logprob_rows(const ig_engine_config *cfg, int vocab, int ca
 }
 static int lp_chunk_rows(const ig_engine *e) {
   return ig_engine_prompt_logprob_rows(&e->cfg, e->run.vocab_size, e->canon_rows);
+}
+
+/* ---- speculation (--speculate): drafts by n-gram lookup ----------------------------------------------------- */
+
+/* Whether s's next tokens may be drafted: a greedy request whose next token depends on the logits alone (no
+ * penalties, watermark, logit_bias, min_tokens or grammar: none of the processors that read the tokens before it or
+ * their count), past its prompt. */
+static int spec_eligible(const seq *s) {
+  const ig_gen_params *p = &s->r->params;
+  return !s->prefilling && !s->json && !p->json_mode && !ig_sampler_is_sampling(p) &&
+         !(p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f) && p->frequency_penalty == 0.0f &&
+         p->presence_penalty == 0.0f && !p->watermark && !p->n_bias && !p->min_tokens;
+}
+
+/* Prompt lookup: the most recent earlier occurrence of s's last g tokens (g = 3, then 2, then 1) within its last
+ * SPEC_WINDOW tokens, and up to max_k of the tokens that followed it, copied to out. Returns how many (0: none). */
+static int spec_find(const seq *s, int max_k, int32_t *out) {
+  const int32_t *t = s->tokens;
+  const int n = s->n_tokens, lo = n > SPEC_WINDOW ? n - SPEC_WINDOW : 0;
+  for (int g = 3; g >= 1; g--) {
+    if (n - g - 1 < lo) continue;
+    const int32_t *pat = t + n - g;
+    for (int i = n - g - 1; i >= lo; i--) { /* t[i .. i+g) == pat, with a token after it before pat */
+      if (t[i] != pat[0] || memcmp(t + i, pat, sizeof(int32_t) * (size_t)g)) continue;
+      int k = n - (i + g) < max_k ? n - (i + g) : max_k;
+      memcpy(out, t + i + g, sizeof(int32_t) * (size_t)k);
+      return k;
+    }
+  }
+  return 0;
+}
+
+/* After the step's decodes and prompt chunks: each eligible decode item with drafts becomes a verify piece, its
+ * pending token and k drafts, k at most spec_k, the request's remaining tokens less one, the rows the step leaves of
+ * max_batch_prefill_tokens and of the logits rows (rows_left: the device's activations and logits are reserved for
+ * those) and what the free KV blocks hold beyond what running prompts still need: drafts never preempt anyone nor
+ * delay a prompt chunk. The drafts go to s->tokens past n_tokens (room: n_tokens + k < n_prompt + max_new_tokens);
+ * the blocks they take stay the sequence's (its next tokens fill them). */
+static void spec_add_drafts(ig_engine *e, int n_items, int rows_left) {
+  const int bs = e->kvb.block_size;
+  int spare = e->kvb.n_free;
+  for (int i = 0; i < e->n_running; i++)
+    if (e->running[i]->prefilling) spare -= blocks_to_finish(e, e->running[i]);
+  for (int i = 0; i < n_items && rows_left > 0 && spare >= 0; i++) {
+    item *it = &e->items[i];
+    seq *s = it->s;
+    if (it->prefill || it->end != s->n_tokens || !spec_eligible(s)) continue;
+    int k = e->spec_k, room = (s->bt.n + spare) * bs - s->n_tokens;
+    if (k > rows_left) k = rows_left;
+    if (k > s->r->params.max_new_tokens - s->n_generated - 1) k = s->r->params.max_new_tokens - s->n_generated - 1;
+    if (k > room) k = room;
+    if (k < 1 || (k = spec_find(s, k, s->tokens + s->n_tokens)) < 1) continue;
+    const int had = s->bt.n;
+    if (ig_kvb_ensure(&e->kvb, &s->bt, s->n_tokens + k)) continue; /* (cannot be short: counted above) */
+    spare -= s->bt.n - had;
+    memcpy(it->draft, s->tokens + s->n_tokens, sizeof(int32_t) * (size_t)k);
+    it->n_draft = k;
+    it->end = s->n_tokens + k;
+    rows_left -= k;
+  }
 }
 
 static int build_items(ig_engine *e) {
@@ -643,6 +711,7 @@ static int build_items(ig_engine *e) {
         if (e->items[j].s->prefill_lp) lp_budget -= e->items[j].end - e->items[j].start;
       }
   }
+  if (e->spec_k > 0) spec_add_drafts(e, n, budget < lp_budget ? budget : lp_budget);
   return n;
 }
 
@@ -694,9 +763,9 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
       e->b_pos[row] = p;
       e->b_slot[row] = ig_kvb_slot(&e->kvb, &s->bt, p);
       /* Logits wanted: prompt rows whose next-token logprob is asked for, and the last row of a sequence
-       * that has computed everything it holds (it samples). */
+       * that has computed everything it holds (it samples), and a verify piece's drafts (each samples). */
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
-      if (want_lp || p == s->n_tokens - 1) e->b_out[n_out++] = row;
+      if (want_lp || p >= s->n_tokens - 1) e->b_out[n_out++] = row;
     }
   }
   e->b_seq_start[n_items] = row;
@@ -895,7 +964,7 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
     it->dev_sample = -1;
     for (int p = it->start; p < it->end; p++) {
       int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
-      if (!want_lp && p != s->n_tokens - 1) continue;
+      if (!want_lp && p < s->n_tokens - 1) continue;
       const ig_gen_params *gp = &s->r->params;
       if (want_lp && lp_on_device(e, s)) { /* the raw logits' log-softmax: a greedy row with the next token as target */
         if (grow((void **)&e->srows, &e->cap_srows, (size_t)n_srows + 1, sizeof(ig_sample_row)) ||
@@ -934,17 +1003,19 @@ static int prepare_step(ig_engine *e, int n_items, ig_batch *b, int *n_srows_out
       r->repetition_penalty = gp->repetition_penalty;
       r->frequency_penalty = gp->frequency_penalty;
       r->presence_penalty = gp->presence_penalty;
-      r->uniform = sampling ? ig_sample_uniform(gp->seed, (uint64_t)s->n_generated) : 0.0;
+      /* (a verify piece's row p samples the token after tokens [0, p], drafts included) */
+      r->uniform = sampling ? ig_sample_uniform(gp->seed, (uint64_t)(s->n_generated + p - (s->n_tokens - 1))) : 0.0;
       r->want_logprob = sampling || gp->want_logprobs || gp->top_n_tokens > 0;
       r->top_n = gp->top_n_tokens;
       r->tokens = s->tokens;
-      r->n_tokens = s->n_tokens;
+      r->n_tokens = p + 1;
       r->n_prompt = s->n_prompt;
       if (s->json) { /* its mask, made below, goes to the device with it */
         if (grow((void **)&e->jrows, &e->cap_jrows, (size_t)n_json + 1, sizeof *e->jrows)) return -ENOMEM;
         e->jrows[n_json++] = (struct jrow){.job = n_srows, .s = s};
       }
-      it->dev_sample = n_srows++;
+      if (it->dev_sample < 0) it->dev_sample = n_srows; /* a verify piece's rows: consecutive from there */
+      n_srows++;
     }
   }
   assert(out == b->n_out);
@@ -1186,7 +1257,7 @@ static int out_row(const ig_engine *e, const item *it, int p, int *out, int *hos
   const seq *s = it->s;
   const int dev = e->run.forward_sample != NULL;
   int want_lp = s->prefill_lp && p + 1 >= s->lp_done && p + 1 < s->n_prompt;
-  if (!want_lp && p != s->n_tokens - 1) return 0;
+  if (!want_lp && p < s->n_tokens - 1) return 0;
   int on_host = !dev || (want_lp ? !lp_on_device(e, s) : it->dev_sample < 0);
   *lg = on_host ? e->logits + (size_t)(dev ? (*host_k)++ : *out) * e->run.vocab_size : NULL;
   (*out)++;
@@ -1238,20 +1309,22 @@ static int collect_results(ig_engine *e, int n_items) {
     item *it = &e->items[i];
     seq *s = it->s;
     if (it->prefill) n_prefill += it->end - it->start;
-    else n_decode += it->end - it->start;
-    const float *sample_row = NULL;
+    else n_decode += it->end - it->start - it->n_draft; /* (accepted drafts are counted as they are taken) */
+    const float *sample_rows[IG_MAX_SPECULATE + 1]; /* one, or a verify piece's (host logits, or NULL: the device's) */
     int samples = 0;
     for (int p = it->start; p < it->end; p++) {
       const float *lg;
       int kind = out_row(e, it, p, &out, &host_k, &lg);
       if (kind == 0 || kind == 2) continue; /* no row; a prompt logprob row (done by prompt_logprobs) */
-      if (s->r->params.max_new_tokens > 0) {
-        sample_row = lg;
-        samples = 1;
-      } /* else the last row of a prompt-only request: nothing to sample */
+      if (s->r->params.max_new_tokens > 0) sample_rows[samples++] = lg;
+      /* else the last row of a prompt-only request: nothing to sample */
     }
-    s->n_computed = it->end;
-    register_blocks(e, s, it);
+    assert(samples <= 1 + it->n_draft);
+    const float *sample_row = samples ? sample_rows[0] : NULL;
+    /* a verify piece's K/V rows count once its drafts are taken (spec_take): the rejected ones are overwritten later,
+     * and the prefix cache must not register a block that holds them */
+    s->n_computed = it->end - it->n_draft;
+    if (!it->n_draft) register_blocks(e, s, it);
     /* rows [start, end) gave the logprobs of prompt positions up to end (row p predicts token p + 1) */
     if (s->prefill_lp && it->end + 1 > s->lp_done) s->lp_done = it->end + 1 < s->n_prompt ? it->end + 1 : s->n_prompt;
     it->sample_job = -1;
@@ -1272,19 +1345,22 @@ static int collect_results(ig_engine *e, int n_items) {
       pthread_mutex_unlock(&s->r->mu);
     }
     if (!sample_row) continue; /* sampled on the device */
-    ig_sample_job *jb = &e->jobs[n_jobs++];
-    jb->allowed = NULL;
     if (s->json) {
       if (grow((void **)&e->jrows, &e->cap_jrows, (size_t)n_json + 1, sizeof *e->jrows)) return -ENOMEM;
-      e->jrows[n_json++] = (struct jrow){.job = n_jobs - 1, .s = s};
+      e->jrows[n_json++] = (struct jrow){.job = n_jobs, .s = s};
     }
-    jb->params = &s->r->params;
-    jb->logits = sample_row;
-    jb->tokens = s->tokens;
-    jb->n_tokens = s->n_tokens;
-    jb->n_prompt = s->n_prompt;
-    jb->step = (uint64_t)s->n_generated;
-    it->sample_job = n_jobs - 1;
+    if (grow((void **)&e->jobs, &e->cap_jobs, (size_t)(n_jobs + samples), sizeof(ig_sample_job))) return -ENOMEM;
+    it->sample_job = n_jobs;
+    for (int j = 0; j < samples; j++) { /* row j samples the token after tokens [0, n_tokens + j) */
+      ig_sample_job *jb = &e->jobs[n_jobs++];
+      jb->allowed = NULL;
+      jb->params = &s->r->params;
+      jb->logits = sample_rows[j];
+      jb->tokens = s->tokens;
+      jb->n_tokens = s->n_tokens + j;
+      jb->n_prompt = s->n_prompt;
+      jb->step = (uint64_t)(s->n_generated + j);
+    }
   }
   if (n_json) json_masks(e, n_json);
   int parallel = e->pool && (int64_t)n_jobs * V >= e->sample_par_min;
@@ -1297,17 +1373,48 @@ static int collect_results(ig_engine *e, int n_items) {
   return 0;
 }
 
-/* The token an item sampled (after collect_results), or NULL when it sampled none; *dr holds a device result. */
-static const ig_sample_result *item_result(ig_engine *e, const item *it, ig_sample_result *dr) {
-  if (it->sample_job >= 0) return &e->jobs[it->sample_job].res;
+/* The token an item sampled (after collect_results) at its j-th sampled row (0 but for a verify piece), or NULL when
+ * it sampled none; *dr holds a device result. */
+static const ig_sample_result *item_result_at(ig_engine *e, const item *it, int j, ig_sample_result *dr) {
+  if (it->sample_job >= 0) return &e->jobs[it->sample_job + j].res;
   if (!e->run.forward_sample || it->dev_sample < 0) return NULL;
-  const ig_sample_out *so = &e->souts[it->dev_sample];
+  const ig_sample_out *so = &e->souts[it->dev_sample + j];
   dr->id = so->id;
   dr->logprob = so->logprob;
   dr->n_top = so->n_top < IG_MAX_TOP_N ? so->n_top : IG_MAX_TOP_N;
   memcpy(dr->top_ids, so->top_ids, sizeof(int32_t) * (size_t)dr->n_top);
   memcpy(dr->top_logprobs, so->top_logprobs, sizeof(float) * (size_t)dr->n_top);
   return dr;
+}
+static const ig_sample_result *item_result(ig_engine *e, const item *it, ig_sample_result *dr) {
+  return item_result_at(e, it, 0, dr);
+}
+
+/* A verify piece's tokens (--speculate), after collect_results: row j's token c_j follows the pending token and
+ * drafts d_1..d_j. c_0 is taken, then c_j while the draft before it was right (c_{j-1} == d_j), each through
+ * accept_token (text, stop checks, its event) until one ends the request: 1 to n_draft + 1 tokens, the ones
+ * one-token steps would have made. The K/V rows of the accepted drafts are then the sequence's (its blocks registered
+ * for the prefix cache as any computed rows); the rejected ones are overwritten by later steps. Returns the finish
+ * reason (the caller ends the request). */
+static ig_finish_reason spec_take(ig_engine *e, const item *it) {
+  seq *s = it->s;
+  ig_finish_reason fin = IG_FINISH_NONE;
+  int j = 0;
+  for (;; j++) {
+    ig_sample_result dr;
+    const ig_sample_result *res = item_result_at(e, it, j, &dr);
+    fin = accept_token(e, s, res);
+    if (fin != IG_FINISH_NONE || j == it->n_draft || res->id != it->draft[j]) break;
+  }
+  atomic_fetch_add(&e->stats.spec_draft_tokens, it->n_draft);
+  atomic_fetch_add(&e->stats.spec_accepted_tokens, j);
+  atomic_fetch_add(&e->stats.decode_tokens, j);
+  if (fin == IG_FINISH_NONE) {
+    s->n_computed = s->n_tokens - 1;
+    item done = {.s = s, .start = it->start, .end = s->n_computed};
+    register_blocks(e, s, &done);
+  }
+  return fin;
 }
 
 /* A step that failed: its sequences end with IG_FINISH_ERROR (zombies, already ended, are just freed). */
@@ -1418,7 +1525,7 @@ static void step_sync(ig_engine *e) {
     ig_sample_result dr;
     const ig_sample_result *res = item_result(e, &e->items[i], &dr);
     if (!res) continue;
-    ig_finish_reason fin = accept_token(e, s, res);
+    ig_finish_reason fin = e->items[i].n_draft ? spec_take(e, &e->items[i]) : accept_token(e, s, res);
     if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
   }
   int64_t t_end = ig_engine_now_ns();
@@ -1455,6 +1562,11 @@ static void take_held(ig_engine *e) {
     ig_sample_result dr;
     const ig_sample_result *res = item_result(e, it, &dr);
     if (!res) continue;
+    if (it->n_draft) { /* a verify piece's tokens, all of them now (one pend slot holds one token) */
+      ig_finish_reason fin = spec_take(e, it);
+      if (fin != IG_FINISH_NONE) finish_running(e, s, fin, NULL);
+      continue;
+    }
     ig_finish_reason fin = append_token(e, s, res->id);
     if (fin != IG_FINISH_NONE) {
       finish_running(e, s, token_text(e, s, res, fin), NULL);
@@ -1654,6 +1766,20 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
   }
   e->cfg.max_batch_total_tokens = n_blocks * e->cfg.block_size;
   e->canon_rows = run->kv_canon_rows > 1 ? run->kv_canon_rows : 1;
+  /* --speculate: a verify piece (the pending token and its drafts) must have fewer rows than the runner's
+   * row_exact_rows, so that each row is computed as a one-token step computes it (the backend's few-rows path:
+   * CUDA's decode attention, the CPU's matvec; batch-invariant products); a model whose
+   * rotary frequencies follow the sequence's length drafts nothing (one length per sequence and step) */
+  e->spec_k = e->cfg.speculate < 0 ? 0 : e->cfg.speculate > IG_MAX_SPECULATE ? IG_MAX_SPECULATE : e->cfg.speculate;
+  const int exact = run->row_exact_rows > 0 ? run->row_exact_rows : run->kv_canon_rows;
+  if (exact > 1 && e->spec_k > exact - 2) e->spec_k = exact - 2;
+  if (run->rope_by_len || run->rope_recompute_len > 0) e->spec_k = 0;
+  if (e->spec_k != e->cfg.speculate && e->cfg.speculate > 0)
+    ig_log(IG_LOG_WARN, "engine: --speculate %d: %d draft tokens per step at most (%s)", e->cfg.speculate, e->spec_k,
+           run->rope_by_len || run->rope_recompute_len > 0 ? "this model's rotary frequencies depend on the sequence's "
+           "length" : e->cfg.speculate > IG_MAX_SPECULATE ? "the most ignis drafts" : "a step checks drafts in fewer "
+           "rows than the backend computes as single rows, to keep every output the same");
+  e->cfg.speculate = e->spec_k;
   if (ig_kvb_init(&e->kvb, n_blocks, e->cfg.block_size) || ig_sampler_init(&e->sampler, run->vocab_size) ||
       (e->cfg.prefix_caching &&
        (ig_kvb_enable_cache(&e->kvb) ||
@@ -1735,8 +1861,8 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
   }
   e->thread_started = 1;
   ig_log(IG_LOG_INFO, "engine: KV cache %d blocks x %d tokens (%d tokens), max_total_tokens %d, prefill chunk %d, "
-         "prefix caching %s", n_blocks, e->cfg.block_size, e->cfg.max_batch_total_tokens, e->cfg.max_total_tokens,
-         e->cfg.max_batch_prefill_tokens, e->cfg.prefix_caching ? "on" : "off");
+         "prefix caching %s, speculate %d", n_blocks, e->cfg.block_size, e->cfg.max_batch_total_tokens,
+         e->cfg.max_total_tokens, e->cfg.max_batch_prefill_tokens, e->cfg.prefix_caching ? "on" : "off", e->spec_k);
   *out = e;
   return 0;
 }

@@ -170,7 +170,16 @@ typedef struct ig_engine_config {
                                              out of range: TGI's 0.5, 2.0] */
   int prompt_logprob_rows;        /* prompt rows with logprobs (each a logits row) per step, and the prompt chunk
                                      of a sequence that asks for them [0: ~256 MiB of f32 logits, at least 64] */
+  int speculate;                  /* TGI's --speculate N: n-gram (prompt lookup) speculative decoding. A greedy
+                                     request (no sampling, penalties, watermark, logit_bias, min_tokens or grammar)
+                                     past its prompt drafts up to N tokens per step from what followed the last
+                                     earlier occurrence of its last 1-3 tokens, and the step checks them all; its
+                                     output is the same token for token, in fewer steps. At most IG_MAX_SPECULATE,
+                                     and 2 less than the rows the backend computes as single rows (14 on the CPU and
+                                     CUDA; ig_engine_get_config() reports what runs) [0: off] */
 } ig_engine_config;
+
+#define IG_MAX_SPECULATE 15
 
 /* Prompt rows with logprobs per step (each a logits row) for cfg and a vocabulary: cfg->prompt_logprob_rows, else
  * ~256 MiB of f32 logits and at least 64; at least canon_rows; at most cfg->max_batch_prefill_tokens (when set). The
@@ -191,6 +200,8 @@ typedef struct ig_engine_stats {
   atomic_llong prefix_query_tokens, prefix_hit_tokens; /* tokens of admitted sequences; of those found cached */
   atomic_llong grammar_masks, grammar_walks; /* constrained rows' token masks; of those, walked (not cached) */
   atomic_int grammar_cache_entries;          /* masks kept in the cache */
+  atomic_llong spec_draft_tokens, spec_accepted_tokens; /* --speculate: tokens drafted; of those, accepted (each an
+                                                         extra token of its step) */
   /* last step's duration, ns */
   atomic_llong last_step_ns;
   /* per step, [0] steps with prompt rows ("prefill"), [1] the others ("decode"), as TGI's batch metrics: counts,

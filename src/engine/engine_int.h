@@ -20,10 +20,17 @@ typedef struct ig_engine_runner {
   /* rows a sequence must have in one step for the backend to compute their K/V bitwise as any other chunking of
    * its prompt would (the prefix cache shares only such blocks); 0 or 1: every row */
   int kv_canon_rows;
+  /* a sequence with fewer rows than this in a step gets each row's logits and K/V bitwise as a step of that row alone
+   * (backend.h's row_exact_rows): --speculate's verify steps stay below it; 0: kv_canon_rows; 0 or 1 there too: any
+   * number of rows */
+  int row_exact_rows;
   /* > 0: keys computed while a sequence held at most this many tokens do not fit it once it holds more, so it
    * recomputes all of them then (longrope: transformers' Phi3 drops its cache at that length and recomputes with
    * the long factors) */
   int rope_recompute_len;
+  /* the rotary frequencies depend on the sequence's length (dynamic scaling, longrope): a step's rows of one sequence
+   * share one length, so such a model drafts nothing (--speculate) */
+  int rope_by_len;
   size_t (*kv_bytes_per_block)(void *ctx, int block_size);
   int (*kv_init)(void *ctx, int n_blocks, int block_size, char *err, size_t errlen);
   /* optional, after kv_init: run the steps whose first occurrence is slow (ig_model_warmup) before serving; returns
@@ -58,6 +65,14 @@ typedef struct ig_engine_text {
    * mode needs it */
   int (*raw_piece)(void *ctx, int32_t id, ig_str *out);
 } ig_engine_text;
+
+/* The runner ig_engine_create starts from over a model (engine_model.c): vocabulary, EOS ids, positions, rotary and
+ * row facts, KV sizing and init, warm-up, forward; it adds the KV memory bound and the device sampling hooks. */
+ig_engine_runner ig_engine_model_runner(ig_model *model);
+
+/* The text table ig_engine_create uses over a tokenizer (engine_model.c: TGI's streaming detokenizer primed with the
+ * last 5 prompt ids, special tokens skipped). */
+ig_engine_text ig_engine_tok_text(struct ig_tok *tok);
 
 /* Same as ig_engine_create, over explicit tables (copied; their ctx must outlive the engine). */
 int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *text, const ig_engine_config *cfg,

@@ -56,6 +56,10 @@ static void txt_free(void *ctx, void *d) {
 }
 static int txt_special(void *ctx, int32_t id) { return ig_tok_is_special(ctx, id); }
 static int txt_raw_piece(void *ctx, int32_t id, ig_str *out) { return ig_tok_raw_piece(ctx, id, out); }
+ig_engine_text ig_engine_tok_text(struct ig_tok *tok) {
+  ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special, txt_raw_piece};
+  return text;
+}
 
 static size_t mem_available(void) {
   FILE *f = fopen("/proc/meminfo", "r");
@@ -86,9 +90,9 @@ static size_t kv_reserve_bytes(const ig_model_info *mi, const ig_engine_config *
   return r > floor_ ? r : floor_;
 }
 
-int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config *cfg, ig_engine **out, char *err,
-                     size_t errlen) {
+ig_engine_runner ig_engine_model_runner(ig_model *model) {
   const ig_model_info *mi = ig_model_get_info(model);
+  ig_backend *be = ig_model_backend(model);
   ig_engine_runner run;
   memset(&run, 0, sizeof run);
   run.ctx = model;
@@ -97,9 +101,22 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
   for (int i = 0; i < run.n_eos; i++) run.eos_ids[i] = mi->eos_ids[i];
   run.max_position = mi->max_position_embeddings;
   run.rope_recompute_len = mi->rope_switch_len;
+  run.rope_by_len = mi->rope_by_len;
+  run.kv_canon_rows = be ? be->kv_canon_rows : 0;
+  run.row_exact_rows = be ? be->row_exact_rows : 0;
+  run.kv_bytes_per_block = run_kv_bytes;
+  run.kv_init = run_kv_init;
+  run.warmup = run_warmup;
+  run.forward = run_forward;
+  return run;
+}
+
+int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config *cfg, ig_engine **out, char *err,
+                     size_t errlen) {
+  const ig_model_info *mi = ig_model_get_info(model);
+  ig_engine_runner run = ig_engine_model_runner(model);
   run.kv_mem_limit = mem_available() / 2;
   ig_backend *be = ig_model_backend(model);
-  run.kv_canon_rows = be ? be->kv_canon_rows : 0;
   size_t dev_free = 0, dev_total = 0;
   if (be && be->mem_info && be->mem_info(be, &dev_free, &dev_total) == 0 && dev_total > 0) {
     /* A device backend: the weights are loaded, so what is free now goes to the KV cache, less what the
@@ -132,10 +149,6 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
       return -ENOMEM;
     }
   }
-  run.kv_bytes_per_block = run_kv_bytes;
-  run.kv_init = run_kv_init;
-  run.warmup = run_warmup;
-  run.forward = run_forward;
   /* a backend that samples on the device does it for every step (IGNIS_HOST_SAMPLING=1: on the host, to compare) */
   const char *hs = getenv("IGNIS_HOST_SAMPLING");
   if (ig_model_can_sample(model) && !(hs && *hs == '1')) run.forward_sample = run_forward_sample;
@@ -145,7 +158,7 @@ int ig_engine_create(ig_model *model, struct ig_tok *tok, const ig_engine_config
     run.forward_sample_begin = run_forward_sample_begin;
     run.forward_sample_end = run_forward_sample_end;
   }
-  ig_engine_text text = {tok, txt_new, txt_push, txt_flush, txt_free, txt_special, txt_raw_piece};
+  ig_engine_text text = ig_engine_tok_text(tok);
   /* a key's rotation depends on its sequence's length there, so a cached block fits only sequences of the same
    * length class: no prefix cache for such models */
   ig_engine_config c2 = *cfg;

@@ -149,6 +149,11 @@ void ig_metrics_render(const ig_metrics *m, const ig_server_stats *st, int n_con
   counter(o, "ignis_grammar_mask_walks_total", "Of those, computed by a walk of the vocabulary (not found cached)",
           st->grammar_walks);
   gauge(o, "ignis_grammar_mask_cache_entries", "Token masks kept in the cache", st->grammar_cache_entries);
+  counter(o, "ignis_speculative_draft_tokens_total",
+          "Tokens drafted by n-gram lookup for greedy requests and checked in their steps (--speculate)",
+          st->spec_draft_tokens);
+  counter(o, "ignis_speculative_accepted_tokens_total",
+          "Of those, accepted: tokens generated beyond the one per step (--speculate)", st->spec_accepted_tokens);
   gauge(o, "ignis_http_connections", "Open HTTP connections", n_connections);
   gauge(o, "ignis_requests_in_flight", "Generation and tokenize requests being served", n_in_flight);
   counter(o, "ignis_http_requests_total", "HTTP requests answered", m->http_requests);

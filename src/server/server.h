@@ -20,6 +20,7 @@ typedef struct ig_server_stats {
   long long prefix_query_tokens, prefix_hit_tokens;
   long long grammar_masks, grammar_walks;
   int grammar_cache_entries;
+  long long spec_draft_tokens, spec_accepted_tokens; /* --speculate: tokens drafted; of those, accepted */
   /* TGI's batch metrics, [0] prefill steps, [1] decode steps: counts, failures, time sums (s), counts per duration
    * bucket (TGI's: bucket i up to 0.1 ms x 1.5^(i+1), then the overflow), sequences per step (bucket i: up to 2^i) */
   long long step_count[2], step_failed[2];

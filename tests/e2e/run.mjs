@@ -1284,7 +1284,8 @@ if (!ONLY || ONLY.includes("tgiflags")) {
   const ct = await postJSON(t.url + "/chat_tokenize", { messages: [{ role: "user", content: "Once" }] });
   check(ct.status === 200 && JSON.parse(ct.body).templated_text === "[Once]", `--tokenizer-config-path template: ${ct.body.slice(0, 200)}`);
   const log = t.log();
-  check(/--speculate 2: speculative decoding is not implemented/.test(log), "--speculate: warned");
+  check(/payload \d+ bytes, speculate 2/.test(log) && /engine: KV cache .*speculate 2/.test(log), "--speculate 2: in the startup lines");
+  check(!/speculative decoding is not implemented/.test(log), "--speculate: no longer warned about");
   check(/--otlp-endpoint .*exports no traces/.test(log), "--otlp-endpoint: warned");
   check(/--trust-remote-code given: no effect/.test(log), "--trust-remote-code: said to have no effect");
   check(/env: ignis /.test(log), "-e: the environment logged");

@@ -1,9 +1,12 @@
 /* tests/engine/harness.h: helpers shared by the engine tests: build a request, wait for many requests to
- * finish (through the wake callback), collect each request's tokens and text. */
+ * finish (through the wake callback), collect each request's tokens and text; a device sampler on the host. */
 #ifndef IG_TEST_ENGINE_HARNESS_H
 #define IG_TEST_ENGINE_HARNESS_H
 #include "engine/engine.h"
+#include "engine/sampler.h"
 #include "util/str.h"
+#include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +107,45 @@ static inline int h_wait_all(ig_request **rs, h_out *outs, int n, double timeout
     }
     pthread_mutex_unlock(&h_mu);
   }
+}
+
+/* What a device sampler does with a step's rows (runner.forward_sample), on the host: each row's logits (lg + row x
+ * vocab) get its constrained mask (as -inf), then its greedy target's logprob and the host sampler's choice from what
+ * its ig_sample_row carries go to out. 0 or -ENOMEM. */
+static inline int h_sample_rows(int vocab, float *lg, const ig_sample_row *rows, int n_rows, ig_sample_out *out) {
+  ig_sampler sm;
+  if (ig_sampler_init(&sm, vocab)) return -ENOMEM;
+  for (int i = 0; i < n_rows; i++) {
+    const ig_sample_row *r = &rows[i];
+    ig_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.do_sample = r->do_sample;
+    p.temperature = r->do_sample ? r->temperature : 1.0f;
+    p.top_k = r->do_sample ? r->top_k : 0;
+    p.top_p = r->do_sample ? r->top_p : 1.0f;
+    p.typical_p = r->do_sample ? r->typical_p : 1.0f;
+    p.repetition_penalty = r->repetition_penalty;
+    p.frequency_penalty = r->frequency_penalty;
+    p.presence_penalty = r->presence_penalty;
+    p.want_logprobs = r->want_logprob;
+    p.top_n_tokens = r->top_n;
+    float *row = lg + (size_t)r->row * (size_t)vocab;
+    if (r->allowed) /* a constrained row's mask, as the device applies it */
+      for (int v = 0; v < vocab; v++)
+        if (!((r->allowed[v >> 5] >> (v & 31)) & 1u)) row[v] = -INFINITY;
+    /* a greedy row's target: its logprob under the row's logits (a prompt logprob row), as the device gives it */
+    out[i].target_logprob = !r->do_sample && r->target >= 0 && r->target < vocab
+                                ? (float)(row[r->target] - ig_sample_logsumexp(row, vocab)) : NAN;
+    ig_sample_result res;
+    ig_sampler_sample_u(&sm, &p, row, r->tokens, r->n_tokens, r->n_prompt, r->uniform, &res);
+    out[i].id = res.id;
+    out[i].logprob = res.logprob;
+    out[i].n_top = res.n_top;
+    memcpy(out[i].top_ids, res.top_ids, sizeof res.top_ids);
+    memcpy(out[i].top_logprobs, res.top_logprobs, sizeof res.top_logprobs);
+  }
+  ig_sampler_free(&sm);
+  return 0;
 }
 
 static inline int h_same(const h_out *a, const h_out *b) {

@@ -3,9 +3,9 @@
  * between sequences) and computes each row's logits from the tokens it reads back through the block table,
  * so any scheduling or block-table mistake changes the output. Checks: concurrent requests equal their solo
  * runs (greedy and seeded sampling), a tiny KV budget preempts and changes nothing, prefill logprobs, stop
- * sequences, cancellation, overload, forward errors, shutdown. Everything runs twice: with the serial step, then
- * with the pipelined one (a fake runner with forward_sample_begin/end whose results arrive only at end), whose
- * outputs must equal the serial run's. */
+ * sequences, cancellation, overload, forward errors, shutdown, --speculate (drafts never change an output). Everything
+ * runs twice: with the serial step, then with the pipelined one (a fake runner with forward_sample_begin/end whose
+ * results arrive only at end), whose outputs must equal the serial run's. */
 #include "engine/engine_int.h"
 #include "engine/jsonmask.h"
 #include "engine/jsonschema.h"
@@ -29,6 +29,9 @@ typedef struct fake {
   uint32_t *kv_tag; /* how the slot's row was computed: 0, or (canon > 0) a few-rows piece, tagged by its range */
   int *owner;
   int canon;        /* rows below which a sequence's piece is computed "the other way" (runner.kv_canon_rows) */
+  int row_tags;     /* those rows tagged alike whatever the piece (the backends' per-row path, which --speculate's
+                     * verify steps rely on), not by the piece's range */
+  int max_seq_out;  /* the most logits rows of one sequence in a step */
   atomic_int sleep_us;
   atomic_int fail_next;
   int max_rows, max_seqs;
@@ -44,6 +47,8 @@ typedef struct fake {
   atomic_int steps_async, ended_in_flight; /* steps; requests that ended while their step was in flight */
 } fake;
 
+static int g_markov; /* the fake's logits depend on the last token (and its row's tag) alone: greedy text repeats */
+
 static uint64_t mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -55,8 +60,8 @@ static uint64_t mix(uint64_t z) {
  * logit, as the GPU's decode attention kernel changes the last bits. */
 static void fake_logits_t(const int32_t *tokens, const uint32_t *tags, int n, float *out) {
   uint64_t h = 1469598103934665603ull;
-  for (int i = 0; i < n; i++) {
-    h = mix(h ^ (uint64_t)tokens[i]) + (uint64_t)i;
+  for (int i = g_markov && n > 0 ? n - 1 : 0; i < n; i++) {
+    h = mix(h ^ (uint64_t)tokens[i]) + (uint64_t)(g_markov ? 0 : i);
     if (tags && tags[i]) h = mix(h + tags[i]);
   }
   for (int v = 0; v < V; v++) out[v] = (float)((double)(mix(h ^ ((uint64_t)v << 32)) >> 40) / (1 << 24) * 6.0 - 3.0);
@@ -108,7 +113,7 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
   for (int s = 0; s < b->n_seqs; s++) {
     int q = b->seq_start[s + 1] - b->seq_start[s], ctx_len = b->ctx_len[s];
     const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
-    uint32_t tag = q < f->canon ? (uint32_t)mix(((uint64_t)(ctx_len - q) << 32) + (uint64_t)ctx_len) | 1u : 0;
+    uint32_t tag = q >= f->canon ? 0 : f->row_tags ? 1u : (uint32_t)mix(((uint64_t)(ctx_len - q) << 32) + (uint64_t)ctx_len) | 1u;
     for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
       int pos = ctx_len - q + (r - b->seq_start[s]);
       if (b->pos[r] != pos) BAD("pos");
@@ -121,11 +126,15 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
   }
   int32_t ctx_tokens[4096];
   uint32_t ctx_tags[4096];
+  int s_prev = -1, n_seq_out = 0;
   for (int j = 0; j < b->n_out; j++) {
     int r = b->out_rows[j];
     if (j > 0 && r <= b->out_rows[j - 1]) BAD("out_rows order");
     int s = 0;
     while (b->seq_start[s + 1] <= r) s++;
+    n_seq_out = s == s_prev ? n_seq_out + 1 : 1;
+    s_prev = s;
+    if (n_seq_out > f->max_seq_out) f->max_seq_out = n_seq_out;
     const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
     for (int p = 0; p <= b->pos[r]; p++) {
       int slot = bt[p / f->bs] * f->bs + p % f->bs;
@@ -145,39 +154,11 @@ static int fake_forward_sample(void *ctx, const ig_batch *b, const ig_sample_row
                                const int32_t *host_rows, int n_host, float *host_logits, char *err, size_t errlen) {
   float *lg = malloc(sizeof(float) * V * (size_t)(b->n_out + 1));
   int rc = fake_forward(ctx, b, lg, err, errlen);
-  ig_sampler sm;
-  if (!rc && ig_sampler_init(&sm, V) == 0) {
-    for (int i = 0; i < n_rows; i++) {
-      const ig_sample_row *r = &rows[i];
-      ig_gen_params p = {0};
-      p.do_sample = r->do_sample;
-      p.temperature = r->do_sample ? r->temperature : 1.0f;
-      p.top_k = r->do_sample ? r->top_k : 0;
-      p.top_p = r->do_sample ? r->top_p : 1.0f;
-      p.typical_p = r->do_sample ? r->typical_p : 1.0f;
-      p.repetition_penalty = r->repetition_penalty;
-      p.frequency_penalty = r->frequency_penalty;
-      p.presence_penalty = r->presence_penalty;
-      p.want_logprobs = r->want_logprob;
-      p.top_n_tokens = r->top_n;
-      CHECK(r->row >= 0 && r->row < b->n_out);
-      if (r->allowed) /* a constrained row's mask, as the device applies it */
-        for (int v = 0; v < V; v++)
-          if (!((r->allowed[v >> 5] >> (v & 31)) & 1u)) lg[(size_t)r->row * V + v] = -INFINITY;
-      /* a greedy row's target: its logprob under the raw logits (a prompt logprob row), as the device gives it */
-      const float *raw = lg + (size_t)r->row * V;
-      out[i].target_logprob = !r->do_sample && r->target >= 0 && r->target < V
-                                  ? (float)(raw[r->target] - ig_sample_logsumexp(raw, V)) : NAN;
-      if (!r->do_sample && r->target >= 0) atomic_fetch_add(&fs_target, 1);
-      ig_sample_result res;
-      ig_sampler_sample_u(&sm, &p, lg + (size_t)r->row * V, r->tokens, r->n_tokens, r->n_prompt, r->uniform, &res);
-      out[i].id = res.id;
-      out[i].logprob = res.logprob;
-      out[i].n_top = res.n_top;
-      memcpy(out[i].top_ids, res.top_ids, sizeof res.top_ids);
-      memcpy(out[i].top_logprobs, res.top_logprobs, sizeof res.top_logprobs);
-    }
-    ig_sampler_free(&sm);
+  for (int i = 0; !rc && i < n_rows; i++) {
+    CHECK(rows[i].row >= 0 && rows[i].row < b->n_out);
+    if (!rows[i].do_sample && rows[i].target >= 0) atomic_fetch_add(&fs_target, 1);
+  }
+  if (!rc && h_sample_rows(V, lg, rows, n_rows, out) == 0) {
     for (int k = 0; k < n_host; k++) memcpy(host_logits + (size_t)k * V, lg + (size_t)host_rows[k] * V, sizeof(float) * V);
     atomic_fetch_add(&fs_rows, n_rows);
     atomic_fetch_add(&fs_host, n_host);
@@ -275,6 +256,7 @@ static int g_async;                /* the pipelined runner (forward_sample and f
 static int g_prefix;               /* cfg.prefix_caching */
 
 static int g_max_batch; /* cfg.max_batch_size of the engines start() makes */
+static int g_spec;      /* and cfg.speculate */
 static int g_lp_rows;   /* and cfg.prompt_logprob_rows */
 static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs) {
   ig_engine_runner run;
@@ -301,6 +283,7 @@ static ig_engine *start(fake *f, int kv_tokens, int chunk, int max_conc, int bs)
   cfg.prefix_caching = g_prefix;
   cfg.max_batch_size = g_max_batch;
   cfg.prompt_logprob_rows = g_lp_rows;
+  cfg.speculate = g_spec;
   ig_engine *e = NULL;
   char err[256];
   int rc = ig_engine_create_custom(&run, &fake_text, &cfg, &e, err, sizeof err);
@@ -1432,6 +1415,190 @@ static void test_warmup_hook(void) {
   fake_free(f);
 }
 
+/* ---- --speculate ------------------------------------------------------------------------------------------ */
+/* On a fake whose logits depend on the last token alone (greedy text falls into a cycle within a few tokens, so
+ * drafts are taken) and whose rows computed in pieces of fewer than 4 rows are tagged alike (as the backends' per-row
+ * path gives a row the same bits however many rows its sequence has in the step, below that), greedy requests draft
+ * and every output is the one without drafts: ids, logprobs, top tokens, text and finish, whether length, EOS, a stop
+ * sequence or a stop id ends it in a run of accepted drafts; beside sampled and penalised requests; under preemption
+ * and with the prefix cache (a block of rejected draft rows, overwritten later, must never be shared). A verify step
+ * stays below the 4 rows (a 4-row piece would be tagged otherwise and change the outputs). */
+static char spec_stop[NR][16]; /* the stop sequence of request i, or "" */
+
+static void spec_workload(void) {
+  uint64_t x = 99;
+  for (int i = 0; i < NR; i++) {
+    x = mix(x + (uint64_t)i);
+    plen[i] = 1 + (int)(x % 30);
+    for (int j = 0; j < plen[i]; j++) /* even ones: a shared start of 9 tokens (the prefix cache finds it) */
+      prompts[i][j] = i % 2 == 0 && j < 9 ? 3 + j : 1 + (int)(mix(x + (uint64_t)j) % (V - 1));
+    params[i] = h_params(1 + (int)((x >> 20) % 120));
+    params[i].seed = 300 + (uint64_t)i;
+    spec_stop[i][0] = 0;
+    switch (i % 8) {
+    case 0: params[i].want_logprobs = 1; break;
+    case 1: params[i].top_n_tokens = 3, params[i].ignore_eos = 1; break;
+    case 2: params[i].do_sample = 1; break;
+    case 3: params[i].repetition_penalty = 1.3f; break;
+    case 4: params[i].temperature = 0; params[i].ignore_eos = 1; break; /* OpenAI's greedy */
+    case 5: case 6: params[i].max_new_tokens = 100, params[i].ignore_eos = 1; break; /* stops set by test_speculate */
+    default: break;
+    }
+  }
+}
+
+/* Requests 5 and 6 of each 8 end at a stop id / a stop sequence met halfway through their output in out. */
+static void spec_stops(const h_out *out) {
+  for (int i = 0; i < NR; i++) {
+    const int h = out[i].n / 2;
+    if (i % 8 == 5 && out[i].n > 4) {
+      params[i].stop_ids = malloc(sizeof(int32_t));
+      params[i].stop_ids[0] = out[i].ids[h];
+      params[i].n_stop_ids = 1;
+    }
+    if (i % 8 == 6 && out[i].n > 4) snprintf(spec_stop[i], sizeof spec_stop[i], "%s%s", pieces[out[i].ids[h]],
+                                             pieces[out[i].ids[h + 1]]);
+  }
+}
+
+static void spec_run(fake *f, h_out *outs, int kv, long long *steps, long long *accepted) {
+  ig_engine *e = start(f, kv, 32, 64, 4);
+  const ig_engine_stats *st = ig_engine_get_stats(e);
+  memset(outs, 0, sizeof(h_out) * NR);
+  ig_request *rs[NR];
+  char err[256];
+  for (int i = 0; i < NR; i++) {
+    ig_gen_params p = params[i];
+    if (p.stop_ids) { /* the request owns its copy */
+      p.stop_ids = malloc(sizeof(int32_t));
+      p.stop_ids[0] = params[i].stop_ids[0];
+    }
+    const char *stop = spec_stop[i];
+    rs[i] = h_request(prompts[i], plen[i], &p, &stop, stop[0] != 0);
+    CHECK_MSG(ig_engine_submit(e, rs[i], err, sizeof err) == 0, "submit %d: %s", i, err);
+  }
+  CHECK(h_wait_all(rs, outs, NR, 60) == 0);
+  for (int i = 0; i < NR; i++) {
+    CHECK_EQ_INT(rs[i]->n_generated, outs[i].n);
+    ig_request_unref(rs[i]);
+  }
+  wait_idle(e);
+  CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+  *steps = atomic_load(&st->steps);
+  *accepted = atomic_load(&st->spec_accepted_tokens);
+  CHECK(*accepted <= atomic_load(&st->spec_draft_tokens));
+  if (!g_spec) CHECK_EQ_INT(atomic_load(&st->spec_draft_tokens), 0);
+  ig_engine_destroy(e, 1000);
+}
+
+static int spec_same(const h_out *a, const h_out *b) {
+  return h_same(a, b) && a->max_top == b->max_top && memcmp(a->logprobs, b->logprobs, sizeof(float) * (size_t)a->n) == 0;
+}
+
+static void test_speculate(void) {
+  static h_out ref[NR], ref0[NR], got[NR];
+  long long steps0, steps, acc;
+  g_markov = 1;
+  spec_workload();
+  fake *f = fake_new();
+  f->canon = 4, f->row_tags = 1;
+  spec_run(f, ref, 8192, &steps0, &acc);
+  fake_free(f);
+  spec_stops(ref);
+  free_outs(ref, NR);
+  f = fake_new();
+  f->canon = 4, f->row_tags = 1;
+  spec_run(f, ref, 8192, &steps0, &acc);
+  fake_free(f);
+  int ends[IG_FINISH_ERROR + 1] = {0};
+  for (int i = 0; i < NR; i++) ends[ref[i].finish]++;
+  CHECK(ends[IG_FINISH_EOS] > 0 && ends[IG_FINISH_STOP] > 0 && ends[IG_FINISH_LENGTH] > 0);
+  /* drafts of 2 (the 4-row cap): the same outputs in fewer steps */
+  g_spec = 6;
+  f = fake_new();
+  f->canon = 4, f->row_tags = 1;
+  spec_run(f, got, 8192, &steps, &acc);
+  for (int i = 0; i < NR; i++) CHECK_MSG(spec_same(&ref[i], &got[i]), "request %d differs with --speculate", i);
+  fprintf(stderr, "speculate: %lld steps (%lld without), %lld drafts accepted, up to %d rows of a sequence sampled in "
+          "a step; %d EOS, %d stop, %d length\n", steps, steps0, acc, f->max_seq_out, ends[IG_FINISH_EOS],
+          ends[IG_FINISH_STOP], ends[IG_FINISH_LENGTH]);
+  CHECK(acc > 0 && steps < steps0);
+  CHECK_EQ_INT(f->max_seq_out, 3);
+  fake_free(f);
+  free_outs(got, NR);
+  /* A backend whose rows are the same however computed (canon 0; a recomputed row then keeps its bits): drafts of up
+   * to 6, a KV budget of 256 tokens (preemption; drafts take only free blocks), and the prefix cache with blocks of 4
+   * (decode and verify rows are registered too, never a block of rejected drafts): one at a time (each request
+   * finds the blocks of those before) and all at once. */
+  g_spec = 0;
+  f = fake_new();
+  spec_run(f, ref0, 8192, &steps0, &acc);
+  fake_free(f);
+  g_spec = 6;
+  for (int k = 0; k < 3; k++) {
+    f = fake_new();
+    g_prefix = k > 0;
+    long long pre = 0;
+    if (k == 1) { /* one at a time */
+      ig_engine *e = start(f, 8192, 32, 64, 4);
+      char err[256];
+      memset(got, 0, sizeof got);
+      for (int i = 0; i < NR; i++) {
+        ig_gen_params p = params[i];
+        if (p.stop_ids) p.stop_ids = malloc(sizeof(int32_t)), p.stop_ids[0] = params[i].stop_ids[0];
+        const char *stop = spec_stop[i];
+        ig_request *r = h_request(prompts[i], plen[i], &p, &stop, stop[0] != 0);
+        CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+        CHECK(h_wait_all(&r, &got[i], 1, 30) == 0);
+        ig_request_unref(r);
+      }
+      wait_idle(e);
+      const ig_engine_stats *st = ig_engine_get_stats(e);
+      CHECK_EQ_INT(atomic_load(&st->kv_blocks_used), 0);
+      acc = atomic_load(&st->spec_accepted_tokens);
+      CHECK_MSG(atomic_load(&st->prefix_hit_tokens) > 50, "%lld tokens found cached",
+                (long long)atomic_load(&st->prefix_hit_tokens));
+      ig_engine_destroy(e, 1000);
+    } else {
+      spec_run(f, got, k == 0 ? 256 : 8192, &steps, &acc);
+    }
+    fake_free(f);
+    const char *what = k == 0 ? "tiny KV" : k == 1 ? "prefix cache, one at a time" : "prefix cache, together";
+    for (int i = 0; i < NR; i++) CHECK_MSG(spec_same(&ref0[i], &got[i]), "request %d differs with --speculate, %s", i, what);
+    CHECK(acc > 0);
+    (void)pre;
+    free_outs(got, NR);
+  }
+  g_prefix = 0;
+  /* cancellation of a greedy request in a run of drafts: it ends CANCELLED, its blocks come back */
+  f = fake_new();
+  atomic_store(&f->sleep_us, 2000);
+  ig_engine *e = start(f, 8192, 32, 64, 4);
+  ig_gen_params p = h_params(150);
+  p.ignore_eos = 1;
+  ig_request *r = h_request(prompts[0], plen[0], &p, NULL, 0);
+  char err[256];
+  CHECK(ig_engine_submit(e, r, err, sizeof err) == 0);
+  h_out c = {0};
+  for (int k = 0; k < 5000 && c.n < 20; k++) h_drain(r, &c), usleep(200);
+  atomic_store(&r->cancelled, 1);
+  CHECK(h_wait_all(&r, &c, 1, 30) == 0);
+  CHECK_EQ_INT(c.finish, IG_FINISH_CANCELLED);
+  CHECK(c.n >= 20 && c.n < 150);
+  wait_idle(e);
+  CHECK_EQ_INT(atomic_load(&ig_engine_get_stats(e)->kv_blocks_used), 0);
+  CHECK(atomic_load(&ig_engine_get_stats(e)->spec_accepted_tokens) > 0);
+  ig_request_unref(r);
+  ig_str_free(&c.text);
+  ig_engine_destroy(e, 1000);
+  fake_free(f);
+  g_spec = 0, g_markov = 0;
+  for (int i = 0; i < NR; i++) free(params[i].stop_ids), spec_stop[i][0] = 0;
+  free_outs(ref, NR);
+  free_outs(ref0, NR);
+  make_workload();
+}
+
 int main(void) {
   init_pieces();
   for (g_async = 0; g_async < 2; g_async++) {
@@ -1446,6 +1613,7 @@ int main(void) {
     test_json_mode();
     test_json_schema();
     test_regex_grammar();
+    test_speculate();
   }
   g_async = 0;
   test_config_errors();

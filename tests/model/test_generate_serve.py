@@ -2,7 +2,8 @@
 # tests/model/test_generate_serve.py: `ignis generate` and `ignis serve`'s POST /generate run the same engine
 # (tokenization with BOS, sampler, stop rules, detokenizer), so for the same prompt and parameters on
 # stories260K their texts must be identical: seeded sampling with warpers and penalties, stop sequences,
-# greedy up to EOS. Registered in ctest as model_generate_serve. Usage:
+# greedy up to EOS. The server runs with --speculate 4 (n-gram drafts for its greedy requests, which must change
+# nothing; /metrics says drafts were accepted). Registered in ctest as model_generate_serve. Usage:
 #   test_generate_serve.py IGNIS_BINARY MODEL_DIR
 import json
 import os
@@ -64,7 +65,7 @@ def main():
     base = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()
     srv = subprocess.Popen([ignis, "serve", "--model-id", model, "--hostname", "127.0.0.1", "--port", str(port),
-                            "--device", "cpu", "--threads", THREADS], stdout=log, stderr=log)
+                            "--device", "cpu", "--threads", THREADS, "--speculate", "4"], stdout=log, stderr=log)
     fails = 0
     try:
         deadline = time.time() + 60
@@ -103,6 +104,18 @@ def main():
                 fails += 1
             else:
                 print(f"ok   {prompt!r} {params}: {want[:60]!r}...")
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+            metrics = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines() if line and line[0] != "#")
+        drafted = int(metrics.get("ignis_speculative_draft_tokens_total", "0"))
+        accepted = int(metrics.get("ignis_speculative_accepted_tokens_total", "0"))
+        print(f"--speculate 4: {drafted} tokens drafted, {accepted} accepted")
+        if not 0 < accepted <= drafted:
+            print("FAIL --speculate 4: no draft accepted")
+            fails += 1
+        log.seek(0)
+        if "speculate 4" not in log.read().decode():
+            print("FAIL --speculate 4: not in the startup lines")
+            fails += 1
     finally:
         srv.terminate()
         try:

@@ -354,7 +354,7 @@ static void test_metrics(void) {
   ig_str o;
   ig_str_init(&o);
   ig_server_stats st = {.queue_size = 2, .kv_blocks_total = 9, .grammar_masks = 40, .grammar_walks = 7,
-                        .grammar_cache_entries = 5};
+                        .grammar_cache_entries = 5, .spec_draft_tokens = 31, .spec_accepted_tokens = 12};
   ig_metrics_render(&m, &st, 1, 0, &o);
   CHECK(strstr(o.p, "# TYPE tgi_request_count counter\ntgi_request_count 3\n") != NULL);
   CHECK(strstr(o.p, "tgi_request_failure{err=\"validation\"} 1\n") != NULL);
@@ -367,6 +367,8 @@ static void test_metrics(void) {
   CHECK(strstr(o.p, "# TYPE ignis_grammar_masks_total counter\nignis_grammar_masks_total 40\n") != NULL);
   CHECK(strstr(o.p, "ignis_grammar_mask_walks_total 7\n") != NULL);
   CHECK(strstr(o.p, "# TYPE ignis_grammar_mask_cache_entries gauge\nignis_grammar_mask_cache_entries 5\n") != NULL);
+  CHECK(strstr(o.p, "# TYPE ignis_speculative_draft_tokens_total counter\nignis_speculative_draft_tokens_total 31\n"));
+  CHECK(strstr(o.p, "# TYPE ignis_speculative_accepted_tokens_total counter\nignis_speculative_accepted_tokens_total 12\n"));
   ig_str_free(&o);
 }
 
