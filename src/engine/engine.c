@@ -717,10 +717,16 @@ static int build_items(ig_engine *e) {
 
 /* ---- running the step --------------------------------------------------------------------------------- */
 
+/* The step's batch. A verify piece (--speculate) goes in as one single-row sequence per row, each over the
+ * sequence's blocks at its own position (row p attends to keys 0..p, those of the piece's earlier rows included: a
+ * step writes every row's K/V before its attention): each row is then computed exactly as a one-token step computes
+ * it (the backends' per-sequence paths see one row), and a step of such rows is a decode-only batch, which a decode
+ * graph replays. */
 static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
-  int rows = 0, n_out = 0, max_blocks = 1;
+  int rows = 0, n_out = 0, max_blocks = 1, n_seqs = 0;
   for (int i = 0; i < n_items; i++) {
     rows += e->items[i].end - e->items[i].start;
+    n_seqs += e->items[i].n_draft ? e->items[i].end - e->items[i].start : e->items[i].end > e->items[i].start;
     if (e->items[i].s->bt.n > max_blocks) max_blocks = e->items[i].s->bt.n;
   }
   /* The per-row arrays share cap_rows and the per-sequence ones cap_seqs: they grow together. */
@@ -736,7 +742,7 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
     e->cap_rows = c;
   }
   size_t cs = e->cap_seqs;
-  if (grow((void **)&e->b_seq_start, &cs, (size_t)n_items + 1, sizeof(int32_t))) return -ENOMEM;
+  if (grow((void **)&e->b_seq_start, &cs, (size_t)n_seqs + 1, sizeof(int32_t))) return -ENOMEM;
   if (cs != e->cap_seqs) {
     int32_t *q = realloc(e->b_ctx_len, cs * sizeof(int32_t));
     if (!q) return -ENOMEM;
@@ -745,20 +751,23 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
     e->b_rope_len = q;
     e->cap_seqs = cs;
   }
-  if (grow((void **)&e->b_table, &e->cap_table, (size_t)n_items * (size_t)max_blocks, sizeof(int32_t)))
+  if (grow((void **)&e->b_table, &e->cap_table, (size_t)n_seqs * (size_t)max_blocks, sizeof(int32_t)))
     return -ENOMEM;
 
-  int row = 0;
+  int row = 0, si = 0;
   for (int i = 0; i < n_items; i++) {
     item *it = &e->items[i];
     seq *s = it->s;
-    e->b_seq_start[i] = row;
-    e->b_ctx_len[i] = it->end;
-    /* rows take the rotary frequencies of everything the sequence holds: a prompt's chunks (or a recompute's) those
-     * of its whole length, as transformers' one forward over it; a decode row those of its own length */
-    e->b_rope_len[i] = s->n_tokens;
-    for (int j = 0; j < max_blocks; j++) e->b_table[(size_t)i * max_blocks + j] = j < s->bt.n ? s->bt.ids[j] : 0;
     for (int p = it->start; p < it->end; p++, row++) {
+      if (p == it->start || it->n_draft) { /* a sequence's rows, or one row of a verify piece */
+        e->b_seq_start[si] = row;
+        e->b_ctx_len[si] = it->n_draft ? p + 1 : it->end;
+        /* rows take the rotary frequencies of everything the sequence holds: a prompt's chunks (or a recompute's)
+         * those of its whole length, as transformers' one forward over it; a decode row those of its own length */
+        e->b_rope_len[si] = s->n_tokens;
+        for (int j = 0; j < max_blocks; j++) e->b_table[(size_t)si * max_blocks + j] = j < s->bt.n ? s->bt.ids[j] : 0;
+        si++;
+      }
       e->b_tokens[row] = s->tokens[p];
       e->b_pos[row] = p;
       e->b_slot[row] = ig_kvb_slot(&e->kvb, &s->bt, p);
@@ -768,13 +777,14 @@ static int fill_batch(ig_engine *e, int n_items, ig_batch *b) {
       if (want_lp || p >= s->n_tokens - 1) e->b_out[n_out++] = row;
     }
   }
-  e->b_seq_start[n_items] = row;
+  assert(si == n_seqs);
+  e->b_seq_start[n_seqs] = row;
   memset(b, 0, sizeof *b);
   b->n_tokens = rows;
   b->tokens = e->b_tokens;
   b->pos = e->b_pos;
   b->slot = e->b_slot;
-  b->n_seqs = n_items;
+  b->n_seqs = n_seqs;
   b->seq_start = e->b_seq_start;
   b->ctx_len = e->b_ctx_len;
   b->max_blocks = max_blocks;
@@ -1766,9 +1776,9 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
   }
   e->cfg.max_batch_total_tokens = n_blocks * e->cfg.block_size;
   e->canon_rows = run->kv_canon_rows > 1 ? run->kv_canon_rows : 1;
-  /* --speculate: a verify piece (the pending token and its drafts) must have fewer rows than the runner's
-   * row_exact_rows, so that each row is computed as a one-token step computes it (the backend's few-rows path:
-   * CUDA's decode attention, the CPU's matvec; batch-invariant products); a model whose
+  /* --speculate: a verify piece (the pending token and its drafts) goes in as single-row sequences (fill_batch), so
+   * each row is computed as a one-token step computes it; its rows also stay below the runner's row_exact_rows
+   * (the backend's few-rows path: CUDA's decode attention, the CPU's matvec), a second guard; a model whose
    * rotary frequencies follow the sequence's length drafts nothing (one length per sequence and step) */
   e->spec_k = e->cfg.speculate < 0 ? 0 : e->cfg.speculate > IG_MAX_SPECULATE ? IG_MAX_SPECULATE : e->cfg.speculate;
   const int exact = run->row_exact_rows > 0 ? run->row_exact_rows : run->kv_canon_rows;

@@ -28,6 +28,7 @@ typedef struct fake {
   int32_t *kv_tok, *kv_pos;
   uint32_t *kv_tag; /* how the slot's row was computed: 0, or (canon > 0) a few-rows piece, tagged by its range */
   int *owner;
+  int *grp, cap_grp; /* per batch sequence: the first with its block table (a verify piece's rows share one) */
   int canon;        /* rows below which a sequence's piece is computed "the other way" (runner.kv_canon_rows) */
   int row_tags;     /* those rows tagged alike whatever the piece (the backends' per-row path, which --speculate's
                      * verify steps rely on), not by the piece's range */
@@ -96,8 +97,21 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
 #define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
   if (b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->n_tokens) BAD("seq_start");
   /* Blocks may be shared (prefix cache) but never written while shared: owner is the one sequence of the step that
-   * holds the block, -2 when several do. */
+   * holds the block, -2 when several do. The rows of a --speculate verify piece come as single-row sequences over one
+   * block table (the same table row): they are one sequence here (grp: the first with that table). */
   for (int i = 0; i < f->n_blocks; i++) f->owner[i] = -1;
+  if (b->n_seqs > f->cap_grp) {
+    free(f->grp);
+    f->grp = malloc(sizeof(int) * (size_t)b->n_seqs);
+    f->cap_grp = b->n_seqs;
+  }
+  for (int s = 0; s < b->n_seqs; s++) {
+    const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
+    f->grp[s] = s;
+    for (int t = 0; t < s && f->grp[s] == s; t++)
+      if (f->grp[t] == t && !memcmp(bt, b->block_table + (size_t)t * b->max_blocks, sizeof(int32_t) * (size_t)b->max_blocks))
+        f->grp[s] = t;
+  }
   for (int s = 0; s < b->n_seqs; s++) {
     int q = b->seq_start[s + 1] - b->seq_start[s], ctx_len = b->ctx_len[s];
     if (q <= 0 || ctx_len < q) BAD("q_len");
@@ -106,8 +120,10 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
     if (nb > b->max_blocks) BAD("max_blocks");
     for (int j = 0; j < nb; j++) {
       if (bt[j] < 0 || bt[j] >= f->n_blocks) BAD("block id");
-      if (f->owner[bt[j]] == s) BAD("block %d twice in one table", bt[j]);
-      f->owner[bt[j]] = f->owner[bt[j]] == -1 ? s : -2;
+      for (int k = 0; k < j; k++)
+        if (bt[k] == bt[j]) BAD("block %d twice in one table", bt[j]);
+      int g = f->grp[s];
+      f->owner[bt[j]] = f->owner[bt[j]] == -1 || f->owner[bt[j]] == g ? g : -2;
     }
   }
   for (int s = 0; s < b->n_seqs; s++) {
@@ -118,7 +134,7 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
       int pos = ctx_len - q + (r - b->seq_start[s]);
       if (b->pos[r] != pos) BAD("pos");
       if (b->slot[r] != bt[pos / f->bs] * f->bs + pos % f->bs) BAD("slot");
-      if (f->owner[bt[pos / f->bs]] != s) BAD("block %d written while shared", bt[pos / f->bs]);
+      if (f->owner[bt[pos / f->bs]] != f->grp[s]) BAD("block %d written while shared", bt[pos / f->bs]);
       f->kv_tok[b->slot[r]] = b->tokens[r];
       f->kv_pos[b->slot[r]] = pos;
       f->kv_tag[b->slot[r]] = tag;
@@ -132,8 +148,8 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
     if (j > 0 && r <= b->out_rows[j - 1]) BAD("out_rows order");
     int s = 0;
     while (b->seq_start[s + 1] <= r) s++;
-    n_seq_out = s == s_prev ? n_seq_out + 1 : 1;
-    s_prev = s;
+    n_seq_out = f->grp[s] == s_prev ? n_seq_out + 1 : 1; /* (a verify piece's single-row sequences: one sequence) */
+    s_prev = f->grp[s];
     if (n_seq_out > f->max_seq_out) f->max_seq_out = n_seq_out;
     const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
     for (int p = 0; p <= b->pos[r]; p++) {
@@ -245,6 +261,7 @@ static void fake_free(fake *f) {
   free(f->kv_pos);
   free(f->kv_tag);
   free(f->owner);
+  free(f->grp);
   free(f);
 }
 
