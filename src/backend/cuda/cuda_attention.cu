@@ -939,53 +939,51 @@ __global__ void __launch_bounds__(256)
   __syncthreads();
   const bool pre = early && grp + 1 < nsplit;
   const int g = (gt & 31) >> 2;
-  if constexpr (KF != 0) {
-    /* An FP8 cache: each group's next split is loaded into registers while it computes this one (the threads convert
-     * the values, so cp.async cannot stage them); the same splits, the same arithmetic. */
-    typedef fp8_rows<HD, IG_ATTN_SPLIT_KEYS> R;
-    const uint8_t *kb = (const uint8_t *)kc, *vb = (const uint8_t *)vc;
-    uint4 kr[R::IT], vr[R::IT];
-    if (pre) fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, fp8_ri{ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS}, gt);
-    PDL_ENTRY();
-    if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
-    if (!pre && grp < nsplit)
-      fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, fp8_ri{ri + grp * IG_ATTN_SPLIT_KEYS,
-                                            min(hi - lo - grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS)}, gt);
-    __syncthreads(); /* the queries */
-    for (int z = grp; z < nsplit; z += 2) {
-      const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
-      fp8_store_rows<HD, KF, IG_ATTN_SPLIT_KEYS, L::LDK>(Ks, Vs, kr, vr, gt);
-      bar_sync(1 + grp, 128);
-      if (z + 2 < nsplit)
-        fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, fp8_ri{ri + j0 + 2 * IG_ATTN_SPLIT_KEYS,
-                                              min(hi - lo - j0 - 2 * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS)}, gt);
-      float o[HD / 32][4], mA, mB, sA, sB;
-      dec_mma_scores<HD, KF>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, gt, 1 + grp);
-      dec_mma_pv<HD, KF>(Ps, Vs, rsum, o, sA, sB, gt);
-      dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA,
-                      mB, sA, sB, gt);
-      bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
-    }
-  } else {
-  if (pre) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
-  PDL_ENTRY();
-  if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
-  cp_async_commit_group();
-  cp_async_wait_group<0>();
-  __syncthreads();
-  for (int z = grp; z < nsplit; z += 2) {
-    const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
-    if (!(pre && z == grp)) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + j0, nk, gt);
-    cp_async_commit_group();
-    cp_async_wait_group<0>();
-    bar_sync(1 + grp, 128);
+  /* split z (nk keys) from the group's staged K/V into its partials; ends past a barrier after which K, V, Ps and
+   * rsum may be rewritten by the group's next split */
+  auto split = [&](int z, int nk) {
     float o[HD / 32][4], mA, mB, sA, sB;
     dec_mma_scores<HD, KF>(Qs, Ks, Ps, rmax, rsum, nk, scale, softcap, mA, mB, gt, 1 + grp);
     dec_mma_pv<HD, KF>(Ps, Vs, rsum, o, sA, sB, gt);
     dec_mma_put<HD>(ps + ((size_t)g * CB_Z + z) * (HD + 2), ps + ((size_t)(g + 8) * CB_Z + z) * (HD + 2), G, o, mA, mB,
                     sA, sB, gt);
-    bar_sync(1 + grp, 128); /* K, V, Ps and rsum are rewritten by the group's next split */
-  }
+    bar_sync(1 + grp, 128);
+  };
+  if constexpr (KF != 0) {
+    /* An FP8 cache: each group's next split is loaded into registers while it computes this one (the threads convert
+     * the values, so cp.async cannot stage them); the same splits, the same arithmetic. */
+    typedef fp8_rows<HD, IG_ATTN_SPLIT_KEYS> R;
+    const uint8_t *kb = (const uint8_t *)kc, *vb = (const uint8_t *)vc;
+    auto rows_of = [&](int z) { /* split z's keys */
+      return fp8_ri{ri + z * IG_ATTN_SPLIT_KEYS, min(hi - lo - z * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS)};
+    };
+    uint4 kr[R::IT], vr[R::IT];
+    if (pre) fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, rows_of(grp), gt);
+    PDL_ENTRY();
+    if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
+    if (!pre && grp < nsplit) fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, rows_of(grp), gt);
+    __syncthreads(); /* the queries */
+    for (int z = grp; z < nsplit; z += 2) {
+      fp8_store_rows<HD, KF, IG_ATTN_SPLIT_KEYS, L::LDK>(Ks, Vs, kr, vr, gt);
+      bar_sync(1 + grp, 128);
+      if (z + 2 < nsplit) fp8_load_rows<HD, IG_ATTN_SPLIT_KEYS>(kr, vr, kb, vb, rows_of(z + 2), gt);
+      split(z, rows_of(z).nk);
+    }
+  } else {
+    if (pre) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + grp * IG_ATTN_SPLIT_KEYS, IG_ATTN_SPLIT_KEYS, gt);
+    PDL_ENTRY();
+    if (grp == 0) dec_mma_stage_q<HD, KF>(Qs, q + (size_t)r * nh * HD + (size_t)kvh * G * HD, q, G, gt);
+    cp_async_commit_group();
+    cp_async_wait_group<0>();
+    __syncthreads();
+    for (int z = grp; z < nsplit; z += 2) {
+      const int j0 = z * IG_ATTN_SPLIT_KEYS, nk = min(hi - lo - j0, IG_ATTN_SPLIT_KEYS);
+      if (!(pre && z == grp)) dec_mma_stage_kv<HD, KF>(Ks, Vs, kc, vc, ri + j0, nk, gt);
+      cp_async_commit_group();
+      cp_async_wait_group<0>();
+      bar_sync(1 + grp, 128);
+      split(z, nk);
+    }
   }
   __syncthreads();
   for (int t = threadIdx.x; t < G * HD; t += 256) { /* the combine kernel's unrolled path, from shared memory */
