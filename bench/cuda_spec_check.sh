@@ -1,7 +1,8 @@
 #!/bin/bash
-# bench/cuda_spec_check.sh: ignis serve --speculate N (n-gram drafts, greedy requests) on the GPU against the same
-# server without it: the same greedy texts for PROMPTS (one request at a time, then all at once), and ignis bench's
-# greedy serving workload at CLIENTS concurrent clients (tok/s, ITL), with the draft counters from /metrics.
+# bench/cuda_spec_check.sh: ignis serve --speculate N (n-gram drafts) on the GPU against the same server without it:
+# the same texts for the prompts below (greedy, one request at a time; then all at once beside seeded sampled ones at
+# temperatures 0.3 to 0.7, which draft too), and ignis bench's greedy serving workload at CLIENTS concurrent clients
+# (tok/s, ITL), with the draft counters from /metrics.
 # Needs the WITH_SERVE=1 pack and /tmp/l8b (bench/cuda_llama8b.py save), or SPEC_MODEL=DIR (e.g. models/kjv-llama,
 # a trained model whose text repeats). SPEC (default 4), CLIENTS ("1 16").
 . "$(dirname "$0")/serve_wait.sh"
@@ -30,7 +31,7 @@ for spec in 0 ${SPEC:-4}; do
       -d "{\"inputs\":\"${prompts[$i]}\",\"parameters\":{\"max_new_tokens\":160}}" > $T/all_${spec}_$i.json &
     pids="$pids $!"
     curl -s -m 60 -X POST http://127.0.0.1:3000/generate -H 'Content-Type: application/json' \
-      -d "{\"inputs\":\"${prompts[$i]}\",\"parameters\":{\"max_new_tokens\":100,\"do_sample\":true,\"seed\":$i,\"temperature\":0.8}}" > $T/smp_${spec}_$i.json &
+      -d "{\"inputs\":\"${prompts[$i]}\",\"parameters\":{\"max_new_tokens\":100,\"do_sample\":true,\"seed\":$i,\"temperature\":0.$((3 + i))}}" > $T/smp_${spec}_$i.json &
     pids="$pids $!"
   done
   wait $pids

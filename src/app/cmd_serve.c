@@ -133,7 +133,8 @@ static flag flags[] = {
     {"otlp-endpoint", NULL, "OTLP_ENDPOINT", NULL, F_STR, NULL, "ignis exports no traces (a warning at start)", NULL},
     {"otlp-service-name", NULL, "OTLP_SERVICE_NAME", NULL, F_STR, NULL, "no effect (no traces)", NULL},
     {"speculate", NULL, "SPECULATE", NULL, F_STR, "0",
-     "n-gram speculative decoding, 0..15: a greedy request drafts up to N tokens per step from its own tokens (what "
+     "n-gram speculative decoding, 0..15: a request without penalties, bias or grammar (greedy or sampling) drafts "
+     "up to N tokens per step from its own tokens (what "
      "followed the last earlier occurrence of its last 1-3 tokens) and one step checks them; the same outputs in "
      "fewer steps", NULL},
     {"quantize", NULL, "QUANTIZE", NULL, F_STR, NULL,

@@ -607,12 +607,14 @@ static int lp_chunk_rows(const ig_engine *e) {
 
 /* ---- speculation (--speculate): drafts by n-gram lookup ----------------------------------------------------- */
 
-/* Whether s's next tokens may be drafted: a greedy request whose next token depends on the logits alone (no
+/* Whether s's next tokens may be drafted: a request whose next token depends on its row's logits alone (no
  * penalties, watermark, logit_bias, min_tokens or grammar: none of the processors that read the tokens before it or
- * their count), past its prompt. */
+ * their count), past its prompt. Greedy or sampling: a verify row samples with the uniform draw of the position it
+ * stands for (ig_sample_uniform(seed, n_generated + j)), so its token is the one a one-token step would draw, and a
+ * draft is taken only when it equals that token: the output is the non-speculative one, draw for draw. */
 static int spec_eligible(const seq *s) {
   const ig_gen_params *p = &s->r->params;
-  return !s->prefilling && !s->json && !p->json_mode && !ig_sampler_is_sampling(p) &&
+  return !s->prefilling && !s->json && !p->json_mode &&
          !(p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f) && p->frequency_penalty == 0.0f &&
          p->presence_penalty == 0.0f && !p->watermark && !p->n_bias && !p->min_tokens;
 }

@@ -1,10 +1,10 @@
 /* tests/engine: the engine end to end on stories260K (CPU backend, real tokenizer): greedy output equals
  * expected.json (ids and text); 32 concurrent requests of different prompts and lengths, greedy and seeded
  * sampling, each equal their solo run; a tiny KV budget forces preemption (stats say so) and outputs stay
- * identical; stop sequences on real text; cancellation frees blocks. --speculate: greedy requests give the same
- * tokens, logprobs and text in fewer steps, beside sampled ones, however their ends (length, stop sequences, stop
- * ids, EOS) fall, on the serial and on the pipelined engine path (a runner over the CPU model that samples as a
- * device would and keeps each step in flight until its end). */
+ * identical; stop sequences on real text; cancellation frees blocks. --speculate: greedy and seeded sampling
+ * requests give the same tokens, logprobs and text in fewer steps, beside ones that do not draft, however their ends
+ * (length, stop sequences, stop ids, EOS) fall, on the serial and on the pipelined engine path (a runner over the CPU
+ * model that samples as a device would and keeps each step in flight until its end). */
 #include "engine/engine_int.h"
 #include "engine/sampler.h"
 #include "harness.h"
@@ -422,7 +422,7 @@ static void test_speculate(void) {
     q->p = h_params(200);
     if (t & 1) q->p.want_logprobs = 1, q->p.top_n_tokens = 3;
   }
-  for (int t = 0; t < 4; t++) { /* requests that never draft */
+  for (int t = 0; t < 4; t++) { /* sampled requests (they draft too), and two that never draft */
     spec_req *q = &sreq[n_sreq++];
     memset(q, 0, sizeof *q);
     q->stop_id = -1;
@@ -502,6 +502,30 @@ static void test_speculate(void) {
   free(pp.lg), free(pp.res);
   memset(&pp, 0, sizeof pp);
   spec_free(ref1), spec_free(a), spec_free(b), spec_free(c);
+  /* Sampled requests alone (seeded, temperatures 0.3 to 0.9, top-k / top-p): a verify row draws with the uniform of
+   * the position it stands for, so the same draws, the same tokens and logprobs; drafts are accepted (the model's
+   * text repeats at these temperatures) */
+  n_sreq = 0;
+  for (int t = 0; t < 8; t++) {
+    spec_req *q = &sreq[n_sreq++];
+    memset(q, 0, sizeof *q);
+    q->stop_id = -1;
+    memcpy(q->prompt, once, sizeof once), q->n = 5;
+    q->p = h_params(160);
+    q->p.do_sample = 1, q->p.seed = 100 + (uint64_t)t, q->p.temperature = 0.3f + 0.2f * (float)(t % 4);
+    q->p.want_logprobs = 1;
+    if (t & 4) q->p.top_k = 40, q->p.top_p = 0.9f;
+  }
+  g_spec = 0;
+  spec_run(a, &sa, 0);
+  g_spec = 4;
+  spec_run(b, &sb, 0);
+  spec_check(a, b, "sampled, --speculate 4", 1);
+  fprintf(stderr, "sampled, speculate 4: %lld steps (%lld without), %lld draft tokens, %lld accepted\n", sb.steps,
+          sa.steps, sb.drafted, sb.accepted);
+  CHECK(sb.accepted > 0 && sb.steps < sa.steps);
+  g_spec = 0;
+  spec_free(a), spec_free(b);
 }
 
 int main(void) {
