@@ -1154,7 +1154,8 @@ static void test_attention_fp8(const seqspec *short_dec, const seqspec *short_mi
       rope_kv_case(8, 2, 64, 5, mix, 7);
       qkv_rope_case(32, 8, 128, 16, 256, decode, 4);
       qkv_rope_case(32, 8, 128, 16, 256, mix, 7); /* 268 rows: the packed kernel's FP8 stores */
-      qk_norm_rope_case(16, 8, 128, 16, 1, mix, 7);
+      qk_norm_rope_case(16, 8, 128, 16, 1, mix, 7); /* the fused q/k-norm kernel's FP8 stores */
+      qk_norm_rope_case(4, 1, 256, 16, 1, decode, 4);
       g_rot = 96;
       qkv_rope_case(24, 8, 128, 16, 256, mix, 7);
       g_rot = 0;

@@ -494,11 +494,12 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
  * warp per (token, head of q then k). The norm is rmsnorm_bf16_kernel's at one warp (its launch for a head_dim row:
  * lane l holds chunk l, the warp's sum summed again alone), stored as bf16 into qn/kn; then each lane rotates pairs
  * of the stored values with rope_pair and, for k, copies them (read back, as stored) into the cache with the dims past
- * rot; a k head's warp also copies its v head. bf16 only, hd % 8 == 0 and hd <= 256. */
+ * rot; a k head's warp also copies its v head (into a bf16 or an FP8 cache, cdt: stf rounds as kv_write does).
+ * bf16 activations only, hd % 8 == 0 and hd <= 256. */
 template <bool WQ32, bool WK32>
 __global__ void qknorm_rope_kv_kernel(__nv_bfloat16 *qn, __nv_bfloat16 *kn, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                                      const __nv_bfloat16 *v, const void *wq, const void *wk, __nv_bfloat16 *kc,
-                                      __nv_bfloat16 *vc, const int *pos, const int *slot, const float *inv_freq, int nh,
+                                      const __nv_bfloat16 *v, const void *wq, const void *wk, void *kc, void *vc,
+                                      int cdt, const int *pos, const int *slot, const float *inv_freq, int nh,
                                       int nkv, int hd, int rot, float attn_factor, int bs, float eps) {
   PDL_ENTRY();
   const int i = blockIdx.x, lane = threadIdx.x & 31, h = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -531,12 +532,12 @@ __global__ void qknorm_rope_kv_kernel(__nv_bfloat16 *qn, __nv_bfloat16 *kn, cons
   const long long cdst = ((blk * nkv + hh) * bs + off) * hd;
   for (int j = lane; j < half; j += 32) {
     rope_pair(d, IG_DT_BF16, 0, j, half, p, inv_freq, attn_factor);
-    if (is_k && s >= 0) kc[cdst + j] = d[j], kc[cdst + j + half] = d[j + half];
+    if (is_k && s >= 0) stf(kc, cdt, cdst + j, __bfloat162float(d[j])), stf(kc, cdt, cdst + j + half, __bfloat162float(d[j + half]));
   }
   if (!is_k || s < 0) return;
-  for (int t = rot + lane; t < hd; t += 32) kc[cdst + t] = d[t]; /* k's dims past the rotary ones, as they are */
+  for (int t = rot + lane; t < hd; t += 32) stf(kc, cdt, cdst + t, __bfloat162float(d[t])); /* k's dims past rot, as they are */
   const __nv_bfloat16 *vr = v + ((long long)i * nkv + hh) * hd;
-  for (int t = lane; t < hd; t += 32) vc[cdst + t] = vr[t];
+  for (int t = lane; t < hd; t += 32) stf(vc, cdt, cdst + t, __bfloat162float(vr[t]));
 }
 
 int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const ig_tensor *q, const ig_tensor *k,
@@ -545,8 +546,7 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
   cu_impl *c = CU(be);
   int n = c->b.n_tokens, hd = c->head_dim_rope;
   int fast = c->inv_freq && c->kv_mem && hd == c->kv.head_dim && n_kv_heads == c->kv.n_kv_heads && hd % 8 == 0 &&
-             hd <= 256 && be->act_dtype == IG_DT_BF16 && c->kv_cdt == IG_DT_BF16 && wq->cols * wq->rows == hd &&
-             wk->cols * wk->rows == hd; /* an FP8 cache: the three ops */
+             hd <= 256 && be->act_dtype == IG_DT_BF16 && wq->cols * wq->rows == hd && wk->cols * wk->rows == hd;
   const ig_tensor *ts[5] = {qn, kn, q, k, v};
   for (int t = 0; t < 5 && fast; t++) fast = ts[t]->dtype == IG_DT_BF16 && (uintptr_t)ts[t]->data % 16 == 0;
   fast = fast && (wq->dtype == IG_DT_BF16 || wq->dtype == IG_DT_F32) && (wk->dtype == IG_DT_BF16 || wk->dtype == IG_DT_F32) &&
@@ -572,7 +572,7 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
 #define QN(A, B)                                                                                                   \
   CU_LAUNCH(be, (qknorm_rope_kv_kernel<A, B>), grid, WPB * 32, 0, (__nv_bfloat16 *)qn->data, (__nv_bfloat16 *)kn->data, \
             (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data, (const __nv_bfloat16 *)v->data,        \
-            (const void *)wq->data, (const void *)wk->data, (__nv_bfloat16 *)kcp, (__nv_bfloat16 *)vcp, c->b.pos,     \
+            (const void *)wq->data, (const void *)wk->data, (void *)kcp, (void *)vcp, c->kv_cdt, c->b.pos,              \
             c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor, c->kv.block_size, eps)
   int a32 = wq->dtype == IG_DT_F32, b32 = wk->dtype == IG_DT_F32;
   if (a32 && b32) QN(true, true);
