@@ -141,9 +141,6 @@ struct ig_backend {
                                computed in steps of at least this many of its rows (0 or 1: always); the prefix
                                cache shares only such rows */
   int weights_copied;       /* weight() and weight_rows() copy: after sync() the host data is not read again */
-  int row_exact_rows;       /* a sequence with fewer rows than this in a step gets each row's results bitwise as a
-                               step of that row alone would give them (the engine's --speculate verify steps stay
-                               below it); 0: kv_canon_rows */
   void *impl;
   char err[256];
 

@@ -619,22 +619,27 @@ static int spec_eligible(const seq *s) {
          p->presence_penalty == 0.0f && !p->watermark && !p->n_bias && !p->min_tokens;
 }
 
-/* Prompt lookup: the most recent earlier occurrence of s's last g tokens (g = 3, then 2, then 1) within its last
- * SPEC_WINDOW tokens, and up to max_k of the tokens that followed it, copied to out. Returns how many (0: none). */
+/* Prompt lookup: the most recent earlier occurrence of s's last g tokens (g = 3, else 2, else 1) within its last
+ * SPEC_WINDOW tokens, and up to max_k of the tokens that followed it, copied to out. Returns how many (0: none). One
+ * scan, from the end back: an occurrence ending at e (before the last token) matches as far back as t[e - j] ==
+ * t[n - 1 - j]; the first e matching 3 wins, else the first matching 2, else the first matching 1. */
 static int spec_find(const seq *s, int max_k, int32_t *out) {
   const int32_t *t = s->tokens;
   const int n = s->n_tokens, lo = n > SPEC_WINDOW ? n - SPEC_WINDOW : 0;
-  for (int g = 3; g >= 1; g--) {
-    if (n - g - 1 < lo) continue;
-    const int32_t *pat = t + n - g;
-    for (int i = n - g - 1; i >= lo; i--) { /* t[i .. i+g) == pat, with a token after it before pat */
-      if (t[i] != pat[0] || memcmp(t + i, pat, sizeof(int32_t) * (size_t)g)) continue;
-      int k = n - (i + g) < max_k ? n - (i + g) : max_k;
-      memcpy(out, t + i + g, sizeof(int32_t) * (size_t)k);
-      return k;
-    }
+  int best[4] = {-1, -1, -1, -1}; /* best[g]: the last end e of an occurrence of the last g tokens */
+  for (int e = n - 2; e >= lo; e--) {
+    if (t[e] != t[n - 1]) continue;
+    int g = 1;
+    while (g < 3 && e - g >= lo && t[e - g] == t[n - 1 - g]) g++;
+    for (int h = 1; h <= g; h++)
+      if (best[h] < 0) best[h] = e;
+    if (g == 3) break;
   }
-  return 0;
+  int e = best[3] >= 0 ? best[3] : best[2] >= 0 ? best[2] : best[1];
+  if (e < 0) return 0;
+  int k = n - 1 - e < max_k ? n - 1 - e : max_k;
+  memcpy(out, t + e + 1, sizeof(int32_t) * (size_t)k);
+  return k;
 }
 
 /* After the step's decodes and prompt chunks: each eligible decode item with drafts becomes a verify piece, its
@@ -1779,18 +1784,13 @@ int ig_engine_create_custom(const ig_engine_runner *run, const ig_engine_text *t
   e->cfg.max_batch_total_tokens = n_blocks * e->cfg.block_size;
   e->canon_rows = run->kv_canon_rows > 1 ? run->kv_canon_rows : 1;
   /* --speculate: a verify piece (the pending token and its drafts) goes in as single-row sequences (fill_batch), so
-   * each row is computed as a one-token step computes it; its rows also stay below the runner's row_exact_rows
-   * (the backend's few-rows path: CUDA's decode attention, the CPU's matvec), a second guard; a model whose
-   * rotary frequencies follow the sequence's length drafts nothing (one length per sequence and step) */
+   * each row is computed as a one-token step computes it, however many drafts; a model whose rotary frequencies
+   * follow the sequence's length drafts nothing (one length per sequence and step) */
   e->spec_k = e->cfg.speculate < 0 ? 0 : e->cfg.speculate > IG_MAX_SPECULATE ? IG_MAX_SPECULATE : e->cfg.speculate;
-  const int exact = run->row_exact_rows > 0 ? run->row_exact_rows : run->kv_canon_rows;
-  if (exact > 1 && e->spec_k > exact - 2) e->spec_k = exact - 2;
   if (run->rope_by_len || run->rope_recompute_len > 0) e->spec_k = 0;
   if (e->spec_k != e->cfg.speculate && e->cfg.speculate > 0)
     ig_log(IG_LOG_WARN, "engine: --speculate %d: %d draft tokens per step at most (%s)", e->cfg.speculate, e->spec_k,
-           run->rope_by_len || run->rope_recompute_len > 0 ? "this model's rotary frequencies depend on the sequence's "
-           "length" : e->cfg.speculate > IG_MAX_SPECULATE ? "the most ignis drafts" : "a step checks drafts in fewer "
-           "rows than the backend computes as single rows, to keep every output the same");
+           e->spec_k == 0 ? "this model's rotary frequencies depend on the sequence's length" : "the most ignis drafts");
   e->cfg.speculate = e->spec_k;
   if (ig_kvb_init(&e->kvb, n_blocks, e->cfg.block_size) || ig_sampler_init(&e->sampler, run->vocab_size) ||
       (e->cfg.prefix_caching &&

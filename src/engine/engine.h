@@ -171,12 +171,12 @@ typedef struct ig_engine_config {
   int prompt_logprob_rows;        /* prompt rows with logprobs (each a logits row) per step, and the prompt chunk
                                      of a sequence that asks for them [0: ~256 MiB of f32 logits, at least 64] */
   int speculate;                  /* TGI's --speculate N: n-gram (prompt lookup) speculative decoding. A greedy
-                                     request (no sampling, penalties, watermark, logit_bias, min_tokens or grammar)
+                                     or sampling request (no penalties, watermark, logit_bias, min_tokens or grammar)
                                      past its prompt drafts up to N tokens per step from what followed the last
                                      earlier occurrence of its last 1-3 tokens, and the step checks them all; its
-                                     output is the same token for token, in fewer steps. At most IG_MAX_SPECULATE,
-                                     and 2 less than the rows the backend computes as single rows (14 on the CPU and
-                                     CUDA; ig_engine_get_config() reports what runs) [0: off] */
+                                     output is the same token for token, in fewer steps. At most IG_MAX_SPECULATE; 0
+                                     for a model whose rotary frequencies follow the length (ig_engine_get_config()
+                                     reports what runs) [0: off] */
 } ig_engine_config;
 
 #define IG_MAX_SPECULATE 15

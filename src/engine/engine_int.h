@@ -20,10 +20,6 @@ typedef struct ig_engine_runner {
   /* rows a sequence must have in one step for the backend to compute their K/V bitwise as any other chunking of
    * its prompt would (the prefix cache shares only such blocks); 0 or 1: every row */
   int kv_canon_rows;
-  /* a sequence with fewer rows than this in a step gets each row's logits and K/V bitwise as a step of that row alone
-   * (backend.h's row_exact_rows): --speculate's verify steps stay below it; 0: kv_canon_rows; 0 or 1 there too: any
-   * number of rows */
-  int row_exact_rows;
   /* > 0: keys computed while a sequence held at most this many tokens do not fit it once it holds more, so it
    * recomputes all of them then (longrope: transformers' Phi3 drops its cache at that length and recomputes with
    * the long factors) */

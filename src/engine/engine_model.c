@@ -103,7 +103,6 @@ ig_engine_runner ig_engine_model_runner(ig_model *model) {
   run.rope_recompute_len = mi->rope_switch_len;
   run.rope_by_len = mi->rope_by_len;
   run.kv_canon_rows = be ? be->kv_canon_rows : 0;
-  run.row_exact_rows = be ? be->row_exact_rows : 0;
   run.kv_bytes_per_block = run_kv_bytes;
   run.kv_init = run_kv_init;
   run.warmup = run_warmup;

@@ -30,8 +30,8 @@ typedef struct fake {
   int *owner;
   int *grp, cap_grp; /* per batch sequence: the first with its block table (a verify piece's rows share one) */
   int canon;        /* rows below which a sequence's piece is computed "the other way" (runner.kv_canon_rows) */
-  int row_tags;     /* those rows tagged alike whatever the piece (the backends' per-row path, which --speculate's
-                     * verify steps rely on), not by the piece's range */
+  int row_tags;     /* single-row pieces tagged alike (a one-token step's row, the same whatever its position: greedy
+                     * text of the Markov fake then cycles), longer ones below canon still by their range */
   int max_seq_out;  /* the most logits rows of one sequence in a step */
   atomic_int sleep_us;
   atomic_int fail_next;
@@ -129,7 +129,9 @@ static int fake_forward(void *ctx, const ig_batch *b, float *logits, char *err, 
   for (int s = 0; s < b->n_seqs; s++) {
     int q = b->seq_start[s + 1] - b->seq_start[s], ctx_len = b->ctx_len[s];
     const int32_t *bt = b->block_table + (size_t)s * b->max_blocks;
-    uint32_t tag = q >= f->canon ? 0 : f->row_tags ? 1u : (uint32_t)mix(((uint64_t)(ctx_len - q) << 32) + (uint64_t)ctx_len) | 1u;
+    uint32_t tag = q >= f->canon                ? 0
+                   : f->row_tags && q == 1 ? 1u
+                                           : (uint32_t)mix(((uint64_t)(ctx_len - q) << 32) + (uint64_t)ctx_len) | 1u;
     for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
       int pos = ctx_len - q + (r - b->seq_start[s]);
       if (b->pos[r] != pos) BAD("pos");
@@ -1434,12 +1436,14 @@ static void test_warmup_hook(void) {
 
 /* ---- --speculate ------------------------------------------------------------------------------------------ */
 /* On a fake whose logits depend on the last token alone (greedy text falls into a cycle within a few tokens, so
- * drafts are taken) and whose rows computed in pieces of fewer than 4 rows are tagged alike (as the backends' per-row
- * path gives a row the same bits however many rows its sequence has in the step, below that), greedy requests draft
- * and every output is the one without drafts: ids, logprobs, top tokens, text and finish, whether length, EOS, a stop
+ * drafts are taken) and whose rows computed in pieces of 2 or 3 rows are tagged by the piece's range (so a row keeps
+ * a one-token step's bits only when it comes as a piece of its own, as one-token steps' rows are), greedy requests
+ * draft and
+ * every output is the one without drafts: ids, logprobs, top tokens, text and finish, whether length, EOS, a stop
  * sequence or a stop id ends it in a run of accepted drafts; beside sampled and penalised requests; under preemption
- * and with the prefix cache (a block of rejected draft rows, overwritten later, must never be shared). A verify step
- * stays below the 4 rows (a 4-row piece would be tagged otherwise and change the outputs). */
+ * and with the prefix cache (a block of rejected draft rows, overwritten later, must never be shared). Verify steps of
+ * 7 rows: as one piece they would be tagged otherwise (a 7-row piece) and change the outputs; as single-row pieces
+ * (fill_batch) they do not. */
 static char spec_stop[NR][16]; /* the stop sequence of request i, or "" */
 
 static void spec_workload(void) {
@@ -1530,7 +1534,7 @@ static void test_speculate(void) {
   int ends[IG_FINISH_ERROR + 1] = {0};
   for (int i = 0; i < NR; i++) ends[ref[i].finish]++;
   CHECK(ends[IG_FINISH_EOS] > 0 && ends[IG_FINISH_STOP] > 0 && ends[IG_FINISH_LENGTH] > 0);
-  /* drafts of 2 (the 4-row cap): the same outputs in fewer steps */
+  /* drafts of 6 (7-row verify pieces, past the 4-row `canon`): the same outputs in fewer steps */
   g_spec = 6;
   f = fake_new();
   f->canon = 4, f->row_tags = 1;
@@ -1540,7 +1544,7 @@ static void test_speculate(void) {
           "a step; %d EOS, %d stop, %d length\n", steps, steps0, acc, f->max_seq_out, ends[IG_FINISH_EOS],
           ends[IG_FINISH_STOP], ends[IG_FINISH_LENGTH]);
   CHECK(acc > 0 && steps < steps0);
-  CHECK_EQ_INT(f->max_seq_out, 3);
+  CHECK_EQ_INT(f->max_seq_out, 7);
   fake_free(f);
   free_outs(got, NR);
   /* A backend whose rows are the same however computed (canon 0; a recomputed row then keeps its bits): drafts of up

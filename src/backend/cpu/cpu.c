@@ -692,7 +692,6 @@ ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen) {
   }
   const char *g = getenv("IGNIS_CPU_GEMM_MIN_ROWS");
   im->gemm_min_rows = g && atoi(g) > 0 ? atoi(g) : GEMM_MIN_ROWS;
-  be->row_exact_rows = im->gemm_min_rows; /* a sequence's segment of that many rows goes through sgemm, not matvec */
   be->destroy = cpu_destroy;
   be->alloc = cpu_alloc;
   be->free = cpu_free;
