@@ -1119,6 +1119,15 @@ static void fp8_exact_case(int dt) {
   free(kv), free(vv), free(qv), free(out);
   hb_free(&b);
 }
+/* Where the CUDA backend cannot read an FP8 cache (f32 activations, head_dim other than 64/128/256): kv_init fails with
+ * a message naming the flag, and kv_bytes_per_block is 0 (so the engine refuses before sizing anything). */
+static void fp8_refused(int hd) {
+  ig_kv_config kc = {.n_layers = 1, .n_blocks = 4, .block_size = 16, .n_kv_heads = 2, .head_dim = hd, .dtype = IG_KV_FP8_E4M3};
+  CHECK_EQ_INT((long long)gpu->kv_bytes_per_block(gpu, &kc), 0);
+  CHECK(gpu->kv_init(gpu, &kc) != 0);
+  CHECK_MSG(strstr(gpu->err, "--kv-cache-dtype") != NULL, "fp8 refusal: '%s'", gpu->err);
+  printf("  %-58s ok\n", gpu->act_dtype == IG_DT_F32 ? "fp8 cache refused with f32 activations" : "fp8 cache refused at head_dim 32");
+}
 /* An FP8 cache (--kv-cache-dtype): the kernels that write it (kv_write, rope_kv_write, the packed q|k|v kernel; the
  * q/k-norm op falls back to the three ops) and every kernel that reads it (split and fused decode, mma prefill tiles,
  * head_dim 64/128/256) against the CPU, which rounds its f32 cache through the same format. Saveable cases: modes 4
@@ -1162,9 +1171,10 @@ static void test_attention_fp8(const seqspec *short_dec, const seqspec *short_mi
     }
     g_kvdt = 0;
   }
-  /* a backend that cannot hold a dtype says so at kv_init */
+  /* a backend that cannot hold a dtype says so at kv_init (and reports no bytes for it) */
   ig_kv_config badc = {.n_layers = 1, .n_blocks = 1, .block_size = 16, .n_kv_heads = 2, .head_dim = 128, .dtype = 7};
-  CHECK(gpu->kv_init(gpu, &badc) != 0);
+  CHECK(gpu->kv_init(gpu, &badc) != 0 && gpu->kv_bytes_per_block(gpu, &badc) == 0);
+  fp8_refused(32); /* no tensor-core attention kernel at head_dim 32 */
 }
 static void test_attention(void) {
   static const seqspec mix[] = {{70, 70}, {300, 37}, {1000, 1}, {5, 1}, {16, 16}, {600, 15}, {129, 128}};
@@ -1201,6 +1211,7 @@ static void test_attention(void) {
   attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
   attn_softcap = 0;
   if (gpu->act_dtype == IG_DT_BF16) test_attention_fp8(short_dec, short_mix, mix, decode);
+  else if (cur_mode == 2) fp8_refused(128);
 }
 
 /* The cases of the modes with every kernel (not 4 and 5): larger mixes, the fused rope + cache kernels, long decode
