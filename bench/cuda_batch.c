@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--graphs")) graphs = v, i++;
     else if (!strcmp(a, "--mix")) mix = 1;
     else if (!strcmp(a, "--kv-dtype")) {
-      kvdt = !strcmp(v, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(v, "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1;
+      kvdt = ig_kv_dtype_parse(v);
       if (kvdt < 0) DIE("--kv-dtype: expected fp8_e4m3fn or fp8_e5m2, not '%s'", v);
       i++;
     }

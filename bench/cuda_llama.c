@@ -386,7 +386,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model")) gm_wanted = 1;
     if (!strcmp(argv[i], "--kv-dtype") && i + 1 < argc) { /* with --model: the KV cache's format */
-      g_kvdt = !strcmp(argv[i + 1], "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(argv[i + 1], "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1;
+      g_kvdt = ig_kv_dtype_parse(argv[i + 1]);
       if (g_kvdt < 0 || !gm_wanted) DIE("--kv-dtype fp8_e4m3fn|fp8_e5m2, after --model");
     }
   }

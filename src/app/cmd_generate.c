@@ -80,7 +80,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
   o->num_shard = getenv("NUM_SHARD") && *getenv("NUM_SHARD") ? atoi(getenv("NUM_SHARD")) : 1;
   const char *kvd = getenv("KV_CACHE_DTYPE");
   if (kvd && *kvd) {
-    o->kv_dtype = !strcmp(kvd, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(kvd, "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1;
+    o->kv_dtype = ig_kv_dtype_parse(kvd);
     if (o->kv_dtype < 0) {
       fprintf(stderr, "ignis generate: invalid value '%s' for KV_CACHE_DTYPE: expected fp8_e4m3fn or fp8_e5m2\n", kvd);
       return -1;
@@ -103,7 +103,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
       o->device = v;
       i++;
     } else if (!strcmp(a, "--kv-cache-dtype")) {
-      if (!v || (o->kv_dtype = !strcmp(v, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : !strcmp(v, "fp8_e5m2") ? IG_KV_FP8_E5M2 : -1) < 0) {
+      if ((o->kv_dtype = ig_kv_dtype_parse(v)) < 0) {
         fprintf(stderr, "ignis generate: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n",
                 v ? v : "");
         return -1;

@@ -616,7 +616,7 @@ static int tgi_flags(const char *device, int *num_shard) {
               "float32 checkpoints as they are (leave --quantize out)\n", v);
     return 2;
   }
-  if ((v = val("kv-cache-dtype")) && strcmp(v, "fp8_e4m3fn") && strcmp(v, "fp8_e5m2")) {
+  if ((v = val("kv-cache-dtype")) && ig_kv_dtype_parse(v) < 0) {
     fprintf(stderr, "ignis serve: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n", v);
     return 2;
   }
@@ -856,7 +856,7 @@ int ig_cmd_serve(int argc, char **argv) {
   c.device = device;
   c.dtype = dtype;
   const char *kvd = val("kv-cache-dtype"); /* checked by tgi_flags */
-  c.kv_dtype = !kvd ? IG_KV_AUTO : !strcmp(kvd, "fp8_e4m3fn") ? IG_KV_FP8_E4M3 : IG_KV_FP8_E5M2;
+  c.kv_dtype = kvd ? ig_kv_dtype_parse(kvd) : IG_KV_AUTO;
   c.threads = get_int("threads", 0);
   c.num_shard = num_shard; /* tensor parallelism hook (issue 9) */
   c.tokcfg_path = val("tokenizer-config-path");

@@ -1,5 +1,6 @@
 /* backend/backend.c: helpers shared by all backends (dtype names and sizes). */
 #include "backend/backend.h"
+#include <string.h>
 
 size_t ig_dtype_size(ig_dtype t) {
   switch (t) {
@@ -19,6 +20,12 @@ const char *ig_dtype_name(ig_dtype t) {
   case IG_DT_I32: return "I32";
   }
   return "?";
+}
+
+int ig_kv_dtype_parse(const char *name) {
+  if (name && !strcmp(name, "fp8_e4m3fn")) return IG_KV_FP8_E4M3;
+  if (name && !strcmp(name, "fp8_e5m2")) return IG_KV_FP8_E5M2;
+  return -1;
 }
 
 const char *ig_kv_dtype_name(int kv_dtype) {

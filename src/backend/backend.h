@@ -77,6 +77,8 @@ typedef enum {
   IG_KV_FP8_E5M2 = 2, /* fp8_e5m2: 5 exponent bits, 2 mantissa bits, largest 57344 */
 } ig_kv_dtype;
 const char *ig_kv_dtype_name(int kv_dtype); /* "auto", "fp8_e4m3fn", "fp8_e5m2"; "?" otherwise */
+/* The FP8 formats by TGI's --kv-cache-dtype names ("fp8_e4m3fn", "fp8_e5m2"); -1 for anything else */
+int ig_kv_dtype_parse(const char *name);
 
 typedef struct ig_kv_config {
   int n_layers;

@@ -106,6 +106,12 @@ static void test_fixed(void) {
   CHECK(ig_fp8_round(IG_KV_AUTO, 1.0625f) == 1.0625f);
   CHECK_EQ_STR(ig_kv_dtype_name(IG_KV_AUTO), "auto");
   CHECK_EQ_STR(ig_kv_dtype_name(IG_KV_FP8_E4M3), "fp8_e4m3fn");
+  CHECK_EQ_INT(ig_kv_dtype_parse("fp8_e4m3fn"), IG_KV_FP8_E4M3);
+  CHECK_EQ_INT(ig_kv_dtype_parse("fp8_e5m2"), IG_KV_FP8_E5M2);
+  CHECK_EQ_INT(ig_kv_dtype_parse("fp8"), -1);
+  CHECK_EQ_INT(ig_kv_dtype_parse("auto"), -1);
+  CHECK_EQ_INT(ig_kv_dtype_parse(""), -1);
+  CHECK_EQ_INT(ig_kv_dtype_parse(NULL), -1);
   CHECK_EQ_STR(ig_kv_dtype_name(IG_KV_FP8_E5M2), "fp8_e5m2");
   CHECK_EQ_STR(ig_kv_dtype_name(7), "?");
 }
