@@ -612,8 +612,9 @@ static int tgi_flags(const char *device, int *num_shard) {
       fprintf(stderr, "ignis serve: invalid value '%s' for --quantize: expected awq, compressed-tensors, eetq, exl2, "
               "gptq, marlin, bitsandbytes, bitsandbytes-nf4, bitsandbytes-fp4 or fp8\n", v);
     else
-      fprintf(stderr, "ignis serve: --quantize %s: quantization is not supported; ignis serves float16, bfloat16 and "
-              "float32 checkpoints as they are (leave --quantize out)\n", v);
+      fprintf(stderr, "ignis serve: --quantize %s: quantizing at load is not supported; ignis serves float16, bfloat16 "
+              "and float32 checkpoints as they are, and FP8 ones (fp8, fbgemm_fp8, compressed-tensors) dequantized to "
+              "bfloat16, found by their config.json (leave --quantize out)\n", v);
     return 2;
   }
   if ((v = val("kv-cache-dtype")) && ig_kv_dtype_parse(v) < 0) {

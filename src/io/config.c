@@ -222,6 +222,58 @@ static void parse_rope(cfg_ctx *x, json_t *root, ig_config *c, ig_rope_config *r
 
 /* ---------------------------------------------------------------------------------------------------- */
 
+/* quantization_config: FP8 weight formats only (each weight F8_E4M3 with a scale tensor beside it, dequantized to
+ * bf16 at load); GPTQ, AWQ, bitsandbytes, ... name their method in the error */
+static void parse_quant(cfg_ctx *x, ig_config *c, json_t *q) {
+  if (!q || json_is_null(q)) return;
+  if (!json_is_object(q)) { bad(x, "quantization_config", "an object"); return; }
+  const char *m = json_string_value(json_object_get(q, "quant_method"));
+  if (!m) { bad(x, "quantization_config.quant_method", "a string"); return; }
+  snprintf(c->quant_method, sizeof c->quant_method, "%s", m);
+  const char *why = NULL;
+  if (!strcmp(m, "fp8") || !strcmp(m, "fbgemm_fp8")) {
+    json_t *bs = json_object_get(q, "weight_block_size");
+    if (bs && !json_is_null(bs)) {
+      if (!json_is_array(bs) || json_array_size(bs) != 2) { bad(x, "quantization_config.weight_block_size", "[rows, cols]"); return; }
+      for (int i = 0; i < 2; i++) {
+        json_t *v = json_array_get(bs, (size_t)i);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 20)
+          { bad(x, "quantization_config.weight_block_size", "two positive integers"); return; }
+        c->quant_block[i] = (int)json_integer_value(v);
+      }
+    }
+    /* activation_scheme (static or dynamic): the activations stay bf16 here either way */
+  } else if (!strcmp(m, "compressed-tensors")) {
+    const char *fmt = json_string_value(json_object_get(q, "format"));
+    if (fmt && strcmp(fmt, "float-quantized") && strcmp(fmt, "naive-quantized"))
+      why = "its format is not float-quantized";
+    json_t *groups = json_object_get(q, "config_groups");
+    const char *gk;
+    json_t *g;
+    if (!why && json_is_object(groups)) json_object_foreach(groups, gk, g) {
+      json_t *w = json_object_get(g, "weights");
+      if (!json_is_object(w)) continue;
+      json_t *nb = json_object_get(w, "num_bits");
+      const char *ty = json_string_value(json_object_get(w, "type"));
+      if (!json_is_integer(nb) || json_integer_value(nb) != 8 || !ty || strcmp(ty, "float")) {
+        why = "its weights are not 8-bit floats";
+        break;
+      }
+    }
+  } else {
+    why = "the method is not supported";
+  }
+  if (why) {
+    if (!x->failed)
+      snprintf(x->err, x->errlen,
+               "config.json: quantization_config.quant_method '%s': %s (ignis loads float16, bfloat16 and float32 "
+               "checkpoints, and FP8 ones: fp8, fbgemm_fp8, compressed-tensors with 8-bit float weights)", m, why);
+    x->failed = 1;
+    return;
+  }
+  c->quant_fp8 = 1;
+}
+
 int ig_config_parse(const char *config_json, size_t len, const char *gen_json, size_t gen_len, ig_config *c,
                     char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
@@ -448,6 +500,8 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
     c->sliding_window = use ? win : 0;
     if (!use) memset(c->layer_sliding, 0, (size_t)c->n_layers);
   }
+
+  if (!x.failed) parse_quant(&x, c, json_object_get(outer, "quantization_config"));
 
   /* special ids: generation_config.json's eos list first, then config.json's */
   c->bos_id = -1;

@@ -64,6 +64,12 @@ typedef struct ig_config {
   ig_rope_config rope_local;     /* Gemma3: the sliding layers' rotary settings (rope is the full-attention layers') */
   int sliding_window;            /* window size where used, 0 = none */
   unsigned char *layer_sliding;  /* [n_layers]: 1 when that layer uses the sliding window (malloc'd) */
+  /* quantization_config: FP8 checkpoints (quant_method "fp8", "fbgemm_fp8", or "compressed-tensors" with 8-bit
+   * float weights), whose F8_E4M3 weights and their weight_scale / weight_scale_inv tensors the loader dequantizes to
+   * bf16; any other method is refused here */
+  int quant_fp8;                 /* 1: such a checkpoint */
+  char quant_method[32];         /* as config.json names it ("" when none) */
+  int quant_block[2];            /* fp8's weight_block_size (rows, cols) of block-wise scales; 0 when not given */
   int bos_id;                    /* -1 when none */
   int n_eos;
   int eos_ids[IG_CONFIG_MAX_EOS];

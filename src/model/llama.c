@@ -6,6 +6,7 @@
  * (1 + w) norms around both sublayers, scaled embedding, GELU-tanh MLP and second rope for its sliding layers,
  * Granite's multipliers, the tensor-name prefix of a multimodal checkpoint, tied embeddings, rope scaling. */
 #include "model/model.h"
+#include "backend/fp8.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 #include "model/rope.h"
@@ -13,6 +14,7 @@
 #include "util/half.h"
 #include "util/log.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +217,118 @@ static int release_bufs(ig_model *m) {
   return 0;
 }
 
+/* ---- FP8 checkpoints: weights stored as F8_E4M3 (or F8_E5M2) with a scale tensor beside them, dequantized to bf16
+ * as they load. The scale is one value (per tensor), one per row ([rows] or [rows, 1]: per channel), or one per block
+ * of br x bc ([ceil(rows / br), ceil(cols / bc)]: fp8's weight_block_size, compressed-tensors' groups). w = code * s,
+ * computed in f32 and rounded to bf16 once, as `weight.float() * scale` then `.to(bfloat16)` gives it. */
+typedef struct {
+  const uint8_t *q;  /* the codes, [rows, cols] */
+  float lut[256];    /* code -> value */
+  const uint8_t *sp; /* scales */
+  ig_st_dtype sdt;
+  int64_t rows, cols, br, bc, sr, sc; /* block shape; the scale tensor's [sr, sc] */
+  int64_t r0, nr, c0, nc;             /* the part that loads: rows [r0, r0 + nr), cols [c0, c0 + nc) */
+  uint16_t *out;                      /* [nr, nc] bf16 */
+} fp8_job;
+
+static void *fp8_rows(void *arg) {
+  const fp8_job *j = ((const fp8_job **)arg)[0];
+  const int64_t *range = ((const int64_t **)arg)[1];
+  for (int64_t i = range[0]; i < range[1]; i++) {
+    const int64_t row = j->r0 + i;
+    const uint8_t *q = j->q + row * j->cols + j->c0;
+    uint16_t *o = j->out + i * j->nc;
+    int64_t srow = row / j->br;
+    for (int64_t c = 0; c < j->nc;) {
+      const int64_t col = j->c0 + c, blk = col / j->bc, end = (blk + 1) * j->bc - j->c0 < j->nc ? (blk + 1) * j->bc - j->c0 : j->nc;
+      const float s = st_elem_f32(j->sp, j->sdt, (size_t)(srow * j->sc + blk));
+      for (; c < end; c++) o[c] = ig_f32_to_bf16(j->lut[q[c]] * s);
+    }
+  }
+  return NULL;
+}
+
+/* Dequantizes the part [r0, r0 + nr) x [c0, c0 + nc) of FP8 tensor st (named name) into a new bf16 buffer. */
+static uint16_t *fp8_dequant(loader *L, const ig_st_tensor *st, const char *name, int64_t r0, int64_t nr, int64_t c0,
+                             int64_t nc) {
+  ig_model *m = L->m;
+  const int64_t rows = st->n_dims == 2 ? st->shape[0] : 1, cols = st->shape[st->n_dims - 1];
+  size_t nl = strlen(name);
+  char sn[300];
+  const ig_st_tensor *sc = NULL;
+  if (nl > 7 && !strcmp(name + nl - 7, ".weight")) {
+    snprintf(sn, sizeof sn, "%.*s.weight_scale", (int)(nl - 7), name);
+    if (!(sc = ig_st_find(m->st, sn))) {
+      snprintf(sn, sizeof sn, "%.*s.weight_scale_inv", (int)(nl - 7), name);
+      sc = ig_st_find(m->st, sn);
+    }
+  }
+  if (!sc) {
+    snprintf(L->err, L->errlen, "tensor '%s' is %s but has no weight_scale (or weight_scale_inv) beside it", name,
+             st->dtype_name);
+    return NULL;
+  }
+  if (sc->dtype != IG_ST_F32 && sc->dtype != IG_ST_BF16 && sc->dtype != IG_ST_F16) {
+    snprintf(L->err, L->errlen, "tensor '%s': dtype %s (a scale must be F32, BF16 or F16)", sn, sc->dtype_name);
+    return NULL;
+  }
+  fp8_job j = {.q = st->data, .sp = sc->data, .sdt = sc->dtype, .rows = rows, .cols = cols,
+               .r0 = r0, .nr = nr, .c0 = c0, .nc = nc};
+  int64_t n = 1;
+  for (int d = 0; d < sc->n_dims; d++) n *= sc->shape[d];
+  const int *qb = m->cfg.quant_block;
+  if (n == 1) { /* per tensor */
+    j.br = rows, j.bc = cols, j.sr = j.sc = 1;
+  } else if (n == rows && (sc->n_dims == 1 || (sc->n_dims == 2 && sc->shape[1] == 1))) { /* per row */
+    j.br = 1, j.bc = cols, j.sr = rows, j.sc = 1;
+  } else if (sc->n_dims == 2) { /* per block: the config's block shape, else the one the scale's shape implies */
+    j.sr = sc->shape[0], j.sc = sc->shape[1];
+    j.br = qb[0] > 0 ? qb[0] : (rows + j.sr - 1) / j.sr;
+    j.bc = qb[1] > 0 ? qb[1] : (cols + j.sc - 1) / j.sc;
+    if ((rows + j.br - 1) / j.br != j.sr || (cols + j.bc - 1) / j.bc != j.sc) j.sr = -1;
+  } else {
+    j.sr = -1;
+  }
+  if (j.sr < 0) {
+    char got[128];
+    shape_str(got, sizeof got, sc->shape, sc->n_dims);
+    snprintf(L->err, L->errlen, "tensor '%s' has shape %s, which is no scale layout of its [%lld, %lld] weight", sn, got,
+             (long long)rows, (long long)cols);
+    return NULL;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    float s = st_elem_f32(j.sp, j.sdt, (size_t)i);
+    if (!isfinite(s)) {
+      snprintf(L->err, L->errlen, "tensor '%s': scale %lld is not finite", sn, (long long)i);
+      return NULL;
+    }
+  }
+  for (int c = 0; c < 256; c++)
+    j.lut[c] = st->dtype == IG_ST_F8_E4M3 ? ig_fp8_e4m3_to_f32((uint8_t)c) : ig_fp8_e5m2_to_f32((uint8_t)c);
+  if (!(j.out = malloc((size_t)(nr * nc) * 2))) {
+    snprintf(L->err, L->errlen, "tensor '%s': out of memory dequantizing it", name);
+    return NULL;
+  }
+  /* rows over up to 16 threads (an 8B checkpoint is ~8G codes) */
+  enum { NT = 16 };
+  const fp8_job *jp = &j;
+  int64_t ranges[NT][2];
+  const void *args[NT][2];
+  pthread_t th[NT];
+  int nt = nr * nc >= (1 << 20) ? NT : 1, started = 0;
+  if (nt > nr) nt = (int)nr;
+  for (int t = 0; t < nt; t++) {
+    ranges[t][0] = nr * t / nt, ranges[t][1] = nr * (t + 1) / nt;
+    args[t][0] = jp, args[t][1] = ranges[t];
+    if (t > 0 && pthread_create(&th[t], NULL, fp8_rows, (void *)args[t]) == 0) started |= 1 << t;
+  }
+  if (nt > 0) fp8_rows((void *)args[0]);
+  for (int t = 1; t < nt; t++)
+    if (started & (1 << t)) pthread_join(th[t], NULL);
+    else fp8_rows((void *)args[t]);
+  return j.out;
+}
+
 /* Binds part p of tensor `name` of shape [rows, cols] (cols only: a 1-D [cols] tensor, sliced as [1, cols]);
  * optional: absent is fine. */
 static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t cols, int one_d, int optional, part p) {
@@ -227,12 +341,21 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
     return -1;
   }
   ig_dtype dt;
+  int fp8 = 0;
   switch (st->dtype) {
   case IG_ST_F32: dt = IG_DT_F32; break;
   case IG_ST_F16: dt = IG_DT_F16; break;
   case IG_ST_BF16: dt = IG_DT_BF16; break;
+  case IG_ST_F8_E4M3:
+  case IG_ST_F8_E5M2:
+    if (m->cfg.quant_fp8 && !one_d && !L->plus_one) { /* dequantized to bf16 below */
+      dt = IG_DT_BF16, fp8 = 1;
+      break;
+    }
+    /* fallthrough */
   default:
-    snprintf(L->err, L->errlen, "tensor '%s': unsupported dtype %s (supported: F32, F16, BF16)", name, st->dtype_name);
+    snprintf(L->err, L->errlen, "tensor '%s': unsupported dtype %s (supported: F32, F16, BF16; F8_E4M3 and F8_E5M2 "
+             "weight matrices in a checkpoint whose config.json names an FP8 quantization_config)", name, st->dtype_name);
     return -1;
   }
   int ok = one_d ? st->n_dims == 1 && st->shape[0] == cols
@@ -251,6 +374,13 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   const uint8_t *host = st->data;
   void *buf = NULL;
   if (p.axis == 1 && p.len == cols) p.axis = -1;
+  if (fp8) {
+    if (p.axis == 0) r = p.len;
+    if (p.axis == 1) c = p.len;
+    if (!(buf = fp8_dequant(L, st, name, p.axis == 0 ? p.off : 0, r, p.axis == 1 ? p.off : 0, c))) return -1;
+    host = buf, es = 2;
+    p.axis = -1; /* sliced already */
+  }
   if (p.axis == 0) host += (size_t)(p.off * cols) * es, r = p.len;
   if (p.axis == 1) {
     c = p.len;
@@ -263,6 +393,15 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
       for (int64_t i = 0; i < r; i++) memcpy((uint8_t *)buf + (size_t)(i * c) * es, host + (size_t)(i * cols) * es, (size_t)c * es);
       host = buf;
     }
+  }
+  if (!buf && (uintptr_t)host % es) { /* a tensor at an offset that is no multiple of its element size (the format
+                                        * allows it; the safetensors library's own files never do it): copied */
+    if (!(buf = malloc((size_t)(r * c) * es))) {
+      snprintf(L->err, L->errlen, "tensor '%s': out of memory", name);
+      return -1;
+    }
+    memcpy(buf, host, (size_t)(r * c) * es);
+    host = buf;
   }
   if (L->plus_one) { /* (1 + w) in f32 */
     float *f = malloc((size_t)(r * c) * sizeof(float));
@@ -278,7 +417,7 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   static atomic_uint sink; /* shards load on several threads */
   if (!buf) atomic_fetch_add_explicit(&sink, touch_pages(host, (size_t)(r * c) * es), memory_order_relaxed);
   int rc;
-  if (L->into && !buf) {
+  if (L->into && (!buf || fp8)) {
     rc = m->be->weight_rows(m->be, L->into, L->into_row0, host, dt, r);
     if (!rc) {
       *t = *L->into;
@@ -291,7 +430,7 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   } else {
     rc = m->be->weight(m->be, t, host, dt, r, c);
   }
-  if (!rc && buf && keep_buf(m, buf, t->owned)) {
+  if (!rc && buf && keep_buf(m, buf, t->owned || (L->into && fp8))) { /* weight_rows copied it */
     m->be->sync(m->be); /* the upload may be queued: let it finish before the buffer goes */
     m->be->free(m->be, t);
     free(buf);
@@ -326,7 +465,10 @@ static int fused_begin(loader *L, ig_tensor *dst, int layer, const char *first, 
   snprintf(n, sizeof n, "%slayers.%d.%s", m->pfx, layer, first);
   const ig_st_tensor *st = ig_st_find(m->st, n);
   if (!st) return 0;
-  ig_dtype dt = st->dtype == IG_ST_F16 ? IG_DT_F16 : st->dtype == IG_ST_BF16 ? IG_DT_BF16 : IG_DT_F32;
+  ig_dtype dt = st->dtype == IG_ST_F16                                   ? IG_DT_F16
+               : st->dtype == IG_ST_BF16 || st->dtype == IG_ST_F8_E4M3 ||
+                         st->dtype == IG_ST_F8_E5M2                      ? IG_DT_BF16 /* FP8: dequantized to bf16 */
+                                                                         : IG_DT_F32;
   if (m->be->weight_alloc(m->be, dst, dt, rows, cols)) {
     snprintf(L->err, L->errlen, "%s: %s", n, ig_backend_error(m->be));
     return -1;
@@ -488,7 +630,10 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   loader L = {m, e2, sizeof e2, 0, 0, 0, NULL, 0, 0};
   for (int i = 0; i < ig_st_count(m->st); i++) {
     const ig_st_tensor *t = ig_st_at(m->st, i);
-    if (!strncmp(t->name, m->pfx, strlen(m->pfx)) || !strcmp(t->name, m->head_name)) L.total += t->nbytes;
+    size_t nl = strlen(t->name);
+    int scale = (nl > 6 && !strcmp(t->name + nl - 6, "_scale")) || (nl > 10 && !strcmp(t->name + nl - 10, "_scale_inv"));
+    if ((!strncmp(t->name, m->pfx, strlen(m->pfx)) || !strcmp(t->name, m->head_name)) && !scale) /* FP8 scales: read */
+      L.total += t->nbytes;                                                                    /* with their weights */
   }
   if (load_weights(&L)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
@@ -535,10 +680,11 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   memcpy(in->eos_ids, c->eos_ids, (size_t)in->n_eos * sizeof(int));
   if (rank == 0)
     ig_log(IG_LOG_INFO, "model: %s, %d layers, hidden %d, intermediate %d, heads %d/%d (head_dim %d), vocab %d, "
-         "%.1fM params, %s (%.1f MiB)%s%s", in->arch, in->n_layers, in->hidden_size, in->intermediate_size,
+         "%.1fM params, %s (%.1f MiB)%s%s%s%s%s", in->arch, in->n_layers, in->hidden_size, in->intermediate_size,
          in->n_heads, in->n_kv_heads, in->head_dim, in->vocab_size, (double)in->n_params / 1e6, in->dtype,
          (double)in->weight_bytes / 1048576.0, c->tie_word_embeddings ? ", tied embeddings" : "",
-         c->sliding_window ? ", sliding window" : "");
+         c->sliding_window ? ", sliding window" : "", c->quant_fp8 ? ", FP8 weights (" : "",
+         c->quant_fp8 ? c->quant_method : "", c->quant_fp8 ? ") dequantized to bfloat16" : "");
   *out = m;
   return 0;
 fail:

@@ -1,4 +1,4 @@
-/* util/half: bf16 and IEEE f16 bit patterns to float, exactly (both are subsets of f32). Shared by the CPU
+/* util/half: bf16 and IEEE f16 bit patterns to float, exactly (both are subsets of f32), and f32 to bf16. Shared by the CPU
  * backend's kernels and by the model loader where it transforms weights on the host (Gemma's 1 + w norms). */
 #ifndef IG_UTIL_HALF_H
 #define IG_UTIL_HALF_H
@@ -7,6 +7,13 @@
 static inline float ig_bf16_to_f32(uint16_t h) {
   union { uint32_t u; float f; } v = {(uint32_t)h << 16};
   return v.f;
+}
+
+/* f32 to bf16, rounded to nearest even (NaN kept a quiet NaN), as torch's .to(torch.bfloat16) */
+static inline uint16_t ig_f32_to_bf16(float f) {
+  union { float f; uint32_t u; } v = {f};
+  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
 }
 
 static inline float ig_f16_to_f32(uint16_t h) {

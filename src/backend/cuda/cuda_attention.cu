@@ -907,7 +907,7 @@ struct dec_fused_smem {
   static size_t bytes(int G) { return part_off + (size_t)G * CB_Z * (HD + 2) * sizeof(float); }
 };
 template <int HD, int KF>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(256, 2) /* two blocks per SM: without the 2, ptxas kept 64 registers and spilled */
     attn_decode_fused_kernel(const __nv_bfloat16 *__restrict__ q, __nv_bfloat16 *__restrict__ out,
                              const void *__restrict__ kc, const void *__restrict__ vc,
                              const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
