@@ -222,6 +222,14 @@ struct ig_backend {
    * norm vectors of Gemma, which transformers applies in f32 (rounding them to bf16 moves every normed value by up
    * to 2^-9). NULL: weight(). */
   int (*weight_keep)(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols);
+  /* Optional: an FP8 checkpoint's weight, dequantized to bf16 by the backend (NULL: the loader does it on the host).
+   * codes: [rows, cols] F8_E4M3 (F8_E5M2 when e5m2) bytes, rows srow0.. of the checkpoint's tensor; element (i, j)
+   * becomes bf16(decode(code) * scales[((srow0 + i) / br) * sc + j / bc]), the product in f32 and one rounding to
+   * nearest even, exactly as the host's dequantization. scales: n_scales f32 values, copied before the call returns;
+   * codes stay mapped until sync (the copy may be queued). Into rows [row0, row0 + rows) of t when t->data is set
+   * (a weight_alloc buffer of bf16), else t becomes a new [rows, cols] bf16 weight. */
+  int (*weight_fp8)(ig_backend *be, ig_tensor *t, int64_t row0, const uint8_t *codes, int e5m2, const float *scales,
+                    int64_t n_scales, int64_t srow0, int64_t br, int64_t bc, int64_t sc, int64_t rows, int64_t cols);
   /* Fused products, bitwise the same as the ops they replace on the GEMV path (small m); for larger m, when the
    * weights are adjacent rows of one buffer (weight_alloc), one GEMM over all of them (the same up to the GEMM's
    * summation order, which depends on the shapes anyway):

@@ -248,9 +248,9 @@ static void *fp8_rows(void *arg) {
   return NULL;
 }
 
-/* Dequantizes the part [r0, r0 + nr) x [c0, c0 + nc) of FP8 tensor st (named name) into a new bf16 buffer. */
-static uint16_t *fp8_dequant(loader *L, const ig_st_tensor *st, const char *name, int64_t r0, int64_t nr, int64_t c0,
-                             int64_t nc) {
+/* The scale tensor beside FP8 tensor st (named name) and its layout, validated, into j (codes, scales, block shape,
+ * decode table; the part is the caller's). Returns 0 or -1 with L->err set. */
+static int fp8_layout(loader *L, const ig_st_tensor *st, const char *name, fp8_job *j) {
   ig_model *m = L->m;
   const int64_t rows = st->n_dims == 2 ? st->shape[0] : 1, cols = st->shape[st->n_dims - 1];
   size_t nl = strlen(name);
@@ -266,45 +266,52 @@ static uint16_t *fp8_dequant(loader *L, const ig_st_tensor *st, const char *name
   if (!sc) {
     snprintf(L->err, L->errlen, "tensor '%s' is %s but has no weight_scale (or weight_scale_inv) beside it", name,
              st->dtype_name);
-    return NULL;
+    return -1;
   }
   if (sc->dtype != IG_ST_F32 && sc->dtype != IG_ST_BF16 && sc->dtype != IG_ST_F16) {
     snprintf(L->err, L->errlen, "tensor '%s': dtype %s (a scale must be F32, BF16 or F16)", sn, sc->dtype_name);
-    return NULL;
+    return -1;
   }
-  fp8_job j = {.q = st->data, .sp = sc->data, .sdt = sc->dtype, .rows = rows, .cols = cols,
-               .r0 = r0, .nr = nr, .c0 = c0, .nc = nc};
+  memset(j, 0, sizeof *j);
+  j->q = st->data, j->sp = sc->data, j->sdt = sc->dtype, j->rows = rows, j->cols = cols;
   int64_t n = 1;
   for (int d = 0; d < sc->n_dims; d++) n *= sc->shape[d];
   const int *qb = m->cfg.quant_block;
   if (n == 1) { /* per tensor */
-    j.br = rows, j.bc = cols, j.sr = j.sc = 1;
+    j->br = rows, j->bc = cols, j->sr = j->sc = 1;
   } else if (n == rows && (sc->n_dims == 1 || (sc->n_dims == 2 && sc->shape[1] == 1))) { /* per row */
-    j.br = 1, j.bc = cols, j.sr = rows, j.sc = 1;
+    j->br = 1, j->bc = cols, j->sr = rows, j->sc = 1;
   } else if (sc->n_dims == 2) { /* per block: the config's block shape, else the one the scale's shape implies */
-    j.sr = sc->shape[0], j.sc = sc->shape[1];
-    j.br = qb[0] > 0 ? qb[0] : (rows + j.sr - 1) / j.sr;
-    j.bc = qb[1] > 0 ? qb[1] : (cols + j.sc - 1) / j.sc;
-    if ((rows + j.br - 1) / j.br != j.sr || (cols + j.bc - 1) / j.bc != j.sc) j.sr = -1;
+    j->sr = sc->shape[0], j->sc = sc->shape[1];
+    j->br = qb[0] > 0 ? qb[0] : (rows + j->sr - 1) / j->sr;
+    j->bc = qb[1] > 0 ? qb[1] : (cols + j->sc - 1) / j->sc;
+    if ((rows + j->br - 1) / j->br != j->sr || (cols + j->bc - 1) / j->bc != j->sc) j->sr = -1;
   } else {
-    j.sr = -1;
+    j->sr = -1;
   }
-  if (j.sr < 0) {
+  if (j->sr < 0) {
     char got[128];
     shape_str(got, sizeof got, sc->shape, sc->n_dims);
     snprintf(L->err, L->errlen, "tensor '%s' has shape %s, which is no scale layout of its [%lld, %lld] weight", sn, got,
              (long long)rows, (long long)cols);
-    return NULL;
+    return -1;
   }
   for (int64_t i = 0; i < n; i++) {
-    float s = st_elem_f32(j.sp, j.sdt, (size_t)i);
+    float s = st_elem_f32(j->sp, j->sdt, (size_t)i);
     if (!isfinite(s)) {
       snprintf(L->err, L->errlen, "tensor '%s': scale %lld is not finite", sn, (long long)i);
-      return NULL;
+      return -1;
     }
   }
   for (int c = 0; c < 256; c++)
-    j.lut[c] = st->dtype == IG_ST_F8_E4M3 ? ig_fp8_e4m3_to_f32((uint8_t)c) : ig_fp8_e5m2_to_f32((uint8_t)c);
+    j->lut[c] = st->dtype == IG_ST_F8_E4M3 ? ig_fp8_e4m3_to_f32((uint8_t)c) : ig_fp8_e5m2_to_f32((uint8_t)c);
+  return 0;
+}
+
+/* Dequantizes the part [r0, r0 + nr) x [c0, c0 + nc) of FP8 tensor st (layout j) into a new bf16 buffer. */
+static uint16_t *fp8_dequant(loader *L, fp8_job *jj, const char *name, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
+  fp8_job j = *jj;
+  j.r0 = r0, j.nr = nr, j.c0 = c0, j.nc = nc;
   if (!(j.out = malloc((size_t)(nr * nc) * 2))) {
     snprintf(L->err, L->errlen, "tensor '%s': out of memory dequantizing it", name);
     return NULL;
@@ -327,6 +334,49 @@ static uint16_t *fp8_dequant(loader *L, const ig_st_tensor *st, const char *name
     if (started & (1 << t)) pthread_join(th[t], NULL);
     else fp8_rows((void *)args[t]);
   return j.out;
+}
+
+/* The backend's own dequantization (weight_fp8: the CUDA backend stages the codes, half the bytes, and converts them
+ * on the device) of rows [r0, r0 + nr) of FP8 tensor st (layout j), into L->into's rows or a new weight t. */
+static int fp8_device(loader *L, ig_tensor *t, const ig_st_tensor *st, const fp8_job *j, int64_t r0, int64_t nr) {
+  ig_model *m = L->m;
+  const int64_t n = j->sr * j->sc;
+  float *sv = malloc((size_t)n * sizeof *sv);
+  if (!sv) {
+    snprintf(m->be->err, sizeof m->be->err, "out of memory");
+    return -1;
+  }
+  for (int64_t i = 0; i < n; i++) sv[i] = st_elem_f32(j->sp, j->sdt, (size_t)i);
+  const uint8_t *codes = j->q + (size_t)(r0 * j->cols);
+  int rc;
+  if (L->into) {
+    rc = m->be->weight_fp8(m->be, L->into, L->into_row0, codes, st->dtype == IG_ST_F8_E5M2, sv, n, r0, j->br, j->bc,
+                           j->sc, nr, j->cols);
+    if (!rc) {
+      *t = *L->into;
+      t->data = (char *)L->into->data + (size_t)(L->into_row0 * j->cols) * ig_dtype_size(L->into->dtype);
+      t->rows = nr;
+      t->owned = 0;
+    }
+  } else {
+    memset(t, 0, sizeof *t);
+    rc = m->be->weight_fp8(m->be, t, 0, codes, st->dtype == IG_ST_F8_E5M2, sv, n, r0, j->br, j->bc, j->sc, nr, j->cols);
+  }
+  free(sv);
+  return rc;
+}
+
+/* After a tensor is bound: the whole tensor is counted (every shard's info describes the whole model); rank 0 shows the
+ * progress. */
+static int loaded(loader *L, const ig_st_tensor *st, int64_t rows, int64_t cols) {
+  ig_model *m = L->m;
+  if (L->again) return 0;
+  L->done += st->nbytes;
+  m->info.n_params += rows * cols;
+  m->info.weight_bytes += st->nbytes;
+  if (m->tp.rank == 0)
+    ig_log_progress("loading weights", (double)L->done / 1048576.0, (double)L->total / 1048576.0, "MiB");
+  return 0;
 }
 
 /* Binds part p of tensor `name` of shape [rows, cols] (cols only: a 1-D [cols] tensor, sliced as [1, cols]);
@@ -375,9 +425,21 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   void *buf = NULL;
   if (p.axis == 1 && p.len == cols) p.axis = -1;
   if (fp8) {
+    fp8_job lay;
+    if (fp8_layout(L, st, name, &lay)) return -1;
+    const int64_t r0 = p.axis == 0 ? p.off : 0, c0 = p.axis == 1 ? p.off : 0;
     if (p.axis == 0) r = p.len;
     if (p.axis == 1) c = p.len;
-    if (!(buf = fp8_dequant(L, st, name, p.axis == 0 ? p.off : 0, r, p.axis == 1 ? p.off : 0, c))) return -1;
+    /* the backend's own dequantization where it has one (rows only: a column slice is not contiguous);
+     * IGNIS_FP8_HOST=1: the host's, for comparison */
+    if (m->be->weight_fp8 && p.axis != 1 && !getenv("IGNIS_FP8_HOST")) {
+      if (fp8_device(L, t, st, &lay, r0, r)) {
+        snprintf(L->err, L->errlen, "tensor '%s': %s", name, ig_backend_error(m->be));
+        return -1;
+      }
+      return loaded(L, st, rows, cols);
+    }
+    if (!(buf = fp8_dequant(L, &lay, name, r0, r, c0, c))) return -1;
     host = buf, es = 2;
     p.axis = -1; /* sliced already */
   }
@@ -443,14 +505,7 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
     snprintf(L->err, L->errlen, "tensor '%s': %s", name, ig_backend_error(m->be));
     return -1;
   }
-  /* the whole tensor is counted (every shard's info describes the whole model); rank 0 shows the progress */
-  if (L->again) return 0;
-  L->done += st->nbytes;
-  m->info.n_params += rows * cols;
-  m->info.weight_bytes += st->nbytes;
-  if (m->tp.rank == 0)
-    ig_log_progress("loading weights", (double)L->done / 1048576.0, (double)L->total / 1048576.0, "MiB");
-  return 0;
+  return loaded(L, st, rows, cols);
 }
 
 /* Starts loading a group of weights into one buffer of `rows` x `cols` (the backend's weight_alloc), typed from

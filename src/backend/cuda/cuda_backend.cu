@@ -5,6 +5,7 @@
  * wait for pending weight loads before launching. Kernels live in cuda_kernels.cu, cuda_attention.cu and
  * cuda_matmul.cu. */
 #include "backend/cuda/cuda_common.h"
+#include <cuda_fp8.h>
 extern "C" {
 #include "util/log.h"
 }
@@ -110,8 +111,25 @@ typedef struct ld_job {
   ig_dtype sdt, ddt;
   void *dst;
   size_t n;
+  /* an FP8 checkpoint's codes (fp8 1: e4m3, 2: e5m2), staged as they are and dequantized to bf16 on the device;
+   * element e0 + k of the part, whose first row is the tensor's srow0 */
+  int fp8;
+  const float *dscales;
+  int64_t e0, srow0, br, bc, sc, cols;
   struct ld_job *next;
 } ld_job;
+
+/* dst[k] = bf16(decode(codes[k]) * scale) for element e0 + k of a [., cols] part starting at the tensor's row srow0:
+ * the f32 product and one rounding, as the host's dequantization (llama.c) computes it */
+__global__ void fp8_dequant_kernel(__nv_bfloat16 *dst, const uint8_t *codes, size_t n, int e5m2, const float *scales,
+                                   int64_t e0, int64_t srow0, int64_t br, int64_t bc, int64_t sc, int64_t cols) {
+  for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < n; k += (size_t)gridDim.x * blockDim.x) {
+    int64_t e = e0 + (int64_t)k, row = srow0 + e / cols, col = e % cols;
+    __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)codes[k], e5m2 ? __NV_E5M2 : __NV_E4M3);
+    float v = __half2float(__half(h)) * scales[(row / br) * sc + col / bc];
+    dst[k] = __float2bfloat16_rn(v);
+  }
+}
 
 typedef struct cu_loader {
   ig_backend *be;
@@ -123,12 +141,14 @@ typedef struct cu_loader {
   ld_job *head, *tail;
   int busy;      /* jobs queued or running */
   int stop;
+  void **dev_bufs; /* FP8 jobs' scales on the device, freed when loading ends */
+  int n_dev_bufs;
   char err[256]; /* first error */
 } cu_loader;
 
 static void *ld_worker(void *arg) {
   cu_loader *L = (cu_loader *)arg;
-  void *stage[2] = {NULL, NULL};
+  void *stage[2] = {NULL, NULL}, *dstage[2] = {NULL, NULL}; /* dstage: FP8 codes on the device, made on first use */
   cudaStream_t st = NULL;
   cudaEvent_t ev[2] = {NULL, NULL};
   char err[256] = "";
@@ -150,7 +170,29 @@ static void *ld_worker(void *arg) {
     L->head = j->next;
     if (!L->head) L->tail = NULL;
     pthread_mutex_unlock(&L->mu);
-    if (ok && !err[0]) {
+    if (ok && !err[0] && j->fp8) {
+      for (size_t off = 0; off < j->n && !err[0]; off += LD_STAGE) {
+        size_t cnt = j->n - off < LD_STAGE ? j->n - off : LD_STAGE;
+        cudaError_t e = cudaEventSynchronize(ev[cur]); /* this buffer's previous copy and kernel are done */
+        if (e == cudaSuccess && !dstage[cur]) e = cudaMalloc(&dstage[cur], LD_STAGE);
+        if (e == cudaSuccess) {
+          memcpy(stage[cur], (const uint8_t *)j->src + off, cnt);
+          e = cudaMemcpyAsync(dstage[cur], stage[cur], cnt, cudaMemcpyHostToDevice, st);
+        }
+        if (e == cudaSuccess) {
+          unsigned blocks = (unsigned)((cnt + 255) / 256 < 4096 ? (cnt + 255) / 256 : 4096);
+          fp8_dequant_kernel<<<blocks, 256, 0, st>>>((__nv_bfloat16 *)j->dst + off, (const uint8_t *)dstage[cur], cnt,
+                                                      j->fp8 == 2, j->dscales, j->e0 + (int64_t)off, j->srow0, j->br,
+                                                      j->bc, j->sc, j->cols);
+          e = cudaGetLastError();
+        }
+        if (e == cudaSuccess) e = cudaEventRecord(ev[cur], st);
+        if (e != cudaSuccess) snprintf(err, sizeof err, "cuda weight loader: FP8 copy failed: %s", cudaGetErrorString(e));
+        cur ^= 1;
+      }
+      cudaError_t e = cudaStreamSynchronize(st);
+      if (e != cudaSuccess && !err[0]) snprintf(err, sizeof err, "cuda weight loader: %s", cudaGetErrorString(e));
+    } else if (ok && !err[0]) {
       size_t des = ig_dtype_size(j->ddt), ses = ig_dtype_size(j->sdt);
       size_t per = LD_STAGE / des;
       for (size_t off = 0; off < j->n && !err[0]; off += per) {
@@ -178,6 +220,7 @@ static void *ld_worker(void *arg) {
   for (int i = 0; i < 2; i++) {
     if (ev[i]) cudaEventDestroy(ev[i]);
     if (stage[i]) cudaFreeHost(stage[i]);
+    if (dstage[i]) cudaFree(dstage[i]);
   }
   return NULL;
 }
@@ -220,6 +263,8 @@ static int ld_finish(ig_backend *be) {
     snprintf(be->err, sizeof be->err, "%s", L->err);
     rc = -1;
   }
+  for (int i = 0; i < L->n_dev_bufs; i++) cudaFree(L->dev_bufs[i]);
+  free(L->dev_bufs);
   pthread_mutex_destroy(&L->mu);
   pthread_cond_destroy(&L->cv_job);
   pthread_cond_destroy(&L->cv_done);
@@ -228,14 +273,16 @@ static int ld_finish(ig_backend *be) {
   return rc;
 }
 
-static int ld_queue(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, size_t n) {
+/* fp8 (NULL: a plain copy): the FP8 job every piece of this one copies (its e0 advanced by the piece's offset) */
+static int ld_queue_x(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, size_t n, const ld_job *fp8) {
   if (!CU(be)->loader && ld_start(be)) return -1;
   cu_loader *L = CU(be)->loader;
-  size_t per = LD_JOB_MAX / ig_dtype_size(sdt);
+  const size_t ses = fp8 ? 1 : ig_dtype_size(sdt), per = LD_JOB_MAX / ses; /* FP8 codes: one byte each */
   for (size_t off = 0; off < n; off += per) {
     ld_job *j = (ld_job *)calloc(1, sizeof *j);
     if (!j) FAIL(be, "cuda: out of host memory");
-    j->src = (const char *)src + off * ig_dtype_size(sdt);
+    if (fp8) *j = *fp8, j->e0 += (int64_t)off, j->next = NULL;
+    j->src = (const char *)src + off * ses;
     j->dst = (char *)dst + off * ig_dtype_size(ddt);
     j->sdt = sdt, j->ddt = ddt;
     j->n = n - off < per ? n - off : per;
@@ -248,6 +295,10 @@ static int ld_queue(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig
     pthread_mutex_unlock(&L->mu);
   }
   return 0;
+}
+
+static int ld_queue(ig_backend *be, void *dst, ig_dtype ddt, const void *src, ig_dtype sdt, size_t n) {
+  return ld_queue_x(be, dst, ddt, src, sdt, n, NULL);
 }
 
 /* Every op starts here: pending weight copies must land first. */
@@ -315,6 +366,39 @@ static int cuda_weight_rows(ig_backend *be, ig_tensor *t, int64_t row0, const vo
   if (t->dtype == IG_DT_I32 || dt == IG_DT_I32) FAIL(be, "cuda weight_rows: i32 weights");
   char *dst = (char *)t->data + (size_t)row0 * (size_t)t->cols * ig_dtype_size(t->dtype);
   return rows ? ld_queue(be, dst, t->dtype, host, dt, (size_t)rows * (size_t)t->cols) : 0;
+}
+
+static int cuda_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uint8_t *codes, int e5m2,
+                           const float *scales, int64_t n_scales, int64_t srow0, int64_t br, int64_t bc, int64_t sc,
+                           int64_t rows, int64_t cols) {
+  if (be->act_dtype != IG_DT_BF16) FAIL(be, "cuda weight_fp8: bf16 activations only");
+  if (rows < 0 || cols < 1 || br < 1 || bc < 1 || sc < 1 || srow0 < 0 || n_scales < 1 ||
+      ((srow0 + rows - 1) / br) * sc + (cols - 1) / bc >= n_scales)
+    FAIL(be, "cuda weight_fp8: scales do not cover the weight");
+  char *dst;
+  if (t->data) {
+    if (t->dtype != IG_DT_BF16 || t->cols != cols || row0 < 0 || row0 + rows > t->rows)
+      FAIL(be, "cuda weight_fp8: rows [%lld, %lld) do not fit the buffer", (long long)row0, (long long)(row0 + rows));
+    dst = (char *)t->data + (size_t)row0 * (size_t)cols * 2;
+  } else {
+    if (cuda_alloc(be, t, IG_DT_BF16, rows, cols)) return -1;
+    dst = (char *)t->data;
+  }
+  if (!rows || !dst) return 0;
+  if (!CU(be)->loader && ld_start(be)) return -1;
+  cu_loader *L = CU(be)->loader;
+  void *ds = NULL;
+  void **nb = (void **)realloc(L->dev_bufs, sizeof(void *) * (size_t)(L->n_dev_bufs + 1));
+  if (!nb) FAIL(be, "cuda: out of host memory");
+  L->dev_bufs = nb;
+  CUDA_CHECK(be, cudaMalloc(&ds, (size_t)n_scales * sizeof(float)));
+  L->dev_bufs[L->n_dev_bufs++] = ds;
+  CUDA_CHECK(be, cudaMemcpy(ds, scales, (size_t)n_scales * sizeof(float), cudaMemcpyHostToDevice));
+  ld_job f;
+  memset(&f, 0, sizeof f);
+  f.fp8 = e5m2 ? 2 : 1, f.dscales = (const float *)ds, f.e0 = 0, f.srow0 = srow0, f.br = br, f.bc = bc, f.sc = sc;
+  f.cols = cols;
+  return ld_queue_x(be, dst, IG_DT_BF16, codes, IG_DT_BF16 /* unused: the codes are bytes */, (size_t)rows * (size_t)cols, &f);
 }
 
 static int cuda_sync(ig_backend *be) {
@@ -893,6 +977,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->weight_alloc = cuda_weight_alloc;
   be->weight_rows = cuda_weight_rows;
   be->weight_keep = cuda_weight_keep;
+  be->weight_fp8 = cuda_weight_fp8;
   be->rope_kv_write = op_rope_kv_write;
   const char *qk_ = getenv("IGNIS_CUDA_QK_NORM_FUSED"); /* "0": q/k norms and rope + KV write as separate ops */
   if (!(qk_ && qk_[0] == '0')) be->qk_norm_rope_kv_write = op_qk_norm_rope_kv_write;
