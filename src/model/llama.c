@@ -64,6 +64,7 @@ struct ig_model {
   activations a;
   int kv_ready;
   int kv_dtype;         /* ig_kv_dtype of the KV cache (ig_model_set_kv_dtype) */
+  int kv_scales;        /* the checkpoint has per-layer K/V cache scales (an FP8 checkpoint's k_scale / v_scale) */
   /* decode-step graphs (ig_model_set_graphs): bucket sizes, ascending; the KV block padding rows write to */
   int graph_sizes[32];
   int n_graph_sizes;
@@ -687,6 +688,8 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     const ig_st_tensor *t = ig_st_at(m->st, i);
     size_t nl = strlen(t->name);
     int scale = (nl > 6 && !strcmp(t->name + nl - 6, "_scale")) || (nl > 10 && !strcmp(t->name + nl - 10, "_scale_inv"));
+    if ((nl > 17 && !strcmp(t->name + nl - 17, "self_attn.k_scale")) || (nl > 19 && !strcmp(t->name + nl - 19, "k_proj.output_scale")))
+      m->kv_scales = 1;
     if ((!strncmp(t->name, m->pfx, strlen(m->pfx)) || !strcmp(t->name, m->head_name)) && !scale) /* FP8 scales: read */
       L.total += t->nbytes;                                                                    /* with their weights */
   }
@@ -751,6 +754,9 @@ fail:
 /* KV cache */
 
 void ig_model_set_kv_dtype(ig_model *m, int kv_dtype) {
+  if (kv_dtype != IG_KV_AUTO && m->kv_scales && m->kv_dtype != kv_dtype && m->tp.rank == 0)
+    ig_log(IG_LOG_WARN, "model: the checkpoint's K/V cache scales (k_scale, v_scale) are not applied: the %s cache "
+           "rounds K and V with scale 1", ig_kv_dtype_name(kv_dtype));
   m->kv_dtype = kv_dtype;
   if (m->group) ig_shard_set_kv_dtype(m->group, kv_dtype);
 }
