@@ -15,6 +15,7 @@ cp $B/src/backend/cuda_device $B/src/backend/cuda_floors $T/bin/
 [ -f $B/src/backend/cuda_splitk ] && cp $B/src/backend/cuda_splitk $T/bin/
 [ -f $B/src/backend/cuda_hgemm ] && cp $B/src/backend/cuda_hgemm $T/bin/
 [ -f $B/src/backend/cuda_tiny_check ] && cp $B/src/backend/cuda_tiny_check $T/bin/
+[ -f $B/src/backend/cuda_w8a16 ] && cp $B/src/backend/cuda_w8a16 $T/bin/
 strip $T/bin/*
 S=../shared/models/stories260K
 # stories260K adds ~0.9 MB; leave it out with NO_STORIES=1 when the tree is near the 64 MiB a call may carry
