@@ -600,23 +600,37 @@ fail:
 /* TGI's launcher flags beyond ignis's own (see the table): refusals and value checks (a one-line message, 2),
  * the shard count --sharded implies, the environment the model loader and cache lookup read (ROPE_SCALING,
  * ROPE_FACTOR, HF_HUB_CACHE, as TGI passes them to its shards), and a log line for each flag without effect. */
-static int tgi_flags(const char *device, int *num_shard) {
+/* --quantize: refused (2), unless it is fp8 or compressed-tensors and the checkpoint is an FP8 one (ckpt_fp8 >= 0: its
+ * config.json is read; -1: not yet), which loads as it would without the flag (TGI's manifests for such checkpoints
+ * may name the method) */
+static int quantize_flag(int ckpt_fp8) {
   static const char *const quant[] = {"awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin", "bitsandbytes",
                                       "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8", NULL};
-  const char *v;
-  int b = 0;
-  if ((v = val("quantize"))) {
-    int known = 0;
-    for (int i = 0; quant[i]; i++) known |= !strcmp(v, quant[i]);
-    if (!known)
-      fprintf(stderr, "ignis serve: invalid value '%s' for --quantize: expected awq, compressed-tensors, eetq, exl2, "
-              "gptq, marlin, bitsandbytes, bitsandbytes-nf4, bitsandbytes-fp4 or fp8\n", v);
-    else
-      fprintf(stderr, "ignis serve: --quantize %s: quantizing at load is not supported; ignis serves float16, bfloat16 "
-              "and float32 checkpoints as they are, and FP8 ones (fp8, fbgemm_fp8, compressed-tensors) dequantized to "
-              "bfloat16, found by their config.json (leave --quantize out)\n", v);
+  const char *v = val("quantize");
+  if (!v) return 0;
+  int known = 0;
+  for (int i = 0; quant[i]; i++) known |= !strcmp(v, quant[i]);
+  if (!known) {
+    fprintf(stderr, "ignis serve: invalid value '%s' for --quantize: expected awq, compressed-tensors, eetq, exl2, "
+            "gptq, marlin, bitsandbytes, bitsandbytes-nf4, bitsandbytes-fp4 or fp8\n", v);
     return 2;
   }
+  const int fp8_name = !strcmp(v, "fp8") || !strcmp(v, "compressed-tensors");
+  if (fp8_name && ckpt_fp8 < 0) return 0; /* decided once the config is read */
+  if (fp8_name && ckpt_fp8 > 0) {
+    ig_log(IG_LOG_INFO, "--quantize %s: the checkpoint is FP8-quantized; it loads as without the flag", v);
+    return 0;
+  }
+  fprintf(stderr, "ignis serve: --quantize %s: quantizing at load is not supported; ignis serves float16, bfloat16 "
+          "and float32 checkpoints as they are, and FP8 ones (fp8, fbgemm_fp8, compressed-tensors) dequantized to "
+          "bfloat16, found by their config.json (leave --quantize out)\n", v);
+  return 2;
+}
+
+static int tgi_flags(const char *device, int *num_shard) {
+  const char *v;
+  int b = 0;
+  if (quantize_flag(-1)) return 2;
   if ((v = val("kv-cache-dtype")) && ig_kv_dtype_parse(v) < 0) {
     fprintf(stderr, "ignis serve: invalid value '%s' for --kv-cache-dtype: expected fp8_e4m3fn or fp8_e5m2\n", v);
     return 2;
@@ -814,6 +828,10 @@ int ig_cmd_serve(int argc, char **argv) {
   if (ig_config_load(c.dir, &mc, err, sizeof err) != 0) {
     fprintf(stderr, "ignis serve: %s\n", err);
     return 1;
+  }
+  if (quantize_flag(mc.quant_fp8)) {
+    ig_config_free(&mc);
+    return 2;
   }
   int max_pos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 4096;
   char ckpt_dtype[16];
