@@ -903,6 +903,72 @@ static void qkv_rope_case(int nh, int nkv, int hd, int bs, int I, const seqspec 
  * of a product of M rows bitwise those of fewer rows (other tile heights, the same sums in the same order), with K
  * split over blocks (the "sgemm" mode) and without (the other modes, where its rows must also be cuBLASLt's).
  * Plain with bias, the SwiGLU epilogue, and q|k|v outputs over one weight buffer. */
+/* weight_fp8: FP8 codes dequantized on the device give exactly the host's bf16(decode(code) * scale) (llama.c's
+ * rule), for e4m3 and e5m2, scales per tensor, per row and per 16 x 16 block (edge blocks included), a part starting
+ * past the tensor's first row, into a new weight and into rows of a weight_alloc buffer; scales that do not cover
+ * the part are refused. bf16 activations only (the op is not offered for f32). */
+static void test_weight_fp8(void) {
+  if (gpu->act_dtype != IG_DT_BF16 || !gpu->weight_fp8) return;
+  static const int shapes[][2] = {{37, 70}, {128, 256}, {5, 8}, {300, 4104}};
+  int cases = 0, bad = 0;
+  for (int si = 0; si < 4; si++)
+    for (int e5 = 0; e5 < 2; e5++)
+      for (int lay = 0; lay < 3; lay++) {
+        const int R = shapes[si][0] * 2, C = shapes[si][1], rows = shapes[si][0], srow0 = R / 4;
+        const int br = lay == 0 ? R : lay == 1 ? 1 : 16, bc = lay == 2 ? 16 : C;
+        const int sr = (R + br - 1) / br, sc = (C + bc - 1) / bc;
+        uint8_t *codes = malloc((size_t)R * C);
+        float *sv = malloc((size_t)sr * sc * sizeof(float));
+        for (int64_t i = 0; i < (int64_t)R * C; i++) {
+          uint8_t b;
+          do b = (uint8_t)irand(256);
+          while (e5 ? ((b & 0x7c) == 0x7c) : ((b & 0x7f) == 0x7f)); /* no NaN or infinity codes */
+          codes[i] = b;
+        }
+        for (int i = 0; i < sr * sc; i++) sv[i] = (0.5f + frand()) * 1e-2f;
+        uint16_t *want = malloc((size_t)rows * C * 2);
+        for (int i = 0; i < rows; i++)
+          for (int j = 0; j < C; j++) {
+            uint8_t b = codes[(size_t)(srow0 + i) * C + j];
+            float v = (e5 ? ig_fp8_e5m2_to_f32(b) : ig_fp8_e4m3_to_f32(b)) * sv[((srow0 + i) / br) * sc + j / bc];
+            want[(size_t)i * C + j] = to_bf16(v);
+          }
+        float *got = malloc((size_t)(rows + 7) * C * sizeof(float));
+        for (int into = 0; into < 2; into++) {
+          ig_tensor t;
+          memset(&t, 0, sizeof t);
+          int row0 = 0;
+          if (into) {
+            CHECK(gpu->weight_alloc(gpu, &t, IG_DT_BF16, rows + 7, C) == 0);
+            row0 = 3;
+          }
+          CHECK_MSG(gpu->weight_fp8(gpu, &t, row0, codes + (size_t)srow0 * C, e5, sv, (int64_t)sr * sc, srow0, br, bc, sc,
+                                    rows, C) == 0, "weight_fp8: %s", gpu->err);
+          CHECK(gpu->sync(gpu) == 0 && gpu->download_f32(gpu, &t, got) == 0);
+          for (int64_t k = 0; k < (int64_t)rows * C; k++)
+            if (to_bf16(got[(size_t)row0 * C + k]) != want[k]) {
+              if (bad++ < 5)
+                fprintf(stderr, "weight_fp8 %dx%d %s layout %d into %d: element %lld %g, want %g\n", rows, C,
+                        e5 ? "e5m2" : "e4m3", lay, into, (long long)k, got[(size_t)row0 * C + k], from_bf16(want[k]));
+            }
+          gpu->free(gpu, &t);
+          cases++;
+        }
+        /* scales one short of the part: refused, nothing read */
+        ig_tensor t;
+        memset(&t, 0, sizeof t);
+        CHECK(gpu->weight_fp8(gpu, &t, 0, codes, e5, sv, (int64_t)sr * sc - 1, R - rows, br, bc, sc, rows, C) != 0);
+        CHECK(strstr(gpu->err, "scales do not cover") != NULL);
+        free(codes);
+        free(sv);
+        free(want);
+        free(got);
+      }
+  CHECK_MSG(bad == 0, "weight_fp8: %d elements differ from the host's dequantization", bad);
+  printf("  weight_fp8: %d cases (e4m3 / e5m2; per tensor, row, 16 x 16 block; new and into rows) bitwise the host's\n",
+         cases);
+}
+
 static void test_sgemm_shapes(int M, const int *ms, int nms);
 static void test_bi_model_shapes(void);
 static int sgemm_lt; /* the cuBLASLt batch-invariant mode: q|k|v is a product of its own width (checked vs the CPU) */
@@ -1281,13 +1347,15 @@ int main(void) {
   int modes[6] = {IG_DT_BF16, IG_DT_BF16, IG_DT_F32, IG_DT_BF16, IG_DT_BF16, IG_DT_BF16};
   /* IG_OPS_ONLY=gemm / attn: the bf16 matmul or attention checks alone (a quick device call after a kernel change);
    * attn_modes: the attention checks alone in every mode that has them (the WMMA prefill, unstaged and f32 decode
-   * kernels too). IG_OPS_HASH=1 prints a hash of each attention case's output bits. */
+   * kernels too); weight_fp8: the FP8 weight dequantization alone. IG_OPS_HASH=1 prints a hash of each attention
+   * case's output bits. */
   const char *only = getenv("IG_OPS_ONLY");
   int gemm_only = only && !strcmp(only, "gemm"), attn_modes = only && !strcmp(only, "attn_modes");
+  int fp8w_only = only && !strcmp(only, "weight_fp8"); /* the FP8 weight dequantization alone (bf16 mode) */
   int attn_only = (only && !strcmp(only, "attn")) || attn_modes;
   for (int mi = 0; mi < 6; mi++) {
     if ((gemm_only && (mi == 1 || mi == 2 || mi >= 4)) || (attn_only && !attn_modes && mi > 0 && mi < 4) ||
-        (attn_modes && mi == 3))
+        (attn_modes && mi == 3) || (fp8w_only && mi > 0))
       continue;
     cur_mode = mi;
     if (mi >= 4) setenv("IGNIS_CUDA_DECODE_FUSED", mi == 4 ? "1" : "0", 1);
@@ -1317,8 +1385,10 @@ int main(void) {
            : mi == 5 ? ", split decode kernel, rows in groups of 1 MB of partials (bitwise the default's)"
                      : "",
            tol);
-    if (attn_only || mi >= 4) {
-      if (attn_only && !attn_modes && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(), test_rmsnorm(); /* cheap, and beside the fused rope + cache kernels */
+    if (fp8w_only) {
+      test_weight_fp8();
+    } else if (attn_only || mi >= 4) {
+      if (attn_only && !attn_modes && mi == 0) test_rope(), test_elementwise(), test_fused_matmul(), test_rmsnorm(), test_weight_fp8(); /* cheap, and beside the fused rope + cache kernels */
     } else if (gemm_only || mi == 3) {
       test_matmul();
       test_fused_matmul();
@@ -1334,8 +1404,9 @@ int main(void) {
       test_rope();
       test_elementwise();
       test_optional();
+      test_weight_fp8();
     }
-    if (!gemm_only && mi != 3) test_attention();
+    if (!gemm_only && !fp8w_only && mi != 3) test_attention();
     printf("== %s: worst rel L2 %.2e\n", ig_dtype_name(gpu->act_dtype), worst);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
