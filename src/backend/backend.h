@@ -87,6 +87,10 @@ typedef struct ig_kv_config {
   int n_kv_heads;
   int head_dim;
   int dtype;                /* ig_kv_dtype; a backend that cannot hold it fails kv_init (and kv_bytes_per_block 0) */
+  /* An FP8 cache's per-layer scales ([n_layers] each, copied by kv_init; NULL: 1), an FP8 checkpoint's k_scale and
+   * v_scale: a value x is stored as the code of x * (1 / s) (the f32 product, then the format's rounding) and reads
+   * back as code * s. Unused by the auto dtype. */
+  const float *k_scale, *v_scale;
 } ig_kv_config;
 
 typedef struct ig_attn_params {

@@ -65,6 +65,7 @@ struct ig_model {
   int kv_ready;
   int kv_dtype;         /* ig_kv_dtype of the KV cache (ig_model_set_kv_dtype) */
   int kv_scales;        /* the checkpoint has per-layer K/V cache scales (an FP8 checkpoint's k_scale / v_scale) */
+  float *k_scale, *v_scale; /* [n_layers] those scales (1 where absent), for an FP8 KV cache */
   /* decode-step graphs (ig_model_set_graphs): bucket sizes, ascending; the KV block padding rows write to */
   int graph_sizes[32];
   int n_graph_sizes;
@@ -139,6 +140,8 @@ void ig_model_free(ig_model *m) {
   free(m->wbuf_copied);
   ig_st_close(m->st);
   ig_config_free(&m->cfg);
+  free(m->k_scale);
+  free(m->v_scale);
   free(m);
 }
 
@@ -509,6 +512,46 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   return loaded(L, st, rows, cols);
 }
 
+/* An FP8 checkpoint's per-layer KV cache scales: self_attn.k_scale / v_scale (compressed-tensors' kv_cache_scheme),
+ * or k_proj / v_proj.output_scale (AutoFP8's), one positive number each; every layer then has both (1 where one is
+ * absent). None: m->k_scale stays NULL. Returns 0 or -1 with err set. */
+static int kv_scales_load(ig_model *m, char *err, size_t errlen) {
+  const int L = m->cfg.n_layers;
+  for (int l = 0; l < L; l++)
+    for (int w = 0; w < 2; w++) {
+      static const char *const names[2][2] = {{"self_attn.k_scale", "self_attn.k_proj.output_scale"},
+                                              {"self_attn.v_scale", "self_attn.v_proj.output_scale"}};
+      char n[256];
+      const ig_st_tensor *t = NULL;
+      for (int a = 0; a < 2 && !t; a++) {
+        snprintf(n, sizeof n, "%slayers.%d.%s", m->pfx, l, names[w][a]);
+        t = ig_st_find(m->st, n);
+      }
+      if (!t) continue;
+      int64_t numel = 1;
+      for (int d = 0; d < t->n_dims; d++) numel *= t->shape[d];
+      float v = numel == 1 && (t->dtype == IG_ST_F32 || t->dtype == IG_ST_BF16 || t->dtype == IG_ST_F16)
+                    ? st_elem_f32(t->data, t->dtype, 0) : NAN;
+      if (!(v > 0.f && isfinite(v))) {
+        snprintf(err, errlen, "tensor '%s': a KV cache scale must be one positive number (%s, %lld values)", n,
+                 t->dtype_name, (long long)numel);
+        return -1;
+      }
+      if (!m->k_scale) {
+        m->k_scale = malloc((size_t)L * sizeof(float));
+        m->v_scale = malloc((size_t)L * sizeof(float));
+        if (!m->k_scale || !m->v_scale) {
+          snprintf(err, errlen, "out of memory");
+          return -1;
+        }
+        for (int i = 0; i < L; i++) m->k_scale[i] = m->v_scale[i] = 1.f;
+      }
+      (w ? m->v_scale : m->k_scale)[l] = v;
+      m->kv_scales = 1;
+    }
+  return 0;
+}
+
 /* Starts loading a group of weights into one buffer of `rows` x `cols` (the backend's weight_alloc), typed from
  * the first member's checkpoint dtype; the next LOADs fill it (L->into, L->into_row0). Without weight_alloc (the
  * CPU views the mmap) or without the first tensor (load() reports it), each weight is its own. */
@@ -688,12 +731,10 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
     const ig_st_tensor *t = ig_st_at(m->st, i);
     size_t nl = strlen(t->name);
     int scale = (nl > 6 && !strcmp(t->name + nl - 6, "_scale")) || (nl > 10 && !strcmp(t->name + nl - 10, "_scale_inv"));
-    if ((nl > 17 && !strcmp(t->name + nl - 17, "self_attn.k_scale")) || (nl > 19 && !strcmp(t->name + nl - 19, "k_proj.output_scale")))
-      m->kv_scales = 1;
     if ((!strncmp(t->name, m->pfx, strlen(m->pfx)) || !strcmp(t->name, m->head_name)) && !scale) /* FP8 scales: read */
       L.total += t->nbytes;                                                                    /* with their weights */
   }
-  if (load_weights(&L)) {
+  if (load_weights(&L) || kv_scales_load(m, e2, sizeof e2)) {
     snprintf(err, errlen, "%s: %s", dir, e2);
     goto fail;
   }
@@ -755,15 +796,15 @@ fail:
 
 void ig_model_set_kv_dtype(ig_model *m, int kv_dtype) {
   if (kv_dtype != IG_KV_AUTO && m->kv_scales && m->kv_dtype != kv_dtype && m->tp.rank == 0)
-    ig_log(IG_LOG_WARN, "model: the checkpoint's K/V cache scales (k_scale, v_scale) are not applied: the %s cache "
-           "rounds K and V with scale 1", ig_kv_dtype_name(kv_dtype));
+    ig_log(IG_LOG_INFO, "model: the %s KV cache keeps K and V at the checkpoint's per-layer scales (k_scale, v_scale)",
+           ig_kv_dtype_name(kv_dtype));
   m->kv_dtype = kv_dtype;
   if (m->group) ig_shard_set_kv_dtype(m->group, kv_dtype);
 }
 
 size_t ig_model_kv_bytes_per_block(ig_model *m, int block_size) {
   if (m->group) return ig_shard_kv_bytes_per_block(m->group, block_size);
-  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->tp.nkv, m->cfg.head_dim, m->kv_dtype};
+  ig_kv_config kc = {m->cfg.n_layers, 1, block_size, m->tp.nkv, m->cfg.head_dim, m->kv_dtype, m->k_scale, m->v_scale};
   return m->be->kv_bytes_per_block(m->be, &kc);
 }
 
@@ -772,7 +813,8 @@ int ig_model_kv_init(ig_model *m, int n_blocks, int block_size, char *err, size_
   /* with decode graphs, one block more than the caller's: where padding rows write their K/V (a backend without
    * graph ops pads too, which is how the CPU tests check the padding) */
   int graphs = m->n_graph_sizes > 0 && !m->tp.comm;
-  ig_kv_config kc = {m->cfg.n_layers, n_blocks + graphs, block_size, m->tp.nkv, m->cfg.head_dim, m->kv_dtype};
+  ig_kv_config kc = {m->cfg.n_layers, n_blocks + graphs, block_size, m->tp.nkv, m->cfg.head_dim, m->kv_dtype,
+                     m->k_scale, m->v_scale};
   if (m->be->kv_init(m->be, &kc)) {
     snprintf(err, errlen, "KV cache (%s): %s", ig_kv_dtype_name(m->kv_dtype), ig_backend_error(m->be));
     return -1;

@@ -209,7 +209,7 @@ static void test_backend_decode_attention(void) {
   static int32_t bt[NSEQ * MAXB];
   static float q[NSEQ * NH * HD], kbuf[MAXB * BS * NKV * HD], vbuf[MAXB * BS * NKV * HD];
   static float outb[2][NSEQ * NH * HD], one[NH * HD];
-  ig_kv_config kc = {1, NSEQ * MAXB, BS, NKV, HD, IG_KV_AUTO};
+  ig_kv_config kc = {1, NSEQ * MAXB, BS, NKV, HD, IG_KV_AUTO, NULL, NULL};
   for (int s = 0; s < NSEQ; s++) {
     ctx[s] = 1 + (s * 37) % 113;
     for (int k = 0; k < MAXB; k++) bt[s * MAXB + k] = (k * NSEQ + (s * 7) % NSEQ) % (NSEQ * MAXB);

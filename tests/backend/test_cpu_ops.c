@@ -167,7 +167,7 @@ static void test_rows_ops(ig_backend *be) {
  * the scores capped as Gemma2's are (small enough a cap that tanh bends them) */
 static void test_attention(ig_backend *be, int window, float softcap) {
   const int nh = 4, nkv = 2, hd = 8, bs = 4, nblk = 16, L = 11;
-  ig_kv_config kc = {1, nblk, bs, nkv, hd, IG_KV_AUTO};
+  ig_kv_config kc = {1, nblk, bs, nkv, hd, IG_KV_AUTO, NULL, NULL};
   CHECK(be->kv_init(be, &kc) == 0);
   float invf[4];
   for (int i = 0; i < 4; i++) invf[i] = powf(10000.f, -(float)(2 * i) / hd);
@@ -262,7 +262,7 @@ static void test_kv_fp8(ig_backend *be, int dtype) {
   const float *kvs[3][2] = {{k, v}, {kr, vr}, {k, v}};
   float *outs[3] = {o8, oref, of32};
   for (int run = 0; run < 3; run++) { /* the FP8 cache; the f32 cache with rounded K/V; the f32 cache */
-    ig_kv_config kc = {1, NBLK, BS, NKV, HD, run == 0 ? dtype : IG_KV_AUTO};
+    ig_kv_config kc = {1, NBLK, BS, NKV, HD, run == 0 ? dtype : IG_KV_AUTO, NULL, NULL};
     CHECK(be->kv_init(be, &kc) == 0);
     CHECK_EQ_INT(be->kv_bytes_per_block(be, &kc), (size_t)BS * W * 2 * 4); /* f32 storage whatever the dtype */
     CHECK(be->set_batch(be, &b) == 0);
@@ -279,7 +279,7 @@ static void test_kv_fp8(ig_backend *be, int dtype) {
   }
   CHECK_MSG(same, "%s cache: attention differs from attention over K/V rounded by hand", ig_kv_dtype_name(dtype));
   CHECK_MSG(diff > 1e-3, "%s cache: attention equals the unrounded one (max diff %g)", ig_kv_dtype_name(dtype), diff);
-  ig_kv_config bad = {1, NBLK, BS, NKV, HD, 3};
+  ig_kv_config bad = {1, NBLK, BS, NKV, HD, 3, NULL, NULL};
   CHECK(be->kv_bytes_per_block(be, &bad) == 0);
   CHECK(be->kv_init(be, &bad) < 0);
   CHECK_MSG(strstr(be->err, "unknown KV cache dtype 3") != NULL, "%s", be->err);

@@ -595,12 +595,17 @@ static int attn_n, cur_mode;
 static int attn_saveable; /* the case runs in modes 4 and 5 too: mode 0 keeps its output for them */
 static float attn_softcap; /* Gemma2's attn_logit_softcapping of the cases (0: none) */
 static int g_kvdt;        /* the caches' ig_kv_dtype (FP8 cases: the CPU rounds K/V through the format as the GPU stores them) */
+/* FP8 cases: per-layer K/V scales (kv_init's k_scale / v_scale; NULL: none), powers of two and not. The fused-writer
+ * cases compare a layer written by the separate ops with one written by the fused op: one scale for both layers. */
+static const float *g_ks, *g_vs;
+static const float ks_layers[2] = {0.5f, 3.f}, vs_layers[2] = {2.5f, 0.25f}, ks_same[2] = {3.f, 3.f}, vs_same[2] = {0.25f, 0.25f};
 static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec *ss, int ns, const char *label) {
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
   int mb = (maxctx + bs - 1) / bs + 1;
   int nblocks = ns * mb + 3;
-  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = g_kvdt};
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = g_kvdt,
+                     .k_scale = g_ks, .v_scale = g_vs};
   CHECK_MSG(cpu->kv_init(cpu, &kc) == 0, "%s", cpu->err);
   CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
   /* block table: a random permutation of the blocks */
@@ -634,8 +639,8 @@ static void attn_case(int nh, int nkv, int hd, int bs, int window, const seqspec
   CHECK(cpu->attention(cpu, &out.c, &q.c, 1, &p) == 0);
   CHECK_MSG(gpu->attention(gpu, &out.g, &q.g, 1, &p) == 0, "%s", gpu->err);
   char name[128];
-  snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d%s%s", label, nh, nkv, hd, bs, window, n,
-           g_kvdt ? " kv " : "", g_kvdt ? ig_kv_dtype_name(g_kvdt) : "");
+  snprintf(name, sizeof name, "attention %s nh=%d nkv=%d hd=%d bs=%d win=%d rows=%d%s%s%s", label, nh, nkv, hd, bs, window, n,
+           g_kvdt ? " kv " : "", g_kvdt ? ig_kv_dtype_name(g_kvdt) : "", g_ks ? " scaled" : "");
   if (attn_softcap > 0) snprintf(name + strlen(name), sizeof name - strlen(name), " softcap=%g", (double)attn_softcap);
   compare(name, &out, n);
   if (getenv("IG_OPS_HASH")) { /* the output's bits, to compare a kernel change against the build before it */
@@ -735,7 +740,8 @@ static void two_layers_setup(two_layers *t, int nkv, int hd, int bs, const seqsp
   int maxctx = 0;
   for (int s = 0; s < ns; s++) maxctx = ss[s].ctx > maxctx ? ss[s].ctx : maxctx;
   int mb = (maxctx + bs - 1) / bs + 1, nblocks = ns * mb + 2, W = nkv * hd;
-  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = g_kvdt};
+  ig_kv_config kc = {.n_layers = 2, .n_blocks = nblocks, .block_size = bs, .n_kv_heads = nkv, .head_dim = hd, .dtype = g_kvdt,
+                     .k_scale = g_ks, .v_scale = g_vs};
   CHECK_MSG(cpu->kv_init(cpu, &kc) == 0, "%s", cpu->err);
   CHECK_MSG(gpu->kv_init(gpu, &kc) == 0, "%s", gpu->err);
   t->bt = malloc((size_t)ns * mb * 4);
@@ -1234,6 +1240,17 @@ static void test_attention_fp8(const seqspec *short_dec, const seqspec *short_mi
       g_rot = 96;
       qkv_rope_case(24, 8, 128, 16, 256, mix, 7);
       g_rot = 0;
+      /* the checkpoint's per-layer scales (k_scale, v_scale): every writer and reader, against the CPU's rule */
+      g_ks = ks_layers, g_vs = vs_layers;
+      attn_case(32, 8, 128, 16, 0, short_dec, 9, "short-decode");
+      attn_case(8, 2, 256, 16, 0, short_dec, 9, "short-decode");
+      attn_case(32, 8, 128, 16, 0, mix, 7, "mix");
+      attn_case(32, 8, 128, 16, 0, decode, 4, "decode");
+      g_ks = ks_same, g_vs = vs_same;
+      rope_kv_case(32, 8, 128, 16, decode, 4);
+      qkv_rope_case(32, 8, 128, 16, 256, mix, 7);
+      qk_norm_rope_case(16, 8, 128, 16, 1, mix, 7);
+      g_ks = g_vs = NULL;
     }
     g_kvdt = 0;
   }

@@ -29,11 +29,12 @@ typedef struct {
   const char *quant_json; /* config.json's quantization_config */
   /* breakages: */
   int no_scale, bad_scale_shape, nan_scale;
+  float kv_scale; /* != 0: every layer's self_attn.k_scale and v_scale (a bad one when not positive) */
 } variant;
 
 #define BLOCK 16
 #define V(...) {__VA_ARGS__} /* name, how, e5m2, scale dtype, quantization_config, then the three breakages */
-#define OK 0, 0, 0
+#define OK 0, 0, 0, 0.f /* no breakage, no KV cache scales */
 
 static int is_proj(const char *n) { return strstr(n, "_proj.weight") != NULL; }
 
@@ -200,6 +201,18 @@ static void make_pair(const variant *v) {
     }
     free(sv);
   }
+  if (v->kv_scale != 0.f) { /* per-layer FP8 KV cache scales, F32 scalars */
+    q = realloc(q, (size_t)(nq + 10) * sizeof *q);
+    for (int l = 0; l < 5; l++)
+      for (int w = 0; w < 2; w++) {
+        out_t *o = &q[nq++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->name, sizeof o->name, "model.layers.%d.self_attn.%s_scale", l, w ? "v" : "k");
+        snprintf(o->dtype, sizeof o->dtype, "F32");
+        o->nd = 0, o->n = 4, o->data = malloc(4);
+        memcpy(o->data, &v->kv_scale, 4);
+      }
+  }
   snprintf(p, sizeof p, "%s/model.safetensors", d);
   write_st(p, q, nq);
   snprintf(p, sizeof p, "%s/model.safetensors", dr);
@@ -211,9 +224,11 @@ static void make_pair(const variant *v) {
   ig_st_close(st);
 }
 
-/* logits of one prompt's last row and 8 greedy steps after it */
+/* logits of one prompt's last row and 8 greedy steps after it (the cache in kv_dtype) */
 #define ROWS 9
+static int kv_dtype = IG_KV_AUTO;
 static int run(ig_model *m, float *lg, char *err, size_t errlen) {
+  ig_model_set_kv_dtype(m, kv_dtype);
   if (ig_model_kv_init(m, MU_CACHE_BLOCKS, MU_BLOCK, err, errlen)) return -1;
   static const int32_t prompt[] = {1, 403, 407, 261, 378};
   int np = 5;
@@ -303,6 +318,34 @@ int main(void) {
     make_pair(&good[i]);
     expect_same(&good[i], be);
   }
+  /* the checkpoint's KV cache scales, with an FP8 cache: scales of 1 give the logits of none (row-fbgemm's weights are
+   * these), others other logits, still close */
+  {
+    const variant k1 = V("kvs-1", PER_ROW, 0, "F32", "{\"quant_method\": \"fbgemm_fp8\"}", 0, 0, 0, 1.f),
+                  k2 = V("kvs-8", PER_ROW, 0, "F32", "{\"quant_method\": \"fbgemm_fp8\"}", 0, 0, 0, 8.f);
+    make_pair(&k1);
+    make_pair(&k2);
+    static float base[ROWS * VOCAB], one[ROWS * VOCAB], eight[ROWS * VOCAB];
+    const char *dirs[3] = {"row-fbgemm", "kvs-1", "kvs-8"};
+    float *outs[3] = {base, one, eight};
+    kv_dtype = IG_KV_FP8_E4M3;
+    for (int i = 0; i < 3; i++) {
+      char d[512], e[512];
+      snprintf(d, sizeof d, "%s/%s", tmp, dirs[i]);
+      ig_model *m = NULL;
+      CHECK_MSG(ig_model_load(d, be, &m, e, sizeof e) == 0, "%s: %s", dirs[i], e);
+      if (m) CHECK_MSG(run(m, outs[i], e, sizeof e) == 0, "%s: %s", dirs[i], e);
+      ig_model_free(m);
+    }
+    kv_dtype = IG_KV_AUTO;
+    CHECK_MSG(!memcmp(base, one, sizeof base), "KV scales of 1 changed the logits");
+    double dd = 0, rr = 0;
+    for (int i = 0; i < VOCAB; i++) dd += pow(eight[i] - base[i], 2), rr += pow(base[i], 2);
+    double rel = sqrt(dd / rr);
+    fprintf(stderr, "  KV scales 8 with an fp8_e4m3fn cache: prompt row rel L2 %.4f against scale 1\n", rel);
+    CHECK_MSG(rel > 1e-3 && rel < 0.5, "KV scales 8: rel L2 %.4f against scale 1", rel);
+  }
+
   packed = 1; /* unaligned F32 tensors after the FP8 ones */
   const variant unaligned = V("row-packed", PER_ROW, 0, "F32", ct, OK);
   make_pair(&unaligned);
@@ -311,9 +354,9 @@ int main(void) {
   const char *fp8 = "{\"quant_method\": \"fp8\"}";
   const variant bad[] = {
       V("no-config", PER_ROW, 0, "F32", NULL, OK),
-      V("no-scale", PER_ROW, 0, "F32", fp8, 1, 0, 0),
-      V("scale-shape", PER_ROW, 0, "F32", fp8, 0, 1, 0),
-      V("scale-nan", PER_ROW, 0, "F32", fp8, 0, 0, 1),
+      V("no-scale", PER_ROW, 0, "F32", fp8, 1, 0, 0, 0.f),
+      V("scale-shape", PER_ROW, 0, "F32", fp8, 0, 1, 0, 0.f),
+      V("scale-nan", PER_ROW, 0, "F32", fp8, 0, 0, 1, 0.f),
       V("block-wrong", PER_BLOCK, 0, "F32", "{\"quant_method\": \"fp8\", \"weight_block_size\": [32, 32]}", OK),
       V("gptq", PER_ROW, 0, "F32", "{\"quant_method\": \"gptq\", \"bits\": 4}", OK),
       V("ct-int4", PER_ROW, 0, "F32", "{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\"}", OK),
@@ -322,6 +365,7 @@ int main(void) {
         "\"type\": \"int\"}}}}", OK),
       V("bad-block", PER_ROW, 0, "F32", "{\"quant_method\": \"fp8\", \"weight_block_size\": [0, 128]}", OK),
       V("no-method", PER_ROW, 0, "F32", "{\"bits\": 8}", OK),
+      V("kv-scale-neg", PER_ROW, 0, "F32", fp8, 0, 0, 0, -1.f),
   };
   const char *needles[] = {"unsupported dtype F8_E4M3",
                            "has no weight_scale",
@@ -332,7 +376,8 @@ int main(void) {
                            "its format is not float-quantized",
                            "its weights are not 8-bit floats",
                            "'quantization_config.weight_block_size' must be two positive integers",
-                           "'quantization_config.quant_method' must be a string"};
+                           "'quantization_config.quant_method' must be a string",
+                           "a KV cache scale must be one positive number"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     make_pair(&bad[i]);
     expect_fail(&bad[i], be, needles[i]);

@@ -57,6 +57,7 @@ typedef struct cpu_impl {
   /* KV cache: per layer K and V of [n_blocks * block_size, n_kv_heads * head_dim] f32 */
   ig_kv_config kv;
   float **k, **v;
+  float *kscale, *vscale; /* [n_layers]: an FP8 cache's scales (kv_init's, else 1) */
   scratch *scr;           /* one per thread */
   int32_t *plan;          /* matmul's row plan, [3 * plan_cap] */
   size_t plan_cap;
@@ -145,7 +146,10 @@ static void kv_release(cpu_impl *im) {
   }
   free(im->k);
   free(im->v);
+  free(im->kscale);
+  free(im->vscale);
   im->k = im->v = NULL;
+  im->kscale = im->vscale = NULL;
   memset(&im->kv, 0, sizeof im->kv);
 }
 
@@ -159,8 +163,19 @@ static int cpu_kv_init(ig_backend *be, const ig_kv_config *c) {
   size_t per = (size_t)c->n_blocks * (size_t)c->block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim;
   im->k = calloc((size_t)c->n_layers, sizeof *im->k);
   im->v = calloc((size_t)c->n_layers, sizeof *im->v);
-  if (!im->k || !im->v) goto oom;
+  im->kscale = malloc((size_t)c->n_layers * sizeof *im->kscale);
+  im->vscale = malloc((size_t)c->n_layers * sizeof *im->vscale);
+  if (!im->k || !im->v || !im->kscale || !im->vscale) goto oom;
+  for (int l = 0; l < c->n_layers; l++) {
+    im->kscale[l] = c->k_scale ? c->k_scale[l] : 1.f;
+    im->vscale[l] = c->v_scale ? c->v_scale[l] : 1.f;
+    if (!(im->kscale[l] > 0.f && isfinite(im->kscale[l])) || !(im->vscale[l] > 0.f && isfinite(im->vscale[l]))) {
+      kv_release(im);
+      return fail(be, "kv_init: layer %d's K/V cache scale is not a positive number", l);
+    }
+  }
   im->kv = *c;
+  im->kv.k_scale = im->kv.v_scale = NULL; /* the copies above */
   for (int l = 0; l < c->n_layers; l++) {
     im->k[l] = calloc(per, 4);
     im->v[l] = calloc(per, 4);
@@ -416,13 +431,19 @@ static int cpu_rope(ig_backend *be, ig_tensor *q, ig_tensor *k, int n_heads, int
   return 0;
 }
 
-/* One row of W values into the cache, rounded through the kv dtype's format (IG_KV_AUTO: copied). */
-static void kv_store(float *dst, const float *src, int64_t W, int dtype) {
+/* One row of W values into the cache, rounded through the kv dtype's format at scale s (the code of x * (1 / s),
+ * read back as code * s; IG_KV_AUTO: copied). */
+static void kv_store(float *dst, const float *src, int64_t W, int dtype, float s) {
   if (dtype == IG_KV_AUTO) {
     memcpy(dst, src, (size_t)W * 4);
     return;
   }
-  for (int64_t j = 0; j < W; j++) dst[j] = ig_fp8_round(dtype, src[j]);
+  if (s == 1.f) {
+    for (int64_t j = 0; j < W; j++) dst[j] = ig_fp8_round(dtype, src[j]);
+    return;
+  }
+  const float inv = 1.f / s;
+  for (int64_t j = 0; j < W; j++) dst[j] = ig_fp8_round(dtype, src[j] * inv) * s;
 }
 
 /* The only op that writes the cache (the CPU has no fused rope_kv_write / qkv_rope_kv_write /
@@ -433,8 +454,8 @@ static int cpu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_
   if (!im->k || layer < 0 || layer >= im->kv.n_layers) return fail(be, "kv_write: no KV cache for layer %d", layer);
   if (k->cols != W || v->cols != W) return fail(be, "kv_write: shape mismatch");
   for (int i = 0; i < im->n_tokens; i++) {
-    kv_store(im->k[layer] + (int64_t)im->slot[i] * W, (const float *)k->data + i * W, W, im->kv.dtype);
-    kv_store(im->v[layer] + (int64_t)im->slot[i] * W, (const float *)v->data + i * W, W, im->kv.dtype);
+    kv_store(im->k[layer] + (int64_t)im->slot[i] * W, (const float *)k->data + i * W, W, im->kv.dtype, im->kscale[layer]);
+    kv_store(im->v[layer] + (int64_t)im->slot[i] * W, (const float *)v->data + i * W, W, im->kv.dtype, im->vscale[layer]);
   }
   return 0;
 }

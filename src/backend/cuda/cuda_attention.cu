@@ -218,7 +218,7 @@ __device__ __forceinline__ float combine_splits(const float *pp, int hd, int d, 
 }
 template <typename T>
 __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_rows, const int *pos, int nh, int hd,
-                                    int window, int max_splits, int unrolled) {
+                                    int window, int max_splits, int unrolled, float vs) {
   PDL_ENTRY();
   int i = blockIdx.x, h = blockIdx.y;
   int r = dec_rows[i];
@@ -230,7 +230,7 @@ __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_ro
     /* up to CB_Z splits (contexts of up to 512 keys): one memory round trip instead of two per split; the same
      * operations in the same order as the loop below, so the same bits */
     for (int d = threadIdx.x; d < hd; d += blockDim.x)
-      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(combine_splits(pp, hd, d, nsplit));
+      out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(combine_splits(pp, hd, d, nsplit) * vs);
     return;
   }
   float M = -INFINITY;
@@ -242,7 +242,7 @@ __global__ void attn_combine_kernel(T *out, const float *part, const int *dec_ro
       num += w * pp[z * (hd + 2) + d];
       den += w * pp[z * (hd + 2) + hd + 1];
     }
-    out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>(den > 0.f ? num / den : 0.f);
+    out[(size_t)r * nh * hd + (size_t)h * hd + d] = fromf<T>((den > 0.f ? num / den : 0.f) * vs);
   }
 }
 
@@ -494,7 +494,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
                                                                const void *__restrict__ kcv, const void *__restrict__ vcv,
                                                                const int *tiles, const int *pos, const int *block_table,
                                                                int max_blocks, int nh, int nkv, int bs, float scale, int window,
-                                                               float softcap) {
+                                                               float softcap, float vs) {
   PDL_ENTRY();
   typedef mma_smem<HD> L;
   extern __shared__ __align__(128) unsigned char smraw[];
@@ -654,6 +654,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(const __nv_bfloat
   }
   lA = quad_sum(lA), lB = quad_sum(lB);
   float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
+  iA *= vs, iB *= vs; /* an FP8 cache's V scale (1 otherwise: the same bits) */
 #pragma unroll
   for (int i = 0; i < HD / 8; i++) {
     int d = i * 8 + 2 * cq;
@@ -912,7 +913,7 @@ __global__ void __launch_bounds__(256, 2) /* two blocks per SM: without the 2, p
                              const void *__restrict__ kc, const void *__restrict__ vc,
                              const int *dec_rows, const int *row_seq, const int *pos, const int *block_table,
                              int max_blocks, int nh, int nkv, int bs, float scale, int window, int early,
-                             float softcap) {
+                             float softcap, float vs) {
   static_assert(IG_ATTN_SPLIT_KEYS == 64, "4 warps of 16 keys cover a split");
   typedef dec_mma_smem<HD> L;
   typedef dec_fused_smem<HD> F;
@@ -989,7 +990,7 @@ __global__ void __launch_bounds__(256, 2) /* two blocks per SM: without the 2, p
   for (int t = threadIdx.x; t < G * HD; t += 256) { /* the combine kernel's unrolled path, from shared memory */
     const int hg = t / HD, d = t % HD;
     const float *pp = ps + (size_t)hg * CB_Z * (HD + 2);
-    out[(size_t)r * nh * HD + (size_t)(kvh * G + hg) * HD + d] = __float2bfloat16(combine_splits(pp, HD, d, nsplit));
+    out[(size_t)r * nh * HD + (size_t)(kvh * G + hg) * HD + d] = __float2bfloat16(combine_splits(pp, HD, d, nsplit) * vs);
   }
 }
 
@@ -1004,7 +1005,7 @@ static int launch_prefill_mma(ig_backend *be, ig_tensor *out, const ig_tensor *q
   dim3 grid(c->b.n_tiles, p->n_heads);
   CU_LAUNCH(be, k, grid, 128, smem, (const __nv_bfloat16 *)q->data, (__nv_bfloat16 *)out->data, kc, vc, c->b.tiles,
             c->b.pos, c->b.block_table, c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale,
-            p->sliding_window, p->softcap);
+            p->sliding_window, p->softcap, c->attn_vs);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -1095,7 +1096,7 @@ static int launch_decode_fused_k(ig_backend *be, ig_tensor *out, const ig_tensor
   CU_LAUNCH(be, (attn_decode_fused_kernel<HD, KF>), grid, 256, smem, (const __nv_bfloat16 *)q->data,
             (__nv_bfloat16 *)out->data, kc, vc, c->b.dec_rows, c->b.row_seq, c->b.pos, c->b.block_table,
             c->b.max_blocks, p->n_heads, p->n_kv_heads, c->kv.block_size, p->scale, p->sliding_window,
-            c->decode_early, p->softcap);
+            c->decode_early, p->softcap, c->attn_vs);
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -1148,7 +1149,7 @@ static int launch_decode(ig_backend *be, ig_tensor *out, const ig_tensor *q, con
     if (rc) return rc;
     dim3 g2(nr, p->n_heads);
     CU_LAUNCH(be, (attn_combine_kernel<T>), g2, hd >= 128 ? 128 : 64, 0, (T *)out->data, part, c->b.dec_rows + r0, c->b.pos,
-              p->n_heads, hd, p->sliding_window, S, !c->combine_loop);
+              p->n_heads, hd, p->sliding_window, S, !c->combine_loop, c->attn_vs);
     LAUNCH_CHECK(be);
   }
   return 0;
@@ -1165,6 +1166,11 @@ int cu_attention(ig_backend *be, ig_tensor *out, const ig_tensor *q, int layer, 
   if (q->dtype != be->act_dtype || out->dtype != be->act_dtype) FAIL(be, "cuda attention: q/out must be %s", ig_dtype_name(be->act_dtype));
   char *kc, *vc;
   cu_kv_layer(c, layer, &kc, &vc);
+  /* an FP8 cache with scales: the codes' K scale folds into the score scale, the V scale into the outputs */
+  ig_attn_params ps = *p;
+  ps.scale *= cu_kv_kscale(c, layer);
+  c->attn_vs = cu_kv_vscale(c, layer);
+  p = &ps;
   if (c->b.n_tiles > 0) {
     /* set_batch makes tiles only for head_dim 64/128 (256 with the mma kernel) in bf16; anything else here would run
      * the wrong kernel */

@@ -487,8 +487,22 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   }
   CUDA_CHECK(be, cudaMemsetAsync(c->kv_mem, 0, bytes, c->st));
   c->kv = *k;
+  c->kv.k_scale = c->kv.v_scale = NULL;
   c->kv_layer_elems = (size_t)k->n_blocks * k->block_size * k->n_kv_heads * k->head_dim;
   c->kv_fp8 = k->dtype == IG_KV_FP8_E4M3 ? 1 : k->dtype == IG_KV_FP8_E5M2 ? 2 : 0;
+  free(c->kv_ks), free(c->kv_vs);
+  c->kv_ks = c->kv_vs = NULL;
+  if (c->kv_fp8 && (k->k_scale || k->v_scale)) { /* an FP8 cache with scales (NULL arrays: 1, no multiplies) */
+    c->kv_ks = (float *)malloc((size_t)k->n_layers * sizeof(float));
+    c->kv_vs = (float *)malloc((size_t)k->n_layers * sizeof(float));
+    if (!c->kv_ks || !c->kv_vs) FAIL(be, "cuda kv_init: out of host memory");
+    for (int l = 0; l < k->n_layers; l++) {
+      c->kv_ks[l] = k->k_scale ? k->k_scale[l] : 1.f;
+      c->kv_vs[l] = k->v_scale ? k->v_scale[l] : 1.f;
+      if (!(c->kv_ks[l] > 0.f && isfinite(c->kv_ks[l])) || !(c->kv_vs[l] > 0.f && isfinite(c->kv_vs[l])))
+        FAIL(be, "cuda kv_init: layer %d's K/V cache scale is not a positive number", l);
+    }
+  }
   c->kv_cdt = c->kv_fp8 == 1 ? IG_CU_DT_E4M3 : c->kv_fp8 == 2 ? IG_CU_DT_E5M2 : (int)be->act_dtype;
   c->kv_es = kv_elem_size(be, k);
   return 0;
@@ -767,6 +781,8 @@ static void cuda_destroy(ig_backend *be) {
     if (c->lt) cublasLtDestroy(c->lt);
     cudaFree(c->lt_ws);
     cudaFree(c->kv_mem);
+    free(c->kv_ks);
+    free(c->kv_vs);
     cudaFree(c->scratch);
     cudaFree(c->fscratch);
     cudaFree(c->sg_part);

@@ -144,6 +144,8 @@ typedef struct cu_impl {
   int kv_cdt;            /* the cache's element dtype (ig_dtype, or IG_CU_DT_E4M3 / IG_CU_DT_E5M2) */
   int kv_fp8;            /* 0, or 1 e4m3 / 2 e5m2 (the attention kernels' KF template argument) */
   size_t kv_es;          /* bytes per cache element */
+  float *kv_ks, *kv_vs;  /* [n_layers]: an FP8 cache's K and V scales (kv_init's, else 1; 1 for other dtypes) */
+  float attn_vs;         /* the attention op's current layer's V scale (cu_attention sets it for its launches) */
   /* scratch */
   void *scratch;
   size_t scratch_size;
@@ -209,6 +211,12 @@ static inline void cu_kv_layer(const cu_impl *c, int layer, char **k, char **v) 
   *k = (char *)c->kv_mem + (size_t)layer * 2 * c->kv_layer_elems * c->kv_es;
   *v = *k + c->kv_layer_elems * c->kv_es;
 }
+/* What a writer multiplies a layer's K (V) values by before the cache's rounding (1 / scale, in f32), and a reader its
+ * codes by (the scale): 1 unless an FP8 cache has scales */
+static inline float cu_kv_kinv(const cu_impl *c, int layer) { return c->kv_ks ? 1.f / c->kv_ks[layer] : 1.f; }
+static inline float cu_kv_vinv(const cu_impl *c, int layer) { return c->kv_vs ? 1.f / c->kv_vs[layer] : 1.f; }
+static inline float cu_kv_kscale(const cu_impl *c, int layer) { return c->kv_ks ? c->kv_ks[layer] : 1.f; }
+static inline float cu_kv_vscale(const cu_impl *c, int layer) { return c->kv_vs ? c->kv_vs[layer] : 1.f; }
 
 /* Grows a scratch buffer (not while capturing a graph). */
 int cu_scratch(ig_backend *be, void **buf, size_t *cap, size_t need);

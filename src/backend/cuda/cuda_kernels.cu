@@ -391,7 +391,7 @@ int cu_swiglu(ig_backend *be, ig_tensor *out, const ig_tensor *gate, const ig_te
 /* Cache layout per layer: K then V, each [n_blocks][n_kv_heads][block_size][head_dim]. Token i goes to block
  * slot[i] / bs, offset slot[i] % bs (slot < 0: padding, skipped). One block per token, threads over kvh*hd. */
 __global__ void kv_write_kernel(void *kc, void *vc, int cdt, const void *k, int kdt, const void *v, int vdt,
-                                const int *slot, int nkv, int hd, int bs) {
+                                const int *slot, int nkv, int hd, int bs, float kinv, float vinv) {
   PDL_ENTRY();
   int i = blockIdx.x;
   int s = slot[i];
@@ -401,8 +401,8 @@ __global__ void kv_write_kernel(void *kc, void *vc, int cdt, const void *k, int 
   for (int t = threadIdx.x; t < W; t += blockDim.x) {
     int h = t / hd, d = t % hd;
     long long dst = ((blk * nkv + h) * bs + off) * hd + d;
-    stf(kc, cdt, dst, ldf(k, kdt, (long long)i * W + t));
-    stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t));
+    stf(kc, cdt, dst, ldf(k, kdt, (long long)i * W + t) * kinv);
+    stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t) * vinv);
   }
 }
 
@@ -417,7 +417,8 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
   char *kc, *vc;
   cu_kv_layer(c, layer, &kc, &vc);
   CU_LAUNCH(be, (kv_write_kernel), n, W >= 256 ? 256 : 128, 0, kc, vc, c->kv_cdt, k->data, k->dtype, v->data, v->dtype, c->b.slot,
-                                                         c->kv.n_kv_heads, c->kv.head_dim, c->kv.block_size);
+                                                         c->kv.n_kv_heads, c->kv.head_dim, c->kv.block_size,
+                                                         cu_kv_kinv(c, layer), cu_kv_vinv(c, layer));
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -429,7 +430,7 @@ int cu_kv_write(ig_backend *be, int layer, const ig_tensor *k, const ig_tensor *
  * (16 us at any batch on the H100, 8B shape). Bitwise rope_kernel + kv_write_kernel. */
 __global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v, int vdt, void *kc, void *vc, int cdt,
                                const int *pos, const int *slot, const float *inv_freq, int nh, int nkv, int hd, int rot,
-                               float attn_factor, int bs) {
+                               float attn_factor, int bs, float kinv, float vinv) {
   PDL_ENTRY();
   int i = blockIdx.x;
   float p = (float)pos[i];
@@ -446,8 +447,8 @@ __global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v
     rope_pair(base, dt, o, j, half, p, inv_freq, attn_factor);
     if (is_k && s >= 0) {
       long long dst = ((blk * nkv + (h - nh)) * bs + off) * hd;
-      stf(kc, cdt, dst + j, ldf(k, kdt, o + j));
-      stf(kc, cdt, dst + j + half, ldf(k, kdt, o + j + half));
+      stf(kc, cdt, dst + j, ldf(k, kdt, o + j) * kinv);
+      stf(kc, cdt, dst + j + half, ldf(k, kdt, o + j + half) * kinv);
     }
   }
   if (s < 0) return;
@@ -455,11 +456,11 @@ __global__ void rope_kv_kernel(void *q, int qdt, void *k, int kdt, const void *v
   for (int t = t0; t < W; t += tstep) {
     int h = t / hd, d = t % hd;
     long long dst = ((blk * nkv + h) * bs + off) * hd + d;
-    stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t));
+    stf(vc, cdt, dst, ldf(v, vdt, (long long)i * W + t) * vinv);
   }
   for (int t = t0; t < nkv * pass; t += tstep) { /* k's dims past the rotary ones, as they are */
     int h = t / pass, d = rot + t % pass;
-    stf(kc, cdt, ((blk * nkv + h) * bs + off) * hd + d, ldf(k, kdt, (long long)i * W + (long long)h * hd + d));
+    stf(kc, cdt, ((blk * nkv + h) * bs + off) * hd + d, ldf(k, kdt, (long long)i * W + (long long)h * hd + d) * kinv);
   }
 }
 
@@ -485,7 +486,7 @@ int cu_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, const ig_tensor
   dim3 grid((unsigned)n, (unsigned)((work + threads - 1) / threads));
   CU_LAUNCH(be, (rope_kv_kernel), grid, threads, 0, q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, kc, vc,
             c->kv_cdt, c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor,
-            c->kv.block_size);
+            c->kv.block_size, cu_kv_kinv(c, layer), cu_kv_vinv(c, layer));
   LAUNCH_CHECK(be);
   return 0;
 }
@@ -500,7 +501,8 @@ template <bool WQ32, bool WK32>
 __global__ void qknorm_rope_kv_kernel(__nv_bfloat16 *qn, __nv_bfloat16 *kn, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                       const __nv_bfloat16 *v, const void *wq, const void *wk, void *kc, void *vc,
                                       int cdt, const int *pos, const int *slot, const float *inv_freq, int nh,
-                                      int nkv, int hd, int rot, float attn_factor, int bs, float eps) {
+                                      int nkv, int hd, int rot, float attn_factor, int bs, float eps, float kinv,
+                                      float vinv) {
   PDL_ENTRY();
   const int i = blockIdx.x, lane = threadIdx.x & 31, h = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (h >= nh + nkv) return; /* a whole warp; the kernel has no block barrier */
@@ -532,12 +534,13 @@ __global__ void qknorm_rope_kv_kernel(__nv_bfloat16 *qn, __nv_bfloat16 *kn, cons
   const long long cdst = ((blk * nkv + hh) * bs + off) * hd;
   for (int j = lane; j < half; j += 32) {
     rope_pair(d, IG_DT_BF16, 0, j, half, p, inv_freq, attn_factor);
-    if (is_k && s >= 0) stf(kc, cdt, cdst + j, __bfloat162float(d[j])), stf(kc, cdt, cdst + j + half, __bfloat162float(d[j + half]));
+    if (is_k && s >= 0)
+      stf(kc, cdt, cdst + j, __bfloat162float(d[j]) * kinv), stf(kc, cdt, cdst + j + half, __bfloat162float(d[j + half]) * kinv);
   }
   if (!is_k || s < 0) return;
-  for (int t = rot + lane; t < hd; t += 32) stf(kc, cdt, cdst + t, __bfloat162float(d[t])); /* k's dims past rot, as they are */
+  for (int t = rot + lane; t < hd; t += 32) stf(kc, cdt, cdst + t, __bfloat162float(d[t]) * kinv); /* k's dims past rot */
   const __nv_bfloat16 *vr = v + ((long long)i * nkv + hh) * hd;
-  for (int t = lane; t < hd; t += 32) stf(vc, cdt, cdst + t, __bfloat162float(vr[t]));
+  for (int t = lane; t < hd; t += 32) stf(vc, cdt, cdst + t, __bfloat162float(vr[t]) * vinv);
 }
 
 int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const ig_tensor *q, const ig_tensor *k,
@@ -573,7 +576,8 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
   CU_LAUNCH(be, (qknorm_rope_kv_kernel<A, B>), grid, WPB * 32, 0, (__nv_bfloat16 *)qn->data, (__nv_bfloat16 *)kn->data, \
             (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data, (const __nv_bfloat16 *)v->data,        \
             (const void *)wq->data, (const void *)wk->data, (void *)kcp, (void *)vcp, c->kv_cdt, c->b.pos,              \
-            c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor, c->kv.block_size, eps)
+            c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, c->rot_dim, c->attn_factor, c->kv.block_size, eps,       \
+            cu_kv_kinv(c, layer), cu_kv_vinv(c, layer))
   int a32 = wq->dtype == IG_DT_F32, b32 = wk->dtype == IG_DT_F32;
   if (a32 && b32) QN(true, true);
   else if (a32) QN(true, false);
@@ -592,9 +596,12 @@ int cu_qk_norm_rope_kv_write(ig_backend *be, ig_tensor *qn, ig_tensor *kn, const
  * (2-byte accesses). Needs hd % 8 == 0, rot % 16 == 0 and 16-byte aligned bases. */
 /* 8 values of a q head (T) or of the cache (T, or fp8 when KF != 0: 8 bytes) */
 template <typename T, int KF>
-__device__ __forceinline__ void st8_cache(void *base, long long i, const float *x) {
-  if constexpr (KF != 0) {
-    *(uint2 *)((uint8_t *)base + i) = f8_to_fp8x8<KF>(x);
+__device__ __forceinline__ void st8_cache(void *base, long long i, const float *x, float inv = 1.f) {
+  if constexpr (KF != 0) { /* inv: the FP8 cache's 1 / scale */
+    float y[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) y[e] = x[e] * inv;
+    *(uint2 *)((uint8_t *)base + i) = f8_to_fp8x8<KF>(y);
   } else {
     uint4 y;
     T *yv = (T *)&y;
@@ -604,13 +611,13 @@ __device__ __forceinline__ void st8_cache(void *base, long long i, const float *
   }
 }
 template <typename T, int KF>
-__device__ __forceinline__ void copy8_cache(void *base, long long i, const T *src) {
+__device__ __forceinline__ void copy8_cache(void *base, long long i, const T *src, float inv) {
   if constexpr (KF != 0) {
     uint4 a = *(const uint4 *)src;
     const T *av = (const T *)&a;
     float x[8];
 #pragma unroll
-    for (int e = 0; e < 8; e++) x[e] = tof<T>(av[e]);
+    for (int e = 0; e < 8; e++) x[e] = tof<T>(av[e]) * inv;
     *(uint2 *)((uint8_t *)base + i) = f8_to_fp8x8<KF>(x);
   } else {
     *(uint4 *)((T *)base + i) = *(const uint4 *)src;
@@ -623,7 +630,7 @@ __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ 
                                                           void *__restrict__ vc, const int *__restrict__ pos,
                                                           const int *__restrict__ slot, const float *__restrict__ inv_freq,
                                                           int nh, int nkv, int hd, int rot, float attn_factor, int bs,
-                                                          int per_tok, long long total) {
+                                                          int per_tok, long long total, float kinv, float vinv) {
   PDL_ENTRY();
   long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (idx >= total) return;
@@ -644,7 +651,7 @@ __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ 
     if (r >= g8) { /* past the rotary dims */
       int d = rot + (r - g8) * 8;
       if (to_q) *(uint4 *)((T *)dst + d0 + d) = *(const uint4 *)(src + d);
-      else copy8_cache<T, KF>(dst, d0 + d, src + d);
+      else copy8_cache<T, KF>(dst, d0 + d, src + d, kinv);
       return;
     }
     uint4 a = *(const uint4 *)(src + j0), b = *(const uint4 *)(src + j0 + half);
@@ -661,12 +668,12 @@ __global__ void __launch_bounds__(256) qkv_rope_kv_kernel(const T *__restrict__ 
       st8_cache<T, 0>(dst, d0 + j0, ya);
       st8_cache<T, 0>(dst, d0 + j0 + half, yb);
     } else {
-      st8_cache<T, KF>(dst, d0 + j0, ya);
-      st8_cache<T, KF>(dst, d0 + j0 + half, yb);
+      st8_cache<T, KF>(dst, d0 + j0, ya, kinv);
+      st8_cache<T, KF>(dst, d0 + j0 + half, yb, kinv);
     }
   } else if (s >= 0) {
     int t = (it - nrope) * 8, h = t / hd, d = t % hd;
-    copy8_cache<T, KF>(vc, ((blk * nkv + h) * bs + off) * hd + d, row + (long long)(nh + nkv) * hd + t);
+    copy8_cache<T, KF>(vc, ((blk * nkv + h) * bs + off) * hd + d, row + (long long)(nh + nkv) * hd + t, vinv);
   }
 }
 
@@ -695,7 +702,8 @@ int cu_qkv_rope_kv_write(ig_backend *be, ig_tensor *q, ig_tensor *k, ig_tensor *
   unsigned blocks = (unsigned)((total + 255) / 256);
 #define QKV_L(T, KF)                                                                                              \
   CU_LAUNCH(be, (qkv_rope_kv_kernel<T, KF>), blocks, 256, 0, (const T *)pk, (T *)q->data, (void *)kcp, (void *)vcp,     \
-            c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, rot, c->attn_factor, c->kv.block_size, per_tok, total)
+            c->b.pos, c->b.slot, c->rope_cur, n_heads, n_kv_heads, hd, rot, c->attn_factor, c->kv.block_size, per_tok, total, \
+            cu_kv_kinv(c, layer), cu_kv_vinv(c, layer))
   if (dt == IG_DT_BF16 && c->kv_fp8 == 1) QKV_L(__nv_bfloat16, 1);
   else if (dt == IG_DT_BF16 && c->kv_fp8 == 2) QKV_L(__nv_bfloat16, 2);
   else if (dt == IG_DT_BF16) QKV_L(__nv_bfloat16, 0);
