@@ -3,7 +3,7 @@
  * per 16 x 16 block with edge blocks, and an F8_E5M2 one), the embedding and norms left as they are. The loader
  * dequantizes each weight to bf16(code * scale); a reference checkpoint holding exactly those bf16 values as BF16
  * tensors must then give bitwise the same logits, unsharded and in 2 shards (whose column parts of o_proj and
- * down_proj dequantize a slice). Broken FP8 checkpoints and unsupported quantization methods fail with one line. */
+ * down_proj dequantize a slice), through the backend's weight_fp8 and through the loader's own dequantization. Broken FP8 checkpoints and unsupported quantization methods fail with one line. */
 #include "backend/fp8.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -314,9 +314,15 @@ int main(void) {
       V("block-noblk", PER_BLOCK, 0, "F16", "{\"quant_method\": \"fp8\"}", OK), /* the block shape from the scale's */
       V("row-e5m2", PER_ROW, 1, "F32", "{\"quant_method\": \"fp8\"}", OK),
   };
-  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-    make_pair(&good[i]);
-    expect_same(&good[i], be);
+  /* the backend's weight_fp8 (rows of the checkpoint's tensors; column slices of the 2-shard models still take the
+   * host's path), then the host's dequantization for every weight (IGNIS_FP8_HOST=1) */
+  for (int host = 0; host < 2; host++) {
+    if (host) setenv("IGNIS_FP8_HOST", "1", 1);
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+      if (!host) make_pair(&good[i]);
+      expect_same(&good[i], be);
+    }
+    unsetenv("IGNIS_FP8_HOST");
   }
   /* the checkpoint's KV cache scales, with an FP8 cache: scales of 1 give the logits of none (row-fbgemm's weights are
    * these), others other logits, still close */

@@ -12,6 +12,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/pool.h"
 #include "backend/fp8.h"
+#include "util/half.h"
 #include <cblas.h>
 #undef I /* complex.h (pulled in by cblas.h) defines I; we use it as a dimension name */
 #include <math.h>
@@ -105,6 +106,38 @@ static void cpu_free(ig_backend *be, ig_tensor *t) {
 static int cpu_weight(ig_backend *be, ig_tensor *t, const void *host, ig_dtype dt, int64_t rows, int64_t cols) {
   if (dt != IG_DT_F32 && dt != IG_DT_F16 && dt != IG_DT_BF16) return fail(be, "weights must be F32, F16 or BF16");
   *t = (ig_tensor){(void *)host, dt, rows, cols, 0};
+  return 0;
+}
+
+/* weight_fp8: the codes dequantized into a new bf16 weight by the pool's threads, a row each, with the host rule
+ * (backend.h; llama.c's loader computes the same). The CPU has no weight_alloc, so never into an existing buffer. */
+typedef struct {
+  const uint8_t *codes;
+  const float *scales;
+  float lut[256];
+  int64_t srow0, br, bc, sc, cols;
+  uint16_t *out;
+} fp8w_ctx;
+static void fp8w_row(void *ctx, int64_t i, int ith) {
+  (void)ith;
+  const fp8w_ctx *x = ctx;
+  const uint8_t *q = x->codes + i * x->cols;
+  uint16_t *o = x->out + i * x->cols;
+  const float *s = x->scales + ((x->srow0 + i) / x->br) * x->sc;
+  for (int64_t j = 0; j < x->cols; j++) o[j] = ig_f32_to_bf16(x->lut[q[j]] * s[j / x->bc]);
+}
+static int cpu_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uint8_t *codes, int e5m2, const float *scales,
+                          int64_t n_scales, int64_t srow0, int64_t br, int64_t bc, int64_t sc, int64_t rows,
+                          int64_t cols) {
+  cpu_impl *im = be->impl;
+  if (t->data || row0) return fail(be, "weight_fp8: the CPU makes new weights only");
+  if (rows < 1 || cols < 1 || br < 1 || bc < 1 || sc < 1 || srow0 < 0 || n_scales < 1 ||
+      ((srow0 + rows - 1) / br) * sc + (cols - 1) / bc >= n_scales)
+    return fail(be, "weight_fp8: scales do not cover the weight");
+  if (cpu_alloc(be, t, IG_DT_BF16, rows, cols)) return -1;
+  fp8w_ctx x = {codes, scales, {0}, srow0, br, bc, sc, cols, (uint16_t *)t->data};
+  for (int c = 0; c < 256; c++) x.lut[c] = e5m2 ? ig_fp8_e5m2_to_f32((uint8_t)c) : ig_fp8_e4m3_to_f32((uint8_t)c);
+  ig_pool_run(im->pool, fp8w_row, &x, rows);
   return 0;
 }
 
@@ -717,6 +750,7 @@ ig_backend *ig_backend_cpu_create(int threads, char *err, size_t errlen) {
   be->alloc = cpu_alloc;
   be->free = cpu_free;
   be->weight = cpu_weight;
+  be->weight_fp8 = cpu_weight_fp8;
   be->download_f32 = cpu_download_f32;
   be->upload = cpu_upload;
   be->sync = cpu_sync;
