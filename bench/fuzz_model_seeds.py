@@ -60,6 +60,18 @@ def main(out):
                 sr, sc = (sh[0] + 1) // 2, (sh[1] + 1) // 2
                 ts.append((base + ".weight_scale_inv", "F32", [sr, sc], f32(sr * sc, rnd)))
         open(os.path.join(out, name), "wb").write(bytes([sel]) + st(ts))
+    # broken ones the loader must refuse in one line: a block scale with a zero dimension (no block shape to infer),
+    # a tensor name with a newline in it; and the host's dequantization (selector bit 4)
+    ts = [(n, "F32", sh, f32(sh[0] * (sh[1] if len(sh) > 1 else 1), rnd)) for n, sh in SHAPES.items()]
+    q = "model.layers.0.self_attn.q_proj.weight"
+    ts = [t for t in ts if t[0] != q] + [(q, "F8_E4M3", SHAPES[q], bytes(64)), (q + "_scale_inv", "F32", [0, 4], b"")]
+    open(os.path.join(out, "fp8-scale-zero-dim"), "wb").write(bytes([3]) + st(ts))
+    ts = [(n, "F32", sh, f32(sh[0] * (sh[1] if len(sh) > 1 else 1), rnd)) for n, sh in SHAPES.items()]
+    ts.append(("model.layers.0.self_attn.q_proj\nweight", "F32", [0, 2], b""))
+    ts.append(("model.layers.0.self_attn.q_proj\nbad", "F32", [1, 2], b""))  # 8 bytes short: an error naming it
+    open(os.path.join(out, "name-newline"), "wb").write(bytes([0]) + st(ts))
+    src = open(os.path.join(out, "fp8-row"), "rb").read()
+    open(os.path.join(out, "fp8-row-host"), "wb").write(bytes([src[0] | 4]) + src[1:])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /* fuzz/fuzz_model_load: a model directory whose model.safetensors is the input (after one selector byte) and whose
  * config.json is a tiny Llama (hidden 8, 1 layer, 2/1 heads of 4, intermediate 8, vocab 16), plain or with an FP8
- * quantization_config (selector & 3: none, compressed-tensors, fp8 with 2 x 2 blocks, fp8 without a block size).
+ * quantization_config (selector & 3: none, compressed-tensors, fp8 with 2 x 2 blocks, fp8 without a block size;
+ * selector & 4: the loader's host dequantization instead of the backend's weight_fp8).
  * ig_model_load on the CPU backend must load it or fail with a one-line message: shapes, dtypes, FP8 codes and their
  * scale tensors' layouts all come from the file. Seeds: fuzz/corpus/model_load (bench/fuzz_model_seeds.py). */
 #include "backend/backend.h"
@@ -57,6 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   snprintf(cfg, sizeof cfg, cfg_base, quant[data[0] & 3]);
   put("config.json", (const uint8_t *)cfg, strlen(cfg));
   put("model.safetensors", data + 1, size - 1);
+  if (data[0] & 4) setenv("IGNIS_FP8_HOST", "1", 1); /* the loader's host dequantization, not the backend's */
+  else unsetenv("IGNIS_FP8_HOST");
   ig_model *m = NULL;
   char err[512] = "";
   if (ig_model_load(dir, be, &m, err, sizeof err) == 0) ig_model_free(m);

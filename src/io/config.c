@@ -259,6 +259,18 @@ static void parse_quant(cfg_ctx *x, ig_config *c, json_t *q) {
         why = "its weights are not 8-bit floats";
         break;
       }
+      /* the scales' block: "block" strategy's block_structure [rows, cols], "group" strategy's group_size (1 row) */
+      json_t *bs = json_object_get(w, "block_structure"), *gs = json_object_get(w, "group_size");
+      if (json_is_array(bs) && json_array_size(bs) == 2 && json_is_integer(json_array_get(bs, 0)) &&
+          json_is_integer(json_array_get(bs, 1))) {
+        json_int_t a = json_integer_value(json_array_get(bs, 0)), b = json_integer_value(json_array_get(bs, 1));
+        if (a < 1 || b < 1 || a > 1 << 20 || b > 1 << 20) { bad(x, "quantization_config block_structure", "two positive integers"); return; }
+        c->quant_block[0] = (int)a, c->quant_block[1] = (int)b;
+      } else if (json_is_integer(gs) && json_integer_value(gs) > 0) {
+        json_int_t g = json_integer_value(gs);
+        if (g > 1 << 20) { bad(x, "quantization_config group_size", "a positive integer"); return; }
+        c->quant_block[0] = 1, c->quant_block[1] = (int)g;
+      }
     }
   } else {
     why = "the method is not supported";
@@ -528,6 +540,8 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   json_decref(groot);
   json_decref(outer);
   if (x.failed) {
+    for (char *ch = err; *ch; ch++) /* values quoted from the file (a quant_method with a "\n") stay on one line */
+      if ((unsigned char)*ch < 0x20 || *ch == 0x7f) *ch = '?';
     ig_config_free(c);
     return -1;
   }

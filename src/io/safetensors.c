@@ -214,6 +214,9 @@ int ig_st_parse(const uint8_t *buf, size_t len, ig_st_header *h, char *err, size
   json_decref(root);
   return 0;
 fail:
+  /* names and dtypes come from the file: a control character in one (a JSON "\n") would break the one-line message */
+  for (char *c = err; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
   if (!h->t) {
     for (int i = 0; i < n; i++) free(ts[i].name);
     free(ts);

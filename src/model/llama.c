@@ -285,7 +285,8 @@ static int fp8_layout(loader *L, const ig_st_tensor *st, const char *name, fp8_j
     j->br = rows, j->bc = cols, j->sr = j->sc = 1;
   } else if (n == rows && (sc->n_dims == 1 || (sc->n_dims == 2 && sc->shape[1] == 1))) { /* per row */
     j->br = 1, j->bc = cols, j->sr = rows, j->sc = 1;
-  } else if (sc->n_dims == 2) { /* per block: the config's block shape, else the one the scale's shape implies */
+  } else if (sc->n_dims == 2 && sc->shape[0] > 0 && sc->shape[1] > 0) { /* per block: the config's block shape, else
+                                                                            * the one the scale's shape implies */
     j->sr = sc->shape[0], j->sc = sc->shape[1];
     j->br = qb[0] > 0 ? qb[0] : (rows + j->sr - 1) / j->sr;
     j->bc = qb[1] > 0 ? qb[1] : (cols + j->sc - 1) / j->sc;
@@ -483,7 +484,7 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   static atomic_uint sink; /* shards load on several threads */
   if (!buf) atomic_fetch_add_explicit(&sink, touch_pages(host, (size_t)(r * c) * es), memory_order_relaxed);
   int rc;
-  if (L->into && (!buf || fp8)) {
+  if (L->into) { /* the part's rows of the fused buffer (from the mapping, or from a copy: FP8, unaligned) */
     rc = m->be->weight_rows(m->be, L->into, L->into_row0, host, dt, r);
     if (!rc) {
       *t = *L->into;
@@ -496,7 +497,7 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
   } else {
     rc = m->be->weight(m->be, t, host, dt, r, c);
   }
-  if (!rc && buf && keep_buf(m, buf, t->owned || (L->into && fp8))) { /* weight_rows copied it */
+  if (!rc && buf && keep_buf(m, buf, t->owned || L->into != NULL)) { /* weight_rows copied it */
     m->be->sync(m->be); /* the upload may be queued: let it finish before the buffer goes */
     m->be->free(m->be, t);
     free(buf);
@@ -753,7 +754,9 @@ int ig_model_load_part(const char *dir, ig_backend *be, int rank, int size, ig_c
   char etn[160];
   snprintf(etn, sizeof etn, "%sembed_tokens.weight", m->pfx);
   const ig_st_tensor *et = ig_st_find(m->st, etn);
-  snprintf(in->dtype, sizeof in->dtype, "%s", et->dtype == IG_ST_BF16 ? "bfloat16" : et->dtype == IG_ST_F16 ? "float16" : "float32");
+  snprintf(in->dtype, sizeof in->dtype, "%s", et->dtype == IG_ST_BF16 || et->dtype == IG_ST_F8_E4M3 || et->dtype == IG_ST_F8_E5M2
+                                                  ? "bfloat16" /* FP8: dequantized to it */
+                                              : et->dtype == IG_ST_F16 ? "float16" : "float32");
   /* a device backend holds copies of every weight: the checkpoint's mappings (the whole file set, counted in the
    * process's RSS while mapped) are not read again. The page cache keeps the files for a quick restart. */
   if (be->weights_copied) {

@@ -313,6 +313,10 @@ int main(void) {
         "{\"quant_method\": \"fp8\", \"activation_scheme\": \"dynamic\", \"weight_block_size\": [16, 16]}", OK),
       V("block-noblk", PER_BLOCK, 0, "F16", "{\"quant_method\": \"fp8\"}", OK), /* the block shape from the scale's */
       V("row-e5m2", PER_ROW, 1, "F32", "{\"quant_method\": \"fp8\"}", OK),
+      V("ct-block", PER_BLOCK, 0, "BF16",
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", \"config_groups\": {\"g\": "
+        "{\"weights\": {\"num_bits\": 8, \"type\": \"float\", \"strategy\": \"block\", \"block_structure\": [16, 16]}}}}",
+        OK),
   };
   /* the backend's weight_fp8 (rows of the checkpoint's tensors; column slices of the 2-shard models still take the
    * host's path), then the host's dequantization for every weight (IGNIS_FP8_HOST=1) */
@@ -372,6 +376,9 @@ int main(void) {
       V("bad-block", PER_ROW, 0, "F32", "{\"quant_method\": \"fp8\", \"weight_block_size\": [0, 128]}", OK),
       V("no-method", PER_ROW, 0, "F32", "{\"bits\": 8}", OK),
       V("kv-scale-neg", PER_ROW, 0, "F32", fp8, 0, 0, 0, -1.f),
+      V("ct-block-wrong", PER_BLOCK, 0, "F32",
+        "{\"quant_method\": \"compressed-tensors\", \"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, "
+        "\"type\": \"float\", \"strategy\": \"group\", \"group_size\": 32}}}}", OK),
   };
   const char *needles[] = {"unsupported dtype F8_E4M3",
                            "has no weight_scale",
@@ -383,7 +390,8 @@ int main(void) {
                            "its weights are not 8-bit floats",
                            "'quantization_config.weight_block_size' must be two positive integers",
                            "'quantization_config.quant_method' must be a string",
-                           "a KV cache scale must be one positive number"};
+                           "a KV cache scale must be one positive number",
+                           "which is no scale layout"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     make_pair(&bad[i]);
     expect_fail(&bad[i], be, needles[i]);

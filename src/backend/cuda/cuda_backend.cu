@@ -393,7 +393,10 @@ static int cuda_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uin
   L->dev_bufs = nb;
   CUDA_CHECK(be, cudaMalloc(&ds, (size_t)n_scales * sizeof(float)));
   L->dev_bufs[L->n_dev_bufs++] = ds;
-  CUDA_CHECK(be, cudaMemcpy(ds, scales, (size_t)n_scales * sizeof(float), cudaMemcpyHostToDevice));
+  /* on the backend's stream, waited for: a pageable copy may return before it lands, and the loader's streams do not
+   * wait for the default one */
+  CUDA_CHECK(be, cudaMemcpyAsync(ds, scales, (size_t)n_scales * sizeof(float), cudaMemcpyHostToDevice, CU(be)->st));
+  CUDA_CHECK(be, cudaStreamSynchronize(CU(be)->st));
   ld_job f;
   memset(&f, 0, sizeof f);
   f.fp8 = e5m2 ? 2 : 1, f.dscales = (const float *)ds, f.e0 = 0, f.srow0 = srow0, f.br = br, f.bc = bc, f.sc = sc;
@@ -465,6 +468,11 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   if (k->head_dim % 8) FAIL(be, "cuda kv_init: head_dim %d is not a multiple of 8", k->head_dim);
   if (k->dtype != IG_KV_AUTO && k->dtype != IG_KV_FP8_E4M3 && k->dtype != IG_KV_FP8_E5M2)
     FAIL(be, "cuda kv_init: unknown KV cache dtype %d", k->dtype);
+  for (int l = 0; l < k->n_layers && (k->k_scale || k->v_scale); l++) {
+    float ks = k->k_scale ? k->k_scale[l] : 1.f, vs = k->v_scale ? k->v_scale[l] : 1.f;
+    if (!(ks > 0.f && isfinite(ks)) || !(vs > 0.f && isfinite(vs)))
+      FAIL(be, "cuda kv_init: layer %d's K/V cache scale is not a positive number", l);
+  }
   if (!kv_elem_size(be, k))
     FAIL(be, "cuda kv_init: a %s KV cache needs bf16 activations and head_dim 64, 128 or 256 (this model: %s, head_dim "
              "%d); leave --kv-cache-dtype out", ig_kv_dtype_name(k->dtype), ig_dtype_name(be->act_dtype), k->head_dim);
@@ -492,16 +500,14 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   c->kv_fp8 = k->dtype == IG_KV_FP8_E4M3 ? 1 : k->dtype == IG_KV_FP8_E5M2 ? 2 : 0;
   free(c->kv_ks), free(c->kv_vs);
   c->kv_ks = c->kv_vs = NULL;
-  if (c->kv_fp8 && (k->k_scale || k->v_scale)) { /* an FP8 cache with scales (NULL arrays: 1, no multiplies) */
-    c->kv_ks = (float *)malloc((size_t)k->n_layers * sizeof(float));
-    c->kv_vs = (float *)malloc((size_t)k->n_layers * sizeof(float));
-    if (!c->kv_ks || !c->kv_vs) FAIL(be, "cuda kv_init: out of host memory");
-    for (int l = 0; l < k->n_layers; l++) {
-      c->kv_ks[l] = k->k_scale ? k->k_scale[l] : 1.f;
-      c->kv_vs[l] = k->v_scale ? k->v_scale[l] : 1.f;
-      if (!(c->kv_ks[l] > 0.f && isfinite(c->kv_ks[l])) || !(c->kv_vs[l] > 0.f && isfinite(c->kv_vs[l])))
-        FAIL(be, "cuda kv_init: layer %d's K/V cache scale is not a positive number", l);
+  if (c->kv_fp8 && (k->k_scale || k->v_scale)) { /* an FP8 cache with scales (checked above; none: 1, no multiplies) */
+    float *ks = (float *)malloc((size_t)k->n_layers * sizeof(float)), *vs = (float *)malloc((size_t)k->n_layers * sizeof(float));
+    if (!ks || !vs) {
+      free(ks), free(vs);
+      FAIL(be, "cuda kv_init: out of host memory");
     }
+    for (int l = 0; l < k->n_layers; l++) ks[l] = k->k_scale ? k->k_scale[l] : 1.f, vs[l] = k->v_scale ? k->v_scale[l] : 1.f;
+    c->kv_ks = ks, c->kv_vs = vs;
   }
   c->kv_cdt = c->kv_fp8 == 1 ? IG_CU_DT_E4M3 : c->kv_fp8 == 2 ? IG_CU_DT_E5M2 : (int)be->act_dtype;
   c->kv_es = kv_elem_size(be, k);
@@ -993,7 +999,7 @@ extern "C" ig_backend *ig_backend_cuda_create_ex(int device, ig_dtype act, char 
   be->weight_alloc = cuda_weight_alloc;
   be->weight_rows = cuda_weight_rows;
   be->weight_keep = cuda_weight_keep;
-  be->weight_fp8 = cuda_weight_fp8;
+  be->weight_fp8 = act == IG_DT_BF16 ? cuda_weight_fp8 : NULL; /* f32 activations: the loader's host path */
   be->rope_kv_write = op_rope_kv_write;
   const char *qk_ = getenv("IGNIS_CUDA_QK_NORM_FUSED"); /* "0": q/k norms and rope + KV write as separate ops */
   if (!(qk_ && qk_[0] == '0')) be->qk_norm_rope_kv_write = op_qk_norm_rope_kv_write;
