@@ -889,8 +889,15 @@ int ig_cmd_serve(int argc, char **argv) {
   c.ecfg.max_waiting_tokens = get_int("max-waiting-tokens", 20);
   c.ecfg.waiting_served_ratio = val("waiting-served-ratio") ? (float)strtod(val("waiting-served-ratio"), NULL) : 0.3f;
   c.ecfg.max_total_tokens = max_total;
-  c.ecfg.prefix_caching = 1; /* as TGI 3 */
+  /* on, as TGI 3, where a cached prompt gives a cold run's bits (CUDA: batch-invariant products, tiled prompt rows).
+   * The CPU backend's products take OpenBLAS's sgemm for pieces of 16 rows or more and its own matvec below, so a
+   * prompt whose first blocks come from the cache could differ from a cold run in a logprob's last digits: off there
+   * unless asked for. */
+  c.ecfg.prefix_caching = strcmp(device, "cpu") != 0;
   if (val("prefix-caching")) parse_bool(val("prefix-caching"), &c.ecfg.prefix_caching);
+  else if (!c.ecfg.prefix_caching)
+    ig_log(IG_LOG_INFO, "prefix caching is off on the CPU unless asked for (--prefix-caching true): there a cached "
+                        "prompt could change a logprob's last digits");
   c.ecfg.memory_fraction = val("cuda-memory-fraction") ? (float)strtod(val("cuda-memory-fraction"), NULL) : 1.0f;
   if (!(c.ecfg.memory_fraction > 0.0f && c.ecfg.memory_fraction <= 1.0f)) {
     fprintf(stderr, "ignis serve: --cuda-memory-fraction %s: must be in (0, 1]\n", val("cuda-memory-fraction"));

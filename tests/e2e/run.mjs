@@ -1250,6 +1250,18 @@ if (!ONLY || ONLY.includes("prefix")) {
   eq(cc.usage?.prompt_tokens_details?.cached_tokens, 0, "cached_tokens 0 without the cache");
   eq((await stopServer(warm)).code, 0, "prefix server exits 0");
   eq((await stopServer(cold)).code, 0, "cold server exits 0");
+  // the CPU's default: no prefix cache (its prompt rows' last bits depend on how they are chunked), so the same
+  // request gives the same logprobs every time
+  const dflt = await startServer(BIN, []);
+  const lps = [];
+  for (let i = 0; i < 3; i++) {
+    const r = JSON.parse((await postJSON(dflt.url + "/generate", { inputs: long, parameters: { max_new_tokens: 8, details: true } })).body);
+    lps.push(JSON.stringify(r.details.tokens.map((t) => t.logprob)));
+  }
+  check(lps[0] === lps[1] && lps[1] === lps[2], `CPU default: the same request's logprobs every time (${lps[0].slice(0, 60)}...)`);
+  check(/prefix caching is off on the CPU unless asked for/.test(dflt.log()) && /prefix caching off/.test(dflt.log()),
+        "CPU default: prefix caching off, said at startup");
+  eq((await stopServer(dflt)).code, 0, "default CPU server exits 0");
   console.log(`prefix: ${m["ignis_prefix_cache_hits_total"]} of ${m["ignis_prefix_cache_queries_total"]} tokens found cached, ${summary().failures} failure(s) so far`);
 }
 // TGI's other launcher flags: a deployment's flags start ignis unchanged; each does what TGI's does, is said to
