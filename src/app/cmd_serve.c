@@ -85,10 +85,11 @@ static flag flags[] = {
      "in one order); false: a GEMV for steps of 1-2 rows (batch-1 decode ~2% faster, results then depend on the "
      "batch in the last bits); the CPU always is invariant",
      NULL},
-    {"prefix-caching", NULL, "PREFIX_CACHING", "USE_PREFIX_CACHING", F_BOOL, "true",
+    {"prefix-caching", NULL, "PREFIX_CACHING", "USE_PREFIX_CACHING", F_BOOL, "true (false on the CPU)",
      "keep the KV cache of computed prompts and reuse it for requests that start with the same tokens (a shared "
-     "system prompt, a chat's earlier turns); outputs are the same bits with or without it; kept blocks count as "
-     "free (taken back oldest first)",
+     "system prompt, a chat's earlier turns); on CUDA outputs are the same bits with or without it (on the CPU a "
+     "logprob's last digits may differ, hence off there by default); kept blocks count as free (taken back oldest "
+     "first)",
      NULL},
     {"num-shard", NULL, "NUM_SHARD", NULL, F_INT, "1", "tensor-parallel shards (GPUs with --device cuda, thread groups on the CPU)", NULL},
     {"api-key", NULL, "API_KEY", NULL, F_STR, NULL,
