@@ -1,4 +1,4 @@
-/* backend/fp8.h: the KV cache's FP8 formats on the host (ig_kv_dtype), as NVIDIA's cvt.rn.satfinite rounds them:
+/* backend/fp8.h: the FP8 formats on the host: the KV cache's (ig_kv_dtype) rounding, as NVIDIA's cvt.rn.satfinite rounds:
  * to nearest, ties to even, values past the largest finite one (and infinities) saturating to it, NaN kept NaN.
  * e4m3fn: bias 7, subnormal step 2^-9, largest 448 (0x7e), NaN 0x7f, no infinities.
  * e5m2:   bias 15, subnormal step 2^-16, largest 57344 (0x7b), infinities 0x7c, NaN 0x7e.
@@ -6,6 +6,7 @@
  * compares them). */
 #ifndef IG_BACKEND_FP8_H
 #define IG_BACKEND_FP8_H
+#include "util/half.h"
 #include <math.h>
 #include <stdint.h>
 
@@ -50,6 +51,23 @@ static inline uint8_t ig_fp8_e4m3_from_f32(float x) { return ig_fp8_encode_(x, 3
 static inline uint8_t ig_fp8_e5m2_from_f32(float x) { return ig_fp8_encode_(x, 2, 15, 0x7b, 0x7e); }
 static inline float ig_fp8_e4m3_to_f32(uint8_t c) { return ig_fp8_decode_(c, 3, 7, 0); }
 static inline float ig_fp8_e5m2_to_f32(uint8_t c) { return ig_fp8_decode_(c, 2, 15, 1); }
+
+/* FP8 checkpoints' weights (the model loader's host path and the CPU backend's weight_fp8 use these; the CUDA
+ * kernel computes the same): lut[c] = the value of code c (F8_E5M2 when e5m2, else F8_E4M3) */
+static inline void ig_fp8_table(float lut[256], int e5m2) {
+  for (int c = 0; c < 256; c++) lut[c] = e5m2 ? ig_fp8_e5m2_to_f32((uint8_t)c) : ig_fp8_e4m3_to_f32((uint8_t)c);
+}
+/* One row of an FP8 weight, columns [c0, c0 + n): out[j] = bf16(lut[codes[j]] * srow[(c0 + j) / bc]), the product in
+ * f32 and one rounding to nearest even (as `weight.float() * scale` then `.to(torch.bfloat16)`); srow: the row's
+ * scales, one per bc columns */
+static inline void ig_fp8_dequant_row(uint16_t *out, const uint8_t *codes, const float *lut, const float *srow, int64_t c0,
+                                      int64_t bc, int64_t n) {
+  for (int64_t j = 0; j < n;) {
+    const int64_t blk = (c0 + j) / bc, end = (blk + 1) * bc - c0 < n ? (blk + 1) * bc - c0 : n;
+    const float s = srow[blk];
+    for (; j < end; j++) out[j] = ig_f32_to_bf16(lut[codes[j]] * s);
+  }
+}
 
 /* x rounded through kv_dtype's format (ig_kv_dtype; IG_KV_AUTO: x unchanged) */
 static inline float ig_fp8_round(int kv_dtype, float x) {

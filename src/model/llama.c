@@ -228,8 +228,7 @@ static int release_bufs(ig_model *m) {
 typedef struct {
   const uint8_t *q;  /* the codes, [rows, cols] */
   float lut[256];    /* code -> value */
-  const uint8_t *sp; /* scales */
-  ig_st_dtype sdt;
+  float *sv;         /* the scales in f32, [sr, sc] (malloc'd by fp8_layout; the caller frees) */
   int64_t rows, cols, br, bc, sr, sc; /* block shape; the scale tensor's [sr, sc] */
   int64_t r0, nr, c0, nc;             /* the part that loads: rows [r0, r0 + nr), cols [c0, c0 + nc) */
   uint16_t *out;                      /* [nr, nc] bf16 */
@@ -240,14 +239,8 @@ static void *fp8_rows(void *arg) {
   const int64_t *range = ((const int64_t **)arg)[1];
   for (int64_t i = range[0]; i < range[1]; i++) {
     const int64_t row = j->r0 + i;
-    const uint8_t *q = j->q + row * j->cols + j->c0;
-    uint16_t *o = j->out + i * j->nc;
-    int64_t srow = row / j->br;
-    for (int64_t c = 0; c < j->nc;) {
-      const int64_t col = j->c0 + c, blk = col / j->bc, end = (blk + 1) * j->bc - j->c0 < j->nc ? (blk + 1) * j->bc - j->c0 : j->nc;
-      const float s = st_elem_f32(j->sp, j->sdt, (size_t)(srow * j->sc + blk));
-      for (; c < end; c++) o[c] = ig_f32_to_bf16(j->lut[q[c]] * s);
-    }
+    ig_fp8_dequant_row(j->out + i * j->nc, j->q + row * j->cols + j->c0, j->lut, j->sv + (row / j->br) * j->sc, j->c0,
+                       j->bc, j->nc);
   }
   return NULL;
 }
@@ -277,7 +270,7 @@ static int fp8_layout(loader *L, const ig_st_tensor *st, const char *name, fp8_j
     return -1;
   }
   memset(j, 0, sizeof *j);
-  j->q = st->data, j->sp = sc->data, j->sdt = sc->dtype, j->rows = rows, j->cols = cols;
+  j->q = st->data, j->rows = rows, j->cols = cols;
   int64_t n = 1;
   for (int d = 0; d < sc->n_dims; d++) n *= sc->shape[d];
   const int *qb = m->cfg.quant_block;
@@ -301,15 +294,20 @@ static int fp8_layout(loader *L, const ig_st_tensor *st, const char *name, fp8_j
              (long long)rows, (long long)cols);
     return -1;
   }
+  if (!(j->sv = malloc((size_t)n * sizeof *j->sv))) {
+    snprintf(L->err, L->errlen, "tensor '%s': out of memory", sn);
+    return -1;
+  }
   for (int64_t i = 0; i < n; i++) {
-    float s = st_elem_f32(j->sp, j->sdt, (size_t)i);
-    if (!isfinite(s)) {
+    j->sv[i] = st_elem_f32(sc->data, sc->dtype, (size_t)i);
+    if (!isfinite(j->sv[i])) {
       snprintf(L->err, L->errlen, "tensor '%s': scale %lld is not finite", sn, (long long)i);
+      free(j->sv);
+      j->sv = NULL;
       return -1;
     }
   }
-  for (int c = 0; c < 256; c++)
-    j->lut[c] = st->dtype == IG_ST_F8_E4M3 ? ig_fp8_e4m3_to_f32((uint8_t)c) : ig_fp8_e5m2_to_f32((uint8_t)c);
+  ig_fp8_table(j->lut, st->dtype == IG_ST_F8_E5M2);
   return 0;
 }
 
@@ -346,12 +344,7 @@ static uint16_t *fp8_dequant(loader *L, fp8_job *jj, const char *name, int64_t r
 static int fp8_device(loader *L, ig_tensor *t, const ig_st_tensor *st, const fp8_job *j, int64_t r0, int64_t nr) {
   ig_model *m = L->m;
   const int64_t n = j->sr * j->sc;
-  float *sv = malloc((size_t)n * sizeof *sv);
-  if (!sv) {
-    snprintf(m->be->err, sizeof m->be->err, "out of memory");
-    return -1;
-  }
-  for (int64_t i = 0; i < n; i++) sv[i] = st_elem_f32(j->sp, j->sdt, (size_t)i);
+  const float *sv = j->sv;
   const uint8_t *codes = j->q + (size_t)(r0 * j->cols);
   int rc;
   if (L->into) {
@@ -367,7 +360,6 @@ static int fp8_device(loader *L, ig_tensor *t, const ig_st_tensor *st, const fp8
     memset(t, 0, sizeof *t);
     rc = m->be->weight_fp8(m->be, t, 0, codes, st->dtype == IG_ST_F8_E5M2, sv, n, r0, j->br, j->bc, j->sc, nr, j->cols);
   }
-  free(sv);
   return rc;
 }
 
@@ -438,13 +430,17 @@ static int load(loader *L, ig_tensor *t, const char *name, int64_t rows, int64_t
     /* the backend's own dequantization where it has one (rows only: a column slice is not contiguous);
      * IGNIS_FP8_HOST=1: the host's, for comparison */
     if (m->be->weight_fp8 && p.axis != 1 && !getenv("IGNIS_FP8_HOST")) {
-      if (fp8_device(L, t, st, &lay, r0, r)) {
+      int frc = fp8_device(L, t, st, &lay, r0, r);
+      free(lay.sv);
+      if (frc) {
         snprintf(L->err, L->errlen, "tensor '%s': %s", name, ig_backend_error(m->be));
         return -1;
       }
       return loaded(L, st, rows, cols);
     }
-    if (!(buf = fp8_dequant(L, &lay, name, r0, r, c0, c))) return -1;
+    buf = fp8_dequant(L, &lay, name, r0, r, c0, c);
+    free(lay.sv);
+    if (!buf) return -1;
     host = buf, es = 2;
     p.axis = -1; /* sliced already */
   }

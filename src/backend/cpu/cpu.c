@@ -12,7 +12,6 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/pool.h"
 #include "backend/fp8.h"
-#include "util/half.h"
 #include <cblas.h>
 #undef I /* complex.h (pulled in by cblas.h) defines I; we use it as a dimension name */
 #include <math.h>
@@ -121,10 +120,8 @@ typedef struct {
 static void fp8w_row(void *ctx, int64_t i, int ith) {
   (void)ith;
   const fp8w_ctx *x = ctx;
-  const uint8_t *q = x->codes + i * x->cols;
-  uint16_t *o = x->out + i * x->cols;
-  const float *s = x->scales + ((x->srow0 + i) / x->br) * x->sc;
-  for (int64_t j = 0; j < x->cols; j++) o[j] = ig_f32_to_bf16(x->lut[q[j]] * s[j / x->bc]);
+  ig_fp8_dequant_row(x->out + i * x->cols, x->codes + i * x->cols, x->lut, x->scales + ((x->srow0 + i) / x->br) * x->sc,
+                     0, x->bc, x->cols);
 }
 static int cpu_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uint8_t *codes, int e5m2, const float *scales,
                           int64_t n_scales, int64_t srow0, int64_t br, int64_t bc, int64_t sc, int64_t rows,
@@ -136,7 +133,7 @@ static int cpu_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uint
     return fail(be, "weight_fp8: scales do not cover the weight");
   if (cpu_alloc(be, t, IG_DT_BF16, rows, cols)) return -1;
   fp8w_ctx x = {codes, scales, {0}, srow0, br, bc, sc, cols, (uint16_t *)t->data};
-  for (int c = 0; c < 256; c++) x.lut[c] = e5m2 ? ig_fp8_e5m2_to_f32((uint8_t)c) : ig_fp8_e4m3_to_f32((uint8_t)c);
+  ig_fp8_table(x.lut, e5m2);
   ig_pool_run(im->pool, fp8w_row, &x, rows);
   return 0;
 }
