@@ -6,6 +6,7 @@
 #include "engine/jsonschema.h"
 #include "engine/jsonmask_int.h"
 #include "engine/regex.h"
+#include "util/str.h"
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -126,8 +127,7 @@ static int fail(cctx *c, const char *fmt, ...) {
     if (c->path_len > 120) snprintf(c->err, c->errlen, "...%s: %s", c->path + c->path_len - 100, msg);
     else if (c->path_len) snprintf(c->err, c->errlen, "%s: %s", c->path, msg);
     else snprintf(c->err, c->errlen, "%s", msg);
-    for (char *p = c->err; *p; p++) /* one line, whatever the schema's keys hold */
-      if ((unsigned char)*p < 0x20) *p = '?';
+    ig_str_oneline(c->err); /* one line, whatever the schema's keys hold */
   }
   return -1;
 }

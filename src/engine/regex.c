@@ -71,8 +71,7 @@ static uint32_t cache_hash(unsigned lo, unsigned hi, int32_t next) {
 static void put_err(char *err, size_t errlen, const char *msg) {
   if (!errlen) return;
   snprintf(err, errlen, "%s", msg);
-  for (char *q = err; *q; q++) /* one line, whatever the pattern holds */
-    if ((unsigned char)*q < 0x20 || (unsigned char)*q == 0x7F) *q = '?';
+  ig_str_oneline(err); /* one line, whatever the pattern holds */
 }
 
 /* "at offset N: msg"; only the first failure is reported. */

@@ -3,6 +3,7 @@
  * are consistent. */
 #include "io/config.h"
 #include "util/file.h"
+#include "util/str.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -540,8 +541,7 @@ int ig_config_parse(const char *config_json, size_t len, const char *gen_json, s
   json_decref(groot);
   json_decref(outer);
   if (x.failed) {
-    for (char *ch = err; *ch; ch++) /* values quoted from the file (a quant_method with a "\n") stay on one line */
-      if ((unsigned char)*ch < 0x20 || *ch == 0x7f) *ch = '?';
+    ig_str_oneline(err); /* values quoted from the file (a quant_method with a "\n") stay on one line */
     ig_config_free(c);
     return -1;
   }

@@ -2,6 +2,7 @@
  * {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}, then the
  * data region; offsets are relative to its start. Everything read from the header is checked before use. */
 #include "io/safetensors.h"
+#include "util/str.h"
 #include "util/file.h"
 #include <jansson.h>
 #include <limits.h>
@@ -215,8 +216,7 @@ int ig_st_parse(const uint8_t *buf, size_t len, ig_st_header *h, char *err, size
   return 0;
 fail:
   /* names and dtypes come from the file: a control character in one (a JSON "\n") would break the one-line message */
-  for (char *c = err; *c; c++)
-    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+  ig_str_oneline(err);
   if (!h->t) {
     for (int i = 0; i < n; i++) free(ts[i].name);
     free(ts);

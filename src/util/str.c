@@ -181,3 +181,8 @@ char *ig_str_steal(ig_str *s, size_t *len) {
   memset(s, 0, sizeof *s);
   return p;
 }
+
+void ig_str_oneline(char *z) {
+  for (; *z; z++)
+    if ((unsigned char)*z < 0x20 || *z == 0x7f) *z = '?';
+}

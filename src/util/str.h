@@ -20,6 +20,9 @@ int ig_str_append(ig_str *s, const void *data, size_t n);
 int ig_str_puts(ig_str *s, const char *z);
 int ig_str_putc(ig_str *s, char c);
 int ig_str_printf(ig_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Replaces every control character (< 0x20, 0x7f) of the C string z with '?': an error message that quotes input
+ * (a name or pattern from a file or request) stays one line. */
+void ig_str_oneline(char *z);
 /* Append `n` bytes as a JSON string literal with quotes. Invalid UTF-8 bytes become U+FFFD. */
 int ig_str_json_string(ig_str *s, const char *data, size_t n);
 /* Append a double as JSON (finite: shortest round-trip-ish %.9g; non-finite: null). */
