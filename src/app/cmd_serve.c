@@ -139,7 +139,9 @@ static flag flags[] = {
      "followed the last earlier occurrence of its last 1-3 tokens) and one step checks them; the same outputs in "
      "fewer steps", NULL},
     {"quantize", NULL, "QUANTIZE", NULL, F_STR, NULL,
-     "refused: ignis serves float16, bfloat16 and float32 checkpoints as they are", NULL},
+     "refused (no quantizing at load): ignis serves float16, bfloat16 and float32 checkpoints as they are, and FP8 "
+     "ones dequantized to bfloat16, found by their config.json; fp8 or compressed-tensors naming such a checkpoint "
+     "is accepted", NULL},
     {"kv-cache-dtype", NULL, "KV_CACHE_DTYPE", NULL, F_STR, NULL,
      "fp8_e4m3fn | fp8_e5m2: keep the KV cache's keys and values in that FP8 format (rounded to nearest even with "
      "scale 1, saturating at 448 / 57344): half the cache's bytes on CUDA, values only rounded on the CPU; outputs "
