@@ -1,5 +1,6 @@
 /* backend/backend.c: helpers shared by all backends (dtype names and sizes). */
 #include "backend/backend.h"
+#include <math.h>
 #include <string.h>
 
 size_t ig_dtype_size(ig_dtype t) {
@@ -20,6 +21,19 @@ const char *ig_dtype_name(ig_dtype t) {
   case IG_DT_I32: return "I32";
   }
   return "?";
+}
+
+int ig_kv_scales_bad(const ig_kv_config *c) {
+  for (int l = 0; l < c->n_layers && (c->k_scale || c->v_scale); l++) {
+    float ks = c->k_scale ? c->k_scale[l] : 1.f, vs = c->v_scale ? c->v_scale[l] : 1.f;
+    if (!(ks > 0.f && isfinite(ks)) || !(vs > 0.f && isfinite(vs))) return l;
+  }
+  return -1;
+}
+
+int ig_fp8_scales_cover(int64_t n_scales, int64_t srow0, int64_t rows, int64_t cols, int64_t br, int64_t bc, int64_t sc) {
+  return rows >= 0 && cols >= 1 && br >= 1 && bc >= 1 && sc >= 1 && srow0 >= 0 && n_scales >= 1 &&
+         ((srow0 + (rows > 0 ? rows : 1) - 1) / br) * sc + (cols - 1) / bc < n_scales;
 }
 
 int ig_kv_dtype_parse(const char *name) {

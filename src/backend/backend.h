@@ -92,6 +92,11 @@ typedef struct ig_kv_config {
    * back as code * s. Unused by the auto dtype. */
   const float *k_scale, *v_scale;
 } ig_kv_config;
+/* The first layer whose K or V scale in c is not a positive finite number, else -1 (kv_init's check) */
+int ig_kv_scales_bad(const ig_kv_config *c);
+/* Whether n_scales scales laid out [., sc] in blocks of br x bc cover rows [srow0, srow0 + rows) x [0, cols) of an
+ * FP8 weight, with a sane shape (weight_fp8's check) */
+int ig_fp8_scales_cover(int64_t n_scales, int64_t srow0, int64_t rows, int64_t cols, int64_t br, int64_t bc, int64_t sc);
 
 typedef struct ig_attn_params {
   int n_heads, n_kv_heads, head_dim;

@@ -285,6 +285,13 @@ static void test_kv_fp8(ig_backend *be, int dtype) {
   CHECK_MSG(strstr(be->err, "unknown KV cache dtype 3") != NULL, "%s", be->err);
   bad.dtype = -1;
   CHECK(be->kv_init(be, &bad) < 0);
+  /* an FP8 cache's scales must be positive numbers */
+  const float nanscale[1] = {NAN}, zero[1] = {0.f};
+  ig_kv_config scaled = {1, NBLK, BS, NKV, HD, dtype, nanscale, NULL};
+  CHECK(be->kv_init(be, &scaled) < 0);
+  CHECK_MSG(strstr(be->err, "layer 0's K/V cache scale is not a positive number") != NULL, "%s", be->err);
+  scaled.k_scale = NULL, scaled.v_scale = zero;
+  CHECK(be->kv_init(be, &scaled) < 0);
 }
 
 int main(void) {

@@ -128,8 +128,7 @@ static int cpu_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uint
                           int64_t cols) {
   cpu_impl *im = be->impl;
   if (t->data || row0) return fail(be, "weight_fp8: the CPU makes new weights only");
-  if (rows < 1 || cols < 1 || br < 1 || bc < 1 || sc < 1 || srow0 < 0 || n_scales < 1 ||
-      ((srow0 + rows - 1) / br) * sc + (cols - 1) / bc >= n_scales)
+  if (rows < 1 || !ig_fp8_scales_cover(n_scales, srow0, rows, cols, br, bc, sc))
     return fail(be, "weight_fp8: scales do not cover the weight");
   if (cpu_alloc(be, t, IG_DT_BF16, rows, cols)) return -1;
   fp8w_ctx x = {codes, scales, {0}, srow0, br, bc, sc, cols, (uint16_t *)t->data};
@@ -189,6 +188,8 @@ static int cpu_kv_init(ig_backend *be, const ig_kv_config *c) {
     return fail(be, "kv_init: bad configuration");
   if (!kv_dtype_known(c->dtype))
     return fail(be, "kv_init: unknown KV cache dtype %d (expected auto, fp8_e4m3fn or fp8_e5m2)", c->dtype);
+  int bad = ig_kv_scales_bad(c);
+  if (bad >= 0) return fail(be, "kv_init: layer %d's K/V cache scale is not a positive number", bad);
   kv_release(im);
   size_t per = (size_t)c->n_blocks * (size_t)c->block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim;
   im->k = calloc((size_t)c->n_layers, sizeof *im->k);
@@ -199,10 +200,6 @@ static int cpu_kv_init(ig_backend *be, const ig_kv_config *c) {
   for (int l = 0; l < c->n_layers; l++) {
     im->kscale[l] = c->k_scale ? c->k_scale[l] : 1.f;
     im->vscale[l] = c->v_scale ? c->v_scale[l] : 1.f;
-    if (!(im->kscale[l] > 0.f && isfinite(im->kscale[l])) || !(im->vscale[l] > 0.f && isfinite(im->vscale[l]))) {
-      kv_release(im);
-      return fail(be, "kv_init: layer %d's K/V cache scale is not a positive number", l);
-    }
   }
   im->kv = *c;
   im->kv.k_scale = im->kv.v_scale = NULL; /* the copies above */

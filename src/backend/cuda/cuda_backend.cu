@@ -372,9 +372,7 @@ static int cuda_weight_fp8(ig_backend *be, ig_tensor *t, int64_t row0, const uin
                            const float *scales, int64_t n_scales, int64_t srow0, int64_t br, int64_t bc, int64_t sc,
                            int64_t rows, int64_t cols) {
   if (be->act_dtype != IG_DT_BF16) FAIL(be, "cuda weight_fp8: bf16 activations only");
-  if (rows < 0 || cols < 1 || br < 1 || bc < 1 || sc < 1 || srow0 < 0 || n_scales < 1 ||
-      ((srow0 + rows - 1) / br) * sc + (cols - 1) / bc >= n_scales)
-    FAIL(be, "cuda weight_fp8: scales do not cover the weight");
+  if (!ig_fp8_scales_cover(n_scales, srow0, rows, cols, br, bc, sc)) FAIL(be, "cuda weight_fp8: scales do not cover the weight");
   char *dst;
   if (t->data) {
     if (t->dtype != IG_DT_BF16 || t->cols != cols || row0 < 0 || row0 + rows > t->rows)
@@ -468,11 +466,8 @@ static int cuda_kv_init(ig_backend *be, const ig_kv_config *k) {
   if (k->head_dim % 8) FAIL(be, "cuda kv_init: head_dim %d is not a multiple of 8", k->head_dim);
   if (k->dtype != IG_KV_AUTO && k->dtype != IG_KV_FP8_E4M3 && k->dtype != IG_KV_FP8_E5M2)
     FAIL(be, "cuda kv_init: unknown KV cache dtype %d", k->dtype);
-  for (int l = 0; l < k->n_layers && (k->k_scale || k->v_scale); l++) {
-    float ks = k->k_scale ? k->k_scale[l] : 1.f, vs = k->v_scale ? k->v_scale[l] : 1.f;
-    if (!(ks > 0.f && isfinite(ks)) || !(vs > 0.f && isfinite(vs)))
-      FAIL(be, "cuda kv_init: layer %d's K/V cache scale is not a positive number", l);
-  }
+  int bad = ig_kv_scales_bad(k);
+  if (bad >= 0) FAIL(be, "cuda kv_init: layer %d's K/V cache scale is not a positive number", bad);
   if (!kv_elem_size(be, k))
     FAIL(be, "cuda kv_init: a %s KV cache needs bf16 activations and head_dim 64, 128 or 256 (this model: %s, head_dim "
              "%d); leave --kv-cache-dtype out", ig_kv_dtype_name(k->dtype), ig_dtype_name(be->act_dtype), k->head_dim);
